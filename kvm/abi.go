@@ -7,8 +7,8 @@ package kvm
 // Regs is struct kvm_regs: the general-purpose registers.
 type Regs struct {
 	RAX, RBX, RCX, RDX, RSI, RDI, RSP, RBP uint64
-	R8, R9, R10, R11, R12, R13, R14, R15  uint64
-	RIP, RFLAGS                           uint64
+	R8, R9, R10, R11, R12, R13, R14, R15   uint64
+	RIP, RFLAGS                            uint64
 }
 
 // Segment is struct kvm_segment: a segment register's hidden state.

@@ -11,6 +11,7 @@ const (
 	cpuidLeafExtSizes     = 0x80000008
 	cpuidLeafAMDTopoExt   = 0x8000001E
 	cpuidHypervisorBit    = 1 << 31 // leaf 1 ECX
+	cpuidTSCDeadlineBit   = 1 << 24 // leaf 1 ECX: KVM emulates it in the in-kernel LAPIC
 	cpuidHTTBit           = 1 << 28 // leaf 1 EDX
 	topologyLevelSMT      = 1
 	topologyLevelCore     = 2
@@ -26,7 +27,9 @@ const (
 // SupportedCPUID, hypervisor leaves 0x40000000+ kept as KVM reports them)
 // with the APIC id, the logical processor counts and the topology leaves
 // (0xB, 0x1F, AMD 0x80000008/0x8000001E) set to match, and the hypervisor
-// bit set.
+// hypervisor and TSC-deadline bits set (KVM emulates the TSC-deadline timer
+// in its in-kernel LAPIC, which every Flint VM has; the guest's ACPI tables
+// say hardware-reduced, so the LAPIC timer is its clock event device).
 func VCPUCPUID(supported []CPUIDEntry, id, n int) []CPUIDEntry {
 	shift := uint32(bits.Len(uint(n - 1))) // APIC-id bits for the core level
 	amd := false
@@ -40,7 +43,7 @@ func VCPUCPUID(supported []CPUIDEntry, id, n int) []CPUIDEntry {
 		switch e.Function {
 		case cpuidLeafFeatures:
 			e.EBX = e.EBX&0x0000ffff | uint32(id)<<24 | uint32(n)<<16
-			e.ECX |= cpuidHypervisorBit
+			e.ECX |= cpuidHypervisorBit | cpuidTSCDeadlineBit
 			if n > 1 {
 				e.EDX |= cpuidHTTBit
 			} else {

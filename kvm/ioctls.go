@@ -39,16 +39,16 @@ const (
 
 // Capabilities queried with KVM_CHECK_EXTENSION.
 const (
-	CapIRQChip          = 0
-	CapUserMemory       = 3
-	CapSetTSSAddr       = 4
-	CapIRQRouting       = 25
-	CapIRQFD            = 32
-	CapPIT2             = 33
-	CapSetIdentityMap   = 37
-	CapIOEventFD        = 36
-	CapImmediateExit    = 136
-	CapSignalMSI        = 77
-	CapNrMemSlots       = 10
-	CapMaxVCPUs         = 66
+	CapIRQChip        = 0
+	CapUserMemory     = 3
+	CapSetTSSAddr     = 4
+	CapIRQRouting     = 25
+	CapIRQFD          = 32
+	CapPIT2           = 33
+	CapSetIdentityMap = 37
+	CapIOEventFD      = 36
+	CapImmediateExit  = 136
+	CapSignalMSI      = 77
+	CapNrMemSlots     = 10
+	CapMaxVCPUs       = 66
 )

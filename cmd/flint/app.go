@@ -1,0 +1,266 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/flintvm/flint/vmm"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=...".
+var Version = ""
+
+// defaultCmdline is used when the user gives no --cmdline: the serial
+// console on COM1, reboot through the keyboard controller (which ends the
+// VM), and a reboot one second after a panic so a crashed guest never hangs
+// a CI job (use --exit-marker to tell a panic from success).
+const defaultCmdline = "console=ttyS0 reboot=k panic=1"
+
+// usageError is bad input from the user: exit code 2, one line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+// launcher runs a VM and returns the process exit code. Tests substitute it.
+type launcher func(cfg vmm.Config, stderr io.Writer) int
+
+type app struct {
+	cli    *cli.App
+	stderr io.Writer
+	code   int
+}
+
+func newApp(stdout, stderr io.Writer, launch launcher) *app {
+	a := &app{stderr: stderr}
+	a.cli = &cli.App{
+		Name:            "flint",
+		Usage:           "a lightweight KVM microVM monitor",
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err.Error()}
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors
+		Commands: []*cli.Command{
+			runCommand(a, launch),
+			{
+				Name:  "version",
+				Usage: "print Flint's version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintln(c.App.Writer, "flint", version())
+					return nil
+				},
+			},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("unknown command %q (try: flint run --help)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+	}
+	return a
+}
+
+// run parses args and runs; it returns the process exit code.
+func (a *app) run(args []string) int {
+	err := a.cli.Run(args)
+	if err == nil {
+		return a.code
+	}
+	msg := strings.TrimSpace(strings.SplitN(err.Error(), "\n", 2)[0])
+	fmt.Fprintln(a.stderr, "flint: "+msg)
+	var ue usageError
+	if errors.As(err, &ue) || isFlagError(err) {
+		return vmm.ExitUsage
+	}
+	return vmm.ExitVMMErr
+}
+
+// isFlagError recognises the errors urfave/cli returns for malformed flags
+// outside OnUsageError (for example a missing required flag).
+func isFlagError(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "Required flag") || strings.Contains(s, "flag provided but not defined") ||
+		strings.Contains(s, "invalid value")
+}
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+	}
+	return "dev"
+}
+
+func runCommand(a *app, launch launcher) *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "boot a Linux kernel in a new microVM",
+		UsageText: "flint run --kernel PATH [--initrd PATH] [--cmdline STR] [--cpus N] [--memory MiB] [--console stdio|none|file:PATH]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "kernel", Usage: "bzImage to boot", Required: true},
+			&cli.StringFlag{Name: "initrd", Usage: "initramfs to load"},
+			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line", Value: defaultCmdline, DefaultText: defaultCmdline},
+			&cli.IntFlag{Name: "cpus", Usage: fmt.Sprintf("vCPUs (1-%d)", vmm.MaxCPUs), Value: 1},
+			&cli.IntFlag{Name: "memory", Usage: "guest memory in MiB", Value: 256},
+			&cli.StringFlag{Name: "console", Usage: "serial console: stdio, none or file:PATH", Value: "stdio"},
+			&cli.StringFlag{Name: "exit-marker", Usage: "stop the VM with exit code 0 when the console prints this string; a guest that resets or powers off before printing it gives exit code 4"},
+			&cli.DurationFlag{Name: "timeout", Usage: "stop the VM with exit code 3 after this long (e.g. 60s); 0 means no limit"},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (logs go to stderr)", Value: "warn"},
+			&cli.BoolFlag{Name: "timing", Usage: "print boot timing (first guest I/O, first console byte) to stderr on exit"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("unexpected argument %q", c.Args().First())
+			}
+			cfg, err := runConfig(c)
+			if err != nil {
+				return err
+			}
+			a.code = launch(cfg, a.stderr)
+			return nil
+		},
+	}
+}
+
+// runConfig turns `flint run` flags into a vmm.Config, reading the kernel
+// and initrd. Every problem is a usageError naming the flag.
+func runConfig(c *cli.Context) (vmm.Config, error) {
+	cfg := vmm.Config{
+		Cmdline:       c.String("cmdline"),
+		CPUs:          c.Int("cpus"),
+		MemoryMiB:     c.Int("memory"),
+		ExitMarker:    c.String("exit-marker"),
+		Timeout:       c.Duration("timeout"),
+		HandleSignals: true,
+		Timing:        c.Bool("timing"),
+	}
+	if cfg.CPUs < 1 || cfg.CPUs > vmm.MaxCPUs {
+		return cfg, usagef("--cpus %d: must be between 1 and %d", cfg.CPUs, vmm.MaxCPUs)
+	}
+	if cfg.MemoryMiB < vmm.MinMemoryMiB || cfg.MemoryMiB > vmm.MaxMemoryMiB {
+		return cfg, usagef("--memory %d: must be between %d and %d MiB", cfg.MemoryMiB, vmm.MinMemoryMiB, vmm.MaxMemoryMiB)
+	}
+	if cfg.Timeout < 0 {
+		return cfg, usagef("--timeout %v: must not be negative", cfg.Timeout)
+	}
+	if strings.IndexByte(cfg.Cmdline, 0) >= 0 {
+		return cfg, usagef("--cmdline: contains a NUL byte")
+	}
+	con, err := vmm.ParseConsole(c.String("console"))
+	if err != nil {
+		return cfg, usagef("--console: %v", err)
+	}
+	cfg.Console = con
+	level, err := parseLevel(c.String("log-level"))
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.Kernel, err = readInput("--kernel", c.String("kernel"), maxKernelSize); err != nil {
+		return cfg, err
+	}
+	if p := c.String("initrd"); p != "" {
+		if cfg.Initrd, err = readInput("--initrd", p, uint64(cfg.MemoryMiB)<<20); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+// maxKernelSize bounds what --kernel reads (bzImages are tens of MiB).
+const maxKernelSize = 512 << 20
+
+// readInput reads a regular file of at most limit bytes.
+func readInput(flag, path string, limit uint64) ([]byte, error) {
+	if path == "" {
+		return nil, usagef("%s: empty path", flag)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, usagef("%s: %v", flag, unwrapPathError(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, usagef("%s %s: %v", flag, path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, usagef("%s %s: not a regular file", flag, path)
+	}
+	if uint64(st.Size()) > limit {
+		return nil, usagef("%s %s: %d MiB is too large (limit %d MiB)", flag, path, st.Size()>>20, limit>>20)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
+	if err != nil {
+		return nil, usagef("%s %s: %v", flag, path, err)
+	}
+	return b, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
+	}
+	return err
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, usagef("--log-level %q: want debug, info, warn or error", s)
+}
+
+// launchVM builds and runs the VM; it is the launcher main uses.
+func launchVM(cfg vmm.Config, stderr io.Writer) int {
+	m, err := vmm.New(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "flint: "+err.Error())
+		var ce *vmm.ConfigError
+		if errors.As(err, &ce) {
+			return vmm.ExitUsage
+		}
+		return vmm.ExitVMMErr
+	}
+	res := m.Run()
+	m.Close()
+	if res.Err != nil {
+		fmt.Fprintln(stderr, "flint: "+res.Err.Error())
+	}
+	if cfg.Timing {
+		fmt.Fprintf(stderr, "flint: timing: first-guest-io=%v first-console-byte=%v stop=%v (%s)\n",
+			res.FirstGuestIO, res.FirstConsoleByte, time.Since(vmm.ProcessStart()), res.Reason)
+	}
+	if code := res.ExitCode(); code != vmm.ExitOK {
+		fmt.Fprintf(stderr, "flint: VM stopped: %s (exit code %d)\n", res.Reason, code)
+		return code
+	}
+	return vmm.ExitOK
+}

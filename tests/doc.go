@@ -1,0 +1,18 @@
+// Package e2e holds Flint's end-to-end tests: they build the flint binary, fetch stock
+// Debian kernels and test initramfs images with the scripts in ../scripts, and boot
+// them with flint, either directly on /dev/kvm (hardware virtualization) or inside the
+// nested test host (scripts/nested-host.sh: QEMU TCG with an emulated AMD SVM) when
+// the machine has none.
+//
+// The tests are slow: `go test -short` skips them, and a full run needs more than go
+// test's default 10 minute timeout (use -timeout 30m). Without a required tool they
+// skip, unless CI is set, in which case a missing tool is a failure.
+//
+// Environment:
+//
+//	FLINT_CACHE               cache for kernels and images (default <repo>/.cache)
+//	FLINT_BIN                 use this flint binary instead of building ./cmd/flint
+//	FLINT_E2E_BOOT            "direct" or "nested" forces the boot path (default: detect)
+//	FLINT_E2E_BOOT_TIMEOUT    per-boot timeout (Go duration or seconds)
+//	FLINT_E2E_CMDLINE         guest kernel command line (default in defaultGuestCmdline)
+package e2e

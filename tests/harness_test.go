@@ -1,0 +1,528 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// defaultGuestCmdline is the L2 kernel command line: the serial console flint wires to
+// stdio, a keyboard-controller reset on reboot (flint exits when the guest resets) and
+// an immediate reboot on panic so a broken guest ends the run instead of hanging.
+const defaultGuestCmdline = "console=ttyS0 reboot=k panic=-1"
+
+// Per-boot timeouts. Inside the nested host everything runs under TCG emulation and a
+// stock kernel takes tens of seconds to reach init.
+const (
+	directBootTimeout = 90 * time.Second
+	nestedBootTimeout = 300 * time.Second
+	// nestedOverhead covers building L1's image, L1's boot and its power-off.
+	nestedOverhead = 120 * time.Second
+)
+
+// env is what every end-to-end test needs: the repository, the cache, a flint binary
+// and the boot path.
+type env struct {
+	root   string // repository root
+	cache  string // kernel and image cache
+	flint  string // flint binary (static)
+	direct bool   // boot on this machine's /dev/kvm; else inside the nested host
+	why    string // why the nested host is used
+}
+
+// ciMode reports whether the tests run under CI, where missing tools are failures.
+func ciMode() bool {
+	v := strings.ToLower(os.Getenv("CI"))
+	return v != "" && v != "0" && v != "false"
+}
+
+// requireTools skips (or, under CI, fails) the test unless every tool is on PATH.
+func requireTools(t *testing.T, tools ...string) {
+	t.Helper()
+	var missing []string
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("missing tools %v (Debian packages: apt-get install qemu-system-x86 "+
+		"busybox-static cpio kmod)", missing)
+	if ciMode() {
+		t.Fatal(msg + "; CI is set, so this is a failure")
+	}
+	t.Skip(msg)
+}
+
+// repoRoot finds the repository root (the directory with go.mod above this package).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
+		t.Fatalf("repository root not found at %s: %v", dir, err)
+	}
+	return dir
+}
+
+// setup prepares an env: tools, cache, flint binary, boot path. It skips in -short.
+func setup(t *testing.T) *env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end boot tests are slow; skipped in -short mode")
+	}
+	e := &env{root: repoRoot(t)}
+	e.direct, e.why = detectBootPath()
+	tools := []string{"bash", "apt-cache", "apt-get", "dpkg", "depmod", "cpio", "gzip", "busybox"}
+	if !e.direct {
+		tools = append(tools, "qemu-system-x86_64", "timeout")
+	}
+	requireTools(t, tools...)
+	if e.direct {
+		t.Logf("boot path: direct KVM (hardware virtualization)")
+	} else {
+		t.Logf("boot path: nested test host (QEMU TCG -cpu max, kvm_amd), because: %s", e.why)
+	}
+
+	e.cache = os.Getenv("FLINT_CACHE")
+	if e.cache == "" {
+		e.cache = filepath.Join(e.root, ".cache")
+	}
+	if err := os.MkdirAll(e.cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.flint = buildFlint(t, e.root)
+	return e
+}
+
+// detectBootPath decides whether flint can boot stock kernels on this machine's
+// /dev/kvm. FLINT_E2E_BOOT=direct|nested overrides the detection.
+func detectBootPath() (direct bool, why string) {
+	switch os.Getenv("FLINT_E2E_BOOT") {
+	case "direct":
+		return true, ""
+	case "nested":
+		return false, "FLINT_E2E_BOOT=nested"
+	}
+	var reasons []string
+	cpuinfo, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		reasons = append(reasons, "cannot read /proc/cpuinfo: "+err.Error())
+	} else if !regexp.MustCompile(`(?m)^flags\s*:.*\b(vmx|svm)\b`).Match(cpuinfo) {
+		reasons = append(reasons, "no vmx/svm flag in /proc/cpuinfo")
+	}
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+		reasons = append(reasons, "/dev/kvm is PVM (module kvm_pvm), which cannot boot stock kernels")
+	}
+	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err != nil {
+		reasons = append(reasons, "/dev/kvm not usable: "+err.Error())
+	} else {
+		f.Close()
+	}
+	if len(reasons) > 0 {
+		return false, strings.Join(reasons, "; ")
+	}
+	return true, ""
+}
+
+// buildFlint builds ./cmd/flint with CGO_ENABLED=0 (so it also runs in the nested
+// host's busybox initramfs) into a temporary directory, or returns $FLINT_BIN.
+func buildFlint(t *testing.T, root string) string {
+	t.Helper()
+	if bin := os.Getenv("FLINT_BIN"); bin != "" {
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			t.Fatalf("FLINT_BIN: %v", err)
+		}
+		t.Logf("using prebuilt flint %s (FLINT_BIN)", abs)
+		return abs
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	}
+	out := filepath.Join(t.TempDir(), "flint")
+	cmd := exec.Command(goBin, "build", "-o", out, "./cmd/flint")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/flint: %v\n%s", err, b)
+	}
+	return out
+}
+
+// script runs scripts/NAME with args and returns its stdout; stderr goes to the log.
+func (e *env) script(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	var stdout bytes.Buffer
+	stderr := newLineLogger(t, "") // the scripts prefix their messages themselves
+	// Through bash, so the scripts need no executable bit.
+	cmd := exec.Command("bash", append([]string{filepath.Join(e.root, "scripts", name)}, args...)...)
+	cmd.Dir = e.root
+	cmd.Env = append(os.Environ(), "FLINT_CACHE="+e.cache)
+	cmd.Stdout = &stdout
+	cmd.Stderr = stderr
+	err := cmd.Run()
+	stderr.Flush()
+	if err != nil {
+		t.Fatalf("scripts/%s %s: %v\n%s", name, strings.Join(args, " "), err, stdout.String())
+	}
+	return stdout.String()
+}
+
+// kernels fetches the stock kernels (cached) and returns flavour -> vmlinuz path.
+func (e *env) kernels(t *testing.T) map[string]string {
+	t.Helper()
+	out := e.script(t, "fetch-kernels.sh", e.cache)
+	k := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		t.Logf("kernel %s", line)
+		for _, f := range fields[1:] {
+			if v, ok := strings.CutPrefix(f, "vmlinuz="); ok {
+				k[fields[0]] = v
+			}
+		}
+	}
+	for _, flavour := range []string{"cloud", "amd64"} {
+		if k[flavour] == "" {
+			t.Fatalf("fetch-kernels.sh printed no vmlinuz for %s:\n%s", flavour, out)
+		}
+	}
+	return k
+}
+
+// initramfs builds a guest initramfs into the cache with scripts/mkinitramfs-guest.sh.
+func (e *env) initramfs(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out := filepath.Join(e.cache, "initramfs", name+".cpio.gz")
+	e.script(t, "mkinitramfs-guest.sh", append(args, "-o", out)...)
+	return out
+}
+
+// boot is one flint run.
+type boot struct {
+	name    string // unique, also the subtest name (no spaces)
+	kernel  string
+	initrd  string
+	cpus    int
+	memMiB  int
+	cmdline string
+	timeout time.Duration
+}
+
+func (b boot) args(kernel, initrd, flint string) []string {
+	a := []string{flint, "run", "--kernel", kernel}
+	if initrd != "" {
+		a = append(a, "--initrd", initrd)
+	}
+	return append(a, "--cpus", strconv.Itoa(b.cpus), "--memory", strconv.Itoa(b.memMiB),
+		"--console", "stdio", "--cmdline", b.cmdline)
+}
+
+// result is what one boot produced.
+type result struct {
+	output   string        // guest console and flint output
+	rc       int           // flint's exit status (124/137/143: killed by the timeout)
+	timedOut bool          // the per-boot timeout fired
+	elapsed  time.Duration // wall time of the flint run
+	// unfinished: the boot started in the nested host but the host ended before it did.
+	unfinished bool
+}
+
+// guestCmdline returns the L2 kernel command line ($FLINT_E2E_CMDLINE overrides).
+func guestCmdline() string {
+	if c := os.Getenv("FLINT_E2E_CMDLINE"); c != "" {
+		return c
+	}
+	return defaultGuestCmdline
+}
+
+// bootTimeout returns the per-boot timeout for the path ($FLINT_E2E_BOOT_TIMEOUT overrides).
+func (e *env) bootTimeout(t *testing.T) time.Duration {
+	if v := os.Getenv("FLINT_E2E_BOOT_TIMEOUT"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+		if s, err := strconv.Atoi(v); err == nil {
+			return time.Duration(s) * time.Second
+		}
+		t.Fatalf("FLINT_E2E_BOOT_TIMEOUT=%q is neither a duration nor seconds", v)
+	}
+	if e.direct {
+		return directBootTimeout
+	}
+	return nestedBootTimeout
+}
+
+// runBoots runs every boot, directly or all in one nested host session, and returns
+// the results by boot name. A boot missing from the map never finished (the nested
+// host died or timed out first); the error says why.
+func (e *env) runBoots(t *testing.T, boots []boot) (map[string]*result, error) {
+	t.Helper()
+	if e.direct {
+		return e.runDirect(t, boots), nil
+	}
+	return e.runNested(t, boots)
+}
+
+func (e *env) runDirect(t *testing.T, boots []boot) map[string]*result {
+	res := map[string]*result{}
+	for _, b := range boots {
+		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+		a := b.args(b.kernel, b.initrd, e.flint)
+		cmd := exec.CommandContext(ctx, a[0], a[1:]...)
+		var out bytes.Buffer
+		cmd.Stdout = &out
+		cmd.Stderr = &out
+		cmd.WaitDelay = 5 * time.Second
+		start := time.Now()
+		err := cmd.Run()
+		r := &result{elapsed: time.Since(start), timedOut: ctx.Err() != nil}
+		cancel()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &ee):
+			r.rc = ee.ExitCode()
+			if r.rc < 0 {
+				r.rc = 128 + 9
+			}
+		default:
+			r.rc = -1
+			out.WriteString("\nflint could not be started: " + err.Error())
+		}
+		r.output = out.String()
+		res[b.name] = r
+		t.Logf("boot %s: rc=%d in %v", b.name, r.rc, r.elapsed.Round(time.Millisecond))
+	}
+	return res
+}
+
+// shQuote quotes s for sh.
+func shQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Job script lines the parser looks for.
+var (
+	jobStartRE = regexp.MustCompile(`^JOB-START (\S+)$`)
+	jobEndRE   = regexp.MustCompile(`^JOB (\S+) rc=(-?\d+) secs=([0-9.]+)$`)
+)
+
+// nestedJobScript writes the L1 job: each boot under busybox timeout, framed by
+// "JOB-START <name>" and "JOB <name> rc=<rc> secs=<s>" lines; it exits with the
+// number of failed boots.
+func nestedJobScript(boots []boot, payloadName map[string]string) string {
+	var s strings.Builder
+	s.WriteString(`#!/bin/sh
+# Generated by flint's tests/ (e2e): runs each boot, framed for the parser.
+failed=0
+now() { cut -d' ' -f1 /proc/uptime; }
+run_boot() {
+	name=$1; secs=$2; shift 2
+	echo "JOB-START $name"
+	t0=$(now)
+	timeout -k 10 "$secs" "$@" </dev/null
+	rc=$?
+	t1=$(now)
+	echo
+	echo "JOB $name rc=$rc secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
+	[ "$rc" = 0 ] || failed=$((failed + 1))
+}
+`)
+	for _, b := range boots {
+		initrd := ""
+		if b.initrd != "" {
+			initrd = "/payload/" + payloadName[b.initrd]
+		}
+		a := b.args("/payload/"+payloadName[b.kernel], initrd, "/usr/bin/flint")
+		q := make([]string, len(a))
+		for i, x := range a {
+			q[i] = shQuote(x)
+		}
+		secs := int(b.timeout / time.Second)
+		if secs < 1 {
+			secs = 1
+		}
+		fmt.Fprintf(&s, "run_boot %s %d %s\n", shQuote(b.name), secs, strings.Join(q, " "))
+	}
+	s.WriteString("exit $failed\n")
+	return s.String()
+}
+
+// parseJobs splits nested host output into per-boot results.
+func parseJobs(out string) map[string]*result {
+	res := map[string]*result{}
+	var cur string
+	var buf strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if m := jobStartRE.FindStringSubmatch(line); m != nil {
+			cur = m[1]
+			buf.Reset()
+			continue
+		}
+		if m := jobEndRE.FindStringSubmatch(line); m != nil && m[1] == cur {
+			rc, _ := strconv.Atoi(m[2])
+			secs, _ := strconv.ParseFloat(m[3], 64)
+			res[cur] = &result{
+				output:   buf.String(),
+				rc:       rc,
+				timedOut: rc == 124 || rc == 137 || rc == 143,
+				elapsed:  time.Duration(secs * float64(time.Second)),
+			}
+			cur = ""
+			continue
+		}
+		if cur != "" {
+			buf.WriteString(line)
+			buf.WriteByte('\n')
+		}
+	}
+	if cur != "" {
+		// Started but never ended: the nested host died or timed out during this boot.
+		res[cur] = &result{output: buf.String(), rc: -1, unfinished: true}
+	}
+	return res
+}
+
+func (e *env) runNested(t *testing.T, boots []boot) (map[string]*result, error) {
+	dir := t.TempDir()
+	payload := filepath.Join(dir, "payload")
+	if err := os.Mkdir(payload, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Each distinct host file once in the payload (symlinks; nested-host.sh follows them).
+	names := map[string]string{}
+	add := func(path string) {
+		if path == "" || names[path] != "" {
+			return
+		}
+		base := filepath.Base(path)
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			base = filepath.Base(real) // vmlinuz-<kver> rather than the cache's vmlinuz link
+		}
+		n := fmt.Sprintf("%d-%s", len(names), base)
+		names[path] = n
+		if err := os.Symlink(path, filepath.Join(payload, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := nestedOverhead
+	for _, b := range boots {
+		add(b.kernel)
+		add(b.initrd)
+		total += b.timeout + 10*time.Second
+	}
+	if dl, ok := t.Deadline(); ok {
+		if left := time.Until(dl) - 30*time.Second; left < total {
+			t.Logf("nested host timeout cut from %v to %v by the go test -timeout deadline", total, left.Round(time.Second))
+			total = left
+		}
+	}
+	job := filepath.Join(dir, "job.sh")
+	if err := os.WriteFile(job, []byte(nestedJobScript(boots, names)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	logw := newLineLogger(t, "nested: ")
+	cmd := exec.Command("bash", filepath.Join(e.root, "scripts", "nested-host.sh"),
+		"--flint", e.flint, "--payload", payload, "--script", job,
+		"--timeout", strconv.Itoa(int(total/time.Second)), "--cache", e.cache)
+	cmd.Dir = e.root
+	cmd.Stdout = io.MultiWriter(&out, logw)
+	cmd.Stderr = logw
+	start := time.Now()
+	err := cmd.Run()
+	logw.Flush()
+	t.Logf("nested host session: %v wall for %d boots", time.Since(start).Round(time.Second), len(boots))
+	res := parseJobs(out.String())
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.As(err, &ee) && ee.ExitCode() == 124:
+		return res, fmt.Errorf("nested host timed out after %v", total.Round(time.Second))
+	case errors.As(err, &ee) && ee.ExitCode() == 125:
+		return res, errors.New("nested host (L1) failed: see its log above")
+	case errors.As(err, &ee):
+		return res, nil // the job's status: the number of failed boots, judged per boot
+	default:
+		return res, fmt.Errorf("running nested-host.sh: %v", err)
+	}
+}
+
+// lineLogger writes each complete line to t.Log (streamed live under go test -v).
+type lineLogger struct {
+	t      *testing.T
+	prefix string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+func newLineLogger(t *testing.T, prefix string) *lineLogger {
+	return &lineLogger{t: t, prefix: prefix}
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		l.t.Log(l.prefix + strings.TrimRight(string(l.buf[:i]), "\r"))
+		l.buf = l.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+// Flush logs a trailing partial line.
+func (l *lineLogger) Flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) > 0 {
+		l.t.Log(l.prefix + strings.TrimRight(string(l.buf), "\r"))
+		l.buf = nil
+	}
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}

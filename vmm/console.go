@@ -1,0 +1,153 @@
+package vmm
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ConsoleSpec says where the guest's serial console goes: "stdio" (output
+// to stdout, input from stdin), "none", or "file:PATH" (output appended to
+// PATH, no input).
+type ConsoleSpec string
+
+// ParseConsole checks a --console value.
+func ParseConsole(s string) (ConsoleSpec, error) {
+	switch {
+	case s == "stdio", s == "none":
+		return ConsoleSpec(s), nil
+	case strings.HasPrefix(s, "file:") && len(s) > len("file:"):
+		return ConsoleSpec(s), nil
+	}
+	return "", fmt.Errorf("console %q: want stdio, none or file:PATH", s)
+}
+
+// console is an opened ConsoleSpec.
+type console struct {
+	out     io.Writer
+	in      *os.File // nil when the console takes no input
+	closeFn func() error
+	restore func() // undoes raw mode; nil when the terminal was not touched
+}
+
+func openConsole(spec ConsoleSpec, stdin, stdout *os.File) (*console, error) {
+	switch {
+	case spec == "" || spec == "stdio":
+		c := &console{out: stdout, in: stdin}
+		if restore, err := makeRaw(stdin); err == nil {
+			c.restore = restore
+		}
+		return c, nil
+	case spec == "none":
+		return &console{out: io.Discard}, nil
+	case strings.HasPrefix(string(spec), "file:"):
+		path := strings.TrimPrefix(string(spec), "file:")
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("console file: %w", err)
+		}
+		return &console{out: f, closeFn: f.Close}, nil
+	}
+	return nil, fmt.Errorf("console %q: want stdio, none or file:PATH", spec)
+}
+
+func (c *console) Close() error {
+	if c.restore != nil {
+		c.restore()
+		c.restore = nil
+	}
+	if c.closeFn != nil {
+		return c.closeFn()
+	}
+	return nil
+}
+
+// makeRaw puts a terminal into raw mode (no echo, no line editing, no
+// signals from ^C: the guest gets every byte) and returns how to undo it. It
+// fails for anything that is not a terminal.
+func makeRaw(f *os.File) (func(), error) {
+	if f == nil {
+		return nil, errors.New("no terminal")
+	}
+	fd := int(f.Fd())
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, err
+	}
+	raw := *old
+	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	raw.Oflag &^= unix.OPOST
+	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	raw.Cflag &^= unix.CSIZE | unix.PARENB
+	raw.Cflag |= unix.CS8
+	raw.Cc[unix.VMIN] = 1
+	raw.Cc[unix.VTIME] = 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
+		return nil, err
+	}
+	return func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
+}
+
+// escapeFilter implements the console escape: Ctrl-A x quits, Ctrl-A Ctrl-A
+// sends one Ctrl-A, Ctrl-A followed by anything else sends both bytes.
+type escapeFilter struct {
+	pending bool
+}
+
+const ctrlA = 0x01
+
+// filter rewrites p in place to the bytes the guest should get and reports
+// whether the user asked to quit (bytes after the quit sequence are dropped).
+func (e *escapeFilter) filter(p []byte) (out []byte, quit bool) {
+	out = p[:0]
+	for _, b := range p {
+		if e.pending {
+			e.pending = false
+			switch b {
+			case 'x', 'X':
+				return out, true
+			case ctrlA:
+				out = append(out, ctrlA)
+			default:
+				out = append(out, ctrlA, b)
+			}
+			continue
+		}
+		if b == ctrlA {
+			e.pending = true
+			continue
+		}
+		out = append(out, b)
+	}
+	return out, false
+}
+
+// markerWriter passes writes through to w and calls found once the bytes
+// written so far contain marker (which may be split across writes).
+type markerWriter struct {
+	w      io.Writer
+	marker []byte
+	tail   []byte
+	found  func()
+	done   bool
+}
+
+func (m *markerWriter) Write(p []byte) (int, error) {
+	n, err := m.w.Write(p)
+	if !m.done && len(m.marker) > 0 {
+		m.tail = append(m.tail, p...)
+		if bytes.Contains(m.tail, m.marker) {
+			m.done = true
+			m.tail = nil
+			m.found()
+		} else if keep := len(m.marker) - 1; len(m.tail) > keep {
+			m.tail = append(m.tail[:0], m.tail[len(m.tail)-keep:]...)
+		}
+	}
+	return n, err
+}

@@ -1,0 +1,328 @@
+// Package vmm is Flint's composition root: it builds guest memory, the KVM
+// VM and its vCPUs, the I/O and MMIO buses, the platform devices and their
+// interrupt wiring; loads the kernel; runs the vCPUs; and turns how the VM
+// ended into an exit status. It is the only package that imports kvm
+// together with devices, boot and (later) virtio.
+package vmm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/flintvm/flint/devices"
+	"github.com/flintvm/flint/kvm"
+	"github.com/flintvm/flint/mem"
+)
+
+// Limits on the machine's shape.
+const (
+	MinMemoryMiB = 16
+	MaxMemoryMiB = 1 << 20 // 1 TiB
+	MaxCPUs      = 254     // APIC ids 0..253 with the IOAPIC's id after them
+)
+
+// Config describes one VM. New validates it.
+type Config struct {
+	Kernel    []byte // the bzImage file
+	Initrd    []byte // optional initramfs
+	Cmdline   string // the kernel command line, used as given
+	CPUs      int
+	MemoryMiB int
+	Console   ConsoleSpec
+	// ExitMarker, when set, ends the VM (status 0) as soon as the console
+	// output contains it.
+	ExitMarker string
+	// Timeout, when positive, ends the VM with ExitTimeout after that long.
+	Timeout time.Duration
+	// Timing asks the CLI to print boot timing on exit.
+	Timing bool
+	// HandleSignals stops the VM on SIGINT/SIGTERM/SIGHUP.
+	HandleSignals bool
+	// KVMPath is the KVM device (default /dev/kvm).
+	KVMPath string
+	Log     *slog.Logger
+	// Stdin and Stdout back a "stdio" console (default os.Stdin/os.Stdout).
+	Stdin, Stdout *os.File
+}
+
+// Validate checks the parts of c that need no files or devices.
+func (c *Config) Validate() error {
+	if c.CPUs < 1 || c.CPUs > MaxCPUs {
+		return fmt.Errorf("cpus %d out of range [1, %d]", c.CPUs, MaxCPUs)
+	}
+	if c.MemoryMiB < MinMemoryMiB || c.MemoryMiB > MaxMemoryMiB {
+		return fmt.Errorf("memory %d MiB out of range [%d, %d]", c.MemoryMiB, MinMemoryMiB, MaxMemoryMiB)
+	}
+	if len(c.Kernel) == 0 {
+		return errors.New("no kernel")
+	}
+	if c.Initrd != nil && uint64(len(c.Initrd)) >= uint64(c.MemoryMiB)<<20 {
+		return fmt.Errorf("initrd (%d MiB) does not fit in %d MiB of guest memory", len(c.Initrd)>>20, c.MemoryMiB)
+	}
+	if _, err := ParseConsole(string(c.Console)); c.Console != "" && err != nil {
+		return err
+	}
+	return nil
+}
+
+// StopReason says why a VM stopped.
+type StopReason int
+
+// Ways a VM ends.
+const (
+	stopNone StopReason = iota
+	stopReset
+	stopPowerOff
+	stopMarker
+	stopUser // Ctrl-A x on the console
+	stopSignal
+	stopTimeout
+	stopNoMarker // the guest reset or powered off before printing the exit marker
+	stopError
+)
+
+var stopNames = [...]string{"running", "guest reset", "guest power-off", "exit marker seen", "console quit",
+	"signal", "timeout", "guest ended without printing the exit marker", "error"}
+
+func (r StopReason) String() string { return stopNames[r] }
+
+// Exit codes of `flint run`, documented in the README.
+const (
+	ExitOK      = 0 // the guest reset or powered off, or the exit marker was seen
+	ExitVMMErr  = 1 // Flint failed, or the guest broke the VM (failed entry, internal error)
+	ExitUsage   = 2 // bad flags, config, kernel or initrd
+	ExitTimeout = 3 // --timeout expired first
+	// ExitNoMarker: with an exit marker, the guest reset or powered off
+	// without printing it.
+	ExitNoMarker = 4
+)
+
+// Result is how a VM ended.
+type Result struct {
+	Reason StopReason
+	Err    error // set when Reason is stopError
+	Signal os.Signal
+	// FirstGuestIO is when the guest first wrote the POST debug port (0x80)
+	// and FirstConsoleByte when it first wrote the UART, both relative to
+	// the VMM's start; zero if it never did.
+	FirstGuestIO, FirstConsoleByte time.Duration
+}
+
+// ExitCode maps r to `flint run`'s exit code: 128+N for signal N.
+func (r Result) ExitCode() int {
+	switch r.Reason {
+	case stopReset, stopPowerOff, stopMarker, stopUser:
+		return ExitOK
+	case stopTimeout:
+		return ExitTimeout
+	case stopNoMarker:
+		return ExitNoMarker
+	case stopSignal:
+		if s, ok := r.Signal.(syscall.Signal); ok {
+			return 128 + int(s)
+		}
+		return ExitVMMErr
+	}
+	return ExitVMMErr
+}
+
+// Machine is a built VM, ready to Run once.
+type Machine struct {
+	cfg   Config
+	log   *slog.Logger
+	start time.Time
+
+	sys   *kvm.System
+	vm    *kvm.VM
+	vcpus []*kvm.VCPU
+	mem   *mem.Memory
+	pio   *devices.Bus
+	mmio  *devices.Bus
+	con   *console
+	plat  *platform
+
+	stopping  atomic.Bool
+	stopOnce  sync.Once
+	stopped   chan struct{}
+	result    Result
+	closeOnce sync.Once
+}
+
+// processStart approximates the VMM process's start for boot timing: it is
+// set during package initialisation, before main runs.
+var processStart = time.Now()
+
+// ProcessStart is when the VMM process started (package initialisation).
+func ProcessStart() time.Time { return processStart }
+
+// New builds the VM described by cfg: guest memory, KVM VM with in-kernel
+// irqchip and PIT, devices, the kernel and initrd in memory, and vCPUs with
+// their initial state. On error everything built so far is released.
+func New(cfg Config) (_ *Machine, err error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.KVMPath == "" {
+		cfg.KVMPath = "/dev/kvm"
+	}
+	if cfg.Stdin == nil {
+		cfg.Stdin = os.Stdin
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = os.Stdout
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, &ConfigError{Err: err}
+	}
+	m := &Machine{cfg: cfg, log: cfg.Log, start: processStart, stopped: make(chan struct{}),
+		pio: devices.NewBus("pio"), mmio: devices.NewBus("mmio")}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	if m.sys, err = kvm.Open(cfg.KVMPath); err != nil {
+		return nil, err
+	}
+	if m.vm, err = m.sys.CreateVM(); err != nil {
+		return nil, err
+	}
+	if err := m.vm.SetTSSAddr(tssAddr); err != nil {
+		return nil, err
+	}
+	if err := m.vm.SetIdentityMapAddr(identityMapAddr); err != nil {
+		return nil, err
+	}
+	if err := m.vm.CreateIRQChip(); err != nil {
+		return nil, err
+	}
+	if err := m.vm.CreatePIT2(); err != nil {
+		return nil, err
+	}
+	if m.mem, err = mem.New(uint64(cfg.MemoryMiB) << 20); err != nil {
+		return nil, err
+	}
+	for i, r := range m.mem.Regions() {
+		if err := m.vm.SetUserMemoryRegion(uint32(i), r.GuestAddr, r.Host()); err != nil {
+			return nil, err
+		}
+	}
+	if m.con, err = openConsole(cfg.Console, cfg.Stdin, cfg.Stdout); err != nil {
+		return nil, &ConfigError{Err: err}
+	}
+	if err := m.addPlatformDevices(); err != nil {
+		return nil, err
+	}
+	entry, err := m.loadKernel()
+	if err != nil {
+		return nil, err
+	}
+	if err := m.createVCPUs(entry); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// ConfigError marks errors caused by the user's input (exit code 2).
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Run starts the vCPUs and the console and blocks until the VM stops and
+// every vCPU has left KVM_RUN. It returns how the VM ended; call Close
+// afterwards.
+func (m *Machine) Run() Result {
+	if m.cfg.HandleSignals {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		defer signal.Stop(sigs)
+		go func() {
+			select {
+			case s := <-sigs:
+				m.stopWithSignal(s)
+			case <-m.stopped:
+			}
+		}()
+	}
+	if m.cfg.Timeout > 0 {
+		t := time.AfterFunc(m.cfg.Timeout, func() { m.stop(stopTimeout, nil) })
+		defer t.Stop()
+	}
+	m.startConsoleInput()
+	var wg sync.WaitGroup
+	for _, v := range m.vcpus {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.runVCPU(v)
+		}()
+	}
+	<-m.stopped
+	wg.Wait()
+	m.plat.flush()
+	if m.cfg.ExitMarker != "" && (m.result.Reason == stopReset || m.result.Reason == stopPowerOff) {
+		m.result.Reason = stopNoMarker
+	}
+	m.result.FirstGuestIO, m.result.FirstConsoleByte = m.plat.timing()
+	return m.result
+}
+
+// Stop ends the VM from outside (tests, the API socket): every vCPU leaves
+// KVM_RUN and Run returns, with the reason a console quit has (exit code 0).
+func (m *Machine) Stop() { m.stop(stopUser, nil) }
+
+func (m *Machine) stopWithSignal(s os.Signal) {
+	m.stopOnce.Do(func() {
+		m.result = Result{Reason: stopSignal, Signal: s}
+		m.kickAll()
+	})
+}
+
+// stop records the first reason the VM ends and kicks every vCPU out of
+// KVM_RUN. Later calls are no-ops.
+func (m *Machine) stop(reason StopReason, err error) {
+	m.stopOnce.Do(func() {
+		m.result = Result{Reason: reason, Err: err}
+		m.kickAll()
+	})
+}
+
+func (m *Machine) kickAll() {
+	m.stopping.Store(true)
+	for _, v := range m.vcpus {
+		v.Kick()
+	}
+	close(m.stopped)
+}
+
+// Close releases every resource: vCPUs, VM, memory, console. It is safe to
+// call more than once and on a partly built Machine.
+func (m *Machine) Close() error {
+	m.closeOnce.Do(func() {
+		for _, v := range m.vcpus {
+			v.Close()
+		}
+		if m.vm != nil {
+			m.vm.Close()
+		}
+		if m.sys != nil {
+			m.sys.Close()
+		}
+		if m.mem != nil {
+			m.mem.Close()
+		}
+		if m.con != nil {
+			m.con.Close()
+		}
+	})
+	return nil
+}

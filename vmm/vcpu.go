@@ -1,0 +1,121 @@
+package vmm
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/flintvm/flint/kvm"
+)
+
+// vcpuExitCounts counts a vCPU's exits by kind (for logs and metrics).
+type vcpuExitCounts struct {
+	io, mmio, intr, other uint64
+}
+
+// runVCPU runs one vCPU on its own locked OS thread until the machine stops
+// or the guest does something that ends the VM. It is the only goroutine
+// that touches v's registers and kvm_run page (Kick aside).
+func (m *Machine) runVCPU(v *kvm.VCPU) {
+	runtime.LockOSThread()
+	// The thread stays locked until the goroutine exits: its signal state
+	// (the kick target) must not be reused by other goroutines.
+	v.BindThread(true)
+	defer v.BindThread(false)
+	var counts vcpuExitCounts
+	defer func() {
+		m.log.Debug("vCPU stopped", "vcpu", v.ID(), "io_exits", counts.io, "mmio_exits", counts.mmio, "intr_exits", counts.intr)
+	}()
+	for {
+		if m.stopping.Load() {
+			return
+		}
+		reason, err := v.Run()
+		if err != nil {
+			m.stop(stopError, err)
+			return
+		}
+		switch reason {
+		case kvm.ExitIO:
+			counts.io++
+			if err := m.handleIO(v); err != nil {
+				m.stop(stopError, err)
+				return
+			}
+		case kvm.ExitMMIO:
+			counts.mmio++
+			if err := m.handleMMIO(v); err != nil {
+				m.stop(stopError, err)
+				return
+			}
+		case kvm.ExitIntr:
+			counts.intr++
+			// Clear first, then look: a stop that lands after the clear
+			// sets immediate_exit again, so the next Run returns at once.
+			v.ClearKick()
+		case kvm.ExitHLT:
+			// Only without an in-kernel irqchip; Flint always has one.
+			m.stop(stopPowerOff, nil)
+			return
+		case kvm.ExitShutdown:
+			// A triple fault: what a PC does on a reset request without a
+			// reset device. Treat as a guest reset.
+			m.log.Debug("vCPU triple fault (KVM_EXIT_SHUTDOWN): guest reset", "vcpu", v.ID())
+			m.stop(stopReset, nil)
+			return
+		case kvm.ExitSystemEvent:
+			switch ev := v.SystemEvent(); ev {
+			case kvm.SystemEventShutdown:
+				m.stop(stopPowerOff, nil)
+			case kvm.SystemEventReset:
+				m.stop(stopReset, nil)
+			default:
+				m.stop(stopError, fmt.Errorf("vCPU %d: guest system event %d (crash)", v.ID(), ev))
+			}
+			return
+		case kvm.ExitFailEntry:
+			m.stop(stopError, fmt.Errorf("vCPU %d: KVM_EXIT_FAIL_ENTRY, hardware reason %#x", v.ID(), v.FailEntry()))
+			return
+		case kvm.ExitInternalError:
+			m.stop(stopError, fmt.Errorf("vCPU %d: KVM_EXIT_INTERNAL_ERROR, suberror %d", v.ID(), v.InternalError()))
+			return
+		default:
+			counts.other++
+			m.stop(stopError, fmt.Errorf("vCPU %d: unexpected exit %v", v.ID(), reason))
+			return
+		}
+	}
+}
+
+// handleIO routes a port I/O exit to the PIO bus. String I/O (rep ins/outs)
+// is count accesses of size bytes each.
+func (m *Machine) handleIO(v *kvm.VCPU) error {
+	out, port, size, data, err := v.IO()
+	if err != nil {
+		return err
+	}
+	for off := 0; off+size <= len(data); off += size {
+		chunk := data[off : off+size]
+		if out {
+			m.pio.Write(uint64(port), chunk)
+		} else {
+			m.pio.Read(uint64(port), chunk)
+		}
+	}
+	return nil
+}
+
+// handleMMIO routes an MMIO exit to the MMIO bus. Accesses nothing claims
+// read as all ones and are otherwise ignored: a guest probing empty space
+// must not stop the VM.
+func (m *Machine) handleMMIO(v *kvm.VCPU) error {
+	write, addr, data, err := v.MMIO()
+	if err != nil {
+		return err
+	}
+	if write {
+		m.mmio.Write(addr, data)
+	} else {
+		m.mmio.Read(addr, data)
+	}
+	return nil
+}
