@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flintvm/flint/boot"
 	"github.com/flintvm/flint/devices"
 	"github.com/flintvm/flint/kvm"
 	"github.com/flintvm/flint/mem"
@@ -53,7 +54,9 @@ type Config struct {
 	Stdin, Stdout *os.File
 }
 
-// Validate checks the parts of c that need no files or devices.
+// Validate checks the parts of c that need no devices: ranges, the console
+// spec, and that Kernel is a bzImage Flint can boot. New calls it before it
+// creates any VM resource.
 func (c *Config) Validate() error {
 	if c.CPUs < 1 || c.CPUs > MaxCPUs {
 		return fmt.Errorf("cpus %d out of range [1, %d]", c.CPUs, MaxCPUs)
@@ -63,6 +66,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Kernel) == 0 {
 		return errors.New("no kernel")
+	}
+	if _, err := boot.ParseSetupHeader(c.Kernel); err != nil {
+		return err
 	}
 	if c.Initrd != nil && uint64(len(c.Initrd)) >= uint64(c.MemoryMiB)<<20 {
 		return fmt.Errorf("initrd (%d MiB) does not fit in %d MiB of guest memory", len(c.Initrd)>>20, c.MemoryMiB)

@@ -12,6 +12,7 @@ const (
 	i8042CommandPort = 0x64
 	i8042IRQ         = 1
 	pciConfigPort    = 0xCF8
+	rtcPort          = 0x70
 )
 
 // hidTerm encodes a _HID: an EISA ID ("PNP0501") compressed, an ACPI ID
@@ -72,6 +73,19 @@ func buildDSDT(c *Config) ([]byte, error) {
 				aml.IO{Min: i8042DataPort, Max: i8042DataPort, Align: 1, Length: 1},
 				aml.IO{Min: i8042CommandPort, Max: i8042CommandPort, Align: 1, Length: 1},
 				aml.Interrupt{Edge: true, GSIs: []uint32{i8042IRQ}},
+			}},
+		}})
+	}
+	if c.RTC {
+		// PNP0B00 lets Linux's rtc_cmos bind through PNP; without it, it
+		// falls back to a platform device that a hardware-reduced FADT
+		// leaves without the IRQ it insists on, and the probe fails. The
+		// RTC raises no interrupt, so none is described: Linux then runs
+		// it without alarms.
+		sb = append(sb, aml.Device{Name: "RTC0", Body: []aml.Term{
+			aml.Name{Path: "_HID", Value: aml.EISAID("PNP0B00")},
+			aml.Name{Path: "_CRS", Value: aml.ResourceTemplate{
+				aml.IO{Min: rtcPort, Max: rtcPort, Align: 1, Length: 2},
 			}},
 		}})
 	}

@@ -112,6 +112,10 @@ func gasIO8(b []byte, port uint16) {
 	le.PutUint64(b[4:], uint64(port))
 }
 
+// rtcCenturyIndex is the CMOS register that holds the century (BCD), as
+// devices/cmos implements it.
+const rtcCenturyIndex = 0x32
+
 func buildFADT(c *Config, dsdt uint64) []byte {
 	f := make([]byte, fadtSize)
 	// Offsets below are from the start of the table (header included).
@@ -127,6 +131,8 @@ func buildFADT(c *Config, dsdt uint64) []byte {
 	}
 	if !c.RTC {
 		iapc |= iapcNoCMOSRTC
+	} else {
+		f[108] = rtcCenturyIndex // CENTURY: the CMOS byte holding the century
 	}
 	le.PutUint16(f[109:], iapc)
 	flags := uint32(fadtHWReducedACPI | fadtPwrButton | fadtSlpButton)

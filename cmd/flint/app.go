@@ -73,7 +73,8 @@ func newApp(stdout, stderr io.Writer, launch launcher) *app {
 	return a
 }
 
-// run parses args and runs; it returns the process exit code.
+// run parses args and runs; it returns the process exit code. Errors are
+// printed as one line.
 func (a *app) run(args []string) int {
 	err := a.cli.Run(args)
 	if err == nil {
@@ -81,19 +82,9 @@ func (a *app) run(args []string) int {
 	}
 	msg := strings.TrimSpace(strings.SplitN(err.Error(), "\n", 2)[0])
 	fmt.Fprintln(a.stderr, "flint: "+msg)
-	var ue usageError
-	if errors.As(err, &ue) || isFlagError(err) {
-		return vmm.ExitUsage
-	}
-	return vmm.ExitVMMErr
-}
-
-// isFlagError recognises the errors urfave/cli returns for malformed flags
-// outside OnUsageError (for example a missing required flag).
-func isFlagError(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "Required flag") || strings.Contains(s, "flag provided but not defined") ||
-		strings.Contains(s, "invalid value")
+	// Launch failures come back as a.code, never as an error: every error
+	// here is the user's input (flag parsing, a file, a value out of range).
+	return vmm.ExitUsage
 }
 
 func version() string {
@@ -182,6 +173,9 @@ func runConfig(c *cli.Context) (vmm.Config, error) {
 		if cfg.Initrd, err = readInput("--initrd", p, uint64(cfg.MemoryMiB)<<20); err != nil {
 			return cfg, err
 		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usagef("%v", err)
 	}
 	return cfg, nil
 }

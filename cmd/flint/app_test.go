@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flintvm/flint/vmm"
+	"github.com/flintvm/flint/vmm/vmmtest"
+)
+
+// runArgs runs the CLI with a launcher that records the config instead of
+// starting a VM.
+func runArgs(t testing.TB, args ...string) (code int, stdout, stderr string, got *vmm.Config) {
+	var out, errb bytes.Buffer
+	launch := func(cfg vmm.Config, _ io.Writer) int {
+		got = &cfg
+		return 0
+	}
+	code = newApp(&out, &errb, launch).run(append([]string{"flint"}, args...))
+	return code, out.String(), errb.String(), got
+}
+
+func writeFile(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRunDefaults(t *testing.T) {
+	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	code, _, stderr, cfg := runArgs(t, "run", "--kernel", k)
+	if code != 0 || cfg == nil {
+		t.Fatalf("code %d, stderr %q", code, stderr)
+	}
+	if cfg.CPUs != 1 || cfg.MemoryMiB != 256 || cfg.Cmdline != defaultCmdline || cfg.Console != "stdio" || !cfg.HandleSignals {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	if !strings.Contains(cfg.Cmdline, "console=ttyS0") {
+		t.Fatalf("default command line %q has no serial console", cfg.Cmdline)
+	}
+}
+
+func TestRunFlags(t *testing.T) {
+	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	i := writeFile(t, "initrd", []byte("initrd bytes"))
+	code, _, stderr, cfg := runArgs(t, "run", "--kernel", k, "--initrd", i, "--cmdline", "console=ttyS0 quiet",
+		"--cpus", "2", "--memory", "512", "--console", "none", "--exit-marker", "OK", "--timeout", "30s")
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, stderr)
+	}
+	if cfg.CPUs != 2 || cfg.MemoryMiB != 512 || cfg.Cmdline != "console=ttyS0 quiet" || cfg.Console != "none" ||
+		string(cfg.Initrd) != "initrd bytes" || cfg.ExitMarker != "OK" || cfg.Timeout.Seconds() != 30 {
+		t.Fatalf("config: %+v", cfg)
+	}
+}
+
+func TestBadInputIsOneLineAndExitCode2(t *testing.T) {
+	good := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	garbage := writeFile(t, "garbage", bytes.Repeat([]byte("not a kernel "), 100))
+	truncated := writeFile(t, "truncated", vmmtest.BzImage(vmmtest.Spin)[:700])
+	bigInitrd := writeFile(t, "big", make([]byte, 17<<20))
+	dir := t.TempDir()
+	cases := []struct {
+		name string
+		args []string
+		want string // substring of the one-line message
+	}{
+		{"no kernel flag", []string{"run"}, "kernel"},
+		{"missing kernel", []string{"run", "--kernel", "/nonexistent/bzImage"}, "/nonexistent/bzImage"},
+		{"kernel is a directory", []string{"run", "--kernel", dir}, "not a regular file"},
+		{"not a bzImage", []string{"run", "--kernel", garbage}, "not a bzImage"},
+		{"truncated bzImage", []string{"run", "--kernel", truncated}, "truncated"},
+		{"missing initrd", []string{"run", "--kernel", good, "--initrd", "/nonexistent/initrd"}, "--initrd"},
+		{"initrd larger than memory", []string{"run", "--kernel", good, "--initrd", bigInitrd, "--memory", "16"}, "too large"},
+		{"zero cpus", []string{"run", "--kernel", good, "--cpus", "0"}, "--cpus 0"},
+		{"too many cpus", []string{"run", "--kernel", good, "--cpus", "1000"}, "--cpus 1000"},
+		{"cpus not a number", []string{"run", "--kernel", good, "--cpus", "two"}, "cpus"},
+		{"tiny memory", []string{"run", "--kernel", good, "--memory", "1"}, "--memory 1"},
+		{"huge memory", []string{"run", "--kernel", good, "--memory", "99999999"}, "--memory"},
+		{"bad console", []string{"run", "--kernel", good, "--console", "tty"}, "--console"},
+		{"empty console file", []string{"run", "--kernel", good, "--console", "file:"}, "--console"},
+		{"bad log level", []string{"run", "--kernel", good, "--log-level", "loud"}, "--log-level"},
+		{"negative timeout", []string{"run", "--kernel", good, "--timeout", "-1s"}, "--timeout"},
+		{"unknown flag", []string{"run", "--kernel", good, "--frobnicate"}, "frobnicate"},
+		{"stray argument", []string{"run", "--kernel", good, "extra"}, "extra"},
+		{"unknown command", []string{"launch"}, "launch"},
+		{"cmdline with NUL", []string{"run", "--kernel", good, "--cmdline", "a\x00b"}, "NUL"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, stderr, cfg := runArgs(t, c.args...)
+			if code != vmm.ExitUsage {
+				t.Fatalf("exit code %d, want %d (stderr %q)", code, vmm.ExitUsage, stderr)
+			}
+			if cfg != nil {
+				t.Fatal("a VM was launched")
+			}
+			lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "flint: ") || !strings.Contains(lines[0], c.want) {
+				t.Fatalf("stderr %q: want one line naming %q", stderr, c.want)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, stdout, _, _ := runArgs(t, "version")
+	if code != 0 || !strings.HasPrefix(stdout, "flint ") {
+		t.Fatalf("code %d stdout %q", code, stdout)
+	}
+}
+
+// TestLaunchTinyKernel runs the real launcher end to end with a tiny kernel
+// that prints its command line and resets.
+func TestLaunchTinyKernel(t *testing.T) {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("/dev/kvm is required in CI: %v", err)
+		}
+		t.Skipf("no /dev/kvm: %v", err)
+	}
+	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Concat(vmmtest.PrintCmdline, vmmtest.ResetViaI8042)))
+	out := filepath.Join(t.TempDir(), "console.log")
+	var stderr bytes.Buffer
+	code := newApp(io.Discard, &stderr, launchVM).run([]string{"flint", "run", "--kernel", k, "--memory", "64",
+		"--cmdline", "hello from the cmdline", "--console", "file:" + out})
+	if code != 0 {
+		t.Fatalf("exit code %d: %s", code, stderr.String())
+	}
+	b, _ := os.ReadFile(out)
+	if string(b) != "hello from the cmdline" {
+		t.Fatalf("console %q", b)
+	}
+	// With an exit marker the guest must print it: resetting first is exit code 4.
+	code = newApp(io.Discard, &stderr, launchVM).run([]string{"flint", "run", "--kernel", k, "--memory", "64",
+		"--console", "none", "--exit-marker", "NEVER-PRINTED"})
+	if code != vmm.ExitNoMarker {
+		t.Fatalf("exit code %d, want %d", code, vmm.ExitNoMarker)
+	}
+}
+
+// FuzzRunArgs feeds arbitrary flag lists to the CLI: it must never panic,
+// and every outcome is a launch or exit code 2 with one line on stderr.
+func FuzzRunArgs(f *testing.F) {
+	f.Add("run\x00--kernel\x00/dev/null")
+	f.Add("run\x00--cpus\x00-5\x00--kernel\x00x")
+	f.Add("run\x00--memory=abc")
+	f.Add("run\x00--console\x00file:")
+	f.Add("version")
+	f.Add("run\x00--timeout\x001h\x00--kernel")
+	f.Fuzz(func(t *testing.T, joined string) {
+		args := strings.Split(joined, "\x00")
+		code, _, stderr, cfg := runArgs(t, args...)
+		switch {
+		case cfg != nil:
+			if code != 0 {
+				t.Fatalf("launched but exit code %d", code)
+			}
+		case code == 0:
+			// help or version output
+		case code == vmm.ExitUsage:
+			if n := strings.Count(strings.TrimRight(stderr, "\n"), "\n"); n != 0 {
+				t.Fatalf("usage error on %d lines: %q", n+1, stderr)
+			}
+		default:
+			t.Fatalf("exit code %d for %q: %s", code, args, stderr)
+		}
+	})
+}
