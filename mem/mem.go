@@ -162,8 +162,8 @@ func (m *Memory) Slice(addr, n uint64) ([]byte, error) {
 		}
 		off := addr - r.GuestAddr
 		size := uint64(len(r.host))
-		if off > size {
-			continue
+		if off > size || (off == size && n > 0) {
+			continue // past this region: the next one may start right here
 		}
 		if n > size-off {
 			break

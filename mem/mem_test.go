@@ -85,6 +85,22 @@ func TestSliceBounds(t *testing.T) {
 	}
 }
 
+func TestSliceAdjacentRegions(t *testing.T) {
+	m, err := FromRegions(NewRegion(0, make([]byte, 0x1000)), NewRegion(0x1000, make([]byte, 0x1000)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := m.Slice(0x1000, 4); err != nil || len(b) != 4 {
+		t.Fatalf("Slice at the start of the second region: %v", err)
+	}
+	if _, err := m.Slice(0xffe, 4); err == nil {
+		t.Fatal("an access spanning two regions succeeded")
+	}
+	if b, err := m.Slice(0x1000, 0); err != nil || len(b) != 0 {
+		t.Fatalf("empty Slice at the boundary: %v", err)
+	}
+}
+
 func TestFromRegionsRejectsOverlap(t *testing.T) {
 	if _, err := FromRegions(NewRegion(0, make([]byte, 0x2000)), NewRegion(0x1000, make([]byte, 0x10))); err == nil {
 		t.Fatal("overlapping regions accepted")

@@ -59,7 +59,8 @@ const casTries = 64
 // AtomicU16 is a handle on a 16-bit little-endian field of guest memory,
 // shared with the guest, with sequentially consistent Load and Store. It is
 // built once, when a ring is validated, and is then used without further
-// bounds checks. The zero value is not usable; see Memory.AtomicU16.
+// bounds checks. The zero value is inert (Load returns 0, Store does
+// nothing); build handles with Memory.AtomicU16.
 type AtomicU16 struct {
 	word  *uint32 // aligned containing word; nil in fallback mode
 	shift uint8   // bit position of the field in the word's native value
@@ -187,8 +188,9 @@ func (a AtomicU16) storePlain(v uint16) {
 // guest's vCPUs. It is a sequentially consistent read-modify-write on a
 // stack word, which the Go compiler never removes or reorders across and
 // which is a full barrier in hardware (LOCK XADD on amd64, LDADDAL on
-// arm64). The ring code needs it only in the fallback paths: the atomic
-// Load/Store above are already sequentially consistent.
+// arm64 with LSE atomics; on ARMv8.0 without LSE Go uses an LDAXR/STLXR
+// loop, which orders less). The ring code needs it only in the fallback
+// paths: the atomic Load/Store above are already sequentially consistent.
 func Fence() {
 	var w uint32
 	atomic.AddUint32(&w, 0)
