@@ -66,6 +66,8 @@ func TestImportDirection(t *testing.T) {
 				t.Errorf("%s must not depend on %s: the device defines its Backend and vmm plugs the TAP in", p.ImportPath, d)
 			case !under(p.ImportPath, "cmd") && under(d, "cmd"):
 				t.Errorf("%s depends on the CLI %s", p.ImportPath, d)
+			case under(p.ImportPath, "net") && !under(d, "net"):
+				t.Errorf("net must depend only on the standard library and x/sys, but %s depends on %s", p.ImportPath, d)
 			case under(p.ImportPath, "kvm") && !under(d, "kvm"):
 				t.Errorf("kvm must import nothing from the module, but depends on %s", d)
 			}
