@@ -1,0 +1,153 @@
+// Package configs owns the user-facing description of a VM's parts: the
+// structs, their defaults, and validation whose errors name the field. It
+// parses what users write (CLI flag values; later the JSON config file)
+// and knows nothing of KVM or devices.
+package configs
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// Transport selects how a virtio device appears to the guest.
+type Transport string
+
+// Transports.
+const (
+	TransportPCI  Transport = "pci"
+	TransportMMIO Transport = "mmio"
+)
+
+// Net MTU limits: the guest sees MTU through the virtio-net config space.
+const (
+	MinMTU     = 68
+	MaxMTU     = 65535
+	DefaultMTU = 1500
+)
+
+// NetInterface is one virtio-net interface bridged to a host TAP.
+type NetInterface struct {
+	// TAP is the host TAP device's name.
+	TAP string
+	// MAC is the guest's address; nil means one is derived from the TAP
+	// name (stable across runs, locally administered).
+	MAC net.HardwareAddr
+	// Transport is pci (default) or mmio.
+	Transport Transport
+	// MTU is announced to the guest (VIRTIO_NET_F_MTU).
+	MTU int
+	// Feature switches, all on by default.
+	MrgRxbuf, TSO, Csum, UFO, Indirect, EventIdx bool
+}
+
+// DefaultNetInterface returns an interface on tap with every default.
+func DefaultNetInterface(tap string) NetInterface {
+	return NetInterface{TAP: tap, Transport: TransportPCI, MTU: DefaultMTU,
+		MrgRxbuf: true, TSO: true, Csum: true, UFO: true, Indirect: true, EventIdx: true}
+}
+
+// ParseNetFlag parses a --net value:
+// tap=NAME[,mac=MAC][,transport=pci|mmio][,mtu=N][,mrg_rxbuf=on|off][,tso=on|off]
+// [,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off].
+func ParseNetFlag(s string) (NetInterface, error) {
+	n := DefaultNetInterface("")
+	seen := map[string]bool{}
+	for _, kv := range strings.Split(s, ",") {
+		key, val, ok := strings.Cut(kv, "=")
+		if !ok || key == "" {
+			return n, fmt.Errorf("--net %q: %q is not key=value", s, kv)
+		}
+		if seen[key] {
+			return n, fmt.Errorf("--net %q: %s given twice", s, key)
+		}
+		seen[key] = true
+		var err error
+		switch key {
+		case "tap":
+			n.TAP = val
+		case "mac":
+			n.MAC, err = parseMAC(val)
+		case "transport":
+			switch Transport(val) {
+			case TransportPCI, TransportMMIO:
+				n.Transport = Transport(val)
+			default:
+				err = fmt.Errorf("want pci or mmio")
+			}
+		case "mtu":
+			n.MTU, err = strconv.Atoi(val)
+			if err == nil && (n.MTU < MinMTU || n.MTU > MaxMTU) {
+				err = fmt.Errorf("out of range [%d, %d]", MinMTU, MaxMTU)
+			} else if err != nil {
+				err = fmt.Errorf("not a number")
+			}
+		case "mrg_rxbuf":
+			n.MrgRxbuf, err = parseOnOff(val)
+		case "tso":
+			n.TSO, err = parseOnOff(val)
+		case "csum":
+			n.Csum, err = parseOnOff(val)
+		case "ufo":
+			n.UFO, err = parseOnOff(val)
+		case "indirect":
+			n.Indirect, err = parseOnOff(val)
+		case "event_idx":
+			n.EventIdx, err = parseOnOff(val)
+		default:
+			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx)", s, key)
+		}
+		if err != nil {
+			return n, fmt.Errorf("--net %q: %s=%q: %v", s, key, val, err)
+		}
+	}
+	if err := n.Validate(); err != nil {
+		return n, fmt.Errorf("--net %q: %v", s, err)
+	}
+	return n, nil
+}
+
+// Validate checks n's fields.
+func (n NetInterface) Validate() error {
+	if n.TAP == "" {
+		return fmt.Errorf("tap: a TAP device name is required")
+	}
+	if len(n.TAP) >= 16 || strings.ContainsAny(n.TAP, "/ \t\n\x00") {
+		return fmt.Errorf("tap=%q: not a valid interface name (at most 15 characters, no '/' or spaces)", n.TAP)
+	}
+	if n.MAC != nil && (len(n.MAC) != 6 || n.MAC[0]&1 != 0) {
+		return fmt.Errorf("mac=%s: want a 6-byte unicast address", n.MAC)
+	}
+	if n.MTU < MinMTU || n.MTU > MaxMTU {
+		return fmt.Errorf("mtu=%d: out of range [%d, %d]", n.MTU, MinMTU, MaxMTU)
+	}
+	if n.TSO && !n.Csum {
+		return fmt.Errorf("tso=on needs csum=on (TCP segmentation offload needs checksum offload)")
+	}
+	if n.UFO && !n.Csum {
+		return fmt.Errorf("ufo=on needs csum=on (UDP fragmentation offload needs checksum offload)")
+	}
+	return nil
+}
+
+func parseOnOff(v string) (bool, error) {
+	switch v {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("want on or off")
+}
+
+func parseMAC(v string) (net.HardwareAddr, error) {
+	mac, err := net.ParseMAC(v)
+	if err != nil || len(mac) != 6 {
+		return nil, fmt.Errorf("want a MAC like 52:54:00:12:34:56")
+	}
+	if mac[0]&1 != 0 {
+		return nil, fmt.Errorf("a multicast address cannot be an interface's MAC")
+	}
+	return mac, nil
+}
