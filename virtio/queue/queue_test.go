@@ -179,6 +179,10 @@ func TestPopCachedReusesPerHead(t *testing.T) {
 	if c, err := q.PopCached(); c != nil || err != queue.ErrHeadIndex {
 		t.Fatalf("bad head: %v %v", c, err)
 	}
+	// Undo must not step back over the bad entry onto a good chain.
+	if n := q.Undo(1); n != 0 {
+		t.Fatalf("Undo after an out-of-range head gave back %d chains", n)
+	}
 }
 
 func TestValidate(t *testing.T) {

@@ -39,7 +39,10 @@ func (q *Queue) Pop(c *Chain) (bool, error) {
 // keep several chains in flight (mergeable RX buffers) need no pool of
 // their own. It returns nil, nil when nothing is available; errors are as
 // for Pop. The chain stays valid until its head is popped again, which a
-// correct driver does only after the device has pushed it.
+// correct driver does only after the device has pushed it. A hostile
+// driver can post a head the device still holds, which re-walks that
+// Chain in place: a device that keeps chains across pops must keep its own
+// snapshot (head, lengths, segments), not the *Chain.
 func (q *Queue) PopCached() (*Chain, error) {
 	head, ok, err := q.nextHead()
 	if !ok {
@@ -131,6 +134,7 @@ func (q *Queue) finish(c *Chain, head uint16) (bool, error) {
 		q.stats.ByReason[e]++
 		c.truncate()
 		c.Head = head
+		q.undoable = 0 // Undo must never step back over a malformed entry
 		if e != ErrHeadIndex {
 			// Return the descriptors to the driver: no leak. A head
 			// outside the table names no descriptors, and its id would

@@ -1,0 +1,176 @@
+package net
+
+import (
+	"os"
+	"sync/atomic"
+
+	"github.com/flintvm/flint/virtio"
+	"github.com/flintvm/flint/virtio/queue"
+)
+
+// Stats are the device's counters. They accumulate over the device's
+// life (Reset keeps them) and are published by the device goroutines at
+// the end of every batch, so a snapshot can lag by one batch.
+type Stats struct {
+	// RxPackets and RxBytes count frames delivered to the guest (bytes
+	// without the virtio-net header); RxBuffers the receive buffers they
+	// used (more than RxPackets with MRG_RXBUF when packets span buffers).
+	RxPackets, RxBytes, RxBuffers uint64
+	// RxInterrupts counts used-buffer notifications on the receive queue.
+	RxInterrupts uint64
+	// RxDropOversize: frames larger than the guest's buffers (larger than
+	// the largest packet the negotiated features allow, or than a small
+	// mode buffer), and non-GSO frames above a negotiated MTU. Never
+	// delivered truncated.
+	RxDropOversize uint64
+	// RxDropShort: frames shorter than a header plus an Ethernet header.
+	RxDropShort uint64
+	// RxDropHeader: frames whose header uses an offload the driver did not
+	// negotiate (NEEDS_CSUM without GUEST_CSUM, a GSO type or ECN without
+	// the matching GUEST_* feature).
+	RxDropHeader uint64
+	// RxBadChains: receive chains too small for a header (or with no
+	// device-writable buffer at all), returned with used length 0.
+	RxBadChains uint64
+	// RxMalformed: receive chains the queue rejected (already returned
+	// with used length 0).
+	RxMalformed uint64
+	// RxWaits counts the times the device stopped reading the backend
+	// because the guest had no room, until the guest added buffers.
+	RxWaits uint64
+	// RxBackendErrors: the backend failed on read (closed, gone); the
+	// receive side stops until reset.
+	RxBackendErrors uint64
+
+	// TxPackets and TxBytes count frames the backend accepted (bytes
+	// without the header).
+	TxPackets, TxBytes uint64
+	// TxInterrupts counts used-buffer notifications on the transmit queue.
+	TxInterrupts uint64
+	// TxDropShort: transmit chains shorter than the header, dropped.
+	TxDropShort uint64
+	// TxErrors: frames the backend refused (bad header, interface down,
+	// backend gone), dropped.
+	TxErrors uint64
+	// TxMalformed: transmit chains the queue rejected.
+	TxMalformed uint64
+	// TxWaits counts the times the backend pushed back (EAGAIN) and the
+	// device waited for it to become writable.
+	TxWaits uint64
+
+	// CtrlCommands counts control commands answered OK, CtrlRejected
+	// those answered ERR or too short to answer, CtrlMalformed chains
+	// the control queue rejected.
+	CtrlCommands, CtrlRejected, CtrlMalformed uint64
+
+	// Broken counts queues found broken (the device then asked for
+	// DEVICE_NEEDS_RESET).
+	Broken uint64
+}
+
+type counter int
+
+const (
+	cRxPackets counter = iota
+	cRxBytes
+	cRxBuffers
+	cRxInterrupts
+	cRxDropOversize
+	cRxDropShort
+	cRxDropHeader
+	cRxBadChains
+	cRxMalformed
+	cRxWaits
+	cRxBackendErrors
+	cTxPackets
+	cTxBytes
+	cTxInterrupts
+	cTxDropShort
+	cTxErrors
+	cTxMalformed
+	cTxWaits
+	cCtrlCommands
+	cCtrlRejected
+	cCtrlMalformed
+	cBroken
+	numCounters
+)
+
+// counters are the published totals.
+type counters [numCounters]atomic.Uint64
+
+// deltas are an engine's unpublished counts: plain integers, touched by
+// one goroutine, added to the totals in publish.
+type deltas [numCounters]uint64
+
+func (dl *deltas) publish(c *counters) {
+	for i, v := range dl {
+		if v != 0 {
+			c[i].Add(v)
+			dl[i] = 0
+		}
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (d *Device) Stats() Stats {
+	c := &d.stats
+	g := func(i counter) uint64 { return c[i].Load() }
+	return Stats{
+		RxPackets: g(cRxPackets), RxBytes: g(cRxBytes), RxBuffers: g(cRxBuffers),
+		RxInterrupts: g(cRxInterrupts), RxDropOversize: g(cRxDropOversize),
+		RxDropShort: g(cRxDropShort), RxDropHeader: g(cRxDropHeader),
+		RxBadChains: g(cRxBadChains), RxMalformed: g(cRxMalformed), RxWaits: g(cRxWaits),
+		RxBackendErrors: g(cRxBackendErrors),
+		TxPackets:       g(cTxPackets), TxBytes: g(cTxBytes), TxInterrupts: g(cTxInterrupts),
+		TxDropShort: g(cTxDropShort), TxErrors: g(cTxErrors), TxMalformed: g(cTxMalformed),
+		TxWaits:      g(cTxWaits),
+		CtrlCommands: g(cCtrlCommands), CtrlRejected: g(cCtrlRejected), CtrlMalformed: g(cCtrlMalformed),
+		Broken: g(cBroken),
+	}
+}
+
+// engineEnv is what every queue engine shares with the device.
+type engineEnv struct {
+	irq      virtio.Interrupt
+	be       Backend
+	stopping *atomic.Bool // set by Reset before it wakes the goroutines
+	stop     <-chan struct{}
+	stats    *counters
+}
+
+// flushQueue publishes q's used elements and notifies the driver if it
+// asks for it; it reports whether it sent an interrupt.
+func (e *engineEnv) flushQueue(q *queue.Queue, idx int) bool {
+	if q.Publish() && q.NeedsInterrupt() {
+		e.irq.Signal(idx)
+		return true
+	}
+	return false
+}
+
+// broken handles a queue the driver broke: count it, ask for
+// DEVICE_NEEDS_RESET and wait for Reset.
+func (e *engineEnv) broken(dl *deltas) {
+	dl[cBroken]++
+	dl.publish(e.stats)
+	e.irq.NeedsReset()
+	<-e.stop
+}
+
+// waitKick blocks until the driver kicks queue kick, or Reset. It
+// reports false when the engine must exit. buf is the engine's read
+// buffer (a pipe kick file may carry several bytes per kick).
+func (e *engineEnv) waitKick(kick *os.File, buf []byte) bool {
+	_, err := kick.Read(buf)
+	if e.stopping.Load() {
+		return false
+	}
+	if err != nil && !os.IsTimeout(err) {
+		// The kick file is closed or at EOF: nothing will wake us but
+		// Reset.
+		<-e.stop
+		return false
+	}
+	return true
+}
