@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/flintvm/flint/boot"
+	"github.com/flintvm/flint/boot/acpi"
+	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/devices"
 	"github.com/flintvm/flint/kvm"
 	"github.com/flintvm/flint/mem"
@@ -47,6 +49,8 @@ type Config struct {
 	Timing bool
 	// HandleSignals stops the VM on SIGINT/SIGTERM/SIGHUP.
 	HandleSignals bool
+	// Net lists the virtio-net interfaces, each bridged to a host TAP.
+	Net []configs.NetInterface
 	// KVMPath is the KVM device (default /dev/kvm).
 	KVMPath string
 	Log     *slog.Logger
@@ -75,6 +79,16 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParseConsole(string(c.Console)); c.Console != "" && err != nil {
 		return err
+	}
+	taps := map[string]bool{}
+	for _, n := range c.Net {
+		if err := n.Validate(); err != nil {
+			return fmt.Errorf("--net tap=%s: %v", n.TAP, err)
+		}
+		if taps[n.TAP] {
+			return fmt.Errorf("--net tap=%s: the TAP is used twice", n.TAP)
+		}
+		taps[n.TAP] = true
 	}
 	return nil
 }
@@ -154,6 +168,12 @@ type Machine struct {
 	mmio  *devices.Bus
 	con   *console
 	plat  *platform
+	irqs  *irqRouter
+
+	nets                []*netDevice
+	mmioSlots, pciSlots int
+	acpiDevices         []acpi.Device
+	pciINTx             []acpi.PCIInterrupt
 
 	stopping  atomic.Bool
 	stopOnce  sync.Once
@@ -224,7 +244,11 @@ func New(cfg Config) (_ *Machine, err error) {
 	if m.con, err = openConsole(cfg.Console, cfg.Stdin, cfg.Stdout); err != nil {
 		return nil, &ConfigError{Err: err}
 	}
+	m.irqs = newIRQRouter(m.vm)
 	if err := m.addPlatformDevices(); err != nil {
+		return nil, err
+	}
+	if err := m.addNetDevices(); err != nil {
 		return nil, err
 	}
 	entry, err := m.loadKernel()
@@ -314,6 +338,10 @@ func (m *Machine) kickAll() {
 // call more than once and on a partly built Machine.
 func (m *Machine) Close() error {
 	m.closeOnce.Do(func() {
+		m.closeNetDevices()
+		if m.irqs != nil {
+			m.irqs.close()
+		}
 		for _, v := range m.vcpus {
 			v.Close()
 		}

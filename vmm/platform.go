@@ -119,8 +119,10 @@ func (m *Machine) acpiConfig() *acpi.Config {
 		I8042:            true,
 		RTC:              true,
 		Serial:           []acpi.SerialPort{{Port: com1Port, IRQ: com1IRQ}},
+		Devices:          m.acpiDevices,
 		PCI: &acpi.PCIHostBridge{
 			MMIO32: pciMMIOWindow,
+			INTx:   m.pciINTx,
 		},
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/vmm"
 )
 
@@ -48,6 +49,8 @@ func newApp(stdout, stderr io.Writer, launch launcher) *app {
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
+		// --net values contain commas; each flag is one interface.
+		DisableSliceFlagSeparator: true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err.Error()}
 		},
@@ -105,7 +108,7 @@ func runCommand(a *app, launch launcher) *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "boot a Linux kernel in a new microVM",
-		UsageText: "flint run --kernel PATH [--initrd PATH] [--cmdline STR] [--cpus N] [--memory MiB] [--console stdio|none|file:PATH]",
+		UsageText: "flint run --kernel PATH [--initrd PATH] [--cmdline STR] [--cpus N] [--memory MiB] [--console stdio|none|file:PATH] [--net tap=NAME,...]...",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "kernel", Usage: "bzImage to boot", Required: true},
 			&cli.StringFlag{Name: "initrd", Usage: "initramfs to load"},
@@ -113,6 +116,8 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			&cli.IntFlag{Name: "cpus", Usage: fmt.Sprintf("vCPUs (1-%d)", vmm.MaxCPUs), Value: 1},
 			&cli.IntFlag{Name: "memory", Usage: "guest memory in MiB", Value: 256},
 			&cli.StringFlag{Name: "console", Usage: "serial console: stdio, none or file:PATH", Value: "stdio"},
+			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net interface bridged to a host TAP (repeatable): " +
+				"tap=NAME[,mac=MAC][,transport=pci|mmio][,mtu=N][,mrg_rxbuf=on|off][,tso=on|off][,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off]"},
 			&cli.StringFlag{Name: "exit-marker", Usage: "stop the VM with exit code 0 when the console prints this string; a guest that resets or powers off before printing it gives exit code 4"},
 			&cli.DurationFlag{Name: "timeout", Usage: "stop the VM with exit code 3 after this long (e.g. 60s); 0 means no limit"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (logs go to stderr)", Value: "warn"},
@@ -161,6 +166,13 @@ func runConfig(c *cli.Context) (vmm.Config, error) {
 		return cfg, usagef("--console: %v", err)
 	}
 	cfg.Console = con
+	for _, spec := range c.StringSlice("net") {
+		n, err := configs.ParseNetFlag(spec)
+		if err != nil {
+			return cfg, usageError{err.Error()}
+		}
+		cfg.Net = append(cfg.Net, n)
+	}
 	level, err := parseLevel(c.String("log-level"))
 	if err != nil {
 		return cfg, err

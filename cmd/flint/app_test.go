@@ -51,12 +51,15 @@ func TestRunFlags(t *testing.T) {
 	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
 	i := writeFile(t, "initrd", []byte("initrd bytes"))
 	code, _, stderr, cfg := runArgs(t, "run", "--kernel", k, "--initrd", i, "--cmdline", "console=ttyS0 quiet",
-		"--cpus", "2", "--memory", "512", "--console", "none", "--exit-marker", "OK", "--timeout", "30s")
+		"--cpus", "2", "--memory", "512", "--console", "none", "--exit-marker", "OK", "--timeout", "30s",
+		"--net", "tap=tap0,mtu=9000,mrg_rxbuf=off", "--net", "tap=tap1,transport=mmio")
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, stderr)
 	}
 	if cfg.CPUs != 2 || cfg.MemoryMiB != 512 || cfg.Cmdline != "console=ttyS0 quiet" || cfg.Console != "none" ||
-		string(cfg.Initrd) != "initrd bytes" || cfg.ExitMarker != "OK" || cfg.Timeout.Seconds() != 30 {
+		string(cfg.Initrd) != "initrd bytes" || cfg.ExitMarker != "OK" || cfg.Timeout.Seconds() != 30 ||
+		len(cfg.Net) != 2 || cfg.Net[0].TAP != "tap0" || cfg.Net[0].MTU != 9000 || cfg.Net[0].MrgRxbuf ||
+		cfg.Net[1].TAP != "tap1" || cfg.Net[1].Transport != "mmio" {
 		t.Fatalf("config: %+v", cfg)
 	}
 }
@@ -91,6 +94,9 @@ func TestBadInputIsOneLineAndExitCode2(t *testing.T) {
 		{"unknown flag", []string{"run", "--kernel", good, "--frobnicate"}, "frobnicate"},
 		{"stray argument", []string{"run", "--kernel", good, "extra"}, "extra"},
 		{"unknown command", []string{"launch"}, "launch"},
+		{"bad --net key", []string{"run", "--kernel", good, "--net", "tap=t0,speed=9"}, "speed"},
+		{"bad --net mtu", []string{"run", "--kernel", good, "--net", "tap=t0,mtu=1"}, "mtu"},
+		{"same TAP twice", []string{"run", "--kernel", good, "--net", "tap=t0", "--net", "tap=t0"}, "used twice"},
 		{"cmdline with NUL", []string{"run", "--kernel", good, "--cmdline", "a\x00b"}, "NUL"},
 	}
 	for _, c := range cases {

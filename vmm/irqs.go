@@ -1,0 +1,189 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/kvm"
+	"github.com/flintvm/flint/virtio/transport"
+)
+
+// Interrupt numbering: GSIs 0-23 are the IOAPIC's pins (ISA IRQs 0-15 also
+// reach the PICs); MSI routes use GSIs from firstMSIGSI up.
+const (
+	firstMSIGSI = 24
+	maxGSI      = 4095 // KVM_MAX_IRQ_ROUTES - 1
+)
+
+// Free IOAPIC pins for virtio-mmio devices (edge) and PCI INTx (level).
+var (
+	mmioGSIs = []uint32{5, 6, 7, 9, 10, 11, 13, 14, 15}
+	intxGSIs = []uint32{16, 17, 18, 19, 20, 21, 22, 23}
+)
+
+// irqRouter owns the VM's GSI routing table and the irqfds behind device
+// interrupts. The table is the default irqchip routing plus one MSI route
+// per allocated vector; KVM_SET_GSI_ROUTING replaces it whole.
+type irqRouter struct {
+	vm      *kvm.VM
+	mu      sync.Mutex
+	msi     map[uint32]kvm.IRQRoutingEntry // GSI -> MSI route
+	nextMSI uint32
+	nextPin int
+	fds     []int // every eventfd registered as an irqfd, closed by close
+}
+
+func newIRQRouter(vm *kvm.VM) *irqRouter {
+	return &irqRouter{vm: vm, msi: map[uint32]kvm.IRQRoutingEntry{}, nextMSI: firstMSIGSI}
+}
+
+// mmioGSI hands out the next free IOAPIC pin for a virtio-mmio device.
+func (r *irqRouter) mmioGSI() (uint32, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.nextPin >= len(mmioGSIs) {
+		return 0, fmt.Errorf("no free interrupt pin for another virtio-mmio device (at most %d)", len(mmioGSIs))
+	}
+	g := mmioGSIs[r.nextPin]
+	r.nextPin++
+	return g, nil
+}
+
+// irqfd is an eventfd registered as KVM's irqfd on a GSI: Trigger injects
+// one interrupt without a VM exit or an ioctl.
+type irqfd struct {
+	fd  int
+	one [8]byte
+}
+
+// newIRQFD creates an eventfd and binds it to gsi.
+func (r *irqRouter) newIRQFD(gsi uint32) (*irqfd, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	if err := r.vm.RegisterIRQFD(fd, gsi); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	r.mu.Lock()
+	r.fds = append(r.fds, fd)
+	r.mu.Unlock()
+	f := &irqfd{fd: fd}
+	binary.LittleEndian.PutUint64(f.one[:], 1)
+	return f, nil
+}
+
+// Trigger implements devices.IRQTrigger. It does not allocate. EAGAIN means
+// the counter is saturated: interrupts are already pending, so nothing is
+// lost.
+func (f *irqfd) Trigger() error {
+	_, err := unix.Write(f.fd, f.one[:])
+	if err == unix.EAGAIN {
+		return nil
+	}
+	return err
+}
+
+// commit installs the routing table: defaults plus every MSI route.
+// Callers hold r.mu.
+func (r *irqRouter) commit() error {
+	routes := kvm.DefaultGSIRouting()
+	for gsi := uint32(firstMSIGSI); gsi < r.nextMSI; gsi++ {
+		if e, ok := r.msi[gsi]; ok {
+			routes = append(routes, e)
+		}
+	}
+	return r.vm.SetGSIRouting(routes)
+}
+
+func (r *irqRouter) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, fd := range r.fds {
+		unix.Close(fd)
+	}
+	r.fds = nil
+}
+
+// msixRouter implements the virtio-pci transport's MSIXRouter for one
+// function: vector i has its own GSI and irqfd.
+type msixRouter struct {
+	r    *irqRouter
+	gsis []uint32
+	fds  []*irqfd
+}
+
+// newMSIX allocates n vectors.
+func (r *irqRouter) newMSIX(n int) (*msixRouter, error) {
+	m := &msixRouter{r: r}
+	for i := 0; i < n; i++ {
+		r.mu.Lock()
+		if r.nextMSI > maxGSI {
+			r.mu.Unlock()
+			return nil, errors.New("out of GSIs for MSI-X vectors")
+		}
+		gsi := r.nextMSI
+		r.nextMSI++
+		// Until the guest programs it, a vector points nowhere useful;
+		// an irqfd needs a route to exist, so install a placeholder.
+		r.msi[gsi] = kvm.MSIRoute(gsi, 0xfee00000, 0)
+		err := r.commit()
+		r.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		f, err := r.newIRQFD(gsi)
+		if err != nil {
+			return nil, err
+		}
+		m.gsis = append(m.gsis, gsi)
+		m.fds = append(m.fds, f)
+	}
+	return m, nil
+}
+
+// SetVector points vector v at the guest's MSI message. The transport never
+// triggers a masked vector, so masking needs no routing change.
+func (m *msixRouter) SetVector(v int, addr uint64, data uint32, masked bool) error {
+	if v < 0 || v >= len(m.gsis) {
+		return fmt.Errorf("MSI-X vector %d out of range", v)
+	}
+	m.r.mu.Lock()
+	defer m.r.mu.Unlock()
+	gsi := m.gsis[v]
+	m.r.msi[gsi] = kvm.MSIRoute(gsi, addr, data)
+	return m.r.commit()
+}
+
+// Trigger sends vector v.
+func (m *msixRouter) Trigger(v int) error {
+	if v < 0 || v >= len(m.fds) {
+		return unix.EINVAL
+	}
+	return m.fds[v].Trigger()
+}
+
+// ioeventNotifier implements transport.Notifier with KVM ioeventfds: a
+// guest write to a notify register signals the queue's kick eventfd inside
+// KVM, without an exit to Flint.
+type ioeventNotifier struct{ vm *kvm.VM }
+
+func (n ioeventNotifier) ioevent(m transport.NotifyMatch, fd int) kvm.IOEventFD {
+	return kvm.IOEventFD{FD: fd, Addr: m.Addr, Len: m.Len, Datamatch: m.Datamatch, Value: m.Data}
+}
+
+// Attach implements transport.Notifier.
+func (n ioeventNotifier) Attach(m transport.NotifyMatch, kick *os.File) error {
+	return transport.ControlFD(kick, func(fd int) error { return n.vm.RegisterIOEventFD(n.ioevent(m, fd)) })
+}
+
+// Detach implements transport.Notifier.
+func (n ioeventNotifier) Detach(m transport.NotifyMatch, kick *os.File) error {
+	return transport.ControlFD(kick, func(fd int) error { return n.vm.UnregisterIOEventFD(n.ioevent(m, fd)) })
+}

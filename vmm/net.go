@@ -1,0 +1,192 @@
+package vmm
+
+import (
+	"fmt"
+	"hash/fnv"
+	"net"
+
+	"github.com/flintvm/flint/boot/acpi"
+	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/net/tap"
+	"github.com/flintvm/flint/virtio"
+	virtionet "github.com/flintvm/flint/virtio/net"
+	"github.com/flintvm/flint/virtio/transport/mmio"
+	vpci "github.com/flintvm/flint/virtio/transport/pci"
+)
+
+// The TAP queue is the virtio-net device's backend as it is.
+var _ virtionet.Backend = (*tap.Queue)(nil)
+
+// closer is a virtio transport being torn down: Close resets its device.
+type closer interface{ Close() }
+
+// netDevice is one --net interface: the host TAP, the device, and the
+// transport that shows it to the guest.
+type netDevice struct {
+	cfg       configs.NetInterface
+	tap       *tap.Tap
+	dev       *virtionet.Device
+	transport closer
+}
+
+// netFeatures maps an interface's switches onto the device's feature bits.
+func netFeatures(n configs.NetInterface) uint64 {
+	f := uint64(virtionet.DefaultFeatures)
+	clear := func(fs ...virtio.Feature) {
+		for _, x := range fs {
+			f &^= x.Mask()
+		}
+	}
+	if !n.MrgRxbuf {
+		clear(virtionet.FeatureMrgRxbuf)
+	}
+	if !n.TSO {
+		clear(virtionet.FeatureGuestTSO4, virtionet.FeatureGuestTSO6, virtionet.FeatureGuestECN,
+			virtionet.FeatureHostTSO4, virtionet.FeatureHostTSO6, virtionet.FeatureHostECN)
+	}
+	if !n.UFO {
+		clear(virtionet.FeatureGuestUFO, virtionet.FeatureHostUFO)
+	}
+	if !n.Csum {
+		clear(virtionet.FeatureCsum, virtionet.FeatureGuestCsum)
+	}
+	if !n.Indirect {
+		clear(virtio.FeatureRingIndirectDesc)
+	}
+	if !n.EventIdx {
+		clear(virtio.FeatureRingEventIdx)
+	}
+	return f
+}
+
+// macFor returns the interface's MAC, or a stable locally administered one
+// derived from the TAP name (52:54:00 is the prefix VMMs conventionally use).
+func macFor(n configs.NetInterface) [6]byte {
+	var mac [6]byte
+	if n.MAC != nil {
+		copy(mac[:], n.MAC)
+		return mac
+	}
+	h := fnv.New32a()
+	h.Write([]byte(n.TAP))
+	s := h.Sum32()
+	return [6]byte{0x52, 0x54, 0x00, byte(s >> 16), byte(s >> 8), byte(s)}
+}
+
+// addNetDevices opens each interface's TAP and puts a virtio-net device on
+// its transport: a PCI function (MSI-X, INTx fallback) or a virtio-mmio
+// window described in the ACPI DSDT.
+func (m *Machine) addNetDevices() error {
+	for i, n := range m.cfg.Net {
+		if err := m.addNetDevice(i, n); err != nil {
+			return fmt.Errorf("--net tap=%s: %w", n.TAP, err)
+		}
+	}
+	return nil
+}
+
+func (m *Machine) addNetDevice(i int, n configs.NetInterface) error {
+	t, err := tap.Open(tap.Options{Name: n.TAP, Mode: tap.OpenOrCreate})
+	if err != nil {
+		return err
+	}
+	nd := &netDevice{cfg: n, tap: t}
+	m.nets = append(m.nets, nd)
+	if cur, err := t.MTU(); err == nil && cur != n.MTU {
+		if err := t.SetMTU(n.MTU); err != nil {
+			return fmt.Errorf("setting the TAP's MTU to %d: %w", n.MTU, err)
+		}
+	}
+	mac := macFor(n)
+	nd.dev, err = virtionet.New(t.Queue(0), virtionet.Options{
+		Features: netFeatures(n),
+		MAC:      mac,
+		MTU:      uint16(n.MTU),
+		SetOffload: func(f uint64) error {
+			_, err := t.SetOffload(tap.OffloadsForGuest(f))
+			return err
+		},
+	})
+	if err != nil {
+		return err
+	}
+	queues := len(nd.dev.QueueMaxSizes())
+	switch n.Transport {
+	case configs.TransportMMIO:
+		base := platformMMIOWindow.Start + uint64(m.mmioSlots)*0x1000
+		if base+mmio.WindowSize > platformMMIOWindow.End() {
+			return fmt.Errorf("no room for another virtio-mmio device")
+		}
+		m.mmioSlots++
+		gsi, err := m.irqs.mmioGSI()
+		if err != nil {
+			return err
+		}
+		fd, err := m.irqs.newIRQFD(gsi)
+		if err != nil {
+			return err
+		}
+		tr, err := mmio.New(mmio.Config{Device: nd.dev, Mem: m.mem, Base: base, IRQ: fd,
+			Notifier: ioeventNotifier{m.vm}, Log: m.log})
+		if err != nil {
+			return err
+		}
+		nd.transport = tr
+		if err := m.mmio.Insert(tr, base, mmio.WindowSize); err != nil {
+			return err
+		}
+		m.acpiDevices = append(m.acpiDevices, acpi.Device{HID: mmio.ACPIHID, UID: uint32(i),
+			MMIOBase: base, MMIOSize: mmio.WindowSize, IRQ: gsi, LevelTriggered: tr.LevelTriggered()})
+	default:
+		bar := pciMMIOWindow.Start + uint64(m.pciSlots)*vpci.BARSize
+		if bar+vpci.BARSize > pciMMIOWindow.End() {
+			return fmt.Errorf("no room for another PCI device")
+		}
+		m.pciSlots++
+		msix, err := m.irqs.newMSIX(queues + 1)
+		if err != nil {
+			return err
+		}
+		// The slot is known only after attaching; INTx pins rotate over
+		// GSIs 16-23 by slot, as PCI INTA# lines are conventionally swizzled.
+		line := &intxLine{vm: m.vm}
+		tr, err := vpci.New(vpci.Config{Device: nd.dev, Mem: m.mem, BARAddr: bar, Bus: m.mmio,
+			MSIX: msix, INTx: line, Notifier: ioeventNotifier{m.vm}, Log: m.log})
+		if err != nil {
+			return err
+		}
+		nd.transport = tr
+		slot, err := m.plat.pci.AttachNext(tr)
+		if err != nil {
+			return err
+		}
+		line.gsi = intxGSIs[slot%len(intxGSIs)]
+		tr.ConfigSpace().SetUint8(0x3c, uint8(line.gsi)) // Interrupt Line, for guests without ACPI
+		m.pciINTx = append(m.pciINTx, acpi.PCIInterrupt{Slot: uint8(slot), Pin: 0, GSI: line.gsi})
+	}
+	m.log.Info("virtio-net device", "tap", n.TAP, "transport", n.Transport, "mac", net.HardwareAddr(mac[:]).String(),
+		"mtu", n.MTU, "features", fmt.Sprintf("%#x", netFeatures(n)))
+	return nil
+}
+
+// intxLine is a PCI function's INTA# line: a level-triggered IOAPIC pin.
+type intxLine struct {
+	vm interface {
+		SetIRQLine(uint32, bool) error
+	}
+	gsi uint32
+}
+
+func (l *intxLine) SetLevel(high bool) error { return l.vm.SetIRQLine(l.gsi, high) }
+
+// closeNetDevices resets every device (through its transport) and closes
+// the TAPs.
+func (m *Machine) closeNetDevices() {
+	for _, nd := range m.nets {
+		if nd.transport != nil {
+			nd.transport.Close()
+		}
+		nd.tap.Close()
+	}
+	m.nets = nil
+}
