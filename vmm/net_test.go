@@ -1,0 +1,110 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/devices/pci"
+	"github.com/flintvm/flint/vmm/vmmtest"
+)
+
+// inNetns runs fn on an OS thread inside a network namespace the test
+// creates (and deletes), so the TAPs Flint creates never touch the host's.
+func inNetns(t *testing.T, fn func()) {
+	t.Helper()
+	needKVM(t)
+	if _, err := exec.LookPath("ip"); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI needs root and iproute2 for TAP tests (ip: %v, euid %d)", err, os.Geteuid())
+		}
+		t.Skip("needs root and iproute2")
+	}
+	ns := fmt.Sprintf("flint-vmm-test-%d", rand.Int63())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", ns).Run()
+	nsf, err := os.Open("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsf.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The thread never leaves the namespace: it is not unlocked, so the
+		// runtime discards it when this goroutine ends.
+		runtime.LockOSThread()
+		if err := unix.Setns(int(nsf.Fd()), unix.CLONE_NEWNET); err != nil {
+			t.Errorf("setns: %v", err)
+			return
+		}
+		fn()
+	}()
+	<-done
+}
+
+func TestNetDevicesOnPCIAndMMIO(t *testing.T) {
+	inNetns(t, func() {
+		pciNet := configs.DefaultNetInterface("fltpci0")
+		mmioNet := configs.DefaultNetInterface("fltmmio0")
+		mmioNet.Transport = configs.TransportMMIO
+		mmioNet.MTU = 9000
+		m, err := New(Config{Kernel: vmmtest.BzImage(vmmtest.Spin), CPUs: 1, MemoryMiB: 64, Console: "none",
+			Net: []configs.NetInterface{pciNet, mmioNet}})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer m.Close()
+		// The PCI function answers config reads through 0xCF8/0xCFC as the
+		// guest would issue them: vendor 0x1af4, device 0x1041 (net).
+		found := false
+		for dev := uint8(1); dev < 32; dev++ {
+			addr := make([]byte, 4)
+			binary.LittleEndian.PutUint32(addr, pci.ConfigAddress(0, dev, 0, 0))
+			m.pio.Write(0xcf8, addr)
+			id := make([]byte, 4)
+			m.pio.Read(0xcfc, id)
+			if binary.LittleEndian.Uint32(id) == 0x1041_1af4 {
+				found = true
+			}
+		}
+		if !found {
+			t.Error("no virtio-net PCI function on bus 0")
+		}
+		// The MMIO window: magic "virt", version 2, device id 1.
+		regs := make([]byte, 4)
+		base := platformMMIOWindow.Start
+		for off, want := range map[uint64]uint32{0: 0x74726976, 4: 2, 8: 1} {
+			m.mmio.Read(base+off, regs)
+			if got := binary.LittleEndian.Uint32(regs); got != want {
+				t.Errorf("virtio-mmio register %#x = %#x, want %#x", off, got, want)
+			}
+		}
+		if len(m.acpiDevices) != 1 || m.acpiDevices[0].HID != "LNRO0005" || m.acpiDevices[0].MMIOBase != base {
+			t.Errorf("ACPI devices %+v", m.acpiDevices)
+		}
+		if len(m.pciINTx) != 1 {
+			t.Errorf("PCI INTx routes %+v", m.pciINTx)
+		}
+		// The TAPs exist, with the MTU the guest is told.
+		for name, mtu := range map[string]int{"fltpci0": 1500, "fltmmio0": 9000} {
+			// A child forked from this thread shares its namespace (sysfs
+			// would show the host's).
+			out, err := exec.Command("ip", "-o", "link", "show", name).Output()
+			if err != nil || !strings.Contains(string(out), fmt.Sprintf(" mtu %d ", mtu)) {
+				t.Errorf("%s MTU %q (%v), want %d", name, out, err, mtu)
+			}
+		}
+	})
+}
