@@ -14,7 +14,7 @@ all: build
 
 ## build: a static flint binary in bin/ (no cgo: it also runs inside the nested test host)
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/flint
+	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/flint
 
 ## run: boot the stock Debian cloud kernel into a busybox shell on this terminal
 run:

@@ -227,12 +227,9 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err := m.vm.SetIdentityMapAddr(identityMapAddr); err != nil {
 		return nil, err
 	}
-	if err := m.vm.CreateIRQChip(); err != nil {
-		return nil, err
-	}
-	if err := m.vm.CreatePIT2(); err != nil {
-		return nil, err
-	}
+	// Memory slots go in before the irqchip exists: afterwards every slot
+	// change waits for a KVM SRCU grace period (milliseconds per call on a
+	// 250 Hz host; see BENCHMARKS.md).
 	if m.mem, err = mem.New(uint64(cfg.MemoryMiB) << 20); err != nil {
 		return nil, err
 	}
@@ -240,6 +237,12 @@ func New(cfg Config) (_ *Machine, err error) {
 		if err := m.vm.SetUserMemoryRegion(uint32(i), r.GuestAddr, r.Host()); err != nil {
 			return nil, err
 		}
+	}
+	if err := m.vm.CreateIRQChip(); err != nil {
+		return nil, err
+	}
+	if err := m.vm.CreatePIT2(); err != nil {
+		return nil, err
 	}
 	if m.con, err = openConsole(cfg.Console, cfg.Stdin, cfg.Stdout); err != nil {
 		return nil, &ConfigError{Err: err}

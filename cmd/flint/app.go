@@ -215,8 +215,10 @@ func readInput(flag, path string, limit uint64) ([]byte, error) {
 	if uint64(st.Size()) > limit {
 		return nil, usagef("%s %s: %d MiB is too large (limit %d MiB)", flag, path, st.Size()>>20, limit>>20)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
-	if err != nil {
+	// One buffer of the file's size: a growing buffer would leave the
+	// VMM's peak RSS at several times the file (BENCHMARKS.md).
+	b := make([]byte, st.Size())
+	if _, err := io.ReadFull(f, b); err != nil {
 		return nil, usagef("%s %s: %v", flag, path, err)
 	}
 	return b, nil
