@@ -6,7 +6,7 @@
 #
 # Usage: scripts/nested-host.sh --script FILE [--flint PATH] [--payload DIR]
 #            [--timeout SECONDS] [--interactive] [--memory MiB] [--cpus N]
-#            [--cache DIR] [--append "ARGS"] [--modules "M ..."]
+#            [--cache DIR] [--append "ARGS"] [--modules "M ..."] [--tcg-thread multi|single]
 #
 #   --script FILE    job run by L1's init as `sh FILE` in /payload (required). It sees
 #                    FLINT=/usr/bin/flint, PAYLOAD=/payload, NESTED_INTERACTIVE=0|1.
@@ -21,6 +21,9 @@
 #                    kernel is fetched with fetch-kernels.sh when missing
 #   --append "ARGS"  extra L1 kernel command line
 #   --modules "M"    L1 modules to load (default "kvm_amd"; dependencies are added)
+#   --tcg-thread T   QEMU TCG threading: multi (default: one host thread per L1 vCPU)
+#                    or single (all L1 vCPUs round-robin on one host thread; for
+#                    experiments only: L2 guests stall with it under QEMU 7.2)
 #
 # Output: L1's serial console is streamed to stdout (and kept for parsing). L1 prints
 # "NESTED-JOB-START" before the job and "NESTED-EXIT=<rc>" after it, then powers off.
@@ -38,7 +41,7 @@ usage() {
 }
 
 script='' flint='' payload='' timeout_s='' interactive=0 memory=2048 cpus=2 cache=''
-append='' modules='kvm_amd'
+append='' modules='kvm_amd' tcg_thread=multi
 while (($#)); do
 	case $1 in
 	--script) script=${2:?--script needs a FILE}; shift ;;
@@ -51,6 +54,7 @@ while (($#)); do
 	--cache) cache=${2:?--cache needs a DIR}; shift ;;
 	--append) append=${2?--append needs a string}; shift ;;
 	--modules) modules=${2?--modules needs a list}; shift ;;
+	--tcg-thread) tcg_thread=${2:?--tcg-thread needs multi or single}; shift ;;
 	-h | --help) usage 0 ;;
 	*) flint_die "unknown argument '$1' (see --help)" ;;
 	esac
@@ -65,6 +69,7 @@ if [[ -z $timeout_s ]]; then
 fi
 [[ $timeout_s =~ ^[0-9]+$ ]] || flint_die "--timeout must be a number of seconds"
 [[ $memory =~ ^[0-9]+$ && $cpus =~ ^[0-9]+$ ]] || flint_die "--memory and --cpus must be numbers"
+[[ $tcg_thread == multi || $tcg_thread == single ]] || flint_die "--tcg-thread must be multi or single"
 flint_need_tools qemu-system-x86_64 cpio gzip timeout
 
 if [[ -n $flint ]] && [[ $(LC_ALL=C ldd "$flint" 2>&1 || true) != *'not a dynamic executable'* ]] &&
@@ -156,11 +161,25 @@ flint_pack_cpio "$root" "$work/l1.cpio" none
 # --- QEMU ----------------------------------------------------------------------
 # quiet: only warnings and worse from the L1 kernel; panic=-1 + -no-reboot: a panic
 # ends QEMU at once. NESTED_INTERACTIVE=... is passed to init's environment.
-cmdline="console=ttyS0 quiet panic=-1 mitigations=off NESTED_INTERACTIVE=$interactive${append:+ $append}"
+# l1_diag makes a wedge explain itself: a soft lockup report carries every CPU's
+# backtrace, and loglevel=5 prints those backtraces (the kernel logs them at the
+# default level, which quiet hides; it costs ~9 more L1 boot lines).
+# console_msg_format=syslog starts each L1 kernel line with "<level>", which tells
+# L1's messages from those of a guest's kernel on the same console.
+l1_diag='softlockup_all_cpu_backtrace=1 loglevel=5 console_msg_format=syslog'
+# l1_mm keeps L1 from wedging in KVM's nested page faults: Debian's kernel has THP
+# "always" and init_on_alloc=1, so the first touch of a guest page made L1 allocate a
+# 2 MiB page and zero it in one stretch without a reschedule point (seen: a flint
+# vCPU thread 31 s in clear_page_erms <- get_page_from_freelist <-
+# do_huge_pmd_anonymous_page <- hva_to_pfn <- kvm_mmu_page_fault, before the guest
+# printed anything). With 4 KiB pages zeroed once, KVM returns to its run loop, and
+# to the scheduler, between faults.
+l1_mm='transparent_hugepage=never init_on_alloc=0'
+cmdline="console=ttyS0 quiet panic=-1 mitigations=off $l1_diag $l1_mm NESTED_INTERACTIVE=$interactive${append:+ $append}"
 log=$work/serial.log
 # shellcheck disable=SC2054 # commas are QEMU option syntax
 qemu=(qemu-system-x86_64
-	-accel tcg,thread=multi -cpu max -M q35 -smp "$cpus" -m "$memory"
+	-accel "tcg,thread=$tcg_thread" -cpu max -M q35 -smp "$cpus" -m "$memory"
 	-nodefaults -no-user-config -display none -no-reboot
 	-kernel "$kdir/vmlinuz" -initrd "$work/l1.cpio" -append "$cmdline")
 if ((interactive)); then
@@ -199,6 +218,15 @@ wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
 
 # --- verdict -------------------------------------------------------------------
 [[ -f $log ]] || : >"$log"
+# A wedged L1 (soft lockups: CPUs stuck in the kernel, e.g. in a flint vCPU thread
+# that no signal can end) never reaches NESTED-EXIT; name the stuck CPUs and tasks.
+# Only L1's own messages count ("<N>[time]", see l1_diag), not a guest's.
+lockups=$(tr -d '\r' <"$log" |
+	grep -a -oE '<[0-7]>\[ *[0-9]+\.[0-9]+\] watchdog: BUG: soft lockup - CPU#[0-9]+ stuck for [0-9]+s! \[[^]]*\]' |
+	sed -E 's/^.*soft lockup - (CPU#[0-9]+) stuck for [0-9]+s! (.*)$/\1 \2/' | sort -u | paste -sd ' ' - || true)
+if [[ -n $lockups ]]; then
+	flint_log "L1 WEDGED: soft lockup reports for $lockups (backtraces above); its job could not finish"
+fi
 exit_line=$(tr -d '\r' <"$log" | grep -a -E '^NESTED-EXIT=[0-9]+$' | tail -n1 || true)
 if [[ $qrc == 124 || $qrc == 137 ]] && [[ -z $exit_line ]]; then
 	flint_log "TIMEOUT: L1 did not finish within ${timeout_s}s (wall ${wall}s); QEMU killed"

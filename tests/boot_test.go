@@ -43,7 +43,14 @@ func TestStockKernelBoot(t *testing.T) {
 				t.Fatalf("boot never started (the nested host ended first)")
 			}
 			if r.unfinished {
-				t.Fatalf("boot cut off: the nested host ended while it ran; its output so far:\n%s", tail(r.output, 60))
+				why := "the nested host ended while it ran"
+				if r.host != "" {
+					why = "nested host " + r.host
+				}
+				t.Fatalf("boot cut off: %s; its output so far:\n%s", why, tail(r.output, 60))
+			}
+			if r.retried != "" {
+				t.Logf("second run: the first nested host wedged during or before this boot (%s)", r.retried)
 			}
 			t.Logf("flint exit status %d after %.1fs", r.rc, r.elapsed.Seconds())
 			ok := true

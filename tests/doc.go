@@ -8,6 +8,14 @@
 // test's default 10 minute timeout (use -timeout 30m). Without a required tool they
 // skip, unless CI is set, in which case a missing tool is a failure.
 //
+// The nested host (L1) itself occasionally wedges while flint runs a guest: soft
+// lockups on both L1 CPUs, flint's vCPU thread unkillable. The harness watches L1's
+// console (wedge_test.go): on a soft lockup that no finished boot follows, or a boot
+// still running well past its own timeout, it logs "nested host wedged: L1 soft
+// lockup in CPU#0 flint:109 at ...", stops that L1 and runs the boots that never
+// finished once more in a fresh L1. A boot that finished is never rerun, whatever
+// its result, and a second wedge is a test failure.
+//
 // Environment:
 //
 //	FLINT_CACHE               cache for kernels and images (default <repo>/.cache)

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -40,6 +41,11 @@ type env struct {
 	flint  string // flint binary (static)
 	direct bool   // boot on this machine's /dev/kvm; else inside the nested host
 	why    string // why the nested host is used
+	// nestedScript runs one nested host session (default scripts/nested-host.sh;
+	// tests of the harness put a fake here) and wedgeGrace overrides
+	// defaultWedgeGrace when non-zero.
+	nestedScript string
+	wedgeGrace   time.Duration
 }
 
 // ciMode reports whether the tests run under CI, where missing tools are failures.
@@ -231,6 +237,30 @@ type boot struct {
 	memMiB  int
 	cmdline string
 	timeout time.Duration
+	// wrap, when set, runs flint through a command: wrap's words, then flint's
+	// command line (e.g. scripts/net-case.sh, which runs flint in a network
+	// namespace). In the nested host, a word that is one of files is replaced by
+	// that file's path in the payload.
+	wrap  []string
+	files []string // host files and directories wrap needs (copied into the nested payload)
+}
+
+// wrapped returns flint's command line a behind b.wrap, with files mapped by path.
+func (b boot) wrapped(a []string, path func(string) string) []string {
+	if len(b.wrap) == 0 {
+		return a
+	}
+	w := make([]string, 0, len(b.wrap)+len(a))
+	for _, x := range b.wrap {
+		for _, f := range b.files {
+			if x == f {
+				x = path(f)
+				break
+			}
+		}
+		w = append(w, x)
+	}
+	return append(w, a...)
 }
 
 func (b boot) args(kernel, initrd, flint string) []string {
@@ -250,6 +280,11 @@ type result struct {
 	elapsed  time.Duration // wall time of the flint run
 	// unfinished: the boot started in the nested host but the host ended before it did.
 	unfinished bool
+	// host: why the nested host ended during this boot, when known (e.g. "wedged: ...").
+	host string
+	// retried: this is the second run of a boot that the first nested host never
+	// finished because L1 wedged; the wedge description.
+	retried string
 }
 
 // guestCmdline returns the L2 kernel command line ($FLINT_E2E_CMDLINE overrides).
@@ -292,7 +327,7 @@ func (e *env) runDirect(t *testing.T, boots []boot) map[string]*result {
 	res := map[string]*result{}
 	for _, b := range boots {
 		ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-		a := b.args(b.kernel, b.initrd, e.flint)
+		a := b.wrapped(b.args(b.kernel, b.initrd, e.flint), func(f string) string { return f })
 		cmd := exec.CommandContext(ctx, a[0], a[1:]...)
 		var out bytes.Buffer
 		cmd.Stdout = &out
@@ -358,7 +393,8 @@ run_boot() {
 		if b.initrd != "" {
 			initrd = "/payload/" + payloadName[b.initrd]
 		}
-		a := b.args("/payload/"+payloadName[b.kernel], initrd, "/usr/bin/flint")
+		a := b.wrapped(b.args("/payload/"+payloadName[b.kernel], initrd, "/usr/bin/flint"),
+			func(f string) string { return "/payload/" + payloadName[f] })
 		q := make([]string, len(a))
 		for i, x := range a {
 			q[i] = shQuote(x)
@@ -409,7 +445,51 @@ func parseJobs(out string) map[string]*result {
 	return res
 }
 
+// runNested runs the boots in one nested host session. If L1 wedges (see
+// hostWatch), the boots that never finished run once more in a fresh L1. Boots that
+// finished are never run again, whatever their outcome: a wrong marker or a non-zero
+// flint exit status is a failure of flint, not of the host.
 func (e *env) runNested(t *testing.T, boots []boot) (map[string]*result, error) {
+	res, wedged, err := e.nestedSession(t, boots)
+	if wedged == "" {
+		return res, err
+	}
+	var rest []boot
+	var names []string
+	for _, b := range boots {
+		if r := res[b.name]; r == nil || r.unfinished {
+			rest = append(rest, b)
+			names = append(names, b.name)
+		}
+	}
+	if len(rest) == 0 {
+		t.Logf("nested host wedged after its last boot: %s; every boot had finished", wedged)
+		return res, nil
+	}
+	t.Logf("nested host wedged: %s; retrying the remaining %d boot(s) (%s) in a fresh L1",
+		wedged, len(rest), strings.Join(names, " "))
+	res2, wedged2, err2 := e.nestedSession(t, rest)
+	for _, b := range rest {
+		first := res[b.name]
+		r := res2[b.name]
+		if r == nil {
+			if first != nil {
+				first.host = "wedged: " + wedged
+			}
+			continue
+		}
+		r.retried = wedged
+		res[b.name] = r
+	}
+	if wedged2 != "" {
+		return res, fmt.Errorf("nested host wedged again in the retry (%s); first time: %s", wedged2, wedged)
+	}
+	return res, err2
+}
+
+// nestedSession runs the boots in one nested host. wedged says why it was cut short
+// when L1 wedged ("" otherwise); err reports other failures of the session.
+func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result, wedged string, err error) {
 	dir := t.TempDir()
 	payload := filepath.Join(dir, "payload")
 	if err := os.Mkdir(payload, 0o755); err != nil {
@@ -435,6 +515,9 @@ func (e *env) runNested(t *testing.T, boots []boot) (map[string]*result, error) 
 	for _, b := range boots {
 		add(b.kernel)
 		add(b.initrd)
+		for _, f := range b.files {
+			add(f)
+		}
 		total += b.timeout + 10*time.Second
 	}
 	if dl, ok := t.Deadline(); ok {
@@ -450,29 +533,65 @@ func (e *env) runNested(t *testing.T, boots []boot) (map[string]*result, error) 
 
 	var out bytes.Buffer
 	logw := newLineLogger(t, "nested: ")
-	cmd := exec.Command("bash", filepath.Join(e.root, "scripts", "nested-host.sh"),
+	watch := newHostWatch(boots, time.Now)
+	if e.wedgeGrace > 0 {
+		watch.grace = e.wedgeGrace
+	}
+	script := e.nestedScript
+	if script == "" {
+		script = filepath.Join(e.root, "scripts", "nested-host.sh")
+	}
+	cmd := exec.Command("bash", script,
 		"--flint", e.flint, "--payload", payload, "--script", job,
-		"--timeout", strconv.Itoa(int(total/time.Second)), "--cache", e.cache)
+		"--timeout", strconv.Itoa(int(total/time.Second)), "--cache", e.cache,
+		"--append", nestedL1Append)
 	cmd.Dir = e.root
-	cmd.Stdout = io.MultiWriter(&out, logw)
+	cmd.Stdout = io.MultiWriter(&out, logw, watch)
 	cmd.Stderr = logw
+	// nested-host.sh stops QEMU when it gets SIGTERM; WaitDelay covers a QEMU that
+	// keeps the output pipe open anyway.
+	cmd.WaitDelay = 30 * time.Second
 	start := time.Now()
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return nil, "", fmt.Errorf("running nested-host.sh: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if r := watch.check(); r != "" {
+					t.Logf("nested host wedged: %s; stopping it", r)
+					_ = cmd.Process.Signal(syscall.SIGTERM)
+					return
+				}
+			}
+		}
+	}()
+	err = cmd.Wait()
+	close(done)
 	logw.Flush()
 	t.Logf("nested host session: %v wall for %d boots", time.Since(start).Round(time.Second), len(boots))
-	res := parseJobs(out.String())
+	res = parseJobs(out.String())
+	if wedged = watch.finish(); wedged != "" {
+		return res, wedged, fmt.Errorf("nested host wedged: %s", wedged)
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
-		return res, nil
+		return res, "", nil
 	case errors.As(err, &ee) && ee.ExitCode() == 124:
-		return res, fmt.Errorf("nested host timed out after %v", total.Round(time.Second))
+		return res, "", fmt.Errorf("nested host timed out after %v", total.Round(time.Second))
 	case errors.As(err, &ee) && ee.ExitCode() == 125:
-		return res, errors.New("nested host (L1) failed: see its log above")
+		return res, "", errors.New("nested host (L1) failed: see its log above")
 	case errors.As(err, &ee):
-		return res, nil // the job's status: the number of failed boots, judged per boot
+		return res, "", nil // the job's status: the number of failed boots, judged per boot
 	default:
-		return res, fmt.Errorf("running nested-host.sh: %v", err)
+		return res, "", fmt.Errorf("running nested-host.sh: %v", err)
 	}
 }
 

@@ -1,0 +1,225 @@
+package e2e
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The nested host (L1) can wedge while flint runs a guest in it: both L1 CPUs stay in
+// the kernel ("watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [flint:109]" every
+// ~28 s, RCU stalls), flint's vCPU thread cannot be killed, and the job's per-boot
+// timeout never fires. hostWatch reads L1's console as it streams, notices such a
+// wedge and says where L1 is stuck, so runNested can end the session at once instead
+// of waiting for the session timeout, and run the boots that never finished once
+// more in a fresh L1.
+
+// nestedL1Append is added to L1's kernel command line for every test session
+// (nested-host.sh passes the same by default): softlockup_all_cpu_backtrace=1 makes
+// a soft lockup report carry every CPU's backtrace (the other CPU is usually the one
+// holding things up); loglevel=5 prints those backtraces, which the kernel logs at
+// the default level that `quiet` hides (it costs ~9 more lines of L1 boot
+// messages); console_msg_format=syslog starts each L1 kernel line with "<level>",
+// which tells L1's messages from the guest's (L2 is the same kernel, and its
+// console is on the same stream): a soft lockup inside the guest is a guest
+// failure, never a wedged host.
+const nestedL1Append = "softlockup_all_cpu_backtrace=1 loglevel=5 console_msg_format=syslog"
+
+const (
+	// defaultWedgeGrace is how long after the first soft lockup report the
+	// session is left running, so the backtraces and the RCU stall report reach
+	// the log. A boot that ends in that time cancels the verdict.
+	defaultWedgeGrace = 20 * time.Second
+	// bootDeadlineSlack is added to a boot's own timeout (and the 10 s kill grace
+	// of `timeout -k 10` in the job) before a boot that has not ended means L1
+	// itself is stuck.
+	bootDeadlineSlack = 40 * time.Second
+)
+
+var (
+	// An L1 kernel message: "<4>[  123.456789] text" (console_msg_format=syslog).
+	// Not anchored: a kernel line can land in the middle of a guest console line.
+	l1KmsgRE     = regexp.MustCompile(`<[0-7]>\[\s*\d+\.\d+\] ?(.*)$`)
+	softLockupRE = regexp.MustCompile(`soft lockup - CPU#(\d+) stuck for (\d+)s! \[(.*)\]`)
+	rcuStallRE   = regexp.MustCompile(`rcu: INFO: \S+ (detected stalls|self-detected stall)`)
+	// "CPU: 1 PID: 29 Comm: kworker/1:1 Not tainted ..." starts a register dump.
+	regsCPURE = regexp.MustCompile(`^CPU: (\d+) PID: \d+ Comm: (\S+)`)
+	// "RIP: 0010:smp_call_function_many_cond+0x12a/0x380": kernel-mode RIP.
+	kernelRIPRE = regexp.MustCompile(`^RIP: 0010:(\S+)`)
+)
+
+// l1CPU is where one L1 CPU was seen stuck.
+type l1CPU struct {
+	task string // "comm:pid" from the soft lockup line, or comm from the register dump
+	rip  string // kernel function+offset, "" if no register dump was seen
+	secs int    // longest "stuck for Ns"
+}
+
+// hostWatch follows L1's console output line by line (it is an io.Writer) and
+// decides when the nested host is wedged. Its clock is injectable for tests.
+type hostWatch struct {
+	mu       sync.Mutex
+	now      func() time.Time
+	grace    time.Duration            // see defaultWedgeGrace
+	timeouts map[string]time.Duration // boot name -> its timeout
+	buf      []byte
+
+	cur      string    // boot running now ("" between boots)
+	deadline time.Time // when cur must have ended
+
+	lockupAt  time.Time // first soft lockup since the last boot ended (zero: none)
+	cpus      map[int]*l1CPU
+	dumpCPU   int // CPU of the register dump being read, -1 outside one
+	rcuStalls int
+	reason    string // set once the host is judged wedged
+}
+
+func newHostWatch(boots []boot, now func() time.Time) *hostWatch {
+	w := &hostWatch{now: now, grace: defaultWedgeGrace, timeouts: map[string]time.Duration{},
+		cpus: map[int]*l1CPU{}, dumpCPU: -1}
+	for _, b := range boots {
+		w.timeouts[b.name] = b.timeout
+	}
+	return w
+}
+
+func (w *hostWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := strings.IndexByte(string(w.buf), '\n')
+		if i < 0 {
+			break
+		}
+		w.line(strings.TrimRight(string(w.buf[:i]), "\r"))
+		w.buf = w.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (w *hostWatch) line(line string) {
+	if m := jobStartRE.FindStringSubmatch(line); m != nil {
+		w.cur = m[1]
+		w.deadline = w.now().Add(w.timeouts[m[1]] + 10*time.Second + bootDeadlineSlack)
+		return
+	}
+	if m := jobEndRE.FindStringSubmatch(line); m != nil {
+		// A boot ended: L1 is making progress, whatever it reported before.
+		w.cur = ""
+		w.lockupAt = time.Time{}
+		return
+	}
+	km := l1KmsgRE.FindStringSubmatch(line)
+	if km == nil {
+		return // guest console output or the job's own lines
+	}
+	k := km[1]
+	if m := softLockupRE.FindStringSubmatch(k); m != nil {
+		cpu, _ := strconv.Atoi(m[1])
+		secs, _ := strconv.Atoi(m[2])
+		c := w.cpu(cpu)
+		c.task = m[3]
+		if secs > c.secs {
+			c.secs = secs
+		}
+		if w.lockupAt.IsZero() {
+			w.lockupAt = w.now()
+		}
+		return
+	}
+	if rcuStallRE.MatchString(k) {
+		w.rcuStalls++
+		return
+	}
+	if m := regsCPURE.FindStringSubmatch(k); m != nil {
+		w.dumpCPU, _ = strconv.Atoi(m[1])
+		c := w.cpu(w.dumpCPU)
+		if c.task == "" {
+			c.task = m[2]
+		}
+		return
+	}
+	if m := kernelRIPRE.FindStringSubmatch(k); m != nil && w.dumpCPU >= 0 {
+		if c := w.cpu(w.dumpCPU); c.rip == "" {
+			c.rip = m[1]
+		}
+		w.dumpCPU = -1
+	}
+}
+
+func (w *hostWatch) cpu(n int) *l1CPU {
+	c := w.cpus[n]
+	if c == nil {
+		c = &l1CPU{}
+		w.cpus[n] = c
+	}
+	return c
+}
+
+// check returns why the nested host is wedged, or "" while it looks alive. Call it
+// periodically while the session runs; once it returns a reason it keeps doing so.
+func (w *hostWatch) check() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.reason != "" {
+		return w.reason
+	}
+	now := w.now()
+	switch {
+	case !w.lockupAt.IsZero() && now.Sub(w.lockupAt) >= w.grace:
+		w.reason = "L1 soft lockup in " + w.whereLocked()
+	case w.cur != "" && now.After(w.deadline):
+		w.reason = fmt.Sprintf("boot %s still running %v after its %v timeout (L1 could not stop flint)",
+			w.cur, (10*time.Second + bootDeadlineSlack).Round(time.Second), w.timeouts[w.cur])
+		if len(w.cpus) > 0 {
+			w.reason += "; L1 soft lockup in " + w.whereLocked()
+		}
+	}
+	return w.reason
+}
+
+// finish judges a session that has ended: a soft lockup reported during a boot
+// that never ended is a wedge even if the session ended before the grace period passed
+// (QEMU was killed, or L1 panicked).
+func (w *hostWatch) finish() string {
+	if r := w.check(); r != "" {
+		return r
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.lockupAt.IsZero() && w.cur != "" {
+		w.reason = "L1 soft lockup in " + w.whereLocked()
+	}
+	return w.reason
+}
+
+// whereLocked describes the stuck CPUs: "CPU#0 flint:109 at kvm_...+0x1/0x2 (26s); ...".
+func (w *hostWatch) whereLocked() string {
+	ids := make([]int, 0, len(w.cpus))
+	for id := range w.cpus {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	var parts []string
+	for _, id := range ids {
+		c := w.cpus[id]
+		s := fmt.Sprintf("CPU#%d %s", id, c.task)
+		if c.rip != "" {
+			s += " at " + c.rip
+		}
+		if c.secs > 0 {
+			s += fmt.Sprintf(" (stuck %ds)", c.secs)
+		}
+		parts = append(parts, s)
+	}
+	s := strings.Join(parts, ", ")
+	if w.rcuStalls > 0 {
+		s += fmt.Sprintf("; %d RCU stall report(s)", w.rcuStalls)
+	}
+	return s
+}

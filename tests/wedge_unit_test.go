@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeClock is a settable clock for hostWatch.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+func watchFixture() (*hostWatch, *fakeClock) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	boots := []boot{{name: "cloud/cpus=1", timeout: 300 * time.Second}, {name: "cloud/cpus=2", timeout: 300 * time.Second}}
+	return newHostWatch(boots, clk.now), clk
+}
+
+func feed(w *hostWatch, lines ...string) {
+	// Split writes at odd places, as a pipe does.
+	s := strings.Join(lines, "\r\n") + "\r\n"
+	for len(s) > 0 {
+		n := min(7, len(s))
+		_, _ = w.Write([]byte(s[:n]))
+		s = s[n:]
+	}
+}
+
+// Soft lockup report as L1 (Debian 6.1, softlockup_all_cpu_backtrace=1, loglevel=5)
+// prints it, shortened.
+var lockupReport = []string{
+	"<0>[  101.512345] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [flint:109]",
+	"<4>[  101.512400] Modules linked in: kvm_amd(+) ccp kvm irqbypass",
+	"<4>[  101.512450] CPU: 0 PID: 109 Comm: flint Not tainted 6.1.0-56-amd64 #1  Debian 6.1.192-2",
+	"<4>[  101.512500] Hardware name: QEMU Standard PC (Q35 + ICH9, 2009), BIOS 1.16.2-debian-1.16.2-1 04/01/2014",
+	"<4>[  101.512550] RIP: 0010:svm_vcpu_run+0x2f1/0x860 [kvm_amd]",
+	"<4>[  101.512600] Call Trace:",
+	"<4>[  101.512650]  <TASK>",
+	"<4>[  101.512700]  kvm_arch_vcpu_ioctl_run+0xdc6/0x1790 [kvm]",
+	"<4>[  101.512750] Sending NMI from CPU 0 to CPUs 1:",
+	"<4>[  101.512800] NMI backtrace for cpu 1",
+	"<4>[  101.512850] CPU: 1 PID: 29 Comm: kworker/1:1 Not tainted 6.1.0-56-amd64 #1  Debian 6.1.192-2",
+	"<4>[  101.512900] RIP: 0010:smp_call_function_many_cond+0x12a/0x380",
+	"<4>[  101.512950] RSP: 0018:ffffb3c1c00d3d20 EFLAGS: 00000202",
+}
+
+func TestHostWatchSoftLockup(t *testing.T) {
+	w, clk := watchFixture()
+	feed(w, "NESTED-JOB-START", "JOB-START cloud/cpus=1", "FLINT-BOOT-OK cpus=1", "", "JOB cloud/cpus=1 rc=0 secs=20.1",
+		"JOB-START cloud/cpus=2")
+	clk.t = clk.t.Add(30 * time.Second)
+	feed(w, lockupReport...)
+	if r := w.check(); r != "" {
+		t.Fatalf("wedged at once: %q (want a grace period)", r)
+	}
+	clk.t = clk.t.Add(defaultWedgeGrace)
+	feed(w, "<3>[  129.1] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+		"<0>[  129.5] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [kworker/1:1:29]")
+	r := w.check()
+	for _, want := range []string{"L1 soft lockup", "CPU#0 flint:109 at svm_vcpu_run+0x2f1/0x860", "(stuck 26s)",
+		"CPU#1 kworker/1:1:29 at smp_call_function_many_cond+0x12a/0x380", "1 RCU stall"} {
+		if !strings.Contains(r, want) {
+			t.Errorf("reason %q lacks %q", r, want)
+		}
+	}
+	if r2 := w.finish(); r2 != r {
+		t.Errorf("finish() = %q, want the same reason %q", r2, r)
+	}
+}
+
+func TestHostWatchRecovers(t *testing.T) {
+	w, clk := watchFixture()
+	feed(w, "JOB-START cloud/cpus=2")
+	feed(w, lockupReport[0])
+	clk.t = clk.t.Add(5 * time.Second)
+	feed(w, "FLINT-BOOT-OK cpus=2", "JOB cloud/cpus=2 rc=0 secs=80.0")
+	clk.t = clk.t.Add(time.Hour)
+	if r := w.check(); r != "" {
+		t.Errorf("a boot that ended after a soft lockup still counts as a wedge: %q", r)
+	}
+	if r := w.finish(); r != "" {
+		t.Errorf("finish() = %q after every boot ended", r)
+	}
+}
+
+func TestHostWatchDeadline(t *testing.T) {
+	w, clk := watchFixture()
+	feed(w, "JOB-START cloud/cpus=2")
+	clk.t = clk.t.Add(300*time.Second + 10*time.Second + bootDeadlineSlack - time.Second)
+	if r := w.check(); r != "" {
+		t.Fatalf("wedged before the deadline: %q", r)
+	}
+	clk.t = clk.t.Add(2 * time.Second)
+	r := w.check()
+	if !strings.Contains(r, "boot cloud/cpus=2 still running") {
+		t.Errorf("reason %q does not name the boot past its deadline", r)
+	}
+}
+
+func TestHostWatchEndedDuringLockup(t *testing.T) {
+	// QEMU ended (killed or L1 panicked) inside the grace period: still a wedge.
+	w, _ := watchFixture()
+	feed(w, "JOB-START cloud/cpus=2")
+	feed(w, lockupReport...)
+	if r := w.finish(); !strings.Contains(r, "CPU#0 flint:109") {
+		t.Errorf("finish() = %q, want a soft lockup verdict", r)
+	}
+}
+
+// TestHostWatchGuestLockup: the guest's own soft lockup (L2's console, default
+// message format) is the guest's failure, not a wedged host.
+func TestHostWatchGuestLockup(t *testing.T) {
+	w, clk := watchFixture()
+	feed(w, "JOB-START cloud/cpus=2",
+		"[   30.100000] watchdog: BUG: soft lockup - CPU#1 stuck for 23s! [swapper/1:0]",
+		"[   30.100100] CPU: 1 PID: 0 Comm: swapper/1 Not tainted 6.1.0-56-cloud-amd64 #1",
+		"[   30.100200] RIP: 0010:native_safe_halt+0xb/0x10")
+	clk.t = clk.t.Add(2 * defaultWedgeGrace)
+	if r := w.check(); r != "" {
+		t.Errorf("a guest soft lockup was taken for a wedged host: %q", r)
+	}
+	// An L1 line spliced into a guest line still counts.
+	feed(w, "guest outp<0>[  101.512345] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [flint:109]")
+	clk.t = clk.t.Add(defaultWedgeGrace)
+	if r := w.check(); !strings.Contains(r, "CPU#0 flint:109") || strings.Contains(r, "swapper") {
+		t.Errorf("reason %q, want only the L1 lockup of CPU#0", r)
+	}
+}
+
+func TestHostWatchQuiet(t *testing.T) {
+	w, clk := watchFixture()
+	for i := 0; i < 2; i++ {
+		name := fmt.Sprintf("cloud/cpus=%d", i+1)
+		feed(w, "JOB-START "+name, "[    1.0] smp: Brought up 1 node, 2 CPUs", "FLINT-BOOT-OK cpus=2",
+			"JOB "+name+" rc=1 secs=30.0")
+		clk.t = clk.t.Add(10 * time.Minute)
+	}
+	if r := w.finish(); r != "" {
+		t.Errorf("finish() = %q for a host that never locked up", r)
+	}
+}
+
+// fakeNestedHost stands in for scripts/nested-host.sh: it "runs" the boots of the
+// job script it is given, printing the framing lines. In its first session boot b
+// ends with status 1 and L1 wedges during boot c (soft lockup lines, then silence).
+const fakeNestedHost = `#!/bin/bash
+while (($#)); do
+	case $1 in --script) job=$2; shift ;; esac
+	shift
+done
+n=$(cat "$FAKE_DIR/count" 2>/dev/null || echo 0)
+n=$((n + 1))
+echo "$n" >"$FAKE_DIR/count"
+cp "$job" "$FAKE_DIR/job$n.sh"
+echo NESTED-JOB-START
+for name in $(sed -n "s/^run_boot '\([^']*\)'.*/\1/p" "$job"); do
+	echo "JOB-START $name"
+	if [[ $n == 1 && $name == c ]]; then
+		echo "<0>[  101.5] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [flint:109]"
+		echo "<4>[  101.6] CPU: 0 PID: 109 Comm: flint Not tainted 6.1.0-56-amd64 #1"
+		echo "<4>[  101.7] RIP: 0010:kvm_arch_vcpu_ioctl_run+0x1/0x2 [kvm]"
+		exec sleep 600
+	fi
+	rc=0
+	[[ $n == 1 && $name == b ]] && rc=1
+	echo "FLINT-BOOT-OK cpus=1"
+	echo "JOB $name rc=$rc secs=1.0"
+done
+echo NESTED-EXIT=0
+`
+
+// TestNestedRetryAfterWedge runs the harness against fakeNestedHost: the wedged
+// session is stopped, only the boots that never finished run again, and the boot
+// that failed (status 1) is not retried.
+func TestNestedRetryAfterWedge(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "fake-nested-host.sh")
+	if err := os.WriteFile(script, []byte(fakeNestedHost), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FAKE_DIR", dir)
+	kernel := filepath.Join(dir, "vmlinuz")
+	if err := os.WriteFile(kernel, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{root: repoRoot(t), cache: dir, flint: "/bin/true", nestedScript: script, wedgeGrace: time.Second}
+	var boots []boot
+	for _, n := range []string{"a", "b", "c", "d"} {
+		boots = append(boots, boot{name: n, kernel: kernel, cpus: 1, memMiB: 64, cmdline: "x", timeout: time.Minute})
+	}
+	start := time.Now()
+	res, err := e.runNested(t, boots)
+	if err != nil {
+		t.Fatalf("runNested: %v", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("the wedged session was not stopped promptly (%v)", d)
+	}
+	job2, err := os.ReadFile(filepath.Join(dir, "job2.sh"))
+	if err != nil {
+		t.Fatalf("no second session: %v", err)
+	}
+	if strings.Contains(string(job2), "run_boot 'a'") || strings.Contains(string(job2), "run_boot 'b'") ||
+		!strings.Contains(string(job2), "run_boot 'c'") || !strings.Contains(string(job2), "run_boot 'd'") {
+		t.Errorf("retry session should run exactly c and d:\n%s", job2)
+	}
+	want := map[string]struct {
+		rc      int
+		retried bool
+	}{"a": {0, false}, "b": {1, false}, "c": {0, true}, "d": {0, true}}
+	for name, w := range want {
+		r := res[name]
+		if r == nil {
+			t.Errorf("%s: no result", name)
+			continue
+		}
+		if r.rc != w.rc || r.unfinished || (r.retried != "") != w.retried {
+			t.Errorf("%s: rc=%d unfinished=%v retried=%q, want rc=%d retried=%v", name, r.rc, r.unfinished, r.retried, w.rc, w.retried)
+		}
+	}
+	if r := res["c"]; r != nil && !strings.Contains(r.retried, "CPU#0 flint:109 at kvm_arch_vcpu_ioctl_run") {
+		t.Errorf("wedge description %q does not say where L1 was stuck", r.retried)
+	}
+}
