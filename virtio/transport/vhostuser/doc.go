@@ -1,0 +1,72 @@
+// Package vhostuser is the backend (server) side of vhost-user
+// (QEMU docs/interop/vhost-user.rst): it serves one virtio.Device over a
+// unix socket to one frontend at a time (QEMU, UML's virtio_uml, any
+// vhost-user frontend), so that Flint's devices run outside the VMM
+// process, e.g. `flint net-backend` behind a user-mode Linux guest.
+//
+// # What it owns
+//
+//   - Message framing (conn.go, proto.go): the 12-byte header (version 1,
+//     REPLY, NEED_REPLY), a payload whose size is checked against its
+//     request before it is read (MaxPayload bounds every read), and up
+//     to MaxFDs SCM_RIGHTS descriptors per message, received close-on-exec.
+//     Each request must carry exactly the fds it needs; fds the backend
+//     does not keep are closed.
+//   - The session (session.go): features (the device's, plus
+//     VHOST_USER_F_PROTOCOL_FEATURES), the protocol features it offers
+//     (REPLY_ACK, BACKEND_REQ, CONFIG; not MQ), the memory table, the
+//     rings' size, addresses, base, kick/call/err fds and enable state,
+//     and GET_CONFIG/SET_CONFIG over Device.ReadConfig/WriteConfig.
+//   - Guest memory (memtable.go): each SET_MEM_TABLE region is mmap'd
+//     MAP_SHARED from its fd (which must be a regular file or memfd at
+//     least mmap_offset+size long, so the device can never fault on a
+//     short file) into a mem.Memory over guest-physical addresses, for
+//     descriptors and buffers, plus a user-address translation for the
+//     ring addresses SET_VRING_ADDR carries. Replacing a table first
+//     stops the device, then unmaps the old one.
+//   - The device lifecycle (rings.go): vhost-user has no status register.
+//     A ring is started by SET_VRING_KICK and stopped by GET_VRING_BASE;
+//     it is enabled from the start unless PROTOCOL_FEATURES is in the
+//     last SET_FEATURES, and then by SET_VRING_ENABLE (QEMU and Debian's
+//     UML 6.1 keep the bit and send it; frontends that drop the bit
+//     never do).
+//     When every ring the frontend programmed is started and enabled, the
+//     transport builds one queue.Queue per ring (avail index from
+//     SET_VRING_BASE, used index read from the ring's used->idx),
+//     validates it against memory, calls Device.AckFeatures and
+//     Device.Activate. A device that refuses the set (a required queue
+//     not there yet) is retried on the next change. Any change to a
+//     running ring, the memory table or the features quiesces the device
+//     (Device.Reset), saves each ring's next avail index and restarts it;
+//     GET_VRING_BASE replies with that index.
+//   - The device's virtio.Interrupt (irq.go): Signal writes 8 bytes to
+//     the ring's call fd (an eventfd, or the write end of UML's pipe)
+//     without allocating or locking; SignalConfig sends
+//     BACKEND_CONFIG_CHANGE_MSG on the backend channel if the frontend
+//     set one up; NeedsReset stops the device, every ring and writes the
+//     err fds, until the frontend restarts its rings.
+//   - The Server (server.go): Serve accepts frontends on a listener and
+//     serves one at a time, refusing (closing) others meanwhile;
+//     ServeConn serves one connected socket. A protocol error (wrong
+//     sizes, unknown requests, bad memory tables, ring addresses outside
+//     the table, wrong fd counts, out-of-range ring indices or sizes)
+//     closes that connection with the reason logged at Warn; the device
+//     is reset, memory unmapped, fds closed, and the next frontend is
+//     served from scratch. Nothing a frontend sends makes it panic.
+//
+// # What a frontend can still do
+//
+// The guest memory is the frontend's: it can rewrite rings under the
+// device (virtio/queue walks them defensively) and, being the owner of
+// the memory file, truncate it after SET_MEM_TABLE, which makes the
+// device's next access fault (SIGBUS) as it would in any vhost-user
+// backend. Run backends for untrusted frontends in their own process.
+//
+// # Imports
+//
+// vhostuser imports virtio, virtio/queue, virtio/transport (its
+// interrupt errors), mem, the standard library and golang.org/x/sys/unix.
+// It must not import kvm, vmm, any device package (the device comes in as
+// a virtio.Device) or net/*: the caller plugs the device and its backend
+// in. No cgo.
+package vhostuser

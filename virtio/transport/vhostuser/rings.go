@@ -1,0 +1,233 @@
+package vhostuser
+
+// Ring state and the device's lifecycle behind vhost-user: when the
+// rings a frontend programmed are all started (and enabled), the device
+// is activated with them; any change to a running ring, the memory table
+// or the features first quiesces it (Device.Reset), saving each ring's
+// next avail index, and restarts it afterwards.
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/virtio"
+	"github.com/flintvm/flint/virtio/queue"
+)
+
+// maxRetired bounds the call fds replaced while the device runs and kept
+// open until the next reset (see activation.Signal). A frontend that
+// swaps them more often than that gets a quick device restart instead.
+const maxRetired = 16
+
+// ring is one vring as the frontend programmed it.
+type ring struct {
+	q       *queue.Queue
+	num     uint16 // SET_VRING_NUM; 0: not set (the maximum)
+	addr    vringAddr
+	addrSet bool
+	base    uint16   // next avail index to start from
+	kick    *os.File // non-nil: the ring is started
+	enabled bool     // SET_VRING_ENABLE (matters with PROTOCOL_FEATURES)
+	call    atomic.Int64
+	errFD   int
+}
+
+// programmed reports whether the frontend set this ring up (addresses or
+// a kick); rings it never touches (an un-negotiated control queue) are
+// left out of activation.
+func (r *ring) programmed() bool { return r.addrSet || r.kick != nil }
+
+func (s *session) ring(index uint32) (*ring, error) {
+	if uint64(index) >= uint64(len(s.rings)) {
+		return nil, fmt.Errorf("ring index %d out of range (the device has %d rings)", index, len(s.rings))
+	}
+	return &s.rings[index], nil
+}
+
+// protocolNegotiated reports whether the last SET_FEATURES kept
+// VHOST_USER_F_PROTOCOL_FEATURES; only then do rings start disabled.
+func (s *session) protocolNegotiated() bool { return s.features&(1<<FeatureProtocolFeatures) != 0 }
+
+// quiesce stops the device if it runs: Device.Reset (which waits for the
+// device's goroutines), then each running ring's next avail index is
+// saved as its base and its queue reset, and the retired call fds are
+// closed. Rings keep their started/enabled state, so tryActivate resumes
+// them where they stopped.
+func (s *session) quiesce() {
+	if s.act == nil {
+		return
+	}
+	s.dev.Reset()
+	s.act.dead.Store(true)
+	s.act = nil
+	for i := range s.rings {
+		r := &s.rings[i]
+		if r.q.Ready() {
+			r.base = r.q.NextAvail()
+		}
+		r.q.Reset()
+	}
+	for _, fd := range s.retired {
+		unix.Close(fd)
+	}
+	s.retired = s.retired[:0]
+	s.log.Debug("vhost-user device stopped")
+}
+
+// stopRing stops ring r (GET_VRING_BASE, or reprogramming a started
+// ring): the device is quiesced and the ring's kick fd closed, so it
+// stays stopped until the next SET_VRING_KICK.
+func (s *session) stopRing(r *ring) {
+	s.quiesce()
+	if r.kick != nil {
+		r.kick.Close()
+		r.kick = nil
+	}
+}
+
+// retireCall keeps a replaced call fd open while the device may still
+// write it; too many of them restart the device, which releases them.
+func (s *session) retireCall(fd int) error {
+	if s.act == nil {
+		unix.Close(fd)
+		return nil
+	}
+	s.retired = append(s.retired, fd)
+	if len(s.retired) < maxRetired {
+		return nil
+	}
+	s.quiesce()
+	return s.tryActivate()
+}
+
+// tryActivate starts the device when every ring the frontend programmed
+// is started, has addresses and is enabled (always, without
+// PROTOCOL_FEATURES), and the memory table and features are set. It
+// returns an error only for a frontend fault (rings outside memory,
+// refused features): the connection is then dropped. If the device
+// itself refuses the rings (a required queue missing), it waits for more.
+func (s *session) tryActivate() error {
+	if s.act != nil || s.mem == nil || !s.featuresSet || s.closed {
+		return nil
+	}
+	started := 0
+	for i := range s.rings {
+		r := &s.rings[i]
+		if !r.programmed() {
+			continue
+		}
+		if r.kick == nil || !r.addrSet || (s.protocolNegotiated() && !r.enabled) {
+			return nil
+		}
+		started++
+	}
+	if started == 0 {
+		return nil
+	}
+	neg := s.features &^ (1 << FeatureProtocolFeatures)
+	queues := make([]virtio.Queue, len(s.rings))
+	for i := range s.rings {
+		r := &s.rings[i]
+		if !r.programmed() {
+			continue
+		}
+		if err := s.setupQueue(i, neg); err != nil {
+			s.resetQueues()
+			return err
+		}
+		queues[i] = virtio.Queue{Ring: r.q, Kick: r.kick}
+	}
+	if err := s.dev.AckFeatures(neg); err != nil {
+		s.resetQueues()
+		return fmt.Errorf("the device refused features %#x: %w", neg, err)
+	}
+	act := &activation{s: s}
+	if err := s.dev.Activate(s.mem.m, queues, act); err != nil {
+		act.dead.Store(true)
+		s.dev.Reset()
+		s.resetQueues()
+		s.log.Info("vhost-user device not started yet", "started_rings", started, "reason", err)
+		return nil
+	}
+	s.act = act
+	s.activations++
+	s.log.Info("vhost-user device started", "rings", started, "features", fmt.Sprintf("%#x", neg))
+	return nil
+}
+
+func (s *session) resetQueues() {
+	for i := range s.rings {
+		s.rings[i].q.Reset()
+	}
+}
+
+// setupQueue programs ring i's queue: guest-physical addresses translated
+// from the frontend's user addresses (each whole ring inside one region),
+// size, ring features, the avail index to start from and the used index
+// the ring's used->idx holds now, then validates it against memory.
+func (s *session) setupQueue(i int, neg uint64) error {
+	r := &s.rings[i]
+	n := r.num
+	if n == 0 {
+		n = r.q.MaxSize()
+	}
+	q := r.q
+	q.Reset()
+	desc, ok1 := s.mem.userToGuest(r.addr.Desc, queue.DescTableBytes(n))
+	avail, ok2 := s.mem.userToGuest(r.addr.Avail, queue.AvailRingBytes(n))
+	used, ok3 := s.mem.userToGuest(r.addr.Used, queue.UsedRingBytes(n))
+	if !ok1 || !ok2 || !ok3 {
+		return fmt.Errorf("ring %d (size %d): desc %#x, avail %#x or used %#x is not inside the memory table",
+			i, n, r.addr.Desc, r.addr.Avail, r.addr.Used)
+	}
+	if err := q.SetSize(n); err != nil {
+		return fmt.Errorf("ring %d: %w", i, err)
+	}
+	if err := q.SetAddrs(desc, avail, used); err != nil {
+		return fmt.Errorf("ring %d: %w", i, err)
+	}
+	if err := q.SetFeatures(neg); err != nil {
+		return fmt.Errorf("ring %d: %w", i, err)
+	}
+	usedIdx, err := s.mem.m.ReadU16(used + 2)
+	if err != nil {
+		return fmt.Errorf("ring %d: used index: %w", i, err)
+	}
+	q.SetNextAvail(r.base)
+	q.SetNextUsed(usedIdx)
+	if err := q.Validate(s.mem.m); err != nil {
+		return fmt.Errorf("ring %d: %w", i, err)
+	}
+	return nil
+}
+
+// fault stops the device after NeedsReset or a dead call pipe, from a
+// goroutine of its own (the caller is a device goroutine, which
+// Device.Reset waits for). Every ring is stopped and every err fd
+// written; the frontend restarts rings with SET_VRING_KICK.
+func (s *session) fault(a *activation, reason string, q int) {
+	if a.faulted.Swap(true) {
+		return
+	}
+	s.log.Warn("vhost-user device stopped: "+reason, "ring", q)
+	s.faults.Add(1)
+	go func() {
+		defer s.faults.Done()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.act != a {
+			return
+		}
+		for i := range s.rings {
+			s.stopRing(&s.rings[i])
+		}
+		for i := range s.rings {
+			if fd := s.rings[i].errFD; fd >= 0 {
+				writeEvent(fd)
+			}
+		}
+	}()
+}

@@ -1,0 +1,208 @@
+package vhostuser
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flintvm/flint/virtio"
+	"github.com/flintvm/flint/virtio/queue"
+)
+
+// Config is what New needs.
+type Config struct {
+	// Device is the virtio device served to each frontend in turn. The
+	// Server owns its lifecycle while serving: it calls AckFeatures,
+	// Activate and Reset, and ReadConfig/WriteConfig for GET_CONFIG and
+	// SET_CONFIG. Nobody else may activate or reset it meanwhile.
+	Device virtio.Device
+	// Log receives connection events and, at Warn, the reason every
+	// dropped connection was dropped. Nil discards.
+	Log *slog.Logger
+}
+
+// Server is the backend side of vhost-user for one virtio device. It
+// serves one frontend at a time: a connection that arrives while another
+// is being served is accepted and closed at once, with a logged warning
+// (the frontend sees its connection reset on its first request, instead
+// of hanging). When a frontend disconnects, the device is reset and its
+// memory unmapped, and the next frontend is served from scratch.
+type Server struct {
+	dev   virtio.Device
+	log   *slog.Logger
+	busy  atomic.Bool
+	conns atomic.Uint64
+}
+
+// ErrBusy is returned by ServeConn while another frontend is served.
+var ErrBusy = errors.New("vhost-user: a frontend is already connected")
+
+// New checks cfg and returns a Server. The device must have 1 to 256
+// queues (ring indices are 8 bits wide), each with a valid maximum size.
+func New(cfg Config) (*Server, error) {
+	if cfg.Device == nil {
+		return nil, errors.New("vhost-user: no device")
+	}
+	maxes := cfg.Device.QueueMaxSizes()
+	if len(maxes) == 0 || len(maxes) > vringFDIndexMask+1 {
+		return nil, fmt.Errorf("vhost-user: %v device has %d queues, want 1 to %d", cfg.Device.Type(), len(maxes), vringFDIndexMask+1)
+	}
+	for i, mx := range maxes {
+		if _, err := queue.New(mx); err != nil {
+			return nil, fmt.Errorf("vhost-user: %v device queue %d: %w", cfg.Device.Type(), i, err)
+		}
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{dev: cfg.Device, log: log.With("vhost-user", cfg.Device.Type().String())}, nil
+}
+
+// Connected reports whether a frontend is being served now.
+func (s *Server) Connected() bool { return s.busy.Load() }
+
+// Connections counts the connections served so far (refused ones not
+// included).
+func (s *Server) Connections() uint64 { return s.conns.Load() }
+
+// Serve accepts frontends on l until ctx is cancelled or l fails. It
+// closes l, and waits for the active session to end, before it returns. Cancelling ctx closes the active connection,
+// resets the device, unmaps the frontend's memory and closes its fds;
+// Serve then returns nil. A frontend's protocol error ends only that
+// connection (logged at Warn); Serve keeps accepting.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	defer l.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	delay := time.Duration(0)
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// EMFILE and friends: back off as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("vhost-user accept", "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		delay = 0
+		uc, ok := c.(*net.UnixConn)
+		if !ok {
+			s.log.Warn("vhost-user: not a unix socket connection; closed", "remote", c.RemoteAddr())
+			c.Close()
+			continue
+		}
+		if !s.busy.CompareAndSwap(false, true) {
+			s.log.Warn("vhost-user: refused a second frontend while one is connected")
+			c.Close()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.busy.Store(false)
+			s.serve(ctx, uc)
+		}()
+	}
+}
+
+// ServeConn serves one already-connected frontend (a socketpair, or a
+// socket inherited with --fd) until it disconnects, breaks the protocol
+// or ctx is cancelled, and closes c. It returns nil when the frontend
+// closed the connection or ctx was cancelled, the reason otherwise, and
+// ErrBusy (closing c) if another frontend is being served.
+func (s *Server) ServeConn(ctx context.Context, c *net.UnixConn) error {
+	if !s.busy.CompareAndSwap(false, true) {
+		c.Close()
+		return ErrBusy
+	}
+	defer s.busy.Store(false)
+	return s.serve(ctx, c)
+}
+
+func (s *Server) serve(ctx context.Context, c *net.UnixConn) error {
+	n := s.conns.Add(1)
+	log := s.log.With("conn", n)
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	defer c.Close()
+	sess, err := newSession(s.dev, log, newMsgConn(c))
+	if err != nil {
+		return err
+	}
+	log.Info("vhost-user frontend connected")
+	err = sess.run()
+	sess.end()
+	switch {
+	case ctx.Err() != nil:
+		log.Info("vhost-user frontend disconnected: shutting down")
+		return nil
+	case errors.Is(err, errEOF):
+		log.Info("vhost-user frontend disconnected")
+		return nil
+	}
+	log.Warn("vhost-user connection closed", "reason", err)
+	return err
+}
+
+// run reads and handles requests until one fails.
+func (s *session) run() error {
+	var m message
+	defer m.close()
+	for {
+		if err := s.conn.next(&m); err != nil {
+			return err
+		}
+		s.log.Debug("vhost-user request", "request", m.hdr.Request, "flags", m.hdr.Flags, "size", m.hdr.Size, "fds", len(m.fds))
+		if err := s.handle(&m); err != nil {
+			return err
+		}
+	}
+}
+
+// Listen creates a unix socket listening at path for Serve. A stale
+// socket file left by a previous run (nothing accepts on it) is removed
+// first; a live one is an error. The file is removed when the listener
+// closes.
+func Listen(path string) (*net.UnixListener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("vhost-user: %s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("vhost-user: %s is in use by another backend", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("vhost-user: removing stale socket: %w", err)
+		}
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("vhost-user: %w", err)
+	}
+	l.SetUnlinkOnClose(true)
+	return l, nil
+}

@@ -1,0 +1,391 @@
+package vhostuser
+
+// One frontend connection: its negotiated state and the request handlers.
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/virtio"
+	"github.com/flintvm/flint/virtio/queue"
+)
+
+// session is the state of one frontend connection. Handlers run on the
+// connection's goroutine with mu held; a fault (NeedsReset, dead call
+// pipe) takes mu from its own goroutine.
+type session struct {
+	dev  virtio.Device
+	log  *slog.Logger
+	conn *msgConn // nil in tests that drive handle directly
+
+	mu          sync.Mutex
+	closed      bool
+	owner       bool
+	features    uint64 // last SET_FEATURES, VHOST_USER_F_PROTOCOL_FEATURES included
+	featuresSet bool
+	protocol    uint64 // SET_PROTOCOL_FEATURES
+	mem         *memTable
+	rings       []ring
+	act         *activation // non-nil while the device runs
+	activations int
+	retired     []int // call fds replaced while the device ran
+	backend     backendChan
+	faults      sync.WaitGroup
+}
+
+func newSession(dev virtio.Device, log *slog.Logger, conn *msgConn) (*session, error) {
+	maxes := dev.QueueMaxSizes()
+	s := &session{dev: dev, log: log, conn: conn, rings: make([]ring, len(maxes))}
+	s.backend.fd = -1
+	for i, mx := range maxes {
+		q, err := queue.New(mx)
+		if err != nil {
+			return nil, fmt.Errorf("vhost-user: %v device queue %d: %w", dev.Type(), i, err)
+		}
+		r := &s.rings[i]
+		r.q, r.errFD = q, -1
+		r.call.Store(-1)
+	}
+	return s, nil
+}
+
+// nack is a request error that does not end the session: it is logged
+// and, with REPLY_ACK, answered with a non-zero status.
+type nack struct{ error }
+
+// handle checks m's fds and runs its handler. A returned error ends the
+// session. m's fds that the handler did not take are closed.
+func (s *session) handle(m *message) error {
+	defer m.close()
+	want, err := wantFDs(m)
+	if err != nil {
+		return err
+	}
+	if len(m.fds) != want {
+		return fmt.Errorf("%v: %d file descriptors, want %d", m.hdr.Request, len(m.fds), want)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("session closed")
+	}
+	err = s.dispatch(m)
+	// Decided after the request ran: UML already asks for an ack on the
+	// SET_PROTOCOL_FEATURES that negotiates REPLY_ACK.
+	ack := m.hdr.Flags&FlagNeedReply != 0 && s.protocol&(1<<ProtocolReplyAck) != 0 && !hasReply(m.hdr.Request)
+	var soft nack
+	if errors.As(err, &soft) {
+		s.log.Warn("vhost-user request refused", "request", m.hdr.Request, "err", soft.error)
+		if ack {
+			return s.replyU64(m.hdr.Request, 1)
+		}
+		return nil
+	}
+	if err != nil {
+		if ack {
+			s.replyU64(m.hdr.Request, 1) // best effort: the connection closes next
+		}
+		return err
+	}
+	if ack {
+		return s.replyU64(m.hdr.Request, 0)
+	}
+	return nil
+}
+
+// wantFDs is the number of fds m's request must carry.
+func wantFDs(m *message) (int, error) {
+	switch m.hdr.Request {
+	case ReqSetMemTable:
+		n := le.Uint32(m.payload)
+		if n == 0 || n > MaxRegions {
+			return 0, fmt.Errorf("SET_MEM_TABLE: %d regions, want 1 to %d", n, MaxRegions)
+		}
+		return int(n), nil
+	case ReqSetVringKick, ReqSetVringCall, ReqSetVringErr:
+		v, err := decodeVringFD(m.hdr.Request, m.payload)
+		if err != nil {
+			return 0, err
+		}
+		if v.NoFD {
+			return 0, nil
+		}
+		return 1, nil
+	case ReqSetBackendReqFD:
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func (s *session) reply(r Request, p []byte) error {
+	if s.conn == nil {
+		return nil
+	}
+	return s.conn.reply(r, p)
+}
+
+func (s *session) replyU64(r Request, v uint64) error {
+	var b [8]byte
+	le.PutUint64(b[:], v)
+	return s.reply(r, b[:])
+}
+
+func (s *session) dispatch(m *message) error {
+	p := m.payload
+	switch m.hdr.Request {
+	case ReqGetFeatures:
+		return s.replyU64(m.hdr.Request, s.dev.Features()|1<<FeatureProtocolFeatures)
+	case ReqSetFeatures:
+		return s.setFeatures(le.Uint64(p))
+	case ReqSetOwner:
+		s.owner = true
+		return nil
+	case ReqResetOwner:
+		// Deprecated; the spec recommends disabling all rings.
+		for i := range s.rings {
+			s.stopRing(&s.rings[i])
+		}
+		return nil
+	case ReqSetMemTable:
+		return s.setMemTable(m)
+	case ReqSetVringNum, ReqSetVringBase, ReqGetVringBase, ReqSetVringEnable:
+		return s.vringState(m.hdr.Request, decodeState(p))
+	case ReqSetVringAddr:
+		return s.setVringAddr(p)
+	case ReqSetVringKick, ReqSetVringCall, ReqSetVringErr:
+		return s.vringFD(m)
+	case ReqGetProtocolFeatures:
+		return s.replyU64(m.hdr.Request, OfferedProtocolFeatures)
+	case ReqSetProtocolFeatures:
+		v := le.Uint64(p)
+		if extra := v &^ OfferedProtocolFeatures; extra != 0 {
+			return fmt.Errorf("SET_PROTOCOL_FEATURES: %#x were not offered", extra)
+		}
+		s.protocol = v
+		return nil
+	case ReqGetQueueNum:
+		return s.replyU64(m.hdr.Request, uint64(len(s.rings)))
+	case ReqSetBackendReqFD:
+		if s.protocol&(1<<ProtocolBackendReq) == 0 {
+			return errors.New("SET_BACKEND_REQ_FD without the BACKEND_REQ protocol feature")
+		}
+		fd := m.take(0)
+		unix.SetNonblock(fd, true)
+		s.backend.set(fd)
+		return nil
+	case ReqGetConfig, ReqSetConfig:
+		return s.config(m.hdr.Request, p)
+	}
+	return fmt.Errorf("%v: %w", m.hdr.Request, errUnknown) // checkSize let it through: a bug
+}
+
+func (s *session) setFeatures(v uint64) error {
+	offered := s.dev.Features()
+	if extra := v &^ (offered | 1<<FeatureProtocolFeatures); extra != 0 {
+		return fmt.Errorf("SET_FEATURES %#x: %#x were not offered", v, extra)
+	}
+	neg, err := virtio.Negotiate(offered, v&^(1<<FeatureProtocolFeatures))
+	if err != nil {
+		return fmt.Errorf("SET_FEATURES: %w", err)
+	}
+	if s.featuresSet && v == s.features {
+		return nil
+	}
+	s.quiesce()
+	if err := s.dev.AckFeatures(neg); err != nil {
+		return fmt.Errorf("SET_FEATURES: the device refused %#x: %w", neg, err)
+	}
+	s.features, s.featuresSet = v, true
+	s.log.Debug("vhost-user features", "features", fmt.Sprintf("%#x", v))
+	return s.tryActivate()
+}
+
+func (s *session) setMemTable(m *message) error {
+	descs, err := decodeMemTable(m.payload, len(m.fds))
+	if err != nil {
+		return err
+	}
+	t, err := mapMemTable(descs, m.fds)
+	if err != nil {
+		return err
+	}
+	s.quiesce()
+	s.mem.close()
+	s.mem = t
+	s.log.Info("vhost-user memory table", "regions", len(descs), "bytes", t.size())
+	return s.tryActivate()
+}
+
+func (s *session) vringState(req Request, st vringState) error {
+	r, err := s.ring(st.Index)
+	if err != nil {
+		return fmt.Errorf("%v: %w", req, err)
+	}
+	switch req {
+	case ReqSetVringNum:
+		if max := uint32(r.q.MaxSize()); st.Num == 0 || st.Num > max || st.Num&(st.Num-1) != 0 {
+			return fmt.Errorf("SET_VRING_NUM: ring %d size %d is not a power of two up to %d", st.Index, st.Num, max)
+		}
+		s.reprogram(r, st.Index, req)
+		r.num = uint16(st.Num)
+	case ReqSetVringBase:
+		if st.Num > 0xffff {
+			return fmt.Errorf("SET_VRING_BASE: ring %d base %#x does not fit a split ring index", st.Index, st.Num)
+		}
+		s.reprogram(r, st.Index, req)
+		r.base = uint16(st.Num)
+	case ReqGetVringBase:
+		s.stopRing(r)
+		var b [stateSize]byte
+		encodeState(b[:], vringState{Index: st.Index, Num: uint32(r.base)})
+		return s.reply(req, b[:])
+	case ReqSetVringEnable:
+		if st.Num > 1 {
+			return fmt.Errorf("SET_VRING_ENABLE: ring %d: %d is not 0 or 1", st.Index, st.Num)
+		}
+		r.enabled = st.Num == 1
+		if !r.enabled && r.programmed() {
+			s.quiesce()
+		}
+		return s.tryActivate()
+	}
+	return nil
+}
+
+// reprogram stops a started ring before its size, addresses or base
+// change. QEMU stops rings first (GET_VRING_BASE); UML never does, and
+// reprograms rings it dropped when its driver is rebound.
+func (s *session) reprogram(r *ring, index uint32, req Request) {
+	if r.kick != nil {
+		s.log.Info("vhost-user ring reprogrammed while started; stopping it", "ring", index, "request", req)
+		s.stopRing(r)
+	}
+}
+
+func (s *session) setVringAddr(p []byte) error {
+	a, err := decodeAddr(p)
+	if err != nil {
+		return err
+	}
+	r, err := s.ring(a.Index)
+	if err != nil {
+		return fmt.Errorf("SET_VRING_ADDR: %w", err)
+	}
+	if s.mem != nil {
+		for _, ua := range []uint64{a.Desc, a.Avail, a.Used} {
+			if _, ok := s.mem.userToGuest(ua, 1); !ok {
+				return fmt.Errorf("SET_VRING_ADDR: ring %d address %#x is outside the memory table", a.Index, ua)
+			}
+		}
+	}
+	s.reprogram(r, a.Index, ReqSetVringAddr)
+	r.addr, r.addrSet = a, true
+	return nil
+}
+
+func (s *session) vringFD(m *message) error {
+	req := m.hdr.Request
+	v, _ := decodeVringFD(req, m.payload) // checked by wantFDs
+	r, err := s.ring(uint32(v.Index))
+	if err != nil {
+		return fmt.Errorf("%v: %w", req, err)
+	}
+	fd := -1
+	if !v.NoFD {
+		fd = m.take(0)
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("%v: ring %d: %w", req, v.Index, err)
+		}
+	}
+	switch req {
+	case ReqSetVringKick:
+		if fd < 0 {
+			return fmt.Errorf("SET_VRING_KICK: ring %d without an fd (polling) is not supported", v.Index)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("SET_VRING_KICK: ring %d: fstat: %w", v.Index, err)
+		}
+		if t := st.Mode & unix.S_IFMT; t == unix.S_IFREG || t == unix.S_IFDIR {
+			unix.Close(fd)
+			return fmt.Errorf("SET_VRING_KICK: ring %d: a regular file is not an eventfd or pipe", v.Index)
+		}
+		if r.kick != nil {
+			s.stopRing(r)
+		}
+		r.kick = os.NewFile(uintptr(fd), fmt.Sprintf("vhost-user-kick%d", v.Index))
+		return s.tryActivate()
+	case ReqSetVringCall:
+		if old := int(r.call.Swap(int64(fd))); old >= 0 {
+			return s.retireCall(old)
+		}
+	case ReqSetVringErr:
+		if r.errFD >= 0 {
+			unix.Close(r.errFD)
+		}
+		r.errFD = fd
+	}
+	return nil
+}
+
+func (s *session) config(req Request, p []byte) error {
+	if s.protocol&(1<<ProtocolConfig) == 0 {
+		return fmt.Errorf("%v without the CONFIG protocol feature", req)
+	}
+	c, err := decodeConfig(req, p)
+	if err != nil {
+		return err
+	}
+	size := uint64(s.dev.ConfigSize())
+	if req == ReqSetConfig {
+		if uint64(c.Offset) > size || uint64(c.Size) > size-uint64(c.Offset) {
+			return nack{fmt.Errorf("SET_CONFIG [%d, +%d) outside the %d-byte config space", c.Offset, c.Size, size)}
+		}
+		s.dev.WriteConfig(uint64(c.Offset), c.Data)
+		return nil
+	}
+	// The reply echoes the request with the bytes filled in; past the
+	// device's config space they read as zero.
+	clear(c.Data)
+	if uint64(c.Offset) < size {
+		n := min(uint64(c.Size), size-uint64(c.Offset))
+		s.dev.ReadConfig(uint64(c.Offset), c.Data[:n])
+	}
+	return s.reply(req, p)
+}
+
+// end tears the session down: the device is reset (even if it never
+// ran, to drop negotiated features), every fd closed, memory unmapped.
+func (s *session) end() {
+	s.mu.Lock()
+	s.closed = true
+	s.quiesce()
+	s.dev.Reset()
+	for i := range s.rings {
+		r := &s.rings[i]
+		if r.kick != nil {
+			r.kick.Close()
+			r.kick = nil
+		}
+		if fd := int(r.call.Swap(-1)); fd >= 0 {
+			unix.Close(fd)
+		}
+		if r.errFD >= 0 {
+			unix.Close(r.errFD)
+			r.errFD = -1
+		}
+		r.q.Reset()
+	}
+	s.backend.close()
+	s.mem.close()
+	s.mem = nil
+	s.mu.Unlock()
+	s.faults.Wait()
+}

@@ -1,0 +1,298 @@
+package vhostuser_test
+
+// An end-to-end test with the real Linux virtio_net driver: Debian's
+// user-mode Linux (virtio_uml is a vhost-user frontend) boots a busybox
+// initramfs that loads virtio_net, configures eth0 and pings a host that
+// the test's in-memory backend plays (ARP and ICMP echo replies).
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	virtionet "github.com/flintvm/flint/virtio/net"
+	"github.com/flintvm/flint/virtio/transport/vhostuser"
+)
+
+const (
+	umlBinary  = "/usr/bin/linux.uml"
+	umlModules = "/usr/lib/uml/modules"
+)
+
+var (
+	peerMAC = [6]byte{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}
+	peerIP  = [4]byte{10, 0, 0, 1}
+)
+
+// pingResponder wraps the fake backend: frames the guest sends are
+// answered when they are ARP requests for peerIP or ICMP echo requests
+// to it.
+type pingResponder struct {
+	*fakeBackend
+	mu      sync.Mutex
+	arps    int
+	echoes  int
+	guestHW [6]byte
+}
+
+func (p *pingResponder) Writev(iovs [][]byte) (int, error) {
+	var f []byte
+	for _, v := range iovs {
+		f = append(f, v...)
+	}
+	if len(f) >= virtionet.HdrLen+14 {
+		if reply := p.answer(f[virtionet.HdrLen:]); reply != nil {
+			p.inject(append(make([]byte, virtionet.HdrLen), reply...))
+		}
+	}
+	return p.fakeBackend.Writev(iovs)
+}
+
+func (p *pingResponder) answer(e []byte) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch binary.BigEndian.Uint16(e[12:]) {
+	case 0x0806: // ARP
+		a := e[14:]
+		if len(a) < 28 || binary.BigEndian.Uint16(a[6:]) != 1 || !bytes.Equal(a[24:28], peerIP[:]) {
+			return nil
+		}
+		p.arps++
+		copy(p.guestHW[:], a[8:14])
+		r := make([]byte, 42)
+		copy(r[0:], a[8:14])
+		copy(r[6:], peerMAC[:])
+		binary.BigEndian.PutUint16(r[12:], 0x0806)
+		copy(r[14:], []byte{0, 1, 8, 0, 6, 4, 0, 2})
+		copy(r[22:], peerMAC[:])
+		copy(r[28:], peerIP[:])
+		copy(r[32:], a[8:14])
+		copy(r[38:], a[14:18])
+		return r
+	case 0x0800: // IPv4
+		ip := e[14:]
+		if len(ip) < 20 {
+			return nil
+		}
+		ihl := int(ip[0]&0xf) * 4
+		total := int(binary.BigEndian.Uint16(ip[2:]))
+		if ip[9] != 1 || !bytes.Equal(ip[16:20], peerIP[:]) || total > len(ip) || ihl+8 > total || ip[ihl] != 8 {
+			return nil
+		}
+		p.echoes++
+		r := make([]byte, 14+total)
+		copy(r[0:], e[6:12])
+		copy(r[6:], peerMAC[:])
+		binary.BigEndian.PutUint16(r[12:], 0x0800)
+		rip := r[14:]
+		copy(rip, ip[:total])
+		copy(rip[12:16], ip[16:20])
+		copy(rip[16:20], ip[12:16])
+		rip[8] = 64
+		binary.BigEndian.PutUint16(rip[10:], 0)
+		binary.BigEndian.PutUint16(rip[10:], checksum(rip[:ihl]))
+		icmp := rip[ihl:total]
+		icmp[0] = 0 // echo reply
+		binary.BigEndian.PutUint16(icmp[2:], 0)
+		binary.BigEndian.PutUint16(icmp[2:], checksum(icmp))
+		return r
+	}
+	return nil
+}
+
+func checksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}
+
+// cpioWriter writes a newc initramfs.
+type cpioWriter struct {
+	w   io.Writer
+	ino int
+}
+
+func (c *cpioWriter) add(name string, mode uint32, data []byte) {
+	c.ino++
+	hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+		c.ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
+	buf := []byte(hdr + name + "\x00")
+	for len(buf)%4 != 0 {
+		buf = append(buf, 0)
+	}
+	buf = append(buf, data...)
+	for len(buf)%4 != 0 {
+		buf = append(buf, 0)
+	}
+	c.w.Write(buf)
+}
+
+const umlInit = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+insmod /lib/failover.ko
+insmod /lib/net_failover.ko
+insmod /lib/virtio_net.ko
+sleep 1
+echo "MAC=$(cat /sys/class/net/eth0/address) MTU=$(cat /sys/class/net/eth0/mtu)"
+ip link set eth0 up
+ip addr add 10.0.0.2/24 dev eth0
+if ping -c 3 -W 5 10.0.0.1; then echo PING-OK; else echo PING-FAIL; fi
+poweroff -f
+`
+
+// umlMissing skips when a part of the UML harness is not installed, and
+// fails under CI, whose .ci/run installs user-mode-linux and busybox-static.
+func umlMissing(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("CI must have the UML harness: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+func buildInitramfs(t *testing.T, dir string) string {
+	bb, err := os.ReadFile("/usr/bin/busybox")
+	if err != nil {
+		umlMissing(t, "busybox: %v", err)
+	}
+	kver, err := os.ReadDir(umlModules)
+	if err != nil || len(kver) == 0 {
+		umlMissing(t, "UML modules: %v", err)
+	}
+	var buf bytes.Buffer
+	c := &cpioWriter{w: &buf}
+	for _, d := range []string{"bin", "proc", "sys", "lib", "dev", "tmp"} {
+		c.add(d, 0o40755, nil)
+	}
+	c.add("bin/busybox", 0o100755, bb)
+	c.add("init", 0o100755, []byte(umlInit))
+	base := filepath.Join(umlModules, kver[0].Name(), "kernel")
+	for _, m := range []string{"net/core/failover.ko", "drivers/net/net_failover.ko", "drivers/net/virtio_net.ko"} {
+		b, err := os.ReadFile(filepath.Join(base, m))
+		if err != nil {
+			umlMissing(t, "UML module: %v", err)
+		}
+		c.add("lib/"+filepath.Base(m), 0o100644, b)
+	}
+	c.add("TRAILER!!!", 0, nil)
+	path := filepath.Join(dir, "initrd.cpio")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestUML boots user-mode Linux against the server: virtio_net probes
+// over vhost-user (UML's negotiation: features twice, no
+// PROTOCOL_FEATURES, no SET_VRING_ENABLE, pipe call fds), reads MAC and
+// MTU through GET_CONFIG, and pings a peer through both rings. It then
+// boots a second UML on the same server (reconnect).
+func TestUML(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots user-mode Linux")
+	}
+	if _, err := os.Stat(umlBinary); err != nil {
+		umlMissing(t, "no user-mode Linux: %v", err)
+	}
+	dir := t.TempDir()
+	initrd := buildInitramfs(t, dir)
+	be := &pingResponder{fakeBackend: newFake()}
+	dev, err := virtionet.New(be, virtionet.Options{MAC: testMAC, MTU: 1400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	srv, err := vhostuser.New(vhostuser.Config{Device: dev, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "net.sock")
+	l, err := vhostuser.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	defer func() {
+		cancel()
+		<-done
+		if t.Failed() || testing.Verbose() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	}()
+	for boot := range 2 {
+		out := runUML(t, dir, initrd, sock)
+		if testing.Verbose() {
+			t.Logf("boot %d console:\n%s", boot, out)
+		}
+		if !strings.Contains(out, "PING-OK") {
+			t.Fatalf("boot %d: ping failed; console:\n%s", boot, out)
+		}
+		if !strings.Contains(out, "MAC=52:54:00:12:34:56 MTU=1400") {
+			t.Fatalf("boot %d: MAC/MTU not from the config space; console:\n%s", boot, out)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for srv.Connected() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	be.mu.Lock()
+	defer be.mu.Unlock()
+	if be.echoes < 6 || be.arps < 2 {
+		t.Fatalf("responder saw %d ARP requests and %d echo requests", be.arps, be.echoes)
+	}
+	waitStats(t, dev, func(st virtionet.Stats) bool { return st.RxPackets >= 6 && st.TxPackets >= 6 })
+}
+
+func runUML(t *testing.T, dir, initrd, sock string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, umlBinary, "mem=128M", "initrd="+initrd, "con=null", "con0=fd:0,fd:1",
+		"virtio_uml.device="+sock+":1", "quiet")
+	// UML runs as several processes; kill the whole group on timeout.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cmd.Stdin = r
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	err = cmd.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("user-mode Linux timed out; console:\n%s", out.String())
+	}
+	_ = err // UML exits non-zero after poweroff -f on some versions
+	return out.String()
+}
