@@ -57,6 +57,7 @@ func newApp(stdout, stderr io.Writer, launch launcher) *app {
 		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors
 		Commands: []*cli.Command{
 			runCommand(a, launch),
+			netBackendCommand(a),
 			{
 				Name:  "version",
 				Usage: "print Flint's version",

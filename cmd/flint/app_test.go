@@ -97,6 +97,9 @@ func TestBadInputIsOneLineAndExitCode2(t *testing.T) {
 		{"bad --net key", []string{"run", "--kernel", good, "--net", "tap=t0,speed=9"}, "speed"},
 		{"bad --net mtu", []string{"run", "--kernel", good, "--net", "tap=t0,mtu=1"}, "mtu"},
 		{"same TAP twice", []string{"run", "--kernel", good, "--net", "tap=t0", "--net", "tap=t0"}, "used twice"},
+		{"net-backend without socket", []string{"net-backend", "--tap", "t0"}, "socket"},
+		{"net-backend bad switch", []string{"net-backend", "--socket", "/tmp/x", "--tap", "t0", "--tso", "maybe"}, "tso"},
+		{"net-backend queues", []string{"net-backend", "--socket", "/tmp/x", "--tap", "t0", "--queues", "4"}, "--queues 4"},
 		{"cmdline with NUL", []string{"run", "--kernel", good, "--cmdline", "a\x00b"}, "NUL"},
 	}
 	for _, c := range cases {

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/vmm"
+)
+
+// netBackendCommand is `flint net-backend`: the virtio-net device as a
+// vhost-user backend for another VMM's guest.
+func netBackendCommand(a *app) *cli.Command {
+	onOff := func(name, usage string) cli.Flag {
+		return &cli.StringFlag{Name: name, Usage: usage + " (on|off)", Value: "on"}
+	}
+	return &cli.Command{
+		Name:      "net-backend",
+		Usage:     "serve Flint's virtio-net device bridged to a TAP to a vhost-user frontend",
+		UsageText: "flint net-backend --socket PATH --tap NAME [--mac MAC] [--mtu N] [--mrg-rxbuf on|off] [--tso on|off] [--indirect on|off] [--event-idx on|off] [--queues 1]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "socket", Usage: "unix socket to listen on", Required: true},
+			&cli.StringFlag{Name: "tap", Usage: "host TAP device (created if missing)", Required: true},
+			&cli.StringFlag{Name: "mac", Usage: "guest MAC address (default: derived from the TAP name)"},
+			&cli.IntFlag{Name: "mtu", Usage: "MTU announced to the guest", Value: configs.DefaultMTU},
+			onOff("mrg-rxbuf", "mergeable receive buffers"),
+			onOff("tso", "TCP segmentation offload both ways"),
+			onOff("indirect", "indirect descriptors"),
+			onOff("event-idx", "event-index notification suppression"),
+			&cli.IntFlag{Name: "queues", Usage: "queue pairs (only 1 is supported)", Value: 1},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("unexpected argument %q", c.Args().First())
+			}
+			if q := c.Int("queues"); q != 1 {
+				return usagef("--queues %d: only 1 queue pair is supported", q)
+			}
+			spec := []string{"tap=" + c.String("tap"), fmt.Sprintf("mtu=%d", c.Int("mtu"))}
+			if m := c.String("mac"); m != "" {
+				spec = append(spec, "mac="+m)
+			}
+			for flag, key := range map[string]string{"mrg-rxbuf": "mrg_rxbuf", "tso": "tso", "indirect": "indirect", "event-idx": "event_idx"} {
+				spec = append(spec, key+"="+c.String(flag))
+			}
+			n, err := configs.ParseNetFlag(strings.Join(spec, ","))
+			if err != nil {
+				return usageError{strings.Replace(err.Error(), "--net", "net-backend", 1)}
+			}
+			level, err := parseLevel(c.String("log-level"))
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			if err := vmm.ServeNetBackend(ctx, c.String("socket"), n, log); err != nil {
+				fmt.Fprintln(a.stderr, "flint: "+err.Error())
+				a.code = vmm.ExitVMMErr
+				if ce := (*vmm.ConfigError)(nil); errors.As(err, &ce) {
+					a.code = vmm.ExitUsage
+				}
+			}
+			return nil
+		},
+	}
+}
