@@ -86,30 +86,13 @@ func (m *Machine) addNetDevices() error {
 }
 
 func (m *Machine) addNetDevice(i int, n configs.NetInterface) error {
-	t, err := tap.Open(tap.Options{Name: n.TAP, Mode: tap.OpenOrCreate})
+	t, dev, err := openNetDevice(n)
 	if err != nil {
 		return err
 	}
-	nd := &netDevice{cfg: n, tap: t}
+	nd := &netDevice{cfg: n, tap: t, dev: dev}
 	m.nets = append(m.nets, nd)
-	if cur, err := t.MTU(); err == nil && cur != n.MTU {
-		if err := t.SetMTU(n.MTU); err != nil {
-			return fmt.Errorf("setting the TAP's MTU to %d: %w", n.MTU, err)
-		}
-	}
 	mac := macFor(n)
-	nd.dev, err = virtionet.New(t.Queue(0), virtionet.Options{
-		Features: netFeatures(n),
-		MAC:      mac,
-		MTU:      uint16(n.MTU),
-		SetOffload: func(f uint64) error {
-			_, err := t.SetOffload(tap.OffloadsForGuest(f))
-			return err
-		},
-	})
-	if err != nil {
-		return err
-	}
 	queues := len(nd.dev.QueueMaxSizes())
 	switch n.Transport {
 	case configs.TransportMMIO:
@@ -167,6 +150,36 @@ func (m *Machine) addNetDevice(i int, n configs.NetInterface) error {
 	m.log.Info("virtio-net device", "tap", n.TAP, "transport", n.Transport, "mac", net.HardwareAddr(mac[:]).String(),
 		"mtu", n.MTU, "features", fmt.Sprintf("%#x", netFeatures(n)))
 	return nil
+}
+
+// openNetDevice opens (or creates) n's TAP, gives it n's MTU, and builds
+// the virtio-net device on it, offloads following what the guest acks. The
+// caller closes the TAP after the device has been reset.
+func openNetDevice(n configs.NetInterface) (*tap.Tap, *virtionet.Device, error) {
+	t, err := tap.Open(tap.Options{Name: n.TAP, Mode: tap.OpenOrCreate})
+	if err != nil {
+		return nil, nil, err
+	}
+	if cur, err := t.MTU(); err == nil && cur != n.MTU {
+		if err := t.SetMTU(n.MTU); err != nil {
+			t.Close()
+			return nil, nil, fmt.Errorf("setting the TAP's MTU to %d: %w", n.MTU, err)
+		}
+	}
+	dev, err := virtionet.New(t.Queue(0), virtionet.Options{
+		Features: netFeatures(n),
+		MAC:      macFor(n),
+		MTU:      uint16(n.MTU),
+		SetOffload: func(f uint64) error {
+			_, err := t.SetOffload(tap.OffloadsForGuest(f))
+			return err
+		},
+	})
+	if err != nil {
+		t.Close()
+		return nil, nil, err
+	}
+	return t, dev, nil
 }
 
 // intxLine is a PCI function's INTA# line: a level-triggered IOAPIC pin.

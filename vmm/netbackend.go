@@ -6,8 +6,6 @@ import (
 	"log/slog"
 
 	"github.com/flintvm/flint/configs"
-	"github.com/flintvm/flint/net/tap"
-	virtionet "github.com/flintvm/flint/virtio/net"
 	"github.com/flintvm/flint/virtio/transport/vhostuser"
 )
 
@@ -19,28 +17,11 @@ func ServeNetBackend(ctx context.Context, socket string, n configs.NetInterface,
 	if err := n.Validate(); err != nil {
 		return &ConfigError{Err: err}
 	}
-	t, err := tap.Open(tap.Options{Name: n.TAP, Mode: tap.OpenOrCreate})
+	t, dev, err := openNetDevice(n)
 	if err != nil {
 		return fmt.Errorf("tap %s: %w", n.TAP, err)
 	}
 	defer t.Close()
-	if cur, err := t.MTU(); err == nil && cur != n.MTU {
-		if err := t.SetMTU(n.MTU); err != nil {
-			return fmt.Errorf("setting the TAP's MTU to %d: %w", n.MTU, err)
-		}
-	}
-	dev, err := virtionet.New(t.Queue(0), virtionet.Options{
-		Features: netFeatures(n),
-		MAC:      macFor(n),
-		MTU:      uint16(n.MTU),
-		SetOffload: func(f uint64) error {
-			_, err := t.SetOffload(tap.OffloadsForGuest(f))
-			return err
-		},
-	})
-	if err != nil {
-		return &ConfigError{Err: err}
-	}
 	srv, err := vhostuser.New(vhostuser.Config{Device: dev, Log: log})
 	if err != nil {
 		return err
