@@ -17,7 +17,8 @@
 #   --kver V          kernel release of DIR (default: the name DIR resolves to)
 #   --load "M ..."    modules to insmod at start, in this order; each one's
 #                     dependencies (from modules.dep) are added and loaded before it
-#   --extra DIR       copy DIR's contents into the image root (after everything else)
+#   --extra DIR       copy DIR's contents into the image root (after everything else);
+#                     its etc/flint-init.d/*.sh are sourced by init after the modules load
 #   --no-compress     write a plain cpio instead of gzip
 # The kernel command line should contain console=ttyS0 (or the console in use); a
 # `reboot -f` needs reboot=k (or acpi/triple-fault reset support) in the VMM to end it.
@@ -113,6 +114,10 @@ while read -r ko; do
 	[ -n "$ko" ] || continue
 	insmod "$ko" || echo "flint-init: insmod $ko failed"
 done </etc/modules.order
+# Start-up hooks an --extra directory may add, sourced in name order.
+for hook in /etc/flint-init.d/*.sh; do
+	[ -f "$hook" ] && . "$hook"
+done
 INIT
 
 case $mode in

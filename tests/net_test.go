@@ -1,0 +1,514 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// netCase is one virtio-net configuration the network test boots.
+type netCase struct {
+	transport string // pci or mmio
+	mode      string // RX mode the guest must end up in: mergeable, big or small
+	opts      string // extra --net options that select it
+	indirect  bool
+	mtu       int
+	full      bool // one representative case per transport: the full-size streams
+}
+
+func (c netCase) name() string {
+	n := fmt.Sprintf("%s/%s/indirect=%s", c.transport, c.mode, onOff(c.indirect))
+	if c.mtu != 1500 {
+		n += fmt.Sprintf("/mtu=%d", c.mtu)
+	}
+	return n
+}
+
+func (c netCase) spec() string {
+	s := "tap=tap0,transport=" + c.transport
+	if c.opts != "" {
+		s += "," + c.opts
+	}
+	s += ",indirect=" + onOff(c.indirect)
+	if c.mtu != 1500 {
+		s += fmt.Sprintf(",mtu=%d", c.mtu)
+	}
+	return s
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// The --net options behind each RX mode of the Linux driver: mergeable buffers
+// (MRG_RXBUF, the default), big packets (no MRG_RXBUF but guest TSO/UFO: 64 KiB page
+// chains) and small buffers (neither). An MTU above 1500 also makes the driver use
+// big packets without MRG_RXBUF.
+var rxModeOpts = map[string]string{
+	"mergeable": "",
+	"big":       "mrg_rxbuf=off",
+	"small":     "mrg_rxbuf=off,tso=off,ufo=off",
+}
+
+func netCases() []netCase {
+	var cs []netCase
+	for _, tr := range []string{"pci", "mmio"} {
+		for _, mode := range []string{"mergeable", "big", "small"} {
+			for _, ind := range []bool{true, false} {
+				cs = append(cs, netCase{transport: tr, mode: mode, opts: rxModeOpts[mode], indirect: ind, mtu: 1500,
+					full: mode == "mergeable" && ind})
+			}
+		}
+	}
+	// Jumbo frames: mergeable buffers over PCI; over MMIO the small-buffer options,
+	// with which the MTU alone turns on big packets.
+	cs = append(cs,
+		netCase{transport: "pci", mode: "mergeable", opts: "", indirect: true, mtu: 9000},
+		netCase{transport: "mmio", mode: "big", opts: rxModeOpts["small"], indirect: true, mtu: 9000})
+	return cs
+}
+
+// Feature bits the test checks in the guest's negotiated set
+// (/sys/class/net/eth0/device/features: one '0'/'1' per bit, bit 0 first).
+const (
+	featGuestTSO4 = 7
+	featGuestTSO6 = 8
+	featGuestECN  = 9
+	featGuestUFO  = 10
+	featMrgRxbuf  = 15
+	featIndirect  = 28
+	featVersion1  = 32
+)
+
+// netMarker is one "NET-... key=value ..." line.
+type netMarker struct {
+	kind string
+	kv   map[string]string
+	line string
+}
+
+// Not anchored: an L1 kernel message can precede a guest line on the same console.
+var netMarkerRE = regexp.MustCompile(`(NET-[A-Z0-9-]+)(?: (.*))?$`)
+
+// parseNet returns the NET-* lines of a case's output by kind, in order.
+func parseNet(out string) map[string][]netMarker {
+	m := map[string][]netMarker{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		g := netMarkerRE.FindStringSubmatch(line)
+		if g == nil || strings.HasSuffix(g[1], "-OUT") || strings.HasSuffix(g[1], "-DMESG") {
+			continue
+		}
+		kv := map[string]string{}
+		for _, f := range strings.Fields(g[2]) {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				kv[k] = v
+			}
+		}
+		m[g[1]] = append(m[g[1]], netMarker{kind: g[1], kv: kv, line: line})
+	}
+	return m
+}
+
+// netEnvInt reads a positive integer from the environment, or def.
+func netEnvInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("%s=%q: want a non-negative integer", name, v)
+	}
+	return n
+}
+
+// requireNetTools skips (or under CI fails) unless the network tools are here: the
+// nested host gets copies of them, the direct path uses them as they are.
+func requireNetTools(t *testing.T) {
+	t.Helper()
+	var missing []string
+	for _, tool := range []string{"iperf3", "ping", "ip", "ldd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if _, err := exec.LookPath("/usr/sbin/" + tool); err != nil {
+				missing = append(missing, tool)
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("missing tools %v (Debian packages: apt-get install iperf3 iputils-ping iproute2)", missing)
+	if ciMode() {
+		t.Fatal(msg + "; CI is set, so this is a failure")
+	}
+	t.Skip(msg)
+}
+
+// tunModule finds the TAP driver of the nested host's kernel (the amd64 flavour):
+// its init loads only kvm_amd, and TAPs need /dev/net/tun.
+func tunModule(t *testing.T, cache string) string {
+	t.Helper()
+	moddir := filepath.Join(cache, "kernels", "amd64", "modules")
+	dep, err := os.ReadFile(filepath.Join(moddir, "modules.dep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(dep), "\n") {
+		path, deps, ok := strings.Cut(line, ":")
+		if ok && strings.HasSuffix(path, "/tun.ko") {
+			if strings.TrimSpace(deps) != "" {
+				t.Fatalf("tun.ko has dependencies (%s); net-case.sh loads it alone", deps)
+			}
+			return filepath.Join(moddir, path)
+		}
+	}
+	t.Fatalf("no uncompressed tun.ko in %s/modules.dep", moddir)
+	return ""
+}
+
+// TestStockKernelNetwork boots the stock Debian cloud kernel with a virtio-net
+// interface over virtio-pci and over virtio-mmio, in each RX mode of the Linux driver
+// (mergeable, big, small), with indirect descriptors on and off, and with jumbo
+// frames. For each case, scripts/net-case.sh creates a network namespace (in the
+// nested host, or on this machine with hardware virtualization), runs flint inside it
+// so that flint creates the TAP there, and serves the guest; the guest side is
+// scripts/net-guest.sh. Per case it checks: the guest's interface uses virtio_net on
+// the requested transport with the requested features (so the RX mode is the one
+// intended), comes up, pings the host and answers the host's ping, a TCP stream each
+// way arrives with the same size
+// and SHA-256, iperf3 runs each way (FLINT_E2E_NET_IPERF seconds, default 3), the
+// guest counts no errors or drops, and with MTU 9000 both sides see MTU 9000 and a
+// ping with DF set and an 8972-byte payload goes through both ways.
+//
+// Stream sizes: 64 MiB of random bytes each way in one representative case per
+// transport (the defaults: mergeable buffers, indirect descriptors), 16 MiB in the
+// others, to keep the nested host's run time down; FLINT_E2E_NET_MIB=N sends N MiB
+// in every case.
+// FLINT_E2E_NET_ONLY (a regexp) limits the cases, for development.
+func TestStockKernelNetwork(t *testing.T) {
+	e := setup(t)
+	requireNetTools(t)
+	if e.direct && os.Geteuid() != 0 {
+		msg := "the network test creates network namespaces and TAPs: run it as root"
+		if ciMode() {
+			t.Fatal(msg + "; CI is set, so this is a failure")
+		}
+		t.Skip(msg)
+	}
+	allMiB := netEnvInt(t, "FLINT_E2E_NET_MIB", 0)
+	iperfSecs := netEnvInt(t, "FLINT_E2E_NET_IPERF", 3)
+	sizeOf := func(c netCase) int {
+		switch {
+		case allMiB > 0:
+			return allMiB
+		case c.full:
+			return 64
+		}
+		return 16
+	}
+	cases := netCases()
+	// Known failure, open in issue 3: with mrg_rxbuf, tso and ufo off and
+	// indirect descriptors on (pci and mmio alike, MTU 1500 and 9000) the
+	// guest's script is cut off mid-transfer (the guest reboots). Those
+	// cases run only with FLINT_E2E_NET_KNOWN_FAILING=1 until it is fixed.
+	if os.Getenv("FLINT_E2E_NET_KNOWN_FAILING") == "" {
+		var keep []netCase
+		for _, c := range cases {
+			if c.opts == rxModeOpts["small"] && c.indirect {
+				t.Logf("not run: %s (known failure, issue 3; FLINT_E2E_NET_KNOWN_FAILING=1 runs it)", c.name())
+				continue
+			}
+			keep = append(keep, c)
+		}
+		cases = keep
+	}
+	if re := os.Getenv("FLINT_E2E_NET_ONLY"); re != "" {
+		only, err := regexp.Compile(re)
+		if err != nil {
+			t.Fatalf("FLINT_E2E_NET_ONLY: %v", err)
+		}
+		var keep []netCase
+		for _, c := range cases {
+			if only.MatchString(c.name()) {
+				keep = append(keep, c)
+			}
+		}
+		cases = keep
+		if len(cases) == 0 {
+			t.Fatalf("FLINT_E2E_NET_ONLY=%q matches no case", re)
+		}
+	}
+
+	kernels := e.kernels(t)
+	dir := t.TempDir()
+	guestTools := filepath.Join(dir, "guest-tools")
+	e.script(t, "mknet-tools.sh", "-o", guestTools, "iperf3", "ping")
+	initrd := e.initramfs(t, "net",
+		"--script", filepath.Join(e.root, "scripts", "net-guest.sh"),
+		"--modules", filepath.Join(e.cache, "kernels", "cloud", "modules"),
+		"--load", "virtio_pci virtio_mmio virtio_net",
+		"--extra", guestTools)
+	netCase := filepath.Join(e.root, "scripts", "net-case.sh")
+	var hostFiles []string
+	if !e.direct {
+		hostTools := filepath.Join(dir, "host-tools")
+		e.script(t, "mknet-tools.sh", "-o", hostTools, "iperf3", "ping", "ip")
+		hostFiles = []string{"--tools", hostTools, "--tun-ko", tunModule(t, e.cache)}
+	}
+
+	// Transfers and iperf3 come on top of a boot.
+	timeout := e.bootTimeout(t) + 120*time.Second + 2*time.Duration(iperfSecs)*time.Second
+	var boots []boot
+	for _, c := range cases {
+		sizeMiB := sizeOf(c)
+		bigping := 0
+		if c.mtu > 1500 {
+			bigping = c.mtu - 28 // IPv4 and ICMP headers
+		}
+		wrap := []string{"sh", netCase, "--name", c.name(), "--net", c.spec(),
+			"--size", strconv.Itoa(sizeMiB), "--bigping", strconv.Itoa(bigping),
+			"--flint-timeout", strconv.Itoa(int((timeout - 30*time.Second) / time.Second))}
+		files := []string{netCase}
+		wrap = append(wrap, hostFiles...)
+		if len(hostFiles) > 0 {
+			files = append(files, hostFiles[1], hostFiles[3])
+		}
+		wrap = append(wrap, "--")
+		boots = append(boots, boot{
+			name:   c.name(),
+			kernel: kernels["cloud"],
+			initrd: initrd,
+			cpus:   2,
+			memMiB: 512,
+			cmdline: fmt.Sprintf("%s flintnet.size=%d flintnet.iperf=%d flintnet.bigping=%d",
+				guestCmdline(), sizeMiB, iperfSecs, bigping),
+			timeout: timeout,
+			wrap:    wrap,
+			files:   files,
+		})
+	}
+	results, err := e.runBoots(t, boots)
+	if err != nil {
+		t.Error(err)
+	}
+	var summary []string
+	for i, b := range boots {
+		c := cases[i]
+		t.Run(b.name, func(t *testing.T) {
+			r := results[b.name]
+			if r == nil {
+				t.Fatalf("case never started (the nested host ended first)")
+			}
+			if r.unfinished {
+				why := "the nested host ended while it ran"
+				if r.host != "" {
+					why = "nested host " + r.host
+				}
+				t.Fatalf("case cut off: %s; its output so far:\n%s", why, tail(r.output, 80))
+			}
+			if r.retried != "" {
+				t.Logf("second run: the first nested host wedged during or before this case (%s)", r.retried)
+			}
+			line := checkNetCase(t, c, b, r, sizeOf(c), iperfSecs)
+			summary = append(summary, fmt.Sprintf("%-34s %3d MiB %s", b.name, sizeOf(c), line))
+			if t.Failed() {
+				t.Logf("last 100 lines of output:\n%s", tail(r.output, 100))
+			}
+		})
+	}
+	t.Logf("summary (wall per case, guest-measured stream rates, iperf3 receiver rates):\n%s",
+		strings.Join(summary, "\n"))
+}
+
+// reporter is the part of *testing.T that checkNetCase uses (its own tests record).
+type reporter interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Logf(format string, args ...any)
+}
+
+// checkNetCase asserts everything one case printed and returns a summary line.
+func checkNetCase(t reporter, c netCase, b boot, r *result, sizeMiB, iperfSecs int) string {
+	t.Helper()
+	m := parseNet(r.output)
+	one := func(kind string) (netMarker, bool) {
+		l := m[kind]
+		if len(l) == 0 {
+			return netMarker{kv: map[string]string{}}, false
+		}
+		return l[len(l)-1], true
+	}
+	need := func(kind string) netMarker {
+		x, ok := one(kind)
+		if !ok {
+			t.Errorf("no %s line", kind)
+		}
+		return x
+	}
+	ok := func(kind string) netMarker {
+		x, found := one(kind)
+		if found && x.kv["result"] != "ok" {
+			t.Errorf("%s failed: %s", kind, x.line)
+		} else if !found {
+			t.Errorf("no %s line", kind)
+		}
+		return x
+	}
+	t.Logf("flint exit status %d after %.1fs; --net %s", r.rc, r.elapsed.Seconds(), c.spec())
+	if x, found := one("NET-HOST-SETUP"); found {
+		t.Errorf("host side setup failed: %s", x.line)
+		return "host side setup failed"
+	}
+	switch {
+	case r.timedOut:
+		t.Errorf("case did not finish within %v (killed, status %d)", b.timeout, r.rc)
+	case r.rc != 0:
+		t.Errorf("exit status %d, want 0 (flint's, through net-case.sh)", r.rc)
+	}
+
+	// The TAP flint created, and the interface the guest got.
+	tap := ok("NET-HOST-TAP")
+	if got := tap.kv["mtu"]; got != strconv.Itoa(c.mtu) {
+		t.Errorf("host TAP MTU %q, want %d", got, c.mtu)
+	}
+	gi := ok("NET-GUEST-IF")
+	wantBus := map[string]string{"pci": "pci", "mmio": "platform"}[c.transport]
+	if gi.kv["driver"] != "virtio_net" || gi.kv["bus"] != wantBus {
+		t.Errorf("guest interface: driver %q on bus %q, want virtio_net on %q", gi.kv["driver"], gi.kv["bus"], wantBus)
+	}
+	if got := gi.kv["mtu"]; got != strconv.Itoa(c.mtu) {
+		t.Errorf("guest eth0 MTU %q, want %d (from the device's MTU field)", got, c.mtu)
+	}
+	feats := gi.kv["features"]
+	bit := func(n int) bool { return n < len(feats) && feats[n] == '1' }
+	if len(feats) < 64 {
+		t.Errorf("guest features %q: want 64 bits", feats)
+	} else {
+		want := map[int]bool{
+			featMrgRxbuf:  c.opts == "",
+			featGuestTSO4: !strings.Contains(c.opts, "tso=off"),
+			featGuestUFO:  !strings.Contains(c.opts, "ufo=off"),
+			featIndirect:  c.indirect,
+			featVersion1:  true,
+		}
+		names := map[int]string{featMrgRxbuf: "MRG_RXBUF", featGuestTSO4: "GUEST_TSO4",
+			featGuestUFO: "GUEST_UFO", featIndirect: "RING_INDIRECT_DESC", featVersion1: "VERSION_1"}
+		for n, w := range want {
+			if bit(n) != w {
+				t.Errorf("guest negotiated %s=%v, want %v (features %s)", names[n], bit(n), w, feats)
+			}
+		}
+		// The Linux driver's choice (virtnet_probe): mergeable with MRG_RXBUF, else
+		// big packets with any guest GSO feature or an MTU above 1500, else small.
+		mode := "small"
+		switch {
+		case bit(featMrgRxbuf):
+			mode = "mergeable"
+		case bit(featGuestTSO4) || bit(featGuestTSO6) || bit(featGuestECN) || bit(featGuestUFO) || c.mtu > 1500:
+			mode = "big"
+		}
+		if mode != c.mode {
+			t.Errorf("guest RX mode %s, want %s (features %s)", mode, c.mode, feats)
+		}
+	}
+	ok("NET-GUEST-UP")
+
+	// Pings both ways.
+	hp := ok("NET-HOST-PING")
+	ok("NET-GUEST-HOSTPING")
+	gp := ok("NET-GUEST-PING")
+	if !strings.Contains(gp.line, "3_packets_received") {
+		t.Errorf("guest ping: %s, want 3 replies", gp.line)
+	}
+	if !strings.Contains(hp.line, "3_received") {
+		t.Errorf("host ping: %s, want 3 replies", hp.line)
+	}
+
+	// The streams: the same size and checksum at both ends.
+	want := strconv.Itoa(sizeMiB << 20)
+	gs, gr := ok("NET-G2H-SENT"), need("NET-HOST-G2H-RECV")
+	if gs.kv["bytes"] != want || gr.kv["bytes"] != want {
+		t.Errorf("guest to host: guest sent %q bytes, host received %q, want %s", gs.kv["bytes"], gr.kv["bytes"], want)
+	}
+	if gs.kv["sha256"] == "" || gs.kv["sha256"] != gr.kv["sha256"] {
+		t.Errorf("guest to host: sha256 sent %q, received %q", gs.kv["sha256"], gr.kv["sha256"])
+	}
+	hs, hr := need("NET-HOST-H2G-SENT"), ok("NET-H2G-RECV")
+	if hs.kv["bytes"] != want || hr.kv["bytes"] != want {
+		t.Errorf("host to guest: host sent %q bytes, guest received %q, want %s", hs.kv["bytes"], hr.kv["bytes"], want)
+	}
+	if hs.kv["sha256"] == "" || hs.kv["sha256"] != hr.kv["sha256"] {
+		t.Errorf("host to guest: sha256 sent %q, received %q", hs.kv["sha256"], hr.kv["sha256"])
+	}
+	rate := func(x netMarker) string {
+		s, err := strconv.ParseFloat(x.kv["secs"], 64)
+		if err != nil || s <= 0 {
+			return "?"
+		}
+		return fmt.Sprintf("%.0f MB/s", float64(sizeMiB)*1.048576/s)
+	}
+
+	// iperf3, both directions.
+	iperf := map[string]string{}
+	if iperfSecs > 0 {
+		seen := map[string]bool{}
+		for _, x := range m["NET-IPERF"] {
+			seen[x.kv["dir"]] = true
+			if x.kv["result"] != "ok" {
+				t.Errorf("iperf3 %s failed: %s", x.kv["dir"], x.line)
+				continue
+			}
+			if v, err := strconv.ParseFloat(x.kv["mbps"], 64); err != nil || v <= 0 {
+				t.Errorf("iperf3 %s: no receiver rate: %s", x.kv["dir"], x.line)
+				continue
+			}
+			iperf[x.kv["dir"]] = x.kv["mbps"]
+		}
+		for _, dir := range []string{"g2h", "h2g"} {
+			if !seen[dir] {
+				t.Errorf("iperf3 %s did not run (no NET-IPERF dir=%s line)", dir, dir)
+			}
+		}
+	}
+
+	// Jumbo frames: a DF ping that fits only in one 9000-byte frame, both ways.
+	if c.mtu > 1500 {
+		size := strconv.Itoa(c.mtu - 28)
+		for _, kind := range []string{"NET-HOST-BIGPING", "NET-GUEST-BIGPING"} {
+			x := ok(kind)
+			if x.kv["size"] != size {
+				t.Errorf("%s: payload %q, want %s", kind, x.kv["size"], size)
+			}
+		}
+	}
+
+	st := need("NET-GUEST-STATS")
+	for _, k := range []string{"rx_errors", "tx_errors", "rx_dropped", "tx_dropped"} {
+		if v := st.kv[k]; v != "0" {
+			t.Errorf("guest eth0 %s = %q, want 0 (%s)", k, v, st.line)
+		}
+	}
+	need("NET-GUEST-DONE")
+	return fmt.Sprintf("%5.1fs  g2h %s  h2g %s  iperf3 g2h %s h2g %s Mbit/s", r.elapsed.Seconds(),
+		rate(gs), rate(hr), orQ(iperf["g2h"]), orQ(iperf["h2g"]))
+}
+
+func orQ(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
+}

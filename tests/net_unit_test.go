@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// netGood is what a passing case printed (mmio, small-buffer options, MTU 9000,
+// 64 MiB, recorded in the nested host), less the -OUT and -DMESG lines. One line
+// carries an L1 kernel message in front, as the shared console sometimes does.
+const netGood = `NET-HOST-H2G-SENT bytes=67108864 sha256=32a902661f03ffc2da81c3faa6e263bed1f6ae16257d079a11cd23ee34e15373
+NET-HOST-TAP result=ok secs=0.2 mtu=9000 addr=10.0.2.1/24
+NET-GUEST-START addr=10.0.2.15/24 host=10.0.2.1 size=64 iperf=3 bigping=8972
+NET-GUEST-IF result=ok dev=eth0 driver=virtio_net bus=platform parent=LNRO0005:00 mtu=9000 mac=52:54:00:4a:63:d6 features=1101010000000000100000000000110010000000000000000000000000000000
+NET-GUEST-UP result=ok operstate=up inet=10.0.2.15/24
+NET-GUEST-HOSTPING result=ok secs=5.12 msg=host-ping=ok host-bigping=ok
+<6>[   42.000001] tun: Universal TUN/TAP device driver, 1.6NET-GUEST-PING result=ok 3_packets_received
+NET-G2H-SENT result=ok rc=0 bytes=67108864 sha256=8882b40f95e1251d7c875670627465fc2ec9740d32ca5d4c9f67163e9eb6c07b secs=3.98
+NET-H2G-RECV result=ok rc=0 bytes=67108864 sha256=32a902661f03ffc2da81c3faa6e263bed1f6ae16257d079a11cd23ee34e15373 secs=3.99
+NET-IPERF-OUT g2h [  5]   0.00-3.01   sec  42.6 MBytes   115 Mbits/sec                  receiver
+NET-IPERF result=ok dir=g2h mbps=115
+NET-IPERF result=ok dir=h2g mbps=264
+NET-GUEST-BIGPING result=ok size=8972 mtu=9000
+NET-GUEST-STATS rx_packets=22149 tx_packets=13350 rx_bytes=171586000 tx_bytes=112901548 rx_errors=0 tx_errors=0 rx_dropped=0 tx_dropped=0
+NET-GUEST-DONE
+NET-HOST-PING result=ok after=10.7s 3_received
+NET-HOST-BIGPING result=ok size=8972 3_received
+NET-HOST-G2H-RECV bytes=67108864 sha256=8882b40f95e1251d7c875670627465fc2ec9740d32ca5d4c9f67163e9eb6c07b
+NET-HOST-IPERF3 [  5]   0.00-3.11   sec  42.6 MBytes   115 Mbits/sec                  receiver
+NET-HOST-FLINT rc=0
+`
+
+var netGoodCase = netCase{transport: "mmio", mode: "big", opts: rxModeOpts["small"], indirect: true, mtu: 9000}
+
+// recorder collects what checkNetCase reports.
+type recorder struct{ errs []string }
+
+func (r *recorder) Helper()                      {}
+func (r *recorder) Logf(string, ...any)          {}
+func (r *recorder) Errorf(f string, args ...any) { r.errs = append(r.errs, fmt.Sprintf(f, args...)) }
+
+func checkOutput(c netCase, out string, rc int) []string {
+	var rec recorder
+	checkNetCase(&rec, c, boot{name: c.name()}, &result{output: out, rc: rc}, 64, 3)
+	return rec.errs
+}
+
+// TestCheckNetCase shows that each assertion of the network test fails when the
+// behaviour it stands for breaks, and that a good run passes.
+func TestCheckNetCase(t *testing.T) {
+	if errs := checkOutput(netGoodCase, netGood, 0); len(errs) > 0 {
+		t.Fatalf("good output rejected: %q", errs)
+	}
+	feats := "1101010000000000100000000000110010000000000000000000000000000000"
+	flip := func(n int) string {
+		b := []byte(feats)
+		b[n] ^= 1
+		return string(b)
+	}
+	bad := []struct {
+		name, old, new string
+		c              *netCase
+		rc             int
+	}{
+		{name: "flint failed", rc: 1},
+		{name: "host setup failed", old: "NET-HOST-TAP result=ok", new: "NET-HOST-SETUP result=fail reason=x\nNET-HOST-TAP result=ok"},
+		{name: "no TAP", old: "NET-HOST-TAP result=ok", new: "NET-HOST-TAP result=fail"},
+		{name: "TAP MTU", old: "secs=0.2 mtu=9000", new: "secs=0.2 mtu=1500"},
+		{name: "wrong bus", old: "bus=platform", new: "bus=pci"},
+		{name: "wrong driver", old: "driver=virtio_net", new: "driver=e1000"},
+		{name: "guest MTU", old: "mtu=9000 mac", new: "mtu=1500 mac"},
+		{name: "MRG_RXBUF negotiated", old: feats, new: flip(featMrgRxbuf)},
+		{name: "INDIRECT missing", old: feats, new: flip(featIndirect)},
+		{name: "GUEST_TSO4 on", old: feats, new: flip(featGuestTSO4)},
+		{name: "not VERSION_1", old: feats, new: flip(featVersion1)},
+		{name: "features cut", old: feats, new: feats[:20]},
+		{name: "case wants small mode", c: &netCase{transport: "mmio", mode: "small", opts: rxModeOpts["small"], indirect: true, mtu: 9000}},
+		{name: "no interface", old: "NET-GUEST-IF result=ok", new: "NET-GUEST-IF result=fail"},
+		{name: "link down", old: "NET-GUEST-UP result=ok", new: "NET-GUEST-UP result=fail"},
+		{name: "host ping failed", old: "NET-HOST-PING result=ok after=10.7s 3_received", new: "NET-HOST-PING result=fail after=10.7s 0_received"},
+		{name: "host ping lost replies", old: "after=10.7s 3_received", new: "after=10.7s 2_received"},
+		{name: "guest never told", old: "NET-GUEST-HOSTPING result=ok", new: "NET-GUEST-HOSTPING result=fail"},
+		{name: "guest ping failed", old: "NET-GUEST-PING result=ok 3_packets_received", new: "NET-GUEST-PING result=fail 0_packets_received"},
+		{name: "g2h corrupted", old: "NET-HOST-G2H-RECV bytes=67108864 sha256=8882", new: "NET-HOST-G2H-RECV bytes=67108864 sha256=9882"},
+		{name: "g2h short", old: "NET-HOST-G2H-RECV bytes=67108864", new: "NET-HOST-G2H-RECV bytes=67108000"},
+		{name: "g2h lost", old: "NET-HOST-G2H-RECV bytes=67108864 sha256=8882b40f95e1251d7c875670627465fc2ec9740d32ca5d4c9f67163e9eb6c07b", new: "NET-HOST-G2H-RECV result=fail reason=nothing-received"},
+		{name: "g2h send failed", old: "NET-G2H-SENT result=ok rc=0", new: "NET-G2H-SENT result=fail rc=1"},
+		{name: "h2g corrupted", old: "NET-H2G-RECV result=ok rc=0 bytes=67108864 sha256=32a9", new: "NET-H2G-RECV result=ok rc=0 bytes=67108864 sha256=42a9"},
+		{name: "h2g short", old: "NET-H2G-RECV result=ok rc=0 bytes=67108864", new: "NET-H2G-RECV result=ok rc=0 bytes=1048576"},
+		{name: "iperf3 failed", old: "NET-IPERF result=ok dir=h2g mbps=264", new: "NET-IPERF result=fail dir=h2g mbps=none"},
+		{name: "iperf3 missing", old: "NET-IPERF result=ok dir=g2h mbps=115\n", new: ""},
+		{name: "host bigping failed", old: "NET-HOST-BIGPING result=ok", new: "NET-HOST-BIGPING result=fail"},
+		{name: "guest bigping failed", old: "NET-GUEST-BIGPING result=ok", new: "NET-GUEST-BIGPING result=fail"},
+		{name: "no guest bigping", old: "NET-GUEST-BIGPING result=ok size=8972 mtu=9000\n", new: ""},
+		{name: "rx drops", old: "rx_dropped=0", new: "rx_dropped=3"},
+		{name: "tx errors", old: "tx_errors=0", new: "tx_errors=1"},
+		{name: "guest script cut off", old: "NET-GUEST-DONE\n", new: ""},
+	}
+	for _, b := range bad {
+		t.Run(strings.ReplaceAll(b.name, " ", "_"), func(t *testing.T) {
+			out := netGood
+			if b.old != "" {
+				if !strings.Contains(out, b.old) {
+					t.Fatalf("fixture lacks %q", b.old)
+				}
+				out = strings.Replace(out, b.old, b.new, 1)
+			}
+			c := netGoodCase
+			if b.c != nil {
+				c = *b.c
+			}
+			errs := checkOutput(c, out, b.rc)
+			if len(errs) == 0 {
+				t.Errorf("accepted")
+			}
+			t.Logf("rejected with: %q", errs)
+		})
+	}
+}
+
+// TestNetCases pins the case list: both transports, three RX modes, indirect on and
+// off, jumbo frames on each transport; --net specs as flint parses them.
+func TestNetCases(t *testing.T) {
+	cs := netCases()
+	if len(cs) != 14 {
+		t.Fatalf("%d cases, want 14", len(cs))
+	}
+	seen := map[string]bool{}
+	for _, c := range cs {
+		if seen[c.name()] {
+			t.Errorf("case %s twice", c.name())
+		}
+		seen[c.name()] = true
+	}
+	want := map[string]string{
+		"pci/mergeable/indirect=on":          "tap=tap0,transport=pci,indirect=on",
+		"mmio/small/indirect=off":            "tap=tap0,transport=mmio,mrg_rxbuf=off,tso=off,ufo=off,indirect=off",
+		"pci/big/indirect=off":               "tap=tap0,transport=pci,mrg_rxbuf=off,indirect=off",
+		"mmio/big/indirect=on/mtu=9000":      "tap=tap0,transport=mmio,mrg_rxbuf=off,tso=off,ufo=off,indirect=on,mtu=9000",
+		"pci/mergeable/indirect=on/mtu=9000": "tap=tap0,transport=pci,indirect=on,mtu=9000",
+	}
+	for _, c := range cs {
+		if w, ok := want[c.name()]; ok && c.spec() != w {
+			t.Errorf("%s: spec %q, want %q", c.name(), c.spec(), w)
+		}
+		delete(want, c.name())
+	}
+	if len(want) > 0 {
+		t.Errorf("missing cases %v", want)
+	}
+}
