@@ -59,7 +59,7 @@ func (m *Machine) runVCPU(v *kvm.VCPU) {
 		case kvm.ExitShutdown:
 			// A triple fault: what a PC does on a reset request without a
 			// reset device. Treat as a guest reset.
-			m.log.Debug("vCPU triple fault (KVM_EXIT_SHUTDOWN): guest reset", "vcpu", v.ID())
+			m.log.Warn("vCPU triple fault (KVM_EXIT_SHUTDOWN): treating it as a guest reset", "vcpu", v.ID())
 			m.stop(stopReset, nil)
 			return
 		case kvm.ExitSystemEvent:
