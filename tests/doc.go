@@ -27,5 +27,6 @@
 //	                          one case per transport, 16 in the others)
 //	FLINT_E2E_NET_IPERF       seconds of iperf3 each way per network case (default 3)
 //	FLINT_E2E_NET_ONLY        regexp: run only the network cases whose names match
+//	FLINT_E2E_NET=1           runs the stock-kernel network tests (opt-in, see issue 3)
 //	FLINT_E2E_NET_KNOWN_FAILING=1 also runs the cases known to fail (see net_test.go)
 package e2e

@@ -199,6 +199,13 @@ func tunModule(t *testing.T, cache string) string {
 // in every case.
 // FLINT_E2E_NET_ONLY (a regexp) limits the cases, for development.
 func TestStockKernelNetwork(t *testing.T) {
+	if os.Getenv("FLINT_E2E_NET") == "" {
+		// Opt-in until issue 3's intermittent failures are fixed: in the
+		// last CI dry run the pci MTU-9000 case stalled (flint killed at its
+		// timeout), and small-RX cases reset or stall in about a quarter of
+		// runs. A flaky test must not block every other change from landing.
+		t.Skip("stock-kernel network tests are opt-in until issue 3's intermittent guest stalls are fixed: set FLINT_E2E_NET=1")
+	}
 	e := setup(t)
 	requireNetTools(t)
 	if e.direct && os.Geteuid() != 0 {
