@@ -30,7 +30,9 @@ func TestMaskRaceLosesNothing(t *testing.T) {
 		}()
 	}
 	ctrl := MSIXTableOffset + 16 + msixVectorCtrl
-	for i := 0; i < 2000; i++ {
+	// Keep toggling until the signallers have really run alongside: on a
+	// loaded machine 2000 toggles can end before they are scheduled.
+	for i := 0; i < 2000 || sent.Load() < 4000; i++ {
 		r.iowrite(uint64(ctrl), 4, 1)
 		r.iowrite(uint64(ctrl), 4, 0)
 		if i%10 == 0 {
