@@ -163,6 +163,7 @@ type Machine struct {
 	sys   *kvm.System
 	vm    *kvm.VM
 	vcpus []*kvm.VCPU
+	dumps []vcpuDump // one per vCPU: SIGUSR1 state dumps (debug.go)
 	mem   *mem.Memory
 	pio   *devices.Bus
 	mmio  *devices.Bus
@@ -285,6 +286,7 @@ func (m *Machine) Run() Result {
 			case <-m.stopped:
 			}
 		}()
+		m.watchDumpSignal()
 	}
 	if m.cfg.Timeout > 0 {
 		t := time.AfterFunc(m.cfg.Timeout, func() { m.stop(stopTimeout, nil) })

@@ -192,9 +192,29 @@ type intxLine struct {
 
 func (l *intxLine) SetLevel(high bool) error { return l.vm.SetIRQLine(l.gsi, high) }
 
+// logNetStats logs every interface's device counters (at exit, and in a
+// state dump), so a transfer that went wrong shows where packets went.
+func (m *Machine) logNetStats(when string) {
+	for _, nd := range m.nets {
+		s := nd.dev.Stats()
+		m.log.Info("virtio-net counters", "when", when, "tap", nd.cfg.TAP,
+			"rx_packets", s.RxPackets, "rx_bytes", s.RxBytes, "rx_buffers", s.RxBuffers,
+			"rx_interrupts", s.RxInterrupts, "rx_waits", s.RxWaits,
+			"rx_drop_oversize", s.RxDropOversize, "rx_drop_short", s.RxDropShort,
+			"rx_drop_header", s.RxDropHeader, "rx_bad_chains", s.RxBadChains,
+			"rx_malformed", s.RxMalformed, "rx_backend_errors", s.RxBackendErrors,
+			"tx_packets", s.TxPackets, "tx_bytes", s.TxBytes, "tx_interrupts", s.TxInterrupts,
+			"tx_waits", s.TxWaits, "tx_drop_short", s.TxDropShort, "tx_errors", s.TxErrors,
+			"tx_malformed", s.TxMalformed)
+	}
+}
+
 // closeNetDevices resets every device (through its transport) and closes
 // the TAPs.
 func (m *Machine) closeNetDevices() {
+	if len(m.nets) > 0 {
+		m.logNetStats("exit")
+	}
 	for _, nd := range m.nets {
 		if nd.transport != nil {
 			nd.transport.Close()

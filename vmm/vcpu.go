@@ -52,6 +52,7 @@ func (m *Machine) runVCPU(v *kvm.VCPU) {
 			// Clear first, then look: a stop that lands after the clear
 			// sets immediate_exit again, so the next Run returns at once.
 			v.ClearKick()
+			m.answerDump(v, &counts)
 		case kvm.ExitHLT:
 			// Only without an in-kernel irqchip; Flint always has one.
 			m.stop(stopPowerOff, nil)

@@ -22,6 +22,10 @@ func (m *Machine) createVCPUs(e *boot.Entry) error {
 			return err
 		}
 	}
+	m.dumps = make([]vcpuDump, len(m.vcpus))
+	for i := range m.dumps {
+		m.dumps[i].done = make(chan struct{}, 1)
+	}
 	return setEntryState(m.vcpus[0], e)
 }
 
