@@ -29,6 +29,9 @@ const (
 
 // NetInterface is one virtio-net interface bridged to a host TAP.
 type NetInterface struct {
+	// ID is the interface's name in a config file or the API (iface_id);
+	// empty for --net interfaces.
+	ID string
 	// TAP is the host TAP device's name.
 	TAP string
 	// MAC is the guest's address; nil means one is derived from the TAP
@@ -40,6 +43,9 @@ type NetInterface struct {
 	MTU int
 	// Feature switches, all on by default.
 	MrgRxbuf, TSO, Csum, UFO, Indirect, EventIdx bool
+	// RxRateLimiter and TxRateLimiter limit traffic to and from the guest;
+	// nil means unlimited.
+	RxRateLimiter, TxRateLimiter *RateLimiter
 }
 
 // DefaultNetInterface returns an interface on tap with every default.
@@ -113,8 +119,8 @@ func (n NetInterface) Validate() error {
 	if n.TAP == "" {
 		return fmt.Errorf("tap: a TAP device name is required")
 	}
-	if len(n.TAP) >= 16 || strings.ContainsAny(n.TAP, "/ \t\n\x00") {
-		return fmt.Errorf("tap=%q: not a valid interface name (at most 15 characters, no '/' or spaces)", n.TAP)
+	if err := checkTAPName(n.TAP); err != nil {
+		return fmt.Errorf("tap=%q: %v", n.TAP, err)
 	}
 	if n.MAC != nil && (len(n.MAC) != 6 || n.MAC[0]&1 != 0) {
 		return fmt.Errorf("mac=%s: want a 6-byte unicast address", n.MAC)
@@ -127,6 +133,14 @@ func (n NetInterface) Validate() error {
 	}
 	if n.UFO && !n.Csum {
 		return fmt.Errorf("ufo=on needs csum=on (UDP fragmentation offload needs checksum offload)")
+	}
+	return nil
+}
+
+// checkTAPName checks that name can be a Linux network interface's name.
+func checkTAPName(name string) error {
+	if name == "" || len(name) >= 16 || strings.ContainsAny(name, "/ \t\n\x00") {
+		return fmt.Errorf("not a valid interface name (at most 15 characters, no '/' or spaces)")
 	}
 	return nil
 }
