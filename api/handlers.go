@@ -1,0 +1,195 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/flintvm/flint/configs"
+)
+
+func (s *Server) getInstance(*http.Request, []byte) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info := s.info
+	info.State = StateNotStarted
+	if s.started {
+		info.State = StateRunning
+	}
+	return info, nil
+}
+
+func (s *Server) getVersion(*http.Request, []byte) (any, error) {
+	return map[string]string{"firecracker_version": s.info.VMMVersion}, nil
+}
+
+func (s *Server) getMachineConfig(*http.Request, []byte) (any, error) {
+	return s.Config().MachineConfig, nil
+}
+
+func (s *Server) getVMConfig(*http.Request, []byte) (any, error) {
+	c := s.Config()
+	// Firecracker writes empty device lists as [], never null.
+	if c.NetworkInterfaces == nil {
+		c.NetworkInterfaces = []configs.NetworkInterface{}
+	}
+	if c.Drives == nil {
+		c.Drives = []configs.Drive{}
+	}
+	return c, nil
+}
+
+func (s *Server) putBootSource(r *http.Request, body []byte) (any, error) {
+	b, err := configs.DecodeBootSource(body)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.update(r, func(c *configs.VMConfig) error {
+		c.BootSource = &b
+		return nil
+	})
+}
+
+func (s *Server) putMachineConfig(r *http.Request, body []byte) (any, error) {
+	m, err := configs.DecodeMachineConfig(body)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.update(r, func(c *configs.VMConfig) error {
+		c.MachineConfig = m
+		return nil
+	})
+}
+
+// patchMachineConfig changes only the keys the body has.
+func (s *Server) patchMachineConfig(r *http.Request, body []byte) (any, error) {
+	return nil, s.update(r, func(c *configs.VMConfig) error {
+		m, err := configs.PatchMachineConfig(c.MachineConfig, body)
+		if err != nil {
+			return err
+		}
+		c.MachineConfig = m
+		return nil
+	})
+}
+
+// putNetworkInterface adds the interface, or replaces the one with its id.
+func (s *Server) putNetworkInterface(r *http.Request, body []byte) (any, error) {
+	n, err := configs.DecodeNetworkInterface(body)
+	if err != nil {
+		return nil, err
+	}
+	if err := matchID("iface_id", n.IfaceID, r); err != nil {
+		return nil, err
+	}
+	return nil, s.update(r, func(c *configs.VMConfig) error {
+		c.NetworkInterfaces = upsert(c.NetworkInterfaces, n, func(x configs.NetworkInterface) bool { return x.IfaceID == n.IfaceID })
+		return nil
+	})
+}
+
+// putDrive adds the drive, or replaces the one with its id.
+func (s *Server) putDrive(r *http.Request, body []byte) (any, error) {
+	d, err := configs.DecodeDrive(body)
+	if err != nil {
+		return nil, err
+	}
+	if err := matchID("drive_id", d.DriveID, r); err != nil {
+		return nil, err
+	}
+	return nil, s.update(r, func(c *configs.VMConfig) error {
+		c.Drives = upsert(c.Drives, d, func(x configs.Drive) bool { return x.DriveID == d.DriveID })
+		return nil
+	})
+}
+
+// matchID checks that a body's id (key) is the one in the request's path.
+func matchID(key, id string, r *http.Request) error {
+	if p := pathID(r); id != p {
+		return faultf("the body's %s %q does not match the path's %q", key, id, p)
+	}
+	return nil
+}
+
+// upsert replaces the element same matches with v, or appends v.
+func upsert[T any](list []T, v T, same func(T) bool) []T {
+	for i := range list {
+		if same(list[i]) {
+			list[i] = v
+			return list
+		}
+	}
+	return append(list, v)
+}
+
+func (s *Server) putLogger(r *http.Request, body []byte) (any, error) {
+	l, err := configs.DecodeLogger(body)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.update(r, func(c *configs.VMConfig) error {
+		c.Logger = &l
+		return nil
+	})
+}
+
+func (s *Server) putMetrics(r *http.Request, body []byte) (any, error) {
+	m, err := configs.DecodeMetrics(body)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.update(r, func(c *configs.VMConfig) error {
+		c.Metrics = &m
+		return nil
+	})
+}
+
+func (s *Server) putAction(_ *http.Request, body []byte) (any, error) {
+	a, err := configs.DecodeAction(body)
+	if err != nil {
+		return nil, err
+	}
+	switch a {
+	case configs.ActionInstanceStart:
+		return nil, s.start()
+	case configs.ActionSendCtrlAltDel:
+		if err := s.requireStarted(a); err != nil {
+			return nil, err
+		}
+		return nil, s.ctrl.SendCtrlAltDel()
+	default: // FlushMetrics
+		if err := s.requireStarted(a); err != nil {
+			return nil, err
+		}
+		return nil, s.ctrl.FlushMetrics()
+	}
+}
+
+// start validates the whole configuration and has the controller build and
+// start the VM. The lock is held throughout, so no change slips in between
+// the check and the start, and two starts cannot race.
+func (s *Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return faultf("InstanceStart: the VM is already running")
+	}
+	if s.cfg.BootSource == nil {
+		return faultf("InstanceStart: no boot source: PUT /boot-source first")
+	}
+	if err := s.cfg.Validate(); err != nil {
+		return faultf("InstanceStart: %v", err)
+	}
+	if err := s.ctrl.Start(s.cfg); err != nil {
+		return faultf("InstanceStart: %v", err)
+	}
+	s.started = true
+	return nil
+}
+
+func (s *Server) requireStarted(a configs.Action) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return faultf("%s: the VM has not started (PUT /actions InstanceStart first)", a)
+	}
+	return nil
+}

@@ -1,0 +1,251 @@
+// Package api serves Firecracker's REST API on a unix socket with net/http,
+// so Firecracker's clients (curl --unix-socket, SDKs) can configure and
+// start a Flint VM. It holds the pending configs.VMConfig, validates every
+// body with the configs package's strict decoders (the same ones the config
+// file uses), and drives the VM through the Controller interface, which
+// cmd/flint implements. It imports only configs: it never builds a VM.
+//
+// Errors are HTTP 400 with {"fault_message": "..."}; successful PUT and
+// PATCH requests answer 204 with no body.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flintvm/flint/configs"
+)
+
+// Controller is the running side of the API: cmd/flint creates and runs the
+// VM. Its errors become 400 responses.
+type Controller interface {
+	// Start creates the VM described by cfg (already validated) and starts
+	// it running; it returns once the VM runs or failed to build.
+	Start(cfg configs.VMConfig) error
+	// SendCtrlAltDel asks the guest to reboot (press Ctrl-Alt-Del).
+	SendCtrlAltDel() error
+	// FlushMetrics writes a metrics object now.
+	FlushMetrics() error
+}
+
+// MaxBodySize bounds request bodies (Firecracker's payload limit).
+const MaxBodySize = 51200
+
+// Instance states reported by GET /.
+const (
+	StateNotStarted = "Not started"
+	StateRunning    = "Running"
+)
+
+// InstanceInfo is GET /'s answer.
+type InstanceInfo struct {
+	ID         string `json:"id"`
+	State      string `json:"state"`
+	VMMVersion string `json:"vmm_version"`
+	AppName    string `json:"app_name"`
+}
+
+// Options configures a Server.
+type Options struct {
+	Controller Controller
+	// ID is the instance id GET / reports (default "anonymous-instance").
+	ID string
+	// Version is the VMM version GET / reports.
+	Version string
+	// Config is the initial configuration (from --config), nil for none.
+	Config *configs.VMConfig
+	// Started says the VM already runs (booted from --config): only
+	// post-boot calls are accepted.
+	Started bool
+	// Log receives one debug line per request; nil discards.
+	Log *slog.Logger
+}
+
+// Server is the API. Create it with New, then Serve a listener from Listen.
+type Server struct {
+	ctrl    Controller
+	info    InstanceInfo
+	log     *slog.Logger
+	http    *http.Server
+	mu      sync.Mutex
+	cfg     configs.VMConfig // the pending (then running) configuration
+	started bool
+}
+
+// New returns a server for opts.
+func New(opts Options) *Server {
+	s := &Server{ctrl: opts.Controller, log: opts.Log, started: opts.Started,
+		info: InstanceInfo{ID: opts.ID, VMMVersion: opts.Version, AppName: "Flint"}}
+	if s.info.ID == "" {
+		s.info.ID = "anonymous-instance"
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s.cfg.MachineConfig = configs.DefaultMachineConfig()
+	if opts.Config != nil {
+		s.cfg = *opts.Config
+	}
+	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	return s
+}
+
+// Serve answers requests on l until Shutdown; it returns nil after Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.http.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops serving: it closes the listener (removing a socket from
+// Listen) and waits for requests in flight until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+
+// Config returns a copy of the current configuration.
+func (s *Server) Config() configs.VMConfig {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+// fault is a 400 answer.
+type fault struct{ msg string }
+
+func (f fault) Error() string { return f.msg }
+
+func faultf(format string, a ...any) error { return fault{fmt.Sprintf(format, a...)} }
+
+// handler answers one endpoint with a value to encode (nil: 204) or an
+// error (400). Pre-boot endpoints (Firecracker's term) change the pending
+// configuration through update, which refuses them once the VM runs.
+type handler func(s *Server, r *http.Request, body []byte) (any, error)
+
+// routes maps "METHOD /path" (with {id} for the last element of the
+// device paths) to handlers.
+var routes = map[string]handler{
+	"GET /":                          (*Server).getInstance,
+	"GET /version":                   (*Server).getVersion,
+	"GET /machine-config":            (*Server).getMachineConfig,
+	"GET /vm/config":                 (*Server).getVMConfig,
+	"PUT /boot-source":               (*Server).putBootSource,
+	"PUT /machine-config":            (*Server).putMachineConfig,
+	"PATCH /machine-config":          (*Server).patchMachineConfig,
+	"PUT /network-interfaces/{id}":   (*Server).putNetworkInterface,
+	"PUT /drives/{id}":               (*Server).putDrive,
+	"PUT /logger":                    (*Server).putLogger,
+	"PUT /metrics":                   (*Server).putMetrics,
+	"PUT /actions":                   (*Server).putAction,
+	"PATCH /network-interfaces/{id}": notSupported,
+	"PATCH /drives/{id}":             notSupported,
+}
+
+// unsupportedPaths are Firecracker endpoints Flint does not implement.
+var unsupportedPaths = []string{"/balloon", "/balloon/statistics", "/cpu-config", "/entropy", "/hotplug", "/mmds",
+	"/mmds/config", "/snapshot/create", "/snapshot/load", "/vm", "/vsock", "/serial"}
+
+func notSupported(_ *Server, r *http.Request, _ []byte) (any, error) {
+	return nil, faultf("%s %s is not supported by flint yet", r.Method, r.URL.Path)
+}
+
+// match finds the route for r and the {id} path element, if any.
+func match(r *http.Request) (handler, string, bool) {
+	p := r.URL.Path
+	if rt, ok := routes[r.Method+" "+p]; ok {
+		return rt, "", true
+	}
+	for _, prefix := range []string{"/network-interfaces/", "/drives/"} {
+		if id, ok := strings.CutPrefix(p, prefix); ok && id != "" {
+			rt, ok := routes[r.Method+" "+prefix+"{id}"]
+			return rt, id, ok
+		}
+	}
+	for _, u := range unsupportedPaths {
+		if p == u {
+			return notSupported, "", true
+		}
+	}
+	return nil, "", false
+}
+
+type idKey struct{}
+
+// ServeHTTP answers one API request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, id, ok := match(r)
+	var out any
+	var err error
+	switch {
+	case !ok:
+		err = faultf("invalid request method and/or path: %s %s", r.Method, r.URL.Path)
+	default:
+		var body []byte
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodySize))
+		if err != nil {
+			err = faultf("reading the request body: %v (at most %d bytes)", err, MaxBodySize)
+			break
+		}
+		if id != "" {
+			r = r.WithContext(context.WithValue(r.Context(), idKey{}, id))
+		}
+		out, err = rt(s, r, body)
+	}
+	if err != nil {
+		s.log.Debug("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeJSON(w, http.StatusBadRequest, map[string]string{"fault_message": err.Error()})
+		return
+	}
+	s.log.Debug("api request", "method", r.Method, "path", r.URL.Path)
+	if out == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"fault_message": "encoding the response failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+// update applies a pre-boot change to the pending configuration under the
+// lock: refused once the VM has started, and kept only if the whole
+// configuration is still consistent.
+func (s *Server) update(r *http.Request, fn func(c *configs.VMConfig) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return faultf("%s %s is not allowed after the VM has started (pre-boot only)", r.Method, r.URL.Path)
+	}
+	c := s.cfg
+	c.NetworkInterfaces = append([]configs.NetworkInterface(nil), s.cfg.NetworkInterfaces...)
+	c.Drives = append([]configs.Drive(nil), s.cfg.Drives...)
+	if err := fn(&c); err != nil {
+		return err
+	}
+	if err := c.ValidatePending(); err != nil {
+		return err
+	}
+	s.cfg = c
+	return nil
+}
+
+func pathID(r *http.Request) string {
+	id, _ := r.Context().Value(idKey{}).(string)
+	return id
+}
