@@ -25,9 +25,12 @@
 #   NET-HOST-PING      host pinged the guest (and NET-HOST-BIGPING with DF set)
 #   NET-HOST-G2H-RECV  bytes and sha256 of the guest-to-host stream as received
 #   NET-HOST-FLINT     flint's exit status
-#   NET-HOST-STALL     flint still ran 20 s before its --timeout: each of its
-#                      threads' kernel stack follows, then SIGQUIT makes it print
-#                      every goroutine's stack (GOTRACEBACK=all) and exit
+#   NET-HOST-STALL     no packet crossed the TAP for 60 s after the guest first
+#                      answered a ping, or flint still ran 20 s before its
+#                      --timeout: two SIGUSR1 dumps of flint's vCPUs (registers)
+#                      and net counters go to its log, each of its threads' kernel
+#                      stack follows, then SIGQUIT makes it print every
+#                      goroutine's stack (GOTRACEBACK=all) and exit
 
 spec='' host_addr=10.0.2.1/24 guest=10.0.2.15 size=64 bigping=0 ftimeout=600 tools='' tun_ko=''
 name=$$
@@ -114,18 +117,30 @@ inns "$IPERF3" -s -p 5201 >"$w/iperf3.log" 2>&1 </dev/null &
 pids="$pids $!"
 
 # flint, in the namespace: it creates the TAP there.
-"$IP" netns exec "$ns" env GOTRACEBACK=all "$@" --net "$spec" --timeout "${ftimeout}s" </dev/null &
+"$IP" netns exec "$ns" env GOTRACEBACK=all "$@" --net "$spec" --timeout "${ftimeout}s" --log-level info </dev/null &
 fpid=$!
-# A guest that never finishes: show where flint is before its timeout ends it.
+# A guest that stops making progress: once it has answered a ping, no packet
+# through the TAP for $idle s (or flint still running 20 s before its timeout)
+# counts as a stall. Show where flint and the guest are, then end flint.
+idle=60
 (
-	i=0
+	i=0 quiet=0 last=''
 	while [ $i -lt $((ftimeout - 20)) ]; do
 		sleep 1
 		kill -0 $fpid 2>/dev/null || exit 0
 		i=$((i + 1))
+		[ -f "$w/up" ] || continue
+		cur=$(ip -n "$ns" -s -o link show "$tap" 2>/dev/null | sed 's/.*RX: //')
+		if [ "$cur" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0 last=$cur; fi
+		[ $quiet -lt $idle ] || break
 	done
 	echo
-	echo "NET-HOST-STALL flint pid $fpid still running after ${i}s; its threads' kernel stacks:"
+	echo "NET-HOST-STALL flint pid $fpid still running after ${i}s, ${quiet}s without a packet through $tap; vCPU state dumps (SIGUSR1, twice):"
+	kill -USR1 $fpid 2>/dev/null
+	sleep 3
+	kill -USR1 $fpid 2>/dev/null
+	sleep 3
+	echo "NET-HOST-STALL its threads' kernel stacks:"
 	for t in "/proc/$fpid/task/"*; do
 		echo "NET-HOST-STALL-OUT thread ${t##*/} $(cat "$t/comm" 2>/dev/null) wchan=$(cat "$t/wchan" 2>/dev/null) state=$(awk '/^State/ { print $2 }' "$t/status" 2>/dev/null)"
 		sed 's/^/NET-HOST-STALL-OUT   /' "$t/stack" 2>/dev/null
@@ -162,6 +177,7 @@ fi
 		sleep 1
 	done
 	t1=$(cut -d' ' -f1 /proc/uptime)
+	: >"$w/up"
 	if inns "$PING" -c 3 -W 5 "$guest" >"$w/ping.out" 2>&1; then r=ok; else r=fail; fi
 	echo "NET-HOST-PING result=$r after=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')s $(grep -o '[0-9]* received' "$w/ping.out" | tr ' ' _)" >"$w/ping.res"
 	msg="host-ping=$r"

@@ -55,6 +55,8 @@ d=/sys/class/net/$dev
 drv=$(basename "$(readlink -f $d/device/driver)")
 parent=$(readlink -f $d/device/..)
 bus=$(basename "$(readlink -f "$parent/subsystem")")
+# Where the modules were loaded: symbolizes guest RIPs in a stall dump.
+awk '{ printf "%s%s@%s", sep, $1, $6; sep = "," } END { print "" }' /proc/modules | sed 's/^/NET-GUEST-MODULES /'
 echo "NET-GUEST-IF result=ok dev=$dev driver=$drv bus=$bus parent=$(basename "$parent") mtu=$(cat $d/mtu) mac=$(cat $d/address) features=$(cat $d/device/features)"
 
 # A heartbeat: if the steps stall, it tells a stuck guest (no beats) from a stuck

@@ -7,9 +7,12 @@ package vmm
 // all?).
 
 import (
+	"encoding/binary"
+	"fmt"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -46,7 +49,7 @@ func (m *Machine) watchDumpSignal() {
 	}()
 }
 
-// DumpState logs each vCPU's state (registers, mode, exit counts) and the
+// DumpState logs (at warn, so that it shows at the default level) each vCPU's state (registers, mode, exit counts) and the
 // devices' counters. The vCPUs are kicked out of KVM_RUN to read their
 // registers and continue at once; a vCPU that does not come out within
 // dumpWait is reported as such.
@@ -89,7 +92,7 @@ func (m *Machine) answerDump(v *kvm.VCPU, counts *vcpuExitCounts) {
 		return
 	}
 	mp, _ := v.MPState()
-	m.log.Info("dump: vCPU", "vcpu", v.ID(),
+	m.log.Warn("dump: vCPU", "vcpu", v.ID(),
 		"rip", hex(r.RIP), "rsp", hex(r.RSP), "rflags", hex(r.RFLAGS),
 		"interrupts_enabled", r.RFLAGS&(1<<9) != 0,
 		"cr0", hex(s.CR0), "cr3", hex(s.CR3), "cr4", hex(s.CR4), "efer", hex(s.EFER),
@@ -97,7 +100,72 @@ func (m *Machine) answerDump(v *kvm.VCPU, counts *vcpuExitCounts) {
 		"rax", hex(r.RAX), "rbx", hex(r.RBX), "rcx", hex(r.RCX), "rdx", hex(r.RDX),
 		"rsi", hex(r.RSI), "rdi", hex(r.RDI), "rbp", hex(r.RBP),
 		"io_exits", counts.io, "mmio_exits", counts.mmio, "intr_exits", counts.intr)
+	m.logGuestMemory(v.ID(), s.CR3, s.CR4, r.RIP, r.RSP)
 }
 
 // hex formats v as 0x-prefixed hexadecimal for logs.
 func hex(v uint64) string { return "0x" + strconv.FormatUint(v, 16) }
+
+// translate maps a guest virtual address to a guest physical one through
+// the page tables at cr3 (4-level, or 5-level when CR4.LA57 is set), as
+// the vCPU would. It is for dumps only: it reads the tables as they are,
+// without setting accessed bits.
+func (m *Machine) translate(cr3, cr4, va uint64) (uint64, bool) {
+	const (
+		present  = 1 << 0
+		pageSize = 1 << 7
+		addrMask = 0x000f_ffff_ffff_f000
+	)
+	levels := 4
+	if cr4&(1<<12) != 0 {
+		levels = 5
+	}
+	table := cr3 & addrMask
+	for l := levels; l >= 1; l-- {
+		shift := 12 + 9*uint(l-1)
+		e, err := m.mem.ReadU64(table + 8*((va>>shift)&0x1ff))
+		if err != nil || e&present == 0 {
+			return 0, false
+		}
+		if l == 1 || (l <= 3 && e&pageSize != 0) {
+			size := uint64(1) << shift
+			return e&addrMask&^(size-1) | va&(size-1), true
+		}
+		table = e & addrMask
+	}
+	return 0, false
+}
+
+// readVirt reads up to len(p) bytes at guest virtual address va (stopping
+// at the first unmapped page) and returns how many it read.
+func (m *Machine) readVirt(cr3, cr4, va uint64, p []byte) int {
+	n := 0
+	for n < len(p) {
+		pa, ok := m.translate(cr3, cr4, va+uint64(n))
+		if !ok {
+			break
+		}
+		chunk := min(len(p)-n, int(0x1000-(pa&0xfff)))
+		if m.mem.Read(pa, p[n:n+chunk]) != nil {
+			break
+		}
+		n += chunk
+	}
+	return n
+}
+
+// logGuestMemory logs the code bytes around rip and the top of the stack,
+// so a dump of a stuck vCPU shows what it executes and who called it.
+func (m *Machine) logGuestMemory(id int, cr3, cr4, rip, rsp uint64) {
+	var code [48]byte
+	n := m.readVirt(cr3, cr4, rip-16, code[:])
+	var stack [16 * 8]byte
+	k := m.readVirt(cr3, cr4, rsp, stack[:]) / 8
+	words := make([]string, k)
+	for i := range words {
+		words[i] = hex(binary.LittleEndian.Uint64(stack[8*i:]))
+	}
+	m.log.Warn("dump: vCPU memory", "vcpu", id,
+		"code_at_rip_minus_16", fmt.Sprintf("%x", code[:n]),
+		"stack", strings.Join(words, " "))
+}

@@ -1,8 +1,10 @@
 package vmm
 
 import (
+	"context"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"net"
 
 	"github.com/flintvm/flint/boot/acpi"
@@ -194,10 +196,15 @@ func (l *intxLine) SetLevel(high bool) error { return l.vm.SetIRQLine(l.gsi, hig
 
 // logNetStats logs every interface's device counters (at exit, and in a
 // state dump), so a transfer that went wrong shows where packets went.
+// A dump is asked for, so it logs at warn; the exit summary at info.
 func (m *Machine) logNetStats(when string) {
+	level := slog.LevelInfo
+	if when == "dump" {
+		level = slog.LevelWarn
+	}
 	for _, nd := range m.nets {
 		s := nd.dev.Stats()
-		m.log.Info("virtio-net counters", "when", when, "tap", nd.cfg.TAP,
+		m.log.Log(context.Background(), level, "virtio-net counters", "when", when, "tap", nd.cfg.TAP,
 			"rx_packets", s.RxPackets, "rx_bytes", s.RxBytes, "rx_buffers", s.RxBuffers,
 			"rx_interrupts", s.RxInterrupts, "rx_waits", s.RxWaits,
 			"rx_drop_oversize", s.RxDropOversize, "rx_drop_short", s.RxDropShort,

@@ -1,0 +1,77 @@
+package vmm
+
+import (
+	"testing"
+
+	"github.com/flintvm/flint/mem"
+)
+
+// TestTranslate walks hand-built 4- and 5-level page tables with 4 KiB,
+// 2 MiB and 1 GiB pages, and refuses non-present entries.
+func TestTranslate(t *testing.T) {
+	m, err := mem.New(64 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	mc := &Machine{mem: m}
+	put := func(table, index, entry uint64) {
+		t.Helper()
+		if err := m.WriteU64(table+8*index, entry); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const p, ps = 1, 1 << 7
+	va := uint64(0xffff_ffff_8123_4567) // kernel text: PML4 511, PDPT 510, PD 9, PT 0x34
+	idx := func(shift uint) uint64 { return (va >> shift) & 0x1ff }
+	// 4-level, 4 KiB page.
+	put(0x1000, idx(39), 0x2000|p)
+	put(0x2000, idx(30), 0x3000|p)
+	put(0x3000, idx(21), 0x4000|p)
+	put(0x4000, idx(12), 0x50_0000|p)
+	if pa, ok := mc.translate(0x1000, 0, va); !ok || pa != 0x50_0567 {
+		t.Errorf("4 KiB page: %#x %v, want 0x500567", pa, ok)
+	}
+	// 2 MiB page at the PD level.
+	put(0x3000, idx(21), 0x60_0000|p|ps)
+	if pa, ok := mc.translate(0x1000, 0, va); !ok || pa != 0x60_0000|va&0x1f_ffff {
+		t.Errorf("2 MiB page: %#x %v", pa, ok)
+	}
+	// 1 GiB page at the PDPT level.
+	put(0x2000, idx(30), 0x4000_0000|p|ps)
+	if pa, ok := mc.translate(0x1000, 0, va); !ok || pa != 0x4000_0000|va&0x3fff_ffff {
+		t.Errorf("1 GiB page: %#x %v", pa, ok)
+	}
+	// 5-level (CR4.LA57): one more table on top.
+	put(0x8000, (va>>48)&0x1ff, 0x1000|p)
+	if pa, ok := mc.translate(0x8000, 1<<12, va); !ok || pa != 0x4000_0000|va&0x3fff_ffff {
+		t.Errorf("5-level: %#x %v", pa, ok)
+	}
+	// Not present, and tables outside guest memory.
+	put(0x2000, idx(30), 0)
+	if _, ok := mc.translate(0x1000, 0, va); ok {
+		t.Error("non-present entry translated")
+	}
+	put(0x2000, idx(30), 0xff_0000_0000|p)
+	if _, ok := mc.translate(0x1000, 0, va); ok {
+		t.Error("table outside guest memory translated")
+	}
+	// readVirt crosses pages and stops at an unmapped one.
+	put(0x2000, idx(30), 0x3000|p)
+	put(0x3000, idx(21), 0x4000|p)
+	put(0x4000, idx(12), 0x50_0000|p)
+	put(0x4000, idx(12)+1, 0x70_0000|p)
+	if err := m.Write(0x50_0ffe, []byte{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Write(0x70_0000, []byte{3, 4}); err != nil {
+		t.Fatal(err)
+	}
+	var b [4]byte
+	if n := mc.readVirt(0x1000, 0, va&^0xfff+0xffe, b[:]); n != 4 || b != [4]byte{1, 2, 3, 4} {
+		t.Errorf("readVirt across pages: %d %v", n, b)
+	}
+	if n := mc.readVirt(0x1000, 0, va&^0xfff+0x1ffe, b[:]); n != 2 {
+		t.Errorf("readVirt into an unmapped page read %d bytes, want 2", n)
+	}
+}
