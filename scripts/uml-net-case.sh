@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# Host side of one UML network case: Debian's stock user-mode Linux (the real Linux
+# virtio_net driver behind UML's vhost-user frontend, virtio_uml) against a network
+# backend, with the TAP in a network namespace this script creates. No traffic leaves
+# the namespace: the TAP has 10.0.3.1/24, the guest 10.0.3.2/24.
+#
+# Usage: scripts/uml-net-case.sh [options]
+#
+#   --backend B      flint: `flint net-backend` on a vhost-user socket [default]
+#                    vec:   UML's own vector TAP driver (vec0:transport=tap,depth=128,gro=1)
+#                    dpdk:  dpdk-testpmd, net_vhost + net_tap, io forwarding, --no-huge
+#   --rx MODE        flint's RX mode: mergeable [default], big (--mrg-rxbuf off) or
+#                    small (--mrg-rxbuf off --tso off)
+#   --indirect on|off  flint's --indirect [on]
+#   --mode test|bench  test: ping both ways and SIZE MiB each way over TCP with SHA-256
+#                    sums at both ends [test]; bench: iperf3 against the guest (below)
+#   --size MiB       bytes each way in test mode [64]
+#   --boots N        UML boots one after another against the same running backend [1]
+#                    (N >= 2 is the disconnect/reconnect test)
+#   --kill-boot K    SIGKILL boot K's UML in the middle of its guest-to-host stream (an
+#                    abrupt frontend disconnect); the boots after it must pass [0: none]
+#   --secs S         bench: seconds per iperf3 TCP run [10]; --udp-secs S: UDP [5]
+#   --reps N         bench: runs of each measurement in one boot [1]
+#   --flint BIN      [<repo>/bin/flint]    --initrd FILE  [scripts/mkuml-guest.sh output]
+#   --mem MiB        UML memory [256]      --timeout S    per boot [120]
+#   --name NAME      names the namespace (umlnet-NAME) [the process id]
+#
+# Output (key=value lines; tests/uml_test.go parses them). Guest console lines (UML-GUEST-*)
+# are reprinted after each boot with " boot=K" appended:
+#   UML-CASE-START backend= rx= indirect= mode= boots=
+#   UML-HOST-BOOT boot=K rc= secs= killed=0|1     one per UML boot
+#   UML-HOST-PING boot=K result=ok|fail           the host pinged the guest
+#   UML-HOST-H2G boot=K bytes= sha256=            the stream the host sent
+#   UML-HOST-G2H boot=K bytes= sha256=            the stream the host received
+#   UML-BENCH backend= rx= indirect= test=tcp|udp64 dir=g2h|h2g mbps= retr= pps= lost=
+#   UML-CHECK boot=K result=ok|fail reason=...    this script's own verdict per boot
+#   UML-CASE result=ok|fail reason=...            the last line; exit status 0 iff ok
+#   UML-HOST-BACKEND running=yes|no connections=N warnings=N   flint's log, at the end
+# On failure the backend's log follows as UML-BACKEND-LOG lines.
+# Needs root, /dev/net/tun, iproute2, busybox, user-mode-linux (and dpdk for --backend dpdk).
+set -euo pipefail
+
+# shellcheck source=lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+	exit "${1:-0}"
+}
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+backend=flint rx=mergeable indirect=on mode=test size=64 boots=1 kill_boot=0
+secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=$$
+while (($#)); do
+	case $1 in
+	--backend | --rx | --indirect | --mode | --size | --boots | --kill-boot | --secs | --udp-secs | \
+		--reps | --flint | --initrd | --mem | --timeout | --name)
+		[[ $# -ge 2 ]] || flint_die "$1 needs a value"
+		v=${1#--}
+		printf -v "${v//-/_}" '%s' "$2"
+		shift
+		;;
+	-h | --help) usage 0 ;;
+	*) flint_die "unknown argument '$1' (see --help)" ;;
+	esac
+	shift
+done
+case $backend in flint | vec | dpdk) ;; *) flint_die "--backend $backend: want flint, vec or dpdk" ;; esac
+case $rx in
+mergeable) rxopts=() ;;
+big) rxopts=(--mrg-rxbuf off) ;;
+small) rxopts=(--mrg-rxbuf off --tso off) ;;
+*) flint_die "--rx $rx: want mergeable, big or small" ;;
+esac
+case $indirect in on | off) ;; *) flint_die "--indirect $indirect: want on or off" ;; esac
+case $mode in test | bench) ;; *) flint_die "--mode $mode: want test or bench" ;; esac
+[[ $(id -u) == 0 ]] || flint_die "needs root (network namespaces, TAP devices)"
+[[ -c /dev/net/tun ]] || flint_die "no /dev/net/tun"
+PATH=$PATH:/usr/sbin:/sbin
+flint_need_tools ip busybox linux.uml setsid sha256sum
+[[ $mode == test ]] || flint_need_tools iperf3 jq
+[[ $backend != flint || -x $flint ]] || flint_die "no flint binary at $flint (run: make build)"
+[[ $backend != dpdk ]] || flint_need_tools dpdk-testpmd
+[[ -n $initrd ]] || initrd=$(bash "$here/mkuml-guest.sh")
+
+ns=umlnet-$(tr -c 'A-Za-z0-9_.\n-' _ <<<"$name" | cut -c1-40)
+tap=umltap0
+host=10.0.3.1 guest=10.0.3.2
+w=$(mktemp -d "${TMPDIR:-/tmp}/flint-uml.XXXXXX")
+bepid='' umlpid='' pids=()
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+	local p
+	[[ -z $umlpid ]] || kill -KILL -- "-$umlpid" 2>/dev/null || true
+	for p in "${pids[@]}" $bepid; do kill "$p" 2>/dev/null || true; done
+	[[ -z $bepid ]] || wait "$bepid" 2>/dev/null || true
+	for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+	ip -n "$ns" link del "$tap" 2>/dev/null || true
+	ip netns del "$ns" 2>/dev/null || true
+	rm -rf "$w"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT HUP
+# Commands started in the background use nsx directly, not a shell function, so
+# that $! is the command's own process (a backgrounded function is a subshell).
+nsx=(ip netns exec "$ns")
+inns() { "${nsx[@]}" "$@"; }
+result=ok reason=''
+failed() { # REASON: the case fails; the first reason is reported
+	[[ $result == fail ]] || reason=$1
+	result=fail
+}
+finish() {
+	if [[ $backend == flint && -f $w/backend.log ]]; then
+		echo "UML-HOST-BACKEND running=$(kill -0 "$bepid" 2>/dev/null && echo yes || echo no)" \
+			"connections=$(grep -c 'frontend connected' "$w/backend.log")" \
+			"warnings=$(grep -c 'level=WARN' "$w/backend.log")"
+	fi
+	if [[ $result != ok && -s $w/backend.log ]]; then
+		sed 's/^/UML-BACKEND-LOG /' "$w/backend.log" | tail -n 60
+	fi
+	echo "UML-CASE result=$result${reason:+ reason=$reason}"
+	[[ $result == ok ]]
+	exit
+}
+
+echo "UML-CASE-START backend=$backend rx=$rx indirect=$indirect mode=$mode boots=$boots ns=$ns"
+ip netns del "$ns" 2>/dev/null || true
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+
+# The TAP: made here for flint and the vector driver (both attach to it); testpmd's
+# TAP PMD makes its own (multi-queue). It gets the host address once it exists.
+[[ $backend == dpdk ]] || ip -n "$ns" tuntap add dev "$tap" mode tap vnet_hdr
+sock=$w/vhost.sock
+case $backend in
+flint)
+	"${nsx[@]}" "$flint" net-backend --socket "$sock" --tap "$tap" "${rxopts[@]}" --indirect "$indirect" \
+		--log-level info </dev/null 2>"$w/backend.log" &
+	bepid=$!
+	;;
+dpdk)
+	"${nsx[@]}" dpdk-testpmd -l 0,1 --no-pci --no-huge -m 1024 --file-prefix "flint-$ns" \
+		--vdev "net_vhost0,iface=$sock,queues=1" --vdev "net_tap0,iface=$tap" -- \
+		--forward-mode=io --auto-start --stats-period 3600 </dev/null >"$w/backend.log" 2>&1 &
+	bepid=$!
+	;;
+esac
+i=0
+until ip -n "$ns" link show "$tap" >/dev/null 2>&1 && { [[ $backend == vec ]] || [[ -S $sock ]]; }; do
+	[[ -z $bepid ]] || kill -0 "$bepid" 2>/dev/null || { failed backend-exited; finish; }
+	((i++ < 300)) || { failed backend-not-ready; finish; }
+	sleep 0.1
+done
+ip -n "$ns" addr add "$host/24" dev "$tap"
+ip -n "$ns" link set "$tap" up
+echo "UML-HOST-TAP $(ip -n "$ns" -o link show "$tap" | grep -o 'mtu [0-9]*' | tr ' ' =) addr=$host/24 ready_secs=$((i / 10))"
+
+case $backend in
+vec) netarg="vec0:transport=tap,ifname=$tap,depth=128,gro=1" ;;
+*) netarg="virtio_uml.device=$sock:1" ;;
+esac
+umltmp=$w
+[[ -d /dev/shm && -w /dev/shm ]] && umltmp=/dev/shm
+
+# boot K GUEST-MODE: boots UML in the namespace (console to $w/uml.K), waits for it.
+boot() {
+	local k=$1 gmode=$2
+	TMPDIR=$umltmp "${nsx[@]}" setsid linux.uml "mem=${mem}M" "initrd=$initrd" con=null con0=null,fd:1 \
+		"$netarg" "flintuml.mode=$gmode" "flintuml.size=$size" "flintuml.host=$host" \
+		"flintuml.addr=$guest/24" quiet </dev/null >"$w/uml.$k" 2>&1 &
+	umlpid=$!
+}
+# wait_boot K KILLED: waits (at most --timeout) for boot K and reports it.
+wait_boot() {
+	local k=$1 killed=$2 rc=0 t0=$SECONDS
+	# Polled rather than a background timer: nothing may outlive this script
+	# holding its stdout open.
+	while kill -0 "$umlpid" 2>/dev/null && ((SECONDS - t0 < timeout)); do
+		sleep 0.2
+	done
+	kill -KILL -- "-$umlpid" 2>/dev/null || true
+	wait "$umlpid" 2>/dev/null || rc=$?
+	# UML's helper processes: none may outlive it.
+	kill -KILL -- "-$umlpid" 2>/dev/null || true
+	umlpid=''
+	echo "UML-HOST-BOOT boot=$k rc=$rc secs=$((SECONDS - t0)) killed=$killed"
+	tr -d '\r' <"$w/uml.$k" | sed -n "s/^\(UML-GUEST-[A-Z0-9-]* .*\)/\1 boot=$k/p; s/^\(UML-GUEST-[A-Z0-9-]*\)$/\1 boot=$k/p"
+	if ((SECONDS - t0 >= timeout)); then
+		echo "UML-HOST-TIMEOUT boot=$k secs=$timeout"
+		sed 's/^/UML-CONSOLE /' "$w/uml.$k" | tail -n 40
+	fi
+}
+
+# A test boot: the host's servers, its ping, and the checks of both ends' lines.
+test_boot() {
+	local k=$1 kill=0 pingpid h2gpid g2hpid
+	((k == kill_boot)) && kill=1
+	rm -f "$w/g2h"
+	"${nsx[@]}" busybox nc -l -p 5001 -e sh -c "cat >'$w/g2h'" </dev/null >/dev/null 2>&1 &
+	g2hpid=$!
+	"${nsx[@]}" busybox nc -l -p 5002 -e cat "$w/h2g" </dev/null >/dev/null 2>&1 &
+	h2gpid=$!
+	boot "$k" test
+	(
+		i=0
+		until inns busybox ping -c 1 -W 1 "$guest" >/dev/null 2>&1; do
+			((i++ < 60)) || break
+		done
+		if inns busybox ping -c 3 -W 5 "$guest" >"$w/ping.$k" 2>&1; then r=ok; else r=fail; fi
+		echo "UML-HOST-PING boot=$k result=$r $(grep -o '[0-9]* packets received' "$w/ping.$k" | tr ' ' _)" >"$w/pingres.$k"
+		i=0
+		until inns busybox nc "$guest" 6000 -e echo "host-ping=$r" >/dev/null 2>&1; do
+			((i++ < 60)) || break
+			sleep 0.5
+		done
+	) </dev/null >/dev/null 2>&1 &
+	pingpid=$!
+	if ((kill)); then
+		# An abrupt disconnect: SIGKILL the frontend while the guest is sending.
+		local i=0
+		while (($(stat -c %s "$w/g2h" 2>/dev/null || echo 0) < (1 << 20))) && ((i++ < 6000)); do
+			kill -0 "$umlpid" 2>/dev/null || break
+			sleep 0.01
+		done
+		echo "UML-HOST-KILL boot=$k g2h_bytes_so_far=$(stat -c %s "$w/g2h" 2>/dev/null || echo 0)"
+		# bash reports the killed job on stderr whenever it reaps it: not here.
+		exec 3>&2 2>/dev/null
+		kill -KILL -- "-$umlpid" 2>/dev/null || true
+	fi
+	wait_boot "$k" "$kill" >"$w/out.$k"
+	((!kill)) || exec 2>&3 3>&-
+	kill "$pingpid" "$g2hpid" "$h2gpid" 2>/dev/null || true
+	wait "$pingpid" "$g2hpid" "$h2gpid" 2>/dev/null || true
+	{
+		cat "$w/pingres.$k" 2>/dev/null || echo "UML-HOST-PING boot=$k result=fail reason=guest-never-answered"
+		echo "UML-HOST-H2G boot=$k bytes=$h2g_bytes sha256=$h2g_sum"
+		if [[ -f $w/g2h ]]; then
+			echo "UML-HOST-G2H boot=$k bytes=$(wc -c <"$w/g2h") sha256=$(sha256sum "$w/g2h" | cut -d' ' -f1)"
+		else
+			echo "UML-HOST-G2H boot=$k bytes=0 sha256=none"
+		fi
+	} >>"$w/out.$k"
+	cat "$w/out.$k"
+	((kill)) && return 0
+	check_boot "$k" "$(cat "$w/out.$k")"
+}
+
+# field LINES PREFIX KEY: the value of KEY= on the first line starting with PREFIX.
+field() {
+	sed -n "s/^$2 .*\b$3=\([^ ]*\).*/\1/p" <<<"$1" | head -n 1
+}
+check_boot() {
+	local k=$1 out=$2 why=''
+	[[ $(field "$out" UML-GUEST-IF driver) == virtio_net || $backend == vec ]] ||
+		why+="guest-driver-$(field "$out" UML-GUEST-IF driver),"
+	[[ $(field "$out" UML-GUEST-PING result) == ok ]] || why+="guest-ping,"
+	[[ $(field "$out" UML-HOST-PING result) == ok ]] || why+="host-ping,"
+	[[ $(field "$out" UML-GUEST-G2H result) == ok ]] || why+="g2h-send,"
+	[[ $(field "$out" UML-GUEST-H2G result) == ok ]] || why+="h2g-recv,"
+	[[ $(field "$out" UML-GUEST-G2H sha256) == "$(field "$out" UML-HOST-G2H sha256)" &&
+		$(field "$out" UML-HOST-G2H bytes) == $((size << 20)) ]] || why+="g2h-sha256,"
+	[[ $(field "$out" UML-GUEST-H2G sha256) == "$h2g_sum" &&
+		$(field "$out" UML-GUEST-H2G bytes) == "$h2g_bytes" ]] || why+="h2g-sha256,"
+	grep -q '^UML-GUEST-DONE' <<<"$out" || why+="guest-not-done,"
+	[[ -z $bepid ]] || kill -0 "$bepid" 2>/dev/null || why+="backend-exited,"
+	if [[ -n $why ]]; then
+		echo "UML-CHECK boot=$k result=fail reason=${why%,}"
+		failed "boot$k:${why%,}"
+		sed 's/^/UML-CONSOLE /' "$w/uml.$k" | tr -d '\r' | tail -n 40
+	else
+		echo "UML-CHECK boot=$k result=ok"
+	fi
+}
+
+# One benchmark boot: the guest serves iperf3; the host measures through the TAP.
+bench_boot() {
+	local r dir rev j
+	boot 1 serve
+	local i=0
+	until inns iperf3 -c "$guest" -t 1 -P 1 >/dev/null 2>&1; do
+		if ! kill -0 "$umlpid" 2>/dev/null || ((i++ >= 60)); then
+			failed guest-iperf3-not-reachable
+			break
+		fi
+		sleep 0.5
+	done
+	for ((r = 1; r <= reps && i <= 60; r++)); do
+		for dir in g2h h2g; do
+			rev=()
+			[[ $dir == g2h ]] && rev=(-R)
+			j=$w/tcp.json
+			if inns timeout $((secs + 30)) iperf3 -c "$guest" -t "$secs" -J "${rev[@]}" >"$j" 2>&1; then
+				echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=tcp dir=$dir run=$r" \
+					"$(jq -r '"mbps=\(.end.sum_received.bits_per_second / 1e6 | floor) retr=\(.end.sum_sent.retransmits // "na")"' "$j")"
+			else
+				echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=tcp dir=$dir run=$r result=fail"
+				failed "iperf3-tcp-$dir"
+			fi
+		done
+		for dir in g2h h2g; do
+			rev=()
+			[[ $dir == g2h ]] && rev=(-R)
+			j=$w/udp.json
+			if inns timeout $((udp_secs + 30)) iperf3 -c "$guest" -u -l 64 -b 0 -t "$udp_secs" -J "${rev[@]}" >"$j" 2>&1; then
+				echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=udp64 dir=$dir run=$r" \
+					"$(jq -r '.end.sum | "pps=\((.packets - .lost_packets) / .seconds | floor) lost=\(.lost_packets) sent=\(.packets)"' "$j")"
+			else
+				echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=udp64 dir=$dir run=$r result=fail"
+				failed "iperf3-udp-$dir"
+			fi
+		done
+	done
+	inns busybox nc "$guest" 6001 -e true </dev/null >/dev/null 2>&1 || true
+	wait_boot 1 0
+}
+
+if [[ $mode == bench ]]; then
+	bench_boot
+	finish
+fi
+dd if=/dev/urandom of="$w/h2g" bs=1048576 count="$size" 2>/dev/null
+h2g_bytes=$(wc -c <"$w/h2g")
+h2g_sum=$(sha256sum "$w/h2g" | cut -d' ' -f1)
+for ((k = 1; k <= boots; k++)); do
+	test_boot "$k"
+done
+finish
