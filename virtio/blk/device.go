@@ -1,0 +1,287 @@
+package blk
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flintvm/flint/mem"
+	"github.com/flintvm/flint/ratelimit"
+	"github.com/flintvm/flint/virtio"
+	"github.com/flintvm/flint/virtio/queue"
+)
+
+// Device-specific feature bits (virtio 1.2 §5.2.3).
+const (
+	FeatureSizeMax     virtio.Feature = 1  // size_max: largest segment
+	FeatureSegMax      virtio.Feature = 2  // seg_max: most data segments per request
+	FeatureGeometry    virtio.Feature = 4  // legacy disk geometry
+	FeatureRO          virtio.Feature = 5  // the device is read-only
+	FeatureBlkSize     virtio.Feature = 6  // blk_size: logical block size
+	FeatureFlush       virtio.Feature = 9  // FLUSH requests (a volatile write cache)
+	FeatureTopology    virtio.Feature = 10 // physical block topology
+	FeatureConfigWCE   virtio.Feature = 11 // writeback field in the config space
+	FeatureMQ          virtio.Feature = 12 // several request queues
+	FeatureDiscard     virtio.Feature = 13 // DISCARD requests
+	FeatureWriteZeroes virtio.Feature = 14 // WRITE_ZEROES requests
+)
+
+// SupportedFeatures are the bits Options.Features may hold: the common
+// ring features plus SEG_MAX, BLK_SIZE, RO and FLUSH.
+const SupportedFeatures = virtio.CommonFeatures | 1<<FeatureSegMax | 1<<FeatureBlkSize | 1<<FeatureRO | 1<<FeatureFlush
+
+// DefaultFeatures are offered when Options.Features is 0 (RO and FLUSH are
+// then added as ReadOnly and Writeback say).
+const DefaultFeatures = virtio.CommonFeatures | 1<<FeatureSegMax | 1<<FeatureBlkSize
+
+// Geometry of the device.
+const (
+	// SectorSize is the unit of capacity and of the request header's
+	// sector field, whatever blk_size says.
+	SectorSize = 512
+	// IDBytes is the length of a GET_ID answer (VIRTIO_BLK_ID_BYTES).
+	IDBytes = 20
+	// ConfigSize is the configuration space the device exposes: capacity
+	// up to and including num_queues (virtio_blk_config offsets 0-35).
+	ConfigSize = 36
+	// DefaultQueueSize is the request queue's size when Options.QueueSize
+	// is 0.
+	DefaultQueueSize = 256
+)
+
+// Options configure a Device.
+type Options struct {
+	// ID is the drive's serial number, answered to GET_ID (at most
+	// IDBytes bytes; empty answers zeros).
+	ID string
+	// ReadOnly opens the image read-only and offers VIRTIO_BLK_F_RO;
+	// writes are answered IOERR.
+	ReadOnly bool
+	// Writeback offers VIRTIO_BLK_F_FLUSH and makes FLUSH an fdatasync of
+	// the image (Firecracker's cache_type "Writeback"). Without it
+	// ("Unsafe") FLUSH is not offered and a flush request is a no-op.
+	Writeback bool
+	// Features are the features offered; 0 means DefaultFeatures. Clear
+	// ring feature bits to switch them off. Bits outside
+	// SupportedFeatures make Open fail. FeatureRO and FeatureFlush are
+	// set from ReadOnly and Writeback, whatever Features says.
+	Features uint64
+	// QueueSize is the request queue's largest size (a power of two up
+	// to queue.MaxSize); 0 means DefaultQueueSize.
+	QueueSize uint16
+	// Limiter, when set, rate-limits requests: one op each, and IN/OUT
+	// data bytes as bandwidth. Nil limits nothing.
+	Limiter *ratelimit.Limiter
+}
+
+// Device is a virtio-blk device over a raw image file. It implements
+// virtio.Device. Create it with Open; Close it after the VM is done.
+type Device struct {
+	file     *os.File
+	fd       int
+	capacity uint64 // in sectors
+	readOnly bool
+	flush    bool
+	id       [IDBytes]byte
+	offered  uint64
+	segMax   uint32
+	maxSizes []uint16
+	limiter  *ratelimit.Limiter
+
+	mu       sync.Mutex // guards the fields below (transport calls)
+	acked    uint64
+	running  bool
+	closed   bool
+	kick     *os.File
+	stopping atomic.Bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+
+	eng   engine // reused across activations: its buffers stay warm
+	stats counters
+}
+
+var _ virtio.Device = (*Device)(nil)
+
+// Open opens the raw image at path (O_RDWR, or O_RDONLY with
+// opts.ReadOnly) and returns a device over it. The image's size must be
+// a multiple of SectorSize; its capacity is size/512 sectors. Errors name
+// the problem (the path, the size, the option).
+func Open(path string, opts Options) (*Device, error) {
+	if len(opts.ID) > IDBytes {
+		return nil, fmt.Errorf("virtio-blk: drive ID %q is longer than %d bytes", opts.ID, IDBytes)
+	}
+	f := opts.Features
+	if f == 0 {
+		f = DefaultFeatures
+	}
+	f |= virtio.FeatureVersion1.Mask()
+	if extra := f &^ SupportedFeatures; extra != 0 {
+		return nil, fmt.Errorf("virtio-blk: features %#x are not supported", extra)
+	}
+	f &^= FeatureRO.Mask() | FeatureFlush.Mask()
+	if opts.ReadOnly {
+		f |= FeatureRO.Mask()
+	}
+	if opts.Writeback {
+		f |= FeatureFlush.Mask()
+	}
+	qs := opts.QueueSize
+	if qs == 0 {
+		qs = DefaultQueueSize
+	}
+	if qs < 4 || qs > queue.MaxSize || qs&(qs-1) != 0 {
+		return nil, fmt.Errorf("virtio-blk: queue size %d is not a power of two in [4, %d]", qs, queue.MaxSize)
+	}
+	flag := os.O_RDWR
+	if opts.ReadOnly {
+		flag = os.O_RDONLY
+	}
+	file, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, fmt.Errorf("virtio-blk: %w", err)
+	}
+	st, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("virtio-blk: %w", err)
+	}
+	size := st.Size()
+	if !st.Mode().IsRegular() || size%SectorSize != 0 {
+		file.Close()
+		return nil, fmt.Errorf("virtio-blk: %s: not a regular file whose size (%d bytes) is a multiple of %d", path, size, SectorSize)
+	}
+	d := &Device{file: file, fd: int(file.Fd()), capacity: uint64(size) / SectorSize, readOnly: opts.ReadOnly,
+		flush: opts.Writeback, offered: f, limiter: opts.Limiter, maxSizes: []uint16{qs},
+		// Two descriptors of a request carry the header and the status.
+		segMax: uint32(min(int(qs), queue.DefaultMaxSegments) - 2)}
+	copy(d.id[:], opts.ID)
+	d.eng.alloc()
+	return d, nil
+}
+
+// Capacity is the drive's size in 512-byte sectors.
+func (d *Device) Capacity() uint64 { return d.capacity }
+
+// ReadOnly reports whether the drive refuses writes.
+func (d *Device) ReadOnly() bool { return d.readOnly }
+
+// Limiter is the rate limiter given in Options (nil if none).
+func (d *Device) Limiter() *ratelimit.Limiter { return d.limiter }
+
+// Type is virtio.DeviceBlock.
+func (d *Device) Type() virtio.DeviceID { return virtio.DeviceBlock }
+
+// Features are the offered features.
+func (d *Device) Features() uint64 { return d.offered }
+
+// AckFeatures accepts any subset of the offered features (virtio-blk has
+// no dependencies between them).
+func (d *Device) AckFeatures(negotiated uint64) error {
+	if extra := negotiated &^ d.offered; extra != 0 {
+		return fmt.Errorf("virtio-blk: features %#x were not offered", extra)
+	}
+	d.mu.Lock()
+	d.acked = negotiated
+	d.mu.Unlock()
+	return nil
+}
+
+// Negotiated returns the features last accepted (0 after Reset).
+func (d *Device) Negotiated() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.acked
+}
+
+// QueueMaxSizes is one request queue of Options.QueueSize.
+func (d *Device) QueueMaxSizes() []uint16 { return d.maxSizes }
+
+// ConfigSize is ConfigSize.
+func (d *Device) ConfigSize() int { return ConfigSize }
+
+// ReadConfig reads the configuration space: capacity, seg_max, blk_size
+// (512) and num_queues (1); size_max, geometry, topology and writeback
+// read as zero.
+func (d *Device) ReadConfig(offset uint64, p []byte) {
+	var c [ConfigSize]byte
+	binary.LittleEndian.PutUint64(c[0:], d.capacity)
+	binary.LittleEndian.PutUint32(c[12:], d.segMax)
+	binary.LittleEndian.PutUint32(c[20:], SectorSize)
+	binary.LittleEndian.PutUint16(c[34:], 1)
+	clear(p)
+	if offset < ConfigSize {
+		copy(p, c[offset:])
+	}
+}
+
+// WriteConfig ignores the write: without CONFIG_WCE nothing is writable.
+func (d *Device) WriteConfig(offset uint64, p []byte) {}
+
+// Activate starts the request queue's goroutine. queues[0] must be
+// enabled.
+func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.closed:
+		return errors.New("virtio-blk: device closed")
+	case d.running:
+		return errors.New("virtio-blk: already active")
+	case irq == nil || len(queues) != 1:
+		return fmt.Errorf("virtio-blk: activated with %d queues, want 1", len(queues))
+	case queues[0].Ring == nil || queues[0].Kick == nil:
+		return errors.New("virtio-blk: the request queue is not enabled")
+	}
+	q := queues[0]
+	q.Kick.SetReadDeadline(time.Time{})
+	d.kick = q.Kick
+	d.running = true
+	d.stopping.Store(false)
+	d.stop = make(chan struct{})
+	d.eng.init(d, q, irq)
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); d.eng.run() }()
+	return nil
+}
+
+// Reset stops the request goroutine and waits for it (an I/O in progress
+// completes first), and forgets the negotiated features. Requests the
+// device had not started stay in the ring.
+func (d *Device) Reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.resetLocked()
+}
+
+func (d *Device) resetLocked() {
+	if d.running {
+		d.stopping.Store(true)
+		close(d.stop)
+		d.kick.SetReadDeadline(time.Unix(1, 0))
+		d.wg.Wait()
+		d.kick.SetReadDeadline(time.Time{})
+		d.kick = nil
+		d.eng.release()
+		d.running = false
+	}
+	d.acked = 0
+}
+
+// Close resets the device and closes the image. Call it once the guest
+// can no longer reach the device (the vCPUs have stopped); the device
+// cannot be activated again.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.resetLocked()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	return d.file.Close()
+}

@@ -1,0 +1,175 @@
+package blk
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/flintvm/flint/virtio"
+	"github.com/flintvm/flint/virtio/queue"
+	qt "github.com/flintvm/flint/virtio/queue/queuetest"
+	"github.com/flintvm/flint/virtio/virtiotest"
+)
+
+// Feature sets used by the tests.
+var (
+	fCommon = virtio.FeatureVersion1.Mask()
+	fIndir  = virtio.FeatureRingIndirectDesc.Mask()
+	fEvent  = virtio.FeatureRingEventIdx.Mask()
+)
+
+// pattern is the initial content of test images: every byte depends on
+// its offset, so misplaced I/O shows.
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i>>9)
+	}
+	return b
+}
+
+// image writes a test image of sectors sectors and returns its path.
+func image(tb testing.TB, sectors int) string {
+	tb.Helper()
+	p := filepath.Join(tb.TempDir(), "disk.img")
+	if err := os.WriteFile(p, pattern(sectors*SectorSize), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+func readFile(tb testing.TB, p string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// hdr is a request header.
+func hdr(typ uint32, sector uint64) []byte {
+	h := make([]byte, HeaderLen)
+	binary.LittleEndian.PutUint32(h, typ)
+	binary.LittleEndian.PutUint64(h[8:], sector)
+	return h
+}
+
+// rig is an active device over a test image, with its guest driver.
+type rig struct {
+	tb   testing.TB
+	path string
+	dev  *Device
+	h    *virtiotest.Harness
+	drv  *qt.Driver
+}
+
+func newRig(tb testing.TB, sectors int, opts Options, acked uint64) *rig {
+	tb.Helper()
+	p := image(tb, sectors)
+	d, err := Open(p, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { d.Close() })
+	r := &rig{tb: tb, path: p, dev: d}
+	r.activate(acked)
+	return r
+}
+
+func (r *rig) activate(acked uint64) {
+	r.tb.Helper()
+	r.h = virtiotest.MustActivate(r.tb, r.dev, acked|fCommon, virtiotest.Options{DataSize: 8 << 20})
+	r.drv = r.h.Drivers[0]
+}
+
+// submit adds bufs as one chain (through an indirect table if indirect),
+// kicks and waits for the device to return it.
+func (r *rig) submit(indirect bool, bufs ...qt.Buf) qt.Used {
+	r.tb.Helper()
+	add := r.drv.Add
+	if indirect {
+		add = r.drv.AddIndirect
+	}
+	if _, err := add(bufs...); err != nil {
+		r.tb.Fatal(err)
+	}
+	r.h.Kick(0)
+	return r.waitUsed()
+}
+
+func (r *rig) waitUsed() qt.Used {
+	r.tb.Helper()
+	var u qt.Used
+	waitUntil(r.tb, "a used element", func() bool {
+		var ok bool
+		u, ok = r.drv.Used()
+		return ok
+	})
+	return u
+}
+
+// writable returns the whole writable part of a used chain (all its
+// writable buffers joined): data first, the status last.
+func (r *rig) writable(u qt.Used) []byte {
+	var out []byte
+	for _, b := range u.Bufs {
+		if b.Write {
+			out = append(out, r.drv.Bytes(b.Addr, uint64(b.Len))...)
+		}
+	}
+	return out
+}
+
+// status is the status byte of a used chain.
+func (r *rig) status(u qt.Used) byte {
+	w := r.writable(u)
+	if len(w) == 0 {
+		r.tb.Fatal("chain has no writable byte")
+	}
+	return w[len(w)-1]
+}
+
+// waitUntil polls cond for up to 5 s.
+func waitUntil(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// syncEngine drives the engine without its goroutine, for benchmarks,
+// allocation tests and the fuzzer: the test plays the guest and calls
+// pump itself.
+type syncEngine struct {
+	d   *Device
+	drv *qt.Driver
+	q   *queue.Queue
+	irq *virtiotest.Interrupt
+}
+
+func newSync(tb testing.TB, d *Device, acked uint64, size uint16, dataSize uint64) *syncEngine {
+	tb.Helper()
+	acked |= fCommon
+	if err := d.AckFeatures(acked); err != nil {
+		tb.Fatal(err)
+	}
+	drv := qt.MustNewSet(tb, qt.Config{Size: size, Features: acked, DataSize: dataSize})[0]
+	s := &syncEngine{d: d, drv: drv, q: drv.MustQueue(tb), irq: virtiotest.NewInterrupt(1)}
+	d.stop = make(chan struct{})
+	d.eng.init(d, virtio.Queue{Ring: s.q}, s.irq)
+	return s
+}
+
+// round is what the engine goroutine does between two waits.
+func (s *syncEngine) round() pumpState {
+	st := s.d.eng.pump()
+	s.d.eng.flush()
+	return st
+}
