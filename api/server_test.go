@@ -77,10 +77,7 @@ func serve(t testing.TB, opts Options) (*Server, *client, string) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	c := &client{t: t, http: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-		}}}}
+	c := &client{t: t, http: Client(sock)}
 	return s, c, sock
 }
 

@@ -180,8 +180,16 @@ func (c *VMConfig) Validate() error {
 	if c.BootSource == nil {
 		return fieldErrorf("boot-source", "is required")
 	}
-	if err := c.BootSource.validate("boot-source"); err != nil {
-		return err
+	return c.ValidatePending()
+}
+
+// ValidatePending checks c like Validate but allows a missing boot source:
+// it is the check for a VM still being configured over the API.
+func (c *VMConfig) ValidatePending() error {
+	if c.BootSource != nil {
+		if err := c.BootSource.validate("boot-source"); err != nil {
+			return err
+		}
 	}
 	if err := c.MachineConfig.validate("machine-config"); err != nil {
 		return err
