@@ -99,7 +99,7 @@ func (m *Machine) answerDump(v *kvm.VCPU, counts *vcpuExitCounts) {
 		"cs", hex(uint64(s.CS.Selector)), "mp_state", mp,
 		"rax", hex(r.RAX), "rbx", hex(r.RBX), "rcx", hex(r.RCX), "rdx", hex(r.RDX),
 		"rsi", hex(r.RSI), "rdi", hex(r.RDI), "rbp", hex(r.RBP),
-		"io_exits", counts.io, "mmio_exits", counts.mmio, "intr_exits", counts.intr)
+		"io_exits", counts.io.Load(), "mmio_exits", counts.mmio.Load(), "intr_exits", counts.intr.Load())
 	m.logGuestMemory(v.ID(), s.CR3, s.CR4, r.RIP, r.RSP)
 }
 

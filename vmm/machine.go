@@ -51,6 +51,13 @@ type Config struct {
 	HandleSignals bool
 	// Net lists the virtio-net interfaces, each bridged to a host TAP.
 	Net []configs.NetInterface
+	// MetricsPath, when set, is the file that gets one JSON object of
+	// counters per flush (every MetricsInterval, on FlushMetrics, and when
+	// the VM stops); New opens it (append) before creating the VM.
+	MetricsPath string
+	// Keyboard attaches a PS/2 keyboard to the i8042 so SendCtrlAltDel
+	// works; Linux's atkbd then binds to it during boot.
+	Keyboard bool
 	// KVMPath is the KVM device (default /dev/kvm).
 	KVMPath string
 	Log     *slog.Logger
@@ -84,6 +91,9 @@ func (c *Config) Validate() error {
 	for _, n := range c.Net {
 		if err := n.Validate(); err != nil {
 			return fmt.Errorf("--net tap=%s: %v", n.TAP, err)
+		}
+		if n.RxRateLimiter.Limits() || n.TxRateLimiter.Limits() {
+			return fmt.Errorf("network interface %q (tap %s): rate limiters on network interfaces are not supported yet", n.ID, n.TAP)
 		}
 		if taps[n.TAP] {
 			return fmt.Errorf("--net tap=%s: the TAP is used twice", n.TAP)
@@ -160,16 +170,18 @@ type Machine struct {
 	log   *slog.Logger
 	start time.Time
 
-	sys   *kvm.System
-	vm    *kvm.VM
-	vcpus []*kvm.VCPU
-	dumps []vcpuDump // one per vCPU: SIGUSR1 state dumps (debug.go)
-	mem   *mem.Memory
-	pio   *devices.Bus
-	mmio  *devices.Bus
-	con   *console
-	plat  *platform
-	irqs  *irqRouter
+	sys     *kvm.System
+	vm      *kvm.VM
+	vcpus   []*kvm.VCPU
+	dumps   []vcpuDump       // one per vCPU: SIGUSR1 state dumps (debug.go)
+	exits   []vcpuExitCounts // one per vCPU, for metrics and dumps
+	metrics *metricsFile     // nil without Config.MetricsPath
+	mem     *mem.Memory
+	pio     *devices.Bus
+	mmio    *devices.Bus
+	con     *console
+	plat    *platform
+	irqs    *irqRouter
 
 	nets                []*netDevice
 	mmioSlots, pciSlots int
@@ -216,6 +228,11 @@ func New(cfg Config) (_ *Machine, err error) {
 			m.Close()
 		}
 	}()
+	if cfg.MetricsPath != "" {
+		if m.metrics, err = openMetrics(cfg.MetricsPath); err != nil {
+			return nil, &ConfigError{Err: err}
+		}
+	}
 	if m.sys, err = kvm.Open(cfg.KVMPath); err != nil {
 		return nil, err
 	}
@@ -262,6 +279,7 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err := m.createVCPUs(entry); err != nil {
 		return nil, err
 	}
+	m.exits = make([]vcpuExitCounts, len(m.vcpus))
 	return m, nil
 }
 
@@ -293,6 +311,7 @@ func (m *Machine) Run() Result {
 		defer t.Stop()
 	}
 	m.startConsoleInput()
+	m.startMetrics()
 	var wg sync.WaitGroup
 	for _, v := range m.vcpus {
 		wg.Add(1)
@@ -308,6 +327,9 @@ func (m *Machine) Run() Result {
 		m.result.Reason = stopNoMarker
 	}
 	m.result.FirstGuestIO, m.result.FirstConsoleByte = m.plat.timing()
+	if err := m.FlushMetrics(); err != nil {
+		m.log.Warn("metrics: final flush", "err", err)
+	}
 	return m.result
 }
 
@@ -343,6 +365,7 @@ func (m *Machine) kickAll() {
 // call more than once and on a partly built Machine.
 func (m *Machine) Close() error {
 	m.closeOnce.Do(func() {
+		m.closeMetrics()
 		m.closeNetDevices()
 		if m.irqs != nil {
 			m.irqs.close()

@@ -72,6 +72,7 @@ func (m *Machine) addPlatformDevices() error {
 		OnReset:     func() { m.stop(stopReset, nil) },
 		KeyboardIRQ: irqLine{m.vm, 1},
 		AuxIRQ:      irqLine{m.vm, 12},
+		Keyboard:    m.cfg.Keyboard,
 	})
 	p.pci = pci.NewBus(pci.BusConfig{OnReset: func() { m.stop(stopReset, nil) }})
 	p.debug = debugport.New(m.start, 0)

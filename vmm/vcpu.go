@@ -3,13 +3,18 @@ package vmm
 import (
 	"fmt"
 	"runtime"
+	"sync/atomic"
 
 	"github.com/flintvm/flint/kvm"
 )
 
 // vcpuExitCounts counts a vCPU's exits by kind (for logs and metrics).
+// Only the vCPU's goroutine adds; metrics read them from another, hence
+// atomics (an uncontended add, no allocation). The padding keeps vCPUs'
+// counters on separate cache lines.
 type vcpuExitCounts struct {
-	io, mmio, intr, other uint64
+	io, mmio, intr, other atomic.Uint64
+	_                     [32]byte
 }
 
 // runVCPU runs one vCPU on its own locked OS thread until the machine stops
@@ -21,9 +26,9 @@ func (m *Machine) runVCPU(v *kvm.VCPU) {
 	// (the kick target) must not be reused by other goroutines.
 	v.BindThread(true)
 	defer v.BindThread(false)
-	var counts vcpuExitCounts
+	counts := &m.exits[v.ID()]
 	defer func() {
-		m.log.Debug("vCPU stopped", "vcpu", v.ID(), "io_exits", counts.io, "mmio_exits", counts.mmio, "intr_exits", counts.intr)
+		m.log.Debug("vCPU stopped", "vcpu", v.ID(), "io_exits", counts.io.Load(), "mmio_exits", counts.mmio.Load(), "intr_exits", counts.intr.Load())
 	}()
 	for {
 		if m.stopping.Load() {
@@ -36,23 +41,23 @@ func (m *Machine) runVCPU(v *kvm.VCPU) {
 		}
 		switch reason {
 		case kvm.ExitIO:
-			counts.io++
+			counts.io.Add(1)
 			if err := m.handleIO(v); err != nil {
 				m.stop(stopError, err)
 				return
 			}
 		case kvm.ExitMMIO:
-			counts.mmio++
+			counts.mmio.Add(1)
 			if err := m.handleMMIO(v); err != nil {
 				m.stop(stopError, err)
 				return
 			}
 		case kvm.ExitIntr:
-			counts.intr++
+			counts.intr.Add(1)
 			// Clear first, then look: a stop that lands after the clear
 			// sets immediate_exit again, so the next Run returns at once.
 			v.ClearKick()
-			m.answerDump(v, &counts)
+			m.answerDump(v, counts)
 		case kvm.ExitHLT:
 			// Only without an in-kernel irqchip; Flint always has one.
 			m.stop(stopPowerOff, nil)
@@ -80,7 +85,7 @@ func (m *Machine) runVCPU(v *kvm.VCPU) {
 			m.stop(stopError, fmt.Errorf("vCPU %d: KVM_EXIT_INTERNAL_ERROR, suberror %d", v.ID(), v.InternalError()))
 			return
 		default:
-			counts.other++
+			counts.other.Add(1)
 			m.stop(stopError, fmt.Errorf("vCPU %d: unexpected exit %v", v.ID(), reason))
 			return
 		}

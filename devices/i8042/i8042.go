@@ -29,8 +29,14 @@
 // value with bit 0 clear requests a CPU reset through Config.OnReset.
 // Unknown commands are ignored.
 //
-// A byte sent to a device (port 0x60 with no command pending, or after 0xD4)
-// finds nothing attached: the controller answers 0xFE with the time-out bit
+// With Config.Keyboard a minimal PS/2 keyboard answers on the keyboard
+// port: it acknowledges every command (0xFA), identifies as an MF2 keyboard
+// (0xAB 0x83, 0x41 when translating), passes reset (0xAA), takes the
+// parameters of 0xED/0xF3/0xF0, and PressCtrlAltDel types Ctrl-Alt-Del
+// (what Firecracker's SendCtrlAltDel does). Linux's atkbd then binds to it.
+//
+// Otherwise, and always for the aux port, a byte sent to a device (port 0x60
+// with no command pending, or after 0xD4) finds nothing attached: the controller answers 0xFE with the time-out bit
 // set in the status register, so Linux's atkbd and psmouse give up at once
 // instead of waiting for their command time-outs.
 //
@@ -58,6 +64,7 @@
 package i8042
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/flintvm/flint/devices"
@@ -114,6 +121,10 @@ type Config struct {
 	KeyboardIRQ devices.IRQLine
 	// AuxIRQ is interrupt line 12; nil leaves it unconnected.
 	AuxIRQ devices.IRQLine
+	// Keyboard attaches a minimal PS/2 keyboard (see the package
+	// documentation) so that Linux's atkbd binds and PressCtrlAltDel
+	// reaches the guest. Without it nothing answers on the keyboard port.
+	Keyboard bool
 }
 
 type outByte struct {
@@ -139,6 +150,8 @@ type Controller struct {
 	qLen  int
 
 	kbdLine, auxLine bool // levels last driven
+
+	kbdParam byte // keyboard command waiting for its parameter byte, or 0
 }
 
 // New returns a controller in the state a PC BIOS leaves it: keyboard
@@ -249,6 +262,8 @@ func (c *Controller) writeData(v byte) {
 		c.push(outByte{v: v, aux: true})
 	case cmd == 0xd4:
 		c.push(outByte{v: replyNoDevice, aux: true, timeout: true})
+	case c.cfg.Keyboard:
+		c.keyboardByte(v)
 	default:
 		// A byte for the keyboard, which is not there.
 		c.push(outByte{v: replyNoDevice, timeout: true})
@@ -358,4 +373,91 @@ func (c *Controller) drive(kbd, aux bool) {
 			_ = c.cfg.AuxIRQ.SetLevel(aux)
 		}
 	}
+}
+
+// Keyboard answers.
+const (
+	kbdAck      = 0xfa
+	kbdBATOK    = 0xaa // basic assurance test passed
+	kbdEcho     = 0xee
+	kbdIDFirst  = 0xab // MF2 keyboard id
+	kbdID2      = 0x83
+	kbdID2Xlate = 0x41 // the id's second byte as a translating controller passes it on
+)
+
+// keyboardByte is the attached keyboard's answer to a byte from the
+// guest: every command is acknowledged; GETID answers an MF2 keyboard, reset
+// passes its self test, and the commands that take a parameter (set LEDs,
+// typematic rate, scan code set) wait for it. Called with mu held.
+func (c *Controller) keyboardByte(v byte) {
+	if cmd := c.kbdParam; cmd != 0 {
+		c.kbdParam = 0
+		c.push(outByte{v: kbdAck})
+		if cmd == 0xf0 && v == 0 { // which scan code set: 2 (translated: 0x41)
+			c.push(outByte{v: c.xlate(0x02, 0x41)})
+		}
+		return
+	}
+	switch v {
+	case 0xed, 0xf3, 0xf0:
+		c.kbdParam = v
+		c.push(outByte{v: kbdAck})
+	case 0xf2:
+		c.push(outByte{v: kbdAck})
+		c.push(outByte{v: kbdIDFirst})
+		c.push(outByte{v: c.xlate(kbdID2, kbdID2Xlate)})
+	case 0xff:
+		c.push(outByte{v: kbdAck})
+		c.push(outByte{v: kbdBATOK})
+	case 0xee:
+		c.push(outByte{v: kbdEcho})
+	default: // enable, disable, defaults, typematic modes, resend
+		c.push(outByte{v: kbdAck})
+	}
+}
+
+// xlate picks a set-2 byte or its set-1 translation, following the command
+// byte's translation bit.
+func (c *Controller) xlate(set2, set1 byte) byte {
+	if c.ram[0]&ctrXlate != 0 {
+		return set1
+	}
+	return set2
+}
+
+// Ctrl-Alt-Del pressed and released: left Ctrl, left Alt, Delete (an
+// extended key) down, then up in reverse order.
+var (
+	ctrlAltDelSet1 = []byte{0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d}
+	ctrlAltDelSet2 = []byte{0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14}
+)
+
+// ErrNoKeyboard and ErrBufferFull are PressCtrlAltDel's failures.
+var (
+	ErrNoKeyboard = errors.New("i8042: no keyboard attached")
+	ErrBufferFull = errors.New("i8042: keyboard buffer full, try again")
+)
+
+// PressCtrlAltDel types Ctrl-Alt-Del on the attached keyboard: the scan
+// codes (set 1 when the controller translates, as Linux sets it up, set 2
+// otherwise) go into the output buffer, one keyboard interrupt each. Linux
+// (atkbd and the VT keyboard) then signals init, which reboots the guest.
+func (c *Controller) PressCtrlAltDel() error {
+	if !c.cfg.Keyboard {
+		return ErrNoKeyboard
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seq := ctrlAltDelSet2
+	if c.ram[0]&ctrXlate != 0 {
+		seq = ctrlAltDelSet1
+	}
+	if c.qLen+len(seq) > queueSize {
+		return ErrBufferFull
+	}
+	for _, b := range seq {
+		c.push(outByte{v: b})
+	}
+	c.updateIRQ()
+	return nil
 }

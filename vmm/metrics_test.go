@@ -1,0 +1,90 @@
+package vmm
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/vmm/vmmtest"
+)
+
+// TestMetricsFile boots a tiny kernel that prints and resets: the metrics
+// file gets one object, at exit, with the vCPU's port I/O exits counted.
+func TestMetricsFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "metrics.json")
+	res, _ := bootTiny(t, vmmtest.Concat(vmmtest.Print("hi"), vmmtest.ResetViaI8042), func(c *Config) {
+		c.MetricsPath = path
+	})
+	if res.Reason != stopReset {
+		t.Fatalf("stopped with %v", res.Reason)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var objs []Metrics
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var o Metrics
+		if err := json.Unmarshal(sc.Bytes(), &o); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		objs = append(objs, o)
+	}
+	if len(objs) != 1 || len(objs[0].VCPU) != 1 || objs[0].VCPU[0].ExitIO < 3 || objs[0].UTCTimestampMs == 0 {
+		t.Fatalf("metrics %+v", objs)
+	}
+}
+
+func TestMetricsErrors(t *testing.T) {
+	needKVM(t)
+	// An unwritable metrics path is the user's input, reported before the VM exists.
+	_, err := New(Config{Kernel: vmmtest.BzImage(vmmtest.Spin), CPUs: 1, MemoryMiB: 64, Console: "none",
+		MetricsPath: "/nonexistent/dir/m.json"})
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v, want a ConfigError", err)
+	}
+	m, err := New(Config{Kernel: vmmtest.BzImage(vmmtest.Spin), CPUs: 1, MemoryMiB: 64, Console: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.FlushMetrics(); !errors.Is(err, ErrNoMetrics) {
+		t.Fatalf("FlushMetrics without a path: %v", err)
+	}
+	if err := m.SendCtrlAltDel(); err == nil {
+		t.Fatal("SendCtrlAltDel without a keyboard succeeded")
+	}
+	// Rate limiters on interfaces are refused until vmm applies them.
+	c := Config{Kernel: vmmtest.BzImage(vmmtest.Spin), CPUs: 1, MemoryMiB: 64}
+	n := configs.DefaultNetInterface("tap0")
+	n.RxRateLimiter = &configs.RateLimiter{Bandwidth: &configs.TokenBucket{Size: 1, RefillTime: 1}}
+	c.Net = []configs.NetInterface{n}
+	if err := c.Validate(); err == nil {
+		t.Fatal("a net rate limiter was accepted")
+	}
+}
+
+// TestSendCtrlAltDel: with a keyboard, the keys reach the i8042 buffer.
+func TestSendCtrlAltDel(t *testing.T) {
+	needKVM(t)
+	m, err := New(Config{Kernel: vmmtest.BzImage(vmmtest.Spin), CPUs: 1, MemoryMiB: 64, Console: "none", Keyboard: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.SendCtrlAltDel(); err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	m.plat.kbc.DataPort().Read(0, b[:])
+	if b[0] != 0x1d {
+		t.Fatalf("first scan code %#x, want 0x1d (left Ctrl, set 1)", b[0])
+	}
+}
