@@ -39,10 +39,15 @@ type app struct {
 	cli    *cli.App
 	stderr io.Writer
 	code   int
+	// newVM builds a VM in --api-sock mode (tests substitute it).
+	newVM func(vmm.Config) (machine, error)
+	// apiStop, when closed, ends an --api-sock wait for InstanceStart
+	// (tests; flint itself waits for a signal).
+	apiStop <-chan struct{}
 }
 
 func newApp(stdout, stderr io.Writer, launch launcher) *app {
-	a := &app{stderr: stderr}
+	a := &app{stderr: stderr, newVM: newMachine}
 	a.cli = &cli.App{
 		Name:            "flint",
 		Usage:           "a lightweight KVM microVM monitor",
@@ -109,9 +114,11 @@ func runCommand(a *app, launch launcher) *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "boot a Linux kernel in a new microVM",
-		UsageText: "flint run --kernel PATH [--initrd PATH] [--cmdline STR] [--cpus N] [--memory MiB] [--console stdio|none|file:PATH] [--net tap=NAME,...]...",
+		UsageText: "flint run {--kernel PATH | --config FILE | --api-sock PATH} [--initrd PATH] [--cmdline STR] [--cpus N] [--memory MiB] [--console stdio|none|file:PATH] [--net tap=NAME,...]...",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "kernel", Usage: "bzImage to boot", Required: true},
+			&cli.StringFlag{Name: "config", Usage: "a Firecracker-style JSON config file (see configs/examples); flags given on the command line override its values"},
+			&cli.StringFlag{Name: "api-sock", Usage: "serve Firecracker's REST API on this unix socket; without --config, wait for the client to configure the VM and send InstanceStart"},
+			&cli.StringFlag{Name: "kernel", Usage: "bzImage to boot (required unless --config or --api-sock gives it)"},
 			&cli.StringFlag{Name: "initrd", Usage: "initramfs to load"},
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line", Value: defaultCmdline, DefaultText: defaultCmdline},
 			&cli.IntFlag{Name: "cpus", Usage: fmt.Sprintf("vCPUs (1-%d)", vmm.MaxCPUs), Value: 1},
@@ -128,7 +135,11 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			if c.NArg() > 0 {
 				return usagef("unexpected argument %q", c.Args().First())
 			}
-			cfg, err := runConfig(c)
+			if sock := c.String("api-sock"); sock != "" {
+				return a.runAPI(c, sock)
+			}
+			cfg, release, err := runConfig(c)
+			defer release()
 			if err != nil {
 				return err
 			}
@@ -138,59 +149,20 @@ func runCommand(a *app, launch launcher) *cli.Command {
 	}
 }
 
-// runConfig turns `flint run` flags into a vmm.Config, reading the kernel
-// and initrd. Every problem is a usageError naming the flag.
-func runConfig(c *cli.Context) (vmm.Config, error) {
-	cfg := vmm.Config{
-		Cmdline:       c.String("cmdline"),
-		CPUs:          c.Int("cpus"),
-		MemoryMiB:     c.Int("memory"),
-		ExitMarker:    c.String("exit-marker"),
-		Timeout:       c.Duration("timeout"),
-		HandleSignals: true,
-		Timing:        c.Bool("timing"),
-	}
-	if cfg.CPUs < 1 || cfg.CPUs > vmm.MaxCPUs {
-		return cfg, usagef("--cpus %d: must be between 1 and %d", cfg.CPUs, vmm.MaxCPUs)
-	}
-	if cfg.MemoryMiB < vmm.MinMemoryMiB || cfg.MemoryMiB > vmm.MaxMemoryMiB {
-		return cfg, usagef("--memory %d: must be between %d and %d MiB", cfg.MemoryMiB, vmm.MinMemoryMiB, vmm.MaxMemoryMiB)
-	}
-	if cfg.Timeout < 0 {
-		return cfg, usagef("--timeout %v: must not be negative", cfg.Timeout)
-	}
-	if strings.IndexByte(cfg.Cmdline, 0) >= 0 {
-		return cfg, usagef("--cmdline: contains a NUL byte")
-	}
-	con, err := vmm.ParseConsole(c.String("console"))
-	if err != nil {
-		return cfg, usagef("--console: %v", err)
-	}
-	cfg.Console = con
-	for _, spec := range c.StringSlice("net") {
-		n, err := configs.ParseNetFlag(spec)
-		if err != nil {
-			return cfg, usageError{err.Error()}
+// runConfig turns `flint run` flags, and the --config file when given,
+// into a vmm.Config, reading the kernel and initrd. Every problem is a
+// usageError naming the flag or the file's key.
+func runConfig(c *cli.Context) (vmm.Config, func(), error) {
+	var fc *configs.VMConfig
+	src := ""
+	if p := c.String("config"); p != "" {
+		var err error
+		if fc, err = loadConfigFile(p); err != nil {
+			return vmm.Config{}, func() {}, err
 		}
-		cfg.Net = append(cfg.Net, n)
+		src = "--config " + p
 	}
-	level, err := parseLevel(c.String("log-level"))
-	if err != nil {
-		return cfg, err
-	}
-	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if cfg.Kernel, err = readInput("--kernel", c.String("kernel"), maxKernelSize); err != nil {
-		return cfg, err
-	}
-	if p := c.String("initrd"); p != "" {
-		if cfg.Initrd, err = readInput("--initrd", p, uint64(cfg.MemoryMiB)<<20); err != nil {
-			return cfg, err
-		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, usagef("%v", err)
-	}
-	return cfg, nil
+	return buildConfig(c, fc, src)
 }
 
 // maxKernelSize bounds what --kernel reads (bzImages are tens of MiB).
@@ -251,13 +223,14 @@ func parseLevel(s string) (slog.Level, error) {
 func launchVM(cfg vmm.Config, stderr io.Writer) int {
 	m, err := vmm.New(cfg)
 	if err != nil {
-		fmt.Fprintln(stderr, "flint: "+err.Error())
-		var ce *vmm.ConfigError
-		if errors.As(err, &ce) {
-			return vmm.ExitUsage
-		}
-		return vmm.ExitVMMErr
+		return vmExitCode(err, stderr)
 	}
+	return runMachine(m, cfg, stderr)
+}
+
+// runMachine runs a built VM to its end, closes it, and returns the exit
+// code, reporting how the VM ended on stderr.
+func runMachine(m machine, cfg vmm.Config, stderr io.Writer) int {
 	res := m.Run()
 	m.Close()
 	if res.Err != nil {

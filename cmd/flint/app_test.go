@@ -20,7 +20,17 @@ func runArgs(t testing.TB, args ...string) (code int, stdout, stderr string, got
 		got = &cfg
 		return 0
 	}
-	code = newApp(&out, &errb, launch).run(append([]string{"flint"}, args...))
+	a := newApp(&out, &errb, launch)
+	// --api-sock: a VM built by InstanceStart is recorded the same way, and
+	// the wait for InstanceStart ends at once.
+	stop := make(chan struct{})
+	close(stop)
+	a.apiStop = stop
+	a.newVM = func(cfg vmm.Config) (machine, error) {
+		got = &cfg
+		return &fakeMachine{}, nil
+	}
+	code = a.run(append([]string{"flint"}, args...))
 	return code, out.String(), errb.String(), got
 }
 
@@ -163,6 +173,8 @@ func FuzzRunArgs(f *testing.F) {
 	f.Add("run\x00--memory=abc")
 	f.Add("run\x00--console\x00file:")
 	f.Add("version")
+	f.Add("run\x00--config\x00/nonexistent/vm.json")
+	f.Add("run\x00--api-sock\x00/nonexistent/dir/api.sock")
 	f.Add("run\x00--timeout\x001h\x00--kernel")
 	f.Fuzz(func(t *testing.T, joined string) {
 		args := strings.Split(joined, "\x00")

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/vmm"
+)
+
+// maxConfigSize bounds a --config file.
+const maxConfigSize = 1 << 20
+
+// loadConfigFile reads and strictly decodes a Firecracker-style config file.
+func loadConfigFile(path string) (*configs.VMConfig, error) {
+	b, err := readInput("--config", path, maxConfigSize)
+	if err != nil {
+		return nil, err
+	}
+	fc, err := configs.DecodeVMConfig(b)
+	if err != nil {
+		return nil, usagef("--config %s: %v", path, err)
+	}
+	return &fc, nil
+}
+
+// buildConfig turns a VM description into a vmm.Config: the values of fc
+// (a --config file or the API's configuration; nil for flags alone), then
+// every flag given on the command line on top. src names fc in errors
+// ("--config vm.json"). It reads the kernel and initrd and opens the log
+// file; release closes what it opened (call it after the VM ends or on
+// error paths that drop the config). Every error is a usageError.
+//
+// Which flag overrides which key:
+//
+//	--kernel      boot-source.kernel_image_path
+//	--initrd      boot-source.initrd_path
+//	--cmdline     boot-source.boot_args
+//	--cpus        machine-config.vcpu_count
+//	--memory      machine-config.mem_size_mib
+//	--log-level   logger.level
+//	--console     flint.console
+//	--exit-marker flint.exit_marker
+//	--timeout     flint.timeout
+//	--timing      flint.timing (set to true)
+//	--net         adds interfaces after network-interfaces (never replaces)
+func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Config, release func(), err error) {
+	release = func() {}
+	// fromFlag reports whether the flag's value wins over fc.
+	fromFlag := func(name string) bool { return fc == nil || c.IsSet(name) }
+	key := func(k string) string { return src + ": " + k }
+	cfg = vmm.Config{
+		Cmdline:       c.String("cmdline"),
+		CPUs:          c.Int("cpus"),
+		MemoryMiB:     c.Int("memory"),
+		ExitMarker:    c.String("exit-marker"),
+		Timeout:       c.Duration("timeout"),
+		HandleSignals: true,
+		Timing:        c.Bool("timing"),
+	}
+	kernel, kernelFlag := c.String("kernel"), "--kernel"
+	initrd, initrdFlag := c.String("initrd"), "--initrd"
+	console, consoleFlag := c.String("console"), "--console"
+	var logger *configs.Logger
+	if fc != nil {
+		if fc.BootSource != nil {
+			b := fc.BootSource
+			if !fromFlag("kernel") {
+				kernel, kernelFlag = b.KernelImagePath, key("boot-source.kernel_image_path")
+			}
+			if !fromFlag("initrd") {
+				initrd, initrdFlag = b.InitrdPath, key("boot-source.initrd_path")
+			}
+			if !fromFlag("cmdline") && b.BootArgs != "" {
+				cfg.Cmdline = b.BootArgs
+			}
+		}
+		if !fromFlag("cpus") {
+			cfg.CPUs = fc.MachineConfig.VCPUCount
+		}
+		if !fromFlag("memory") {
+			cfg.MemoryMiB = fc.MachineConfig.MemSizeMiB
+		}
+		if f := fc.Flint; f != nil {
+			if !fromFlag("console") && f.Console != "" {
+				console, consoleFlag = f.Console, key("flint.console")
+			}
+			if !fromFlag("exit-marker") {
+				cfg.ExitMarker = f.ExitMarker
+			}
+			if !fromFlag("timeout") {
+				cfg.Timeout = time.Duration(f.Timeout)
+			}
+			cfg.Timing = cfg.Timing || f.Timing
+		}
+		if len(fc.Drives) > 0 {
+			return cfg, release, usagef("%s: drives[0] (drive_id %q): drives are not supported by flint yet", src, fc.Drives[0].DriveID)
+		}
+		nets, err := fc.NetInterfaces()
+		if err != nil {
+			return cfg, release, usagef("%s: %v", src, err)
+		}
+		cfg.Net = nets
+		logger = fc.Logger
+		if fc.Metrics != nil {
+			cfg.MetricsPath = fc.Metrics.MetricsPath
+		}
+	}
+	if kernel == "" {
+		return cfg, release, usagef("--kernel is required (or --config with boot-source.kernel_image_path, or --api-sock)")
+	}
+	if err := checkRanges(&cfg); err != nil {
+		return cfg, release, err
+	}
+	con, err := vmm.ParseConsole(console)
+	if err != nil {
+		return cfg, release, usagef("%s: %v", consoleFlag, err)
+	}
+	cfg.Console = con
+	for _, spec := range c.StringSlice("net") {
+		n, err := configs.ParseNetFlag(spec)
+		if err != nil {
+			return cfg, release, usageError{err.Error()}
+		}
+		cfg.Net = append(cfg.Net, n)
+	}
+	if cfg.Kernel, err = readInput(kernelFlag, kernel, maxKernelSize); err != nil {
+		return cfg, release, err
+	}
+	if initrd != "" {
+		if cfg.Initrd, err = readInput(initrdFlag, initrd, uint64(cfg.MemoryMiB)<<20); err != nil {
+			return cfg, release, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, release, usagef("%v", err)
+	}
+	levelFlag := ""
+	if fromFlag("log-level") {
+		levelFlag = c.String("log-level")
+	}
+	cfg.Log, release, err = newLogger(logger, levelFlag, src)
+	return cfg, release, err
+}
+
+// checkRanges checks the flag-shaped values (a config file's are already
+// within its narrower ranges).
+func checkRanges(cfg *vmm.Config) error {
+	if cfg.CPUs < 1 || cfg.CPUs > vmm.MaxCPUs {
+		return usagef("--cpus %d: must be between 1 and %d", cfg.CPUs, vmm.MaxCPUs)
+	}
+	if cfg.MemoryMiB < vmm.MinMemoryMiB || cfg.MemoryMiB > vmm.MaxMemoryMiB {
+		return usagef("--memory %d: must be between %d and %d MiB", cfg.MemoryMiB, vmm.MinMemoryMiB, vmm.MaxMemoryMiB)
+	}
+	if cfg.Timeout < 0 {
+		return usagef("--timeout %v: must not be negative", cfg.Timeout)
+	}
+	if strings.IndexByte(cfg.Cmdline, 0) >= 0 {
+		return usagef("--cmdline: contains a NUL byte")
+	}
+	return nil
+}
+
+// newLogger builds Flint's logger: to l's log_path (appended) or stderr, at
+// levelFlag when given, else l's level, else warn. l's show_level and
+// show_log_origin choose the level and source attributes.
+func newLogger(l *configs.Logger, levelFlag, src string) (*slog.Logger, func(), error) {
+	release := func() {}
+	if l == nil {
+		l = &configs.Logger{ShowLevel: true}
+	}
+	var level slog.Level
+	var err error
+	switch {
+	case levelFlag != "":
+		level, err = parseLevel(levelFlag)
+	case l.Level != "":
+		level = firecrackerLevel(l.Level)
+	default:
+		level = slog.LevelWarn
+	}
+	if err != nil {
+		return nil, release, err
+	}
+	var w io.Writer = os.Stderr
+	if l.LogPath != "" {
+		f, err := os.OpenFile(l.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, release, usagef("%s: logger.log_path: %v", src, unwrapPathError(err))
+		}
+		w, release = f, func() { f.Close() }
+	}
+	opts := &slog.HandlerOptions{Level: level, AddSource: l.ShowLogOrigin}
+	if !l.ShowLevel {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.LevelKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), release, nil
+}
+
+// firecrackerLevel maps a logger.level (validated by configs) to slog:
+// Trace is Debug, Off is above every level.
+func firecrackerLevel(s string) slog.Level {
+	switch strings.ToLower(s) {
+	case "error":
+		return slog.LevelError
+	case "warning":
+		return slog.LevelWarn
+	case "info":
+		return slog.LevelInfo
+	case "debug", "trace":
+		return slog.LevelDebug
+	}
+	return slog.LevelError + 100 // Off
+}
+
+// vmExitCode reports a vmm.New failure: exit code 2 for the user's input,
+// 1 otherwise.
+func vmExitCode(err error, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "flint: "+err.Error())
+	var ce *vmm.ConfigError
+	if errors.As(err, &ce) {
+		return vmm.ExitUsage
+	}
+	return vmm.ExitVMMErr
+}
