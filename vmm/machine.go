@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"github.com/flintvm/flint/devices"
 	"github.com/flintvm/flint/kvm"
 	"github.com/flintvm/flint/mem"
+	"github.com/flintvm/flint/virtio/blk"
 )
 
 // Limits on the machine's shape.
@@ -51,6 +53,9 @@ type Config struct {
 	HandleSignals bool
 	// Net lists the virtio-net interfaces, each bridged to a host TAP.
 	Net []configs.NetInterface
+	// Drives lists the virtio-blk drives; the root drive adds root= to
+	// the command line (see rootArgs).
+	Drives []DriveConfig
 	// MetricsPath, when set, is the file that gets one JSON object of
 	// counters per flush (every MetricsInterval, on FlushMetrics, and when
 	// the VM stops); New opens it (append) before creating the VM.
@@ -85,6 +90,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("initrd (%d MiB) does not fit in %d MiB of guest memory", len(c.Initrd)>>20, c.MemoryMiB)
 	}
 	if _, err := ParseConsole(string(c.Console)); c.Console != "" && err != nil {
+		return err
+	}
+	if err := validateDrives(c.Drives); err != nil {
 		return err
 	}
 	taps := map[string]bool{}
@@ -184,6 +192,8 @@ type Machine struct {
 	irqs    *irqRouter
 
 	nets                []*netDevice
+	drives              []*blk.Device // in attach order, with driveIDs
+	driveIDs            []string
 	mmioSlots, pciSlots int
 	acpiDevices         []acpi.Device
 	pciINTx             []acpi.PCIInterrupt
@@ -272,6 +282,9 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err := m.addNetDevices(); err != nil {
 		return nil, err
 	}
+	if err := m.addDrives(); err != nil {
+		return nil, err
+	}
 	entry, err := m.loadKernel()
 	if err != nil {
 		return nil, err
@@ -281,6 +294,27 @@ func New(cfg Config) (_ *Machine, err error) {
 	}
 	m.exits = make([]vcpuExitCounts, len(m.vcpus))
 	return m, nil
+}
+
+// addDrives attaches the drives, root first (so it is /dev/vda), and adds
+// the root drive's root= arguments to the kernel command line.
+func (m *Machine) addDrives() error {
+	ra, err := rootArgs(m.cfg.Drives)
+	if err != nil {
+		return &ConfigError{Err: err}
+	}
+	if ra != "" {
+		m.cfg.Cmdline = strings.TrimSpace(m.cfg.Cmdline + " " + ra)
+	}
+	for _, d := range orderDrives(m.cfg.Drives) {
+		dev, err := m.addDrive(d)
+		if err != nil {
+			return err
+		}
+		m.drives = append(m.drives, dev)
+		m.driveIDs = append(m.driveIDs, d.ID)
+	}
+	return nil
 }
 
 // ConfigError marks errors caused by the user's input (exit code 2).
@@ -367,6 +401,8 @@ func (m *Machine) Close() error {
 	m.closeOnce.Do(func() {
 		m.closeMetrics()
 		m.closeNetDevices()
+		closeDrives(m.log, m.drives, m.driveIDs)
+		m.drives = nil
 		if m.irqs != nil {
 			m.irqs.close()
 		}

@@ -83,8 +83,21 @@ type TxDrop struct {
 	Malformed uint64 `json:"malformed_chain"`
 }
 
-// BlockMetric is one drive's counters (empty until virtio-blk lands).
-type BlockMetric struct{}
+// BlockMetric is one drive's counters, as the virtio-blk device keeps them.
+type BlockMetric struct {
+	ReadOps     uint64 `json:"read_ops"`
+	ReadBytes   uint64 `json:"read_bytes"`
+	WriteOps    uint64 `json:"write_ops"`
+	WriteBytes  uint64 `json:"write_bytes"`
+	Flushes     uint64 `json:"flushes"`
+	IOErrors    uint64 `json:"io_errors"`
+	HostErrors  uint64 `json:"host_errors"`
+	Unsupported uint64 `json:"unsupported"`
+	BadChains   uint64 `json:"bad_chains"`
+	Malformed   uint64 `json:"malformed_chains"`
+	Throttled   uint64 `json:"rate_limiter_throttled"`
+	Interrupts  uint64 `json:"interrupts"`
+}
 
 // collectMetrics reads every counter now.
 func (m *Machine) collectMetrics() Metrics {
@@ -108,6 +121,13 @@ func (m *Machine) collectMetrics() Metrics {
 			TxDrops: TxDrop{Short: s.TxDropShort, Refused: s.TxErrors, Malformed: s.TxMalformed},
 			RxWaits: s.RxWaits, TxWaits: s.TxWaits, RxIRQs: s.RxInterrupts, TxIRQs: s.TxInterrupts,
 			QueueFault: s.Broken}
+	}
+	for i, d := range m.drives {
+		s := d.Stats()
+		out.Block[m.driveIDs[i]] = BlockMetric{ReadOps: s.ReadOps, ReadBytes: s.ReadBytes, WriteOps: s.WriteOps,
+			WriteBytes: s.WriteBytes, Flushes: s.Flushes, IOErrors: s.IOErrors, HostErrors: s.HostErrors,
+			Unsupported: s.Unsupported, BadChains: s.BadChains, Malformed: s.Malformed, Throttled: s.Throttled,
+			Interrupts: s.Interrupts}
 	}
 	return out
 }

@@ -88,3 +88,38 @@ func TestSendCtrlAltDel(t *testing.T) {
 		t.Fatalf("first scan code %#x, want 0x1d (left Ctrl, set 1)", b[0])
 	}
 }
+
+// TestRootDrive: a root drive is attached, adds root=/dev/vda to the
+// command line, and shows in the metrics under its drive_id.
+func TestRootDrive(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "root.img")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "metrics.json")
+	res, out := bootTiny(t, vmmtest.Concat(vmmtest.PrintCmdline, vmmtest.ResetViaI8042), func(c *Config) {
+		c.Drives = []DriveConfig{{ID: "data", Path: img, ReadOnly: true}, {ID: "root", Path: img, Root: true, CacheType: CacheWriteback}}
+		c.MetricsPath = path
+	})
+	if res.Reason != stopReset || out != "console=ttyS0 flint-test root=/dev/vda rw" {
+		t.Fatalf("stopped with %v, console %q", res.Reason, out)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Metrics
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got.Block["root"]; !ok || len(got.Block) != 2 {
+		t.Fatalf("block metrics %s", b)
+	}
+	// Two root drives are the user's error, before the VM exists.
+	c := Config{Kernel: vmmtest.BzImage(vmmtest.Spin), CPUs: 1, MemoryMiB: 64,
+		Drives: []DriveConfig{{ID: "a", Path: img, Root: true}, {ID: "b", Path: img, Root: true}}}
+	if _, err := New(c); err == nil {
+		t.Fatal("two root drives accepted")
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/vmm"
 )
 
@@ -100,8 +101,8 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 			}
 			cfg.Timing = cfg.Timing || f.Timing
 		}
-		if len(fc.Drives) > 0 {
-			return cfg, release, usagef("%s: drives[0] (drive_id %q): drives are not supported by flint yet", src, fc.Drives[0].DriveID)
+		if cfg.Drives, err = driveConfigs(fc, src); err != nil {
+			return cfg, release, err
 		}
 		nets, err := fc.NetInterfaces()
 		if err != nil {
@@ -148,6 +149,38 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 	}
 	cfg.Log, release, err = newLogger(logger, levelFlag, src)
 	return cfg, release, err
+}
+
+// driveConfigs maps the config's drives to vmm's, with their transports
+// from the "flint" section, and checks each with vmm's rules (a drive_id
+// is also the disk's serial number, so it is shorter than configs allows).
+func driveConfigs(fc *configs.VMConfig, src string) ([]vmm.DriveConfig, error) {
+	var out []vmm.DriveConfig
+	for i, d := range fc.Drives {
+		dc := vmm.DriveConfig{ID: d.DriveID, Path: d.PathOnHost, ReadOnly: d.IsReadOnly, Root: d.IsRootDevice,
+			PartUUID: d.PartUUID, CacheType: d.CacheType, Transport: string(fc.DriveTransport(d.DriveID)),
+			RateLimit: rateLimit(d.RateLimiter)}
+		if err := dc.Validate(); err != nil {
+			return nil, usagef("%s: drives[%d]: %v", src, i, err)
+		}
+		out = append(out, dc)
+	}
+	return out, nil
+}
+
+// rateLimit maps a config file's rate limiter to the ratelimit package's
+// (nil: no limit; an absent bucket limits nothing).
+func rateLimit(r *configs.RateLimiter) *ratelimit.Config {
+	if r == nil {
+		return nil
+	}
+	bucket := func(b *configs.TokenBucket) ratelimit.BucketConfig {
+		if b == nil {
+			return ratelimit.BucketConfig{}
+		}
+		return ratelimit.BucketConfig{Size: b.Size, OneTimeBurst: b.OneTimeBurst, RefillTime: b.RefillTime}
+	}
+	return &ratelimit.Config{Bandwidth: bucket(r.Bandwidth), Ops: bucket(r.Ops)}
 }
 
 // checkRanges checks the flag-shaped values (a config file's are already

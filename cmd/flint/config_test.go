@@ -117,6 +117,30 @@ func TestConfigFile(t *testing.T) {
 	}
 }
 
+// TestConfigDrives: drives map to vmm's with their flint transport and rate
+// limiter.
+func TestConfigDrives(t *testing.T) {
+	k, _ := vmFiles(t)
+	p := configFile(t, fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q},
+	  "drives": [{"drive_id": "rootfs", "path_on_host": "/r.ext4", "is_root_device": true, "cache_type": "Writeback",
+	              "rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}},
+	             {"drive_id": "data", "path_on_host": "/d.img", "is_root_device": false, "is_read_only": true}],
+	  "flint": {"drives": {"data": {"transport": "mmio"}}}}`, k))
+	code, _, stderr, cfg := runArgs(t, "run", "--config", p)
+	if code != 0 || cfg == nil {
+		t.Fatalf("code %d: %s", code, stderr)
+	}
+	want := []vmm.DriveConfig{
+		{ID: "rootfs", Path: "/r.ext4", Root: true, CacheType: "Writeback", Transport: "pci",
+			RateLimit: &ratelimit.Config{Bandwidth: ratelimit.BucketConfig{Size: 1000, RefillTime: 100}}},
+		{ID: "data", Path: "/d.img", ReadOnly: true, CacheType: "Unsafe", Transport: "mmio"},
+	}
+	if len(cfg.Drives) != 2 || fmt.Sprint(cfg.Drives[1]) != fmt.Sprint(want[1]) || *cfg.Drives[0].RateLimit != *want[0].RateLimit ||
+		cfg.Drives[0].Transport != "pci" || !cfg.Drives[0].Root || cfg.Drives[0].CacheType != "Writeback" {
+		t.Fatalf("drives %+v", cfg.Drives)
+	}
+}
+
 // TestConfigFlagsOverride: every flag given on the command line wins over
 // the file; --net adds interfaces.
 func TestConfigFlagsOverride(t *testing.T) {
@@ -153,7 +177,7 @@ func TestConfigErrors(t *testing.T) {
 		{"missing kernel file", `{"boot-source": {"kernel_image_path": "/nonexistent/k"}}`, "boot-source.kernel_image_path: /nonexistent/k"},
 		{"missing initrd file", `{` + boot[:len(boot)-1] + `, "initrd_path": "/nonexistent/i"}}`, "boot-source.initrd_path: /nonexistent/i"},
 		{"bad console", `{` + boot + `, "flint": {"console": "tty"}}`, "flint.console"},
-		{"drives", `{` + boot + `, "drives": [{"drive_id": "root", "path_on_host": "/r", "is_root_device": true}]}`, "drives are not supported by flint yet"},
+		{"drive id too long for a serial", `{` + boot + `, "drives": [{"drive_id": "abcdefghijklmnopqrstuvwxyz", "path_on_host": "/r", "is_root_device": true}]}`, "drives[0]: drive_id"},
 		{"net rate limiter", `{` + boot + `, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}]}`,
 			"rate limiters on network interfaces are not supported yet"},
 		{"flint switches", `{` + boot + `, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}], "flint": {"network-interfaces": {"eth0": {"csum": false}}}}`, "tso=on needs csum=on"},
