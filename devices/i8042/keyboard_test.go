@@ -94,3 +94,42 @@ func TestPressCtrlAltDel(t *testing.T) {
 		t.Fatalf("set 2 scan codes %x", got)
 	}
 }
+
+// FuzzKeyboard drives the controller with the keyboard attached: arbitrary
+// port traffic mixed with Ctrl-Alt-Del presses never panics, never
+// overfills the buffer, and a press either queues the whole sequence or
+// nothing.
+func FuzzKeyboard(f *testing.F) {
+	f.Add([]byte{1, 0xf2, 0, 0, 0, 0, 1, 0xed, 1, 0x00, 2, 0, 0, 0})
+	f.Add([]byte{2, 0, 2, 0, 2, 0, 3, 0x60, 1, 0x01, 2, 0})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		r := keyboardRig()
+		for i := 0; i+1 < len(ops); i += 2 {
+			switch ops[i] & 3 {
+			case 0:
+				r.inb(DataPort)
+			case 1:
+				r.outb(DataPort, ops[i+1])
+			case 2:
+				r.c.mu.Lock()
+				before := r.c.qLen
+				r.c.mu.Unlock()
+				err := r.c.PressCtrlAltDel()
+				r.c.mu.Lock()
+				after := r.c.qLen
+				r.c.mu.Unlock()
+				if (err == nil) != (after > before) || (err != nil && after != before) {
+					t.Fatalf("press: %v, queue %d -> %d", err, before, after)
+				}
+			case 3:
+				r.outb(CommandPort, ops[i+1])
+			}
+			r.c.mu.Lock()
+			n := r.c.qLen
+			r.c.mu.Unlock()
+			if n < 0 || n > queueSize {
+				t.Fatalf("queue length %d", n)
+			}
+		}
+	})
+}
