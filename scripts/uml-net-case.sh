@@ -8,7 +8,9 @@
 #
 #   --backend B      flint: `flint net-backend` on a vhost-user socket [default]
 #                    vec:   UML's own vector TAP driver (vec0:transport=tap,depth=128,gro=1)
-#                    dpdk:  dpdk-testpmd, net_vhost + net_tap, io forwarding, --no-huge
+#                    dpdk:  dpdk-testpmd, net_vhost + net_tap, io forwarding, --no-huge, behind
+#                           scripts/vumask, which hides RING_PACKED and CTRL_VQ/MQ from UML
+#                           (UML sets packed rings up wrongly; nobody serves UML's control queue)
 #   --rx MODE        flint's RX mode: mergeable [default], big (--mrg-rxbuf off) or
 #                    small (--mrg-rxbuf off --tso off)
 #   --indirect on|off  flint's --indirect [on]
@@ -23,6 +25,7 @@
 #   --reps N         bench: runs of each measurement in one boot [1]
 #   --flint BIN      [<repo>/bin/flint]    --initrd FILE  [scripts/mkuml-guest.sh output]
 #   --mem MiB        UML memory [256]      --timeout S    per boot [120]
+#   --vumask BIN     scripts/vumask binary for --backend dpdk [built with go into a temp dir]
 #   --name NAME      names the namespace (umlnet-NAME) [the process id]
 #
 # Output (key=value lines; tests/uml_test.go parses them). Guest console lines (UML-GUEST-*)
@@ -50,11 +53,11 @@ usage() {
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 backend=flint rx=mergeable indirect=on mode=test size=64 boots=1 kill_boot=0
-secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=$$
+secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=$$ vumask=
 while (($#)); do
 	case $1 in
 	--backend | --rx | --indirect | --mode | --size | --boots | --kill-boot | --secs | --udp-secs | \
-		--reps | --flint | --initrd | --mem | --timeout | --name)
+		--reps | --flint | --initrd | --mem | --timeout | --name | --vumask)
 		[[ $# -ge 2 ]] || flint_die "$1 needs a value"
 		v=${1#--}
 		printf -v "${v//-/_}" '%s' "$2"
@@ -80,8 +83,11 @@ PATH=$PATH:/usr/sbin:/sbin
 flint_need_tools ip busybox linux.uml setsid sha256sum
 [[ $mode == test ]] || flint_need_tools iperf3 jq
 [[ $backend != flint || -x $flint ]] || flint_die "no flint binary at $flint (run: make build)"
-[[ $backend != dpdk ]] || flint_need_tools dpdk-testpmd
+[[ $backend != dpdk ]] || command -v dpdk-testpmd >/dev/null ||
+	flint_die "no dpdk-testpmd (Debian 12: apt-get install -y dpdk-dev)"
 [[ -n $initrd ]] || initrd=$(bash "$here/mkuml-guest.sh")
+# The RX mode and indirect flags are flint's; the peers' lines say "-".
+[[ $backend == flint ]] || rx=- indirect=-
 
 ns=umlnet-$(tr -c 'A-Za-z0-9_.\n-' _ <<<"$name" | cut -c1-40)
 tap=umltap0
@@ -140,10 +146,23 @@ flint)
 	bepid=$!
 	;;
 dpdk)
+	if [[ -z $vumask ]]; then
+		flint_need_tools go
+		(cd "$here/.." && CGO_ENABLED=0 go build -o "$w/vumask" ./scripts/vumask) || flint_die "building scripts/vumask"
+		vumask=$w/vumask
+	fi
 	"${nsx[@]}" dpdk-testpmd -l 0,1 --no-pci --no-huge -m 1024 --file-prefix "flint-$ns" \
-		--vdev "net_vhost0,iface=$sock,queues=1" --vdev "net_tap0,iface=$tap" -- \
+		--vdev "net_vhost0,iface=$w/dpdk.sock,queues=1" --vdev "net_tap0,iface=$tap" -- \
 		--forward-mode=io --auto-start --stats-period 3600 </dev/null >"$w/backend.log" 2>&1 &
 	bepid=$!
+	i=0
+	until [[ -S $w/dpdk.sock ]]; do
+		kill -0 "$bepid" 2>/dev/null || { failed dpdk-testpmd-exited; finish; }
+		((i++ < 300)) || { failed dpdk-testpmd-no-socket; finish; }
+		sleep 0.1
+	done
+	"$vumask" -listen "$sock" -backend "$w/dpdk.sock" </dev/null >>"$w/backend.log" 2>&1 &
+	pids+=($!)
 	;;
 esac
 i=0
@@ -277,15 +296,17 @@ check_boot() {
 bench_boot() {
 	local r dir rev j
 	boot 1 serve
-	local i=0
-	until inns iperf3 -c "$guest" -t 1 -P 1 >/dev/null 2>&1; do
-		if ! kill -0 "$umlpid" 2>/dev/null || ((i++ >= 60)); then
-			failed guest-iperf3-not-reachable
+	local i=0 up=0
+	while ((i++ < 600)) && kill -0 "$umlpid" 2>/dev/null; do
+		if grep -q '^UML-GUEST-SERVE result=ok' "$w/uml.1" 2>/dev/null &&
+			inns busybox ping -c 1 -W 1 "$guest" >/dev/null 2>&1; then
+			up=1
 			break
 		fi
-		sleep 0.5
+		sleep 0.1
 	done
-	for ((r = 1; r <= reps && i <= 60; r++)); do
+	((up)) || failed guest-iperf3-not-reachable
+	for ((r = 1; r <= reps && up; r++)); do
 		for dir in g2h h2g; do
 			rev=()
 			[[ $dir == g2h ]] && rev=(-R)
@@ -311,7 +332,9 @@ bench_boot() {
 			fi
 		done
 	done
-	inns busybox nc "$guest" 6001 -e true </dev/null >/dev/null 2>&1 || true
+	if ((up)); then
+		inns timeout 10 busybox nc "$guest" 6001 -e true </dev/null >/dev/null 2>&1 || true
+	fi
 	wait_boot 1 0
 }
 
