@@ -478,7 +478,7 @@ func (e *env) runNested(t *testing.T, boots []boot) (map[string]*result, error) 
 			}
 			continue
 		}
-		r.retried = wedged
+		r.retried = "the first nested host wedged during or before this case (" + wedged + ")"
 		res[b.name] = r
 	}
 	if wedged2 != "" {

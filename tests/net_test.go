@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flintvm/flint/vmm"
 )
 
 // netCase is one virtio-net configuration the network test boots.
@@ -312,6 +314,7 @@ func TestStockKernelNetwork(t *testing.T) {
 	if err != nil {
 		t.Error(err)
 	}
+	rerunLostStates(t, e, boots, results)
 	var summary []string
 	for i, b := range boots {
 		c := cases[i]
@@ -328,7 +331,7 @@ func TestStockKernelNetwork(t *testing.T) {
 				t.Fatalf("case cut off: %s; its output so far:\n%s", why, tail(r.output, 80))
 			}
 			if r.retried != "" {
-				t.Logf("second run: the first nested host wedged during or before this case (%s)", r.retried)
+				t.Logf("second run: %s", r.retried)
 			}
 			line := checkNetCase(t, c, b, r, sizeOf(c), iperfSecs)
 			summary = append(summary, fmt.Sprintf("%-34s %3d MiB %s", b.name, sizeOf(c), line))
@@ -339,6 +342,52 @@ func TestStockKernelNetwork(t *testing.T) {
 	}
 	t.Logf("summary (wall per case, guest-measured stream rates, iperf3 receiver rates):\n%s",
 		strings.Join(summary, "\n"))
+}
+
+// rerunLostStates runs again, once, in a fresh nested host, every case in
+// which flint found a vCPU state that cannot be the guest's (its page
+// tables outside guest RAM: vmm.ImpossibleStateMsg). That is QEMU 7.2's
+// TCG emulation of SVM losing the L2 state (seen as the L1 kernel's own
+// registers, RIP inside kvm_amd's __svm_vcpu_run, in the L2 vCPU), which
+// hangs or triple-faults the guest in a few percent of the cases with
+// the most exits. The rerun is logged; a second loss fails the case
+// (checkNetCase sees its output).
+func rerunLostStates(t *testing.T, e *env, boots []boot, results map[string]*result) {
+	var again []boot
+	for _, b := range boots {
+		if r := results[b.name]; r != nil && strings.Contains(r.output, vmm.ImpossibleStateMsg) {
+			t.Logf("RERUN %s: the nested virtualization lost the guest's vCPU state (%s); running it again in a fresh nested host:\n%s",
+				b.name, vmm.ImpossibleStateMsg, grepLines(r.output, vmm.ImpossibleStateMsg, "dump: vCPU", "triple fault"))
+			again = append(again, b)
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	second, err := e.runBoots(t, again)
+	if err != nil {
+		t.Error(err)
+	}
+	for _, b := range again {
+		if r := second[b.name]; r != nil {
+			r.retried = "the first run lost the guest's vCPU state in the nested host"
+			results[b.name] = r
+		}
+	}
+}
+
+// grepLines returns the lines of out that contain any of subs.
+func grepLines(out string, subs ...string) string {
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		for _, s := range subs {
+			if strings.Contains(l, s) {
+				keep = append(keep, l)
+				break
+			}
+		}
+	}
+	return strings.Join(keep, "\n")
 }
 
 // reporter is the part of *testing.T that checkNetCase uses (its own tests record).

@@ -81,18 +81,33 @@ func (m *Machine) answerDump(v *kvm.VCPU, counts *vcpuExitCounts) {
 		return
 	}
 	defer func() { d.done <- struct{}{} }()
+	m.logVCPUState(v, counts, "dump")
+}
+
+// ImpossibleStateMsg starts the warning logged when a vCPU's state cannot
+// belong to this guest: its page tables lie outside the guest's RAM, so
+// no instruction could have run with them. KVM (or whatever virtualizes
+// the CPU under it) lost the guest's state; Flint cannot recover it.
+// Tests match this text.
+const ImpossibleStateMsg = "vCPU state is impossible for this guest"
+
+// logVCPUState logs v's registers, the code at RIP and the top of the
+// stack (why says what asked for it: a dump, a triple fault), and warns if
+// the state is impossible (see ImpossibleStateMsg). It runs on v's own
+// goroutine, outside KVM_RUN.
+func (m *Machine) logVCPUState(v *kvm.VCPU, counts *vcpuExitCounts, why string) {
 	r, err := v.Regs()
 	if err != nil {
-		m.log.Warn("dump: reading registers", "vcpu", v.ID(), "err", err)
+		m.log.Warn(why+": reading registers", "vcpu", v.ID(), "err", err)
 		return
 	}
 	s, err := v.Sregs()
 	if err != nil {
-		m.log.Warn("dump: reading system registers", "vcpu", v.ID(), "err", err)
+		m.log.Warn(why+": reading system registers", "vcpu", v.ID(), "err", err)
 		return
 	}
 	mp, _ := v.MPState()
-	m.log.Warn("dump: vCPU", "vcpu", v.ID(),
+	m.log.Warn(why+": vCPU", "vcpu", v.ID(),
 		"rip", hex(r.RIP), "rsp", hex(r.RSP), "rflags", hex(r.RFLAGS),
 		"interrupts_enabled", r.RFLAGS&(1<<9) != 0,
 		"cr0", hex(s.CR0), "cr3", hex(s.CR3), "cr4", hex(s.CR4), "efer", hex(s.EFER),
@@ -100,7 +115,18 @@ func (m *Machine) answerDump(v *kvm.VCPU, counts *vcpuExitCounts) {
 		"rax", hex(r.RAX), "rbx", hex(r.RBX), "rcx", hex(r.RCX), "rdx", hex(r.RDX),
 		"rsi", hex(r.RSI), "rdi", hex(r.RDI), "rbp", hex(r.RBP),
 		"io_exits", counts.io.Load(), "mmio_exits", counts.mmio.Load(), "intr_exits", counts.intr.Load())
-	m.logGuestMemory(v.ID(), s.CR3, s.CR4, r.RIP, r.RSP)
+	m.logGuestMemory(why, v.ID(), s.CR3, s.CR4, r.RIP, r.RSP)
+	if !m.pageTablesInRAM(s.CR0, s.CR3) {
+		m.log.Warn(ImpossibleStateMsg+": its page tables (CR3) are outside guest RAM, so KVM or the hypervisor under it lost the guest's state",
+			"vcpu", v.ID(), "why", why, "cr3", hex(s.CR3), "rip", hex(r.RIP), "guest_ram", m.mem.Size())
+	}
+}
+
+// pageTablesInRAM reports whether a vCPU with cr0 and cr3 could fetch
+// instructions: with paging on, the top-level table must be guest RAM.
+func (m *Machine) pageTablesInRAM(cr0, cr3 uint64) bool {
+	const pg = 1 << 31
+	return cr0&pg == 0 || m.mem.Contains(cr3&0x000f_ffff_ffff_f000, 0x1000)
 }
 
 // hex formats v as 0x-prefixed hexadecimal for logs.
@@ -156,7 +182,7 @@ func (m *Machine) readVirt(cr3, cr4, va uint64, p []byte) int {
 
 // logGuestMemory logs the code bytes around rip and the top of the stack,
 // so a dump of a stuck vCPU shows what it executes and who called it.
-func (m *Machine) logGuestMemory(id int, cr3, cr4, rip, rsp uint64) {
+func (m *Machine) logGuestMemory(why string, id int, cr3, cr4, rip, rsp uint64) {
 	var code [48]byte
 	n := m.readVirt(cr3, cr4, rip-16, code[:])
 	var stack [16 * 8]byte
@@ -165,7 +191,7 @@ func (m *Machine) logGuestMemory(id int, cr3, cr4, rip, rsp uint64) {
 	for i := range words {
 		words[i] = hex(binary.LittleEndian.Uint64(stack[8*i:]))
 	}
-	m.log.Warn("dump: vCPU memory", "vcpu", id,
+	m.log.Warn(why+": vCPU memory", "vcpu", id,
 		"code_at_rip_minus_16", fmt.Sprintf("%x", code[:n]),
 		"stack", strings.Join(words, " "))
 }

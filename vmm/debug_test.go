@@ -75,3 +75,30 @@ func TestTranslate(t *testing.T) {
 		t.Errorf("readVirt into an unmapped page read %d bytes, want 2", n)
 	}
 }
+
+// TestPageTablesInRAM: with paging on, CR3 must point into guest RAM
+// (the hole and beyond the end are impossible); with paging off, anything
+// goes.
+func TestPageTablesInRAM(t *testing.T) {
+	m, err := mem.New(64 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	mc := &Machine{mem: m}
+	const pg = 1 << 31
+	for _, c := range []struct {
+		cr0, cr3 uint64
+		want     bool
+	}{
+		{pg, 0x1000, true},
+		{pg, 0x3fff000 | 0x18, true}, // low bits are flags (PCD/PWT, PCID)
+		{pg, 64 << 20, false},        // just past the end of RAM
+		{pg, 0x7d5d4000, false},      // what a lost L2 state showed
+		{0, 0x7d5d4000, true},        // paging off: CR3 unused
+	} {
+		if got := mc.pageTablesInRAM(c.cr0, c.cr3); got != c.want {
+			t.Errorf("cr0 %#x cr3 %#x: %v, want %v", c.cr0, c.cr3, got, c.want)
+		}
+	}
+}
