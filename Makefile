@@ -8,7 +8,7 @@ LDFLAGS := -s -w -X main.Version=$(VERSION)
 # The suite's Go packages, without the slow end-to-end tests under tests/.
 UNIT_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -v /tests$$)
 
-.PHONY: all build run test unit e2e race fuzz-short bench vet fmt-check clean
+.PHONY: all build run test unit e2e race fuzz-short bench bench-net vet fmt-check clean
 
 all: build
 
@@ -47,6 +47,11 @@ e2e:
 ## bench: data-path and start-up benchmarks
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)
+
+## bench-net: vhost-user network benchmark with user-mode Linux, against UML's vector TAP
+## driver and DPDK testpmd (root, ~15 min; BENCHMARKS.md has the results)
+bench-net:
+	scripts/bench-net.sh
 
 clean:
 	rm -rf bin
