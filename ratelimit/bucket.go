@@ -136,3 +136,14 @@ func (b *TokenBucket) take(n uint64) {
 	b.burst -= fromBurst
 	b.budget -= int64(rest)
 }
+
+// charge removes n tokens unconditionally; the debt it can leave is capped
+// at MaxSize so the budget never overflows.
+func (b *TokenBucket) charge(n uint64) {
+	if b.size == 0 {
+		return
+	}
+	fromBurst, rest := b.split(n)
+	b.burst -= fromBurst
+	b.budget = max(b.budget-int64(rest), -MaxSize)
+}

@@ -119,3 +119,40 @@ func (l *Limiter) Budgets() (bandwidth, ops int64) {
 	l.ops.Refill(now)
 	return l.bw.budget, l.ops.budget
 }
+
+// Ready reports how long from now until both buckets hold at least one
+// token (0: now). It is the check before I/O whose size is known only
+// afterwards (a frame read from a TAP straight into guest buffers), which
+// then pays with Charge. A positive answer counts a throttled event.
+func (l *Limiter) Ready() time.Duration {
+	if l == nil {
+		return 0
+	}
+	l.mu.Lock()
+	now := l.clock()
+	l.bw.Refill(now)
+	l.ops.Refill(now)
+	wait := max(l.bw.wait(1), l.ops.wait(1))
+	l.mu.Unlock()
+	if wait > 0 {
+		l.throttled.Add(1)
+	}
+	return wait
+}
+
+// Charge takes one operation and bytes tokens whether or not the buckets
+// hold them: the I/O has already happened. A bucket may go into debt;
+// Ready and Consume hold later requests until it is repaid, so over time
+// the rate is still the configured one (it may run ahead by one request).
+func (l *Limiter) Charge(bytes uint64) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	now := l.clock()
+	l.bw.Refill(now)
+	l.ops.Refill(now)
+	l.bw.charge(bytes)
+	l.ops.charge(1)
+	l.mu.Unlock()
+}

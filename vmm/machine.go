@@ -100,9 +100,6 @@ func (c *Config) Validate() error {
 		if err := n.Validate(); err != nil {
 			return fmt.Errorf("--net tap=%s: %v", n.TAP, err)
 		}
-		if n.RxRateLimiter.Limits() || n.TxRateLimiter.Limits() {
-			return fmt.Errorf("network interface %q (tap %s): rate limiters on network interfaces are not supported yet", n.ID, n.TAP)
-		}
 		if taps[n.TAP] {
 			return fmt.Errorf("--net tap=%s: the TAP is used twice", n.TAP)
 		}

@@ -52,18 +52,22 @@ type VCPUMetrics struct {
 // NetMetrics is one interface's traffic as the virtio-net device counts it
 // (bytes without the virtio-net header) and its drops by reason.
 type NetMetrics struct {
-	TAP        string `json:"host_dev_name"`
-	RxBytes    uint64 `json:"rx_bytes"`
-	RxPackets  uint64 `json:"rx_packets"`
-	TxBytes    uint64 `json:"tx_bytes"`
-	TxPackets  uint64 `json:"tx_packets"`
-	RxDrops    RxDrop `json:"rx_drops"`
-	TxDrops    TxDrop `json:"tx_drops"`
-	RxWaits    uint64 `json:"rx_waits"` // the guest had no receive buffers
-	TxWaits    uint64 `json:"tx_waits"` // the TAP pushed back
-	RxIRQs     uint64 `json:"rx_interrupts"`
-	TxIRQs     uint64 `json:"tx_interrupts"`
-	QueueFault uint64 `json:"broken_queues"`
+	TAP       string `json:"host_dev_name"`
+	RxBytes   uint64 `json:"rx_bytes"`
+	RxPackets uint64 `json:"rx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	TxPackets uint64 `json:"tx_packets"`
+	RxDrops   RxDrop `json:"rx_drops"`
+	TxDrops   TxDrop `json:"tx_drops"`
+	RxWaits   uint64 `json:"rx_waits"` // the guest had no receive buffers
+	TxWaits   uint64 `json:"tx_waits"` // the TAP pushed back
+	RxIRQs    uint64 `json:"rx_interrupts"`
+	TxIRQs    uint64 `json:"tx_interrupts"`
+	// RxThrottled and TxThrottled: pauses for the interface's rate
+	// limiters (Firecracker's rx/tx_rate_limiter_throttled).
+	RxThrottled uint64 `json:"rx_rate_limiter_throttled"`
+	TxThrottled uint64 `json:"tx_rate_limiter_throttled"`
+	QueueFault  uint64 `json:"broken_queues"`
 }
 
 // RxDrop counts frames or buffers lost on the way to the guest, by reason.
@@ -120,6 +124,7 @@ func (m *Machine) collectMetrics() Metrics {
 				BadChain: s.RxBadChains, Malformed: s.RxMalformed, BackendError: s.RxBackendErrors},
 			TxDrops: TxDrop{Short: s.TxDropShort, Refused: s.TxErrors, Malformed: s.TxMalformed},
 			RxWaits: s.RxWaits, TxWaits: s.TxWaits, RxIRQs: s.RxInterrupts, TxIRQs: s.TxInterrupts,
+			RxThrottled: s.RxThrottled, TxThrottled: s.TxThrottled,
 			QueueFault: s.Broken}
 	}
 	for i, d := range m.drives {

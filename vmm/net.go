@@ -10,6 +10,7 @@ import (
 	"github.com/flintvm/flint/boot/acpi"
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/net/tap"
+	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/virtio"
 	virtionet "github.com/flintvm/flint/virtio/net"
 	"github.com/flintvm/flint/virtio/transport/mmio"
@@ -168,10 +169,22 @@ func openNetDevice(n configs.NetInterface) (*tap.Tap, *virtionet.Device, error) 
 			return nil, nil, fmt.Errorf("setting the TAP's MTU to %d: %w", n.MTU, err)
 		}
 	}
+	rx, err := limiterFor(RateLimitConfig(n.RxRateLimiter))
+	if err != nil {
+		t.Close()
+		return nil, nil, fmt.Errorf("rx_rate_limiter: %w", err)
+	}
+	tx, err := limiterFor(RateLimitConfig(n.TxRateLimiter))
+	if err != nil {
+		t.Close()
+		return nil, nil, fmt.Errorf("tx_rate_limiter: %w", err)
+	}
 	dev, err := virtionet.New(t.Queue(0), virtionet.Options{
-		Features: netFeatures(n),
-		MAC:      macFor(n),
-		MTU:      uint16(n.MTU),
+		RxLimiter: rx,
+		TxLimiter: tx,
+		Features:  netFeatures(n),
+		MAC:       macFor(n),
+		MTU:       uint16(n.MTU),
 		SetOffload: func(f uint64) error {
 			_, err := t.SetOffload(tap.OffloadsForGuest(f))
 			return err
@@ -182,6 +195,21 @@ func openNetDevice(n configs.NetInterface) (*tap.Tap, *virtionet.Device, error) 
 		return nil, nil, err
 	}
 	return t, dev, nil
+}
+
+// RateLimitConfig converts a config file's rate limiter into the
+// ratelimit package's; nil stays nil (no limit).
+func RateLimitConfig(r *configs.RateLimiter) *ratelimit.Config {
+	if r == nil {
+		return nil
+	}
+	bucket := func(b *configs.TokenBucket) ratelimit.BucketConfig {
+		if b == nil {
+			return ratelimit.BucketConfig{}
+		}
+		return ratelimit.BucketConfig{Size: b.Size, OneTimeBurst: b.OneTimeBurst, RefillTime: b.RefillTime}
+	}
+	return &ratelimit.Config{Bandwidth: bucket(r.Bandwidth), Ops: bucket(r.Ops)}
 }
 
 // intxLine is a PCI function's INTA# line: a level-triggered IOAPIC pin.

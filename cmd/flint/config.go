@@ -12,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flintvm/flint/configs"
-	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/vmm"
 )
 
@@ -159,28 +158,13 @@ func driveConfigs(fc *configs.VMConfig, src string) ([]vmm.DriveConfig, error) {
 	for i, d := range fc.Drives {
 		dc := vmm.DriveConfig{ID: d.DriveID, Path: d.PathOnHost, ReadOnly: d.IsReadOnly, Root: d.IsRootDevice,
 			PartUUID: d.PartUUID, CacheType: d.CacheType, Transport: string(fc.DriveTransport(d.DriveID)),
-			RateLimit: rateLimit(d.RateLimiter)}
+			RateLimit: vmm.RateLimitConfig(d.RateLimiter)}
 		if err := dc.Validate(); err != nil {
 			return nil, usagef("%s: drives[%d]: %v", src, i, err)
 		}
 		out = append(out, dc)
 	}
 	return out, nil
-}
-
-// rateLimit maps a config file's rate limiter to the ratelimit package's
-// (nil: no limit; an absent bucket limits nothing).
-func rateLimit(r *configs.RateLimiter) *ratelimit.Config {
-	if r == nil {
-		return nil
-	}
-	bucket := func(b *configs.TokenBucket) ratelimit.BucketConfig {
-		if b == nil {
-			return ratelimit.BucketConfig{}
-		}
-		return ratelimit.BucketConfig{Size: b.Size, OneTimeBurst: b.OneTimeBurst, RefillTime: b.RefillTime}
-	}
-	return &ratelimit.Config{Bandwidth: bucket(r.Bandwidth), Ops: bucket(r.Ops)}
 }
 
 // checkRanges checks the flag-shaped values (a config file's are already

@@ -166,6 +166,25 @@ func TestConfigFlagsOverride(t *testing.T) {
 	}
 }
 
+// TestConfigNetRateLimiters: an interface's limiters reach the VM config.
+func TestConfigNetRateLimiters(t *testing.T) {
+	k, _ := vmFiles(t)
+	p := configFile(t, fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0",
+		"rx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}},
+		"tx_rate_limiter": {"ops": {"size": 10, "one_time_burst": 5, "refill_time": 1000}}}]}`, k))
+	code, _, stderr, cfg := runArgs(t, "run", "--config", p)
+	if code != 0 || cfg == nil || len(cfg.Net) != 1 {
+		t.Fatalf("code %d: %s", code, stderr)
+	}
+	rx, tx := vmm.RateLimitConfig(cfg.Net[0].RxRateLimiter), vmm.RateLimitConfig(cfg.Net[0].TxRateLimiter)
+	if rx == nil || rx.Bandwidth.Size != 1000 || rx.Bandwidth.RefillTime != 100 || !rx.Ops.Unlimited() {
+		t.Errorf("rx limiter %+v", rx)
+	}
+	if tx == nil || tx.Ops.Size != 10 || tx.Ops.OneTimeBurst != 5 || tx.Ops.RefillTime != 1000 || !tx.Bandwidth.Unlimited() {
+		t.Errorf("tx limiter %+v", tx)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	k, _ := vmFiles(t)
 	boot := fmt.Sprintf(`"boot-source": {"kernel_image_path": %q}`, k)
@@ -178,8 +197,8 @@ func TestConfigErrors(t *testing.T) {
 		{"missing initrd file", `{` + boot[:len(boot)-1] + `, "initrd_path": "/nonexistent/i"}}`, "boot-source.initrd_path: /nonexistent/i"},
 		{"bad console", `{` + boot + `, "flint": {"console": "tty"}}`, "flint.console"},
 		{"drive id too long for a serial", `{` + boot + `, "drives": [{"drive_id": "abcdefghijklmnopqrstuvwxyz", "path_on_host": "/r", "is_root_device": true}]}`, "drives[0]: drive_id"},
-		{"net rate limiter", `{` + boot + `, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}]}`,
-			"rate limiters on network interfaces are not supported yet"},
+		{"net rate limiter without refill time", `{` + boot + `, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 0}}}]}`,
+			"network-interfaces[0].rx_rate_limiter.bandwidth.refill_time"},
 		{"flint switches", `{` + boot + `, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}], "flint": {"network-interfaces": {"eth0": {"csum": false}}}}`, "tso=on needs csum=on"},
 		{"bad log path", `{` + boot + `, "logger": {"log_path": "/nonexistent/dir/log"}}`, "logger.log_path"},
 		{"not JSON", `{` + boot, "invalid JSON"},

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/flintvm/flint/ratelimit"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,14 @@ type Options struct {
 	// negotiation and with 0 on reset; nil means the backend produces
 	// no offloaded packets (and GUEST_* offloads then never occur).
 	SetOffload OffloadFunc
+	// RxLimiter and TxLimiter rate-limit traffic to and from the guest
+	// (bytes are frame bytes without the virtio-net header; one packet is
+	// one operation); nil limits nothing. The device waits on a timer
+	// while a limiter holds it back: it never drops and never polls.
+	// Receive is charged after each frame is read (its size is unknown
+	// before), so it may run ahead by one frame and then pauses until the
+	// debt is repaid.
+	RxLimiter, TxLimiter *ratelimit.Limiter
 }
 
 // Device is a virtio-net device with one queue pair over a Backend. It
@@ -139,6 +148,8 @@ func New(be Backend, opts Options) (*Device, error) {
 		return nil, fmt.Errorf("virtio-net: queue size %d is not a power of two <= %d", qs, queue.MaxSize)
 	}
 	d := &Device{be: be, offload: opts.SetOffload, offered: f, mac: opts.MAC, mtu: mtu, qsize: qs}
+	d.rx.lim, d.rx.timer = opts.RxLimiter, newStoppedTimer()
+	d.tx.lim, d.tx.timer = opts.TxLimiter, newStoppedTimer()
 	d.maxSizes = []uint16{qs, qs}
 	if virtio.Has(f, FeatureCtrlVQ) {
 		d.maxSizes = append(d.maxSizes, ctrlQueueSize)

@@ -229,7 +229,7 @@ func TestControlQueue(t *testing.T) {
 	receive(t, h, 1, false)
 }
 
-// TestImports: virtio/net imports only virtio, virtio/queue and mem from
+// TestImports: virtio/net imports only virtio, virtio/queue, mem and ratelimit from
 // the module (never net/tap, kvm, devices or a transport).
 func TestImports(t *testing.T) {
 	goBin, err := exec.LookPath("go")
@@ -240,7 +240,7 @@ func TestImports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	allowed := map[string]bool{"virtio": true, "virtio/queue": true, "mem": true, "virtio/net": true}
+	allowed := map[string]bool{"virtio": true, "virtio/queue": true, "mem": true, "ratelimit": true, "virtio/net": true}
 	for _, dep := range strings.Fields(string(out)) {
 		if rel, ok := strings.CutPrefix(dep, "github.com/flintvm/flint/"); ok && !allowed[rel] {
 			t.Errorf("virtio/net depends on %s", dep)

@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
 )
@@ -32,11 +34,12 @@ const (
 type rxState int
 
 const (
-	rxIdle    rxState = iota // the backend has no frame queued
-	rxStarved                // the guest has too little buffer space
-	rxBroken                 // the driver broke the queue
-	rxStopped                // Reset
-	rxDead                   // the backend failed
+	rxIdle      rxState = iota // the backend has no frame queued
+	rxStarved                  // the guest has too little buffer space
+	rxBroken                   // the driver broke the queue
+	rxStopped                  // Reset
+	rxDead                     // the backend failed
+	rxThrottled                // the rate limiter holds the device back for r.wait
 )
 
 type rxUsed struct {
@@ -99,6 +102,10 @@ type rx struct {
 	hb       [2]byte
 	dead     bool
 	dl       deltas
+
+	lim   *ratelimit.Limiter // nil: unlimited (Options.RxLimiter)
+	timer *time.Timer
+	wait  time.Duration // with rxThrottled: how long
 }
 
 func (r *rx) init(env engineEnv, q virtio.Queue, acked uint64, mtu uint16) {
@@ -175,6 +182,12 @@ func (r *rx) run() {
 		case rxDead:
 			r.backendDead()
 			return
+		case rxThrottled:
+			r.dl[cRxThrottled]++
+			r.flush()
+			if !r.pause(r.timer, r.wait) {
+				return
+			}
 		}
 	}
 }
@@ -201,6 +214,9 @@ func (r *rx) pump() rxState {
 	for {
 		if r.stopping.Load() {
 			return rxStopped
+		}
+		if r.wait = r.lim.Ready(); r.wait > 0 {
+			return rxThrottled
 		}
 		ok, err := r.fill()
 		if err != nil {
@@ -358,6 +374,7 @@ func (r *rx) deliver(n int) {
 	r.dl[cRxPackets]++
 	r.dl[cRxBytes] += uint64(n - HdrLen)
 	r.dl[cRxBuffers] += uint64(k)
+	r.lim.Charge(uint64(n - HdrLen))
 }
 
 // checkHeader checks the header the backend wrote for a frame of n

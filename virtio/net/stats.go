@@ -3,6 +3,7 @@ package net
 import (
 	"os"
 	"sync/atomic"
+	"time"
 
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
@@ -41,6 +42,9 @@ type Stats struct {
 	// RxBackendErrors: the backend failed on read (closed, gone); the
 	// receive side stops until reset.
 	RxBackendErrors uint64
+	// RxThrottled and TxThrottled count the times a rate limiter made
+	// the device pause (Options.RxLimiter, TxLimiter).
+	RxThrottled, TxThrottled uint64
 
 	// TxPackets and TxBytes count frames the backend accepted (bytes
 	// without the header).
@@ -82,6 +86,7 @@ const (
 	cRxMalformed
 	cRxWaits
 	cRxBackendErrors
+	cRxThrottled
 	cTxPackets
 	cTxBytes
 	cTxInterrupts
@@ -89,6 +94,7 @@ const (
 	cTxErrors
 	cTxMalformed
 	cTxWaits
+	cTxThrottled
 	cCtrlCommands
 	cCtrlRejected
 	cCtrlMalformed
@@ -121,8 +127,8 @@ func (d *Device) Stats() Stats {
 		RxInterrupts: g(cRxInterrupts), RxDropOversize: g(cRxDropOversize),
 		RxDropShort: g(cRxDropShort), RxDropHeader: g(cRxDropHeader),
 		RxBadChains: g(cRxBadChains), RxMalformed: g(cRxMalformed), RxWaits: g(cRxWaits),
-		RxBackendErrors: g(cRxBackendErrors),
-		TxPackets:       g(cTxPackets), TxBytes: g(cTxBytes), TxInterrupts: g(cTxInterrupts),
+		RxBackendErrors: g(cRxBackendErrors), RxThrottled: g(cRxThrottled), TxThrottled: g(cTxThrottled),
+		TxPackets: g(cTxPackets), TxBytes: g(cTxBytes), TxInterrupts: g(cTxInterrupts),
 		TxDropShort: g(cTxDropShort), TxErrors: g(cTxErrors), TxMalformed: g(cTxMalformed),
 		TxWaits:      g(cTxWaits),
 		CtrlCommands: g(cCtrlCommands), CtrlRejected: g(cCtrlRejected), CtrlMalformed: g(cCtrlMalformed),
@@ -137,6 +143,27 @@ type engineEnv struct {
 	stopping *atomic.Bool // set by Reset before it wakes the goroutines
 	stop     <-chan struct{}
 	stats    *counters
+}
+
+// newStoppedTimer returns a timer that has not been started, for pause.
+func newStoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
+// pause waits d on t (a rate limiter's answer), or until Reset; it
+// reports false when the engine must exit. Timers are reused: no
+// allocation.
+func (e *engineEnv) pause(t *time.Timer, d time.Duration) bool {
+	t.Reset(d)
+	select {
+	case <-t.C:
+		return !e.stopping.Load()
+	case <-e.stop:
+		t.Stop()
+		return false
+	}
 }
 
 // flushQueue publishes q's used elements and notifies the driver if it

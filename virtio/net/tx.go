@@ -5,9 +5,11 @@ package net
 import (
 	"errors"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
 )
@@ -37,6 +39,9 @@ type tx struct {
 	batch int
 	dead  bool
 	dl    deltas
+
+	lim   *ratelimit.Limiter // nil: unlimited (Options.TxLimiter)
+	timer *time.Timer
 }
 
 func (t *tx) init(env engineEnv, q virtio.Queue) {
@@ -96,6 +101,16 @@ func (t *tx) pump() txState {
 		}
 		if c.ReadLen < HdrLen {
 			t.dl[cTxDropShort]++
+		} else if ok, wait := t.lim.Consume(uint64(c.ReadLen - HdrLen)); !ok {
+			// Over the rate: give the chain back, publish what is done,
+			// and wait for the tokens (no dropping, no polling).
+			t.q.Undo(1)
+			t.dl[cTxThrottled]++
+			t.flush()
+			if !t.pause(t.timer, wait) {
+				return txStopped
+			}
+			continue
 		} else {
 			switch t.send(c) {
 			case sendStopped:
