@@ -26,7 +26,7 @@
 #   --flint BIN      [<repo>/bin/flint]    --initrd FILE  [scripts/mkuml-guest.sh output]
 #   --mem MiB        UML memory [256]      --timeout S    per boot [120]
 #   --vumask BIN     scripts/vumask binary for --backend dpdk [built with go into a temp dir]
-#   --name NAME      names the namespace (umlnet-NAME) [the process id]
+#   --name NAME      names the namespace (umlnet-PID-NAME) [case]
 #
 # Output (key=value lines; tests/uml_test.go parses them). Guest console lines (UML-GUEST-*)
 # are reprinted after each boot with " boot=K" appended:
@@ -53,7 +53,7 @@ usage() {
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 backend=flint rx=mergeable indirect=on mode=test size=64 boots=1 kill_boot=0
-secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=$$ vumask=
+secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=case vumask=
 while (($#)); do
 	case $1 in
 	--backend | --rx | --indirect | --mode | --size | --boots | --kill-boot | --secs | --udp-secs | \
@@ -89,20 +89,24 @@ flint_need_tools ip busybox linux.uml setsid sha256sum
 # The RX mode and indirect flags are flint's; the peers' lines say "-".
 [[ $backend == flint ]] || rx=- indirect=-
 
-ns=umlnet-$(tr -c 'A-Za-z0-9_.\n-' _ <<<"$name" | cut -c1-40)
+# The process id keeps concurrent runs (other users' test runs) apart.
+ns=umlnet-$$-$(tr -c 'A-Za-z0-9_.\n-' _ <<<"$name" | cut -c1-40)
 tap=umltap0
 host=10.0.3.1 guest=10.0.3.2
 w=$(mktemp -d "${TMPDIR:-/tmp}/flint-uml.XXXXXX")
-bepid='' umlpid='' pids=()
+bepid='' umlpid='' pids=() ns_made=0
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	local p
+	exec 2>/dev/null # bash would report every job killed below
 	[[ -z $umlpid ]] || kill -KILL -- "-$umlpid" 2>/dev/null || true
 	for p in "${pids[@]}" $bepid; do kill "$p" 2>/dev/null || true; done
 	[[ -z $bepid ]] || wait "$bepid" 2>/dev/null || true
-	for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-	ip -n "$ns" link del "$tap" 2>/dev/null || true
-	ip netns del "$ns" 2>/dev/null || true
+	if ((ns_made)); then
+		for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+		ip -n "$ns" link del "$tap" 2>/dev/null || true
+		ip netns del "$ns" 2>/dev/null || true
+	fi
 	rm -rf "$w"
 }
 trap cleanup EXIT
@@ -131,8 +135,8 @@ finish() {
 }
 
 echo "UML-CASE-START backend=$backend rx=$rx indirect=$indirect mode=$mode boots=$boots ns=$ns"
-ip netns del "$ns" 2>/dev/null || true
-ip netns add "$ns"
+ip netns add "$ns" || flint_die "ip netns add $ns failed"
+ns_made=1
 ip -n "$ns" link set lo up
 
 # The TAP: made here for flint and the vector driver (both attach to it); testpmd's
