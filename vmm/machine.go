@@ -60,6 +60,13 @@ type Config struct {
 	// counters per flush (every MetricsInterval, on FlushMetrics, and when
 	// the VM stops); New opens it (append) before creating the VM.
 	MetricsPath string
+	// MMIOCmdline adds a virtio_mmio.device=SIZE@BASE:IRQ argument per
+	// virtio-mmio device to the command line, for kernels built with
+	// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES that do not read the ACPI DSDT.
+	// Off by default: Debian's kernels find the devices through ACPI
+	// (LNRO0005) and have no such option, and a kernel with both would
+	// probe each device twice (the second probe fails with EBUSY).
+	MMIOCmdline bool
 	// Keyboard attaches a PS/2 keyboard to the i8042 so SendCtrlAltDel
 	// works; Linux's atkbd then binds to it during boot.
 	Keyboard bool

@@ -3,7 +3,9 @@ package vmm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/flintvm/flint/devices/serial"
 	"github.com/flintvm/flint/kvm"
 	"github.com/flintvm/flint/mem"
+	"github.com/flintvm/flint/virtio/transport/mmio"
 )
 
 // platform holds the legacy devices every Flint machine has.
@@ -128,13 +131,34 @@ func (m *Machine) acpiConfig() *acpi.Config {
 	}
 }
 
+// cmdline is the kernel command line: the configured one, plus the
+// virtio-mmio devices when MMIOCmdline asks for them.
+func (m *Machine) cmdline() string {
+	if !m.cfg.MMIOCmdline {
+		return m.cfg.Cmdline
+	}
+	return strings.TrimSpace(m.cfg.Cmdline + " " + mmioCmdlineArgs(m.acpiDevices))
+}
+
+// mmioCmdlineArgs describes the virtio-mmio devices among ds in the
+// format of Linux's virtio_mmio.device= parameter: SIZE@BASE:IRQ.
+func mmioCmdlineArgs(ds []acpi.Device) string {
+	var args []string
+	for _, d := range ds {
+		if d.HID == mmio.ACPIHID {
+			args = append(args, fmt.Sprintf("virtio_mmio.device=%#x@%#x:%d", d.MMIOSize, d.MMIOBase, d.IRQ))
+		}
+	}
+	return strings.Join(args, " ")
+}
+
 // loadKernel puts the kernel, initrd, command line and ACPI tables into
 // guest memory and returns the BSP's entry state.
 func (m *Machine) loadKernel() (*boot.Entry, error) {
 	e, err := boot.Load(m.mem, boot.Config{
 		Kernel:  m.cfg.Kernel,
 		Initrd:  m.cfg.Initrd,
-		Cmdline: m.cfg.Cmdline,
+		Cmdline: m.cmdline(),
 		CPUs:    m.cfg.CPUs,
 		ACPI:    m.acpiConfig(),
 	})

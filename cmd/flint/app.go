@@ -130,6 +130,7 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Usage: "stop the VM with exit code 3 after this long (e.g. 60s); 0 means no limit"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (logs go to stderr)", Value: "warn"},
 			&cli.BoolFlag{Name: "timing", Usage: "print boot timing (first guest I/O, first console byte) to stderr on exit"},
+			&cli.BoolFlag{Name: "mmio-cmdline", Usage: "also describe virtio-mmio devices with virtio_mmio.device= on the kernel command line (kernels with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES and no ACPI)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

@@ -64,6 +64,7 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 		Timeout:       c.Duration("timeout"),
 		HandleSignals: true,
 		Timing:        c.Bool("timing"),
+		MMIOCmdline:   c.Bool("mmio-cmdline"),
 	}
 	kernel, kernelFlag := c.String("kernel"), "--kernel"
 	initrd, initrdFlag := c.String("initrd"), "--initrd"
