@@ -1,0 +1,179 @@
+#!/bin/sh
+# Host side of one config-file or API-socket end-to-end case (POSIX sh: it runs under
+# busybox sh in the nested host and under any sh on a machine with hardware
+# virtualization; tests/config_test.go). The guest side is scripts/config-guest.sh.
+#
+# Usage: sh scripts/config-case.sh [options] (--config TEMPLATE | --api REQUESTS)
+#            -- FLINT run --kernel K [--initrd I] ... [--cmdline C] ...
+#
+# Of the flint command line only the binary and the values of --kernel, --initrd and
+# --cmdline are used: they replace @KERNEL@, @INITRD@ and @CMDLINE@ in TEMPLATE or
+# REQUESTS, as each --subst KEY FILE replaces @KEY@ with FILE.
+#
+#   --config TEMPLATE  run `flint run --config VM.JSON` (VM.JSON: TEMPLATE with the
+#                      replacements) in the foreground
+#   --api REQUESTS     run `flint run --api-sock SOCK` and send REQUESTS, one a line,
+#                      with curl --unix-socket: "METHOD PATH [JSON-BODY]", or
+#                      "await TEXT" (wait until the console printed TEXT)
+#   --subst KEY FILE   replace @KEY@ with FILE
+#   --sha KEY          print the SHA-256 of @KEY@'s file before and after flint runs
+#   --flint-timeout S  end flint after S seconds in API mode [240]
+#   --tools DIR        merge DIR (scripts/mknet-tools.sh output, e.g. curl) into / once
+#   --tun-ko PATH      insmod PATH when /dev/net/tun is missing (the nested host)
+# Lines it prints start with CFG-HOST or CFG-API (the test parses them):
+#   CFG-HOST-SETUP   result=fail: the case could not be set up
+#   CFG-HOST-SHA     key, when (before|after), sha256
+#   CFG-API          i, method, path, HTTP status and the response body, per request
+#                    (printed after flint exits, so they do not cut console lines)
+#   CFG-HOST-FLINT   flint's exit status (also this script's)
+
+config='' requests='' substs='' shas='' ftimeout=240 tools='' tun_ko=''
+while [ $# -gt 0 ]; do
+	case $1 in
+	--config) config=$2; shift ;;
+	--api) requests=$2; shift ;;
+	--subst) substs="$substs|@$2@|$3"; shift 2 ;;
+	--sha) shas="$shas $2"; shift ;;
+	--flint-timeout) ftimeout=$2; shift ;;
+	--tools) tools=$2; shift ;;
+	--tun-ko) tun_ko=$2; shift ;;
+	--) shift; break ;;
+	*) echo "config-case.sh: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+	shift
+done
+fail() {
+	echo "CFG-HOST-SETUP result=fail reason=$*"
+	exit 1
+}
+[ $# -gt 0 ] || fail "no flint command line after --"
+[ -n "$config$requests" ] || fail "choose --config TEMPLATE or --api REQUESTS"
+flint=$1
+shift
+while [ $# -gt 0 ]; do
+	case $1 in
+	--kernel) substs="$substs|@KERNEL@|$2"; shift ;;
+	--initrd) substs="$substs|@INITRD@|$2"; shift ;;
+	--cmdline) substs="$substs|@CMDLINE@|$2"; shift ;;
+	esac
+	shift
+done
+
+if [ -n "$tools" ] && [ ! -e /run/flint-cfg-tools ]; then
+	cp -a "$tools/." / || fail "copying $tools into /"
+	: >/run/flint-cfg-tools
+fi
+PATH=/usr/local/bin:$PATH:/usr/sbin:/sbin
+export PATH
+if [ ! -c /dev/net/tun ] && [ -n "$tun_ko" ]; then
+	insmod "$tun_ko" || fail "insmod $tun_ko"
+fi
+
+w=$(mktemp -d "${TMPDIR:-/tmp}/flint-cfg.XXXXXX") || fail "mktemp"
+pids=''
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+	for p in $pids; do kill "$p" 2>/dev/null; done
+	rm -rf "$w"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT HUP
+
+# The replacements as one sed script (values are paths and a kernel command line:
+# no '|' or newline in them).
+: >"$w/subst.sed"
+rest=${substs#|}
+while [ -n "$rest" ]; do
+	key=${rest%%|*}
+	rest=${rest#*|}
+	value=${rest%%|*}
+	case $rest in *'|'*) rest=${rest#*|} ;; *) rest='' ;; esac
+	printf 's|%s|%s|g\n' "$key" "$(printf '%s' "$value" | sed 's/[&\\]/\\&/g')" >>"$w/subst.sed"
+done
+file_of() { printf '@%s@\n' "$1" | sed -f "$w/subst.sed"; }
+shas() { # WHEN
+	for k in $shas; do
+		f=$(file_of "$k")
+		echo "CFG-HOST-SHA key=$k when=$1 sha256=$(sha256sum "$f" | cut -d' ' -f1)"
+	done
+}
+
+shas before
+if [ -n "$config" ]; then
+	sed -f "$w/subst.sed" "$config" >"$w/vm.json" || fail "writing vm.json"
+	sed 's/^/CFG-HOST-CONFIG /' "$w/vm.json"
+	"$flint" run --config "$w/vm.json" </dev/null
+	frc=$?
+	echo
+	shas after
+	echo "CFG-HOST-FLINT rc=$frc"
+	exit $frc
+fi
+
+command -v curl >/dev/null 2>&1 || fail "no curl (Debian package curl; --tools DIR from mknet-tools.sh curl)"
+sed -f "$w/subst.sed" "$requests" >"$w/requests" || fail "writing the requests"
+sock=$w/api.sock
+mkfifo "$w/fifo" || fail "mkfifo"
+tee "$w/console" <"$w/fifo" &
+teepid=$!
+"$flint" run --api-sock "$sock" --timeout "${ftimeout}s" >"$w/fifo" 2>&1 </dev/null &
+fpid=$!
+pids="$pids $fpid"
+(
+	i=0
+	while [ $i -lt $((ftimeout + 20)) ] && kill -0 $fpid 2>/dev/null; do
+		sleep 1
+		i=$((i + 1))
+	done
+	kill -9 $fpid 2>/dev/null && echo "CFG-HOST-KILLED flint still ran after $((ftimeout + 20))s" >>"$w/api.log"
+) </dev/null &
+pids="$pids $!"
+
+# The API is up once the socket exists.
+i=0
+until [ -S "$sock" ]; do
+	kill -0 $fpid 2>/dev/null || break
+	[ $i -lt 300 ] || break
+	sleep 0.1
+	i=$((i + 1))
+done
+[ -S "$sock" ] || echo "CFG-API i=0 - - code=000 body=no-socket-$sock" >>"$w/api.log"
+
+n=0
+while read -r method path body; do
+	[ -n "$method" ] || continue
+	n=$((n + 1))
+	if [ "$method" = await ]; then
+		text="$path${body:+ $body}"
+		i=0
+		until grep -qF "$text" "$w/console"; do
+			kill -0 $fpid 2>/dev/null || break
+			[ $i -lt $((ftimeout * 10)) ] || break
+			sleep 0.1
+			i=$((i + 1))
+		done
+		if grep -qF "$text" "$w/console"; then r=ok; else r=timeout; fi
+		echo "CFG-API i=$n await - code=$r body=$text" >>"$w/api.log"
+		continue
+	fi
+	if [ -n "$body" ]; then
+		code=$(curl -sS --max-time 30 --unix-socket "$sock" -X "$method" -H 'Content-Type: application/json' \
+			-d "$body" -o "$w/resp" -w '%{http_code}' "http://localhost$path" 2>"$w/curl.err")
+	else
+		code=$(curl -sS --max-time 30 --unix-socket "$sock" -X "$method" \
+			-o "$w/resp" -w '%{http_code}' "http://localhost$path" 2>"$w/curl.err")
+	fi
+	resp=$(tr '\n' ' ' <"$w/resp" 2>/dev/null)
+	[ -s "$w/curl.err" ] && resp="$resp curl: $(tr '\n' ' ' <"$w/curl.err")"
+	rm -f "$w/resp"
+	echo "CFG-API i=$n $method $path code=$code body=$resp" >>"$w/api.log"
+done <"$w/requests"
+
+wait $fpid
+frc=$?
+wait $teepid
+echo
+cat "$w/api.log"
+shas after
+echo "CFG-HOST-FLINT rc=$frc"
+exit $frc

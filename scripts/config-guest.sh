@@ -1,0 +1,124 @@
+#!/bin/sh
+# Guest side of the config-file / API-socket end-to-end test (busybox sh, run by the
+# initramfs init of `mkinitramfs-guest.sh --script`; tests/config_test.go). The VM
+# has a root drive (/dev/vda, an ext4 image the test built with mkfs.ext4 -d and a
+# "marker" file in it), optionally a read-only drive (/dev/vdb, ext4 with a marker)
+# and a network interface (eth0).
+#
+# Parameters from the kernel command line:
+#   flintcfg.mode=M    write: mount /dev/vda read-write, write flintcfg.token to the
+#                      file "token", sync, unmount; read: mount it and print "token";
+#                      api: like read, then print CFG-API-READY and wait (the host
+#                      ends the VM with the API's SendCtrlAltDel)
+#   flintcfg.token=T   the token to write (mode write)
+#   flintcfg.ro=1      /dev/vdb is a read-only drive: check that writes are refused
+#   flintcfg.net=1     check eth0 (driver, MAC)
+# Lines it prints (the test parses them; values have no spaces):
+#   CFG-GUEST      vCPUs, memory, the root= and ro/rw words of /proc/cmdline
+#   CFG-DISK       a drive: driver, bus (pci|platform), read-only flag, size
+#   CFG-MARKER     the root drive's marker file
+#   CFG-WRITE      mode write: the token written;  CFG-READ  the token file read
+#   CFG-RO         /dev/vdb: the kernel's ro flag, what a raw write and a
+#                  read-write mount did, its marker (mounted read-only)
+#   CFG-NET        eth0: driver, bus, MAC
+#   CFG-GUEST-DONE the script ended (CFG-API-READY in mode api)
+
+arg() {
+	v=$(tr ' ' '\n' </proc/cmdline | sed -n "s/^flintcfg\.$1=//p" | tail -n1)
+	echo "${v:-$2}"
+}
+mode=$(arg mode read)
+token=$(arg token '')
+ro=$(arg ro 0)
+net=$(arg net 0)
+# A value for a key=value line: no spaces, "-" when empty.
+val() {
+	v=$(printf '%s' "$1" | tr -s ' \t\n' '___')
+	echo "${v:--}"
+}
+bus_of() { # SYSFS-DEVICE-DIR: pci or platform (the virtio device's parent's bus)
+	basename "$(readlink -f "$(readlink -f "$1/..")/subsystem")"
+}
+wait_for() { # PATH: up to 10 s
+	i=0
+	while [ ! -e "$1" ] && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	[ -e "$1" ]
+}
+
+root=$(tr ' ' '\n' </proc/cmdline | grep '^root=' | tail -n1)
+rw=$(tr ' ' '\n' </proc/cmdline | grep -E '^(ro|rw)$' | tail -n1)
+echo "CFG-GUEST mode=$mode cpus=$(grep -c '^processor' /proc/cpuinfo) memmib=$(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) root=$(val "${root#root=}") rootmode=$(val "$rw")"
+
+disk() { # NAME
+	d=/sys/block/$1
+	if ! wait_for "$d"; then
+		echo "CFG-DISK dev=$1 result=fail reason=missing disks=$(cd /sys/block && echo * | tr ' ' ,)"
+		return 1
+	fi
+	echo "CFG-DISK dev=$1 result=ok driver=$(basename "$(readlink -f $d/device/driver)") bus=$(bus_of $d/device) ro=$(cat $d/ro) sectors=$(cat $d/size) serial=$(val "$(cat $d/serial 2>/dev/null)")"
+}
+
+mkdir -p /mnt /ro
+if disk vda && wait_for /dev/vda; then
+	if [ "$mode" = write ]; then opt=rw; else opt=ro; fi
+	if out=$(mount -t ext4 -o $opt /dev/vda /mnt 2>&1); then
+		echo "CFG-MARKER content=$(val "$(cat /mnt/marker 2>&1)")"
+		case $mode in
+		write)
+			if printf '%s\n' "$token" >/mnt/token && sync; then r=ok; else r=fail; fi
+			# The unmount writes the journal and the superblock back.
+			umount /mnt || r=fail-umount
+			echo "CFG-WRITE result=$r token=$(val "$token")"
+			;;
+		*)
+			echo "CFG-READ token=$(val "$(cat /mnt/token 2>&1)")"
+			umount /mnt
+			;;
+		esac
+	else
+		echo "CFG-MARKER result=fail reason=mount-$opt:$(val "$out")"
+	fi
+fi
+
+if [ "$ro" = 1 ] && disk vdb && wait_for /dev/vdb; then
+	# A raw write to the block device and a read-write mount: both must fail.
+	if out=$(dd if=/dev/zero of=/dev/vdb bs=4096 count=1 conv=fsync 2>&1); then
+		wr=allowed
+	else
+		wr=refused:$(val "$(echo "$out" | head -n1)")
+	fi
+	if out=$(mount -t ext4 -o rw /dev/vdb /ro 2>&1) && grep -q ' /ro ext4 rw' /proc/mounts; then
+		rwm=allowed
+		umount /ro
+	else
+		rwm=refused
+		umount /ro 2>/dev/null
+	fi
+	if mount -t ext4 -o ro,noload /dev/vdb /ro 2>/dev/null; then
+		m=$(val "$(cat /ro/marker 2>&1)")
+		umount /ro
+	else
+		m=mount-failed
+	fi
+	echo "CFG-RO sysro=$(cat /sys/block/vdb/ro) write=$wr rwmount=$rwm marker=$m"
+fi
+
+if [ "$net" = 1 ]; then
+	if wait_for /sys/class/net/eth0; then
+		d=/sys/class/net/eth0
+		echo "CFG-NET result=ok driver=$(basename "$(readlink -f $d/device/driver)") bus=$(bus_of $d/device) mac=$(cat $d/address) mtu=$(cat $d/mtu)"
+	else
+		echo "CFG-NET result=fail reason=no-eth0 interfaces=$(cd /sys/class/net && echo * | tr ' ' ,)"
+	fi
+fi
+
+if [ "$mode" = api ]; then
+	# The host sends Ctrl-Alt-Del through the API; the kernel restarts at once
+	# (kernel.ctrl-alt-del is 1), which ends flint. Nothing else ends this guest.
+	echo "CFG-API-READY"
+	while :; do sleep 3600; done
+fi
+echo "CFG-GUEST-DONE"

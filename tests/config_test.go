@@ -1,0 +1,466 @@
+package e2e
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cfgLine is one "CFG-... key=value ..." line of a config case.
+type cfgLine struct {
+	kv   map[string]string
+	line string
+}
+
+// Not anchored: an L1 kernel message can precede a line on the same console.
+var (
+	cfgLineRE = regexp.MustCompile(`(CFG-[A-Z0-9-]+)(?: (.*))?$`)
+	cfgAPIRE  = regexp.MustCompile(`CFG-API i=(\d+) (\S+) (\S+) code=(\S+) body=(.*)$`)
+)
+
+// parseCfg returns the CFG-* lines of a case's output by kind, in order.
+func parseCfg(out string) map[string][]cfgLine {
+	m := map[string][]cfgLine{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		g := cfgLineRE.FindStringSubmatch(line)
+		if g == nil || g[1] == "CFG-HOST-CONFIG" {
+			continue
+		}
+		kv := map[string]string{}
+		for _, f := range strings.Fields(g[2]) {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				kv[k] = v
+			}
+		}
+		m[g[1]] = append(m[g[1]], cfgLine{kv: kv, line: line})
+	}
+	return m
+}
+
+// apiReply is one request config-case.sh sent over the API socket.
+type apiReply struct {
+	method, path, code, body string
+}
+
+// parseAPI returns the CFG-API lines of a case by request number.
+func parseAPI(out string) map[int]apiReply {
+	m := map[int]apiReply{}
+	for _, line := range strings.Split(out, "\n") {
+		g := cfgAPIRE.FindStringSubmatch(strings.TrimRight(line, "\r"))
+		if g == nil {
+			continue
+		}
+		i, _ := strconv.Atoi(g[1])
+		m[i] = apiReply{method: g[2], path: g[3], code: g[4], body: strings.TrimSpace(g[5])}
+	}
+	return m
+}
+
+// randomToken returns n random bytes in hex.
+func randomToken(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// mkExt4 builds an ext4 image of sizeMiB with Debian's e2fsprogs (mkfs.ext4 -d) that
+// holds one file, marker, with the given content.
+func mkExt4(t *testing.T, path string, sizeMiB int, marker string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "marker"), []byte(marker+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(mkfsExt4(), "-q", "-F", "-L", "flintcfg", "-d", dir, path, fmt.Sprintf("%dM", sizeMiB))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4 %s: %v\n%s", path, err, out)
+	}
+}
+
+// mkfsExt4 finds mkfs.ext4 (in /usr/sbin on Debian, not on every user's PATH).
+func mkfsExt4() string {
+	if p, err := exec.LookPath("mkfs.ext4"); err == nil {
+		return p
+	}
+	return "/usr/sbin/mkfs.ext4"
+}
+
+// writeJSON writes v as indented JSON to dir/name and returns the path.
+func writeJSON(t *testing.T, dir, name string, v any) string {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// obj is a JSON object in a config file or API body.
+type obj = map[string]any
+
+// The guest MAC the config-file case gives eth0.
+const cfgGuestMAC = "52:54:00:c0:f1:9e"
+
+// TestConfigLaunches boots the stock Debian cloud kernel from Firecracker-style
+// config files and over the API socket, all in one nested host (or directly with
+// hardware virtualization). The host side of each case is scripts/config-case.sh,
+// which turns the test's config template into a config file and runs
+// `flint run --config` (or `flint run --api-sock` and curl --unix-socket); the guest
+// side is scripts/config-guest.sh. The ext4 images are built here with mkfs.ext4 -d.
+//
+//   - config/write: vm.json with 2 vCPUs, 256 MiB, a read-write root drive over PCI
+//     (an ext4 image with a marker file), a read-only drive over MMIO and a network
+//     interface with a guest MAC. The guest sees 2 vCPUs, root=/dev/vda on its
+//     command line, virtio_blk disks on the right buses, the marker; it writes a
+//     random token to the root disk and unmounts it. The read-only drive is read-only
+//     in the guest, a raw write and a read-write mount fail, its marker reads back and
+//     its image is byte-for-byte unchanged; eth0 has the configured MAC.
+//   - config/read: a second boot with the same image (root drive over MMIO this time,
+//     1 vCPU): the token is there, exactly.
+//   - api: flint run --api-sock; GET / says "Not started"; a PUT /machine-config with
+//     an unknown key is a 400 whose fault_message names the key; PUT /boot-source,
+//     /machine-config, /drives/rootfs and /actions InstanceStart succeed; GET / says
+//     "Running" and GET /vm/config shows the drive; the guest reads the token from
+//     the root drive; PUT /actions SendCtrlAltDel ends the guest and flint exits 0.
+func TestConfigLaunches(t *testing.T) {
+	e := setup(t)
+	requireTools(t, "curl", "ldd")
+	if _, err := os.Stat(mkfsExt4()); err != nil {
+		msg := "mkfs.ext4 not found (Debian package e2fsprogs)"
+		if ciMode() {
+			t.Fatal(msg + "; CI is set, so this is a failure")
+		}
+		t.Skip(msg)
+	}
+	kernels := e.kernels(t)
+	dir := t.TempDir()
+	initrd := e.initramfs(t, "config",
+		"--script", filepath.Join(e.root, "scripts", "config-guest.sh"),
+		"--modules", filepath.Join(e.cache, "kernels", "cloud", "modules"),
+		"--load", "virtio_pci virtio_mmio virtio_blk virtio_net")
+
+	marker := "flint-root-" + randomToken(t, 8)
+	roMarker := "flint-ro-" + randomToken(t, 8)
+	token := randomToken(t, 16)
+	rootImg := filepath.Join(dir, "root.ext4")
+	roImg := filepath.Join(dir, "ro.ext4")
+	mkExt4(t, rootImg, 64, marker)
+	mkExt4(t, roImg, 16, roMarker)
+	t.Logf("root image %s (marker %s), read-only image %s (marker %s), token %s", rootImg, marker, roImg, roMarker, token)
+
+	caseScript := filepath.Join(e.root, "scripts", "config-case.sh")
+	timeout := e.bootTimeout(t)
+	flintTimeout := fmt.Sprintf("%ds", int((timeout-30*time.Second)/time.Second))
+	// A TAP needs root on this machine; the nested host is root and disposable.
+	withNet := !e.direct || os.Geteuid() == 0
+	var hostOpts, hostFiles []string
+	if !e.direct {
+		ko := tunModule(t, e.cache)
+		hostOpts, hostFiles = append(hostOpts, "--tun-ko", ko), append(hostFiles, ko)
+	}
+	curlTools := filepath.Join(dir, "curl-tools")
+	if !e.direct {
+		e.script(t, "mknet-tools.sh", "-o", curlTools, "curl")
+	}
+
+	drive := func(id, key string, root, ro bool) obj {
+		return obj{"drive_id": id, "path_on_host": "@" + key + "@", "is_root_device": root, "is_read_only": ro}
+	}
+	bootSource := obj{"kernel_image_path": "@KERNEL@", "initrd_path": "@INITRD@", "boot_args": "@CMDLINE@"}
+	writeCfg := obj{
+		"boot-source":    bootSource,
+		"machine-config": obj{"vcpu_count": 2, "mem_size_mib": 256},
+		"drives":         []obj{drive("rootfs", "ROOT", true, false), drive("scratch", "RO", false, true)},
+		"flint": obj{
+			"timeout": flintTimeout,
+			"drives":  obj{"rootfs": obj{"transport": "pci"}, "scratch": obj{"transport": "mmio"}},
+		},
+	}
+	if withNet {
+		writeCfg["network-interfaces"] = []obj{{"iface_id": "eth0", "host_dev_name": "flcfg0", "guest_mac": cfgGuestMAC}}
+	}
+	readCfg := obj{
+		"boot-source":    bootSource,
+		"machine-config": obj{"vcpu_count": 1, "mem_size_mib": 256},
+		"drives":         []obj{drive("rootfs", "ROOT", true, false)},
+		"flint":          obj{"timeout": flintTimeout, "drives": obj{"rootfs": obj{"transport": "mmio"}}},
+	}
+	apiRequests := []string{
+		"GET /",
+		`PUT /machine-config {"vcpu_count": 2, "mem_size_mib": 256, "vcpu_bogus": 1}`,
+		`PUT /boot-source {"kernel_image_path": "@KERNEL@", "initrd_path": "@INITRD@", "boot_args": "@CMDLINE@"}`,
+		`PUT /machine-config {"vcpu_count": 2, "mem_size_mib": 256}`,
+		"GET /machine-config",
+		`PUT /drives/rootfs {"drive_id": "rootfs", "path_on_host": "@ROOT@", "is_root_device": true, "is_read_only": false}`,
+		`PUT /actions {"action_type": "InstanceStart"}`,
+		"GET /",
+		"GET /vm/config",
+		"await CFG-API-READY",
+		`PUT /actions {"action_type": "SendCtrlAltDel"}`,
+	}
+	reqFile := filepath.Join(dir, "api-requests")
+	if err := os.WriteFile(reqFile, []byte(strings.Join(apiRequests, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	mk := func(name, cmdline string, mode []string, files []string, extra ...string) boot {
+		wrap := append([]string{"sh", caseScript}, mode...)
+		wrap = append(wrap, "--subst", "ROOT", rootImg)
+		wrap = append(append(wrap, extra...), "--")
+		return boot{
+			name: name, kernel: kernels["cloud"], initrd: initrd, cpus: 2, memMiB: 256,
+			cmdline: guestCmdline() + " " + cmdline,
+			timeout: timeout,
+			wrap:    wrap,
+			files:   append([]string{caseScript, rootImg}, files...),
+		}
+	}
+	netArg := "flintcfg.net=0"
+	if withNet {
+		netArg = "flintcfg.net=1"
+	}
+	writeFiles := []string{writeJSON(t, dir, "write.json", writeCfg), roImg}
+	boots := []boot{
+		mk("config/write", "flintcfg.mode=write flintcfg.token="+token+" flintcfg.ro=1 "+netArg,
+			[]string{"--config", writeFiles[0]}, append(writeFiles, hostFiles...),
+			append([]string{"--subst", "RO", roImg, "--sha", "RO"}, hostOpts...)...),
+		mk("config/read", "flintcfg.mode=read",
+			[]string{"--config", writeJSON(t, dir, "read.json", readCfg)}, []string{filepath.Join(dir, "read.json")}),
+	}
+	apiExtra := []string{"--flint-timeout", strings.TrimSuffix(flintTimeout, "s")}
+	apiFiles := []string{reqFile}
+	if !e.direct {
+		apiExtra = append(apiExtra, "--tools", curlTools)
+		apiFiles = append(apiFiles, curlTools)
+	}
+	boots = append(boots, mk("api", "flintcfg.mode=api", []string{"--api", reqFile}, apiFiles, apiExtra...))
+
+	results, err := e.runBoots(t, boots)
+	if err != nil {
+		t.Error(err)
+	}
+	checks := map[string]func(t *testing.T, r *result, m map[string][]cfgLine){
+		"config/write": func(t *testing.T, r *result, m map[string][]cfgLine) {
+			checkCfgGuest(t, m, 2)
+			checkCfgDisk(t, m, "vda", "pci", "0")
+			checkCfgDisk(t, m, "vdb", "platform", "1")
+			checkKV(t, m, "CFG-MARKER", "content", marker)
+			checkKV(t, m, "CFG-WRITE", "result", "ok")
+			checkKV(t, m, "CFG-WRITE", "token", token)
+			ro := last(m, "CFG-RO")
+			t.Logf("read-only drive: %s", ro.line)
+			checkKV(t, m, "CFG-RO", "sysro", "1")
+			checkKV(t, m, "CFG-RO", "rwmount", "refused")
+			checkKV(t, m, "CFG-RO", "marker", roMarker)
+			if w := ro.kv["write"]; !strings.HasPrefix(w, "refused") {
+				t.Errorf("a raw write to the read-only drive: %q, want refused", w)
+			}
+			var shas []string
+			for _, l := range m["CFG-HOST-SHA"] {
+				shas = append(shas, l.kv["sha256"])
+			}
+			if len(shas) != 2 || shas[0] == "" || shas[0] != shas[1] {
+				t.Errorf("read-only image SHA-256 before and after the boot: %v, want two equal", shas)
+			}
+			if withNet {
+				n := last(m, "CFG-NET")
+				t.Logf("network interface: %s", n.line)
+				checkKV(t, m, "CFG-NET", "result", "ok")
+				checkKV(t, m, "CFG-NET", "driver", "virtio_net")
+				checkKV(t, m, "CFG-NET", "mac", cfgGuestMAC)
+			}
+		},
+		"config/read": func(t *testing.T, r *result, m map[string][]cfgLine) {
+			checkCfgGuest(t, m, 1)
+			checkCfgDisk(t, m, "vda", "platform", "0")
+			checkKV(t, m, "CFG-MARKER", "content", marker)
+			checkKV(t, m, "CFG-READ", "token", token)
+		},
+		"api": func(t *testing.T, r *result, m map[string][]cfgLine) {
+			checkCfgGuest(t, m, 2)
+			checkCfgDisk(t, m, "vda", "pci", "0")
+			checkKV(t, m, "CFG-READ", "token", token)
+			checkAPI(t, parseAPI(r.output), apiRequests, rootImg)
+		},
+	}
+	for _, b := range boots {
+		t.Run(b.name, func(t *testing.T) {
+			r := finished(t, results, b.name)
+			t.Logf("exit status %d after %.1fs", r.rc, r.elapsed.Seconds())
+			m := parseCfg(r.output)
+			if l, ok := m["CFG-HOST-SETUP"]; ok {
+				t.Fatalf("host side setup failed: %s", l[0].line)
+			}
+			switch {
+			case r.timedOut:
+				t.Errorf("case did not finish within %v (killed, status %d)", b.timeout, r.rc)
+			case r.rc != 0:
+				t.Errorf("exit status %d, want 0 (flint's, through config-case.sh)", r.rc)
+			}
+			checks[b.name](t, r, m)
+			if t.Failed() {
+				t.Logf("last 100 lines of output:\n%s", tail(r.output, 100))
+			}
+		})
+	}
+}
+
+// finished returns the result of a case that ran to its end, or ends the
+// (sub)test: the case never started, or the nested host ended during it.
+func finished(t *testing.T, results map[string]*result, name string) *result {
+	t.Helper()
+	r := results[name]
+	if r == nil {
+		t.Fatalf("case never started (the nested host ended first)")
+	}
+	if r.unfinished {
+		why := "the nested host ended while it ran"
+		if r.host != "" {
+			why = "nested host " + r.host
+		}
+		t.Fatalf("case cut off: %s; its output so far:\n%s", why, tail(r.output, 80))
+	}
+	if r.retried != "" {
+		t.Logf("second run: the first nested host wedged during or before this case (%s)", r.retried)
+	}
+	return r
+}
+
+// last returns the last line of a kind (an empty one when there is none).
+func last(m map[string][]cfgLine, kind string) cfgLine {
+	l := m[kind]
+	if len(l) == 0 {
+		return cfgLine{kv: map[string]string{}}
+	}
+	return l[len(l)-1]
+}
+
+// checkKV checks key=want in the last line of kind.
+func checkKV(t *testing.T, m map[string][]cfgLine, kind, key, want string) {
+	t.Helper()
+	l, ok := m[kind]
+	if !ok {
+		t.Errorf("no %s line", kind)
+		return
+	}
+	if got := l[len(l)-1].kv[key]; got != want {
+		t.Errorf("%s %s=%q, want %q (%s)", kind, key, got, want, l[len(l)-1].line)
+	}
+}
+
+// checkCfgGuest checks the guest's vCPU count and that the root drive put
+// root=/dev/vda on its command line.
+func checkCfgGuest(t *testing.T, m map[string][]cfgLine, cpus int) {
+	t.Helper()
+	g := last(m, "CFG-GUEST")
+	t.Logf("guest: %s", g.line)
+	checkKV(t, m, "CFG-GUEST", "cpus", strconv.Itoa(cpus))
+	checkKV(t, m, "CFG-GUEST", "root", "/dev/vda")
+	if mib, _ := strconv.Atoi(g.kv["memmib"]); mib < 200 || mib > 256 {
+		t.Errorf("guest has %q MiB, want 256 MiB less the kernel's share", g.kv["memmib"])
+	}
+}
+
+// checkCfgDisk checks one guest disk: virtio_blk on the bus, read-only flag.
+func checkCfgDisk(t *testing.T, m map[string][]cfgLine, dev, bus, ro string) {
+	t.Helper()
+	for _, l := range m["CFG-DISK"] {
+		if l.kv["dev"] != dev {
+			continue
+		}
+		t.Logf("disk: %s", l.line)
+		if l.kv["result"] != "ok" || l.kv["driver"] != "virtio_blk" || l.kv["bus"] != bus || l.kv["ro"] != ro {
+			t.Errorf("%s: want virtio_blk on %s with ro=%s (%s)", dev, bus, ro, l.line)
+		}
+		return
+	}
+	t.Errorf("no CFG-DISK line for %s", dev)
+}
+
+// checkAPI checks every API request's status and the bodies that matter.
+func checkAPI(t *testing.T, got map[int]apiReply, reqs []string, rootImg string) {
+	t.Helper()
+	for i, req := range reqs {
+		r, ok := got[i+1]
+		if !ok {
+			t.Errorf("request %d (%s): no reply recorded", i+1, req)
+			continue
+		}
+		t.Logf("API %d %s %s: %s %s", i+1, r.method, r.path, r.code, r.body)
+	}
+	if r, ok := got[0]; ok {
+		t.Errorf("API socket: %s", r.body)
+	}
+	want := func(i int, code string) apiReply {
+		t.Helper()
+		r := got[i]
+		if r.code != code {
+			t.Errorf("request %d (%s): status %q, want %s; body %s", i, reqs[i-1], r.code, code, r.body)
+		}
+		return r
+	}
+	state := func(i int, s string) {
+		t.Helper()
+		var info struct {
+			State string `json:"state"`
+		}
+		r := want(i, "200")
+		if err := json.Unmarshal([]byte(r.body), &info); err != nil || info.State != s {
+			t.Errorf("request %d (GET /): state %q (%v), want %q; body %s", i, info.State, err, s, r.body)
+		}
+	}
+	state(1, "Not started")
+	bad := want(2, "400")
+	var fault struct {
+		FaultMessage string `json:"fault_message"`
+	}
+	if err := json.Unmarshal([]byte(bad.body), &fault); err != nil || !strings.Contains(fault.FaultMessage, "vcpu_bogus") {
+		t.Errorf("PUT with an unknown key: fault_message %q (%v) does not name vcpu_bogus; body %s", fault.FaultMessage, err, bad.body)
+	}
+	want(3, "204")
+	want(4, "204")
+	var mc struct {
+		VCPUCount  int `json:"vcpu_count"`
+		MemSizeMiB int `json:"mem_size_mib"`
+	}
+	if r := want(5, "200"); json.Unmarshal([]byte(r.body), &mc) != nil || mc.VCPUCount != 2 || mc.MemSizeMiB != 256 {
+		t.Errorf("GET /machine-config: %s, want vcpu_count 2 and mem_size_mib 256", r.body)
+	}
+	want(6, "204")
+	want(7, "204")
+	state(8, "Running")
+	var vc struct {
+		Drives []struct {
+			DriveID    string `json:"drive_id"`
+			PathOnHost string `json:"path_on_host"`
+		} `json:"drives"`
+	}
+	if r := want(9, "200"); json.Unmarshal([]byte(r.body), &vc) != nil || len(vc.Drives) != 1 ||
+		vc.Drives[0].DriveID != "rootfs" || filepath.Base(vc.Drives[0].PathOnHost) == "" {
+		t.Errorf("GET /vm/config: %s, want the rootfs drive", r.body)
+	} else if !strings.HasSuffix(vc.Drives[0].PathOnHost, filepath.Base(rootImg)) {
+		t.Errorf("GET /vm/config: rootfs path %q, want the image %s", vc.Drives[0].PathOnHost, filepath.Base(rootImg))
+	}
+	want(10, "ok")
+	want(11, "204")
+}
