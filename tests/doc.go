@@ -23,10 +23,7 @@
 //	FLINT_E2E_BOOT            "direct" or "nested" forces the boot path (default: detect)
 //	FLINT_E2E_BOOT_TIMEOUT    per-boot timeout (Go duration or seconds)
 //	FLINT_E2E_CMDLINE         guest kernel command line (default in defaultGuestCmdline)
-//	FLINT_E2E_NET_MIB         MiB sent each way in every network case (default: 64 in
-//	                          one case per transport, 16 in the others)
+//	FLINT_E2E_NET_MIB         MiB sent each way in every network case (default 64)
 //	FLINT_E2E_NET_IPERF       seconds of iperf3 each way per network case (default 3)
 //	FLINT_E2E_NET_ONLY        regexp: run only the network cases whose names match
-//	FLINT_E2E_NET=1           runs the stock-kernel network tests (opt-in, see issue 3)
-//	FLINT_E2E_NET_KNOWN_FAILING=1 also runs the cases known to fail (see net_test.go)
 package e2e
