@@ -11,23 +11,27 @@
 # REQUESTS, as each --subst KEY FILE replaces @KEY@ with FILE.
 #
 #   --config TEMPLATE  run `flint run --config VM.JSON` (VM.JSON: TEMPLATE with the
-#                      replacements) in the foreground
+#                      replacements)
 #   --api REQUESTS     run `flint run --api-sock SOCK` and send REQUESTS, one a line,
 #                      with curl --unix-socket: "METHOD PATH [JSON-BODY]", or
 #                      "await TEXT" (wait until the console printed TEXT)
 #   --subst KEY FILE   replace @KEY@ with FILE
 #   --sha KEY          print the SHA-256 of @KEY@'s file before and after flint runs
-#   --flint-timeout S  end flint after S seconds in API mode [240]
+#   --flint-timeout S  end flint after S seconds (API mode: also its --timeout) [240]
+#   --tap NAME ADDR/P  once flint has created the TAP NAME, give it ADDR/P and bring
+#                      it up (repeatable)
+#   --iperf3           run an iperf3 server (port 5201) while flint runs
 #   --tools DIR        merge DIR (scripts/mknet-tools.sh output, e.g. curl) into / once
 #   --tun-ko PATH      insmod PATH when /dev/net/tun is missing (the nested host)
 # Lines it prints start with CFG-HOST or CFG-API (the test parses them):
 #   CFG-HOST-SETUP   result=fail: the case could not be set up
 #   CFG-HOST-SHA     key, when (before|after), sha256
+#   CFG-HOST-TAP     a TAP of --tap: configured (result=ok) or never created
 #   CFG-API          i, method, path, HTTP status and the response body, per request
 #                    (printed after flint exits, so they do not cut console lines)
 #   CFG-HOST-FLINT   flint's exit status (also this script's)
 
-config='' requests='' substs='' shas='' ftimeout=240 tools='' tun_ko=''
+config='' requests='' substs='' shas='' ftimeout=240 tools='' tun_ko='' taps='' iperf3=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--config) config=$2; shift ;;
@@ -35,6 +39,8 @@ while [ $# -gt 0 ]; do
 	--subst) substs="$substs|@$2@|$3"; shift 2 ;;
 	--sha) shas="$shas $2"; shift ;;
 	--flint-timeout) ftimeout=$2; shift ;;
+	--tap) taps="$taps $2=$3"; shift 2 ;;
+	--iperf3) iperf3=1 ;;
 	--tools) tools=$2; shift ;;
 	--tun-ko) tun_ko=$2; shift ;;
 	--) shift; break ;;
@@ -102,21 +108,24 @@ shas before
 if [ -n "$config" ]; then
 	sed -f "$w/subst.sed" "$config" >"$w/vm.json" || fail "writing vm.json"
 	sed 's/^/CFG-HOST-CONFIG /' "$w/vm.json"
-	"$flint" run --config "$w/vm.json" </dev/null
-	frc=$?
-	echo
-	shas after
-	echo "CFG-HOST-FLINT rc=$frc"
-	exit $frc
+	set -- run --config "$w/vm.json"
+else
+	command -v curl >/dev/null 2>&1 || fail "no curl (Debian package curl; --tools DIR from mknet-tools.sh curl)"
+	sed -f "$w/subst.sed" "$requests" >"$w/requests" || fail "writing the requests"
+	sock=$w/api.sock
+	set -- run --api-sock "$sock" --timeout "${ftimeout}s"
 fi
-
-command -v curl >/dev/null 2>&1 || fail "no curl (Debian package curl; --tools DIR from mknet-tools.sh curl)"
-sed -f "$w/subst.sed" "$requests" >"$w/requests" || fail "writing the requests"
-sock=$w/api.sock
+if [ "$iperf3" = 1 ]; then
+	command -v iperf3 >/dev/null 2>&1 || fail "no iperf3 (Debian package iperf3; --tools DIR from mknet-tools.sh iperf3)"
+	iperf3 -s -p 5201 >"$w/iperf3.log" 2>&1 </dev/null &
+	pids="$pids $!"
+fi
+: >"$w/api.log"
+# flint's output goes to ours and to $w/console (awaited by the requests).
 mkfifo "$w/fifo" || fail "mkfifo"
 tee "$w/console" <"$w/fifo" &
 teepid=$!
-"$flint" run --api-sock "$sock" --timeout "${ftimeout}s" >"$w/fifo" 2>&1 </dev/null &
+"$flint" "$@" >"$w/fifo" 2>&1 </dev/null &
 fpid=$!
 pids="$pids $fpid"
 (
@@ -128,52 +137,75 @@ pids="$pids $fpid"
 	kill -9 $fpid 2>/dev/null && echo "CFG-HOST-KILLED flint still ran after $((ftimeout + 20))s" >>"$w/api.log"
 ) </dev/null &
 pids="$pids $!"
-
-# The API is up once the socket exists.
-i=0
-until [ -S "$sock" ]; do
-	kill -0 $fpid 2>/dev/null || break
-	[ $i -lt 300 ] || break
-	sleep 0.1
-	i=$((i + 1))
-done
-[ -S "$sock" ] || echo "CFG-API i=0 - - code=000 body=no-socket-$sock" >>"$w/api.log"
-
-n=0
-while read -r method path body; do
-	[ -n "$method" ] || continue
-	n=$((n + 1))
-	if [ "$method" = await ]; then
-		text="$path${body:+ $body}"
-		i=0
-		until grep -qF "$text" "$w/console"; do
+# The TAPs: configured as soon as flint has created them.
+(
+	for t in $taps; do
+		name=${t%%=*} i=0
+		until ip link show "$name" >/dev/null 2>&1; do
 			kill -0 $fpid 2>/dev/null || break
 			[ $i -lt $((ftimeout * 10)) ] || break
 			sleep 0.1
 			i=$((i + 1))
 		done
-		if grep -qF "$text" "$w/console"; then r=ok; else r=timeout; fi
-		echo "CFG-API i=$n await - code=$r body=$text" >>"$w/api.log"
-		continue
-	fi
-	if [ -n "$body" ]; then
-		code=$(curl -sS --max-time 30 --unix-socket "$sock" -X "$method" -H 'Content-Type: application/json' \
-			-d "$body" -o "$w/resp" -w '%{http_code}' "http://localhost$path" 2>"$w/curl.err")
-	else
-		code=$(curl -sS --max-time 30 --unix-socket "$sock" -X "$method" \
-			-o "$w/resp" -w '%{http_code}' "http://localhost$path" 2>"$w/curl.err")
-	fi
-	resp=$(tr '\n' ' ' <"$w/resp" 2>/dev/null)
-	[ -s "$w/curl.err" ] && resp="$resp curl: $(tr '\n' ' ' <"$w/curl.err")"
-	rm -f "$w/resp"
-	echo "CFG-API i=$n $method $path code=$code body=$resp" >>"$w/api.log"
-done <"$w/requests"
+		if ip addr add "${t#*=}" dev "$name" && ip link set "$name" up; then
+			echo "CFG-HOST-TAP result=ok name=$name addr=${t#*=}"
+		else
+			echo "CFG-HOST-TAP result=fail name=$name addr=${t#*=}"
+		fi
+	done >"$w/tap.log" 2>&1
+) </dev/null &
+tappid=$!
+pids="$pids $tappid"
+
+if [ -n "$requests" ]; then
+	# The API is up once the socket exists.
+	i=0
+	until [ -S "$sock" ]; do
+		kill -0 $fpid 2>/dev/null || break
+		[ $i -lt 300 ] || break
+		sleep 0.1
+		i=$((i + 1))
+	done
+	[ -S "$sock" ] || echo "CFG-API i=0 - - code=000 body=no-socket-$sock" >>"$w/api.log"
+	n=0
+	while read -r method path body; do
+		[ -n "$method" ] || continue
+		n=$((n + 1))
+		if [ "$method" = await ]; then
+			text="$path${body:+ $body}"
+			i=0
+			until grep -qF "$text" "$w/console"; do
+				kill -0 $fpid 2>/dev/null || break
+				[ $i -lt $((ftimeout * 10)) ] || break
+				sleep 0.1
+				i=$((i + 1))
+			done
+			if grep -qF "$text" "$w/console"; then r=ok; else r=timeout; fi
+			echo "CFG-API i=$n await - code=$r body=$text" >>"$w/api.log"
+			continue
+		fi
+		if [ -n "$body" ]; then
+			code=$(curl -sS --max-time 30 --unix-socket "$sock" -X "$method" -H 'Content-Type: application/json' \
+				-d "$body" -o "$w/resp" -w '%{http_code}' "http://localhost$path" 2>"$w/curl.err")
+		else
+			code=$(curl -sS --max-time 30 --unix-socket "$sock" -X "$method" \
+				-o "$w/resp" -w '%{http_code}' "http://localhost$path" 2>"$w/curl.err")
+		fi
+		resp=$(tr '\n' ' ' <"$w/resp" 2>/dev/null)
+		[ -s "$w/curl.err" ] && resp="$resp curl: $(tr '\n' ' ' <"$w/curl.err")"
+		rm -f "$w/resp"
+		echo "CFG-API i=$n $method $path code=$code body=$resp" >>"$w/api.log"
+	done <"$w/requests"
+fi
 
 wait $fpid
 frc=$?
 wait $teepid
+kill $tappid 2>/dev/null
+wait $tappid 2>/dev/null
 echo
-cat "$w/api.log"
+cat "$w/api.log" "$w/tap.log"
+[ -f "$w/iperf3.log" ] && sed 's/^/CFG-HOST-IPERF3 /' "$w/iperf3.log" | grep -E 'receiver|sender|error' | head -n 20
 shas after
 echo "CFG-HOST-FLINT rc=$frc"
 exit $frc

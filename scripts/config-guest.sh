@@ -13,6 +13,10 @@
 #   flintcfg.token=T   the token to write (mode write)
 #   flintcfg.ro=1      /dev/vdb is a read-only drive: check that writes are refused
 #   flintcfg.net=1     check eth0 (driver, MAC)
+#   flintcfg.ifs=L@MAC@ADDR/P@HOST,...  for each: give the interface with MAC the
+#                      address, wait until HOST answers a ping, then run iperf3 to
+#                      HOST:5201 guest-to-host (tx) and host-to-guest (rx, -R) for
+#                      flintcfg.iperf seconds [5] after 1 s that is omitted
 # Lines it prints (the test parses them; values have no spaces):
 #   CFG-GUEST      vCPUs, memory, the root= and ro/rw words of /proc/cmdline
 #   CFG-DISK       a drive: driver, bus (pci|platform), read-only flag, size
@@ -21,6 +25,7 @@
 #   CFG-RO         /dev/vdb: the kernel's ro flag, what a raw write and a
 #                  read-write mount did, its marker (mounted read-only)
 #   CFG-NET        eth0: driver, bus, MAC
+#   CFG-IPERF      per interface label and direction: the receiver's Mbit/s
 #   CFG-GUEST-DONE the script ended (CFG-API-READY in mode api)
 
 arg() {
@@ -114,6 +119,45 @@ if [ "$net" = 1 ]; then
 		echo "CFG-NET result=fail reason=no-eth0 interfaces=$(cd /sys/class/net && echo * | tr ' ' ,)"
 	fi
 fi
+
+# Rate measurements: each interface (found by its MAC) up, then iperf3 both ways.
+ifs=$(arg ifs '')
+secs=$(arg iperf 5)
+for spec in $(echo "$ifs" | tr ',' ' '); do
+	label=${spec%%@*} rest=${spec#*@}
+	mac=${rest%%@*} rest=${rest#*@}
+	addr=${rest%%@*} host=${rest#*@}
+	dev=''
+	i=0
+	while [ -z "$dev" ] && [ $i -lt 100 ]; do
+		for d in /sys/class/net/*; do
+			[ "$(cat "$d/address")" = "$mac" ] && dev=${d##*/}
+		done
+		[ -n "$dev" ] || sleep 0.1
+		i=$((i + 1))
+	done
+	if [ -z "$dev" ]; then
+		echo "CFG-IPERF if=$label result=fail reason=no-interface-with-$mac"
+		continue
+	fi
+	ip addr add "$addr" dev "$dev"
+	ip link set "$dev" up
+	i=0
+	until ping -c 1 -W 1 "$host" >/dev/null 2>&1; do
+		i=$((i + 1))
+		[ $i -lt 60 ] || break
+	done
+	for dir in tx rx; do
+		r=''
+		[ $dir = rx ] && r=-R
+		# shellcheck disable=SC2086 # r is an option or nothing
+		/usr/local/bin/iperf3 -c "$host" -p 5201 -t "$secs" -O 1 -f m $r >/tmp/iperf3.out 2>&1
+		rc=$?
+		mbps=$(awk '/receiver/ { print $(NF - 2) }' /tmp/iperf3.out | tail -n1)
+		sed "s/^/CFG-IPERF-OUT $label $dir /" /tmp/iperf3.out
+		echo "CFG-IPERF if=$label dev=$dev dir=$dir rc=$rc mbps=${mbps:--}"
+	done
+done
 
 if [ "$mode" = api ]; then
 	# The host sends Ctrl-Alt-Del through the API; the kernel restarts at once
