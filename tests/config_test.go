@@ -118,6 +118,22 @@ func writeJSON(t *testing.T, dir, name string, v any) string {
 // obj is a JSON object in a config file or API body.
 type obj = map[string]any
 
+// cfgAPIRequests is what the api case sends over the socket (see config-case.sh),
+// in the order checkAPI expects.
+var cfgAPIRequests = []string{
+	"GET /",
+	`PUT /machine-config {"vcpu_count": 2, "mem_size_mib": 256, "vcpu_bogus": 1}`,
+	`PUT /boot-source {"kernel_image_path": "@KERNEL@", "initrd_path": "@INITRD@", "boot_args": "@CMDLINE@"}`,
+	`PUT /machine-config {"vcpu_count": 2, "mem_size_mib": 256}`,
+	"GET /machine-config",
+	`PUT /drives/rootfs {"drive_id": "rootfs", "path_on_host": "@ROOT@", "is_root_device": true, "is_read_only": false}`,
+	`PUT /actions {"action_type": "InstanceStart"}`,
+	"GET /",
+	"GET /vm/config",
+	"await CFG-API-READY",
+	`PUT /actions {"action_type": "SendCtrlAltDel"}`,
+}
+
 // The guest MAC the config-file case gives eth0.
 const cfgGuestMAC = "52:54:00:c0:f1:9e"
 
@@ -214,21 +230,8 @@ func TestConfigLaunches(t *testing.T) {
 		"drives":         []obj{drive("rootfs", "ROOT", true, false)},
 		"flint":          obj{"timeout": flintTimeout, "drives": obj{"rootfs": obj{"transport": "mmio"}}},
 	}
-	apiRequests := []string{
-		"GET /",
-		`PUT /machine-config {"vcpu_count": 2, "mem_size_mib": 256, "vcpu_bogus": 1}`,
-		`PUT /boot-source {"kernel_image_path": "@KERNEL@", "initrd_path": "@INITRD@", "boot_args": "@CMDLINE@"}`,
-		`PUT /machine-config {"vcpu_count": 2, "mem_size_mib": 256}`,
-		"GET /machine-config",
-		`PUT /drives/rootfs {"drive_id": "rootfs", "path_on_host": "@ROOT@", "is_root_device": true, "is_read_only": false}`,
-		`PUT /actions {"action_type": "InstanceStart"}`,
-		"GET /",
-		"GET /vm/config",
-		"await CFG-API-READY",
-		`PUT /actions {"action_type": "SendCtrlAltDel"}`,
-	}
 	reqFile := filepath.Join(dir, "api-requests")
-	if err := os.WriteFile(reqFile, []byte(strings.Join(apiRequests, "\n")+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(reqFile, []byte(strings.Join(cfgAPIRequests, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -287,72 +290,15 @@ func TestConfigLaunches(t *testing.T) {
 	if err != nil {
 		t.Error(err)
 	}
-	checks := map[string]func(t *testing.T, r *result, m map[string][]cfgLine){
-		"config/write": func(t *testing.T, r *result, m map[string][]cfgLine) {
-			checkCfgGuest(t, m, 2)
-			checkCfgDisk(t, m, "vda", "pci", "0")
-			checkCfgDisk(t, m, "vdb", "platform", "1")
-			checkKV(t, m, "CFG-MARKER", "content", marker)
-			checkKV(t, m, "CFG-WRITE", "result", "ok")
-			checkKV(t, m, "CFG-WRITE", "token", token)
-			ro := last(m, "CFG-RO")
-			t.Logf("read-only drive: %s", ro.line)
-			checkKV(t, m, "CFG-RO", "sysro", "1")
-			checkKV(t, m, "CFG-RO", "rwmount", "refused")
-			checkKV(t, m, "CFG-RO", "marker", roMarker)
-			if w := ro.kv["write"]; !strings.HasPrefix(w, "refused") {
-				t.Errorf("a raw write to the read-only drive: %q, want refused", w)
-			}
-			var shas []string
-			for _, l := range m["CFG-HOST-SHA"] {
-				shas = append(shas, l.kv["sha256"])
-			}
-			if len(shas) != 2 || shas[0] == "" || shas[0] != shas[1] {
-				t.Errorf("read-only image SHA-256 before and after the boot: %v, want two equal", shas)
-			}
-			if withNet {
-				n := last(m, "CFG-NET")
-				t.Logf("network interface: %s", n.line)
-				checkKV(t, m, "CFG-NET", "result", "ok")
-				checkKV(t, m, "CFG-NET", "driver", "virtio_net")
-				checkKV(t, m, "CFG-NET", "mac", cfgGuestMAC)
-			}
-		},
-		"config/read": func(t *testing.T, r *result, m map[string][]cfgLine) {
-			checkCfgGuest(t, m, 1)
-			checkCfgDisk(t, m, "vda", "platform", "0")
-			checkKV(t, m, "CFG-MARKER", "content", marker)
-			checkKV(t, m, "CFG-READ", "token", token)
-		},
-		"api": func(t *testing.T, r *result, m map[string][]cfgLine) {
-			checkCfgGuest(t, m, 2)
-			checkCfgDisk(t, m, "vda", "pci", "0")
-			checkKV(t, m, "CFG-READ", "token", token)
-			checkAPI(t, parseAPI(r.output), apiRequests, rootImg)
-		},
-	}
+	want := cfgWant{marker: marker, roMarker: roMarker, token: token, rootImg: filepath.Base(rootImg), net: withNet}
 	if rlSkip != "" {
 		t.Run("ratelimit", func(t *testing.T) { t.Skip(rlSkip) })
-	}
-	checks["ratelimit"] = func(t *testing.T, r *result, m map[string][]cfgLine) {
-		checkKV(t, m, "CFG-READ", "token", token)
-		checkRates(t, m)
 	}
 	for _, b := range boots {
 		t.Run(b.name, func(t *testing.T) {
 			r := finished(t, results, b.name)
 			t.Logf("exit status %d after %.1fs", r.rc, r.elapsed.Seconds())
-			m := parseCfg(r.output)
-			if l, ok := m["CFG-HOST-SETUP"]; ok {
-				t.Fatalf("host side setup failed: %s", l[0].line)
-			}
-			switch {
-			case r.timedOut:
-				t.Errorf("case did not finish within %v (killed, status %d)", b.timeout, r.rc)
-			case r.rc != 0:
-				t.Errorf("exit status %d, want 0 (flint's, through config-case.sh)", r.rc)
-			}
-			checks[b.name](t, r, m)
+			checkConfigCase(t, b.name, r, want)
 			if t.Failed() {
 				t.Logf("last 100 lines of output:\n%s", tail(r.output, 100))
 			}
@@ -381,6 +327,74 @@ func finished(t *testing.T, results map[string]*result, name string) *result {
 	return r
 }
 
+// cfgWant is what the config cases must show.
+type cfgWant struct {
+	marker, roMarker, token string // the root and read-only images' markers, the token
+	rootImg                 string // the root image's base name
+	net                     bool   // config/write has a network interface
+}
+
+// checkConfigCase asserts everything one config case printed.
+func checkConfigCase(t reporter, name string, r *result, w cfgWant) {
+	t.Helper()
+	m := parseCfg(r.output)
+	if l, ok := m["CFG-HOST-SETUP"]; ok {
+		t.Errorf("host side setup failed: %s", l[0].line)
+		return
+	}
+	switch {
+	case r.timedOut:
+		t.Errorf("case did not finish in time (killed, status %d)", r.rc)
+	case r.rc != 0:
+		t.Errorf("exit status %d, want 0 (flint's, through config-case.sh)", r.rc)
+	}
+	switch name {
+	case "config/write":
+		checkCfgGuest(t, m, 2)
+		checkCfgDisk(t, m, "vda", "pci", "0")
+		checkCfgDisk(t, m, "vdb", "platform", "1")
+		checkKV(t, m, "CFG-MARKER", "content", w.marker)
+		checkKV(t, m, "CFG-WRITE", "result", "ok")
+		checkKV(t, m, "CFG-WRITE", "token", w.token)
+		ro := last(m, "CFG-RO")
+		t.Logf("read-only drive: %s", ro.line)
+		checkKV(t, m, "CFG-RO", "sysro", "1")
+		checkKV(t, m, "CFG-RO", "rwmount", "refused")
+		checkKV(t, m, "CFG-RO", "marker", w.roMarker)
+		if v := ro.kv["write"]; !strings.HasPrefix(v, "refused") {
+			t.Errorf("a raw write to the read-only drive: %q, want refused", v)
+		}
+		var shas []string
+		for _, l := range m["CFG-HOST-SHA"] {
+			shas = append(shas, l.kv["sha256"])
+		}
+		if len(shas) != 2 || shas[0] == "" || shas[0] != shas[1] {
+			t.Errorf("read-only image SHA-256 before and after the boot: %v, want two equal", shas)
+		}
+		if w.net {
+			t.Logf("network interface: %s", last(m, "CFG-NET").line)
+			checkKV(t, m, "CFG-NET", "result", "ok")
+			checkKV(t, m, "CFG-NET", "driver", "virtio_net")
+			checkKV(t, m, "CFG-NET", "mac", cfgGuestMAC)
+		}
+	case "config/read":
+		checkCfgGuest(t, m, 1)
+		checkCfgDisk(t, m, "vda", "platform", "0")
+		checkKV(t, m, "CFG-MARKER", "content", w.marker)
+		checkKV(t, m, "CFG-READ", "token", w.token)
+	case "api":
+		checkCfgGuest(t, m, 2)
+		checkCfgDisk(t, m, "vda", "pci", "0")
+		checkKV(t, m, "CFG-READ", "token", w.token)
+		checkAPI(t, parseAPI(r.output), cfgAPIRequests, w.rootImg)
+	case "ratelimit":
+		checkKV(t, m, "CFG-READ", "token", w.token)
+		checkRates(t, m)
+	default:
+		t.Errorf("no checks for case %q", name)
+	}
+}
+
 // last returns the last line of a kind (an empty one when there is none).
 func last(m map[string][]cfgLine, kind string) cfgLine {
 	l := m[kind]
@@ -391,7 +405,7 @@ func last(m map[string][]cfgLine, kind string) cfgLine {
 }
 
 // checkKV checks key=want in the last line of kind.
-func checkKV(t *testing.T, m map[string][]cfgLine, kind, key, want string) {
+func checkKV(t reporter, m map[string][]cfgLine, kind, key, want string) {
 	t.Helper()
 	l, ok := m[kind]
 	if !ok {
@@ -405,7 +419,7 @@ func checkKV(t *testing.T, m map[string][]cfgLine, kind, key, want string) {
 
 // checkCfgGuest checks the guest's vCPU count and that the root drive put
 // root=/dev/vda on its command line.
-func checkCfgGuest(t *testing.T, m map[string][]cfgLine, cpus int) {
+func checkCfgGuest(t reporter, m map[string][]cfgLine, cpus int) {
 	t.Helper()
 	g := last(m, "CFG-GUEST")
 	t.Logf("guest: %s", g.line)
@@ -417,7 +431,7 @@ func checkCfgGuest(t *testing.T, m map[string][]cfgLine, cpus int) {
 }
 
 // checkCfgDisk checks one guest disk: virtio_blk on the bus, read-only flag.
-func checkCfgDisk(t *testing.T, m map[string][]cfgLine, dev, bus, ro string) {
+func checkCfgDisk(t reporter, m map[string][]cfgLine, dev, bus, ro string) {
 	t.Helper()
 	for _, l := range m["CFG-DISK"] {
 		if l.kv["dev"] != dev {
@@ -433,7 +447,7 @@ func checkCfgDisk(t *testing.T, m map[string][]cfgLine, dev, bus, ro string) {
 }
 
 // checkAPI checks every API request's status and the bodies that matter.
-func checkAPI(t *testing.T, got map[int]apiReply, reqs []string, rootImg string) {
+func checkAPI(t reporter, got map[int]apiReply, reqs []string, rootImg string) {
 	t.Helper()
 	for i, req := range reqs {
 		r, ok := got[i+1]
@@ -584,7 +598,7 @@ func refusesConfig(t *testing.T, flint, dir, kernel, rootImg string, cfg obj) st
 }
 
 // checkRates checks the iperf3 rates the guest measured.
-func checkRates(t *testing.T, m map[string][]cfgLine) {
+func checkRates(t reporter, m map[string][]cfgLine) {
 	t.Helper()
 	rate := map[string]float64{}
 	for _, l := range m["CFG-IPERF"] {
@@ -605,7 +619,7 @@ func checkRates(t *testing.T, m map[string][]cfgLine) {
 		t.Logf("%s: limited %.1f Mbit/s (limit %.1f, %+.1f%%), unlimited %.1f Mbit/s",
 			dir, got, limit, 100*(got-limit)/limit, free)
 		if got == 0 || free == 0 {
-			t.Errorf("%s: no iperf3 rate for both interfaces", dir)
+			t.Errorf("%s: an iperf3 rate is missing (limited %.1f, unlimited %.1f Mbit/s)", dir, got, free)
 			continue
 		}
 		if free < rlHeadroom*limit {

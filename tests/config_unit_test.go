@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+)
+
+// Outputs of passing config cases (recorded in the nested host, CFG lines only; one
+// line carries a guest kernel message behind it, as the shared console sometimes
+// does), and what they must show.
+var (
+	cfgGoodWant = cfgWant{marker: "flint-root-fda791577548df80", roMarker: "flint-ro-284c6fbdefa46776",
+		token: "58834ad27f44398e15e553f55895dff5", rootImg: "root.ext4", net: true}
+	cfgGood = map[string]string{
+		"config/write": `CFG-HOST-SHA key=RO when=before sha256=b5d6ea933a778af2b80f90e0264912f8f7923d4e52cee3f863fe4b658f0b0a14
+CFG-GUEST mode=write cpus=2 memmib=217 root=/dev/vda rootmode=rw
+CFG-DISK dev=vda result=ok driver=virtio_blk bus=pci ro=0 sectors=131072 serial=rootfs
+CFG-MARKER content=flint-root-fda791577548df80
+CFG-WRITE result=ok token=58834ad27f44398e15e553f55895dff5
+CFG-DISK dev=vdb result=ok driver=virtio_blk bus=platform ro=1 sectors=32768 serial=scratch
+CFG-RO sysro=1 write=refused:dd:_error_writing_'/dev/vdb':_Operation_not_permitted rwmount=refused marker=flint-ro-284c6fbdefa46776
+CFG-NET result=ok driver=virtio_net bus=pci mac=52:54:00:c0:f1:9e mtu=1500
+CFG-GUEST-DONE
+CFG-HOST-SHA key=RO when=after sha256=b5d6ea933a778af2b80f90e0264912f8f7923d4e52cee3f863fe4b658f0b0a14
+CFG-HOST-FLINT rc=0
+`,
+		"config/read": `CFG-GUEST mode=read cpus=1 memmib=217 root=/dev/vda rootmode=rw
+CFG-DISK dev=vda result=ok driver=virtio_blk bus=platform ro=0 sectors=131072 serial=rootfs
+CFG-MARKER content=flint-root-fda791577548df80
+CFG-READ token=58834ad27f44398e15e553f55895dff5
+CFG-GUEST-DONE
+CFG-HOST-FLINT rc=0
+`,
+		"api": `CFG-GUEST mode=api cpus=2 memmib=217 root=/dev/vda rootmode=rw
+CFG-DISK dev=vda result=ok driver=virtio_blk bus=pci ro=0 sectors=131072 serial=rootfs
+CFG-MARKER content=flint-root-fda791577548df80
+CFG-READ token=58834ad27f44398e15e553f55895dff5
+CFG-API-READY
+CFG-API i=1 GET / code=200 body={"id":"anonymous-instance","state":"Not started","vmm_version":"dev","app_name":"Flint"} 
+CFG-API i=2 PUT /machine-config code=400 body={"fault_message":"unknown key \"vcpu_bogus\" at machine-config (known keys: vcpu_count, mem_size_mib, smt, track_dirty_pages, huge_pages, cpu_template)"} 
+CFG-API i=3 PUT /boot-source code=204 body=
+CFG-API i=4 PUT /machine-config code=204 body=
+CFG-API i=5 GET /machine-config code=200 body={"vcpu_count":2,"mem_size_mib":256,"smt":false,"track_dirty_pages":false,"huge_pages":"None"} 
+CFG-API i=6 PUT /drives/rootfs code=204 body=
+CFG-API i=7 PUT /actions code=204 body=
+CFG-API i=8 GET / code=200 body={"id":"anonymous-instance","state":"Running","vmm_version":"dev","app_name":"Flint"} 
+CFG-API i=9 GET /vm/config code=200 body={"boot-source":{"kernel_image_path":"/payload/0-vmlinuz","initrd_path":"/payload/1-config.cpio.gz","boot_args":"console=ttyS0 flintcfg.mode=api"},"machine-config":{"vcpu_count":2,"mem_size_mib":256},"network-interfaces":[],"drives":[{"drive_id":"rootfs","path_on_host":"/payload/3-root.ext4","is_root_device":true,"is_read_only":false}]} 
+CFG-API i=10 await - code=ok body=CFG-API-READY
+CFG-API i=11 PUT /actions code=204 body=
+CFG-HOST-FLINT rc=0
+`,
+		"ratelimit": `CFG-GUEST mode=read cpus=2 memmib=217 root=/dev/vda rootmode=ro
+CFG-DISK dev=vda result=ok driver=virtio_blk bus=pci ro=1 sectors=131072 serial=rootfs[   10.668843] hrtimer: interrupt took 12263738 ns
+CFG-MARKER content=flint-root-fda791577548df80
+CFG-READ token=58834ad27f44398e15e553f55895dff5
+CFG-IPERF if=free dev=eth0 dir=tx rc=0 mbps=79.2
+CFG-IPERF if=free dev=eth0 dir=rx rc=0 mbps=208
+CFG-IPERF if=limited dev=eth1 dir=tx rc=0 mbps=33.8
+CFG-IPERF if=limited dev=eth1 dir=rx rc=0 mbps=24.6
+CFG-GUEST-DONE
+CFG-HOST-FLINT rc=0
+`,
+	}
+)
+
+func checkCfgOutput(name, out string, rc int) []string {
+	var rec recorder
+	checkConfigCase(&rec, name, &result{output: out, rc: rc}, cfgGoodWant)
+	return rec.errs
+}
+
+// TestConfigChecks shows that each assertion of TestConfigLaunches fails when the
+// behaviour it stands for breaks, and that good runs pass.
+func TestConfigChecks(t *testing.T) {
+	for name, out := range cfgGood {
+		if errs := checkCfgOutput(name, out, 0); len(errs) > 0 {
+			t.Errorf("%s: good output rejected: %q", name, errs)
+		}
+	}
+	bad := []struct {
+		cs, name, old, new string
+		rc                 int
+	}{
+		{cs: "config/write", name: "flint failed", rc: 1},
+		{cs: "config/write", name: "host setup failed", old: "CFG-GUEST-DONE", new: "CFG-HOST-SETUP result=fail reason=x"},
+		{cs: "config/write", name: "vCPUs", old: "cpus=2", new: "cpus=1"},
+		{cs: "config/write", name: "no root=", old: "root=/dev/vda", new: "root=-"},
+		{cs: "config/write", name: "memory", old: "memmib=217", new: "memmib=512"},
+		{cs: "config/write", name: "root drive transport", old: "driver=virtio_blk bus=pci", new: "driver=virtio_blk bus=platform"},
+		{cs: "config/write", name: "read-only drive missing", old: "CFG-DISK dev=vdb", new: "CFG-DISK dev=vdc"},
+		{cs: "config/write", name: "marker", old: "content=flint-root-fda791577548df80", new: "content=cat:_can't_open"},
+		{cs: "config/write", name: "write failed", old: "CFG-WRITE result=ok", new: "CFG-WRITE result=fail"},
+		{cs: "config/write", name: "read-only drive writable", old: "ro=1", new: "ro=0"},
+		{cs: "config/write", name: "kernel ro flag", old: "sysro=1", new: "sysro=0"},
+		{cs: "config/write", name: "raw write allowed", old: "write=refused:dd:_error_writing_'/dev/vdb':_Operation_not_permitted", new: "write=allowed"},
+		{cs: "config/write", name: "rw mount allowed", old: "rwmount=refused", new: "rwmount=allowed"},
+		{cs: "config/write", name: "read-only marker", old: "marker=flint-ro-284c6fbdefa46776", new: "marker=mount-failed"},
+		{cs: "config/write", name: "read-only image changed", old: "when=after sha256=b5", new: "when=after sha256=c5"},
+		{cs: "config/write", name: "MAC", old: "mac=52:54:00:c0:f1:9e", new: "mac=52:54:00:12:34:56"},
+		{cs: "config/write", name: "no eth0", old: "CFG-NET result=ok", new: "CFG-NET result=fail"},
+		{cs: "config/read", name: "token lost", old: "CFG-READ token=58834ad27f44398e15e553f55895dff5", new: "CFG-READ token=cat:_can't_open_'/mnt/token'"},
+		{cs: "config/read", name: "token cut", old: "token=58834ad27f44398e15e553f55895dff5", new: "token=58834ad27f44398e15e553f55895df"},
+		{cs: "config/read", name: "root drive transport", old: "bus=platform", new: "bus=pci"},
+		{cs: "api", name: "state before start", old: `"state":"Not started"`, new: `"state":"Running"`},
+		{cs: "api", name: "unknown key accepted", old: "machine-config code=400", new: "machine-config code=204"},
+		{cs: "api", name: "unknown key not named", old: `unknown key \"vcpu_bogus\"`, new: `unknown key`},
+		{cs: "api", name: "boot-source refused", old: "boot-source code=204", new: "boot-source code=400"},
+		{cs: "api", name: "machine-config not applied", old: `{"vcpu_count":2,"mem_size_mib":256,"smt"`, new: `{"vcpu_count":1,"mem_size_mib":128,"smt"`},
+		{cs: "api", name: "InstanceStart failed", old: "i=7 PUT /actions code=204", new: "i=7 PUT /actions code=400"},
+		{cs: "api", name: "not running", old: `"state":"Running"`, new: `"state":"Not started"`},
+		{cs: "api", name: "vm/config without the drive", old: `"drives":[{"drive_id":"rootfs","path_on_host":"/payload/3-root.ext4","is_root_device":true,"is_read_only":false}]`, new: `"drives":[]`},
+		{cs: "api", name: "guest never ready", old: "await - code=ok", new: "await - code=timeout"},
+		{cs: "api", name: "SendCtrlAltDel refused", old: "i=11 PUT /actions code=204", new: "i=11 PUT /actions code=400"},
+		{cs: "api", name: "a reply missing", old: "CFG-API i=6 PUT /drives/rootfs code=204 body=\n", new: ""},
+		{cs: "api", name: "token lost", old: "CFG-READ token=58834ad27f44398e15e553f55895dff5", new: "CFG-READ token=-"},
+		{cs: "ratelimit", name: "tx over the limit", old: "dir=tx rc=0 mbps=33.8", new: "dir=tx rc=0 mbps=37.5"},
+		{cs: "ratelimit", name: "rx under the limit", old: "dir=rx rc=0 mbps=24.6", new: "dir=rx rc=0 mbps=22.0"},
+		{cs: "ratelimit", name: "directions swapped", old: "dir=tx rc=0 mbps=33.8", new: "dir=tx rc=0 mbps=24.9"},
+		{cs: "ratelimit", name: "unlimited no faster", old: "dir=tx rc=0 mbps=79.2", new: "dir=tx rc=0 mbps=35.0"},
+		{cs: "ratelimit", name: "iperf3 failed", old: "dir=rx rc=0 mbps=24.6", new: "dir=rx rc=1 mbps=-"},
+		{cs: "ratelimit", name: "no measurement", old: "CFG-IPERF if=limited dev=eth1 dir=rx rc=0 mbps=24.6\n", new: ""},
+	}
+	for _, c := range bad {
+		out := cfgGood[c.cs]
+		if c.old != "" {
+			if !strings.Contains(out, c.old) {
+				t.Fatalf("%s/%s: %q is not in the good output", c.cs, c.name, c.old)
+			}
+			out = strings.Replace(out, c.old, c.new, 1)
+		}
+		if errs := checkCfgOutput(c.cs, out, c.rc); len(errs) == 0 {
+			t.Errorf("%s/%s: bad output passed", c.cs, c.name)
+		} else {
+			t.Logf("%s/%s: %s", c.cs, c.name, errs[0])
+		}
+	}
+}
