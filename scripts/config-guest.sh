@@ -63,7 +63,7 @@ disk() { # NAME
 		echo "CFG-DISK dev=$1 result=fail reason=missing disks=$(cd /sys/block && echo * | tr ' ' ,)"
 		return 1
 	fi
-	echo "CFG-DISK dev=$1 result=ok driver=$(basename "$(readlink -f $d/device/driver)") bus=$(bus_of $d/device) ro=$(cat $d/ro) sectors=$(cat $d/size) serial=$(val "$(cat $d/serial 2>/dev/null)")"
+	echo "CFG-DISK dev=$1 result=ok driver=$(basename "$(readlink -f "$d/device/driver")") bus=$(bus_of "$d/device") ro=$(cat "$d/ro") sectors=$(cat "$d/size") serial=$(val "$(cat "$d/serial" 2>/dev/null)")"
 }
 
 mkdir -p /mnt /ro
