@@ -365,7 +365,7 @@ func (m *Machine) Run() Result {
 		m.result.Reason = stopNoMarker
 	}
 	m.result.FirstGuestIO, m.result.FirstConsoleByte = m.plat.timing()
-	if err := m.FlushMetrics(); err != nil {
+	if err := m.FlushMetrics(); err != nil && !errors.Is(err, ErrNoMetrics) {
 		m.log.Warn("metrics: final flush", "err", err)
 	}
 	return m.result

@@ -2,8 +2,10 @@ package vmm
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -121,5 +123,17 @@ func TestRootDrive(t *testing.T) {
 		Drives: []DriveConfig{{ID: "a", Path: img, Root: true}, {ID: "b", Path: img, Root: true}}}
 	if _, err := New(c); err == nil {
 		t.Fatal("two root drives accepted")
+	}
+}
+
+// TestQuietWithoutMetrics: a VM without a metrics file logs nothing at
+// warn or above when it ends normally.
+func TestQuietWithoutMetrics(t *testing.T) {
+	var logs bytes.Buffer
+	res, _ := bootTiny(t, vmmtest.Concat(vmmtest.PrintCmdline, vmmtest.ResetViaI8042), func(c *Config) {
+		c.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	if res.Reason != stopReset || logs.Len() != 0 {
+		t.Fatalf("stopped with %v; warnings:\n%s", res.Reason, logs.String())
 	}
 }
