@@ -8,6 +8,13 @@
 // test's default 10 minute timeout (use -timeout 30m). Without a required tool they
 // skip, unless CI is set, in which case a missing tool is a failure.
 //
+// The suites: boot_test.go (stock kernels, 1 and 2 vCPUs), net_test.go (virtio-net over
+// PCI and MMIO in every RX mode, indirect on/off, MTU 9000: pings, 64 MiB each way
+// with checksums, iperf3), config_test.go (Firecracker config files with a root ext4
+// drive over two boots, a read-only drive, the API socket driven with curl, rate-limited
+// interfaces measured with iperf3), uml_test.go (flint net-backend driven by Debian's
+// user-mode Linux through vhost-user: every RX mode, reconnects).
+//
 // The nested host (L1) itself occasionally wedges while flint runs a guest: soft
 // lockups on both L1 CPUs, flint's vCPU thread unkillable. The harness watches L1's
 // console (wedge_test.go): on a soft lockup that no finished boot follows, or a boot
