@@ -97,7 +97,7 @@ for ((r = 1; r <= runs; r++)); do
 			flint_log "run $r $c failed:"
 			tail -n 30 "$w/case.out" >&2
 		fi
-		grep '^UML-BENCH ' "$w/case.out" | sed "s|^UML-BENCH |UML-BENCH config=$c |" | tee -a "$lines" >&2 || true
+		grep '^UML-BENCH ' "$w/case.out" | sed "s|^UML-BENCH |UML-BENCH config=$c |; s| run=[0-9]*| run=$r|" | tee -a "$lines" >&2 || true
 	done
 done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -107,7 +107,17 @@ load1=$(cut -d' ' -f1-3 /proc/loadavg)
 # configuration's ratio to the best peer, figure by figure.
 report() {
 	echo "Date: $date0. Commit: $commit. Load average (1/5/15 min) at the start: $load0, at the end: $load1."
-	echo "Command: \`scripts/bench-net.sh --runs $runs --secs $secs --udp-secs $udp_secs${only:+ --only '$only'}$( ((dpdk)) || echo ' --no-dpdk')\`"
+	local cmd="scripts/bench-net.sh --runs $runs --secs $secs --udp-secs $udp_secs"
+	[[ -z $only ]] || cmd+=" --only '$only'"
+	((dpdk)) || cmd+=" --no-dpdk"
+	echo "Command: \`$cmd\`"
+	local nfail
+	nfail=$(grep -c 'result=fail' "$lines" || true)
+	if ((nfail)); then
+		echo
+		echo "$nfail measurement(s) failed and are left out of the medians:"
+		grep 'result=fail' "$lines" | sed 's/^UML-BENCH /- /'
+	fi
 	echo
 	awk -v order="${sel[*]}" '
 	function kv(line, key,   m) { return match(line, " " key "=[^ ]*") ? substr(line, RSTART + length(key) + 2, RLENGTH - length(key) - 2) : "" }

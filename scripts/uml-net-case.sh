@@ -296,9 +296,26 @@ check_boot() {
 	fi
 }
 
+# bench_line TEST DIR RUN JQ IPERF3-ARGS...: one iperf3 client run against the guest,
+# reported as a UML-BENCH line with the figures JQ extracts from its JSON, or with
+# result=fail and iperf3's error.
+bench_line() {
+	local test=$1 dir=$2 r=$3 filter=$4 figs='' err
+	shift 4
+	inns timeout 60 iperf3 -c "$guest" -J "$@" >"$w/iperf.json" 2>"$w/iperf.err" || true
+	figs=$(jq -r "$filter" "$w/iperf.json" 2>/dev/null) || figs=''
+	if [[ -z $figs || $figs == *null* ]]; then
+		err=$(jq -r '.error // empty' "$w/iperf.json" 2>/dev/null; head -c 200 "$w/iperf.err")
+		echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=$test dir=$dir run=$r result=fail error=$(tr -s ' \n\t' _ <<<"${err:-none}")"
+		failed "iperf3-$test-$dir"
+		return
+	fi
+	echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=$test dir=$dir run=$r $figs"
+}
+
 # One benchmark boot: the guest serves iperf3; the host measures through the TAP.
 bench_boot() {
-	local r dir rev j
+	local r dir rev
 	boot 1 serve
 	local i=0 up=0
 	while ((i++ < 600)) && kill -0 "$umlpid" 2>/dev/null; do
@@ -314,26 +331,14 @@ bench_boot() {
 		for dir in g2h h2g; do
 			rev=()
 			[[ $dir == g2h ]] && rev=(-R)
-			j=$w/tcp.json
-			if inns timeout $((secs + 30)) iperf3 -c "$guest" -t "$secs" -J "${rev[@]}" >"$j" 2>&1; then
-				echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=tcp dir=$dir run=$r" \
-					"$(jq -r '"mbps=\(.end.sum_received.bits_per_second / 1e6 | floor) retr=\(.end.sum_sent.retransmits // "na")"' "$j")"
-			else
-				echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=tcp dir=$dir run=$r result=fail"
-				failed "iperf3-tcp-$dir"
-			fi
+			bench_line tcp "$dir" "$r" '"mbps=\(.end.sum_received.bits_per_second / 1e6 | floor) retr=\(.end.sum_sent.retransmits // "na")"' \
+				-t "$secs" "${rev[@]}"
 		done
 		for dir in g2h h2g; do
 			rev=()
 			[[ $dir == g2h ]] && rev=(-R)
-			j=$w/udp.json
-			if inns timeout $((udp_secs + 30)) iperf3 -c "$guest" -u -l 64 -b 0 -t "$udp_secs" -J "${rev[@]}" >"$j" 2>&1; then
-				echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=udp64 dir=$dir run=$r" \
-					"$(jq -r '.end.sum | "pps=\((.packets - .lost_packets) / .seconds | floor) lost=\(.lost_packets) sent=\(.packets)"' "$j")"
-			else
-				echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=udp64 dir=$dir run=$r result=fail"
-				failed "iperf3-udp-$dir"
-			fi
+			bench_line udp64 "$dir" "$r" '.end.sum | "pps=\((.packets - .lost_packets) / .seconds | floor) lost=\(.lost_packets) sent=\(.packets)"' \
+				-u -l 64 -b 0 -t "$udp_secs" "${rev[@]}"
 		done
 	done
 	if ((up)); then
