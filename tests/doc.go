@@ -21,7 +21,9 @@
 // still running well past its own timeout, it logs "nested host wedged: L1 soft
 // lockup in CPU#0 flint:109 at ...", stops that L1 and runs the boots that never
 // finished once more in a fresh L1. A boot that finished is never rerun, whatever
-// its result, and a second wedge is a test failure.
+// its result, and a second wedge is a test failure. An L1 kernel crash (a <0> BUG or
+// panic line; QEMU 7.2's SVM emulation has been seen to hand L1 a corrupted state on
+// flint's vCPU thread) is treated the same way.
 //
 // Environment:
 //

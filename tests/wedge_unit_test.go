@@ -159,6 +159,12 @@ cp "$job" "$FAKE_DIR/job$n.sh"
 echo NESTED-JOB-START
 for name in $(sed -n "s/^run_boot '\([^']*\)'.*/\1/p" "$job"); do
 	echo "JOB-START $name"
+	if [[ $n == 1 && $name == c && $FAKE_MODE == crash ]]; then
+		echo "<0>[  119.7] BUG: TASK stack guard page was hit at 000000000829c802"
+		echo "<4>[  119.7] CPU: 0 PID: 621 Comm: flint Not tainted 6.1.0-56-amd64 #1"
+		echo "<0>[  119.8] Kernel panic - not syncing: Fatal exception in interrupt"
+		exit 125
+	fi
 	if [[ $n == 1 && $name == c ]]; then
 		echo "<0>[  101.5] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [flint:109]"
 		echo "<4>[  101.6] CPU: 0 PID: 109 Comm: flint Not tainted 6.1.0-56-amd64 #1"
@@ -177,6 +183,17 @@ echo NESTED-EXIT=0
 // session is stopped, only the boots that never finished run again, and the boot
 // that failed (status 1) is not retried.
 func TestNestedRetryAfterWedge(t *testing.T) {
+	testNestedRetry(t, "wedge", "CPU#0 flint:109 at kvm_arch_vcpu_ioctl_run")
+}
+
+// TestNestedRetryAfterCrash: the same when L1's kernel panics during boot c
+// (nested-host.sh exits 125).
+func TestNestedRetryAfterCrash(t *testing.T) {
+	testNestedRetry(t, "crash", "crashed: L1 BUG: TASK stack guard page was hit")
+}
+
+func testNestedRetry(t *testing.T, mode, why string) {
+	t.Setenv("FAKE_MODE", mode)
 	dir := t.TempDir()
 	script := filepath.Join(dir, "fake-nested-host.sh")
 	if err := os.WriteFile(script, []byte(fakeNestedHost), 0o755); err != nil {
@@ -222,7 +239,7 @@ func TestNestedRetryAfterWedge(t *testing.T) {
 			t.Errorf("%s: rc=%d unfinished=%v retried=%q, want rc=%d retried=%v", name, r.rc, r.unfinished, r.retried, w.rc, w.retried)
 		}
 	}
-	if r := res["c"]; r != nil && !strings.Contains(r.retried, "CPU#0 flint:109 at kvm_arch_vcpu_ioctl_run") {
+	if r := res["c"]; r != nil && !strings.Contains(r.retried, why) {
 		t.Errorf("wedge description %q does not say where L1 was stuck", r.retried)
 	}
 }
