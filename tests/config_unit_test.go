@@ -55,8 +55,8 @@ CFG-MARKER content=flint-root-fda791577548df80
 CFG-READ token=58834ad27f44398e15e553f55895dff5
 CFG-IPERF if=free dev=eth0 dir=tx rc=0 mbps=79.2
 CFG-IPERF if=free dev=eth0 dir=rx rc=0 mbps=208
-CFG-IPERF if=limited dev=eth1 dir=tx rc=0 mbps=33.8
-CFG-IPERF if=limited dev=eth1 dir=rx rc=0 mbps=24.6
+CFG-IPERF if=limited dev=eth1 dir=tx rc=0 mbps=16.9
+CFG-IPERF if=limited dev=eth1 dir=rx rc=0 mbps=12.4
 CFG-GUEST-DONE
 CFG-HOST-FLINT rc=0
 `,
@@ -113,12 +113,12 @@ func TestConfigChecks(t *testing.T) {
 		{cs: "api", name: "SendCtrlAltDel refused", old: "i=11 PUT /actions code=204", new: "i=11 PUT /actions code=400"},
 		{cs: "api", name: "a reply missing", old: "CFG-API i=6 PUT /drives/rootfs code=204 body=\n", new: ""},
 		{cs: "api", name: "token lost", old: "CFG-READ token=58834ad27f44398e15e553f55895dff5", new: "CFG-READ token=-"},
-		{cs: "ratelimit", name: "tx over the limit", old: "dir=tx rc=0 mbps=33.8", new: "dir=tx rc=0 mbps=37.5"},
-		{cs: "ratelimit", name: "rx under the limit", old: "dir=rx rc=0 mbps=24.6", new: "dir=rx rc=0 mbps=22.0"},
-		{cs: "ratelimit", name: "directions swapped", old: "dir=tx rc=0 mbps=33.8", new: "dir=tx rc=0 mbps=24.9"},
-		{cs: "ratelimit", name: "unlimited no faster", old: "dir=tx rc=0 mbps=79.2", new: "dir=tx rc=0 mbps=35.0"},
-		{cs: "ratelimit", name: "iperf3 failed", old: "dir=rx rc=0 mbps=24.6", new: "dir=rx rc=1 mbps=-"},
-		{cs: "ratelimit", name: "no measurement", old: "CFG-IPERF if=limited dev=eth1 dir=rx rc=0 mbps=24.6\n", new: ""},
+		{cs: "ratelimit", name: "tx over the limit", old: "dir=tx rc=0 mbps=16.9", new: "dir=tx rc=0 mbps=18.8"},
+		{cs: "ratelimit", name: "rx under the limit", old: "dir=rx rc=0 mbps=12.4", new: "dir=rx rc=0 mbps=11.0"},
+		{cs: "ratelimit", name: "directions swapped", old: "dir=tx rc=0 mbps=16.9", new: "dir=tx rc=0 mbps=12.5"},
+		{cs: "ratelimit", name: "unlimited no faster", old: "dir=tx rc=0 mbps=79.2", new: "dir=tx rc=0 mbps=20.0"},
+		{cs: "ratelimit", name: "iperf3 failed", old: "dir=rx rc=0 mbps=12.4", new: "dir=rx rc=1 mbps=-"},
+		{cs: "ratelimit", name: "no measurement", old: "CFG-IPERF if=limited dev=eth1 dir=rx rc=0 mbps=12.4\n", new: ""},
 	}
 	for _, c := range bad {
 		out := cfgGood[c.cs]
