@@ -29,6 +29,12 @@ dev=${FLINTUML_DEV:-eth0}
 
 if [ "$mode" = serve ]; then
 	iperf3 -s -D -p 5201 || echo "UML-GUEST-SERVE result=fail reason=iperf3"
+	# -D returns before the daemon listens.
+	i=0
+	until netstat -ltn 2>/dev/null | grep -q ':5201 ' || [ $i -ge 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
 	echo "UML-GUEST-SERVE result=ok"
 	timeout 3600 nc -l -p 6001 </dev/null >/dev/null
 	echo "UML-GUEST-DONE"

@@ -302,8 +302,15 @@ check_boot() {
 bench_line() {
 	local test=$1 dir=$2 r=$3 filter=$4 figs='' err
 	shift 4
-	inns timeout 60 iperf3 -c "$guest" -J "$@" >"$w/iperf.json" 2>"$w/iperf.err" || true
-	figs=$(jq -r "$filter" "$w/iperf.json" 2>/dev/null) || figs=''
+	local try
+	# The guest's iperf3 server can be between two tests (connection refused):
+	# a run that gets no figures is tried again, twice at most.
+	for try in 1 2 3; do
+		((try == 1)) || sleep 1
+		inns timeout 60 iperf3 -c "$guest" -J "$@" >"$w/iperf.json" 2>"$w/iperf.err" || true
+		figs=$(jq -r "$filter" "$w/iperf.json" 2>/dev/null) || figs=''
+		[[ -z $figs || $figs == *null* ]] || break
+	done
 	if [[ -z $figs || $figs == *null* ]]; then
 		err=$(jq -r '.error // empty' "$w/iperf.json" 2>/dev/null; head -c 200 "$w/iperf.err")
 		echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=$test dir=$dir run=$r result=fail error=$(tr -s ' \n\t' _ <<<"${err:-none}")"
