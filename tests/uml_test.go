@@ -37,6 +37,9 @@ func umlCases() []umlCase {
 // RX mode. It skips only without root or /dev/net/tun; a missing UML kernel
 // skips, or fails under CI (whose .ci/run installs user-mode-linux).
 func TestUMLNetBackend(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: skipped with -short (see doc.go)")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces, TAP devices)")
 	}
