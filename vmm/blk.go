@@ -189,7 +189,7 @@ func (m *Machine) addDrive(d DriveConfig) (*blk.Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("drive %s: %w", d.ID, err)
 	}
-	if err := m.attachVirtio(dev, configs.Transport(d.Transport)); err != nil {
+	if _, err := m.attachVirtio(dev, configs.Transport(d.Transport)); err != nil {
 		dev.Close()
 		return nil, fmt.Errorf("drive %s: %w", d.ID, err)
 	}
@@ -201,58 +201,59 @@ func (m *Machine) addDrive(d DriveConfig) (*blk.Device, error) {
 // attachVirtio shows dev to the guest on transport t: a virtio-mmio
 // window (an IOAPIC pin through an irqfd, described in the ACPI DSDT) or,
 // by default, a PCI function (MSI-X through GSI routing, INTx fallback).
-// Notifications arrive through ioeventfds either way.
-func (m *Machine) attachVirtio(dev virtio.Device, t configs.Transport) error {
+// Notifications arrive through ioeventfds either way. It returns the
+// transport; closing it resets the device.
+func (m *Machine) attachVirtio(dev virtio.Device, t configs.Transport) (closer, error) {
 	if t == configs.TransportMMIO {
 		return m.attachMMIO(dev)
 	}
 	bar := pciMMIOWindow.Start + uint64(m.pciSlots)*vpci.BARSize
 	if bar+vpci.BARSize > pciMMIOWindow.End() {
-		return fmt.Errorf("no room for another PCI device")
+		return nil, fmt.Errorf("no room for another PCI device")
 	}
 	msix, err := m.irqs.newMSIX(len(dev.QueueMaxSizes()) + 1)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	line := &intxLine{vm: m.vm}
 	tr, err := vpci.New(vpci.Config{Device: dev, Mem: m.mem, BARAddr: bar, Bus: m.mmio,
 		MSIX: msix, INTx: line, Notifier: ioeventNotifier{m.vm}, Log: m.log})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	slot, err := m.plat.pci.AttachNext(tr)
 	if err != nil {
 		tr.Close()
-		return err
+		return nil, err
 	}
 	m.pciSlots++
 	line.gsi = intxGSIs[slot%len(intxGSIs)]
 	tr.ConfigSpace().SetUint8(0x3c, uint8(line.gsi)) // Interrupt Line, for guests without ACPI
 	m.pciINTx = append(m.pciINTx, acpi.PCIInterrupt{Slot: uint8(slot), Pin: 0, GSI: line.gsi})
-	return nil
+	return tr, nil
 }
 
-func (m *Machine) attachMMIO(dev virtio.Device) error {
+func (m *Machine) attachMMIO(dev virtio.Device) (closer, error) {
 	base := platformMMIOWindow.Start + uint64(m.mmioSlots)*0x1000
 	if base+mmio.WindowSize > platformMMIOWindow.End() {
-		return fmt.Errorf("no room for another virtio-mmio device")
+		return nil, fmt.Errorf("no room for another virtio-mmio device")
 	}
 	gsi, err := m.irqs.mmioGSI()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fd, err := m.irqs.newIRQFD(gsi)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tr, err := mmio.New(mmio.Config{Device: dev, Mem: m.mem, Base: base, IRQ: fd,
 		Notifier: ioeventNotifier{m.vm}, Log: m.log})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := m.mmio.Insert(tr, base, mmio.WindowSize); err != nil {
 		tr.Close()
-		return err
+		return nil, err
 	}
 	m.mmioSlots++
 	// ACPI _UIDs of LNRO0005 devices must be unique: take the next free.
@@ -262,7 +263,7 @@ func (m *Machine) attachMMIO(dev virtio.Device) error {
 	}
 	m.acpiDevices = append(m.acpiDevices, acpi.Device{HID: mmio.ACPIHID, UID: uid,
 		MMIOBase: base, MMIOSize: mmio.WindowSize, IRQ: gsi, LevelTriggered: tr.LevelTriggered()})
-	return nil
+	return tr, nil
 }
 
 // closeDrives logs each drive's counters and closes it (reset, then the

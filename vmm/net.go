@@ -7,14 +7,11 @@ import (
 	"log/slog"
 	"net"
 
-	"github.com/flintvm/flint/boot/acpi"
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/net/tap"
 	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/virtio"
 	virtionet "github.com/flintvm/flint/virtio/net"
-	"github.com/flintvm/flint/virtio/transport/mmio"
-	vpci "github.com/flintvm/flint/virtio/transport/pci"
 )
 
 // The TAP queue is the virtio-net device's backend as it is.
@@ -80,15 +77,15 @@ func macFor(n configs.NetInterface) [6]byte {
 // its transport: a PCI function (MSI-X, INTx fallback) or a virtio-mmio
 // window described in the ACPI DSDT.
 func (m *Machine) addNetDevices() error {
-	for i, n := range m.cfg.Net {
-		if err := m.addNetDevice(i, n); err != nil {
+	for _, n := range m.cfg.Net {
+		if err := m.addNetDevice(n); err != nil {
 			return fmt.Errorf("--net tap=%s: %w", n.TAP, err)
 		}
 	}
 	return nil
 }
 
-func (m *Machine) addNetDevice(i int, n configs.NetInterface) error {
+func (m *Machine) addNetDevice(n configs.NetInterface) error {
 	t, dev, err := openNetDevice(n)
 	if err != nil {
 		return err
@@ -96,60 +93,11 @@ func (m *Machine) addNetDevice(i int, n configs.NetInterface) error {
 	nd := &netDevice{cfg: n, tap: t, dev: dev}
 	m.nets = append(m.nets, nd)
 	mac := macFor(n)
-	queues := len(nd.dev.QueueMaxSizes())
-	switch n.Transport {
-	case configs.TransportMMIO:
-		base := platformMMIOWindow.Start + uint64(m.mmioSlots)*0x1000
-		if base+mmio.WindowSize > platformMMIOWindow.End() {
-			return fmt.Errorf("no room for another virtio-mmio device")
-		}
-		m.mmioSlots++
-		gsi, err := m.irqs.mmioGSI()
-		if err != nil {
-			return err
-		}
-		fd, err := m.irqs.newIRQFD(gsi)
-		if err != nil {
-			return err
-		}
-		tr, err := mmio.New(mmio.Config{Device: nd.dev, Mem: m.mem, Base: base, IRQ: fd,
-			Notifier: ioeventNotifier{m.vm}, Log: m.log})
-		if err != nil {
-			return err
-		}
-		nd.transport = tr
-		if err := m.mmio.Insert(tr, base, mmio.WindowSize); err != nil {
-			return err
-		}
-		m.acpiDevices = append(m.acpiDevices, acpi.Device{HID: mmio.ACPIHID, UID: uint32(i),
-			MMIOBase: base, MMIOSize: mmio.WindowSize, IRQ: gsi, LevelTriggered: tr.LevelTriggered()})
-	default:
-		bar := pciMMIOWindow.Start + uint64(m.pciSlots)*vpci.BARSize
-		if bar+vpci.BARSize > pciMMIOWindow.End() {
-			return fmt.Errorf("no room for another PCI device")
-		}
-		m.pciSlots++
-		msix, err := m.irqs.newMSIX(queues + 1)
-		if err != nil {
-			return err
-		}
-		// The slot is known only after attaching; INTx pins rotate over
-		// GSIs 16-23 by slot, as PCI INTA# lines are conventionally swizzled.
-		line := &intxLine{vm: m.vm}
-		tr, err := vpci.New(vpci.Config{Device: nd.dev, Mem: m.mem, BARAddr: bar, Bus: m.mmio,
-			MSIX: msix, INTx: line, Notifier: ioeventNotifier{m.vm}, Log: m.log})
-		if err != nil {
-			return err
-		}
-		nd.transport = tr
-		slot, err := m.plat.pci.AttachNext(tr)
-		if err != nil {
-			return err
-		}
-		line.gsi = intxGSIs[slot%len(intxGSIs)]
-		tr.ConfigSpace().SetUint8(0x3c, uint8(line.gsi)) // Interrupt Line, for guests without ACPI
-		m.pciINTx = append(m.pciINTx, acpi.PCIInterrupt{Slot: uint8(slot), Pin: 0, GSI: line.gsi})
+	tr, err := m.attachVirtio(nd.dev, n.Transport)
+	if err != nil {
+		return err
 	}
+	nd.transport = tr
 	m.log.Info("virtio-net device", "tap", n.TAP, "transport", n.Transport, "mac", net.HardwareAddr(mac[:]).String(),
 		"mtu", n.MTU, "features", fmt.Sprintf("%#x", netFeatures(n)))
 	return nil
