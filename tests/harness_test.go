@@ -683,3 +683,24 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// finished returns the result of a case that ran to its end, or ends the
+// (sub)test: the case never started, or the nested host ended during it.
+func finished(t *testing.T, results map[string]*result, name string) *result {
+	t.Helper()
+	r := results[name]
+	if r == nil {
+		t.Fatalf("case never started (the nested host ended first)")
+	}
+	if r.unfinished {
+		why := "the nested host ended while it ran"
+		if r.host != "" {
+			why = "nested host " + r.host
+		}
+		t.Fatalf("case cut off: %s; its output so far:\n%s", why, tail(r.output, 80))
+	}
+	if r.retried != "" {
+		t.Logf("second run: %s", r.retried)
+	}
+	return r
+}

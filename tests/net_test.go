@@ -291,20 +291,7 @@ func TestStockKernelNetwork(t *testing.T) {
 	for i, b := range boots {
 		c := cases[i]
 		t.Run(b.name, func(t *testing.T) {
-			r := results[b.name]
-			if r == nil {
-				t.Fatalf("case never started (the nested host ended first)")
-			}
-			if r.unfinished {
-				why := "the nested host ended while it ran"
-				if r.host != "" {
-					why = "nested host " + r.host
-				}
-				t.Fatalf("case cut off: %s; its output so far:\n%s", why, tail(r.output, 80))
-			}
-			if r.retried != "" {
-				t.Logf("second run: %s", r.retried)
-			}
+			r := finished(t, results, b.name)
 			line := checkNetCase(t, c, b, r, sizeOf(c), iperfSecs)
 			summary = append(summary, fmt.Sprintf("%-34s %3d MiB %s", b.name, sizeOf(c), line))
 			if t.Failed() {
