@@ -116,6 +116,9 @@ func (m *Machine) logVCPUState(v *kvm.VCPU, counts *vcpuExitCounts, why string) 
 		"rsi", hex(r.RSI), "rdi", hex(r.RDI), "rbp", hex(r.RBP),
 		"io_exits", counts.io.Load(), "mmio_exits", counts.mmio.Load(), "intr_exits", counts.intr.Load())
 	m.logGuestMemory(why, v.ID(), s.CR3, s.CR4, r.RIP, r.RSP)
+	if s.CR0&1 == 0 && r.RIP == 0xfff0 && s.CS.Selector == 0xf000 {
+		m.log.Warn(why+": the vCPU is at its reset vector: KVM on AMD SVM reinitialises a vCPU on a shutdown, so the state that faulted is lost", "vcpu", v.ID())
+	}
 	if !m.pageTablesInRAM(s.CR0, s.CR3) {
 		m.log.Warn(ImpossibleStateMsg+": its page tables (CR3) are outside guest RAM, so KVM or the hypervisor under it lost the guest's state",
 			"vcpu", v.ID(), "why", why, "cr3", hex(s.CR3), "rip", hex(r.RIP), "guest_ram", m.mem.Size())
