@@ -55,6 +55,8 @@ wait_for() { # PATH: up to 10 s
 
 root=$(tr ' ' '\n' </proc/cmdline | grep '^root=' | tail -n1)
 rw=$(tr ' ' '\n' </proc/cmdline | grep -E '^(ro|rw)$' | tail -n1)
+# Kernel messages below KERN_ERR must not split the lines the test parses.
+dmesg -n 4 2>/dev/null
 echo "CFG-GUEST mode=$mode cpus=$(grep -c '^processor' /proc/cpuinfo) memmib=$(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) root=$(val "${root#root=}") rootmode=$(val "$rw")"
 
 disk() { # NAME

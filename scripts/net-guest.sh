@@ -39,6 +39,10 @@ bigping=$(arg bigping 0)
 beat=$(arg beat 10)
 dev=eth0
 
+# Kernel messages below KERN_ERR (e.g. "hrtimer: interrupt took ...", common under
+# emulation) must not land in the middle of the lines the test parses; errors,
+# oopses, lockups and panics still reach the console.
+dmesg -n 4 2>/dev/null
 echo "NET-GUEST-START addr=$addr host=$host size=$size iperf=$iperf bigping=$bigping"
 i=0
 while [ ! -e /sys/class/net/$dev ] && [ $i -lt 50 ]; do

@@ -588,14 +588,16 @@ func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result,
 	case errors.As(err, &ee) && ee.ExitCode() == 124:
 		return res, "", fmt.Errorf("nested host timed out after %v", total.Round(time.Second))
 	case errors.As(err, &ee) && ee.ExitCode() == 125:
-		if why := l1Crash(out.String()); why != "" {
-			// QEMU 7.2's TCG emulation of SVM occasionally hands L1 a
-			// corrupted state on #VMEXIT (seen: a lost GS base, recursive
-			// page faults on flint's vCPU thread): the same class of fault
-			// as a wedge, so the unfinished boots get one fresh L1.
-			return res, why, fmt.Errorf("nested host %s", why)
+		// L1 died without finishing its job. QEMU 7.2's TCG emulation of
+		// SVM occasionally hands L1 a corrupted state on #VMEXIT (seen: a
+		// lost GS base and recursive page faults on flint's vCPU thread, or
+		// L1 gone without a word: a triple fault under -no-reboot): the same
+		// class of fault as a wedge, so the unfinished boots get one fresh L1.
+		why := l1Crash(out.String())
+		if why == "" {
+			why = "ended: L1 stopped without finishing its job and without a panic message (an L1 triple fault ends QEMU under -no-reboot)"
 		}
-		return res, "", errors.New("nested host (L1) failed: see its log above")
+		return res, why, fmt.Errorf("nested host %s", why)
 	case errors.As(err, &ee):
 		return res, "", nil // the job's status: the number of failed boots, judged per boot
 	default:
