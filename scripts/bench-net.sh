@@ -57,9 +57,10 @@ fi
 
 w=$(mktemp -d "${TMPDIR:-/tmp}/flint-bench-net.XXXXXX")
 trap 'rm -rf "$w"' EXIT
-flint_log "building flint and vumask"
+flint_log "building flint, vumask and umlexec"
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs -o "$w/flint" ./cmd/flint &&
-	CGO_ENABLED=0 go build -o "$w/vumask" ./scripts/vumask) || flint_die "go build failed"
+	CGO_ENABLED=0 go build -o "$w/vumask" ./scripts/vumask &&
+	CGO_ENABLED=0 go build -o "$w/umlexec" ./scripts/umlexec) || flint_die "go build failed"
 initrd=$(bash "$here/mkuml-guest.sh")
 
 configs=()
@@ -83,7 +84,7 @@ lines=$w/bench.lines
 : >"$lines"
 for ((r = 1; r <= runs; r++)); do
 	for c in "${sel[@]}"; do
-		args=(--mode bench --secs "$secs" --udp-secs "$udp_secs" --initrd "$initrd" --name "bench$$")
+		args=(--mode bench --secs "$secs" --udp-secs "$udp_secs" --initrd "$initrd" --name "bench$$" --umlexec "$w/umlexec")
 		case $c in
 		flint/*)
 			IFS=/ read -r _ rx ind <<<"$c"

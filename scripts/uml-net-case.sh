@@ -26,6 +26,8 @@
 #   --flint BIN      [<repo>/bin/flint]    --initrd FILE  [scripts/mkuml-guest.sh output]
 #   --mem MiB        UML memory [256]      --timeout S    per boot [120]
 #   --vumask BIN     scripts/vumask binary for --backend dpdk [built with go into a temp dir]
+#   --umlexec BIN    scripts/umlexec binary, which starts linux.uml (with a workaround on
+#                    hosts whose XSAVE area UML 6.1 cannot restore) [built with go likewise]
 #   --name NAME      names the namespace (umlnet-PID-NAME) [case]
 #
 # Output (key=value lines; tests/uml_test.go parses them). Guest console lines (UML-GUEST-*)
@@ -53,11 +55,11 @@ usage() {
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 backend=flint rx=mergeable indirect=on mode=test size=64 boots=1 kill_boot=0
-secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=case vumask=
+secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=case vumask= umlexec=
 while (($#)); do
 	case $1 in
 	--backend | --rx | --indirect | --mode | --size | --boots | --kill-boot | --secs | --udp-secs | \
-		--reps | --flint | --initrd | --mem | --timeout | --name | --vumask)
+		--reps | --flint | --initrd | --mem | --timeout | --name | --vumask | --umlexec)
 		[[ $# -ge 2 ]] || flint_die "$1 needs a value"
 		v=${1#--}
 		printf -v "${v//-/_}" '%s' "$2"
@@ -142,6 +144,11 @@ ip -n "$ns" link set lo up
 # The TAP: made here for flint and the vector driver (both attach to it); testpmd's
 # TAP PMD makes its own (multi-queue). It gets the host address once it exists.
 [[ $backend == dpdk ]] || ip -n "$ns" tuntap add dev "$tap" mode tap vnet_hdr
+if [[ -z $umlexec ]]; then
+	flint_need_tools go
+	(cd "$here/.." && CGO_ENABLED=0 go build -o "$w/umlexec" ./scripts/umlexec) || flint_die "building scripts/umlexec"
+	umlexec=$w/umlexec
+fi
 sock=$w/vhost.sock
 case $backend in
 flint)
@@ -189,7 +196,7 @@ umltmp=$w
 # boot K GUEST-MODE: boots UML in the namespace (console to $w/uml.K), waits for it.
 boot() {
 	local k=$1 gmode=$2
-	TMPDIR=$umltmp "${nsx[@]}" setsid linux.uml "mem=${mem}M" "initrd=$initrd" con=null con0=null,fd:1 \
+	TMPDIR=$umltmp "${nsx[@]}" setsid "$umlexec" linux.uml "mem=${mem}M" "initrd=$initrd" con=null con0=null,fd:1 \
 		"$netarg" "flintuml.mode=$gmode" "flintuml.size=$size" "flintuml.host=$host" \
 		"flintuml.addr=$guest/24" quiet </dev/null >"$w/uml.$k" 2>&1 &
 	umlpid=$!

@@ -162,16 +162,23 @@ func buildFlint(t *testing.T, root string) string {
 		t.Logf("using prebuilt flint %s (FLINT_BIN)", abs)
 		return abs
 	}
+	return goBuild(t, root, "./cmd/flint")
+}
+
+// goBuild builds the command in package pkg (relative to root) as a static
+// binary in a temporary directory and returns its path.
+func goBuild(t *testing.T, root, pkg string) string {
+	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 	}
-	out := filepath.Join(t.TempDir(), "flint")
-	cmd := exec.Command(goBin, "build", "-o", out, "./cmd/flint")
+	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command(goBin, "build", "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/flint: %v\n%s", err, b)
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return out
 }

@@ -292,9 +292,16 @@ func TestStockKernelNetwork(t *testing.T) {
 		c := cases[i]
 		t.Run(b.name, func(t *testing.T) {
 			r := finished(t, results, b.name)
-			line := checkNetCase(t, c, b, r, sizeOf(c), iperfSecs)
+			fe := &firstError{T: t}
+			line := checkNetCase(fe, c, b, r, sizeOf(c), iperfSecs)
 			summary = append(summary, fmt.Sprintf("%-34s %3d MiB %s", b.name, sizeOf(c), line))
 			if t.Failed() {
+				// The summary is what a CI excerpt shows: it says why, and
+				// where the case stopped.
+				summary = append(summary, "    FAILED: "+fe.first)
+				for _, l := range failureDigest(r.output) {
+					summary = append(summary, "    "+l)
+				}
 				t.Logf("last 100 lines of output:\n%s", tail(r.output, 100))
 			}
 		})
@@ -540,3 +547,65 @@ func orQ(s string) string {
 	}
 	return s
 }
+
+// firstError is the *testing.T a case is checked with; it keeps the first
+// error for the summary.
+type firstError struct {
+	*testing.T
+	first string
+}
+
+func (f *firstError) Errorf(format string, args ...any) {
+	f.T.Helper()
+	if f.first == "" {
+		f.first = fmt.Sprintf(format, args...)
+	}
+	f.T.Errorf(format, args...)
+}
+
+// failureDigest picks from a failed case's output the few lines that say
+// where it stopped: the guest's last step and heartbeat, a stall and the
+// vCPU dumps it took, kernel errors, and a nested-host loss.
+func failureDigest(out string) []string {
+	var lastStep, lastBeat string
+	var keep []string
+	count := map[string]int{}
+	note := func(kind, l string, max int) {
+		if count[kind] < max {
+			keep = append(keep, l)
+		}
+		count[kind]++
+	}
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimRight(l, "\r")
+		switch {
+		case strings.Contains(l, "NET-GUEST-BEAT"):
+			lastBeat = l
+		case strings.Contains(l, "NET-HOST-STALL ") && !strings.Contains(l, "kernel stacks"):
+			note("stall", l, 2)
+		case strings.Contains(l, "dump: vCPU"), strings.Contains(l, vmm.ImpossibleStateMsg):
+			note("dump", l, 4)
+		case strings.Contains(l, "nested host lost"), strings.Contains(l, "Kernel panic"),
+			strings.Contains(l, "BUG:"), strings.Contains(l, "soft lockup"), strings.Contains(l, "rcu: INFO"),
+			strings.Contains(l, "virtio_net") && strings.Contains(l, "rror"):
+			note("kernel", l, 4)
+		case netStepRE.MatchString(l):
+			lastStep = l
+		}
+	}
+	if lastStep != "" {
+		keep = append([]string{"guest's last step: " + lastStep}, keep...)
+	}
+	if lastBeat != "" {
+		keep = append(keep, "guest's last heartbeat: "+lastBeat)
+	}
+	for i, l := range keep {
+		if len(l) > 400 {
+			keep[i] = l[:400] + " ..."
+		}
+	}
+	return keep
+}
+
+// netStepRE matches the guest's step lines, output included.
+var netStepRE = regexp.MustCompile(`NET-(GUEST-[A-Z]+|G2H-SENT|H2G-RECV|IPERF)(-OUT)?( |$)`)

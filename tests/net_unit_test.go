@@ -150,3 +150,36 @@ func TestNetCases(t *testing.T) {
 		t.Errorf("missing cases %v", want)
 	}
 }
+
+// TestFailureDigest: a stalled case's summary names the guest's last step,
+// the stall, the vCPU dumps and the last heartbeat, and nothing from a
+// passing run's routine lines.
+func TestFailureDigest(t *testing.T) {
+	out := strings.Join([]string{
+		"NET-G2H-SENT result=ok rc=0 bytes=67108864 sha256=88 secs=3.98",
+		"NET-GUEST-BEAT t=40.1 rx_packets=10 tx_packets=20 irqs=virtio0-input.0=5",
+		"NET-IPERF-OUT g2h Connecting to host 10.0.2.1, port 5201",
+		"NET-GUEST-BEAT t=50.1 rx_packets=11 tx_packets=21 irqs=virtio0-input.0=6",
+		"NET-HOST-STALL flint pid 7 still running after 376s, 3s without a packet through tap0; vCPU state dumps (SIGUSR1, twice):",
+		`level=WARN msg="dump: vCPU" vcpu=0 rip=0xffffffff81000000`,
+		"NET-HOST-STALL its threads' kernel stacks:",
+		"NET-HOST-FLINT rc=2",
+	}, "\n")
+	got := strings.Join(failureDigest(out), "\n")
+	for _, want := range []string{
+		"guest's last step: NET-IPERF-OUT g2h Connecting",
+		"NET-HOST-STALL flint pid 7",
+		"dump: vCPU",
+		"guest's last heartbeat: NET-GUEST-BEAT t=50.1",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("digest lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "kernel stacks") || strings.Contains(got, "t=40.1") {
+		t.Errorf("digest has routine lines:\n%s", got)
+	}
+	if d := failureDigest(netGood); len(d) != 1 || !strings.Contains(d[0], "NET-GUEST-DONE") {
+		t.Errorf("digest of a passing run = %q, want only its last step", d)
+	}
+}

@@ -68,13 +68,14 @@ func TestUMLNetBackend(t *testing.T) {
 		cache = filepath.Join(root, ".cache")
 	}
 	flint := buildFlint(t, root)
+	umlexec := goBuild(t, root, "./scripts/umlexec")
 	initrd := filepath.Join(cache, "uml", "guest.cpio.gz")
 	runUMLScript(t, root, cache, 2*time.Minute, "mkuml-guest.sh", "-o", initrd)
 	start := time.Now()
 	for _, c := range umlCases() {
 		t.Run(c.name(), func(t *testing.T) {
 			t0 := time.Now()
-			out, err := runUMLScript(t, root, cache, 5*time.Minute, "uml-net-case.sh", c.args(flint, initrd)...)
+			out, err := runUMLScript(t, root, cache, 5*time.Minute, "uml-net-case.sh", append(c.args(flint, initrd), "--umlexec", umlexec)...)
 			bad := checkUMLCase(c, out)
 			if err != nil {
 				bad = append(bad, "uml-net-case.sh: "+err.Error())

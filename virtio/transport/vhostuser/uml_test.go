@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flintvm/flint/scripts/umlhost"
 	virtionet "github.com/flintvm/flint/virtio/net"
 	"github.com/flintvm/flint/virtio/transport/vhostuser"
 )
@@ -203,6 +203,13 @@ func buildInitramfs(t *testing.T, dir string) string {
 	return path
 }
 
+// TestMain lets runUML start user-mode Linux through umlhost (this binary,
+// re-executed, installs umlhost's filter and executes UML).
+func TestMain(m *testing.M) {
+	umlhost.MaybeExec()
+	os.Exit(m.Run())
+}
+
 // TestUML boots user-mode Linux against the server: virtio_net probes
 // over vhost-user (UML's negotiation: features twice, no
 // PROTOCOL_FEATURES, no SET_VRING_ENABLE, pipe call fds), reads MAC and
@@ -269,14 +276,14 @@ func TestUML(t *testing.T) {
 func runUML(t *testing.T, dir, initrd, sock string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, umlBinary, "mem=128M", "initrd="+initrd, "con=null", "con0=fd:0,fd:1",
+	cmd := umlhost.CommandContext(ctx, umlBinary, "mem=128M", "initrd="+initrd, "con=null", "con0=fd:0,fd:1",
 		"virtio_uml.device="+sock+":1", "quiet")
 	// UML runs as several processes; kill the whole group on timeout.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
+	cmd.Env = append(cmd.Env, "TMPDIR="+dir)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	r, w, err := os.Pipe()
