@@ -79,6 +79,12 @@ type Server struct {
 	mu      sync.Mutex
 	cfg     configs.VMConfig // the pending (then running) configuration
 	started bool
+
+	// Connections that have not sent a request yet: net/http's Shutdown
+	// waits 5 s for those, so Shutdown closes them itself.
+	connMu   sync.Mutex
+	fresh    map[net.Conn]struct{}
+	shutting bool
 }
 
 // New returns a server for opts.
@@ -95,8 +101,25 @@ func New(opts Options) *Server {
 	if opts.Config != nil {
 		s.cfg = *opts.Config
 	}
-	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	s.fresh = map[net.Conn]struct{}{}
+	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug), ConnState: s.connState}
 	return s
+}
+
+// connState tracks the connections without a request; after Shutdown
+// began, a new one is closed at once.
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	switch {
+	case st == http.StateNew && s.shutting:
+		c.Close()
+	case st == http.StateNew:
+		s.fresh[c] = struct{}{}
+	default:
+		delete(s.fresh, c)
+	}
 }
 
 // Serve answers requests on l until Shutdown; it returns nil after Shutdown.
@@ -109,8 +132,18 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // Shutdown stops serving: it closes the listener (removing a socket from
-// Listen) and waits for requests in flight until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+// Listen) and connections that have not sent a request, and waits for
+// requests in flight until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.connMu.Lock()
+	s.shutting = true
+	for c := range s.fresh {
+		c.Close() // no request of its own: nothing to finish
+	}
+	clear(s.fresh)
+	s.connMu.Unlock()
+	return s.http.Shutdown(ctx)
+}
 
 // Config returns a copy of the current configuration.
 func (s *Server) Config() configs.VMConfig {

@@ -370,3 +370,27 @@ func TestListen(t *testing.T) {
 		t.Fatalf("socket still there after Shutdown: %v", err)
 	}
 }
+
+// TestShutdownClosesSilentConnections: a client that connected but sent
+// nothing (an HTTP client's spare connection) does not hold Shutdown up
+// (net/http alone waits 5 s for it), and requests served before still
+// count.
+func TestShutdownClosesSilentConnections(t *testing.T) {
+	s, c, sock := serve(t, Options{Controller: &fakeVM{}})
+	c.ok(200, "GET", "/", "")
+	silent, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	time.Sleep(50 * time.Millisecond) // let the server accept it
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with a silent connection open: %v after %v", err, time.Since(t0))
+	}
+	if _, err := silent.Read(make([]byte, 1)); err == nil {
+		t.Error("the silent connection is still open")
+	}
+}
