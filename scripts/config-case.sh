@@ -21,6 +21,8 @@
 #   --tap NAME ADDR/P  once flint has created the TAP NAME, give it ADDR/P and bring
 #                      it up (repeatable)
 #   --iperf3           run an iperf3 server (port 5201) while flint runs
+#   --metrics          replace @METRICS@ with a file in the case's directory and print
+#                      what flint wrote there after it exits
 #   --tools DIR        merge DIR (scripts/mknet-tools.sh output, e.g. curl) into / once
 #   --tun-ko PATH      insmod PATH when /dev/net/tun is missing (the nested host)
 # Lines it prints start with CFG-HOST or CFG-API (the test parses them):
@@ -29,9 +31,10 @@
 #   CFG-HOST-TAP     a TAP of --tap: configured (result=ok) or never created
 #   CFG-API          i, method, path, HTTP status and the response body, per request
 #                    (printed after flint exits, so they do not cut console lines)
+#   CFG-HOST-METRICS one line of flint's metrics file (a JSON object per flush)
 #   CFG-HOST-FLINT   flint's exit status (also this script's)
 
-config='' requests='' substs='' shas='' ftimeout=240 tools='' tun_ko='' taps='' iperf3=0
+config='' requests='' substs='' shas='' ftimeout=240 tools='' tun_ko='' taps='' iperf3=0 metrics=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--config) config=$2; shift ;;
@@ -41,6 +44,7 @@ while [ $# -gt 0 ]; do
 	--flint-timeout) ftimeout=$2; shift ;;
 	--tap) taps="$taps $2=$3"; shift 2 ;;
 	--iperf3) iperf3=1 ;;
+	--metrics) metrics=1 ;;
 	--tools) tools=$2; shift ;;
 	--tun-ko) tun_ko=$2; shift ;;
 	--) shift; break ;;
@@ -88,6 +92,7 @@ trap 'exit 143' TERM INT HUP
 # The replacements as one sed script (values are paths and a kernel command line:
 # no '|' or newline in them).
 : >"$w/subst.sed"
+[ "$metrics" = 1 ] && substs="$substs|@METRICS@|$w/metrics.json"
 rest=${substs#|}
 while [ -n "$rest" ]; do
 	key=${rest%%|*}
@@ -207,5 +212,6 @@ echo
 cat "$w/api.log" "$w/tap.log"
 [ -f "$w/iperf3.log" ] && sed 's/^/CFG-HOST-IPERF3 /' "$w/iperf3.log" | grep -E 'receiver|sender|error' | head -n 20
 shas after
+[ "$metrics" = 1 ] && sed 's/^/CFG-HOST-METRICS /' "$w/metrics.json" 2>/dev/null
 echo "CFG-HOST-FLINT rc=$frc"
 exit $frc

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flintvm/flint/vmm"
 )
 
 // cfgLine is one "CFG-... key=value ..." line of a config case.
@@ -211,11 +213,14 @@ func TestConfigLaunches(t *testing.T) {
 	drive := func(id, key string, root, ro bool) obj {
 		return obj{"drive_id": id, "path_on_host": "@" + key + "@", "is_root_device": root, "is_read_only": ro}
 	}
+	// Writeback offers VIRTIO_BLK_F_FLUSH: the guest's sync must reach the image.
+	writeback := func(d obj) obj { d["cache_type"] = "Writeback"; return d }
 	bootSource := obj{"kernel_image_path": "@KERNEL@", "initrd_path": "@INITRD@", "boot_args": "@CMDLINE@"}
 	writeCfg := obj{
 		"boot-source":    bootSource,
 		"machine-config": obj{"vcpu_count": 2, "mem_size_mib": 256},
-		"drives":         []obj{drive("rootfs", "ROOT", true, false), drive("scratch", "RO", false, true)},
+		"drives":         []obj{writeback(drive("rootfs", "ROOT", true, false)), drive("scratch", "RO", false, true)},
+		"metrics":        obj{"metrics_path": "@METRICS@"},
 		"flint": obj{
 			"timeout": flintTimeout,
 			"drives":  obj{"rootfs": obj{"transport": "pci"}, "scratch": obj{"transport": "mmio"}},
@@ -255,10 +260,12 @@ func TestConfigLaunches(t *testing.T) {
 	boots := []boot{
 		mk("config/write", "flintcfg.mode=write flintcfg.token="+token+" flintcfg.ro=1 "+netArg,
 			[]string{"--config", writeFiles[0]}, append(writeFiles, hostFiles...),
-			append([]string{"--subst", "RO", roImg, "--sha", "RO"}, hostOpts...)...),
+			append([]string{"--subst", "RO", roImg, "--sha", "RO", "--metrics"}, hostOpts...)...),
 		mk("config/read", "flintcfg.mode=read",
 			[]string{"--config", writeJSON(t, dir, "read.json", readCfg)}, []string{filepath.Join(dir, "read.json")}),
 	}
+	// The later boots read the token config/write wrote to the root image.
+	boots[1].needs = boots[0].name
 	var apiExtra []string
 	apiFiles := []string{reqFile}
 	if !e.direct {
@@ -266,6 +273,7 @@ func TestConfigLaunches(t *testing.T) {
 		apiFiles = append(apiFiles, hostTools)
 	}
 	boots = append(boots, mk("api", "flintcfg.mode=api", []string{"--api", reqFile}, apiFiles, apiExtra...))
+	boots[len(boots)-1].needs = boots[0].name
 	rlCfg := rateLimitConfig(bootSource, flintTimeout)
 	rlSkip := ""
 	if !withNet {
@@ -273,8 +281,9 @@ func TestConfigLaunches(t *testing.T) {
 	} else if why := refusesConfig(t, e.flint, dir, kernels["cloud"], rootImg, rlCfg); why != "" {
 		rlSkip = why
 	} else {
+		rlCfg["metrics"] = obj{"metrics_path": "@METRICS@"} // after the probe: config-case.sh fills it in
 		files := []string{writeJSON(t, dir, "ratelimit.json", rlCfg)}
-		extra := append([]string{"--iperf3"}, hostOpts...)
+		extra := append([]string{"--iperf3", "--metrics"}, hostOpts...)
 		for _, n := range rlNets {
 			extra = append(extra, "--tap", n.tap, n.host+"/24")
 		}
@@ -284,6 +293,7 @@ func TestConfigLaunches(t *testing.T) {
 		}
 		boots = append(boots, mk("ratelimit", fmt.Sprintf("flintcfg.mode=read flintcfg.iperf=%d flintcfg.ifs=%s", rlIperfSecs, rlIfs()),
 			[]string{"--config", files[0]}, append(files, hostFiles...), extra...))
+		boots[len(boots)-1].needs = boots[0].name
 	}
 
 	results, err := e.runBoots(t, boots)
@@ -356,6 +366,7 @@ func checkConfigCase(t reporter, name string, r *result, w cfgWant) {
 			checkKV(t, m, "CFG-NET", "driver", "virtio_net")
 			checkKV(t, m, "CFG-NET", "mac", cfgGuestMAC)
 		}
+		checkWriteMetrics(t, r.output, w.net)
 	case "config/read":
 		checkCfgGuest(t, m, 1)
 		checkCfgDisk(t, m, "vda", "platform", "0")
@@ -369,6 +380,7 @@ func checkConfigCase(t reporter, name string, r *result, w cfgWant) {
 	case "ratelimit":
 		checkKV(t, m, "CFG-READ", "token", w.token)
 		checkRates(t, m)
+		checkRateMetrics(t, r.output)
 	default:
 		t.Errorf("no checks for case %q", name)
 	}
@@ -609,6 +621,82 @@ func checkRates(t reporter, m map[string][]cfgLine) {
 		}
 		if d := (got - limit) / limit; d > rlTolerance || d < -rlTolerance {
 			t.Errorf("%s: limited interface at %.1f Mbit/s, want %.1f Mbit/s within %.0f%%", dir, got, limit, 100*rlTolerance)
+		}
+	}
+}
+
+// lastMetrics returns the last object flint wrote to a case's metrics file
+// (config-case.sh --metrics prints it as CFG-HOST-METRICS lines): the one
+// written when the VM stopped.
+func lastMetrics(t reporter, out string) (vmm.Metrics, bool) {
+	t.Helper()
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if _, js, ok := strings.Cut(strings.TrimRight(l, "\r"), "CFG-HOST-METRICS "); ok {
+			lines = append(lines, js)
+		}
+	}
+	var m vmm.Metrics
+	if len(lines) == 0 {
+		t.Errorf("no metrics: flint wrote nothing to metrics_path")
+		return m, false
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &m); err != nil {
+		t.Errorf("metrics line %d: %v: %s", len(lines), err, lines[len(lines)-1])
+		return m, false
+	}
+	t.Logf("metrics: %d object(s); the last: %s", len(lines), lines[len(lines)-1])
+	return m, true
+}
+
+// checkWriteMetrics checks config/write's metrics: both vCPUs' exits, the
+// root drive's reads, writes and flushes (Writeback; the guest synced a
+// file), no write reaching the read-only drive, and the interface entry.
+func checkWriteMetrics(t reporter, out string, withNet bool) {
+	t.Helper()
+	m, ok := lastMetrics(t, out)
+	if !ok {
+		return
+	}
+	if len(m.VCPU) != 2 {
+		t.Errorf("metrics: %d vCPUs, want 2", len(m.VCPU))
+	}
+	for i, v := range m.VCPU {
+		if v.ExitIO+v.ExitMMIO == 0 {
+			t.Errorf("metrics: vCPU %d has no I/O or MMIO exits: %+v", i, v)
+		}
+	}
+	root, ro := m.Block["rootfs"], m.Block["scratch"]
+	if root.ReadOps == 0 || root.WriteOps == 0 || root.WriteBytes == 0 || root.Flushes == 0 {
+		t.Errorf("metrics: root drive %+v, want reads, writes and flushes (the guest wrote and synced a file)", root)
+	}
+	if ro.ReadOps == 0 || ro.WriteOps != 0 {
+		t.Errorf("metrics: read-only drive %+v, want reads and no writes", ro)
+	}
+	if n, ok := m.Net["eth0"]; withNet && (!ok || n.TAP != "flcfg0") {
+		t.Errorf("metrics: interface eth0 %+v (present %v), want it on TAP flcfg0", n, ok)
+	}
+}
+
+// checkRateMetrics checks the ratelimit case's metrics: traffic both ways
+// on both interfaces, and the limiter throttling both directions of the
+// limited one only.
+func checkRateMetrics(t reporter, out string) {
+	t.Helper()
+	m, ok := lastMetrics(t, out)
+	if !ok {
+		return
+	}
+	for _, n := range rlNets {
+		x, ok := m.Net[n.label]
+		if !ok || x.TAP != n.tap || x.TxBytes == 0 || x.RxBytes == 0 {
+			t.Errorf("metrics: interface %s %+v (present %v), want traffic both ways on %s", n.label, x, ok, n.tap)
+			continue
+		}
+		limited := n.label == "limited"
+		if (x.TxThrottled > 0) != limited || (x.RxThrottled > 0) != limited {
+			t.Errorf("metrics: interface %s throttled tx %d, rx %d times; want both > 0 only on the limited interface",
+				n.label, x.TxThrottled, x.RxThrottled)
 		}
 	}
 }

@@ -22,6 +22,7 @@ CFG-RO sysro=1 write=refused:dd:_error_writing_'/dev/vdb':_Operation_not_permitt
 CFG-NET result=ok driver=virtio_net bus=pci mac=52:54:00:c0:f1:9e mtu=1500
 CFG-GUEST-DONE
 CFG-HOST-SHA key=RO when=after sha256=b5d6ea933a778af2b80f90e0264912f8f7923d4e52cee3f863fe4b658f0b0a14
+CFG-HOST-METRICS {"utc_timestamp_ms":1796197237616,"uptime_ms":11302,"vcpu":[{"exit_io":38468,"exit_mmio":15,"exit_intr":2,"exit_other":0},{"exit_io":8339,"exit_mmio":251,"exit_intr":5,"exit_other":0}],"net":{"eth0":{"host_dev_name":"flcfg0","rx_bytes":0,"rx_packets":0,"tx_bytes":0,"tx_packets":0,"rx_drops":{"oversize":0,"short":0,"bad_header":0,"bad_chain":0,"malformed_chain":0,"backend_error":0},"tx_drops":{"short":0,"backend_refused":0,"malformed_chain":0},"rx_waits":1,"tx_waits":0,"rx_interrupts":0,"tx_interrupts":0,"rx_rate_limiter_throttled":0,"tx_rate_limiter_throttled":0,"broken_queues":0}},"block":{"rootfs":{"read_ops":13,"read_bytes":17408,"write_ops":14,"write_bytes":24576,"flushes":12,"io_errors":0,"host_errors":0,"unsupported":0,"bad_chains":0,"malformed_chains":0,"rate_limiter_throttled":0,"interrupts":31},"scratch":{"read_ops":14,"read_bytes":19456,"write_ops":0,"write_bytes":0,"flushes":0,"io_errors":0,"host_errors":0,"unsupported":0,"bad_chains":0,"malformed_chains":0,"rate_limiter_throttled":0,"interrupts":11}}}
 CFG-HOST-FLINT rc=0
 `,
 		"config/read": `CFG-GUEST mode=read cpus=1 memmib=217 root=/dev/vda rootmode=rw
@@ -58,6 +59,7 @@ CFG-IPERF if=free dev=eth0 dir=rx rc=0 mbps=208
 CFG-IPERF if=limited dev=eth1 dir=tx rc=0 mbps=16.9
 CFG-IPERF if=limited dev=eth1 dir=rx rc=0 mbps=12.4
 CFG-GUEST-DONE
+CFG-HOST-METRICS {"utc_timestamp_ms":1796197279062,"uptime_ms":40735,"vcpu":[{"exit_io":39942,"exit_mmio":339,"exit_intr":3,"exit_other":0},{"exit_io":14018,"exit_mmio":14,"exit_intr":8,"exit_other":0}],"net":{"free":{"host_dev_name":"flrl1","rx_bytes":467285551,"rx_packets":13484,"tx_bytes":325337832,"tx_packets":8185,"rx_drops":{"oversize":0,"short":0,"bad_header":0,"bad_chain":0,"malformed_chain":0,"backend_error":0},"tx_drops":{"short":0,"backend_refused":0,"malformed_chain":0},"rx_waits":6,"tx_waits":0,"rx_interrupts":3502,"tx_interrupts":3815,"rx_rate_limiter_throttled":0,"tx_rate_limiter_throttled":0,"broken_queues":0},"limited":{"host_dev_name":"flrl0","rx_bytes":11611586,"rx_packets":2578,"tx_bytes":12993785,"tx_packets":2365,"rx_drops":{"oversize":0,"short":0,"bad_header":0,"bad_chain":0,"malformed_chain":0,"backend_error":0},"tx_drops":{"short":0,"backend_refused":0,"malformed_chain":0},"rx_waits":1,"tx_waits":0,"rx_interrupts":2370,"tx_interrupts":1850,"rx_rate_limiter_throttled":1719,"tx_rate_limiter_throttled":680,"broken_queues":0}},"block":{"rootfs":{"read_ops":10,"read_bytes":14336,"write_ops":0,"write_bytes":0,"flushes":0,"io_errors":0,"host_errors":0,"unsupported":0,"bad_chains":0,"malformed_chains":0,"rate_limiter_throttled":0,"interrupts":9}}}
 CFG-HOST-FLINT rc=0
 `,
 	}
@@ -98,6 +100,11 @@ func TestConfigChecks(t *testing.T) {
 		{cs: "config/write", name: "read-only image changed", old: "when=after sha256=b5", new: "when=after sha256=c5"},
 		{cs: "config/write", name: "MAC", old: "mac=52:54:00:c0:f1:9e", new: "mac=52:54:00:12:34:56"},
 		{cs: "config/write", name: "no eth0", old: "CFG-NET result=ok", new: "CFG-NET result=fail"},
+		{cs: "config/write", name: "no metrics", old: "CFG-HOST-METRICS ", new: "CFG-HOST-NOMETRICS "},
+		{cs: "config/write", name: "sync not flushed", old: `"write_bytes":24576,"flushes":12`, new: `"write_bytes":24576,"flushes":0`},
+		{cs: "config/write", name: "read-only drive written", old: `"scratch":{"read_ops":14,"read_bytes":19456,"write_ops":0`, new: `"scratch":{"read_ops":14,"read_bytes":19456,"write_ops":1`},
+		{cs: "config/write", name: "one vCPU in metrics", old: `},{"exit_io":`, new: `}],"x":[{"exit_io":`},
+		{cs: "config/write", name: "interface missing from metrics", old: `"eth0":{"host_dev_name":"flcfg0"`, new: `"eth9":{"host_dev_name":"flcfg0"`},
 		{cs: "config/read", name: "token lost", old: "CFG-READ token=58834ad27f44398e15e553f55895dff5", new: "CFG-READ token=cat:_can't_open_'/mnt/token'"},
 		{cs: "config/read", name: "token cut", old: "token=58834ad27f44398e15e553f55895dff5", new: "token=58834ad27f44398e15e553f55895df"},
 		{cs: "config/read", name: "root drive transport", old: "bus=platform", new: "bus=pci"},
@@ -118,6 +125,9 @@ func TestConfigChecks(t *testing.T) {
 		{cs: "ratelimit", name: "directions swapped", old: "dir=tx rc=0 mbps=16.9", new: "dir=tx rc=0 mbps=12.5"},
 		{cs: "ratelimit", name: "unlimited no faster", old: "dir=tx rc=0 mbps=79.2", new: "dir=tx rc=0 mbps=20.0"},
 		{cs: "ratelimit", name: "iperf3 failed", old: "dir=rx rc=0 mbps=12.4", new: "dir=rx rc=1 mbps=-"},
+		{cs: "ratelimit", name: "limiter never throttled", old: `"rx_rate_limiter_throttled":1719`, new: `"rx_rate_limiter_throttled":0`},
+		{cs: "ratelimit", name: "unlimited interface throttled", old: `"tx_rate_limiter_throttled":0`, new: `"tx_rate_limiter_throttled":5`},
+		{cs: "ratelimit", name: "no traffic counted", old: `"rx_bytes":467285551`, new: `"rx_bytes":0`},
 		{cs: "ratelimit", name: "no measurement", old: "CFG-IPERF if=limited dev=eth1 dir=rx rc=0 mbps=12.4\n", new: ""},
 	}
 	for _, c := range bad {

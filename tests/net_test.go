@@ -286,7 +286,6 @@ func TestStockKernelNetwork(t *testing.T) {
 	if err != nil {
 		t.Error(err)
 	}
-	rerunLostStates(t, e, boots, results)
 	var summary []string
 	for i, b := range boots {
 		c := cases[i]
@@ -308,64 +307,6 @@ func TestStockKernelNetwork(t *testing.T) {
 	}
 	t.Logf("summary (wall per case, guest-measured stream rates, iperf3 receiver rates):\n%s",
 		strings.Join(summary, "\n"))
-}
-
-// rerunLostStates runs again, once, in a fresh nested host, every case in
-// which the nested virtualization lost the guest's vCPU state:
-//
-//   - flint found a vCPU state that cannot be the guest's (its page tables
-//     outside guest RAM: vmm.ImpossibleStateMsg). Seen as the L1 kernel's own
-//     registers (RIP inside kvm_amd's __svm_vcpu_run) in the L2 vCPU: QEMU
-//     7.2's TCG emulation of SVM swaps states wrongly on some #VMEXITs, and
-//     the guest hangs (its other vCPU spins on a lock the lost one held).
-//   - the guest triple-faulted (KVM_EXIT_SHUTDOWN) in the nested host: the
-//     same loss when the bogus state faults at once. On SVM, KVM resets the
-//     vCPU on a shutdown, so flint cannot show the faulting state there.
-//
-// A stock kernel on a correct VMM does neither; with hardware
-// virtualization (e.direct) nothing is rerun. The rerun is logged with the
-// evidence; a second loss fails the case (checkNetCase sees its output).
-func rerunLostStates(t *testing.T, e *env, boots []boot, results map[string]*result) {
-	const tripleFault = "vCPU triple fault (KVM_EXIT_SHUTDOWN)"
-	var again []boot
-	for _, b := range boots {
-		r := results[b.name]
-		if r == nil || e.direct {
-			continue
-		}
-		if strings.Contains(r.output, vmm.ImpossibleStateMsg) || strings.Contains(r.output, tripleFault) {
-			t.Logf("RERUN %s: the nested virtualization lost the guest's vCPU state; running it again in a fresh nested host:\n%s",
-				b.name, grepLines(r.output, vmm.ImpossibleStateMsg, "dump: vCPU", "triple fault"))
-			again = append(again, b)
-		}
-	}
-	if len(again) == 0 {
-		return
-	}
-	second, err := e.runBoots(t, again)
-	if err != nil {
-		t.Error(err)
-	}
-	for _, b := range again {
-		if r := second[b.name]; r != nil {
-			r.retried = "the first run lost the guest's vCPU state in the nested host"
-			results[b.name] = r
-		}
-	}
-}
-
-// grepLines returns the lines of out that contain any of subs.
-func grepLines(out string, subs ...string) string {
-	var keep []string
-	for _, l := range strings.Split(out, "\n") {
-		for _, s := range subs {
-			if strings.Contains(l, s) {
-				keep = append(keep, l)
-				break
-			}
-		}
-	}
-	return strings.Join(keep, "\n")
 }
 
 // reporter is the part of *testing.T that checkNetCase uses (its own tests record).

@@ -146,7 +146,9 @@ func TestHostWatchQuiet(t *testing.T) {
 
 // fakeNestedHost stands in for scripts/nested-host.sh: it "runs" the boots of the
 // job script it is given, printing the framing lines. In its first session boot b
-// ends with status 1 and L1 wedges during boot c (soft lockup lines, then silence).
+// ends with status 1, and by FAKE_MODE: wedge: L1 wedges during boot c (soft lockup
+// lines, then silence); crash: L1 panics during boot c; lost: boot b also shows a
+// vCPU state the nested virtualization lost.
 const fakeNestedHost = `#!/bin/bash
 while (($#)); do
 	case $1 in --script) job=$2; shift ;; esac
@@ -165,7 +167,7 @@ for name in $(sed -n "s/^run_boot '\([^']*\)'.*/\1/p" "$job"); do
 		echo "<0>[  119.8] Kernel panic - not syncing: Fatal exception in interrupt"
 		exit 125
 	fi
-	if [[ $n == 1 && $name == c ]]; then
+	if [[ $n == 1 && $name == c && $FAKE_MODE == wedge ]]; then
 		echo "<0>[  101.5] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [flint:109]"
 		echo "<4>[  101.6] CPU: 0 PID: 109 Comm: flint Not tainted 6.1.0-56-amd64 #1"
 		echo "<4>[  101.7] RIP: 0010:kvm_arch_vcpu_ioctl_run+0x1/0x2 [kvm]"
@@ -173,6 +175,9 @@ for name in $(sed -n "s/^run_boot '\([^']*\)'.*/\1/p" "$job"); do
 	fi
 	rc=0
 	[[ $n == 1 && $name == b ]] && rc=1
+	if [[ $n == 1 && $name == b && $FAKE_MODE == lost ]]; then
+		echo 'level=WARN msg="vCPU state is impossible for this guest: its page tables (CR3) are outside guest RAM" vcpu=0'
+	fi
 	echo "FLINT-BOOT-OK cpus=1"
 	echo "JOB $name rc=$rc secs=1.0"
 done
@@ -192,8 +197,34 @@ func TestNestedRetryAfterCrash(t *testing.T) {
 	testNestedRetry(t, "crash", "crashed: L1 BUG: TASK stack guard page was hit")
 }
 
-func testNestedRetry(t *testing.T, mode, why string) {
-	t.Setenv("FAKE_MODE", mode)
+// TestNestedRerunLostState: boot b shows a vCPU state the nested
+// virtualization lost (vmm.ImpossibleStateMsg); runBoots runs it again in a
+// fresh nested host, with d, which needs b's changes; c needs a, which is
+// not rerun, so neither is c.
+func TestNestedRerunLostState(t *testing.T) {
+	t.Setenv("FAKE_MODE", "lost")
+	e, boots, dir := fakeNested(t)
+	boots[2].needs, boots[3].needs = "a", "b"
+	res, err := e.runBoots(t, boots)
+	if err != nil {
+		t.Fatalf("runBoots: %v", err)
+	}
+	job2, err := os.ReadFile(filepath.Join(dir, "job2.sh"))
+	if err != nil {
+		t.Fatalf("no second session: %v", err)
+	}
+	for name, again := range map[string]bool{"a": false, "b": true, "c": false, "d": true} {
+		if strings.Contains(string(job2), "run_boot '"+name+"'") != again {
+			t.Errorf("rerun of %s: %v, want %v; second session:\n%s", name, !again, again, job2)
+		}
+		if r := res[name]; r == nil || r.rc != 0 || (r.retried != "") != again {
+			t.Errorf("%s: result %+v, want rc 0, retried %v", name, r, again)
+		}
+	}
+}
+
+// fakeNested is an env whose nested host is fakeNestedHost, and boots a-d.
+func fakeNested(t *testing.T) (*env, []boot, string) {
 	dir := t.TempDir()
 	script := filepath.Join(dir, "fake-nested-host.sh")
 	if err := os.WriteFile(script, []byte(fakeNestedHost), 0o755); err != nil {
@@ -209,6 +240,12 @@ func testNestedRetry(t *testing.T, mode, why string) {
 	for _, n := range []string{"a", "b", "c", "d"} {
 		boots = append(boots, boot{name: n, kernel: kernel, cpus: 1, memMiB: 64, cmdline: "x", timeout: time.Minute})
 	}
+	return e, boots, dir
+}
+
+func testNestedRetry(t *testing.T, mode, why string) {
+	t.Setenv("FAKE_MODE", mode)
+	e, boots, dir := fakeNested(t)
 	start := time.Now()
 	res, err := e.runNested(t, boots)
 	if err != nil {

@@ -345,7 +345,12 @@ func (m *Machine) Run() Result {
 		m.watchDumpSignal()
 	}
 	if m.cfg.Timeout > 0 {
-		t := time.AfterFunc(m.cfg.Timeout, func() { m.stop(stopTimeout, nil) })
+		t := time.AfterFunc(m.cfg.Timeout, func() {
+			// Where the guest was when time ran out: what a CI log needs.
+			m.log.Warn("timeout: the guest did not finish in time; its vCPUs' state follows", "timeout", m.cfg.Timeout)
+			m.DumpState()
+			m.stop(stopTimeout, nil)
+		})
 		defer t.Stop()
 	}
 	m.startConsoleInput()

@@ -3,6 +3,7 @@ package vmm
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -145,12 +146,23 @@ func TestTimeoutStopsSpinningAndHaltedGuests(t *testing.T) {
 	for name, prog := range map[string]vmmtest.Program{"spin": vmmtest.Spin, "halt": vmmtest.Halt} {
 		t.Run(name, func(t *testing.T) {
 			start := time.Now()
-			res, _ := bootTiny(t, prog, func(c *Config) { c.Timeout = 200 * time.Millisecond; c.CPUs = 2 })
+			logs := newCapture(t)
+			res, _ := bootTiny(t, prog, func(c *Config) {
+				c.Timeout = 200 * time.Millisecond
+				c.CPUs = 2
+				c.Log = slog.New(slog.NewTextHandler(logs.w, nil))
+			})
 			if res.Reason != stopTimeout || res.ExitCode() != ExitTimeout {
 				t.Fatalf("stopped with %v", res.Reason)
 			}
 			if d := time.Since(start); d > 10*time.Second {
 				t.Fatalf("took %v to stop", d)
+			}
+			// The log says where each vCPU was when time ran out.
+			log := logs.String()
+			if !strings.Contains(log, "timeout: the guest did not finish") ||
+				!strings.Contains(log, `msg="dump: vCPU" vcpu=0`) || !strings.Contains(log, `msg="dump: vCPU" vcpu=1`) {
+				t.Errorf("no state dump of both vCPUs at the timeout; log:\n%s", log)
 			}
 		})
 	}
