@@ -129,12 +129,18 @@ fail() {
 	sleep 3600
 }
 say "kernel $(uname -r) up at $(cut -d' ' -f1 /proc/uptime)s uptime, $(grep -c '^processor' /proc/cpuinfo) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB"
+# MODULE.PARAM=VALUE words on the kernel command line go to that module, as modprobe
+# would pass them (busybox insmod does not read /proc/cmdline).
 while read -r ko; do
 	[ -n "$ko" ] || continue
-	insmod "$ko" || fail "insmod $ko"
+	m=$(basename "$ko" .ko | tr - _)
+	# shellcheck disable=SC2046 # one word per parameter
+	insmod "$ko" $(tr ' ' '\n' </proc/cmdline | sed -n "s/^$m\.//p") || fail "insmod $ko"
 done </etc/modules.order
 [ -c /dev/kvm ] || fail "/dev/kvm does not exist after loading $(tr '\n' ' ' </etc/modules.order)"
 grep -qw svm /proc/cpuinfo || say "warning: no svm flag in /proc/cpuinfo"
+[ -d /sys/module/kvm_amd/parameters ] &&
+	say "kvm_amd parameters: $(cd /sys/module/kvm_amd/parameters && for p in *; do printf '%s=%s ' "$p" "$(cat "$p")"; done)"
 dmesg | grep -iE 'kvm|svm' | sed 's/^/nested-host(L1): dmesg: /'
 export FLINT=/usr/bin/flint PAYLOAD=/payload NESTED_INTERACTIVE
 cd /payload
