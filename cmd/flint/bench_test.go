@@ -6,15 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/flintvm/flint/scripts/startbench/launch"
 	"github.com/flintvm/flint/vmm/vmmtest"
 )
 
@@ -76,32 +73,32 @@ func BenchmarkStartup(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			insn = append(insn, benchMS(s.firstGuestIO))
-			toInit = append(toInit, benchMS(s.firstByte-s.firstConsoleByte))
-			serial = append(serial, benchMS(s.firstByte))
-			exit = append(exit, benchMS(s.exit))
+			insn = append(insn, benchMS(s.FirstGuestIO))
+			toInit = append(toInit, benchMS(s.FirstByte-s.FirstConsoleByte))
+			serial = append(serial, benchMS(s.FirstByte))
+			exit = append(exit, benchMS(s.Exit))
 			b.StopTimer()
-			k, err := benchPeakRSS(argv, dir)
-			if errors.Is(err, errNoGNUTime) {
-				k, rssUpperBound = s.parentMaxrss, true
+			k, err := launch.PeakRSS(argv, dir)
+			if errors.Is(err, launch.ErrNoGNUTime) {
+				k, rssUpperBound = s.ParentMaxRSS, true
 			} else if err != nil {
 				b.Fatal(err)
 			}
 			rss = append(rss, k)
 			b.StartTimer()
 		}
-		b.ReportMetric(benchMedian(insn), "ms/first-guest-insn")
-		b.ReportMetric(benchMedian(toInit), "ms/exec-to-init")
-		b.ReportMetric(benchMedian(serial), "ms/first-serial-byte")
-		b.ReportMetric(benchMedian(exit), "ms/exit")
+		b.ReportMetric(launch.Median(insn), "ms/first-guest-insn")
+		b.ReportMetric(launch.Median(toInit), "ms/exec-to-init")
+		b.ReportMetric(launch.Median(serial), "ms/first-serial-byte")
+		b.ReportMetric(launch.Median(exit), "ms/exit")
 		fr := make([]float64, len(rss))
 		for i, k := range rss {
 			fr[i] = float64(k)
 		}
-		b.ReportMetric(benchMedian(fr), "maxrss-KiB")
+		b.ReportMetric(launch.Median(fr), "maxrss-KiB")
 		if rssUpperBound {
 			b.Logf("maxrss-KiB is an upper bound (max of this benchmark's own RSS and flint's): "+
-				"install GNU time (apt-get install -y time) for flint's own peak RSS; %v", errNoGNUTime)
+				"GNU time gives flint's own peak RSS: %v", launch.ErrNoGNUTime)
 		}
 	})
 }
@@ -132,134 +129,30 @@ func benchBuildFlint(out string) error {
 
 // benchSample is one timed `flint run`.
 type benchSample struct {
-	firstByte, exit                time.Duration // from just before exec
-	firstGuestIO, firstConsoleByte time.Duration // flint's own, from package init
-	parentMaxrss                   int64         // KiB; inflated, see BenchmarkStartup
+	launch.Sample
+	launch.FlintTiming
 }
 
-var benchTimingRE = regexp.MustCompile(`flint: timing: first-guest-io=(\S+) first-console-byte=(\S+) stop=(\S+)`)
-
-// benchRunOnce execs argv with stdin /dev/null and stdout and stderr on
-// pipes, and times the first stdout byte and the exit.
+// benchRunOnce runs argv (flint with --timing) once with launch.Run, checks
+// that it printed "hello\n", exited 0 and wrote a plausible timing line,
+// and returns the times.
 func benchRunOnce(argv []string) (benchSample, error) {
 	var s benchSample
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
+	var err error
+	if s.Sample, err = launch.Run(argv, false); err != nil {
 		return s, err
 	}
-	defer devnull.Close()
-	outR, outW, err := os.Pipe()
-	if err != nil {
+	if s.Code != 0 || s.Stdout != "hello\n" {
+		return s, fmt.Errorf("%s: exit code %d, stdout %q (want 0 and %q), stderr %q",
+			strings.Join(argv, " "), s.Code, s.Stdout, "hello\n", s.Stderr)
+	}
+	if s.FlintTiming, err = launch.ParseFlintTiming(s.Stderr); err != nil {
 		return s, err
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return s, err
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	// *os.File stdout/stderr: Wait starts no copying goroutines and returns
-	// as soon as wait4 does.
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, outW, errW
-	type result struct {
-		first time.Duration
-		data  []byte
-	}
-	read := func(r *os.File, start time.Time, ch chan<- result) {
-		var res result
-		buf := make([]byte, 4096)
-		for {
-			n, err := r.Read(buf)
-			if n > 0 && res.first == 0 {
-				res.first = time.Since(start)
-			}
-			if len(res.data) < 1<<16 {
-				res.data = append(res.data, buf[:n]...)
-			}
-			if err != nil {
-				break
-			}
-		}
-		r.Close()
-		ch <- res
-	}
-	outCh, errCh := make(chan result, 1), make(chan result, 1)
-	start := time.Now()
-	err = cmd.Start()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		return s, err
-	}
-	go read(outR, start, outCh)
-	go read(errR, start, errCh)
-	werr := cmd.Wait()
-	s.exit = time.Since(start)
-	out, stderr := <-outCh, <-errCh
-	// flint wrote before it exited: a first byte seen after wait4 returned
-	// was seen late (a busy machine); count it as seen at the exit.
-	s.firstByte = min(out.first, s.exit)
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		s.parentMaxrss = ru.Maxrss
-	}
-	if werr != nil || string(out.data) != "hello\n" {
-		return s, fmt.Errorf("%s: %v, stdout %q (want %q), stderr %q", strings.Join(argv, " "), werr, out.data, "hello\n", stderr.data)
-	}
-	m := benchTimingRE.FindSubmatch(stderr.data)
-	if m == nil {
-		return s, fmt.Errorf("no timing line in flint's stderr %q", stderr.data)
-	}
-	if s.firstGuestIO, err = time.ParseDuration(string(m[1])); err != nil {
-		return s, err
-	}
-	if s.firstConsoleByte, err = time.ParseDuration(string(m[2])); err != nil {
-		return s, err
-	}
-	if s.firstGuestIO <= 0 || s.firstConsoleByte < s.firstGuestIO {
-		return s, fmt.Errorf("implausible timing line %q", m[0])
+	if s.FirstGuestIO <= 0 || s.FirstConsoleByte < s.FirstGuestIO {
+		return s, fmt.Errorf("implausible timing %+v in flint's stderr %q", s.FlintTiming, s.Stderr)
 	}
 	return s, nil
 }
 
-var errNoGNUTime = errors.New("GNU time (/usr/bin/time) not found")
-
-// benchPeakRSS runs argv once under GNU time and returns its peak RSS in
-// KiB. GNU time forks (no shared address space), so the figure is the
-// command's own.
-func benchPeakRSS(argv []string, dir string) (int64, error) {
-	const gnuTime = "/usr/bin/time"
-	if fi, err := os.Stat(gnuTime); err != nil || !fi.Mode().IsRegular() {
-		return 0, errNoGNUTime
-	}
-	f := filepath.Join(dir, "maxrss")
-	cmd := exec.Command(gnuTime, append([]string{"-f", "%M", "-o", f, "--"}, argv...)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("%s under GNU time: %v: %s", argv[0], err, out)
-	}
-	b, err := os.ReadFile(f)
-	if err != nil {
-		return 0, err
-	}
-	fields := strings.Fields(string(b))
-	if len(fields) == 0 {
-		return 0, errors.New("GNU time wrote nothing")
-	}
-	return strconv.ParseInt(fields[len(fields)-1], 10, 64)
-}
-
 func benchMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func benchMedian(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}

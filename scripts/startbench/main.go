@@ -30,7 +30,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"errors"
 	"flag"
@@ -39,12 +38,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/flintvm/flint/scripts/startbench/launch"
 	"github.com/flintvm/flint/vmm/vmmtest"
 )
 
@@ -94,197 +93,18 @@ func cmdImage(args []string) error {
 	return os.WriteFile(*out, TinyImage(), 0o644)
 }
 
-// Sample is one timed run.
-type Sample struct {
-	FirstByte time.Duration // exec -> first byte on stdout; 0 if none
-	FirstPost time.Duration // exec -> first byte on fd 3; 0 if none
-	Exit      time.Duration // exec -> wait4 returned
-	Code      int
-	Clamped   bool // a first byte was seen after wait4 returned (busy machine)
-	Stdout    string
-	Stderr    string
-}
-
-// timedRun execs argv once and times it. With post, fd 3 in the child is
-// the write end of a pipe whose first byte is timed too.
-func timedRun(argv []string, post bool) (Sample, error) {
-	var s Sample
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		return s, err
-	}
-	defer devnull.Close()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return s, err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return s, err
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, outW, errW
-	var postR, postW *os.File
-	if post {
-		if postR, postW, err = os.Pipe(); err != nil {
-			return s, err
-		}
-		cmd.ExtraFiles = []*os.File{postW}
-	}
-	type firstRead struct {
-		at   time.Duration
-		data []byte
-	}
-	reader := func(r *os.File, start time.Time, ch chan<- firstRead) {
-		var fr firstRead
-		buf := make([]byte, 4096)
-		for {
-			n, err := r.Read(buf)
-			if n > 0 && fr.at == 0 {
-				fr.at = time.Since(start)
-			}
-			if len(fr.data) < 1<<16 {
-				fr.data = append(fr.data, buf[:n]...)
-			}
-			if err != nil {
-				break
-			}
-		}
-		r.Close()
-		ch <- fr
-	}
-	outCh, errCh, postCh := make(chan firstRead, 1), make(chan firstRead, 1), make(chan firstRead, 1)
-
-	start := time.Now()
-	err = cmd.Start()
-	// Stdout and stderr are *os.File, so Wait starts no copying goroutines
-	// and returns as soon as wait4 does.
-	outW.Close()
-	errW.Close()
-	if postW != nil {
-		postW.Close()
-	}
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		if postR != nil {
-			postR.Close()
-		}
-		return s, err
-	}
-	killer := time.AfterFunc(runTimeout, func() { _ = cmd.Process.Kill() })
-	defer killer.Stop()
-	go reader(outR, start, outCh)
-	go reader(errR, start, errCh)
-	if postR != nil {
-		go reader(postR, start, postCh)
-	}
-	werr := cmd.Wait()
-	s.Exit = time.Since(start)
-	o, e := <-outCh, <-errCh
-	s.FirstByte, s.Stdout, s.Stderr = o.at, string(o.data), string(e.data)
-	if postR != nil {
-		s.FirstPost = (<-postCh).at
-	}
-	// The child wrote before it exited: a first byte seen after wait4
-	// returned was seen late (this process was not scheduled in time, on a
-	// busy machine). Clamp it and count it.
-	for _, d := range []*time.Duration{&s.FirstByte, &s.FirstPost} {
-		if *d > s.Exit {
-			*d = s.Exit
-			s.Clamped = true
-		}
-	}
-	s.Code = cmd.ProcessState.ExitCode()
-	if !killer.Stop() {
-		return s, fmt.Errorf("%s: killed after %v (stdout %q, stderr %q)", argv[0], runTimeout, s.Stdout, s.Stderr)
-	}
-	var ee *exec.ExitError
-	if werr != nil && !errors.As(werr, &ee) {
-		return s, werr
-	}
-	return s, nil
-}
-
-// runTimeout bounds every run: a guest that never resets must not hang the
-// benchmark.
-const runTimeout = 30 * time.Second
-
-// gnuTime is GNU time's path, found once.
-var gnuTime = func() string {
-	for _, p := range []string{"/usr/bin/time", "/bin/time"} {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p
-		}
-	}
-	return ""
-}()
-
-// peakRSS runs argv once under GNU time and returns its peak RSS in KiB.
-func peakRSS(argv []string, dir string) (int64, error) {
-	if gnuTime == "" {
-		return 0, errors.New("GNU time not found (apt-get install -y time)")
-	}
-	f := filepath.Join(dir, "rss")
-	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, gnuTime, append([]string{"-f", "%M", "-o", f, "--"}, argv...)...)
-	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer devnull.Close()
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
-	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("%s under time: %w", argv[0], err)
-	}
-	b, err := os.ReadFile(f)
-	if err != nil {
-		return 0, err
-	}
-	// GNU time prefixes "Command exited with non-zero status" lines; the
-	// figure is the last line.
-	lines := strings.Fields(string(b))
-	if len(lines) == 0 {
-		return 0, fmt.Errorf("empty GNU time output")
-	}
-	return strconv.ParseInt(lines[len(lines)-1], 10, 64)
-}
-
-// flintTiming is flint's own `--timing` line.
-type flintTiming struct {
-	FirstGuestIO, FirstConsoleByte, Stop time.Duration
-}
-
-var timingRE = regexp.MustCompile(`flint: timing: first-guest-io=(\S+) first-console-byte=(\S+) stop=(\S+)`)
-
-func parseFlintTiming(stderr string) (flintTiming, error) {
-	m := timingRE.FindStringSubmatch(stderr)
-	if m == nil {
-		return flintTiming{}, fmt.Errorf("no timing line in flint's stderr: %q", stderr)
-	}
-	var t flintTiming
-	var err error
-	for i, d := range []*time.Duration{&t.FirstGuestIO, &t.FirstConsoleByte, &t.Stop} {
-		if *d, err = time.ParseDuration(m[i+1]); err != nil {
-			return t, fmt.Errorf("timing line %q: %w", m[0], err)
-		}
-	}
-	return t, nil
-}
-
 // target is one VMM under test.
 type target struct {
 	name    string
 	argv    []string
 	post    bool   // fd 3 carries the guest's port 0x80 writes
 	want    string // expected stdout
-	samples []Sample
-	timings []flintTiming // flint only
+	samples []launch.Sample
+	timings []launch.FlintTiming // flint only
 	rss     []int64
 }
 
-func (t *target) check(s Sample) error {
+func (t *target) check(s launch.Sample) error {
 	if s.Code != 0 || s.Stdout != t.want {
 		return fmt.Errorf("%s: exit code %d, stdout %q (want 0 and %q), stderr %q", t.name, s.Code, s.Stdout, t.want, s.Stderr)
 	}
@@ -329,8 +149,9 @@ func cmdCompare(args []string) error {
 			targets = append(targets, &target{name: "qemu-microvm", argv: qargv, post: true, want: "F\n"})
 		}
 	}
-	if gnuTime == "" {
-		return errors.New("GNU time not found: apt-get install -y time (peak RSS needs it, see the package comment)")
+	gnuTime, err := launch.GNUTime()
+	if err != nil {
+		return fmt.Errorf("%w: peak RSS needs it, see the package comment", err)
 	}
 	tmp, err := os.MkdirTemp("", "startbench")
 	if err != nil {
@@ -342,7 +163,7 @@ func cmdCompare(args []string) error {
 	// is flint.
 	for _, t := range slices.Clone(targets) {
 		for i := 0; i < *warmup || i == 0; i++ {
-			s, err := timedRun(t.argv, t.post)
+			s, err := launch.Run(t.argv, t.post)
 			if err == nil {
 				err = t.check(s)
 			}
@@ -361,7 +182,7 @@ func cmdCompare(args []string) error {
 	for i := 0; i < *n; i++ {
 		for j := range targets {
 			t := targets[(i+j)%len(targets)] // alternate which VMM goes first
-			s, err := timedRun(t.argv, t.post)
+			s, err := launch.Run(t.argv, t.post)
 			if err == nil {
 				err = t.check(s)
 			}
@@ -370,13 +191,13 @@ func cmdCompare(args []string) error {
 			}
 			t.samples = append(t.samples, s)
 			if t.name == "flint" {
-				ft, err := parseFlintTiming(s.Stderr)
+				ft, err := launch.ParseFlintTiming(s.Stderr)
 				if err != nil {
 					return err
 				}
 				t.timings = append(t.timings, ft)
 			}
-			rss, err := peakRSS(t.argv, tmp)
+			rss, err := launch.PeakRSS(t.argv, tmp)
 			if err != nil {
 				return err
 			}
@@ -432,13 +253,7 @@ func summarize(xs []float64) stats {
 	if len(xs) == 0 {
 		return stats{}
 	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	med := s[len(s)/2]
-	if len(s)%2 == 0 {
-		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return stats{med, s[0], s[len(s)-1]}
+	return stats{launch.Median(xs), slices.Min(xs), slices.Max(xs)}
 }
 
 func (s stats) String() string {
@@ -458,12 +273,12 @@ func collect[T any](xs []T, f func(T) float64) []float64 {
 
 // metrics computes the compared figures of one target.
 func metrics(t *target) (insn, serial, exit, teardown, rss stats) {
-	serial = summarize(collect(t.samples, func(s Sample) float64 { return ms(s.FirstByte) }))
-	exit = summarize(collect(t.samples, func(s Sample) float64 { return ms(s.Exit) }))
-	teardown = summarize(collect(t.samples, func(s Sample) float64 { return ms(s.Exit - s.FirstByte) }))
+	serial = summarize(collect(t.samples, func(s launch.Sample) float64 { return ms(s.FirstByte) }))
+	exit = summarize(collect(t.samples, func(s launch.Sample) float64 { return ms(s.Exit) }))
+	teardown = summarize(collect(t.samples, func(s launch.Sample) float64 { return ms(s.Exit - s.FirstByte) }))
 	rss = summarize(collect(t.rss, func(k int64) float64 { return float64(k) / 1024 }))
 	if t.post {
-		insn = summarize(collect(t.samples, func(s Sample) float64 { return ms(s.FirstPost) }))
+		insn = summarize(collect(t.samples, func(s launch.Sample) float64 { return ms(s.FirstPost) }))
 	} else if len(t.timings) == len(t.samples) {
 		// Flint: exec -> first serial byte, minus flint's own gap between
 		// its first port 0x80 write and its first console byte.
@@ -535,7 +350,7 @@ func writeTable(w io.Writer, targets []*target, memMiB, n int) {
 		fmt.Fprintln(w, "\n¹ Derived: exec → first serial byte minus Flint's own first-console-byte − first-guest-io.")
 	}
 	for _, t := range targets {
-		if c := len(slices.DeleteFunc(slices.Clone(t.samples), func(s Sample) bool { return !s.Clamped })); c > 0 {
+		if c := len(slices.DeleteFunc(slices.Clone(t.samples), func(s launch.Sample) bool { return !s.Clamped })); c > 0 {
 			fmt.Fprintf(w, "\nWarning: in %d of %s's runs the first byte was seen only after the process had exited "+
 				"(the benchmark was not scheduled in time: the machine is busy); those first-byte times were clamped to the exit time.\n", c, t.name)
 		}
@@ -544,9 +359,9 @@ func writeTable(w io.Writer, targets []*target, memMiB, n int) {
 		if len(t.timings) == 0 {
 			continue
 		}
-		gio := summarize(collect(t.timings, func(x flintTiming) float64 { return ms(x.FirstGuestIO) }))
-		cb := summarize(collect(t.timings, func(x flintTiming) float64 { return ms(x.FirstConsoleByte) }))
-		st := summarize(collect(t.timings, func(x flintTiming) float64 { return ms(x.Stop) }))
+		gio := summarize(collect(t.timings, func(x launch.FlintTiming) float64 { return ms(x.FirstGuestIO) }))
+		cb := summarize(collect(t.timings, func(x launch.FlintTiming) float64 { return ms(x.FirstConsoleByte) }))
+		st := summarize(collect(t.timings, func(x launch.FlintTiming) float64 { return ms(x.Stop) }))
 		xs := make([]float64, len(t.samples))
 		for i, s := range t.samples {
 			xs[i] = ms(s.FirstByte - t.timings[i].FirstConsoleByte)
@@ -606,12 +421,12 @@ func cmdRun(args []string) error {
 	defer os.RemoveAll(tmp)
 	t := &target{name: filepath.Base(argv[0]), argv: argv, post: *post}
 	for i := 0; i < *warmup; i++ {
-		if _, err := timedRun(argv, *post); err != nil {
+		if _, err := launch.Run(argv, *post); err != nil {
 			return err
 		}
 	}
 	for i := 0; i < *n; i++ {
-		s, err := timedRun(argv, *post)
+		s, err := launch.Run(argv, *post)
 		if err != nil {
 			return err
 		}
@@ -619,11 +434,11 @@ func cmdRun(args []string) error {
 			return fmt.Errorf("exit code %d, stderr %q", s.Code, s.Stderr)
 		}
 		t.samples = append(t.samples, s)
-		if ft, err := parseFlintTiming(s.Stderr); err == nil {
+		if ft, err := launch.ParseFlintTiming(s.Stderr); err == nil {
 			t.timings = append(t.timings, ft)
 		}
 		if *rss {
-			k, err := peakRSS(argv, tmp)
+			k, err := launch.PeakRSS(argv, tmp)
 			if err != nil {
 				return err
 			}
