@@ -147,8 +147,9 @@ func TestHostWatchQuiet(t *testing.T) {
 // fakeNestedHost stands in for scripts/nested-host.sh: it "runs" the boots of the
 // job script it is given, printing the framing lines. In its first session boot b
 // ends with status 1, and by FAKE_MODE: wedge: L1 wedges during boot c (soft lockup
-// lines, then silence); crash: L1 panics during boot c; lost: boot b also shows a
-// vCPU state the nested virtualization lost.
+// lines, then silence); crash: L1 panics during boot c (crash2: in the first two
+// sessions; crashall: in every session); lost: boot b also shows a vCPU state the
+// nested virtualization lost.
 const fakeNestedHost = `#!/bin/bash
 while (($#)); do
 	case $1 in --script) job=$2; shift ;; esac
@@ -161,7 +162,7 @@ cp "$job" "$FAKE_DIR/job$n.sh"
 echo NESTED-JOB-START
 for name in $(sed -n "s/^run_boot '\([^']*\)'.*/\1/p" "$job"); do
 	echo "JOB-START $name"
-	if [[ $n == 1 && $name == c && $FAKE_MODE == crash ]]; then
+	if [[ $name == c && ( ($n == 1 && $FAKE_MODE == crash) || ($n -le 2 && $FAKE_MODE == crash2) || $FAKE_MODE == crashall ) ]]; then
 		echo "<0>[  119.7] BUG: TASK stack guard page was hit at 000000000829c802"
 		echo "<4>[  119.7] CPU: 0 PID: 621 Comm: flint Not tainted 6.1.0-56-amd64 #1"
 		echo "<0>[  119.8] Kernel panic - not syncing: Fatal exception in interrupt"
@@ -195,6 +196,45 @@ func TestNestedRetryAfterWedge(t *testing.T) {
 // (nested-host.sh exits 125).
 func TestNestedRetryAfterCrash(t *testing.T) {
 	testNestedRetry(t, "crash", "crashed: L1 BUG: TASK stack guard page was hit")
+}
+
+// TestNestedRetryAfterTwoCrashes: L1 panics during boot c in two sessions in a
+// row; the third runs c and d, and a and b keep their first results.
+func TestNestedRetryAfterTwoCrashes(t *testing.T) {
+	t.Setenv("FAKE_MODE", "crash2")
+	e, boots, dir := fakeNested(t)
+	res, err := e.runNested(t, boots)
+	if err != nil {
+		t.Fatalf("runNested: %v", err)
+	}
+	for _, job := range []string{"job2.sh", "job3.sh"} {
+		b, err := os.ReadFile(filepath.Join(dir, job))
+		if err != nil || strings.Contains(string(b), "run_boot 'b'") || !strings.Contains(string(b), "run_boot 'c'") {
+			t.Errorf("%s should run c and d only (%v):\n%s", job, err, b)
+		}
+	}
+	for name, rc := range map[string]int{"a": 0, "b": 1, "c": 0, "d": 0} {
+		if r := res[name]; r == nil || r.unfinished || r.rc != rc {
+			t.Errorf("%s: %+v, want finished with status %d", name, r, rc)
+		}
+	}
+}
+
+// TestNestedGivesUp: an L1 that crashes in every session is given up after
+// maxL1Losses sessions, and the cut-off boot says why.
+func TestNestedGivesUp(t *testing.T) {
+	t.Setenv("FAKE_MODE", "crashall")
+	e, boots, dir := fakeNested(t)
+	res, err := e.runNested(t, boots)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("lost %d times", maxL1Losses)) {
+		t.Fatalf("runNested: %v, want giving up after %d losses", err, maxL1Losses)
+	}
+	if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("job%d.sh", maxL1Losses+1))); err == nil {
+		t.Errorf("a session after the %dth loss ran", maxL1Losses)
+	}
+	if r := res["c"]; r == nil || !r.unfinished || !strings.Contains(r.host, "stack guard page") {
+		t.Errorf("c: %+v, want unfinished with the crash as the reason", r)
+	}
 }
 
 // TestNestedRerunLostState: boot b shows a vCPU state the nested
