@@ -149,7 +149,7 @@ func TestHostWatchQuiet(t *testing.T) {
 // ends with status 1, and by FAKE_MODE: wedge: L1 wedges during boot c (soft lockup
 // lines, then silence); crash: L1 panics during boot c (crash2: in the first two
 // sessions; crashall: in every session); lost: boot b also shows a vCPU state the
-// nested virtualization lost.
+// nested virtualization lost (lost2: in the first two sessions).
 const fakeNestedHost = `#!/bin/bash
 while (($#)); do
 	case $1 in --script) job=$2; shift ;; esac
@@ -176,7 +176,7 @@ for name in $(sed -n "s/^run_boot '\([^']*\)'.*/\1/p" "$job"); do
 	fi
 	rc=0
 	[[ $n == 1 && $name == b ]] && rc=1
-	if [[ $n == 1 && $name == b && $FAKE_MODE == lost ]]; then
+	if [[ $name == b && ( ($n == 1 && $FAKE_MODE == lost) || ($n -le 2 && $FAKE_MODE == lost2) ) ]]; then
 		echo 'level=WARN msg="vCPU state is impossible for this guest: its page tables (CR3) are outside guest RAM" vcpu=0'
 	fi
 	echo "FLINT-BOOT-OK cpus=1"
@@ -260,6 +260,25 @@ func TestNestedRerunLostState(t *testing.T) {
 		if r := res[name]; r == nil || r.rc != 0 || (r.retried != "") != again {
 			t.Errorf("%s: result %+v, want rc 0, retried %v", name, r, again)
 		}
+	}
+}
+
+// TestNestedRerunLostTwice: boot b is lost in its first two runs; the
+// third (with d, which needs it) stands.
+func TestNestedRerunLostTwice(t *testing.T) {
+	t.Setenv("FAKE_MODE", "lost2")
+	e, boots, dir := fakeNested(t)
+	boots[3].needs = "b"
+	res, err := e.runBoots(t, boots)
+	if err != nil {
+		t.Fatalf("runBoots: %v", err)
+	}
+	job3, err := os.ReadFile(filepath.Join(dir, "job3.sh"))
+	if err != nil || !strings.Contains(string(job3), "run_boot 'b'") || !strings.Contains(string(job3), "run_boot 'd'") {
+		t.Fatalf("third session should run b and d (%v):\n%s", err, job3)
+	}
+	if r := res["b"]; r == nil || r.rc != 0 || !strings.Contains(r.retried, "run 3") {
+		t.Errorf("b: %+v, want the third run's result", r)
 	}
 }
 
