@@ -43,6 +43,7 @@ func TestTxRateLimit(t *testing.T) {
 			t.Fatalf("frame %d differs or out of order", i)
 		}
 	}
+	waitUntil(t, "tx counters", func() bool { return stats(d).TxPackets == 5 }) // published after the writes
 	if s := stats(d); s.TxThrottled < 4 || s.TxPackets != 5 || s.TxErrors != 0 {
 		t.Errorf("stats %+v: want 4+ throttled pauses, 5 packets", s)
 	}
@@ -68,6 +69,7 @@ func TestRxRateLimit(t *testing.T) {
 			t.Fatalf("frame %d differs or out of order", i)
 		}
 	}
+	waitUntil(t, "rx counters", func() bool { return stats(d).RxPackets == 5 }) // published after the used ring
 	if s := stats(d); s.RxThrottled < 3 || s.RxPackets != 5 {
 		t.Errorf("stats %+v: want 3+ throttled pauses, 5 packets", s)
 	}

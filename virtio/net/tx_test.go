@@ -82,6 +82,7 @@ func TestTx(t *testing.T) {
 					t.Fatalf("frame %d differs (header passed through as is)", i)
 				}
 			}
+			waitUntil(t, "tx counters", func() bool { return stats(d).TxPackets == 20 }) // published after the writes
 			if s := stats(d); s.TxPackets != 20 || s.TxErrors != 0 {
 				t.Fatalf("stats %+v", s)
 			}
@@ -138,6 +139,7 @@ func TestTxBackPressure(t *testing.T) {
 			t.Fatalf("frame %d out of order or damaged", i)
 		}
 	}
+	waitUntil(t, "tx counters", func() bool { return stats(d).TxPackets == 10 }) // published after the writes
 	if s := stats(d); s.TxErrors != 0 || s.TxPackets != 10 {
 		t.Fatalf("stats %+v", s)
 	}
