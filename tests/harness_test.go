@@ -376,9 +376,6 @@ func (e *env) runBoots(t *testing.T, boots []boot) (map[string]*result, error) {
 	return res, e.rerunLostStates(t, boots, res)
 }
 
-// tripleFaultMsg is what flint logs when a vCPU triple-faults.
-const tripleFaultMsg = "vCPU triple fault (KVM_EXIT_SHUTDOWN)"
-
 // rerunLostStates runs again, in a fresh nested host, every boot in
 // which the nested virtualization lost the guest's vCPU state (with the
 // boots they need):
@@ -407,7 +404,7 @@ func (e *env) rerunLostStates(t *testing.T, boots []boot, res map[string]*result
 		lost := map[string]bool{}
 		for _, b := range check {
 			r := res[b.name]
-			if r != nil && (strings.Contains(r.output, vmm.ImpossibleStateMsg) || strings.Contains(r.output, tripleFaultMsg)) {
+			if r != nil && (strings.Contains(r.output, vmm.ImpossibleStateMsg) || strings.Contains(r.output, vmm.TripleFaultMsg)) {
 				t.Logf("RERUN %s: the nested virtualization lost the guest's vCPU state; run %d in a fresh nested host:\n%s",
 					b.name, run, grepLines(r.output, vmm.ImpossibleStateMsg, "dump: vCPU", "triple fault"))
 				lost[b.name] = true

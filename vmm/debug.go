@@ -91,6 +91,11 @@ func (m *Machine) answerDump(v *kvm.VCPU, counts *vcpuExitCounts) {
 // Tests match this text.
 const ImpossibleStateMsg = "vCPU state is impossible for this guest"
 
+// TripleFaultMsg starts the warning logged when a vCPU triple-faults
+// (KVM_EXIT_SHUTDOWN), which Flint treats as a guest reset. Tests match
+// this text.
+const TripleFaultMsg = "vCPU triple fault (KVM_EXIT_SHUTDOWN)"
+
 // logVCPUState logs v's registers, the code at RIP and the top of the
 // stack (why says what asked for it: a dump, a triple fault), and warns if
 // the state is impossible (see ImpossibleStateMsg). It runs on v's own

@@ -65,7 +65,7 @@ func (m *Machine) runVCPU(v *kvm.VCPU) {
 		case kvm.ExitShutdown:
 			// A triple fault: what a PC does on a reset request without a
 			// reset device. Treat as a guest reset.
-			m.log.Warn("vCPU triple fault (KVM_EXIT_SHUTDOWN): treating it as a guest reset", "vcpu", v.ID())
+			m.log.Warn(TripleFaultMsg+": treating it as a guest reset", "vcpu", v.ID())
 			m.logVCPUState(v, counts, "triple fault")
 			m.stop(stopReset, nil)
 			return
