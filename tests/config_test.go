@@ -264,8 +264,6 @@ func TestConfigLaunches(t *testing.T) {
 		mk("config/read", "flintcfg.mode=read",
 			[]string{"--config", writeJSON(t, dir, "read.json", readCfg)}, []string{filepath.Join(dir, "read.json")}),
 	}
-	// The later boots read the token config/write wrote to the root image.
-	boots[1].needs = boots[0].name
 	var apiExtra []string
 	apiFiles := []string{reqFile}
 	if !e.direct {
@@ -273,7 +271,6 @@ func TestConfigLaunches(t *testing.T) {
 		apiFiles = append(apiFiles, hostTools)
 	}
 	boots = append(boots, mk("api", "flintcfg.mode=api", []string{"--api", reqFile}, apiFiles, apiExtra...))
-	boots[len(boots)-1].needs = boots[0].name
 	rlCfg := rateLimitConfig(bootSource, flintTimeout)
 	rlSkip := ""
 	if !withNet {
@@ -293,9 +290,12 @@ func TestConfigLaunches(t *testing.T) {
 		}
 		boots = append(boots, mk("ratelimit", fmt.Sprintf("flintcfg.mode=read flintcfg.iperf=%d flintcfg.ifs=%s", rlIperfSecs, rlIfs()),
 			[]string{"--config", files[0]}, append(files, hostFiles...), extra...))
-		boots[len(boots)-1].needs = boots[0].name
 	}
 
+	// Every later boot reads the token config/write wrote to the root image.
+	for i := 1; i < len(boots); i++ {
+		boots[i].needs = boots[0].name
+	}
 	results, err := e.runBoots(t, boots)
 	if err != nil {
 		t.Error(err)
