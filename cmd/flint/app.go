@@ -39,6 +39,8 @@ type app struct {
 	cli    *cli.App
 	stderr io.Writer
 	code   int
+	// args is the command line being run, for afterDashDash.
+	args []string
 	// newVM builds a VM in --api-sock mode (tests substitute it).
 	newVM func(vmm.Config) (machine, error)
 	// apiStop, when closed, ends an --api-sock wait for InstanceStart
@@ -49,16 +51,16 @@ type app struct {
 func newApp(stdout, stderr io.Writer, launch launcher) *app {
 	a := &app{stderr: stderr, newVM: newMachine}
 	a.cli = &cli.App{
-		Name:            "flint",
-		Usage:           "a lightweight KVM microVM monitor",
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideHelpCommand: true,
+		Name:      "flint",
+		Usage:     "a lightweight KVM microVM monitor",
+		Writer:    stdout,
+		ErrWriter: stderr,
 		// --net values contain commas; each flag is one interface.
 		DisableSliceFlagSeparator: true,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError{err.Error()}
-		},
+		// urfave/cli adds -h/--help itself only when it adds its own help
+		// command; flint has its own (helpCommand).
+		Flags:          []cli.Flag{cli.HelpFlag},
+		OnUsageError:   onUsageError,                 // and every command's: see quietUsage
 		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors
 		Commands: []*cli.Command{
 			runCommand(a, launch),
@@ -67,29 +69,40 @@ func newApp(stdout, stderr io.Writer, launch launcher) *app {
 				Name:  "version",
 				Usage: "print Flint's version",
 				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
 					fmt.Fprintln(c.App.Writer, "flint", version())
 					return nil
 				},
 			},
+			helpCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usagef("unknown command %q (try: flint run --help)", c.Args().First())
+				return usagef("unknown command %q (try: flint help)", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},
 	}
+	quietUsage(a.cli.Commands)
 	return a
 }
 
 // run parses args and runs; it returns the process exit code. Errors are
 // printed as one line.
 func (a *app) run(args []string) int {
+	a.args = args
 	err := a.cli.Run(args)
 	if err == nil {
 		return a.code
 	}
 	msg := strings.TrimSpace(strings.SplitN(err.Error(), "\n", 2)[0])
+	if topic, ok := strings.CutPrefix(msg, "No help topic for '"); ok {
+		// --help with an argument (`flint run --help extra`): urfave/cli
+		// took it for a command to describe.
+		msg = fmt.Sprintf("no help for %q (try: flint help)", strings.TrimSuffix(topic, "'"))
+	}
 	fmt.Fprintln(a.stderr, "flint: "+msg)
 	// Launch failures come back as a.code, never as an error: every error
 	// here is the user's input (flag parsing, a file, a value out of range).
@@ -133,8 +146,11 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			&cli.BoolFlag{Name: "mmio-cmdline", Usage: "also describe virtio-mmio devices with virtio_mmio.device= on the kernel command line (kernels with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES and no ACPI)"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usagef("unexpected argument %q", c.Args().First())
+			if cmd := afterDashDash(c, a.args); len(cmd) > 0 {
+				return usagef("run: a command after -- (%q) is not supported yet", cmd[0])
+			}
+			if err := noArgs(c); err != nil {
+				return err
 			}
 			if sock := c.String("api-sock"); sock != "" {
 				return a.runAPI(c, sock)

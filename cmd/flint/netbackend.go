@@ -27,8 +27,9 @@ func netBackendCommand(a *app) *cli.Command {
 		Usage:     "serve Flint's virtio-net device bridged to a TAP to a vhost-user frontend",
 		UsageText: "flint net-backend --socket PATH --tap NAME [--mac MAC] [--mtu N] [--mrg-rxbuf on|off] [--tso on|off] [--indirect on|off] [--event-idx on|off] [--queues 1]",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "socket", Usage: "unix socket to listen on", Required: true},
-			&cli.StringFlag{Name: "tap", Usage: "host TAP device (created if missing)", Required: true},
+			// Required by hand, in Action: urfave/cli would print the usage text.
+			&cli.StringFlag{Name: "socket", Usage: "unix socket to listen on (required)"},
+			&cli.StringFlag{Name: "tap", Usage: "host TAP device, created if missing (required)"},
 			&cli.StringFlag{Name: "mac", Usage: "guest MAC address (default: derived from the TAP name)"},
 			&cli.IntFlag{Name: "mtu", Usage: "MTU announced to the guest", Value: configs.DefaultMTU},
 			onOff("mrg-rxbuf", "mergeable receive buffers"),
@@ -39,8 +40,13 @@ func netBackendCommand(a *app) *cli.Command {
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usagef("unexpected argument %q", c.Args().First())
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			for _, f := range []string{"socket", "tap"} {
+				if c.String(f) == "" {
+					return usagef("net-backend: --%s is required", f)
+				}
 			}
 			if q := c.Int("queues"); q != 1 {
 				return usagef("--queues %d: only 1 queue pair is supported", q)
