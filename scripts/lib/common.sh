@@ -203,7 +203,10 @@ flint_pack_cpio() {
 }
 
 # flint_nested_reason: print why stock kernels cannot boot on this machine's /dev/kvm
-# (empty output and status 0 when they can). The same rule as tests/ uses.
+# (empty output and status 0 when they can). The same rule as the tests use
+# (internal/testenv.CanBootStockKernels, which also asks the device for its API
+# version). It only looks: never open /dev/kvm for writing here, a redirection
+# such as `: <>/dev/kvm` CREATES it as a regular file when it is missing.
 flint_nested_reason() {
 	local reasons=()
 	if ! grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null; then
@@ -212,8 +215,10 @@ flint_nested_reason() {
 	if [[ -e /sys/module/kvm_pvm ]]; then
 		reasons+=("/dev/kvm is PVM (module kvm_pvm), which cannot boot stock kernels")
 	fi
-	if ! { : <>/dev/kvm; } 2>/dev/null; then
-		reasons+=("/dev/kvm is missing or not read-write for $(id -un)")
+	if [[ ! -e /dev/kvm ]]; then
+		reasons+=("no /dev/kvm")
+	elif ! [[ -c /dev/kvm && -r /dev/kvm && -w /dev/kvm ]]; then
+		reasons+=("/dev/kvm is not a read-write character device for $(id -un)")
 	fi
 	if ((${#reasons[@]})); then
 		local IFS=';'
