@@ -2,12 +2,13 @@ package kvm
 
 import (
 	"errors"
-	"os"
 	"runtime"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/internal/testenv"
 )
 
 // These tests run tiny real-mode guest programs (bytes written here) under
@@ -27,13 +28,8 @@ type testVM struct {
 
 func newTestVM(t *testing.T, code []byte) *testVM {
 	t.Helper()
-	if _, err := os.Stat("/dev/kvm"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("/dev/kvm is required in CI: %v", err)
-		}
-		t.Skipf("no /dev/kvm: %v", err)
-	}
-	sys, err := Open("/dev/kvm")
+	testenv.RequireTinyGuests(t)
+	sys, err := Open(testenv.DevicePath)
 	if err != nil {
 		t.Fatal(err)
 	}

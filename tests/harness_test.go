@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flintvm/flint/internal/testenv"
 	"github.com/flintvm/flint/vmm"
 )
 
@@ -50,13 +51,14 @@ type env struct {
 	wedgeGrace   time.Duration
 }
 
-// ciMode reports whether the tests run under CI, where missing tools are failures.
+// ciMode reports whether the run requires every test to run: CI, or
+// FLINT_TEST_REQUIRE=all as `make test` sets it (testenv.RequireAll). Then a
+// missing tool is a failure, not a skip.
 func ciMode() bool {
-	v := strings.ToLower(os.Getenv("CI"))
-	return v != "" && v != "0" && v != "false"
+	return testenv.RequireAll()
 }
 
-// requireTools skips (or, under CI, fails) the test unless every tool is on PATH.
+// requireTools skips (or, under ciMode, fails) the test unless every tool is on PATH.
 func requireTools(t *testing.T, tools ...string) {
 	t.Helper()
 	var missing []string
@@ -68,12 +70,7 @@ func requireTools(t *testing.T, tools ...string) {
 	if len(missing) == 0 {
 		return
 	}
-	msg := fmt.Sprintf("missing tools %v (Debian packages: apt-get install qemu-system-x86 "+
-		"busybox-static cpio kmod)", missing)
-	if ciMode() {
-		t.Fatal(msg + "; CI is set, so this is a failure")
-	}
-	t.Skip(msg)
+	testenv.SkipOrFail(t, fmt.Sprintf("missing tools %v (make setup, or scripts/setup.sh, installs them)", missing))
 }
 
 // repoRoot finds the repository root (the directory with go.mod above this package).
@@ -104,8 +101,10 @@ func setup(t *testing.T) *env {
 	requireTools(t, tools...)
 	if e.direct {
 		t.Logf("boot path: direct KVM (hardware virtualization)")
+		testenv.LogPath(t, testenv.PathDirect, "")
 	} else {
 		t.Logf("boot path: nested test host (QEMU TCG -cpu max, kvm_amd), because: %s", e.why)
+		testenv.LogPath(t, testenv.PathNested, "")
 	}
 
 	e.cache = os.Getenv("FLINT_CACHE")
@@ -120,7 +119,8 @@ func setup(t *testing.T) *env {
 }
 
 // detectBootPath decides whether flint can boot stock kernels on this machine's
-// /dev/kvm. FLINT_E2E_BOOT=direct|nested overrides the detection.
+// /dev/kvm (testenv.CanBootStockKernels, which never creates the device).
+// FLINT_E2E_BOOT=direct|nested overrides the detection.
 func detectBootPath() (direct bool, why string) {
 	switch os.Getenv("FLINT_E2E_BOOT") {
 	case "direct":
@@ -128,25 +128,7 @@ func detectBootPath() (direct bool, why string) {
 	case "nested":
 		return false, "FLINT_E2E_BOOT=nested"
 	}
-	var reasons []string
-	cpuinfo, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		reasons = append(reasons, "cannot read /proc/cpuinfo: "+err.Error())
-	} else if !regexp.MustCompile(`(?m)^flags\s*:.*\b(vmx|svm)\b`).Match(cpuinfo) {
-		reasons = append(reasons, "no vmx/svm flag in /proc/cpuinfo")
-	}
-	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
-		reasons = append(reasons, "/dev/kvm is PVM (module kvm_pvm), which cannot boot stock kernels")
-	}
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err != nil {
-		reasons = append(reasons, "/dev/kvm not usable: "+err.Error())
-	} else {
-		f.Close()
-	}
-	if len(reasons) > 0 {
-		return false, strings.Join(reasons, "; ")
-	}
-	return true, ""
+	return testenv.CanBootStockKernels()
 }
 
 // buildFlint builds ./cmd/flint with CGO_ENABLED=0 (so it also runs in the nested

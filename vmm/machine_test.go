@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flintvm/flint/internal/testenv"
 	"github.com/flintvm/flint/vmm/vmmtest"
 )
 
@@ -19,12 +20,7 @@ import (
 
 func needKVM(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat("/dev/kvm"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("/dev/kvm is required in CI: %v", err)
-		}
-		t.Skipf("no /dev/kvm: %v", err)
-	}
+	testenv.RequireTinyGuests(t)
 }
 
 // syncBuffer is a console file stand-in: a pipe whose read end we collect.

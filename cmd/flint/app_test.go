@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flintvm/flint/internal/testenv"
 	"github.com/flintvm/flint/vmm"
 	"github.com/flintvm/flint/vmm/vmmtest"
 )
@@ -145,12 +146,7 @@ func TestVersion(t *testing.T) {
 // TestLaunchTinyKernel runs the real launcher end to end with a tiny kernel
 // that prints its command line and resets.
 func TestLaunchTinyKernel(t *testing.T) {
-	if _, err := os.Stat("/dev/kvm"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("/dev/kvm is required in CI: %v", err)
-		}
-		t.Skipf("no /dev/kvm: %v", err)
-	}
+	testenv.RequireTinyGuests(t)
 	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Concat(vmmtest.PrintCmdline, vmmtest.ResetViaI8042)))
 	out := filepath.Join(t.TempDir(), "console.log")
 	var stderr bytes.Buffer
