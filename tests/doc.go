@@ -5,15 +5,27 @@
 // the machine has none.
 //
 // The tests are slow: `go test -short` skips them, and a full run needs more than go
-// test's default 10 minute timeout (use -timeout 30m). Without a required tool they
-// skip, unless CI is set, in which case a missing tool is a failure.
+// test's default 10 minute timeout (use -timeout 60m, as `make e2e` does). Without a
+// required tool they skip, saying why, unless the run requires everything
+// (FLINT_TEST_REQUIRE=all, which `make test` sets, or CI): then a test that cannot run
+// is a failure. `make setup` (scripts/setup.sh) installs every tool they use.
 //
 // The suites: boot_test.go (stock kernels, 1 and 2 vCPUs), net_test.go (virtio-net over
 // PCI and MMIO in every RX mode, indirect on/off, MTU 9000: pings, 64 MiB each way
 // with checksums, iperf3), config_test.go (Firecracker config files with a root ext4
 // drive over two boots, a read-only drive, the API socket driven with curl, rate-limited
 // interfaces measured with iperf3), uml_test.go (flint net-backend driven by Debian's
-// user-mode Linux through vhost-user: every RX mode, reconnects).
+// user-mode Linux through vhost-user: every RX mode, reconnects), kvmpkg_test.go (the
+// KVM package tests of kvm, vmm and cmd/flint and the start-up benchmark, compiled with
+// `go test -c` and run in one nested host where this machine has no working /dev/kvm:
+// every test there is a subtest here, and a skip there is a failure; with a working
+// /dev/kvm they ran directly in `make unit`/`make race`, and only the benchmark runs).
+//
+// Whether KVM is usable, and how, is decided in one place for every test:
+// internal/testenv (CanRunTinyGuests: any working /dev/kvm, PVM included;
+// CanBootStockKernels: hardware virtualization, not PVM). Each test logs the path it
+// took as "flint-test-path: direct|nested|uml", which `make test`'s closing summary
+// counts (internal/testsummary).
 //
 // The nested host (L1) itself occasionally wedges while flint runs a guest: soft
 // lockups on both L1 CPUs, flint's vCPU thread unkillable. The harness watches L1's
@@ -27,6 +39,10 @@
 //
 // Environment:
 //
+//	FLINT_TEST_REQUIRE        "all": a test that cannot run fails instead of skipping
+//	                          (`make test` sets it; CI=true implies it); "kvm": so do
+//	                          the KVM package tests without /dev/kvm (set in the nested
+//	                          host). See internal/testenv.
 //	FLINT_CACHE               cache for kernels and images (default <repo>/.cache)
 //	FLINT_BIN                 use this flint binary instead of building ./cmd/flint
 //	FLINT_E2E_BOOT            "direct" or "nested" forces the boot path (default: detect)

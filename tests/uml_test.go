@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flintvm/flint/internal/testenv"
 )
 
 const umlKernel = "/usr/bin/linux.uml"
@@ -34,17 +36,17 @@ func umlCases() []umlCase {
 // (scripts/uml-net-case.sh) puts the TAP in a network namespace of its own.
 // Each case pings both ways and sends 64 MiB each way over TCP with SHA-256
 // sums compared at both ends; the negotiated features must select the case's
-// RX mode. It skips only without root or /dev/net/tun; a missing UML kernel
-// skips, or fails under CI (whose .ci/run installs user-mode-linux).
+// RX mode. Without root, /dev/net/tun, the UML kernel or a tool it skips, or
+// fails when the run requires everything (make test, CI: testenv.RequireAll).
 func TestUMLNetBackend(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short (see doc.go)")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, TAP devices)")
+		testenv.SkipOrFail(t, "needs root (network namespaces, TAP devices)")
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skipf("no /dev/net/tun: %v", err)
+		testenv.SkipOrFail(t, "no /dev/net/tun: "+err.Error())
 	}
 	var missing []string
 	if _, err := os.Stat(umlKernel); err != nil {
@@ -56,12 +58,9 @@ func TestUMLNetBackend(t *testing.T) {
 		}
 	}
 	if len(missing) > 0 {
-		msg := "UML harness incomplete, missing: " + strings.Join(missing, ", ")
-		if ciMode() {
-			t.Fatal(msg + "; CI is set, so this is a failure")
-		}
-		t.Skip(msg)
+		testenv.SkipOrFail(t, "UML harness incomplete, missing: "+strings.Join(missing, ", ")+" (make setup installs them)")
 	}
+	testenv.LogPath(t, testenv.PathUML, "")
 	root := repoRoot(t)
 	cache := os.Getenv("FLINT_CACHE")
 	if cache == "" {

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// events renders test2json events as JSON lines.
+func events(t *testing.T, evs ...event) string {
+	t.Helper()
+	var b strings.Builder
+	for _, e := range evs {
+		j, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(j)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+const pkgA, pkgB = "github.com/flintvm/flint/a", "github.com/flintvm/flint/b"
+
+// TestPrinter: without -v, passing tests are silent, a failure shows its
+// result line and its logs, a skip is one line with its reason, and each
+// package's text comes out whole at its result.
+func TestPrinter(t *testing.T) {
+	in := events(t,
+		event{Action: "run", Package: pkgA, Test: "TestOK"},
+		event{Action: "output", Package: pkgA, Test: "TestOK", Output: "=== RUN   TestOK\n"},
+		event{Action: "output", Package: pkgA, Test: "TestOK", Output: "    a_test.go:1: chatter\n"},
+		event{Action: "output", Package: pkgA, Test: "TestOK", Output: "--- PASS: TestOK (0.00s)\n"},
+		event{Action: "pass", Package: pkgA, Test: "TestOK"},
+		event{Action: "output", Package: pkgB, Test: "TestSkip", Output: "=== RUN   TestSkip\n"},
+		event{Action: "output", Package: pkgB, Test: "TestSkip", Output: "    b_test.go:9: needs KVM: no /dev/kvm\n"},
+		event{Action: "output", Package: pkgB, Test: "TestSkip", Output: "--- SKIP: TestSkip (0.00s)\n"},
+		event{Action: "skip", Package: pkgB, Test: "TestSkip"},
+		event{Action: "output", Package: pkgA, Test: "TestBad", Output: "=== RUN   TestBad\n"},
+		event{Action: "output", Package: pkgA, Test: "TestBad", Output: "    a_test.go:5: wrong\n"},
+		event{Action: "output", Package: pkgA, Test: "TestBad", Output: "--- FAIL: TestBad (0.00s)\n"},
+		event{Action: "fail", Package: pkgA, Test: "TestBad"},
+		event{Action: "output", Package: pkgA, Output: "FAIL\n"},
+		event{Action: "output", Package: pkgA, Output: "FAIL\tgithub.com/flintvm/flint/a\t0.1s\n"},
+		event{Action: "fail", Package: pkgA},
+		event{Action: "output", Package: pkgB, Output: "PASS\n"},
+		event{Action: "output", Package: pkgB, Output: "ok  \tgithub.com/flintvm/flint/b\t0.1s\n"},
+		event{Action: "pass", Package: pkgB},
+	) + "not json\n"
+	var out strings.Builder
+	p := newPrinter(&out, false)
+	for _, l := range strings.Split(strings.TrimSuffix(in, "\n"), "\n") {
+		p.line([]byte(l))
+	}
+	want := "--- FAIL: TestBad (0.00s)\n    a_test.go:5: wrong\nFAIL\nFAIL\tgithub.com/flintvm/flint/a\t0.1s\n" +
+		"--- SKIP: TestSkip (b): needs KVM: no /dev/kvm\nok  \tgithub.com/flintvm/flint/b\t0.1s\nnot json\n"
+	if out.String() != want {
+		t.Errorf("printed:\n%s\nwant:\n%s", out.String(), want)
+	}
+
+	out.Reset()
+	p = newPrinter(&out, true)
+	for _, l := range strings.Split(strings.TrimSuffix(in, "\n"), "\n")[:4] {
+		p.line([]byte(l))
+	}
+	if out.String() != "=== RUN   TestOK\n    a_test.go:1: chatter\n--- PASS: TestOK (0.00s)\n" {
+		t.Errorf("verbose printed %q", out.String())
+	}
+}
+
+// TestReport: leaves are counted on the path their test or a parent
+// logged, skips are listed by reason, failures by name, lost nested hosts
+// counted.
+func TestReport(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("unit.json", events(t,
+		event{Action: "run", Package: pkgA, Test: "TestHost"},
+		event{Action: "pass", Package: pkgA, Test: "TestHost"},
+		event{Action: "run", Package: pkgA, Test: "TestKVM"},
+		event{Action: "output", Package: pkgA, Test: "TestKVM", Output: "    a_test.go:9: needs KVM: no /dev/kvm\n"},
+		event{Action: "skip", Package: pkgA, Test: "TestKVM"},
+		event{Action: "run", Package: "github.com/flintvm/flint/virtio/transport/vhostuser", Test: "TestUML"},
+		event{Action: "run", Package: "github.com/flintvm/flint/virtio/transport/vhostuser", Test: "TestUML/mergeable"},
+		event{Action: "pass", Package: "github.com/flintvm/flint/virtio/transport/vhostuser", Test: "TestUML/mergeable"},
+		event{Action: "pass", Package: "github.com/flintvm/flint/virtio/transport/vhostuser", Test: "TestUML"},
+	))
+	e2e := "github.com/flintvm/flint/tests"
+	write("e2e.json", events(t,
+		event{Action: "run", Package: e2e, Test: "TestKVMPackagesNested"},
+		event{Action: "output", Package: e2e, Test: "TestKVMPackagesNested", Output: "    k.go:1: flint-test-path: nested (KVM package tests)\n"},
+		event{Action: "output", Package: e2e, Test: "TestKVMPackagesNested", Output: "    k.go:2: NESTED HOST LOST (1 of at most 2): crashed\n"},
+		event{Action: "run", Package: e2e, Test: "TestKVMPackagesNested/kvm"},
+		event{Action: "run", Package: e2e, Test: "TestKVMPackagesNested/kvm/TestA"},
+		event{Action: "pass", Package: e2e, Test: "TestKVMPackagesNested/kvm/TestA"},
+		event{Action: "run", Package: e2e, Test: "TestKVMPackagesNested/kvm/TestB"},
+		event{Action: "output", Package: e2e, Test: "TestKVMPackagesNested/kvm/TestB", Output: "    k.go:3: failed in the nested host\n"},
+		event{Action: "fail", Package: e2e, Test: "TestKVMPackagesNested/kvm/TestB"},
+		event{Action: "fail", Package: e2e, Test: "TestKVMPackagesNested/kvm"},
+		event{Action: "fail", Package: e2e, Test: "TestKVMPackagesNested"},
+		event{Action: "run", Package: e2e, Test: "TestUMLNetBackend"},
+		event{Action: "output", Package: e2e, Test: "TestUMLNetBackend", Output: "    u.go:1: flint-test-path: uml\n"},
+		event{Action: "pass", Package: e2e, Test: "TestUMLNetBackend"},
+	))
+	write("phases", "unit ok\ne2e FAILED\n")
+	var out strings.Builder
+	if err := report(dir, &out); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for _, want := range []string{
+		"phases: unit ok, e2e FAILED",
+		"unit   host, no VM                                        1       0        1",
+		"unit   user-mode Linux (no KVM)                           1       0        0",
+		"e2e    nested test host (QEMU TCG, kvm_amd in L1)         1       1        0",
+		"e2e    user-mode Linux (no KVM)                           1       0        0",
+		"nested hosts lost and rerun: 1",
+		"1: needs KVM: no /dev/kvm\n     unit a.TestKVM",
+		"FAILED (1):\n  e2e tests.TestKVMPackagesNested/kvm/TestB\n      failed in the nested host",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("report lacks %q:\n%s", want, s)
+		}
+	}
+}
