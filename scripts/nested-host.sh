@@ -21,6 +21,16 @@
 #                    kernel is fetched with fetch-kernels.sh when missing
 #   --append "ARGS"  extra L1 kernel command line
 #   --modules "M"    L1 modules to load (default "kvm_amd"; dependencies are added)
+#   --beat FILE      L1's heartbeat channel (default: a file in the work directory,
+#                    shown when L1 ends without its job's end line): a virtio-serial
+#                    port, independent of L1's console UART, to which L1 writes
+#                    "L1-BEAT n=N up=SECONDS" every second and, every 10 beats (and
+#                    when /tmp/l1-dump exists), every process's state, kernel wait
+#                    channel and, for flint's threads, kernel stacks ("L1-PS ...")
+#   --control PATH   a command channel into L1 (a second virtio-serial port; QEMU
+#                    reads the FIFO PATH.in, created here): a line "dump" makes L1
+#                    send SIGUSR1 to every flint (each logs its vCPUs, queues and
+#                    interrupts) and its heartbeat print the process dump at once
 #   --tcg-thread T   QEMU TCG threading: multi (default: one host thread per L1 vCPU)
 #                    or single (all L1 vCPUs round-robin on one host thread; for
 #                    experiments only: L2 guests stall with it under QEMU 7.2)
@@ -41,7 +51,7 @@ usage() {
 }
 
 script='' flint='' payload='' timeout_s='' interactive=0 memory=2048 cpus=2 cache=''
-append='' modules='kvm_amd' tcg_thread=multi
+append='' modules='kvm_amd' tcg_thread=multi beat='' control=''
 while (($#)); do
 	case $1 in
 	--script) script=${2:?--script needs a FILE}; shift ;;
@@ -55,6 +65,8 @@ while (($#)); do
 	--append) append=${2?--append needs a string}; shift ;;
 	--modules) modules=${2?--modules needs a list}; shift ;;
 	--tcg-thread) tcg_thread=${2:?--tcg-thread needs multi or single}; shift ;;
+	--beat) beat=${2:?--beat needs a FILE}; shift ;;
+	--control) control=${2:?--control needs a PATH}; shift ;;
 	-h | --help) usage 0 ;;
 	*) flint_die "unknown argument '$1' (see --help)" ;;
 	esac
@@ -98,8 +110,9 @@ trap 'exit 130' INT TERM
 root=$work/root
 flint_rootfs_skeleton "$root"
 : >"$root/etc/modules.order"
+# virtio_console carries the heartbeat (--beat).
 # shellcheck disable=SC2086 # whitespace-separated list
-flint_install_modules "$kdir/modules" "$root" etc/modules.order $modules
+flint_install_modules "$kdir/modules" "$root" etc/modules.order virtio_pci virtio_console $modules
 mkdir -p "$root/payload"
 if [[ -n $payload ]]; then
 	cp -rL "$payload/." "$root/payload/"
@@ -137,6 +150,52 @@ while read -r ko; do
 	# shellcheck disable=SC2046 # one word per parameter
 	insmod "$ko" $(tr ' ' '\n' </proc/cmdline | sed -n "s/^$m\.//p") || fail "insmod $ko"
 done </etc/modules.order
+# The heartbeat: a virtio-serial port (not the console UART), so a host that watches it
+# can tell L1 alive from L1 lost even when L1's console is stuck.
+beatdev=''
+for d in /sys/class/virtio-ports/*; do
+	[ "$(cat "$d/name" 2>/dev/null)" = flint.beat ] && beatdev=/dev/${d##*/}
+done
+if [ -n "$beatdev" ] && [ -c "$beatdev" ]; then
+	(
+		n=0
+		while :; do
+			n=$((n + 1))
+			echo "L1-BEAT n=$n up=$(cut -d' ' -f1 /proc/uptime) load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,)"
+			if [ $((n % 10)) = 0 ] || [ -e /tmp/l1-dump ]; then
+				rm -f /tmp/l1-dump
+				for p in /proc/[0-9]*; do
+					# Kernel threads have an empty command line (/proc sizes read 0).
+					[ -n "$(head -c 1 "$p/cmdline" 2>/dev/null | tr -d '\0')" ] || continue
+					c=$(cat "$p/comm" 2>/dev/null) || continue
+					echo "L1-PS ${p#/proc/} $c $(awk '/^State/ { print $2 }' "$p/status" 2>/dev/null) wchan=$(cat "$p/wchan" 2>/dev/null)"
+					[ "$c" = flint ] || continue
+					for t in "$p"/task/*; do
+						echo "L1-PS   thread ${t##*/} $(awk '/^State/ { print $2 }' "$t/status" 2>/dev/null) wchan=$(cat "$t/wchan" 2>/dev/null) $(head -n 4 "$t/stack" 2>/dev/null | awk '{ printf "%s ", $2 }')"
+					done
+				done
+			fi
+			sleep 1
+		done
+	) >"$beatdev" 2>&1 &
+else
+	say "warning: no heartbeat port"
+fi
+for d in /sys/class/virtio-ports/*; do
+	[ "$(cat "$d/name" 2>/dev/null)" = flint.ctl ] || continue
+	(
+		while read -r cmd; do
+			case $cmd in
+			dump)
+				for p in /proc/[0-9]*; do
+					[ "$(cat "$p/comm" 2>/dev/null)" = flint ] && kill -USR1 "${p#/proc/}" 2>/dev/null
+				done
+				: >/tmp/l1-dump
+				;;
+			esac
+		done
+	) <"/dev/${d##*/}" >/dev/null 2>&1 &
+done
 [ -c /dev/kvm ] || fail "/dev/kvm does not exist after loading $(tr '\n' ' ' </etc/modules.order)"
 grep -qw svm /proc/cpuinfo || say "warning: no svm flag in /proc/cpuinfo"
 [ -d /sys/module/kvm_amd/parameters ] &&
@@ -195,6 +254,17 @@ if ((interactive)); then
 	flint_log "interactive nested host: Ctrl-A x quits QEMU, Ctrl-A c toggles the QEMU monitor"
 else
 	qemu+=(-chardev "stdio,id=con,signal=on,logfile=$log" -serial chardev:con)
+fi
+[[ -n $beat ]] || beat=$work/beat.log
+: >"$beat" || flint_die "cannot write the heartbeat file $beat"
+# shellcheck disable=SC2054
+qemu+=(-device virtio-serial-pci,id=vser -chardev "file,id=beat,path=$beat"
+	-device virtserialport,bus=vser.0,chardev=beat,name=flint.beat)
+if [[ -n $control ]]; then
+	rm -f "$control.in" "$control.out"
+	mkfifo "$control.in" "$control.out" || flint_die "cannot create the FIFOs $control.in, $control.out"
+	# shellcheck disable=SC2054
+	qemu+=(-chardev "pipe,id=ctl,path=$control" -device virtserialport,bus=vser.0,chardev=ctl,name=flint.ctl)
 fi
 
 start=$(date +%s.%N)

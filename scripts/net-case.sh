@@ -15,6 +15,7 @@
 #   --host-addr A/P   the TAP's address [10.0.2.1/24]  --guest G  guest address [10.0.2.15]
 #   --size MiB        bytes the host sends to the guest [64]
 #   --bigping N       also ping the guest with DF set and an N-byte payload [0: no]
+#   --again MiB       serve a second pair of streams of MiB each (ports 5003, 5004) [0: no]
 #   --flint-timeout S flint's --timeout [600]
 #   --tools DIR       merge DIR (scripts/mknet-tools.sh output) into / first, once
 #   --tun-ko PATH     insmod PATH when /dev/net/tun is missing (the nested host)
@@ -24,6 +25,7 @@
 #   NET-HOST-H2G-SENT  bytes and sha256 of the host-to-guest stream
 #   NET-HOST-PING      host pinged the guest (and NET-HOST-BIGPING with DF set)
 #   NET-HOST-G2H-RECV  bytes and sha256 of the guest-to-host stream as received
+#   NET-HOST-H2G2-SENT, NET-HOST-G2H2-RECV   the same for the second pair (--again)
 #   NET-HOST-FLINT     flint's exit status
 #   NET-HOST-STALL     no packet crossed the TAP for 60 s after the guest first
 #                      answered a ping, or flint still ran 20 s before its
@@ -32,7 +34,7 @@
 #                      stack follows, then SIGQUIT makes it print every
 #                      goroutine's stack (GOTRACEBACK=all) and exit
 
-spec='' host_addr=10.0.2.1/24 guest=10.0.2.15 size=64 bigping=0 ftimeout=600 tools='' tun_ko=''
+spec='' host_addr=10.0.2.1/24 guest=10.0.2.15 size=64 bigping=0 again=0 ftimeout=600 tools='' tun_ko=''
 name=$$
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
 	--guest) guest=$2; shift ;;
 	--size) size=$2; shift ;;
 	--bigping) bigping=$2; shift ;;
+	--again) again=$2; shift ;;
 	--flint-timeout) ftimeout=$2; shift ;;
 	--tools) tools=$2; shift ;;
 	--tun-ko) tun_ko=$2; shift ;;
@@ -113,6 +116,16 @@ g2hpid=$!
 pids="$pids $!"
 inns busybox nc -l -p 5002 -e cat "$w/h2g" </dev/null &
 pids="$pids $!"
+g2h2pid=''
+if [ "$again" != 0 ]; then
+	dd if=/dev/urandom of="$w/h2g2" bs=1048576 count="$again" 2>/dev/null || fail "writing $w/h2g2"
+	echo "NET-HOST-H2G2-SENT bytes=$(wc -c <"$w/h2g2") sha256=$(sha256sum "$w/h2g2" | cut -d' ' -f1)"
+	inns busybox nc -l -p 5003 -e sh -c "cat >'$w/g2h2'" </dev/null &
+	g2h2pid=$!
+	pids="$pids $!"
+	inns busybox nc -l -p 5004 -e cat "$w/h2g2" </dev/null &
+	pids="$pids $!"
+fi
 inns "$IPERF3" -s -p 5201 >"$w/iperf3.log" 2>&1 </dev/null &
 pids="$pids $!"
 
@@ -206,17 +219,21 @@ echo
 [ -f "$w/ping.out" ] && sed 's/^/NET-HOST-PING-OUT /' "$w/ping.out"
 [ -f "$w/bigping.out" ] && sed 's/^/NET-HOST-BIGPING-OUT /' "$w/bigping.out"
 if [ -f "$w/ping.res" ]; then cat "$w/ping.res"; else echo "NET-HOST-PING result=fail reason=guest-never-answered"; fi
-# The receiving nc ends when the guest closes the stream; give it a moment.
-i=0
-while [ $i -lt 50 ] && kill -0 $g2hpid 2>/dev/null; do
-	sleep 0.1
-	i=$((i + 1))
-done
-if [ -f "$w/g2h" ]; then
-	echo "NET-HOST-G2H-RECV bytes=$(wc -c <"$w/g2h") sha256=$(sha256sum "$w/g2h" | cut -d' ' -f1)"
-else
-	echo "NET-HOST-G2H-RECV result=fail reason=nothing-received"
-fi
+# A receiving nc ends when the guest closes its stream; give it a moment.
+received() { # KIND PID FILE
+	i=0
+	while [ $i -lt 50 ] && kill -0 "$2" 2>/dev/null; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if [ -f "$3" ]; then
+		echo "$1 bytes=$(wc -c <"$3") sha256=$(sha256sum "$3" | cut -d' ' -f1)"
+	else
+		echo "$1 result=fail reason=nothing-received"
+	fi
+}
+received NET-HOST-G2H-RECV $g2hpid "$w/g2h"
+[ -n "$g2h2pid" ] && received NET-HOST-G2H2-RECV $g2h2pid "$w/g2h2"
 sed 's/^/NET-HOST-IPERF3 /' "$w/iperf3.log" | grep -E 'sender|receiver|error' | head -n 20
 echo "NET-HOST-FLINT rc=$frc"
 exit $frc

@@ -9,6 +9,9 @@
 #   flintnet.size=MiB   bytes sent each way over TCP [64]
 #   flintnet.iperf=S    seconds of iperf3 each way [3] (0: none)
 #   flintnet.bigping=N  ping payload for the large-MTU ping with DF set [0: none]
+#   flintnet.again=MiB  after iperf3, an upload and a download of MiB each [0: none]
+#                       (a second pair of streams on a link that has carried
+#                       traffic both ways: where one-CPU hosts stalled, issue 9)
 #   flintnet.beat=S     print a NET-GUEST-BEAT line (eth0 counters, virtio interrupts)
 #                       every S seconds while the steps run [10] (0: none)
 #
@@ -20,6 +23,7 @@
 #   NET-G2H-SENT     guest-to-host TCP stream (port 5001): bytes, sha256, seconds
 #   NET-H2G-RECV     host-to-guest TCP stream (port 5002): bytes, sha256, seconds
 #   NET-IPERF        iperf3 (port 5201) client, both directions: Mbit/s at the receiver
+#   NET-G2H2-SENT, NET-H2G2-RECV   the second pair of streams (ports 5003, 5004)
 #   NET-GUEST-BIGPING    ping with DF and a large payload (the MTU case)
 #   NET-GUEST-STATS  eth0 counters;  NET-GUEST-DONE  the script ended
 # A step that fails prints result=fail and the script goes on to the next one.
@@ -37,13 +41,14 @@ size=$(arg size 64)
 iperf=$(arg iperf 3)
 bigping=$(arg bigping 0)
 beat=$(arg beat 10)
+again=$(arg again 0)
 dev=eth0
 
 # Kernel messages below KERN_ERR (e.g. "hrtimer: interrupt took ...", common under
 # emulation) must not land in the middle of the lines the test parses; errors,
 # oopses, lockups and panics still reach the console.
 dmesg -n 4 2>/dev/null
-echo "NET-GUEST-START addr=$addr host=$host size=$size iperf=$iperf bigping=$bigping"
+echo "NET-GUEST-START addr=$addr host=$host size=$size iperf=$iperf bigping=$bigping again=$again"
 i=0
 while [ ! -e /sys/class/net/$dev ] && [ $i -lt 50 ]; do
 	sleep 0.2
@@ -96,22 +101,28 @@ sed 's/^/NET-GUEST-PING-OUT /' /tmp/ping.out
 echo "NET-GUEST-PING result=$r $(grep -o '[0-9]* packets received' /tmp/ping.out | tr ' ' _)"
 
 # Guest to host: a file of random bytes, its checksum, then the stream.
-dd if=/dev/urandom of=/tmp/g2h bs=1048576 count="$size" 2>/dev/null
-sum=$(sha256sum /tmp/g2h | cut -d' ' -f1)
-bytes=$(wc -c </tmp/g2h)
-t0=$(now)
-timeout -k 5 900 nc "$host" 5001 -e cat /tmp/g2h
-rc=$?
-echo "NET-G2H-SENT result=$([ $rc = 0 ] && echo ok || echo fail) rc=$rc bytes=$bytes sha256=$sum secs=$(since "$t0")"
-rm -f /tmp/g2h
+g2h() { # KIND PORT MiB
+	dd if=/dev/urandom of=/tmp/g2h bs=1048576 count="$3" 2>/dev/null
+	sum=$(sha256sum /tmp/g2h | cut -d' ' -f1)
+	bytes=$(wc -c </tmp/g2h)
+	t0=$(now)
+	timeout -k 5 900 nc "$host" "$2" -e cat /tmp/g2h
+	rc=$?
+	echo "$1 result=$([ $rc = 0 ] && echo ok || echo fail) rc=$rc bytes=$bytes sha256=$sum secs=$(since "$t0")"
+	rm -f /tmp/g2h
+}
 
 # Host to guest: the host's file, checksummed here.
-t0=$(now)
-timeout -k 5 900 nc "$host" 5002 -e sh -c 'cat >/tmp/h2g'
-rc=$?
-secs=$(since "$t0")
-echo "NET-H2G-RECV result=$([ $rc = 0 ] && echo ok || echo fail) rc=$rc bytes=$(wc -c </tmp/h2g) sha256=$(sha256sum /tmp/h2g | cut -d' ' -f1) secs=$secs"
-rm -f /tmp/h2g
+h2g() { # KIND PORT
+	t0=$(now)
+	timeout -k 5 900 nc "$host" "$2" -e sh -c 'cat >/tmp/h2g'
+	rc=$?
+	secs=$(since "$t0")
+	echo "$1 result=$([ $rc = 0 ] && echo ok || echo fail) rc=$rc bytes=$(wc -c </tmp/h2g) sha256=$(sha256sum /tmp/h2g | cut -d' ' -f1) secs=$secs"
+	rm -f /tmp/h2g
+}
+g2h NET-G2H-SENT 5001 "$size"
+h2g NET-H2G-RECV 5002
 
 # iperf3 prints the receiver's rate on the line that ends in "receiver".
 iperf_run() {
@@ -129,6 +140,11 @@ iperf_run() {
 if [ "$iperf" != 0 ]; then
 	iperf_run g2h
 	iperf_run h2g -R
+fi
+
+if [ "$again" != 0 ]; then
+	g2h NET-G2H2-SENT 5003 "$again"
+	h2g NET-H2G2-RECV 5004
 fi
 
 if [ "$bigping" != 0 ]; then

@@ -49,6 +49,11 @@ type env struct {
 	// defaultWedgeGrace when non-zero.
 	nestedScript string
 	wedgeGrace   time.Duration
+	// l1Silence and dumpWait override defaultL1Silence and dumpWait when
+	// non-zero (tests of the harness).
+	l1Silence, dumpWait time.Duration
+	// l1CPUs is the nested host's vCPU count (0: nested-host.sh's default, 2).
+	l1CPUs int
 }
 
 // ciMode reports whether the run requires every test to run: CI, or
@@ -238,6 +243,11 @@ type boot struct {
 	// nested payload) this one reads: a rerun in a fresh nested host runs
 	// that boot again first.
 	needs string
+	// quiet, when set, is how long the boot's console may stay silent in the
+	// nested host while L1 is alive before the harness takes it for a flint
+	// hang (it dumps flint's state and fails the boot). For guests that print
+	// a heartbeat of their own.
+	quiet time.Duration
 }
 
 // withNeeds returns the boots of all (in their order) that pick names,
@@ -313,6 +323,9 @@ type result struct {
 	unfinished bool
 	// host: why the nested host ended during this boot, when known (e.g. "wedged: ...").
 	host string
+	// hung: L1 stayed alive while this boot overran its timeout or fell
+	// silent: a suspected flint hang, failed and never rerun.
+	hung bool
 	// retried: this is the second run of a boot that the first nested host never
 	// finished because L1 wedged; the wedge description.
 	retried string
@@ -572,42 +585,80 @@ const maxL1Losses = 4
 // host.
 func (e *env) runNested(t *testing.T, boots []boot) (map[string]*result, error) {
 	res, wedged, err := e.nestedSession(t, boots)
-	var losses []string
-	for wedged != "" {
-		losses = append(losses, wedged)
+	var losses, hangs []string
+	for {
 		unfinished := map[string]bool{}
+		hung := map[string]bool{}
 		for _, b := range boots {
-			if r := res[b.name]; r == nil || r.unfinished {
+			switch r := res[b.name]; {
+			case r != nil && r.hung:
+				hung[b.name] = true
+			case r == nil || r.unfinished:
 				unfinished[b.name] = true
 			}
 		}
+		if wedged == "" && (len(hung) == 0 || len(unfinished) == 0) {
+			break
+		}
 		if len(unfinished) == 0 {
 			t.Logf("nested host lost after its last boot: %s; every boot had finished", wedged)
-			return res, nil
+			break
 		}
 		// A boot that needs a finished one runs after it again: the fresh L1
-		// starts from the original disk images.
-		rest := withNeeds(boots, unfinished)
-		if len(losses) == maxL1Losses {
-			for _, b := range rest {
-				if r := res[b.name]; r != nil && r.unfinished {
-					r.host = "wedged: " + wedged
-				}
+		// starts from the original disk images. A hung boot is a flint
+		// failure: it is never run again.
+		var rest []boot
+		for _, b := range withNeeds(boots, unfinished) {
+			if !hung[b.name] {
+				rest = append(rest, b)
 			}
-			return res, fmt.Errorf("nested host lost %d times, giving up: %s", len(losses), strings.Join(losses, "; "))
 		}
-		t.Logf("nested host lost (%d of at most %d): %s; retrying the remaining %d boot(s) (%s) in a fresh L1",
-			len(losses), maxL1Losses, wedged, len(rest), names(rest))
+		if wedged != "" {
+			losses = append(losses, wedged)
+			if len(losses) == maxL1Losses {
+				for _, b := range rest {
+					if r := res[b.name]; r != nil && r.unfinished {
+						r.host = "wedged: " + wedged
+					}
+				}
+				err = fmt.Errorf("nested host lost %d times, giving up: %s", len(losses), strings.Join(losses, "; "))
+				break
+			}
+			t.Logf("nested host lost (%d of at most %d): %s; retrying the remaining %d boot(s) (%s) in a fresh L1",
+				len(losses), maxL1Losses, wedged, len(rest), names(rest))
+		} else {
+			for n := range hung {
+				hangs = append(hangs, n)
+			}
+			t.Logf("boot(s) %s hung while L1 stayed alive (a flint failure: not rerun); the %d boot(s) that never ran (%s) run in a fresh L1",
+				strings.Join(hangs, ", "), len(rest), names(rest))
+		}
 		var again map[string]*result
 		again, wedged, err = e.nestedSession(t, rest)
 		for _, b := range rest {
 			if r := again[b.name]; r != nil {
-				r.retried = fmt.Sprintf("nested host %d was lost during or before this case (%s)", len(losses), losses[len(losses)-1])
+				if len(losses) > 0 {
+					r.retried = fmt.Sprintf("nested host %d was lost during or before this case (%s)", len(losses), losses[len(losses)-1])
+				}
 				res[b.name] = r
 			}
 		}
 	}
+	// What ran where, for the run's summary: losses are the emulator's, and
+	// are counted so that their rate stays known.
+	t.Logf("nested hosts lost in this test: %d%s", len(losses), prefixed(": ", strings.Join(losses, "; ")))
+	if len(hangs) > 0 && err == nil {
+		err = fmt.Errorf("suspected flint hang in %s (L1 stayed alive)", strings.Join(hangs, ", "))
+	}
 	return res, err
+}
+
+// prefixed returns p+s, or "" when s is empty.
+func prefixed(p, s string) string {
+	if s == "" {
+		return ""
+	}
+	return p + s
 }
 
 // nestedSession runs the boots in one nested host. wedged says why it was cut short
@@ -660,6 +711,13 @@ func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result,
 	if e.wedgeGrace > 0 {
 		watch.grace = e.wedgeGrace
 	}
+	if e.l1Silence > 0 {
+		watch.silence = e.l1Silence
+	}
+	wait := dumpWait
+	if e.dumpWait > 0 {
+		wait = e.dumpWait
+	}
 	script := e.nestedScript
 	if script == "" {
 		script = filepath.Join(e.root, "scripts", "nested-host.sh")
@@ -668,6 +726,13 @@ func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result,
 		"--flint", e.flint, "--payload", payload, "--script", job,
 		"--timeout", strconv.Itoa(int(total/time.Second)), "--cache", e.cache,
 		"--append", nestedL1Append)
+	if e.l1CPUs > 0 {
+		cmd.Args = append(cmd.Args, "--cpus", strconv.Itoa(e.l1CPUs))
+	}
+	// L1's heartbeat tells a lost L1 from a hung flint; the control channel
+	// asks L1 for flint's state.
+	beatFile, ctl := filepath.Join(dir, "l1-beat.log"), filepath.Join(dir, "l1-ctl")
+	cmd.Args = append(cmd.Args, "--beat", beatFile, "--control", ctl)
 	cmd.Dir = e.root
 	cmd.Stdout = io.MultiWriter(&out, logw, watch)
 	cmd.Stderr = logw
@@ -679,7 +744,14 @@ func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result,
 		return nil, "", fmt.Errorf("running nested-host.sh: %v", err)
 	}
 	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
+		defer wg.Done()
+		tailFile(beatFile, watch.beatWriter(), done)
+	}()
+	go func() {
+		defer wg.Done()
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		for {
@@ -687,21 +759,48 @@ func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result,
 			case <-done:
 				return
 			case <-tick.C:
-				if r := watch.check(); r != "" {
-					t.Logf("nested host wedged: %s; stopping it", r)
-					_ = cmd.Process.Signal(syscall.SIGTERM)
-					return
+				r := watch.check()
+				if r == "" {
+					continue
 				}
+				if watch.hung() {
+					t.Logf("%s; asking L1 for flint's state (SIGUSR1: vCPUs, queues, interrupts; L1 process dump)", r)
+					if err := sendControl(ctl, "dump"); err != nil {
+						t.Logf("asking L1 for a dump: %v", err)
+					}
+					select {
+					case <-done:
+						return
+					case <-time.After(wait):
+					}
+				} else {
+					t.Logf("nested host lost: %s; flint's state cannot be dumped from a lost L1; last heartbeat: %s",
+						r, watch.heartbeat())
+				}
+				if ps := watch.processes(); len(ps) > 0 {
+					t.Logf("L1's last process dump:\n%s", strings.Join(ps, "\n"))
+				}
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+				return
 			}
 		}
 	}()
 	err = cmd.Wait()
 	close(done)
+	wg.Wait()
 	logw.Flush()
-	t.Logf("nested host session: %v wall for %d boots", time.Since(start).Round(time.Second), len(boots))
+	t.Logf("nested host session: %v wall for %d boots; %s", time.Since(start).Round(time.Second), len(boots), watch.heartbeat())
 	res = parseJobs(out.String())
-	if wedged = watch.finish(); wedged != "" {
-		return res, wedged, fmt.Errorf("nested host wedged: %s", wedged)
+	if reason := watch.finish(); reason != "" {
+		if watch.hung() {
+			for _, r := range res {
+				if r.unfinished {
+					r.hung, r.host = true, reason
+				}
+			}
+			return res, "", errors.New(reason)
+		}
+		return res, reason, fmt.Errorf("nested host wedged: %s", reason)
 	}
 	var ee *exec.ExitError
 	switch {
@@ -725,6 +824,48 @@ func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result,
 	default:
 		return res, "", fmt.Errorf("running nested-host.sh: %v", err)
 	}
+}
+
+// tailFile copies what is appended to path to w until done is closed
+// (polling: the file is written by QEMU). A missing file is waited for.
+func tailFile(path string, w io.Writer, done <-chan struct{}) {
+	var off int64
+	buf := make([]byte, 64<<10)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for last := false; ; {
+		if f, err := os.Open(path); err == nil {
+			for {
+				n, _ := f.ReadAt(buf, off)
+				if n == 0 {
+					break
+				}
+				off += int64(n)
+				_, _ = w.Write(buf[:n])
+			}
+			f.Close()
+		}
+		if last {
+			return
+		}
+		select {
+		case <-done:
+			last = true // one more read: what came before the end
+		case <-tick.C:
+		}
+	}
+}
+
+// sendControl writes one command line to L1's control channel
+// (nested-host.sh --control PATH: QEMU reads PATH.in).
+func sendControl(ctl, command string) error {
+	f, err := os.OpenFile(ctl+".in", os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteString(command + "\n")
+	return err
 }
 
 // l1Crash describes an L1 kernel crash in a session's output ("" if none):

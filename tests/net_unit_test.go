@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -96,6 +97,8 @@ func TestCheckNetCase(t *testing.T) {
 		{name: "rx drops", old: "rx_dropped=0", new: "rx_dropped=3"},
 		{name: "tx errors", old: "tx_errors=0", new: "tx_errors=1"},
 		{name: "guest script cut off", old: "NET-GUEST-DONE\n", new: ""},
+		// A case with a second pair of streams (againMiB) needs them.
+		{name: "second streams missing", c: &netCase{transport: "mmio", mode: "big", opts: rxModeOpts["small"], indirect: true, mtu: 9000, againMiB: 16}},
 	}
 	for _, b := range bad {
 		t.Run(strings.ReplaceAll(b.name, " ", "_"), func(t *testing.T) {
@@ -119,12 +122,37 @@ func TestCheckNetCase(t *testing.T) {
 	}
 }
 
+// TestCheckNetCaseSecondStreams: the second upload and download
+// (againMiB) are checked like the first pair, at their own size.
+func TestCheckNetCaseSecondStreams(t *testing.T) {
+	c := netGoodCase
+	c.againMiB = 16
+	const g2h, h2g = "aaaa", "bbbb"
+	good := netGood + "NET-G2H2-SENT result=ok rc=0 bytes=16777216 sha256=" + g2h + " secs=9.1\n" +
+		"NET-HOST-G2H2-RECV bytes=16777216 sha256=" + g2h + "\n" +
+		"NET-HOST-H2G2-SENT bytes=16777216 sha256=" + h2g + "\n" +
+		"NET-H2G2-RECV result=ok rc=0 bytes=16777216 sha256=" + h2g + " secs=2.0\n"
+	if errs := checkOutput(c, good, 0); len(errs) > 0 {
+		t.Fatalf("good output rejected: %q", errs)
+	}
+	for name, m := range map[string][2]string{
+		"upload failed":      {"NET-G2H2-SENT result=ok", "NET-G2H2-SENT result=fail"},
+		"upload corrupted":   {"NET-HOST-G2H2-RECV bytes=16777216 sha256=aaaa", "NET-HOST-G2H2-RECV bytes=16777216 sha256=cccc"},
+		"download short":     {"NET-H2G2-RECV result=ok rc=0 bytes=16777216", "NET-H2G2-RECV result=ok rc=0 bytes=1048576"},
+		"download never ran": {"NET-H2G2-RECV result=ok rc=0 bytes=16777216 sha256=bbbb secs=2.0\n", ""},
+	} {
+		if errs := checkOutput(c, strings.Replace(good, m[0], m[1], 1), 0); len(errs) == 0 {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
 // TestNetCases pins the case list: both transports, three RX modes, indirect on and
 // off, jumbo frames on each transport; --net specs as flint parses them.
 func TestNetCases(t *testing.T) {
 	cs := netCases()
-	if len(cs) != 14 {
-		t.Fatalf("%d cases, want 14", len(cs))
+	if len(cs) != 15 {
+		t.Fatalf("%d cases, want 15", len(cs))
 	}
 	seen := map[string]bool{}
 	for _, c := range cs {
@@ -139,6 +167,8 @@ func TestNetCases(t *testing.T) {
 		"pci/big/indirect=off":               "tap=tap0,transport=pci,mrg_rxbuf=off,indirect=off",
 		"mmio/big/indirect=on/mtu=9000":      "tap=tap0,transport=mmio,mrg_rxbuf=off,tso=off,ufo=off,indirect=on,mtu=9000",
 		"pci/mergeable/indirect=on/mtu=9000": "tap=tap0,transport=pci,indirect=on,mtu=9000",
+		// One-CPU nested host and guest, with the second pair of streams.
+		"mmio/mergeable/indirect=on/l1cpus=1": "tap=tap0,transport=mmio,indirect=on",
 	}
 	for _, c := range cs {
 		if w, ok := want[c.name()]; ok && c.spec() != w {
@@ -148,6 +178,14 @@ func TestNetCases(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("missing cases %v", want)
+	}
+	if got := l1Sizes(cs); !slices.Equal(got, []int{0, 1}) {
+		t.Errorf("nested host sizes %v, want [0 1]: one session for the default L1, one for the one-CPU L1", got)
+	}
+	for _, c := range cs {
+		if c.l1CPUs == 1 && (c.cpus != 1 || c.againMiB == 0) {
+			t.Errorf("%s: guest vCPUs %d, second streams %d MiB; want 1 and some", c.name(), c.cpus, c.againMiB)
+		}
 	}
 }
 

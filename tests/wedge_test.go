@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
 	"strconv"
@@ -36,8 +38,15 @@ const (
 	defaultWedgeGrace = 20 * time.Second
 	// bootDeadlineSlack is added to a boot's own timeout (and the 10 s kill grace
 	// of `timeout -k 10` in the job) before a boot that has not ended means L1
-	// itself is stuck.
+	// itself is stuck (without a heartbeat), or flint (with one).
 	bootDeadlineSlack = 40 * time.Second
+	// defaultL1Silence is how long L1's heartbeat (nested-host.sh --beat, one
+	// line a second) may stay silent before L1 counts as lost. Measured: beats
+	// arrive every 1.0-1.8 s, also with a busy one-CPU L1 on a loaded machine.
+	defaultL1Silence = 20 * time.Second
+	// dumpWait is how long the harness leaves a session running after it asked
+	// L1 for flint's state (nested-host.sh --control), so the dump reaches the log.
+	dumpWait = 15 * time.Second
 )
 
 var (
@@ -76,33 +85,110 @@ type hostWatch struct {
 	dumpCPU   int // CPU of the register dump being read, -1 outside one
 	rcuStalls int
 	reason    string // set once the host is judged wedged
+
+	// L1's heartbeat (beatWriter): the last beat line, when it came, and the
+	// newest complete block of L1-PS lines (every process's state).
+	silence   time.Duration // see defaultL1Silence
+	beats     int
+	beatAt    time.Time
+	lastBeat  string
+	ps, psNew []string
+	// quiet is how long the running boot's console may stay silent while L1
+	// beats (boot.quiet; 0: not watched); lastOut is when it last printed.
+	quiet   map[string]time.Duration
+	lastOut time.Time
+	// hang is set with reason when L1 is alive and the boot is not: a
+	// suspected flint hang, to dump and fail, never to rerun.
+	hang bool
 }
 
 func newHostWatch(boots []boot, now func() time.Time) *hostWatch {
 	w := &hostWatch{now: now, grace: defaultWedgeGrace, timeouts: map[string]time.Duration{},
-		cpus: map[int]*l1CPU{}, dumpCPU: -1}
+		cpus: map[int]*l1CPU{}, dumpCPU: -1, silence: defaultL1Silence, quiet: map[string]time.Duration{}}
 	for _, b := range boots {
 		w.timeouts[b.name] = b.timeout
+		w.quiet[b.name] = b.quiet
 	}
 	return w
+}
+
+// lines calls fn for each complete line appended to *buf by p.
+func lines(buf *[]byte, p []byte, fn func(string)) {
+	*buf = append(*buf, p...)
+	for {
+		i := bytes.IndexByte(*buf, '\n')
+		if i < 0 {
+			return
+		}
+		fn(strings.TrimRight(string((*buf)[:i]), "\r"))
+		*buf = (*buf)[i+1:]
+	}
+}
+
+// beatWriter returns the io.Writer that L1's heartbeat stream goes to.
+func (w *hostWatch) beatWriter() io.Writer { return &beatStream{w: w} }
+
+type beatStream struct {
+	w   *hostWatch
+	buf []byte
+}
+
+func (b *beatStream) Write(p []byte) (int, error) {
+	b.w.mu.Lock()
+	defer b.w.mu.Unlock()
+	lines(&b.buf, p, b.w.beatLine)
+	return len(p), nil
+}
+
+// beatLine takes one heartbeat line: "L1-BEAT n=N up=S ..." every second,
+// and after some beats a block of "L1-PS ..." lines.
+func (w *hostWatch) beatLine(line string) {
+	switch {
+	case strings.HasPrefix(line, "L1-BEAT "):
+		w.beats++
+		w.beatAt = w.now()
+		w.lastBeat = line
+		if len(w.psNew) > 0 {
+			w.ps, w.psNew = w.psNew, nil
+		}
+	case strings.HasPrefix(line, "L1-PS "):
+		w.psNew = append(w.psNew, line)
+	}
+}
+
+// alive reports whether L1 has beaten within the silence limit. Caller
+// holds mu.
+func (w *hostWatch) alive(now time.Time) bool {
+	return w.beats > 0 && now.Sub(w.beatAt) < w.silence
+}
+
+// processes returns the newest L1-PS block (what every L1 process, and each
+// flint thread, was doing at the last dump L1 sent).
+func (w *hostWatch) processes() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.ps...)
+}
+
+// heartbeat describes the last beat, for logs: "L1-BEAT n=5 up=12.3 (2s ago)".
+func (w *hostWatch) heartbeat() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.beats == 0 {
+		return "no heartbeat from L1"
+	}
+	return fmt.Sprintf("%s (%v ago)", w.lastBeat, w.now().Sub(w.beatAt).Round(time.Second))
 }
 
 func (w *hostWatch) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := strings.IndexByte(string(w.buf), '\n')
-		if i < 0 {
-			break
-		}
-		w.line(strings.TrimRight(string(w.buf[:i]), "\r"))
-		w.buf = w.buf[i+1:]
-	}
+	lines(&w.buf, p, w.line)
 	return len(p), nil
 }
 
 func (w *hostWatch) line(line string) {
+	w.lastOut = w.now()
 	if m := jobStartRE.FindStringSubmatch(line); m != nil {
 		w.cur = m[1]
 		w.deadline = w.now().Add(w.timeouts[m[1]] + 10*time.Second + bootDeadlineSlack)
@@ -161,8 +247,17 @@ func (w *hostWatch) cpu(n int) *l1CPU {
 	return c
 }
 
-// check returns why the nested host is wedged, or "" while it looks alive. Call it
-// periodically while the session runs; once it returns a reason it keeps doing so.
+// check returns why the nested host's session must end, or "" while it looks
+// healthy. Call it periodically while the session runs; once it returns a
+// reason it keeps doing so. Hung tells which kind the reason is.
+//
+// With a heartbeat (nested-host.sh --beat) the two kinds of silence are told
+// apart: L1 itself silent (no beat for the silence limit), or its kernel
+// reporting soft lockups, is a lost host (the emulator's fault: rerun what did
+// not finish); L1 beating while the running boot overran its timeout, or kept
+// its console silent longer than its quiet limit, is a suspected flint hang
+// (dump flint's state and fail the boot, never rerun it). Without a
+// heartbeat an overrun boot counts as a lost host, as L1 cannot be asked.
 func (w *hostWatch) check() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -170,17 +265,39 @@ func (w *hostWatch) check() string {
 		return w.reason
 	}
 	now := w.now()
+	alive := w.alive(now)
 	switch {
+	case w.beats > 0 && !alive:
+		w.reason = fmt.Sprintf("L1 silent: no heartbeat for %v (last: %s)", now.Sub(w.beatAt).Round(time.Second), w.lastBeat)
+		if w.cur != "" {
+			w.reason += "; during boot " + w.cur
+		}
 	case !w.lockupAt.IsZero() && now.Sub(w.lockupAt) >= w.grace:
 		w.reason = "L1 soft lockup in " + w.whereLocked()
+	case w.cur != "" && now.After(w.deadline) && alive:
+		w.hang = true
+		w.reason = fmt.Sprintf("suspected flint hang: boot %s still running %v after its %v timeout while L1 stays alive (%s)",
+			w.cur, (10*time.Second + bootDeadlineSlack).Round(time.Second), w.timeouts[w.cur], w.lastBeat)
 	case w.cur != "" && now.After(w.deadline):
 		w.reason = fmt.Sprintf("boot %s still running %v after its %v timeout (L1 could not stop flint)",
 			w.cur, (10*time.Second + bootDeadlineSlack).Round(time.Second), w.timeouts[w.cur])
 		if len(w.cpus) > 0 {
 			w.reason += "; L1 soft lockup in " + w.whereLocked()
 		}
+	case w.cur != "" && w.quiet[w.cur] > 0 && now.Sub(w.lastOut) >= w.quiet[w.cur] && alive:
+		w.hang = true
+		w.reason = fmt.Sprintf("suspected flint hang: boot %s printed nothing for %v while L1 stays alive (%s)",
+			w.cur, now.Sub(w.lastOut).Round(time.Second), w.lastBeat)
 	}
 	return w.reason
+}
+
+// hung reports whether check's reason is a suspected flint hang (L1 alive)
+// rather than a lost host.
+func (w *hostWatch) hung() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hang
 }
 
 // finish judges a session that has ended: a soft lockup reported during a boot

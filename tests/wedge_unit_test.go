@@ -149,19 +149,44 @@ func TestHostWatchQuiet(t *testing.T) {
 // ends with status 1, and by FAKE_MODE: wedge: L1 wedges during boot c (soft lockup
 // lines, then silence); crash: L1 panics during boot c (crash2: in the first two
 // sessions; crashall: in every session); lost: boot b also shows a vCPU state the
-// nested virtualization lost (lost2: in the first two sessions).
+// nested virtualization lost (lost2: in the first two sessions); hang: boot c
+// stays silent while L1 keeps beating (a flint hang); silent: L1's heartbeat
+// and output stop during boot c (a lost L1).
 const fakeNestedHost = `#!/bin/bash
 while (($#)); do
-	case $1 in --script) job=$2; shift ;; esac
+	case $1 in
+	--script) job=$2; shift ;;
+	--beat) beat=$2; shift ;;
+	--control) ctl=$2; shift ;;
+	esac
 	shift
 done
 n=$(cat "$FAKE_DIR/count" 2>/dev/null || echo 0)
 n=$((n + 1))
 echo "$n" >"$FAKE_DIR/count"
 cp "$job" "$FAKE_DIR/job$n.sh"
+# The heartbeat, until $FAKE_DIR/silent$n exists; "dump" on the control FIFO
+# prints a flint dump line, as L1 makes every flint do. Background helpers end
+# with the fake (they hold its output open).
+trap 'kill $(jobs -p) 2>/dev/null' EXIT
+trap 'exit 143' TERM
+if [[ -n $beat ]]; then
+	( i=0; while [[ ! -e $FAKE_DIR/silent$n ]]; do i=$((i + 1)); echo "L1-BEAT n=$i up=$i" >>"$beat"; [[ $i == 2 ]] && echo "L1-PS 42 flint S wchan=futex_wait_queue" >>"$beat"; sleep 0.2; done ) &
+fi
+if [[ -n $ctl ]]; then
+	mkfifo "$ctl.in"
+	( while read -r c; do [[ $c == dump ]] && echo 'level=WARN msg="virtio queue" fake=dump'; done <>"$ctl.in" ) &
+fi
 echo NESTED-JOB-START
 for name in $(sed -n "s/^run_boot '\([^']*\)'.*/\1/p" "$job"); do
 	echo "JOB-START $name"
+	if [[ $n == 1 && $name == c && $FAKE_MODE == hang ]]; then
+		sleep 600 & wait $! # flint hangs; L1 keeps beating
+	fi
+	if [[ $n == 1 && $name == c && $FAKE_MODE == silent ]]; then
+		: >"$FAKE_DIR/silent$n" # L1 is gone: no beat, no output
+		sleep 600 & wait $!
+	fi
 	if [[ $name == c && ( ($n == 1 && $FAKE_MODE == crash) || ($n -le 2 && $FAKE_MODE == crash2) || $FAKE_MODE == crashall ) ]]; then
 		echo "<0>[  119.7] BUG: TASK stack guard page was hit at 000000000829c802"
 		echo "<4>[  119.7] CPU: 0 PID: 621 Comm: flint Not tainted 6.1.0-56-amd64 #1"
@@ -172,7 +197,7 @@ for name in $(sed -n "s/^run_boot '\([^']*\)'.*/\1/p" "$job"); do
 		echo "<0>[  101.5] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [flint:109]"
 		echo "<4>[  101.6] CPU: 0 PID: 109 Comm: flint Not tainted 6.1.0-56-amd64 #1"
 		echo "<4>[  101.7] RIP: 0010:kvm_arch_vcpu_ioctl_run+0x1/0x2 [kvm]"
-		exec sleep 600
+		sleep 600 & wait $!
 	fi
 	rc=0
 	[[ $n == 1 && $name == b ]] && rc=1
@@ -294,7 +319,8 @@ func fakeNested(t *testing.T) (*env, []boot, string) {
 	if err := os.WriteFile(kernel, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{root: repoRoot(t), cache: dir, flint: "/bin/true", nestedScript: script, wedgeGrace: time.Second}
+	e := &env{root: repoRoot(t), cache: dir, flint: "/bin/true", nestedScript: script, wedgeGrace: time.Second,
+		l1Silence: 2 * time.Second, dumpWait: time.Second}
 	var boots []boot
 	for _, n := range []string{"a", "b", "c", "d"} {
 		boots = append(boots, boot{name: n, kernel: kernel, cpus: 1, memMiB: 64, cmdline: "x", timeout: time.Minute})
@@ -337,5 +363,86 @@ func testNestedRetry(t *testing.T, mode, why string) {
 	}
 	if r := res["c"]; r != nil && !strings.Contains(r.retried, why) {
 		t.Errorf("wedge description %q does not say where L1 was stuck", r.retried)
+	}
+}
+
+// TestNestedFlintHang: boot c falls silent while L1 keeps beating. The
+// harness asks L1 for flint's state, fails c without rerunning it, and runs
+// d, which never started, in a fresh L1 (not counted as a lost host).
+func TestNestedFlintHang(t *testing.T) {
+	t.Setenv("FAKE_MODE", "hang")
+	e, boots, dir := fakeNested(t)
+	for i := range boots {
+		boots[i].quiet = 3 * time.Second
+	}
+	start := time.Now()
+	res, err := e.runNested(t, boots)
+	if err == nil || !strings.Contains(err.Error(), "suspected flint hang in c") {
+		t.Errorf("runNested: %v, want a suspected flint hang in c", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("the hang was not noticed promptly (%v)", d)
+	}
+	c := res["c"]
+	if c == nil || !c.hung || !strings.Contains(c.host, "printed nothing") || !strings.Contains(c.host, "L1-BEAT") {
+		t.Errorf("c: %+v, want hung, with the silence and L1's last beat as the reason", c)
+	} else if !strings.Contains(c.output, "fake=dump") {
+		t.Errorf("c's output lacks the dump L1 was asked for:\n%s", c.output)
+	}
+	job2, err := os.ReadFile(filepath.Join(dir, "job2.sh"))
+	if err != nil || strings.Contains(string(job2), "run_boot 'c'") || !strings.Contains(string(job2), "run_boot 'd'") {
+		t.Errorf("second session should run d only (%v):\n%s", err, job2)
+	}
+	if r := res["d"]; r == nil || r.unfinished || r.rc != 0 || r.retried != "" {
+		t.Errorf("d: %+v, want finished, not marked as a rerun after a lost host", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "job3.sh")); err == nil {
+		t.Errorf("a third session ran")
+	}
+}
+
+// TestNestedL1Silent: L1's heartbeat and output stop during boot c: a lost
+// host, noticed within seconds (not at c's timeout); c and d run again.
+func TestNestedL1Silent(t *testing.T) {
+	testNestedRetry(t, "silent", "L1 silent: no heartbeat")
+}
+
+// TestHostWatchHeartbeat: the watch's verdicts from the heartbeat alone.
+func TestHostWatchHeartbeat(t *testing.T) {
+	w, clk := watchFixture()
+	bw := w.beatWriter()
+	beat := func(n int) {
+		clk.t = clk.t.Add(time.Second)
+		fmt.Fprintf(bw, "L1-BEAT n=%d up=%d\nL1-PS 7 flint S wchan=x\n", n, n)
+	}
+	feed(w, "JOB-START cloud/cpus=1")
+	for i := 1; i <= 5; i++ {
+		beat(i)
+	}
+	if r := w.check(); r != "" {
+		t.Fatalf("verdict %q while L1 beats", r)
+	}
+	// Past the deadline, L1 still beating: flint's fault.
+	clk.t = clk.t.Add(300*time.Second + 10*time.Second + bootDeadlineSlack)
+	beat(6)
+	if r := w.check(); !w.hung() || !strings.Contains(r, "suspected flint hang: boot cloud/cpus=1") || !strings.Contains(r, "n=6") {
+		t.Errorf("check() = %q hung=%v, want a suspected flint hang naming the boot and the last beat", r, w.hung())
+	}
+	if ps := w.processes(); len(ps) != 1 || !strings.Contains(ps[0], "wchan=x") {
+		t.Errorf("processes() = %q, want the last L1-PS block", ps)
+	}
+
+	// Beats stop: L1 lost, whatever the boot does.
+	w, clk = watchFixture()
+	bw = w.beatWriter()
+	feed(w, "JOB-START cloud/cpus=1")
+	beat(1)
+	clk.t = clk.t.Add(defaultL1Silence - time.Second)
+	if r := w.check(); r != "" {
+		t.Fatalf("verdict %q before the silence limit", r)
+	}
+	clk.t = clk.t.Add(time.Second)
+	if r := w.check(); w.hung() || !strings.Contains(r, "L1 silent: no heartbeat for 20s") || !strings.Contains(r, "during boot cloud/cpus=1") {
+		t.Errorf("check() = %q hung=%v, want L1 silent during the boot", r, w.hung())
 	}
 }
