@@ -27,15 +27,25 @@
 // took as "flint-test-path: direct|nested|uml", which `make test`'s closing summary
 // counts (internal/testsummary).
 //
-// The nested host (L1) itself occasionally wedges while flint runs a guest: soft
-// lockups on both L1 CPUs, flint's vCPU thread unkillable. The harness watches L1's
-// console (wedge_test.go): on a soft lockup that no finished boot follows, or a boot
-// still running well past its own timeout, it logs "nested host wedged: L1 soft
-// lockup in CPU#0 flint:109 at ...", stops that L1 and runs the boots that never
-// finished once more in a fresh L1. A boot that finished is never rerun, whatever
-// its result, and a second wedge is a test failure. An L1 kernel crash (a <0> BUG or
-// panic line; QEMU 7.2's SVM emulation has been seen to hand L1 a corrupted state on
-// flint's vCPU thread) is treated the same way.
+// The nested host (L1) itself is lost now and then (QEMU's TCG emulation of SVM): it
+// wedges (soft lockups on its CPUs, flint's vCPU thread unkillable), crashes, or
+// stops altogether. L1 sends a heartbeat apart from its console (nested-host.sh
+// --beat: a line a second on a virtio-serial port, with every process's state every
+// ten beats), and the harness tells the two kinds of silence apart:
+//
+//   - L1 lost: no heartbeat for 20 s, a soft lockup that no finished boot follows, an
+//     L1 kernel crash (a <0> BUG or panic line), or L1 ending without finishing its
+//     job. The harness logs why and L1's last process dump, stops that L1 and runs the
+//     boots that never finished again in a fresh one (up to four lost hosts per test).
+//     A boot that finished is never rerun for this, whatever its result.
+//   - flint hung: L1 keeps beating while a boot runs past its timeout, or while a boot
+//     with a quiet limit (the network cases, whose guests print a heartbeat) prints
+//     nothing. The harness asks L1 for flint's state through the control channel
+//     (nested-host.sh --control: SIGUSR1 to flint, which logs its vCPUs, queues and
+//     interrupts), fails the boot and never reruns it.
+//
+// A boot in which the nested virtualization lost the guest's vCPU state (rerunLostStates)
+// runs again too, loudly.
 //
 // Environment:
 //
@@ -51,4 +61,7 @@
 //	FLINT_E2E_NET_MIB         MiB sent each way in every network case (default 64)
 //	FLINT_E2E_NET_IPERF       seconds of iperf3 each way per network case (default 3)
 //	FLINT_E2E_NET_ONLY        regexp: run only the network cases whose names match
+//	FLINT_E2E_L1_CPUS         run every network case in a nested host with N vCPUs
+//	FLINT_E2E_NET_CPUS        give every network case's guest N vCPUs
+//	FLINT_E2E_NET_AGAIN       every network case also sends N MiB each way after iperf3
 package e2e
