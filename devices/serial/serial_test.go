@@ -441,10 +441,13 @@ func TestConcurrentAccess(t *testing.T) {
 		go func(v int) {
 			defer read.Done()
 			for ctx.Err() == nil {
+				// Done when all input went in and came out: both read
+				// under one lock, or Feed could put the last FIFOful in
+				// between and both readers leave it unread.
 				u.mu.Lock()
-				empty := u.rxLen == 0
+				done := u.rxLen == 0 && u.stats.RXBytes == uint64(len(input))
 				u.mu.Unlock()
-				if empty && u.Stats().RXBytes == uint64(len(input)) {
+				if done {
 					return
 				}
 				in(u, regIIR)

@@ -315,3 +315,16 @@ func receive(tb testing.TB, h *virtiotest.Harness, want int, mergeable bool) []r
 }
 
 func stats(d *Device) Stats { return d.Stats() }
+
+// finalStats stops the device and returns its counters, now complete.
+// While the engines run, Stats is no consistent snapshot: an engine adds
+// a batch's counts to the totals one counter at a time (deltas.publish),
+// so a reader can see the batch's packets but not yet a malformed chain
+// counted before them in the same batch. Waiting for one counter and then
+// asserting another is therefore racy; compare counters with each other
+// (or with interrupt counts) here, after Reset has waited for the
+// goroutines, which publish everything on their way out.
+func finalStats(h *virtiotest.Harness, d *Device) Stats {
+	h.Close()
+	return d.Stats()
+}
