@@ -11,7 +11,11 @@
 #            DIR/lib/x86_64-linux-gnu/), the dynamic loader to its absolute path.
 #   TOOL     program names or paths (default: iperf3 ping ip), resolved with PATH.
 #            ping must be iputils' (for -M do), ip iproute2's (for ip netns).
-# Debian packages: iperf3 iputils-ping iproute2.
+#            qemu-system-x86_64 goes to DIR/usr/bin, where it finds the firmware
+#            copied beside it (DIR/usr/share/{qemu,seabios}: SeaBIOS, qboot, the
+#            -kernel option ROMs): QEMU as the nested host's guest VMM, to compare
+#            with flint (scripts/qemu-l2.sh).
+# Debian packages: iperf3 iputils-ping iproute2 (qemu-system-x86).
 set -euo pipefail
 
 # shellcheck source=lib/common.sh
@@ -48,6 +52,7 @@ pkg_of() {
 	iperf3) echo iperf3 ;;
 	ping) echo iputils-ping ;;
 	ip) echo iproute2 ;;
+	qemu-system-x86_64) echo qemu-system-x86 ;;
 	*) echo "$1" ;;
 	esac
 }
@@ -70,8 +75,18 @@ for tool in "${tools[@]}"; do
 	ip) "$path" -V 2>&1 | grep -q iproute2 ||
 		flint_die "$path is not iproute2's ip (install with: apt-get install -y iproute2)" ;;
 	esac
-	cp -L "$path" "$out/usr/local/bin/$(basename "$tool")"
-	chmod 0755 "$out/usr/local/bin/$(basename "$tool")"
+	bin=$out/usr/local/bin
+	if [[ $(basename "$tool") == qemu-system-x86_64 ]]; then
+		# QEMU looks for firmware relative to its binary (../share/qemu, ../share/seabios).
+		bin=$out/usr/bin
+		mkdir -p "$bin" "$out/usr/share/qemu" "$out/usr/share/seabios"
+		for fw in qboot.rom bios-microvm.bin linuxboot_dma.bin kvmvapic.bin; do
+			cp -L "/usr/share/qemu/$fw" "$out/usr/share/qemu/$fw"
+		done
+		cp -L /usr/share/seabios/bios-256k.bin "$out/usr/share/seabios/bios-256k.bin"
+	fi
+	cp -L "$path" "$bin/$(basename "$tool")"
+	chmod 0755 "$bin/$(basename "$tool")"
 	# ldd lines: "libx.so.1 => /lib/.../libx.so.1 (0x...)", "/lib64/ld-linux-x86-64.so.2 (0x...)",
 	# "linux-vdso.so.1 (0x...)" (no file), "statically linked".
 	libs=$(LC_ALL=C ldd "$path" 2>&1) || true

@@ -26,7 +26,8 @@
 #                    port, independent of L1's console UART, to which L1 writes
 #                    "L1-BEAT n=N up=SECONDS" every second and, every 10 beats (and
 #                    when /tmp/l1-dump exists), every process's state, kernel wait
-#                    channel and, for flint's threads, kernel stacks ("L1-PS ...")
+#                    channel and, for flint's threads, kernel stacks ("L1-PS ...");
+#                    QEMU's pid goes to FILE.qemu-pid
 #   --control PATH   a command channel into L1 (a second virtio-serial port; QEMU
 #                    reads the FIFO PATH.in, created here): a line "dump" makes L1
 #                    send SIGUSR1 to every flint (each logs its vCPUs, queues and
@@ -257,6 +258,10 @@ else
 fi
 [[ -n $beat ]] || beat=$work/beat.log
 : >"$beat" || flint_die "cannot write the heartbeat file $beat"
+# QEMU's pid beside the heartbeat: a watcher that finds L1 silent can see whether
+# L1's CPUs are halted or spinning (QEMU's threads' CPU time).
+rm -f "$beat.qemu-pid"
+qemu+=(-pidfile "$beat.qemu-pid")
 # shellcheck disable=SC2054
 qemu+=(-device virtio-serial-pci,id=vser -chardev "file,id=beat,path=$beat"
 	-device virtserialport,bus=vser.0,chardev=beat,name=flint.beat)

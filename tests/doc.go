@@ -33,7 +33,7 @@
 // --beat: a line a second on a virtio-serial port, with every process's state every
 // ten beats), and the harness tells the two kinds of silence apart:
 //
-//   - L1 lost: no heartbeat for 20 s, a soft lockup that no finished boot follows, an
+//   - L1 lost: no heartbeat for 30 s, a soft lockup that no finished boot follows, an
 //     L1 kernel crash (a <0> BUG or panic line), or L1 ending without finishing its
 //     job. The harness logs why and L1's last process dump, stops that L1 and runs the
 //     boots that never finished again in a fresh one (up to four lost hosts per test).
@@ -64,4 +64,6 @@
 //	FLINT_E2E_L1_CPUS         run every network case in a nested host with N vCPUs
 //	FLINT_E2E_NET_CPUS        give every network case's guest N vCPUs
 //	FLINT_E2E_NET_AGAIN       every network case also sends N MiB each way after iperf3
+//	FLINT_E2E_VMM             "qemu": the network cases run QEMU (scripts/qemu-l2.sh) in the
+//	                          nested host instead of flint, to measure the host's own losses
 package e2e

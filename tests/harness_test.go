@@ -54,6 +54,9 @@ type env struct {
 	l1Silence, dumpWait time.Duration
 	// l1CPUs is the nested host's vCPU count (0: nested-host.sh's default, 2).
 	l1CPUs int
+	// lost collects why each nested host was lost, over every runNested
+	// (the soak counts them).
+	lost []string
 }
 
 // ciMode reports whether the run requires every test to run: CI, or
@@ -647,6 +650,7 @@ func (e *env) runNested(t *testing.T, boots []boot) (map[string]*result, error) 
 	// What ran where, for the run's summary: losses are the emulator's, and
 	// are counted so that their rate stays known.
 	t.Logf("nested hosts lost in this test: %d%s", len(losses), prefixed(": ", strings.Join(losses, "; ")))
+	e.lost = append(e.lost, losses...)
 	if len(hangs) > 0 && err == nil {
 		err = fmt.Errorf("suspected flint hang in %s (L1 stayed alive)", strings.Join(hangs, ", "))
 	}
@@ -774,8 +778,8 @@ func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result,
 					case <-time.After(wait):
 					}
 				} else {
-					t.Logf("nested host lost: %s; flint's state cannot be dumped from a lost L1; last heartbeat: %s",
-						r, watch.heartbeat())
+					t.Logf("nested host lost: %s; flint's state cannot be dumped from a lost L1; last heartbeat: %s; %s",
+						r, watch.heartbeat(), qemuCPU(beatFile+".qemu-pid", 2*time.Second))
 				}
 				if ps := watch.processes(); len(ps) > 0 {
 					t.Logf("L1's last process dump:\n%s", strings.Join(ps, "\n"))
@@ -854,6 +858,36 @@ func tailFile(path string, w io.Writer, done <-chan struct{}) {
 		case <-tick.C:
 		}
 	}
+}
+
+// qemuCPU says how much CPU the QEMU whose pid is in pidfile used over d:
+// whether a silent L1 is halted (its vCPUs idle: nothing wakes it) or
+// spinning. Linux's per-thread schedstat counts nanoseconds on a CPU.
+func qemuCPU(pidfile string, d time.Duration) string {
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		return "QEMU's CPU time unknown: " + err.Error()
+	}
+	pid := strings.TrimSpace(string(b))
+	sample := func() (ns int64) {
+		tasks, _ := filepath.Glob(filepath.Join("/proc", pid, "task", "*", "schedstat"))
+		for _, f := range tasks {
+			if s, err := os.ReadFile(f); err == nil {
+				if v, err := strconv.ParseInt(strings.Fields(string(s) + " 0")[0], 10, 64); err == nil {
+					ns += v
+				}
+			}
+		}
+		return ns
+	}
+	before := sample()
+	time.Sleep(d)
+	used := time.Duration(sample() - before)
+	state := "L1 is halted: QEMU's threads are idle"
+	if used > d/10 {
+		state = "L1 runs but does not answer"
+	}
+	return fmt.Sprintf("QEMU (pid %s) used %v of CPU in %v: %s", pid, used.Round(time.Millisecond), d, state)
 }
 
 // sendControl writes one command line to L1's control channel

@@ -268,56 +268,10 @@ func TestStockKernelNetwork(t *testing.T) {
 		}
 	}
 
-	kernels := e.kernels(t)
-	dir := t.TempDir()
-	guestTools := filepath.Join(dir, "guest-tools")
-	e.script(t, "mknet-tools.sh", "-o", guestTools, "iperf3", "ping")
-	initrd := e.initramfs(t, "net",
-		"--script", filepath.Join(e.root, "scripts", "net-guest.sh"),
-		"--modules", filepath.Join(e.cache, "kernels", "cloud", "modules"),
-		"--load", "virtio_pci virtio_mmio virtio_net",
-		"--extra", guestTools)
-	netCase := filepath.Join(e.root, "scripts", "net-case.sh")
-	var hostFiles []string
-	if !e.direct {
-		hostTools := filepath.Join(dir, "host-tools")
-		e.script(t, "mknet-tools.sh", "-o", hostTools, "iperf3", "ping", "ip")
-		hostFiles = []string{"--tools", hostTools, "--tun-ko", tunModule(t, e.cache)}
-	}
-
-	// Transfers and iperf3 come on top of a boot.
-	timeout := e.bootTimeout(t) + 120*time.Second + 2*time.Duration(iperfSecs)*time.Second
+	rig := newNetRig(t, e, iperfSecs)
 	var boots []boot
 	for _, c := range cases {
-		sizeMiB := sizeOf(c)
-		bigping := 0
-		if c.mtu > 1500 {
-			bigping = c.mtu - 28 // IPv4 and ICMP headers
-		}
-		wrap := []string{"sh", netCase, "--name", c.name(), "--net", c.spec(),
-			"--size", strconv.Itoa(sizeMiB), "--bigping", strconv.Itoa(bigping), "--again", strconv.Itoa(c.againMiB),
-			"--flint-timeout", strconv.Itoa(int((timeout - 30*time.Second) / time.Second))}
-		files := []string{netCase}
-		wrap = append(wrap, hostFiles...)
-		if len(hostFiles) > 0 {
-			files = append(files, hostFiles[1], hostFiles[3])
-		}
-		wrap = append(wrap, "--")
-		boots = append(boots, boot{
-			name:   c.name(),
-			kernel: kernels["cloud"],
-			initrd: initrd,
-			cpus:   cmp.Or(c.cpus, 2),
-			memMiB: 512,
-			// nokaslr: RIPs in a stall dump (net-case.sh) match System.map.
-			cmdline: fmt.Sprintf("%s nokaslr flintnet.size=%d flintnet.iperf=%d flintnet.bigping=%d flintnet.again=%d",
-				guestCmdline(), sizeMiB, iperfSecs, bigping, c.againMiB),
-			timeout: timeout,
-			wrap:    wrap,
-			files:   files,
-			// The guest prints a heartbeat every 10 s (net-guest.sh).
-			quiet: 120 * time.Second,
-		})
+		boots = append(boots, rig.boot(c, sizeOf(c)))
 	}
 	// One nested host per L1 size (a direct run ignores l1CPUs).
 	results := map[string]*result{}
@@ -356,6 +310,100 @@ func TestStockKernelNetwork(t *testing.T) {
 	}
 	t.Logf("summary (wall per case, guest-measured stream rates, iperf3 receiver rates):\n%s",
 		strings.Join(summary, "\n"))
+}
+
+// netRig is what every network case's boot shares: the guest kernel and image, the
+// host side script and tools, the per-case timeout.
+type netRig struct {
+	kernel, initrd, netCase string
+	hostFiles               []string // net-case.sh --tools DIR --tun-ko PATH (nested host)
+	iperfSecs               int
+	timeout                 time.Duration
+}
+
+// newNetRig builds the guest image and, for the nested host, the host tools (with
+// QEMU when FLINT_E2E_VMM=qemu).
+func newNetRig(t *testing.T, e *env, iperfSecs int) *netRig {
+	t.Helper()
+	kernels := e.kernels(t)
+	dir := t.TempDir()
+	guestTools := filepath.Join(dir, "guest-tools")
+	e.script(t, "mknet-tools.sh", "-o", guestTools, "iperf3", "ping")
+	r := &netRig{
+		kernel: kernels["cloud"],
+		initrd: e.initramfs(t, "net",
+			"--script", filepath.Join(e.root, "scripts", "net-guest.sh"),
+			"--modules", filepath.Join(e.cache, "kernels", "cloud", "modules"),
+			"--load", "virtio_pci virtio_mmio virtio_net",
+			"--extra", guestTools),
+		netCase:   filepath.Join(e.root, "scripts", "net-case.sh"),
+		iperfSecs: iperfSecs,
+		// Transfers and iperf3 come on top of a boot.
+		timeout: e.bootTimeout(t) + 120*time.Second + 2*time.Duration(iperfSecs)*time.Second,
+	}
+	if !e.direct {
+		hostTools := filepath.Join(dir, "host-tools")
+		tools := []string{"iperf3", "ping", "ip"}
+		if useQEMU(t, e) {
+			tools = append(tools, "qemu-system-x86_64")
+		}
+		e.script(t, "mknet-tools.sh", append([]string{"-o", hostTools}, tools...)...)
+		r.hostFiles = []string{"--tools", hostTools, "--tun-ko", tunModule(t, e.cache)}
+	}
+	return r
+}
+
+// boot is case c's boot, sending sizeMiB each way: net-case.sh runs flint in a
+// network namespace with the TAP, net-guest.sh is the guest's side.
+func (r *netRig) boot(c netCase, sizeMiB int) boot {
+	bigping := 0
+	if c.mtu > 1500 {
+		bigping = c.mtu - 28 // IPv4 and ICMP headers
+	}
+	wrap := []string{"sh", r.netCase, "--name", c.name(), "--net", c.spec(),
+		"--size", strconv.Itoa(sizeMiB), "--bigping", strconv.Itoa(bigping), "--again", strconv.Itoa(c.againMiB),
+		"--flint-timeout", strconv.Itoa(int((r.timeout - 30*time.Second) / time.Second))}
+	files := []string{r.netCase}
+	wrap = append(wrap, r.hostFiles...)
+	if len(r.hostFiles) > 0 {
+		files = append(files, r.hostFiles[1], r.hostFiles[3])
+	}
+	wrap = append(wrap, "--")
+	return boot{
+		name:   c.name(),
+		kernel: r.kernel,
+		initrd: r.initrd,
+		cpus:   cmp.Or(c.cpus, 2),
+		memMiB: 512,
+		// nokaslr: RIPs in a stall dump (net-case.sh) match System.map.
+		cmdline: fmt.Sprintf("%s nokaslr flintnet.size=%d flintnet.iperf=%d flintnet.bigping=%d flintnet.again=%d",
+			guestCmdline(), sizeMiB, r.iperfSecs, bigping, c.againMiB),
+		timeout: r.timeout,
+		wrap:    wrap,
+		files:   files,
+		// The guest prints a heartbeat every 10 s (net-guest.sh).
+		quiet: 120 * time.Second,
+	}
+}
+
+// useQEMU reports whether FLINT_E2E_VMM=qemu asks for QEMU in place of flint as
+// the guests' VMM in the nested host (scripts/qemu-l2.sh), to measure the nested
+// host's own loss rate with the same cases; it then points e.flint at the wrapper.
+func useQEMU(t *testing.T, e *env) bool {
+	switch v := os.Getenv("FLINT_E2E_VMM"); v {
+	case "", "flint":
+		return false
+	case "qemu":
+		if e.direct {
+			t.Fatal("FLINT_E2E_VMM=qemu compares VMMs inside the nested host; this machine boots guests directly")
+		}
+		e.flint = filepath.Join(e.root, "scripts", "qemu-l2.sh")
+		t.Logf("guest VMM: QEMU (FLINT_E2E_VMM=qemu), not flint")
+		return true
+	default:
+		t.Fatalf("FLINT_E2E_VMM=%q: want flint or qemu", v)
+		return false
+	}
 }
 
 // l1Sizes returns the distinct nested-host sizes of cases, in case order.
@@ -434,7 +482,7 @@ func checkNetCase(t reporter, c netCase, b boot, r *result, sizeMiB, iperfSecs i
 		t.Errorf("guest features %q: want 64 bits", feats)
 	} else {
 		want := map[int]bool{
-			featMrgRxbuf:  c.opts == "",
+			featMrgRxbuf:  !strings.Contains(c.opts, "mrg_rxbuf=off"),
 			featGuestTSO4: !strings.Contains(c.opts, "tso=off"),
 			featGuestUFO:  !strings.Contains(c.opts, "ufo=off"),
 			featIndirect:  c.indirect,
