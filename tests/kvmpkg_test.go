@@ -46,11 +46,11 @@ const (
 	// a hang panics with every goroutine's stack, and that is a failure,
 	// never a rerun). Each package takes a few seconds there.
 	kvmPkgTimeout = 3 * time.Minute
-	// kvmPkgBeat: L1's job prints kvmPkgBeatLine this often, from its own
-	// process, whatever the tests do; kvmPkgSilence without a console line
-	// (beats included) means L1 itself stopped (wedged): lost. Its boot
-	// prints within seconds too.
-	kvmPkgBeat    = 5 * time.Second
+	// L1 has stopped (lost) when neither its heartbeat (nested-host.sh
+	// --beat, one a second) nor its console has said anything for the
+	// harness's defaultL1Silence; before its first beat, for kvmPkgSilence.
+	// (Under a loaded host beats were seen to pause for 20 s while the
+	// console went on: any sign of life counts.)
 	kvmPkgSilence = 60 * time.Second
 	// kvmPkgOverdue: a package still running this long after it started,
 	// past its own -test.timeout, is stuck where the Go runtime cannot end
@@ -59,10 +59,6 @@ const (
 	// and L1's watchdog reports spurious lockups, then carries on.)
 	kvmPkgOverdue = kvmPkgTimeout + time.Minute
 )
-
-// kvmPkgBeatLine is L1's heartbeat; it is removed from the output before
-// parsing (even where it cut into a test's line).
-const kvmPkgBeatLine = "KVMPKG-BEAT"
 
 // l1SoftLockup matches the L1 kernel's soft lockup report (its own lines
 // start with "<level>[", see nestedL1Append).
@@ -263,8 +259,6 @@ func kvmPkgTools(t *testing.T, root, out string) {
 func kvmPkgJob(pkgs []kvmPackage) string {
 	var b strings.Builder
 	b.WriteString(`# KVM package tests in the nested host (tests/kvmpkg_test.go)
-# L1's heartbeat: the host calls L1 lost when its console goes silent.
-(while :; do echo ` + kvmPkgBeatLine + `; sleep ` + strconv.Itoa(int(kvmPkgBeat/time.Second)) + `; done) &
 cp -a "$PAYLOAD/tools/." / || echo "KVMPKG-NOTE copying tools failed"
 # GNU time where launch.PeakRSS looks (a copy: /bin/time is busybox's applet).
 [ -x /usr/local/bin/time ] && cp /usr/local/bin/time /usr/bin/time
@@ -304,9 +298,6 @@ var (
 // parseKVMPkgs splits a session's console output into the packages that
 // finished (an END line); a package without one did not.
 func parseKVMPkgs(out string) map[string]*kvmPkgRun {
-	// A beat is one write of its own: removing it restores a line it cut.
-	out = strings.ReplaceAll(out, kvmPkgBeatLine+"\r\n", "")
-	out = strings.ReplaceAll(out, kvmPkgBeatLine+"\n", "")
 	res := map[string]*kvmPkgRun{}
 	cur := ""
 	var buf strings.Builder
@@ -332,9 +323,10 @@ func parseKVMPkgs(out string) map[string]*kvmPkgRun {
 }
 
 // kvmPkgConsole streams L1's console to the test log, line by line,
-// without heartbeats, passing tests (their subtests here show them) and
-// go test's framing, and watches it: when L1 last printed, and whether it
-// reported a soft lockup, and which package runs since when.
+// without passing tests (their subtests here show them) and go test's
+// framing, and watches L1: when its console last printed, its heartbeat
+// (beatWriter), whether it reported a soft lockup, and which package runs
+// since when.
 type kvmPkgConsole struct {
 	log  *lineLogger
 	last atomic.Int64 // UnixNano of the last write
@@ -344,6 +336,12 @@ type kvmPkgConsole struct {
 	lockup  string    // L1's last soft lockup report
 	pkg     string    // the package running ("" between packages)
 	pkgFrom time.Time // since when
+
+	beatBuf  []byte
+	beats    int
+	beatAt   time.Time
+	lastBeat string   // the last "L1-BEAT ..." line
+	ps, psAt []string // L1's last complete process list ("L1-PS ..."), and the one being read
 }
 
 func newKVMPkgConsole(log *lineLogger) *kvmPkgConsole {
@@ -357,8 +355,12 @@ func (c *kvmPkgConsole) lost(now time.Time) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var why string
-	if d := now.Sub(time.Unix(0, c.last.Load())); d > kvmPkgSilence {
-		why = fmt.Sprintf("wedged: its console (with a heartbeat every %v) was silent for %v", kvmPkgBeat, d.Round(time.Second))
+	out := now.Sub(time.Unix(0, c.last.Load()))
+	if c.beats > 0 && now.Sub(c.beatAt) > defaultL1Silence && out > defaultL1Silence {
+		why = fmt.Sprintf("L1 silent: no heartbeat for %v (last: %s) and no console line for %v",
+			now.Sub(c.beatAt).Round(time.Second), c.lastBeat, out.Round(time.Second))
+	} else if d := out; c.beats == 0 && d > kvmPkgSilence {
+		why = fmt.Sprintf("L1 silent: no heartbeat yet, and its console silent for %v", d.Round(time.Second))
 	} else if c.pkg != "" && now.Sub(c.pkgFrom) > kvmPkgOverdue {
 		why = fmt.Sprintf("wedged: %s still running %v after it started, past its own -test.timeout %v",
 			c.pkg, now.Sub(c.pkgFrom).Round(time.Second), kvmPkgTimeout)
@@ -373,15 +375,9 @@ func (c *kvmPkgConsole) Write(p []byte) (int, error) {
 	c.last.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.buf = append(c.buf, p...)
-	for {
-		i := bytes.IndexByte(c.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		l := bytes.ReplaceAll(c.buf[:i+1], []byte{0x16}, nil)
-		c.buf = c.buf[i+1:]
-		s := strings.TrimSpace(string(l))
+	lines(&c.buf, p, func(l string) {
+		l = strings.ReplaceAll(l, "\x16", "") // test2json's framing mark
+		s := strings.TrimSpace(l)
 		if m := l1SoftLockup.FindStringSubmatch(s); m != nil {
 			c.lockup = m[1]
 		}
@@ -390,11 +386,49 @@ func (c *kvmPkgConsole) Write(p []byte) (int, error) {
 		} else if kvmPkgEnd.MatchString(s) {
 			c.pkg = ""
 		}
-		if s == kvmPkgBeatLine || strings.HasPrefix(s, "=== ") || strings.HasPrefix(s, "--- PASS: ") {
-			continue
+		if !strings.HasPrefix(s, "=== ") && !strings.HasPrefix(s, "--- PASS: ") {
+			c.log.Write([]byte(l + "\n"))
 		}
-		c.log.Write(l)
+	})
+	return len(p), nil
+}
+
+// beatWriter is where L1's heartbeat stream (nested-host.sh --beat) goes.
+func (c *kvmPkgConsole) beatWriter() io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		lines(&c.beatBuf, p, func(l string) {
+			switch {
+			case strings.HasPrefix(l, "L1-BEAT "):
+				c.beats++
+				c.beatAt, c.lastBeat = time.Now(), l
+				if len(c.psAt) > 0 {
+					c.ps, c.psAt = c.psAt, nil
+				}
+			case strings.HasPrefix(l, "L1-PS "):
+				c.psAt = append(c.psAt, l)
+			}
+		})
+		return len(p), nil
+	})
+}
+
+// heartbeat describes L1's last beat, for logs.
+func (c *kvmPkgConsole) heartbeat() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.beats == 0 {
+		return "no heartbeat from L1"
 	}
+	return fmt.Sprintf("%d heartbeats, the last: %s", c.beats, c.lastBeat)
+}
+
+// processes is L1's last process list from its heartbeat.
+func (c *kvmPkgConsole) processes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.ps...)
 }
 
 // kvmPkgSession runs pkgs in one nested host. lost says why L1 was lost
@@ -433,8 +467,9 @@ func kvmPkgSession(t *testing.T, root, cache, flint, bins, tools string, pkgs []
 	}
 	var out bytes.Buffer
 	logw := newLineLogger(t, "nested: ")
+	beatFile := filepath.Join(dir, "l1-beat.log")
 	cmd := exec.Command("bash", filepath.Join(root, "scripts", "nested-host.sh"),
-		"--flint", flint, "--payload", payload, "--script", job, "--cache", cache,
+		"--flint", flint, "--payload", payload, "--script", job, "--cache", cache, "--beat", beatFile,
 		"--modules", "kvm_amd tun", "--append", nestedL1Append,
 		"--timeout", strconv.Itoa(int(total/time.Second)))
 	cmd.Dir = root
@@ -453,6 +488,11 @@ func kvmPkgSession(t *testing.T, root, cache, flint, bins, tools string, pkgs []
 	}
 	stopped := make(chan string, 1)
 	done := make(chan struct{})
+	tailed := make(chan struct{})
+	go func() {
+		defer close(tailed)
+		tailFile(beatFile, console.beatWriter(), done)
+	}()
 	go func() {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
@@ -463,7 +503,8 @@ func kvmPkgSession(t *testing.T, root, cache, flint, bins, tools string, pkgs []
 			case <-tick.C:
 			}
 			if why := console.lost(time.Now()); why != "" {
-				t.Logf("nested host %s; stopping it", why)
+				t.Logf("nested host lost: %s; stopping it. L1's last process list:\n%s",
+					why, strings.Join(console.processes(), "\n"))
 				stopped <- why
 				_ = cmd.Process.Signal(syscall.SIGTERM) // nested-host.sh stops QEMU
 				return
@@ -472,12 +513,13 @@ func kvmPkgSession(t *testing.T, root, cache, flint, bins, tools string, pkgs []
 	}()
 	err = cmd.Wait()
 	close(done)
+	<-tailed
 	logw.Flush()
 	outMu.Lock()
 	text := out.String()
 	outMu.Unlock()
 	runs = parseKVMPkgs(text)
-	t.Logf("nested host session: %v wall for %s (%d finished)", time.Since(start).Round(time.Second), kvmPkgList(pkgs), len(runs))
+	t.Logf("nested host session: %v wall for %s (%d finished); %s", time.Since(start).Round(time.Second), kvmPkgList(pkgs), len(runs), console.heartbeat())
 	select {
 	case why := <-stopped:
 		return runs, why, nil

@@ -15,8 +15,7 @@ func TestParseKVMPkgs(t *testing.T) {
 		"KVMPKG-BEGIN kvm 5.06\r",
 		"\x16=== RUN   TestA\r",
 		"<4>[    7.626203] kvm: SMP vm created on host with unstable TSC\r",
-		"\x16--- PASS: TeKVMPKG-BEAT\r\nstA (0.00s)\r", // a heartbeat cut into this line
-		"KVMPKG-BEAT\r",
+		"\x16--- PASS: TestA (0.00s)\r",
 		"KVMPKG-END kvm rc=0 6.36\r",
 		"KVMPKG-BEGIN vmm 6.36",
 		"\x16=== RUN   TestB",
@@ -31,28 +30,43 @@ func TestParseKVMPkgs(t *testing.T) {
 	}
 }
 
-// TestKVMPkgConsole: L1 is lost when its console is silent, or when a
-// package runs past its own timeout; a soft lockup report alone is no
-// loss, but names itself in the verdict.
+// TestKVMPkgConsole: L1 is lost when its console is silent before its
+// first heartbeat, when its heartbeat stops, or when a package runs past
+// its own timeout while L1 beats; a soft lockup report alone is no loss,
+// but names itself in the verdict, and the last process list is kept.
 func TestKVMPkgConsole(t *testing.T) {
 	c := newKVMPkgConsole(newLineLogger(t, "console: "))
 	now := time.Now()
-	c.Write([]byte("KVMPKG-BEAT\r\n<0>[  120.5] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [flint:99]\r\n"))
+	c.Write([]byte("<0>[  120.5] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [flint:99]\r\n"))
 	if why := c.lost(now); why != "" {
 		t.Errorf("lost at once: %s", why)
 	}
-	if why := c.lost(now.Add(kvmPkgSilence + time.Second)); !strings.Contains(why, "silent for") ||
+	if why := c.lost(now.Add(kvmPkgSilence + time.Second)); !strings.Contains(why, "no heartbeat yet, and its console silent for") ||
 		!strings.Contains(why, "soft lockup: CPU#1 stuck for 22s! [flint:99]") {
 		t.Errorf("silent: %q", why)
 	}
+	beat := c.beatWriter()
+	beat.Write([]byte("L1-BEAT n=1 up=3.0\nL1-PS 1 init S wchan=0\nL1-PS 99 flint S wchan=0\nL1-BE"))
+	beat.Write([]byte("AT n=2 up=4.1\n"))
+	if ps := c.processes(); len(ps) != 2 || ps[1] != "L1-PS 99 flint S wchan=0" {
+		t.Errorf("process list %q", ps)
+	}
+	c.last.Store(now.Add(defaultL1Silence).UnixNano()) // the console goes on
+	if why := c.lost(now.Add(defaultL1Silence + 2*time.Second)); why != "" {
+		t.Errorf("heartbeat paused, console alive: %q", why)
+	}
+	c.last.Store(now.UnixNano())
+	if why := c.lost(now.Add(defaultL1Silence + 2*time.Second)); !strings.Contains(why, "no heartbeat for") || !strings.Contains(why, "L1-BEAT n=2") {
+		t.Errorf("heartbeat and console stopped: %q", why)
+	}
 	c.Write([]byte("KVMPKG-BEGIN vmm 8.46\r\n"))
-	c.last.Store(now.Add(kvmPkgOverdue + time.Second).UnixNano()) // beats go on
-	if why := c.lost(now.Add(kvmPkgOverdue + 2*time.Second)); !strings.Contains(why, "vmm still running") {
+	later := now.Add(kvmPkgOverdue + 2*time.Second)
+	c.beatAt = later // L1 beats on
+	if why := c.lost(later); !strings.Contains(why, "vmm still running") {
 		t.Errorf("overdue: %q", why)
 	}
 	c.Write([]byte("KVMPKG-END vmm rc=0 9.0\r\n"))
-	c.last.Store(now.Add(kvmPkgOverdue + time.Second).UnixNano())
-	if why := c.lost(now.Add(kvmPkgOverdue + 2*time.Second)); why != "" {
+	if why := c.lost(later); why != "" {
 		t.Errorf("between packages: %q", why)
 	}
 }
@@ -95,7 +109,6 @@ func TestKVMTestTree(t *testing.T) {
 func TestKVMPkgJob(t *testing.T) {
 	job := kvmPkgJob(kvmPackages)
 	for _, want := range []string{
-		"(while :; do echo KVMPKG-BEAT; sleep 5; done) &",
 		"export PATH=/usr/local/bin:$PATH",
 		"FLINT_TEST_REQUIRE=kvm",
 		`(cd "$PAYLOAD/kvm" && exec ./kvm.test -test.v=test2json -test.count=1 -test.timeout=3m0s)`,
