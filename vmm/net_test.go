@@ -15,6 +15,8 @@ import (
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/devices/pci"
 	"github.com/flintvm/flint/vmm/vmmtest"
+
+	"github.com/flintvm/flint/internal/testenv"
 )
 
 // inNetns runs fn on an OS thread inside a network namespace the test
@@ -23,10 +25,7 @@ func inNetns(t *testing.T, fn func()) {
 	t.Helper()
 	needKVM(t)
 	if _, err := exec.LookPath("ip"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI needs root and iproute2 for TAP tests (ip: %v, euid %d)", err, os.Geteuid())
-		}
-		t.Skip("needs root and iproute2")
+		testenv.SkipOrFail(t, fmt.Sprintf("TAP tests need root and iproute2 (ip: %v, euid %d)", err, os.Geteuid()))
 	}
 	ns := fmt.Sprintf("flint-vmm-test-%d", rand.Int63())
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
