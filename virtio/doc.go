@@ -12,6 +12,12 @@
 //     activation: the device's only way to notify the driver (used
 //     buffers, configuration change, "needs reset").
 //
+// For debug dumps (engine.go), a device's queue engines record what they
+// do (running, waiting for a kick or the backend, throttled, broken,
+// stopped) with the queue's indices in an EngineStatus, one atomic store
+// per wait transition, and the device reports them through
+// EngineReporter; transports add them to their snapshots.
+//
 // The transport owns the device status state machine (NextStatus helps
 // it), the feature-select windows, the queues' programming registers and
 // the interrupt mechanics (ISR bits, MSI-X vectors, call fds). A device

@@ -189,7 +189,7 @@ func (m *Machine) addDrive(d DriveConfig) (*blk.Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("drive %s: %w", d.ID, err)
 	}
-	if _, err := m.attachVirtio(dev, configs.Transport(d.Transport)); err != nil {
+	if _, err := m.attachVirtio(dev, configs.Transport(d.Transport), "drive", d.ID); err != nil {
 		dev.Close()
 		return nil, fmt.Errorf("drive %s: %w", d.ID, err)
 	}
@@ -202,8 +202,26 @@ func (m *Machine) addDrive(d DriveConfig) (*blk.Device, error) {
 // window (an IOAPIC pin through an irqfd, described in the ACPI DSDT) or,
 // by default, a PCI function (MSI-X through GSI routing, INTx fallback).
 // Notifications arrive through ioeventfds either way. It returns the
-// transport; closing it resets the device.
-func (m *Machine) attachVirtio(dev virtio.Device, t configs.Transport) (closer, error) {
+// transport; closing it resets the device. The transport is also kept for
+// state dumps, named after the device type and its ordinal (net0, block1)
+// with ident (slog key-value pairs naming it further: the TAP, the drive).
+func (m *Machine) attachVirtio(dev virtio.Device, t configs.Transport, ident ...any) (virtioTransport, error) {
+	tr, err := m.attachTransport(dev, t)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, v := range m.virtio {
+		if v.typ == dev.Type() {
+			n++
+		}
+	}
+	m.virtio = append(m.virtio, virtioDev{typ: dev.Type(), name: fmt.Sprintf("%v%d", dev.Type(), n), ident: ident, t: tr})
+	return tr, nil
+}
+
+// attachTransport builds dev's transport on t and attaches it to the VM.
+func (m *Machine) attachTransport(dev virtio.Device, t configs.Transport) (virtioTransport, error) {
 	if t == configs.TransportMMIO {
 		return m.attachMMIO(dev)
 	}
@@ -233,7 +251,7 @@ func (m *Machine) attachVirtio(dev virtio.Device, t configs.Transport) (closer, 
 	return tr, nil
 }
 
-func (m *Machine) attachMMIO(dev virtio.Device) (closer, error) {
+func (m *Machine) attachMMIO(dev virtio.Device) (virtioTransport, error) {
 	base := platformMMIOWindow.Start + uint64(m.mmioSlots)*0x1000
 	if base+mmio.WindowSize > platformMMIOWindow.End() {
 		return nil, fmt.Errorf("no room for another virtio-mmio device")

@@ -1,10 +1,11 @@
 package vmm
 
-// Debug dumps of a running VM: `kill -USR1 <flint pid>` logs every vCPU's
-// registers and the devices' counters without stopping the guest, the way
-// one looks at a guest that seems stuck (is a vCPU spinning with
-// interrupts off, halted waiting for an interrupt, or not leaving KVM at
-// all?).
+// Debug dumps of a running VM: `kill -USR1 <flint pid>` logs the virtio
+// devices' state (dump.go), every vCPU's registers and the devices'
+// counters without stopping the guest, the way one looks at a guest that
+// seems stuck (is a vCPU spinning with interrupts off, halted waiting for
+// an interrupt, or not leaving KVM at all? is a device waiting for a kick
+// the driver never sent, or the driver for an interrupt?).
 
 import (
 	"encoding/binary"
@@ -33,7 +34,11 @@ type vcpuDump struct {
 
 // watchDumpSignal logs a state dump on every SIGUSR1 until the machine
 // stops.
-func (m *Machine) watchDumpSignal() {
+func (m *Machine) watchDumpSignal() { onDumpSignal(m.stopped, m.DumpState) }
+
+// onDumpSignal calls dump, from a goroutine of its own, on every SIGUSR1
+// until stop is closed.
+func onDumpSignal(stop <-chan struct{}, dump func()) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGUSR1)
 	go func() {
@@ -41,19 +46,24 @@ func (m *Machine) watchDumpSignal() {
 		for {
 			select {
 			case <-sigs:
-				m.DumpState()
-			case <-m.stopped:
+				dump()
+			case <-stop:
 				return
 			}
 		}
 	}()
 }
 
-// DumpState logs (at warn, so that it shows at the default level) each vCPU's state (registers, mode, exit counts) and the
-// devices' counters. The vCPUs are kicked out of KVM_RUN to read their
-// registers and continue at once; a vCPU that does not come out within
-// dumpWait is reported as such.
+// DumpState logs (at warn, so that it shows at the default level) every
+// virtio device's state (transport, interrupt and MSI-X bits, each
+// queue's ring words and engine state: see logDeviceState) and counters,
+// then each vCPU's state (registers, mode, exit counts). The devices come
+// first: kicking the vCPUs may let the guest move on. The vCPUs are kicked
+// out of KVM_RUN to read their registers and continue at once; a vCPU
+// that does not come out within dumpWait is reported as such. --timeout
+// calls it before it stops the guest.
 func (m *Machine) DumpState() {
+	m.logDeviceState("dump")
 	for i, v := range m.vcpus {
 		d := &m.dumps[i]
 		select {
@@ -70,7 +80,6 @@ func (m *Machine) DumpState() {
 			return
 		}
 	}
-	m.logNetStats("dump")
 }
 
 // answerDump logs v's state if a dump was requested. It runs on v's own

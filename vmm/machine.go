@@ -198,6 +198,9 @@ type Machine struct {
 	nets                []*netDevice
 	drives              []*blk.Device // in attach order, with driveIDs
 	driveIDs            []string
+	virtio              []virtioDev // every virtio device, for dumps (dump.go)
+	dumpMu              sync.Mutex  // a device dump holds it; Close sets devicesClosed under it
+	devicesClosed       bool
 	mmioSlots, pciSlots int
 	acpiDevices         []acpi.Device
 	pciINTx             []acpi.PCIInterrupt
@@ -347,7 +350,7 @@ func (m *Machine) Run() Result {
 	if m.cfg.Timeout > 0 {
 		t := time.AfterFunc(m.cfg.Timeout, func() {
 			// Where the guest was when time ran out: what a CI log needs.
-			m.log.Warn("timeout: the guest did not finish in time; its vCPUs' state follows", "timeout", m.cfg.Timeout)
+			m.log.Warn("timeout: the guest did not finish in time; its devices' and vCPUs' state follows", "timeout", m.cfg.Timeout)
 			m.DumpState()
 			m.stop(stopTimeout, nil)
 		})
@@ -408,6 +411,9 @@ func (m *Machine) kickAll() {
 // call more than once and on a partly built Machine.
 func (m *Machine) Close() error {
 	m.closeOnce.Do(func() {
+		m.dumpMu.Lock() // wait for a device dump in progress; none after this
+		m.devicesClosed = true
+		m.dumpMu.Unlock()
 		m.closeMetrics()
 		m.closeNetDevices()
 		closeDrives(m.log, m.drives, m.driveIDs)

@@ -12,13 +12,18 @@ import (
 	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/virtio"
 	virtionet "github.com/flintvm/flint/virtio/net"
+	"github.com/flintvm/flint/virtio/transport"
 )
 
 // The TAP queue is the virtio-net device's backend as it is.
 var _ virtionet.Backend = (*tap.Queue)(nil)
 
-// closer is a virtio transport being torn down: Close resets its device.
-type closer interface{ Close() }
+// virtioTransport is a virtio device's transport (MMIO or PCI): Close
+// resets its device, Snapshot reads its state for dumps (dump.go).
+type virtioTransport interface {
+	Close()
+	Snapshot() transport.Snapshot
+}
 
 // netDevice is one --net interface: the host TAP, the device, and the
 // transport that shows it to the guest.
@@ -26,7 +31,7 @@ type netDevice struct {
 	cfg       configs.NetInterface
 	tap       *tap.Tap
 	dev       *virtionet.Device
-	transport closer
+	transport virtioTransport
 }
 
 // netFeatures maps an interface's switches onto the device's feature bits.
@@ -93,7 +98,7 @@ func (m *Machine) addNetDevice(n configs.NetInterface) error {
 	nd := &netDevice{cfg: n, tap: t, dev: dev}
 	m.nets = append(m.nets, nd)
 	mac := macFor(n)
-	tr, err := m.attachVirtio(nd.dev, n.Transport)
+	tr, err := m.attachVirtio(nd.dev, n.Transport, "tap", n.TAP)
 	if err != nil {
 		return err
 	}

@@ -31,5 +31,11 @@ func ServeNetBackend(ctx context.Context, socket string, n configs.NetInterface,
 		return err
 	}
 	log.Info("vhost-user net backend listening", "socket", socket, "tap", n.TAP)
+	done := make(chan struct{})
+	defer close(done)
+	// kill -USR1: the served device's rings and engines, as a VM's dump.
+	onDumpSignal(done, func() {
+		logVirtioSnapshot(log, "dump", "net0", []any{"tap", n.TAP}, srv.Snapshot())
+	})
 	return srv.Serve(ctx, l)
 }

@@ -285,3 +285,15 @@ func (d *Device) Close() error {
 	d.closed = true
 	return d.file.Close()
 }
+
+var _ virtio.EngineReporter = (*Device)(nil)
+
+// EngineStates reports what the request engine is doing ("requests",
+// queue 0), with the queue indices at its last transition, for debug
+// dumps. It takes no lock: it is safe while the engine is stuck, from any
+// goroutine. An engine blocked in the image's I/O shows as running.
+func (d *Device) EngineStates() []virtio.EngineState {
+	s := d.eng.activity.Load()
+	s.Queue, s.Name = 0, "requests"
+	return []virtio.EngineState{s}
+}

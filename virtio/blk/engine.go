@@ -74,6 +74,8 @@ type engine struct {
 	timer   *time.Timer
 	pending int           // completions not yet published
 	wait    time.Duration // how long the limiter asked for
+
+	activity virtio.EngineStatus // what run is doing, for dumps
 }
 
 func (e *engine) alloc() {
@@ -94,7 +96,11 @@ func (e *engine) release() {
 }
 
 func (e *engine) run() {
-	defer e.flush()
+	defer func() {
+		e.flush()
+		e.activity.Set(virtio.ActivityStopped, e.q)
+	}()
+	e.activity.Set(virtio.ActivityRunning, e.q)
 	for {
 		e.q.DisableNotifications()
 		st := e.pump()
@@ -102,23 +108,28 @@ func (e *engine) run() {
 		switch st {
 		case pumpBroken:
 			e.d.stats.inc(cBroken)
+			e.activity.Set(virtio.ActivityBroken, e.q)
 			e.irq.NeedsReset()
 			<-e.stop
 			return
 		case pumpStopped:
 			return
 		case pumpThrottled:
+			e.activity.Set(virtio.ActivityThrottled, e.q)
 			if !e.sleep(e.wait) {
 				return
 			}
+			e.activity.Set(virtio.ActivityRunning, e.q)
 			continue
 		}
 		if e.q.EnableNotifications() {
 			continue
 		}
+		e.activity.Set(virtio.ActivityWaitKick, e.q)
 		if !e.waitKick() {
 			return
 		}
+		e.activity.Set(virtio.ActivityRunning, e.q)
 	}
 }
 

@@ -33,6 +33,8 @@ type ctrl struct {
 	ack  [1]byte
 	dead bool
 	dl   deltas
+
+	status virtio.EngineStatus // what run is doing, for dumps
 }
 
 func (c *ctrl) init(env engineEnv, q virtio.Queue) {
@@ -52,7 +54,9 @@ func (c *ctrl) run() {
 			c.flush()
 		}
 		c.dl.publish(c.stats)
+		c.status.Set(virtio.ActivityStopped, c.q)
 	}()
+	c.status.Set(virtio.ActivityRunning, c.q)
 	for {
 		c.q.DisableNotifications()
 		for !c.stopping.Load() {
@@ -63,6 +67,7 @@ func (c *ctrl) run() {
 					continue
 				}
 				c.dead = true
+				c.status.Set(virtio.ActivityBroken, c.q)
 				c.broken(&c.dl)
 				return
 			}
@@ -78,9 +83,11 @@ func (c *ctrl) run() {
 		if c.q.EnableNotifications() {
 			continue
 		}
+		c.status.Set(virtio.ActivityWaitKick, c.q)
 		if !c.waitKick(c.kick, c.kbuf[:]) {
 			return
 		}
+		c.status.Set(virtio.ActivityRunning, c.q)
 	}
 }
 

@@ -318,3 +318,20 @@ func (d *Device) Reset() {
 	}
 	d.acked = 0
 }
+
+var _ virtio.EngineReporter = (*Device)(nil)
+
+// EngineStates reports what the receive, transmit and (when offered)
+// control engines are doing, with the queue indices at their last
+// transition, for debug dumps. It takes no lock: it is safe while an
+// engine is stuck, from any goroutine.
+func (d *Device) EngineStates() []virtio.EngineState {
+	names := [...]string{RxQueue: "rx", TxQueue: "tx", CtrlQueue: "ctrl"}
+	st := [...]*virtio.EngineStatus{RxQueue: &d.rx.status, TxQueue: &d.tx.status, CtrlQueue: &d.ctrl.status}
+	out := make([]virtio.EngineState, len(d.maxSizes))
+	for i := range out {
+		out[i] = st[i].Load()
+		out[i].Queue, out[i].Name = i, names[i]
+	}
+	return out
+}

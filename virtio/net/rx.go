@@ -106,6 +106,8 @@ type rx struct {
 	lim   *ratelimit.Limiter // nil: unlimited (Options.RxLimiter)
 	timer *time.Timer
 	wait  time.Duration // with rxThrottled: how long
+
+	status virtio.EngineStatus // what run is doing, for dumps
 }
 
 func (r *rx) init(env engineEnv, q virtio.Queue, acked uint64, mtu uint16) {
@@ -152,11 +154,13 @@ func (r *rx) release() {
 func (r *rx) run() {
 	defer r.exit()
 	r.q.DisableNotifications()
+	r.status.Set(virtio.ActivityRunning, r.q)
 	for {
 		switch r.pump() {
 		case rxIdle:
 			r.flush()
 			r.giveBack()
+			r.status.Set(virtio.ActivityWaitReadable, r.q)
 			if err := r.be.WaitReadable(); err != nil && !os.IsTimeout(err) && !r.stopping.Load() {
 				r.backendDead()
 				return
@@ -169,12 +173,14 @@ func (r *rx) run() {
 			}
 			r.dl[cRxWaits]++
 			r.dl.publish(r.stats)
+			r.status.Set(virtio.ActivityWaitKick, r.q)
 			if !r.waitKick(r.kick, r.kbuf[:]) {
 				return
 			}
 			r.q.DisableNotifications()
 		case rxBroken:
 			r.dead = true
+			r.status.Set(virtio.ActivityBroken, r.q)
 			r.broken(&r.dl)
 			return
 		case rxStopped:
@@ -185,10 +191,12 @@ func (r *rx) run() {
 		case rxThrottled:
 			r.dl[cRxThrottled]++
 			r.flush()
+			r.status.Set(virtio.ActivityThrottled, r.q)
 			if !r.pause(r.timer, r.wait) {
 				return
 			}
 		}
+		r.status.Set(virtio.ActivityRunning, r.q)
 	}
 }
 
@@ -199,12 +207,14 @@ func (r *rx) exit() {
 		r.giveBack()
 	}
 	r.dl.publish(r.stats)
+	r.status.Set(virtio.ActivityStopped, r.q)
 }
 
 func (r *rx) backendDead() {
 	r.dl[cRxBackendErrors]++
 	r.flush()
 	r.giveBack()
+	r.status.Set(virtio.ActivityBackendFailed, r.q)
 	<-r.stop
 }
 

@@ -42,6 +42,8 @@ type tx struct {
 
 	lim   *ratelimit.Limiter // nil: unlimited (Options.TxLimiter)
 	timer *time.Timer
+
+	status virtio.EngineStatus // what run is doing, for dumps
 }
 
 func (t *tx) init(env engineEnv, q virtio.Queue) {
@@ -61,12 +63,15 @@ func (t *tx) run() {
 			t.flush()
 		}
 		t.dl.publish(t.stats)
+		t.status.Set(virtio.ActivityStopped, t.q)
 	}()
+	t.status.Set(virtio.ActivityRunning, t.q)
 	for {
 		t.q.DisableNotifications()
 		switch t.pump() {
 		case txBroken:
 			t.dead = true
+			t.status.Set(virtio.ActivityBroken, t.q)
 			t.broken(&t.dl)
 			return
 		case txStopped:
@@ -76,9 +81,11 @@ func (t *tx) run() {
 		if t.q.EnableNotifications() {
 			continue
 		}
+		t.status.Set(virtio.ActivityWaitKick, t.q)
 		if !t.waitKick(t.kick, t.kbuf[:]) {
 			return
 		}
+		t.status.Set(virtio.ActivityRunning, t.q)
 	}
 }
 
@@ -107,9 +114,11 @@ func (t *tx) pump() txState {
 			t.q.Undo(1)
 			t.dl[cTxThrottled]++
 			t.flush()
+			t.status.Set(virtio.ActivityThrottled, t.q)
 			if !t.pause(t.timer, wait) {
 				return txStopped
 			}
+			t.status.Set(virtio.ActivityRunning, t.q)
 			continue
 		} else {
 			switch t.send(c) {
@@ -122,9 +131,11 @@ func (t *tx) pump() txState {
 				t.q.Undo(1)
 				t.dl[cTxWaits]++
 				t.flush()
+				t.status.Set(virtio.ActivityWaitWritable, t.q)
 				if err := t.be.WaitWritable(); err != nil && t.stopping.Load() {
 					return txStopped
 				}
+				t.status.Set(virtio.ActivityRunning, t.q)
 				continue
 			}
 		}

@@ -21,6 +21,9 @@
 //     (KVM ioeventfd). Without one, or for writes it does not catch, the
 //     transport's register handler signals the eventfd itself, so tests
 //     and VMMs without ioeventfds work unchanged.
+//   - Snapshot: a device's state for debug dumps (status, each queue's
+//     ring words and engine state, ISR and interrupt mode, MSI-X bits),
+//     from Core.Snapshot plus each transport's own part.
 //
 // # Concurrency
 //
@@ -31,7 +34,10 @@
 // is set with compare-and-swap, and a transport's Hooks.SignalQueue and
 // Hooks.SignalConfig must not take it either, or a device goroutine
 // signalling while the driver resets the device would deadlock with
-// Device.Reset waiting for that goroutine.
+// Device.Reset waiting for that goroutine. Core.Snapshot reads the ring
+// words under that mutex, so a queue cannot be reset (nor its memory
+// unmapped) meanwhile, but waits for it at most SnapshotWait: a dump must
+// not hang behind a stuck reset.
 //
 // # Imports
 //

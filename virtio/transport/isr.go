@@ -95,6 +95,18 @@ func (i *ISR) ReadAndClear() uint32 {
 // Load returns the bits without changing them.
 func (i *ISR) Load() uint32 { return i.bits.Load() }
 
+// Asserted reports, in level mode, whether the line was last reported
+// pending (level(true)); in edge mode, where nothing stays asserted, it
+// is false. For dumps.
+func (i *ISR) Asserted() bool {
+	if i.level == nil {
+		return false
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.last
+}
+
 // Clear drops every bit (device reset); a level line is deasserted.
 func (i *ISR) Clear() {
 	if i.level == nil {

@@ -198,6 +198,19 @@ func (t *Transport) LevelPending() bool { return t.isr.Load() != 0 }
 // Status returns the device status register.
 func (t *Transport) Status() virtio.Status { return t.core.Status() }
 
+// Snapshot returns the device's state for a debug dump: the common part
+// (transport.Core.Snapshot: status, ring words, engines), the interrupt
+// status bits and the interrupt mode (Level; with a level line, whether
+// it is asserted). Safe from any goroutine; it does not block for long.
+func (t *Transport) Snapshot() transport.Snapshot {
+	s := t.core.Snapshot()
+	s.Kind = "mmio"
+	s.ISR = t.isr.Load()
+	s.Level = t.level
+	s.LineAsserted = t.isr.Asserted()
+	return s
+}
+
 // GuestErrors counts driver protocol errors seen so far.
 func (t *Transport) GuestErrors() uint64 { return t.core.GuestErrors() }
 

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"sync"
 	"sync/atomic"
+
+	"github.com/flintvm/flint/virtio/transport"
 )
 
 // message is an MSI message as the guest programmed it in a table entry.
@@ -197,7 +199,20 @@ func (m *msix) readPBA(off uint64, data []byte) bool {
 	return true
 }
 
-// pendingBit reports vector v's pending bit (tests).
+// snapshot returns the enable and function mask bits and each entry's
+// mask and pending bits, for dumps.
+func (m *msix) snapshot() *transport.MSIXSnapshot {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	s := &transport.MSIXSnapshot{Enabled: m.enabled, FunctionMask: m.fmask,
+		Vectors: make([]transport.VectorSnapshot, len(m.entries))}
+	for v := range m.entries {
+		s.Vectors[v] = transport.VectorSnapshot{Masked: m.entries[v].ctrl&msixCtrlMasked != 0, Pending: m.pendingBit(v)}
+	}
+	return s
+}
+
+// pendingBit reports vector v's pending bit (tests, dumps).
 func (m *msix) pendingBit(v int) bool {
 	return m.pending[v/64].Load()&(1<<(v%64)) != 0
 }

@@ -322,6 +322,31 @@ func (t *Transport) ConfigSpace() *pcidev.ConfigSpace { return t.cs }
 // Status returns the device status register.
 func (t *Transport) Status() virtio.Status { return t.core.Status() }
 
+// Snapshot returns the function's state for a debug dump: the common part
+// (transport.Core.Snapshot: status, ring words, engines), the ISR bits,
+// whether INTx is the interrupt in use (Level: MSI-X disabled) and
+// asserted, and the MSI-X state: enable, function mask, the config and
+// queue vectors, and each table entry's mask and pending bits. Safe from
+// any goroutine; it does not block for long.
+func (t *Transport) Snapshot() transport.Snapshot {
+	s := t.core.Snapshot()
+	s.Kind = "pci"
+	s.ISR = t.isr.Load()
+	msixOn := t.msixOn.Load()
+	s.Level = !msixOn
+	s.LineAsserted = t.intx != nil && !msixOn && !t.intxOff.Load() && t.isr.Asserted()
+	if t.msix != nil {
+		m := t.msix.snapshot()
+		m.ConfigVector = uint16(t.configVec.Load())
+		m.QueueVectors = make([]uint16, len(t.queueVec))
+		for i := range t.queueVec {
+			m.QueueVectors[i] = uint16(t.queueVec[i].Load())
+		}
+		s.MSIX = m
+	}
+	return s
+}
+
 // GuestErrors counts driver protocol errors seen so far.
 func (t *Transport) GuestErrors() uint64 { return t.core.GuestErrors() }
 

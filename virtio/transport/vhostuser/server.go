@@ -13,6 +13,7 @@ import (
 
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
+	"github.com/flintvm/flint/virtio/transport"
 )
 
 // Config is what New needs.
@@ -38,6 +39,7 @@ type Server struct {
 	log   *slog.Logger
 	busy  atomic.Bool
 	conns atomic.Uint64
+	cur   atomic.Pointer[session] // the session being served, for Snapshot
 }
 
 // ErrBusy is returned by ServeConn while another frontend is served.
@@ -71,6 +73,38 @@ func (s *Server) Connected() bool { return s.busy.Load() }
 // Connections counts the connections served so far (refused ones not
 // included).
 func (s *Server) Connections() uint64 { return s.conns.Load() }
+
+// Snapshot returns the served device's state for a debug dump: Kind
+// "vhost-user", the negotiated features, whether the device runs, each
+// ring's words in the frontend's memory (a ring counts as enabled while
+// it is started) and the device's engines. Without a frontend only the
+// engines are reported. It waits for the session's lock at most
+// transport.SnapshotWait (Busy). Safe from any goroutine.
+func (s *Server) Snapshot() transport.Snapshot {
+	snap := transport.Snapshot{Kind: "vhost-user", Device: s.dev.Type(),
+		Queues: make([]transport.QueueSnapshot, len(s.dev.QueueMaxSizes()))}
+	for i := range snap.Queues {
+		snap.Queues[i].Index = i
+	}
+	if sess := s.cur.Load(); sess != nil {
+		if transport.LockWithin(&sess.mu, transport.SnapshotWait) {
+			snap.Features = sess.features &^ (1 << FeatureProtocolFeatures)
+			snap.Active = sess.act != nil
+			for i := range sess.rings {
+				r := &sess.rings[i]
+				if i < len(snap.Queues) {
+					snap.Queues[i].Enabled = r.kick != nil
+					snap.Queues[i].Ring = r.q.RingState()
+				}
+			}
+			sess.mu.Unlock()
+		} else {
+			snap.Busy = true
+		}
+	}
+	transport.AddEngines(snap.Queues, s.dev)
+	return snap
+}
 
 // Serve accepts frontends on l until ctx is cancelled or l fails. It
 // closes l, and waits for the active session to end, before it returns. Cancelling ctx closes the active connection,
@@ -153,8 +187,10 @@ func (s *Server) serve(ctx context.Context, c *net.UnixConn) error {
 		return err
 	}
 	log.Info("vhost-user frontend connected")
+	s.cur.Store(sess)
 	err = sess.run()
 	sess.end()
+	s.cur.Store(nil)
 	switch {
 	case ctx.Err() != nil:
 		log.Info("vhost-user frontend disconnected: shutting down")

@@ -1,0 +1,84 @@
+package queue
+
+// Ring words for debug dumps.
+
+import (
+	"log/slog"
+)
+
+// RingState is a queue's shared ring words as they are in guest memory
+// at one moment, for debug dumps of a stalled device: what the driver
+// made available and asked for (avail.idx, avail.flags, used_event), and
+// what the device published and asked for (used.idx, used.flags,
+// avail_event). Each word is read with its own sequentially consistent
+// load; the set is not one atomic snapshot.
+type RingState struct {
+	// Size is the queue size; Ready whether the queue was validated (all
+	// the words below are zero when it is not).
+	Size  uint16
+	Ready bool
+	// EventIdx reports whether VIRTIO_F_RING_EVENT_IDX is in use: then
+	// UsedEvent and AvailEvent are what suppresses notifications, else
+	// the NO_INTERRUPT and NO_NOTIFY flags are.
+	EventIdx bool
+	// AvailIdx and AvailFlags are the driver's avail.idx and avail.flags
+	// (bit 0: VIRTQ_AVAIL_F_NO_INTERRUPT); UsedEvent is used_event, the
+	// avail ring's tail.
+	AvailIdx, AvailFlags, UsedEvent uint16
+	// UsedIdx and UsedFlags are the device's used.idx and used.flags
+	// (bit 0: VIRTQ_USED_F_NO_NOTIFY); AvailEvent is avail_event, the
+	// used ring's tail.
+	UsedIdx, UsedFlags, AvailEvent uint16
+}
+
+// NoInterrupt reports VIRTQ_AVAIL_F_NO_INTERRUPT: the driver asks for no
+// used-buffer notifications (meaningful without EventIdx).
+func (s RingState) NoInterrupt() bool { return s.AvailFlags&availFNoInterrupt != 0 }
+
+// NoNotify reports VIRTQ_USED_F_NO_NOTIFY: the device asks the driver not
+// to kick (meaningful without EventIdx).
+func (s RingState) NoNotify() bool { return s.UsedFlags&usedFNoNotify != 0 }
+
+// LogValue implements slog.LogValuer: the words as key=value attributes,
+// used_event and avail_event only with EventIdx.
+func (s RingState) LogValue() slog.Value {
+	return slog.GroupValue(s.Attrs()...)
+}
+
+// Attrs returns the words as slog attributes: size, ready, avail_idx,
+// used_idx, no_interrupt, no_notify, and with EventIdx used_event and
+// avail_event (the flags are still shown: a driver may set them anyway).
+func (s RingState) Attrs() []slog.Attr {
+	a := make([]slog.Attr, 0, 10)
+	a = append(a, slog.Int("size", int(s.Size)), slog.Bool("ready", s.Ready))
+	if !s.Ready {
+		return a
+	}
+	a = append(a,
+		slog.Int("avail_idx", int(s.AvailIdx)), slog.Int("used_idx", int(s.UsedIdx)),
+		slog.Bool("no_interrupt", s.NoInterrupt()), slog.Bool("no_notify", s.NoNotify()),
+		slog.Bool("event_idx", s.EventIdx))
+	if s.EventIdx {
+		a = append(a, slog.Int("used_event", int(s.UsedEvent)), slog.Int("avail_event", int(s.AvailEvent)))
+	}
+	return a
+}
+
+// RingState reads the ring words from guest memory. Unlike the rest of
+// Queue it may be called from another goroutine than the device's, but
+// only while the queue's configuration cannot change and its memory
+// stays mapped: with the transport's lock that serialises Validate and
+// Reset held (transport.Core's). It reads only fields the transport
+// writes (size, features, the word handles) and the shared words
+// themselves, never the device's running state, so it races with
+// neither the device nor the driver. A queue that is not ready reports
+// its size and Ready false.
+func (q *Queue) RingState() RingState {
+	s := RingState{Size: q.size, Ready: q.ready, EventIdx: q.eventIdx}
+	if !q.ready {
+		return s
+	}
+	s.AvailIdx, s.AvailFlags, s.UsedEvent = q.availIdx.Load(), q.availFlags.Load(), q.usedEvent.Load()
+	s.UsedIdx, s.UsedFlags, s.AvailEvent = q.usedIdxW.Load(), q.usedFlagsW.Load(), q.availEvent.Load()
+	return s
+}

@@ -1,0 +1,162 @@
+package vmm
+
+// Device state in dumps (SIGUSR1, --timeout): for every virtio device one
+// line with its transport's state (status, ISR, interrupt mode, MSI-X) and
+// one line per queue with the ring words as they are in guest memory and
+// what the device's engine for that queue is doing. Together they show
+// which side of a stalled transfer waits for which notification.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/flintvm/flint/virtio"
+	"github.com/flintvm/flint/virtio/transport"
+)
+
+// virtioDev is one virtio device of the VM, for dumps.
+type virtioDev struct {
+	typ   virtio.DeviceID
+	name  string // net0, block0...
+	ident []any  // slog key-value pairs: tap=, drive=
+	t     virtioTransport
+}
+
+// logDeviceState logs every virtio device's state and the devices'
+// counters, at warn (a dump is asked for). why prefixes the messages
+// ("dump"). It does nothing once Close has started: the transports and
+// guest memory are going away.
+func (m *Machine) logDeviceState(why string) {
+	m.dumpMu.Lock()
+	defer m.dumpMu.Unlock()
+	if m.devicesClosed {
+		return
+	}
+	for _, d := range m.virtio {
+		logVirtioSnapshot(m.log, why, d.name, d.ident, d.t.Snapshot())
+	}
+	m.logNetStats(why)
+	for i, d := range m.drives {
+		logDriveStats(m.log, slog.LevelWarn, why, m.driveIDs[i], d)
+	}
+}
+
+// logVirtioSnapshot logs one device's snapshot: a "virtio device" line
+// and a "virtio queue" line per queue, each starting with dev=name and
+// ident.
+func logVirtioSnapshot(log *slog.Logger, why, name string, ident []any, s transport.Snapshot) {
+	ctx := context.Background()
+	head := make([]slog.Attr, 0, 4)
+	head = append(head, slog.String("dev", name))
+	for i := 0; i+1 < len(ident); i += 2 {
+		head = append(head, slog.Any(fmt.Sprint(ident[i]), ident[i+1]))
+	}
+	head = append(head, slog.String("transport", s.Kind))
+	log.LogAttrs(ctx, slog.LevelWarn, why+": virtio device", append(head[:len(head):len(head)], deviceAttrs(s)...)...)
+	for _, q := range s.Queues {
+		log.LogAttrs(ctx, slog.LevelWarn, why+": virtio queue", append(head[:len(head):len(head)], queueAttrs(s, q)...)...)
+	}
+}
+
+// deviceAttrs is a snapshot's transport-wide state: status, features,
+// whether the device runs, the ISR bits and the interrupt mode: edge or
+// level for MMIO (with a level line, whether it is asserted); for PCI
+// whether MSI-X or INTx is in use, the MSI-X enable and function mask,
+// the config vector and every table entry's mask and pending bits.
+func deviceAttrs(s transport.Snapshot) []slog.Attr {
+	a := []slog.Attr{
+		slog.String("type", s.Device.String()),
+		slog.String("status", s.Status.String()),
+		slog.String("features", hex(s.Features)),
+		slog.Bool("active", s.Active),
+	}
+	if s.Busy {
+		a = append(a, slog.Bool("busy", true))
+	}
+	if s.Kind == "vhost-user" {
+		return a // no ISR, no interrupt lines: the frontend's call eventfds
+	}
+	a = append(a, slog.String("isr", hex(uint64(s.ISR))), slog.Uint64("guest_errors", s.GuestErrors))
+	switch {
+	case s.MSIX != nil && s.MSIX.Enabled:
+		a = append(a, slog.String("irq", "msix"))
+	case s.Level:
+		a = append(a, slog.String("irq", "level"), slog.Bool("line_asserted", s.LineAsserted))
+	default:
+		a = append(a, slog.String("irq", "edge"))
+	}
+	if x := s.MSIX; x != nil {
+		a = append(a,
+			slog.Bool("msix_enabled", x.Enabled), slog.Bool("function_mask", x.FunctionMask),
+			slog.String("config_vector", vectorName(x.ConfigVector)),
+			slog.String("vectors", vectorsString(x.Vectors)))
+	}
+	return a
+}
+
+// queueAttrs is one queue's line: index and name, the ring words, the
+// engine's state, how many buffers the driver made available beyond the
+// engine's last_avail (avail_pending), and the queue's interrupt: the ISR
+// bits, and for PCI its MSI-X vector with that vector's mask and pending
+// bits.
+func queueAttrs(s transport.Snapshot, q transport.QueueSnapshot) []slog.Attr {
+	name := "q" + strconv.Itoa(q.Index)
+	if q.HasEngine && q.Engine.Name != "" {
+		name = q.Engine.Name
+	}
+	a := []slog.Attr{slog.Int("q", q.Index), slog.String("name", name), slog.Bool("enabled", q.Enabled)}
+	a = append(a, q.Ring.Attrs()...)
+	if q.HasEngine {
+		a = append(a, q.Engine.Attrs()...)
+		if q.Ring.Ready && q.Engine.Activity != virtio.ActivityInactive {
+			a = append(a, slog.Int("avail_pending", int(q.Ring.AvailIdx-q.Engine.NextAvail)))
+		}
+	}
+	if s.Kind != "vhost-user" {
+		a = append(a, slog.String("isr", hex(uint64(s.ISR))))
+	}
+	if x := s.MSIX; x != nil && q.Index < len(x.QueueVectors) {
+		v := x.QueueVectors[q.Index]
+		a = append(a, slog.String("vector", vectorName(v)))
+		if vs, ok := x.Vector(v); ok {
+			a = append(a, slog.Bool("vector_masked", vs.Masked), slog.Bool("vector_pending", vs.Pending))
+		}
+	}
+	return a
+}
+
+// vectorName is an MSI-X vector number, or "none" for
+// VIRTIO_MSI_NO_VECTOR.
+func vectorName(v uint16) string {
+	if v == 0xffff {
+		return "none"
+	}
+	return strconv.Itoa(int(v))
+}
+
+// vectorsString lists MSI-X table entries as "0:ok 1:masked
+// 2:masked+pending".
+func vectorsString(vs []transport.VectorSnapshot) string {
+	var b strings.Builder
+	for i, v := range vs {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(strconv.Itoa(i))
+		b.WriteByte(':')
+		switch {
+		case v.Masked && v.Pending:
+			b.WriteString("masked+pending")
+		case v.Masked:
+			b.WriteString("masked")
+		case v.Pending:
+			b.WriteString("pending")
+		default:
+			b.WriteString("ok")
+		}
+	}
+	return b.String()
+}
