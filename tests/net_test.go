@@ -641,6 +641,8 @@ func failureDigest(out string) []string {
 			note("stall", l, 2)
 		case strings.Contains(l, "dump: vCPU"), strings.Contains(l, vmm.ImpossibleStateMsg):
 			note("dump", l, 4)
+		case strings.Contains(l, "dump: virtio queue"), strings.Contains(l, "dump: virtio device"):
+			note("queues", l, 8) // a net device's rx, tx (and ctrl) queues in two dumps
 		case strings.Contains(l, "nested host lost"), strings.Contains(l, "Kernel panic"),
 			strings.Contains(l, "BUG:"), strings.Contains(l, "soft lockup"), strings.Contains(l, "rcu: INFO"),
 			strings.Contains(l, "virtio_net") && strings.Contains(l, "rror"):

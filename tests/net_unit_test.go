@@ -200,6 +200,7 @@ func TestFailureDigest(t *testing.T) {
 		"NET-GUEST-BEAT t=50.1 rx_packets=11 tx_packets=21 irqs=virtio0-input.0=6",
 		"NET-HOST-STALL flint pid 7 still running after 376s, 3s without a packet through tap0; vCPU state dumps (SIGUSR1, twice):",
 		`level=WARN msg="dump: vCPU" vcpu=0 rip=0xffffffff81000000`,
+		`level=WARN msg="dump: virtio queue" dev=net0 tap=tap0 transport=mmio q=1 name=tx avail_idx=9 used_idx=7 engine=waiting-kick`,
 		"NET-HOST-STALL its threads' kernel stacks:",
 		"NET-HOST-FLINT rc=2",
 	}, "\n")
@@ -208,6 +209,7 @@ func TestFailureDigest(t *testing.T) {
 		"guest's last step: NET-IPERF-OUT g2h Connecting",
 		"NET-HOST-STALL flint pid 7",
 		"dump: vCPU",
+		"q=1 name=tx avail_idx=9 used_idx=7 engine=waiting-kick",
 		"guest's last heartbeat: NET-GUEST-BEAT t=50.1",
 	} {
 		if !strings.Contains(got, want) {
