@@ -233,7 +233,7 @@ func (m *Machine) attachTransport(dev virtio.Device, t configs.Transport) (virti
 	if err != nil {
 		return nil, err
 	}
-	line := &intxLine{vm: m.vm}
+	line := &irqLine{vm: m.vm} // INTA#: a level-triggered IOAPIC pin, its GSI set once the slot is known
 	tr, err := vpci.New(vpci.Config{Device: dev, Mem: m.mem, BARAddr: bar, Bus: m.mmio,
 		MSIX: msix, INTx: line, Notifier: ioeventNotifier{m.vm}, Log: m.log})
 	if err != nil {

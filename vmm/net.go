@@ -165,16 +165,6 @@ func RateLimitConfig(r *configs.RateLimiter) *ratelimit.Config {
 	return &ratelimit.Config{Bandwidth: bucket(r.Bandwidth), Ops: bucket(r.Ops)}
 }
 
-// intxLine is a PCI function's INTA# line: a level-triggered IOAPIC pin.
-type intxLine struct {
-	vm interface {
-		SetIRQLine(uint32, bool) error
-	}
-	gsi uint32
-}
-
-func (l *intxLine) SetLevel(high bool) error { return l.vm.SetIRQLine(l.gsi, high) }
-
 // logNetStats logs every interface's device counters (at exit, and in a
 // state dump), so a transfer that went wrong shows where packets went.
 // A dump is asked for, so it logs at warn; the exit summary at info.

@@ -34,7 +34,8 @@ type platform struct {
 	cancel context.CancelFunc
 }
 
-// irqLine drives one GSI of the in-kernel irqchip.
+// irqLine drives one GSI of the in-kernel irqchip: a platform device's
+// ISA IRQ, or a PCI function's INTA# line (a level-triggered IOAPIC pin).
 type irqLine struct {
 	vm  *kvm.VM
 	gsi uint32
