@@ -1,7 +1,6 @@
 package vmm
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/flintvm/flint/internal/eventfd"
 	"github.com/flintvm/flint/kvm"
 	"github.com/flintvm/flint/virtio/transport"
 )
@@ -57,8 +57,7 @@ func (r *irqRouter) mmioGSI() (uint32, error) {
 // irqfd is an eventfd registered as KVM's irqfd on a GSI: Trigger injects
 // one interrupt without a VM exit or an ioctl.
 type irqfd struct {
-	fd  int
-	one [8]byte
+	fd int
 }
 
 // newIRQFD creates an eventfd and binds it to gsi.
@@ -74,21 +73,13 @@ func (r *irqRouter) newIRQFD(gsi uint32) (*irqfd, error) {
 	r.mu.Lock()
 	r.fds = append(r.fds, fd)
 	r.mu.Unlock()
-	f := &irqfd{fd: fd}
-	binary.LittleEndian.PutUint64(f.one[:], 1)
-	return f, nil
+	return &irqfd{fd: fd}, nil
 }
 
 // Trigger implements devices.IRQTrigger. It does not allocate. EAGAIN means
 // the counter is saturated: interrupts are already pending, so nothing is
 // lost.
-func (f *irqfd) Trigger() error {
-	_, err := unix.Write(f.fd, f.one[:])
-	if err == unix.EAGAIN {
-		return nil
-	}
-	return err
-}
+func (f *irqfd) Trigger() error { return eventfd.Signal(f.fd) }
 
 // commit installs the routing table: defaults plus every MSI route.
 // Callers hold r.mu.

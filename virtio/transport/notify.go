@@ -1,12 +1,13 @@
 package transport
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/internal/eventfd"
 )
 
 // NotifyMatch describes the guest write that notifies one queue: a write
@@ -68,9 +69,6 @@ type kick struct {
 	rc syscall.RawConn
 }
 
-// eventfdOne is the 8-byte little-endian 1 written to signal an eventfd.
-var eventfdOne = [8]byte{1}
-
 func newKick(name string) (kick, error) {
 	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
@@ -89,19 +87,8 @@ func newKick(name string) (kick, error) {
 // its maximum (EAGAIN) already reads as "notified".
 func (k kick) signal() error {
 	var werr error
-	err := k.rc.Control(func(fd uintptr) {
-		for {
-			_, werr = unix.Write(int(fd), eventfdOne[:])
-			if !errors.Is(werr, unix.EINTR) {
-				return
-			}
-		}
-	})
-	if err != nil {
+	if err := k.rc.Control(func(fd uintptr) { werr = eventfd.Signal(int(fd)) }); err != nil {
 		return err
-	}
-	if errors.Is(werr, unix.EAGAIN) {
-		return nil
 	}
 	return werr
 }

@@ -154,7 +154,7 @@ func TestImports(t *testing.T) {
 			continue
 		}
 		switch {
-		case rel == "mem", rel == "devices", rel == "devices/pci", rel == "virtio", rel == "virtio/queue",
+		case rel == "mem", rel == "devices", rel == "devices/pci", rel == "virtio", rel == "virtio/queue", rel == "internal/eventfd",
 			strings.HasPrefix(rel, "virtio/transport"):
 		default:
 			t.Errorf("virtio/transport depends on %s", pkg)

@@ -11,14 +11,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/flintvm/flint/internal/eventfd"
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/transport"
 )
-
-// eventOne is the 8-byte value written to a call or err fd: an eventfd
-// adds it to its counter, a pipe carries it as one notification (the
-// frontend reads 8 bytes per notification and ignores the value).
-var eventOne = [8]byte{1}
 
 // activation is the virtio.Interrupt of one Device.Activate. It goes dead
 // when the transport resets the device, so a device that keeps it by
@@ -51,18 +47,11 @@ func (a *activation) Signal(q int) error {
 	if fd < 0 {
 		return nil
 	}
-	for {
-		_, err := unix.Write(fd, eventOne[:])
-		switch err {
-		case nil, unix.EAGAIN:
-			return nil
-		case unix.EINTR:
-			continue
-		case unix.EPIPE:
-			a.s.fault(a, "the frontend closed a call pipe (its driver dropped the rings)", q)
-		}
-		return err
+	err := eventfd.Signal(fd)
+	if err == unix.EPIPE {
+		a.s.fault(a, "the frontend closed a call pipe (its driver dropped the rings)", q)
 	}
+	return err
 }
 
 // SignalConfig sends VHOST_USER_BACKEND_CONFIG_CHANGE_MSG on the backend
@@ -129,14 +118,5 @@ func (b *backendChan) configChanged() error {
 			return errNoChannel
 		}
 		return err
-	}
-}
-
-// writeEvent writes 8 bytes to an err fd, ignoring a full pipe.
-func writeEvent(fd int) {
-	for {
-		if _, err := unix.Write(fd, eventOne[:]); err != unix.EINTR {
-			return
-		}
 	}
 }

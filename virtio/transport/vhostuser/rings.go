@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/flintvm/flint/internal/eventfd"
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
 )
@@ -226,7 +227,7 @@ func (s *session) fault(a *activation, reason string, q int) {
 		}
 		for i := range s.rings {
 			if fd := s.rings[i].errFD; fd >= 0 {
-				writeEvent(fd)
+				_ = eventfd.Signal(fd) // best effort: a full pipe already holds one
 			}
 		}
 	}()
