@@ -378,7 +378,7 @@ func (r *rx) deliver(n int) {
 		k++
 	}
 	binary.LittleEndian.PutUint16(r.hb[:], uint16(k))
-	copySegs(first, r.hb[:], hdrNumBufsOff, true)
+	queue.CopySegs(r.hb[:], first, hdrNumBufsOff, true)
 	r.consume(k)
 	r.packets++
 	r.dl[cRxPackets]++
@@ -393,7 +393,7 @@ func (r *rx) deliver(n int) {
 // flags it did not negotiate (the device must send flags 0 without
 // GUEST_CSUM).
 func (r *rx) checkHeader(segs [][]byte, n uint64) hdrVerdict {
-	copySegs(segs, r.hb[:], 0, false)
+	queue.CopySegs(r.hb[:], segs, 0, false)
 	flags, gso := r.hb[0], r.hb[1]
 	if flags&hdrFNeedsCsum != 0 && !r.csum {
 		return hdrBad
@@ -414,7 +414,7 @@ func (r *rx) checkHeader(segs [][]byte, n uint64) hdrVerdict {
 	}
 	if flags&^allowed != 0 {
 		r.hb[0] = flags & allowed
-		copySegs(segs, r.hb[:1], 0, true)
+		queue.CopySegs(r.hb[:1], segs, 0, true)
 	}
 	return hdrOK
 }
@@ -426,27 +426,6 @@ const (
 	hdrBad               // an offload the driver did not negotiate
 	hdrTooBig            // a non-GSO frame longer than the negotiated MTU
 )
-
-// copySegs copies between p and the bytes of segs starting off bytes in:
-// into segs if toSegs, else out of them.
-func copySegs(segs [][]byte, p []byte, off int, toSegs bool) {
-	for _, b := range segs {
-		if len(p) == 0 {
-			return
-		}
-		if off >= len(b) {
-			off -= len(b)
-			continue
-		}
-		var n int
-		if toSegs {
-			n = copy(b[off:], p)
-		} else {
-			n = copy(p, b[off:])
-		}
-		p, off = p[n:], 0
-	}
-}
 
 // consume drops the k oldest held chains (now pending).
 func (r *rx) consume(k int) {

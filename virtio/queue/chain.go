@@ -81,17 +81,21 @@ func fillIovecs(dst []unix.Iovec, segs [][]byte) []unix.Iovec {
 // less than len(p) when the readable data ends first. Use it for headers
 // that may be split across buffers (the virtio-net header).
 func (c *Chain) ReadAt(p []byte, off uint64) int {
-	return copySegs(p, c.Readable, off, false)
+	return CopySegs(p, c.Readable, off, false)
 }
 
 // WriteAt copies p into the chain's writable buffers, starting off bytes
 // into them, and returns the number of bytes written (less than len(p)
 // when the writable space ends first).
 func (c *Chain) WriteAt(p []byte, off uint64) int {
-	return copySegs(p, c.Writable, off, true)
+	return CopySegs(p, c.Writable, off, true)
 }
 
-func copySegs(p []byte, segs [][]byte, off uint64, toSegs bool) int {
+// CopySegs copies between p and the bytes of segs (a chain's buffers, in
+// order), starting off bytes into their concatenation: into segs if
+// toSegs, else out of them into p. It returns the number of bytes copied,
+// less than len(p) when segs end first. It does not allocate.
+func CopySegs(p []byte, segs [][]byte, off uint64, toSegs bool) int {
 	done := 0
 	for _, s := range segs {
 		if done == len(p) {
