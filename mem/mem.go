@@ -151,32 +151,49 @@ func (m *Memory) Size() uint64 {
 	return n
 }
 
+// Span returns the host bytes of the longest prefix of [addr, addr+n)
+// that lies inside one RAM region (at least one byte when n > 0), or false
+// when addr is not in RAM. With n == 0 it returns an empty slice at an
+// address in RAM or one past a region's end. It is the one region lookup:
+// it builds no error and does not allocate, so a hostile address costs
+// nothing. The returned slice aliases guest memory.
+func (m *Memory) Span(addr, n uint64) ([]byte, bool) {
+	for i := range m.regions {
+		r := &m.regions[i]
+		if addr < r.GuestAddr {
+			break // regions are sorted
+		}
+		off, size := addr-r.GuestAddr, uint64(len(r.host))
+		if off > size || (off == size && n > 0) {
+			continue // past this region: the next one may start right here
+		}
+		take := min(n, size-off)
+		return r.host[off : off+take : off+take], true
+	}
+	return nil, false
+}
+
+// Within returns the host bytes of [addr, addr+n) when the whole range
+// lies inside one RAM region. Like Span it builds no error.
+func (m *Memory) Within(addr, n uint64) ([]byte, bool) {
+	b, ok := m.Span(addr, n)
+	return b, ok && uint64(len(b)) == n
+}
+
 // Slice returns the host bytes for guest range [addr, addr+n). The range
 // must lie inside one region; n may be 0 (an empty slice at a valid or
 // one-past-the-end address). The returned slice aliases guest memory.
 func (m *Memory) Slice(addr, n uint64) ([]byte, error) {
-	for i := range m.regions {
-		r := &m.regions[i]
-		if addr < r.GuestAddr {
-			break
-		}
-		off := addr - r.GuestAddr
-		size := uint64(len(r.host))
-		if off > size || (off == size && n > 0) {
-			continue // past this region: the next one may start right here
-		}
-		if n > size-off {
-			break
-		}
-		return r.host[off : off+n : off+n], nil
+	if b, ok := m.Within(addr, n); ok {
+		return b, nil
 	}
 	return nil, fmt.Errorf("%w: [%#x, +%#x)", ErrOutOfRange, addr, n)
 }
 
 // Contains reports whether [addr, addr+n) lies inside one RAM region.
 func (m *Memory) Contains(addr, n uint64) bool {
-	_, err := m.Slice(addr, n)
-	return err == nil
+	_, ok := m.Within(addr, n)
+	return ok
 }
 
 // Read copies len(p) bytes at guest address addr into p.

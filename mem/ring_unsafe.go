@@ -75,12 +75,12 @@ func (m *Memory) AtomicU16(addr uint64) (AtomicU16, error) {
 	if addr%2 != 0 {
 		return AtomicU16{}, fmt.Errorf("16-bit ring field at %#x is not 2-byte aligned", addr)
 	}
-	field, ok := m.within(addr, 2)
+	field, ok := m.Within(addr, 2)
 	if !ok {
 		return AtomicU16{}, fmt.Errorf("%w: 16-bit ring field at %#x", ErrOutOfRange, addr)
 	}
 	wordAddr := addr &^ 3
-	w, ok := m.within(wordAddr, 4)
+	w, ok := m.Within(wordAddr, 4)
 	if !ok || uintptr(unsafe.Pointer(&w[0]))%4 != 0 {
 		return AtomicU16{plain: field}, nil
 	}
@@ -94,27 +94,6 @@ func (m *Memory) AtomicU16(addr uint64) (AtomicU16, error) {
 		a.swap = true
 	}
 	return a, nil
-}
-
-// within returns the host bytes of [addr, addr+n) when they lie inside one
-// region. (It also finds a range that starts exactly where an adjacent
-// region ends, and builds no error value.)
-func (m *Memory) within(addr, n uint64) ([]byte, bool) {
-	for i := range m.regions {
-		r := &m.regions[i]
-		if addr < r.GuestAddr {
-			return nil, false
-		}
-		off, size := addr-r.GuestAddr, uint64(len(r.host))
-		if off >= size {
-			continue
-		}
-		if n > size-off {
-			return nil, false
-		}
-		return r.host[off : off+n : off+n], true
-	}
-	return nil, false
 }
 
 // Valid reports whether a was built by Memory.AtomicU16.

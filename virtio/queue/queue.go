@@ -292,15 +292,15 @@ func (q *Queue) Validate(m *mem.Memory) error {
 		return fmt.Errorf("virtqueue rings misaligned: desc %#x (16), avail %#x (2), used %#x (4)",
 			q.descAddr, q.availAddr, q.usedAddr)
 	}
-	desc, ok := guestRange(m, q.descAddr, DescTableBytes(n))
+	desc, ok := m.Within(q.descAddr, DescTableBytes(n))
 	if !ok {
 		return fmt.Errorf("virtqueue descriptor table [%#x, +%#x) is not inside one RAM region", q.descAddr, DescTableBytes(n))
 	}
-	avail, ok := guestRange(m, q.availAddr, AvailRingBytes(n))
+	avail, ok := m.Within(q.availAddr, AvailRingBytes(n))
 	if !ok {
 		return fmt.Errorf("virtqueue available ring [%#x, +%#x) is not inside one RAM region", q.availAddr, AvailRingBytes(n))
 	}
-	used, ok := guestRange(m, q.usedAddr, UsedRingBytes(n))
+	used, ok := m.Within(q.usedAddr, UsedRingBytes(n))
 	if !ok {
 		return fmt.Errorf("virtqueue used ring [%#x, +%#x) is not inside one RAM region", q.usedAddr, UsedRingBytes(n))
 	}

@@ -6,8 +6,6 @@ package queue
 import (
 	"encoding/binary"
 	"math"
-
-	"github.com/flintvm/flint/mem"
 )
 
 // Pop takes the next available descriptor chain and walks it into c
@@ -188,7 +186,7 @@ func (q *Queue) walk(c *Chain, head uint16) ChainError {
 			case length == 0 || length%descSize != 0 || length/descSize > maxIndirect:
 				return ErrIndirectLen
 			}
-			t, ok := guestRange(q.m, addr, uint64(length))
+			t, ok := q.m.Within(addr, uint64(length))
 			if !ok {
 				return ErrIndirectAddress
 			}
@@ -229,7 +227,7 @@ func (q *Queue) addSegments(c *Chain, addr uint64, length uint32, write bool) Ch
 		return ErrBufferAddress
 	}
 	for n > 0 {
-		b, ok := guestSpan(q.m, addr, n)
+		b, ok := q.m.Span(addr, n)
 		if !ok {
 			return ErrBufferAddress
 		}
@@ -250,35 +248,6 @@ func (q *Queue) addSegments(c *Chain, addr uint64, length uint32, write bool) Ch
 		c.ReadLen += length
 	}
 	return 0
-}
-
-// guestSpan returns the host bytes of the longest prefix of [addr, addr+n)
-// that lies in one RAM region (at least one byte when n > 0), or false if
-// addr is not in RAM. Unlike mem.Slice it does not build an error, so a
-// hostile chain costs no allocation.
-func guestSpan(m *mem.Memory, addr, n uint64) ([]byte, bool) {
-	rs := m.Regions()
-	for i := range rs {
-		r := &rs[i]
-		if addr < r.GuestAddr {
-			return nil, false // regions are sorted
-		}
-		h := r.Host()
-		off := addr - r.GuestAddr
-		if off >= uint64(len(h)) {
-			continue
-		}
-		take := min(n, uint64(len(h))-off)
-		return h[off : off+take : off+take], true
-	}
-	return nil, false
-}
-
-// guestRange returns the host bytes of [addr, addr+n) if they lie inside
-// one RAM region.
-func guestRange(m *mem.Memory, addr, n uint64) ([]byte, bool) {
-	b, ok := guestSpan(m, addr, n)
-	return b, ok && uint64(len(b)) == n
 }
 
 // Push adds a used element (id head, len n: the bytes the device wrote
