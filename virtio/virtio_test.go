@@ -1,8 +1,6 @@
 package virtio_test
 
 import (
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/flintvm/flint/virtio"
@@ -94,42 +92,5 @@ func TestQueueAgreesOnRingFeatureBits(t *testing.T) {
 	}
 	if q.SetFeatures(virtio.FeatureRingPacked.Mask()) == nil {
 		t.Fatal("RING_PACKED bit disagrees")
-	}
-}
-
-// TestImportBoundaries enforces what the virtio tree may import: nothing
-// under kvm, devices, vmm, net, boot or cmd; queue must not import virtio.
-func TestImportBoundaries(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go command not found")
-	}
-	const mod = "github.com/flintvm/flint/"
-	forbidden := []string{"kvm", "devices", "vmm", "net", "boot", "cmd", "configs"}
-	check := func(pkg string, extra ...string) {
-		out, err := exec.Command(goBin, "list", "-deps", pkg).Output()
-		if err != nil {
-			t.Fatalf("go list %s: %v", pkg, err)
-		}
-		for _, dep := range strings.Fields(string(out)) {
-			rel, ok := strings.CutPrefix(dep, mod)
-			if !ok {
-				continue
-			}
-			for _, f := range append(forbidden, extra...) {
-				if rel == f || strings.HasPrefix(rel, f+"/") {
-					t.Errorf("%s imports %s", pkg, dep)
-				}
-			}
-		}
-	}
-	check("github.com/flintvm/flint/virtio")
-	check("github.com/flintvm/flint/virtio/queue", "virtio/transport", "virtio/net")
-	// queue must not import package virtio itself.
-	out, _ := exec.Command(goBin, "list", "-deps", mod+"virtio/queue").Output()
-	for _, dep := range strings.Fields(string(out)) {
-		if dep == mod+"virtio" {
-			t.Errorf("virtio/queue imports virtio")
-		}
 	}
 }

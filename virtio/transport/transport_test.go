@@ -3,8 +3,6 @@ package transport
 import (
 	"errors"
 	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,31 +131,5 @@ func TestKickEventfd(t *testing.T) {
 	var got int
 	if err := ControlFD(k.f, func(fd int) error { got = fd; return nil }); err != nil || got <= 0 {
 		t.Fatalf("ControlFD %d %v", got, err)
-	}
-}
-
-// TestImports enforces the architecture: packages under virtio/transport
-// reach only virtio, virtio/queue, mem and devices in this module.
-func TestImports(t *testing.T) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not in PATH")
-	}
-	out, err := exec.Command(gobin, "list", "-deps", "./...").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	const module = "github.com/flintvm/flint/"
-	for _, pkg := range strings.Fields(string(out)) {
-		rel, ok := strings.CutPrefix(pkg, module)
-		if !ok {
-			continue
-		}
-		switch {
-		case rel == "mem", rel == "devices", rel == "devices/pci", rel == "virtio", rel == "virtio/queue", rel == "internal/eventfd",
-			strings.HasPrefix(rel, "virtio/transport"):
-		default:
-			t.Errorf("virtio/transport depends on %s", pkg)
-		}
 	}
 }
