@@ -11,7 +11,11 @@ import (
 
 // Stats are the device's counters. They accumulate over the device's
 // life (Reset keeps them) and are published by the device goroutines at
-// the end of every batch, so a snapshot can lag by one batch.
+// the end of every batch, so a snapshot can lag by one batch. Each counter
+// is published on its own, so a snapshot taken while the device runs can
+// also hold part of a batch (a packet counted, the malformed chain beside
+// it not yet): compare counters with each other only after Reset, which
+// waits for the engines and their last publish.
 type Stats struct {
 	// RxPackets and RxBytes count frames delivered to the guest (bytes
 	// without the virtio-net header); RxBuffers the receive buffers they
