@@ -42,8 +42,8 @@ test: setup testsummary
 		if $(MAKE) --no-print-directory $$phase; then echo "$$phase ok" >>$(RESULTS)/phases; \
 		else rc=1; echo "$$phase FAILED" >>$(RESULTS)/phases; echo "==== make test: $$phase FAILED"; fi; \
 	done; \
-	$(TESTSUMMARY) report $(RESULTS); \
 	if [ $$rc = 0 ]; then echo "make test: PASS"; else echo "make test: FAIL ($$(grep -c FAILED $(RESULTS)/phases) phase(s) failed)"; fi; \
+	$(TESTSUMMARY) report $(RESULTS); \
 	exit $$rc
 
 testsummary:

@@ -129,4 +129,8 @@ func TestReport(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, s)
 		}
 	}
+	// The plain closing line CI reads comes last.
+	if !strings.HasSuffix(s, "\ntests: 4 passed, 1 failed, 1 skipped\n") {
+		t.Errorf("report does not end with the totals line:\n%s", s)
+	}
 }
