@@ -337,11 +337,7 @@ type kvmPkgConsole struct {
 	pkg     string    // the package running ("" between packages)
 	pkgFrom time.Time // since when
 
-	beatBuf  []byte
-	beats    int
-	beatAt   time.Time
-	lastBeat string   // the last "L1-BEAT ..." line
-	ps, psAt []string // L1's last complete process list ("L1-PS ..."), and the one being read
+	l1Beat
 }
 
 func newKVMPkgConsole(log *lineLogger) *kvmPkgConsole {
@@ -398,18 +394,7 @@ func (c *kvmPkgConsole) beatWriter() io.Writer {
 	return writerFunc(func(p []byte) (int, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		lines(&c.beatBuf, p, func(l string) {
-			switch {
-			case strings.HasPrefix(l, "L1-BEAT "):
-				c.beats++
-				c.beatAt, c.lastBeat = time.Now(), l
-				if len(c.psAt) > 0 {
-					c.ps, c.psAt = c.psAt, nil
-				}
-			case strings.HasPrefix(l, "L1-PS "):
-				c.psAt = append(c.psAt, l)
-			}
-		})
+		c.write(p, time.Now())
 		return len(p), nil
 	})
 }
@@ -418,10 +403,7 @@ func (c *kvmPkgConsole) beatWriter() io.Writer {
 func (c *kvmPkgConsole) heartbeat() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.beats == 0 {
-		return "no heartbeat from L1"
-	}
-	return fmt.Sprintf("%d heartbeats, the last: %s", c.beats, c.lastBeat)
+	return fmt.Sprintf("%d heartbeats, the last: %s", c.beats, c.describe(time.Now()))
 }
 
 // processes is L1's last process list from its heartbeat.

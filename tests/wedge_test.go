@@ -87,13 +87,9 @@ type hostWatch struct {
 	rcuStalls int
 	reason    string // set once the host is judged wedged
 
-	// L1's heartbeat (beatWriter): the last beat line, when it came, and the
-	// newest complete block of L1-PS lines (every process's state).
-	silence   time.Duration // see defaultL1Silence
-	beats     int
-	beatAt    time.Time
-	lastBeat  string
-	ps, psNew []string
+	// L1's heartbeat (beatWriter), and how long it may pause.
+	l1Beat
+	silence time.Duration // see defaultL1Silence
 	// quiet is how long the running boot's console may stay silent while L1
 	// beats (boot.quiet; 0: not watched); lastOut is when it last printed.
 	quiet   map[string]time.Duration
@@ -126,35 +122,49 @@ func lines(buf *[]byte, p []byte, fn func(string)) {
 	}
 }
 
-// beatWriter returns the io.Writer that L1's heartbeat stream goes to.
-func (w *hostWatch) beatWriter() io.Writer { return &beatStream{w: w} }
-
-type beatStream struct {
-	w   *hostWatch
-	buf []byte
+// l1Beat follows L1's heartbeat stream (nested-host.sh --beat): "L1-BEAT n=N
+// up=S ..." every second, and after some beats a block of "L1-PS ..." lines
+// (every process's state). Its owner serialises access.
+type l1Beat struct {
+	beatBuf   []byte
+	beats     int
+	beatAt    time.Time // when the last beat came
+	lastBeat  string
+	ps, psNew []string // the newest complete L1-PS block, and the one being read
 }
 
-func (b *beatStream) Write(p []byte) (int, error) {
-	b.w.mu.Lock()
-	defer b.w.mu.Unlock()
-	lines(&b.buf, p, b.w.beatLine)
-	return len(p), nil
-}
-
-// beatLine takes one heartbeat line: "L1-BEAT n=N up=S ..." every second,
-// and after some beats a block of "L1-PS ..." lines.
-func (w *hostWatch) beatLine(line string) {
-	switch {
-	case strings.HasPrefix(line, "L1-BEAT "):
-		w.beats++
-		w.beatAt = w.now()
-		w.lastBeat = line
-		if len(w.psNew) > 0 {
-			w.ps, w.psNew = w.psNew, nil
+// write takes a chunk of the stream that arrived at now.
+func (b *l1Beat) write(p []byte, now time.Time) {
+	lines(&b.beatBuf, p, func(line string) {
+		switch {
+		case strings.HasPrefix(line, "L1-BEAT "):
+			b.beats++
+			b.beatAt, b.lastBeat = now, line
+			if len(b.psNew) > 0 {
+				b.ps, b.psNew = b.psNew, nil
+			}
+		case strings.HasPrefix(line, "L1-PS "):
+			b.psNew = append(b.psNew, line)
 		}
-	case strings.HasPrefix(line, "L1-PS "):
-		w.psNew = append(w.psNew, line)
+	})
+}
+
+// describe is the last beat for logs: "L1-BEAT n=5 up=12.3 (2s ago)".
+func (b *l1Beat) describe(now time.Time) string {
+	if b.beats == 0 {
+		return "no heartbeat from L1"
 	}
+	return fmt.Sprintf("%s (%v ago)", b.lastBeat, now.Sub(b.beatAt).Round(time.Second))
+}
+
+// beatWriter returns the io.Writer that L1's heartbeat stream goes to.
+func (w *hostWatch) beatWriter() io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.write(p, w.now())
+		return len(p), nil
+	})
 }
 
 // alive reports whether L1 has beaten within the silence limit. Caller
@@ -171,14 +181,11 @@ func (w *hostWatch) processes() []string {
 	return append([]string(nil), w.ps...)
 }
 
-// heartbeat describes the last beat, for logs: "L1-BEAT n=5 up=12.3 (2s ago)".
+// heartbeat describes the last beat, for logs.
 func (w *hostWatch) heartbeat() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.beats == 0 {
-		return "no heartbeat from L1"
-	}
-	return fmt.Sprintf("%s (%v ago)", w.lastBeat, w.now().Sub(w.beatAt).Round(time.Second))
+	return w.describe(w.now())
 }
 
 func (w *hostWatch) Write(p []byte) (int, error) {
