@@ -31,12 +31,12 @@
 // wedges (soft lockups on its CPUs, flint's vCPU thread unkillable), crashes, or
 // stops altogether. L1 sends a heartbeat apart from its console (nested-host.sh
 // --beat: a line a second on a virtio-serial port, with every process's state every
-// ten beats), and the harness tells the two kinds of silence apart:
+// thirty beats), and the harness tells the two kinds of silence apart:
 //
 //   - L1 lost: no heartbeat for 30 s, a soft lockup that no finished boot follows, an
 //     L1 kernel crash (a <0> BUG or panic line), or L1 ending without finishing its
 //     job. The harness logs why and L1's last process dump, stops that L1 and runs the
-//     boots that never finished again in a fresh one (up to four lost hosts per test).
+//     boots that never finished again in a fresh one (up to six lost hosts per test).
 //     A boot that finished is never rerun for this, whatever its result.
 //   - flint hung: L1 keeps beating while a boot runs past its timeout, or while a boot
 //     with a quiet limit (the network cases, whose guests print a heartbeat) prints

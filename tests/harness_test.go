@@ -363,11 +363,13 @@ func (e *env) runBoots(t *testing.T, boots []boot) (map[string]*result, error) {
 	if e.direct {
 		return e.runDirect(t, boots), nil
 	}
+	// Boots that finished with a lost vCPU state run again even when the
+	// sessions also reported a failure (a suspected hang elsewhere).
 	res, err := e.runNested(t, boots)
-	if err != nil {
-		return res, err
+	if rerr := e.rerunLostStates(t, boots, res); err == nil {
+		err = rerr
 	}
-	return res, e.rerunLostStates(t, boots, res)
+	return res, err
 }
 
 func (e *env) runDirect(t *testing.T, boots []boot) map[string]*result {

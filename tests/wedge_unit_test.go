@@ -175,12 +175,15 @@ if [[ -n $beat ]]; then
 fi
 if [[ -n $ctl ]]; then
 	mkfifo "$ctl.in"
-	( while read -r c; do [[ $c == dump ]] && echo 'level=WARN msg="virtio queue" fake=dump'; done <>"$ctl.in" ) &
+	( while read -r c; do
+		[[ $c == dump ]] && echo 'level=WARN msg="virtio queue" fake=dump'
+		[[ $c == dump && $FAKE_MODE == hanglost ]] && echo 'level=WARN msg="vCPU state is impossible for this guest: its page tables (CR3) are outside guest RAM" vcpu=1'
+	done <>"$ctl.in" ) &
 fi
 echo NESTED-JOB-START
 for name in $(sed -n "s/^run_boot '\([^']*\)'.*/\1/p" "$job"); do
 	echo "JOB-START $name"
-	if [[ $n == 1 && $name == c && $FAKE_MODE == hang ]]; then
+	if [[ $n == 1 && $name == c && ( $FAKE_MODE == hang || $FAKE_MODE == hanglost ) ]]; then
 		sleep 600 & wait $! # flint hangs; L1 keeps beating
 	fi
 	if [[ $n == 1 && $name == c && $FAKE_MODE == silent ]]; then
@@ -444,5 +447,27 @@ func TestHostWatchHeartbeat(t *testing.T) {
 	clk.t = clk.t.Add(time.Second)
 	if r := w.check(); w.hung() || !strings.Contains(r, "L1 silent: no heartbeat for 30s") || !strings.Contains(r, "during boot cloud/cpus=1") {
 		t.Errorf("check() = %q hung=%v, want L1 silent during the boot", r, w.hung())
+	}
+}
+
+// TestNestedHangWithLostState: boot c falls silent while L1 beats, and the
+// dump flint gives shows a vCPU state the emulator lost: that is the
+// nested host's loss, so c and d run again in a fresh L1 and pass.
+func TestNestedHangWithLostState(t *testing.T) {
+	t.Setenv("FAKE_MODE", "hanglost")
+	e, boots, dir := fakeNested(t)
+	for i := range boots {
+		boots[i].quiet = 3 * time.Second
+	}
+	res, err := e.runNested(t, boots)
+	if err != nil {
+		t.Fatalf("runNested: %v", err)
+	}
+	job2, err := os.ReadFile(filepath.Join(dir, "job2.sh"))
+	if err != nil || !strings.Contains(string(job2), "run_boot 'c'") || !strings.Contains(string(job2), "run_boot 'd'") {
+		t.Fatalf("second session should run c and d (%v):\n%s", err, job2)
+	}
+	if c := res["c"]; c == nil || c.hung || c.unfinished || c.rc != 0 || !strings.Contains(c.retried, "lost boot c's vCPU state") {
+		t.Errorf("c: %+v, want the rerun's result, marked as a rerun after a lost state", c)
 	}
 }
