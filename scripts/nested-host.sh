@@ -24,7 +24,7 @@
 #   --beat FILE      L1's heartbeat channel (default: a file in the work directory,
 #                    shown when L1 ends without its job's end line): a virtio-serial
 #                    port, independent of L1's console UART, to which L1 writes
-#                    "L1-BEAT n=N up=SECONDS" every second and, every 10 beats (and
+#                    "L1-BEAT n=N up=SECONDS" every second and, every 30 beats (and
 #                    when /tmp/l1-dump exists), every process's state, kernel wait
 #                    channel and, for flint's threads, kernel stacks ("L1-PS ...");
 #                    QEMU's pid goes to FILE.qemu-pid
@@ -158,21 +158,38 @@ for d in /sys/class/virtio-ports/*; do
 	[ "$(cat "$d/name" 2>/dev/null)" = flint.beat ] && beatdev=/dev/${d##*/}
 done
 if [ -n "$beatdev" ] && [ -c "$beatdev" ]; then
+	# Shell builtins only (read, echo) in the loop: under TCG every fork costs L1 time.
 	(
 		n=0
 		while :; do
 			n=$((n + 1))
-			echo "L1-BEAT n=$n up=$(cut -d' ' -f1 /proc/uptime) load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,)"
-			if [ $((n % 10)) = 0 ] || [ -e /tmp/l1-dump ]; then
+			read -r up _ </proc/uptime
+			read -r l1 l5 l15 _ </proc/loadavg
+			echo "L1-BEAT n=$n up=$up load=$l1,$l5,$l15"
+			if [ $((n % 30)) = 0 ] || [ -e /tmp/l1-dump ]; then
 				rm -f /tmp/l1-dump
 				for p in /proc/[0-9]*; do
-					# Kernel threads have an empty command line (/proc sizes read 0).
-					[ -n "$(head -c 1 "$p/cmdline" 2>/dev/null | tr -d '\0')" ] || continue
-					c=$(cat "$p/comm" 2>/dev/null) || continue
-					echo "L1-PS ${p#/proc/} $c $(awk '/^State/ { print $2 }' "$p/status" 2>/dev/null) wchan=$(cat "$p/wchan" 2>/dev/null)"
+					st='' pp='' c='' wc=''
+					while read -r k v _; do
+						case $k in State:) st=$v ;; PPid:) pp=$v && break ;; esac
+					done <"$p/status" 2>/dev/null
+					# Kernel threads are children of kthreadd (pid 2).
+					[ -n "$pp" ] && [ "$pp" != 2 ] && [ "${p#/proc/}" != 2 ] || continue
+					read -r c <"$p/comm" 2>/dev/null
+					read -r wc <"$p/wchan" 2>/dev/null
+					echo "L1-PS ${p#/proc/} $c $st wchan=$wc"
 					[ "$c" = flint ] || continue
 					for t in "$p"/task/*; do
-						echo "L1-PS   thread ${t##*/} $(awk '/^State/ { print $2 }' "$t/status" 2>/dev/null) wchan=$(cat "$t/wchan" 2>/dev/null) $(head -n 4 "$t/stack" 2>/dev/null | awk '{ printf "%s ", $2 }')"
+						st='' wc='' stack='' i=0
+						while read -r k v _; do
+							case $k in State:) st=$v && break ;; esac
+						done <"$t/status" 2>/dev/null
+						read -r wc <"$t/wchan" 2>/dev/null
+						while [ $i -lt 4 ] && read -r _ fn; do
+							stack="$stack$fn "
+							i=$((i + 1))
+						done <"$t/stack" 2>/dev/null
+						echo "L1-PS   thread ${t##*/} $st wchan=$wc $stack"
 					done
 				done
 			fi

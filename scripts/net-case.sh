@@ -108,23 +108,23 @@ ip netns add "$ns" || fail "ip netns add $ns"
 ip -n "$ns" link set lo up
 inns() { ip netns exec "$ns" "$@"; }
 
-# The host's stream to the guest, and the servers.
-dd if=/dev/urandom of="$w/h2g" bs=1048576 count="$size" 2>/dev/null || fail "writing $w/h2g"
-echo "NET-HOST-H2G-SENT bytes=$(wc -c <"$w/h2g") sha256=$(sha256sum "$w/h2g" | cut -d' ' -f1)"
-inns busybox nc -l -p 5001 -e sh -c "cat >'$w/g2h'" </dev/null &
-g2hpid=$!
-pids="$pids $!"
-inns busybox nc -l -p 5002 -e cat "$w/h2g" </dev/null &
-pids="$pids $!"
+# The streams: random bytes for the guest on one port, what the guest sends kept
+# from another. serve SUFFIX G2H-PORT H2G-PORT MiB; last_g2h is the receiver's pid.
+serve() {
+	dd if=/dev/urandom of="$w/h2g$1" bs=1048576 count="$4" 2>/dev/null || fail "writing $w/h2g$1"
+	echo "NET-HOST-H2G$1-SENT bytes=$(wc -c <"$w/h2g$1") sha256=$(sha256sum "$w/h2g$1" | cut -d' ' -f1)"
+	inns busybox nc -l -p "$2" -e sh -c "cat >'$w/g2h$1'" </dev/null &
+	last_g2h=$!
+	pids="$pids $!"
+	inns busybox nc -l -p "$3" -e cat "$w/h2g$1" </dev/null &
+	pids="$pids $!"
+}
+serve '' 5001 5002 "$size"
+g2hpid=$last_g2h
 g2h2pid=''
 if [ "$again" != 0 ]; then
-	dd if=/dev/urandom of="$w/h2g2" bs=1048576 count="$again" 2>/dev/null || fail "writing $w/h2g2"
-	echo "NET-HOST-H2G2-SENT bytes=$(wc -c <"$w/h2g2") sha256=$(sha256sum "$w/h2g2" | cut -d' ' -f1)"
-	inns busybox nc -l -p 5003 -e sh -c "cat >'$w/g2h2'" </dev/null &
-	g2h2pid=$!
-	pids="$pids $!"
-	inns busybox nc -l -p 5004 -e cat "$w/h2g2" </dev/null &
-	pids="$pids $!"
+	serve 2 5003 5004 "$again"
+	g2h2pid=$last_g2h
 fi
 inns "$IPERF3" -s -p 5201 >"$w/iperf3.log" 2>&1 </dev/null &
 pids="$pids $!"
