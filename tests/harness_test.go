@@ -157,12 +157,8 @@ func buildFlint(t *testing.T, root string) string {
 // binary in a temporary directory and returns its path.
 func goBuild(t *testing.T, root, pkg string) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	}
 	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
-	cmd := exec.Command(goBin, "build", "-o", out, pkg)
+	cmd := exec.Command(goCommand(), "build", "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {

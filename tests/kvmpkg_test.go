@@ -441,12 +441,7 @@ func kvmPkgSession(t *testing.T, root, cache, flint, bins, tools string, pkgs []
 		t.Fatal(err)
 	}
 	total := nestedOverhead + time.Duration(len(pkgs))*(kvmPkgTimeout+30*time.Second)
-	if dl, ok := t.Deadline(); ok {
-		if left := time.Until(dl) - 30*time.Second; left < total {
-			t.Logf("nested host timeout cut from %v to %v by the go test -timeout deadline", total, left.Round(time.Second))
-			total = left
-		}
-	}
+	total = withinDeadline(t, total)
 	var out bytes.Buffer
 	logw := newLineLogger(t, "nested: ")
 	beatFile := filepath.Join(dir, "l1-beat.log")

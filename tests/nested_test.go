@@ -235,12 +235,7 @@ func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result,
 		}
 		total += b.timeout + 10*time.Second
 	}
-	if dl, ok := t.Deadline(); ok {
-		if left := time.Until(dl) - 30*time.Second; left < total {
-			t.Logf("nested host timeout cut from %v to %v by the go test -timeout deadline", total, left.Round(time.Second))
-			total = left
-		}
-	}
+	total = withinDeadline(t, total)
 	job := filepath.Join(dir, "job.sh")
 	if err := os.WriteFile(job, []byte(nestedJobScript(boots, names)), 0o644); err != nil {
 		t.Fatal(err)
@@ -373,6 +368,19 @@ func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result,
 	default:
 		return res, "", fmt.Errorf("running nested-host.sh: %v", err)
 	}
+}
+
+// withinDeadline returns total, cut to leave 30 s before the go test
+// -timeout deadline: a nested host session must end before go test kills the
+// test binary, or its result and L1's state are lost with it.
+func withinDeadline(t *testing.T, total time.Duration) time.Duration {
+	if dl, ok := t.Deadline(); ok {
+		if left := time.Until(dl) - 30*time.Second; left < total {
+			t.Logf("nested host timeout cut from %v to %v by the go test -timeout deadline", total, left.Round(time.Second))
+			return left
+		}
+	}
+	return total
 }
 
 // tailFile copies what is appended to path to w until done is closed
