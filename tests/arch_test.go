@@ -21,11 +21,7 @@ const module = "github.com/flintvm/flint"
 // the standard library and golang.org/x/sys; only cmd/flint sits above vmm.
 // It is the one import-rule test.
 func TestImportDirection(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go command not in PATH")
-	}
-	cmd := exec.Command(goBin, "list", "-deps", "-json=ImportPath,Imports,Deps,CgoFiles,Standard", module+"/...")
+	cmd := exec.Command(goCommand(), "list", "-deps", "-json=ImportPath,Imports,Deps,CgoFiles,Standard", module+"/...")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
