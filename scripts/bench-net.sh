@@ -22,7 +22,7 @@
 # Mbit/s at the receiver, the sender's retransmits) and UDP 64-byte packets per second
 # received (the guest's side is bounded by UML's ~21 us syscalls, not by the device).
 # Needs root, /dev/net/tun, iproute2, busybox, iperf3, jq, user-mode-linux, Go (to build
-# flint and scripts/vumask), and for the DPDK peer dpdk-dev.
+# flint and internal/vumask), and for the DPDK peer dpdk-dev.
 set -euo pipefail
 
 # shellcheck source=lib/common.sh
@@ -59,8 +59,8 @@ w=$(mktemp -d "${TMPDIR:-/tmp}/flint-bench-net.XXXXXX")
 trap 'rm -rf "$w"' EXIT
 flint_log "building flint, vumask and umlexec"
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs -o "$w/flint" ./cmd/flint &&
-	CGO_ENABLED=0 go build -o "$w/vumask" ./scripts/vumask &&
-	CGO_ENABLED=0 go build -o "$w/umlexec" ./scripts/umlexec) || flint_die "go build failed"
+	CGO_ENABLED=0 go build -o "$w/vumask" ./internal/vumask &&
+	CGO_ENABLED=0 go build -o "$w/umlexec" ./internal/umlexec) || flint_die "go build failed"
 initrd=$(bash "$here/mkuml-guest.sh")
 
 configs=()

@@ -15,12 +15,12 @@
 #   --out FILE     also write the report to FILE
 #   --csv FILE     every comparison sample as CSV
 #
-# The guest (scripts/startbench, `startbench image`) is a bzImage of a few hundred bytes:
+# The guest (internal/startbench, `startbench image`) is a bzImage of a few hundred bytes:
 # its 64-bit entry (what Flint runs) writes port 0x80, prints "hello\n" on COM1 and
 # resets through the i8042; its real-mode entry (what QEMU's firmware runs) writes port
 # 0x80, prints "F\n" and resets the same way. Both VMMs exit on that reset.
 #
-# Measured from outside each process by scripts/startbench, identically for both:
+# Measured from outside each process by internal/startbench, identically for both:
 # exec -> first byte on the stdout pipe, exec -> wait4 returning, peak RSS under GNU time
 # (/usr/bin/time -f %M; a Go parent's own wait4 over-reports it, see startbench). QEMU's
 # first payload instruction is its port 0x80 write, sent by isa-debugcon to a pipe;
@@ -63,7 +63,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 flint_log "building flint and startbench"
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$tmp/flint" ./cmd/flint
-go build -o "$tmp/startbench" ./scripts/startbench
+go build -o "$tmp/startbench" ./internal/startbench
 "$tmp/startbench" image -o "$tmp/tiny.bzImage"
 
 report=$tmp/report.md
@@ -108,7 +108,7 @@ cmp_args=(compare -flint "$tmp/flint" -kernel "$tmp/tiny.bzImage" -memory "$memo
 if [[ -n $csv ]]; then cmp_args+=(-csv "$csv"); fi
 "$tmp/startbench" "${cmp_args[@]}" >"$tmp/compare.md"
 {
-	echo "\`go run ./scripts/startbench compare -n $runs -memory $memory ...\`${qemu:+ (Flint and QEMU interleaved)}:"
+	echo "\`go run ./internal/startbench compare -n $runs -memory $memory ...\`${qemu:+ (Flint and QEMU interleaved)}:"
 	echo
 	sed "s#$tmp/#\$TMP/#g" "$tmp/compare.md"
 	if [[ -n $qemu_note ]]; then printf '\n%s\n' "$qemu_note"; fi

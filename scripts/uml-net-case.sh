@@ -9,7 +9,7 @@
 #   --backend B      flint: `flint net-backend` on a vhost-user socket [default]
 #                    vec:   UML's own vector TAP driver (vec0:transport=tap,depth=128,gro=1)
 #                    dpdk:  dpdk-testpmd, net_vhost + net_tap, io forwarding, --no-huge, behind
-#                           scripts/vumask, which hides RING_PACKED and CTRL_VQ/MQ from UML
+#                           internal/vumask, which hides RING_PACKED and CTRL_VQ/MQ from UML
 #                           (UML sets packed rings up wrongly; nobody serves UML's control queue)
 #   --rx MODE        flint's RX mode: mergeable [default], big (--mrg-rxbuf off) or
 #                    small (--mrg-rxbuf off --tso off)
@@ -25,8 +25,8 @@
 #   --reps N         bench: runs of each measurement in one boot [1]
 #   --flint BIN      [<repo>/bin/flint]    --initrd FILE  [scripts/mkuml-guest.sh output]
 #   --mem MiB        UML memory [256]      --timeout S    per boot [120]
-#   --vumask BIN     scripts/vumask binary for --backend dpdk [built with go into a temp dir]
-#   --umlexec BIN    scripts/umlexec binary, which starts linux.uml (with a workaround on
+#   --vumask BIN     internal/vumask binary for --backend dpdk [built with go into a temp dir]
+#   --umlexec BIN    internal/umlexec binary, which starts linux.uml (with a workaround on
 #                    hosts whose XSAVE area UML 6.1 cannot restore) [built with go likewise]
 #   --name NAME      names the namespace (umlnet-PID-NAME) [case]
 #
@@ -146,7 +146,7 @@ ip -n "$ns" link set lo up
 [[ $backend == dpdk ]] || ip -n "$ns" tuntap add dev "$tap" mode tap vnet_hdr
 if [[ -z $umlexec ]]; then
 	flint_need_tools go
-	(cd "$here/.." && CGO_ENABLED=0 go build -o "$w/umlexec" ./scripts/umlexec) || flint_die "building scripts/umlexec"
+	(cd "$here/.." && CGO_ENABLED=0 go build -o "$w/umlexec" ./internal/umlexec) || flint_die "building internal/umlexec"
 	umlexec=$w/umlexec
 fi
 sock=$w/vhost.sock
@@ -159,7 +159,7 @@ flint)
 dpdk)
 	if [[ -z $vumask ]]; then
 		flint_need_tools go
-		(cd "$here/.." && CGO_ENABLED=0 go build -o "$w/vumask" ./scripts/vumask) || flint_die "building scripts/vumask"
+		(cd "$here/.." && CGO_ENABLED=0 go build -o "$w/vumask" ./internal/vumask) || flint_die "building internal/vumask"
 		vumask=$w/vumask
 	fi
 	"${nsx[@]}" dpdk-testpmd -l 0,1 --no-pci --no-huge -m 1024 --file-prefix "flint-$ns" \

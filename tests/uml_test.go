@@ -67,7 +67,7 @@ func TestUMLNetBackend(t *testing.T) {
 		cache = filepath.Join(root, ".cache")
 	}
 	flint := buildFlint(t, root)
-	umlexec := goBuild(t, root, "./scripts/umlexec")
+	umlexec := goBuild(t, root, "./internal/umlexec")
 	initrd := filepath.Join(cache, "uml", "guest.cpio.gz")
 	runUMLScript(t, root, cache, 2*time.Minute, "mkuml-guest.sh", "-o", initrd)
 	start := time.Now()

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flintvm/flint/internal/startbench/launch"
 	"github.com/flintvm/flint/internal/testenv"
-	"github.com/flintvm/flint/scripts/startbench/launch"
 	"github.com/flintvm/flint/vmm/vmmtest"
 )
 

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flintvm/flint/scripts/umlhost"
+	"github.com/flintvm/flint/internal/umlhost"
 	virtionet "github.com/flintvm/flint/virtio/net"
 	"github.com/flintvm/flint/virtio/transport/vhostuser"
 

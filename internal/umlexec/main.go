@@ -1,13 +1,13 @@
 // Command umlexec runs Debian's stock User-Mode-Linux kernel with the
 // ptrace regset it cannot use on some hosts refused (package
-// scripts/umlhost says why): `umlexec linux.uml ARGS...`.
+// internal/umlhost says why): `umlexec linux.uml ARGS...`.
 package main
 
 import (
 	"fmt"
 	"os"
 
-	"github.com/flintvm/flint/scripts/umlhost"
+	"github.com/flintvm/flint/internal/umlhost"
 )
 
 func main() {

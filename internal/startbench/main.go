@@ -43,7 +43,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flintvm/flint/scripts/startbench/launch"
+	"github.com/flintvm/flint/internal/startbench/launch"
 	"github.com/flintvm/flint/vmm/vmmtest"
 )
 

@@ -1,6 +1,6 @@
 // Package launch times a command's start: exec to first output byte to
 // exit, peak RSS under GNU time, flint's --timing line. It is the one
-// measurement behind both scripts/startbench and cmd/flint's
+// measurement behind both internal/startbench and cmd/flint's
 // BenchmarkStartup, so that the two report the same thing.
 package launch
 
