@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -104,9 +106,20 @@ func readTable(t *testing.T) []archRow {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, table, ok := strings.Cut(string(doc), "## Packages")
+	rows, err := parseTable(string(doc))
+	if err != nil {
+		t.Fatalf("docs/ARCHITECTURE.md: %v", err)
+	}
+	return rows
+}
+
+// parseTable returns the rows of doc's "## Packages" table. In the first
+// column, ".../x" names x under the row's first package; in the last, a
+// parenthesis ("(builds `cmd/flint`)") is not an import.
+func parseTable(doc string) ([]archRow, error) {
+	_, table, ok := strings.Cut(doc, "## Packages")
 	if !ok {
-		t.Fatal("docs/ARCHITECTURE.md has no ## Packages")
+		return nil, errors.New("no ## Packages section")
 	}
 	var rows []archRow
 	for _, line := range strings.Split(table, "\n") {
@@ -119,7 +132,7 @@ func readTable(t *testing.T) []archRow {
 		}
 		may := cells[len(cells)-2]
 		if i := strings.Index(may, "("); i >= 0 {
-			may = may[:i] // "(builds `cmd/flint`)" is not an import
+			may = may[:i]
 		}
 		var r archRow
 		for _, m := range backticked.FindAllStringSubmatch(cells[1], -1) {
@@ -136,63 +149,89 @@ func readTable(t *testing.T) []archRow {
 		rows = append(rows, r)
 	}
 	if len(rows) < 10 {
-		t.Fatalf("read only %d rows from docs/ARCHITECTURE.md's package table", len(rows))
+		return nil, fmt.Errorf("read only %d rows from the package table", len(rows))
 	}
-	return rows
+	return rows, nil
 }
 
 // checkTable checks every row's "may import" column against the module
 // packages' imports (module-relative paths). A package belongs to the row
-// naming it or, failing that, its nearest parent (helpers such as
-// virtio/queue/queuetest); it may import its own row's packages and those
-// of the rows its "may import" names. Every row must name real packages.
+// naming it or, failing that, to its nearest parent's (a helper someone has
+// just added under a listed package); a package with neither, such as Go
+// code left under scripts/, fails. It may import only the packages of its
+// own row and those its "may import" column names ("everything below":
+// anything but cmd/ and tests). Every name in the table must be a real
+// package, in one row only.
 func checkTable(t *testing.T, imports map[string][]string) {
-	rows := readTable(t)
-	rowOf := func(p string) int {
-		best, bestLen := -1, -1
-		for i, r := range rows {
-			for _, name := range r.pkgs {
-				if (p == name || strings.HasPrefix(p, name+"/")) && len(name) > bestLen {
-					best, bestLen = i, len(name)
-				}
-			}
-		}
-		return best
+	for _, e := range tableErrors(readTable(t), imports) {
+		t.Error(e)
 	}
-	for _, r := range rows {
+}
+
+// tableErrors returns every way imports breaks rows.
+func tableErrors(rows []archRow, imports map[string][]string) []string {
+	var errs []string
+	errf := func(format string, a ...any) { errs = append(errs, fmt.Sprintf(format, a...)) }
+	rowOf := map[string]int{}
+	for i, r := range rows {
 		for _, name := range r.pkgs {
+			if j, dup := rowOf[name]; dup {
+				errf("docs/ARCHITECTURE.md names %s in two rows (%v and %v)", name, rows[j].pkgs, r.pkgs)
+			}
+			rowOf[name] = i
 			if _, ok := imports[name]; !ok {
-				t.Errorf("docs/ARCHITECTURE.md names %s, which is not a package of the module", name)
+				errf("docs/ARCHITECTURE.md names %s, which is not a package of the module", name)
 			}
 		}
 		for _, name := range r.mayMatch {
 			if _, ok := imports[name]; !ok {
-				t.Errorf("docs/ARCHITECTURE.md lets %v import %s, which is not a package of the module", r.pkgs, name)
+				errf("docs/ARCHITECTURE.md lets %v import %s, which is not a package of the module", r.pkgs, name)
 			}
 		}
 	}
-	for p, imps := range imports {
-		pr := rowOf(p)
-		if pr < 0 {
-			continue // not in the table (yet): the rules above still apply
+	rowFor := func(p string) (int, bool) {
+		for q := p; ; {
+			if i, ok := rowOf[q]; ok {
+				return i, true
+			}
+			i := strings.LastIndex(q, "/")
+			if i < 0 {
+				return 0, false
+			}
+			q = q[:i]
+		}
+	}
+	pkgs := make([]string, 0, len(imports))
+	for p := range imports {
+		pkgs = append(pkgs, p)
+	}
+	slices.Sort(pkgs)
+	for _, p := range pkgs {
+		pr, ok := rowFor(p)
+		if !ok {
+			if strings.HasPrefix(p, "scripts/") {
+				errf("%s: Go code under scripts/ (scripts/ is for shell; Go helpers go under internal/)", p)
+			}
+			errf("%s has no row in docs/ARCHITECTURE.md's package table: add one saying what it owns and may import", p)
+			continue
 		}
 		r := rows[pr]
-		for _, d := range imps {
+		for _, d := range imports[p] {
 			rel, ok := strings.CutPrefix(d, module+"/")
 			if !ok {
 				continue
 			}
-			dr := rowOf(rel)
+			dr, known := rowFor(rel)
 			switch {
-			case dr == pr:
+			case known && dr == pr:
 			case r.mayAll && !strings.HasPrefix(rel, "cmd/") && rel != "tests":
-			case dr >= 0 && slices.ContainsFunc(rows[dr].pkgs, func(n string) bool { return slices.Contains(r.mayMatch, n) }):
+			case slices.Contains(r.mayMatch, rel):
 			default:
-				t.Errorf("%s imports %s, but docs/ARCHITECTURE.md's table lets it import only %s",
-					p, rel, mayString(r))
+				errf("%s imports %s, but docs/ARCHITECTURE.md's table lets it import only %s", p, rel, mayString(r))
 			}
 		}
 	}
+	return errs
 }
 
 func mayString(r archRow) string {
@@ -203,4 +242,52 @@ func mayString(r archRow) string {
 		return "nothing from the module"
 	}
 	return strings.Join(r.mayMatch, ", ")
+}
+
+// TestArchTable feeds tableErrors a small table: the imports it allows
+// pass, and each way of breaking it is reported.
+func TestArchTable(t *testing.T) {
+	doc := "## Packages\n\n| package | owns | may import |\n|---|---|---|\n" +
+		"| `cmd/x` | the CLI | everything below (and builds `tests`) |\n" +
+		"| `a`, `.../sub` | a | `b` |\n" +
+		"| `b` | b | nothing |\n"
+	for i := 0; i < 8; i++ {
+		doc += fmt.Sprintf("| `f%d` | filler | nothing |\n", i)
+	}
+	doc += "\n## Next\n| `ignored` | after the table | `a` |\n"
+	rows, err := parseTable(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 11 || !slices.Equal(rows[1].pkgs, []string{"a", "a/sub"}) || !rows[0].mayAll || len(rows[0].mayMatch) != 0 {
+		t.Fatalf("parsed rows %+v", rows)
+	}
+	good := map[string][]string{
+		"cmd/x": {module + "/a", module + "/b", "fmt"},
+		"a":     {module + "/a/sub", module + "/b"},
+		"a/sub": {module + "/b"},
+		"b":     {"os"},
+	}
+	for i := 0; i < 8; i++ {
+		good[fmt.Sprintf("f%d", i)] = nil
+	}
+	if errs := tableErrors(rows, good); len(errs) != 0 {
+		t.Fatalf("a module that keeps the table was rejected: %v", errs)
+	}
+	for name, edit := range map[string]func(map[string][]string){
+		"import not allowed":   func(m map[string][]string) { m["b"] = append(m["b"], module+"/a") },
+		"cmd imported":         func(m map[string][]string) { m["a"] = append(m["a"], module+"/cmd/x") },
+		"package with no row":  func(m map[string][]string) { m["scripts/helper"] = nil },
+		"helper imports more":  func(m map[string][]string) { m["b/helper"] = []string{module + "/a"} },
+		"row names no package": func(m map[string][]string) { delete(m, "a/sub") },
+	} {
+		m := map[string][]string{}
+		for k, v := range good {
+			m[k] = slices.Clone(v)
+		}
+		edit(m)
+		if errs := tableErrors(rows, m); len(errs) == 0 {
+			t.Errorf("%s: not reported", name)
+		}
+	}
 }
