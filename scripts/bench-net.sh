@@ -22,7 +22,8 @@
 # Mbit/s at the receiver, the sender's retransmits) and UDP 64-byte packets per second
 # received (the guest's side is bounded by UML's ~21 us syscalls, not by the device).
 # Needs root, /dev/net/tun, iproute2, busybox, iperf3, jq, user-mode-linux, Go (to build
-# flint and internal/vumask), and for the DPDK peer dpdk-dev.
+# flint, internal/vumask, internal/umlexec and internal/benchreport, which writes the
+# report's tables), and for the DPDK peer dpdk-dev.
 set -euo pipefail
 
 # shellcheck source=lib/common.sh
@@ -57,10 +58,11 @@ fi
 
 w=$(mktemp -d "${TMPDIR:-/tmp}/flint-bench-net.XXXXXX")
 trap 'rm -rf "$w"' EXIT
-flint_log "building flint, vumask and umlexec"
+flint_log "building flint, vumask, umlexec and benchreport"
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs -o "$w/flint" ./cmd/flint &&
 	CGO_ENABLED=0 go build -o "$w/vumask" ./internal/vumask &&
-	CGO_ENABLED=0 go build -o "$w/umlexec" ./internal/umlexec) || flint_die "go build failed"
+	CGO_ENABLED=0 go build -o "$w/umlexec" ./internal/umlexec &&
+	CGO_ENABLED=0 go build -o "$w/benchreport" ./internal/benchreport) || flint_die "go build failed"
 initrd=$(bash "$here/mkuml-guest.sh")
 
 configs=()
@@ -104,83 +106,17 @@ done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 [[ -z $raw ]] || cp "$lines" "$raw"
 
-# The report: medians (min-max) per configuration and figure, then each Flint
-# configuration's ratio to the best peer, figure by figure.
+# The report: the run's facts here, the figures from internal/benchreport (failed
+# measurements, medians (min-max) per configuration and figure, each Flint
+# configuration's ratio to the best peer).
 report() {
 	echo "Date: $date0. Commit: $commit. Load average (1/5/15 min) at the start: $load0, at the end: $load1."
 	local cmd="scripts/bench-net.sh --runs $runs --secs $secs --udp-secs $udp_secs"
 	[[ -z $only ]] || cmd+=" --only '$only'"
 	((dpdk)) || cmd+=" --no-dpdk"
 	echo "Command: \`$cmd\`"
-	local nfail
-	nfail=$(grep -c 'result=fail' "$lines" || true)
-	if ((nfail)); then
-		echo
-		echo "$nfail measurement(s) failed and are left out of the medians:"
-		grep 'result=fail' "$lines" | sed 's/^UML-BENCH /- /'
-	fi
 	echo
-	awk -v order="${sel[*]}" '
-	function kv(line, key,   m) { return match(line, " " key "=[^ ]*") ? substr(line, RSTART + length(key) + 2, RLENGTH - length(key) - 2) : "" }
-	function median(key,   n, a, i, j, t) {
-		n = split(vals[key], a, " ")
-		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-		if (n == 0) return ""
-		lo[key] = a[1]; hi[key] = a[n]
-		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-	}
-	function fmt(key, scale, digits,   m) {
-		m = median(key)
-		if (m == "") return "—"
-		return sprintf("%.*f (%.*f-%.*f)", digits, m / scale, digits, lo[key] / scale, digits, hi[key] / scale)
-	}
-	/^UML-BENCH / && !/result=fail/ {
-		c = kv($0, "config"); f = kv($0, "test") "-" kv($0, "dir")
-		if (f ~ /^tcp/) { vals[c SUBSEP f] = vals[c SUBSEP f] " " kv($0, "mbps"); vals[c SUBSEP f "-retr"] = vals[c SUBSEP f "-retr"] " " kv($0, "retr") }
-		else vals[c SUBSEP f] = vals[c SUBSEP f] " " kv($0, "pps")
-	}
-	END {
-		n = split(order, cs, " ")
-		nf = split("tcp-g2h tcp-h2g udp64-g2h udp64-h2g", fs, " ")
-		print "| configuration | TCP guest→host Gbit/s | retransmits | TCP host→guest Gbit/s | retransmits | UDP 64 B guest→host kpps | UDP 64 B host→guest kpps |"
-		print "|---|---|---|---|---|---|---|"
-		for (i = 1; i <= n; i++) {
-			c = cs[i]
-			printf "| %s | %s | %s | %s | %s | %s | %s |\n", c,
-				fmt(c SUBSEP "tcp-g2h", 1000, 2), fmt(c SUBSEP "tcp-g2h-retr", 1, 0),
-				fmt(c SUBSEP "tcp-h2g", 1000, 2), fmt(c SUBSEP "tcp-h2g-retr", 1, 0),
-				fmt(c SUBSEP "udp64-g2h", 1000, 1), fmt(c SUBSEP "udp64-h2g", 1000, 1)
-		}
-		# The best peer per figure (highest median).
-		for (k = 1; k <= nf; k++) {
-			best[k] = ""; bestv[k] = 0
-			for (i = 1; i <= n; i++) {
-				c = cs[i]
-				if (c ~ /^flint/) continue
-				m = median(c SUBSEP fs[k])
-				if (m != "" && m + 0 > bestv[k]) { bestv[k] = m + 0; best[k] = c }
-			}
-		}
-		print ""
-		print "Flint / best peer (medians; the best peer of each figure in the header):"
-		print ""
-		printf "| configuration |"
-		for (k = 1; k <= nf; k++) printf " %s (best: %s) |", fs[k], best[k] == "" ? "none" : best[k]
-		print ""
-		printf "|---|"
-		for (k = 1; k <= nf; k++) printf "---|"
-		print ""
-		for (i = 1; i <= n; i++) {
-			c = cs[i]
-			if (c !~ /^flint/) continue
-			printf "| %s |", c
-			for (k = 1; k <= nf; k++) {
-				m = median(c SUBSEP fs[k])
-				if (m == "" || bestv[k] == 0) printf " — |"; else printf " %.2f |", m / bestv[k]
-			}
-			print ""
-		}
-	}' "$lines"
+	"$w/benchreport" -order "${sel[*]}" <"$lines"
 }
 if [[ -n $out ]]; then
 	report >"$out"
