@@ -14,6 +14,7 @@
 #                               ROOT/lib/modules/<kver>/ (decompressed) and append their
 #                               in-image paths, in load order, to the file ROOT/LIST
 #   flint_pack_cpio DIR OUT [gzip|none]   newc cpio of DIR (owned by root) to OUT, atomically
+#   flint_nested_reason         why stock kernels cannot boot on /dev/kvm here (internal/bootpath)
 
 _flint_prog=$(basename "${0:-flint}")
 
@@ -203,27 +204,19 @@ flint_pack_cpio() {
 }
 
 # flint_nested_reason: print why stock kernels cannot boot on this machine's /dev/kvm
-# (empty output and status 0 when they can). The same rule as the tests use
-# (internal/testenv.CanBootStockKernels, which also asks the device for its API
-# version). It only looks: never open /dev/kvm for writing here, a redirection
-# such as `: <>/dev/kvm` CREATES it as a regular file when it is missing.
+# (empty output and status 0 when they can). The rule is decided once, in Go
+# (internal/bootpath, which asks internal/testenv.CanBootStockKernels, as the tests do);
+# this only runs it. Needs go (flint_need_tools go).
 flint_nested_reason() {
-	local reasons=()
-	if ! grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null; then
-		reasons+=("no vmx/svm flag in /proc/cpuinfo")
-	fi
-	if [[ -e /sys/module/kvm_pvm ]]; then
-		reasons+=("/dev/kvm is PVM (module kvm_pvm), which cannot boot stock kernels")
-	fi
-	if [[ ! -e /dev/kvm ]]; then
-		reasons+=("no /dev/kvm")
-	elif ! [[ -c /dev/kvm && -r /dev/kvm && -w /dev/kvm ]]; then
-		reasons+=("/dev/kvm is not a read-write character device for $(id -un)")
-	fi
-	if ((${#reasons[@]})); then
-		local IFS=';'
-		printf '%s\n' "${reasons[*]}" | sed 's/;/; /g'
+	local root bin rc=0
+	root=$(flint_repo_root)
+	bin=$(mktemp "${TMPDIR:-/tmp}/flint-bootpath.XXXXXX")
+	if ! (cd "$root" && CGO_ENABLED=0 go build -o "$bin" ./internal/bootpath); then
+		rm -f "$bin"
+		echo "building internal/bootpath failed"
 		return 1
 	fi
-	return 0
+	"$bin" || rc=$?
+	rm -f "$bin"
+	return "$rc"
 }
