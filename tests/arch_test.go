@@ -20,20 +20,23 @@ const module = "github.com/flintvm/flint"
 // "may import" column (checkTable), no cgo anywhere; devices, virtio, net
 // and boot never reach kvm or vmm; mem imports nothing from the module;
 // virtio never reaches net/tap (vmm plugs the TAP in) nor a module outside
-// the standard library and golang.org/x/sys; only cmd/flint sits above vmm.
+// the standard library and golang.org/x/sys; only cmd/flint sits above vmm;
+// no package or test imports anything under scripts/.
 // It is the one import-rule test.
 func TestImportDirection(t *testing.T) {
-	cmd := exec.Command(goCommand(), "list", "-deps", "-json=ImportPath,Imports,Deps,CgoFiles,Standard", module+"/...")
+	cmd := exec.Command(goCommand(), "list", "-deps", "-json=ImportPath,Imports,TestImports,XTestImports,Deps,CgoFiles,Standard", module+"/...")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
 	type pkg struct {
-		ImportPath string
-		Imports    []string
-		Deps       []string
-		CgoFiles   []string
-		Standard   bool
+		ImportPath   string
+		Imports      []string
+		TestImports  []string
+		XTestImports []string
+		Deps         []string
+		CgoFiles     []string
+		Standard     bool
 	}
 	var pkgs []pkg
 	std := map[string]bool{}
@@ -57,6 +60,11 @@ func TestImportDirection(t *testing.T) {
 	}
 	under := func(p, dir string) bool { return p == module+"/"+dir || strings.HasPrefix(p, module+"/"+dir+"/") }
 	for _, p := range pkgs {
+		for _, d := range append(p.TestImports, p.XTestImports...) {
+			if under(d, "scripts") {
+				t.Errorf("%s's tests import %s: Go helpers live under internal/, scripts/ is for shell", p.ImportPath, d)
+			}
+		}
 		if len(p.CgoFiles) > 0 {
 			t.Errorf("%s uses cgo (%v)", p.ImportPath, p.CgoFiles)
 		}
