@@ -16,11 +16,14 @@
 #   --size MiB        bytes the host sends to the guest [64]
 #   --bigping N       also ping the guest with DF set and an N-byte payload [0: no]
 #   --again MiB       serve a second pair of streams of MiB each (ports 5003, 5004) [0: no]
+#   --cpus N          run flint and every host-side process on CPUs 0..N-1 only
+#                     (taskset), as in a container limited to N CPUs [0: all]
 #   --flint-timeout S flint's --timeout [600]
 #   --tools DIR       merge DIR (scripts/mknet-tools.sh output) into / first, once
 #   --tun-ko PATH     insmod PATH when /dev/net/tun is missing (the nested host)
 #   --name NAME       names the namespace (flintnet-NAME) [the process id]
 # Lines it prints start with NET-HOST (the test parses them):
+#   NET-HOST-CPUS      the CPUs flint may run on (with --cpus)
 #   NET-HOST-TAP       the TAP flint created: its MTU, state, address
 #   NET-HOST-H2G-SENT  bytes and sha256 of the host-to-guest stream
 #   NET-HOST-PING      host pinged the guest (and NET-HOST-BIGPING with DF set)
@@ -34,7 +37,7 @@
 #                      stack follows, then SIGQUIT makes it print every
 #                      goroutine's stack (GOTRACEBACK=all) and exit
 
-spec='' host_addr=10.0.2.1/24 guest=10.0.2.15 size=64 bigping=0 again=0 ftimeout=600 tools='' tun_ko=''
+spec='' host_addr=10.0.2.1/24 guest=10.0.2.15 size=64 bigping=0 again=0 cpus=0 ftimeout=600 tools='' tun_ko=''
 name=$$
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
 	--size) size=$2; shift ;;
 	--bigping) bigping=$2; shift ;;
 	--again) again=$2; shift ;;
+	--cpus) cpus=$2; shift ;;
 	--flint-timeout) ftimeout=$2; shift ;;
 	--tools) tools=$2; shift ;;
 	--tun-ko) tun_ko=$2; shift ;;
@@ -84,6 +88,13 @@ find_tool() { # NAME VERSION-PATTERN
 	done
 	return 1
 }
+# --cpus: this shell and so every process it starts from here on (flint, the
+# servers, ping) may use only CPUs 0..N-1, the way a cpuset limits a container; Go
+# then gives flint that many Ps.
+if [ "$cpus" != 0 ]; then
+	taskset -p -c "0-$((cpus - 1))" $$ >/dev/null || fail "taskset -p -c 0-$((cpus - 1)) $$"
+	echo "NET-HOST-CPUS allowed=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/$$/status) online=$(grep -c '^processor' /proc/cpuinfo)"
+fi
 IP=$(find_tool ip iproute2) || fail "no iproute2 ip (ip netns is needed; Debian package iproute2)"
 PING=$(find_tool ping iputils) || fail "no iputils ping (Debian package iputils-ping)"
 IPERF3=$(find_tool iperf3 iperf) || fail "no iperf3 (Debian package iperf3)"

@@ -64,6 +64,7 @@
 //	FLINT_E2E_L1_CPUS         run every network case in a nested host with N vCPUs
 //	FLINT_E2E_NET_CPUS        give every network case's guest N vCPUs
 //	FLINT_E2E_NET_AGAIN       every network case also sends N MiB each way after iperf3
+//	FLINT_E2E_HOST_CPUS       every network case confines flint and its host side to N CPUs
 //	FLINT_E2E_VMM             "qemu": the network cases run QEMU (scripts/qemu-l2.sh) in the
 //	                          nested host instead of flint, to measure the host's own losses
 package e2e

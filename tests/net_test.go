@@ -31,6 +31,10 @@ type netCase struct {
 	// l1CPUs, when set, runs the case in a nested host with that many vCPUs
 	// (default 2), and cpus gives the guest that many (default 2).
 	l1CPUs, cpus int
+	// hostCPUs, when set, lets flint and the case's host side run on that many
+	// CPUs only (net-case.sh --cpus: taskset), as a container's cpuset would;
+	// flint then runs with GOMAXPROCS equal to it.
+	hostCPUs int
 }
 
 func (c netCase) name() string {
@@ -40,6 +44,9 @@ func (c netCase) name() string {
 	}
 	if c.l1CPUs > 0 {
 		n += fmt.Sprintf("/l1cpus=%d", c.l1CPUs)
+	}
+	if c.hostCPUs > 0 {
+		n += fmt.Sprintf("/flintcpus=%d", c.hostCPUs)
 	}
 	return n
 }
@@ -87,12 +94,16 @@ func netCases() []netCase {
 	cs = append(cs,
 		netCase{transport: "pci", mode: "mergeable", opts: "", indirect: true, mtu: 9000},
 		netCase{transport: "mmio", mode: "big", opts: rxModeOpts["small"], indirect: true, mtu: 9000})
-	// CPU scarcity (issue 9): a one-vCPU nested host running a one-vCPU guest,
-	// where the guest's vCPU thread and flint's device goroutines take turns on
-	// one CPU. MMIO, whose interrupt costs two exits (status read and
-	// acknowledgement), with an upload and a download after iperf3.
+	// CPU scarcity (issue 9): flint confined to one CPU (GOMAXPROCS=1) with a
+	// one-vCPU guest, where the guest's vCPU thread and flint's device goroutines
+	// take turns on one CPU and one Go P. MMIO, whose interrupt costs two exits
+	// (status read and acknowledgement), with an upload and a download after
+	// iperf3. The nested host keeps its second vCPU: a one-vCPU nested host is
+	// lost by the emulator itself (CI, 2026-12-06: 6 of 6 such hosts went silent,
+	// and QEMU as the guest's VMM loses them too), so that variant lives in the
+	// soak (scripts/soak-net.sh), not in make test.
 	cs = append(cs, netCase{transport: "mmio", mode: "mergeable", opts: "", indirect: true, mtu: 1500,
-		againMiB: 16, l1CPUs: 1, cpus: 1})
+		againMiB: 16, cpus: 1, hostCPUs: 1})
 	return cs
 }
 
@@ -231,8 +242,8 @@ func TestStockKernelNetwork(t *testing.T) {
 		switch {
 		case allMiB > 0:
 			return allMiB
-		case c.l1CPUs == 1:
-			return 16 // a one-CPU nested host moves ~1-4 MB/s
+		case c.l1CPUs == 1 || c.hostCPUs == 1:
+			return 16 // one CPU for flint moves ~1-4 MB/s
 		}
 		return 64
 	}
@@ -249,6 +260,9 @@ func TestStockKernelNetwork(t *testing.T) {
 		}
 		if n := netEnvInt(t, "FLINT_E2E_NET_AGAIN", 0); n > 0 {
 			c.againMiB = n
+		}
+		if n := netEnvInt(t, "FLINT_E2E_HOST_CPUS", 0); n > 0 {
+			c.hostCPUs = n
 		}
 	}
 	if re := os.Getenv("FLINT_E2E_NET_ONLY"); re != "" {
@@ -362,6 +376,7 @@ func (r *netRig) boot(c netCase, sizeMiB int) boot {
 	}
 	wrap := []string{"sh", r.netCase, "--name", c.name(), "--net", c.spec(),
 		"--size", strconv.Itoa(sizeMiB), "--bigping", strconv.Itoa(bigping), "--again", strconv.Itoa(c.againMiB),
+		"--cpus", strconv.Itoa(c.hostCPUs),
 		"--flint-timeout", strconv.Itoa(int((r.timeout - 30*time.Second) / time.Second))}
 	files := []string{r.netCase}
 	wrap = append(wrap, r.hostFiles...)
@@ -428,13 +443,7 @@ type reporter interface {
 func checkNetCase(t reporter, c netCase, b boot, r *result, sizeMiB, iperfSecs int) string {
 	t.Helper()
 	m := parseNet(r.output)
-	one := func(kind string) (netMarker, bool) {
-		l := m[kind]
-		if len(l) == 0 {
-			return netMarker{kv: map[string]string{}}, false
-		}
-		return l[len(l)-1], true
-	}
+	one := func(kind string) (netMarker, bool) { return lastNet(m, kind) }
 	need := func(kind string) netMarker {
 		x, ok := one(kind)
 		if !ok {
@@ -461,6 +470,10 @@ func checkNetCase(t reporter, c netCase, b boot, r *result, sizeMiB, iperfSecs i
 		t.Errorf("case did not finish within %v (killed, status %d)", b.timeout, r.rc)
 	case r.rc != 0:
 		t.Errorf("exit status %d, want 0 (flint's, through net-case.sh)", r.rc)
+	}
+
+	if c.hostCPUs > 0 {
+		checkHostCPUs(t, c.hostCPUs, m, r.output)
 	}
 
 	// The TAP flint created, and the interface the guest got.
@@ -667,3 +680,37 @@ func failureDigest(out string) []string {
 
 // netStepRE matches the guest's step lines, output included.
 var netStepRE = regexp.MustCompile(`NET-(GUEST-[A-Z]+|G2H-SENT|H2G-RECV|IPERF)(-OUT)?( |$)`)
+
+// gomaxprocsRE finds flint's "starting vCPUs" log line's GOMAXPROCS.
+var gomaxprocsRE = regexp.MustCompile(`msg="starting vCPUs" vcpus=\d+ gomaxprocs=(\d+)`)
+
+// checkHostCPUs asserts that a case confined to n CPUs was: net-case.sh pinned
+// itself to CPUs 0..n-1, and flint ran with GOMAXPROCS n (else the case would
+// pass without testing CPU scarcity).
+func checkHostCPUs(t reporter, n int, m map[string][]netMarker, out string) {
+	t.Helper()
+	want := "0"
+	if n > 1 {
+		want = fmt.Sprintf("0-%d", n-1)
+	}
+	if x, found := lastNet(m, "NET-HOST-CPUS"); !found {
+		t.Errorf("no NET-HOST-CPUS line: net-case.sh --cpus %d did not confine the host side", n)
+	} else if x.kv["allowed"] != want {
+		t.Errorf("host side on CPUs %q, want %q: %s", x.kv["allowed"], want, x.line)
+	}
+	g := gomaxprocsRE.FindStringSubmatch(out)
+	if g == nil {
+		t.Errorf("no flint \"starting vCPUs\" log line with gomaxprocs")
+	} else if g[1] != strconv.Itoa(n) {
+		t.Errorf("flint ran with GOMAXPROCS %s, want %d (the CPUs it was confined to)", g[1], n)
+	}
+}
+
+// lastNet returns the last NET-* line of a kind.
+func lastNet(m map[string][]netMarker, kind string) (netMarker, bool) {
+	l := m[kind]
+	if len(l) == 0 {
+		return netMarker{kv: map[string]string{}}, false
+	}
+	return l[len(l)-1], true
+}

@@ -167,8 +167,8 @@ func TestNetCases(t *testing.T) {
 		"pci/big/indirect=off":               "tap=tap0,transport=pci,mrg_rxbuf=off,indirect=off",
 		"mmio/big/indirect=on/mtu=9000":      "tap=tap0,transport=mmio,mrg_rxbuf=off,tso=off,ufo=off,indirect=on,mtu=9000",
 		"pci/mergeable/indirect=on/mtu=9000": "tap=tap0,transport=pci,indirect=on,mtu=9000",
-		// One-CPU nested host and guest, with the second pair of streams.
-		"mmio/mergeable/indirect=on/l1cpus=1": "tap=tap0,transport=mmio,indirect=on",
+		// Flint on one CPU with a one-vCPU guest, with the second pair of streams.
+		"mmio/mergeable/indirect=on/flintcpus=1": "tap=tap0,transport=mmio,indirect=on",
 	}
 	for _, c := range cs {
 		if w, ok := want[c.name()]; ok && c.spec() != w {
@@ -179,11 +179,11 @@ func TestNetCases(t *testing.T) {
 	if len(want) > 0 {
 		t.Errorf("missing cases %v", want)
 	}
-	if got := l1Sizes(cs); !slices.Equal(got, []int{0, 1}) {
-		t.Errorf("nested host sizes %v, want [0 1]: one session for the default L1, one for the one-CPU L1", got)
+	if got := l1Sizes(cs); !slices.Equal(got, []int{0}) {
+		t.Errorf("nested host sizes %v, want [0]: every case shares the default nested host", got)
 	}
 	for _, c := range cs {
-		if c.l1CPUs == 1 && (c.cpus != 1 || c.againMiB == 0) {
+		if c.hostCPUs == 1 && (c.cpus != 1 || c.againMiB == 0) {
 			t.Errorf("%s: guest vCPUs %d, second streams %d MiB; want 1 and some", c.name(), c.cpus, c.againMiB)
 		}
 	}
@@ -221,5 +221,29 @@ func TestFailureDigest(t *testing.T) {
 	}
 	if d := failureDigest(netGood); len(d) != 1 || !strings.Contains(d[0], "NET-GUEST-DONE") {
 		t.Errorf("digest of a passing run = %q, want only its last step", d)
+	}
+}
+
+// TestCheckHostCPUs: a case confined to one CPU fails unless both the host side
+// and flint's GOMAXPROCS show the confinement.
+func TestCheckHostCPUs(t *testing.T) {
+	good := "NET-HOST-CPUS allowed=0 online=2\n" +
+		`time=x level=INFO msg="starting vCPUs" vcpus=1 gomaxprocs=1` + "\n"
+	for name, tc := range map[string]struct {
+		out  string
+		errs int
+	}{
+		"confined":       {good, 0},
+		"not pinned":     {`level=INFO msg="starting vCPUs" vcpus=1 gomaxprocs=1` + "\n", 1},
+		"other CPUs":     {strings.Replace(good, "allowed=0", "allowed=0-1", 1), 1},
+		"two Ps":         {strings.Replace(good, "gomaxprocs=1", "gomaxprocs=2", 1), 1},
+		"no flint line":  {"NET-HOST-CPUS allowed=0 online=2\n", 1},
+		"nothing at all": {"", 2},
+	} {
+		var rec recorder
+		checkHostCPUs(&rec, 1, parseNet(tc.out), tc.out)
+		if len(rec.errs) != tc.errs {
+			t.Errorf("%s: %d errors %q, want %d", name, len(rec.errs), rec.errs, tc.errs)
+		}
 	}
 }

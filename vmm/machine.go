@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -358,6 +359,9 @@ func (m *Machine) Run() Result {
 	}
 	m.startConsoleInput()
 	m.startMetrics()
+	// GOMAXPROCS is how many of the vCPU threads and device goroutines can run
+	// at once: one in a container or cpuset limited to one CPU.
+	m.log.Info("starting vCPUs", "vcpus", len(m.vcpus), "gomaxprocs", runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
 	for _, v := range m.vcpus {
 		wg.Add(1)
