@@ -12,11 +12,18 @@
 //     activation: the device's only way to notify the driver (used
 //     buffers, configuration change, "needs reset").
 //
-// For debug dumps (engine.go), a device's queue engines record what they
-// do (running, waiting for a kick or the backend, throttled, broken,
-// stopped) with the queue's indices in an EngineStatus, one atomic store
-// per wait transition, and the device reports them through
-// EngineReporter; transports add them to their snapshots.
+// Every device queue is served by one Engine (loop.go): the loop that
+// waits for the driver's kicks, pops chains, publishes used entries in
+// batches, decides on interrupts, pauses for rate limiters, marks the
+// queue broken on a driver error and stops at the device's reset. A
+// device supplies only its per-chain work, a Handler (virtio/net's RX, TX
+// and control queues, virtio/blk's request queue).
+//
+// For debug dumps (engine.go), an Engine records what it does (running,
+// waiting for a kick or the backend, throttled, broken, stopped) with
+// the queue's indices in an EngineStatus, one atomic store per wait
+// transition, and the device reports them through EngineReporter;
+// transports add them to their snapshots.
 //
 // The transport owns the device status state machine (NextStatus helps
 // it), the feature-select windows, the queues' programming registers and

@@ -245,7 +245,7 @@ func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 	d.stop = make(chan struct{})
 	d.eng.init(d, q, irq)
 	d.wg.Add(1)
-	go func() { defer d.wg.Done(); d.eng.run() }()
+	go func() { defer d.wg.Done(); d.eng.eng.Run() }()
 	return nil
 }
 
@@ -293,7 +293,7 @@ var _ virtio.EngineReporter = (*Device)(nil)
 // dumps. It takes no lock: it is safe while the engine is stuck, from any
 // goroutine. An engine blocked in the image's I/O shows as running.
 func (d *Device) EngineStates() []virtio.EngineState {
-	s := d.eng.activity.Load()
+	s := d.eng.eng.Status.Load()
 	s.Queue, s.Name = 0, "requests"
 	return []virtio.EngineState{s}
 }

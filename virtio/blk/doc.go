@@ -42,7 +42,7 @@
 // With Options.Limiter each request takes one op and, for IN and OUT, its
 // data length in bandwidth tokens. When the limiter refuses, the device
 // gives the chain back to the ring, publishes what it has completed, and
-// its queue goroutine sleeps on one timer for as long as the limiter
+// its queue's virtio.Engine sleeps on one timer for as long as the limiter
 // said, then resumes: no polling, no dropped requests.
 //
 // # Imports

@@ -6,8 +6,6 @@ package blk
 import (
 	"encoding/binary"
 	"errors"
-	"os"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -47,159 +45,58 @@ const (
 // errShort reports a host transfer that ended early (the image shrank).
 var errShort = errors.New("virtio-blk: short transfer")
 
-type pumpState int
-
-const (
-	pumpIdle      pumpState = iota // the ring is empty
-	pumpThrottled                  // the limiter said wait
-	pumpBroken                     // the driver broke the queue
-	pumpStopped                    // Reset
-)
-
-// engine runs the request queue. Its buffers (the chain, the iovec array)
-// are allocated once and reused by every request and activation.
+// engine is the request queue's work: the virtio.Engine pops request
+// chains and handle executes them. Its buffers (the iovec array) are
+// allocated once and reused by every request and activation.
 type engine struct {
-	d        *Device
-	q        *queue.Queue
-	kick     *os.File
-	irq      virtio.Interrupt
-	stopping *atomic.Bool
-	stop     <-chan struct{}
+	d   *Device
+	eng virtio.Engine
 
-	chain   queue.Chain
-	hdr     [HeaderLen]byte
-	status  [1]byte
-	iov     []unix.Iovec
-	kbuf    [64]byte
-	timer   *time.Timer
-	pending int           // completions not yet published
-	wait    time.Duration // how long the limiter asked for
-
-	activity virtio.EngineStatus // what run is doing, for dumps
+	hdr    [HeaderLen]byte
+	status [1]byte
+	iov    []unix.Iovec
 }
+
+var _ virtio.Handler = (*engine)(nil)
 
 func (e *engine) alloc() {
 	e.iov = make([]unix.Iovec, 0, iovMax)
-	e.timer = time.NewTimer(time.Hour)
-	e.timer.Stop()
 }
 
 func (e *engine) init(d *Device, q virtio.Queue, irq virtio.Interrupt) {
-	e.d, e.q, e.kick, e.irq = d, q.Ring, q.Kick, irq
-	e.stopping, e.stop = &d.stopping, d.stop
-	e.pending = 0
+	e.d = d
+	e.eng.Bind(virtio.EngineConfig{Handler: e, Queue: q, IRQ: irq, Stopping: &d.stopping, Stop: d.stop, Batch: batch})
 }
 
-func (e *engine) release() {
-	e.chain.Reset()
-	e.q, e.kick, e.irq, e.stop = nil, nil, nil, nil
-}
+func (e *engine) release() { e.eng.Release() }
 
-func (e *engine) run() {
-	defer func() {
-		e.flush()
-		e.activity.Set(virtio.ActivityStopped, e.q)
-	}()
-	e.activity.Set(virtio.ActivityRunning, e.q)
-	for {
-		e.q.DisableNotifications()
-		st := e.pump()
-		e.flush()
-		switch st {
-		case pumpBroken:
-			e.d.stats.inc(cBroken)
-			e.activity.Set(virtio.ActivityBroken, e.q)
-			e.irq.NeedsReset()
-			<-e.stop
-			return
-		case pumpStopped:
-			return
-		case pumpThrottled:
-			e.activity.Set(virtio.ActivityThrottled, e.q)
-			if !e.sleep(e.wait) {
-				return
-			}
-			e.activity.Set(virtio.ActivityRunning, e.q)
-			continue
-		}
-		if e.q.EnableNotifications() {
-			continue
-		}
-		e.activity.Set(virtio.ActivityWaitKick, e.q)
-		if !e.waitKick() {
-			return
-		}
-		e.activity.Set(virtio.ActivityRunning, e.q)
+// Next always pops: requests come only with chains.
+func (e *engine) Next() virtio.Result { return virtio.Result{} }
+
+// Chain executes one request; a request the rate limiter refuses is
+// given back and popped again after the wait.
+func (e *engine) Chain(c *queue.Chain) virtio.Result {
+	used, wait := e.handle(c)
+	if wait > 0 {
+		return virtio.Result{Do: virtio.Throttle, Wait: wait}
 	}
+	return virtio.Result{Do: virtio.Done, Used: used}
 }
 
-// pump completes every request the driver made available, until the ring
-// is empty, the limiter refuses one, or Reset.
-func (e *engine) pump() pumpState {
-	for {
-		if e.stopping.Load() {
-			return pumpStopped
-		}
-		ok, err := e.q.Pop(&e.chain)
-		if err != nil {
-			if errors.Is(err, queue.ErrMalformedChain) {
-				e.d.stats.inc(cMalformed) // already completed by the queue
-				e.pending++
-				continue
-			}
-			return pumpBroken
-		}
-		if !ok {
-			return pumpIdle
-		}
-		used, wait := e.handle(&e.chain)
-		if wait > 0 {
-			// Give the chain back: it is popped again after the wait (or
-			// by whoever resumes the ring after a reset).
-			e.q.Undo(1)
-			e.d.stats.inc(cThrottled)
-			e.wait = wait
-			return pumpThrottled
-		}
-		e.q.Push(e.chain.Head, used)
-		if e.pending++; e.pending >= batch {
-			e.flush()
-		}
-	}
-}
+// Wait is never called: the image is a file, never "not ready".
+func (e *engine) Wait(virtio.Activity) bool { return true }
 
-// flush publishes completed requests and notifies the driver if it wants.
-func (e *engine) flush() {
-	e.pending = 0
-	if e.q.Publish() && e.q.NeedsInterrupt() {
-		e.irq.Signal(0)
+func (e *engine) Event(ev virtio.Event) {
+	switch ev {
+	case virtio.EventMalformed:
+		e.d.stats.inc(cMalformed) // already completed by the queue
+	case virtio.EventInterrupt:
 		e.d.stats.inc(cInterrupts)
+	case virtio.EventThrottled:
+		e.d.stats.inc(cThrottled)
+	case virtio.EventBroken:
+		e.d.stats.inc(cBroken)
 	}
-}
-
-// sleep waits for the limiter's timer, or Reset; false means stop.
-func (e *engine) sleep(d time.Duration) bool {
-	e.timer.Reset(d)
-	select {
-	case <-e.timer.C:
-		return !e.stopping.Load()
-	case <-e.stop:
-		e.timer.Stop()
-		return false
-	}
-}
-
-// waitKick blocks until the driver kicks the queue, or Reset.
-func (e *engine) waitKick() bool {
-	_, err := e.kick.Read(e.kbuf[:])
-	if e.stopping.Load() {
-		return false
-	}
-	if err != nil && !os.IsTimeout(err) {
-		<-e.stop // the kick file is gone: only Reset can wake us
-		return false
-	}
-	return true
 }
 
 // handle executes one well-formed chain and returns its used length, or

@@ -119,7 +119,7 @@ func FuzzDevice(f *testing.F) {
 		s := newSync(t, d, acked, fzSize, fzData)
 		fzApply(s.drv, blob, idx)
 		for range 3 {
-			if s.round() == pumpBroken {
+			if s.round().Broken() {
 				break
 			}
 		}

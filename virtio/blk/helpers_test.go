@@ -168,8 +168,4 @@ func newSync(tb testing.TB, d *Device, acked uint64, size uint16, dataSize uint6
 }
 
 // round is what the engine goroutine does between two waits.
-func (s *syncEngine) round() pumpState {
-	st := s.d.eng.pump()
-	s.d.eng.flush()
-	return st
-}
+func (s *syncEngine) round() virtio.Result { return s.d.eng.eng.Step() }

@@ -4,9 +4,6 @@ package net
 // so that it never waits forever.
 
 import (
-	"errors"
-	"os"
-
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
 )
@@ -26,78 +23,35 @@ const (
 // VIRTIO_NET_ERR.
 type ctrl struct {
 	engineEnv
-	q    *queue.Queue
-	kick *os.File
-	kbuf [64]byte
-	cmd  [2]byte
-	ack  [1]byte
-	dead bool
-	dl   deltas
-
-	status virtio.EngineStatus // what run is doing, for dumps
+	eng virtio.Engine
+	cmd [2]byte
+	ack [1]byte
+	dl  deltas
 }
 
-func (c *ctrl) init(env engineEnv, q virtio.Queue) {
+var _ virtio.Handler = (*ctrl)(nil)
+
+func (c *ctrl) init(env engineEnv, cfg virtio.EngineConfig) {
 	c.engineEnv = env
-	c.q, c.kick = q.Ring, q.Kick
-	c.dead = false
+	cfg.Handler, cfg.Index, cfg.Batch = c, CtrlQueue, ctrlQueueSize
+	c.eng.Bind(cfg)
 }
 
 func (c *ctrl) release() {
-	c.q, c.kick = nil, nil
+	c.eng.Release()
 	c.engineEnv = engineEnv{}
 }
 
-func (c *ctrl) run() {
-	defer func() {
-		if !c.dead {
-			c.flush()
-		}
-		c.dl.publish(c.stats)
-		c.status.Set(virtio.ActivityStopped, c.q)
-	}()
-	c.status.Set(virtio.ActivityRunning, c.q)
-	for {
-		c.q.DisableNotifications()
-		for !c.stopping.Load() {
-			ch, err := c.q.PopCached()
-			if err != nil {
-				if errors.Is(err, queue.ErrMalformedChain) {
-					c.dl[cCtrlMalformed]++
-					continue
-				}
-				c.dead = true
-				c.status.Set(virtio.ActivityBroken, c.q)
-				c.broken(&c.dl)
-				return
-			}
-			if ch == nil {
-				break
-			}
-			c.q.Push(ch.Head, c.answer(ch))
-		}
-		if c.stopping.Load() {
-			return
-		}
-		c.flush()
-		if c.q.EnableNotifications() {
-			continue
-		}
-		c.status.Set(virtio.ActivityWaitKick, c.q)
-		if !c.waitKick(c.kick, c.kbuf[:]) {
-			return
-		}
-		c.status.Set(virtio.ActivityRunning, c.q)
-	}
-}
+// Next always pops.
+func (c *ctrl) Next() virtio.Result { return virtio.Result{} }
 
-// answer writes the ack byte for the command in ch and returns the used
-// length. The command is class and command bytes, then data, all
-// device-readable; the ack is the first device-writable byte.
-func (c *ctrl) answer(ch *queue.Chain) uint32 {
+// Chain writes the ack byte for the command in ch. The command is class
+// and command bytes, then data, all device-readable; the ack is the
+// first device-writable byte.
+func (c *ctrl) Chain(ch *queue.Chain) virtio.Result {
 	if ch.WriteLen == 0 {
 		c.dl[cCtrlRejected]++
-		return 0
+		return virtio.Result{Do: virtio.Done}
 	}
 	c.ack[0] = ctrlErr
 	if ch.ReadAt(c.cmd[:], 0) == 2 {
@@ -112,10 +66,19 @@ func (c *ctrl) answer(ch *queue.Chain) uint32 {
 		c.dl[cCtrlRejected]++
 	}
 	ch.WriteAt(c.ack[:], 0)
-	return 1
+	return virtio.Result{Do: virtio.Done, Used: 1}
 }
 
-func (c *ctrl) flush() {
-	c.flushQueue(c.q, CtrlQueue)
-	c.dl.publish(c.stats)
+// Wait is never called: ctrl has no backend.
+func (c *ctrl) Wait(virtio.Activity) bool { return true }
+
+func (c *ctrl) Event(e virtio.Event) {
+	switch e {
+	case virtio.EventMalformed:
+		c.dl[cCtrlMalformed]++
+	case virtio.EventBroken:
+		c.dl[cBroken]++
+	case virtio.EventPublished:
+		c.dl.publish(c.stats)
+	}
 }

@@ -148,8 +148,7 @@ func New(be Backend, opts Options) (*Device, error) {
 		return nil, fmt.Errorf("virtio-net: queue size %d is not a power of two <= %d", qs, queue.MaxSize)
 	}
 	d := &Device{be: be, offload: opts.SetOffload, offered: f, mac: opts.MAC, mtu: mtu, qsize: qs}
-	d.rx.lim, d.rx.timer = opts.RxLimiter, newStoppedTimer()
-	d.tx.lim, d.tx.timer = opts.TxLimiter, newStoppedTimer()
+	d.rx.lim, d.tx.lim = opts.RxLimiter, opts.TxLimiter
 	d.maxSizes = []uint16{qs, qs}
 	if virtio.Has(f, FeatureCtrlVQ) {
 		d.maxSizes = append(d.maxSizes, ctrlQueueSize)
@@ -268,19 +267,22 @@ func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 	d.irq, d.running = irq, true
 	d.stopping.Store(false)
 	d.stop = make(chan struct{})
-	env := engineEnv{irq: irq, be: d.be, stopping: &d.stopping, stop: d.stop, stats: &d.stats}
-	d.rx.init(env, queues[RxQueue], d.acked, d.mtu)
-	d.tx.init(env, queues[TxQueue])
+	env := engineEnv{be: d.be, stopping: &d.stopping, stats: &d.stats}
+	cfg := func(i int) virtio.EngineConfig {
+		return virtio.EngineConfig{Queue: queues[i], IRQ: irq, Stopping: &d.stopping, Stop: d.stop}
+	}
+	d.rx.init(env, cfg(RxQueue), d.acked, d.mtu)
+	d.tx.init(env, cfg(TxQueue))
 	n := 2
 	if ctrl {
-		d.ctrl.init(env, queues[CtrlQueue])
+		d.ctrl.init(env, cfg(CtrlQueue))
 		n++
 	}
 	d.wg.Add(n)
-	go func() { defer d.wg.Done(); d.rx.run() }()
-	go func() { defer d.wg.Done(); d.tx.run() }()
+	go func() { defer d.wg.Done(); d.rx.eng.Run() }()
+	go func() { defer d.wg.Done(); d.tx.eng.Run() }()
 	if ctrl {
-		go func() { defer d.wg.Done(); d.ctrl.run() }()
+		go func() { defer d.wg.Done(); d.ctrl.eng.Run() }()
 	}
 	return nil
 }
@@ -327,7 +329,7 @@ var _ virtio.EngineReporter = (*Device)(nil)
 // engine is stuck, from any goroutine.
 func (d *Device) EngineStates() []virtio.EngineState {
 	names := [...]string{RxQueue: "rx", TxQueue: "tx", CtrlQueue: "ctrl"}
-	st := [...]*virtio.EngineStatus{RxQueue: &d.rx.status, TxQueue: &d.tx.status, CtrlQueue: &d.ctrl.status}
+	st := [...]*virtio.EngineStatus{RxQueue: &d.rx.eng.Status, TxQueue: &d.tx.eng.Status, CtrlQueue: &d.ctrl.eng.Status}
 	out := make([]virtio.EngineState, len(d.maxSizes))
 	for i := range out {
 		out[i] = st[i].Load()

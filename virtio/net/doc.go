@@ -12,7 +12,9 @@
 //     max_virtqueue_pairs = 1, mtu).
 //   - The data path, on two goroutines started by Activate and joined by
 //     Reset: RX (backend -> guest) and TX (guest -> backend), plus one
-//     for the control queue when CTRL_VQ is negotiated.
+//     for the control queue when CTRL_VQ is negotiated. Each runs a
+//     virtio.Engine (the loop every device shares); rx.go, tx.go and
+//     ctrl.go are the per-chain work it calls.
 //   - Mapping the negotiated GUEST_* features onto the backend's receive
 //     offloads (Options.SetOffload, called from AckFeatures and Reset).
 //

@@ -111,12 +111,12 @@ func FuzzDevice(f *testing.F) {
 		for round := 0; round < 4; round++ {
 			be.avail = 3
 			st := s.rxRound()
-			if st == rxBroken != s.rxq.Broken() {
+			if st.Broken() != s.rxq.Broken() {
 				t.Fatalf("rx state %v, queue broken %v", st, s.rxq.Broken())
 			}
 			// A broken queue is abandoned as it is, completions and all.
-			checkRxInvariants(t, r, st != rxBroken)
-			if st := s.txRound(); st == txBroken != s.txq.Broken() {
+			checkRxInvariants(t, r, !st.Broken())
+			if st := s.txRound(); st.Broken() != s.txq.Broken() {
 				t.Fatalf("tx state %v, queue broken %v", st, s.txq.Broken())
 			}
 			// Read the completions back as the driver would. (Their ids

@@ -4,9 +4,7 @@ package net
 
 import (
 	"encoding/binary"
-	"errors"
 	"os"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -28,18 +26,6 @@ const (
 	// over (a 64 KiB IP packet plus Ethernet and VLAN headers, as Linux
 	// sizes its big receive buffers): with the header, 65562 bytes.
 	maxGSOFrame = 65550
-)
-
-// rxState is why pump returned.
-type rxState int
-
-const (
-	rxIdle      rxState = iota // the backend has no frame queued
-	rxStarved                  // the guest has too little buffer space
-	rxBroken                   // the driver broke the queue
-	rxStopped                  // Reset
-	rxDead                     // the backend failed
-	rxThrottled                // the rate limiter holds the device back for r.wait
 )
 
 type rxUsed struct {
@@ -70,9 +56,8 @@ type heldChain struct {
 // completed.
 type rx struct {
 	engineEnv
-	q    *queue.Queue
-	kick *os.File
-	kbuf [64]byte
+	eng virtio.Engine
+	q   *queue.Queue
 
 	mergeable bool   // MRG_RXBUF: a frame may span buffers
 	need      uint64 // bytes the largest frame needs, header included
@@ -94,25 +79,23 @@ type rx struct {
 	space   uint64   // writable bytes in held
 	descs   int      // estimate of ring descriptors held
 	pending []rxUsed // used buffers to push at the next flush
-	packets int      // packets since the last flush
 
 	cut      [][]byte // iovecs when segv[s0:] exceeds maxIovecs
 	iovSpace uint64   // writable bytes of the chains readv gets
 	tail     [64]byte // readv overflow: a frame reaching it did not fit
 	hb       [2]byte
-	dead     bool
 	dl       deltas
 
-	lim   *ratelimit.Limiter // nil: unlimited (Options.RxLimiter)
-	timer *time.Timer
-	wait  time.Duration // with rxThrottled: how long
-
-	status virtio.EngineStatus // what run is doing, for dumps
+	lim *ratelimit.Limiter // nil: unlimited (Options.RxLimiter)
 }
 
-func (r *rx) init(env engineEnv, q virtio.Queue, acked uint64, mtu uint16) {
+var _ virtio.Handler = (*rx)(nil)
+
+func (r *rx) init(env engineEnv, cfg virtio.EngineConfig, acked uint64, mtu uint16) {
 	r.engineEnv = env
-	r.q, r.kick = q.Ring, q.Kick
+	r.q = cfg.Queue.Ring
+	cfg.Handler, cfg.Index, cfg.Batch = r, RxQueue, rxBatch
+	r.eng.Bind(cfg)
 	r.mergeable = virtio.Has(acked, FeatureMrgRxbuf)
 	r.need = HdrLen + ethHdrLen + vlanLen + uint64(mtu)
 	if acked&guestGSO != 0 {
@@ -136,8 +119,7 @@ func (r *rx) init(env engineEnv, q virtio.Queue, acked uint64, mtu uint16) {
 		}
 	}
 	r.held, r.segv, r.pending = r.held[:0], r.segv[:0], r.pending[:0]
-	r.h0, r.s0, r.fresh, r.space, r.descs, r.packets = 0, 0, 0, 0, 0, 0
-	r.dead = false
+	r.h0, r.s0, r.fresh, r.space, r.descs = 0, 0, 0, 0, 0
 }
 
 // release drops every reference to guest memory and the queue.
@@ -147,154 +129,92 @@ func (r *rx) release() {
 	r.held, r.segv, r.cut = r.held[:0], r.segv[:0], r.cut[:0]
 	r.h0, r.s0 = 0, 0
 	r.pending = r.pending[:0]
-	r.q, r.kick = nil, nil
+	r.q = nil
+	r.eng.Release()
 	r.engineEnv = engineEnv{}
 }
 
-func (r *rx) run() {
-	defer r.exit()
-	r.q.DisableNotifications()
-	r.status.Set(virtio.ActivityRunning, r.q)
-	for {
-		switch r.pump() {
-		case rxIdle:
-			r.flush()
-			r.giveBack()
-			r.status.Set(virtio.ActivityWaitReadable, r.q)
-			if err := r.be.WaitReadable(); err != nil && !os.IsTimeout(err) && !r.stopping.Load() {
-				r.backendDead()
-				return
-			}
-		case rxStarved:
-			r.flush()
-			if r.q.EnableNotifications() {
-				r.q.DisableNotifications()
-				continue
-			}
-			r.dl[cRxWaits]++
-			r.dl.publish(r.stats)
-			r.status.Set(virtio.ActivityWaitKick, r.q)
-			if !r.waitKick(r.kick, r.kbuf[:]) {
-				return
-			}
-			r.q.DisableNotifications()
-		case rxBroken:
-			r.dead = true
-			r.status.Set(virtio.ActivityBroken, r.q)
-			r.broken(&r.dl)
-			return
-		case rxStopped:
-			return
-		case rxDead:
-			r.backendDead()
-			return
-		case rxThrottled:
-			r.dl[cRxThrottled]++
-			r.flush()
-			r.status.Set(virtio.ActivityThrottled, r.q)
-			if !r.pause(r.timer, r.wait) {
-				return
-			}
-		}
-		r.status.Set(virtio.ActivityRunning, r.q)
-	}
-}
-
-// exit completes what was delivered and gives back what was not used.
-func (r *rx) exit() {
-	if !r.dead {
-		r.flush()
-		r.giveBack()
-	}
-	r.dl.publish(r.stats)
-	r.status.Set(virtio.ActivityStopped, r.q)
-}
-
-func (r *rx) backendDead() {
-	r.dl[cRxBackendErrors]++
-	r.flush()
-	r.giveBack()
-	r.status.Set(virtio.ActivityBackendFailed, r.q)
-	<-r.stop
-}
-
-// pump delivers frames until the backend is empty, the guest is out of
-// buffers, or something ends the device.
-func (r *rx) pump() rxState {
+// Next delivers frames from the backend while the held buffers can take
+// the largest one; it asks the engine to pop when they cannot.
+func (r *rx) Next() virtio.Result {
 	for {
 		if r.stopping.Load() {
-			return rxStopped
+			return virtio.Result{Do: virtio.Stop}
 		}
-		if r.wait = r.lim.Ready(); r.wait > 0 {
-			return rxThrottled
+		if wait := r.lim.Ready(); wait > 0 {
+			return virtio.Result{Do: virtio.Throttle, Wait: wait}
 		}
-		ok, err := r.fill()
-		if err != nil {
-			return rxBroken
-		}
-		if !ok {
-			if len(r.pending) > 0 {
-				r.flush() // return buffers so the driver can refill
-				continue
-			}
-			return rxStarved
+		if !r.enough() {
+			return virtio.Result{} // pop
 		}
 		n, err := r.be.TryReadv(r.iovecs())
 		switch {
 		case err == nil:
 		case err == unix.EAGAIN:
-			return rxIdle
+			return virtio.Result{Do: virtio.WaitBackend, Activity: virtio.ActivityWaitReadable}
 		case err == unix.EINTR:
 			continue
 		case r.stopping.Load():
-			return rxStopped
+			return virtio.Result{Do: virtio.Stop}
 		default:
-			return rxDead
+			return virtio.Result{Do: virtio.Fail}
 		}
-		r.deliver(n)
-		if r.packets >= rxBatch {
-			r.flush()
+		if r.deliver(n) {
+			r.eng.Completed(1)
 		}
 	}
 }
 
-// fill pops buffers until held can take the largest frame: one chain in
-// small and big mode; in mergeable mode chains worth r.need bytes, or
-// fewer if they already fill the ring or the iovec limit (a ring too
-// small for a maximum frame must not stall forever). It reports false
-// when the driver has made nothing more available.
-func (r *rx) fill() (bool, error) {
-	for !r.enough() {
-		c, err := r.q.PopCached()
-		if err != nil {
-			if errors.Is(err, queue.ErrMalformedChain) {
-				// Completed by the queue: chains popped before it can no
-				// longer be given back.
-				r.dl[cRxMalformed]++
-				r.fresh = 0
-				continue
-			}
-			return false, err
-		}
-		if c == nil {
-			return false, nil
-		}
-		if c.WriteLen < HdrLen || len(c.Writable) >= maxIovecs {
-			// No room for a header (or more buffers than one readv
-			// takes): the driver broke the rules; return it unused.
-			r.q.Push(c.Head, 0)
-			r.dl[cRxBadChains]++
-			r.fresh = 0
-			continue
-		}
-		h := heldChain{head: c.Head, wlen: c.WriteLen, nseg: int32(len(c.Writable)), cost: int32(descCost(c))}
-		r.held = append(r.held, h)
-		r.segv = append(r.segv, c.Writable...)
-		r.fresh++
-		r.space += uint64(h.wlen)
-		r.descs += int(h.cost)
+// Chain holds c for the next frames (a snapshot of it: see heldChain),
+// or returns it unused if it cannot take a header.
+func (r *rx) Chain(c *queue.Chain) virtio.Result {
+	if c.WriteLen < HdrLen || len(c.Writable) >= maxIovecs {
+		// No room for a header (or more buffers than one readv
+		// takes): the driver broke the rules; return it unused.
+		r.dl[cRxBadChains]++
+		r.fresh = 0
+		return virtio.Result{Do: virtio.Done}
 	}
-	return true, nil
+	h := heldChain{head: c.Head, wlen: c.WriteLen, nseg: int32(len(c.Writable)), cost: int32(descCost(c))}
+	r.held = append(r.held, h)
+	r.segv = append(r.segv, c.Writable...)
+	r.fresh++
+	r.space += uint64(h.wlen)
+	r.descs += int(h.cost)
+	return virtio.Result{Do: virtio.Held}
+}
+
+// Wait waits for a frame; false means the backend failed.
+func (r *rx) Wait(virtio.Activity) bool {
+	err := r.be.WaitReadable()
+	return err == nil || os.IsTimeout(err)
+}
+
+func (r *rx) Event(e virtio.Event) {
+	switch e {
+	case virtio.EventMalformed:
+		// Completed by the queue: chains popped before it can no longer
+		// be given back.
+		r.dl[cRxMalformed]++
+		r.fresh = 0
+	case virtio.EventFlush:
+		r.flush()
+	case virtio.EventInterrupt:
+		r.dl[cRxInterrupts]++
+	case virtio.EventPublished:
+		r.dl.publish(r.stats)
+	case virtio.EventKickWait:
+		r.dl[cRxWaits]++
+	case virtio.EventThrottled:
+		r.dl[cRxThrottled]++
+	case virtio.EventBroken:
+		r.dl[cBroken]++
+	case virtio.EventBackendFailed:
+		r.dl[cRxBackendErrors]++
+		r.giveBack()
+	case virtio.EventBackendWait, virtio.EventStop:
+		r.giveBack()
+	}
 }
 
 func (r *rx) enough() bool {
@@ -349,25 +269,25 @@ func (r *rx) iovecs() [][]byte {
 }
 
 // deliver completes a frame of n bytes that readv put into the iovecs,
-// or drops it. A dropped frame leaves its buffers held (the guest never
-// sees them), so the next frame overwrites them.
-func (r *rx) deliver(n int) {
+// or drops it (false). A dropped frame leaves its buffers held (the
+// guest never sees them), so the next frame overwrites them.
+func (r *rx) deliver(n int) bool {
 	switch {
 	case uint64(n) > r.iovSpace:
 		r.dl[cRxDropOversize]++
-		return
+		return false
 	case n < HdrLen+ethHdrLen:
 		r.dl[cRxDropShort]++
-		return
+		return false
 	}
 	first := r.segv[r.s0 : r.s0+int(r.held[r.h0].nseg)]
 	switch r.checkHeader(first, uint64(n)) {
 	case hdrBad:
 		r.dl[cRxDropHeader]++
-		return
+		return false
 	case hdrTooBig:
 		r.dl[cRxDropOversize]++
-		return
+		return false
 	}
 	k, left := 0, uint32(n)
 	for left > 0 {
@@ -380,11 +300,11 @@ func (r *rx) deliver(n int) {
 	binary.LittleEndian.PutUint16(r.hb[:], uint16(k))
 	queue.CopySegs(r.hb[:], first, hdrNumBufsOff, true)
 	r.consume(k)
-	r.packets++
 	r.dl[cRxPackets]++
 	r.dl[cRxBytes] += uint64(n - HdrLen)
 	r.dl[cRxBuffers] += uint64(k)
 	r.lim.Charge(uint64(n - HdrLen))
+	return true
 }
 
 // checkHeader checks the header the backend wrote for a frame of n
@@ -468,9 +388,8 @@ func (r *rx) giveBack() {
 	r.compact()
 }
 
-// flush pushes the used buffers (after giving back unused ones: Undo
-// must come before any Push), publishes them and interrupts the driver
-// if it wants that.
+// flush pushes the used buffers, after giving back unused ones (Undo
+// must come before any Push); the engine then publishes them.
 func (r *rx) flush() {
 	if len(r.pending) > 0 {
 		r.giveBack()
@@ -479,9 +398,4 @@ func (r *rx) flush() {
 		}
 		r.pending = r.pending[:0]
 	}
-	r.packets = 0
-	if r.flushQueue(r.q, RxQueue) {
-		r.dl[cRxInterrupts]++
-	}
-	r.dl.publish(r.stats)
 }

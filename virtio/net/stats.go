@@ -1,13 +1,6 @@
 package net
 
-import (
-	"os"
-	"sync/atomic"
-	"time"
-
-	"github.com/flintvm/flint/virtio"
-	"github.com/flintvm/flint/virtio/queue"
-)
+import "sync/atomic"
 
 // Stats are the device's counters. They accumulate over the device's
 // life (Reset keeps them) and are published by the device goroutines at
@@ -140,68 +133,9 @@ func (d *Device) Stats() Stats {
 	}
 }
 
-// engineEnv is what every queue engine shares with the device.
+// engineEnv is what every queue's handler shares with the device.
 type engineEnv struct {
-	irq      virtio.Interrupt
 	be       Backend
 	stopping *atomic.Bool // set by Reset before it wakes the goroutines
-	stop     <-chan struct{}
 	stats    *counters
-}
-
-// newStoppedTimer returns a timer that has not been started, for pause.
-func newStoppedTimer() *time.Timer {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return t
-}
-
-// pause waits d on t (a rate limiter's answer), or until Reset; it
-// reports false when the engine must exit. Timers are reused: no
-// allocation.
-func (e *engineEnv) pause(t *time.Timer, d time.Duration) bool {
-	t.Reset(d)
-	select {
-	case <-t.C:
-		return !e.stopping.Load()
-	case <-e.stop:
-		t.Stop()
-		return false
-	}
-}
-
-// flushQueue publishes q's used elements and notifies the driver if it
-// asks for it; it reports whether it sent an interrupt.
-func (e *engineEnv) flushQueue(q *queue.Queue, idx int) bool {
-	if q.Publish() && q.NeedsInterrupt() {
-		e.irq.Signal(idx)
-		return true
-	}
-	return false
-}
-
-// broken handles a queue the driver broke: count it, ask for
-// DEVICE_NEEDS_RESET and wait for Reset.
-func (e *engineEnv) broken(dl *deltas) {
-	dl[cBroken]++
-	dl.publish(e.stats)
-	e.irq.NeedsReset()
-	<-e.stop
-}
-
-// waitKick blocks until the driver kicks queue kick, or Reset. It
-// reports false when the engine must exit. buf is the engine's read
-// buffer (a pipe kick file may carry several bytes per kick).
-func (e *engineEnv) waitKick(kick *os.File, buf []byte) bool {
-	_, err := kick.Read(buf)
-	if e.stopping.Load() {
-		return false
-	}
-	if err != nil && !os.IsTimeout(err) {
-		// The kick file is closed or at EOF: nothing will wake us but
-		// Reset.
-		<-e.stop
-		return false
-	}
-	return true
 }

@@ -37,37 +37,30 @@ func newSync(tb testing.TB, be Backend, acked uint64, size uint16, dataSize uint
 		qt.Config{Size: size, Features: acked, DataSize: dataSize})
 	s := &syncDev{d: d, rxd: ds[0], txd: ds[1], irq: virtiotest.NewInterrupt(2)}
 	s.rxq, s.txq = ds[0].MustQueue(tb), ds[1].MustQueue(tb)
-	env := engineEnv{irq: s.irq, be: be, stopping: &d.stopping, stop: make(chan struct{}), stats: &d.stats}
-	d.rx.init(env, virtio.Queue{Ring: s.rxq}, acked, d.mtu)
-	d.tx.init(env, virtio.Queue{Ring: s.txq})
+	env := engineEnv{be: be, stopping: &d.stopping, stats: &d.stats}
+	cfg := func(q *queue.Queue) virtio.EngineConfig {
+		return virtio.EngineConfig{Queue: virtio.Queue{Ring: q}, IRQ: s.irq, Stopping: &d.stopping, Stop: make(chan struct{})}
+	}
+	d.rx.init(env, cfg(s.rxq), acked, d.mtu)
+	d.tx.init(env, cfg(s.txq))
 	return s
 }
 
 // packets reads a published counter.
 func (s *syncDev) packets(c counter) uint64 { return s.d.stats[c].Load() }
 
-// rxRound is what the RX goroutine does between two waits.
-func (s *syncDev) rxRound() rxState {
-	r := &s.d.rx
-	st := r.pump()
-	switch st {
-	case rxIdle:
-		r.flush()
-		r.giveBack()
-	case rxStarved, rxStopped:
-		r.flush()
+// rxRound is what the RX engine does between two waits (with the
+// buffers Wait gives back before it waits for the backend).
+func (s *syncDev) rxRound() virtio.Result {
+	r := s.d.rx.eng.Step()
+	if r.Do == virtio.WaitBackend {
+		s.d.rx.giveBack()
 	}
-	return st
+	return r
 }
 
-// txRound is what the TX goroutine does between two waits.
-func (s *syncDev) txRound() txState {
-	st := s.d.tx.pump()
-	if st != txBroken {
-		s.d.tx.flush()
-	}
-	return st
-}
+// txRound is what the TX engine does between two waits.
+func (s *syncDev) txRound() virtio.Result { return s.d.tx.eng.Step() }
 
 // recycle re-posts every used buffer of driver d unchanged (its
 // descriptors, or its cached indirect table, still describe it) and

@@ -1,0 +1,340 @@
+package virtio
+
+// The queue engine: the one loop that serves a device's queue, whatever
+// the device. A device supplies only its per-chain work (a Handler).
+
+import (
+	"errors"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/flintvm/flint/virtio/queue"
+)
+
+// Action is what an Engine does after a Handler's step.
+type Action uint8
+
+// Actions a Handler returns in a Result.
+const (
+	// Pop: (Next only) pop the next chain and hand it to Handler.Chain.
+	Pop Action = iota
+	// Done: (Chain only) the chain is finished; the engine pushes it
+	// with used length Result.Used.
+	Done
+	// Held: (Chain only) the device keeps the chain and completes it
+	// later with Engine.Push.
+	Held
+	// Throttle: a rate limiter refused; the engine gives the chain back
+	// (Chain), publishes, sleeps Result.Wait and carries on.
+	Throttle
+	// WaitBackend: the backend cannot go on (no data to read, no room to
+	// write); the engine gives the chain back (Chain), publishes, records
+	// Result.Activity and calls Handler.Wait.
+	WaitBackend
+	// Fail: the backend failed; the engine publishes and waits for the
+	// reset.
+	Fail
+	// Stop: the device is being reset; the engine gives the chain back
+	// (Chain) and ends.
+	Stop
+)
+
+// Result is a Handler's answer; its zero value is Pop.
+type Result struct {
+	Do       Action
+	Used     uint32        // Done: bytes written into the chain
+	Wait     time.Duration // Throttle: how long
+	Activity Activity      // WaitBackend: ActivityWaitReadable or ActivityWaitWritable
+}
+
+// Event is something an engine tells its Handler, for counting and for
+// devices that keep chains (Held).
+type Event uint8
+
+// Events, in the order of an engine's life.
+const (
+	// EventMalformed: the queue rejected a chain (and completed it with
+	// used length 0): chains popped before it can no longer be given
+	// back with queue.Undo.
+	EventMalformed Event = iota
+	// EventFlush: the engine is about to publish; push what is complete.
+	EventFlush
+	// EventInterrupt: the engine sent a used-buffer notification.
+	EventInterrupt
+	// EventPublished: the engine published (and maybe interrupted);
+	// publish the counters.
+	EventPublished
+	// EventBackendWait: the engine is about to call Handler.Wait.
+	EventBackendWait
+	// EventKickWait: the queue is empty after notifications were
+	// re-enabled; the engine waits for the driver's kick.
+	EventKickWait
+	// EventThrottled: the engine pauses for a rate limiter.
+	EventThrottled
+	// EventBroken: the driver broke the queue; the engine asks for
+	// DEVICE_NEEDS_RESET and waits for the reset.
+	EventBroken
+	// EventBackendFailed: the engine waits for the reset after Fail or a
+	// failed Wait.
+	EventBackendFailed
+	// EventStop: the engine ends (the device is being reset): give back
+	// held chains. EventPublished follows.
+	EventStop
+)
+
+// Handler is a device's work on one queue. Its methods run on the
+// engine's goroutine only, one at a time, and must not allocate per
+// chain.
+type Handler interface {
+	// Next is called before every pop: Result{} (Pop) to pop a chain,
+	// or any other action for work the device does without a new chain
+	// (a receive queue reading its backend into chains it holds).
+	Next() Result
+	// Chain handles one well-formed chain. The chain belongs to the
+	// queue: a device that keeps it (Held) keeps its own copy of what it
+	// needs.
+	Chain(c *queue.Chain) Result
+	// Wait blocks until the backend can go on (Result.Activity says
+	// which way) or the reset; false means the backend failed.
+	Wait(a Activity) bool
+	// Event reports e (see Event).
+	Event(e Event)
+}
+
+// Engine serves one queue: it waits for the driver's kicks, pops chains
+// and hands them to its Handler, pushes and publishes used entries in
+// batches, decides on interrupts (EVENT_IDX or the driver's flags),
+// pauses for rate limiters, marks the queue broken on a driver error and
+// stops at the device's reset. It records what it does in Status for
+// dumps. An Engine is reused across activations (Bind, Run): nothing is
+// allocated per chain or per wait.
+type Engine struct {
+	h        Handler
+	q        *queue.Queue
+	kick     *os.File
+	irq      Interrupt
+	index    int
+	stopping *atomic.Bool
+	stop     <-chan struct{}
+	batch    int
+
+	pending int  // completions not yet published
+	dead    bool // the queue broke: nothing more is published
+	timer   *time.Timer
+	kbuf    [64]byte
+
+	// Status is what the engine is doing, for dumps.
+	Status EngineStatus
+}
+
+// EngineConfig binds an Engine to a device's queue for one activation.
+type EngineConfig struct {
+	Handler Handler
+	Queue   Queue
+	// Index is the queue's index, the vector Interrupt.Signal gets.
+	Index int
+	IRQ   Interrupt
+	// Stopping is set, then Stop closed, by the device's Reset (after
+	// which it wakes the goroutines blocked in kicks or the backend).
+	Stopping *atomic.Bool
+	Stop     <-chan struct{}
+	// Batch is how many completions (Done, Completed) are published at
+	// once at most; 0 means 1.
+	Batch int
+}
+
+// Bind prepares e to Run on c's queue.
+func (e *Engine) Bind(c EngineConfig) {
+	e.h, e.q, e.kick, e.irq, e.index = c.Handler, c.Queue.Ring, c.Queue.Kick, c.IRQ, c.Index
+	e.stopping, e.stop, e.batch = c.Stopping, c.Stop, max(c.Batch, 1)
+	e.pending, e.dead = 0, false
+	if e.timer == nil {
+		e.timer = time.NewTimer(time.Hour)
+		e.timer.Stop()
+	}
+}
+
+// Release drops the references Bind took, after Run returned.
+func (e *Engine) Release() {
+	e.h, e.q, e.kick, e.irq, e.stop = nil, nil, nil, nil, nil
+}
+
+// Queue is the queue the engine serves (for a Handler that pushes Held
+// chains itself).
+func (e *Engine) Queue() *queue.Queue { return e.q }
+
+// Run serves the queue until the device's reset.
+func (e *Engine) Run() {
+	defer e.exit()
+	e.Status.Set(ActivityRunning, e.q)
+	for {
+		switch r := e.Step(); r.Do {
+		case Pop: // the ring is empty
+			if e.q.EnableNotifications() {
+				continue // buffers arrived before the driver saw the change
+			}
+			e.h.Event(EventKickWait)
+			e.publishCounters()
+			e.Status.Set(ActivityWaitKick, e.q)
+			if !e.waitKick() {
+				return
+			}
+		case Throttle:
+			e.h.Event(EventThrottled)
+			e.publishCounters()
+			e.Status.Set(ActivityThrottled, e.q)
+			if !e.pause(r.Wait) {
+				return
+			}
+		case WaitBackend:
+			e.h.Event(EventBackendWait)
+			e.Status.Set(r.Activity, e.q)
+			if !e.h.Wait(r.Activity) && !e.stopping.Load() {
+				e.failed()
+				return
+			}
+		case Fail:
+			e.failed()
+			return
+		case Stop:
+			return
+		case broken:
+			e.dead = true
+			e.h.Event(EventBroken)
+			e.publishCounters()
+			e.Status.Set(ActivityBroken, e.q)
+			e.irq.NeedsReset()
+			<-e.stop
+			return
+		}
+		e.Status.Set(ActivityRunning, e.q)
+	}
+}
+
+// Step is Run between two waits, without the wait: it pops and handles
+// chains with notifications disabled until the ring is empty (Pop), the
+// handler asks to wait (Throttle, WaitBackend), fails (Fail) or the
+// device stops (Stop), and publishes what is done (unless the queue
+// broke: then Do is none of the Actions above). Run calls it; tests and
+// benchmarks drive an engine with it, without its goroutine.
+func (e *Engine) Step() Result {
+	e.q.DisableNotifications()
+	r := e.pump()
+	if r.Do != broken && r.Do != Stop {
+		e.Flush()
+	}
+	return r
+}
+
+// Broken reports whether a Step result means the driver broke the queue.
+func (r Result) Broken() bool { return r.Do == broken }
+
+// broken is pump's answer for a queue the driver broke (never a
+// Handler's).
+const broken Action = 0xff
+
+// pump hands chains to the handler until the ring is empty (Pop), the
+// queue breaks (broken) or the handler or Reset stops it.
+func (e *Engine) pump() Result {
+	for {
+		if e.stopping.Load() {
+			return Result{Do: Stop}
+		}
+		if r := e.h.Next(); r.Do != Pop {
+			return r
+		}
+		c, err := e.q.PopCached()
+		if err != nil {
+			if errors.Is(err, queue.ErrMalformedChain) {
+				e.h.Event(EventMalformed) // completed by the queue
+				e.Completed(1)
+				continue
+			}
+			return Result{Do: broken}
+		}
+		if c == nil {
+			return Result{}
+		}
+		switch r := e.h.Chain(c); r.Do {
+		case Done:
+			e.q.Push(c.Head, r.Used)
+			e.Completed(1)
+		case Held:
+		default:
+			e.q.Undo(1) // popped again after the wait, or after the reset
+			return r
+		}
+	}
+}
+
+// Push completes a chain the handler held.
+func (e *Engine) Push(head uint16, used uint32) { e.q.Push(head, used) }
+
+// Completed counts n completions towards the batch and publishes when
+// the batch is full.
+func (e *Engine) Completed(n int) {
+	if e.pending += n; e.pending >= e.batch {
+		e.Flush()
+	}
+}
+
+// Flush publishes the completed chains (after the handler pushed what
+// it holds complete) and signals the driver if it asks for it.
+func (e *Engine) Flush() {
+	e.h.Event(EventFlush)
+	e.pending = 0
+	if e.q.Publish() && e.q.NeedsInterrupt() {
+		e.irq.Signal(e.index)
+		e.h.Event(EventInterrupt)
+	}
+	e.publishCounters()
+}
+
+func (e *Engine) publishCounters() { e.h.Event(EventPublished) }
+
+func (e *Engine) failed() {
+	e.Flush()
+	e.h.Event(EventBackendFailed)
+	e.publishCounters()
+	e.Status.Set(ActivityBackendFailed, e.q)
+	<-e.stop
+}
+
+// exit ends an activation: give back what is held, publish what is done
+// (not on a broken queue: the driver must reset it).
+func (e *Engine) exit() {
+	if !e.dead {
+		e.h.Event(EventStop)
+		e.Flush()
+	}
+	e.publishCounters()
+	e.Status.Set(ActivityStopped, e.q)
+}
+
+// pause waits d (a rate limiter's answer), or for the reset; false means
+// stop. The timer is reused: no allocation.
+func (e *Engine) pause(d time.Duration) bool {
+	e.timer.Reset(d)
+	select {
+	case <-e.timer.C:
+		return !e.stopping.Load()
+	case <-e.stop:
+		e.timer.Stop()
+		return false
+	}
+}
+
+// waitKick blocks until the driver kicks the queue, or the reset; false
+// means stop. A pipe kick file may carry several bytes per kick.
+func (e *Engine) waitKick() bool {
+	_, err := e.kick.Read(e.kbuf[:])
+	if e.stopping.Load() {
+		return false
+	}
+	if err != nil && !os.IsTimeout(err) {
+		<-e.stop // the kick file is closed: only the reset wakes us
+		return false
+	}
+	return true
+}
