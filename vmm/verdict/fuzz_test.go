@@ -1,12 +1,16 @@
 package verdict
 
 import (
+	"bytes"
 	"encoding/json"
+	"encoding/xml"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/flintvm/flint/devices/exitdev"
 )
 
 // FuzzScanner feeds arbitrary bytes, split at an arbitrary point, and
@@ -85,6 +89,48 @@ func FuzzParseFailOn(f *testing.F) {
 		back, err := ParseFailOn(s.String())
 		if err != nil || back != s {
 			t.Fatalf("%q -> %v -> %q -> %v, %v", v, s, s.String(), back, err)
+		}
+	})
+}
+
+// FuzzReports writes the JSON and JUnit documents of a run whose console
+// and command are arbitrary guest and user bytes: both must parse back,
+// with the verdict intact.
+func FuzzReports(f *testing.F) {
+	f.Add([]byte("[ 1.0] Kernel panic - not syncing: \x00<]]>&\n[ 1.1] ---[ end"), "sh\x01]]>", uint8(3))
+	f.Add([]byte("WARNING: \xff\xfe\"'\n"), "true", uint8(0))
+	f.Fuzz(func(t *testing.T, console []byte, arg string, code uint8) {
+		s := NewScanner(Limits{Splats: 4, ExcerptLines: 8, LineBytes: 128}, nil)
+		s.Write(console)
+		s.Flush()
+		r, _ := exitdev.Decode(exitdev.Exited(code))
+		o := Outcome{Command: &r, Splats: s.Splats(), FailOn: All}
+		v := Judge(o)
+		rep := NewReport(RunInfo{Kernel: arg, Command: []string{arg, arg}, SystemOut: arg}, o, v)
+		var jb, xb bytes.Buffer
+		if err := WriteJSON(&jb, rep); err != nil {
+			t.Fatal(err)
+		}
+		var back Report
+		if err := json.Unmarshal(jb.Bytes(), &back); err != nil || back.Verdict.Code != v.Code || len(back.Splats) != len(o.Splats) {
+			t.Fatalf("JSON back: %v, %+v", err, back.Verdict)
+		}
+		if err := WriteJUnit(&xb, rep); err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Suites []struct {
+				Failures int `xml:"failures,attr"`
+				Cases    []struct {
+					Name string `xml:"name,attr"`
+				} `xml:"testcase"`
+			} `xml:"testsuite"`
+		}
+		if err := xml.Unmarshal(xb.Bytes(), &doc); err != nil || len(doc.Suites) != 1 || len(doc.Suites[0].Cases) != 1 {
+			t.Fatalf("JUnit back: %v\n%s", err, xb.Bytes())
+		}
+		if want := v.Result != Passed; (doc.Suites[0].Failures == 1) != want {
+			t.Fatalf("failures %d for %s", doc.Suites[0].Failures, v.Result)
 		}
 	})
 }

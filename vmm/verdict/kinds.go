@@ -65,6 +65,17 @@ func (k Kind) String() string {
 // MarshalText gives the --fail-on name, so reports spell kinds as users do.
 func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
+// UnmarshalText reads a kind's --fail-on name back, so Go code can decode
+// a report.
+func (k *Kind) UnmarshalText(b []byte) error {
+	v, ok := kindByName(string(b))
+	if !ok {
+		return fmt.Errorf("unknown splat kind %q (valid names: %s)", b, strings.Join(kindNames[:], ", "))
+	}
+	*k = v
+	return nil
+}
+
 // Set is a set of kinds.
 type Set uint32
 
