@@ -56,6 +56,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/flintvm/flint/devices"
 )
@@ -216,11 +217,12 @@ type Device struct {
 	onReport func(Report)
 	done     chan struct{}
 
-	mu       sync.Mutex
-	report   Report
-	have     bool
-	ignored  uint64
-	rejected uint64
+	ignored  atomic.Uint64
+	rejected atomic.Uint64
+
+	mu     sync.Mutex
+	report Report
+	have   bool
 }
 
 var _ devices.Device = (*Device)(nil)
@@ -251,18 +253,18 @@ func (d *Device) Read(offset uint64, data []byte) {
 // word; every other write is rejected.
 func (d *Device) Write(offset uint64, data []byte) {
 	if offset != 0 || len(data) != 4 {
-		d.count(&d.rejected)
+		d.rejected.Add(1)
 		return
 	}
 	r, err := Decode(binary.LittleEndian.Uint32(data))
 	if err != nil {
-		d.count(&d.rejected)
+		d.rejected.Add(1)
 		return
 	}
 	d.mu.Lock()
 	if d.have {
-		d.ignored++
 		d.mu.Unlock()
+		d.ignored.Add(1)
 		return
 	}
 	d.report, d.have = r, true
@@ -271,12 +273,6 @@ func (d *Device) Write(offset uint64, data []byte) {
 	if d.onReport != nil {
 		d.onReport(r)
 	}
-}
-
-func (d *Device) count(c *uint64) {
-	d.mu.Lock()
-	*c++
-	d.mu.Unlock()
 }
 
 // Done returns a channel closed when the first report has been recorded.
@@ -290,16 +286,8 @@ func (d *Device) Report() (Report, bool) {
 }
 
 // Ignored counts valid reports written after the first (not recorded).
-func (d *Device) Ignored() uint64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.ignored
-}
+func (d *Device) Ignored() uint64 { return d.ignored.Load() }
 
 // Rejected counts writes that were not a valid status word: wrong width or
 // offset, or a malformed word.
-func (d *Device) Rejected() uint64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.rejected
-}
+func (d *Device) Rejected() uint64 { return d.rejected.Load() }
