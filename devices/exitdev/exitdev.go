@@ -47,6 +47,9 @@
 // counted (a confused or hostile guest cannot change a verdict after the
 // fact). OnReport runs on the vCPU goroutine that wrote, with no lock held,
 // exactly once; it must not block. No write of any size or offset panics.
+// The agent powers the guest off right after its report; a VMM that does
+// not see the power-off may stop the guest itself a short grace period
+// after Done (long enough for late kernel messages to reach the console).
 //
 // The package imports only devices, never kvm.
 package exitdev

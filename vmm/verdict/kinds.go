@@ -16,6 +16,14 @@ import (
 	"strings"
 )
 
+// KernelArgs are the kernel command-line arguments command mode needs for
+// a trustworthy verdict: panic=-1 reboots a panicked guest at once (Debian
+// builds PANIC_TIMEOUT=0: it would hang), loglevel=5 lets KERN_WARNING
+// reach the console (WARN() and lockdep print at that level, which "quiet"
+// hides), and printk.time=1 stamps kernel lines so the scanner can tell
+// them from user output on the console.
+const KernelArgs = "panic=-1 loglevel=5 printk.time=1"
+
 // Kind is a class of kernel splat.
 type Kind uint8
 

@@ -72,6 +72,7 @@ type Scanner struct {
 	splats   []Splat
 	counts   [numKinds]int
 	open     *Splat // the splat whose excerpt is being collected
+	spare    Splat  // the open splat when splats is full
 	openOops bool   // the open splat has had its "Oops:" line
 }
 
@@ -227,6 +228,11 @@ func (s *Scanner) start(k Kind, msg, uptime, text string) Splat {
 	if len(s.splats) < s.lim.Splats {
 		s.splats = append(s.splats, sp)
 		s.open = &s.splats[len(s.splats)-1]
+	} else {
+		// Not kept, but followed, so its own lines are not counted as
+		// further splats.
+		s.spare = sp
+		s.open = &s.spare
 	}
 	return Splat{Kind: sp.Kind, Title: sp.Title, Line: sp.Line, Uptime: sp.Uptime, Excerpt: append([]string(nil), sp.Excerpt...)}
 }

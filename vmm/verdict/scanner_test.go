@@ -229,3 +229,25 @@ func BenchmarkScanner(b *testing.B) {
 		}
 	}
 }
+
+// TestConcurrentUse writes from one goroutine while another reads, as the
+// vCPU's console and the VMM's run loop do (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	s := NewScanner(Limits{}, nil)
+	log := []byte(readLog(t, "null-deref-panic.log"))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 20 {
+			s.Write(log)
+		}
+	}()
+	for range 100 {
+		_ = s.Splats()
+		_ = s.Seen()
+	}
+	<-done
+	if s.Count(Panic) != 20 || s.Count(Oops) != 20 {
+		t.Fatalf("panics %d oopses %d, want 20 each", s.Count(Panic), s.Count(Oops))
+	}
+}
