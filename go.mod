@@ -3,6 +3,8 @@ module github.com/flintvm/flint
 go 1.26.8
 
 require (
+	github.com/klauspost/compress v1.20.5
+	github.com/ulikunitz/xz v0.5.17
 	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/sys v0.49.0
 )

@@ -2,10 +2,18 @@
 // command mode: a newc ("070701") cpio archive holding Flint's guest agent as
 // /init, the kernel modules the guest needs and any extra files.
 //
-// It owns the cpio writer (Writer), which streams into any io.Writer or a
-// caller's fixed buffer (BufferWriter), validates every name and never
-// panics on bad input, and the NUL padding that lets the archive follow a
-// user's initrd (WriteUserInitrd).
+// It owns:
+//   - the cpio writer (Writer), which streams into any io.Writer or a
+//     caller's fixed buffer (BufferWriter), validates every name and never
+//     panics on bad input, and the NUL padding that lets the archive follow
+//     a user's initrd (WriteUserInitrd);
+//   - module resolution (FindTree, Resolve): which .ko files, in which
+//     order, a /lib/modules/VERSION tree needs for a list of module names,
+//     from modules.dep or, where the tree has none (one unpacked from a
+//     distribution package), from each module's own .modinfo "depends=";
+//   - module decompression (ReadModule): .ko.gz, .ko.xz and .ko.zst, since
+//     Debian 12's kernels cannot decompress modules themselves.
 //
-// It imports nothing from this module.
+// It imports nothing from this module: the kernel release that names the
+// module tree comes from boot.KernelRelease, and the caller joins the two.
 package initramfs
