@@ -296,9 +296,7 @@ func classify(msg string) (Kind, bool) {
 		return Lockdep, true
 	case has("INFO: task ") && strings.Contains(msg, " blocked for more than "):
 		return Hung, true
-	case has("watchdog: BUG: soft lockup"), has("BUG: soft lockup"),
-		has("Watchdog detected hard LOCKUP"), has("NMI watchdog: Watchdog detected hard LOCKUP"),
-		has("watchdog: Watchdog detected hard LOCKUP"):
+	case has("watchdog: BUG: soft lockup"), has("BUG: soft lockup"), isHardLockup(msg):
 		return Lockup, true
 	case (has("rcu: INFO: ") || has("INFO: ")) && strings.Contains(msg, "detected stall"),
 		has("rcu: INFO: ") && strings.Contains(msg, "detected expedited stalls"):
@@ -312,6 +310,22 @@ func classify(msg string) (Kind, bool) {
 		return Warn, true
 	}
 	return 0, false
+}
+
+// isHardLockup matches the hard-lockup detector's line in its forms:
+// "NMI watchdog: Watchdog detected hard LOCKUP on cpu 1" (perf-based, up
+// to 6.x), "watchdog: Watchdog detected hard LOCKUP on cpu 1" and
+// "watchdog: CPU2: Watchdog detected hard LOCKUP on cpu 1" (newer kernels
+// name the CPU that noticed).
+func isHardLockup(msg string) bool {
+	msg, _ = strings.CutPrefix(msg, "NMI ")
+	msg, _ = strings.CutPrefix(msg, "watchdog: ")
+	if rest, ok := strings.CutPrefix(msg, "CPU"); ok {
+		if n, after, ok := strings.Cut(rest, ": "); ok && n != "" && allDigits(n) {
+			msg = after
+		}
+	}
+	return strings.HasPrefix(msg, "Watchdog detected hard LOCKUP on cpu")
 }
 
 func containsAny(s string, subs []string) bool {

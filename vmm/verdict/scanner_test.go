@@ -121,6 +121,7 @@ func TestFalseFriends(t *testing.T) {
 		{"marker mid-line", "[    1.0] audit: WARNING: CPU: 0 quoted\n[    1.1] echo 'Oops: 0000 [#1]'\n"},
 		{"end marker alone", "[    1.0] ---[ end Kernel panic - not syncing: x ]---\n[    1.1] ---[ end trace 0 ]---\n"},
 		{"hung without its phrase", "[    1.0] INFO: task list done\n"},
+		{"hard lockup detector chatter", "[    0.3] NMI watchdog: Enabled. Permanently consumes one hw-PMU counter.\n[    0.4] watchdog: CPUx: Watchdog detected hard LOCKUP\n"},
 		{"rcu chatter", "[    0.1] rcu: Hierarchical RCU implementation.\n[    0.2] rcu: INFO: no stalls here\n"},
 		{"separators and cut here alone", "[    1.0] ==================================\n[    1.1] ------------[ cut here ]------------\n[    1.2] ok\n"},
 	}
@@ -142,6 +143,8 @@ func TestPrefixesAndNoTimestamps(t *testing.T) {
 		{"caller id", "[    7.000001][    T1] BUG: KASAN: wild-memory-access in f\n", KASAN, "BUG: KASAN: wild-memory-access in f"},
 		{"ANSI colours and CRLF", "\x1b[1;31m[    2.000000] \x1b[0mOops: 0002 [#1] SMP\r\n", Oops, "Oops: 0002 [#1] SMP"},
 		{"leading spaces", "[    2.0]  watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [a:1]\n", Lockup, "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [a:1]"},
+		{"hard lockup, newer kernels", "[  50.0] watchdog: CPU2: Watchdog detected hard LOCKUP on cpu 1\n", Lockup, "watchdog: CPU2: Watchdog detected hard LOCKUP on cpu 1"},
+		{"hard lockup without prefix", "[  50.0] Watchdog detected hard LOCKUP on cpu 3\n", Lockup, "Watchdog detected hard LOCKUP on cpu 3"},
 		{"old rcu format", "[  100.1] INFO: rcu_sched detected stalls on CPUs/tasks: { 0} (detected by 1, t=21002 jiffies)\n", RCU, "INFO: rcu_sched detected stalls on CPUs/tasks: { 0} (detected by 1, t=21002 jiffies)"},
 		{"old lockdep format", "[   5.0] [ INFO: possible circular locking dependency detected ]\n", Lockdep, "[ INFO: possible circular locking dependency detected ]"},
 		{"no newline at the end", "[   5.0] BUG: unable to handle page fault for address: ffffffffff600000", Oops, "BUG: unable to handle page fault for address: ffffffffff600000"},
