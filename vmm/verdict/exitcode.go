@@ -2,6 +2,7 @@ package verdict
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"syscall"
 
@@ -164,4 +165,30 @@ func kernelReason(failing []Splat) string {
 		}
 	}
 	return fmt.Sprintf("kernel failure (%s): %s", strings.Join(kinds, ", "), failing[0].Title)
+}
+
+// WriteSummary writes the verdict for stderr: "flint: REASON", then, for a
+// kernel failure, each failing splat's excerpt (at most lines lines of
+// each; lines <= 0 means all it kept), so a CI log shows the splat without
+// the user asking for the kernel log. A passing run writes nothing.
+func WriteSummary(w io.Writer, v Verdict, lines int) error {
+	if v.Result == Passed {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("flint: " + v.Reason + "\n")
+	for _, sp := range v.Failing {
+		ex := sp.Excerpt
+		if lines > 0 && len(ex) > lines {
+			ex = ex[:lines]
+		}
+		for _, l := range ex {
+			b.WriteString("  " + l + "\n")
+		}
+		if len(ex) < len(sp.Excerpt) || sp.Truncated {
+			b.WriteString("  [...]\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

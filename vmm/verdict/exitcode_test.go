@@ -163,3 +163,25 @@ func TestParseFailOn(t *testing.T) {
 		t.Error("out-of-range kind")
 	}
 }
+
+func TestWriteSummary(t *testing.T) {
+	var b strings.Builder
+	if err := WriteSummary(&b, Judge(Outcome{Command: report(exitdev.Exited(0))}), 0); err != nil || b.Len() != 0 {
+		t.Fatalf("a passing run wrote %q, %v", b.String(), err)
+	}
+	WriteSummary(&b, Judge(Outcome{Command: report(exitdev.Exited(3))}), 0)
+	if b.String() != "flint: the command exited with status 3\n" {
+		t.Fatalf("command failure: %q", b.String())
+	}
+	s := NewScanner(Limits{}, nil)
+	s.Write([]byte("[ 1.0] WARNING: CPU: 0 PID: 1 at a.c:1 f\n[ 1.1] line two\n[ 1.2] line three\n[ 1.3] ---[ end trace 0 ]---\n" +
+		"[ 2.0] Kernel panic - not syncing: boom\n"))
+	b.Reset()
+	WriteSummary(&b, Judge(Outcome{Splats: s.Splats(), FailOn: All}), 2)
+	want := "flint: kernel failure (warn, panic): WARNING: CPU: 0 PID: 1 at a.c:1 f\n" +
+		"  [ 1.0] WARNING: CPU: 0 PID: 1 at a.c:1 f\n  [ 1.1] line two\n  [...]\n" +
+		"  [ 2.0] Kernel panic - not syncing: boom\n"
+	if b.String() != want {
+		t.Fatalf("summary\n%s\nwant\n%s", b.String(), want)
+	}
+}
