@@ -1,0 +1,247 @@
+package seccomp
+
+import (
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// call is the part of a seccomp_data the filter reads.
+type call struct {
+	arch uint32
+	nr   uint32
+	args [6]uint64
+}
+
+// run interprets prog on c, as the kernel would, for the instructions
+// Build emits (absolute word loads, AND, JEQ/JGE/JSET with constants, RET).
+func run(t *testing.T, prog []unix.SockFilter, c call) uint32 {
+	t.Helper()
+	word := func(off uint32) uint32 {
+		switch {
+		case off == offNR:
+			return c.nr
+		case off == offArch:
+			return c.arch
+		case off >= offArg0 && off < offArg0+48 && off%4 == 0:
+			a := c.args[(off-offArg0)/8]
+			if (off-offArg0)%8 == 4 {
+				return uint32(a >> 32)
+			}
+			return uint32(a)
+		}
+		t.Fatalf("load at offset %d", off)
+		return 0
+	}
+	var acc uint32
+	for pc := 0; pc < len(prog); pc++ {
+		in := prog[pc]
+		switch in.Code {
+		case unix.BPF_LD | unix.BPF_W | unix.BPF_ABS:
+			acc = word(in.K)
+		case unix.BPF_ALU | unix.BPF_AND | unix.BPF_K:
+			acc &= in.K
+		case unix.BPF_RET | unix.BPF_K:
+			return in.K
+		case unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K, unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K:
+			var taken bool
+			switch in.Code &^ (unix.BPF_JMP | unix.BPF_K) {
+			case unix.BPF_JEQ:
+				taken = acc == in.K
+			case unix.BPF_JGE:
+				taken = acc >= in.K
+			default:
+				taken = acc&in.K != 0
+			}
+			if taken {
+				pc += int(in.Jt)
+			} else {
+				pc += int(in.Jf)
+			}
+		default:
+			t.Fatalf("instruction %d: unknown code %#x", pc, in.Code)
+		}
+	}
+	t.Fatal("fell off the end of the program")
+	return 0
+}
+
+func sys(nr uint32, args ...uint64) call {
+	c := call{arch: unix.AUDIT_ARCH_X86_64, nr: nr}
+	copy(c.args[:], args)
+	return c
+}
+
+func TestFilterDecisions(t *testing.T) {
+	const pid = 4242
+	const allow, kill, log = unix.SECCOMP_RET_ALLOW, unix.SECCOMP_RET_KILL_PROCESS, unix.SECCOMP_RET_LOG
+	cases := []struct {
+		name string
+		c    call
+		want uint32 // in Kill mode; Log mode logs what Kill kills, but for the arch checks
+	}{
+		{"read", sys(unix.SYS_READ, 3), allow},
+		{"futex", sys(unix.SYS_FUTEX), allow},
+		{"KVM_RUN", sys(unix.SYS_IOCTL, 5, 0xAE80), allow},
+		{"KVM_RUN with high bits", sys(unix.SYS_IOCTL, 5, 0xffffffff_0000AE80), allow},
+		{"TUNSETOFFLOAD", sys(unix.SYS_IOCTL, 5, unix.TUNSETOFFLOAD), allow},
+		{"TCSETS", sys(unix.SYS_IOCTL, 0, unix.TCSETS), allow},
+		{"KVM_CREATE_VM", sys(unix.SYS_IOCTL, 5, 0xAE01), kill},
+		{"TUNSETIFF", sys(unix.SYS_IOCTL, 5, unix.TUNSETIFF), kill},
+		{"socket AF_UNIX", sys(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM), allow},
+		{"socket AF_INET", sys(unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_DGRAM), kill},
+		{"socket AF_NETLINK", sys(unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_RAW), kill},
+		{"clone thread", sys(unix.SYS_CLONE, unix.CLONE_VM|unix.CLONE_FS|unix.CLONE_FILES|unix.CLONE_SIGHAND|unix.CLONE_SYSVSEM|unix.CLONE_THREAD|unix.CLONE_SETTLS), allow},
+		{"clone fork", sys(unix.SYS_CLONE, uint64(unix.SIGCHLD)), kill},
+		{"tgkill self", sys(unix.SYS_TGKILL, pid, 7, uint64(unix.SIGURG)), allow},
+		{"tgkill other", sys(unix.SYS_TGKILL, 1, 1, uint64(unix.SIGKILL)), kill},
+		{"kill self", sys(unix.SYS_KILL, pid, uint64(unix.SIGABRT)), allow},
+		{"kill other", sys(unix.SYS_KILL, 1, uint64(unix.SIGKILL)), kill},
+		{"mmap rw", sys(unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_WRITE), allow},
+		{"mmap exec", sys(unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_EXEC), kill},
+		{"openat", sys(unix.SYS_OPENAT), kill},
+		{"execve", sys(unix.SYS_EXECVE), kill},
+		{"ptrace", sys(unix.SYS_PTRACE), kill},
+		{"connect", sys(unix.SYS_CONNECT), kill},
+		{"fork", sys(unix.SYS_FORK), kill},
+		{"clone3", sys(unix.SYS_CLONE3), kill},
+		{"mprotect", sys(unix.SYS_MPROTECT), kill},
+		{"beyond the table", sys(1000), kill},
+	}
+	for _, mode := range []Mode{Kill, Log} {
+		prog, err := Build(Options{Mode: mode, PID: pid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range cases {
+			want := tc.want
+			if mode == Log && want == kill {
+				want = log
+			}
+			if got := run(t, prog, tc.c); got != want {
+				t.Errorf("%s mode, %s: %#x, want %#x", mode, tc.name, got, want)
+			}
+		}
+		// Another ABI is killed in every mode, even for allowed numbers.
+		i386 := call{arch: unix.AUDIT_ARCH_I386, nr: unix.SYS_READ}
+		x32 := sys(x32SyscallBit | unix.SYS_READ)
+		for _, c := range []call{i386, x32} {
+			if got := run(t, prog, c); got != kill {
+				t.Errorf("%s mode, arch %#x nr %#x: %#x, want kill", mode, c.arch, c.nr, got)
+			}
+		}
+	}
+	if _, err := Build(Options{Mode: Off}); err == nil {
+		t.Error("Build(Off) made a filter")
+	}
+}
+
+func TestParseMode(t *testing.T) {
+	for _, m := range []Mode{Off, Kill, Log} {
+		got, err := ParseMode(m.String())
+		if err != nil || got != m {
+			t.Errorf("ParseMode(%q) = %v, %v", m.String(), got, err)
+		}
+	}
+	if _, err := ParseMode("trap"); err == nil {
+		t.Error("ParseMode(trap) accepted")
+	}
+}
+
+// childEnv selects what the re-executed test binary does under the filter.
+const childEnv = "FLINT_SECCOMP_TEST_CHILD"
+
+// TestInstall re-executes the test binary, which installs the filter and
+// then makes one call: allowed calls exit 0, forbidden ones must be killed
+// with SIGSYS (or, in log mode, go through).
+func TestInstall(t *testing.T) {
+	if what := os.Getenv(childEnv); what != "" {
+		os.Exit(child(what))
+	}
+	cases := []struct {
+		what   string
+		killed bool
+	}{
+		{"allowed", false},
+		{"socket-inet", true},
+		{"ioctl-unknown", true},
+		{"other-thread", true}, // TSYNC: a thread that existed before Install is filtered too
+		{"log-socket-inet", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.what, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestInstall$")
+			cmd.Env = append(os.Environ(), childEnv+"="+tc.what)
+			out, err := cmd.CombinedOutput()
+			ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+			if !ok {
+				t.Fatalf("no wait status: %v", err)
+			}
+			switch {
+			case tc.killed && !(ws.Signaled() && ws.Signal() == syscall.SIGSYS):
+				t.Fatalf("want death by SIGSYS, got %v: %s", err, out)
+			case !tc.killed && (ws.Signaled() || ws.ExitStatus() != 0):
+				t.Fatalf("want exit 0, got %v: %s", err, out)
+			}
+		})
+	}
+}
+
+// child installs the filter and makes the call what names; its return is
+// the exit code (the forbidden calls never return).
+func child(what string) int {
+	mode := Kill
+	if what == "log-socket-inet" {
+		mode = Log
+	}
+	other := make(chan chan struct{})
+	if what == "other-thread" {
+		go func() {
+			// Locked to its thread, which exists before Install.
+			runtime.LockOSThread()
+			ready := make(chan struct{})
+			other <- ready
+			<-ready
+			unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+			os.Exit(0)
+		}()
+	}
+	var ready chan struct{}
+	if what == "other-thread" {
+		ready = <-other
+	}
+	if err := Install(mode); err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		return 3
+	}
+	switch what {
+	case "allowed":
+		// Ordinary runtime work: a goroutine, a pipe, a timer.
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return 4
+		}
+		done := make(chan struct{})
+		go func() { unix.Write(p[1], []byte("x")); close(done) }()
+		<-done
+		return 0
+	case "socket-inet", "log-socket-inet":
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+		if err != nil {
+			return 5
+		}
+		unix.Close(fd)
+		return 0
+	case "ioctl-unknown":
+		unix.IoctlGetInt(0, unix.TIOCGWINSZ)
+		return 0
+	case "other-thread":
+		close(ready)
+		select {}
+	}
+	return 6
+}
