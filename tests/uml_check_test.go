@@ -80,8 +80,9 @@ const (
 	umlFeatIndirect  = 28
 )
 
-// checkUMLCase judges the script's output by itself (not only by the
-// script's UML-CASE verdict) and returns every problem it finds.
+// checkUMLCase is the one verdict on a case: the script reports only what
+// each end saw (its UML-* lines), and this judges them, returning every
+// problem it finds.
 func checkUMLCase(c umlCase, out string) []string {
 	ls := parseUMLLines(out)
 	var bad []string
@@ -108,7 +109,10 @@ func checkUMLCase(c umlCase, out string) []string {
 			badf("boot %s: guest interface driver %q, want virtio_net", boot, ifl["driver"])
 		}
 		bad = append(bad, checkFeatures(c, boot, ifl["features"])...)
-		for _, k := range []string{"UML-GUEST-PING", "UML-HOST-PING", "UML-GUEST-HOSTPING", "UML-GUEST-G2H", "UML-GUEST-H2G", "UML-CHECK"} {
+		if l, ok := find(ls, "UML-HOST-TIMEOUT", boot); ok {
+			badf("boot %s: overran the script's --timeout (%s s) and was killed", boot, l.kv["secs"])
+		}
+		for _, k := range []string{"UML-GUEST-PING", "UML-HOST-PING", "UML-GUEST-HOSTPING", "UML-GUEST-G2H", "UML-GUEST-H2G"} {
 			if r := get(k)["result"]; r != "ok" {
 				badf("boot %s: %s result=%q", boot, k, r)
 			}
@@ -136,8 +140,11 @@ func checkUMLCase(c umlCase, out string) []string {
 	case be.kv["connections"] != fmt.Sprint(c.boots):
 		badf("flint net-backend served %s connections, want %d (one per boot)", be.kv["connections"], c.boots)
 	}
-	if l, ok := find(ls, "UML-CASE", ""); !ok || l.kv["result"] != "ok" {
-		badf("script verdict: %v", l.kv)
+	if l, ok := find(ls, "UML-HOST-ABORT", ""); ok {
+		badf("the script could not set the case up: %s", l.kv["reason"])
+	}
+	if _, ok := find(ls, "UML-CASE-END", ""); !ok {
+		badf("the script did not finish (no UML-CASE-END line)")
 	}
 	return bad
 }

@@ -18,9 +18,9 @@ UML-GUEST-DONE boot=1
 UML-HOST-PING boot=1 result=ok 3_packets_received
 UML-HOST-H2G boot=1 bytes=1048576 sha256=bbbb
 UML-HOST-G2H boot=1 bytes=1048576 sha256=aaaa
-UML-CHECK boot=1 result=ok
 UML-HOST-BACKEND running=yes connections=1 warnings=0
-UML-CASE result=ok
+UML-BACKEND-LOG time=... level=INFO msg="frontend connected"
+UML-CASE-END
 `
 
 func TestCheckUMLCase(t *testing.T) {
@@ -29,13 +29,16 @@ func TestCheckUMLCase(t *testing.T) {
 		t.Fatalf("good transcript rejected: %v", bad)
 	}
 	for name, edit := range map[string][2]string{
-		"g2h checksum":     {"sha256=aaaa\nUML-CHECK", "sha256=aaab\nUML-CHECK"},
-		"h2g short":        {"UML-GUEST-H2G result=ok bytes=1048576", "UML-GUEST-H2G result=ok bytes=1048000"},
-		"host ping":        {"UML-HOST-PING boot=1 result=ok", "UML-HOST-PING boot=1 result=fail"},
-		"backend died":     {"running=yes", "running=no"},
-		"mrg negotiated":   {"features=1101010111111110", "features=1101010111111111"},
-		"verdict":          {"UML-CASE result=ok", "UML-CASE result=fail"},
-		"guest unfinished": {"UML-GUEST-DONE boot=1\n", ""},
+		"g2h checksum":      {"sha256=aaaa\nUML-HOST-BACKEND", "sha256=aaab\nUML-HOST-BACKEND"},
+		"h2g short":         {"UML-GUEST-H2G result=ok bytes=1048576", "UML-GUEST-H2G result=ok bytes=1048000"},
+		"host ping":         {"UML-HOST-PING boot=1 result=ok", "UML-HOST-PING boot=1 result=fail"},
+		"backend died":      {"running=yes", "running=no"},
+		"mrg negotiated":    {"features=1101010111111110", "features=1101010111111111"},
+		"script unfinished": {"UML-CASE-END\n", ""},
+		"setup aborted":     {"UML-CASE-END", "UML-HOST-ABORT reason=backend-not-ready\nUML-CASE-END"},
+		"boot timed out":    {"UML-GUEST-DONE boot=1\n", "UML-GUEST-DONE boot=1\nUML-HOST-TIMEOUT boot=1 secs=120\n"},
+		"guest ping":        {"UML-GUEST-PING result=ok", "UML-GUEST-PING result=fail"},
+		"guest unfinished":  {"UML-GUEST-DONE boot=1\n", ""},
 	} {
 		out := strings.Replace(umlGoodOutput, edit[0], edit[1], 1)
 		if out == umlGoodOutput {

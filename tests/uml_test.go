@@ -35,9 +35,11 @@ func umlCases() []umlCase {
 // vhost-user frontend, boots the guest of scripts/mkuml-guest.sh; the host side
 // (scripts/uml-net-case.sh) puts the TAP in a network namespace of its own.
 // Each case pings both ways and sends 64 MiB each way over TCP with SHA-256
-// sums compared at both ends; the negotiated features must select the case's
-// RX mode. Without root, /dev/net/tun, the UML kernel or a tool it skips, or
-// fails when the run requires everything (make test, CI: testenv.RequireAll).
+// sums taken at both ends; the negotiated features must select the case's
+// RX mode. The script only reports what each end saw; checkUMLCase
+// (uml_check_test.go) is the one verdict. Without root, /dev/net/tun, the
+// UML kernel or a tool it skips, or fails when the run requires everything
+// (make test, CI: testenv.RequireAll).
 func TestUMLNetBackend(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short (see doc.go)")
