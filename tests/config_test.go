@@ -250,6 +250,11 @@ func TestConfigLaunches(t *testing.T) {
 			timeout: timeout,
 			wrap:    wrap,
 			files:   append([]string{caseScript, rootImg}, files...),
+			// The longest silence of a good run is the kernel's quiet boot (the
+			// network cases' guests boot the same way under the same limit); a
+			// guest the emulator lost (its vCPU state gone) is then noticed
+			// after 2 min, not at flint's --timeout.
+			quiet: 120 * time.Second,
 		}
 	}
 	netArg := "flintcfg.net=0"
