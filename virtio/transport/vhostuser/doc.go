@@ -11,7 +11,10 @@
 //     request before it is read (MaxPayload bounds every read), and up
 //     to MaxFDs SCM_RIGHTS descriptors per message, received close-on-exec.
 //     Each request must carry exactly the fds it needs; fds the backend
-//     does not keep are closed.
+//     does not keep are closed. Kick, call, err and backend-channel
+//     fds must be eventfds, anonymous pipes or unix sockets (fdkind.go):
+//     never a file, device or named FIFO the backend would write into or
+//     block on.
 //   - The session (session.go): features (the device's, plus
 //     VHOST_USER_F_PROTOCOL_FEATURES), the protocol features it offers
 //     (REPLY_ACK, BACKEND_REQ, CONFIG; not MQ), the memory table, the

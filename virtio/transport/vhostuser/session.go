@@ -175,7 +175,14 @@ func (s *session) dispatch(m *message) error {
 			return errors.New("SET_BACKEND_REQ_FD without the BACKEND_REQ protocol feature")
 		}
 		fd := m.take(0)
-		unix.SetNonblock(fd, true)
+		if err := checkNotifyFD(fd); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("SET_BACKEND_REQ_FD: %w", err)
+		}
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("SET_BACKEND_REQ_FD: %w", err)
+		}
 		s.backend.set(fd)
 		return nil
 	case ReqGetConfig, ReqSetConfig:
@@ -298,6 +305,10 @@ func (s *session) vringFD(m *message) error {
 	fd := -1
 	if !v.NoFD {
 		fd = m.take(0)
+		if err := checkNotifyFD(fd); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("%v: ring %d: %w", req, v.Index, err)
+		}
 		if err := unix.SetNonblock(fd, true); err != nil {
 			unix.Close(fd)
 			return fmt.Errorf("%v: ring %d: %w", req, v.Index, err)
@@ -307,15 +318,6 @@ func (s *session) vringFD(m *message) error {
 	case ReqSetVringKick:
 		if fd < 0 {
 			return fmt.Errorf("SET_VRING_KICK: ring %d without an fd (polling) is not supported", v.Index)
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("SET_VRING_KICK: ring %d: fstat: %w", v.Index, err)
-		}
-		if t := st.Mode & unix.S_IFMT; t == unix.S_IFREG || t == unix.S_IFDIR {
-			unix.Close(fd)
-			return fmt.Errorf("SET_VRING_KICK: ring %d: a regular file is not an eventfd or pipe", v.Index)
 		}
 		if r.kick != nil {
 			s.stopRing(r)

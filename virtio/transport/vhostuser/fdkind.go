@@ -1,0 +1,87 @@
+package vhostuser
+
+// What kind of file a frontend may pass as a notification fd. The
+// backend writes call, err and backend-channel fds and reads kick fds
+// from device goroutines; a regular file, directory, device node or named
+// FIFO there would make it write into a file the frontend chose, and on
+// FUSE or NFS block a device goroutine (and, through Reset, the whole
+// backend). Only objects that never block a non-blocking reader or
+// writer are accepted:
+//
+//   - an eventfd (QEMU's kick, call and err fds; UML's kick fds);
+//   - an anonymous pipe (some frontends' call fds);
+//   - a unix socket (UML's call fds and backend channel: its os_pipe is
+//     a socketpair, since UML cannot get SIGIO on an eventfd; QEMU's
+//     backend channel).
+//
+// A named FIFO is refused even though it is a pipe: it lives in a
+// directory, so someone other than the frontend may hold its other end.
+// So is a socket of another family (TCP, netlink...).
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Magic numbers of statfs(2)'s f_type for the pseudo filesystems.
+const (
+	anonInodeFSMagic = 0x09041934 // eventfd, timerfd, signalfd, epoll
+	pipeFSMagic      = 0x50495045 // anonymous pipes
+)
+
+// checkNotifyFD returns an error saying what fd is when it is not an
+// eventfd, an anonymous pipe or a unix socket.
+func checkNotifyFD(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("fstat: %w", err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil {
+		return fmt.Errorf("fstatfs: %w", err)
+	}
+	switch {
+	case uint32(fs.Type) == pipeFSMagic && st.Mode&unix.S_IFMT == unix.S_IFIFO:
+		return nil
+	case uint32(fs.Type) == anonInodeFSMagic:
+		// Which anonymous inode: /proc says, when it is mounted (a jail
+		// may not have it; then any anonymous inode, none of which blocks
+		// a non-blocking writer, is taken).
+		if link, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err == nil && link != "anon_inode:[eventfd]" {
+			return fmt.Errorf("%s is not an eventfd, pipe or unix socket", link)
+		}
+		return nil
+	case st.Mode&unix.S_IFMT == unix.S_IFSOCK:
+		domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+		if err != nil {
+			return fmt.Errorf("socket domain: %w", err)
+		}
+		if domain != unix.AF_UNIX {
+			return fmt.Errorf("a socket of family %d is not an eventfd, pipe or unix socket", domain)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s is not an eventfd, pipe or unix socket", fileKind(st.Mode))
+}
+
+// fileKind names a file type for error messages.
+func fileKind(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return "a regular file"
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFIFO:
+		return "a named FIFO"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFSOCK:
+		return "a socket"
+	}
+	return fmt.Sprintf("a file of mode %#o", mode)
+}
