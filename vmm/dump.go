@@ -44,6 +44,19 @@ func (m *Machine) logDeviceState(why string) {
 	}
 }
 
+// logCounters logs a device's counters, every one its Stats names, after
+// the key-value pairs ident: one line per device for dumps and exits.
+func logCounters(log *slog.Logger, level slog.Level, msg string, counters []virtio.Counter, ident ...any) {
+	attrs := make([]slog.Attr, 0, len(ident)/2+len(counters))
+	for i := 0; i+1 < len(ident); i += 2 {
+		attrs = append(attrs, slog.Any(fmt.Sprint(ident[i]), ident[i+1]))
+	}
+	for _, c := range counters {
+		attrs = append(attrs, slog.Uint64(c.Name, *c.Value))
+	}
+	log.LogAttrs(context.Background(), level, msg, attrs...)
+}
+
 // logVirtioSnapshot logs one device's snapshot: a "virtio device" line
 // and a "virtio queue" line per queue, each starting with dev=name and
 // ident.

@@ -1,12 +1,19 @@
 package vmm
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/flintvm/flint/virtio"
+	"github.com/flintvm/flint/virtio/blk"
+	virtionet "github.com/flintvm/flint/virtio/net"
 )
 
 // MetricsInterval is how often a running VM flushes metrics (Firecracker's
@@ -49,58 +56,108 @@ type VCPUMetrics struct {
 	ExitOther uint64 `json:"exit_other"`
 }
 
-// NetMetrics is one interface's traffic as the virtio-net device counts it
-// (bytes without the virtio-net header) and its drops by reason.
+// NetMetrics is one interface's counters as the virtio-net device keeps
+// them (bytes without the virtio-net header), with the TAP's name. In the
+// file they are nested as the device's counter list says
+// (virtionet.Stats.Counters: "rx_drops": {"oversize": ...} ...).
 type NetMetrics struct {
-	TAP       string `json:"host_dev_name"`
-	RxBytes   uint64 `json:"rx_bytes"`
-	RxPackets uint64 `json:"rx_packets"`
-	TxBytes   uint64 `json:"tx_bytes"`
-	TxPackets uint64 `json:"tx_packets"`
-	RxDrops   RxDrop `json:"rx_drops"`
-	TxDrops   TxDrop `json:"tx_drops"`
-	RxWaits   uint64 `json:"rx_waits"` // the guest had no receive buffers
-	TxWaits   uint64 `json:"tx_waits"` // the TAP pushed back
-	RxIRQs    uint64 `json:"rx_interrupts"`
-	TxIRQs    uint64 `json:"tx_interrupts"`
-	// RxThrottled and TxThrottled: pauses for the interface's rate
-	// limiters (Firecracker's rx/tx_rate_limiter_throttled).
-	RxThrottled uint64 `json:"rx_rate_limiter_throttled"`
-	TxThrottled uint64 `json:"tx_rate_limiter_throttled"`
-	QueueFault  uint64 `json:"broken_queues"`
+	TAP string // "host_dev_name"
+	virtionet.Stats
 }
 
-// RxDrop counts frames or buffers lost on the way to the guest, by reason.
-type RxDrop struct {
-	Oversize     uint64 `json:"oversize"`
-	Short        uint64 `json:"short"`
-	Header       uint64 `json:"bad_header"`
-	BadChain     uint64 `json:"bad_chain"`
-	Malformed    uint64 `json:"malformed_chain"`
-	BackendError uint64 `json:"backend_error"`
-}
-
-// TxDrop counts frames from the guest that never reached the TAP.
-type TxDrop struct {
-	Short     uint64 `json:"short"`
-	Refused   uint64 `json:"backend_refused"`
-	Malformed uint64 `json:"malformed_chain"`
-}
-
-// BlockMetric is one drive's counters, as the virtio-blk device keeps them.
+// BlockMetric is one drive's counters, as the virtio-blk device keeps
+// them (blk.Stats.Counters names them).
 type BlockMetric struct {
-	ReadOps     uint64 `json:"read_ops"`
-	ReadBytes   uint64 `json:"read_bytes"`
-	WriteOps    uint64 `json:"write_ops"`
-	WriteBytes  uint64 `json:"write_bytes"`
-	Flushes     uint64 `json:"flushes"`
-	IOErrors    uint64 `json:"io_errors"`
-	HostErrors  uint64 `json:"host_errors"`
-	Unsupported uint64 `json:"unsupported"`
-	BadChains   uint64 `json:"bad_chains"`
-	Malformed   uint64 `json:"malformed_chains"`
-	Throttled   uint64 `json:"rate_limiter_throttled"`
-	Interrupts  uint64 `json:"interrupts"`
+	blk.Stats
+}
+
+// MarshalJSON writes the counters as their metric paths say, and
+// host_dev_name.
+func (n NetMetrics) MarshalJSON() ([]byte, error) {
+	tree := counterTree(n.Stats.Counters())
+	tree["host_dev_name"] = n.TAP
+	return json.Marshal(tree)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (n *NetMetrics) UnmarshalJSON(b []byte) error {
+	tree, err := decodeTree(b)
+	if err != nil {
+		return err
+	}
+	n.TAP, _ = tree["host_dev_name"].(string)
+	return fromTree(tree, n.Stats.Counters())
+}
+
+// MarshalJSON writes the counters as their metric paths say.
+func (m BlockMetric) MarshalJSON() ([]byte, error) {
+	return json.Marshal(counterTree(m.Stats.Counters()))
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (m *BlockMetric) UnmarshalJSON(b []byte) error {
+	tree, err := decodeTree(b)
+	if err != nil {
+		return err
+	}
+	return fromTree(tree, m.Stats.Counters())
+}
+
+// counterTree nests counters by their dotted metric paths.
+func counterTree(counters []virtio.Counter) map[string]any {
+	tree := map[string]any{}
+	for _, c := range counters {
+		node, path := tree, strings.Split(c.Metric, ".")
+		for _, k := range path[:len(path)-1] {
+			sub, ok := node[k].(map[string]any)
+			if !ok {
+				sub = map[string]any{}
+				node[k] = sub
+			}
+			node = sub
+		}
+		node[path[len(path)-1]] = *c.Value
+	}
+	return tree
+}
+
+// decodeTree decodes a JSON object, numbers as json.Number (a uint64
+// counter does not fit a float64).
+func decodeTree(b []byte) (map[string]any, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var tree map[string]any
+	err := d.Decode(&tree)
+	return tree, err
+}
+
+// fromTree fills counters from a decoded counterTree; a counter missing
+// from it (a file from an older Flint) stays 0.
+func fromTree(tree map[string]any, counters []virtio.Counter) error {
+	for _, c := range counters {
+		var v any = tree
+		for _, k := range strings.Split(c.Metric, ".") {
+			node, ok := v.(map[string]any)
+			if !ok {
+				v = nil
+				break
+			}
+			v = node[k]
+		}
+		if v == nil {
+			continue
+		}
+		num, ok := v.(json.Number)
+		if !ok {
+			return fmt.Errorf("metrics: %s is %T, not a number", c.Metric, v)
+		}
+		n, err := strconv.ParseUint(string(num), 10, 64)
+		if err != nil {
+			return fmt.Errorf("metrics: %s: %w", c.Metric, err)
+		}
+		*c.Value = n
+	}
+	return nil
 }
 
 // collectMetrics reads every counter now.
@@ -118,21 +175,10 @@ func (m *Machine) collectMetrics() Metrics {
 		if id == "" {
 			id = nd.cfg.TAP
 		}
-		out.Net[id] = NetMetrics{TAP: nd.cfg.TAP,
-			RxBytes: s.RxBytes, RxPackets: s.RxPackets, TxBytes: s.TxBytes, TxPackets: s.TxPackets,
-			RxDrops: RxDrop{Oversize: s.RxDropOversize, Short: s.RxDropShort, Header: s.RxDropHeader,
-				BadChain: s.RxBadChains, Malformed: s.RxMalformed, BackendError: s.RxBackendErrors},
-			TxDrops: TxDrop{Short: s.TxDropShort, Refused: s.TxErrors, Malformed: s.TxMalformed},
-			RxWaits: s.RxWaits, TxWaits: s.TxWaits, RxIRQs: s.RxInterrupts, TxIRQs: s.TxInterrupts,
-			RxThrottled: s.RxThrottled, TxThrottled: s.TxThrottled,
-			QueueFault: s.Broken}
+		out.Net[id] = NetMetrics{TAP: nd.cfg.TAP, Stats: s}
 	}
 	for i, d := range m.drives {
-		s := d.Stats()
-		out.Block[m.driveIDs[i]] = BlockMetric{ReadOps: s.ReadOps, ReadBytes: s.ReadBytes, WriteOps: s.WriteOps,
-			WriteBytes: s.WriteBytes, Flushes: s.Flushes, IOErrors: s.IOErrors, HostErrors: s.HostErrors,
-			Unsupported: s.Unsupported, BadChains: s.BadChains, Malformed: s.Malformed, Throttled: s.Throttled,
-			Interrupts: s.Interrupts}
+		out.Block[m.driveIDs[i]] = BlockMetric{d.Stats()}
 	}
 	return out
 }

@@ -1,7 +1,6 @@
 package vmm
 
 import (
-	"context"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -175,15 +174,7 @@ func (m *Machine) logNetStats(when string) {
 	}
 	for _, nd := range m.nets {
 		s := nd.dev.Stats()
-		m.log.Log(context.Background(), level, "virtio-net counters", "when", when, "tap", nd.cfg.TAP,
-			"rx_packets", s.RxPackets, "rx_bytes", s.RxBytes, "rx_buffers", s.RxBuffers,
-			"rx_interrupts", s.RxInterrupts, "rx_waits", s.RxWaits,
-			"rx_drop_oversize", s.RxDropOversize, "rx_drop_short", s.RxDropShort,
-			"rx_drop_header", s.RxDropHeader, "rx_bad_chains", s.RxBadChains,
-			"rx_malformed", s.RxMalformed, "rx_backend_errors", s.RxBackendErrors,
-			"tx_packets", s.TxPackets, "tx_bytes", s.TxBytes, "tx_interrupts", s.TxInterrupts,
-			"tx_waits", s.TxWaits, "tx_drop_short", s.TxDropShort, "tx_errors", s.TxErrors,
-			"tx_malformed", s.TxMalformed)
+		logCounters(m.log, level, "virtio-net counters", s.Counters(), "when", when, "tap", nd.cfg.TAP)
 	}
 }
 

@@ -38,3 +38,12 @@ func TestEngineState(t *testing.T) {
 		t.Fatalf("after reset: %+v", s)
 	}
 }
+
+// TestCountersNamed fails when a Stats field has no name in Counters
+// (logs, dumps and metrics would miss it) or two names share a field.
+func TestCountersNamed(t *testing.T) {
+	s := new(Stats)
+	if err := virtio.CheckCounters(s, s.Counters()); err != nil {
+		t.Fatal(err)
+	}
+}

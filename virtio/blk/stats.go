@@ -1,6 +1,10 @@
 package blk
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/flintvm/flint/virtio"
+)
 
 // Stats are the device's counters. They accumulate over the device's
 // life (Reset keeps them) and are updated atomically as each request
@@ -64,17 +68,30 @@ type counters [numCounters]atomic.Uint64
 
 func (c *counters) inc(i counter)           { c[i].Add(1) }
 func (c *counters) add(i counter, n uint64) { c[i].Add(n) }
-func (c *counters) get(i counter) uint64    { return c[i].Load() }
+
+// names is the one place that names each Stats field: its key in logs
+// and dumps, its path in the metrics file, and the field itself
+// (TestCountersNamed checks it covers Stats).
+var names = [numCounters]virtio.Named[Stats]{
+	cReadOps:     virtio.Name("read_ops", "read_ops", func(s *Stats) *uint64 { return &s.ReadOps }),
+	cReadBytes:   virtio.Name("read_bytes", "read_bytes", func(s *Stats) *uint64 { return &s.ReadBytes }),
+	cWriteOps:    virtio.Name("write_ops", "write_ops", func(s *Stats) *uint64 { return &s.WriteOps }),
+	cWriteBytes:  virtio.Name("write_bytes", "write_bytes", func(s *Stats) *uint64 { return &s.WriteBytes }),
+	cFlushes:     virtio.Name("flushes", "flushes", func(s *Stats) *uint64 { return &s.Flushes }),
+	cIDs:         virtio.Name("ids", "get_ids", func(s *Stats) *uint64 { return &s.IDs }),
+	cIOErrors:    virtio.Name("io_errors", "io_errors", func(s *Stats) *uint64 { return &s.IOErrors }),
+	cHostErrors:  virtio.Name("host_errors", "host_errors", func(s *Stats) *uint64 { return &s.HostErrors }),
+	cUnsupported: virtio.Name("unsupported", "unsupported", func(s *Stats) *uint64 { return &s.Unsupported }),
+	cBadChains:   virtio.Name("bad_chains", "bad_chains", func(s *Stats) *uint64 { return &s.BadChains }),
+	cMalformed:   virtio.Name("malformed", "malformed_chains", func(s *Stats) *uint64 { return &s.Malformed }),
+	cThrottled:   virtio.Name("throttled", "rate_limiter_throttled", func(s *Stats) *uint64 { return &s.Throttled }),
+	cInterrupts:  virtio.Name("interrupts", "interrupts", func(s *Stats) *uint64 { return &s.Interrupts }),
+	cBroken:      virtio.Name("broken", "broken_queues", func(s *Stats) *uint64 { return &s.Broken }),
+}
+
+// Counters lists every field of s with its names, in a fixed order, for
+// logs, dumps and metrics (and pointers into s, to fill it from them).
+func (s *Stats) Counters() []virtio.Counter { return virtio.Counters(s, names[:]) }
 
 // Stats returns a snapshot of the counters.
-func (d *Device) Stats() Stats {
-	c := &d.stats
-	return Stats{
-		ReadOps: c.get(cReadOps), ReadBytes: c.get(cReadBytes),
-		WriteOps: c.get(cWriteOps), WriteBytes: c.get(cWriteBytes),
-		Flushes: c.get(cFlushes), IDs: c.get(cIDs),
-		IOErrors: c.get(cIOErrors), HostErrors: c.get(cHostErrors), Unsupported: c.get(cUnsupported),
-		BadChains: c.get(cBadChains), Malformed: c.get(cMalformed), Throttled: c.get(cThrottled),
-		Interrupts: c.get(cInterrupts), Broken: c.get(cBroken),
-	}
-}
+func (d *Device) Stats() Stats { return virtio.Snapshot(names[:], d.stats[:]) }

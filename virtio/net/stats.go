@@ -1,6 +1,10 @@
 package net
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/flintvm/flint/virtio"
+)
 
 // Stats are the device's counters. They accumulate over the device's
 // life (Reset keeps them) and are published by the device goroutines at
@@ -115,23 +119,43 @@ func (dl *deltas) publish(c *counters) {
 	}
 }
 
-// Stats returns a snapshot of the counters.
-func (d *Device) Stats() Stats {
-	c := &d.stats
-	g := func(i counter) uint64 { return c[i].Load() }
-	return Stats{
-		RxPackets: g(cRxPackets), RxBytes: g(cRxBytes), RxBuffers: g(cRxBuffers),
-		RxInterrupts: g(cRxInterrupts), RxDropOversize: g(cRxDropOversize),
-		RxDropShort: g(cRxDropShort), RxDropHeader: g(cRxDropHeader),
-		RxBadChains: g(cRxBadChains), RxMalformed: g(cRxMalformed), RxWaits: g(cRxWaits),
-		RxBackendErrors: g(cRxBackendErrors), RxThrottled: g(cRxThrottled), TxThrottled: g(cTxThrottled),
-		TxPackets: g(cTxPackets), TxBytes: g(cTxBytes), TxInterrupts: g(cTxInterrupts),
-		TxDropShort: g(cTxDropShort), TxErrors: g(cTxErrors), TxMalformed: g(cTxMalformed),
-		TxWaits:      g(cTxWaits),
-		CtrlCommands: g(cCtrlCommands), CtrlRejected: g(cCtrlRejected), CtrlMalformed: g(cCtrlMalformed),
-		Broken: g(cBroken),
-	}
+// names is the one place that names each Stats field: its key in logs
+// and dumps, its path in the metrics file, and the field itself. Stats,
+// Counters and therefore every log line, dump and metrics flush read the
+// fields through it (TestCountersNamed checks it covers Stats).
+var names = [numCounters]virtio.Named[Stats]{
+	cRxPackets:       virtio.Name("rx_packets", "rx_packets", func(s *Stats) *uint64 { return &s.RxPackets }),
+	cRxBytes:         virtio.Name("rx_bytes", "rx_bytes", func(s *Stats) *uint64 { return &s.RxBytes }),
+	cRxBuffers:       virtio.Name("rx_buffers", "rx_buffers", func(s *Stats) *uint64 { return &s.RxBuffers }),
+	cRxInterrupts:    virtio.Name("rx_interrupts", "rx_interrupts", func(s *Stats) *uint64 { return &s.RxInterrupts }),
+	cRxDropOversize:  virtio.Name("rx_drop_oversize", "rx_drops.oversize", func(s *Stats) *uint64 { return &s.RxDropOversize }),
+	cRxDropShort:     virtio.Name("rx_drop_short", "rx_drops.short", func(s *Stats) *uint64 { return &s.RxDropShort }),
+	cRxDropHeader:    virtio.Name("rx_drop_header", "rx_drops.bad_header", func(s *Stats) *uint64 { return &s.RxDropHeader }),
+	cRxBadChains:     virtio.Name("rx_bad_chains", "rx_drops.bad_chain", func(s *Stats) *uint64 { return &s.RxBadChains }),
+	cRxMalformed:     virtio.Name("rx_malformed", "rx_drops.malformed_chain", func(s *Stats) *uint64 { return &s.RxMalformed }),
+	cRxWaits:         virtio.Name("rx_waits", "rx_waits", func(s *Stats) *uint64 { return &s.RxWaits }),
+	cRxBackendErrors: virtio.Name("rx_backend_errors", "rx_drops.backend_error", func(s *Stats) *uint64 { return &s.RxBackendErrors }),
+	cRxThrottled:     virtio.Name("rx_throttled", "rx_rate_limiter_throttled", func(s *Stats) *uint64 { return &s.RxThrottled }),
+	cTxPackets:       virtio.Name("tx_packets", "tx_packets", func(s *Stats) *uint64 { return &s.TxPackets }),
+	cTxBytes:         virtio.Name("tx_bytes", "tx_bytes", func(s *Stats) *uint64 { return &s.TxBytes }),
+	cTxInterrupts:    virtio.Name("tx_interrupts", "tx_interrupts", func(s *Stats) *uint64 { return &s.TxInterrupts }),
+	cTxDropShort:     virtio.Name("tx_drop_short", "tx_drops.short", func(s *Stats) *uint64 { return &s.TxDropShort }),
+	cTxErrors:        virtio.Name("tx_errors", "tx_drops.backend_refused", func(s *Stats) *uint64 { return &s.TxErrors }),
+	cTxMalformed:     virtio.Name("tx_malformed", "tx_drops.malformed_chain", func(s *Stats) *uint64 { return &s.TxMalformed }),
+	cTxWaits:         virtio.Name("tx_waits", "tx_waits", func(s *Stats) *uint64 { return &s.TxWaits }),
+	cTxThrottled:     virtio.Name("tx_throttled", "tx_rate_limiter_throttled", func(s *Stats) *uint64 { return &s.TxThrottled }),
+	cCtrlCommands:    virtio.Name("ctrl_commands", "ctrl.commands", func(s *Stats) *uint64 { return &s.CtrlCommands }),
+	cCtrlRejected:    virtio.Name("ctrl_rejected", "ctrl.rejected", func(s *Stats) *uint64 { return &s.CtrlRejected }),
+	cCtrlMalformed:   virtio.Name("ctrl_malformed", "ctrl.malformed_chain", func(s *Stats) *uint64 { return &s.CtrlMalformed }),
+	cBroken:          virtio.Name("broken", "broken_queues", func(s *Stats) *uint64 { return &s.Broken }),
 }
+
+// Counters lists every field of s with its names, in a fixed order, for
+// logs, dumps and metrics (and pointers into s, to fill it from them).
+func (s *Stats) Counters() []virtio.Counter { return virtio.Counters(s, names[:]) }
+
+// Stats returns a snapshot of the counters.
+func (d *Device) Stats() Stats { return virtio.Snapshot(names[:], d.stats[:]) }
 
 // engineEnv is what every queue's handler shares with the device.
 type engineEnv struct {
