@@ -35,6 +35,7 @@ run: setup
 ## boot, network, disk/config/API and UML tests; every phase runs, then a summary of what ran
 ## where. FLINT_TEST_REQUIRE=all: a test that cannot run here fails (internal/testenv).
 test: export FLINT_TEST_REQUIRE := all
+test: export FUZZ_ROTATE := 10
 test: setup testsummary
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
 	@rc=0; for phase in $(TEST_PHASES); do \
@@ -66,10 +67,12 @@ unit: testsummary
 race: testsummary
 	$(TESTSUMMARY) run -o $(RESULTS)/race.json -- $(GO) test -json -count=1 -race ./devices/... ./virtio/... ./vmm/...
 
-## fuzz-short: run every fuzz target briefly (FUZZTIME, default 10s each)
+## fuzz-short: run every fuzz target briefly (FUZZTIME, default 10s each); FUZZ_ROTATE=N
+## fuzzes only N of them, a different slice each day (make test: 10)
 FUZZTIME ?= 10s
+FUZZ_ROTATE ?= 0
 fuzz-short:
-	scripts/fuzz-short.sh $(FUZZTIME)
+	scripts/fuzz-short.sh $(FUZZTIME) --rotate $(FUZZ_ROTATE)
 
 ## e2e: stock Debian kernels booted by flint (directly, or inside the nested test host), UML,
 ## and the KVM package tests in the nested test host where this machine has no /dev/kvm
