@@ -331,22 +331,34 @@ func (w *Writer) write(p []byte) error {
 	return nil
 }
 
-// copyFrom copies exactly size bytes of r into the archive.
+// copyFrom copies exactly size bytes of r into the archive. A destination
+// that reads for itself (BufferWriter: straight into its buffer; *os.File:
+// copy_file_range or splice) gets the reader, limited to size bytes.
 func (w *Writer) copyFrom(name string, size int64, r io.Reader) error {
-	if w.copyBuf == nil {
-		w.copyBuf = make([]byte, 64<<10)
+	var n int64
+	var err error
+	if rf, ok := w.w.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(io.LimitReader(r, size))
+		w.off += n
+	} else {
+		if w.copyBuf == nil {
+			w.copyBuf = make([]byte, 64<<10)
+		}
+		for n < size && err == nil {
+			var m int
+			m, err = io.ReadFull(r, w.copyBuf[:min(size-n, int64(len(w.copyBuf)))])
+			if werr := w.write(w.copyBuf[:m]); werr != nil {
+				return werr
+			}
+			n += int64(m)
+		}
 	}
-	for left := size; left > 0; {
-		chunk := w.copyBuf[:min(left, int64(len(w.copyBuf)))]
-		n, err := io.ReadFull(r, chunk)
-		if werr := w.write(chunk[:n]); werr != nil {
-			return werr
-		}
-		left -= int64(n)
-		if err != nil {
-			w.err = fmt.Errorf("%w %q: reader gave %d of the %d bytes announced: %w", ErrBadEntry, name, size-left, size, err)
-			return w.err
-		}
+	if err == nil && n < size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		w.err = fmt.Errorf("%w %q: copied %d of the %d bytes announced: %w", ErrBadEntry, name, n, size, err)
+		return w.err
 	}
 	return nil
 }
@@ -411,6 +423,30 @@ func (b *BufferWriter) Write(p []byte) (int, error) {
 		return n, fmt.Errorf("%w: %d bytes do not fit in %d", ErrBufferFull, len(p)-n, len(b.buf))
 	}
 	return n, nil
+}
+
+// ReadFrom reads r until EOF straight into the buffer, so a Writer copies a
+// file's contents without an intermediate buffer. Data beyond the buffer's
+// end is an ErrBufferFull error.
+func (b *BufferWriter) ReadFrom(r io.Reader) (int64, error) {
+	start := b.n
+	for {
+		if b.n == len(b.buf) {
+			var probe [1]byte
+			if m, _ := io.ReadFull(r, probe[:]); m > 0 {
+				return int64(b.n - start), fmt.Errorf("%w: the data does not fit in %d bytes", ErrBufferFull, len(b.buf))
+			}
+			return int64(b.n - start), nil
+		}
+		m, err := r.Read(b.buf[b.n:])
+		b.n += m
+		if err == io.EOF {
+			return int64(b.n - start), nil
+		}
+		if err != nil {
+			return int64(b.n - start), err
+		}
+	}
 }
 
 // Len returns the number of bytes written.

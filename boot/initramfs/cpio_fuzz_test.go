@@ -48,7 +48,7 @@ func FuzzWriter(f *testing.F) {
 		case 5:
 			err, wantMode, wantBody = w.Dir(name, perm), modeDir|perm, nil
 		}
-		broken := errors.Is(err, ErrBadEntry) && strings.Contains(err.Error(), "reader gave")
+		broken := errors.Is(err, ErrBadEntry) && strings.Contains(err.Error(), "bytes announced")
 		if err != nil && !broken && buf.Len() != before {
 			t.Fatalf("rejected entry (%v) wrote %d bytes", err, buf.Len()-before)
 		}
@@ -73,6 +73,13 @@ func FuzzWriter(f *testing.F) {
 			return
 		}
 		last := es[len(es)-1]
+		if kind%6 == 4 && strings.TrimPrefix(name, "/") == "first" {
+			// MkdirAll of a directory already there writes nothing.
+			if len(es) != 1 {
+				t.Fatalf("MkdirAll of an existing directory wrote %d entries", len(es)-1)
+			}
+			return
+		}
 		if last.Name != strings.TrimPrefix(name, "/") || last.Mode != wantMode || !bytes.Equal(last.Body, wantBody) {
 			t.Fatalf("read back %q mode %#o body %d bytes, want %q mode %#o body %d bytes",
 				last.Name, last.Mode, len(last.Body), name, wantMode, len(wantBody))

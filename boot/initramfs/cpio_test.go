@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -306,7 +307,7 @@ func BenchmarkWriterFile(b *testing.B) {
 	w := NewWriter(io.Discard)
 	names := make([]string, 1024)
 	for i := range names {
-		names[i] = "flint/modules/m" + strings.Repeat("x", i%40) + string(rune('a'+i%26)) + ".ko"
+		names[i] = "flint/modules/m" + strconv.Itoa(i) + ".ko"
 	}
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
@@ -316,6 +317,32 @@ func BenchmarkWriterFile(b *testing.B) {
 		}
 		if err := w.File(names[i%len(names)], 0o644, data); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestBufferWriterReadFrom: FileFrom into a BufferWriter reads straight into
+// the buffer; an exact fit succeeds, one byte more is ErrBufferFull.
+func TestBufferWriterReadFrom(t *testing.T) {
+	body := bytes.Repeat([]byte{7}, 1000)
+	var ref bytes.Buffer
+	rw := NewWriter(&ref)
+	if err := errors.Join(rw.FileFrom("f", 0o644, 1000, bytes.NewReader(body)), rw.Close()); err != nil {
+		t.Fatal(err)
+	}
+	exact := NewBufferWriter(make([]byte, ref.Len()))
+	w := NewWriter(exact)
+	if err := errors.Join(w.FileFrom("f", 0o644, 1000, bytes.NewReader(body)), w.Close()); err != nil {
+		t.Fatalf("exact fit: %v", err)
+	}
+	if !bytes.Equal(exact.Bytes(), ref.Bytes()) {
+		t.Error("archive through ReadFrom differs from the streamed one")
+	}
+	for _, room := range []int{headerLen + 4 + 999, headerLen + 4 + 1000} {
+		w := NewWriter(NewBufferWriter(make([]byte, room)))
+		err := w.FileFrom("f", 0o644, 1001, bytes.NewReader(append(body, 8)))
+		if !errors.Is(err, ErrBufferFull) {
+			t.Errorf("room %d for 1001 bytes: %v, want ErrBufferFull", room, err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package initramfs
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"errors"
@@ -52,21 +53,40 @@ func compression(path string) string {
 // 12's kernels have no in-kernel module decompression). The contents must
 // match the suffix and be an ELF file of at most MaxModuleSize bytes.
 func ReadModule(path string) ([]byte, error) {
+	var d moduleDecoder
+	defer d.close()
+	return d.read(path)
+}
+
+// moduleDecoder decodes module files one after the other, reusing its
+// buffers and its zstd decoder (costly to set up: megabytes of tables).
+type moduleDecoder struct {
+	buf bytes.Buffer // the decoded module
+	br  *bufio.Reader
+	zst *zstd.Decoder
+}
+
+func (d *moduleDecoder) close() {
+	if d.zst != nil {
+		d.zst.Close()
+	}
+}
+
+// read returns the decoded contents of the module file at path, valid
+// until the next call.
+func (d *moduleDecoder) read(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return decodeModule(path, f, nil)
+	return d.decode(path, f)
 }
 
-// decodeModule reads a module from r (the file at path) into buf's storage,
-// decompressing it as its name says.
-func decodeModule(path string, r io.Reader, buf *bytes.Buffer) ([]byte, error) {
-	if buf == nil {
-		buf = new(bytes.Buffer)
-	}
-	buf.Reset()
+// decode reads a module from r (the file at path), decompressing it as its
+// name says.
+func (d *moduleDecoder) decode(path string, r io.Reader) ([]byte, error) {
+	d.buf.Reset()
 	kind := compression(path)
 	var head [6]byte
 	n, err := io.ReadFull(r, head[:])
@@ -81,39 +101,50 @@ func decodeModule(path string, r io.Reader, buf *bytes.Buffer) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("%w %s: its name says %s, its first bytes are % x", ErrBadModule, path, what, head[:n])
 	}
+	// The decoders read byte by byte: buffer the file, or that is a
+	// system call per byte.
 	src := io.MultiReader(bytes.NewReader(head[:n]), r)
+	if d.br == nil {
+		d.br = bufio.NewReaderSize(src, 64<<10)
+	} else {
+		d.br.Reset(src)
+	}
 	var dec io.Reader
 	switch kind {
 	case "":
-		dec = src
+		dec = d.br
 	case "gz":
-		zr, err := gzip.NewReader(src)
+		zr, err := gzip.NewReader(d.br)
 		if err != nil {
 			return nil, fmt.Errorf("%w %s: gzip: %v", ErrBadModule, path, err)
 		}
 		dec = zr
 	case "xz":
-		xr, err := xz.NewReader(src)
+		xr, err := xz.NewReader(d.br)
 		if err != nil {
 			return nil, fmt.Errorf("%w %s: xz: %v", ErrBadModule, path, err)
 		}
 		dec = xr
 	case "zst":
-		zr, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxModuleSize))
+		if d.zst == nil {
+			d.zst, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxModuleSize))
+		}
+		if err == nil {
+			err = d.zst.Reset(d.br)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w %s: zstd: %v", ErrBadModule, path, err)
 		}
-		defer zr.Close()
-		dec = zr
+		dec = d.zst
 	}
-	m, err := buf.ReadFrom(io.LimitReader(dec, MaxModuleSize+1))
+	m, err := d.buf.ReadFrom(io.LimitReader(dec, MaxModuleSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("%w %s: %s: %v", ErrBadModule, path, orPlain(kind), err)
 	}
 	if m > MaxModuleSize {
 		return nil, fmt.Errorf("%w %s: larger than %d MiB", ErrBadModule, path, MaxModuleSize>>20)
 	}
-	out := buf.Bytes()
+	out := d.buf.Bytes()
 	if !bytes.HasPrefix(out, magicELF) {
 		return nil, fmt.Errorf("%w %s: the decompressed module is not an ELF file", ErrBadModule, path)
 	}

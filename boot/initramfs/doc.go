@@ -12,7 +12,10 @@
 //     from modules.dep or, where the tree has none (one unpacked from a
 //     distribution package), from each module's own .modinfo "depends=";
 //   - module decompression (ReadModule): .ko.gz, .ko.xz and .ko.zst, since
-//     Debian 12's kernels cannot decompress modules themselves.
+//     Debian 12's kernels cannot decompress modules themselves;
+//   - the builder (Build) and the layout the guest agent reads: /init, the
+//     modules under ModuleDir, their load order in ModuleOrderPath, extra
+//     files, all after a user's initrd when there is one.
 //
 // It imports nothing from this module: the kernel release that names the
 // module tree comes from boot.KernelRelease, and the caller joins the two.

@@ -267,7 +267,7 @@ type treeScan struct {
 	dir    string
 	order  map[string]string // name -> path from modules.order, suffix as listed
 	walked map[string]string // name -> path found by walking, once walked
-	buf    bytes.Buffer
+	dec    moduleDecoder
 }
 
 func scanTree(dir string) (*treeScan, error) {
@@ -363,12 +363,7 @@ func (t *treeScan) modinfoDepends(p string) ([]string, error) {
 	if compression(p) == "" {
 		ef, err = elf.Open(p)
 	} else {
-		f, oerr := os.Open(p)
-		if oerr != nil {
-			return nil, oerr
-		}
-		data, derr := decodeModule(p, f, &t.buf)
-		f.Close()
+		data, derr := t.dec.read(p)
 		if derr != nil {
 			return nil, derr
 		}

@@ -19,7 +19,9 @@ func FuzzModuleFile(f *testing.F) {
 	f.Add(uint8(3), append(append([]byte(nil), magicGzip...), 8, 0, 0, 0))
 	f.Fuzz(func(t *testing.T, kind uint8, data []byte) {
 		name := "m" + moduleSuffixes[int(kind)%len(moduleSuffixes)]
-		out, err := decodeModule(name, bytes.NewReader(data), nil)
+		var d moduleDecoder
+		defer d.close()
+		out, err := d.decode(name, bytes.NewReader(data))
 		if err != nil {
 			if !errors.Is(err, ErrBadModule) || !strings.Contains(err.Error(), name) {
 				t.Fatalf("error %v: not ErrBadModule naming %s", err, name)

@@ -187,7 +187,7 @@ func TestResolveModulesDepFile(t *testing.T) {
 // .ko.zst files), otherwise with the library's encoder.
 func compress(t testing.TB, kind string, data []byte) []byte {
 	t.Helper()
-	tool := map[string][]string{"xz": {"xz", "-c", "--check=crc32"}, "zst": {"zstd", "-q", "-c"}, "gz": {"gzip", "-c", "-n"}}[kind]
+	tool := map[string][]string{"xz": {"xz", "-c", "--check=crc32", "--lzma2=dict=1MiB"}, "zst": {"zstd", "-q", "-c"}, "gz": {"gzip", "-c", "-n"}}[kind]
 	if _, err := exec.LookPath(tool[0]); err == nil {
 		cmd := exec.Command(tool[0], tool[1:]...)
 		cmd.Stdin = bytes.NewReader(data)
