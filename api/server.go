@@ -7,6 +7,12 @@
 //
 // Errors are HTTP 400 with {"fault_message": "..."}; successful PUT and
 // PATCH requests answer 204 with no body.
+//
+// A client holds little (limits.go): a request must arrive whole within
+// ReadTimeout, a keep-alive connection closes after IdleTimeout without a
+// request, at most MaxConns connections are open at once (others wait in
+// the backlog), bodies are at most MaxBodySize bytes. The socket is its
+// owner's only from the moment it exists.
 package api
 
 import (
@@ -20,7 +26,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/flintvm/flint/configs"
 )
@@ -68,6 +73,8 @@ type Options struct {
 	Started bool
 	// Log receives one debug line per request; nil discards.
 	Log *slog.Logger
+	// Limits bounds clients' time and connections (zero: DefaultLimits).
+	Limits Limits
 }
 
 // Server is the API. Create it with New, then Serve a listener from Listen.
@@ -79,6 +86,7 @@ type Server struct {
 	mu      sync.Mutex
 	cfg     configs.VMConfig // the pending (then running) configuration
 	started bool
+	limits  Limits
 
 	// Connections that have not sent a request yet: net/http's Shutdown
 	// waits 5 s for those, so Shutdown closes them itself.
@@ -102,7 +110,10 @@ func New(opts Options) *Server {
 		s.cfg = *opts.Config
 	}
 	s.fresh = map[net.Conn]struct{}{}
-	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second,
+	s.limits = opts.Limits.orDefault()
+	s.http = &http.Server{Handler: s, ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		ReadTimeout: s.limits.ReadTimeout, WriteTimeout: s.limits.WriteTimeout,
+		IdleTimeout: s.limits.IdleTimeout, MaxHeaderBytes: s.limits.MaxHeaderBytes,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug), ConnState: s.connState}
 	return s
 }
@@ -122,9 +133,11 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 	}
 }
 
-// Serve answers requests on l until Shutdown; it returns nil after Shutdown.
+// Serve answers requests on l until Shutdown, with at most
+// Limits.MaxConns connections open at once; it returns nil after
+// Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.http.Serve(l)
+	err := s.http.Serve(newLimitListener(l, s.limits.MaxConns))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

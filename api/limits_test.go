@@ -1,0 +1,125 @@
+package api
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+)
+
+// shortLimits make the timeouts observable in a test.
+var shortLimits = Limits{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond,
+	IdleTimeout: 300 * time.Millisecond, MaxConns: 2}
+
+// waitDropped reads c until the server closes it, failing if that takes
+// longer than bound.
+func waitDropped(t *testing.T, c net.Conn, bound time.Duration) {
+	t.Helper()
+	t0 := time.Now()
+	c.SetReadDeadline(t0.Add(bound))
+	_, err := io.Copy(io.Discard, c)
+	if os.IsTimeout(err) {
+		t.Fatalf("the connection was still open after %v", bound)
+	}
+}
+
+// TestTrickledBody (issue 13 finding 5): a client that sends its headers
+// and then its body a byte at a time is dropped at ReadTimeout, instead
+// of holding a connection (and a goroutine) forever.
+func TestTrickledBody(t *testing.T) {
+	_, _, sock := serve(t, Options{Controller: &fakeVM{}, Limits: shortLimits})
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "PUT /machine-config HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				if _, err := c.Write([]byte(" ")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	waitDropped(t, c, 3*time.Second)
+}
+
+// TestIdleKeepAlive (issue 13 finding 5): a keep-alive connection with no
+// next request is closed at IdleTimeout.
+func TestIdleKeepAlive(t *testing.T) {
+	_, _, sock := serve(t, Options{Controller: &fakeVM{}, Limits: shortLimits})
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("status %d, close %v: want a kept-alive 200", resp.StatusCode, resp.Close)
+	}
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := r.ReadByte(); os.IsTimeout(err) {
+		t.Fatal("the idle connection was still open after 3 s")
+	}
+}
+
+// TestMaxConns (issue 13 finding 5): no more than MaxConns connections
+// are served at once; a further client waits until one closes, then is
+// served.
+func TestMaxConns(t *testing.T) {
+	lim := shortLimits
+	lim.ReadHeaderTimeout, lim.ReadTimeout = time.Minute, time.Minute // silent clients stay
+	_, c, sock := serve(t, Options{Controller: &fakeVM{}, Limits: lim})
+	var silent []net.Conn
+	for range lim.MaxConns {
+		s, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		silent = append(silent, s)
+	}
+	done := make(chan int, 1)
+	go func() {
+		code, _ := c.do("GET", "/", "")
+		done <- code
+	}()
+	select {
+	case code := <-done:
+		t.Fatalf("served (%d) with %d connections already open", code, lim.MaxConns)
+	case <-time.After(500 * time.Millisecond):
+	}
+	silent[0].Close()
+	select {
+	case code := <-done:
+		if code != 200 {
+			t.Fatalf("status %d", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not served after a connection closed")
+	}
+}
+
+func TestLimitsDefault(t *testing.T) {
+	if got := (Limits{MaxConns: 3}).orDefault(); got.MaxConns != 3 || got.ReadTimeout != DefaultLimits.ReadTimeout ||
+		got.IdleTimeout != DefaultLimits.IdleTimeout || got.MaxHeaderBytes != DefaultLimits.MaxHeaderBytes {
+		t.Fatalf("orDefault = %+v", got)
+	}
+}
