@@ -1,0 +1,279 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flintvm/flint/devices/exitdev"
+)
+
+// System is what the agent needs from the guest's kernel beyond running a
+// process: the real one (Linux, as PID 1) is in sys_linux.go.
+type System interface {
+	// EarlyMounts mounts /proc, /sys, /dev (devtmpfs), /tmp and /run.
+	EarlyMounts() error
+	// LoadModule loads a kernel module file; a module already present
+	// (built in, or loaded) is not an error.
+	LoadModule(path string) error
+	// Mount performs one Mount, creating its target.
+	Mount(m Mount) error
+	// WaitDevice waits until path exists, up to d.
+	WaitDevice(path string, d time.Duration) error
+	// ConfigureInterface gives the interface with this MAC the address
+	// and brings it (and lo) up.
+	ConfigureInterface(mac string, addr netip.Prefix) error
+}
+
+// StepError is a step of the agent that failed: what the host learns from
+// the status word (exitdev.AgentFailed) is Stage and Errno.
+type StepError struct {
+	Stage exitdev.Stage
+	Err   error
+}
+
+func (e *StepError) Error() string { return fmt.Sprintf("agent: %s: %v", e.Stage, e.Err) }
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Errno is the errno inside the error, or EIO when there is none (the host
+// only needs to tell "not found" and "not executable" apart from the rest).
+func (e *StepError) Errno() syscall.Errno {
+	var n syscall.Errno
+	if errors.As(e.Err, &n) {
+		return n
+	}
+	if errors.Is(e.Err, exec.ErrNotFound) || errors.Is(e.Err, fs.ErrNotExist) {
+		return syscall.ENOENT
+	}
+	if errors.Is(e.Err, fs.ErrPermission) {
+		return syscall.EACCES
+	}
+	return syscall.EIO
+}
+
+// Word is the exit device's status word for this failure.
+func (e *StepError) Word() uint32 {
+	n := e.Errno()
+	if n > 0xffff {
+		n = syscall.EIO
+	}
+	return exitdev.AgentFailed(e.Stage, uint16(n))
+}
+
+// Prepare runs every step before the command: early mounts, modules,
+// mounts, the chroot's own filesystems, the interfaces, and waits for the
+// stream devices. log gets a line per step that failed.
+func Prepare(s *Spec, sys System) error {
+	if err := sys.EarlyMounts(); err != nil {
+		return &StepError{exitdev.StageEarly, err}
+	}
+	for _, m := range s.Modules {
+		if err := sys.LoadModule(m); err != nil {
+			return &StepError{exitdev.StageModules, fmt.Errorf("%s: %w", m, err)}
+		}
+	}
+	wait := time.Duration(s.DeviceWaitMs) * time.Millisecond
+	if wait == 0 {
+		wait = DefaultDeviceWaitMs * time.Millisecond
+	}
+	for _, m := range s.Mounts {
+		if err := sys.Mount(m); err != nil {
+			return &StepError{exitdev.StageMounts, fmt.Errorf("%s on %s: %w", m.FSType, m.Target, err)}
+		}
+	}
+	if s.Root != "" {
+		for _, m := range rootMounts(s.Root) {
+			if err := sys.Mount(m); err != nil {
+				return &StepError{exitdev.StageMounts, fmt.Errorf("%s on %s: %w", m.FSType, m.Target, err)}
+			}
+		}
+	}
+	for _, i := range s.Interfaces {
+		p, err := netip.ParsePrefix(i.Addr)
+		if err == nil {
+			err = sys.ConfigureInterface(strings.ToLower(i.MAC), p)
+		}
+		if err != nil {
+			return &StepError{exitdev.StageNetwork, fmt.Errorf("interface %s: %w", i.MAC, err)}
+		}
+	}
+	for _, dev := range []string{s.Stdin, s.Stdout, s.Stderr} {
+		if dev == "" {
+			continue
+		}
+		if err := sys.WaitDevice(dev, wait); err != nil {
+			return &StepError{exitdev.StageExec, fmt.Errorf("stream device %s: %w", dev, err)}
+		}
+	}
+	return nil
+}
+
+// rootMounts are the filesystems a command chrooted into root expects.
+func rootMounts(root string) []Mount {
+	return []Mount{
+		{Source: "/proc", Target: path.Join(root, "proc"), FSType: "none", Options: []string{"rbind"}},
+		{Source: "/sys", Target: path.Join(root, "sys"), FSType: "none", Options: []string{"rbind"}},
+		{Source: "/dev", Target: path.Join(root, "dev"), FSType: "none", Options: []string{"rbind"}},
+		{Source: "tmpfs", Target: path.Join(root, "tmp"), FSType: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
+		{Source: "tmpfs", Target: path.Join(root, "run"), FSType: "tmpfs", Options: []string{"nosuid", "nodev", "mode=755"}},
+	}
+}
+
+// Command builds the command of s, its streams opened from the devices s
+// names (/dev/null for none). The caller closes the returned files after
+// Start.
+func Command(s *Spec) (*exec.Cmd, []*os.File, error) {
+	bin, err := lookPath(s.Root, s.Argv[0], s.Env)
+	if err != nil {
+		return nil, nil, &StepError{exitdev.StageExec, err}
+	}
+	cmd := &exec.Cmd{Path: bin, Args: s.Argv, Env: s.Env, Dir: s.Dir}
+	if s.Dir == "" {
+		cmd.Dir = "/"
+	}
+	if s.Root != "" {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: s.Root}
+	}
+	var files []*os.File
+	open := func(name string, flag int) (*os.File, error) {
+		if name == "" {
+			name = os.DevNull
+		}
+		f, err := os.OpenFile(name, flag|syscall.O_NOCTTY, 0)
+		if err != nil {
+			return nil, &StepError{exitdev.StageExec, err}
+		}
+		files = append(files, f)
+		return f, nil
+	}
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	if cmd.Stdin, err = open(s.Stdin, os.O_RDONLY); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	if cmd.Stdout, err = open(s.Stdout, os.O_WRONLY); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	if s.Stderr == s.Stdout {
+		cmd.Stderr = cmd.Stdout
+	} else if cmd.Stderr, err = open(s.Stderr, os.O_WRONLY); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return cmd, files, nil
+}
+
+// lookPath finds argv0 the way a shell would inside root: as given when it
+// has a slash, else in each directory of the command's PATH.
+func lookPath(root, argv0 string, env []string) (string, error) {
+	check := func(p string) error {
+		fi, err := os.Stat(filepath.Join(root, p))
+		if err != nil {
+			return err
+		}
+		if fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return &fs.PathError{Op: "exec", Path: p, Err: syscall.EACCES}
+		}
+		return nil
+	}
+	if strings.Contains(argv0, "/") {
+		return argv0, check(argv0)
+	}
+	pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	var denied error
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" || !path.IsAbs(dir) {
+			continue
+		}
+		p := path.Join(dir, argv0)
+		err := check(p)
+		if err == nil {
+			return p, nil
+		}
+		if errors.Is(err, syscall.EACCES) && denied == nil {
+			denied = err
+		}
+	}
+	if denied != nil {
+		return "", denied
+	}
+	return "", &fs.PathError{Op: "exec", Path: argv0, Err: syscall.ENOENT}
+}
+
+// RunCommand runs s's command to its end and returns the status word for
+// the exit device: how it exited or which signal ended it, or the step that
+// failed.
+func RunCommand(s *Spec) uint32 {
+	cmd, files, err := Command(s)
+	if err != nil {
+		return stepWord(err, exitdev.StageExec)
+	}
+	err = cmd.Start()
+	for _, f := range files {
+		f.Close()
+	}
+	if err != nil {
+		return stepWord(err, exitdev.StageExec)
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return stepWord(err, exitdev.StageWait)
+	}
+	return StatusWord(cmd.ProcessState)
+}
+
+// StatusWord turns a finished process's state into the exit device's word.
+func StatusWord(ps *os.ProcessState) uint32 {
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	switch {
+	case !ok:
+		return exitdev.Exited(uint8(ps.ExitCode()))
+	case ws.Signaled():
+		return exitdev.Signaled(uint8(ws.Signal()), ws.CoreDump())
+	default:
+		return exitdev.Exited(uint8(ws.ExitStatus()))
+	}
+}
+
+func stepWord(err error, stage exitdev.Stage) uint32 {
+	var se *StepError
+	if !errors.As(err, &se) {
+		se = &StepError{stage, err}
+	}
+	return se.Word()
+}
+
+// Run does everything but the report: Prepare, then the command. It
+// returns the status word and, when a step failed, the error to log.
+func Run(s *Spec, sys System) (uint32, error) {
+	if err := Prepare(s, sys); err != nil {
+		return stepWord(err, exitdev.StageEarly), err
+	}
+	return RunCommand(s), nil
+}
+
+// logf writes one agent line to w (the kernel console), prefixed so the host
+// can tell it from the kernel's lines.
+func logf(w io.Writer, format string, args ...any) {
+	fmt.Fprintf(w, "flint-agent: "+format+"\n", args...)
+}

@@ -1,0 +1,160 @@
+package agent
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flintvm/flint/devices/exitdev"
+)
+
+func decoded(t *testing.T, w uint32) exitdev.Report {
+	t.Helper()
+	r, err := exitdev.Decode(w)
+	if err != nil {
+		t.Fatalf("status word 0x%08x: %v", w, err)
+	}
+	return r
+}
+
+// TestRunCommand runs real commands (no chroot) and checks the status word
+// the exit device would get, and the streams.
+func TestRunCommand(t *testing.T) {
+	dir := t.TempDir()
+	out, errf := filepath.Join(dir, "out"), filepath.Join(dir, "err")
+	for _, f := range []string{out, errf} {
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notExec := filepath.Join(dir, "script")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PATH=/usr/bin:/bin", "GREETING=hello"}
+	for _, tc := range []struct {
+		name  string
+		argv  []string
+		want  exitdev.Report
+		errno syscall.Errno
+	}{
+		{"exit 0", []string{"true"}, exitdev.Report{Kind: exitdev.KindExited, Code: 0}, 0},
+		{"exit 7", []string{"sh", "-c", "exit 7"}, exitdev.Report{Kind: exitdev.KindExited, Code: 7}, 0},
+		{"killed", []string{"sh", "-c", "kill -9 $$"}, exitdev.Report{Kind: exitdev.KindSignaled, Signal: 9}, 0},
+		{"not found", []string{"no-such-command-flint"}, exitdev.Report{Kind: exitdev.KindAgentFailed, Stage: exitdev.StageExec}, syscall.ENOENT},
+		{"no such path", []string{dir + "/missing"}, exitdev.Report{Kind: exitdev.KindAgentFailed, Stage: exitdev.StageExec}, syscall.ENOENT},
+		{"not executable", []string{notExec}, exitdev.Report{Kind: exitdev.KindAgentFailed, Stage: exitdev.StageExec}, syscall.EACCES},
+	} {
+		s := &Spec{Argv: tc.argv, Env: env}
+		r := decoded(t, RunCommand(s))
+		want := tc.want
+		want.Errno = uint16(tc.errno)
+		if r.Kind != want.Kind || r.Code != want.Code || r.Signal != want.Signal || r.Stage != want.Stage || r.Errno != want.Errno {
+			t.Errorf("%s: %+v (%s), want %+v", tc.name, r, r, want)
+		}
+	}
+
+	s := &Spec{Argv: []string{"sh", "-c", `echo "$GREETING from $(pwd)"; echo oops >&2`}, Env: env, Dir: dir, Stdout: out, Stderr: errf}
+	if r := decoded(t, RunCommand(s)); r.Kind != exitdev.KindExited || r.Code != 0 {
+		t.Fatalf("echo: %s", r)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "hello from "+dir+"\n" {
+		t.Errorf("stdout %q", b)
+	}
+	if b, _ := os.ReadFile(errf); string(b) != "oops\n" {
+		t.Errorf("stderr %q (must not be mixed with stdout)", b)
+	}
+	s.Stdout = filepath.Join(dir, "no-such-dir", "out")
+	if r := decoded(t, RunCommand(s)); r.Kind != exitdev.KindAgentFailed || r.Stage != exitdev.StageExec {
+		t.Errorf("missing stdout device: %s, want an exec-stage failure", r)
+	}
+}
+
+// TestLookPathInRoot: the command is found in the chroot's PATH, not the
+// agent's.
+func TestLookPathInRoot(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "opt/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "opt/bin/tool"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := lookPath(root, "tool", []string{"PATH=/usr/bin:/opt/bin"}); err != nil || p != "/opt/bin/tool" {
+		t.Errorf("lookPath: %q, %v", p, err)
+	}
+	if _, err := lookPath(root, "sh", []string{"PATH=/opt/bin"}); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("sh outside the root's PATH: %v, want ENOENT", err)
+	}
+	if _, err := lookPath(root, "tool", []string{"PATH=relative:/nowhere"}); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("relative PATH entries must be ignored: %v", err)
+	}
+}
+
+// recSystem records what Prepare asks of the kernel; fail makes one call
+// fail. (The real calls need PID 1 in a guest: the end-to-end tests run them.)
+type recSystem struct {
+	calls []string
+	fail  string
+}
+
+func (r *recSystem) do(call string) error {
+	r.calls = append(r.calls, call)
+	if r.fail != "" && strings.HasPrefix(call, r.fail) {
+		return syscall.ENODEV
+	}
+	return nil
+}
+func (r *recSystem) EarlyMounts() error        { return r.do("early") }
+func (r *recSystem) LoadModule(p string) error { return r.do("module " + p) }
+func (r *recSystem) Mount(m Mount) error       { return r.do("mount " + m.FSType + " " + m.Target) }
+func (r *recSystem) WaitDevice(p string, d time.Duration) error {
+	return r.do("wait " + p + " " + d.String())
+}
+func (r *recSystem) ConfigureInterface(mac string, a netip.Prefix) error {
+	return r.do("if " + mac + " " + a.String())
+}
+
+func TestPrepareOrderAndStages(t *testing.T) {
+	s, err := DecodeSpec(strings.NewReader(goodSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec recSystem
+	if err := Prepare(s, &rec); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"early", "module /flint/modules/virtio.ko", "module /flint/modules/virtio_ring.ko",
+		"mount virtiofs /flint/lower",
+		"mount none /flint/root/proc", "mount none /flint/root/sys", "mount none /flint/root/dev",
+		"mount tmpfs /flint/root/tmp", "mount tmpfs /flint/root/run",
+		"if 52:54:00:12:34:56 10.0.2.15/24", "wait /dev/hvc1 5s", "wait /dev/hvc2 5s"}
+	if !slices.Equal(rec.calls, want) {
+		t.Errorf("calls\n%q\nwant\n%q", rec.calls, want)
+	}
+	for fail, stage := range map[string]exitdev.Stage{
+		"early": exitdev.StageEarly, "module /flint/modules/virtio_ring": exitdev.StageModules,
+		"mount virtiofs": exitdev.StageMounts, "mount none /flint/root/dev": exitdev.StageMounts,
+		"if ": exitdev.StageNetwork, "wait /dev/hvc2": exitdev.StageExec,
+	} {
+		rec := recSystem{fail: fail}
+		err := Prepare(s, &rec)
+		var se *StepError
+		if !errors.As(err, &se) || se.Stage != stage || se.Errno() != syscall.ENODEV {
+			t.Errorf("%s failing: %v, want stage %s with ENODEV", fail, err, stage)
+			continue
+		}
+		if r := decoded(t, se.Word()); r.Kind != exitdev.KindAgentFailed || r.Stage != stage || r.Errno != uint16(syscall.ENODEV) {
+			t.Errorf("%s failing: word says %s", fail, r)
+		}
+		if last := rec.calls[len(rec.calls)-1]; !strings.HasPrefix(last, fail) {
+			t.Errorf("%s failing: a step ran after it (%q)", fail, last)
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+)
+
+const goodSpec = `{
+	"modules": ["/flint/modules/virtio.ko", "/flint/modules/virtio_ring.ko"],
+	"mounts": [{"source": "root", "target": "/flint/lower", "fstype": "virtiofs", "options": ["ro"]}],
+	"root": "/flint/root",
+	"interfaces": [{"mac": "52:54:00:12:34:56", "addr": "10.0.2.15/24"}],
+	"argv": ["sh", "-c", "uname -r"],
+	"env": ["PATH=/usr/bin:/bin", "HOME=/root"],
+	"dir": "/home/user/src",
+	"stdout": "/dev/hvc1",
+	"stderr": "/dev/hvc2"
+}`
+
+func TestDecodeSpec(t *testing.T) {
+	s, err := DecodeSpec(strings.NewReader(goodSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Modules) != 2 || s.Argv[2] != "uname -r" || s.Root != "/flint/root" || s.Stdout != "/dev/hvc1" {
+		t.Errorf("decoded %+v", s)
+	}
+}
+
+// TestDecodeSpecRejects: each malformed Spec is an error naming the problem.
+func TestDecodeSpecRejects(t *testing.T) {
+	for name, tc := range map[string]struct{ old, new, want string }{
+		"unknown key":     {`"root": "/flint/root"`, `"rooot": "/flint/root"`, "unknown field"},
+		"no command":      {`["sh", "-c", "uname -r"]`, `[]`, "no command"},
+		"empty argv0":     {`["sh", "-c", "uname -r"]`, `[""]`, "no command"},
+		"NUL in argument": {`"uname -r"`, `"uname\u0000-r"`, "NUL"},
+		"bad env":         {`"HOME=/root"`, `"HOME"`, "KEY=VALUE"},
+		"relative module": {`"/flint/modules/virtio.ko"`, `"virtio.ko"`, "module"},
+		"unclean target":  {`"/flint/lower"`, `"/flint/../lower"`, "mount target"},
+		"no fstype":       {`"virtiofs"`, `""`, "no fstype"},
+		"comma in option": {`["ro"]`, `["ro,nosuid"]`, "comma"},
+		"relative root":   {`"/flint/root"`, `"flint/root"`, "root"},
+		"relative dir":    {`"/home/user/src"`, `"src"`, "dir"},
+		"relative stdout": {`"/dev/hvc1"`, `"hvc1"`, "stdout"},
+		"bad MAC":         {`"52:54:00:12:34:56"`, `"52:54:00:12:34"`, "MAC"},
+		"bad hex in MAC":  {`"52:54:00:12:34:56"`, `"52:54:00:12:34:5g"`, "MAC"},
+		"address no mask": {`"10.0.2.15/24"`, `"10.0.2.15"`, "IPv4 CIDR"},
+		"IPv6 address":    {`"10.0.2.15/24"`, `"fd00::1/64"`, "IPv4 CIDR"},
+		"trailing data":   {`"stderr": "/dev/hvc2"` + "\n}", `"stderr": "/dev/hvc2"` + "\n} {}", "after the JSON"},
+		"negative wait":   {`"stderr": "/dev/hvc2"`, `"stderr": "/dev/hvc2", "device_wait_ms": -1`, "device_wait_ms"},
+		"not JSON":        {`{`, `[`, "agent spec"},
+		"wrong type argv": {`["sh", "-c", "uname -r"]`, `"sh"`, "agent spec"},
+		"huge wait":       {`"stderr": "/dev/hvc2"`, `"stderr": "/dev/hvc2", "device_wait_ms": 700000`, "device_wait_ms"},
+	} {
+		in := strings.Replace(goodSpec, tc.old, tc.new, 1)
+		if in == goodSpec {
+			t.Fatalf("%s: the replacement did not apply", name)
+		}
+		_, err := DecodeSpec(strings.NewReader(in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestDecodeSpecTooLarge(t *testing.T) {
+	big := `{"argv": ["` + strings.Repeat("a", maxSpecSize) + `"]}`
+	if _, err := DecodeSpec(strings.NewReader(big)); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("error %v, want a size error", err)
+	}
+}
+
+func TestMountFlags(t *testing.T) {
+	flags, data, err := MountFlags([]string{"ro", "nosuid", "lowerdir=/a", "upperdir=/b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flags != mountFlagNames["ro"]|mountFlagNames["nosuid"] || data != "lowerdir=/a,upperdir=/b" {
+		t.Errorf("flags %#x data %q", flags, data)
+	}
+	for _, bad := range [][]string{{""}, {"a,b"}, {"x\x00"}} {
+		if _, _, err := MountFlags(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// FuzzDecodeSpec: no input panics, and what is accepted validates again.
+func FuzzDecodeSpec(f *testing.F) {
+	f.Add([]byte(goodSpec))
+	f.Add([]byte(`{"argv":["true"]}`))
+	f.Add([]byte(`{"argv":["x"],"mounts":[{"source":"a","target":"/b","fstype":"t","options":["ro","x=y"]}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := DecodeSpec(strings.NewReader(string(b)))
+		if err != nil {
+			return
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatalf("accepted spec fails validation: %v", err)
+		}
+	})
+}
