@@ -50,7 +50,10 @@
 //     err fds, until the frontend restarts its rings.
 //   - The Server (server.go): Serve accepts frontends on a listener and
 //     serves one at a time, refusing (closing) others meanwhile;
-//     ServeConn serves one connected socket. A protocol error (wrong
+//     ServeConn serves one connected socket. A frontend that sends no
+//     request within Config.HandshakeTimeout (10 s) of connecting is
+//     dropped, so a silent one cannot lock the next out. Listen creates
+//     the socket 0600 (ListenMode: another mode) with no chmod window. A protocol error (wrong
 //     sizes, unknown requests, bad memory tables, ring addresses outside
 //     the table, wrong fd counts, out-of-range ring indices or sizes)
 //     closes that connection with the reason logged at Warn; the device
@@ -68,7 +71,8 @@
 // # Imports
 //
 // vhostuser imports virtio, virtio/queue, virtio/transport (its
-// interrupt errors), mem, the standard library and golang.org/x/sys/unix.
+// interrupt errors), mem, internal/eventfd, internal/hostfile (the
+// socket), the standard library and golang.org/x/sys/unix.
 // It must not import kvm, vmm, any device package (the device comes in as
 // a virtio.Device) or net/*: the caller plugs the device and its backend
 // in. No cgo.

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flintvm/flint/internal/hostfile"
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
 	"github.com/flintvm/flint/virtio/transport"
@@ -26,7 +27,17 @@ type Config struct {
 	// Log receives connection events and, at Warn, the reason every
 	// dropped connection was dropped. Nil discards.
 	Log *slog.Logger
+	// HandshakeTimeout is how long a new frontend may stay silent before
+	// its first request (default DefaultHandshakeTimeout). One that says
+	// nothing is dropped then, so it cannot lock the next frontend out.
+	// Between requests a frontend may stay silent indefinitely (UML does
+	// once its rings run; QEMU until its guest's driver loads).
+	HandshakeTimeout time.Duration
 }
+
+// DefaultHandshakeTimeout is Config.HandshakeTimeout's default. QEMU and
+// UML send their first request as soon as they connect.
+const DefaultHandshakeTimeout = 10 * time.Second
 
 // Server is the backend side of vhost-user for one virtio device. It
 // serves one frontend at a time: a connection that arrives while another
@@ -37,6 +48,7 @@ type Config struct {
 type Server struct {
 	dev   virtio.Device
 	log   *slog.Logger
+	hello time.Duration // Config.HandshakeTimeout
 	busy  atomic.Bool
 	conns atomic.Uint64
 	cur   atomic.Pointer[session] // the session being served, for Snapshot
@@ -64,7 +76,11 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{dev: cfg.Device, log: log.With("vhost-user", cfg.Device.Type().String())}, nil
+	hello := cfg.HandshakeTimeout
+	if hello <= 0 {
+		hello = DefaultHandshakeTimeout
+	}
+	return &Server{dev: cfg.Device, log: log.With("vhost-user", cfg.Device.Type().String()), hello: hello}, nil
 }
 
 // Connected reports whether a frontend is being served now.
@@ -188,7 +204,13 @@ func (s *Server) serve(ctx context.Context, c *net.UnixConn) error {
 	}
 	log.Info("vhost-user frontend connected")
 	s.cur.Store(sess)
+	// The first request must come within the handshake timeout; the
+	// deadline is cleared once its header arrived (msgConn.readMsg).
+	c.SetReadDeadline(time.Now().Add(s.hello))
 	err = sess.run()
+	if sess.requests == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("the frontend sent no request within %v of connecting", s.hello)
+	}
 	sess.end()
 	s.cur.Store(nil)
 	switch {
@@ -211,6 +233,7 @@ func (s *session) run() error {
 		if err := s.conn.next(&m); err != nil {
 			return err
 		}
+		s.requests++
 		s.log.Debug("vhost-user request", "request", m.hdr.Request, "flags", m.hdr.Flags, "size", m.hdr.Size, "fds", len(m.fds))
 		if err := s.handle(&m); err != nil {
 			return err
@@ -218,27 +241,19 @@ func (s *session) run() error {
 	}
 }
 
-// Listen creates a unix socket listening at path for Serve. A stale
-// socket file left by a previous run (nothing accepts on it) is removed
-// first; a live one is an error. The file is removed when the listener
-// closes.
-func Listen(path string) (*net.UnixListener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("vhost-user: %s exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("vhost-user: %s is in use by another backend", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("vhost-user: removing stale socket: %w", err)
-		}
-	}
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+// Listen creates a unix socket listening at path for Serve, readable and
+// writable by its owner only (ListenMode with 0600).
+func Listen(path string) (*net.UnixListener, error) { return ListenMode(path, 0o600) }
+
+// ListenMode creates a unix socket listening at path for Serve, with
+// permissions mode from the moment it exists (hostfile.Listen: no chmod
+// window, whatever the umask). A stale socket file left by a previous run
+// (nothing accepts on it) is removed first; a live one, or any other
+// file, is an error. The file is removed when the listener closes.
+func ListenMode(path string, mode os.FileMode) (*net.UnixListener, error) {
+	l, err := hostfile.Listen(path, mode)
 	if err != nil {
 		return nil, fmt.Errorf("vhost-user: %w", err)
 	}
-	l.SetUnlinkOnClose(true)
 	return l, nil
 }

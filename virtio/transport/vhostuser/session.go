@@ -33,7 +33,8 @@ type session struct {
 	rings       []ring
 	act         *activation // non-nil while the device runs
 	activations int
-	retired     []int // call fds replaced while the device ran
+	requests    uint64 // requests read so far
+	retired     []int  // call fds replaced while the device ran
 	backend     backendChan
 	faults      sync.WaitGroup
 }
