@@ -76,6 +76,10 @@ type Config struct {
 	Log     *slog.Logger
 	// Stdin and Stdout back a "stdio" console (default os.Stdin/os.Stdout).
 	Stdin, Stdout *os.File
+	// BeforeRun, when set, is called by Run once everything is set up,
+	// right before the vCPUs start (the CLI installs its seccomp filter
+	// there); an error stops the VM before the guest runs.
+	BeforeRun func() error
 }
 
 // Validate checks the parts of c that need no devices: ranges, the console
@@ -362,8 +366,15 @@ func (m *Machine) Run() Result {
 	// GOMAXPROCS is how many of the vCPU threads and device goroutines can run
 	// at once: one in a container or cpuset limited to one CPU.
 	m.log.Info("starting vCPUs", "vcpus", len(m.vcpus), "gomaxprocs", runtime.GOMAXPROCS(0))
+	vcpus := m.vcpus
+	if m.cfg.BeforeRun != nil {
+		if err := m.cfg.BeforeRun(); err != nil {
+			m.stop(stopError, err)
+			vcpus = nil
+		}
+	}
 	var wg sync.WaitGroup
-	for _, v := range m.vcpus {
+	for _, v := range vcpus {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

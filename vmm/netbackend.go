@@ -12,8 +12,11 @@ import (
 // ServeNetBackend serves Flint's virtio-net device, bridged to the TAP n
 // names, as a vhost-user backend on a unix socket at socket, to one
 // frontend at a time (QEMU, Cloud Hypervisor, UML's virtio_uml), until ctx
-// ends. The same device core runs here as inside a Flint VM.
-func ServeNetBackend(ctx context.Context, socket string, n configs.NetInterface, log *slog.Logger) error {
+// ends. The same device core runs here as inside a Flint VM. beforeServe,
+// when not nil, is called once the TAP is open and the socket listens,
+// before the first frontend is served (the CLI installs its seccomp filter
+// there).
+func ServeNetBackend(ctx context.Context, socket string, n configs.NetInterface, log *slog.Logger, beforeServe func() error) error {
 	if err := n.Validate(); err != nil {
 		return &ConfigError{Err: err}
 	}
@@ -37,5 +40,11 @@ func ServeNetBackend(ctx context.Context, socket string, n configs.NetInterface,
 	onDumpSignal(done, func() {
 		logVirtioSnapshot(log, "dump", "net0", []any{"tap", n.TAP}, srv.Snapshot())
 	})
+	if beforeServe != nil {
+		if err := beforeServe(); err != nil {
+			l.Close()
+			return err
+		}
+	}
 	return srv.Serve(ctx, l)
 }

@@ -8,11 +8,13 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/internal/seccomp"
 	"github.com/flintvm/flint/vmm"
 )
 
@@ -128,7 +130,7 @@ func runCommand(a *app, launch launcher) *cli.Command {
 		Name:      "run",
 		Usage:     "boot a Linux kernel in a new microVM",
 		UsageText: "flint run {--kernel PATH | --config FILE | --api-sock PATH} [--initrd PATH] [--cmdline STR] [--cpus N] [--memory MiB] [--console stdio|none|file:PATH] [--net tap=NAME,...]...",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "a Firecracker-style JSON config file (see configs/examples); flags given on the command line override its values"},
 			&cli.StringFlag{Name: "api-sock", Usage: "serve Firecracker's REST API on this unix socket; without --config, wait for the client to configure the VM and send InstanceStart"},
 			&cli.StringFlag{Name: "kernel", Usage: "bzImage to boot (required unless --config or --api-sock gives it)"},
@@ -144,7 +146,7 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (logs go to stderr)", Value: "warn"},
 			&cli.BoolFlag{Name: "timing", Usage: "print boot timing (first guest I/O, first console byte) to stderr on exit"},
 			&cli.BoolFlag{Name: "mmio-cmdline", Usage: "also describe virtio-mmio devices with virtio_mmio.device= on the kernel command line (kernels with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES and no ACPI)"},
-		},
+		}, seccompFlags()...),
 		Action: func(c *cli.Context) error {
 			if cmd := afterDashDash(c, a.args); len(cmd) > 0 {
 				return usagef("run: a command after -- (%q) is not supported yet", cmd[0])
@@ -152,7 +154,17 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			if err := noArgs(c); err != nil {
 				return err
 			}
+			before, err := seccompHook(c)
+			if err != nil {
+				return err
+			}
 			if sock := c.String("api-sock"); sock != "" {
+				// Every VM the API mode builds installs the filter as it starts.
+				newVM := a.newVM
+				a.newVM = func(cfg vmm.Config) (machine, error) {
+					cfg.BeforeRun = before
+					return newVM(cfg)
+				}
 				return a.runAPI(c, sock)
 			}
 			cfg, release, err := runConfig(c)
@@ -160,6 +172,7 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			if err != nil {
 				return err
 			}
+			cfg.BeforeRun = before
 			a.code = launch(cfg, a.stderr)
 			return nil
 		},
@@ -262,4 +275,33 @@ func runMachine(m machine, cfg vmm.Config, stderr io.Writer) int {
 		return code
 	}
 	return vmm.ExitOK
+}
+
+// seccompFlags are the seccomp flags of `flint run` and `flint net-backend`.
+func seccompFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "seccomp", Value: "kill",
+			Usage: "system-call filter installed once the VM (or backend) is set up: kill (a call outside the allowlist kills flint with SIGSYS), log (allowed, and logged by the kernel's audit: to find a missing call) or off"},
+		&cli.BoolFlag{Name: "no-seccomp", Usage: "no system-call filter (as --seccomp off)"},
+	}
+}
+
+// seccompHook returns what installs the filter the flags ask for, to run
+// once setup is done (vmm.Config.BeforeRun, ServeNetBackend), or nil.
+func seccompHook(c *cli.Context) (func() error, error) {
+	mode, err := seccomp.ParseMode(c.String("seccomp"))
+	if err != nil {
+		return nil, usagef("--seccomp %q: want kill, log or off", c.String("seccomp"))
+	}
+	if c.Bool("no-seccomp") {
+		mode = seccomp.Off
+	}
+	// A test binary that runs the real launcher in-process
+	// (TestLaunchTinyKernel) goes on to read files and clean up after the
+	// VM: a filter would kill it. internal/seccomp tests the filter in a
+	// subprocess; the end-to-end suite runs the flint binary under it.
+	if mode == seccomp.Off || testing.Testing() {
+		return nil, nil
+	}
+	return func() error { return seccomp.Install(mode) }, nil
 }

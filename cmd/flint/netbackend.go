@@ -26,7 +26,7 @@ func netBackendCommand(a *app) *cli.Command {
 		Name:      "net-backend",
 		Usage:     "serve Flint's virtio-net device bridged to a TAP to a vhost-user frontend",
 		UsageText: "flint net-backend --socket PATH --tap NAME [--mac MAC] [--mtu N] [--mrg-rxbuf on|off] [--tso on|off] [--indirect on|off] [--event-idx on|off] [--queues 1]",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			// Required by hand, in Action: urfave/cli would print the usage text.
 			&cli.StringFlag{Name: "socket", Usage: "unix socket to listen on (required)"},
 			&cli.StringFlag{Name: "tap", Usage: "host TAP device, created if missing (required)"},
@@ -38,7 +38,7 @@ func netBackendCommand(a *app) *cli.Command {
 			onOff("event-idx", "event-index notification suppression"),
 			&cli.IntFlag{Name: "queues", Usage: "queue pairs (only 1 is supported)", Value: 1},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
-		},
+		}, seccompFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -66,10 +66,14 @@ func netBackendCommand(a *app) *cli.Command {
 			if err != nil {
 				return err
 			}
+			before, err := seccompHook(c)
+			if err != nil {
+				return err
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			if err := vmm.ServeNetBackend(ctx, c.String("socket"), n, log); err != nil {
+			if err := vmm.ServeNetBackend(ctx, c.String("socket"), n, log, before); err != nil {
 				fmt.Fprintln(a.stderr, "flint: "+err.Error())
 				a.code = vmm.ExitVMMErr
 				if ce := (*vmm.ConfigError)(nil); errors.As(err, &ce) {

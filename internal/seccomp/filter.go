@@ -75,7 +75,10 @@ var syscalls = map[string]uint32{
 	"fdatasync": unix.SYS_FDATASYNC, "fsync": unix.SYS_FSYNC, // virtio-blk flush
 	"lseek": unix.SYS_LSEEK, "close": unix.SYS_CLOSE,
 	"fstat": unix.SYS_FSTAT, "newfstatat": unix.SYS_NEWFSTATAT, // vhost-user fd checks, os.File.Stat
-	"fcntl":    unix.SYS_FCNTL, // SetNonblock on fds a vhost-user frontend passes
+	"fcntl": unix.SYS_FCNTL, // SetNonblock on fds a vhost-user frontend passes
+	// vhost-user's check of what a passed fd is (fdkind.go): its file
+	// system, and /proc/self/fd/N's link to tell an eventfd.
+	"fstatfs": unix.SYS_FSTATFS, "readlinkat": unix.SYS_READLINKAT, "readlink": unix.SYS_READLINK,
 	"eventfd2": unix.SYS_EVENTFD2,
 	"pipe2":    unix.SYS_PIPE2,
 	"ppoll":    unix.SYS_PPOLL,                               // TAP queue waits
