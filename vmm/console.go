@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/internal/hostfile"
 )
 
 // ConsoleSpec says where the guest's serial console goes: "stdio" (output
@@ -35,7 +38,17 @@ type console struct {
 	restore func() // undoes raw mode; nil when the terminal was not touched
 }
 
-func openConsole(spec ConsoleSpec, stdin, stdout *os.File) (*console, error) {
+// DefaultConsoleLimit is Config.ConsoleLimit's default: what a guest may
+// write into a file: console before the rest of its output is dropped, so
+// that it cannot fill the host's disk.
+const DefaultConsoleLimit = 64 << 20
+
+// openConsole opens spec. A file: console is opened by
+// hostfile.OpenOutput (append, mode 0600, no symbolic link, a FIFO only
+// with a reader, never blocking) and capped at limit bytes (0:
+// DefaultConsoleLimit, negative: none); log hears once when the cap is
+// hit.
+func openConsole(spec ConsoleSpec, limit int64, log *slog.Logger, stdin, stdout *os.File) (*console, error) {
 	switch {
 	case spec == "" || spec == "stdio":
 		c := &console{out: stdout, in: stdin}
@@ -47,11 +60,20 @@ func openConsole(spec ConsoleSpec, stdin, stdout *os.File) (*console, error) {
 		return &console{out: io.Discard}, nil
 	case strings.HasPrefix(string(spec), "file:"):
 		path := strings.TrimPrefix(string(spec), "file:")
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		f, err := hostfile.OpenOutput(path)
 		if err != nil {
 			return nil, fmt.Errorf("console file: %w", err)
 		}
-		return &console{out: f, closeFn: f.Close}, nil
+		if limit == 0 {
+			limit = DefaultConsoleLimit
+		}
+		out := hostfile.Cap(f, limit, func() {
+			if log != nil {
+				log.Warn("console file reached its size limit; the rest of the guest's console output is dropped",
+					"path", path, "limit_bytes", limit)
+			}
+		})
+		return &console{out: out, closeFn: f.Close}, nil
 	}
 	return nil, fmt.Errorf("console %q: want stdio, none or file:PATH", spec)
 }

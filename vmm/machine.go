@@ -43,6 +43,10 @@ type Config struct {
 	CPUs      int
 	MemoryMiB int
 	Console   ConsoleSpec
+	// ConsoleLimit is how many bytes a "file:" console writes before the
+	// rest is dropped (logged once): 0 means DefaultConsoleLimit, a
+	// negative value no limit.
+	ConsoleLimit int64
 	// ExitMarker, when set, ends the VM (status 0) as soon as the console
 	// output contains it.
 	ExitMarker string
@@ -284,7 +288,7 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err := m.vm.CreatePIT2(); err != nil {
 		return nil, err
 	}
-	if m.con, err = openConsole(cfg.Console, cfg.Stdin, cfg.Stdout); err != nil {
+	if m.con, err = openConsole(cfg.Console, cfg.ConsoleLimit, cfg.Log, cfg.Stdin, cfg.Stdout); err != nil {
 		return nil, &ConfigError{Err: err}
 	}
 	m.irqs = newIRQRouter(m.vm)

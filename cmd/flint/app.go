@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/internal/hostfile"
 	"github.com/flintvm/flint/internal/seccomp"
 	"github.com/flintvm/flint/vmm"
 )
@@ -139,6 +141,7 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			&cli.IntFlag{Name: "cpus", Usage: fmt.Sprintf("vCPUs (1-%d)", vmm.MaxCPUs), Value: 1},
 			&cli.IntFlag{Name: "memory", Usage: "guest memory in MiB", Value: 256},
 			&cli.StringFlag{Name: "console", Usage: "serial console: stdio, none or file:PATH", Value: "stdio"},
+			&cli.Int64Flag{Name: "console-limit", Usage: "MiB a file: console may write before the rest of the guest's output is dropped (0: no limit)", Value: vmm.DefaultConsoleLimit >> 20},
 			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net interface bridged to a host TAP (repeatable): " +
 				"tap=NAME[,mac=MAC][,transport=pci|mmio][,mtu=N][,mrg_rxbuf=on|off][,tso=on|off][,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off]"},
 			&cli.StringFlag{Name: "exit-marker", Usage: "stop the VM with exit code 0 when the console prints this string; a guest that resets or powers off before printing it gives exit code 4"},
@@ -198,31 +201,16 @@ func runConfig(c *cli.Context) (vmm.Config, func(), error) {
 // maxKernelSize bounds what --kernel reads (bzImages are tens of MiB).
 const maxKernelSize = 512 << 20
 
-// readInput reads a regular file of at most limit bytes.
+// readInput reads a regular file of at most limit bytes. It never blocks
+// on the path (a FIFO is an error at once: internal/hostfile), which
+// matters in API mode, where InstanceStart reads under the server's lock.
 func readInput(flag, path string, limit uint64) ([]byte, error) {
 	if path == "" {
 		return nil, usagef("%s: empty path", flag)
 	}
-	f, err := os.Open(path)
+	b, err := hostfile.ReadInput(path, int64(min(limit, math.MaxInt64)))
 	if err != nil {
 		return nil, usagef("%s: %v", flag, unwrapPathError(err))
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, usagef("%s %s: %v", flag, path, err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, usagef("%s %s: not a regular file", flag, path)
-	}
-	if uint64(st.Size()) > limit {
-		return nil, usagef("%s %s: %d MiB is too large (limit %d MiB)", flag, path, st.Size()>>20, limit>>20)
-	}
-	// One buffer of the file's size: a growing buffer would leave the
-	// VMM's peak RSS at several times the file (BENCHMARKS.md).
-	b := make([]byte, st.Size())
-	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, usagef("%s %s: %v", flag, path, err)
 	}
 	return b, nil
 }

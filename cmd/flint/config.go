@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/internal/hostfile"
 	"github.com/flintvm/flint/vmm"
 )
 
@@ -125,6 +127,14 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 		return cfg, release, usagef("%s: %v", consoleFlag, err)
 	}
 	cfg.Console = con
+	switch lim := c.Int64("console-limit"); {
+	case lim < 0 || lim > math.MaxInt64>>20:
+		return cfg, release, usagef("--console-limit %d: want 0 (no limit) to %d MiB", lim, int64(math.MaxInt64>>20))
+	case lim == 0:
+		cfg.ConsoleLimit = -1
+	default:
+		cfg.ConsoleLimit = lim << 20
+	}
 	for _, spec := range c.StringSlice("net") {
 		n, err := configs.ParseNetFlag(spec)
 		if err != nil {
@@ -209,7 +219,7 @@ func newLogger(l *configs.Logger, levelFlag, src string) (*slog.Logger, func(), 
 	}
 	var w io.Writer = os.Stderr
 	if l.LogPath != "" {
-		f, err := os.OpenFile(l.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		f, err := hostfile.OpenOutput(l.LogPath)
 		if err != nil {
 			return nil, release, usagef("%s: logger.log_path: %v", src, unwrapPathError(err))
 		}

@@ -45,7 +45,7 @@ func OpenInput(path string, flag int, kinds Kinds) (*os.File, error) {
 		if kinds&BlockDevice != 0 {
 			want = "a regular file or block device"
 		}
-		return nil, fmt.Errorf("%s: %s, want %s", path, Kind(st.Mode), want)
+		return nil, fmt.Errorf("%s: %s, not %s", path, Kind(st.Mode), want)
 	}
 	if err := unix.SetNonblock(fd, false); err != nil {
 		unix.Close(fd)
@@ -122,7 +122,7 @@ func OpenOutput(path string) (*os.File, error) {
 		return os.NewFile(uintptr(fd), path), nil
 	}
 	unix.Close(fd)
-	return nil, fmt.Errorf("%s: %s, want a regular file or a FIFO with a reader", path, Kind(st.Mode))
+	return nil, fmt.Errorf("%s: %s, not a regular file or a FIFO with a reader", path, Kind(st.Mode))
 }
 
 func openRetry(path string, flag int, mode uint32) (int, error) {

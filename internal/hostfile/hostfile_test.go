@@ -39,11 +39,11 @@ func fifo(t *testing.T) string {
 func TestInputFIFO(t *testing.T) {
 	p := fifo(t)
 	err := within(t, func() error { _, err := ReadInput(p, 1<<20); return err })
-	if err == nil || !strings.Contains(err.Error(), "a FIFO, want a regular file") {
+	if err == nil || !strings.Contains(err.Error(), "a FIFO, not a regular file") {
 		t.Fatalf("ReadInput(FIFO) = %v", err)
 	}
 	err = within(t, func() error { _, err := OpenInput(p, os.O_RDWR, Regular|BlockDevice); return err })
-	if err == nil || !strings.Contains(err.Error(), "want a regular file or block device") {
+	if err == nil || !strings.Contains(err.Error(), "not a regular file or block device") {
 		t.Fatalf("OpenInput(FIFO) = %v", err)
 	}
 }

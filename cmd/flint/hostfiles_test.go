@@ -1,0 +1,104 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/vmm/vmmtest"
+)
+
+func mkfifo(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "fifo")
+	if err := unix.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// promptly runs fn and fails t if it does not return within a few
+// seconds (opening a FIFO with no writer blocks forever).
+func promptly(t *testing.T, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); fn() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: still blocked after 5 s", what)
+	}
+}
+
+// TestInputFIFOs (issue 13 finding 6): a FIFO given as the kernel, initrd
+// or config file is refused at once, naming it, instead of an open that
+// never returns.
+func TestInputFIFOs(t *testing.T) {
+	good := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	fifo := mkfifo(t)
+	cfgFIFO := configFile(t, `{"boot-source": {"kernel_image_path": "`+fifo+`"}}`)
+	for _, args := range [][]string{
+		{"run", "--kernel", fifo},
+		{"run", "--kernel", good, "--initrd", fifo},
+		{"run", "--config", fifo},
+		{"run", "--config", cfgFIFO},
+	} {
+		promptly(t, strings.Join(args, " "), func() { wantUsageError(t, args, "a FIFO, not a regular file") })
+	}
+}
+
+// TestOutputFiles (issue 13 finding 6): log_path is created 0600, never
+// opened through a symbolic link, and a FIFO without a reader is refused
+// at once; --console-limit sets the console's cap.
+func TestOutputFiles(t *testing.T) {
+	dir := t.TempDir()
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	log := filepath.Join(dir, "flint.log")
+	_, release, err := newLogger(&configs.Logger{LogPath: log}, "", "--config x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if fi, err := os.Stat(log); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("log file %v (%v), want mode 0600", fi, err)
+	}
+	victim := filepath.Join(dir, "victim")
+	os.WriteFile(victim, []byte("keep"), 0o644)
+	link := filepath.Join(dir, "link")
+	os.Symlink(victim, link)
+	if _, _, err := newLogger(&configs.Logger{LogPath: link}, "", "--config x"); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("log_path through a link: %v", err)
+	}
+	fifo := mkfifo(t)
+	promptly(t, "log_path FIFO", func() {
+		if _, _, err := newLogger(&configs.Logger{LogPath: fifo}, "", "--config x"); err == nil || !strings.Contains(err.Error(), "no reader") {
+			t.Errorf("log_path FIFO without a reader: %v", err)
+		}
+	})
+
+	good := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	for _, tc := range []struct {
+		arg  string
+		want int64
+	}{{"", 0}, {"0", -1}, {"2", 2 << 20}} {
+		args := []string{"run", "--kernel", good, "--console", "none"}
+		if tc.arg != "" {
+			args = append(args, "--console-limit", tc.arg)
+		}
+		code, _, stderr, cfg := runArgs(t, args...)
+		want := tc.want
+		if want == 0 {
+			want = 64 << 20
+		}
+		if code != 0 || cfg == nil || cfg.ConsoleLimit != want {
+			t.Fatalf("--console-limit %q: code %d (%s), limit %v, want %d", tc.arg, code, stderr, cfg, want)
+		}
+	}
+	wantUsageError(t, []string{"run", "--kernel", good, "--console-limit", "-1"}, "--console-limit -1")
+}
