@@ -100,6 +100,9 @@ var syscalls = map[string]uint32{
 	"getpid": unix.SYS_GETPID, "gettid": unix.SYS_GETTID,
 	"exit": unix.SYS_EXIT, "exit_group": unix.SYS_EXIT_GROUP,
 	"restart_syscall": unix.SYS_RESTART_SYSCALL,
+	// glibc's per-thread setup, in a flint built with cgo (threads come
+	// from pthread_create; `make build` is static and makes neither call).
+	"set_robust_list": unix.SYS_SET_ROBUST_LIST, "rseq": unix.SYS_RSEQ,
 	// Signals: SIGINT/TERM/HUP, SIGUSR1 dumps, SIGURG (preemption and the
 	// vCPU kick), the runtime's per-thread signal stacks and masks.
 	"rt_sigaction": unix.SYS_RT_SIGACTION, "rt_sigprocmask": unix.SYS_RT_SIGPROCMASK,
@@ -241,6 +244,11 @@ func Build(o Options) ([]unix.SockFilter, error) {
 		// Memory, never executable: guest RAM and vhost-user regions are
 		// mapped during setup or with PROT_READ|PROT_WRITE.
 		{unix.SYS_MMAP, bitCheck(argLow(2), 0, unix.PROT_EXEC, deny)},
+		// glibc's thread stacks' guard pages, with cgo.
+		{unix.SYS_MPROTECT, bitCheck(argLow(2), 0, unix.PROT_EXEC, deny)},
+		// clone3's flags are in memory the filter cannot read: ENOSYS
+		// makes glibc (cgo builds) fall back to clone, which is checked.
+		{unix.SYS_CLONE3, program{{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)}}},
 	}
 	for _, c := range checks {
 		if err := p.guarded(c.nr, c.body); err != nil {
