@@ -65,8 +65,13 @@
 // The guest memory is the frontend's: it can rewrite rings under the
 // device (virtio/queue walks them defensively) and, being the owner of
 // the memory file, truncate it after SET_MEM_TABLE, which makes the
-// device's next access fault (SIGBUS) as it would in any vhost-user
-// backend. Run backends for untrusted frontends in their own process.
+// backend's next access to a page past the new end fault (SIGBUS). The
+// session's goroutine (which reads the rings when it starts the device)
+// and Snapshot run with debug.SetPanicOnFault (memfault.go): such a
+// fault ends the session with the reason logged and the backend serves
+// the next frontend. A fault on the device's own goroutines (its queue
+// engines, while the device runs) is contained only if the device's
+// engine recovers it the same way.
 //
 // # Imports
 //

@@ -104,16 +104,22 @@ func (s *Server) Snapshot() transport.Snapshot {
 	}
 	if sess := s.cur.Load(); sess != nil {
 		if transport.LockWithin(&sess.mu, transport.SnapshotWait) {
-			snap.Features = sess.features &^ (1 << FeatureProtocolFeatures)
-			snap.Active = sess.act != nil
-			for i := range sess.rings {
-				r := &sess.rings[i]
-				if i < len(snap.Queues) {
-					snap.Queues[i].Enabled = r.kick != nil
-					snap.Queues[i].Ring = r.q.RingState()
+			err := faultSafe("snapshot", func() error {
+				defer sess.mu.Unlock()
+				snap.Features = sess.features &^ (1 << FeatureProtocolFeatures)
+				snap.Active = sess.act != nil
+				for i := range sess.rings {
+					r := &sess.rings[i]
+					if i < len(snap.Queues) {
+						snap.Queues[i].Enabled = r.kick != nil
+						snap.Queues[i].Ring = r.q.RingState() // reads the rings
+					}
 				}
+				return nil
+			})
+			if err != nil {
+				s.log.Warn("vhost-user snapshot", "err", err)
 			}
-			sess.mu.Unlock()
 		} else {
 			snap.Busy = true
 		}
@@ -235,7 +241,7 @@ func (s *session) run() error {
 		}
 		s.requests++
 		s.log.Debug("vhost-user request", "request", m.hdr.Request, "flags", m.hdr.Flags, "size", m.hdr.Size, "fds", len(m.fds))
-		if err := s.handle(&m); err != nil {
+		if err := faultSafe(m.hdr.Request.String(), func() error { return s.handle(&m) }); err != nil {
 			return err
 		}
 	}
