@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -172,6 +174,16 @@ func driveConfigs(fc *configs.VMConfig, src string) ([]vmm.DriveConfig, error) {
 			RateLimit: vmm.RateLimitConfig(d.RateLimiter)}
 		if err := dc.Validate(); err != nil {
 			return nil, usagef("%s: drives[%d]: %v", src, i, err)
+		}
+		// virtio/blk opens the image; a FIFO there would block that open
+		// (in API mode under the server's lock), so the file's type is
+		// checked here first, with stat, which never blocks.
+		if fi, err := os.Stat(d.PathOnHost); err == nil && !fi.Mode().IsRegular() && fi.Mode().Type() != fs.ModeDevice {
+			kind := fi.Mode().Type().String()
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				kind = hostfile.Kind(st.Mode)
+			}
+			return nil, usagef("%s: drives[%d].path_on_host: %s is %s, not a regular file or block device", src, i, d.PathOnHost, kind)
 		}
 		out = append(out, dc)
 	}

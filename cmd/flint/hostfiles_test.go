@@ -42,6 +42,10 @@ func TestInputFIFOs(t *testing.T) {
 	good := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
 	fifo := mkfifo(t)
 	cfgFIFO := configFile(t, `{"boot-source": {"kernel_image_path": "`+fifo+`"}}`)
+	driveFIFO := configFile(t, `{"boot-source": {"kernel_image_path": "`+good+`"}, "drives": [{"drive_id": "rootfs", "path_on_host": "`+fifo+`", "is_root_device": true}]}`)
+	promptly(t, "drive FIFO", func() {
+		wantUsageError(t, []string{"run", "--config", driveFIFO}, "drives[0].path_on_host: "+fifo+" is a FIFO, not a regular file or block device")
+	})
 	for _, args := range [][]string{
 		{"run", "--kernel", fifo},
 		{"run", "--kernel", good, "--initrd", fifo},
