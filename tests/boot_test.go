@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 var markerRE = regexp.MustCompile(`FLINT-BOOT-OK cpus=(\d+)`)
@@ -32,10 +34,12 @@ func TestStockKernelBoot(t *testing.T) {
 			})
 		}
 	}
-	results, err := e.runBoots(t, boots)
+	dumps := dumpBoot(kernels["cloud"], initrd, timeout)
+	results, err := e.runBoots(t, append(boots, dumps))
 	if err != nil {
 		t.Error(err)
 	}
+	t.Run(dumps.name, func(t *testing.T) { checkDumps(t, results[dumps.name]) })
 	for _, b := range boots {
 		t.Run(b.name, func(t *testing.T) {
 			r := results[b.name]
@@ -77,5 +81,52 @@ func TestStockKernelBoot(t *testing.T) {
 				t.Logf("last 60 lines of output:\n%s", tail(r.output, 60))
 			}
 		})
+	}
+}
+
+// dumpBoot is a guest that never finishes (its init sleeps), run by flint with
+// the default seccomp filter: a SIGUSR1 after 5 s, then --timeout, each make
+// flint dump its vCPUs' state. The dump paths run only when something is
+// already wrong, so this boot is what proves they work under the filter
+// (the timeout exit status, not a SIGSYS death).
+func dumpBoot(kernel, initrd string, timeout time.Duration) boot {
+	return boot{
+		name:    "cloud/sigusr1-and-timeout-dumps",
+		kernel:  kernel,
+		initrd:  initrd,
+		cpus:    1,
+		memMiB:  256,
+		cmdline: guestCmdline() + " rdinit=/bin/busybox -- sleep 600",
+		timeout: timeout,
+		wrap:    []string{"sh", "-c", `"$@" & p=$!; sleep 5; kill -USR1 $p; wait $p`, "dumps"},
+		flags:   []string{"--timeout", "15s"},
+	}
+}
+
+// vcpuDumpRE matches one vCPU's line of a state dump (vmm/debug.go).
+var vcpuDumpRE = regexp.MustCompile(`msg="dump: vCPU" vcpu=0 `)
+
+// checkDumps: the dump boot ended by its --timeout (exit status 3, not
+// 128+SIGSYS), with the vCPU dumped twice: once for SIGUSR1, once for the
+// timeout.
+func checkDumps(t *testing.T, r *result) {
+	t.Helper()
+	switch {
+	case r == nil:
+		t.Fatal("boot never started (the nested host ended first)")
+	case r.unfinished:
+		t.Fatalf("boot cut off; its output so far:\n%s", tail(r.output, 60))
+	}
+	if r.rc != 3 {
+		t.Errorf("flint exit status %d, want 3 (--timeout expired); 159 would be SIGSYS from the seccomp filter", r.rc)
+	}
+	if n := len(vcpuDumpRE.FindAllString(r.output, -1)); n < 2 {
+		t.Errorf("%d vCPU dumps, want 2 (SIGUSR1, then the timeout)", n)
+	}
+	if !strings.Contains(r.output, "timeout: the guest did not finish in time") {
+		t.Errorf("no timeout message")
+	}
+	if t.Failed() {
+		t.Logf("last 60 lines of output:\n%s", tail(r.output, 60))
 	}
 }

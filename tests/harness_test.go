@@ -243,6 +243,8 @@ type boot struct {
 	// hang (it dumps flint's state and fails the boot). For guests that print
 	// a heartbeat of their own.
 	quiet time.Duration
+	// flags are more of flint's flags, after the ones every boot gets.
+	flags []string
 }
 
 // withNeeds returns the boots of all (in their order) that pick names,
@@ -304,8 +306,9 @@ func (b boot) args(kernel, initrd, flint string) []string {
 	if initrd != "" {
 		a = append(a, "--initrd", initrd)
 	}
-	return append(a, "--cpus", strconv.Itoa(b.cpus), "--memory", strconv.Itoa(b.memMiB),
+	a = append(a, "--cpus", strconv.Itoa(b.cpus), "--memory", strconv.Itoa(b.memMiB),
 		"--console", "stdio", "--cmdline", b.cmdline)
+	return append(a, b.flags...)
 }
 
 // result is what one boot produced.
