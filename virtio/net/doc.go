@@ -35,12 +35,14 @@
 //   - big (GUEST_TSO/UFO without MRG_RXBUF) and small (neither): one
 //     chain per frame, num_buffers = 1.
 //
-// Buffers a frame did not use stay with the device for the next frame.
-// They are given back to the ring (queue.Undo) whenever the backend runs
-// dry and at Reset, so the queue's next-avail index counts exactly the
-// buffers the device completed once it stops (what vhost-user
-// GET_VRING_BASE reports). Only while it waits for the driver to add
-// buffers does it keep a partial set popped.
+// Buffers a frame did not use stay with the device for the next frame,
+// in one window type (window.go) that keeps them across flushes: each
+// buffer is walked once, when popped. They are given back to the ring
+// (queue.Undo) whenever the backend runs dry and at Reset, so the
+// queue's next-avail index counts exactly the buffers the device
+// completed once it stops or idles (what vhost-user GET_VRING_BASE and
+// dumps report). Only while it waits for the driver to add buffers does
+// it keep a partial set popped.
 //
 // Back-pressure: when the guest has too little buffer space for a
 // maximum frame, the device stops reading the backend (frames wait in

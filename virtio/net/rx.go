@@ -28,32 +28,14 @@ const (
 	maxGSOFrame = 65550
 )
 
-type rxUsed struct {
-	head uint16
-	n    uint32
-}
-
-// heldChain is what the device keeps of a popped receive chain: a
-// snapshot taken when it was popped (its segments are in rx.segv). The
-// queue's cached Chain is not kept: a hostile driver can make the same
-// head available twice, and the re-walk would change it under the
-// device's feet.
-type heldChain struct {
-	head uint16
-	wlen uint32 // writable bytes
-	nseg int32  // writable segments
-	cost int32  // ring descriptors it occupies (estimate, see descCost)
-}
-
-// rx moves frames from the backend into the guest's receive buffers. It
-// pops buffers (held) until they can take the largest frame the driver
-// may be sent, readv's one frame straight into them, and completes the
-// buffers the frame used (pending, pushed at the end of a batch). Held
-// buffers the frame did not use stay held for the next frame. They are
-// given back to the ring with Undo (which must precede any Push) before
-// the goroutine waits for the backend and when it exits, so that after
-// Reset the queue's next-avail index counts exactly the buffers
-// completed.
+// rx moves frames from the backend into the guest's receive buffers.
+// It holds popped buffers (win) until they can take the largest frame
+// the driver may be sent, readv's one frame straight into them, and
+// pushes the buffers the frame used; buffers the frame did not use stay
+// held for the next frame, across flushes. They are given back to the
+// ring (queue.Undo) before the engine waits for the backend and when it
+// stops, so that an idle or reset device's next-avail index counts
+// exactly the buffers it completed.
 type rx struct {
 	engineEnv
 	eng virtio.Engine
@@ -66,23 +48,8 @@ type rx struct {
 	gsoTypes  uint8  // bit t set: gso_type t may pass
 	maxPlain  uint64 // with FeatureMTU: largest non-GSO frame (header included)
 
-	// held[h0:] are the popped, unused chains, oldest first, and
-	// segv[s0:] their writable segments in the same order: the iovec
-	// array for readv is a window on segv, kept up to date as chains are
-	// popped and consumed rather than rebuilt per frame. Both windows
-	// are compacted when they empty or have moved far enough.
-	held    []heldChain
-	h0      int
-	segv    [][]byte
-	s0      int
-	fresh   int      // newest held chains Undo can give back
-	space   uint64   // writable bytes in held
-	descs   int      // estimate of ring descriptors held
-	pending []rxUsed // used buffers to push at the next flush
-
-	cut      [][]byte // iovecs when segv[s0:] exceeds maxIovecs
-	iovSpace uint64   // writable bytes of the chains readv gets
-	tail     [64]byte // readv overflow: a frame reaching it did not fit
+	win      window
+	iovSpace uint64 // writable bytes of the chains the last readv got
 	hb       [2]byte
 	dl       deltas
 
@@ -118,17 +85,12 @@ func (r *rx) init(env engineEnv, cfg virtio.EngineConfig, acked uint64, mtu uint
 			r.gsoTypes |= 1 << g.t
 		}
 	}
-	r.held, r.segv, r.pending = r.held[:0], r.segv[:0], r.pending[:0]
-	r.h0, r.s0, r.fresh, r.space, r.descs = 0, 0, 0, 0, 0
+	r.win.reset()
 }
 
 // release drops every reference to guest memory and the queue.
 func (r *rx) release() {
-	clear(r.segv[:cap(r.segv)])
-	clear(r.cut[:cap(r.cut)])
-	r.held, r.segv, r.cut = r.held[:0], r.segv[:0], r.cut[:0]
-	r.h0, r.s0 = 0, 0
-	r.pending = r.pending[:0]
+	r.win.release()
 	r.q = nil
 	r.eng.Release()
 	r.engineEnv = engineEnv{}
@@ -147,7 +109,9 @@ func (r *rx) Next() virtio.Result {
 		if !r.enough() {
 			return virtio.Result{} // pop
 		}
-		n, err := r.be.TryReadv(r.iovecs())
+		iov, space := r.win.iovecs()
+		r.iovSpace = space
+		n, err := r.be.TryReadv(iov)
 		switch {
 		case err == nil:
 		case err == unix.EAGAIN:
@@ -172,15 +136,10 @@ func (r *rx) Chain(c *queue.Chain) virtio.Result {
 		// No room for a header (or more buffers than one readv
 		// takes): the driver broke the rules; return it unused.
 		r.dl[cRxBadChains]++
-		r.fresh = 0
+		r.win.noteCompleted()
 		return virtio.Result{Do: virtio.Done}
 	}
-	h := heldChain{head: c.Head, wlen: c.WriteLen, nseg: int32(len(c.Writable)), cost: int32(descCost(c))}
-	r.held = append(r.held, h)
-	r.segv = append(r.segv, c.Writable...)
-	r.fresh++
-	r.space += uint64(h.wlen)
-	r.descs += int(h.cost)
+	r.win.hold(c)
 	return virtio.Result{Do: virtio.Held}
 }
 
@@ -196,9 +155,7 @@ func (r *rx) Event(e virtio.Event) {
 		// Completed by the queue: chains popped before it can no longer
 		// be given back.
 		r.dl[cRxMalformed]++
-		r.fresh = 0
-	case virtio.EventFlush:
-		r.flush()
+		r.win.noteCompleted()
 	case virtio.EventInterrupt:
 		r.dl[cRxInterrupts]++
 	case virtio.EventPublished:
@@ -211,61 +168,22 @@ func (r *rx) Event(e virtio.Event) {
 		r.dl[cBroken]++
 	case virtio.EventBackendFailed:
 		r.dl[cRxBackendErrors]++
-		r.giveBack()
+		r.win.giveBack(r.q)
 	case virtio.EventBackendWait, virtio.EventStop:
-		r.giveBack()
+		r.win.giveBack(r.q)
 	}
 }
 
+// enough reports whether the held buffers can take the largest frame:
+// one chain in small and big mode; in mergeable mode chains worth
+// r.need bytes, or fewer if they already fill the ring or the iovec
+// limit (a ring too small for a maximum frame must not stall forever).
 func (r *rx) enough() bool {
+	w := &r.win
 	if !r.mergeable {
-		return len(r.held) > r.h0
+		return w.count() > 0
 	}
-	return r.space >= r.need || r.descs >= int(r.q.Size()) || len(r.segv)-r.s0 >= maxIovecs-1
-}
-
-// descCost estimates the ring descriptors c occupies.
-func descCost(c *queue.Chain) int {
-	if c.Indirect {
-		return 1
-	}
-	return len(c.Readable) + len(c.Writable)
-}
-
-// iovecs returns the iovec array for the next readv: the writable
-// segments of the chains a frame may use (all held chains in mergeable
-// mode, the oldest in small and big mode), then the overflow tail. It
-// sets iovSpace to their writable bytes.
-func (r *rx) iovecs() [][]byte {
-	end := len(r.segv)
-	r.iovSpace = r.space
-	switch {
-	case !r.mergeable:
-		// Exactly one chain is held (fill pops one at a time).
-		r.iovSpace = uint64(r.held[r.h0].wlen)
-	case end-r.s0 >= maxIovecs:
-		// Rare: more segments than one readv takes. Use whole chains
-		// up to the limit, in a separate array (the tail must not
-		// overwrite a segment of a later chain).
-		cut, space, at := r.cut[:0], uint64(0), r.s0
-		for _, h := range r.held[r.h0:] {
-			if len(cut)+int(h.nseg) >= maxIovecs {
-				break
-			}
-			cut = append(cut, r.segv[at:at+int(h.nseg)]...)
-			at += int(h.nseg)
-			space += uint64(h.wlen)
-		}
-		r.cut = append(cut, r.tail[:])
-		r.iovSpace = space
-		return r.cut
-	}
-	if end == cap(r.segv) {
-		r.segv = append(r.segv, nil)[:end] // room for the tail
-	}
-	iov := r.segv[r.s0 : end+1]
-	iov[end-r.s0] = r.tail[:] // past len(segv): the next append overwrites it
-	return iov
+	return w.space >= r.need || w.descs >= int(r.q.Size()) || len(w.segv)-w.s0 >= maxIovecs-1
 }
 
 // deliver completes a frame of n bytes that readv put into the iovecs,
@@ -280,7 +198,7 @@ func (r *rx) deliver(n int) bool {
 		r.dl[cRxDropShort]++
 		return false
 	}
-	first := r.segv[r.s0 : r.s0+int(r.held[r.h0].nseg)]
+	_, first := r.win.oldest()
 	switch r.checkHeader(first, uint64(n)) {
 	case hdrBad:
 		r.dl[cRxDropHeader]++
@@ -291,15 +209,15 @@ func (r *rx) deliver(n int) bool {
 	}
 	k, left := 0, uint32(n)
 	for left > 0 {
-		h := r.held[r.h0+k]
+		h := r.win.at(k)
 		take := min(left, h.wlen)
-		r.pending = append(r.pending, rxUsed{h.head, take})
+		r.eng.Push(h.head, take)
 		left -= take
 		k++
 	}
 	binary.LittleEndian.PutUint16(r.hb[:], uint16(k))
 	queue.CopySegs(r.hb[:], first, hdrNumBufsOff, true)
-	r.consume(k)
+	r.win.take(k)
 	r.dl[cRxPackets]++
 	r.dl[cRxBytes] += uint64(n - HdrLen)
 	r.dl[cRxBuffers] += uint64(k)
@@ -346,56 +264,3 @@ const (
 	hdrBad               // an offload the driver did not negotiate
 	hdrTooBig            // a non-GSO frame longer than the negotiated MTU
 )
-
-// consume drops the k oldest held chains (now pending).
-func (r *rx) consume(k int) {
-	for _, h := range r.held[r.h0 : r.h0+k] {
-		r.space -= uint64(h.wlen)
-		r.s0 += int(h.nseg)
-		r.descs -= int(h.cost)
-	}
-	r.h0 += k
-	r.fresh = min(r.fresh, len(r.held)-r.h0)
-	if r.h0 == len(r.held) || r.h0 >= 64 {
-		r.compact()
-	}
-}
-
-// compact moves the held windows to the start of their arrays.
-func (r *rx) compact() {
-	n := copy(r.held, r.held[r.h0:])
-	r.held, r.h0 = r.held[:n], 0
-	m := copy(r.segv, r.segv[r.s0:])
-	clear(r.segv[m:])
-	r.segv, r.s0 = r.segv[:m], 0
-}
-
-// giveBack returns the held chains it can to the ring (Undo), newest
-// first. Chains popped before a completion the queue made on its own (a
-// malformed or unusable chain) cannot be undone; they stay held and are
-// used first.
-func (r *rx) giveBack() {
-	n := r.q.Undo(min(r.fresh, len(r.held)-r.h0))
-	keep := len(r.held) - n
-	segs := len(r.segv)
-	for _, h := range r.held[keep:] {
-		r.space -= uint64(h.wlen)
-		segs -= int(h.nseg)
-		r.descs -= int(h.cost)
-	}
-	r.held, r.segv = r.held[:keep], r.segv[:segs]
-	r.fresh = 0
-	r.compact()
-}
-
-// flush pushes the used buffers, after giving back unused ones (Undo
-// must come before any Push); the engine then publishes them.
-func (r *rx) flush() {
-	if len(r.pending) > 0 {
-		r.giveBack()
-		for _, u := range r.pending {
-			r.q.Push(u.head, u.n)
-		}
-		r.pending = r.pending[:0]
-	}
-}

@@ -54,7 +54,7 @@ func (s *syncDev) packets(c counter) uint64 { return s.d.stats[c].Load() }
 func (s *syncDev) rxRound() virtio.Result {
 	r := s.d.rx.eng.Step()
 	if r.Do == virtio.WaitBackend {
-		s.d.rx.giveBack()
+		s.d.rx.win.giveBack(s.rxq)
 	}
 	return r
 }

@@ -77,9 +77,13 @@ func (q *Queue) Available() (int, error) {
 	return int(q.availShadow - q.lastAvail), nil
 }
 
-// Undo gives back up to n of the chains popped since the last Push,
-// Publish or malformed chain, most recent first, so they are popped again
-// later (an RX device that found too few buffers for a packet). It
+// Undo gives back up to n of the most recently popped chains, most
+// recent first, so they are popped again later (a device that could not
+// start on a chain yet, an RX device that holds buffers no packet used).
+// It never steps back over a chain the queue completed itself (a
+// malformed one): only chains popped after the last of those count. The
+// device must give back only chains it has not pushed (a device that
+// pushes chains in pop order and keeps the newest, like RX, can). It
 // returns how many it gave back.
 func (q *Queue) Undo(n int) int {
 	n = min(max(n, 0), q.undoable)
@@ -261,7 +265,6 @@ func (q *Queue) Push(head uint16, n uint32) {
 	binary.LittleEndian.PutUint32(e[0:4], uint32(head))
 	binary.LittleEndian.PutUint32(e[4:8], n)
 	q.nextUsed++
-	q.undoable = 0
 }
 
 // Publish makes the pushed used elements visible to the driver: it stores
@@ -276,7 +279,6 @@ func (q *Queue) Publish() bool {
 	q.usedIdxW.Store(q.nextUsed)
 	q.pubUsed = q.nextUsed
 	q.sigPending = uint32(min(uint64(q.sigPending)+uint64(d), math.MaxUint32))
-	q.undoable = 0
 	return true
 }
 
