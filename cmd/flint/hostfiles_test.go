@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/flintvm/flint/api"
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/vmm/vmmtest"
 )
@@ -105,4 +106,27 @@ func TestOutputFiles(t *testing.T) {
 		}
 	}
 	wantUsageError(t, []string{"run", "--kernel", good, "--console-limit", "-1"}, "--console-limit -1")
+}
+
+// TestAPIKernelFIFO (issue 13 finding 6): in API mode, InstanceStart with
+// a FIFO as the kernel answers 400 at once, and the API keeps answering
+// (the build runs under the API server's lock: a blocked open there
+// would hang every later request).
+func TestAPIKernelFIFO(t *testing.T) {
+	fifo := mkfifo(t)
+	sock, code, _, _, stderr := apiApp(t, "--console", "none")
+	c := api.Client(sock)
+	c.Timeout = 5 * time.Second
+	call(t, c, "PUT", "/boot-source", `{"kernel_image_path": "`+fifo+`"}`)
+	if st, out := call(t, c, "PUT", "/actions", `{"action_type": "InstanceStart"}`); st != 400 || !strings.Contains(out, "a FIFO, not a regular file") {
+		t.Fatalf("InstanceStart with a FIFO kernel: %d %s", st, out)
+	}
+	if st, out := call(t, c, "GET", "/", ""); st != 200 || !strings.Contains(out, `"state":"Not started"`) {
+		t.Fatalf("GET / after: %d %s", st, out)
+	}
+	select {
+	case got := <-code:
+		t.Fatalf("flint exited (%d): %s", got, stderr)
+	default:
+	}
 }
