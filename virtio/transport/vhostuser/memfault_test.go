@@ -15,12 +15,7 @@ import (
 func TestTruncatedMemory(t *testing.T) {
 	h := newHarness(t)
 	f := h.dial()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := func(err error) { t.Helper(); noErr(t, err) }
 	must(f.Do(vut.SetOwner, nil))
 	must(f.SetU64(vut.SetProtocolFeatures, vut.ProtocolReplyAck))
 	f.ReplyAck = true // each request below is handled before the next
@@ -55,5 +50,13 @@ func TestTruncatedMemory(t *testing.T) {
 	h.be.inject(frame(8))
 	if got := g.recv(); got[12+14] != 8 {
 		t.Fatalf("received %x", got)
+	}
+}
+
+// noErr fails t on err.
+func noErr(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
