@@ -199,7 +199,7 @@ func (e *engine) finish(c *queue.Chain, status byte, written uint32) (uint32, ti
 // transfers. It allocates nothing.
 func (e *engine) transfer(write bool, segs [][]byte, skip, n uint64, pos uint64) error {
 	for done := uint64(0); done < n; {
-		e.iov = appendIovecs(e.iov[:0], segs, skip+done, n-done)
+		e.iov = queue.AppendIovecs(e.iov[:0], segs, skip+done, n-done, iovMax)
 		if len(e.iov) == 0 {
 			return errShort // the chain is shorter than its lengths say: cannot happen
 		}
@@ -221,30 +221,6 @@ func (e *engine) transfer(write bool, segs [][]byte, skip, n uint64, pos uint64)
 		done += uint64(got)
 	}
 	return nil
-}
-
-// appendIovecs appends iovecs for bytes [off, off+n) of the concatenated
-// segments, at most iovMax of them.
-func appendIovecs(dst []unix.Iovec, segs [][]byte, off, n uint64) []unix.Iovec {
-	for _, s := range segs {
-		if n == 0 || len(dst) == iovMax {
-			break
-		}
-		if off >= uint64(len(s)) {
-			off -= uint64(len(s))
-			continue
-		}
-		s = s[off:]
-		off = 0
-		if uint64(len(s)) > n {
-			s = s[:n]
-		}
-		v := unix.Iovec{Base: &s[0]}
-		v.SetLen(len(s))
-		dst = append(dst, v)
-		n -= uint64(len(s))
-	}
-	return dst
 }
 
 // fdatasync syncs the image's data, retrying EINTR.

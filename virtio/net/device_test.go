@@ -113,13 +113,13 @@ func TestAckFeaturesDependencies(t *testing.T) {
 			t.Errorf("accepted %#x", bad)
 		}
 	}
-	if len(be.offloadCalls()) != 0 {
+	if len(be.OffloadCalls()) != 0 {
 		t.Fatal("SetOffload called for a refused set")
 	}
 	if err := d.AckFeatures(fCommon | fGSO | fMrg); err != nil {
 		t.Fatal(err)
 	}
-	if c := be.offloadCalls(); len(c) != 1 || c[0] != fCommon|fGSO|fMrg {
+	if c := be.OffloadCalls(); len(c) != 1 || c[0] != fCommon|fGSO|fMrg {
 		t.Fatalf("offload calls %#x", c)
 	}
 }
@@ -131,14 +131,14 @@ func TestResetAndRenegotiate(t *testing.T) {
 	d, be := newDevice(t, Options{})
 	h := activate(t, d, fMrg|fGSO|fIndir, virtiotest.Options{})
 	postRx(t, h, 64, 4096)
-	be.inject(frame(0, 65550, 0, gsoTCPv4))
+	be.Inject(frame(0, 65550, 0, gsoTCPv4))
 	receive(t, h, 1, true)
 	h.Close()
 	if d.Negotiated() != 0 {
 		t.Fatal("features survived Reset")
 	}
 	h = activate(t, d, fIndir, virtiotest.Options{}) // small mode, no offloads
-	calls := be.offloadCalls()
+	calls := be.OffloadCalls()
 	want := []uint64{fCommon | fMrg | fGSO | fIndir, 0, fCommon | fIndir}
 	if len(calls) != len(want) {
 		t.Fatalf("offload calls %#x, want %#x", calls, want)
@@ -149,7 +149,7 @@ func TestResetAndRenegotiate(t *testing.T) {
 		}
 	}
 	postRx(t, h, 4, 1530)
-	be.inject(frame(1, 1514, 0, 0), frame(2, 100, 0, gsoTCPv4)) // GSO no longer allowed
+	be.Inject(frame(1, 1514, 0, 0), frame(2, 100, 0, gsoTCPv4)) // GSO no longer allowed
 	got := receive(t, h, 1, false)
 	checkPackets(t, got, [][]byte{frame(1, 1514, 0, 0)}, 0, false)
 	waitUntil(t, "gso drop", func() bool { return stats(d).RxDropHeader == 1 })
@@ -220,7 +220,7 @@ func TestControlQueue(t *testing.T) {
 	}
 	// The data path works alongside.
 	postRx(t, h, 2, 1530)
-	be.inject(frame(0, 60, 0, 0))
+	be.Inject(frame(0, 60, 0, 0))
 	receive(t, h, 1, false)
 	if s := finalStats(h, d); s.CtrlCommands != 3 || s.CtrlRejected != 3 {
 		t.Fatalf("stats %+v", s)
@@ -294,9 +294,9 @@ func TestMalformedRings(t *testing.T) {
 						t.Fatal("queue not broken")
 					}
 				} else {
-					be.inject(frame(1, 60, 0, 0))
+					be.Inject(frame(1, 60, 0, 0))
 					receive(t, h, 1, true)
-					waitUntil(t, "tx", func() bool { return len(be.sent()) == 1 })
+					waitUntil(t, "tx", func() bool { return len(be.Sent()) == 1 })
 					// The good traffic moved; the counts are complete only
 					// once the engines stopped (see finalStats): exactly
 					// the one bad chain, on the queue it was posted to.
@@ -335,8 +335,8 @@ func TestDuplicateHeads(t *testing.T) {
 		tx, _ := txd.Add(qt.R(frame(9, 60, 0, 0)))
 		txd.AddHead(tx)
 		h.Kick(TxQueue)
-		be.inject(frame(0, 60, 0, 0), frame(1, 1514, 0, 0), frame(2, 100, 0, 0), frame(3, 100, 0, 0))
-		waitUntil(t, "tx", func() bool { return len(be.sent()) == 2 })
+		be.Inject(frame(0, 60, 0, 0), frame(1, 1514, 0, 0), frame(2, 100, 0, 0), frame(3, 100, 0, 0))
+		waitUntil(t, "tx", func() bool { return len(be.Sent()) == 2 })
 		if acked&fGSO == 0 {
 			waitUntil(t, "rx", func() bool { return stats(d).RxPackets == 4 })
 		}
@@ -349,7 +349,7 @@ func TestDuplicateHeads(t *testing.T) {
 func TestTxBackendGone(t *testing.T) {
 	d, be := newDevice(t, Options{})
 	h := activate(t, d, 0, virtiotest.Options{})
-	be.close()
+	be.Close()
 	for i := range 5 {
 		sendTx(t, h, frame(i, 60, 0, 0), nil, false)
 	}
@@ -400,8 +400,8 @@ func TestTrafficAndResets(t *testing.T) {
 					sendTx(t, h, frame(seq, 60+seq%1400, 0, 0), []int{HdrLen}, false)
 					h.Kick(TxQueue)
 				}
-				if be.queued() < 32 {
-					be.inject(frame(seq, 60+seq%3000, 0, 0))
+				if be.Queued() < 32 {
+					be.Inject(frame(seq, 60+seq%3000, 0, 0))
 				}
 				seq++
 				time.Sleep(50 * time.Microsecond)

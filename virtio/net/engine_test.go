@@ -52,7 +52,7 @@ func TestEngineStatesIdle(t *testing.T) {
 
 	// Three frames in: three buffers used, back to waiting.
 	for i := range 3 {
-		be.inject(frame(i, 100, 0, 0))
+		be.Inject(frame(i, 100, 0, 0))
 	}
 	receive(t, h, 3, true)
 	rx := waitEngine(t, d, RxQueue, virtio.ActivityWaitReadable, 3, 3)
@@ -68,28 +68,28 @@ func TestEngineStatesIdle(t *testing.T) {
 	}
 	h.Kick(TxQueue)
 	tx := waitEngine(t, d, TxQueue, virtio.ActivityWaitKick, 2, 2)
-	if tx.Transitions <= tx0.Transitions || len(be.sent()) != 2 {
-		t.Fatalf("tx transitions %d -> %d, %d frames sent", tx0.Transitions, tx.Transitions, len(be.sent()))
+	if tx.Transitions <= tx0.Transitions || len(be.Sent()) != 2 {
+		t.Fatalf("tx transitions %d -> %d, %d frames sent", tx0.Transitions, tx.Transitions, len(be.Sent()))
 	}
 
 	// Six more frames for five buffers: RX waits for the guest's kick.
 	for i := range 6 {
-		be.inject(frame(3+i, 100, 0, 0))
+		be.Inject(frame(3+i, 100, 0, 0))
 	}
 	receive(t, h, 5, true)
 	waitEngine(t, d, RxQueue, virtio.ActivityWaitKick, 8, 8)
-	if be.queued() != 1 {
-		t.Fatalf("%d frames queued in the backend, want 1", be.queued())
+	if be.Queued() != 1 {
+		t.Fatalf("%d frames queued in the backend, want 1", be.Queued())
 	}
 
 	// The backend pushes back: TX waits for it, the chain given back.
-	be.setTxBlock(true)
+	be.SetTxBlock(true)
 	if _, err := h.Drivers[TxQueue].Add(qt.R(frame(9, 60, 0, 0))); err != nil {
 		t.Fatal(err)
 	}
 	h.Kick(TxQueue)
 	waitEngine(t, d, TxQueue, virtio.ActivityWaitWritable, 2, 2)
-	be.setTxBlock(false)
+	be.SetTxBlock(false)
 	waitEngine(t, d, TxQueue, virtio.ActivityWaitKick, 3, 3)
 
 	if s := engine(d, CtrlQueue); s.Activity != virtio.ActivityInactive {

@@ -4,179 +4,18 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"os"
-	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/flintvm/flint/virtio"
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 	"github.com/flintvm/flint/virtio/virtiotest"
 )
 
-// fakeBackend is an in-memory Backend: frames injected with inject are
-// read by the device; frames the device writes are collected. Deadlines
-// are only "in the past" (wake now) or zero (none), which is all the
-// device uses.
-type fakeBackend struct {
-	mu       sync.Mutex
-	cond     *sync.Cond
-	rx       [][]byte // frames for the guest, header included
-	tx       [][]byte // frames from the guest
-	reads    int      // frames the device read
-	rdead    bool
-	wdead    bool
-	closed   bool
-	txBlock  bool // Writev returns EAGAIN while set
-	txBlocks int  // Writev calls refused with EAGAIN
-	txErr    error
-	offloads []uint64
-}
+// fakeBackend is the in-memory Backend every test of the device uses.
+type fakeBackend = virtiotest.NetBackend
 
-func newFake() *fakeBackend {
-	b := &fakeBackend{}
-	b.cond = sync.NewCond(&b.mu)
-	return b
-}
-
-func (b *fakeBackend) inject(frames ...[]byte) {
-	b.mu.Lock()
-	for _, f := range frames {
-		b.rx = append(b.rx, bytes.Clone(f))
-	}
-	b.cond.Broadcast()
-	b.mu.Unlock()
-}
-
-func (b *fakeBackend) queued() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.rx)
-}
-
-func (b *fakeBackend) sent() [][]byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([][]byte(nil), b.tx...)
-}
-
-func (b *fakeBackend) setTxBlock(on bool) {
-	b.mu.Lock()
-	b.txBlock = on
-	b.cond.Broadcast()
-	b.mu.Unlock()
-}
-
-func (b *fakeBackend) close() {
-	b.mu.Lock()
-	b.closed = true
-	b.cond.Broadcast()
-	b.mu.Unlock()
-}
-
-func (b *fakeBackend) TryReadv(iovs [][]byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return 0, os.ErrClosed
-	}
-	if len(b.rx) == 0 {
-		return 0, unix.EAGAIN
-	}
-	f := b.rx[0]
-	b.rx = b.rx[1:]
-	b.reads++
-	n := 0
-	for _, v := range iovs {
-		n += copy(v, f[n:])
-	}
-	return n, nil
-}
-
-func (b *fakeBackend) WaitReadable() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for len(b.rx) == 0 && !b.rdead && !b.closed {
-		b.cond.Wait()
-	}
-	switch {
-	case b.closed:
-		return os.ErrClosed
-	case b.rdead:
-		return os.ErrDeadlineExceeded
-	}
-	return nil
-}
-
-func (b *fakeBackend) Writev(iovs [][]byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch {
-	case b.closed:
-		return 0, os.ErrClosed
-	case b.wdead:
-		return 0, os.ErrDeadlineExceeded
-	case b.txErr != nil:
-		return 0, b.txErr
-	case b.txBlock:
-		b.txBlocks++
-		return 0, unix.EAGAIN
-	}
-	var f []byte
-	for _, v := range iovs {
-		f = append(f, v...)
-	}
-	b.tx = append(b.tx, f)
-	return len(f), nil
-}
-
-func (b *fakeBackend) WaitWritable() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for b.txBlock && !b.wdead && !b.closed {
-		b.cond.Wait()
-	}
-	if b.closed {
-		return os.ErrClosed
-	}
-	if b.wdead {
-		return os.ErrDeadlineExceeded
-	}
-	return nil
-}
-
-func past(t time.Time) bool { return !t.IsZero() && !t.After(time.Now()) }
-
-func (b *fakeBackend) SetReadDeadline(t time.Time) error {
-	b.mu.Lock()
-	b.rdead = past(t)
-	b.cond.Broadcast()
-	b.mu.Unlock()
-	return nil
-}
-
-func (b *fakeBackend) SetWriteDeadline(t time.Time) error {
-	b.mu.Lock()
-	b.wdead = past(t)
-	b.cond.Broadcast()
-	b.mu.Unlock()
-	return nil
-}
-
-func (b *fakeBackend) setOffload(f uint64) error {
-	b.mu.Lock()
-	b.offloads = append(b.offloads, f)
-	b.mu.Unlock()
-	return nil
-}
-
-func (b *fakeBackend) offloadCalls() []uint64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]uint64(nil), b.offloads...)
-}
+func newFake() *fakeBackend { return virtiotest.NewNetBackend() }
 
 // Feature sets used by the tests.
 var (
@@ -217,7 +56,7 @@ func withNumBuffers(f []byte, n int) []byte {
 func newDevice(tb testing.TB, opts Options) (*Device, *fakeBackend) {
 	tb.Helper()
 	be := newFake()
-	opts.SetOffload = be.setOffload
+	opts.SetOffload = be.SetOffload
 	d, err := New(be, opts)
 	if err != nil {
 		tb.Fatal(err)

@@ -34,11 +34,11 @@ func TestTxRateLimit(t *testing.T) {
 	}
 	start := time.Now()
 	h.Kick(TxQueue)
-	waitUntil(t, "5 frames sent", func() bool { return len(be.sent()) == 5 })
+	waitUntil(t, "5 frames sent", func() bool { return len(be.Sent()) == 5 })
 	if el := time.Since(start); el < 150*time.Millisecond {
 		t.Errorf("5 frames of 1000 bytes at 1000 bytes/40ms took %v, want >= 160ms", el)
 	}
-	for i, g := range be.sent() {
+	for i, g := range be.Sent() {
 		if !bytes.Equal(g, frames[i]) {
 			t.Fatalf("frame %d differs or out of order", i)
 		}
@@ -56,7 +56,7 @@ func TestRxRateLimit(t *testing.T) {
 	d, be := newDevice(t, Options{RxLimiter: limiter(t, 1000, 40*time.Millisecond)})
 	h := activate(t, d, 0, virtiotest.Options{})
 	for i := range 5 {
-		be.inject(frame(i, HdrLen+1000, 0, gsoNone))
+		be.Inject(frame(i, HdrLen+1000, 0, gsoNone))
 	}
 	start := time.Now()
 	postRx(t, h, 8, 1526)
@@ -89,7 +89,7 @@ func TestResetWhileThrottled(t *testing.T) {
 	if el := time.Since(start); el > time.Second {
 		t.Errorf("Reset took %v while throttled", el)
 	}
-	if n := len(be.sent()); n != 1 {
+	if n := len(be.Sent()); n != 1 {
 		t.Errorf("%d frames sent, want 1 (the second waits for tokens)", n)
 	}
 }

@@ -57,7 +57,7 @@ func TestRxMergeable(t *testing.T) {
 				}
 				frames = append(frames, frame(i, sz, 0, gso))
 			}
-			be.inject(frames...)
+			be.Inject(frames...)
 			got := receive(t, h, len(frames), true)
 			checkPackets(t, got, frames, int(tc.buf), true)
 			for _, p := range got {
@@ -101,7 +101,7 @@ func TestRxMergeableMixedSizes(t *testing.T) {
 	}
 	h.Kick(RxQueue)
 	frames := [][]byte{frame(0, 60, 0, 0), frame(1, 65550, 0, gsoTCPv4), frame(2, 1514, 0, 0), frame(3, 20000, 0, gsoTCPv6)}
-	be.inject(frames...)
+	be.Inject(frames...)
 	got := receive(t, h, len(frames), true)
 	checkPackets(t, got, frames, 0, true)
 	next := 0
@@ -149,7 +149,7 @@ func TestRxBigMode(t *testing.T) {
 			}
 			h.Kick(RxQueue)
 			frames := [][]byte{frame(0, 65550, 0, gsoTCPv4), frame(1, 60, 0, 0), frame(2, 40000, 0, gsoTCPv6|gsoECN)}
-			be.inject(frames...)
+			be.Inject(frames...)
 			got := receive(t, h, len(frames), false)
 			checkPackets(t, got, frames, 0, false)
 			for i, p := range got {
@@ -177,7 +177,7 @@ func TestRxSmallMode(t *testing.T) {
 	for i := range 6 {
 		frames = append(frames, frame(i, 1514-i*100, 0, 0))
 	}
-	be.inject(frames...)
+	be.Inject(frames...)
 	got := receive(t, h, len(frames), false)
 	checkPackets(t, got, frames, 0, false)
 }
@@ -200,7 +200,7 @@ func TestRxTooBigForChain(t *testing.T) {
 			postRx(t, h, 8, size)
 			big := 3000 // no GSO: larger than any legal frame
 			frames := [][]byte{frame(0, big, 0, 0), frame(1, 100, 0, 0), frame(2, big, 0, 0), frame(3, 200, 0, 0)}
-			be.inject(frames...)
+			be.Inject(frames...)
 			got := receive(t, h, 2, mrg)
 			checkPackets(t, got, [][]byte{frames[1], frames[3]}, 0, mrg)
 			waitUntil(t, "drop count", func() bool { return stats(d).RxDropOversize == 2 })
@@ -226,7 +226,7 @@ func TestRxHeaderChecks(t *testing.T) {
 		frame(5, 100, 0, 0),                  // fine
 		frame(6, 100, 0x80|hdrFDataValid, 0), // cleared
 	}
-	be.inject(frames...)
+	be.Inject(frames...)
 	got := receive(t, h, 3, true)
 	for i, want := range []int{1, 5, 6} {
 		w := withNumBuffers(frames[want], 1)
@@ -242,7 +242,7 @@ func TestRxHeaderChecks(t *testing.T) {
 	h = activate(t, d, fMrg|fGSO, virtiotest.Options{})
 	postRx(t, h, 64, 1536) // room for a 64 KiB frame
 	ok := [][]byte{frame(0, 100, hdrFNeedsCsum, 0), frame(1, 100, hdrFDataValid, 0), frame(2, 3000, hdrFNeedsCsum, gsoTCPv4|gsoECN)}
-	be.inject(ok...)
+	be.Inject(ok...)
 	checkPackets(t, receive(t, h, 3, true), ok, 1536, true)
 }
 
@@ -272,14 +272,14 @@ func TestRxBackPressure(t *testing.T) {
 			for i := range 6 {
 				frames = append(frames, frame(i, 60+i, 0, 0))
 			}
-			be.inject(frames...)
+			be.Inject(frames...)
 			var got []rxPacket
 			if tc.expect > 0 {
 				got = receive(t, h, tc.expect, mrg)
 			}
 			waitUntil(t, "the device to wait for buffers", func() bool { return stats(d).RxWaits > 0 })
 			settle()
-			if q := be.queued(); q != len(frames)-tc.expect {
+			if q := be.Queued(); q != len(frames)-tc.expect {
 				t.Fatalf("backend holds %d frames, want %d: the device read without room", q, len(frames)-tc.expect)
 			}
 			if s := stats(d); s.RxDropOversize+s.RxDropShort+s.RxDropHeader != 0 {
@@ -302,7 +302,7 @@ func TestRxSmallRingNoStall(t *testing.T) {
 	frames := [][]byte{frame(0, 60, 0, 0), frame(1, 9000, 0, gsoTCPv4), frame(2, 20000, 0, gsoTCPv4)}
 	var got []rxPacket
 	for _, f := range frames {
-		be.inject(f)
+		be.Inject(f)
 		p := receive(t, h, 1, true)
 		got = append(got, p...)
 		postRx(t, h, p[0].bufs, 1536)
@@ -320,7 +320,7 @@ func TestRxBadChains(t *testing.T) {
 	rxd.Add(qt.R([]byte("device-readable only")))
 	rxd.Add(qt.W(1536))
 	h.Kick(RxQueue)
-	be.inject(frame(0, 200, 0, 0))
+	be.Inject(frame(0, 200, 0, 0))
 	var lens []uint32
 	waitUntil(t, "3 used", func() bool {
 		for _, u := range rxd.AllUsed() {
@@ -342,7 +342,7 @@ func TestRxBackendClosed(t *testing.T) {
 	d, be := newDevice(t, Options{})
 	h := activate(t, d, fMrg, virtiotest.Options{})
 	postRx(t, h, 4, 1536)
-	be.close()
+	be.Close()
 	waitUntil(t, "backend error", func() bool { return stats(d).RxBackendErrors == 1 })
 	h.Close()
 }
@@ -354,7 +354,7 @@ func TestRxMTU(t *testing.T) {
 	h := activate(t, d, fMrg|fGSO|FeatureMTU.Mask(), virtiotest.Options{})
 	postRx(t, h, 64, 4096)
 	frames := [][]byte{frame(0, 1018, 0, 0), frame(1, 1019, 0, 0), frame(2, 3000, 0, gsoTCPv4)}
-	be.inject(frames...)
+	be.Inject(frames...)
 	got := receive(t, h, 2, true)
 	checkPackets(t, got, [][]byte{frames[0], frames[2]}, 4096, true)
 	waitUntil(t, "mtu drop", func() bool { return stats(d).RxDropOversize == 1 })
@@ -366,7 +366,7 @@ func TestRxResetGivesBackHeld(t *testing.T) {
 	d, be := newDevice(t, Options{})
 	h := activate(t, d, fMrg|fGSO, virtiotest.Options{})
 	postRx(t, h, 3, 1536)
-	be.inject(frame(0, 60, 0, 0))
+	be.Inject(frame(0, 60, 0, 0))
 	waitUntil(t, "the device to wait for buffers", func() bool { return stats(d).RxWaits > 0 })
 	d.Reset()
 	if na := h.Queues[RxQueue].NextAvail(); na != 0 {

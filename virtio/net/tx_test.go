@@ -73,7 +73,7 @@ func TestTx(t *testing.T) {
 					t.Fatalf("tx used length %d, want 0", u.Len)
 				}
 			}
-			got := be.sent()
+			got := be.Sent()
 			if len(got) != len(frames) {
 				t.Fatalf("backend got %d frames", len(got))
 			}
@@ -100,9 +100,7 @@ func TestTxShortAndRefused(t *testing.T) {
 	txd.Add(qt.W(64)) // no readable part at all
 	h.Kick(TxQueue)
 	waitUntil(t, "short drops", func() bool { return stats(d).TxDropShort == 2 })
-	be.mu.Lock()
-	be.txErr = unix.EINVAL
-	be.mu.Unlock()
+	be.SetTxErr(unix.EINVAL)
 	sendTx(t, h, frame(0, 60, 0, 0), nil, false)
 	h.Kick(TxQueue)
 	waitUntil(t, "refused", func() bool { return stats(d).TxErrors == 1 })
@@ -114,7 +112,7 @@ func TestTxShortAndRefused(t *testing.T) {
 func TestTxBackPressure(t *testing.T) {
 	d, be := newDevice(t, Options{})
 	h := activate(t, d, fEvent, virtiotest.Options{})
-	be.setTxBlock(true)
+	be.SetTxBlock(true)
 	var frames [][]byte
 	for i := range 10 {
 		frames = append(frames, frame(i, 100, 0, 0))
@@ -123,18 +121,16 @@ func TestTxBackPressure(t *testing.T) {
 	h.Kick(TxQueue)
 	waitUntil(t, "the backend to push back", func() bool { return stats(d).TxWaits > 0 })
 	settle()
-	be.mu.Lock()
-	tries := be.txBlocks
-	be.mu.Unlock()
+	tries := be.Blocks()
 	if tries > 3 {
 		t.Fatalf("device retried %d times while the backend was blocked: spinning", tries)
 	}
 	if n := h.Drivers[TxQueue].PendingUsed(); n != 0 {
 		t.Fatalf("%d chains completed while nothing was sent", n)
 	}
-	be.setTxBlock(false)
-	waitUntil(t, "all sent", func() bool { return len(be.sent()) == len(frames) })
-	for i, f := range be.sent() {
+	be.SetTxBlock(false)
+	waitUntil(t, "all sent", func() bool { return len(be.Sent()) == len(frames) })
+	for i, f := range be.Sent() {
 		if !bytes.Equal(f, frames[i]) {
 			t.Fatalf("frame %d out of order or damaged", i)
 		}
@@ -152,8 +148,8 @@ func TestTxResetWhileBlocked(t *testing.T) {
 	h := activate(t, d, 0, virtiotest.Options{})
 	sendTx(t, h, frame(0, 100, 0, 0), nil, false)
 	h.Kick(TxQueue)
-	waitUntil(t, "sent", func() bool { return len(be.sent()) == 1 })
-	be.setTxBlock(true)
+	waitUntil(t, "sent", func() bool { return len(be.Sent()) == 1 })
+	be.SetTxBlock(true)
 	sendTx(t, h, frame(1, 100, 0, 0), nil, false)
 	h.Kick(TxQueue)
 	waitUntil(t, "the backend to push back", func() bool { return stats(d).TxWaits > 0 })
@@ -180,7 +176,7 @@ func TestInterruptsPerBatch(t *testing.T) {
 			for i := range 40 {
 				frames = append(frames, frame(i, 100, 0, 0))
 			}
-			be.inject(frames...) // all at once: one batch
+			be.Inject(frames...) // all at once: one batch
 			receive(t, h, 40, true)
 			if n := h.IRQ.Count(RxQueue); n != 1 {
 				t.Fatalf("%d rx interrupts for one batch", n)
@@ -191,14 +187,14 @@ func TestInterruptsPerBatch(t *testing.T) {
 			} else {
 				rxd.DisableInterrupts()
 			}
-			be.inject(frames[:10]...)
+			be.Inject(frames[:10]...)
 			receive(t, h, 10, true)
 			settle()
 			if n := h.IRQ.Count(RxQueue); n != 1 {
 				t.Fatalf("interrupt despite suppression (%d)", n)
 			}
 			if event {
-				be.inject(frames[:30]...) // crosses used_event
+				be.Inject(frames[:30]...) // crosses used_event
 				receive(t, h, 30, true)
 				waitUntil(t, "interrupt past used_event", func() bool { return h.IRQ.Count(RxQueue) == 2 })
 			}
@@ -208,7 +204,7 @@ func TestInterruptsPerBatch(t *testing.T) {
 				sendTx(t, h, frames[i], nil, false)
 			}
 			h.Kick(TxQueue)
-			waitUntil(t, "tx", func() bool { return len(be.sent()) == 30 })
+			waitUntil(t, "tx", func() bool { return len(be.Sent()) == 30 })
 			waitUntil(t, "tx interrupt", func() bool { return h.IRQ.Count(TxQueue) >= 1 })
 			settle()
 			if n := h.IRQ.Count(TxQueue); n != 1 {

@@ -1,6 +1,10 @@
 package queue
 
-import "golang.org/x/sys/unix"
+import (
+	"math"
+
+	"golang.org/x/sys/unix"
+)
 
 // Chain is one popped descriptor chain: the buffers the driver made
 // available under one head index, as views into guest memory.
@@ -65,15 +69,49 @@ func (c *Chain) WritableIovecs() []unix.Iovec {
 // memory (mmap'd, or a Go slice in tests, which the pointer keeps alive),
 // so no unsafe code is needed to build the array.
 func fillIovecs(dst []unix.Iovec, segs [][]byte) []unix.Iovec {
-	for _, s := range segs {
+	return AppendIovecs(dst, segs, 0, math.MaxUint64, math.MaxInt)
+}
+
+// AppendIovecs appends to dst iovecs for bytes [off, off+n) of the
+// concatenation of segs (a chain's buffers, in order), up to max
+// entries in dst, for preadv/pwritev straight between a file and guest
+// memory. It skips empty segments and does not allocate beyond dst's
+// capacity.
+func AppendIovecs(dst []unix.Iovec, segs [][]byte, off, n uint64, limit int) []unix.Iovec {
+	for i, s := seek(segs, off); s != nil && n > 0 && len(dst) < limit; i, s = next(segs, i) {
+		if uint64(len(s)) > n {
+			s = s[:n]
+		}
 		if len(s) == 0 {
 			continue
 		}
 		v := unix.Iovec{Base: &s[0]}
 		v.SetLen(len(s))
 		dst = append(dst, v)
+		n -= uint64(len(s))
 	}
 	return dst
+}
+
+// seek finds the byte off bytes into the concatenation of segs: it
+// returns the index of its segment and the rest of that segment from it
+// (nil, past the end).
+func seek(segs [][]byte, off uint64) (int, []byte) {
+	for i, s := range segs {
+		if off < uint64(len(s)) {
+			return i, s[off:]
+		}
+		off -= uint64(len(s))
+	}
+	return len(segs), nil
+}
+
+// next is the segment after segs[i] (nil after the last).
+func next(segs [][]byte, i int) (int, []byte) {
+	if i++; i < len(segs) {
+		return i, segs[i]
+	}
+	return i, nil
 }
 
 // ReadAt copies readable bytes of the chain, starting off bytes into the
@@ -97,23 +135,12 @@ func (c *Chain) WriteAt(p []byte, off uint64) int {
 // less than len(p) when segs end first. It does not allocate.
 func CopySegs(p []byte, segs [][]byte, off uint64, toSegs bool) int {
 	done := 0
-	for _, s := range segs {
-		if done == len(p) {
-			break
-		}
-		if off >= uint64(len(s)) {
-			off -= uint64(len(s))
-			continue
-		}
-		s = s[off:]
-		off = 0
-		var n int
+	for i, s := seek(segs, off); s != nil && done < len(p); i, s = next(segs, i) {
 		if toSegs {
-			n = copy(s, p[done:])
+			done += copy(s, p[done:])
 		} else {
-			n = copy(p[done:], s)
+			done += copy(p[done:], s)
 		}
-		done += n
 	}
 	return done
 }

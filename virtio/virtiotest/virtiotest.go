@@ -3,7 +3,9 @@
 // over queuetest drivers sharing one fake guest memory, gives each queue a
 // pipe as its kick file, activates the device with a recording Interrupt,
 // and resets it. Device tests (virtio/net, virtio/blk) use it to play the
-// guest driver against the real device code.
+// guest driver against the real device code. NetBackend (netbackend.go)
+// is the one in-memory virtio-net backend for the tests of virtio/net and
+// of the transports that carry it.
 //
 // It is for tests only. It imports virtio, virtio/queue,
 // virtio/queue/queuetest and mem.

@@ -19,7 +19,7 @@ type roundTrip struct {
 
 func newRoundTrip(tb testing.TB, batch int) *roundTrip {
 	h := newHarness(tb)
-	h.be.echo = true
+	h.be.SetEcho(true)
 	g := h.connectUML(0)
 	f := frame(0x5a)
 	tx := g.buf()

@@ -12,171 +12,22 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/flintvm/flint/virtio"
 	virtionet "github.com/flintvm/flint/virtio/net"
 	"github.com/flintvm/flint/virtio/transport/vhostuser"
 	vut "github.com/flintvm/flint/virtio/transport/vhostuser/vhostusertest"
+	"github.com/flintvm/flint/virtio/virtiotest"
 )
 
-// fakeBackend is an in-memory virtio-net Backend. Frames injected are read
-// by the device; frames the device writes are recorded, or with echo set
-// looped back to the receive side. It allocates nothing per frame once
-// its slots are warm, so benchmarks through it measure the transport.
-type fakeBackend struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	slots   [64][]byte // receive queue, a ring of reusable buffers
-	lens    [64]int
-	head, n int
-	tx      [][]byte
-	txCount int
-	record  bool
-	echo    bool
-	rdead   bool
-	wdead   bool
-	closed  bool
-}
+// fakeBackend is virtiotest's NetBackend (the one fake virtio-net
+// backend) under the names these tests use.
+type fakeBackend struct{ *virtiotest.NetBackend }
 
-func newFake() *fakeBackend {
-	b := &fakeBackend{record: true}
-	b.cond = sync.NewCond(&b.mu)
-	return b
-}
+func newFake() *fakeBackend { return &fakeBackend{virtiotest.NewNetBackend()} }
 
-func (b *fakeBackend) pushLocked(iovs ...[]byte) {
-	if b.n == len(b.slots) {
-		return // full: drop, as a NIC would
-	}
-	i := (b.head + b.n) % len(b.slots)
-	if b.slots[i] == nil {
-		b.slots[i] = make([]byte, 65562+64)
-	}
-	k := 0
-	for _, v := range iovs {
-		k += copy(b.slots[i][k:], v)
-	}
-	b.lens[i] = k
-	b.n++
-	b.cond.Broadcast()
-}
-
-func (b *fakeBackend) inject(frame []byte) {
-	b.mu.Lock()
-	b.pushLocked(frame)
-	b.mu.Unlock()
-}
-
-func (b *fakeBackend) sent() [][]byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([][]byte(nil), b.tx...)
-}
-
-func (b *fakeBackend) TryReadv(iovs [][]byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return 0, os.ErrClosed
-	}
-	if b.n == 0 {
-		return 0, unix.EAGAIN
-	}
-	f := b.slots[b.head][:b.lens[b.head]]
-	b.head = (b.head + 1) % len(b.slots)
-	b.n--
-	k := 0
-	for _, v := range iovs {
-		k += copy(v, f[k:])
-	}
-	return k, nil
-}
-
-func (b *fakeBackend) WaitReadable() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for b.n == 0 && !b.rdead && !b.closed {
-		b.cond.Wait()
-	}
-	switch {
-	case b.closed:
-		return os.ErrClosed
-	case b.n == 0:
-		return os.ErrDeadlineExceeded
-	}
-	return nil
-}
-
-func (b *fakeBackend) Writev(iovs [][]byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return 0, os.ErrClosed
-	}
-	n := 0
-	for _, v := range iovs {
-		n += len(v)
-	}
-	b.txCount++
-	switch {
-	case b.echo:
-		b.pushLocked(iovs...)
-	case b.record:
-		f := make([]byte, 0, n)
-		for _, v := range iovs {
-			f = append(f, v...)
-		}
-		b.tx = append(b.tx, f)
-	}
-	b.cond.Broadcast()
-	return n, nil
-}
-
-func (b *fakeBackend) WaitWritable() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return os.ErrClosed
-	}
-	return nil
-}
-
-func past(t time.Time) bool { return !t.IsZero() && !t.After(time.Now()) }
-
-func (b *fakeBackend) SetReadDeadline(t time.Time) error {
-	b.mu.Lock()
-	b.rdead = past(t)
-	b.cond.Broadcast()
-	b.mu.Unlock()
-	return nil
-}
-
-func (b *fakeBackend) SetWriteDeadline(t time.Time) error {
-	b.mu.Lock()
-	b.wdead = past(t)
-	b.cond.Broadcast()
-	b.mu.Unlock()
-	return nil
-}
-
-// waitTx waits until the device sent n frames in all.
-func (b *fakeBackend) waitTx(t testing.TB, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b.mu.Lock()
-		got := b.txCount
-		b.mu.Unlock()
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("backend got %d frames, want %d", got, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+func (b *fakeBackend) inject(frame []byte)        { b.Inject(frame) }
+func (b *fakeBackend) sent() [][]byte             { return b.Sent() }
+func (b *fakeBackend) waitTx(t testing.TB, n int) { t.Helper(); b.WaitSent(t, n) }
 
 // waitStats waits until cond holds for the device's counters (they are
 // published per batch and may lag).
