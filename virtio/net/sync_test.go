@@ -50,7 +50,7 @@ func newSync(tb testing.TB, be Backend, acked uint64, size uint16, dataSize uint
 func (s *syncDev) packets(c counter) uint64 { return s.d.stats[c].Load() }
 
 // rxRound is what the RX engine does between two waits (with the
-// buffers Wait gives back before it waits for the backend).
+// buffers it gives back before it waits for the backend).
 func (s *syncDev) rxRound() virtio.Result {
 	r := s.d.rx.eng.Step()
 	if r.Do == virtio.WaitBackend {

@@ -1,10 +1,6 @@
 package queue
 
-import (
-	"math"
-
-	"golang.org/x/sys/unix"
-)
+import "golang.org/x/sys/unix"
 
 // Chain is one popped descriptor chain: the buffers the driver made
 // available under one head index, as views into guest memory.
@@ -69,7 +65,15 @@ func (c *Chain) WritableIovecs() []unix.Iovec {
 // memory (mmap'd, or a Go slice in tests, which the pointer keeps alive),
 // so no unsafe code is needed to build the array.
 func fillIovecs(dst []unix.Iovec, segs [][]byte) []unix.Iovec {
-	return AppendIovecs(dst, segs, 0, math.MaxUint64, math.MaxInt)
+	for _, s := range segs {
+		if len(s) == 0 {
+			continue
+		}
+		v := unix.Iovec{Base: &s[0]}
+		v.SetLen(len(s))
+		dst = append(dst, v)
+	}
+	return dst
 }
 
 // AppendIovecs appends to dst iovecs for bytes [off, off+n) of the
@@ -134,13 +138,15 @@ func (c *Chain) WriteAt(p []byte, off uint64) int {
 // toSegs, else out of them into p. It returns the number of bytes copied,
 // less than len(p) when segs end first. It does not allocate.
 func CopySegs(p []byte, segs [][]byte, off uint64, toSegs bool) int {
+	i, s := seek(segs, off)
 	done := 0
-	for i, s := seek(segs, off); s != nil && done < len(p); i, s = next(segs, i) {
+	for s != nil && done < len(p) {
 		if toSegs {
 			done += copy(s, p[done:])
 		} else {
 			done += copy(p[done:], s)
 		}
+		i, s = next(segs, i)
 	}
 	return done
 }
