@@ -6,6 +6,7 @@ package virtio
 import (
 	"errors"
 	"os"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -167,6 +168,8 @@ func (e *Engine) Queue() *queue.Queue { return e.q }
 // Run serves the queue until the device's reset.
 func (e *Engine) Run() {
 	defer e.exit()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer e.recoverFault()
 	e.Status.Set(ActivityRunning, e.q)
 	for {
 		switch r := e.Step(); r.Do {
@@ -289,6 +292,25 @@ func (e *Engine) Flush() {
 		e.h.Event(EventInterrupt)
 	}
 	e.publishCounters()
+}
+
+// recoverFault turns a fault in guest memory (SIGBUS: a vhost-user
+// frontend truncated its memory file) into a broken queue: NEEDS_RESET,
+// then wait for the reset. Other panics go on. Deferred by Run, which
+// runs with debug.SetPanicOnFault.
+func (e *Engine) recoverFault() {
+	r := recover()
+	if r == nil {
+		return
+	}
+	if _, ok := r.(interface{ Addr() uintptr }); !ok {
+		panic(r)
+	}
+	e.dead = true // exit must not flush into the faulting memory
+	e.h.Event(EventBroken)
+	e.Status.Set(ActivityBroken, e.q)
+	e.irq.NeedsReset()
+	<-e.stop
 }
 
 func (e *Engine) publishCounters() { e.h.Event(EventPublished) }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flintvm/flint/internal/hostfile"
 	"os"
 	"strconv"
 	"strings"
@@ -29,7 +30,9 @@ type metricsFile struct {
 }
 
 func openMetrics(path string) (*metricsFile, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	// Append-only, 0600, never through a symbolic link, a FIFO only with a
+	// reader (internal/hostfile): the same rules as the console and log files.
+	f, err := hostfile.OpenOutput(path)
 	if err != nil {
 		return nil, fmt.Errorf("metrics_path: %w", err)
 	}

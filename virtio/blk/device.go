@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/flintvm/flint/internal/hostfile"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -141,7 +142,9 @@ func Open(path string, opts Options) (*Device, error) {
 	if opts.ReadOnly {
 		flag = os.O_RDONLY
 	}
-	file, err := os.OpenFile(path, flag, 0)
+	// Checked as a regular file before anything is read: a FIFO named as an
+	// image is an error at once, not a hang (internal/hostfile).
+	file, err := hostfile.OpenInput(path, flag, hostfile.Regular)
 	if err != nil {
 		return nil, fmt.Errorf("virtio-blk: %w", err)
 	}

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/flintvm/flint/ratelimit"
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
@@ -344,5 +348,27 @@ func TestResetWhileThrottled(t *testing.T) {
 	}
 	if next != 1 || r.drv.PendingUsed() != 0 {
 		t.Fatalf("the throttled request was consumed: next avail %d, used %d", next, r.drv.PendingUsed())
+	}
+}
+
+// TestOpenRefusesFIFO: a FIFO named as a drive image is an error at once (it
+// used to block in open until a writer came).
+func TestOpenRefusesFIFO(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "image")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Open(fifo, Options{ReadOnly: true})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "FIFO") {
+			t.Errorf("Open(FIFO): %v, want an error naming the FIFO", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Open(FIFO) blocked")
 	}
 }
