@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // Benchmarks of the data path. The Tap* ones use real TAPs in a private
@@ -36,7 +38,7 @@ func BenchmarkTapWritev(b *testing.B) {
 			} else {
 				fr = tcpGSOFrame(l.guestIP, l.hostIP, l.guestMAC, other, 1, 1448, pattern(sz.size, 1))
 			}
-			iovs := [][]byte{fr[:VnetHdrLen], fr[VnetHdrLen:]}
+			iovs := [][]byte{fr[:vnethdr.Len], fr[vnethdr.Len:]}
 			q := l.tap.Queue(0)
 			b.SetBytes(int64(len(fr)))
 			b.ReportAllocs()
@@ -101,8 +103,8 @@ func BenchmarkTapReadv(b *testing.B) {
 					}
 				}
 			}()
-			buf := make([]byte, VnetHdrLen+65536)
-			iovs := [][]byte{buf[:VnetHdrLen], buf[VnetHdrLen:]}
+			buf := make([]byte, vnethdr.Len+65536)
+			iovs := [][]byte{buf[:vnethdr.Len], buf[vnethdr.Len:]}
 			q := a.tap.Queue(0)
 			b.ReportAllocs()
 			var bytes int64
@@ -139,9 +141,9 @@ func BenchmarkSocketpair(b *testing.B) {
 		b.Run(sz.name, func(b *testing.B) {
 			w, r := socketpairQueues(b)
 			msg := pattern(sz.size, 3)
-			wiovs := [][]byte{msg[:VnetHdrLen], msg[VnetHdrLen:]}
+			wiovs := [][]byte{msg[:vnethdr.Len], msg[vnethdr.Len:]}
 			buf := make([]byte, sz.size)
-			riovs := [][]byte{buf[:VnetHdrLen], buf[VnetHdrLen:]}
+			riovs := [][]byte{buf[:vnethdr.Len], buf[vnethdr.Len:]}
 			b.SetBytes(int64(sz.size))
 			b.ReportAllocs()
 			for b.Loop() {

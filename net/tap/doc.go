@@ -61,7 +61,7 @@
 // The kernel fills the first 10 bytes of the header but not num_buffers
 // (bytes 10-11): older kernels skip them, newer ones zero them, so the
 // device always writes num_buffers itself. A read buffer must hold at
-// least VnetHdrLen bytes (the kernel drops the frame and returns EINVAL
+// least vnethdr.Len (12) bytes (the kernel drops the frame and returns EINVAL
 // otherwise) and should hold a whole frame: 65562 bytes when a GSO offload
 // is on, otherwise MTU+26. A longer frame is silently truncated to the
 // buffer (the rest is lost and n equals the buffer size), and the next

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // TX: a frame written with a plain vnet header (flags 0, gso NONE) is
@@ -23,7 +25,7 @@ func TestWriteReachesHost(t *testing.T) {
 
 	// Scatter the frame over several buffers, the header alone in the
 	// first, as a descriptor chain would, with an empty one in between.
-	iovs := [][]byte{fr[:VnetHdrLen], fr[VnetHdrLen:40], nil, fr[40:100], fr[100:]}
+	iovs := [][]byte{fr[:vnethdr.Len], fr[vnethdr.Len:40], nil, fr[40:100], fr[100:]}
 	n, err := l.tap.Queue(0).Writev(iovs)
 	if err != nil || n != len(fr) {
 		t.Fatalf("Writev = %d, %v; want %d", n, err, len(fr))
@@ -34,9 +36,9 @@ func TestWriteReachesHost(t *testing.T) {
 
 	// A partial checksum (NEEDS_CSUM) is accepted and delivered too.
 	fr = udpFrame(l.guestIP, l.hostIP, l.guestMAC, l.hostMAC, 4000, port, payload)
-	f := fr[VnetHdrLen:]
+	f := fr[vnethdr.Len:]
 	binary.BigEndian.PutUint16(f[ethLen+ipv4Len+6:], csumFold(pseudoSum(l.guestIP, l.hostIP, unix.IPPROTO_UDP, udpLen+len(payload))))
-	h := VnetHdr{Flags: VnetHdrFNeedsCsum, CsumStart: ethLen + ipv4Len, CsumOffset: 6}
+	h := vnethdr.Header{Flags: vnethdr.FNeedsCsum, CsumStart: ethLen + ipv4Len, CsumOffset: 6}
 	h.Put(fr)
 	if _, err := l.tap.Queue(0).TryWritev([][]byte{fr}); err != nil {
 		t.Fatalf("TryWritev NEEDS_CSUM frame: %v", err)
@@ -76,14 +78,14 @@ func TestReadFromHost(t *testing.T) {
 		got := readMatching(t, q, buf, 2*time.Second, func(f []byte) bool {
 			return isIPv4Proto(f, unix.IPPROTO_UDP) && binary.BigEndian.Uint16(f[ethLen+ipv4Len+2:]) == 5555
 		})
-		if len(got) != VnetHdrLen+ethLen+ipv4Len+udpLen+len(payload) {
+		if len(got) != vnethdr.Len+ethLen+ipv4Len+udpLen+len(payload) {
 			t.Fatalf("offload %v: read %d bytes", off, len(got))
 		}
-		h, err := ParseVnetHdr(got)
+		h, err := vnethdr.Parse(got)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.GSOType != GSONone || h.GSOSize != 0 {
+		if h.GSOType != vnethdr.GSONone || h.GSOSize != 0 {
 			t.Errorf("offload %v: header %+v, want gso NONE", off, h)
 		}
 		// The kernel does not set num_buffers: older kernels skip the two
@@ -92,7 +94,7 @@ func TestReadFromHost(t *testing.T) {
 		if nb := binary.LittleEndian.Uint16(got[10:]); nb != 0xabab && nb != 0 {
 			t.Errorf("offload %v: kernel wrote num_buffers %#x", off, nb)
 		}
-		f := got[VnetHdrLen:]
+		f := got[vnethdr.Len:]
 		if !bytes.Equal(f[0:6], l.guestMAC) || !bytes.Equal(f[6:12], l.hostMAC) {
 			t.Errorf("offload %v: MACs %x -> %x", off, f[6:12], f[0:6])
 		}
@@ -101,11 +103,11 @@ func TestReadFromHost(t *testing.T) {
 		}
 		switch off {
 		case 0:
-			if h.Flags&VnetHdrFNeedsCsum != 0 || !l4ChecksumOK(f) {
+			if h.Flags&vnethdr.FNeedsCsum != 0 || !l4ChecksumOK(f) {
 				t.Errorf("no offload: flags %#x, checksum ok %v; want a full checksum", h.Flags, l4ChecksumOK(f))
 			}
 		case OffloadCsum:
-			if h.Flags&VnetHdrFNeedsCsum == 0 || h.CsumStart != ethLen+ipv4Len || h.CsumOffset != 6 {
+			if h.Flags&vnethdr.FNeedsCsum == 0 || h.CsumStart != ethLen+ipv4Len || h.CsumOffset != 6 {
 				t.Errorf("csum offload: header %+v, want NEEDS_CSUM at 34+6", h)
 			}
 		}
@@ -118,8 +120,8 @@ func TestReadFromHost(t *testing.T) {
 	if err := waitReadable(q, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.TryReadv([][]byte{make([]byte, VnetHdrLen-1)}); err != unix.EINVAL {
-		t.Errorf("read into %d bytes: %v, want EINVAL", VnetHdrLen-1, err)
+	if _, err := q.TryReadv([][]byte{make([]byte, vnethdr.Len-1)}); err != unix.EINVAL {
+		t.Errorf("read into %d bytes: %v, want EINVAL", vnethdr.Len-1, err)
 	}
 }
 
@@ -183,8 +185,8 @@ func TestTryAndWait(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("WaitReadable did not wake for a frame")
 	}
-	n, err = q.TryReadv([][]byte{buf[:VnetHdrLen], buf[VnetHdrLen:]})
-	if err != nil || n <= VnetHdrLen {
+	n, err = q.TryReadv([][]byte{buf[:vnethdr.Len], buf[vnethdr.Len:]})
+	if err != nil || n <= vnethdr.Len {
 		t.Fatalf("TryReadv after WaitReadable = %d, %v", n, err)
 	}
 	// WaitReadable returns at once while a frame is queued.
@@ -256,11 +258,11 @@ func TestGSO(t *testing.T) {
 	}
 	const mss = 1448
 	payload := pattern(64*1024-100, 3)
-	buf := make([]byte, VnetHdrLen+65536)
+	buf := make([]byte, vnethdr.Len+65536)
 
 	// a -> b: segmented on the way out of b.
 	fr := tcpGSOFrame(a.guestIP, b.guestIP, a.guestMAC, a.hostMAC, 1000, mss, payload)
-	if n, err := a.tap.Queue(0).Writev([][]byte{fr[:VnetHdrLen], fr[VnetHdrLen:]}); err != nil || n != len(fr) {
+	if n, err := a.tap.Queue(0).Writev([][]byte{fr[:vnethdr.Len], fr[vnethdr.Len:]}); err != nil || n != len(fr) {
 		t.Fatalf("GSO Writev = %d, %v; want %d", n, err, len(fr))
 	}
 	var got []byte
@@ -270,9 +272,9 @@ func TestGSO(t *testing.T) {
 		f := readMatching(t, b.tap.Queue(0), buf, 2*time.Second, func(f []byte) bool {
 			return isIPv4Proto(f, unix.IPPROTO_TCP)
 		})
-		h, _ := ParseVnetHdr(f)
-		f = f[VnetHdrLen:]
-		if h.GSOType != GSONone || h.Flags&VnetHdrFNeedsCsum != 0 {
+		h, _ := vnethdr.Parse(f)
+		f = f[vnethdr.Len:]
+		if h.GSOType != vnethdr.GSONone || h.Flags&vnethdr.FNeedsCsum != 0 {
 			t.Fatalf("segment %d: header %+v on a TAP without offloads", segs, h)
 		}
 		if !l4ChecksumOK(f) {
@@ -307,14 +309,14 @@ func TestGSO(t *testing.T) {
 	f := readMatching(t, a.tap.Queue(0), buf, 2*time.Second, func(f []byte) bool {
 		return isIPv4Proto(f, unix.IPPROTO_TCP)
 	})
-	h, _ := ParseVnetHdr(f)
-	if h.GSOType&^GSOECN != GSOTCPv4 || h.GSOSize != mss || h.Flags&VnetHdrFNeedsCsum == 0 {
+	h, _ := vnethdr.Parse(f)
+	if h.GSOType&^vnethdr.GSOECN != vnethdr.GSOTCPv4 || h.GSOSize != mss || h.Flags&vnethdr.FNeedsCsum == 0 {
 		t.Fatalf("GSO frame read with TSO4 on: header %+v", h)
 	}
 	if h.CsumStart != ethLen+ipv4Len || h.CsumOffset != 16 {
 		t.Errorf("csum_start/offset %d/%d, want 34/16", h.CsumStart, h.CsumOffset)
 	}
-	if len(f) != len(fr) || !bytes.Equal(f[VnetHdrLen+ethLen+ipv4Len+tcpLen:], payload) {
+	if len(f) != len(fr) || !bytes.Equal(f[vnethdr.Len+ethLen+ipv4Len+tcpLen:], payload) {
 		t.Fatalf("GSO frame: read %d bytes, wrote %d", len(f), len(fr))
 	}
 }
@@ -380,9 +382,9 @@ func TestTapZeroAlloc(t *testing.T) {
 	msg := pattern(64, 1)
 	// Addressed to another MAC: the kernel drops it after parsing.
 	fr := udpFrame(l.guestIP, l.hostIP, l.guestMAC, net.HardwareAddr{2, 0, 0, 0, 9, 9}, 1, 9, msg)
-	wiovs := [][]byte{fr[:VnetHdrLen], fr[VnetHdrLen:]}
+	wiovs := [][]byte{fr[:vnethdr.Len], fr[vnethdr.Len:]}
 	buf := make([]byte, 2048)
-	riovs := [][]byte{buf[:VnetHdrLen], buf[VnetHdrLen:]}
+	riovs := [][]byte{buf[:vnethdr.Len], buf[vnethdr.Len:]}
 	if n := testing.AllocsPerRun(100, func() {
 		if _, err := q.Writev(wiovs); err != nil {
 			t.Fatal(err)

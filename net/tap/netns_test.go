@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/flintvm/flint/internal/testenv"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // Test environment: every TAP test runs inside a network namespace it
@@ -170,7 +172,7 @@ func readMatching(tb testing.TB, q *Queue, buf []byte, timeout time.Duration, ma
 		if err != nil {
 			tb.Fatalf("Readv: %v", err)
 		}
-		if n >= VnetHdrLen && match(buf[VnetHdrLen:n]) {
+		if n >= vnethdr.Len && match(buf[vnethdr.Len:n]) {
 			return buf[:n]
 		}
 	}
@@ -252,9 +254,9 @@ func l4ChecksumOK(frame []byte) bool {
 // udpFrame builds vnet header + Ethernet/IPv4/UDP with payload and a full
 // UDP checksum (vnet flags 0, gso_type NONE).
 func udpFrame(src, dst net.IP, smac, dmac net.HardwareAddr, sport, dport uint16, payload []byte) []byte {
-	b := make([]byte, VnetHdrLen+ethLen+ipv4Len+udpLen+len(payload))
-	(&VnetHdr{}).Put(b)
-	f := b[VnetHdrLen:]
+	b := make([]byte, vnethdr.Len+ethLen+ipv4Len+udpLen+len(payload))
+	(&vnethdr.Header{}).Put(b)
+	f := b[vnethdr.Len:]
 	putEth(f, dmac, smac)
 	putIPv4(f[ethLen:], src, dst, unix.IPPROTO_UDP, udpLen+len(payload), 1)
 	u := f[ethLen+ipv4Len:]
@@ -275,17 +277,17 @@ func udpFrame(src, dst net.IP, smac, dmac net.HardwareAddr, sport, dport uint16,
 // the checksum field, as a guest's TCP stack hands it to virtio-net).
 func tcpGSOFrame(src, dst net.IP, smac, dmac net.HardwareAddr, seq uint32, mss int, payload []byte) []byte {
 	const hdrs = ethLen + ipv4Len + tcpLen
-	b := make([]byte, VnetHdrLen+hdrs+len(payload))
-	h := VnetHdr{
-		Flags:      VnetHdrFNeedsCsum,
-		GSOType:    GSOTCPv4,
+	b := make([]byte, vnethdr.Len+hdrs+len(payload))
+	h := vnethdr.Header{
+		Flags:      vnethdr.FNeedsCsum,
+		GSOType:    vnethdr.GSOTCPv4,
 		HdrLen:     hdrs,
 		GSOSize:    uint16(mss),
 		CsumStart:  ethLen + ipv4Len,
 		CsumOffset: 16,
 	}
 	h.Put(b)
-	f := b[VnetHdrLen:]
+	f := b[vnethdr.Len:]
 	putEth(f, dmac, smac)
 	putIPv4(f[ethLen:], src, dst, unix.IPPROTO_TCP, tcpLen+len(payload), 7)
 	t := f[ethLen+ipv4Len:]

@@ -14,7 +14,7 @@ import (
 
 // Queue is one file of a TAP interface: a multiqueue TAP has one per queue
 // pair, a plain TAP exactly one. Each call to Readv returns one frame, each
-// call to Writev sends one; the first VnetHdrLen bytes of every frame are
+// call to Writev sends one; the first vnethdr.Len (12) bytes of every frame are
 // the virtio-net header.
 //
 // The data-path methods allocate nothing and return a bare unix.Errno for a

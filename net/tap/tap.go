@@ -1,6 +1,7 @@
 package tap
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +9,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // DevicePath is the TUN/TAP clone device.
@@ -81,7 +84,7 @@ type Tap struct {
 
 // Open opens (and, as opts.Mode allows, creates) the TAP interface
 // opts.Name with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, sets the vnet header size
-// to VnetHdrLen (little-endian, VERSION_1 layout), probes the supported
+// to vnethdr.Len (little-endian, VERSION_1 layout), probes the supported
 // offloads and leaves offloads off (SetOffload turns them on). The
 // interface is resolved and created in the network namespace of the
 // calling OS thread. On error nothing stays open.
@@ -188,12 +191,12 @@ func attach(name string, flags uint16, checkMQ bool) (int, string, error) {
 // configure sets the per-interface vnet header state: 12-byte header,
 // little-endian, offloads off.
 func configure(fd int) error {
-	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnethdr.Len); err != nil {
 		return os.NewSyscallError("ioctl TUNSETVNETHDRSZ", err)
 	}
-	if sz, err := unix.IoctlGetInt(fd, unix.TUNGETVNETHDRSZ); err != nil || sz != VnetHdrLen {
+	if sz, err := unix.IoctlGetInt(fd, unix.TUNGETVNETHDRSZ); err != nil || sz != vnethdr.Len {
 		if err == nil {
-			err = fmt.Errorf("vnet header size is %d, want %d", sz, VnetHdrLen)
+			err = fmt.Errorf("vnet header size is %d, want %d", sz, vnethdr.Len)
 		}
 		return os.NewSyscallError("ioctl TUNGETVNETHDRSZ", err)
 	}
@@ -260,7 +263,7 @@ func (t *Tap) SetPersist(persist bool) error {
 }
 
 // VnetHdrLen reports the vnet header size the kernel uses for this
-// interface (TUNGETVNETHDRSZ); Open set it to VnetHdrLen.
+// interface (TUNGETVNETHDRSZ); Open set it to vnethdr.Len.
 func (t *Tap) VnetHdrLen() (int, error) {
 	var sz int
 	err := t.queues[0].control("ioctl TUNGETVNETHDRSZ", func(fd int) (err error) {
@@ -398,3 +401,7 @@ func ioctlName(req uint) string {
 	}
 	return fmt.Sprintf("ioctl %#x", req)
 }
+
+// hostLittleEndian reports the host byte order (for TUNSETVNETLE). The vnet
+// header itself is internal/vnethdr, shared with the virtio-net device.
+var hostLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1

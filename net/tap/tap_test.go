@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 func TestOpenModes(t *testing.T) {
@@ -46,8 +48,8 @@ func TestOpenModes(t *testing.T) {
 	if flags&want != want || flags&unix.IFF_MULTI_QUEUE != 0 {
 		t.Errorf("TUNGETIFF flags %#x, want %#x without IFF_MULTI_QUEUE", flags, want)
 	}
-	if sz, err := tp.VnetHdrLen(); err != nil || sz != VnetHdrLen {
-		t.Errorf("VnetHdrLen = %d, %v; want %d", sz, err, VnetHdrLen)
+	if sz, err := tp.VnetHdrLen(); err != nil || sz != vnethdr.Len {
+		t.Errorf("VnetHdrLen = %d, %v; want %d", sz, err, vnethdr.Len)
 	}
 	if tp.NumQueues() != 1 || tp.Queue(0).Index() != 0 || tp.Queue(0).Name() != "flt0" {
 		t.Errorf("queues: %d, index %d, name %q", tp.NumQueues(), tp.Queue(0).Index(), tp.Queue(0).Name())

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // These tests need no privileges: they drive the same Queue code over an
@@ -124,9 +126,9 @@ func TestQueueCloseAndDeadline(t *testing.T) {
 func TestQueueZeroAlloc(t *testing.T) {
 	a, b := socketpairQueues(t)
 	frame := pattern(1500, 1)
-	wiovs := [][]byte{frame[:VnetHdrLen], frame[VnetHdrLen:]}
+	wiovs := [][]byte{frame[:vnethdr.Len], frame[vnethdr.Len:]}
 	rbuf := make([]byte, 2048)
-	riovs := [][]byte{rbuf[:VnetHdrLen], rbuf[VnetHdrLen:]}
+	riovs := [][]byte{rbuf[:vnethdr.Len], rbuf[vnethdr.Len:]}
 	many := make([][]byte, 100)
 	for i := range many {
 		many[i] = rbuf[i*10 : i*10+10]
@@ -205,22 +207,5 @@ func TestOffloadString(t *testing.T) {
 	}
 	if s := Mode(7).String(); !strings.Contains(s, "7") || CreateNew.String() != "create-new" {
 		t.Errorf("Mode strings: %q %q", s, CreateNew.String())
-	}
-}
-
-func TestVnetHdr(t *testing.T) {
-	h := VnetHdr{Flags: 1, GSOType: GSOTCPv6 | GSOECN, HdrLen: 74, GSOSize: 1428, CsumStart: 54, CsumOffset: 16, NumBuffers: 3}
-	b := make([]byte, VnetHdrLen)
-	h.Put(b)
-	want := []byte{1, 0x84, 74, 0, 0x94, 0x05, 54, 0, 16, 0, 3, 0}
-	if !bytes.Equal(b, want) {
-		t.Fatalf("Put = % x, want % x", b, want)
-	}
-	got, err := ParseVnetHdr(b)
-	if err != nil || got != h {
-		t.Fatalf("ParseVnetHdr = %+v, %v", got, err)
-	}
-	if _, err := ParseVnetHdr(b[:11]); err == nil {
-		t.Fatal("short header accepted")
 	}
 }

@@ -1,25 +1,15 @@
 package net
 
-import "time"
+import (
+	"time"
+
+	"github.com/flintvm/flint/internal/vnethdr"
+)
 
 // HdrLen is the size of the virtio-net header in front of every packet,
-// in both directions: struct virtio_net_hdr_v1 (flags u8, gso_type u8,
-// hdr_len, gso_size, csum_start, csum_offset, num_buffers: le16 each).
-// VERSION_1 devices always use this 12-byte layout.
-const HdrLen = 12
-
-// Header flags and GSO types (virtio 1.2 §5.1.6), as the backend puts
-// them in the first two header bytes.
-const (
-	hdrFNeedsCsum = 1    // VIRTIO_NET_HDR_F_NEEDS_CSUM
-	hdrFDataValid = 2    // VIRTIO_NET_HDR_F_DATA_VALID
-	gsoNone       = 0    // VIRTIO_NET_HDR_GSO_NONE
-	gsoTCPv4      = 1    // VIRTIO_NET_HDR_GSO_TCPV4
-	gsoUDP        = 3    // VIRTIO_NET_HDR_GSO_UDP (UFO)
-	gsoTCPv6      = 4    // VIRTIO_NET_HDR_GSO_TCPV6
-	gsoECN        = 0x80 // VIRTIO_NET_HDR_GSO_ECN flag
-	hdrNumBufsOff = 10   // offset of num_buffers in the header
-)
+// in both directions (internal/vnethdr, shared with net/tap): VERSION_1
+// devices always use this 12-byte layout.
+const HdrLen = vnethdr.Len
 
 // Backend is the host side of the device: a packet source and sink that
 // speaks the 12-byte virtio-net header in front of every frame, as a

@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // Benchmarks measure the device's work per packet (ns/op, B/op and
@@ -22,12 +24,12 @@ var benchSizes = []struct {
 	name string
 	size int // Ethernet frame bytes after the header
 	gso  byte
-}{{"64B", 64, gsoNone}, {"64KiB", 65550, gsoTCPv4}}
+}{{"64B", 64, vnethdr.GSONone}, {"64KiB", 65550, vnethdr.GSOTCPv4}}
 
 func BenchmarkRx(b *testing.B) {
 	for _, m := range rxModes {
 		for _, sz := range benchSizes {
-			if sz.gso != gsoNone && m.acked&fGSO == 0 {
+			if sz.gso != vnethdr.GSONone && m.acked&fGSO == 0 {
 				continue
 			}
 			b.Run(m.name+"/"+sz.name, func(b *testing.B) {
@@ -148,7 +150,7 @@ func BenchmarkRxSocketpair(b *testing.B) {
 			continue
 		}
 		for _, sz := range benchSizes {
-			if sz.gso != gsoNone && m.acked&fGSO == 0 {
+			if sz.gso != vnethdr.GSONone && m.acked&fGSO == 0 {
 				continue
 			}
 			b.Run(m.name+"/"+sz.name, func(b *testing.B) {

@@ -11,6 +11,8 @@ import (
 	"github.com/flintvm/flint/virtio/queue"
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 	"github.com/flintvm/flint/virtio/virtiotest"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 var testMAC = [6]byte{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
@@ -131,7 +133,7 @@ func TestResetAndRenegotiate(t *testing.T) {
 	d, be := newDevice(t, Options{})
 	h := activate(t, d, fMrg|fGSO|fIndir, virtiotest.Options{})
 	postRx(t, h, 64, 4096)
-	be.Inject(frame(0, 65550, 0, gsoTCPv4))
+	be.Inject(frame(0, 65550, 0, vnethdr.GSOTCPv4))
 	receive(t, h, 1, true)
 	h.Close()
 	if d.Negotiated() != 0 {
@@ -149,7 +151,7 @@ func TestResetAndRenegotiate(t *testing.T) {
 		}
 	}
 	postRx(t, h, 4, 1530)
-	be.Inject(frame(1, 1514, 0, 0), frame(2, 100, 0, gsoTCPv4)) // GSO no longer allowed
+	be.Inject(frame(1, 1514, 0, 0), frame(2, 100, 0, vnethdr.GSOTCPv4)) // GSO no longer allowed
 	got := receive(t, h, 1, false)
 	checkPackets(t, got, [][]byte{frame(1, 1514, 0, 0)}, 0, false)
 	waitUntil(t, "gso drop", func() bool { return stats(d).RxDropHeader == 1 })

@@ -6,6 +6,8 @@ import (
 
 	"github.com/flintvm/flint/virtio/queue"
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // The fuzzer lays out an RX and a TX queue of fzSize entries with 4 KiB
@@ -99,11 +101,11 @@ func FuzzDevice(f *testing.F) {
 			}
 		}
 		sizes := []int{60, 1514, 9000, 65550}
-		gso := byte(gsoNone)
+		gso := byte(vnethdr.GSONone)
 		if fsel&3 >= 2 {
-			gso = gsoTCPv4
+			gso = vnethdr.GSOTCPv4
 		}
-		be := &memBackend{frame: frame(0, sizes[fsel&3], fsel&^3&hdrFDataValid, gso)}
+		be := &memBackend{frame: frame(0, sizes[fsel&3], fsel&^3&vnethdr.FDataValid, gso)}
 		s := newSync(t, be, acked, fzSize, fzData)
 		fzApply(s.rxd, rxBlob, rxIdx)
 		fzApply(s.txd, txBlob, txIdx)

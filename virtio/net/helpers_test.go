@@ -10,6 +10,8 @@ import (
 	"github.com/flintvm/flint/virtio"
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 	"github.com/flintvm/flint/virtio/virtiotest"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // fakeBackend is the in-memory Backend every test of the device uses.
@@ -32,7 +34,7 @@ var (
 func frame(seq int, size int, flags, gso byte) []byte {
 	f := make([]byte, HdrLen+size)
 	f[0], f[1] = flags, gso
-	if gso != gsoNone {
+	if gso != vnethdr.GSONone {
 		binary.LittleEndian.PutUint16(f[4:], 1448)
 	}
 	for i := HdrLen; i < len(f); i++ {
@@ -47,7 +49,7 @@ func frame(seq int, size int, flags, gso byte) []byte {
 // withNumBuffers is f with num_buffers set, as the guest should see it.
 func withNumBuffers(f []byte, n int) []byte {
 	g := bytes.Clone(f)
-	binary.LittleEndian.PutUint16(g[hdrNumBufsOff:], uint16(n))
+	binary.LittleEndian.PutUint16(g[vnethdr.NumBuffersOffset:], uint16(n))
 	return g
 }
 
@@ -136,7 +138,7 @@ func receive(tb testing.TB, h *virtiotest.Harness, want int, mergeable bool) []r
 				cur = &got[len(got)-1]
 				left = 1
 				if mergeable {
-					left = int(binary.LittleEndian.Uint16(w[hdrNumBufsOff:]))
+					left = int(binary.LittleEndian.Uint16(w[vnethdr.NumBuffersOffset:]))
 				}
 			}
 			cur.data = append(cur.data, w...)

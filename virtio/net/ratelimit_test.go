@@ -7,6 +7,8 @@ import (
 
 	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/virtio/virtiotest"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // limiter returns a real-time limiter of size bytes per refill.
@@ -28,7 +30,7 @@ func TestTxRateLimit(t *testing.T) {
 	h := activate(t, d, 0, virtiotest.Options{})
 	var frames [][]byte
 	for i := range 5 {
-		f := frame(i, HdrLen+1000, 0, gsoNone)
+		f := frame(i, HdrLen+1000, 0, vnethdr.GSONone)
 		frames = append(frames, f)
 		sendTx(t, h, f, nil, false)
 	}
@@ -56,7 +58,7 @@ func TestRxRateLimit(t *testing.T) {
 	d, be := newDevice(t, Options{RxLimiter: limiter(t, 1000, 40*time.Millisecond)})
 	h := activate(t, d, 0, virtiotest.Options{})
 	for i := range 5 {
-		be.Inject(frame(i, HdrLen+1000, 0, gsoNone))
+		be.Inject(frame(i, HdrLen+1000, 0, vnethdr.GSONone))
 	}
 	start := time.Now()
 	postRx(t, h, 8, 1526)
@@ -65,7 +67,7 @@ func TestRxRateLimit(t *testing.T) {
 		t.Errorf("5 frames of 1000 bytes at 1000 bytes/40ms arrived in %v, want >= 120ms (3 repayments)", el)
 	}
 	for i, p := range got {
-		if want := frame(i, HdrLen+1000, 0, gsoNone); !bytes.Equal(p.data, withNumBuffers(want, 1)) {
+		if want := frame(i, HdrLen+1000, 0, vnethdr.GSONone); !bytes.Equal(p.data, withNumBuffers(want, 1)) {
 			t.Fatalf("frame %d differs or out of order", i)
 		}
 	}
@@ -80,7 +82,7 @@ func TestResetWhileThrottled(t *testing.T) {
 	d, be := newDevice(t, Options{TxLimiter: limiter(t, 100, time.Hour)})
 	h := activate(t, d, 0, virtiotest.Options{})
 	for i := range 2 {
-		sendTx(t, h, frame(i, HdrLen+100, 0, gsoNone), nil, false)
+		sendTx(t, h, frame(i, HdrLen+100, 0, vnethdr.GSONone), nil, false)
 	}
 	h.Kick(TxQueue)
 	waitUntil(t, "throttled", func() bool { return stats(d).TxThrottled > 0 })

@@ -11,6 +11,8 @@ import (
 	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 const (
@@ -76,11 +78,11 @@ func (r *rx) init(env engineEnv, cfg virtio.EngineConfig, acked uint64, mtu uint
 	}
 	r.csum = virtio.Has(acked, FeatureGuestCsum)
 	r.ecn = virtio.Has(acked, FeatureGuestECN)
-	r.gsoTypes = 1 << gsoNone
+	r.gsoTypes = 1 << vnethdr.GSONone
 	for _, g := range []struct {
 		f virtio.Feature
 		t uint8
-	}{{FeatureGuestTSO4, gsoTCPv4}, {FeatureGuestTSO6, gsoTCPv6}, {FeatureGuestUFO, gsoUDP}} {
+	}{{FeatureGuestTSO4, vnethdr.GSOTCPv4}, {FeatureGuestTSO6, vnethdr.GSOTCPv6}, {FeatureGuestUFO, vnethdr.GSOUDP}} {
 		if virtio.Has(acked, g.f) {
 			r.gsoTypes |= 1 << g.t
 		}
@@ -216,7 +218,7 @@ func (r *rx) deliver(n int) bool {
 		k++
 	}
 	binary.LittleEndian.PutUint16(r.hb[:], uint16(k))
-	queue.CopySegs(r.hb[:], first, hdrNumBufsOff, true)
+	queue.CopySegs(r.hb[:], first, vnethdr.NumBuffersOffset, true)
 	r.win.take(k)
 	r.dl[cRxPackets]++
 	r.dl[cRxBytes] += uint64(n - HdrLen)
@@ -233,22 +235,22 @@ func (r *rx) deliver(n int) bool {
 func (r *rx) checkHeader(segs [][]byte, n uint64) hdrVerdict {
 	queue.CopySegs(r.hb[:], segs, 0, false)
 	flags, gso := r.hb[0], r.hb[1]
-	if flags&hdrFNeedsCsum != 0 && !r.csum {
+	if flags&vnethdr.FNeedsCsum != 0 && !r.csum {
 		return hdrBad
 	}
-	if gso&gsoECN != 0 && !r.ecn {
+	if gso&vnethdr.GSOECN != 0 && !r.ecn {
 		return hdrBad
 	}
-	t := gso &^ gsoECN
+	t := gso &^ vnethdr.GSOECN
 	if t >= 8 || r.gsoTypes&(1<<t) == 0 {
 		return hdrBad
 	}
-	if t == gsoNone && n > r.maxPlain {
+	if t == vnethdr.GSONone && n > r.maxPlain {
 		return hdrTooBig
 	}
 	var allowed uint8
 	if r.csum {
-		allowed = hdrFNeedsCsum | hdrFDataValid
+		allowed = vnethdr.FNeedsCsum | vnethdr.FDataValid
 	}
 	if flags&^allowed != 0 {
 		r.hb[0] = flags & allowed

@@ -7,6 +7,8 @@ import (
 
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 	"github.com/flintvm/flint/virtio/virtiotest"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // checkPackets compares received packets with the frames injected and
@@ -51,9 +53,9 @@ func TestRxMergeable(t *testing.T) {
 			postRx(t, h, 200, tc.buf)
 			var frames [][]byte
 			for i, sz := range tc.sizes {
-				gso := byte(gsoNone)
+				gso := byte(vnethdr.GSONone)
 				if sz > 1514+4 {
-					gso = gsoTCPv4
+					gso = vnethdr.GSOTCPv4
 				}
 				frames = append(frames, frame(i, sz, 0, gso))
 			}
@@ -100,7 +102,7 @@ func TestRxMergeableMixedSizes(t *testing.T) {
 		}
 	}
 	h.Kick(RxQueue)
-	frames := [][]byte{frame(0, 60, 0, 0), frame(1, 65550, 0, gsoTCPv4), frame(2, 1514, 0, 0), frame(3, 20000, 0, gsoTCPv6)}
+	frames := [][]byte{frame(0, 60, 0, 0), frame(1, 65550, 0, vnethdr.GSOTCPv4), frame(2, 1514, 0, 0), frame(3, 20000, 0, vnethdr.GSOTCPv6)}
 	be.Inject(frames...)
 	got := receive(t, h, len(frames), true)
 	checkPackets(t, got, frames, 0, true)
@@ -148,7 +150,7 @@ func TestRxBigMode(t *testing.T) {
 				}
 			}
 			h.Kick(RxQueue)
-			frames := [][]byte{frame(0, 65550, 0, gsoTCPv4), frame(1, 60, 0, 0), frame(2, 40000, 0, gsoTCPv6|gsoECN)}
+			frames := [][]byte{frame(0, 65550, 0, vnethdr.GSOTCPv4), frame(1, 60, 0, 0), frame(2, 40000, 0, vnethdr.GSOTCPv6|vnethdr.GSOECN)}
 			be.Inject(frames...)
 			got := receive(t, h, len(frames), false)
 			checkPackets(t, got, frames, 0, false)
@@ -218,13 +220,13 @@ func TestRxHeaderChecks(t *testing.T) {
 	h := activate(t, d, fMrg, virtiotest.Options{}) // no GUEST_CSUM, no GSO
 	postRx(t, h, 16, 1536)
 	frames := [][]byte{
-		frame(0, 100, hdrFNeedsCsum, 0),      // dropped
-		frame(1, 100, hdrFDataValid, 0),      // flags cleared
-		frame(2, 100, 0, gsoTCPv4),           // dropped
-		frame(3, 100, 0, gsoECN),             // dropped
-		frame(4, 100, 0, 0x7f),               // unknown type: dropped
-		frame(5, 100, 0, 0),                  // fine
-		frame(6, 100, 0x80|hdrFDataValid, 0), // cleared
+		frame(0, 100, vnethdr.FNeedsCsum, 0),      // dropped
+		frame(1, 100, vnethdr.FDataValid, 0),      // flags cleared
+		frame(2, 100, 0, vnethdr.GSOTCPv4),        // dropped
+		frame(3, 100, 0, vnethdr.GSOECN),          // dropped
+		frame(4, 100, 0, 0x7f),                    // unknown type: dropped
+		frame(5, 100, 0, 0),                       // fine
+		frame(6, 100, 0x80|vnethdr.FDataValid, 0), // cleared
 	}
 	be.Inject(frames...)
 	got := receive(t, h, 3, true)
@@ -241,7 +243,7 @@ func TestRxHeaderChecks(t *testing.T) {
 	h.Close()
 	h = activate(t, d, fMrg|fGSO, virtiotest.Options{})
 	postRx(t, h, 64, 1536) // room for a 64 KiB frame
-	ok := [][]byte{frame(0, 100, hdrFNeedsCsum, 0), frame(1, 100, hdrFDataValid, 0), frame(2, 3000, hdrFNeedsCsum, gsoTCPv4|gsoECN)}
+	ok := [][]byte{frame(0, 100, vnethdr.FNeedsCsum, 0), frame(1, 100, vnethdr.FDataValid, 0), frame(2, 3000, vnethdr.FNeedsCsum, vnethdr.GSOTCPv4|vnethdr.GSOECN)}
 	be.Inject(ok...)
 	checkPackets(t, receive(t, h, 3, true), ok, 1536, true)
 }
@@ -299,7 +301,7 @@ func TestRxSmallRingNoStall(t *testing.T) {
 	d, be := newDevice(t, Options{QueueSize: 16})
 	h := activate(t, d, fMrg|fGSO, virtiotest.Options{})
 	postRx(t, h, 16, 1536) // 24 KiB < 65562
-	frames := [][]byte{frame(0, 60, 0, 0), frame(1, 9000, 0, gsoTCPv4), frame(2, 20000, 0, gsoTCPv4)}
+	frames := [][]byte{frame(0, 60, 0, 0), frame(1, 9000, 0, vnethdr.GSOTCPv4), frame(2, 20000, 0, vnethdr.GSOTCPv4)}
 	var got []rxPacket
 	for _, f := range frames {
 		be.Inject(f)
@@ -353,7 +355,7 @@ func TestRxMTU(t *testing.T) {
 	d, be := newDevice(t, Options{MTU: 1000})
 	h := activate(t, d, fMrg|fGSO|FeatureMTU.Mask(), virtiotest.Options{})
 	postRx(t, h, 64, 4096)
-	frames := [][]byte{frame(0, 1018, 0, 0), frame(1, 1019, 0, 0), frame(2, 3000, 0, gsoTCPv4)}
+	frames := [][]byte{frame(0, 1018, 0, 0), frame(1, 1019, 0, 0), frame(2, 3000, 0, vnethdr.GSOTCPv4)}
 	be.Inject(frames...)
 	got := receive(t, h, 2, true)
 	checkPackets(t, got, [][]byte{frames[0], frames[2]}, 4096, true)

@@ -10,6 +10,8 @@ import (
 	"github.com/flintvm/flint/virtio/queue"
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 	"github.com/flintvm/flint/virtio/virtiotest"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // syncDev drives the device's engines without their goroutines: the test
@@ -229,12 +231,12 @@ func txDriver(tb testing.TB, acked uint64, be Backend, f []byte, layout []int, i
 func TestNoAllocsPerPacket(t *testing.T) {
 	for _, m := range rxModes {
 		for _, size := range []int{64, 65550} {
-			gso := byte(gsoNone)
+			gso := byte(vnethdr.GSONone)
 			if size > 1514 {
 				if m.acked&fGSO == 0 {
 					continue
 				}
-				gso = gsoTCPv4
+				gso = vnethdr.GSOTCPv4
 			}
 			be := &memBackend{frame: frame(0, size, 0, gso)}
 			s, step := rxDriver(t, m, be)

@@ -9,6 +9,8 @@ import (
 
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 	"github.com/flintvm/flint/virtio/virtiotest"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // sendTx adds frame f to the transmit queue split as layout says (a list
@@ -57,7 +59,7 @@ func TestTx(t *testing.T) {
 			h := activate(t, d, tc.acked, virtiotest.Options{})
 			var frames [][]byte
 			for i := range 20 {
-				f := frame(i, tc.size-i, hdrFNeedsCsum, gsoNone)
+				f := frame(i, tc.size-i, vnethdr.FNeedsCsum, vnethdr.GSONone)
 				frames = append(frames, f)
 				sendTx(t, h, f, tc.layout, tc.indirect)
 			}

@@ -6,6 +6,8 @@ import (
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // TestWindowHoldTakeGiveBack walks the window through its life: chains
@@ -77,7 +79,7 @@ func TestWindowHoldTakeGiveBack(t *testing.T) {
 // for a maximum frame are not given back and walked again at every
 // flush.
 func TestRxKeepsHeldChainsAcrossFlushes(t *testing.T) {
-	be := &memBackend{frame: frame(0, 64, 0, gsoNone)}
+	be := &memBackend{frame: frame(0, 64, 0, vnethdr.GSONone)}
 	m := rxModes[1] // mergeable, 4 KiB buffers: a GSO frame needs 17 of them held
 	s := newSync(t, be, m.acked, 256, 24<<20)
 	m.post(t, s.rxd)
