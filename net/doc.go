@@ -13,7 +13,7 @@
 // the vnet-header ABI the kernel speaks, and moving bytes between caller
 // supplied buffers (usually slices of guest memory) and the kernel. What
 // they do not own: virtqueues, descriptor chains, feature negotiation or
-// interrupts; those belong to virtio/net, which declares the small Backend
+// interrupts; those belong to virtio/netdev, which declares the small Backend
 // interface it needs, and vmm plugs a backend in.
 //
 // Import rules: nothing under net imports kvm, virtio, devices or vmm. A

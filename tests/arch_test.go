@@ -86,7 +86,7 @@ func TestImportDirection(t *testing.T) {
 			case !under(p.ImportPath, "cmd") && under(d, "cmd"):
 				t.Errorf("%s depends on the CLI %s", p.ImportPath, d)
 			case under(p.ImportPath, "net") && !under(d, "net") && !under(d, "internal/vnethdr"):
-				t.Errorf("net must depend only on the standard library, x/sys and internal/vnethdr (the header it shares with virtio/net), but %s depends on %s", p.ImportPath, d)
+				t.Errorf("net must depend only on the standard library, x/sys and internal/vnethdr (the header it shares with virtio/netdev), but %s depends on %s", p.ImportPath, d)
 			case under(p.ImportPath, "kvm") && !under(d, "kvm"):
 				t.Errorf("kvm must import nothing from the module, but depends on %s", d)
 			}

@@ -4,7 +4,7 @@
 // IDs (features.go), and the two interfaces that separate devices from
 // transports (device.go):
 //
-//   - Device is what a device (virtio/net, virtio/blk) implements and a
+//   - Device is what a device (virtio/netdev, virtio/blk) implements and a
 //     transport (virtio/transport/mmio, .../pci, .../vhostuser) drives:
 //     identity, offered features, feature acknowledgement, queue count and
 //     sizes, configuration space, Activate and Reset.
@@ -16,7 +16,7 @@
 // waits for the driver's kicks, pops chains, publishes used entries in
 // batches, decides on interrupts, pauses for rate limiters, marks the
 // queue broken on a driver error and stops at the device's reset. A
-// device supplies only its per-chain work, a Handler (virtio/net's RX, TX
+// device supplies only its per-chain work, a Handler (virtio/netdev's RX, TX
 // and control queues, virtio/blk's request queue).
 //
 // For debug dumps (engine.go), an Engine records what it does (running,

@@ -4,7 +4,7 @@ import "fmt"
 
 // Feature is a feature bit number as the spec numbers them: feature f is
 // offered when bit f of the 64-bit feature word is set. Bits 0-23 and
-// 50-127 are device-specific (virtio/net defines its own); 24-40 are the
+// 50-127 are device-specific (virtio/netdev defines its own); 24-40 are the
 // common "reserved" bits below (virtio 1.2 §6).
 type Feature uint
 

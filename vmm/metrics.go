@@ -14,7 +14,7 @@ import (
 
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/blk"
-	virtionet "github.com/flintvm/flint/virtio/net"
+	"github.com/flintvm/flint/virtio/netdev"
 )
 
 // MetricsInterval is how often a running VM flushes metrics (Firecracker's
@@ -62,10 +62,10 @@ type VCPUMetrics struct {
 // NetMetrics is one interface's counters as the virtio-net device keeps
 // them (bytes without the virtio-net header), with the TAP's name. In the
 // file they are nested as the device's counter list says
-// (virtionet.Stats.Counters: "rx_drops": {"oversize": ...} ...).
+// (netdev.Stats.Counters: "rx_drops": {"oversize": ...} ...).
 type NetMetrics struct {
 	TAP string // "host_dev_name"
-	virtionet.Stats
+	netdev.Stats
 }
 
 // BlockMetric is one drive's counters, as the virtio-blk device keeps

@@ -10,12 +10,12 @@ import (
 	"github.com/flintvm/flint/net/tap"
 	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/virtio"
-	virtionet "github.com/flintvm/flint/virtio/net"
+	"github.com/flintvm/flint/virtio/netdev"
 	"github.com/flintvm/flint/virtio/transport"
 )
 
 // The TAP queue is the virtio-net device's backend as it is.
-var _ virtionet.Backend = (*tap.Queue)(nil)
+var _ netdev.Backend = (*tap.Queue)(nil)
 
 // virtioTransport is a virtio device's transport (MMIO or PCI): Close
 // resets its device, Snapshot reads its state for dumps (dump.go).
@@ -29,30 +29,30 @@ type virtioTransport interface {
 type netDevice struct {
 	cfg       configs.NetInterface
 	tap       *tap.Tap
-	dev       *virtionet.Device
+	dev       *netdev.Device
 	transport virtioTransport
 }
 
 // netFeatures maps an interface's switches onto the device's feature bits.
 func netFeatures(n configs.NetInterface) uint64 {
-	f := uint64(virtionet.DefaultFeatures)
+	f := uint64(netdev.DefaultFeatures)
 	clear := func(fs ...virtio.Feature) {
 		for _, x := range fs {
 			f &^= x.Mask()
 		}
 	}
 	if !n.MrgRxbuf {
-		clear(virtionet.FeatureMrgRxbuf)
+		clear(netdev.FeatureMrgRxbuf)
 	}
 	if !n.TSO {
-		clear(virtionet.FeatureGuestTSO4, virtionet.FeatureGuestTSO6, virtionet.FeatureGuestECN,
-			virtionet.FeatureHostTSO4, virtionet.FeatureHostTSO6, virtionet.FeatureHostECN)
+		clear(netdev.FeatureGuestTSO4, netdev.FeatureGuestTSO6, netdev.FeatureGuestECN,
+			netdev.FeatureHostTSO4, netdev.FeatureHostTSO6, netdev.FeatureHostECN)
 	}
 	if !n.UFO {
-		clear(virtionet.FeatureGuestUFO, virtionet.FeatureHostUFO)
+		clear(netdev.FeatureGuestUFO, netdev.FeatureHostUFO)
 	}
 	if !n.Csum {
-		clear(virtionet.FeatureCsum, virtionet.FeatureGuestCsum)
+		clear(netdev.FeatureCsum, netdev.FeatureGuestCsum)
 	}
 	if !n.Indirect {
 		clear(virtio.FeatureRingIndirectDesc)
@@ -110,7 +110,7 @@ func (m *Machine) addNetDevice(n configs.NetInterface) error {
 // openNetDevice opens (or creates) n's TAP, gives it n's MTU, and builds
 // the virtio-net device on it, offloads following what the guest acks. The
 // caller closes the TAP after the device has been reset.
-func openNetDevice(n configs.NetInterface) (*tap.Tap, *virtionet.Device, error) {
+func openNetDevice(n configs.NetInterface) (*tap.Tap, *netdev.Device, error) {
 	t, err := tap.Open(tap.Options{Name: n.TAP, Mode: tap.OpenOrCreate})
 	if err != nil {
 		return nil, nil, err
@@ -131,7 +131,7 @@ func openNetDevice(n configs.NetInterface) (*tap.Tap, *virtionet.Device, error) 
 		t.Close()
 		return nil, nil, fmt.Errorf("tx_rate_limiter: %w", err)
 	}
-	dev, err := virtionet.New(t.Queue(0), virtionet.Options{
+	dev, err := netdev.New(t.Queue(0), netdev.Options{
 		RxLimiter: rx,
 		TxLimiter: tx,
 		Features:  netFeatures(n),

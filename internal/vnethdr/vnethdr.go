@@ -1,6 +1,6 @@
 // Package vnethdr is the virtio-net header, struct virtio_net_hdr_v1: the
 // 12 bytes in front of every frame that both ends of Flint's data path
-// speak, the virtio-net device (virtio/net) with the guest and the TAP
+// speak, the virtio-net device (virtio/netdev) with the guest and the TAP
 // (net/tap, opened with IFF_VNET_HDR and TUNSETVNETHDRSZ 12) with the host
 // kernel. Defined once here so the two cannot drift. Multi-byte fields are
 // little-endian (VERSION_1; net/tap sets TUNSETVNETLE).

@@ -41,7 +41,7 @@
 // writer goroutine per Queue run fully in parallel. Close and the
 // deadline setters may be called from any goroutine and wake parked calls.
 //
-// # RX back-pressure (how virtio/net is meant to drive a Queue)
+// # RX back-pressure (how virtio/netdev is meant to drive a Queue)
 //
 // The device decides when to read; this package only supplies primitives.
 // While the guest has posted RX buffers, the RX goroutine calls Readv with
@@ -79,6 +79,6 @@
 // TUNSETOFFLOAD; SupportedOffloads reporting OffloadUSO4 also means the
 // kernel accepts gso_type UDP_L4 on write (both arrived in Linux 6.2).
 //
-// This package imports neither kvm nor virtio; virtio/net declares the
+// This package imports neither kvm nor virtio; virtio/netdev declares the
 // Backend interface it needs and vmm adapts a *Tap to it.
 package tap

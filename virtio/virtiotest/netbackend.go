@@ -17,7 +17,7 @@ import (
 const maxQueued = 1024
 
 // NetBackend is an in-memory virtio-net backend (it satisfies
-// virtio/net's Backend; frames carry the 12-byte header). Frames given
+// virtio/netdev's Backend; frames carry the 12-byte header). Frames given
 // to Inject are read by the device in order; frames the device writes
 // are recorded (Sent) or, with SetEcho, looped back to the receive side.
 // Deadlines are only "in the past" (wake now) or zero (none), which is
@@ -149,7 +149,7 @@ func (b *NetBackend) Close() {
 	b.cond.Broadcast()
 }
 
-// SetOffload records features, as virtio/net's Options.SetOffload.
+// SetOffload records features, as virtio/netdev's Options.SetOffload.
 func (b *NetBackend) SetOffload(features uint64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -2,9 +2,9 @@
 // no transport: it negotiates features, builds one queue per device queue
 // over queuetest drivers sharing one fake guest memory, gives each queue a
 // pipe as its kick file, activates the device with a recording Interrupt,
-// and resets it. Device tests (virtio/net, virtio/blk) use it to play the
+// and resets it. Device tests (virtio/netdev, virtio/blk) use it to play the
 // guest driver against the real device code. NetBackend (netbackend.go)
-// is the one in-memory virtio-net backend for the tests of virtio/net and
+// is the one in-memory virtio-net backend for the tests of virtio/netdev and
 // of the transports that carry it.
 //
 // It is for tests only. It imports virtio, virtio/queue,

@@ -19,7 +19,7 @@ func Example() {
 	const base, gsi = 0xe000_0000, 5
 
 	t, err := mmio.New(mmio.Config{
-		Device:   transporttest.NewDevice(), // virtio/net in the VMM
+		Device:   transporttest.NewDevice(), // virtio/netdev in the VMM
 		Mem:      m,
 		Base:     base,
 		IRQ:      &transporttest.Edge{},       // irqfd on GSI 5

@@ -20,7 +20,7 @@ func Example() {
 	pciBus := pcidev.NewBus(pcidev.BusConfig{})
 
 	t, err := pci.New(pci.Config{
-		Device:   transporttest.NewDevice(), // virtio/net in the VMM
+		Device:   transporttest.NewDevice(), // virtio/netdev in the VMM
 		Mem:      m,
 		BARAddr:  0xc000_0000, // aligned to pci.BARSize, inside the window in _CRS
 		Bus:      mmioBus,

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	virtionet "github.com/flintvm/flint/virtio/net"
+	"github.com/flintvm/flint/virtio/netdev"
 	vut "github.com/flintvm/flint/virtio/transport/vhostuser/vhostusertest"
 )
 
@@ -182,7 +182,7 @@ func FuzzSession(f *testing.F) {
 	f.Add(uml)
 	f.Add(seq(uml, msg(vut.GetVringBase, 0, 0, st(0, 0)), msg(vut.SetMemTable, 0, 1, vut.MemTable(1, vut.Region{Size: 128 << 10, GuestAddr: 1 << 20}))))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		dev, err := virtionet.New(newIdle(), virtionet.Options{MAC: [6]byte{2, 0, 0, 0, 0, 1}})
+		dev, err := netdev.New(newIdle(), netdev.Options{MAC: [6]byte{2, 0, 0, 0, 0, 1}})
 		if err != nil {
 			t.Fatal(err)
 		}

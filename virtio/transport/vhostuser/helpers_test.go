@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/flintvm/flint/virtio"
-	virtionet "github.com/flintvm/flint/virtio/net"
+	"github.com/flintvm/flint/virtio/netdev"
 	"github.com/flintvm/flint/virtio/transport/vhostuser"
 	vut "github.com/flintvm/flint/virtio/transport/vhostuser/vhostusertest"
 	"github.com/flintvm/flint/virtio/virtiotest"
@@ -31,7 +31,7 @@ func (b *fakeBackend) waitTx(t testing.TB, n int) { t.Helper(); b.WaitSent(t, n)
 
 // waitStats waits until cond holds for the device's counters (they are
 // published per batch and may lag).
-func waitStats(t testing.TB, d *virtionet.Device, cond func(virtionet.Stats) bool) {
+func waitStats(t testing.TB, d *netdev.Device, cond func(netdev.Stats) bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -93,9 +93,9 @@ func (l *logBuffer) waitLog(t testing.TB, s string) {
 
 // Features a Linux guest negotiates without GSO (so that 2 KiB receive
 // buffers hold any frame).
-var guestFeatures = virtio.CommonFeatures | virtionet.FeatureMrgRxbuf.Mask() | virtionet.FeatureMAC.Mask() |
-	virtionet.FeatureMTU.Mask() | virtionet.FeatureStatus.Mask() | virtionet.FeatureCsum.Mask() |
-	virtionet.FeatureGuestCsum.Mask()
+var guestFeatures = virtio.CommonFeatures | netdev.FeatureMrgRxbuf.Mask() | netdev.FeatureMAC.Mask() |
+	netdev.FeatureMTU.Mask() | netdev.FeatureStatus.Mask() | netdev.FeatureCsum.Mask() |
+	netdev.FeatureGuestCsum.Mask()
 
 var testMAC = [6]byte{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
 
@@ -104,7 +104,7 @@ var testMAC = [6]byte{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
 type harness struct {
 	t      testing.TB
 	srv    *vhostuser.Server
-	dev    *virtionet.Device
+	dev    *netdev.Device
 	be     *fakeBackend
 	log    *logBuffer
 	path   string
@@ -115,7 +115,7 @@ type harness struct {
 func newHarness(t testing.TB) *harness {
 	h := &harness{t: t, be: newFake(), log: &logBuffer{}}
 	var err error
-	h.dev, err = virtionet.New(h.be, virtionet.Options{MAC: testMAC, MTU: 1500})
+	h.dev, err = netdev.New(h.be, netdev.Options{MAC: testMAC, MTU: 1500})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,8 +271,8 @@ func (g *guest) buf() uint64 {
 // frame is a virtio-net header (12 zero bytes) and a minimal Ethernet
 // frame tagged with n.
 func frame(n byte) []byte {
-	f := make([]byte, virtionet.HdrLen+60)
-	e := f[virtionet.HdrLen:]
+	f := make([]byte, netdev.HdrLen+60)
+	e := f[netdev.HdrLen:]
 	copy(e[0:6], testMAC[:])
 	copy(e[6:12], []byte{0x02, 0, 0, 0, 0, 1})
 	e[12], e[13] = 0x88, 0xb5 // local experimental ethertype

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	virtionet "github.com/flintvm/flint/virtio/net"
+	"github.com/flintvm/flint/virtio/netdev"
 	vut "github.com/flintvm/flint/virtio/transport/vhostuser/vhostusertest"
 )
 
@@ -250,7 +250,7 @@ func TestMalformedChains(t *testing.T) {
 		}
 		n++
 	}
-	waitStats(t, h.dev, func(st virtionet.Stats) bool { return st.TxMalformed == 5 && st.TxPackets == 0 })
+	waitStats(t, h.dev, func(st netdev.Stats) bool { return st.TxMalformed == 5 && st.TxPackets == 0 })
 	g.send(9)
 	h.be.waitTx(t, 1)
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	virtionet "github.com/flintvm/flint/virtio/net"
+	"github.com/flintvm/flint/virtio/netdev"
 	"github.com/flintvm/flint/virtio/transport/vhostuser"
 	vut "github.com/flintvm/flint/virtio/transport/vhostuser/vhostusertest"
 )
@@ -28,11 +28,11 @@ func TestMemTableReplacedWhileRunning(t *testing.T) {
 	}
 	g.send(3)
 	h.be.inject(frame(4))
-	if got := g.recv(); got[virtionet.HdrLen+14] != 4 {
+	if got := g.recv(); got[netdev.HdrLen+14] != 4 {
 		t.Fatalf("received %x", got)
 	}
 	h.be.waitTx(t, 2)
-	waitStats(t, h.dev, func(st virtionet.Stats) bool { return st.RxPackets == 2 })
+	waitStats(t, h.dev, func(st netdev.Stats) bool { return st.RxPackets == 2 })
 	// A table that no longer holds the rings ends the connection.
 	other, err := vut.NewMemory(1<<20, 0x4000_0000, 0x4000_0000)
 	if err != nil {
@@ -82,7 +82,7 @@ func TestUMLRebind(t *testing.T) {
 	g.postRx(2)
 	g.send(2)
 	h.be.inject(frame(3))
-	if got := g.recv(); got[virtionet.HdrLen+14] != 3 {
+	if got := g.recv(); got[netdev.HdrLen+14] != 3 {
 		t.Fatalf("received %x", got)
 	}
 	h.be.waitTx(t, 2)

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	virtionet "github.com/flintvm/flint/virtio/net"
+	"github.com/flintvm/flint/virtio/netdev"
 	vut "github.com/flintvm/flint/virtio/transport/vhostuser/vhostusertest"
 )
 
@@ -44,7 +44,7 @@ func TestUMLFlow(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("received %x", got)
 	}
-	waitStats(t, h.dev, func(st virtionet.Stats) bool { return st.RxPackets == 1 && st.TxPackets == 3 })
+	waitStats(t, h.dev, func(st netdev.Stats) bool { return st.RxPackets == 1 && st.TxPackets == 3 })
 
 	// GET_VRING_BASE stops the rings: RX used one buffer of eight (the
 	// device gives the others back), TX three chains.
@@ -86,12 +86,12 @@ func TestRestartRings(t *testing.T) {
 		}
 		g.send(byte(10 + round))
 		h.be.inject(frame(byte(20 + round)))
-		if got := g.recv(); got[virtionet.HdrLen+14] != byte(20+round) {
+		if got := g.recv(); got[netdev.HdrLen+14] != byte(20+round) {
 			t.Fatalf("round %d: received %x", round, got)
 		}
 	}
 	h.be.waitTx(t, 4)
-	waitStats(t, h.dev, func(st virtionet.Stats) bool { return st.RxPackets == 4 && st.TxPackets == 4 })
+	waitStats(t, h.dev, func(st netdev.Stats) bool { return st.RxPackets == 4 && st.TxPackets == 4 })
 }
 
 // TestReconnect: a frontend disconnects (the device is reset, memory
@@ -103,7 +103,7 @@ func TestReconnect(t *testing.T) {
 		g.postRx(2)
 		g.send(byte(round))
 		h.be.inject(frame(byte(0x40 + round)))
-		if got := g.recv(); got[virtionet.HdrLen+14] != byte(0x40+round) {
+		if got := g.recv(); got[netdev.HdrLen+14] != byte(0x40+round) {
 			t.Fatalf("round %d: received %x", round, got)
 		}
 		g.f.Close()
@@ -124,7 +124,7 @@ func TestUserAddressTranslation(t *testing.T) {
 	g.postRx(2)
 	g.send(7)
 	h.be.inject(frame(8))
-	if got := g.recv(); got[virtionet.HdrLen+14] != 8 {
+	if got := g.recv(); got[netdev.HdrLen+14] != 8 {
 		t.Fatalf("received %x", got)
 	}
 }
@@ -209,7 +209,7 @@ func TestQEMUFlow(t *testing.T) {
 	for i := range rings {
 		must(f.SetState(vut.SetVringEnable, uint32(i), 1))
 	}
-	if got := g.recv(); got[virtionet.HdrLen+14] != 1 {
+	if got := g.recv(); got[netdev.HdrLen+14] != 1 {
 		t.Fatalf("received %x", got)
 	}
 	// Swap the receive ring's call eventfd while the device runs.
@@ -222,10 +222,10 @@ func TestQEMUFlow(t *testing.T) {
 	if !r2.WaitSignal(5 * time.Second) {
 		t.Fatal("no interrupt on the new call fd")
 	}
-	if got := g.recv(); got[virtionet.HdrLen+14] != 2 {
+	if got := g.recv(); got[netdev.HdrLen+14] != 2 {
 		t.Fatalf("received %x", got)
 	}
-	waitStats(t, h.dev, func(st virtionet.Stats) bool { return st.RxPackets == 2 })
+	waitStats(t, h.dev, func(st netdev.Stats) bool { return st.RxPackets == 2 })
 }
 
 // TestBackendChannelConfigChange: with BACKEND_REQ, a link change reaches

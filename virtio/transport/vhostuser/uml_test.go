@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/flintvm/flint/internal/umlhost"
-	virtionet "github.com/flintvm/flint/virtio/net"
+	"github.com/flintvm/flint/virtio/netdev"
 	"github.com/flintvm/flint/virtio/transport/vhostuser"
 
 	"github.com/flintvm/flint/internal/testenv"
@@ -53,9 +53,9 @@ func (p *pingResponder) Writev(iovs [][]byte) (int, error) {
 	for _, v := range iovs {
 		f = append(f, v...)
 	}
-	if len(f) >= virtionet.HdrLen+14 {
-		if reply := p.answer(f[virtionet.HdrLen:]); reply != nil {
-			p.inject(append(make([]byte, virtionet.HdrLen), reply...))
+	if len(f) >= netdev.HdrLen+14 {
+		if reply := p.answer(f[netdev.HdrLen:]); reply != nil {
+			p.inject(append(make([]byte, netdev.HdrLen), reply...))
 		}
 	}
 	return p.fakeBackend.Writev(iovs)
@@ -224,7 +224,7 @@ func TestUML(t *testing.T) {
 	dir := t.TempDir()
 	initrd := buildInitramfs(t, dir)
 	be := &pingResponder{fakeBackend: newFake()}
-	dev, err := virtionet.New(be, virtionet.Options{MAC: testMAC, MTU: 1400})
+	dev, err := netdev.New(be, netdev.Options{MAC: testMAC, MTU: 1400})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestUML(t *testing.T) {
 	if be.echoes < 6 || be.arps < 2 {
 		t.Fatalf("responder saw %d ARP requests and %d echo requests", be.arps, be.echoes)
 	}
-	waitStats(t, dev, func(st virtionet.Stats) bool { return st.RxPackets >= 6 && st.TxPackets >= 6 })
+	waitStats(t, dev, func(st netdev.Stats) bool { return st.RxPackets >= 6 && st.TxPackets >= 6 })
 }
 
 func runUML(t *testing.T, dir, initrd, sock string) string {

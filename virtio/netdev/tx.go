@@ -1,4 +1,4 @@
-package net
+package netdev
 
 // The transmit engine's work: guest -> backend.
 

@@ -1,4 +1,4 @@
-package net
+package netdev
 
 // The control queue (FeatureCtrlVQ): answers the commands a driver sends
 // so that it never waits forever.

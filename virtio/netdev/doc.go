@@ -1,4 +1,4 @@
-// Package net is Flint's virtio-net device (virtio 1.2 §5.1): one
+// Package netdev is Flint's virtio-net device (virtio 1.2 §5.1): one
 // receive/transmit queue pair, an optional control queue, and a Backend
 // (a TAP with IFF_VNET_HDR, in production) that carries every frame with
 // the 12-byte virtio-net header in front. Import it under another name
@@ -90,4 +90,4 @@
 // as the Backend: *tap.Queue satisfies it), kvm, devices or any
 // transport: it runs the same behind virtio-mmio, virtio-pci,
 // vhost-user and in tests.
-package net
+package netdev

@@ -1,4 +1,4 @@
-package net
+package netdev
 
 // The receive buffer window: the guest buffers the device holds for the
 // next frames.
