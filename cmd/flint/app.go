@@ -9,7 +9,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -50,10 +49,14 @@ type app struct {
 	// apiStop, when closed, ends an --api-sock wait for InstanceStart
 	// (tests; flint itself waits for a signal).
 	apiStop <-chan struct{}
+	// installFilter installs the seccomp filter once setup is done
+	// (seccomp.Install; tests that drive the CLI in-process record the
+	// mode instead: a filter would end the test binary).
+	installFilter func(seccomp.Mode) error
 }
 
 func newApp(stdout, stderr io.Writer, launch launcher) *app {
-	a := &app{stderr: stderr, newVM: newMachine}
+	a := &app{stderr: stderr, newVM: newMachine, installFilter: seccomp.Install}
 	a.cli = &cli.App{
 		Name:      "flint",
 		Usage:     "a lightweight KVM microVM monitor",
@@ -157,7 +160,7 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			before, err := seccompHook(c)
+			before, err := a.seccompHook(c)
 			if err != nil {
 				return err
 			}
@@ -276,7 +279,7 @@ func seccompFlags() []cli.Flag {
 
 // seccompHook returns what installs the filter the flags ask for, to run
 // once setup is done (vmm.Config.BeforeRun, ServeNetBackend), or nil.
-func seccompHook(c *cli.Context) (func() error, error) {
+func (a *app) seccompHook(c *cli.Context) (func() error, error) {
 	mode, err := seccomp.ParseMode(c.String("seccomp"))
 	if err != nil {
 		return nil, usagef("--seccomp %q: want kill, log or off", c.String("seccomp"))
@@ -284,12 +287,9 @@ func seccompHook(c *cli.Context) (func() error, error) {
 	if c.Bool("no-seccomp") {
 		mode = seccomp.Off
 	}
-	// A test binary that runs the real launcher in-process
-	// (TestLaunchTinyKernel) goes on to read files and clean up after the
-	// VM: a filter would kill it. internal/seccomp tests the filter in a
-	// subprocess; the end-to-end suite runs the flint binary under it.
-	if mode == seccomp.Off || testing.Testing() {
+	if mode == seccomp.Off {
 		return nil, nil
 	}
-	return func() error { return seccomp.Install(mode) }, nil
+	install := a.installFilter
+	return func() error { return install(mode) }, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/flintvm/flint/internal/seccomp"
 	"io"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ func runArgs(t testing.TB, args ...string) (code int, stdout, stderr string, got
 		return 0
 	}
 	a := newApp(&out, &errb, launch)
+	a.installFilter = recordFilter
 	// --api-sock: a VM built by InstanceStart is recorded the same way, and
 	// the wait for InstanceStart ends at once.
 	stop := make(chan struct{})
@@ -150,7 +152,8 @@ func TestLaunchTinyKernel(t *testing.T) {
 	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Concat(vmmtest.PrintCmdline, vmmtest.ResetViaI8042)))
 	out := filepath.Join(t.TempDir(), "console.log")
 	var stderr bytes.Buffer
-	code := newApp(io.Discard, &stderr, launchVM).run([]string{"flint", "run", "--kernel", k, "--memory", "64",
+	// --no-seccomp: the test binary goes on after the VM (reads files).
+	code := newApp(io.Discard, &stderr, launchVM).run([]string{"flint", "run", "--no-seccomp", "--kernel", k, "--memory", "64",
 		"--cmdline", "hello from the cmdline", "--console", "file:" + out})
 	if code != 0 {
 		t.Fatalf("exit code %d: %s", code, stderr.String())
@@ -160,7 +163,7 @@ func TestLaunchTinyKernel(t *testing.T) {
 		t.Fatalf("console %q", b)
 	}
 	// With an exit marker the guest must print it: resetting first is exit code 4.
-	code = newApp(io.Discard, &stderr, launchVM).run([]string{"flint", "run", "--kernel", k, "--memory", "64",
+	code = newApp(io.Discard, &stderr, launchVM).run([]string{"flint", "run", "--no-seccomp", "--kernel", k, "--memory", "64",
 		"--console", "none", "--exit-marker", "NEVER-PRINTED"})
 	if code != vmm.ExitNoMarker {
 		t.Fatalf("exit code %d, want %d", code, vmm.ExitNoMarker)
@@ -201,4 +204,60 @@ func FuzzRunArgs(f *testing.F) {
 			t.Fatalf("exit code %d for %q: %s", code, args, stderr)
 		}
 	})
+}
+
+// filterModes records the modes tests' apps were asked to install.
+var filterModes = make(chan seccomp.Mode, 16)
+
+// recordFilter stands in for seccomp.Install in tests that drive the CLI
+// in-process: a real filter would end the test binary (internal/seccomp
+// tests the filter itself in a child process).
+func recordFilter(m seccomp.Mode) error {
+	select {
+	case filterModes <- m:
+	default:
+	}
+	return nil
+}
+
+// TestSeccompFlags: the filter is on (kill) unless asked otherwise, runs
+// once setup is done (the launcher's BeforeRun), and bad values are usage
+// errors.
+func TestSeccompFlags(t *testing.T) {
+	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.ResetViaI8042))
+	for _, tc := range []struct {
+		args []string
+		want seccomp.Mode
+		off  bool
+	}{
+		{nil, seccomp.Kill, false},
+		{[]string{"--seccomp", "log"}, seccomp.Log, false},
+		{[]string{"--seccomp", "off"}, 0, true},
+		{[]string{"--no-seccomp"}, 0, true},
+		{[]string{"--seccomp", "kill", "--no-seccomp"}, 0, true},
+	} {
+		code, _, stderr, cfg := runArgs(t, append([]string{"run", "--kernel", k}, tc.args...)...)
+		if code != 0 || cfg == nil {
+			t.Fatalf("%q: exit %d: %s", tc.args, code, stderr)
+		}
+		if tc.off {
+			if cfg.BeforeRun != nil {
+				t.Errorf("%q: a filter hook, want none", tc.args)
+			}
+			continue
+		}
+		if cfg.BeforeRun == nil {
+			t.Fatalf("%q: no filter hook", tc.args)
+		}
+		if err := cfg.BeforeRun(); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-filterModes; got != tc.want {
+			t.Errorf("%q: mode %v, want %v", tc.args, got, tc.want)
+		}
+	}
+	code, _, stderr, _ := runArgs(t, "run", "--kernel", k, "--seccomp", "bogus")
+	if code != 2 || !strings.Contains(stderr, "--seccomp") || strings.Count(strings.TrimRight(stderr, "\n"), "\n") != 0 {
+		t.Errorf("--seccomp bogus: exit %d, stderr %q; want 2 and one line naming the flag", code, stderr)
+	}
 }

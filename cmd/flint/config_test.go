@@ -268,6 +268,7 @@ func apiApp(t *testing.T, args ...string) (sock string, code chan int, built cha
 	sock = filepath.Join(t.TempDir(), "api.sock")
 	stderr = &bytes.Buffer{}
 	a := newApp(io.Discard, stderr, func(vmm.Config, io.Writer) int { t.Error("launcher used in --api-sock mode"); return 1 })
+	a.installFilter = recordFilter
 	fake = &fakeMachine{block: make(chan struct{})}
 	built = make(chan vmm.Config, 1)
 	a.newVM = func(cfg vmm.Config) (machine, error) {

@@ -66,7 +66,7 @@ func netBackendCommand(a *app) *cli.Command {
 			if err != nil {
 				return err
 			}
-			before, err := seccompHook(c)
+			before, err := a.seccompHook(c)
 			if err != nil {
 				return err
 			}
