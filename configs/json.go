@@ -96,6 +96,12 @@ func openObject(path string, raw json.RawMessage, known []string, unsupportedKey
 		switch {
 		case slices.Contains(known, k):
 		case slices.Contains(unsupportedKeys, k):
+			// null and [] ask for nothing: Firecracker writes them for
+			// every feature that is off (GET /vm/config, its test
+			// configs), so they mean "absent".
+			if isNull(o.fields[k]) || isEmptyArray(o.fields[k]) {
+				continue
+			}
 			return nil, fieldErrorf(joinPath(path, k), "is not supported by flint yet")
 		default:
 			return nil, &FieldError{Path: joinPath(path, k),
@@ -120,6 +126,12 @@ func (o *object) raw(key string) json.RawMessage {
 }
 
 func isNull(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" }
+
+// isEmptyArray reports whether v is [] (with any white space inside).
+func isEmptyArray(v json.RawMessage) bool {
+	v = bytes.TrimSpace(v)
+	return len(v) >= 2 && v[0] == '[' && v[len(v)-1] == ']' && len(bytes.TrimSpace(v[1:len(v)-1])) == 0
+}
 
 // fail records err unless an earlier error is already recorded.
 func (o *object) fail(err error) {
