@@ -4,12 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -175,15 +173,13 @@ func driveConfigs(fc *configs.VMConfig, src string) ([]vmm.DriveConfig, error) {
 		if err := dc.Validate(); err != nil {
 			return nil, usagef("%s: drives[%d]: %v", src, i, err)
 		}
-		// virtio/blk opens the image; a FIFO there would block that open
-		// (in API mode under the server's lock), so the file's type is
-		// checked here first, with stat, which never blocks.
-		if fi, err := os.Stat(d.PathOnHost); err == nil && !fi.Mode().IsRegular() && fi.Mode().Type() != fs.ModeDevice {
-			kind := fi.Mode().Type().String()
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				kind = hostfile.Kind(st.Mode)
-			}
-			return nil, usagef("%s: drives[%d].path_on_host: %s is %s, not a regular file or block device", src, i, d.PathOnHost, kind)
+		// The image must exist and be a regular file or block device
+		// before any VM resource exists (a missing one is exit 2 naming
+		// the key, not a failure after /dev/kvm is open). configs checks
+		// with stat, which never blocks: virtio/blk's open of a FIFO
+		// would (in API mode under the server's lock).
+		if err := d.CheckFile(fmt.Sprintf("drives[%d]", i)); err != nil {
+			return nil, usagef("%s: %v", src, err)
 		}
 		out = append(out, dc)
 	}

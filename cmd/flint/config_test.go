@@ -121,19 +121,20 @@ func TestConfigFile(t *testing.T) {
 // limiter.
 func TestConfigDrives(t *testing.T) {
 	k, _ := vmFiles(t)
+	r, d := writeFile(t, "r.ext4", nil), writeFile(t, "d.img", nil)
 	p := configFile(t, fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q},
-	  "drives": [{"drive_id": "rootfs", "path_on_host": "/r.ext4", "is_root_device": true, "cache_type": "Writeback",
+	  "drives": [{"drive_id": "rootfs", "path_on_host": %q, "is_root_device": true, "cache_type": "Writeback",
 	              "rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}},
-	             {"drive_id": "data", "path_on_host": "/d.img", "is_root_device": false, "is_read_only": true}],
-	  "flint": {"drives": {"data": {"transport": "mmio"}}}}`, k))
+	             {"drive_id": "data", "path_on_host": %q, "is_root_device": false, "is_read_only": true}],
+	  "flint": {"drives": {"data": {"transport": "mmio"}}}}`, k, r, d))
 	code, _, stderr, cfg := runArgs(t, "run", "--config", p)
 	if code != 0 || cfg == nil {
 		t.Fatalf("code %d: %s", code, stderr)
 	}
 	want := []vmm.DriveConfig{
-		{ID: "rootfs", Path: "/r.ext4", Root: true, CacheType: "Writeback", Transport: "pci",
+		{ID: "rootfs", Path: r, Root: true, CacheType: "Writeback", Transport: "pci",
 			RateLimit: &ratelimit.Config{Bandwidth: ratelimit.BucketConfig{Size: 1000, RefillTime: 100}}},
-		{ID: "data", Path: "/d.img", ReadOnly: true, CacheType: "Unsafe", Transport: "mmio"},
+		{ID: "data", Path: d, ReadOnly: true, CacheType: "Unsafe", Transport: "mmio"},
 	}
 	if len(cfg.Drives) != 2 || fmt.Sprint(cfg.Drives[1]) != fmt.Sprint(want[1]) || *cfg.Drives[0].RateLimit != *want[0].RateLimit ||
 		cfg.Drives[0].Transport != "pci" || !cfg.Drives[0].Root || cfg.Drives[0].CacheType != "Writeback" {
@@ -195,6 +196,8 @@ func TestConfigErrors(t *testing.T) {
 		{"vsock", `{` + boot + `, "vsock": {}}`, "vsock is not supported by flint yet"},
 		{"missing kernel file", `{"boot-source": {"kernel_image_path": "/nonexistent/k"}}`, "boot-source.kernel_image_path: /nonexistent/k"},
 		{"missing initrd file", `{` + boot[:len(boot)-1] + `, "initrd_path": "/nonexistent/i"}}`, "boot-source.initrd_path: /nonexistent/i"},
+		{"missing drive file", `{` + boot + `, "drives": [{"drive_id": "rootfs", "path_on_host": "/nonexistent/r", "is_root_device": true}]}`, "drives[0].path_on_host: /nonexistent/r: no such file or directory"},
+		{"Firecracker's null sections, missing drive", `{` + boot + `, "drives": [{"drive_id": "rootfs", "path_on_host": "/nonexistent/r", "is_root_device": true, "socket": null, "partuuid": null}], "balloon": null, "vsock": null, "pmem": []}`, "drives[0].path_on_host: /nonexistent/r"},
 		{"bad console", `{` + boot + `, "flint": {"console": "tty"}}`, "flint.console"},
 		{"drive id too long for a serial", `{` + boot + `, "drives": [{"drive_id": "abcdefghijklmnopqrstuvwxyz", "path_on_host": "/r", "is_root_device": true}]}`, "drives[0]: drive_id"},
 		{"net rate limiter without refill time", `{` + boot + `, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 0}}}]}`,

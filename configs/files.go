@@ -1,0 +1,86 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
+
+	"github.com/flintvm/flint/internal/hostfile"
+)
+
+// Input files: a config names the kernel, the initrd and every drive's
+// image. CheckFiles and its parts look at them with stat (which never
+// blocks, even on a FIFO) so that a missing or wrong file is reported,
+// naming its JSON path, before any VM resource exists; the API does the
+// same at PUT time, as Firecracker does. The files are opened later by
+// the code that reads them, which checks again.
+
+// CheckFiles checks every input file c names: the boot source's kernel and
+// initrd (regular files) and each drive's path_on_host (a regular file or
+// a block device).
+func (c *VMConfig) CheckFiles() error {
+	if c.BootSource != nil {
+		if err := c.BootSource.CheckFiles("boot-source"); err != nil {
+			return err
+		}
+	}
+	for i := range c.Drives {
+		if err := c.Drives[i].CheckFile(fmt.Sprintf("drives[%d]", i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckFiles checks the kernel and, when set, the initrd; path is the boot
+// source's JSON path ("boot-source").
+func (b *BootSource) CheckFiles(path string) error {
+	if err := checkInputFile(joinPath(path, "kernel_image_path"), b.KernelImagePath, false); err != nil {
+		return err
+	}
+	if b.InitrdPath == "" {
+		return nil
+	}
+	return checkInputFile(joinPath(path, "initrd_path"), b.InitrdPath, false)
+}
+
+// CheckFile checks the drive's image; path is the drive's JSON path
+// ("drives[0]", or "drives" for an API body).
+func (d *Drive) CheckFile(path string) error {
+	return checkInputFile(joinPath(path, "path_on_host"), d.PathOnHost, true)
+}
+
+// checkInputFile reports, as a FieldError for key, a file name that does
+// not exist or is not a regular file (or, with blockOK, a block device).
+// The message is "<key>: <name>: <problem>" on one line.
+func checkInputFile(key, name string, blockOK bool) error {
+	fail := func(format string, a ...any) error {
+		return &FieldError{Path: key, Msg: key + ": " + fmt.Sprintf(format, a...)}
+	}
+	if name == "" {
+		return fail("empty path")
+	}
+	fi, err := os.Stat(name)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fail("%s: %v", name, err)
+	}
+	mode := fi.Mode()
+	if mode.IsRegular() || blockOK && mode.Type() == fs.ModeDevice {
+		return nil
+	}
+	kind := mode.Type().String()
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		kind = hostfile.Kind(st.Mode)
+	}
+	want := "a regular file"
+	if blockOK {
+		want = "a regular file or block device"
+	}
+	return fail("%s is %s, not %s", name, kind, want)
+}
