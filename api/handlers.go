@@ -42,7 +42,13 @@ func (s *Server) putBootSource(r *http.Request, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The files are checked now, as Firecracker does (a missing kernel
+	// is a 400 here, not at InstanceStart), after the pre-boot check;
+	// stat never blocks, so this is safe under the server's lock.
 	return nil, s.update(r, func(c *configs.VMConfig) error {
+		if err := b.CheckFiles("boot-source"); err != nil {
+			return err
+		}
 		c.BootSource = &b
 		return nil
 	})
@@ -96,6 +102,9 @@ func (s *Server) putDrive(r *http.Request, body []byte) (any, error) {
 		return nil, err
 	}
 	return nil, s.update(r, func(c *configs.VMConfig) error {
+		if err := d.CheckFile("drives"); err != nil {
+			return err
+		}
 		c.Drives = upsert(c.Drives, d, func(x configs.Drive) bool { return x.DriveID == d.DriveID })
 		return nil
 	})

@@ -136,7 +136,9 @@ func state(t *testing.T, c *client) string {
 }
 
 const (
-	bootBody = `{"kernel_image_path": "/k", "boot_args": "console=ttyS0"}`
+	// The files the bodies name exist in the tests' working directory
+	// (TestMain): PUT checks them.
+	bootBody = `{"kernel_image_path": "k", "boot_args": "console=ttyS0"}`
 	netBody  = `{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "52:54:00:00:00:01"}`
 )
 
@@ -156,7 +158,7 @@ func TestConfigureAndStart(t *testing.T) {
 	c.ok(204, "PUT", "/network-interfaces/eth0", `{"iface_id": "eth0", "host_dev_name": "tap9"}`) // replaces
 	c.ok(204, "PUT", "/network-interfaces/eth1", `{"iface_id": "eth1", "host_dev_name": "tap1",
 		"rx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}`)
-	c.ok(204, "PUT", "/drives/rootfs", `{"drive_id": "rootfs", "path_on_host": "/r.ext4", "is_root_device": true}`)
+	c.ok(204, "PUT", "/drives/rootfs", `{"drive_id": "rootfs", "path_on_host": "r.ext4", "is_root_device": true}`)
 	c.ok(204, "PUT", "/logger", `{"log_path": "/l", "level": "Debug"}`)
 	c.ok(204, "PUT", "/metrics", `{"metrics_path": "/m"}`)
 	if got := c.ok(200, "GET", "/version", ""); !strings.Contains(got, `"firecracker_version":"v9"`) {
@@ -180,7 +182,7 @@ func TestConfigureAndStart(t *testing.T) {
 	if s := state(t, c); s != StateRunning {
 		t.Fatalf("state %q", s)
 	}
-	if len(vm.started) != 1 || vm.started[0].BootSource.KernelImagePath != "/k" || len(vm.started[0].Drives) != 1 {
+	if len(vm.started) != 1 || vm.started[0].BootSource.KernelImagePath != "k" || len(vm.started[0].Drives) != 1 {
 		t.Fatalf("started with %+v", vm.started)
 	}
 	c.ok(204, "PUT", "/actions", `{"action_type": "SendCtrlAltDel"}`)

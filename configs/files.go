@@ -37,25 +37,28 @@ func (c *VMConfig) CheckFiles() error {
 // CheckFiles checks the kernel and, when set, the initrd; path is the boot
 // source's JSON path ("boot-source").
 func (b *BootSource) CheckFiles(path string) error {
-	if err := checkInputFile(joinPath(path, "kernel_image_path"), b.KernelImagePath, false); err != nil {
+	if err := checkInputFile(joinPath(path, "kernel_image_path"), b.KernelImagePath, "The kernel file cannot be opened: ", false); err != nil {
 		return err
 	}
 	if b.InitrdPath == "" {
 		return nil
 	}
-	return checkInputFile(joinPath(path, "initrd_path"), b.InitrdPath, false)
+	return checkInputFile(joinPath(path, "initrd_path"), b.InitrdPath, "The initrd file cannot be opened: ", false)
 }
 
 // CheckFile checks the drive's image; path is the drive's JSON path
 // ("drives[0]", or "drives" for an API body).
 func (d *Drive) CheckFile(path string) error {
-	return checkInputFile(joinPath(path, "path_on_host"), d.PathOnHost, true)
+	return checkInputFile(joinPath(path, "path_on_host"), d.PathOnHost, "", true)
 }
 
 // checkInputFile reports, as a FieldError for key, a file name that does
 // not exist or is not a regular file (or, with blockOK, a block device).
-// The message is "<key>: <name>: <problem>" on one line.
-func checkInputFile(key, name string, blockOK bool) error {
+// The message is "<key>: <name>: <problem>" on one line; for a file that
+// cannot be found the problem is what (Firecracker's words for that file,
+// or nothing) and the error in Firecracker's words ("No such file or
+// directory (os error 2)"), which its API clients and tests match on.
+func checkInputFile(key, name, what string, blockOK bool) error {
 	fail := func(format string, a ...any) error {
 		return &FieldError{Path: key, Msg: key + ": " + fmt.Sprintf(format, a...)}
 	}
@@ -64,11 +67,11 @@ func checkInputFile(key, name string, blockOK bool) error {
 	}
 	fi, err := os.Stat(name)
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			return fail("%s: %s%s", name, what, osErrorText(errno))
 		}
-		return fail("%s: %v", name, err)
+		return fail("%s: %s%v", name, what, err)
 	}
 	mode := fi.Mode()
 	if mode.IsRegular() || blockOK && mode.Type() == fs.ModeDevice {
@@ -83,4 +86,14 @@ func checkInputFile(key, name string, blockOK bool) error {
 		want = "a regular file or block device"
 	}
 	return fail("%s is %s, not %s", name, kind, want)
+}
+
+// osErrorText writes errno the way Firecracker (Rust's io::Error) does:
+// "No such file or directory (os error 2)".
+func osErrorText(errno syscall.Errno) string {
+	t := errno.Error()
+	if t != "" && t[0] >= 'a' && t[0] <= 'z' {
+		t = string(t[0]-'a'+'A') + t[1:]
+	}
+	return fmt.Sprintf("%s (os error %d)", t, int(errno))
 }

@@ -35,11 +35,11 @@ func TestCheckFiles(t *testing.T) {
 	}{
 		{cfg(file, ""), "", ""},
 		{cfg(file, file, file, file), "", ""},
-		{cfg(missing, ""), "boot-source.kernel_image_path", "boot-source.kernel_image_path: " + missing + ": no such file or directory"},
+		{cfg(missing, ""), "boot-source.kernel_image_path", "boot-source.kernel_image_path: " + missing + ": The kernel file cannot be opened: No such file or directory (os error 2)"},
 		{cfg(dir, ""), "boot-source.kernel_image_path", dir + " is a directory, not a regular file"},
-		{cfg(file, missing), "boot-source.initrd_path", "boot-source.initrd_path: " + missing + ": no such file"},
+		{cfg(file, missing), "boot-source.initrd_path", "boot-source.initrd_path: " + missing + ": The initrd file cannot be opened: No such file or directory (os error 2)"},
 		{cfg(file, fifo), "boot-source.initrd_path", fifo + " is a FIFO, not a regular file"},
-		{cfg(file, "", file, missing), "drives[1].path_on_host", "drives[1].path_on_host: " + missing + ": no such file"},
+		{cfg(file, "", file, missing), "drives[1].path_on_host", "drives[1].path_on_host: " + missing + ": No such file or directory (os error 2)"},
 		{cfg(file, "", fifo), "drives[0].path_on_host", fifo + " is a FIFO, not a regular file or block device"},
 		{cfg(file, "", ""), "drives[0].path_on_host", "drives[0].path_on_host: empty path"},
 	}

@@ -196,7 +196,7 @@ func TestConfigErrors(t *testing.T) {
 		{"vsock", `{` + boot + `, "vsock": {}}`, "vsock is not supported by flint yet"},
 		{"missing kernel file", `{"boot-source": {"kernel_image_path": "/nonexistent/k"}}`, "boot-source.kernel_image_path: /nonexistent/k"},
 		{"missing initrd file", `{` + boot[:len(boot)-1] + `, "initrd_path": "/nonexistent/i"}}`, "boot-source.initrd_path: /nonexistent/i"},
-		{"missing drive file", `{` + boot + `, "drives": [{"drive_id": "rootfs", "path_on_host": "/nonexistent/r", "is_root_device": true}]}`, "drives[0].path_on_host: /nonexistent/r: no such file or directory"},
+		{"missing drive file", `{` + boot + `, "drives": [{"drive_id": "rootfs", "path_on_host": "/nonexistent/r", "is_root_device": true}]}`, "drives[0].path_on_host: /nonexistent/r: No such file or directory (os error 2)"},
 		{"Firecracker's null sections, missing drive", `{` + boot + `, "drives": [{"drive_id": "rootfs", "path_on_host": "/nonexistent/r", "is_root_device": true, "socket": null, "partuuid": null}], "balloon": null, "vsock": null, "pmem": []}`, "drives[0].path_on_host: /nonexistent/r"},
 		{"bad console", `{` + boot + `, "flint": {"console": "tty"}}`, "flint.console"},
 		{"drive id too long for a serial", `{` + boot + `, "drives": [{"drive_id": "abcdefghijklmnopqrstuvwxyz", "path_on_host": "/r", "is_root_device": true}]}`, "drives[0]: drive_id"},
@@ -300,9 +300,17 @@ func TestAPIDrivenLaunch(t *testing.T) {
 	if st, out := call(t, c, "GET", "/", ""); st != 200 || !strings.Contains(out, `"state":"Not started"`) {
 		t.Fatalf("GET /: %d %s", st, out)
 	}
-	// A kernel that does not exist: 400 naming the key, and flint waits on.
-	call(t, c, "PUT", "/boot-source", `{"kernel_image_path": "/nonexistent/k"}`)
-	if st, out := call(t, c, "PUT", "/actions", `{"action_type": "InstanceStart"}`); st != 400 || !strings.Contains(out, "boot-source.kernel_image_path: /nonexistent/k") {
+	// A kernel that does not exist: 400 at PUT time naming the key, as
+	// Firecracker answers, and flint waits on.
+	if st, out := call(t, c, "PUT", "/boot-source", `{"kernel_image_path": "/nonexistent/k"}`); st != 400 ||
+		!strings.Contains(out, "boot-source.kernel_image_path: /nonexistent/k: The kernel file cannot be opened: No such file or directory (os error 2)") {
+		t.Fatalf("PUT a missing kernel: %d %s", st, out)
+	}
+	// One that disappears after its PUT: InstanceStart answers 400.
+	gone := writeFile(t, "gone", nil)
+	call(t, c, "PUT", "/boot-source", fmt.Sprintf(`{"kernel_image_path": %q}`, gone))
+	os.Remove(gone)
+	if st, out := call(t, c, "PUT", "/actions", `{"action_type": "InstanceStart"}`); st != 400 || !strings.Contains(out, "boot-source.kernel_image_path: "+gone) {
 		t.Fatalf("start with a missing kernel: %d %s", st, out)
 	}
 	for _, r := range [][3]string{

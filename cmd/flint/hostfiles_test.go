@@ -117,7 +117,22 @@ func TestAPIKernelFIFO(t *testing.T) {
 	sock, code, _, _, stderr := apiApp(t, "--console", "none")
 	c := api.Client(sock)
 	c.Timeout = 5 * time.Second
-	call(t, c, "PUT", "/boot-source", `{"kernel_image_path": "`+fifo+`"}`)
+	// PUT /boot-source checks the file at once (issue 14).
+	if st, out := call(t, c, "PUT", "/boot-source", `{"kernel_image_path": "`+fifo+`"}`); st != 400 || !strings.Contains(out, "a FIFO, not a regular file") {
+		t.Fatalf("PUT /boot-source with a FIFO kernel: %d %s", st, out)
+	}
+	// A kernel that becomes a FIFO after its PUT: InstanceStart answers
+	// 400 at once.
+	k := writeFile(t, "bzImage", nil)
+	if st, out := call(t, c, "PUT", "/boot-source", `{"kernel_image_path": "`+k+`"}`); st != 204 {
+		t.Fatalf("PUT /boot-source: %d %s", st, out)
+	}
+	if err := os.Remove(k); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(k, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if st, out := call(t, c, "PUT", "/actions", `{"action_type": "InstanceStart"}`); st != 400 || !strings.Contains(out, "a FIFO, not a regular file") {
 		t.Fatalf("InstanceStart with a FIFO kernel: %d %s", st, out)
 	}
