@@ -272,6 +272,9 @@ func FuzzDecodeVMConfig(f *testing.F) {
 		}
 	}
 	f.Add([]byte(`{"boot-source": {"kernel_image_path": "k"}, "machine-config": {"vcpu_count": 1e3, "mem_size_mib": 1}}`))
+	// Firecracker's shapes: null and [] sections, a null drive socket.
+	f.Add([]byte(fcDoc(fcBoot, `"drives": [`+fcDrive+`]`, fcMachine, fcNulls, `"network-interfaces": [`+fcNet+`]`)))
+	f.Add([]byte(fcDoc(fcBoot, `"pmem": [ ]`, `"metrics": {"metrics_path": "m", "emit_id": false}`, `"logger": {"module": null}`)))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		c, err := DecodeVMConfig(doc)
 		if err != nil {
