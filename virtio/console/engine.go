@@ -1,0 +1,125 @@
+package console
+
+// The two queues' work: rx fills the guest's receive buffers from the
+// input buffer, tx writes the guest's transmit buffers to the writer.
+// Each is a virtio.Handler run by its own virtio.Engine.
+
+import (
+	"io"
+
+	"github.com/flintvm/flint/virtio"
+	"github.com/flintvm/flint/virtio/queue"
+)
+
+// batch is how many chains an engine completes before it publishes them
+// (and maybe interrupts); it also publishes whenever its ring runs empty
+// and before it waits for input.
+const batch = 32
+
+// port is what both queues' handlers hold: the device and the engine
+// that runs the handler (reused across activations).
+type port struct {
+	d   *Device
+	eng virtio.Engine
+}
+
+// bind prepares p's engine to run h for one activation.
+func (p *port) bind(d *Device, h virtio.Handler, cfg virtio.EngineConfig) {
+	p.d = d
+	cfg.Handler = h
+	p.eng.Bind(cfg)
+}
+
+func (p *port) release() { p.eng.Release() }
+
+// Event counts what the engine reports.
+func (p *port) Event(e virtio.Event) {
+	switch e {
+	case virtio.EventMalformed:
+		p.d.stats.inc(cMalformed) // already completed by the queue
+	case virtio.EventInterrupt:
+		p.d.stats.inc(cInterrupts)
+	case virtio.EventBroken:
+		p.d.stats.inc(cBroken)
+	}
+}
+
+// rx is the receiveq: host -> guest.
+type rx struct{ port }
+
+var _ virtio.Handler = (*rx)(nil)
+
+// Next pops a chain when input is buffered, and otherwise waits for the
+// reader (forever after EOF: only the reset ends that wait).
+func (r *rx) Next() virtio.Result {
+	if r.d.stopping.Load() {
+		return virtio.Result{Do: virtio.Stop}
+	}
+	if r.d.in.pending() {
+		return virtio.Result{}
+	}
+	return virtio.Result{Do: virtio.WaitBackend, Activity: virtio.ActivityWaitReadable}
+}
+
+// Chain fills one receive buffer chain with as much input as it holds.
+func (r *rx) Chain(c *queue.Chain) virtio.Result {
+	if c.ReadLen > 0 {
+		r.d.stats.inc(cBadChains) // a device-readable buffer on the receiveq
+		return virtio.Result{Do: virtio.Done}
+	}
+	n := r.d.in.deliver(c.Writable)
+	if n > 0 {
+		r.d.stats.inc(cInChains)
+		r.d.stats.add(cInBytes, uint64(n))
+	}
+	return virtio.Result{Do: virtio.Done, Used: uint32(n)}
+}
+
+// Wait blocks until the reader buffered input (or input ended), or the
+// reset.
+func (r *rx) Wait(virtio.Activity) bool {
+	select {
+	case <-r.d.in.ready:
+	case <-r.d.stop:
+	}
+	return true
+}
+
+// tx is the transmitq: guest -> host.
+type tx struct{ port }
+
+var _ virtio.Handler = (*tx)(nil)
+
+// Next always pops: output comes only with chains.
+func (t *tx) Next() virtio.Result { return virtio.Result{} }
+
+// Chain writes one chain's readable bytes to the writer, one Write per
+// guest buffer, straight from guest memory. A failed or short Write drops
+// the rest of the chain (counted); the chain completes either way.
+func (t *tx) Chain(c *queue.Chain) virtio.Result {
+	if c.WriteLen > 0 {
+		t.d.stats.inc(cBadChains) // a device-writable buffer on the transmitq
+		return virtio.Result{Do: virtio.Done}
+	}
+	written := uint64(0)
+	for _, s := range c.Readable {
+		n, err := t.d.out.Write(s)
+		n = max(0, min(n, len(s))) // a Writer that lies about n
+		written += uint64(n)
+		if err == nil && n < len(s) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			t.d.stats.inc(cWriteErrors)
+			t.d.stats.add(cDroppedBytes, uint64(c.ReadLen)-written)
+			break
+		}
+	}
+	t.d.stats.add(cOutBytes, written)
+	t.d.stats.inc(cOutChains)
+	return virtio.Result{Do: virtio.Done}
+}
+
+// Wait is never called: tx never asks to wait for the writer (a slow
+// Write simply takes its time).
+func (t *tx) Wait(virtio.Activity) bool { return true }
