@@ -307,7 +307,7 @@ func decodeMachineConfig(path string, raw json.RawMessage, base *MachineConfig) 
 	o.integer("mem_size_mib", MinMemSizeMiB, MaxMemSizeMiB, &m.MemSizeMiB)
 	o.boolean("smt", &m.SMT)
 	o.boolean("track_dirty_pages", &m.TrackDirtyPages)
-	o.enum("huge_pages", &m.HugePages, "None", "2M")
+	o.enum("huge_pages", &m.HugePages, "None", "Transparent", "2M")
 	var tmpl string
 	o.enum("cpu_template", &tmpl, "None", "C3", "T2", "T2S", "T2CL", "T2A", "V1N1")
 	if o.err == nil && tmpl != "" && tmpl != "None" {
@@ -335,10 +335,10 @@ func (m *MachineConfig) validate(path string) error {
 	}
 	switch m.HugePages {
 	case "", "None":
-	case "2M":
+	case "Transparent", "2M":
 		return unsupported(joinPath(path, "huge_pages"), m.HugePages)
 	default:
-		return fieldErrorf(joinPath(path, "huge_pages"), "%q: want \"None\" or \"2M\"", m.HugePages)
+		return fieldErrorf(joinPath(path, "huge_pages"), "%q: want \"None\", \"Transparent\" or \"2M\"", m.HugePages)
 	}
 	return nil
 }
@@ -488,7 +488,7 @@ func DecodeMetrics(data []byte) (Metrics, error) { return decodeMetrics("metrics
 
 func decodeMetrics(path string, raw json.RawMessage) (Metrics, error) {
 	var m Metrics
-	o, err := openObject(path, raw, []string{"metrics_path", "emit_id"})
+	o, err := openObject(path, raw, []string{"metrics_path", "emit_id", "properties"})
 	if err != nil {
 		return m, err
 	}
@@ -500,6 +500,10 @@ func decodeMetrics(path string, raw json.RawMessage) (Metrics, error) {
 	o.boolean("emit_id", &emitID)
 	if o.err == nil && emitID {
 		o.fail(unsupported(joinPath(path, "emit_id"), true))
+	}
+	// properties: {} (or null) adds nothing to the metrics lines.
+	if v := o.raw("properties"); v != nil && o.err == nil && !isEmptyObject(v) {
+		o.fail(fieldErrorf(joinPath(path, "properties"), "is not supported by flint yet"))
 	}
 	if o.err != nil {
 		return m, o.err

@@ -31,7 +31,8 @@ func TestFirecrackerShapes(t *testing.T) {
 		{"empty lists with white space", fcDoc(fcBoot, `"drives": [ ], "pmem": [ 
  ]`)},
 		{"logger and metrics", fcDoc(fcBoot, fcMachine, `"logger": {"log_path": "fc.log", "level": "Info", "show_level": false, "show_log_origin": false, "module": null}`,
-			`"metrics": {"metrics_path": "fc.metrics", "emit_id": false}`)},
+			`"metrics": {"metrics_path": "fc.metrics", "emit_id": false, "properties": {}}`)},
+		{"metrics properties null", fcDoc(fcBoot, `"metrics": {"metrics_path": "m", "properties": null}`)},
 		{"minimal machine-config, cpu_template None", fcDoc(fcBoot, `"machine-config": {"vcpu_count": 1, "mem_size_mib": 128, "cpu_template": "None"}`)},
 		{"cpu_template null", fcDoc(fcBoot, `"machine-config": {"vcpu_count": 1, "mem_size_mib": 128, "cpu_template": null}`)},
 		{"boot_args and initrd null", fcDoc(`"boot-source": {"kernel_image_path": "k", "boot_args": null, "initrd_path": null}`)},
@@ -54,6 +55,8 @@ func TestFirecrackerShapes(t *testing.T) {
 		{"T2S template", fcDoc(fcBoot, `"machine-config": {"vcpu_count": 2, "mem_size_mib": 1024, "cpu_template": "T2S"}`), "machine-config.cpu_template"},
 		{"smt", fcDoc(fcBoot, `"machine-config": {"vcpu_count": 2, "mem_size_mib": 1024, "smt": true}`), "machine-config.smt"},
 		{"dirty page tracking", fcDoc(fcBoot, `"machine-config": {"vcpu_count": 2, "mem_size_mib": 1024, "track_dirty_pages": true}`), "machine-config.track_dirty_pages"},
+		{"transparent huge pages", fcDoc(fcBoot, `"machine-config": {"vcpu_count": 2, "mem_size_mib": 1024, "huge_pages": "Transparent"}`), "machine-config.huge_pages"},
+		{"metrics properties", fcDoc(fcBoot, `"metrics": {"metrics_path": "m", "properties": {"team": "a"}}`), "metrics.properties"},
 		{"2M huge pages", fcDoc(fcBoot, `"machine-config": {"vcpu_count": 2, "mem_size_mib": 1024, "huge_pages": "2M"}`), "machine-config.huge_pages"},
 		{"balloon", fcDoc(fcBoot, `"balloon": {"amount_mib": 0, "deflate_on_oom": false, "stats_polling_interval_s": 0}`), "balloon"},
 		{"vsock", fcDoc(fcBoot, `"vsock": {"guest_cid": 3, "uds_path": "v.sock"}`), "vsock"},

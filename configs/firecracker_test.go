@@ -127,7 +127,7 @@ func TestInvalidFiles(t *testing.T) {
 		{"smt type", machine(`{"vcpu_count": 2, "mem_size_mib": 128, "smt": 1}`), "machine-config.smt", "must be true or false"},
 		{"dirty pages", machine(`{"vcpu_count": 1, "mem_size_mib": 128, "track_dirty_pages": true}`), "machine-config.track_dirty_pages", "not supported by flint yet"},
 		{"huge pages 2M", machine(`{"vcpu_count": 1, "mem_size_mib": 128, "huge_pages": "2M"}`), "machine-config.huge_pages", `"2M" is not supported by flint yet`},
-		{"huge pages bad", machine(`{"vcpu_count": 1, "mem_size_mib": 128, "huge_pages": "1G"}`), "machine-config.huge_pages", `want one of "None", "2M"`},
+		{"huge pages bad", machine(`{"vcpu_count": 1, "mem_size_mib": 128, "huge_pages": "1G"}`), "machine-config.huge_pages", `want one of "None", "Transparent", "2M"`},
 		{"cpu template", machine(`{"vcpu_count": 1, "mem_size_mib": 128, "cpu_template": "T2"}`), "machine-config.cpu_template", "not supported"},
 		{"machine not object", machine(`[]`), "machine-config", "must be an object, got an array"},
 		{"interfaces not array", `{` + boot + `, "network-interfaces": {}}`, "network-interfaces", "must be an array"},

@@ -128,9 +128,14 @@ func (o *object) raw(key string) json.RawMessage {
 func isNull(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" }
 
 // isEmptyArray reports whether v is [] (with any white space inside).
-func isEmptyArray(v json.RawMessage) bool {
+func isEmptyArray(v json.RawMessage) bool { return isEmpty(v, '[', ']') }
+
+// isEmptyObject reports whether v is {} (with any white space inside).
+func isEmptyObject(v json.RawMessage) bool { return isEmpty(v, '{', '}') }
+
+func isEmpty(v json.RawMessage, open, close byte) bool {
 	v = bytes.TrimSpace(v)
-	return len(v) >= 2 && v[0] == '[' && v[len(v)-1] == ']' && len(bytes.TrimSpace(v[1:len(v)-1])) == 0
+	return len(v) >= 2 && v[0] == open && v[len(v)-1] == close && len(bytes.TrimSpace(v[1:len(v)-1])) == 0
 }
 
 // fail records err unless an earlier error is already recorded.
