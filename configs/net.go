@@ -1,7 +1,9 @@
 // Package configs owns the user-facing description of a VM's parts: the
 // structs, their defaults, and validation whose errors name the field. It
-// parses what users write (CLI flag values; later the JSON config file)
-// and knows nothing of KVM or devices.
+// parses what users write (CLI flag values, Firecracker's config file and
+// API bodies, in the shapes Firecracker writes them: null and [] for a
+// feature that is off mean absent) and checks, with stat, that the files
+// they name exist; it knows nothing of KVM or devices.
 package configs
 
 import (
