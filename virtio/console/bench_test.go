@@ -1,6 +1,7 @@
 package console
 
 import (
+	"fmt"
 	"io"
 	"testing"
 
@@ -33,17 +34,33 @@ func txRig(tb testing.TB, size, segs int) (*syncQueue, func() int) {
 		}
 	}
 	s.drv.Kick()
-	step := func() int {
-		s.step()
-		n := s.drv.PendingUsed()
-		for range n { // re-post each chain as it comes back
-			u, _ := s.drv.Used()
-			s.drv.AddHead(uint16(u.ID))
-		}
-		s.drv.Kick()
-		return n
+	return s, s.repost
+}
+
+// repost runs the engine once and re-posts every chain it returned; it
+// reports how many.
+func (s *syncQueue) repost() int {
+	s.step()
+	n := s.drv.PendingUsed()
+	for range n {
+		u, _ := s.drv.Used()
+		s.drv.AddHead(uint16(u.ID))
 	}
-	return s, step
+	s.drv.Kick()
+	return n
+}
+
+// runChains warms step up and times it over b.N chains of size bytes.
+func runChains(b *testing.B, step func() int, size int) {
+	for range 10 {
+		step()
+	}
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		done += step()
+	}
 }
 
 var txCases = []struct {
@@ -55,15 +72,7 @@ func BenchmarkTransmit(b *testing.B) {
 	for _, c := range txCases {
 		b.Run(c.name, func(b *testing.B) {
 			_, step := txRig(b, c.size, c.segs)
-			for range 10 {
-				step()
-			}
-			b.SetBytes(int64(c.size))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for done := 0; done < b.N; {
-				done += step()
-			}
+			runChains(b, step, c.size)
 		})
 	}
 }
@@ -85,6 +94,57 @@ func TestNoAllocPerTransmitChain(t *testing.T) {
 		}
 		if st := s.d.Stats(); st.OutBytes == 0 || st.WriteErrors != 0 {
 			t.Errorf("%s: stats %+v", c.name, st)
+		}
+	}
+}
+
+// rxRig posts benchBatch receive chains of size bytes and returns a step
+// that makes benchBatch*size bytes of input pending (as the reader
+// would), lets the engine fill every chain, and re-posts them.
+func rxRig(tb testing.TB, size int) (*syncQueue, func() int) {
+	tb.Helper()
+	d, err := New(Options{InputBuffer: benchBatch * size})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { d.Close() })
+	s := newSync(tb, d, ReceiveQueue, 256, 4<<20)
+	for range benchBatch {
+		if _, err := s.drv.Add(qt.W(uint32(size))); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	s.drv.Kick()
+	input := pattern(benchBatch * size)
+	return s, func() int { s.fill(input); return s.repost() }
+}
+
+var rxSizes = []int{1, 128, 4096}
+
+func BenchmarkReceive(b *testing.B) {
+	for _, size := range rxSizes {
+		b.Run(fmt.Sprint(size, "B"), func(b *testing.B) {
+			_, step := rxRig(b, size)
+			runChains(b, step, size)
+		})
+	}
+}
+
+// TestNoAllocPerReceiveChain: after warm-up, filling receive chains
+// allocates nothing, and every chain is filled whole.
+func TestNoAllocPerReceiveChain(t *testing.T) {
+	for _, size := range rxSizes {
+		s, step := rxRig(t, size)
+		step()
+		if a := testing.AllocsPerRun(20, func() {
+			if step() != benchBatch {
+				t.Fatal("a chain was not filled")
+			}
+		}); a != 0 {
+			t.Errorf("%d B: %.1f allocations per %d chains", size, a, benchBatch)
+		}
+		if st := s.d.Stats(); st.InBytes != 22*benchBatch*uint64(size) {
+			t.Errorf("%d B: stats %+v", size, st)
 		}
 	}
 }
