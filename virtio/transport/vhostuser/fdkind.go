@@ -24,6 +24,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/internal/hostfile"
 )
 
 // Magic numbers of statfs(2)'s f_type for the pseudo filesystems.
@@ -64,24 +66,9 @@ func checkNotifyFD(fd int) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("%s is not an eventfd, pipe or unix socket", fileKind(st.Mode))
-}
-
-// fileKind names a file type for error messages.
-func fileKind(mode uint32) string {
-	switch mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		return "a regular file"
-	case unix.S_IFDIR:
-		return "a directory"
-	case unix.S_IFIFO:
-		return "a named FIFO"
-	case unix.S_IFCHR:
-		return "a character device"
-	case unix.S_IFBLK:
-		return "a block device"
-	case unix.S_IFSOCK:
-		return "a socket"
+	kind := hostfile.Kind(st.Mode)
+	if st.Mode&unix.S_IFMT == unix.S_IFIFO {
+		kind = "a named FIFO" // anonymous pipes were accepted above
 	}
-	return fmt.Sprintf("a file of mode %#o", mode)
+	return fmt.Errorf("%s is not an eventfd, pipe or unix socket", kind)
 }
