@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -71,6 +72,10 @@ type Core struct {
 	status    atomic.Uint32 // virtio.Status; DEVICE_NEEDS_RESET set lock-free
 	configGen atomic.Uint32
 	guestErrs atomic.Uint64
+	// guestLog rate-limits every other line a driver can cause again and
+	// again (a device that needs a reset, FAILED, an ioeventfd the guest
+	// moves): a guest that loops its bring-up must not fill the log.
+	guestLog LogLimit
 
 	mu         sync.Mutex
 	devFeatSel uint32
@@ -144,10 +149,32 @@ func (c *Core) GuestErrors() uint64 { return c.guestErrs.Load() }
 // flood the log.
 func (c *Core) GuestError(msg string, args ...any) {
 	n := c.guestErrs.Add(1)
-	if n <= 32 || n&(n-1) == 0 {
+	if logged(n) {
 		c.log.Warn("virtio driver error: "+msg, append(args, "errors", n)...)
 	}
 }
+
+// logged is the rate limiter's rule for the nth event: the first 32,
+// then the 64th, 128th, 256th...
+func logged(n uint64) bool { return n <= 32 || n&(n-1) == 0 }
+
+// LogLimit bounds log lines a guest (or a vhost-user frontend) can cause
+// in a loop, with GuestError's rule: the first 32 lines, then only the
+// 64th, 128th, 256th... Each logged line carries the count so far
+// ("lines"). The zero value is ready; it is safe for concurrent use and
+// does not allocate when it drops a line.
+type LogLimit struct{ n atomic.Uint64 }
+
+// Log logs msg at level through log unless the limit drops it.
+func (l *LogLimit) Log(log *slog.Logger, level slog.Level, msg string, args ...any) {
+	n := l.n.Add(1)
+	if logged(n) {
+		log.Log(context.Background(), level, msg, append(args, "lines", n)...)
+	}
+}
+
+// Count is how many lines were offered, logged or not.
+func (l *LogLimit) Count() uint64 { return l.n.Load() }
 
 // Active reports whether the device is activated (DRIVER_OK accepted and
 // Device.Activate succeeded) and not reset since.
@@ -274,7 +301,7 @@ func (c *Core) WriteStatus(v uint8) {
 		c.activateLocked()
 		return
 	case virtio.StepFailed:
-		c.log.Info("virtio driver set FAILED", "status", nv)
+		c.guestLog.Log(c.log, slog.LevelInfo, "virtio driver set FAILED", "status", nv)
 	}
 	c.storeStatus(nv)
 }
@@ -413,6 +440,6 @@ func (a *activation) NeedsReset() error {
 	if a.dead.Load() {
 		return ErrInactive
 	}
-	a.c.log.Warn("virtio device needs a reset")
+	a.c.guestLog.Log(a.c.log, slog.LevelWarn, "virtio device needs a reset")
 	return a.c.setNeedsReset()
 }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
@@ -163,7 +164,7 @@ func (c *Core) SetQueueEnabled(on bool) {
 	}
 	k, err := newKick(fmt.Sprintf("virtio-%v-kick%d", c.dev.Type(), c.queueSel))
 	if err != nil {
-		c.log.Error("virtio queue kick eventfd", "queue", c.queueSel, "err", err)
+		c.guestLog.Log(c.log, slog.LevelError, "virtio queue kick eventfd", "queue", c.queueSel, "err", err)
 		r.q.Reset()
 		r.q.SetFeatures(c.negotiated)
 		c.setNeedsReset()
@@ -209,7 +210,7 @@ func (c *Core) attachLocked(i int) {
 		return
 	}
 	if err := c.notifier.Attach(m, r.kick.f); err != nil {
-		c.log.Warn("virtio notify: ioeventfd not attached; notifications take the exit path", "queue", i, "addr", m.Addr, "err", err)
+		c.guestLog.Log(c.log, slog.LevelWarn, "virtio notify: ioeventfd not attached; notifications take the exit path", "queue", i, "addr", m.Addr, "err", err)
 		return
 	}
 	r.attached, r.match = true, m
@@ -221,7 +222,7 @@ func (c *Core) detachLocked(i int) {
 		return
 	}
 	if err := c.notifier.Detach(r.match, r.kick.f); err != nil {
-		c.log.Warn("virtio notify: ioeventfd detach", "queue", i, "addr", r.match.Addr, "err", err)
+		c.guestLog.Log(c.log, slog.LevelWarn, "virtio notify: ioeventfd detach", "queue", i, "addr", r.match.Addr, "err", err)
 	}
 	r.attached = false
 }
@@ -257,7 +258,7 @@ func (c *Core) Notify(q uint32) {
 		return
 	}
 	if err := c.queues[q].kick.signal(); err != nil {
-		c.log.Error("virtio kick eventfd write", "queue", q, "err", err)
+		c.guestLog.Log(c.log, slog.LevelError, "virtio kick eventfd write", "queue", q, "err", err)
 	}
 }
 

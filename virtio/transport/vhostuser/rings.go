@@ -8,6 +8,7 @@ package vhostuser
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"sync/atomic"
 
@@ -150,12 +151,12 @@ func (s *session) tryActivate() error {
 		act.dead.Store(true)
 		s.dev.Reset()
 		s.resetQueues()
-		s.log.Info("vhost-user device not started yet", "started_rings", started, "reason", err)
+		s.limit.Log(s.log, slog.LevelInfo, "vhost-user device not started yet", "started_rings", started, "reason", err)
 		return nil
 	}
 	s.act = act
 	s.activations++
-	s.log.Info("vhost-user device started", "rings", started, "features", fmt.Sprintf("%#x", neg))
+	s.limit.Log(s.log, slog.LevelInfo, "vhost-user device started", "rings", started, "features", fmt.Sprintf("%#x", neg))
 	return nil
 }
 
@@ -213,7 +214,7 @@ func (s *session) fault(a *activation, reason string, q int) {
 	if a.faulted.Swap(true) {
 		return
 	}
-	s.log.Warn("vhost-user device stopped: "+reason, "ring", q)
+	s.limit.Log(s.log, slog.LevelWarn, "vhost-user device stopped: "+reason, "ring", q)
 	s.faults.Add(1)
 	go func() {
 		defer s.faults.Done()

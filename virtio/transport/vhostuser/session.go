@@ -13,6 +13,7 @@ import (
 
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
+	"github.com/flintvm/flint/virtio/transport"
 )
 
 // session is the state of one frontend connection. Handlers run on the
@@ -37,6 +38,10 @@ type session struct {
 	retired     []int  // call fds replaced while the device ran
 	backend     backendChan
 	faults      sync.WaitGroup
+	// limit bounds the log lines a frontend (or the guest behind it) can
+	// cause again and again: refused requests, ring restarts, device
+	// starts and stops (issue 13 finding 3).
+	limit transport.LogLimit
 }
 
 func newSession(dev virtio.Device, log *slog.Logger, conn *msgConn) (*session, error) {
@@ -81,7 +86,7 @@ func (s *session) handle(m *message) error {
 	ack := m.hdr.Flags&FlagNeedReply != 0 && s.protocol&(1<<ProtocolReplyAck) != 0 && !hasReply(m.hdr.Request)
 	var soft nack
 	if errors.As(err, &soft) {
-		s.log.Warn("vhost-user request refused", "request", m.hdr.Request, "err", soft.error)
+		s.limit.Log(s.log, slog.LevelWarn, "vhost-user request refused", "request", m.hdr.Request, "err", soft.error)
 		if ack {
 			return s.replyU64(m.hdr.Request, 1)
 		}
@@ -270,7 +275,7 @@ func (s *session) vringState(req Request, st vringState) error {
 // reprograms rings it dropped when its driver is rebound.
 func (s *session) reprogram(r *ring, index uint32, req Request) {
 	if r.kick != nil {
-		s.log.Info("vhost-user ring reprogrammed while started; stopping it", "ring", index, "request", req)
+		s.limit.Log(s.log, slog.LevelInfo, "vhost-user ring reprogrammed while started; stopping it", "ring", index, "request", req)
 		s.stopRing(r)
 	}
 }
