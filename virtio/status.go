@@ -78,8 +78,10 @@ const (
 	// StepDriverOK: the driver set DRIVER_OK. Validate the enabled queues
 	// and call Device.Activate; on error set DEVICE_NEEDS_RESET.
 	StepDriverOK
-	// StepFailed: the driver set FAILED. The device may be stopped; a
-	// reset follows before any reuse.
+	// StepFailed: the driver set FAILED. Store the status without the
+	// FEATURES_OK and DRIVER_OK bits this write adds (FailedStatus): a
+	// driver that gave up negotiates nothing and activates nothing. The
+	// device may be stopped; a reset follows before any reuse.
 	StepFailed
 )
 
@@ -87,20 +89,22 @@ const (
 // old and says what the transport must do. A driver may only add bits
 // (writing 0 resets), must follow the order ACKNOWLEDGE, DRIVER,
 // FEATURES_OK, DRIVER_OK (§3.1.1), and cannot set DEVICE_NEEDS_RESET
-// (it may echo it back while it is set). A write that is not a legal step
-// returns an error; the transport should then ignore the write, or treat
-// the driver as failed. Setting FAILED is always accepted.
+// (it may echo it back while it is set). One write that sets several
+// bits follows the same rules as several writes: FEATURES_OK and
+// DRIVER_OK cannot come in one write (negotiation comes first), and a
+// write that sets FAILED negotiates and activates nothing (StepFailed;
+// see FailedStatus). Once FAILED is set only a reset brings FEATURES_OK
+// or DRIVER_OK. A write that is not a legal step returns an error; the
+// transport should then ignore the write, or treat the driver as failed.
 func NextStatus(old, new Status) (StatusStep, error) {
 	if new == 0 {
 		return StepReset, nil
 	}
-	if new&StatusFailed != 0 && old&StatusFailed == 0 {
-		return StepFailed, nil
-	}
 	if cleared := old &^ new &^ StatusDeviceNeedsReset; cleared != 0 {
 		return StepNone, fmt.Errorf("virtio status %v -> %v clears %v without a reset", old, new, cleared)
 	}
-	if added := new &^ old; added&StatusDeviceNeedsReset != 0 {
+	added := new &^ old
+	if added&StatusDeviceNeedsReset != 0 {
 		return StepNone, fmt.Errorf("virtio status %v -> %v: the driver cannot set DEVICE_NEEDS_RESET", old, new)
 	}
 	order := []Status{StatusAcknowledge, StatusDriver, StatusFeaturesOK, StatusDriverOK}
@@ -109,8 +113,11 @@ func NextStatus(old, new Status) (StatusStep, error) {
 			return StepNone, fmt.Errorf("virtio status %v: %v set before %v", new, bit, order[i])
 		}
 	}
-	added := new &^ old
 	switch {
+	case added&StatusFailed != 0:
+		return StepFailed, nil
+	case old&StatusFailed != 0 && added&(StatusFeaturesOK|StatusDriverOK) != 0:
+		return StepNone, fmt.Errorf("virtio status %v -> %v after FAILED: the driver must reset the device first", old, new)
 	case added&StatusFeaturesOK != 0 && added&StatusDriverOK != 0:
 		return StepNone, fmt.Errorf("virtio status %v -> %v sets FEATURES_OK and DRIVER_OK at once", old, new)
 	case added&StatusFeaturesOK != 0:
@@ -119,4 +126,11 @@ func NextStatus(old, new Status) (StatusStep, error) {
 		return StepDriverOK, nil
 	}
 	return StepNone, nil
+}
+
+// FailedStatus is the status a transport stores for a write of new over
+// old that NextStatus answered StepFailed: new without the FEATURES_OK
+// and DRIVER_OK bits the write adds, since those steps did not happen.
+func FailedStatus(old, new Status) Status {
+	return new &^ (new &^ old & (StatusFeaturesOK | StatusDriverOK))
 }

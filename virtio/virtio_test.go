@@ -30,6 +30,12 @@ func TestNextStatus(t *testing.T) {
 		{A | D | F | OK, A | D | F | OK, virtio.StepNone, false},
 		{A | D, A | D | X, virtio.StepFailed, false},
 		{0, X, virtio.StepFailed, false},
+		{0, A | D | F | X, virtio.StepFailed, false}, // issue 13 finding 9: FAILED negotiates nothing
+		{A | D | F | X, A | D | F | OK | X, 0, true}, // no DRIVER_OK after FAILED
+		{A | D | X, A | D | F | X, 0, true},          // nor FEATURES_OK
+		{A | D | F | OK | X, A | D | F | OK | X, virtio.StepNone, false},
+		{0, A | D | F | OK | X, virtio.StepFailed, false},                  // stored as A|D|X
+		{0, A | OK, 0, true},                                               // DRIVER_OK without FEATURES_OK
 		{A | D | F | OK | NR, A | D | F | OK | NR, virtio.StepNone, false}, // echo of NEEDS_RESET
 		{0, D, 0, true},                                // DRIVER before ACKNOWLEDGE
 		{A, A | F, 0, true},                            // FEATURES_OK before DRIVER
@@ -41,6 +47,16 @@ func TestNextStatus(t *testing.T) {
 		step, err := virtio.NextStatus(tc.old, tc.new)
 		if (err != nil) != tc.bad || (!tc.bad && step != tc.step) {
 			t.Errorf("NextStatus(%v, %v) = %v, %v", tc.old, tc.new, step, err)
+		}
+	}
+	for _, tc := range []struct{ old, new, want virtio.Status }{
+		{0, A | D | F | X, A | D | X},
+		{A | D | F, A | D | F | X, A | D | F | X},
+		{A | D | F, A | D | F | OK | X, A | D | F | X},
+		{A | D | F | OK, A | D | F | OK | X, A | D | F | OK | X},
+	} {
+		if got := virtio.FailedStatus(tc.old, tc.new); got != tc.want {
+			t.Errorf("FailedStatus(%v, %v) = %v, want %v", tc.old, tc.new, got, tc.want)
 		}
 	}
 	if s := (A | D | 0x10).String(); s != "ACKNOWLEDGE|DRIVER|0x10" {

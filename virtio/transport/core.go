@@ -301,6 +301,7 @@ func (c *Core) WriteStatus(v uint8) {
 		c.activateLocked()
 		return
 	case virtio.StepFailed:
+		nv = virtio.FailedStatus(old, nv)
 		c.guestLog.Log(c.log, slog.LevelInfo, "virtio driver set FAILED", "status", nv)
 	}
 	c.storeStatus(nv)
@@ -341,6 +342,13 @@ func (c *Core) activateLocked() {
 	if c.Status().Has(virtio.StatusDeviceNeedsReset) {
 		c.GuestError("DRIVER_OK on a device that needs a reset; not activated")
 		c.hooks.SignalConfig()
+		return
+	}
+	if !virtio.Has(c.negotiated, virtio.FeatureVersion1) {
+		// NextStatus's order makes this unreachable; kept so that no path
+		// activates a device without a negotiation (issue 13 finding 9).
+		c.GuestError("DRIVER_OK without a negotiation that includes VERSION_1; not activated", "negotiated", c.negotiated)
+		c.setNeedsReset()
 		return
 	}
 	queues := make([]virtio.Queue, len(c.queues))

@@ -69,3 +69,56 @@ func TestBrokenQueueLoopLogIsBounded(t *testing.T) {
 	}
 	t.Logf("%d log lines for %d cycles", h.n.Load(), cycles)
 }
+
+// TestFailedWriteNegotiatesNothing (issue 13 finding 9): one status write
+// of ACKNOWLEDGE|DRIVER|FEATURES_OK|FAILED with no features acknowledged
+// must not set FEATURES_OK (no negotiation happened), and a DRIVER_OK
+// after it must not activate the device: the driver gave up, only a reset
+// brings it back.
+func TestFailedWriteNegotiatesNothing(t *testing.T) {
+	const (
+		A, D, F, OK, X = virtio.StatusAcknowledge, virtio.StatusDriver, virtio.StatusFeaturesOK,
+			virtio.StatusDriverOK, virtio.StatusFailed
+	)
+	r := newRig(t, rigOpt{})
+	r.probe()
+	r.writel(RegStatus, uint32(A|D|F|X))
+	if s := r.status(); s.Has(F) {
+		t.Fatalf("status %v: FEATURES_OK set without negotiation", s)
+	}
+	r.setupAll()
+	r.writel(RegStatus, uint32(A|D|F|OK|X))
+	r.writel(RegStatus, uint32(r.status()|OK))
+	if n := r.dev.Activations(); n != 0 {
+		t.Fatalf("device activated %d times after FAILED with no features (acked %#x)", n, r.dev.Acked())
+	}
+	// A reset and a proper bring-up still work.
+	r.bringUp(virtio.CommonFeatures)
+}
+
+// TestFeaturesOKNeedsVersion1 (issue 13 finding 9): FEATURES_OK without
+// VERSION_1, in one write or step by step, stays clear, and DRIVER_OK
+// then never activates the device.
+func TestFeaturesOKNeedsVersion1(t *testing.T) {
+	const A, D, F, OK = virtio.StatusAcknowledge, virtio.StatusDriver, virtio.StatusFeaturesOK, virtio.StatusDriverOK
+	for _, oneWrite := range []bool{true, false} {
+		r := newRig(t, rigOpt{})
+		r.probe()
+		legacy := virtio.CommonFeatures &^ virtio.FeatureVersion1.Mask()
+		if oneWrite {
+			r.writel(RegDriverFeatures, uint32(legacy))
+			r.writel(RegStatus, uint32(A|D|F))
+		} else if r.finalize(legacy) {
+			t.Fatal("FEATURES_OK accepted without VERSION_1")
+		}
+		if s := r.status(); s.Has(F) {
+			t.Fatalf("one write %v: status %v", oneWrite, s)
+		}
+		r.setupAll()
+		r.writel(RegStatus, uint32(A|D|F|OK))
+		r.writel(RegStatus, uint32(r.status()|OK))
+		if n := r.dev.Activations(); n != 0 {
+			t.Fatalf("one write %v: activated without FEATURES_OK", oneWrite)
+		}
+	}
+}
