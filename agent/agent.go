@@ -32,6 +32,9 @@ type System interface {
 	// ConfigureInterface gives the interface with this MAC the address
 	// and brings it (and lo) up.
 	ConfigureInterface(mac string, addr netip.Prefix) error
+	// Progress tells the host the agent starts stage s (the exit
+	// device's progress write).
+	Progress(s exitdev.Stage)
 }
 
 // StepError is a step of the agent that failed: what the host learns from
@@ -73,9 +76,11 @@ func (e *StepError) Word() uint32 {
 // mounts, the chroot's own filesystems, the interfaces, and waits for the
 // stream devices. log gets a line per step that failed.
 func Prepare(s *Spec, sys System) error {
+	sys.Progress(exitdev.StageEarly)
 	if err := sys.EarlyMounts(); err != nil {
 		return &StepError{exitdev.StageEarly, err}
 	}
+	sys.Progress(exitdev.StageModules)
 	for _, m := range s.Modules {
 		if err := sys.LoadModule(m); err != nil {
 			return &StepError{exitdev.StageModules, fmt.Errorf("%s: %w", m, err)}
@@ -85,6 +90,7 @@ func Prepare(s *Spec, sys System) error {
 	if wait == 0 {
 		wait = DefaultDeviceWaitMs * time.Millisecond
 	}
+	sys.Progress(exitdev.StageMounts)
 	for _, m := range s.Mounts {
 		if err := sys.Mount(m); err != nil {
 			return &StepError{exitdev.StageMounts, fmt.Errorf("%s on %s: %w", m.FSType, m.Target, err)}
@@ -97,6 +103,9 @@ func Prepare(s *Spec, sys System) error {
 			}
 		}
 	}
+	if len(s.Interfaces) > 0 {
+		sys.Progress(exitdev.StageNetwork)
+	}
 	for _, i := range s.Interfaces {
 		p, err := netip.ParsePrefix(i.Addr)
 		if err == nil {
@@ -106,6 +115,7 @@ func Prepare(s *Spec, sys System) error {
 			return &StepError{exitdev.StageNetwork, fmt.Errorf("interface %s: %w", i.MAC, err)}
 		}
 	}
+	sys.Progress(exitdev.StageExec)
 	for _, dev := range []string{s.Stdin, s.Stdout, s.Stderr} {
 		if dev == "" {
 			continue
@@ -128,10 +138,10 @@ func rootMounts(root string) []Mount {
 	}
 }
 
-// Command builds the command of s, its streams opened from the devices s
-// names (/dev/null for none). The caller closes the returned files after
-// Start.
-func Command(s *Spec) (*exec.Cmd, []*os.File, error) {
+// Command builds the command of s, its streams connected to the devices s
+// names (/dev/null for none) through the agent's relays (streams.go). The
+// caller calls the streams' started after Start and finish after Wait.
+func Command(s *Spec) (*exec.Cmd, *streams, error) {
 	bin, err := lookPath(s.Root, s.Argv[0], s.Env)
 	if err != nil {
 		return nil, nil, &StepError{exitdev.StageExec, err}
@@ -143,38 +153,12 @@ func Command(s *Spec) (*exec.Cmd, []*os.File, error) {
 	if s.Root != "" {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: s.Root}
 	}
-	var files []*os.File
-	open := func(name string, flag int) (*os.File, error) {
-		if name == "" {
-			name = os.DevNull
-		}
-		f, err := os.OpenFile(name, flag|syscall.O_NOCTTY, 0)
-		if err != nil {
-			return nil, &StepError{exitdev.StageExec, err}
-		}
-		files = append(files, f)
-		return f, nil
-	}
-	closeAll := func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}
-	if cmd.Stdin, err = open(s.Stdin, os.O_RDONLY); err != nil {
-		closeAll()
+	st, err := openStreams(s)
+	if err != nil {
 		return nil, nil, err
 	}
-	if cmd.Stdout, err = open(s.Stdout, os.O_WRONLY); err != nil {
-		closeAll()
-		return nil, nil, err
-	}
-	if s.Stderr == s.Stdout {
-		cmd.Stderr = cmd.Stdout
-	} else if cmd.Stderr, err = open(s.Stderr, os.O_WRONLY); err != nil {
-		closeAll()
-		return nil, nil, err
-	}
-	return cmd, files, nil
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = st.stdin, st.stdout, st.stderr
+	return cmd, st, nil
 }
 
 // lookPath finds argv0 the way a shell would inside root: as given when it
@@ -221,20 +205,22 @@ func lookPath(root, argv0 string, env []string) (string, error) {
 
 // RunCommand runs s's command to its end and returns the status word for
 // the exit device: how it exited or which signal ended it, or the step that
-// failed.
-func RunCommand(s *Spec) uint32 {
-	cmd, files, err := Command(s)
+// failed. Its output has reached the devices when it returns. progress
+// hears StageWait once the command runs.
+func RunCommand(s *Spec, progress func(exitdev.Stage)) uint32 {
+	cmd, st, err := Command(s)
 	if err != nil {
 		return stepWord(err, exitdev.StageExec)
 	}
 	err = cmd.Start()
-	for _, f := range files {
-		f.Close()
-	}
+	st.started()
 	if err != nil {
+		st.finish(0)
 		return stepWord(err, exitdev.StageExec)
 	}
+	progress(exitdev.StageWait)
 	err = cmd.Wait()
+	st.finish(OutputDrain)
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
 		return stepWord(err, exitdev.StageWait)
@@ -269,7 +255,7 @@ func Run(s *Spec, sys System) (uint32, error) {
 	if err := Prepare(s, sys); err != nil {
 		return stepWord(err, exitdev.StageEarly), err
 	}
-	return RunCommand(s), nil
+	return RunCommand(s, sys.Progress), nil
 }
 
 // logf writes one agent line to w (the kernel console), prefixed so the host

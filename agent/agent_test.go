@@ -52,7 +52,7 @@ func TestRunCommand(t *testing.T) {
 		{"not executable", []string{notExec}, exitdev.Report{Kind: exitdev.KindAgentFailed, Stage: exitdev.StageExec}, syscall.EACCES},
 	} {
 		s := &Spec{Argv: tc.argv, Env: env}
-		r := decoded(t, RunCommand(s))
+		r := decoded(t, RunCommand(s, func(exitdev.Stage) {}))
 		want := tc.want
 		want.Errno = uint16(tc.errno)
 		if r.Kind != want.Kind || r.Code != want.Code || r.Signal != want.Signal || r.Stage != want.Stage || r.Errno != want.Errno {
@@ -61,7 +61,7 @@ func TestRunCommand(t *testing.T) {
 	}
 
 	s := &Spec{Argv: []string{"sh", "-c", `echo "$GREETING from $(pwd)"; echo oops >&2`}, Env: env, Dir: dir, Stdout: out, Stderr: errf}
-	if r := decoded(t, RunCommand(s)); r.Kind != exitdev.KindExited || r.Code != 0 {
+	if r := decoded(t, RunCommand(s, func(exitdev.Stage) {})); r.Kind != exitdev.KindExited || r.Code != 0 {
 		t.Fatalf("echo: %s", r)
 	}
 	if b, _ := os.ReadFile(out); string(b) != "hello from "+dir+"\n" {
@@ -71,7 +71,7 @@ func TestRunCommand(t *testing.T) {
 		t.Errorf("stderr %q (must not be mixed with stdout)", b)
 	}
 	s.Stdout = filepath.Join(dir, "no-such-dir", "out")
-	if r := decoded(t, RunCommand(s)); r.Kind != exitdev.KindAgentFailed || r.Stage != exitdev.StageExec {
+	if r := decoded(t, RunCommand(s, func(exitdev.Stage) {})); r.Kind != exitdev.KindAgentFailed || r.Stage != exitdev.StageExec {
 		t.Errorf("missing stdout device: %s, want an exec-stage failure", r)
 	}
 }
@@ -100,8 +100,9 @@ func TestLookPathInRoot(t *testing.T) {
 // recSystem records what Prepare asks of the kernel; fail makes one call
 // fail. (The real calls need PID 1 in a guest: the end-to-end tests run them.)
 type recSystem struct {
-	calls []string
-	fail  string
+	calls    []string
+	fail     string
+	progress []exitdev.Stage
 }
 
 func (r *recSystem) do(call string) error {
@@ -111,6 +112,7 @@ func (r *recSystem) do(call string) error {
 	}
 	return nil
 }
+func (r *recSystem) Progress(s exitdev.Stage)  { r.progress = append(r.progress, s) }
 func (r *recSystem) EarlyMounts() error        { return r.do("early") }
 func (r *recSystem) LoadModule(p string) error { return r.do("module " + p) }
 func (r *recSystem) Mount(m Mount) error       { return r.do("mount " + m.FSType + " " + m.Target) }
@@ -137,6 +139,10 @@ func TestPrepareOrderAndStages(t *testing.T) {
 		"if 52:54:00:12:34:56 10.0.2.15/24", "wait /dev/hvc1 5s", "wait /dev/hvc2 5s"}
 	if !slices.Equal(rec.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", rec.calls, want)
+	}
+	wantProgress := []exitdev.Stage{exitdev.StageEarly, exitdev.StageModules, exitdev.StageMounts, exitdev.StageNetwork, exitdev.StageExec}
+	if !slices.Equal(rec.progress, wantProgress) {
+		t.Errorf("progress %v, want %v", rec.progress, wantProgress)
 	}
 	for fail, stage := range map[string]exitdev.Stage{
 		"early": exitdev.StageEarly, "module /flint/modules/virtio_ring": exitdev.StageModules,

@@ -4,8 +4,10 @@
 // Spec Flint wrote into that initramfs (/flint/agent.json), mounts the early
 // filesystems, loads the kernel modules the guest needs in the order given,
 // mounts what the host shares, brings up the interfaces, runs the command with
-// its standard streams on the devices the Spec names, then reports how the
-// command ended to Flint's exit device (devices/exitdev: one 32-bit word on an
+// its standard streams relayed through pipes to the devices the Spec names
+// (streams.go: ttys in raw mode, stdin in frames so the host's EOF reaches
+// the command: frame.go), telling the exit device each stage it starts, then
+// reports how the command ended to Flint's exit device (devices/exitdev: one 32-bit word on an
 // I/O port, no guest driver needed) and powers the guest off.
 //
 // Every step that fails is reported as "agent failed" with the step

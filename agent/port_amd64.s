@@ -13,3 +13,10 @@ TEXT ·inl(SB), NOSPLIT, $0-12
 	INL
 	MOVL AX, ret+8(FP)
 	RET
+
+// func outb(port uint16, val uint8)
+TEXT ·outb(SB), NOSPLIT, $0-3
+	MOVW port+0(FP), DX
+	MOVB val+2(FP), AX
+	OUTB
+	RET

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/devices/exitdev"
 )
 
 // Linux is the System of a real guest: the agent running as PID 1.
@@ -65,6 +67,9 @@ func (Linux) Mount(m Mount) error {
 	}
 	return unix.Mount(m.Source, m.Target, m.FSType, flags, data)
 }
+
+// Progress writes s to the exit device.
+func (Linux) Progress(s exitdev.Stage) { ReportProgress(s) }
 
 // WaitDevice polls for path every 10 ms until it exists or d passes.
 func (Linux) WaitDevice(path string, d time.Duration) error {

@@ -12,11 +12,13 @@
 //	0xf00-0xf03 read:  Magic, 0x58454c46 ("FLEX" in memory order)
 //	0xf00-0xf03 write: the status word (a 32-bit outl at 0xf00; anything
 //	                   else is rejected and counted)
-//	0xf04-0xf05 read:  Version (1)
+//	0xf04-0xf05 read:  Version (2)
+//	0xf04       write: progress: one byte, the Stage the agent starts now
+//	                   (an 8-bit outb; version 2)
 //	0xf06-0xf07 read:  state: bit 0 set once a report has been recorded
 //
 // Reads of any width at any offset return the bytes of that 8-byte image;
-// writes to 0xf04-0xf07 are rejected. The agent probes with inl(0xf00) ==
+// other writes to 0xf04-0xf07 are rejected. The agent probes with inl(0xf00) ==
 // Magic (an absent device reads all ones) before it relies on the device.
 //
 // Why 0xf00: Linux reserves 0x00-0xff for the PC's chipset (DMA, PIC, PIT,
@@ -47,6 +49,14 @@
 // counted (a confused or hostile guest cannot change a verdict after the
 // fact). OnReport runs on the vCPU goroutine that wrote, with no lock held,
 // exactly once; it must not block. No write of any size or offset panics.
+// Progress writes tell the VMM which stage the agent has reached (the
+// boot-failure message names it, and the VMM times /init and the command
+// from them): StageEarly when /init starts, ..., StageExec before the
+// command is started, StageWait once it runs. OnProgress, set with
+// SetOnProgress before the guest runs, is called on the vCPU goroutine for
+// each valid one (a stage from 1 to 6) until the first report; later ones
+// and invalid ones are rejected and counted like bad status words.
+//
 // The agent powers the guest off right after its report; a VMM that does
 // not see the power-off may stop the guest itself a short grace period
 // after Done (long enough for late kernel messages to reach the console).
@@ -72,8 +82,11 @@ const (
 	Size = 8
 	// Magic is what a 32-bit read at Base returns.
 	Magic = 0x58454c46
-	// Version is the protocol version read at Base+4.
-	Version = 1
+	// Version is the protocol version read at Base+4 (2: progress
+	// writes at ProgressOffset).
+	Version = 2
+	// ProgressOffset is where the agent writes its Stage as one byte.
+	ProgressOffset = 4
 )
 
 // Kind says how the command ended.
@@ -107,7 +120,8 @@ type Stage uint8
 
 // Agent stages, in the order the agent runs them.
 const (
-	// StageEarly: mounting /proc, /sys, /dev and the console.
+	// StageEarly: mounting /proc, /sys, /dev and the console (its
+	// progress write says /init has started).
 	StageEarly Stage = 1
 	// StageModules: loading the kernel modules from the initramfs.
 	StageModules Stage = 2
@@ -118,7 +132,8 @@ const (
 	// StageExec: starting the command (ENOENT: not found; EACCES,
 	// ENOEXEC...: not executable).
 	StageExec Stage = 5
-	// StageWait: relaying the command's I/O or waiting for it.
+	// StageWait: relaying the command's I/O or waiting for it (its
+	// progress write says the command has started).
 	StageWait Stage = 6
 )
 
@@ -217,8 +232,10 @@ func Decode(w uint32) (Report, error) {
 
 // Device is the exit device. It is safe for concurrent use.
 type Device struct {
-	onReport func(Report)
-	done     chan struct{}
+	onReport   func(Report)
+	onProgress func(Stage)
+	done       chan struct{}
+	progressed atomic.Uint64
 
 	ignored  atomic.Uint64
 	rejected atomic.Uint64
@@ -235,6 +252,11 @@ var _ devices.Device = (*Device)(nil)
 func New(onReport func(Report)) *Device {
 	return &Device{onReport: onReport, done: make(chan struct{})}
 }
+
+// SetOnProgress sets the function called with each progress write's Stage
+// (on the writing vCPU's goroutine, no lock held; it must not block). Call
+// it before the guest runs.
+func (d *Device) SetOnProgress(f func(Stage)) { d.onProgress = f }
 
 // Read implements devices.Device: the magic, version and state image.
 func (d *Device) Read(offset uint64, data []byte) {
@@ -253,8 +275,13 @@ func (d *Device) Read(offset uint64, data []byte) {
 }
 
 // Write implements devices.Device: a 32-bit write at offset 0 is a status
-// word; every other write is rejected.
+// word, an 8-bit write at ProgressOffset a progress Stage; every other
+// write is rejected.
 func (d *Device) Write(offset uint64, data []byte) {
+	if offset == ProgressOffset && len(data) == 1 {
+		d.progress(Stage(data[0]))
+		return
+	}
 	if offset != 0 || len(data) != 4 {
 		d.rejected.Add(1)
 		return
@@ -277,6 +304,23 @@ func (d *Device) Write(offset uint64, data []byte) {
 		d.onReport(r)
 	}
 }
+
+func (d *Device) progress(s Stage) {
+	d.mu.Lock()
+	have := d.have
+	d.mu.Unlock()
+	if have || s < StageEarly || s > StageWait {
+		d.rejected.Add(1)
+		return
+	}
+	d.progressed.Add(1)
+	if d.onProgress != nil {
+		d.onProgress(s)
+	}
+}
+
+// Progressed counts the progress writes accepted.
+func (d *Device) Progressed() uint64 { return d.progressed.Load() }
 
 // Done returns a channel closed when the first report has been recorded.
 func (d *Device) Done() <-chan struct{} { return d.done }

@@ -180,3 +180,26 @@ func TestReadAnyWidthAndOffset(t *testing.T) {
 	}
 	d.Read(^uint64(0), make([]byte, 4))
 }
+
+// TestProgress: one-byte writes at ProgressOffset report the agent's
+// stages until the first report; bad stages, other widths and writes after
+// the report are rejected.
+func TestProgress(t *testing.T) {
+	d := New(nil)
+	var got []Stage
+	d.SetOnProgress(func(s Stage) { got = append(got, s) })
+	d.Write(ProgressOffset, []byte{byte(StageEarly)})
+	d.Write(ProgressOffset, []byte{byte(StageWait)})
+	d.Write(ProgressOffset, []byte{0})
+	d.Write(ProgressOffset, []byte{7})
+	d.Write(ProgressOffset, []byte{byte(StageExec), 0})
+	d.Write(5, []byte{byte(StageExec)})
+	outl(d, 0, Exited(3))
+	d.Write(ProgressOffset, []byte{byte(StageExec)})
+	if len(got) != 2 || got[0] != StageEarly || got[1] != StageWait {
+		t.Fatalf("progress %v, want [early wait]", got)
+	}
+	if d.Progressed() != 2 || d.Rejected() != 5 {
+		t.Fatalf("progressed %d rejected %d, want 2 and 5", d.Progressed(), d.Rejected())
+	}
+}

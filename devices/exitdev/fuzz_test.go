@@ -14,6 +14,7 @@ func FuzzDevice(f *testing.F) {
 	f.Add(append([]byte{0x00 | 4<<3}, word(Exited(7))...))
 	f.Add(append(append([]byte{0x80 | 4<<3, 0, 0, 0, 0, 0x00 | 4<<3}, word(Signaled(9, true))...), append([]byte{4 << 3}, word(Exited(1))...)...))
 	f.Add([]byte{0x01 | 2<<3, 1, 2, 0x00 | 1<<3, 0xff, 0x86 | 15<<3})
+	f.Add(append([]byte{0x04 | 1<<3, 1, 0x04 | 1<<3, 6, 0x04 | 1<<3, 7, 0x00 | 4<<3}, word(Exited(0))...))
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		var calls int
 		d := New(func(Report) { calls++ })
@@ -49,7 +50,7 @@ func FuzzDevice(f *testing.F) {
 		if first != nil {
 			recorded = 1
 		}
-		if got := recorded + d.Ignored() + d.Rejected(); got != writes {
+		if got := recorded + d.Ignored() + d.Rejected() + d.Progressed(); got != writes {
 			t.Fatalf("%d writes, counted %d", writes, got)
 		}
 	})

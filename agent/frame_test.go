@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"github.com/flintvm/flint/devices/exitdev"
+)
+
+// TestFrameRoundTrip: what the host frames, the agent decodes unchanged,
+// and the end of the host's input ends the copy.
+func TestFrameRoundTrip(t *testing.T) {
+	for _, in := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte("0123456789"), 2000)} {
+		var out bytes.Buffer
+		// OneByteReader and DataErrReader: short reads and data with EOF.
+		for _, src := range []io.Reader{bytes.NewReader(in), iotest.OneByteReader(bytes.NewReader(in)), iotest.DataErrReader(bytes.NewReader(in))} {
+			out.Reset()
+			if err := copyFrames(&out, NewFrameReader(src)); err != nil {
+				t.Fatalf("%d bytes: %v", len(in), err)
+			}
+			if !bytes.Equal(out.Bytes(), in) {
+				t.Fatalf("%d bytes in, %d out", len(in), out.Len())
+			}
+		}
+	}
+}
+
+func TestCopyFramesRejects(t *testing.T) {
+	for name, tc := range map[string]struct {
+		in   []byte
+		want error
+	}{
+		"no end frame":   {[]byte{1, 0, 'a'}, io.ErrUnexpectedEOF},
+		"short payload":  {[]byte{3, 0, 'a'}, io.ErrUnexpectedEOF},
+		"half a header":  {[]byte{1}, io.ErrUnexpectedEOF},
+		"too long frame": {[]byte{0x01, 0x10}, errFrame},
+	} {
+		if err := copyFrames(io.Discard, bytes.NewReader(tc.in)); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
+}
+
+// TestStdinEOFReachesCommand: the command reads the framed input to its
+// end and exits, so the host's EOF became the command's.
+func TestStdinEOFReachesCommand(t *testing.T) {
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+	var framed bytes.Buffer
+	if _, err := io.Copy(&framed, NewFrameReader(strings.NewReader("line one\nline two\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(in, framed.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stages []exitdev.Stage
+	s := &Spec{Argv: []string{"sh", "-c", "wc -l; cat"}, Env: []string{"PATH=/usr/bin:/bin"}, Stdin: in, Stdout: out, Stderr: out}
+	if r := decoded(t, RunCommand(s, func(st exitdev.Stage) { stages = append(stages, st) })); r.Kind != exitdev.KindExited || r.Code != 0 {
+		t.Fatalf("status %s", r)
+	}
+	if b, _ := os.ReadFile(out); strings.TrimSpace(string(b)) != "2" {
+		t.Errorf("stdout %q, want the line count 2 (and nothing left for cat)", b)
+	}
+	if len(stages) != 1 || stages[0] != exitdev.StageWait {
+		t.Errorf("progress %v, want [wait]", stages)
+	}
+}
+
+// FuzzFrames: no input makes the decoder panic or write more than it read.
+func FuzzFrames(f *testing.F) {
+	f.Add([]byte{1, 0, 'a', 0, 0})
+	f.Add([]byte{0xff, 0xff})
+	f.Add([]byte{2, 0, 'a'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var out bytes.Buffer
+		err := copyFrames(&out, bytes.NewReader(b))
+		if out.Len() > len(b) {
+			t.Fatalf("wrote %d bytes from %d", out.Len(), len(b))
+		}
+		if err == nil {
+			var again bytes.Buffer
+			if _, err := io.Copy(&again, NewFrameReader(bytes.NewReader(out.Bytes()))); err != nil {
+				t.Fatal(err)
+			}
+			var round bytes.Buffer
+			if err := copyFrames(&round, &again); err != nil || !bytes.Equal(round.Bytes(), out.Bytes()) {
+				t.Fatalf("re-framed payload does not round-trip: %v", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,206 @@
+package agent
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/devices/exitdev"
+)
+
+// OutputDrain bounds how long the agent waits, after the command exited,
+// for its output pipes to reach EOF (a background process the command left
+// behind may hold them open) before it reports.
+const OutputDrain = 2 * time.Second
+
+// streams connects the command's standard streams to the Spec's devices
+// through pipes the agent relays: the command sees pipes (as under a CI
+// runner), not the virtio-console ttys; stdout and stderr are copied to
+// their devices byte for byte, and stdin arrives in frames (frame.go) so
+// that the host's end of input reaches the command as EOF.
+type streams struct {
+	stdin, stdout, stderr *os.File   // the command's ends
+	child                 []*os.File // closed once the command started
+	devs                  []*os.File // the devices, closed by finish
+	outs                  []*os.File // devices the output relays write
+	relays                sync.WaitGroup
+	relayErr              error
+	mu                    sync.Mutex
+	stdinW                *os.File // closed by the stdin relay or finish
+}
+
+// openStreams opens s's devices (ttys put in raw mode) and the pipes.
+func openStreams(s *Spec) (_ *streams, err error) {
+	st := &streams{}
+	defer func() {
+		if err != nil {
+			st.closeAll()
+		}
+	}()
+	if st.stdin, err = st.openStdin(s.Stdin); err != nil {
+		return nil, err
+	}
+	if st.stdout, err = st.output(s.Stdout); err != nil {
+		return nil, err
+	}
+	if s.Stderr == s.Stdout {
+		st.stderr = st.stdout
+	} else if st.stderr, err = st.output(s.Stderr); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *streams) device(name string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(name, flag|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, &StepError{exitdev.StageExec, err}
+	}
+	st.devs = append(st.devs, f)
+	if err := makeRaw(int(f.Fd())); err != nil {
+		return nil, &StepError{exitdev.StageExec, err}
+	}
+	return f, nil
+}
+
+// openStdin returns the command's stdin: /dev/null, or a pipe fed by a
+// relay that decodes the frames read from the device.
+func (st *streams) openStdin(name string) (*os.File, error) {
+	if name == "" {
+		return st.devNull(os.O_RDONLY)
+	}
+	dev, r, w, err := st.pipe(name, os.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	st.child = append(st.child, r)
+	st.stdinW = w
+	go func() {
+		_ = copyFrames(w, dev) // a command that stops reading is no error of the run
+		st.closeStdin()
+	}()
+	return r, nil
+}
+
+// output returns the write end of a pipe whose bytes a relay copies to
+// the device name, or /dev/null when name is empty.
+func (st *streams) output(name string) (*os.File, error) {
+	if name == "" {
+		return st.devNull(os.O_WRONLY)
+	}
+	dev, r, w, err := st.pipe(name, os.O_WRONLY)
+	if err != nil {
+		return nil, err
+	}
+	st.child = append(st.child, w)
+	st.outs = append(st.outs, dev)
+	st.relays.Add(1)
+	go func() {
+		defer st.relays.Done()
+		defer r.Close()
+		if _, err := io.Copy(dev, r); err != nil {
+			st.mu.Lock()
+			st.relayErr = errors.Join(st.relayErr, err)
+			st.mu.Unlock()
+		}
+	}()
+	return w, nil
+}
+
+// pipe opens the device name (flag: its direction) and a pipe to relay it.
+func (st *streams) pipe(name string, flag int) (dev, r, w *os.File, err error) {
+	if dev, err = st.device(name, flag); err != nil {
+		return nil, nil, nil, err
+	}
+	if r, w, err = os.Pipe(); err != nil {
+		return nil, nil, nil, &StepError{exitdev.StageExec, err}
+	}
+	return dev, r, w, nil
+}
+
+func (st *streams) devNull(flag int) (*os.File, error) {
+	f, err := os.OpenFile(os.DevNull, flag, 0)
+	if err != nil {
+		return nil, &StepError{exitdev.StageExec, err}
+	}
+	st.child = append(st.child, f)
+	return f, nil
+}
+
+// started closes the agent's copies of the command's ends, so the output
+// relays see EOF once the command (and whatever inherited them) is gone.
+func (st *streams) started() {
+	for _, f := range st.child {
+		f.Close()
+	}
+	st.child = nil
+}
+
+func (st *streams) closeStdin() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.stdinW != nil {
+		st.stdinW.Close()
+		st.stdinW = nil
+	}
+}
+
+// finish waits (up to drain) for the output relays, waits until each
+// output device has sent what it holds (tcdrain: the host has the bytes
+// before the agent reports), and closes everything. It returns the relays'
+// errors.
+func (st *streams) finish(drain time.Duration) error {
+	done := make(chan struct{})
+	go func() {
+		st.relays.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(drain):
+	}
+	for _, d := range st.outs {
+		// TCSBRK with a non-zero argument is tcdrain(3); a plain file
+		// (tests) answers ENOTTY.
+		_ = unix.IoctlSetInt(int(d.Fd()), unix.TCSBRK, 1)
+	}
+	st.closeStdin()
+	st.mu.Lock()
+	err := st.relayErr
+	st.mu.Unlock()
+	st.closeAll()
+	return err
+}
+
+func (st *streams) closeAll() {
+	st.started()
+	st.closeStdin()
+	for _, f := range st.devs {
+		f.Close()
+	}
+	st.devs = nil
+}
+
+// makeRaw puts a tty into raw mode, as cfmakeraw(3) does: bytes pass
+// unchanged both ways (no \n to \r\n, no echo, no line editing, no
+// signal characters). Anything that is not a tty is left alone.
+func makeRaw(fd int) error {
+	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag = t.Cflag&^(unix.CSIZE|unix.PARENB) | unix.CS8
+	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
+	return unix.IoctlSetTermios(fd, unix.TCSETS, t)
+}
