@@ -80,6 +80,10 @@ type Config struct {
 	Log     *slog.Logger
 	// Stdin and Stdout back a "stdio" console (default os.Stdin/os.Stdout).
 	Stdin, Stdout *os.File
+	// Command, when set, makes this a command-mode machine (command.go):
+	// the exit device, the command's stream devices and the verdict's
+	// scanner are added, and RunCommand runs it.
+	Command *CommandConfig
 	// BeforeRun, when set, is called by Run once everything is set up,
 	// right before the vCPUs start (the CLI installs its seccomp filter
 	// there); an error stops the VM before the guest runs.
@@ -138,10 +142,11 @@ const (
 	stopTimeout
 	stopNoMarker // the guest reset or powered off before printing the exit marker
 	stopError
+	stopIdle // command mode's idle timeout
 )
 
 var stopNames = [...]string{"running", "guest reset", "guest power-off", "exit marker seen", "console quit",
-	"signal", "timeout", "guest ended without printing the exit marker", "error"}
+	"signal", "timeout", "guest ended without printing the exit marker", "error", "idle timeout"}
 
 func (r StopReason) String() string { return stopNames[r] }
 
@@ -213,6 +218,7 @@ type Machine struct {
 	mmioSlots, pciSlots int
 	acpiDevices         []acpi.Device
 	pciINTx             []acpi.PCIInterrupt
+	cmd                 *commandRun // command mode only
 
 	stopping  atomic.Bool
 	stopOnce  sync.Once
@@ -300,6 +306,11 @@ func New(cfg Config) (_ *Machine, err error) {
 	}
 	if err := m.addDrives(); err != nil {
 		return nil, err
+	}
+	if cfg.Command != nil {
+		if err := m.addCommandDevices(); err != nil {
+			return nil, err
+		}
 	}
 	entry, err := m.loadKernel()
 	if err != nil {
@@ -435,6 +446,7 @@ func (m *Machine) Close() error {
 		m.dumpMu.Unlock()
 		m.closeMetrics()
 		m.closeNetDevices()
+		m.closeCommand()
 		closeDrives(m.log, m.drives, m.driveIDs)
 		m.drives = nil
 		if m.irqs != nil {
