@@ -15,19 +15,19 @@ import (
 )
 
 // ConsoleSpec says where the guest's serial console goes: "stdio" (output
-// to stdout, input from stdin), "none", or "file:PATH" (output appended to
-// PATH, no input).
+// to stdout, input from stdin), "stderr" (output to stderr, no input),
+// "none", or "file:PATH" (output appended to PATH, no input).
 type ConsoleSpec string
 
 // ParseConsole checks a --console value.
 func ParseConsole(s string) (ConsoleSpec, error) {
 	switch {
-	case s == "stdio", s == "none":
+	case s == "stdio", s == "stderr", s == "none":
 		return ConsoleSpec(s), nil
 	case strings.HasPrefix(s, "file:") && len(s) > len("file:"):
 		return ConsoleSpec(s), nil
 	}
-	return "", fmt.Errorf("console %q: want stdio, none or file:PATH", s)
+	return "", fmt.Errorf("console %q: want stdio, stderr, none or file:PATH", s)
 }
 
 // console is an opened ConsoleSpec.
@@ -56,6 +56,8 @@ func openConsole(spec ConsoleSpec, limit int64, log *slog.Logger, stdin, stdout 
 			c.restore = restore
 		}
 		return c, nil
+	case spec == "stderr":
+		return &console{out: os.Stderr}, nil
 	case spec == "none":
 		return &console{out: io.Discard}, nil
 	case strings.HasPrefix(string(spec), "file:"):
@@ -75,7 +77,7 @@ func openConsole(spec ConsoleSpec, limit int64, log *slog.Logger, stdin, stdout 
 		})
 		return &console{out: out, closeFn: f.Close}, nil
 	}
-	return nil, fmt.Errorf("console %q: want stdio, none or file:PATH", spec)
+	return nil, fmt.Errorf("console %q: want stdio, stderr, none or file:PATH", spec)
 }
 
 func (c *console) Close() error {

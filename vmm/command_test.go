@@ -1,0 +1,176 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flintvm/flint/devices/exitdev"
+	"github.com/flintvm/flint/vmm/verdict"
+)
+
+// fakeCommandMachine stands in for the vCPUs: it writes to the command
+// run's devices the way the guest would and records the stops asked for.
+type fakeCommandMachine struct {
+	mu    sync.Mutex
+	stops []StopReason
+	c     *commandRun
+	con   io.Writer
+}
+
+func newFakeCommandMachine(cfg CommandConfig) *fakeCommandMachine {
+	f := &fakeCommandMachine{}
+	f.c = newCommandRun(cfg, time.Now(), func(r StopReason, _ error) {
+		f.mu.Lock()
+		f.stops = append(f.stops, r)
+		f.mu.Unlock()
+	})
+	f.con = f.c.consoleTap(io.Discard)
+	return f
+}
+
+func (f *fakeCommandMachine) progress(s exitdev.Stage) {
+	f.c.exit.Write(exitdev.ProgressOffset, []byte{byte(s)})
+}
+
+func (f *fakeCommandMachine) report(word uint32) {
+	f.c.exit.Write(0, binary.LittleEndian.AppendUint32(nil, word))
+}
+
+func (f *fakeCommandMachine) stopped() []StopReason {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]StopReason(nil), f.stops...)
+}
+
+const panicLog = "[    1.000000] sysrq: Trigger a crash\n" +
+	"[    1.000100] Kernel panic - not syncing: sysrq triggered crash\n" +
+	"[    1.000200] CPU: 0 PID: 42 Comm: sh Not tainted 6.1.0-27-cloud-amd64 #1\n" +
+	"[    1.000300] ---[ end Kernel panic - not syncing: sysrq triggered crash ]---\n"
+
+// TestCommandPanicIs121: a console that prints a panic gives 121 with
+// the splat, even though the guest then reset without a report, and the
+// run is stopped shortly after the panic.
+func TestCommandPanicIs121(t *testing.T) {
+	f := newFakeCommandMachine(CommandConfig{FailOn: verdict.None, PanicGrace: 10 * time.Millisecond})
+	f.progress(exitdev.StageEarly)
+	f.progress(exitdev.StageExec)
+	f.progress(exitdev.StageWait)
+	io.WriteString(f.con, panicLog)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(f.stopped()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s := f.stopped(); len(s) != 1 || s[0] != stopReset {
+		t.Fatalf("stops %v, want one reset after the panic", s)
+	}
+	cr := f.c.judge(Result{Reason: stopReset})
+	if cr.Verdict.Code != verdict.CodeKernelFailed || len(cr.Verdict.Failing) != 1 || cr.Verdict.Failing[0].Kind != verdict.Panic {
+		t.Fatalf("verdict %+v, want 121 with the panic", cr.Verdict)
+	}
+	if cr.BootToInit <= 0 || cr.CommandTime != 0 {
+		t.Errorf("boot to init %v, command time %v: want a time to /init and none for the command", cr.BootToInit, cr.CommandTime)
+	}
+}
+
+// TestCommandOutcomes: the agent's report, a splat after it, the machine's
+// stop reason and silence each give their exit code.
+func TestCommandOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failOn   verdict.Set
+		progress []exitdev.Stage
+		word     uint32
+		console  string
+		res      Result
+		code     int
+		stage    string
+	}{
+		{"exit 7", verdict.All, []exitdev.Stage{1, 2, 5, 6}, exitdev.Exited(7), "", Result{Reason: stopPowerOff}, 7, ""},
+		{"exit 0", verdict.All, []exitdev.Stage{1, 6}, exitdev.Exited(0), "", Result{Reason: stopPowerOff}, 0, ""},
+		{"warning after exit", verdict.All, []exitdev.Stage{1, 6}, exitdev.Exited(0),
+			"[    2.000000] WARNING: CPU: 0 PID: 1 at kernel/x.c:1 f+0x1/0x2\n", Result{Reason: stopPowerOff}, verdict.CodeKernelFailed, ""},
+		{"warning not counted", verdict.All &^ (1 << verdict.Warn), []exitdev.Stage{1, 6}, exitdev.Exited(0),
+			"[    2.000000] WARNING: CPU: 0 PID: 1 at kernel/x.c:1 f+0x1/0x2\n", Result{Reason: stopPowerOff}, 0, ""},
+		{"killed", verdict.All, []exitdev.Stage{1, 6}, exitdev.Signaled(9, false), "", Result{Reason: stopPowerOff}, 137, ""},
+		{"not found", verdict.All, []exitdev.Stage{1, 5}, exitdev.AgentFailed(exitdev.StageExec, 2), "", Result{Reason: stopPowerOff}, 127, ""},
+		{"module failed", verdict.All, []exitdev.Stage{1, 2}, exitdev.AgentFailed(exitdev.StageModules, 19), "", Result{Reason: stopPowerOff}, 120, ""},
+		{"no report", verdict.All, []exitdev.Stage{1, 2}, 0, "", Result{Reason: stopReset}, 120, "modules"},
+		{"no init", verdict.All, nil, 0, "", Result{Reason: stopReset}, 120, "kernel (before /init)"},
+		{"timeout", verdict.All, []exitdev.Stage{1, 6}, 0, "", Result{Reason: stopTimeout}, 124, "command running"},
+		{"idle", verdict.All, []exitdev.Stage{1}, 0, "", Result{Reason: stopIdle}, 122, "init (early mounts)"},
+		{"vmm error", verdict.All, nil, 0, "", Result{Reason: stopError, Err: errors.New("boom")}, 125, ""},
+		{"signal", verdict.All, nil, 0, "", Result{Reason: stopSignal}, 125, ""},
+	} {
+		f := newFakeCommandMachine(CommandConfig{FailOn: tc.failOn, ReportGrace: time.Hour})
+		for _, s := range tc.progress {
+			f.progress(s)
+		}
+		if tc.word != 0 {
+			f.report(tc.word)
+		}
+		io.WriteString(f.con, tc.console)
+		cr := f.c.judge(tc.res)
+		if cr.Verdict.Code != tc.code {
+			t.Errorf("%s: code %d (%s), want %d", tc.name, cr.Verdict.Code, cr.Verdict.Reason, tc.code)
+		}
+		if tc.stage != "" && cr.Outcome.Stage != tc.stage {
+			t.Errorf("%s: stage %q, want %q", tc.name, cr.Outcome.Stage, tc.stage)
+		}
+	}
+}
+
+// TestCommandReportStopsAfterGrace: a guest that does not power off after
+// its report is stopped after the grace period.
+func TestCommandReportStopsAfterGrace(t *testing.T) {
+	f := newFakeCommandMachine(CommandConfig{FailOn: verdict.All, ReportGrace: 10 * time.Millisecond})
+	f.progress(exitdev.StageWait)
+	time.Sleep(time.Millisecond)
+	f.report(exitdev.Exited(0))
+	deadline := time.Now().Add(5 * time.Second)
+	for len(f.stopped()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s := f.stopped(); len(s) != 1 {
+		t.Fatalf("stops %v, want one after the grace", s)
+	}
+	if cr := f.c.judge(Result{Reason: stopUser}); cr.Verdict.Code != 0 || cr.CommandTime <= 0 {
+		t.Fatalf("verdict %+v command time %v", cr.Verdict, cr.CommandTime)
+	}
+}
+
+// TestCommandIdle: silence for the idle timeout stops the run; output
+// keeps it alive.
+func TestCommandIdle(t *testing.T) {
+	f := newFakeCommandMachine(CommandConfig{IdleTimeout: 150 * time.Millisecond})
+	done := make(chan struct{})
+	go f.c.watchIdle(done)
+	out := activityWriter{c: f.c}
+	for i := 0; i < 6; i++ {
+		time.Sleep(50 * time.Millisecond)
+		out.Write([]byte("x"))
+	}
+	if s := f.stopped(); len(s) != 0 {
+		t.Fatalf("stopped %v while the command wrote output", s)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(f.stopped()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(done)
+	if s := f.stopped(); len(s) != 1 || s[0] != stopIdle {
+		t.Fatalf("stops %v, want the idle stop", s)
+	}
+}
+
+func TestParseConsoleStderr(t *testing.T) {
+	if c, err := ParseConsole("stderr"); err != nil || c != "stderr" {
+		t.Fatalf("stderr: %q %v", c, err)
+	}
+	if _, err := ParseConsole("stdout"); err == nil {
+		t.Fatal("stdout accepted")
+	}
+}
