@@ -140,12 +140,17 @@ func (s *Server) putLogger(r *http.Request, body []byte) (any, error) {
 	})
 }
 
+// putMetrics sets the metrics file once, as Firecracker does: a second
+// PUT, or one after --metrics-path or a config file's metrics, is refused.
 func (s *Server) putMetrics(r *http.Request, body []byte) (any, error) {
 	m, err := configs.DecodeMetrics(body)
 	if err != nil {
 		return nil, err
 	}
 	return nil, s.update(r, func(c *configs.VMConfig) error {
+		if c.Metrics != nil {
+			return faultf("Reinitialization of metrics not allowed. The metrics file is already %s (it is set once)", c.Metrics.MetricsPath)
+		}
 		c.Metrics = &m
 		return nil
 	})
@@ -160,12 +165,12 @@ func (s *Server) putAction(_ *http.Request, body []byte) (any, error) {
 	case configs.ActionInstanceStart:
 		return nil, s.start()
 	case configs.ActionSendCtrlAltDel:
-		if err := s.requireStarted(a); err != nil {
+		if err := s.requireStarted(string(a)); err != nil {
 			return nil, err
 		}
 		return nil, s.ctrl.SendCtrlAltDel()
-	default: // FlushMetrics
-		if err := s.requireStarted(a); err != nil {
+	default: // FlushMetrics: a VM without a metrics file has nothing to flush (204)
+		if err := s.requireStarted(string(a)); err != nil {
 			return nil, err
 		}
 		return nil, s.ctrl.FlushMetrics()
@@ -194,11 +199,24 @@ func (s *Server) start() error {
 	return nil
 }
 
-func (s *Server) requireStarted(a configs.Action) error {
+// requireStarted refuses a post-boot call (what: the action or request)
+// before InstanceStart, in the words Firecracker's clients match on.
+func (s *Server) requireStarted(what string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.startedLocked(what)
+}
+
+func (s *Server) startedLocked(what string) error {
 	if !s.started {
-		return faultf("%s: the VM has not started (PUT /actions InstanceStart first)", a)
+		return faultf("%s: %s the VM has not started yet (PUT /actions InstanceStart first)", notBeforeStart, what)
 	}
 	return nil
 }
+
+// Firecracker's phrases for a call made in the wrong phase; its clients
+// and tests match on them.
+const (
+	notBeforeStart = "The requested operation is not supported before starting the microVM."
+	notAfterStart  = "The requested operation is not supported after starting the microVM."
+)

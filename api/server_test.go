@@ -24,6 +24,14 @@ type fakeVM struct {
 	started            []configs.VMConfig
 	ctrlAltDel, flush  int
 	startErr, flushErr error
+	updates            []update
+	updateErr          error
+}
+
+// update is one Updater call.
+type update struct {
+	id, path   string
+	rl, rx, tx *configs.RateLimiter
 }
 
 func (f *fakeVM) Start(cfg configs.VMConfig) error {
@@ -40,6 +48,25 @@ func (f *fakeVM) SendCtrlAltDel() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ctrlAltDel++
+	return nil
+}
+
+func (f *fakeVM) UpdateDrive(id, path string, rl *configs.RateLimiter) error {
+	return f.record(update{id: id, path: path, rl: rl})
+}
+
+func (f *fakeVM) UpdateNetworkInterface(id string, rx, tx *configs.RateLimiter) error {
+	return f.record(update{id: id, rx: rx, tx: tx})
+}
+
+// record keeps an Updater call, or fails it with updateErr.
+func (f *fakeVM) record(u update) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.updateErr != nil {
+		return f.updateErr
+	}
+	f.updates = append(f.updates, u)
 	return nil
 }
 
@@ -176,8 +203,8 @@ func TestConfigureAndStart(t *testing.T) {
 		t.Fatalf("vm config %+v", full)
 	}
 
-	c.fault("PUT", "/actions", `{"action_type": "SendCtrlAltDel"}`, "has not started")
-	c.fault("PUT", "/actions", `{"action_type": "FlushMetrics"}`, "has not started")
+	c.fault("PUT", "/actions", `{"action_type": "SendCtrlAltDel"}`, notBeforeStart)
+	c.fault("PUT", "/actions", `{"action_type": "FlushMetrics"}`, notBeforeStart)
 	c.ok(204, "PUT", "/actions", `{"action_type": "InstanceStart"}`)
 	if s := state(t, c); s != StateRunning {
 		t.Fatalf("state %q", s)
@@ -203,7 +230,7 @@ func TestConfigureAndStart(t *testing.T) {
 		{"PUT", "/logger", `{"level": "Info"}`},
 		{"PUT", "/metrics", `{"metrics_path": "/m2"}`},
 	} {
-		c.fault(r[0], r[1], r[2], "not allowed after the VM has started")
+		c.fault(r[0], r[1], r[2], "The requested operation is not supported after starting the microVM")
 	}
 	c.fault("PUT", "/actions", `{"action_type": "InstanceStart"}`, "already running")
 	if got := c.ok(200, "GET", "/machine-config", ""); !strings.Contains(got, `"mem_size_mib":512`) {
@@ -235,14 +262,16 @@ func TestErrors(t *testing.T) {
 		{"PUT", "/metrics", `{}`, "metrics.metrics_path is required"},
 		{"PUT", "/actions", `{"action_type": "Pause"}`, "actions.action_type"},
 		{"PUT", "/actions", `{"action_type": "InstanceStart"}`, "no boot source"},
-		{"GET", "/nope", ``, "invalid request method and/or path: GET /nope"},
-		{"DELETE", "/machine-config", ``, "invalid request method and/or path"},
-		{"POST", "/actions", ``, "invalid request method and/or path"},
-		{"PUT", "/drives/", `{}`, "invalid request method and/or path"},
+		{"GET", "/nope", ``, "Invalid request method and/or path: GET /nope"},
+		{"DELETE", "/machine-config", ``, "Invalid request method and/or path"},
+		{"POST", "/actions", ``, "Invalid request method and/or path"},
+		{"PUT", "/drives/", `{}`, "Invalid request method and/or path"},
+		{"PATCH", "/boot-source", `{}`, "Invalid request method"},
+		{"PATCH", "/logger", `{}`, "Invalid request method"},
 		{"PUT", "/vsock", `{}`, "PUT /vsock is not supported by flint yet"},
 		{"PUT", "/snapshot/create", `{}`, "not supported by flint yet"},
-		{"PATCH", "/drives/a", `{}`, "PATCH /drives/a is not supported by flint yet"},
-		{"PATCH", "/network-interfaces/eth0", `{}`, "not supported by flint yet"},
+		{"PATCH", "/drives/a", `{"drive_id": "a", "path_on_host": "r.ext4"}`, notBeforeStart},
+		{"PATCH", "/network-interfaces/eth0", `{"iface_id": "eth0"}`, notBeforeStart},
 		{"PUT", "/metrics", `{"metrics_path": "` + strings.Repeat("x", MaxBodySize) + `"}`, "at most 51200 bytes"},
 	}
 	for _, tc := range cases {
