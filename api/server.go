@@ -192,13 +192,19 @@ var routes = map[string]handler{
 	"PUT /logger":                    (*Server).putLogger,
 	"PUT /metrics":                   (*Server).putMetrics,
 	"PUT /actions":                   (*Server).putAction,
-	"PATCH /network-interfaces/{id}": notSupported,
-	"PATCH /drives/{id}":             notSupported,
+	"PATCH /network-interfaces/{id}": (*Server).patchNetworkInterface,
+	"PATCH /drives/{id}":             (*Server).patchDrive,
 }
 
-// unsupportedPaths are Firecracker endpoints Flint does not implement.
-var unsupportedPaths = []string{"/balloon", "/balloon/statistics", "/cpu-config", "/entropy", "/hotplug", "/mmds",
-	"/mmds/config", "/snapshot/create", "/snapshot/load", "/vm", "/vsock", "/serial"}
+// unsupportedPaths are Firecracker endpoints Flint does not implement
+// (every method on them answers so); unsupportedPrefixes the same for
+// Firecracker's /NAME/{id} endpoints.
+var (
+	unsupportedPaths = []string{"/balloon", "/balloon/statistics", "/balloon/hinting/start", "/balloon/hinting/status",
+		"/balloon/hinting/stop", "/cpu-config", "/entropy", "/hotplug/memory", "/mmds", "/mmds/config",
+		"/snapshot/create", "/snapshot/load", "/vm", "/vsock", "/serial"}
+	unsupportedPrefixes = []string{"/pmem/"}
+)
 
 func notSupported(_ *Server, r *http.Request, _ []byte) (any, error) {
 	return nil, faultf("%s %s is not supported by flint yet", r.Method, r.URL.Path)
@@ -221,6 +227,11 @@ func match(r *http.Request) (handler, string, bool) {
 			return notSupported, "", true
 		}
 	}
+	for _, u := range unsupportedPrefixes {
+		if strings.HasPrefix(p, u) {
+			return notSupported, "", true
+		}
+	}
 	return nil, "", false
 }
 
@@ -233,7 +244,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch {
 	case !ok:
-		err = faultf("invalid request method and/or path: %s %s", r.Method, r.URL.Path)
+		// Firecracker's phrase, which its clients match on.
+		err = faultf("Invalid request method and/or path: %s %s", r.Method, r.URL.Path)
 	default:
 		var body []byte
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodySize))
@@ -276,7 +288,7 @@ func (s *Server) update(r *http.Request, fn func(c *configs.VMConfig) error) err
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started {
-		return faultf("%s %s is not allowed after the VM has started (pre-boot only)", r.Method, r.URL.Path)
+		return faultf("%s %s %s is pre-boot only: the VM is running", notAfterStart, r.Method, r.URL.Path)
 	}
 	c := s.cfg
 	c.NetworkInterfaces = append([]configs.NetworkInterface(nil), s.cfg.NetworkInterfaces...)
