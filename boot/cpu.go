@@ -15,11 +15,14 @@ const (
 )
 
 // GDT selectors the 64-bit boot protocol requires (__BOOT_CS, __BOOT_DS),
-// plus the TSS Flint adds so the vCPU has a valid task register.
+// plus the TSS Flint adds so the vCPU has a valid task register, and the
+// flat 32-bit code segment of the PVH entry (whose selector the PVH ABI
+// leaves unspecified; Linux loads its own GDT at once).
 const (
-	SelectorCode = 0x10
-	SelectorData = 0x18
-	SelectorTSS  = 0x20
+	SelectorCode32 = 0x08
+	SelectorCode   = 0x10
+	SelectorData   = 0x18
+	SelectorTSS    = 0x20
 )
 
 // Page-table entry bits.
@@ -65,9 +68,10 @@ func (s Segment) Descriptor() uint64 {
 
 // The flat segments of the boot GDT.
 var (
-	codeSegment = Segment{Limit: 0xffffffff, Selector: SelectorCode, Type: 0xb, Present: 1, S: 1, L: 1, G: 1}
-	dataSegment = Segment{Limit: 0xffffffff, Selector: SelectorData, Type: 0x3, Present: 1, S: 1, DB: 1, G: 1}
-	tssSegment  = Segment{Limit: 0x67, Selector: SelectorTSS, Type: 0xb, Present: 1}
+	code32Segment = Segment{Limit: 0xffffffff, Selector: SelectorCode32, Type: 0xb, Present: 1, S: 1, DB: 1, G: 1}
+	codeSegment   = Segment{Limit: 0xffffffff, Selector: SelectorCode, Type: 0xb, Present: 1, S: 1, L: 1, G: 1}
+	dataSegment   = Segment{Limit: 0xffffffff, Selector: SelectorData, Type: 0x3, Present: 1, S: 1, DB: 1, G: 1}
+	tssSegment    = Segment{Limit: 0x67, Selector: SelectorTSS, Type: 0xb, Present: 1}
 )
 
 // DescriptorTable is a GDTR/IDTR value.
@@ -76,23 +80,28 @@ type DescriptorTable struct {
 	Limit uint16 // size in bytes minus one
 }
 
-// Entry is the BSP's register state at the kernel's 64-bit entry point, as
+// Entry is the BSP's register state at the kernel's entry point, as
 // plain data: vmm copies it into KVM_SET_REGS / KVM_SET_SREGS (every
 // Segment field maps 1:1 onto struct kvm_segment; unusable = 0). Registers
 // not named here are zero. Application processors get no state from boot:
 // they wait for INIT/SIPI from the guest.
 type Entry struct {
-	// General registers: RIP is the 64-bit entry (load address + 0x200),
-	// RSI the zero page, RSP a small boot stack, RFLAGS 0x2 (interrupts
-	// off).
-	RIP, RSP, RSI, RFLAGS uint64
-	// Control registers and EFER for long mode with paging: CR0 PE|ET|NE|PG,
-	// CR3 the PML4, CR4 PAE, EFER LME|LMA.
+	// General registers. The 64-bit entry: RIP the 64-bit entry point
+	// (bzImage: load address + 0x200; ELF: startup_64), RSI the zero
+	// page, RBX 0. The PVH entry: RIP the PVH entry point, RBX the
+	// hvm_start_info, RSI 0. Both: RSP a small boot stack, RFLAGS 0x2
+	// (interrupts off).
+	RIP, RSP, RSI, RBX, RFLAGS uint64
+	// Control registers and EFER. The 64-bit entry: long mode with
+	// paging, CR0 PE|ET|NE|PG, CR3 the PML4, CR4 PAE, EFER LME|LMA. The
+	// PVH entry: 32-bit protected mode without paging, CR0 PE|ET, the
+	// others 0.
 	CR0, CR3, CR4, EFER uint64
 	// GDT and IDT registers.
 	GDT, IDT DescriptorTable
-	// Segment registers: CS = __BOOT_CS (0x10, 64-bit code), the data
-	// segments = __BOOT_DS (0x18), TR a 64-bit TSS at selector 0x20.
+	// Segment registers: CS = __BOOT_CS (0x10, 64-bit code) or, for PVH,
+	// the flat 32-bit code segment (0x08); the data segments = __BOOT_DS
+	// (0x18, flat 4 GiB); TR a busy TSS at selector 0x20.
 	CS, DS, ES, FS, GS, SS, TR Segment
 
 	// Placement records where Load put things, for logs and tests.
@@ -117,8 +126,22 @@ func entryState(rip uint64) Entry {
 	}
 }
 
+// pvhEntryState is the PVH boot ABI's entry state: 32-bit protected
+// mode, paging off (CR0 PE only, besides the hard-wired ET; CR4 and EFER
+// 0), flat 4 GiB code and data segments, a 32-bit busy TSS with limit
+// 0x67, EFLAGS with IF, TF and VM clear, and EBX the guest-physical
+// address of struct hvm_start_info. The kernel sets up its own stack, GDT,
+// IDT and page tables; Flint's GDT is still loaded, for the selectors.
+func pvhEntryState(rip uint64) Entry {
+	e := entryState(rip)
+	e.RSI, e.RBX = 0, PVHStartInfoAddr
+	e.CR0, e.CR3, e.CR4, e.EFER = CR0PE|CR0ET, 0, 0, 0
+	e.CS = code32Segment
+	return e
+}
+
 const (
-	gdtSize = 6 * 8 // null, null, code, data, 16-byte TSS descriptor
+	gdtSize = 6 * 8 // null, 32-bit code, 64-bit code, data, 16-byte TSS descriptor
 	idtSize = 16    // one empty 64-bit gate: any exception triple-faults
 )
 
@@ -126,6 +149,7 @@ const (
 // (PML4, one PDPT, four page directories of 2 MiB pages).
 func writeCPUTables(m *mem.Memory) error {
 	gdt := make([]byte, gdtSize)
+	le.PutUint64(gdt[SelectorCode32:], code32Segment.Descriptor())
 	le.PutUint64(gdt[SelectorCode:], codeSegment.Descriptor())
 	le.PutUint64(gdt[SelectorData:], dataSegment.Descriptor())
 	le.PutUint64(gdt[SelectorTSS:], tssSegment.Descriptor()) // upper 8 bytes: base[63:32] = 0

@@ -1,12 +1,19 @@
-// Package boot puts a Linux x86-64 bzImage into guest memory and describes
-// the machine to it, so that the VMM can enter the kernel's 64-bit entry
-// point directly: no firmware, no real mode on the BSP. It owns the setup
-// header parser, the zero page (boot_params: setup header, command line,
-// initrd, e820 map), the boot GDT, IDT and identity-mapping page tables, and
-// the BSP's entry register state (Entry). ACPI tables come from boot/acpi.
+// Package boot puts a Linux x86-64 kernel into guest memory and describes
+// the machine to it, so that the VMM can enter the kernel directly: no
+// firmware, no real mode on the BSP. Kernels come as a bzImage or as a
+// 64-bit ELF vmlinux (what Firecracker boots), told apart by the ELF
+// magic. It owns the setup header parser, the ELF program-header loader and
+// its PVH note, the zero page (boot_params: setup header, command line,
+// initrd, e820 map), the PVH boot ABI's hvm_start_info, the boot GDT, IDT
+// and identity-mapping page tables, and the BSP's entry register state
+// (Entry) for both entry paths: the 64-bit Linux boot protocol (long mode,
+// RSI = zero page) and, for an ELF vmlinux with the PVH note, the PVH entry
+// (32-bit protected mode, EBX = hvm_start_info). ACPI tables come from
+// boot/acpi.
 //
-// Usage (vmm): m := mem.New(size); e, err := boot.Load(m, boot.Config{...});
-// then set the BSP's registers from e (RIP, RSI, RSP, RFLAGS, CR0/3/4,
+// Usage (vmm): CheckKernel(image, memSize, entry) while validating; then
+// m := mem.New(size); e, err := boot.Load(m, boot.Config{...});
+// then set the BSP's registers from e (RIP, RSI, RBX, RSP, RFLAGS, CR0/3/4,
 // EFER, GDT, IDT, CS..SS, TR) and run. errors.Is(err, ErrInvalidKernel) or
 // errors.Is(err, ErrBootConfig) mark user errors.
 //
@@ -17,12 +24,17 @@
 //
 //	0x00000-0x004ff  real-mode IVT and BIOS data area (zeroed)
 //	0x00500          GDT (48 bytes), IDT at 0x540 (16 bytes)
-//	0x07000          zero page (boot_params, 4 KiB)
+//	0x07000          zero page (boot_params, 4 KiB), or for the PVH entry
+//	                 hvm_start_info, its module list (0x7040), memory map (0x7080)
 //	0x08000-0x08ff0  boot stack (RSP = 0x8ff0)
 //	0x09000          PML4, 0xa000 PDPT, 0xb000-0xefff page directories
 //	0x20000-0x2ffff  kernel command line
 //	0x9fc00-0xfffff  reserved (EBDA, VGA, BIOS); ACPI tables at 0xe0000
-//	0x100000         protected-mode kernel; 64-bit entry at 0x100200
+//	0x100000         bzImage protected-mode kernel; 64-bit entry at 0x100200
+//
+// An ELF vmlinux is loaded by its PT_LOAD program headers at their physical
+// addresses (16 MiB up for Linux), each checked to stay clear of the areas
+// above and inside the low RAM region.
 //
 // The kernel relocates itself to max(pref_address, 1 MiB rounded up to
 // kernel_alignment) (16 MiB for Debian kernels) and needs init_size bytes
@@ -95,7 +107,8 @@ func configErr(kind error, format string, args ...any) error {
 
 // Config is what to boot.
 type Config struct {
-	// Kernel is the whole bzImage file.
+	// Kernel is the whole kernel file: a bzImage, or a 64-bit ELF vmlinux
+	// (told apart by the ELF magic).
 	Kernel []byte
 	// Initrd is the initial ramdisk (optional).
 	Initrd []byte
@@ -109,14 +122,23 @@ type Config struct {
 	// Without ACPI the guest finds no interrupt controller description and
 	// one CPU; boot it with "acpi=off" then.
 	ACPI *acpi.Config
+	// Entry chooses the entry path (EntryAuto: PVH when an ELF kernel has
+	// the PVH note, else the 64-bit entry).
+	Entry EntryPath
 }
 
 // Placement says where Load put the pieces.
 type Placement struct {
-	// Header is the parsed setup header of the kernel.
+	// Header is the parsed setup header of a bzImage; for an ELF vmlinux
+	// the header Flint writes into the zero page in its place.
 	Header *SetupHeader
-	// KernelAddr..KernelLoadEnd holds the protected-mode code as loaded;
-	// the kernel runs at RunAddr and needs RAM up to KernelEnd.
+	// Format is FormatBzImage or FormatELF; EntryPath the path taken
+	// (EntryPVH or EntryLinux64).
+	Format    string
+	EntryPath EntryPath
+	// KernelAddr..KernelLoadEnd holds the protected-mode code as loaded
+	// (an ELF kernel: its lowest and highest segment addresses); the
+	// kernel runs at RunAddr and needs RAM up to KernelEnd.
 	KernelAddr, KernelLoadEnd, RunAddr, KernelEnd uint64
 	// InitrdAddr and InitrdSize are zero without an initrd.
 	InitrdAddr, InitrdSize uint64
@@ -127,31 +149,44 @@ type Placement struct {
 }
 
 // Load validates cfg, copies the kernel, initrd and command line into m,
-// builds the zero page, page tables, GDT and (optionally) ACPI tables, and
-// returns the BSP's entry state. Nothing is written unless every check
-// passes. m must have RAM from address 0 past the kernel's needs (68-80 MiB
-// for Debian 6.1 kernels: 16 MiB + init_size), plus the initrd.
+// builds the zero page (or, for the PVH entry, the hvm_start_info), page
+// tables, GDT and (optionally) ACPI tables, and returns the BSP's entry
+// state. Nothing is written unless every check passes. m must have RAM
+// from address 0 past the kernel's needs (68-80 MiB for Debian 6.1
+// bzImages: 16 MiB + init_size; a vmlinux needs its segments' end), plus
+// the initrd.
 func Load(m *mem.Memory, cfg Config) (*Entry, error) {
-	h, err := ParseSetupHeader(cfg.Kernel)
-	if err != nil {
+	var (
+		h   *SetupHeader
+		k   *ELFKernel
+		p   Placement
+		err error
+	)
+	if IsELF(cfg.Kernel) {
+		if k, err = ParseELF(cfg.Kernel); err != nil {
+			return nil, err
+		}
+		h = elfSetupHeader(k)
+	} else if h, err = ParseSetupHeader(cfg.Kernel); err != nil {
 		return nil, err
 	}
 	lowEnd, err := lowMemoryEnd(m)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkCmdline(cfg.Cmdline, h); err != nil {
+	if k != nil {
+		if err := k.checkPlacement(lowEnd); err != nil {
+			return nil, err
+		}
+		p = Placement{Header: h, Format: FormatELF, KernelAddr: k.Start, KernelLoadEnd: k.End, RunAddr: k.Start, KernelEnd: k.End}
+	} else if p, err = placeBzImage(h, len(cfg.Kernel), lowEnd); err != nil {
 		return nil, err
 	}
-	p := Placement{Header: h, KernelAddr: KernelAddr}
-	payload := cfg.Kernel[h.SetupSize():]
-	p.KernelLoadEnd = KernelAddr + uint64(len(payload))
-	p.RunAddr = h.runAddress(KernelAddr)
-	p.KernelEnd = max(p.KernelLoadEnd, p.RunAddr+uint64(h.InitSize))
-	if p.KernelEnd > lowEnd {
-		return nil, configErr(ErrNoFit,
-			"kernel needs guest RAM up to %s (%d bytes loaded at %#x, init_size %s at %#x), but RAM below the %#x hole ends at %s",
-			mib(p.KernelEnd), len(payload), KernelAddr, mib(uint64(h.InitSize)), p.RunAddr, mem.MMIOHoleStart, mib(lowEnd))
+	if p.EntryPath, err = resolveEntry(cfg.Entry, k); err != nil {
+		return nil, err
+	}
+	if err := checkCmdline(cfg.Cmdline, h); err != nil {
+		return nil, err
 	}
 	if n := uint64(len(cfg.Initrd)); n > 0 {
 		limit := min(lowEnd, uint64(h.InitrdAddrMax)+1)
@@ -180,13 +215,27 @@ func Load(m *mem.Memory, cfg Config) (*Entry, error) {
 	if p.E820, err = E820Map(m); err != nil {
 		return nil, err
 	}
+	bootInfo, bootInfoAddr := []byte(nil), ZeroPageAddr
+	if p.EntryPath == EntryPVH {
+		if bootInfo, err = pvhStartInfo(&p); err != nil {
+			return nil, err
+		}
+		bootInfoAddr = PVHStartInfoAddr
+	} else {
+		bootInfo = zeroPage(h, &p)
+	}
 
 	// All checks passed; write guest memory.
 	if err := clearLowMemory(m); err != nil {
 		return nil, err
 	}
-	if err := m.Write(KernelAddr, payload); err != nil {
-		return nil, fmt.Errorf("boot: writing kernel: %w", err)
+	if k != nil {
+		err = k.write(m, cfg.Kernel)
+	} else if err = m.Write(KernelAddr, cfg.Kernel[h.SetupSize():]); err != nil {
+		err = fmt.Errorf("boot: writing kernel: %w", err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if p.InitrdSize > 0 {
 		if err := m.Write(p.InitrdAddr, cfg.Initrd); err != nil {
@@ -201,15 +250,40 @@ func Load(m *mem.Memory, cfg Config) (*Entry, error) {
 			return nil, err
 		}
 	}
-	if err := m.Write(ZeroPageAddr, zeroPage(h, &p)); err != nil {
-		return nil, fmt.Errorf("boot: writing zero page: %w", err)
+	if err := m.Write(bootInfoAddr, bootInfo); err != nil {
+		return nil, fmt.Errorf("boot: writing the %s boot information: %w", p.EntryPath, err)
 	}
 	if err := writeCPUTables(m); err != nil {
 		return nil, fmt.Errorf("boot: writing GDT and page tables: %w", err)
 	}
-	e := entryState(KernelAddr + Entry64Offset)
+	var e Entry
+	switch {
+	case p.EntryPath == EntryPVH:
+		e = pvhEntryState(k.PVHEntry)
+	case k != nil:
+		e = entryState(k.Entry64)
+	default:
+		e = entryState(KernelAddr + Entry64Offset)
+	}
 	e.Placement = p
 	return &e, nil
+}
+
+// placeBzImage places a bzImage of fileSize bytes: its protected-mode code
+// at KernelAddr, running at its run address with init_size bytes there,
+// all below lowEnd.
+func placeBzImage(h *SetupHeader, fileSize int, lowEnd uint64) (Placement, error) {
+	p := Placement{Header: h, Format: FormatBzImage, KernelAddr: KernelAddr}
+	payload := uint64(fileSize - h.SetupSize())
+	p.KernelLoadEnd = KernelAddr + payload
+	p.RunAddr = h.runAddress(KernelAddr)
+	p.KernelEnd = max(p.KernelLoadEnd, p.RunAddr+uint64(h.InitSize))
+	if p.KernelEnd > lowEnd {
+		return p, configErr(ErrNoFit,
+			"kernel needs guest RAM up to %s (%d bytes loaded at %#x, init_size %s at %#x), but RAM below the %#x hole ends at %s",
+			mib(p.KernelEnd), payload, KernelAddr, mib(uint64(h.InitSize)), p.RunAddr, mem.MMIOHoleStart, mib(lowEnd))
+	}
+	return p, nil
 }
 
 // lowMemoryEnd returns the end of the RAM region at guest address 0, which
@@ -261,7 +335,7 @@ func zeroPage(h *SetupHeader, p *Placement) []byte {
 	// LOADED_HIGH only: no heap (real-mode setup is skipped), segments
 	// are reloaded by the kernel, messages are not quieted.
 	zp[offLoadFlags] = LoadedHigh
-	le.PutUint32(zp[offCode32Start:], uint32(KernelAddr))
+	le.PutUint32(zp[offCode32Start:], uint32(p.KernelAddr))
 	le.PutUint16(zp[offHeapEndPtr:], 0)
 	zp[zpExtLoaderVer], zp[zpExtLoaderVer+1] = 0, 0
 	le.PutUint32(zp[offCmdLinePtr:], uint32(CmdlineAddr))

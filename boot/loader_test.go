@@ -197,8 +197,11 @@ func checkGDT(t *testing.T, m *mem.Memory, e *Entry) {
 	if d := u64(t, m, GDTAddr+SelectorTSS); d != 0x00008b0000000067 {
 		t.Errorf("TSS descriptor %#x", d)
 	}
-	if u64(t, m, GDTAddr) != 0 || u64(t, m, GDTAddr+8) != 0 {
-		t.Error("null descriptors not null")
+	if d := u64(t, m, GDTAddr+SelectorCode32); d != 0x00cf9b000000ffff {
+		t.Errorf("32-bit code descriptor %#x", d)
+	}
+	if u64(t, m, GDTAddr) != 0 {
+		t.Error("null descriptor not null")
 	}
 	if e.CS.Selector != 0x10 || e.CS.L != 1 || e.CS.DB != 0 || e.CS.Type != 0xb || e.CS.Limit != 0xffffffff {
 		t.Errorf("CS %+v", e.CS)
