@@ -43,7 +43,7 @@ func setEntryState(v *kvm.VCPU, e *boot.Entry) error {
 	if err := v.SetSregs(s); err != nil {
 		return err
 	}
-	return v.SetRegs(kvm.Regs{RIP: e.RIP, RSP: e.RSP, RSI: e.RSI, RFLAGS: e.RFLAGS})
+	return v.SetRegs(kvm.Regs{RIP: e.RIP, RSP: e.RSP, RSI: e.RSI, RBX: e.RBX, RFLAGS: e.RFLAGS})
 }
 
 func kvmSegment(s boot.Segment) kvm.Segment {
