@@ -1,0 +1,110 @@
+package vsock
+
+import (
+	"sync/atomic"
+
+	"github.com/flintvm/flint/virtio"
+)
+
+// Stats are the device's counters. They accumulate over the device's
+// life (Reset keeps them) and are updated atomically.
+type Stats struct {
+	// TxPackets and TxBytes count well-formed guest packets and their
+	// payload bytes (guest -> host).
+	TxPackets, TxBytes uint64
+	// RxPackets and RxBytes count packets and payload bytes delivered to
+	// the guest.
+	RxPackets, RxBytes uint64
+	// ConnsGuest and ConnsHost count connections opened by the guest and
+	// by host processes (CONNECT).
+	ConnsGuest, ConnsHost uint64
+	// ConnsRefused counts connections refused: nothing listening on the
+	// host, the guest's RST or silence, a bad CONNECT line, the cap.
+	ConnsRefused uint64
+	// ConnsReset counts connections the guest reset.
+	ConnsReset uint64
+	// ConnsClosed counts connections removed, for any reason.
+	ConnsClosed uint64
+	// BadPackets counts packets answered with RST: malformed headers,
+	// packets for no connection or the wrong state.
+	BadPackets uint64
+	// CreditViolations counts data beyond the credit the device gave.
+	CreditViolations uint64
+	// RSTSent counts RSTs sent; RSTDropped those dropped (queue full).
+	RSTSent, RSTDropped uint64
+	// HostErrors counts unix socket reads and writes that failed.
+	HostErrors uint64
+	// AcceptErrors counts failed accepts on the listener.
+	AcceptErrors uint64
+	// BadChains counts chains with buffers of the wrong direction or too
+	// small for a header (completed with used length 0).
+	BadChains uint64
+	// Malformed counts chains the queues rejected.
+	Malformed uint64
+	// Interrupts counts used-buffer notifications sent.
+	Interrupts uint64
+	// Broken counts queues the driver broke.
+	Broken uint64
+}
+
+type counter int
+
+const (
+	cTxPackets counter = iota
+	cTxBytes
+	cRxPackets
+	cRxBytes
+	cConnsGuest
+	cConnsHost
+	cConnsRefused
+	cConnsReset
+	cConnsClosed
+	cBadPackets
+	cCreditViolations
+	cRSTSent
+	cRSTDropped
+	cHostErrors
+	cAcceptErrors
+	cBadChains
+	cMalformed
+	cInterrupts
+	cBroken
+	numCounters
+)
+
+type counters [numCounters]atomic.Uint64
+
+func (c *counters) inc(i counter)           { c[i].Add(1) }
+func (c *counters) add(i counter, n uint64) { c[i].Add(n) }
+
+func name(n string, f func(s *Stats) *uint64) virtio.Named[Stats] { return virtio.Name(n, n, f) }
+
+// names is the one place that names each Stats field (TestCountersNamed
+// checks it covers Stats).
+var names = [numCounters]virtio.Named[Stats]{
+	cTxPackets:        name("tx_packets", func(s *Stats) *uint64 { return &s.TxPackets }),
+	cTxBytes:          name("tx_bytes", func(s *Stats) *uint64 { return &s.TxBytes }),
+	cRxPackets:        name("rx_packets", func(s *Stats) *uint64 { return &s.RxPackets }),
+	cRxBytes:          name("rx_bytes", func(s *Stats) *uint64 { return &s.RxBytes }),
+	cConnsGuest:       name("conns_guest", func(s *Stats) *uint64 { return &s.ConnsGuest }),
+	cConnsHost:        name("conns_host", func(s *Stats) *uint64 { return &s.ConnsHost }),
+	cConnsRefused:     name("conns_refused", func(s *Stats) *uint64 { return &s.ConnsRefused }),
+	cConnsReset:       name("conns_reset", func(s *Stats) *uint64 { return &s.ConnsReset }),
+	cConnsClosed:      name("conns_closed", func(s *Stats) *uint64 { return &s.ConnsClosed }),
+	cBadPackets:       name("bad_packets", func(s *Stats) *uint64 { return &s.BadPackets }),
+	cCreditViolations: name("credit_violations", func(s *Stats) *uint64 { return &s.CreditViolations }),
+	cRSTSent:          name("rst_sent", func(s *Stats) *uint64 { return &s.RSTSent }),
+	cRSTDropped:       name("rst_dropped", func(s *Stats) *uint64 { return &s.RSTDropped }),
+	cHostErrors:       name("host_errors", func(s *Stats) *uint64 { return &s.HostErrors }),
+	cAcceptErrors:     name("accept_errors", func(s *Stats) *uint64 { return &s.AcceptErrors }),
+	cBadChains:        name("bad_chains", func(s *Stats) *uint64 { return &s.BadChains }),
+	cMalformed:        name("malformed_chains", func(s *Stats) *uint64 { return &s.Malformed }),
+	cInterrupts:       name("interrupts", func(s *Stats) *uint64 { return &s.Interrupts }),
+	cBroken:           name("broken_queues", func(s *Stats) *uint64 { return &s.Broken }),
+}
+
+// Counters lists every field of s with its names, in a fixed order.
+func (s *Stats) Counters() []virtio.Counter { return virtio.Counters(s, names[:]) }
+
+// Stats returns a snapshot of the counters.
+func (d *Device) Stats() Stats { return virtio.Snapshot(names[:], d.stats[:]) }
