@@ -4,8 +4,10 @@ package vmm
 // fragment, and attaching a drive (on the transport virtio.go builds).
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/flintvm/flint/configs"
@@ -159,45 +161,57 @@ func vdName(i int) string {
 	return "vd" + string(b)
 }
 
-// limiterFor builds the drive's rate limiter, nil when it limits nothing.
-func limiterFor(c *ratelimit.Config) (*ratelimit.Limiter, error) {
+// limiterFor builds a device's rate limiter: nil when it limits nothing,
+// unless patchable asks for one anyway (an unlimited limiter that
+// Update can set later: Config.PatchableLimiters).
+func limiterFor(c *ratelimit.Config, patchable bool) (*ratelimit.Limiter, error) {
 	if c == nil || c.Unlimited() {
-		return nil, nil
+		if !patchable {
+			return nil, nil
+		}
+		c = &ratelimit.Config{}
 	}
 	return ratelimit.New(*c, nil)
 }
 
 // addDrive opens d's image and puts a virtio-blk device for it on d's
 // transport, like addNetDevice does for an interface. The caller keeps
-// the device and calls Close on it after the vCPUs have stopped (see
-// closeDrives); that resets the device and closes the image.
-func (m *Machine) addDrive(d DriveConfig) (*blk.Device, error) {
+// the device and its transport and closes both after the vCPUs have
+// stopped (closeDrives): the transport resets the device and releases
+// its kick eventfds, then the device closes the image.
+func (m *Machine) addDrive(d DriveConfig) (*blk.Device, virtioTransport, error) {
 	if err := d.Validate(); err != nil {
-		return nil, &ConfigError{Err: err}
+		return nil, nil, &ConfigError{Err: err}
 	}
-	lim, err := limiterFor(d.RateLimit)
+	lim, err := limiterFor(d.RateLimit, m.cfg.PatchableLimiters)
 	if err != nil {
-		return nil, &ConfigError{Err: err}
+		return nil, nil, &ConfigError{Err: err}
 	}
 	dev, err := blk.Open(d.Path, blk.Options{ID: d.ID, ReadOnly: d.ReadOnly,
 		Writeback: d.CacheType == CacheWriteback, Limiter: lim})
 	if err != nil {
-		return nil, fmt.Errorf("drive %s: %w", d.ID, err)
+		return nil, nil, fmt.Errorf("drive %s: %w", d.ID, err)
 	}
-	if _, err := m.attachVirtio(dev, configs.Transport(d.Transport), "drive", d.ID); err != nil {
+	tr, err := m.attachVirtio(dev, configs.Transport(d.Transport), "drive", d.ID)
+	if err != nil {
 		dev.Close()
-		return nil, fmt.Errorf("drive %s: %w", d.ID, err)
+		return nil, nil, fmt.Errorf("drive %s: %w", d.ID, err)
 	}
 	m.log.Info("virtio-blk device", "drive", d.ID, "path", d.Path, "transport", d.Transport,
 		"sectors", dev.Capacity(), "read_only", d.ReadOnly, "cache", d.CacheType, "rate_limited", lim != nil)
-	return dev, nil
+	return dev, tr, nil
 }
 
-// closeDrives logs each drive's counters and closes it (reset, then the
-// image). Call it after the vCPUs have stopped, before guest memory is
-// unmapped.
-func closeDrives(log *slog.Logger, drives []*blk.Device, ids []string) {
+// closeDrives logs each drive's counters and closes it: its transport
+// first (which resets the device and releases the kick eventfds; issue
+// 13 finding 10: it used to be dropped, leaking them per VM), then the
+// device (the image). Call it after the vCPUs have stopped, before guest
+// memory is unmapped. trs[i] is drives[i]'s transport (nil: none).
+func closeDrives(log *slog.Logger, drives []*blk.Device, ids []string, trs []virtioTransport) {
 	for i, d := range drives {
+		if i < len(trs) && trs[i] != nil {
+			trs[i].Close()
+		}
 		if d == nil {
 			continue
 		}
@@ -208,6 +222,53 @@ func closeDrives(log *slog.Logger, drives []*blk.Device, ids []string) {
 		logDriveStats(log, slog.LevelInfo, "exit", id, d)
 		d.Close()
 	}
+}
+
+// UpdateDrive changes the running drive id, as the API's PATCH
+// /drives/{id} does: path, when not empty, becomes its image (see
+// blk.Device.ReplaceImage: same size, swapped atomically under in-flight
+// requests), and rl, when not nil, its rate limiter (both buckets start
+// over full). Both are checked before either changes. A rate limiter
+// needs Config.PatchableLimiters or a limiter configured at start.
+func (m *Machine) UpdateDrive(id, path string, rl *ratelimit.Config) error {
+	m.dumpMu.Lock() // Close marks the devices closed under it
+	defer m.dumpMu.Unlock()
+	if m.devicesClosed {
+		return errors.New("the VM has stopped")
+	}
+	i := slices.Index(m.driveIDs, id)
+	if i < 0 || i >= len(m.drives) {
+		return fmt.Errorf("no drive %q", id)
+	}
+	dev := m.drives[i]
+	if err := checkPatchLimiter("rate_limiter", dev.Limiter(), rl); err != nil {
+		return err
+	}
+	if path != "" {
+		if err := dev.ReplaceImage(path); err != nil {
+			return err
+		}
+		m.log.Info("virtio-blk image replaced", "drive", id, "path", path)
+	}
+	if rl != nil {
+		return dev.Limiter().Update(*rl) // checked above: cannot fail
+	}
+	return nil
+}
+
+// checkPatchLimiter checks that rl (nil: no change) can replace lim's
+// configuration; key names the limiter in errors.
+func checkPatchLimiter(key string, lim *ratelimit.Limiter, rl *ratelimit.Config) error {
+	switch {
+	case rl == nil:
+		return nil
+	case lim == nil:
+		return fmt.Errorf("%s: the device was built without a rate limiter, so none can be set while it runs (vmm.Config.PatchableLimiters)", key)
+	}
+	if err := rl.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
 }
 
 // logDriveStats logs one drive's counters.

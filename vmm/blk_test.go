@@ -111,17 +111,19 @@ func TestDrivesOnPCIAndMMIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	pciDrive, err := m.addDrive(DriveConfig{ID: "root", Path: img, Root: true, CacheType: CacheWriteback,
+	pciDrive, pciTr, err := m.addDrive(DriveConfig{ID: "root", Path: img, Root: true, CacheType: CacheWriteback,
 		RateLimit: &ratelimit.Config{Ops: ratelimit.BucketConfig{Size: 100, RefillTime: 10}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pciDrive.Close()
-	mmioDrive, err := m.addDrive(DriveConfig{ID: "data", Path: img, ReadOnly: true, Transport: "mmio"})
+	defer pciTr.Close()
+	mmioDrive, mmioTr, err := m.addDrive(DriveConfig{ID: "data", Path: img, ReadOnly: true, Transport: "mmio"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mmioDrive.Close()
+	defer mmioTr.Close()
 	if pciDrive.Capacity() != 2048 || pciDrive.Limiter() == nil || !mmioDrive.ReadOnly() || mmioDrive.Limiter() != nil {
 		t.Fatal("drive options not applied")
 	}
@@ -143,13 +145,13 @@ func TestDrivesOnPCIAndMMIO(t *testing.T) {
 		t.Errorf("ACPI devices %+v, INTx %+v", m.acpiDevices, m.pciINTx)
 	}
 	// A bad image is an error naming the drive, and attaches nothing.
-	if _, err := m.addDrive(DriveConfig{ID: "bad", Path: filepath.Join(dir, "missing")}); err == nil || !strings.Contains(err.Error(), "bad") {
+	if _, _, err := m.addDrive(DriveConfig{ID: "bad", Path: filepath.Join(dir, "missing")}); err == nil || !strings.Contains(err.Error(), "bad") {
 		t.Errorf("missing image: %v", err)
 	}
 	if m.mmioSlots != 1 || m.pciSlots != 1 {
 		t.Errorf("slots used: mmio %d pci %d", m.mmioSlots, m.pciSlots)
 	}
-	closeDrives(m.log, nil, nil)
+	closeDrives(m.log, nil, nil, nil)
 }
 
 // hasPCIFunction reports whether a function on bus 0 answers vendor and

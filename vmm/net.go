@@ -1,10 +1,12 @@
 package vmm
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"net"
+	"slices"
 
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/net/tap"
@@ -31,6 +33,7 @@ type netDevice struct {
 	tap       *tap.Tap
 	dev       *netdev.Device
 	transport virtioTransport
+	rx, tx    *ratelimit.Limiter // the device's limiters (nil: none)
 }
 
 // netFeatures maps an interface's switches onto the device's feature bits.
@@ -90,11 +93,10 @@ func (m *Machine) addNetDevices() error {
 }
 
 func (m *Machine) addNetDevice(n configs.NetInterface) error {
-	t, dev, err := openNetDevice(n)
+	nd, err := openNetDeviceWith(n, m.cfg.PatchableLimiters)
 	if err != nil {
 		return err
 	}
-	nd := &netDevice{cfg: n, tap: t, dev: dev}
 	m.nets = append(m.nets, nd)
 	mac := macFor(n)
 	tr, err := m.attachVirtio(nd.dev, n.Transport, "tap", n.TAP)
@@ -111,25 +113,33 @@ func (m *Machine) addNetDevice(n configs.NetInterface) error {
 // the virtio-net device on it, offloads following what the guest acks. The
 // caller closes the TAP after the device has been reset.
 func openNetDevice(n configs.NetInterface) (*tap.Tap, *netdev.Device, error) {
-	t, err := tap.Open(tap.Options{Name: n.TAP, Mode: tap.OpenOrCreate})
+	nd, err := openNetDeviceWith(n, false)
 	if err != nil {
 		return nil, nil, err
+	}
+	return nd.tap, nd.dev, nil
+}
+
+// openNetDeviceWith is openNetDevice, with rate limiters on the device
+// even when n has none if patchable (Config.PatchableLimiters).
+func openNetDeviceWith(n configs.NetInterface, patchable bool) (*netDevice, error) {
+	rx, err := limiterFor(RateLimitConfig(n.RxRateLimiter), patchable)
+	if err != nil {
+		return nil, fmt.Errorf("rx_rate_limiter: %w", err)
+	}
+	tx, err := limiterFor(RateLimitConfig(n.TxRateLimiter), patchable)
+	if err != nil {
+		return nil, fmt.Errorf("tx_rate_limiter: %w", err)
+	}
+	t, err := tap.Open(tap.Options{Name: n.TAP, Mode: tap.OpenOrCreate})
+	if err != nil {
+		return nil, err
 	}
 	if cur, err := t.MTU(); err == nil && cur != n.MTU {
 		if err := t.SetMTU(n.MTU); err != nil {
 			t.Close()
-			return nil, nil, fmt.Errorf("setting the TAP's MTU to %d: %w", n.MTU, err)
+			return nil, fmt.Errorf("setting the TAP's MTU to %d: %w", n.MTU, err)
 		}
-	}
-	rx, err := limiterFor(RateLimitConfig(n.RxRateLimiter))
-	if err != nil {
-		t.Close()
-		return nil, nil, fmt.Errorf("rx_rate_limiter: %w", err)
-	}
-	tx, err := limiterFor(RateLimitConfig(n.TxRateLimiter))
-	if err != nil {
-		t.Close()
-		return nil, nil, fmt.Errorf("tx_rate_limiter: %w", err)
 	}
 	dev, err := netdev.New(t.Queue(0), netdev.Options{
 		RxLimiter: rx,
@@ -144,9 +154,42 @@ func openNetDevice(n configs.NetInterface) (*tap.Tap, *netdev.Device, error) {
 	})
 	if err != nil {
 		t.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return t, dev, nil
+	return &netDevice{cfg: n, tap: t, dev: dev, rx: rx, tx: tx}, nil
+}
+
+// UpdateNetInterface gives the running interface id (its iface_id, or
+// its TAP's name for a --net interface) new rate limiters, as the API's
+// PATCH /network-interfaces/{id} does: rx and tx, when not nil, replace
+// the configuration in force (both buckets start over full). Both are
+// checked before either changes. It needs Config.PatchableLimiters or
+// limiters configured at start. A device waiting out the old limiter's
+// delay resumes when that delay ends.
+func (m *Machine) UpdateNetInterface(id string, rx, tx *ratelimit.Config) error {
+	m.dumpMu.Lock() // Close marks the devices closed under it
+	defer m.dumpMu.Unlock()
+	if m.devicesClosed {
+		return errors.New("the VM has stopped")
+	}
+	i := slices.IndexFunc(m.nets, func(nd *netDevice) bool { return nd.cfg.ID == id || nd.cfg.ID == "" && nd.cfg.TAP == id })
+	if i < 0 {
+		return fmt.Errorf("no network interface %q", id)
+	}
+	nd := m.nets[i]
+	if err := checkPatchLimiter("rx_rate_limiter", nd.rx, rx); err != nil {
+		return err
+	}
+	if err := checkPatchLimiter("tx_rate_limiter", nd.tx, tx); err != nil {
+		return err
+	}
+	if rx != nil {
+		nd.rx.Update(*rx) // checked above: cannot fail
+	}
+	if tx != nil {
+		nd.tx.Update(*tx)
+	}
+	return nil
 }
 
 // RateLimitConfig converts a config file's rate limiter into the
