@@ -84,6 +84,11 @@ type Config struct {
 	// the exit device, the command's stream devices and the verdict's
 	// scanner are added, and RunCommand runs it.
 	Command *CommandConfig
+	// PatchableLimiters gives every drive and interface a rate limiter,
+	// unlimited where the config has none, so UpdateDrive and
+	// UpdateNetInterface can set one while the VM runs (the API's
+	// PATCH). Without it an unlimited device has none (no cost per I/O).
+	PatchableLimiters bool
 	// BeforeRun, when set, is called by Run once everything is set up,
 	// right before the vCPUs start (the CLI installs its seccomp filter
 	// there); an error stops the VM before the guest runs.
@@ -212,8 +217,9 @@ type Machine struct {
 	nets                []*netDevice
 	drives              []*blk.Device // in attach order, with driveIDs
 	driveIDs            []string
-	virtio              []virtioDev // every virtio device, for dumps (dump.go)
-	dumpMu              sync.Mutex  // a device dump holds it; Close sets devicesClosed under it
+	driveTrs            []virtioTransport // the drives' transports, closed before the drives
+	virtio              []virtioDev       // every virtio device, for dumps (dump.go)
+	dumpMu              sync.Mutex        // a device dump holds it; Close sets devicesClosed under it
 	devicesClosed       bool
 	mmioSlots, pciSlots int
 	acpiDevices         []acpi.Device
@@ -334,12 +340,13 @@ func (m *Machine) addDrives() error {
 		m.cfg.Cmdline = strings.TrimSpace(m.cfg.Cmdline + " " + ra)
 	}
 	for _, d := range orderDrives(m.cfg.Drives) {
-		dev, err := m.addDrive(d)
+		dev, tr, err := m.addDrive(d)
 		if err != nil {
 			return err
 		}
 		m.drives = append(m.drives, dev)
 		m.driveIDs = append(m.driveIDs, d.ID)
+		m.driveTrs = append(m.driveTrs, tr)
 	}
 	return nil
 }
@@ -447,8 +454,8 @@ func (m *Machine) Close() error {
 		m.closeMetrics()
 		m.closeNetDevices()
 		m.closeCommand()
-		closeDrives(m.log, m.drives, m.driveIDs)
-		m.drives = nil
+		closeDrives(m.log, m.drives, m.driveIDs, m.driveTrs)
+		m.drives, m.driveTrs = nil, nil
 		if m.irqs != nil {
 			m.irqs.close()
 		}
