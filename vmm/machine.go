@@ -37,12 +37,16 @@ const (
 
 // Config describes one VM. New validates it.
 type Config struct {
-	Kernel    []byte // the bzImage file
+	Kernel    []byte // the kernel file: a bzImage or a 64-bit ELF vmlinux
 	Initrd    []byte // optional initramfs
 	Cmdline   string // the kernel command line, used as given
 	CPUs      int
 	MemoryMiB int
 	Console   ConsoleSpec
+	// KernelEntry forces the entry path: boot.EntryPVH ("pvh") or
+	// boot.EntryLinux64 ("linux64"); empty: PVH for an ELF vmlinux with the
+	// PVH note, else the 64-bit Linux entry.
+	KernelEntry boot.EntryPath
 	// ConsoleLimit is how many bytes a "file:" console writes before the
 	// rest is dropped (logged once): 0 means DefaultConsoleLimit, a
 	// negative value no limit.
@@ -96,8 +100,9 @@ type Config struct {
 }
 
 // Validate checks the parts of c that need no devices: ranges, the console
-// spec, and that Kernel is a bzImage Flint can boot. New calls it before it
-// creates any VM resource.
+// spec, and that Kernel is a bzImage or ELF vmlinux Flint can boot in
+// MemoryMiB through KernelEntry. New calls it before it creates any VM
+// resource.
 func (c *Config) Validate() error {
 	if c.CPUs < 1 || c.CPUs > MaxCPUs {
 		return fmt.Errorf("cpus %d out of range [1, %d]", c.CPUs, MaxCPUs)
@@ -108,7 +113,7 @@ func (c *Config) Validate() error {
 	if len(c.Kernel) == 0 {
 		return errors.New("no kernel")
 	}
-	if _, err := boot.ParseSetupHeader(c.Kernel); err != nil {
+	if err := boot.CheckKernel(c.Kernel, uint64(c.MemoryMiB)<<20, c.KernelEntry); err != nil {
 		return err
 	}
 	if c.Initrd != nil && uint64(len(c.Initrd)) >= uint64(c.MemoryMiB)<<20 {
