@@ -162,6 +162,7 @@ func (m *Machine) loadKernel() (*boot.Entry, error) {
 		Cmdline: m.cmdline(),
 		CPUs:    m.cfg.CPUs,
 		ACPI:    m.acpiConfig(),
+		Entry:   m.cfg.KernelEntry,
 	})
 	if err != nil {
 		if errors.Is(err, boot.ErrInvalidKernel) || errors.Is(err, boot.ErrBootConfig) {
@@ -170,7 +171,7 @@ func (m *Machine) loadKernel() (*boot.Entry, error) {
 		return nil, err
 	}
 	pl := e.Placement
-	m.log.Info("kernel loaded", "protocol", pl.Header.Version, "kernel_end", pl.KernelEnd,
+	m.log.Info("kernel loaded", "format", pl.Format, "entry", pl.EntryPath, "protocol", pl.Header.Version, "kernel_end", pl.KernelEnd,
 		"initrd_addr", pl.InitrdAddr, "initrd_size", pl.InitrdSize, "e820_entries", len(pl.E820))
 	return e, nil
 }
