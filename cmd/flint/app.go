@@ -53,10 +53,14 @@ type app struct {
 	// (seccomp.Install; tests that drive the CLI in-process record the
 	// mode instead: a filter would end the test binary).
 	installFilter func(seccomp.Mode) error
+	// launchCmd runs a command-mode VM (tests substitute it); stdin is
+	// the command's input when it is not a terminal.
+	launchCmd commandLauncher
+	stdin     *os.File
 }
 
 func newApp(stdout, stderr io.Writer, launch launcher) *app {
-	a := &app{stderr: stderr, newVM: newMachine, installFilter: seccomp.Install}
+	a := &app{stderr: stderr, newVM: newMachine, installFilter: seccomp.Install, launchCmd: launchCommand, stdin: os.Stdin}
 	a.cli = &cli.App{
 		Name:      "flint",
 		Usage:     "a lightweight KVM microVM monitor",
@@ -134,7 +138,8 @@ func runCommand(a *app, launch launcher) *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "boot a Linux kernel in a new microVM",
-		UsageText: "flint run {--kernel PATH | --config FILE | --api-sock PATH} [--initrd PATH] [--cmdline STR] [--cpus N] [--memory MiB] [--console stdio|none|file:PATH] [--net tap=NAME,...]...",
+		UsageText: "flint run {--kernel PATH | --config FILE | --api-sock PATH} [--initrd PATH] [--cmdline STR] [--cpus N] [--memory MiB] [--console stdio|stderr|none|file:PATH] [--net tap=NAME,...]...\n" +
+			"flint run --kernel PATH [--modules DIR] [--fail-on LIST] [--timeout D] [--idle-timeout D] [--report FILE] [--junit FILE] [flags] -- CMD [ARGS...]",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "a Firecracker-style JSON config file (see configs/examples); flags given on the command line override its values"},
 			&cli.StringFlag{Name: "api-sock", Usage: "serve Firecracker's REST API on this unix socket; without --config, wait for the client to configure the VM and send InstanceStart"},
@@ -143,26 +148,32 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line", Value: defaultCmdline, DefaultText: defaultCmdline},
 			&cli.IntFlag{Name: "cpus", Usage: fmt.Sprintf("vCPUs (1-%d)", vmm.MaxCPUs), Value: 1},
 			&cli.IntFlag{Name: "memory", Usage: "guest memory in MiB", Value: 256},
-			&cli.StringFlag{Name: "console", Usage: "serial console: stdio, none or file:PATH", Value: "stdio"},
+			&cli.StringFlag{Name: "console", Usage: "serial console: stdio, stderr (output only), none or file:PATH; in command mode the kernel log, default none (stdio means stderr)", Value: "stdio"},
 			&cli.Int64Flag{Name: "console-limit", Usage: "MiB a file: console may write before the rest of the guest's output is dropped (0: no limit)", Value: vmm.DefaultConsoleLimit >> 20},
 			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net interface bridged to a host TAP (repeatable): " +
 				"tap=NAME[,mac=MAC][,transport=pci|mmio][,mtu=N][,mrg_rxbuf=on|off][,tso=on|off][,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off]"},
 			&cli.StringFlag{Name: "exit-marker", Usage: "stop the VM with exit code 0 when the console prints this string; a guest that resets or powers off before printing it gives exit code 4"},
-			&cli.DurationFlag{Name: "timeout", Usage: "stop the VM with exit code 3 after this long (e.g. 60s); 0 means no limit"},
+			&cli.DurationFlag{Name: "timeout", Usage: "stop the VM with exit code 3 (124 in command mode) after this long (e.g. 60s); 0 means no limit"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (logs go to stderr)", Value: "warn"},
 			&cli.BoolFlag{Name: "timing", Usage: "print boot timing (first guest I/O, first console byte) to stderr on exit"},
 			&cli.BoolFlag{Name: "mmio-cmdline", Usage: "also describe virtio-mmio devices with virtio_mmio.device= on the kernel command line (kernels with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES and no ACPI)"},
-		}, seccompFlags()...),
+		}, append(seccompFlags(), commandFlags()...)...),
 		Action: func(c *cli.Context) error {
-			if cmd := afterDashDash(c, a.args); len(cmd) > 0 {
-				return usagef("run: a command after -- (%q) is not supported yet", cmd[0])
-			}
-			if err := noArgs(c); err != nil {
-				return err
+			cmd := afterDashDash(c, a.args)
+			if len(cmd) == 0 {
+				if err := noArgs(c); err != nil {
+					return err
+				}
+				if err := checkPlainRun(c); err != nil {
+					return err
+				}
 			}
 			before, err := a.seccompHook(c)
 			if err != nil {
 				return err
+			}
+			if len(cmd) > 0 {
+				return a.runCommandMode(c, cmd, before)
 			}
 			if sock := c.String("api-sock"); sock != "" {
 				// Every VM the API mode builds installs the filter as it starts.

@@ -1,0 +1,216 @@
+package main
+
+// Command mode: `flint run --kernel K [flags] -- CMD [ARGS...]` boots K
+// with a generated initramfs (guest.go), runs CMD in the guest and exits
+// with its status or one of Flint's codes (docs/command-mode.md).
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/agent"
+	"github.com/flintvm/flint/boot"
+	"github.com/flintvm/flint/vmm"
+	"github.com/flintvm/flint/vmm/verdict"
+)
+
+// commandCmdline is command mode's kernel command line: the serial
+// console (for the verdict's scanner), reboot through the keyboard
+// controller, verdict.KernelArgs (panic=-1: a panic ends the VM at once,
+// loglevel=5: warnings reach the console, printk timestamps), and the
+// agent as /init. --cmdline ARGS is appended (later arguments win).
+const commandCmdline = "console=ttyS0 reboot=k " + verdict.KernelArgs + " rdinit=/init"
+
+// commandOnlyFlags are the flags only command mode takes.
+var commandOnlyFlags = []string{"modules", "fail-on", "idle-timeout", "report", "junit", "no-host-root"}
+
+// commandFlags are `flint run`'s command-mode flags.
+func commandFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "modules", Usage: "command mode: the kernel's module directory (its /lib/modules/VERSION, e.g. unpacked from its package); default: /lib/modules/VERSION for the kernel's version"},
+		&cli.StringFlag{Name: "fail-on", Value: verdict.DefaultFailOn.String(), Usage: "command mode: kernel reports that fail the run (exit 121): comma-separated panic, oops, bug, warn, kasan, kfence, ubsan, lockdep, hung, lockup, rcu, all or none; -NAME removes one (all,-warn); a panic always fails"},
+		&cli.DurationFlag{Name: "idle-timeout", Usage: "command mode: end the run (exit 122) after this long without kernel console output, command output or agent progress; 0 means off"},
+		&cli.StringFlag{Name: "report", Usage: "command mode: write the run's verdict as JSON to this file (created when the run starts, written when it ends)"},
+		&cli.StringFlag{Name: "junit", Usage: "command mode: write the run's result as JUnit XML to this file"},
+		&cli.BoolFlag{Name: "no-host-root", Usage: "command mode: run the command in the initramfs's own root (the --initrd's files and Flint's) instead of the host's shared root"},
+	}
+}
+
+// commandLauncher builds and runs a command-mode VM (tests substitute it).
+// An error is a VM that could not be built.
+type commandLauncher func(cfg vmm.Config) (vmm.CommandResult, error)
+
+func launchCommand(cfg vmm.Config) (vmm.CommandResult, error) {
+	m, err := vmm.New(cfg)
+	if err != nil {
+		return vmm.CommandResult{}, err
+	}
+	res := m.RunCommand()
+	m.Close()
+	return res, nil
+}
+
+// checkPlainRun refuses command-mode flags on a plain `flint run`.
+func checkPlainRun(c *cli.Context) error {
+	for _, f := range commandOnlyFlags {
+		if c.IsSet(f) {
+			return usagef("run: --%s needs command mode: give the command after -- (flint run --kernel K --%s ... -- CMD [ARGS...])", f, f)
+		}
+	}
+	return nil
+}
+
+// runCommandMode is `flint run ... -- argv`.
+func (a *app) runCommandMode(c *cli.Context, argv []string, before func() error) error {
+	for _, f := range []string{"config", "api-sock", "exit-marker"} {
+		if c.IsSet(f) {
+			return usagef("run: --%s cannot be used with a command after --", f)
+		}
+	}
+	failOn, err := verdict.ParseFailOn(c.String("fail-on"))
+	if err != nil {
+		return usagef("--fail-on %q: %v", c.String("fail-on"), err)
+	}
+	idle := c.Duration("idle-timeout")
+	if idle < 0 {
+		return usagef("--idle-timeout %v: must not be negative", idle)
+	}
+	cfg, release, err := buildConfig(c, nil, "")
+	defer release()
+	if err != nil {
+		return err
+	}
+	switch {
+	case !c.IsSet("console"):
+		cfg.Console = "none"
+	case cfg.Console == "stdio":
+		cfg.Console = "stderr" // the command's streams own stdout; no console input
+	}
+	cfg.Cmdline = commandCmdline
+	if c.IsSet("cmdline") {
+		cfg.Cmdline += " " + c.String("cmdline")
+	}
+	kver, err := boot.KernelRelease(cfg.Kernel)
+	if err != nil && !c.IsSet("modules") {
+		return usagef("--kernel %s: cannot tell the kernel's version to find its modules (%v); give its module directory with --modules DIR", c.String("kernel"), err)
+	}
+	g := guest{argv: argv, kver: kver, modules: c.String("modules"), noHostRoot: true, stdin: a.stdinIsPipe()}
+	if err := g.prepare(&cfg); err != nil {
+		return err
+	}
+	var stdin io.Reader
+	if g.stdin {
+		stdin = agent.NewFrameReader(a.stdin)
+	}
+	cfg.Command = &vmm.CommandConfig{FailOn: failOn, IdleTimeout: idle, Stdout: a.cli.Writer, Stderr: a.stderr, Stdin: stdin}
+	out, err := openReports(c.String("report"), c.String("junit"))
+	if err != nil {
+		return err
+	}
+	defer out.close()
+	cfg.BeforeRun = before
+	res, err := a.launchCmd(cfg)
+	var ce *vmm.ConfigError
+	if errors.As(err, &ce) {
+		return usageError{err.Error()}
+	}
+	if err != nil {
+		res.Outcome = verdict.Outcome{Err: err, FailOn: failOn}
+		res.Verdict = verdict.Judge(res.Outcome)
+	}
+	switch res.Verdict.Result {
+	case verdict.Passed, verdict.CommandFailed:
+		// CMD's own status speaks for itself.
+	default:
+		verdict.WriteSummary(a.stderr, res.Verdict, 20)
+	}
+	if cfg.Timing {
+		fmt.Fprintf(a.stderr, "flint: timing: boot-to-init=%v command=%v total=%v\n", res.BootToInit, res.CommandTime, res.Total)
+	}
+	info := verdict.RunInfo{Kernel: kver, Command: argv, Started: vmm.ProcessStart(),
+		BootToInit: res.BootToInit, CommandTime: res.CommandTime, Total: res.Total}
+	if err := out.write(verdict.NewReport(info, res.Outcome, res.Verdict)); err != nil {
+		fmt.Fprintln(a.stderr, "flint: "+err.Error())
+		if res.Verdict.Code == 0 {
+			a.code = verdict.CodeFlintFailed
+			return nil
+		}
+	}
+	a.code = res.Verdict.Code
+	return nil
+}
+
+// stdinIsPipe reports whether the command gets Flint's stdin: when it is
+// not a terminal (a pipe, a file, /dev/null).
+func (a *app) stdinIsPipe() bool {
+	if a.stdin == nil {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(a.stdin.Fd()), unix.TCGETS)
+	return err != nil
+}
+
+// reportFiles are --report and --junit, opened before the VM starts: the
+// system-call filter allows no open afterwards.
+type reportFiles struct {
+	json, junit *os.File
+}
+
+func openReports(jsonPath, junitPath string) (*reportFiles, error) {
+	r := &reportFiles{}
+	open := func(flag, p string) (*os.File, error) {
+		if p == "" {
+			return nil, nil
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return nil, usagef("--%s: %v", flag, unwrapPathError(err))
+		}
+		return f, nil
+	}
+	var err error
+	if r.json, err = open("report", jsonPath); err != nil {
+		return nil, err
+	}
+	if r.junit, err = open("junit", junitPath); err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *reportFiles) write(rep *verdict.Report) error {
+	var errs []error
+	if r.json != nil {
+		errs = append(errs, wrapWrite("--report", verdict.WriteJSON(r.json, rep)))
+	}
+	if r.junit != nil {
+		errs = append(errs, wrapWrite("--junit", verdict.WriteJUnit(r.junit, rep)))
+	}
+	return errors.Join(errs...)
+}
+
+func wrapWrite(flag string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", flag, err)
+}
+
+func (r *reportFiles) close() {
+	for _, f := range []*os.File{r.json, r.junit} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// commandEnv is the command's environment in the guest.
+func commandEnv() []string {
+	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=dumb"}
+}

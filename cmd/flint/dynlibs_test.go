@@ -1,0 +1,49 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestDynamicFiles: a dynamically linked program brings its loader and
+// libc (each under the path the loader looks at, read from the real
+// file); a static one brings nothing.
+func TestDynamicFiles(t *testing.T) {
+	const dyn = "/bin/ls"
+	if _, err := os.Stat(dyn); err != nil {
+		t.Skip("no /bin/ls here")
+	}
+	files, err := dynamicFiles(dyn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var interp, libc bool
+	for _, f := range files {
+		if f.HostPath == "" || f.Perm != 0o755 {
+			t.Errorf("%+v: want a host file, mode 0755", f)
+		}
+		interp = interp || strings.Contains(f.Path, "ld-linux")
+		libc = libc || strings.HasSuffix(f.Path, "/libc.so.6")
+	}
+	if len(files) < 2 || !interp || !libc || !strings.Contains(files[0].Path, "ld-linux") {
+		t.Fatalf("files %+v: want the interpreter first, and libc", files)
+	}
+	for _, static := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+		if _, err := os.Stat(static); err != nil {
+			continue
+		}
+		if files, err := dynamicFiles(static); err != nil || len(files) != 0 {
+			t.Errorf("static %s: %v, %v; want nothing", static, files, err)
+		}
+		return
+	}
+}
+
+func TestFindLibErrors(t *testing.T) {
+	for _, name := range []string{"", "rel/lib.so", "libnothere-flint.so.9"} {
+		if _, err := findLib(name, []string{t.TempDir()}); err == nil {
+			t.Errorf("%q found", name)
+		}
+	}
+}

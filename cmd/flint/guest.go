@@ -1,0 +1,115 @@
+package main
+
+// Command mode's guest: the kernel modules it needs, the agent's Spec, and
+// the generated initramfs (the running flint binary as /init).
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/flintvm/flint/agent"
+	"github.com/flintvm/flint/boot/initramfs"
+	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/vmm"
+)
+
+// selfExe is the running flint binary, which becomes the guest's /init.
+var selfExe = "/proc/self/exe"
+
+// guest is what command mode puts into the guest.
+type guest struct {
+	argv       []string
+	kver       string // the kernel's release; "" when unknown (--modules given)
+	modules    string // --modules, or "" to look under /lib/modules
+	noHostRoot bool
+	stdin      bool // the command gets a stdin device
+}
+
+// wantedModules are the modules the guest needs for cfg: command mode's
+// own devices are virtio-mmio consoles; --net adds virtio_net, and
+// virtio_pci for an interface on PCI.
+func wantedModules(cfg *vmm.Config) []string {
+	mods := []string{"virtio_mmio", "virtio_console"}
+	pci := false
+	for _, n := range cfg.Net {
+		pci = pci || n.Transport != configs.TransportMMIO
+	}
+	if pci {
+		mods = append(mods, "virtio_pci")
+	}
+	if len(cfg.Net) > 0 {
+		mods = append(mods, "virtio_net")
+	}
+	return mods
+}
+
+// moduleTree finds the kernel's module tree: --modules, or
+// /lib/modules/RELEASE (or /usr/lib/modules/RELEASE).
+func (g *guest) moduleTree() (string, error) {
+	if g.modules != "" {
+		return g.modules, nil
+	}
+	dir, err := initramfs.FindTree("/", g.kver)
+	if err != nil {
+		return "", usageError{err.Error()}
+	}
+	return dir, nil
+}
+
+// spec is the agent's Spec for modules (load order).
+func (g *guest) spec(mods []initramfs.Module) *agent.Spec {
+	s := &agent.Spec{Argv: g.argv, Env: commandEnv(), Dir: "/", Stdout: vmm.StdoutDevice, Stderr: vmm.StderrDevice}
+	if g.stdin {
+		s.Stdin = vmm.StdinDevice
+	}
+	for _, m := range mods {
+		s.Modules = append(s.Modules, initramfs.ModuleDir+"/"+m.Name+".ko")
+	}
+	return s
+}
+
+// prepare resolves the modules and replaces cfg.Initrd with the user's
+// initrd (if any) followed by the generated archive. Every problem with
+// the input is a usageError.
+func (g *guest) prepare(cfg *vmm.Config) error {
+	dir, err := g.moduleTree()
+	if err != nil {
+		return err
+	}
+	mods, err := initramfs.Resolve(dir, wantedModules(cfg))
+	if err != nil {
+		if errors.Is(err, initramfs.ErrNoModuleTree) {
+			return usagef("--modules %s: %v", dir, err)
+		}
+		return usagef("the guest needs a module the kernel's tree cannot give: %v (use --modules DIR to name another tree)", err)
+	}
+	s := g.spec(mods)
+	if err := s.Validate(); err != nil {
+		return usagef("run: %v", err)
+	}
+	specJSON, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	libs, err := dynamicFiles(selfExe)
+	if err != nil {
+		return usagef("run: this flint binary is dynamically linked and its libraries cannot be put into the guest (%v): build it with CGO_ENABLED=0", err)
+	}
+	opt := initramfs.Options{InitFile: selfExe, Modules: mods,
+		Files: append(libs, initramfs.File{Path: agent.SpecPath, Data: specJSON})}
+	if cfg.Initrd != nil {
+		opt.UserInitrd = bytes.NewReader(cfg.Initrd)
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(cfg.Initrd) + 32<<20)
+	if _, err := initramfs.Build(&buf, opt); err != nil {
+		return fmt.Errorf("building the guest's initramfs: %w", err)
+	}
+	if uint64(buf.Len()) >= uint64(cfg.MemoryMiB)<<20/2 {
+		return usagef("--memory %d: the guest's initramfs is %d MiB; give the guest more memory", cfg.MemoryMiB, buf.Len()>>20)
+	}
+	cfg.Initrd = buf.Bytes()
+	return nil
+}
