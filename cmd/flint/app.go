@@ -136,8 +136,8 @@ func version() string {
 
 func runCommand(a *app, launch launcher) *cli.Command {
 	return &cli.Command{
-		Name:      "run",
-		Usage:     "boot a Linux kernel in a new microVM",
+		Name:  "run",
+		Usage: "boot a Linux kernel in a new microVM",
 		UsageText: "flint run {--kernel PATH | --config FILE | --api-sock PATH} [--initrd PATH] [--cmdline STR] [--cpus N] [--memory MiB] [--console stdio|stderr|none|file:PATH] [--net tap=NAME,...]...\n" +
 			"flint run --kernel PATH [--modules DIR] [--fail-on LIST] [--timeout D] [--idle-timeout D] [--report FILE] [--junit FILE] [flags] -- CMD [ARGS...]",
 		Flags: append([]cli.Flag{
