@@ -1,0 +1,63 @@
+package rng
+
+import (
+	"sync/atomic"
+
+	"github.com/flintvm/flint/virtio"
+)
+
+// Stats are the device's counters (atomic, kept across resets).
+type Stats struct {
+	// Requests and Bytes count requests served and random bytes given.
+	Requests, Bytes uint64
+	// Throttled counts pauses for the rate limiter.
+	Throttled uint64
+	// ReadErrors counts failed reads of the random source.
+	ReadErrors uint64
+	// BadChains counts chains with device-readable buffers.
+	BadChains uint64
+	// Malformed counts chains the queue rejected.
+	Malformed uint64
+	// Interrupts counts used-buffer notifications sent.
+	Interrupts uint64
+	// Broken counts queues the driver broke.
+	Broken uint64
+}
+
+type counter int
+
+const (
+	cRequests counter = iota
+	cBytes
+	cThrottled
+	cReadErrors
+	cBadChains
+	cMalformed
+	cInterrupts
+	cBroken
+	numCounters
+)
+
+type counters [numCounters]atomic.Uint64
+
+func (c *counters) inc(i counter)           { c[i].Add(1) }
+func (c *counters) add(i counter, n uint64) { c[i].Add(n) }
+
+func name(n string, f func(s *Stats) *uint64) virtio.Named[Stats] { return virtio.Name(n, n, f) }
+
+var names = [numCounters]virtio.Named[Stats]{
+	cRequests:   name("requests", func(s *Stats) *uint64 { return &s.Requests }),
+	cBytes:      name("bytes", func(s *Stats) *uint64 { return &s.Bytes }),
+	cThrottled:  name("throttled", func(s *Stats) *uint64 { return &s.Throttled }),
+	cReadErrors: name("read_errors", func(s *Stats) *uint64 { return &s.ReadErrors }),
+	cBadChains:  name("bad_chains", func(s *Stats) *uint64 { return &s.BadChains }),
+	cMalformed:  name("malformed_chains", func(s *Stats) *uint64 { return &s.Malformed }),
+	cInterrupts: name("interrupts", func(s *Stats) *uint64 { return &s.Interrupts }),
+	cBroken:     name("broken_queues", func(s *Stats) *uint64 { return &s.Broken }),
+}
+
+// Counters lists every field of s with its names, in a fixed order.
+func (s *Stats) Counters() []virtio.Counter { return virtio.Counters(s, names[:]) }
+
+// Stats returns a snapshot of the counters.
+func (d *Device) Stats() Stats { return virtio.Snapshot(names[:], d.stats[:]) }
