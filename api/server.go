@@ -75,6 +75,9 @@ type Options struct {
 	Log *slog.Logger
 	// Limits bounds clients' time and connections (zero: DefaultLimits).
 	Limits Limits
+	// MaxBodySize bounds request bodies (0: MaxBodySize; Firecracker's
+	// --http-api-max-payload-size).
+	MaxBodySize int64
 }
 
 // Server is the API. Create it with New, then Serve a listener from Listen.
@@ -87,6 +90,7 @@ type Server struct {
 	cfg     configs.VMConfig // the pending (then running) configuration
 	started bool
 	limits  Limits
+	maxBody int64
 
 	// Connections that have not sent a request yet: net/http's Shutdown
 	// waits 5 s for those, so Shutdown closes them itself.
@@ -111,6 +115,10 @@ func New(opts Options) *Server {
 	}
 	s.fresh = map[net.Conn]struct{}{}
 	s.limits = opts.Limits.orDefault()
+	s.maxBody = opts.MaxBodySize
+	if s.maxBody <= 0 {
+		s.maxBody = MaxBodySize
+	}
 	s.http = &http.Server{Handler: s, ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
 		ReadTimeout: s.limits.ReadTimeout, WriteTimeout: s.limits.WriteTimeout,
 		IdleTimeout: s.limits.IdleTimeout, MaxHeaderBytes: s.limits.MaxHeaderBytes,
@@ -248,9 +256,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = faultf("Invalid request method and/or path: %s %s", r.Method, r.URL.Path)
 	default:
 		var body []byte
-		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodySize))
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
 		if err != nil {
-			err = faultf("reading the request body: %v (at most %d bytes)", err, MaxBodySize)
+			err = faultf("reading the request body: %v (at most %d bytes)", err, s.maxBody)
 			break
 		}
 		if id != "" {
