@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/flintvm/flint/agent"
+	"github.com/flintvm/flint/devices/exitdev"
+	"github.com/flintvm/flint/vmm"
+	"github.com/flintvm/flint/vmm/verdict"
+	"github.com/flintvm/flint/vmm/vmmtest"
+)
+
+// fakeTree is a module tree with a modules.dep: virtio_mmio and
+// virtio_console need virtio and virtio_ring; virtio_net needs
+// net_failover, which needs failover.
+func fakeTree(t *testing.T, without ...string) string {
+	dir := t.TempDir()
+	mods := map[string][]string{
+		"virtio_ring": nil, "virtio": nil, "failover": nil,
+		"virtio_mmio": {"virtio", "virtio_ring"}, "virtio_console": {"virtio", "virtio_ring"},
+		"net_failover": {"failover"}, "virtio_net": {"net_failover", "failover", "virtio", "virtio_ring"},
+		"virtio_pci": {"virtio", "virtio_ring"},
+	}
+	var dep strings.Builder
+	for name, deps := range mods {
+		skip := false
+		for _, w := range without {
+			skip = skip || w == name
+		}
+		if skip {
+			continue
+		}
+		p := "kernel/drivers/" + name + ".ko"
+		if err := os.MkdirAll(filepath.Join(dir, "kernel/drivers"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte("module "+name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dep.WriteString(p + ":")
+		for _, d := range deps {
+			dep.WriteString(" kernel/drivers/" + d + ".ko")
+		}
+		dep.WriteString("\n")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "modules.dep"), []byte(dep.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// newcFiles returns the regular files of the newc archives in b (the last
+// entry of a name wins, as in the kernel's unpacker), skipping anything
+// before the first archive.
+func newcFiles(t *testing.T, b []byte) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	off := bytes.Index(b, []byte("070701"))
+	field := func(at, i int) int {
+		v, err := strconv.ParseUint(string(b[at+6+8*i:at+14+8*i]), 16, 32)
+		if err != nil {
+			t.Fatalf("header at %d: %v", at, err)
+		}
+		return int(v)
+	}
+	for off >= 0 && off+110 <= len(b) {
+		mode, size, nameSize := field(off, 1), field(off, 6), field(off, 11)
+		name := string(b[off+110 : off+110+nameSize-1])
+		body := (off + 110 + nameSize + 3) &^ 3
+		if name == "TRAILER!!!" {
+			next := bytes.Index(b[body:], []byte("070701"))
+			if next < 0 {
+				break
+			}
+			off = body + next
+			continue
+		}
+		if mode&0o170000 == 0o100000 {
+			files[name] = b[body : body+size]
+		}
+		off = (body + size + 3) &^ 3
+	}
+	return files
+}
+
+// runCommandArgs runs the CLI in command mode with a launcher that records
+// the config and returns res.
+func runCommandArgs(t *testing.T, res vmm.CommandResult, stdin *os.File, args ...string) (int, string, string, *vmm.Config) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	var got *vmm.Config
+	a := newApp(&out, &errb, func(vmm.Config, io.Writer) int { t.Fatal("plain launcher used"); return 0 })
+	a.installFilter = recordFilter
+	a.stdin = stdin
+	a.launchCmd = func(cfg vmm.Config) (vmm.CommandResult, error) {
+		got = &cfg
+		return res, nil
+	}
+	code := a.run(append([]string{"flint"}, args...))
+	return code, out.String(), errb.String(), got
+}
+
+func passed() vmm.CommandResult {
+	r := exitdev.Report{Kind: exitdev.KindExited, Code: 0}
+	o := verdict.Outcome{Command: &r, FailOn: verdict.All}
+	return vmm.CommandResult{Outcome: o, Verdict: verdict.Judge(o)}
+}
+
+func TestCommandModeConfig(t *testing.T) {
+	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	user := writeFile(t, "initrd", []byte("USER-INITRD"))
+	tree := fakeTree(t)
+	code, _, stderr, cfg := runCommandArgs(t, passed(), nil, "run", "--kernel", k, "--initrd", user, "--modules", tree,
+		"--cmdline", "quiet", "--idle-timeout", "30s", "--fail-on", "all,-warn", "--", "sh", "-c", "uname -r; exit 7")
+	if code != 0 || cfg == nil {
+		t.Fatalf("code %d, stderr %q", code, stderr)
+	}
+	if cfg.Command == nil || cfg.Console != "none" || cfg.Command.IdleTimeout.Seconds() != 30 || cfg.Command.FailOn.Has(verdict.Warn) || cfg.Command.Stdin != nil {
+		t.Fatalf("command config %+v, console %q", cfg.Command, cfg.Console)
+	}
+	if want := commandCmdline + " quiet"; cfg.Cmdline != want || !strings.Contains(cfg.Cmdline, "panic=-1") {
+		t.Fatalf("cmdline %q, want %q", cfg.Cmdline, want)
+	}
+	if !bytes.HasPrefix(cfg.Initrd, []byte("USER-INITRD")) {
+		t.Fatalf("the user's initrd does not come first: %q", cfg.Initrd[:16])
+	}
+	files := newcFiles(t, cfg.Initrd)
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(files["init"], self) {
+		t.Errorf("/init (%d bytes) is not the running binary (%d bytes)", len(files["init"]), len(self))
+	}
+	s, err := agent.DecodeSpec(bytes.NewReader(files["flint/agent.json"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(s.Argv, "|") != "sh|-c|uname -r; exit 7" || s.Stdout != vmm.StdoutDevice || s.Stderr != vmm.StderrDevice || s.Stdin != "" {
+		t.Errorf("spec %+v", s)
+	}
+	// virtio and virtio_ring before the two drivers; no network module.
+	if len(s.Modules) != 4 || !strings.HasSuffix(s.Modules[2], "/virtio_mmio.ko") || !strings.HasSuffix(s.Modules[3], "/virtio_console.ko") {
+		t.Errorf("modules %q", s.Modules)
+	}
+	for _, m := range s.Modules {
+		if name := strings.TrimPrefix(m, "/"); !bytes.HasPrefix(files[name], []byte("module ")) {
+			t.Errorf("module %s not in the archive", m)
+		}
+	}
+}
+
+func TestCommandModeStdinAndNet(t *testing.T) {
+	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	code, _, stderr, cfg := runCommandArgs(t, passed(), r, "run", "--kernel", k, "--modules", fakeTree(t),
+		"--net", "tap=tap0", "--console", "stdio", "--", "cat")
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, stderr)
+	}
+	if cfg.Command.Stdin == nil || cfg.Console != "stderr" {
+		t.Fatalf("stdin %v console %q: want a framed stdin and the kernel log on stderr", cfg.Command.Stdin, cfg.Console)
+	}
+	s, err := agent.DecodeSpec(bytes.NewReader(newcFiles(t, cfg.Initrd)["flint/agent.json"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Stdin != vmm.StdinDevice {
+		t.Errorf("spec stdin %q", s.Stdin)
+	}
+	names := strings.Join(s.Modules, " ")
+	for _, m := range []string{"failover", "net_failover", "virtio_net", "virtio_pci"} {
+		if !strings.Contains(names, "/"+m+".ko") {
+			t.Errorf("modules %q lack %s", names, m)
+		}
+	}
+}
+
+// TestCommandModeBadInput: each problem is one line and exit 2 before any
+// VM exists.
+func TestCommandModeBadInput(t *testing.T) {
+	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	tree := fakeTree(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--modules", fakeTree(t, "virtio_console")}, `unknown kernel module "virtio_console"`},
+		{[]string{"--modules", filepath.Join(tree, "nope")}, "is not a directory"},
+		{[]string{}, "--modules DIR"},
+		{[]string{"--modules", tree, "--fail-on", "warnings"}, `--fail-on "warnings"`},
+		{[]string{"--modules", tree, "--idle-timeout", "-1s"}, "--idle-timeout"},
+		{[]string{"--modules", tree, "--api-sock", "/tmp/x"}, "--api-sock cannot be used"},
+		{[]string{"--modules", tree, "--report", "/nonexistent-dir/r.json"}, "--report"},
+	} {
+		args := append(append([]string{"run", "--kernel", k}, tc.args...), "--", "true")
+		code, _, stderr, cfg := runCommandArgs(t, passed(), nil, args...)
+		if code != 2 || cfg != nil || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%q: code %d, stderr %q: want exit 2 and one line with %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}
+
+// TestCommandModeVerdict: the launcher's verdict becomes the exit code, a
+// kernel failure prints its excerpt on stderr, and --report and --junit
+// are written.
+func TestCommandModeVerdict(t *testing.T) {
+	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	dir := t.TempDir()
+	rep, junit := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.xml")
+	r := exitdev.Report{Kind: exitdev.KindExited, Code: 0}
+	panicSplat := verdict.Splat{Kind: verdict.Panic, Title: "Kernel panic - not syncing: sysrq triggered crash",
+		Excerpt: []string{"Kernel panic - not syncing: sysrq triggered crash", "CPU: 0 PID: 42 Comm: sh"}}
+	o := verdict.Outcome{Command: &r, FailOn: verdict.None, Splats: []verdict.Splat{panicSplat}}
+	res := vmm.CommandResult{Outcome: o, Verdict: verdict.Judge(o)}
+	code, stdout, stderr, _ := runCommandArgs(t, res, nil, "run", "--kernel", k, "--modules", fakeTree(t),
+		"--report", rep, "--junit", junit, "--", "true")
+	if code != verdict.CodeKernelFailed {
+		t.Fatalf("code %d, want 121; stderr %q", code, stderr)
+	}
+	if stdout != "" || !strings.Contains(stderr, "kernel failure (panic)") || !strings.Contains(stderr, "CPU: 0 PID: 42 Comm: sh") {
+		t.Errorf("stdout %q stderr %q: want the verdict and the excerpt on stderr only", stdout, stderr)
+	}
+	var got struct {
+		Verdict struct {
+			Result   string `json:"result"`
+			ExitCode int    `json:"exit_code"`
+		} `json:"verdict"`
+		Command []string `json:"command"`
+	}
+	b, err := os.ReadFile(rep)
+	if err != nil || json.Unmarshal(b, &got) != nil || got.Verdict.ExitCode != 121 || got.Verdict.Result != "kernel-failure" || got.Command[0] != "true" {
+		t.Errorf("report %s (%v): %+v", b, err, got)
+	}
+	if b, err := os.ReadFile(junit); err != nil || !bytes.Contains(b, []byte("<failure")) {
+		t.Errorf("junit %s (%v)", b, err)
+	}
+	// CMD's own failure passes through without a Flint line.
+	r7 := exitdev.Report{Kind: exitdev.KindExited, Code: 7}
+	o7 := verdict.Outcome{Command: &r7, FailOn: verdict.All}
+	code, _, stderr, _ = runCommandArgs(t, vmm.CommandResult{Outcome: o7, Verdict: verdict.Judge(o7)}, nil,
+		"run", "--kernel", k, "--modules", fakeTree(t), "--", "sh", "-c", "exit 7")
+	if code != 7 || stderr != "" {
+		t.Errorf("exit 7: code %d stderr %q", code, stderr)
+	}
+}
