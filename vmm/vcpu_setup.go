@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/flintvm/flint/boot"
 	"github.com/flintvm/flint/kvm"
 )
 
@@ -97,4 +98,23 @@ func setupVCPU(v *kvm.VCPU, supported []kvm.CPUIDEntry, ncpus int) error {
 		return fmt.Errorf("vCPU %d: %w", v.ID(), err)
 	}
 	return nil
+}
+
+// entrySregs returns s with the segment, descriptor-table and control
+// registers of boot's entry state e (64-bit or PVH entry); the rest of s
+// (the APIC base, the interrupt bitmap) stays as KVM reported it.
+func entrySregs(s kvm.Sregs, e *boot.Entry) kvm.Sregs {
+	s.CS, s.DS, s.ES, s.FS = kvmSegment(e.CS), kvmSegment(e.DS), kvmSegment(e.ES), kvmSegment(e.FS)
+	s.GS, s.SS, s.TR = kvmSegment(e.GS), kvmSegment(e.SS), kvmSegment(e.TR)
+	s.GDT = kvm.DTable{Base: e.GDT.Base, Limit: e.GDT.Limit}
+	s.IDT = kvm.DTable{Base: e.IDT.Base, Limit: e.IDT.Limit}
+	s.CR0, s.CR3, s.CR4, s.EFER = e.CR0, e.CR3, e.CR4, e.EFER
+	return s
+}
+
+// entryRegs returns the general registers of boot's entry state e: RIP,
+// RSP, RFLAGS, and RSI (the zero page, 64-bit entry) or RBX (the
+// hvm_start_info, PVH entry); the others are zero.
+func entryRegs(e *boot.Entry) kvm.Regs {
+	return kvm.Regs{RIP: e.RIP, RSP: e.RSP, RSI: e.RSI, RBX: e.RBX, RFLAGS: e.RFLAGS}
 }
