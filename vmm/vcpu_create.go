@@ -35,15 +35,10 @@ func setEntryState(v *kvm.VCPU, e *boot.Entry) error {
 	if err != nil {
 		return err
 	}
-	s.CS, s.DS, s.ES, s.FS = kvmSegment(e.CS), kvmSegment(e.DS), kvmSegment(e.ES), kvmSegment(e.FS)
-	s.GS, s.SS, s.TR = kvmSegment(e.GS), kvmSegment(e.SS), kvmSegment(e.TR)
-	s.GDT = kvm.DTable{Base: e.GDT.Base, Limit: e.GDT.Limit}
-	s.IDT = kvm.DTable{Base: e.IDT.Base, Limit: e.IDT.Limit}
-	s.CR0, s.CR3, s.CR4, s.EFER = e.CR0, e.CR3, e.CR4, e.EFER
-	if err := v.SetSregs(s); err != nil {
+	if err := v.SetSregs(entrySregs(s, e)); err != nil {
 		return err
 	}
-	return v.SetRegs(kvm.Regs{RIP: e.RIP, RSP: e.RSP, RSI: e.RSI, RBX: e.RBX, RFLAGS: e.RFLAGS})
+	return v.SetRegs(entryRegs(e))
 }
 
 func kvmSegment(s boot.Segment) kvm.Segment {
