@@ -26,6 +26,8 @@ import (
 	"github.com/flintvm/flint/kvm"
 	"github.com/flintvm/flint/mem"
 	"github.com/flintvm/flint/virtio/blk"
+	"github.com/flintvm/flint/virtio/rng"
+	"github.com/flintvm/flint/virtio/vsock"
 )
 
 // Limits on the machine's shape.
@@ -65,6 +67,10 @@ type Config struct {
 	// Drives lists the virtio-blk drives; the root drive adds root= to
 	// the command line (see rootArgs).
 	Drives []DriveConfig
+	// Vsock, when set, is the virtio-vsock device (vsock.go); Entropy the
+	// virtio-rng device (entropy.go).
+	Vsock   *VsockConfig
+	Entropy *EntropyConfig
 	// MetricsPath, when set, is the file that gets one JSON object of
 	// counters per flush (every MetricsInterval, on FlushMetrics, and when
 	// the VM stops); New opens it (append) before creating the VM.
@@ -124,6 +130,16 @@ func (c *Config) Validate() error {
 	}
 	if err := validateDrives(c.Drives); err != nil {
 		return err
+	}
+	if c.Vsock != nil {
+		if err := c.Vsock.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.Entropy != nil {
+		if err := c.Entropy.Validate(); err != nil {
+			return err
+		}
 	}
 	taps := map[string]bool{}
 	for _, n := range c.Net {
@@ -223,8 +239,12 @@ type Machine struct {
 	drives              []*blk.Device // in attach order, with driveIDs
 	driveIDs            []string
 	driveTrs            []virtioTransport // the drives' transports, closed before the drives
-	virtio              []virtioDev       // every virtio device, for dumps (dump.go)
-	dumpMu              sync.Mutex        // a device dump holds it; Close sets devicesClosed under it
+	vsock               *vsock.Device     // nil without Config.Vsock
+	vsockTr             virtioTransport
+	rng                 *rng.Device // nil without Config.Entropy
+	rngTr               virtioTransport
+	virtio              []virtioDev // every virtio device, for dumps (dump.go)
+	dumpMu              sync.Mutex  // a device dump holds it; Close sets devicesClosed under it
 	devicesClosed       bool
 	mmioSlots, pciSlots int
 	acpiDevices         []acpi.Device
@@ -316,6 +336,12 @@ func New(cfg Config) (_ *Machine, err error) {
 		return nil, err
 	}
 	if err := m.addDrives(); err != nil {
+		return nil, err
+	}
+	if err := m.addVsock(); err != nil {
+		return nil, err
+	}
+	if err := m.addEntropy(); err != nil {
 		return nil, err
 	}
 	if cfg.Command != nil {
@@ -461,6 +487,8 @@ func (m *Machine) Close() error {
 		m.closeCommand()
 		closeDrives(m.log, m.drives, m.driveIDs, m.driveTrs)
 		m.drives, m.driveTrs = nil, nil
+		m.closeVsock()
+		m.closeEntropy()
 		if m.irqs != nil {
 			m.irqs.close()
 		}
