@@ -161,10 +161,13 @@ func vdName(i int) string {
 	return "vd" + string(b)
 }
 
-// limiterFor builds a device's rate limiter: nil when it limits nothing,
-// unless patchable asks for one anyway (an unlimited limiter that
-// Update can set later: Config.PatchableLimiters).
-func limiterFor(c *ratelimit.Config, patchable bool) (*ratelimit.Limiter, error) {
+// limiterFor builds a device's rate limiter, nil when it limits nothing.
+func limiterFor(c *ratelimit.Config) (*ratelimit.Limiter, error) { return deviceLimiter(c, false) }
+
+// deviceLimiter builds a device's rate limiter: nil when it limits
+// nothing, unless patchable asks for one anyway (an unlimited limiter
+// that Update can set later: Config.PatchableLimiters).
+func deviceLimiter(c *ratelimit.Config, patchable bool) (*ratelimit.Limiter, error) {
 	if c == nil || c.Unlimited() {
 		if !patchable {
 			return nil, nil
@@ -183,7 +186,7 @@ func (m *Machine) addDrive(d DriveConfig) (*blk.Device, virtioTransport, error) 
 	if err := d.Validate(); err != nil {
 		return nil, nil, &ConfigError{Err: err}
 	}
-	lim, err := limiterFor(d.RateLimit, m.cfg.PatchableLimiters)
+	lim, err := deviceLimiter(d.RateLimit, m.cfg.PatchableLimiters)
 	if err != nil {
 		return nil, nil, &ConfigError{Err: err}
 	}

@@ -123,11 +123,11 @@ func openNetDevice(n configs.NetInterface) (*tap.Tap, *netdev.Device, error) {
 // openNetDeviceWith is openNetDevice, with rate limiters on the device
 // even when n has none if patchable (Config.PatchableLimiters).
 func openNetDeviceWith(n configs.NetInterface, patchable bool) (*netDevice, error) {
-	rx, err := limiterFor(RateLimitConfig(n.RxRateLimiter), patchable)
+	rx, err := deviceLimiter(RateLimitConfig(n.RxRateLimiter), patchable)
 	if err != nil {
 		return nil, fmt.Errorf("rx_rate_limiter: %w", err)
 	}
-	tx, err := limiterFor(RateLimitConfig(n.TxRateLimiter), patchable)
+	tx, err := deviceLimiter(RateLimitConfig(n.TxRateLimiter), patchable)
 	if err != nil {
 		return nil, fmt.Errorf("tx_rate_limiter: %w", err)
 	}

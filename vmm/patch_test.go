@@ -59,7 +59,7 @@ func TestCloseClosesDriveTransports(t *testing.T) {
 }
 
 func TestUpdateDrive(t *testing.T) {
-	lim, err := limiterFor(nil, true)
+	lim, err := deviceLimiter(nil, true)
 	if err != nil || lim == nil || !lim.Config().Unlimited() {
 		t.Fatalf("patchable limiter: %v %v", lim, err)
 	}
@@ -105,12 +105,12 @@ func TestUpdateDrive(t *testing.T) {
 }
 
 func TestUpdateNetInterface(t *testing.T) {
-	rx, _ := limiterFor(nil, true)
-	tx, _ := limiterFor(nil, false)
+	rx, _ := deviceLimiter(nil, true)
+	tx, _ := deviceLimiter(nil, false)
 	if tx != nil {
 		t.Fatal("a limiter for an unlimited device without PatchableLimiters")
 	}
-	other, _ := limiterFor(nil, true)
+	other, _ := deviceLimiter(nil, true)
 	m := &Machine{log: quiet(), nets: []*netDevice{
 		{cfg: configs.NetInterface{ID: "eth0", TAP: "tap0"}, rx: rx, tx: tx},
 		{cfg: configs.NetInterface{TAP: "tap1"}, rx: other}, // a --net interface: named by its TAP
