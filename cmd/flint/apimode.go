@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -13,6 +17,7 @@ import (
 
 	"github.com/flintvm/flint/api"
 	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/vmm"
 )
 
@@ -24,6 +29,15 @@ type machine interface {
 	FlushMetrics() error
 }
 
+// updatable is a machine whose devices change while it runs (the API's
+// PATCH requests); *vmm.Machine is one.
+type updatable interface {
+	UpdateDrive(id, path string, rl *ratelimit.Config) error
+	UpdateNetInterface(id string, rx, tx *ratelimit.Config) error
+}
+
+var _ updatable = (*vmm.Machine)(nil)
+
 func newMachine(cfg vmm.Config) (machine, error) { return vmm.New(cfg) }
 
 // started is a VM the API's InstanceStart built, ready to run.
@@ -33,15 +47,28 @@ type started struct {
 	release func()
 }
 
-// apiController is the api.Controller of `flint run --api-sock`: Start
-// builds the VM from the API's configuration with the command line's
-// flags on top (as for --config) and hands it to runAPI, which runs it.
+// apiController is the api.Controller (and api.Updater) of `flint run
+// --api-sock` and `flint firecracker`: Start builds the VM from the API's
+// configuration with the command line's flags on top (as for --config)
+// and hands it to serveAPI, which runs it.
 type apiController struct {
 	a       *app
 	c       *cli.Context
 	mu      sync.Mutex
 	m       machine
 	started chan started
+	// filtered: a seccomp filter runs once the VM starts, and it does
+	// not allow opening files, so a drive cannot change its image.
+	filtered bool
+}
+
+var _ api.Updater = (*apiController)(nil)
+
+// apiVMConfig adapts a VM the API builds: a keyboard for SendCtrlAltDel,
+// and rate limiters on every device so PATCH can set them.
+func apiVMConfig(cfg *vmm.Config) {
+	cfg.Keyboard = true
+	cfg.PatchableLimiters = true
 }
 
 // Start builds the VM; errors (bad paths, a kernel that is not a bzImage,
@@ -52,17 +79,21 @@ func (ac *apiController) Start(fc configs.VMConfig) error {
 		release()
 		return err
 	}
-	cfg.Keyboard = true // for SendCtrlAltDel
+	apiVMConfig(&cfg)
 	m, err := ac.a.newVM(cfg)
 	if err != nil {
 		release()
 		return err
 	}
+	ac.setMachine(m)
+	ac.started <- started{m: m, cfg: cfg, release: release}
+	return nil
+}
+
+func (ac *apiController) setMachine(m machine) {
 	ac.mu.Lock()
 	ac.m = m
 	ac.mu.Unlock()
-	ac.started <- started{m: m, cfg: cfg, release: release}
-	return nil
 }
 
 func (ac *apiController) running() (machine, error) {
@@ -83,71 +114,197 @@ func (ac *apiController) SendCtrlAltDel() error {
 	return m.SendCtrlAltDel()
 }
 
-// FlushMetrics writes a metrics object now.
+// FlushMetrics writes a metrics object now; without a metrics file there
+// is nothing to write, which is no error (as in Firecracker).
 func (ac *apiController) FlushMetrics() error {
 	m, err := ac.running()
 	if err != nil {
 		return err
 	}
-	return m.FlushMetrics()
+	if err := m.FlushMetrics(); err != nil && !errors.Is(err, vmm.ErrNoMetrics) {
+		return err
+	}
+	return nil
+}
+
+func (ac *apiController) updater() (updatable, error) {
+	m, err := ac.running()
+	if err != nil {
+		return nil, err
+	}
+	u, ok := m.(updatable)
+	if !ok {
+		return nil, errors.New("this VM cannot change its devices while it runs")
+	}
+	return u, nil
+}
+
+// UpdateDrive implements api.Updater.
+func (ac *apiController) UpdateDrive(id, path string, rl *configs.RateLimiter) error {
+	if path != "" && ac.filtered {
+		return errors.New("path_on_host: the system-call filter installed at start does not allow opening files, so a running drive cannot change its file with it (start flint with --no-seccomp to do so)")
+	}
+	u, err := ac.updater()
+	if err != nil {
+		return err
+	}
+	return u.UpdateDrive(id, path, vmm.RateLimitConfig(rl))
+}
+
+// UpdateNetworkInterface implements api.Updater.
+func (ac *apiController) UpdateNetworkInterface(id string, rx, tx *configs.RateLimiter) error {
+	u, err := ac.updater()
+	if err != nil {
+		return err
+	}
+	return u.UpdateNetInterface(id, vmm.RateLimitConfig(rx), vmm.RateLimitConfig(tx))
+}
+
+// apiRun is one API-mode run: the socket, and either a configuration to
+// boot at once (then the API takes post-boot calls) or the one the
+// client starts from.
+type apiRun struct {
+	sock string
+	// boot, when set, is booted at once; src names it in errors
+	// ("--config vm.json").
+	boot *configs.VMConfig
+	src  string
+	// preset is the pending configuration's start without boot (nil:
+	// Firecracker's defaults): `flint firecracker --metrics-path` and
+	// the logger flags put theirs there.
+	preset *configs.VMConfig
+	id     string       // the instance id GET / reports
+	log    *slog.Logger // the API's request log (nil: none)
+	// filtered says a seccomp filter will run (see apiController).
+	filtered bool
+	limits   api.Limits
+	maxBody  int64
 }
 
 // runAPI is `flint run --api-sock PATH`: serve the API and, with --config,
 // boot at once (the API then takes post-boot calls); without, wait for the
 // client's InstanceStart or a signal. The socket is removed on exit.
 func (a *app) runAPI(c *cli.Context, sock string) error {
-	var fc *configs.VMConfig
-	ctrl := &apiController{a: a, c: c, started: make(chan started, 1)}
-	boot := started{release: func() {}}
+	r := apiRun{sock: sock}
 	if p := c.String("config"); p != "" {
-		var err error
-		if fc, err = loadConfigFile(p); err != nil {
+		fc, err := loadConfigFile(p)
+		if err != nil {
 			return err
 		}
-		cfg, release, err := buildConfig(c, fc, "--config "+p)
+		r.boot, r.src = fc, "--config "+p
+	}
+	before, err := a.seccompHook(c)
+	if err != nil {
+		return err
+	}
+	r.filtered = before != nil
+	return a.serveAPI(c, r)
+}
+
+// serveAPI serves the API on r.sock until the VM it runs ends, a signal
+// (SIGINT, SIGTERM, SIGHUP) arrives before InstanceStart, or a.apiStop
+// closes. The socket exists only while serving: every way out (the
+// guest's end, a failed start, a signal) removes it.
+func (a *app) serveAPI(c *cli.Context, r apiRun) error {
+	ctrl := &apiController{a: a, c: c, started: make(chan started, 1), filtered: r.filtered}
+	boot := started{release: func() {}}
+	if r.boot != nil {
+		cfg, release, err := buildConfig(c, r.boot, r.src)
 		if err != nil {
 			release()
 			return err
 		}
-		cfg.Keyboard = true // for SendCtrlAltDel
+		apiVMConfig(&cfg)
 		boot = started{cfg: cfg, release: release}
 	}
-	l, err := api.Listen(sock)
+	defer boot.release()
+	// Signals are caught before the socket exists, so none ends flint
+	// between the two without removing it.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	l, err := api.Listen(r.sock)
 	if err != nil {
-		boot.release()
-		return usagef("--api-sock %s: %v", sock, err)
+		return usagef("--api-sock %s: %v", r.sock, err)
 	}
-	srv := api.New(api.Options{Controller: ctrl, Version: version(), Config: fc, Started: fc != nil})
+	cfg := r.preset
+	if r.boot != nil {
+		cfg = r.boot
+	}
+	srv := api.New(api.Options{Controller: ctrl, ID: r.id, Version: apiVersion(), Config: cfg, Started: r.boot != nil,
+		Log: r.log, Limits: r.limits, MaxBodySize: r.maxBody})
 	go srv.Serve(l)
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
+		srv.Shutdown(ctx) // closes the listener, which removes the socket
 	}()
-	if fc != nil {
-		defer boot.release()
+	if r.boot != nil {
 		m, err := a.newVM(boot.cfg)
 		if err != nil {
 			a.code = vmExitCode(err, a.stderr)
 			return nil
 		}
-		ctrl.mu.Lock()
-		ctrl.m = m
-		ctrl.mu.Unlock()
-		a.code = runMachine(m, boot.cfg, a.stderr)
+		ctrl.setMachine(m)
+		a.runBuilt(m, boot.cfg, sigs)
 		return nil
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	select {
 	case st := <-ctrl.started:
 		defer st.release()
-		a.code = runMachine(st.m, st.cfg, a.stderr)
+		a.runBuilt(st.m, st.cfg, sigs)
 	case s := <-sigs:
 		a.code = 128 + int(s.(syscall.Signal))
 	case <-a.apiStop:
 		a.code = vmm.ExitOK
 	}
 	return nil
+}
+
+// runBuilt runs a built VM to its end, unless a signal arrived while it
+// was built (the VM handles signals once it runs; sigs stays registered
+// meanwhile, so none ends flint without its clean-up).
+func (a *app) runBuilt(m machine, cfg vmm.Config, sigs <-chan os.Signal) {
+	select {
+	case s := <-sigs:
+		m.Close()
+		a.code = 128 + int(s.(syscall.Signal))
+		return
+	default:
+	}
+	a.code = runMachine(m, cfg, a.stderr)
+}
+
+// semverShape matches a semantic version (2.0.0), with an optional "v".
+var semverShape = regexp.MustCompile(`^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)` +
+	`(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`)
+
+// apiVersion is Flint's version as a semantic version without the "v",
+// the shape Firecracker's clients parse from GET /version
+// (firecracker_version) and GET / (vmm_version): the build's
+// -X main.Version when it has that shape, else the module version Go
+// stamped into the binary (a tag, or a pseudo-version such as
+// 0.0.0-20261206083000-7c17dd9abcde), else 0.0.0-dev with the commit
+// as build metadata when known.
+func apiVersion() string {
+	bi, _ := debug.ReadBuildInfo()
+	return semver(Version, bi)
+}
+
+func semver(v string, bi *debug.BuildInfo) string {
+	if semverShape.MatchString(v) {
+		return strings.TrimPrefix(v, "v")
+	}
+	if bi == nil {
+		return "0.0.0-dev"
+	}
+	if semverShape.MatchString(bi.Main.Version) {
+		return strings.TrimPrefix(bi.Main.Version, "v")
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 && regexp.MustCompile(`^[0-9a-f]+$`).MatchString(s.Value) {
+			return "0.0.0-dev+" + s.Value[:12]
+		}
+	}
+	return "0.0.0-dev"
 }
