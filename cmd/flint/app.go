@@ -75,6 +75,7 @@ func newApp(stdout, stderr io.Writer, launch launcher) *app {
 		ExitErrHandler: func(*cli.Context, error) {}, // run() reports errors
 		Commands: []*cli.Command{
 			runCommand(a, launch),
+			firecrackerCommand(a, launch),
 			netBackendCommand(a),
 			{
 				Name:  "version",
@@ -103,6 +104,7 @@ func newApp(stdout, stderr io.Writer, launch launcher) *app {
 // run parses args and runs; it returns the process exit code. Errors are
 // printed as one line.
 func (a *app) run(args []string) int {
+	args = firecrackerArgs(args) // run as "firecracker": flint firecracker
 	a.args = args
 	err := a.cli.Run(args)
 	if err == nil {
