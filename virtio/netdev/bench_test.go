@@ -65,7 +65,7 @@ func BenchmarkTx(b *testing.B) {
 		for _, sz := range benchSizes {
 			b.Run(l.name+"/"+sz.name, func(b *testing.B) {
 				be := &memBackend{}
-				_, step := txDriver(b, l.acked, be, frame(0, sz.size, 0, sz.gso), l.layout, l.indirect)
+				s, step := txDriver(b, l.acked|fHostGSO, be, frame(0, sz.size, 0, sz.gso), l.layout, l.indirect)
 				for range 10 {
 					step()
 				}
@@ -74,6 +74,10 @@ func BenchmarkTx(b *testing.B) {
 				b.ResetTimer()
 				for done := 0; done < b.N; {
 					done += step()
+				}
+				b.StopTimer()
+				if st := s.d.Stats(); st.TxDropHeader != 0 {
+					b.Fatalf("drops: %+v", st)
 				}
 			})
 		}
@@ -195,7 +199,7 @@ func BenchmarkTxSocketpair(b *testing.B) {
 		for _, indirect := range []bool{false, true} {
 			b.Run(fmt.Sprintf("indirect=%v/%s", indirect, sz.name), func(b *testing.B) {
 				sb, peer := socketpair(b)
-				acked := fEvent
+				acked := fEvent | fHostGSO
 				if indirect {
 					acked |= fIndir
 				}

@@ -272,7 +272,7 @@ func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 		return virtio.EngineConfig{Queue: queues[i], IRQ: irq, Stopping: &d.stopping, Stop: d.stop}
 	}
 	d.rx.init(env, cfg(RxQueue), d.acked, d.mtu)
-	d.tx.init(env, cfg(TxQueue))
+	d.tx.init(env, cfg(TxQueue), d.acked)
 	n := 2
 	if ctrl {
 		d.ctrl.init(env, cfg(CtrlQueue))

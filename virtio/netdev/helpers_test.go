@@ -27,6 +27,10 @@ var (
 	fMrg    = FeatureMrgRxbuf.Mask()
 	fGSO    = FeatureGuestCsum.Mask() | FeatureGuestTSO4.Mask() | FeatureGuestTSO6.Mask() | FeatureGuestECN.Mask()
 	fCsum   = FeatureGuestCsum.Mask()
+	// Host-side offloads (what the guest may ask of the device when it
+	// transmits).
+	fHostCsum = FeatureCsum.Mask()
+	fHostGSO  = fHostCsum | FeatureHostTSO4.Mask() | FeatureHostTSO6.Mask() | FeatureHostUFO.Mask() | FeatureHostECN.Mask()
 )
 
 // frame builds header + Ethernet frame of size payload bytes after the

@@ -43,12 +43,10 @@ type rx struct {
 	eng virtio.Engine
 	q   *queue.Queue
 
-	mergeable bool   // MRG_RXBUF: a frame may span buffers
-	need      uint64 // bytes the largest frame needs, header included
-	csum      bool   // GUEST_CSUM: NEEDS_CSUM and DATA_VALID may pass
-	ecn       bool   // GUEST_ECN
-	gsoTypes  uint8  // bit t set: gso_type t may pass
-	maxPlain  uint64 // with FeatureMTU: largest non-GSO frame (header included)
+	mergeable bool     // MRG_RXBUF: a frame may span buffers
+	need      uint64   // bytes the largest frame needs, header included
+	off       offloads // what the GUEST_* features let a header ask
+	maxPlain  uint64   // with FeatureMTU: largest non-GSO frame (header included)
 
 	win      window
 	iovSpace uint64 // writable bytes of the chains the last readv got
@@ -76,17 +74,7 @@ func (r *rx) init(env engineEnv, cfg virtio.EngineConfig, acked uint64, mtu uint
 		// a VLAN tag is allowed on top of the Ethernet header.
 		r.maxPlain = HdrLen + ethHdrLen + vlanLen + uint64(mtu)
 	}
-	r.csum = virtio.Has(acked, FeatureGuestCsum)
-	r.ecn = virtio.Has(acked, FeatureGuestECN)
-	r.gsoTypes = 1 << vnethdr.GSONone
-	for _, g := range []struct {
-		f virtio.Feature
-		t uint8
-	}{{FeatureGuestTSO4, vnethdr.GSOTCPv4}, {FeatureGuestTSO6, vnethdr.GSOTCPv6}, {FeatureGuestUFO, vnethdr.GSOUDP}} {
-		if virtio.Has(acked, g.f) {
-			r.gsoTypes |= 1 << g.t
-		}
-	}
+	r.off = newOffloads(acked, guestOffloads)
 	r.win.reset()
 }
 
@@ -235,21 +223,14 @@ func (r *rx) deliver(n int) bool {
 func (r *rx) checkHeader(segs [][]byte, n uint64) hdrVerdict {
 	queue.CopySegs(r.hb[:], segs, 0, false)
 	flags, gso := r.hb[0], r.hb[1]
-	if flags&vnethdr.FNeedsCsum != 0 && !r.csum {
+	if !r.off.allows(flags, gso) {
 		return hdrBad
 	}
-	if gso&vnethdr.GSOECN != 0 && !r.ecn {
-		return hdrBad
-	}
-	t := gso &^ vnethdr.GSOECN
-	if t >= 8 || r.gsoTypes&(1<<t) == 0 {
-		return hdrBad
-	}
-	if t == vnethdr.GSONone && n > r.maxPlain {
+	if gso&^vnethdr.GSOECN == vnethdr.GSONone && n > r.maxPlain {
 		return hdrTooBig
 	}
 	var allowed uint8
-	if r.csum {
+	if r.off.csum {
 		allowed = vnethdr.FNeedsCsum | vnethdr.FDataValid
 	}
 	if flags&^allowed != 0 {

@@ -54,6 +54,10 @@ type Stats struct {
 	TxInterrupts uint64
 	// TxDropShort: transmit chains shorter than the header, dropped.
 	TxDropShort uint64
+	// TxDropHeader: frames whose header asks for an offload the driver
+	// did not negotiate (NEEDS_CSUM without CSUM, a GSO type or ECN
+	// without the matching HOST_* feature), dropped before the backend.
+	TxDropHeader uint64
 	// TxErrors: frames the backend refused (bad header, interface down,
 	// backend gone), dropped.
 	TxErrors uint64
@@ -92,6 +96,7 @@ const (
 	cTxBytes
 	cTxInterrupts
 	cTxDropShort
+	cTxDropHeader
 	cTxErrors
 	cTxMalformed
 	cTxWaits
@@ -140,6 +145,7 @@ var names = [numCounters]virtio.Named[Stats]{
 	cTxBytes:         virtio.Name("tx_bytes", "tx_bytes", func(s *Stats) *uint64 { return &s.TxBytes }),
 	cTxInterrupts:    virtio.Name("tx_interrupts", "tx_interrupts", func(s *Stats) *uint64 { return &s.TxInterrupts }),
 	cTxDropShort:     virtio.Name("tx_drop_short", "tx_drops.short", func(s *Stats) *uint64 { return &s.TxDropShort }),
+	cTxDropHeader:    virtio.Name("tx_drop_header", "tx_drops.bad_header", func(s *Stats) *uint64 { return &s.TxDropHeader }),
 	cTxErrors:        virtio.Name("tx_errors", "tx_drops.backend_refused", func(s *Stats) *uint64 { return &s.TxErrors }),
 	cTxMalformed:     virtio.Name("tx_malformed", "tx_drops.malformed_chain", func(s *Stats) *uint64 { return &s.TxMalformed }),
 	cTxWaits:         virtio.Name("tx_waits", "tx_waits", func(s *Stats) *uint64 { return &s.TxWaits }),

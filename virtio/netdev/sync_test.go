@@ -44,7 +44,7 @@ func newSync(tb testing.TB, be Backend, acked uint64, size uint16, dataSize uint
 		return virtio.EngineConfig{Queue: virtio.Queue{Ring: q}, IRQ: s.irq, Stopping: &d.stopping, Stop: make(chan struct{})}
 	}
 	d.rx.init(env, cfg(s.rxq), acked, d.mtu)
-	d.tx.init(env, cfg(s.txq))
+	d.tx.init(env, cfg(s.txq), acked)
 	return s
 }
 
@@ -256,13 +256,17 @@ func TestNoAllocsPerPacket(t *testing.T) {
 		}
 	}
 	for _, indirect := range []bool{false, true} {
-		for _, size := range []int{64, 65550} {
+		for _, tc := range []struct {
+			size       int
+			flags, gso byte
+		}{{64, 0, 0}, {65550, vnethdr.FNeedsCsum, vnethdr.GSOTCPv4}, {1500, vnethdr.FDataValid, 0}} { // the last one's header is cleaned in a copy
+			size := tc.size
 			be := &memBackend{}
-			acked := fEvent
+			acked := fEvent | fHostGSO
 			if indirect {
 				acked |= fIndir
 			}
-			_, step := txDriver(t, acked, be, frame(0, size, 0, 0), []int{HdrLen, 20}, indirect)
+			s, step := txDriver(t, acked, be, frame(0, size, tc.flags, tc.gso), []int{HdrLen, 20}, indirect)
 			for range 10 {
 				step()
 			}
@@ -271,7 +275,10 @@ func TestNoAllocsPerPacket(t *testing.T) {
 					t.Fatal("nothing sent")
 				}
 			}); a != 0 {
-				t.Errorf("tx indirect=%v %d B: %v allocs per round", indirect, size, a)
+				t.Errorf("tx indirect=%v %d B flags %#x: %v allocs per round", indirect, size, tc.flags, a)
+			}
+			if st := s.d.Stats(); st.TxDropHeader != 0 || st.TxPackets == 0 {
+				t.Fatalf("tx: %+v", st)
 			}
 		}
 	}

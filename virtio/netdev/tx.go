@@ -5,6 +5,7 @@ package netdev
 import (
 	"golang.org/x/sys/unix"
 
+	"github.com/flintvm/flint/internal/vnethdr"
 	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
@@ -24,17 +25,24 @@ type tx struct {
 	eng virtio.Engine
 	dl  deltas
 	lim *ratelimit.Limiter // nil: unlimited (Options.TxLimiter)
+	off offloads           // what CSUM and the HOST_* features let a header ask
+
+	hb   [vnethdr.Len]byte // the device's copy of the frame's header, checked
+	segs [][]byte          // hb + the chain's data after the header, reused
 }
 
 var _ virtio.Handler = (*tx)(nil)
 
-func (t *tx) init(env engineEnv, cfg virtio.EngineConfig) {
+func (t *tx) init(env engineEnv, cfg virtio.EngineConfig, acked uint64) {
 	t.engineEnv = env
+	t.off = newOffloads(acked, hostOffloads)
 	cfg.Handler, cfg.Index, cfg.Batch = t, TxQueue, txBatch
 	t.eng.Bind(cfg)
 }
 
 func (t *tx) release() {
+	clear(t.segs[:cap(t.segs)]) // no reference to guest memory kept
+	t.segs = t.segs[:0]
 	t.eng.Release()
 	t.engineEnv = engineEnv{}
 }
@@ -45,16 +53,40 @@ func (t *tx) Next() virtio.Result { return virtio.Result{} }
 // Chain sends c's frame. Over the rate, or when the backend pushes back,
 // the engine gives the chain back and waits (no dropping, no polling,
 // no spinning).
+//
+// The header reaches the backend only with offloads the driver
+// negotiated (issue 13 finding 8). virtio 1.2 §5.1.6.2.1 says the driver
+// MUST NOT set NEEDS_CSUM without CSUM, nor a gso_type (or the ECN bit)
+// without the matching HOST_* feature, and leaves the device's answer
+// open: such a frame is dropped and counted (TxDropHeader), since
+// clearing the fields would send a frame the guest did not mean (a GSO
+// frame above the MTU, a partial checksum on the wire) and passing them
+// on hands the TAP offload work it was never set up for. Other flag bits
+// (DATA_VALID, RSC_INFO, undefined ones) mean nothing on transmit, and
+// §5.1.6.2.2 says the device MUST ignore bits it does not recognise:
+// they are cleared. The backend always gets the header from the device's
+// own copy (the guest's buffer is device-readable, never written), so a
+// guest rewriting its header after the check cannot slip an offload past
+// it.
 func (t *tx) Chain(c *queue.Chain) virtio.Result {
 	if c.ReadLen < HdrLen {
 		t.dl[cTxDropShort]++
 		return virtio.Result{Do: virtio.Done}
 	}
+	if copy(t.hb[:], c.Readable[0]) < HdrLen {
+		queue.CopySegs(t.hb[:], c.Readable, 0, false)
+	}
+	if !t.off.allows(t.hb[0], t.hb[1]) {
+		t.dl[cTxDropHeader]++
+		return virtio.Result{Do: virtio.Done}
+	}
+	t.hb[0] &= vnethdr.FNeedsCsum
 	if ok, wait := t.lim.Consume(uint64(c.ReadLen - HdrLen)); !ok {
 		return virtio.Result{Do: virtio.Throttle, Wait: wait}
 	}
+	segs := t.frame(c.Readable)
 	for {
-		_, err := t.be.Writev(c.Readable)
+		_, err := t.be.Writev(segs)
 		switch {
 		case err == nil:
 			t.dl[cTxPackets]++
@@ -72,6 +104,27 @@ func (t *tx) Chain(c *queue.Chain) virtio.Result {
 		// Transmit buffers are device-readable only: used length 0.
 		return virtio.Result{Do: virtio.Done}
 	}
+}
+
+// frame returns the frame in segs with the header replaced by the
+// device's checked copy t.hb: t.hb, then the data after the header.
+// t.segs is reused; it grows only to the longest chain seen.
+func (t *tx) frame(segs [][]byte) [][]byte {
+	if len(segs[0]) >= HdrLen { // the usual case: the header in one piece
+		t.segs = append(append(t.segs[:0], t.hb[:], segs[0][HdrLen:]), segs[1:]...)
+		return t.segs
+	}
+	t.segs = append(t.segs[:0], t.hb[:])
+	skip := HdrLen
+	for _, s := range segs {
+		if skip >= len(s) {
+			skip -= len(s)
+			continue
+		}
+		t.segs = append(t.segs, s[skip:])
+		skip = 0
+	}
+	return t.segs
 }
 
 // Wait waits for the backend to take frames again; a failure shows at

@@ -56,7 +56,7 @@ func TestTx(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, be := newDevice(t, Options{})
-			h := activate(t, d, tc.acked, virtiotest.Options{})
+			h := activate(t, d, tc.acked|fHostCsum, virtiotest.Options{})
 			var frames [][]byte
 			for i := range 20 {
 				f := frame(i, tc.size-i, vnethdr.FNeedsCsum, vnethdr.GSONone)
