@@ -35,6 +35,8 @@ type VMConfig struct {
 	Drives            []Drive            `json:"drives"`
 	Logger            *Logger            `json:"logger,omitempty"`
 	Metrics           *Metrics           `json:"metrics,omitempty"`
+	Vsock             *Vsock             `json:"vsock,omitempty"`
+	Entropy           *Entropy           `json:"entropy,omitempty"`
 	Flint             *Flint             `json:"flint,omitempty"`
 }
 
@@ -111,8 +113,8 @@ const (
 // Top-level keys: the ones Flint reads and the Firecracker ones it does not
 // implement.
 var (
-	topKeys = []string{"boot-source", "machine-config", "network-interfaces", "drives", "logger", "metrics", "flint"}
-	topNot  = []string{"vsock", "balloon", "mmds-config", "entropy", "cpu-config", "serial", "memory-hotplug", "pmem"}
+	topKeys = []string{"boot-source", "machine-config", "network-interfaces", "drives", "logger", "metrics", "vsock", "entropy", "flint"}
+	topNot  = []string{"balloon", "mmds-config", "cpu-config", "serial", "memory-hotplug", "pmem"}
 )
 
 // DecodeVMConfig decodes and validates a config file strictly: unknown keys,
@@ -160,6 +162,16 @@ func DecodeVMConfig(data []byte) (VMConfig, error) {
 		m, err := decodeMetrics("metrics", v)
 		o.fail(err)
 		c.Metrics = &m
+	}
+	if v := o.raw("vsock"); v != nil && o.err == nil {
+		vs, err := decodeVsock("vsock", v)
+		o.fail(err)
+		c.Vsock = &vs
+	}
+	if v := o.raw("entropy"); v != nil && o.err == nil {
+		e, err := decodeEntropy("entropy", v)
+		o.fail(err)
+		c.Entropy = &e
 	}
 	if v := o.raw("flint"); v != nil && o.err == nil {
 		f, err := decodeFlint("flint", v)
@@ -239,8 +251,18 @@ func (c *VMConfig) ValidatePending() error {
 			return err
 		}
 	}
+	if c.Vsock != nil {
+		if err := c.Vsock.validate("vsock"); err != nil {
+			return err
+		}
+	}
+	if c.Entropy != nil {
+		if err := c.Entropy.RateLimiter.validate("entropy.rate_limiter"); err != nil {
+			return err
+		}
+	}
 	if c.Flint != nil {
-		return c.Flint.validate("flint", ifaces, drives)
+		return c.Flint.validate("flint", ifaces, drives, c.Vsock != nil, c.Entropy != nil)
 	}
 	return nil
 }

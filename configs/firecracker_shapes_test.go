@@ -38,6 +38,11 @@ func TestFirecrackerShapes(t *testing.T) {
 		{"boot_args and initrd null", fcDoc(`"boot-source": {"kernel_image_path": "k", "boot_args": null, "initrd_path": null}`)},
 		{"drive with Writeback and a rate limiter", fcDoc(fcBoot, `"drives": [{"drive_id": "d", "is_root_device": false, "path_on_host": "d.img", "cache_type": "Writeback",
 			"rate_limiter": {"bandwidth": {"size": 1048576, "one_time_burst": null, "refill_time": 1000}, "ops": null}}]`)},
+		{"vsock", fcDoc(fcBoot, `"vsock": {"guest_cid": 3, "uds_path": "/tmp/v.sock"}`)},
+		{"vsock with its (deprecated) id", fcDoc(fcBoot, `"vsock": {"vsock_id": "vsock0", "guest_cid": 52, "uds_path": "v.sock"}`)},
+		{"entropy without a limiter", fcDoc(fcBoot, `"entropy": {"rate_limiter": null}`)},
+		{"entropy with a limiter", fcDoc(fcBoot, `"entropy": {"rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}, "ops": null}}`)},
+		{"entropy empty", fcDoc(fcBoot, `"entropy": {}`)},
 		{"interface with mtu and rate limiters", fcDoc(fcBoot, `"network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": null, "mtu": 1500,
 			"rx_rate_limiter": {"bandwidth": null, "ops": {"size": 100, "refill_time": 1000}}, "tx_rate_limiter": null}]`)},
 	}
@@ -59,8 +64,6 @@ func TestFirecrackerShapes(t *testing.T) {
 		{"metrics properties", fcDoc(fcBoot, `"metrics": {"metrics_path": "m", "properties": {"team": "a"}}`), "metrics.properties"},
 		{"2M huge pages", fcDoc(fcBoot, `"machine-config": {"vcpu_count": 2, "mem_size_mib": 1024, "huge_pages": "2M"}`), "machine-config.huge_pages"},
 		{"balloon", fcDoc(fcBoot, `"balloon": {"amount_mib": 0, "deflate_on_oom": false, "stats_polling_interval_s": 0}`), "balloon"},
-		{"vsock", fcDoc(fcBoot, `"vsock": {"guest_cid": 3, "uds_path": "v.sock"}`), "vsock"},
-		{"entropy", fcDoc(fcBoot, `"entropy": {"rate_limiter": null}`), "entropy"},
 		{"cpu-config", fcDoc(fcBoot, `"cpu-config": {"cpuid_modifiers": []}`), "cpu-config"},
 		{"pmem", fcDoc(fcBoot, `"pmem": [{"id": "p0", "path_on_host": "p.img", "root_device": false, "read_only": true}]`), "pmem"},
 		{"memory hotplug", fcDoc(fcBoot, `"memory-hotplug": {"total_size_mib": 1024}`), "memory-hotplug"},
@@ -91,6 +94,10 @@ func TestVMConfigRoundTrip(t *testing.T) {
 			`"network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:c0:a8:00:02", "mtu": 9000, "tx_rate_limiter": {"ops": {"size": 10, "refill_time": 100}}}]`,
 			`"logger": {"log_path": "l", "level": "Debug", "show_level": true, "show_log_origin": true}`, `"metrics": {"metrics_path": "m"}`,
 			`"flint": {"console": "none", "timeout": "90s", "exit_marker": "OK", "timing": true, "drives": {"d": {"transport": "mmio"}}}`),
+		fcDoc(fcBoot, `"vsock": {"vsock_id": "v", "guest_cid": 4294967294, "uds_path": "/run/v.sock"}`,
+			`"entropy": {"rate_limiter": {"ops": {"size": 10, "refill_time": 100}}}`,
+			`"flint": {"vsock": {"transport": "mmio"}, "entropy": {"transport": "pci"}}`),
+		fcDoc(fcBoot, `"vsock": {"guest_cid": 3, "uds_path": "v"}`, `"entropy": {}`),
 	}
 	for i, doc := range docs {
 		c, err := DecodeVMConfig([]byte(doc))

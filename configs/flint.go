@@ -23,6 +23,14 @@ type Flint struct {
 	NetworkInterfaces map[string]FlintNet `json:"network-interfaces,omitempty"`
 	// Drives holds per-drive settings keyed by drive_id.
 	Drives map[string]FlintDrive `json:"drives,omitempty"`
+	// Vsock and Entropy hold the vsock and entropy devices' transports.
+	Vsock   *FlintDevice `json:"vsock,omitempty"`
+	Entropy *FlintDevice `json:"entropy,omitempty"`
+}
+
+// FlintDevice is a device's transport (the vsock and entropy devices).
+type FlintDevice struct {
+	Transport Transport `json:"transport,omitempty"`
 }
 
 // FlintNet is one interface's transport and virtio-net feature switches,
@@ -53,7 +61,8 @@ var flintNetKeys = []string{"transport", "mrg_rxbuf", "tso", "csum", "ufo", "ind
 
 func decodeFlint(path string, raw json.RawMessage) (Flint, error) {
 	var f Flint
-	o, err := openObject(path, raw, []string{"console", "timeout", "exit_marker", "timing", "network-interfaces", "drives"})
+	o, err := openObject(path, raw, []string{"console", "timeout", "exit_marker", "timing", "network-interfaces", "drives",
+		"vsock", "entropy"})
 	if err != nil {
 		return f, err
 	}
@@ -91,7 +100,26 @@ func decodeFlint(path string, raw json.RawMessage) (Flint, error) {
 		}
 		f.Drives[p] = d
 	})
+	f.Vsock = o.flintDevice("vsock")
+	f.Entropy = o.flintDevice("entropy")
 	return f, o.err
+}
+
+// flintDevice decodes key's {"transport": ...}, nil when absent.
+func (o *object) flintDevice(key string) *FlintDevice {
+	v := o.raw(key)
+	if v == nil || o.err != nil {
+		return nil
+	}
+	e, err := openObject(joinPath(o.path, key), v, []string{"transport"})
+	if err != nil {
+		o.fail(err)
+		return nil
+	}
+	var d FlintDevice
+	e.transport(&d.Transport)
+	o.fail(e.err)
+	return &d
 }
 
 // objectMap decodes key's value as an object whose keys are ids and whose
@@ -130,8 +158,9 @@ func (o *object) transport(dst *Transport) {
 }
 
 // validate checks that every id in f names an interface or drive that
-// exists (ifaces and drives are the sets of ids).
-func (f *Flint) validate(path string, ifaces, drives map[string]bool) error {
+// exists (ifaces and drives are the sets of ids), and that the vsock and
+// entropy settings are for devices the config has.
+func (f *Flint) validate(path string, ifaces, drives map[string]bool, vsock, entropy bool) error {
 	if f.Timeout < 0 {
 		return fieldErrorf(joinPath(path, "timeout"), "must not be negative")
 	}
@@ -144,6 +173,12 @@ func (f *Flint) validate(path string, ifaces, drives map[string]bool) error {
 		if !drives[id] {
 			return fieldErrorf(joinPath(path, "drives."+id), "names no drive in drives (no drive_id %q)", id)
 		}
+	}
+	if f.Vsock != nil && !vsock {
+		return fieldErrorf(joinPath(path, "vsock"), "is set but the config has no vsock section")
+	}
+	if f.Entropy != nil && !entropy {
+		return fieldErrorf(joinPath(path, "entropy"), "is set but the config has no entropy section")
 	}
 	return nil
 }
@@ -200,6 +235,24 @@ func (c *VMConfig) NetInterfaces() ([]NetInterface, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// VsockTransport is the vsock device's transport from the "flint"
+// section, pci when unset.
+func (c *VMConfig) VsockTransport() Transport {
+	if c.Flint != nil && c.Flint.Vsock != nil && c.Flint.Vsock.Transport != "" {
+		return c.Flint.Vsock.Transport
+	}
+	return TransportPCI
+}
+
+// EntropyTransport is the entropy device's transport from the "flint"
+// section, pci when unset.
+func (c *VMConfig) EntropyTransport() Transport {
+	if c.Flint != nil && c.Flint.Entropy != nil && c.Flint.Entropy.Transport != "" {
+		return c.Flint.Entropy.Transport
+	}
+	return TransportPCI
 }
 
 // DriveTransport returns drive id's transport from the "flint" section,

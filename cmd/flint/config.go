@@ -53,6 +53,8 @@ func loadConfigFile(path string) (*configs.VMConfig, error) {
 //	--timeout     flint.timeout
 //	--timing      flint.timing (set to true)
 //	--net         adds interfaces after network-interfaces (never replaces)
+//
+// vsock and entropy have no flag: they come from the config only.
 func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Config, release func(), err error) {
 	release = func() {}
 	// fromFlag reports whether the flag's value wins over fc.
@@ -111,6 +113,7 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 			return cfg, release, usagef("%s: %v", src, err)
 		}
 		cfg.Net = nets
+		cfg.Vsock, cfg.Entropy = vsockEntropy(fc)
 		logger = fc.Logger
 		if fc.Metrics != nil {
 			cfg.MetricsPath = fc.Metrics.MetricsPath
@@ -184,6 +187,20 @@ func driveConfigs(fc *configs.VMConfig, src string) ([]vmm.DriveConfig, error) {
 		out = append(out, dc)
 	}
 	return out, nil
+}
+
+// vsockEntropy maps the config's vsock and entropy sections (nil when
+// absent) with their transports from the "flint" section.
+func vsockEntropy(fc *configs.VMConfig) (*vmm.VsockConfig, *vmm.EntropyConfig) {
+	var v *vmm.VsockConfig
+	var e *vmm.EntropyConfig
+	if fc.Vsock != nil {
+		v = &vmm.VsockConfig{GuestCID: fc.Vsock.GuestCID, UDSPath: fc.Vsock.UDSPath, Transport: string(fc.VsockTransport())}
+	}
+	if fc.Entropy != nil {
+		e = &vmm.EntropyConfig{RateLimit: vmm.RateLimitConfig(fc.Entropy.RateLimiter), Transport: string(fc.EntropyTransport())}
+	}
+	return v, e
 }
 
 // checkRanges checks the flag-shaped values (a config file's are already

@@ -193,7 +193,8 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown key", `{` + boot + `, "machine-config": {"vcpu_count": 1, "mem_size": 1}}`, `unknown key "mem_size" at machine-config`},
 		{"range", `{` + boot + `, "machine-config": {"vcpu_count": 99, "mem_size_mib": 128}}`, "machine-config.vcpu_count 99 is out of range [1, 32]"},
 		{"unsupported", `{` + boot + `, "machine-config": {"vcpu_count": 1, "mem_size_mib": 128, "huge_pages": "2M"}}`, `machine-config.huge_pages "2M" is not supported by flint yet`},
-		{"vsock", `{` + boot + `, "vsock": {}}`, "vsock is not supported by flint yet"},
+		{"vsock", `{` + boot + `, "vsock": {}}`, "vsock.guest_cid is required"},
+		{"vsock cid", `{` + boot + `, "vsock": {"guest_cid": 2, "uds_path": "v"}}`, "vsock.guest_cid 2 is out of range"},
 		{"missing kernel file", `{"boot-source": {"kernel_image_path": "/nonexistent/k"}}`, "boot-source.kernel_image_path: /nonexistent/k"},
 		{"missing initrd file", `{` + boot[:len(boot)-1] + `, "initrd_path": "/nonexistent/i"}}`, "boot-source.initrd_path: /nonexistent/i"},
 		{"missing drive file", `{` + boot + `, "drives": [{"drive_id": "rootfs", "path_on_host": "/nonexistent/r", "is_root_device": true}]}`, "drives[0].path_on_host: /nonexistent/r: No such file or directory (os error 2)"},
@@ -378,5 +379,29 @@ func TestAPISocketErrors(t *testing.T) {
 	code, _, stderr, cfg := runArgs(t, "run", "--api-sock", file)
 	if code != vmm.ExitUsage || cfg != nil || !strings.Contains(stderr, "--api-sock") || !strings.Contains(stderr, "not a socket") {
 		t.Fatalf("code %d stderr %q", code, stderr)
+	}
+}
+
+// TestVsockEntropyMapping: the config's vsock and entropy sections reach
+// vmm.Config with their transports (pci unless the "flint" section says
+// otherwise) and the entropy rate limiter.
+func TestVsockEntropyMapping(t *testing.T) {
+	fc, err := configs.DecodeVMConfig([]byte(`{"boot-source": {"kernel_image_path": "k"},
+		"vsock": {"guest_cid": 7, "uds_path": "/run/v.sock"},
+		"entropy": {"rate_limiter": {"ops": {"size": 5, "refill_time": 100}}},
+		"flint": {"entropy": {"transport": "mmio"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, e := vsockEntropy(&fc)
+	if v == nil || *v != (vmm.VsockConfig{GuestCID: 7, UDSPath: "/run/v.sock", Transport: "pci"}) {
+		t.Errorf("vsock %+v", v)
+	}
+	if e == nil || e.Transport != "mmio" || e.RateLimit == nil || e.RateLimit.Ops.Size != 5 || e.RateLimit.Ops.RefillTime != 100 {
+		t.Errorf("entropy %+v", e)
+	}
+	fc.Vsock, fc.Entropy = nil, nil
+	if v, e := vsockEntropy(&fc); v != nil || e != nil {
+		t.Errorf("absent sections mapped to %+v, %+v", v, e)
 	}
 }
