@@ -26,19 +26,32 @@ var (
 	intxGSIs = []uint32{16, 17, 18, 19, 20, 21, 22, 23}
 )
 
+// irqVM is what the interrupt wiring needs of a KVM VM: *kvm.VM, or a
+// fake that counts the ioctls in tests (a guest must not be able to make
+// Flint issue expensive ones in a loop: issue 13 finding 12).
+type irqVM interface {
+	SetGSIRouting(entries []kvm.IRQRoutingEntry) error
+	RegisterIRQFD(efd int, gsi uint32) error
+	RegisterIOEventFD(e kvm.IOEventFD) error
+	UnregisterIOEventFD(e kvm.IOEventFD) error
+}
+
+var _ irqVM = (*kvm.VM)(nil)
+
 // irqRouter owns the VM's GSI routing table and the irqfds behind device
 // interrupts. The table is the default irqchip routing plus one MSI route
 // per allocated vector; KVM_SET_GSI_ROUTING replaces it whole.
 type irqRouter struct {
-	vm      *kvm.VM
+	vm      irqVM
 	mu      sync.Mutex
 	msi     map[uint32]kvm.IRQRoutingEntry // GSI -> MSI route
 	nextMSI uint32
+	dirty   bool // msi holds routes not installed yet
 	nextPin int
 	fds     []int // every eventfd registered as an irqfd, closed by close
 }
 
-func newIRQRouter(vm *kvm.VM) *irqRouter {
+func newIRQRouter(vm irqVM) *irqRouter {
 	return &irqRouter{vm: vm, msi: map[uint32]kvm.IRQRoutingEntry{}, nextMSI: firstMSIGSI}
 }
 
@@ -90,7 +103,11 @@ func (r *irqRouter) commit() error {
 			routes = append(routes, e)
 		}
 	}
-	return r.vm.SetGSIRouting(routes)
+	if err := r.vm.SetGSIRouting(routes); err != nil {
+		return err
+	}
+	r.dirty = false
+	return nil
 }
 
 func (r *irqRouter) close() {
@@ -110,45 +127,66 @@ type msixRouter struct {
 	fds  []*irqfd
 }
 
-// newMSIX allocates n vectors.
+// newMSIX allocates n vectors, their placeholder routes installed with
+// one KVM_SET_GSI_ROUTING.
 func (r *irqRouter) newMSIX(n int) (*msixRouter, error) {
 	m := &msixRouter{r: r}
+	r.mu.Lock()
+	if int(r.nextMSI)+n-1 > maxGSI {
+		r.mu.Unlock()
+		return nil, errors.New("out of GSIs for MSI-X vectors")
+	}
 	for i := 0; i < n; i++ {
-		r.mu.Lock()
-		if r.nextMSI > maxGSI {
-			r.mu.Unlock()
-			return nil, errors.New("out of GSIs for MSI-X vectors")
-		}
 		gsi := r.nextMSI
 		r.nextMSI++
 		// Until the guest programs it, a vector points nowhere useful;
 		// an irqfd needs a route to exist, so install a placeholder.
 		r.msi[gsi] = kvm.MSIRoute(gsi, 0xfee00000, 0)
-		err := r.commit()
-		r.mu.Unlock()
-		if err != nil {
-			return nil, err
-		}
+		m.gsis = append(m.gsis, gsi)
+	}
+	err := r.commit()
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	for _, gsi := range m.gsis {
 		f, err := r.newIRQFD(gsi)
 		if err != nil {
 			return nil, err
 		}
-		m.gsis = append(m.gsis, gsi)
 		m.fds = append(m.fds, f)
 	}
 	return m, nil
 }
 
-// SetVector points vector v at the guest's MSI message. The transport never
-// triggers a masked vector, so masking needs no routing change.
+// SetVector records vector v's MSI message as its route. A masked vector
+// keeps the route it has (the transport never triggers it), so writes to
+// masked entries cost nothing; the new route is installed by Commit.
 func (m *msixRouter) SetVector(v int, addr uint64, data uint32, masked bool) error {
 	if v < 0 || v >= len(m.gsis) {
 		return fmt.Errorf("MSI-X vector %d out of range", v)
 	}
+	if masked {
+		return nil
+	}
 	m.r.mu.Lock()
 	defer m.r.mu.Unlock()
 	gsi := m.gsis[v]
-	m.r.msi[gsi] = kvm.MSIRoute(gsi, addr, data)
+	if e := kvm.MSIRoute(gsi, addr, data); e != m.r.msi[gsi] {
+		m.r.msi[gsi] = e
+		m.r.dirty = true
+	}
+	return nil
+}
+
+// Commit installs the routes SetVector changed: one KVM_SET_GSI_ROUTING
+// for a whole guest register write, none if no unmasked route changed.
+func (m *msixRouter) Commit() error {
+	m.r.mu.Lock()
+	defer m.r.mu.Unlock()
+	if !m.r.dirty {
+		return nil
+	}
 	return m.r.commit()
 }
 
@@ -163,7 +201,7 @@ func (m *msixRouter) Trigger(v int) error {
 // ioeventNotifier implements transport.Notifier with KVM ioeventfds: a
 // guest write to a notify register signals the queue's kick eventfd inside
 // KVM, without an exit to Flint.
-type ioeventNotifier struct{ vm *kvm.VM }
+type ioeventNotifier struct{ vm irqVM }
 
 func (n ioeventNotifier) ioevent(m transport.NotifyMatch, fd int) kvm.IOEventFD {
 	return kvm.IOEventFD{FD: fd, Addr: m.Addr, Len: m.Len, Datamatch: m.Datamatch, Value: m.Data}

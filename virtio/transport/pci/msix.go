@@ -15,28 +15,41 @@ type message struct {
 }
 
 // MSIXRouter delivers one function's MSI-X interrupts. The VMM implements
-// it, typically with one GSI and one irqfd per vector: SetVector programs
-// the GSI's MSI route (KVM_SET_GSI_ROUTING), Trigger writes the irqfd, so
-// a device's interrupt costs one eventfd write and no lock on the data
-// path beyond a read lock shared with the other vectors.
+// it, typically with one GSI and one irqfd per vector: SetVector records
+// a vector's MSI message, Commit installs the routes recorded since the
+// last Commit (one KVM_SET_GSI_ROUTING at most, none if no unmasked
+// route changed), Trigger writes the irqfd, so a device's interrupt
+// costs one eventfd write and no lock on the data path beyond a read
+// lock shared with the other vectors.
 //
 // The transport owns masking and the pending bits: it never calls Trigger
 // for a masked vector (it sets the vector's pending bit instead and
 // triggers on unmask), so the router needs no mask logic of its own.
+// After each guest register write it calls SetVector for the entries
+// whose message or mask state changed, then Commit once, and only then
+// triggers vectors the write unmasked: a guest rewriting entries in a
+// loop costs the VMM an ioctl only when an unmasked route really changes
+// (issue 13 finding 12).
 type MSIXRouter interface {
 	// SetVector reports vector v's table entry, the MSI message (addr,
 	// data), whenever the message or its mask state changes. masked is
 	// the effective state: the entry's mask bit, the function mask, or
 	// MSI-X disabled. A router may ignore updates with masked true and
-	// program the route on the next unmasked one. Called from vCPU
-	// goroutines, never concurrently with another SetVector or with a
-	// Trigger.
+	// program the route on the next unmasked one; it need not install
+	// anything before Commit. Called from vCPU goroutines, never
+	// concurrently with another SetVector, Commit or a Trigger.
 	SetVector(v int, addr uint64, data uint32, masked bool) error
+	// Commit installs what SetVector reported since the last Commit; a
+	// router should do nothing when no unmasked route changed. Same
+	// calling rules as SetVector. An error means the vectors reported
+	// unmasked since the last Commit are not routed.
+	Commit() error
 	// Trigger sends vector v's message once. It is called only while v
-	// is unmasked, after the SetVector that reported its current message
-	// unmasked; from device goroutines, concurrently for different (or
-	// the same) vectors, and from a vCPU goroutine when an unmask
-	// delivers a pending interrupt. It must not allocate.
+	// is unmasked, after the Commit that followed the SetVector that
+	// reported its current message unmasked; from device goroutines,
+	// concurrently for different (or the same) vectors, and from a vCPU
+	// goroutine when an unmask delivers a pending interrupt. It must not
+	// allocate.
 	Trigger(v int) error
 }
 
@@ -70,7 +83,9 @@ type msix struct {
 	entries []msixEntry
 	enabled bool
 	fmask   bool
-	pending []atomic.Uint64 // set under mu.RLock, cleared under mu.Lock
+	// uncommitted: SetVector was called since the last Commit.
+	uncommitted bool
+	pending     []atomic.Uint64 // set under mu.RLock, cleared under mu.Lock
 }
 
 func newMSIX(n int, r MSIXRouter, onError func(string, ...any)) *msix {
@@ -101,24 +116,46 @@ func (m *msix) signal(v int) error {
 	return m.router.Trigger(v)
 }
 
-// syncLocked reports v's entry to the router if it changed and delivers
-// a pending interrupt if v is now unmasked. Caller holds mu for writing.
-func (m *msix) syncLocked(v int) {
+// reportLocked reports v's entry to the router if it changed; commitLocked
+// must follow. Caller holds mu for writing.
+func (m *msix) reportLocked(v int) {
 	e := &m.entries[v]
 	msg := message{addr: uint64(e.addrHi)<<32 | uint64(e.addrLo), data: e.data}
 	masked := m.maskedLocked(v)
-	if !e.reported || msg != e.lastMsg || masked != e.lastMasked {
-		e.reported, e.lastMsg, e.lastMasked = true, msg, masked
-		err := m.router.SetVector(v, msg.addr, msg.data, masked)
-		e.lastReportedOK = err == nil
-		if err != nil {
-			m.onError("MSI-X vector not routed", "vector", v, "err", err)
+	if e.reported && msg == e.lastMsg && masked == e.lastMasked {
+		return
+	}
+	e.reported, e.lastMsg, e.lastMasked = true, msg, masked
+	err := m.router.SetVector(v, msg.addr, msg.data, masked)
+	e.lastReportedOK = err == nil
+	m.uncommitted = true
+	if err != nil {
+		m.onError("MSI-X vector not routed", "vector", v, "err", err)
+	}
+}
+
+// commitLocked has the router install what reportLocked reported (one
+// Commit for a whole register write), then delivers the pending
+// interrupts of the vectors in [lo, hi) that are now unmasked and routed.
+// Caller holds mu for writing.
+func (m *msix) commitLocked(lo, hi int) {
+	if m.uncommitted {
+		m.uncommitted = false
+		if err := m.router.Commit(); err != nil {
+			m.onError("MSI-X routes not installed", "err", err)
+			for v := lo; v < hi; v++ {
+				if e := &m.entries[v]; !m.maskedLocked(v) {
+					e.lastReportedOK, e.reported = false, false // reported again at the next write
+				}
+			}
 		}
 	}
-	bit := uint64(1) << (v % 64)
-	if !masked && e.lastReportedOK && m.pending[v/64].Load()&bit != 0 {
-		m.pending[v/64].And(^bit)
-		m.router.Trigger(v)
+	for v := lo; v < hi; v++ {
+		bit := uint64(1) << (v % 64)
+		if !m.maskedLocked(v) && m.entries[v].lastReportedOK && m.pending[v/64].Load()&bit != 0 {
+			m.pending[v/64].And(^bit)
+			m.router.Trigger(v)
+		}
 	}
 }
 
@@ -131,8 +168,9 @@ func (m *msix) setControl(enabled, fmask bool) {
 	}
 	m.enabled, m.fmask = enabled, fmask
 	for v := range m.entries {
-		m.syncLocked(v)
+		m.reportLocked(v)
 	}
+	m.commitLocked(0, len(m.entries))
 }
 
 // readTable serves a 4- or 8-byte aligned read at off in the table.
@@ -182,7 +220,8 @@ func (m *msix) writeTable(off uint64, data []byte) bool {
 			e.ctrl = w & msixCtrlMasked
 		}
 	}
-	m.syncLocked(v)
+	m.reportLocked(v)
+	m.commitLocked(v, v+1)
 	return true
 }
 

@@ -290,7 +290,7 @@ func TestBARMove(t *testing.T) {
 	const newBAR = 0xc010_0000
 	cmd := r.cfgRead(pcidev.RegCommand, 2)
 	r.cfgWrite(pcidev.RegCommand, 2, cmd&^pcidev.CommandMemory)
-	if _, mapped := r.tr.BAR(); mapped || len(r.notif.Attached()) != 0 {
+	if _, mapped := r.tr.BAR(); mapped {
 		t.Fatal("BAR still mapped with decoding off")
 	}
 	if r.mmio.Read(testBAR, make([]byte, 1)) {

@@ -216,22 +216,33 @@ func (l *Line) Rises() int {
 
 // Vector is what a Router knows about one MSI-X vector.
 type Vector struct {
-	Addr     uint64 // MSI address last reported
-	Data     uint32 // MSI data last reported
-	Masked   bool   // mask state last reported
+	Addr     uint64 // MSI address last committed
+	Data     uint32 // MSI data last committed
+	Masked   bool   // mask state last committed
 	Triggers int    // Trigger calls
 	// Updates counts SetVector calls.
 	Updates int
 	// BadTriggers counts Trigger calls while the vector was masked or
-	// never programmed, which a transport must never make.
+	// never programmed (committed), which a transport must never make.
 	BadTriggers int
+
+	next      message // reported by SetVector, installed by Commit
+	committed bool
+}
+
+// message is a reported, not yet committed, vector state.
+type message struct {
+	Addr   uint64
+	Data   uint32
+	Masked bool
 }
 
 // Router records MSI-X programming and delivery; it implements
 // virtio/transport/pci.MSIXRouter.
 type Router struct {
-	mu   sync.Mutex
-	vecs map[int]*Vector
+	mu      sync.Mutex
+	vecs    map[int]*Vector
+	commits int
 }
 
 // NewRouter returns an empty Router.
@@ -251,9 +262,29 @@ func (r *Router) SetVector(v int, addr uint64, data uint32, masked bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	x := r.vec(v)
-	x.Addr, x.Data, x.Masked = addr, data, masked
+	x.next = message{Addr: addr, Data: data, Masked: masked}
 	x.Updates++
 	return nil
+}
+
+// Commit installs what SetVector reported since the last Commit.
+func (r *Router) Commit() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.commits++
+	for _, x := range r.vecs {
+		if x.Updates > 0 {
+			x.Addr, x.Data, x.Masked, x.committed = x.next.Addr, x.next.Data, x.next.Masked, true
+		}
+	}
+	return nil
+}
+
+// Commits counts Commit calls.
+func (r *Router) Commits() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.commits
 }
 
 // Trigger records a delivery of vector v.
@@ -261,7 +292,7 @@ func (r *Router) Trigger(v int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	x := r.vec(v)
-	if x.Masked || x.Updates == 0 {
+	if x.Masked || !x.committed {
 		x.BadTriggers++
 	}
 	x.Triggers++
