@@ -109,6 +109,24 @@ var syscalls = map[string]uint32{
 	"rt_sigreturn": unix.SYS_RT_SIGRETURN, "sigaltstack": unix.SYS_SIGALTSTACK,
 }
 
+// FileServerSyscalls are the calls a virtio-fs device (virtio/fs) makes
+// while it serves a host directory to the guest, allowed with any
+// arguments only when Options.FileServer asks for them: one path
+// component below a directory descriptor (openat2 with RESOLVE_BENEATH,
+// the *at calls), reopening through /proc/self/fd, directory listing,
+// attribute changes and data I/O. The device's confinement does not rest
+// on the filter: these calls open nothing the device does not ask for.
+var FileServerSyscalls = map[string]uint32{
+	"openat2": unix.SYS_OPENAT2, "getdents64": unix.SYS_GETDENTS64,
+	"mkdirat": unix.SYS_MKDIRAT, "mknodat": unix.SYS_MKNODAT, "symlinkat": unix.SYS_SYMLINKAT,
+	"linkat": unix.SYS_LINKAT, "renameat2": unix.SYS_RENAMEAT2, "unlinkat": unix.SYS_UNLINKAT,
+	"readlinkat": unix.SYS_READLINKAT, "newfstatat": unix.SYS_NEWFSTATAT, "fstat": unix.SYS_FSTAT,
+	"fstatfs": unix.SYS_FSTATFS, "fchmod": unix.SYS_FCHMOD, "fchmodat": unix.SYS_FCHMODAT,
+	"fchownat": unix.SYS_FCHOWNAT, "utimensat": unix.SYS_UTIMENSAT, "ftruncate": unix.SYS_FTRUNCATE,
+	"fallocate": unix.SYS_FALLOCATE, "fsync": unix.SYS_FSYNC, "fdatasync": unix.SYS_FDATASYNC,
+	"lseek": unix.SYS_LSEEK, "preadv": unix.SYS_PREADV, "pwritev": unix.SYS_PWRITEV, "close": unix.SYS_CLOSE,
+}
+
 // An Ioctl is one request number the filter allows, named as the code
 // that issues it names it (Go identifier for KVM's, which kvm keeps
 // unexported; unix constant name for the others).
@@ -205,8 +223,12 @@ func (p *program) guarded(sysno uint32, body program) error {
 // Options are the run-time facts the filter's argument checks need.
 type Options struct {
 	Mode Mode
-	// PID is the process's id: kill and tgkill may only signal it.
+	// PID is the process's id: kill and tgkill may only signal it
+	// (InstallWith fills it in when 0).
 	PID int
+	// FileServer also allows FileServerSyscalls, for a VMM with a
+	// virtio-fs device. Off by default.
+	FileServer bool
 }
 
 // Build returns the filter's BPF program. It does not install it.
@@ -223,7 +245,7 @@ func Build(o Options) ([]unix.SockFilter, error) {
 	p.jump(unix.BPF_JMP|unix.BPF_JGE|unix.BPF_K, x32SyscallBit, 0, 1)
 	p.ret(unix.SECCOMP_RET_KILL_PROCESS)
 
-	for _, nr := range sortedSyscalls() {
+	for _, nr := range sortedSyscalls(o.FileServer) {
 		p.allowIf(nr)
 	}
 	type check struct {
@@ -262,9 +284,20 @@ func Build(o Options) ([]unix.SockFilter, error) {
 	return p, nil
 }
 
-func sortedSyscalls() []uint32 {
-	nrs := make([]uint32, 0, len(syscalls))
+// sortedSyscalls is the allowlist's numbers (with FileServerSyscalls if
+// fileServer), sorted, each once.
+func sortedSyscalls(fileServer bool) []uint32 {
+	set := map[uint32]bool{}
 	for _, nr := range syscalls {
+		set[nr] = true
+	}
+	if fileServer {
+		for _, nr := range FileServerSyscalls {
+			set[nr] = true
+		}
+	}
+	nrs := make([]uint32, 0, len(set))
+	for nr := range set {
 		nrs = append(nrs, nr)
 	}
 	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })

@@ -144,6 +144,36 @@ func TestFilterDecisions(t *testing.T) {
 	}
 }
 
+// TestFileServerOption: the file-serving calls are refused unless
+// Options.FileServer asks for them, and then every one is allowed.
+func TestFileServerOption(t *testing.T) {
+	const pid = 4242
+	plain, err := Build(Options{Mode: Kill, PID: pid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := Build(Options{Mode: Kill, PID: pid, FileServer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, nr := range FileServerSyscalls {
+		if got := run(t, fs, sys(nr)); got != unix.SECCOMP_RET_ALLOW {
+			t.Errorf("FileServer, %s: %#x, want allow", name, got)
+		}
+	}
+	for _, nr := range []uint32{unix.SYS_OPENAT2, unix.SYS_GETDENTS64, unix.SYS_RENAMEAT2, unix.SYS_MKDIRAT, unix.SYS_FCHOWNAT} {
+		if got := run(t, plain, sys(nr)); got != unix.SECCOMP_RET_KILL_PROCESS {
+			t.Errorf("without FileServer, syscall %d: %#x, want kill", nr, got)
+		}
+	}
+	// Still refused with it: no plain openat, no exec, no other sockets.
+	for _, c := range []call{sys(unix.SYS_OPENAT), sys(unix.SYS_EXECVE), sys(unix.SYS_SOCKET, unix.AF_INET)} {
+		if got := run(t, fs, c); got != unix.SECCOMP_RET_KILL_PROCESS {
+			t.Errorf("FileServer, syscall %d: %#x, want kill", c.nr, got)
+		}
+	}
+}
+
 func TestParseMode(t *testing.T) {
 	for _, m := range []Mode{Off, Kill, Log} {
 		got, err := ParseMode(m.String())
@@ -175,6 +205,8 @@ func TestInstall(t *testing.T) {
 		{"ioctl-unknown", true},
 		{"other-thread", true}, // TSYNC: a thread that existed before Install is filtered too
 		{"log-socket-inet", false},
+		{"openat2", true},
+		{"fileserver-openat2", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.what, func(t *testing.T) {
@@ -218,7 +250,11 @@ func child(what string) int {
 	if what == "other-thread" {
 		ready = <-other
 	}
-	if err := Install(mode); err != nil {
+	install := Install
+	if what == "fileserver-openat2" {
+		install = func(m Mode) error { return InstallWith(Options{Mode: m, FileServer: true}) }
+	}
+	if err := install(mode); err != nil {
 		os.Stderr.WriteString(err.Error() + "\n")
 		return 3
 	}
@@ -246,6 +282,13 @@ func child(what string) int {
 	case "other-thread":
 		close(ready)
 		select {}
+	case "openat2", "fileserver-openat2":
+		fd, err := unix.Openat2(unix.AT_FDCWD, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY, Resolve: unix.RESOLVE_BENEATH})
+		if err != nil {
+			return 7
+		}
+		unix.Close(fd)
+		return 0
 	}
 	return 6
 }

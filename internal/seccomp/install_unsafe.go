@@ -13,10 +13,19 @@ import (
 // process; threads created later inherit it. Mode Off installs nothing.
 // There is no way back: call it once setup is complete.
 func Install(mode Mode) error {
-	if mode == Off {
+	return InstallWith(Options{Mode: mode})
+}
+
+// InstallWith is Install with the filter's options (FileServer for a VMM
+// serving virtio-fs); a zero PID means this process's.
+func InstallWith(o Options) error {
+	if o.Mode == Off {
 		return nil
 	}
-	prog, err := Build(Options{Mode: mode, PID: os.Getpid()})
+	if o.PID == 0 {
+		o.PID = os.Getpid()
+	}
+	prog, err := Build(o)
 	if err != nil {
 		return err
 	}
