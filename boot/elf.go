@@ -265,8 +265,8 @@ func (k *ELFKernel) checkPlacement(lowEnd uint64) error {
 			}
 		}
 		if s.End() > lowEnd {
-			return configErr(ErrNoFit, "ELF PT_LOAD %d [%#x, %#x) is outside guest RAM, which ends at %#x below the MMIO hole; give the guest more memory",
-				s.Index, s.Paddr, s.End(), lowEnd)
+			return configErr(ErrNoFit, "ELF PT_LOAD %d [%#x, %#x) does not fit in guest RAM, which ends at %s (RAM from address 0, below the MMIO hole); give the guest more memory",
+				s.Index, s.Paddr, s.End(), mib(lowEnd))
 		}
 	}
 	return nil

@@ -244,7 +244,7 @@ func TestELFPlacement(t *testing.T) {
 		{0x7800, ErrBadELF, "overlaps Flint's zero page or PVH start info"},
 		{0x1f000, ErrBadELF, "overlaps Flint's kernel command line"},
 		{0x9f000, ErrBadELF, "overlaps Flint's EBDA"},
-		{32<<20 - 0x1000, ErrNoFit, "PT_LOAD 0 [0x1fff000, 0x2002000) is outside guest RAM, which ends at 0x2000000"},
+		{32<<20 - 0x1000, ErrNoFit, "PT_LOAD 0 [0x1fff000, 0x2002000) does not fit in guest RAM, which ends at 32 MiB"},
 	} {
 		f := defaultELF()
 		f.phdrs[0].paddr = c.paddr
