@@ -200,6 +200,8 @@ var routes = map[string]handler{
 	"PUT /logger":                    (*Server).putLogger,
 	"PUT /metrics":                   (*Server).putMetrics,
 	"PUT /actions":                   (*Server).putAction,
+	"PUT /vsock":                     (*Server).putVsock,
+	"PUT /entropy":                   (*Server).putEntropy,
 	"PATCH /network-interfaces/{id}": (*Server).patchNetworkInterface,
 	"PATCH /drives/{id}":             (*Server).patchDrive,
 }
@@ -209,8 +211,8 @@ var routes = map[string]handler{
 // Firecracker's /NAME/{id} endpoints.
 var (
 	unsupportedPaths = []string{"/balloon", "/balloon/statistics", "/balloon/hinting/start", "/balloon/hinting/status",
-		"/balloon/hinting/stop", "/cpu-config", "/entropy", "/hotplug/memory", "/mmds", "/mmds/config",
-		"/snapshot/create", "/snapshot/load", "/vm", "/vsock", "/serial"}
+		"/balloon/hinting/stop", "/cpu-config", "/hotplug/memory", "/mmds", "/mmds/config",
+		"/snapshot/create", "/snapshot/load", "/vm", "/serial"}
 	unsupportedPrefixes = []string{"/pmem/"}
 )
 
