@@ -144,6 +144,30 @@ func TestFilterDecisions(t *testing.T) {
 	}
 }
 
+// TestConnectOption: connect is refused unless Options.Connect (a
+// virtio-vsock device) asks for it; bind and other sockets stay refused.
+func TestConnectOption(t *testing.T) {
+	const pid = 4242
+	for _, on := range []bool{false, true} {
+		p, err := Build(Options{Mode: Kill, PID: pid, Connect: on})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := uint32(unix.SECCOMP_RET_KILL_PROCESS)
+		if on {
+			want = unix.SECCOMP_RET_ALLOW
+		}
+		if got := run(t, p, sys(unix.SYS_CONNECT, 7, 0, 110)); got != want {
+			t.Errorf("Connect %v: connect %#x, want %#x", on, got, want)
+		}
+		for _, c := range []call{sys(unix.SYS_BIND, 7, 0, 110), sys(unix.SYS_SOCKET, unix.AF_INET)} {
+			if got := run(t, p, c); got != unix.SECCOMP_RET_KILL_PROCESS {
+				t.Errorf("Connect %v: syscall %d: %#x, want kill", on, c.nr, got)
+			}
+		}
+	}
+}
+
 // TestFileServerOption: the file-serving calls are refused unless
 // Options.FileServer asks for them, and then every one is allowed.
 func TestFileServerOption(t *testing.T) {
