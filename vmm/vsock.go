@@ -11,6 +11,7 @@ import (
 
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/internal/hostfile"
+	"github.com/flintvm/flint/internal/seccomp"
 	"github.com/flintvm/flint/virtio/vsock"
 )
 
@@ -69,6 +70,8 @@ func (m *Machine) addVsock() error {
 		return &ConfigError{Err: err}
 	}
 	m.vsock = dev
+	// Guest connections dial <uds_path>_<port> after the filter is in.
+	seccomp.AllowConnect()
 	tr, err := m.attachVirtio(dev, configs.Transport(c.Transport), "uds_path", c.UDSPath)
 	if err != nil {
 		return fmt.Errorf("vsock: %w", err)
