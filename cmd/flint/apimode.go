@@ -227,6 +227,10 @@ func (a *app) serveAPI(c *cli.Context, r apiRun) error {
 	if err != nil {
 		return usagef("--api-sock %s: %v", r.sock, err)
 	}
+	// Shutdown closes the listener only if Serve got to track it: a VM
+	// that fails to build at once can beat Serve's goroutine there.
+	// Closing it removes the socket (once).
+	defer l.Close()
 	cfg := r.preset
 	if r.boot != nil {
 		cfg = r.boot

@@ -203,7 +203,7 @@ func (a *app) runFirecracker(c *cli.Context, launch launcher) error {
 	src := "--config-file " + f.configFile
 	if f.configFile != "" {
 		if boot, err = loadConfigFile(f.configFile); err != nil {
-			return usagef("firecracker: %s", strings.Replace(err.Error(), "--config ", "--config-file ", 1))
+			return usagef("firecracker: %s", strings.Replace(err.Error(), "--config", "--config-file", 1))
 		}
 		if boot.Logger == nil {
 			boot.Logger = preset.Logger // the file's logger section wins, as Firecracker's later update would
