@@ -6,9 +6,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/flintvm/flint/devices/exitdev"
 )
@@ -97,4 +101,55 @@ func FuzzFrames(f *testing.F) {
 			}
 		}
 	})
+}
+
+// openPTY returns a pseudo-terminal's master and its slave's path: a tty
+// like the guest's /dev/hvcN.
+func openPTY(t *testing.T) (*os.File, string) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Skipf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetUint32(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Skipf("ptsname: %v", err)
+	}
+	return m, "/dev/pts/" + strconv.Itoa(int(n))
+}
+
+// TestStreamsOnTTY: on a tty (as the guest's hvc ports are) the output
+// arrives byte for byte: raw mode, no "\n" to "\r\n", and all of it before
+// RunCommand returns.
+func TestStreamsOnTTY(t *testing.T) {
+	m, slave := openPTY(t)
+	s := &Spec{Argv: []string{"sh", "-c", `printf 'raw\r\nline\n'; echo err >&2`}, Env: []string{"PATH=/usr/bin:/bin"}, Stdout: slave, Stderr: slave}
+	got := make(chan []byte, 1)
+	go func() {
+		var b []byte
+		buf := make([]byte, 256)
+		for {
+			n, err := m.Read(buf)
+			b = append(b, buf[:n]...)
+			if err != nil || bytes.Contains(b, []byte("err\n")) {
+				got <- b
+				return
+			}
+		}
+	}()
+	if r := decoded(t, RunCommand(s, func(exitdev.Stage) {})); r.Kind != exitdev.KindExited || r.Code != 0 {
+		t.Fatalf("status %s", r)
+	}
+	select {
+	case b := <-got:
+		if !bytes.Contains(b, []byte("raw\r\nline\n")) || bytes.Contains(b, []byte("line\r\n")) {
+			t.Fatalf("the tty changed the bytes: %q", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no output on the tty")
+	}
 }
