@@ -9,6 +9,7 @@ package configs
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -48,6 +49,10 @@ type NetInterface struct {
 	// RxRateLimiter and TxRateLimiter limit traffic to and from the guest;
 	// nil means unlimited.
 	RxRateLimiter, TxRateLimiter *RateLimiter
+	// GuestIP is the address command mode's guest agent gives the
+	// interface (--net ...,ip=CIDR, IPv4); the zero Prefix means none.
+	// Plain `flint run` refuses it: there the guest configures itself.
+	GuestIP netip.Prefix
 }
 
 // DefaultNetInterface returns an interface on tap with every default.
@@ -58,7 +63,7 @@ func DefaultNetInterface(tap string) NetInterface {
 
 // ParseNetFlag parses a --net value:
 // tap=NAME[,mac=MAC][,transport=pci|mmio][,mtu=N][,mrg_rxbuf=on|off][,tso=on|off]
-// [,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off].
+// [,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off][,ip=CIDR].
 func ParseNetFlag(s string) (NetInterface, error) {
 	n := DefaultNetInterface("")
 	seen := map[string]bool{}
@@ -103,8 +108,10 @@ func ParseNetFlag(s string) (NetInterface, error) {
 			n.Indirect, err = parseOnOff(val)
 		case "event_idx":
 			n.EventIdx, err = parseOnOff(val)
+		case "ip":
+			n.GuestIP, err = parseGuestIP(val)
 		default:
-			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx)", s, key)
+			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx, ip)", s, key)
 		}
 		if err != nil {
 			return n, fmt.Errorf("--net %q: %s=%q: %v", s, key, val, err)
@@ -137,6 +144,19 @@ func (n NetInterface) Validate() error {
 		return fmt.Errorf("ufo=on needs csum=on (UDP fragmentation offload needs checksum offload)")
 	}
 	return nil
+}
+
+// parseGuestIP reads an IPv4 address with its prefix length (10.0.0.2/24)
+// that can be a host's address on its network.
+func parseGuestIP(v string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(v)
+	if err != nil || !p.Addr().Is4() || p.Bits() < 1 {
+		return netip.Prefix{}, fmt.Errorf("want an IPv4 address with its prefix length, like 10.0.0.2/24")
+	}
+	if a := p.Addr(); a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return netip.Prefix{}, fmt.Errorf("not a host address")
+	}
+	return p, nil
 }
 
 // checkTAPName checks that name can be a Linux network interface's name.

@@ -24,6 +24,16 @@ func TestParseNetFlag(t *testing.T) {
 	}
 }
 
+func TestParseNetFlagGuestIP(t *testing.T) {
+	n, err := ParseNetFlag("tap=t0,ip=10.77.0.2/24")
+	if err != nil || n.GuestIP.String() != "10.77.0.2/24" {
+		t.Fatalf("%+v, %v", n.GuestIP, err)
+	}
+	if n, _ := ParseNetFlag("tap=t0"); n.GuestIP.IsValid() {
+		t.Fatalf("no ip= gave %v", n.GuestIP)
+	}
+}
+
 func TestParseNetFlagErrorsNameTheField(t *testing.T) {
 	cases := map[string]string{
 		"":                             "not key=value",
@@ -41,6 +51,10 @@ func TestParseNetFlagErrorsNameTheField(t *testing.T) {
 		"tap=t0,csum=off":              "needs csum=on",
 		"tap=averyveryverylongname":    "not a valid interface name",
 		"tap=a/b":                      "not a valid interface name",
+		"tap=t0,ip=10.0.0.2":           "ip=",
+		"tap=t0,ip=fd00::2/64":         "IPv4",
+		"tap=t0,ip=0.0.0.0/8":          "not a host address",
+		"tap=t0,ip=10.0.0.2/0":         "ip=",
 	}
 	for in, want := range cases {
 		_, err := ParseNetFlag(in)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,13 @@ const (
 	// booted with panic=-1 reboots sooner by itself).
 	DefaultPanicGrace = time.Second
 )
+
+// NetMAC is the guest MAC address of interface n (its mac=, or the one
+// derived from its TAP's name), by which the guest agent finds it.
+func NetMAC(n configs.NetInterface) net.HardwareAddr {
+	mac := macFor(n)
+	return net.HardwareAddr(mac[:])
+}
 
 // CommandConfig is command mode's part of a Config.
 type CommandConfig struct {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/flintvm/flint/agent"
 	"github.com/flintvm/flint/boot"
+	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/vmm"
 	"github.com/flintvm/flint/vmm/verdict"
 )
@@ -23,8 +24,14 @@ import (
 // console (for the verdict's scanner), reboot through the keyboard
 // controller, verdict.KernelArgs (panic=-1: a panic ends the VM at once,
 // loglevel=5: warnings reach the console, printk timestamps), and the
-// agent as /init. --cmdline ARGS is appended (later arguments win).
-const commandCmdline = "console=ttyS0 reboot=k " + verdict.KernelArgs + " rdinit=/init"
+// agent as /init. When --console shows the kernel log, fullLog follows
+// (the whole log, as a plain boot has it; with the log unseen, loglevel=5
+// keeps the slow serial line quiet but for what the verdict needs).
+// --cmdline ARGS is appended last (later arguments win).
+const (
+	commandCmdline = "console=ttyS0 reboot=k " + verdict.KernelArgs + " rdinit=/init"
+	fullLog        = "loglevel=7"
+)
 
 // commandOnlyFlags are the flags only command mode takes.
 var commandOnlyFlags = []string{"modules", "fail-on", "idle-timeout", "report", "junit", "no-host-root"}
@@ -62,6 +69,11 @@ func checkPlainRun(c *cli.Context) error {
 			return usagef("run: --%s needs command mode: give the command after -- (flint run --kernel K --%s ... -- CMD [ARGS...])", f, f)
 		}
 	}
+	for _, spec := range c.StringSlice("net") {
+		if n, err := configs.ParseNetFlag(spec); err == nil && n.GuestIP.IsValid() {
+			return usagef("--net %q: ip= needs command mode (the guest agent sets the address): give the command after --", spec)
+		}
+	}
 	return nil
 }
 
@@ -92,6 +104,9 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func() error)
 		cfg.Console = "stderr" // the command's streams own stdout; no console input
 	}
 	cfg.Cmdline = commandCmdline
+	if cfg.Console != "none" {
+		cfg.Cmdline += " " + fullLog
+	}
 	if c.IsSet("cmdline") {
 		cfg.Cmdline += " " + c.String("cmdline")
 	}

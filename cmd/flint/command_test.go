@@ -166,9 +166,12 @@ func TestCommandModeStdinAndNet(t *testing.T) {
 	defer r.Close()
 	defer w.Close()
 	code, _, stderr, cfg := runCommandArgs(t, passed(), r, "run", "--kernel", k, "--modules", fakeTree(t),
-		"--net", "tap=tap0", "--console", "stdio", "--", "cat")
+		"--net", "tap=tap0,ip=10.77.0.2/24", "--net", "tap=tap1,transport=mmio", "--console", "stdio", "--", "cat")
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, stderr)
+	}
+	if !strings.HasSuffix(cfg.Cmdline, " "+fullLog) {
+		t.Errorf("cmdline %q: a shown kernel log should be the full one", cfg.Cmdline)
 	}
 	if cfg.Command.Stdin == nil || cfg.Console != "stderr" {
 		t.Fatalf("stdin %v console %q: want a framed stdin and the kernel log on stderr", cfg.Command.Stdin, cfg.Console)
@@ -179,6 +182,9 @@ func TestCommandModeStdinAndNet(t *testing.T) {
 	}
 	if s.Stdin != vmm.StdinDevice {
 		t.Errorf("spec stdin %q", s.Stdin)
+	}
+	if len(s.Interfaces) != 1 || s.Interfaces[0].Addr != "10.77.0.2/24" || s.Interfaces[0].MAC != vmm.NetMAC(cfg.Net[0]).String() {
+		t.Errorf("interfaces %+v: want tap0's MAC with its ip=, and nothing for tap1", s.Interfaces)
 	}
 	names := strings.Join(s.Modules, " ")
 	for _, m := range []string{"failover", "net_failover", "virtio_net", "virtio_pci"} {

@@ -58,11 +58,17 @@ func (g *guest) moduleTree() (string, error) {
 	return dir, nil
 }
 
-// spec is the agent's Spec for modules (load order).
-func (g *guest) spec(mods []initramfs.Module) *agent.Spec {
+// spec is the agent's Spec for modules (load order) and the interfaces
+// (those with an ip= address).
+func (g *guest) spec(mods []initramfs.Module, nets []configs.NetInterface) *agent.Spec {
 	s := &agent.Spec{Argv: g.argv, Env: commandEnv(), Dir: "/", Stdout: vmm.StdoutDevice, Stderr: vmm.StderrDevice}
 	if g.stdin {
 		s.Stdin = vmm.StdinDevice
+	}
+	for _, n := range nets {
+		if n.GuestIP.IsValid() {
+			s.Interfaces = append(s.Interfaces, agent.Interface{MAC: vmm.NetMAC(n).String(), Addr: n.GuestIP.String()})
+		}
 	}
 	for _, m := range mods {
 		s.Modules = append(s.Modules, initramfs.ModuleDir+"/"+m.Name+".ko")
@@ -85,7 +91,7 @@ func (g *guest) prepare(cfg *vmm.Config) error {
 		}
 		return usagef("the guest needs a module the kernel's tree cannot give: %v (use --modules DIR to name another tree)", err)
 	}
-	s := g.spec(mods)
+	s := g.spec(mods, cfg.Net)
 	if err := s.Validate(); err != nil {
 		return usagef("run: %v", err)
 	}

@@ -80,6 +80,7 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{"run -- after a stray argument", []string{"run", "--kernel", k, "x", "--", "y"}, `run: unexpected argument "x"`},
 		{"global -- then run", []string{"--", "run", "--kernel", k, "--", "x"}, `cannot tell the kernel's version`},
 		{"command-mode flag without --", []string{"run", "--kernel", k, "--fail-on", "all"}, `run: --fail-on needs command mode`},
+		{"--net ip= without --", []string{"run", "--kernel", k, "--net", "tap=t0,ip=10.0.0.2/24"}, `ip= needs command mode`},
 		{"--report without --", []string{"run", "--kernel", k, "--report", "r.json"}, `run: --report needs command mode`},
 		{"--exit-marker in command mode", []string{"run", "--kernel", k, "--exit-marker", "OK", "--", "true"}, `run: --exit-marker cannot be used with a command after --`},
 		{"net-backend after --", append(nb, "--", "x"), `net-backend: unexpected argument "x"`},
