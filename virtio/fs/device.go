@@ -1,0 +1,320 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/mem"
+	"github.com/flintvm/flint/virtio"
+)
+
+// Queues and geometry.
+const (
+	// HiprioQueue carries FORGET and INTERRUPT (no replies).
+	HiprioQueue = 0
+	// RequestQueue is the one request queue.
+	RequestQueue = 1
+	// TagLen is the configuration space's tag field (not NUL-terminated
+	// when all 36 bytes are used).
+	TagLen = 36
+	// ConfigSize is tag[36] plus num_request_queues (le32).
+	ConfigSize = TagLen + 4
+	// QueueSize is the request queue's largest size; the hiprio queue
+	// takes hiprioSize.
+	QueueSize  = 1024
+	hiprioSize = 128
+	// MaxPages is the largest READ or WRITE in pages (the kernel's own
+	// limit, FUSE_MAX_MAX_PAGES): 1 MiB.
+	MaxPages = 256
+	// MaxWrite is the largest WRITE payload the device accepts.
+	MaxWrite = MaxPages * 4096
+)
+
+// DefaultMaxOpenFiles is Config.MaxOpenFiles' ceiling when it is 0: half
+// the process's file limit, at most this many.
+const DefaultMaxOpenFiles = 1 << 18
+
+// Config configures a Device.
+type Config struct {
+	// Tag is what the guest mounts (`mount -t virtiofs TAG DIR`): 1 to 36
+	// bytes.
+	Tag string
+	// Root is the host directory served; the guest never reaches a host
+	// path outside it.
+	Root string
+	// ReadOnly refuses every change (EROFS) and opens files read-only.
+	ReadOnly bool
+	// Log receives the device's rare messages (nil: discarded).
+	Log *slog.Logger
+	// MaxOpenFiles caps the host descriptors the device holds for the
+	// guest (looked-up inodes plus open files and directories); past it
+	// LOOKUP and OPEN answer ENFILE. 0 means half of RLIMIT_NOFILE's soft
+	// limit, at most DefaultMaxOpenFiles.
+	MaxOpenFiles int
+}
+
+// Device is a virtio-fs device serving one host directory. It implements
+// virtio.Device. Create it with New; Close it after the VM is done.
+type Device struct {
+	tag      [TagLen]byte
+	root     string
+	readOnly bool
+	log      *slog.Logger
+	maxFiles int
+	umask    uint32
+	sizes    []uint16
+
+	// fs state, guarded by mu: both queues' goroutines take it for each
+	// request, so a FORGET never closes a descriptor a request is using.
+	mu      sync.Mutex
+	rootFd  int // O_PATH descriptor of Root
+	procFd  int // O_PATH descriptor of /proc/self/fd, to reopen nodes
+	rootDev uint64
+	nodes   nodeTable
+	handles handleTable
+	inited  bool
+	minor   uint32
+
+	tmu      sync.Mutex // transport calls: the fields below
+	acked    uint64
+	running  bool
+	closed   bool
+	kicks    [2]*os.File
+	stopping atomic.Bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+
+	req    requests // the request queue's engine and buffers
+	hiprio hiprio   // the hiprio queue's engine
+	stats  counters
+}
+
+var _ virtio.Device = (*Device)(nil)
+
+// New opens cfg.Root (a directory, as an O_PATH descriptor held until
+// Close) and returns a device serving it under cfg.Tag. Errors name the
+// problem.
+func New(cfg Config) (*Device, error) {
+	if len(cfg.Tag) == 0 || len(cfg.Tag) > TagLen {
+		return nil, fmt.Errorf("virtio-fs: tag %q must be 1 to %d bytes", cfg.Tag, TagLen)
+	}
+	if cfg.MaxOpenFiles < 0 {
+		return nil, fmt.Errorf("virtio-fs: MaxOpenFiles %d is negative", cfg.MaxOpenFiles)
+	}
+	fd, err := unix.Openat2(unix.AT_FDCWD, cfg.Root, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC})
+	if err != nil {
+		if err == unix.ENOTDIR {
+			return nil, fmt.Errorf("virtio-fs: share %s: not a directory", cfg.Root)
+		}
+		return nil, fmt.Errorf("virtio-fs: share %s: %w", cfg.Root, err)
+	}
+	var st unix.Stat_t
+	var sfs unix.Statfs_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("virtio-fs: share %s: %w", cfg.Root, err)
+	}
+	if err := unix.Fstatfs(fd, &sfs); err != nil || pseudoFS(sfs.Type) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("virtio-fs: share %s: a kernel pseudo file system (or unreadable: %v) cannot be shared", cfg.Root, err)
+	}
+	proc, err := unix.Openat2(unix.AT_FDCWD, "/proc/self/fd", &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC})
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("virtio-fs: /proc/self/fd (needed to reopen shared files): %w", err)
+	}
+	d := &Device{root: cfg.Root, readOnly: cfg.ReadOnly, log: cfg.Log, maxFiles: cfg.MaxOpenFiles,
+		umask: processUmask(), sizes: []uint16{hiprioSize, QueueSize}, rootFd: fd, procFd: proc, rootDev: st.Dev}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.maxFiles == 0 {
+		d.maxFiles = defaultMaxFiles()
+	}
+	copy(d.tag[:], cfg.Tag)
+	d.nodes.init(&node{id: rootID, fd: fd, key: devIno{st.Dev, st.Ino}, mode: unix.S_IFDIR, lookup: 1})
+	d.req.alloc()
+	return d, nil
+}
+
+// defaultMaxFiles is half of RLIMIT_NOFILE's soft limit (the Go runtime
+// raises it to the hard limit at start), within [64, DefaultMaxOpenFiles].
+func defaultMaxFiles() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 1024
+	}
+	return int(max(64, min(rl.Cur/2, DefaultMaxOpenFiles)))
+}
+
+// Tag is the tag the guest mounts.
+func (d *Device) Tag() string {
+	n := 0
+	for n < TagLen && d.tag[n] != 0 {
+		n++
+	}
+	return string(d.tag[:n])
+}
+
+// Root is the shared host directory.
+func (d *Device) Root() string { return d.root }
+
+// ReadOnly reports whether the share refuses changes.
+func (d *Device) ReadOnly() bool { return d.readOnly }
+
+// Type is virtio.DeviceFS.
+func (d *Device) Type() virtio.DeviceID { return virtio.DeviceFS }
+
+// Features are the common ring features (no NOTIFICATION queue).
+func (d *Device) Features() uint64 { return virtio.CommonFeatures }
+
+// AckFeatures accepts any subset of the offered features.
+func (d *Device) AckFeatures(negotiated uint64) error {
+	if extra := negotiated &^ virtio.CommonFeatures; extra != 0 {
+		return fmt.Errorf("virtio-fs: features %#x were not offered", extra)
+	}
+	d.tmu.Lock()
+	d.acked = negotiated
+	d.tmu.Unlock()
+	return nil
+}
+
+// QueueMaxSizes is the hiprio queue and one request queue.
+func (d *Device) QueueMaxSizes() []uint16 { return d.sizes }
+
+// ConfigSize is ConfigSize.
+func (d *Device) ConfigSize() int { return ConfigSize }
+
+// ReadConfig reads the tag and num_request_queues (1).
+func (d *Device) ReadConfig(offset uint64, p []byte) {
+	var c [ConfigSize]byte
+	copy(c[:], d.tag[:])
+	put32(c[:], TagLen, 1)
+	clear(p)
+	if offset < ConfigSize {
+		copy(p, c[offset:])
+	}
+}
+
+// WriteConfig ignores the write: nothing is writable.
+func (d *Device) WriteConfig(offset uint64, p []byte) {}
+
+// Activate starts both queues' engines. Both queues must be enabled.
+func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
+	d.tmu.Lock()
+	defer d.tmu.Unlock()
+	switch {
+	case d.closed:
+		return errors.New("virtio-fs: device closed")
+	case d.running:
+		return errors.New("virtio-fs: already active")
+	case irq == nil || len(queues) != 2:
+		return fmt.Errorf("virtio-fs: activated with %d queues, want 2", len(queues))
+	}
+	for i, q := range queues {
+		if q.Ring == nil || q.Kick == nil {
+			return fmt.Errorf("virtio-fs: queue %d is not enabled", i)
+		}
+	}
+	d.running = true
+	d.stopping.Store(false)
+	d.stop = make(chan struct{})
+	for i, q := range queues {
+		q.Kick.SetReadDeadline(time.Time{})
+		d.kicks[i] = q.Kick
+	}
+	cfg := func(i int) virtio.EngineConfig {
+		return virtio.EngineConfig{Queue: queues[i], Index: i, IRQ: irq, Stopping: &d.stopping, Stop: d.stop, Batch: batch}
+	}
+	d.hiprio.bind(d, &d.hiprio, cfg(HiprioQueue))
+	d.req.bind(d, &d.req, cfg(RequestQueue))
+	d.wg.Add(2)
+	go func() { defer d.wg.Done(); d.hiprio.eng.Run() }()
+	go func() { defer d.wg.Done(); d.req.eng.Run() }()
+	return nil
+}
+
+// Reset stops both engines and waits for them (a request in progress
+// completes first), forgets the negotiated features and closes every
+// descriptor the guest's nodeids and handles held: a new driver starts
+// again with INIT and the root.
+func (d *Device) Reset() {
+	d.tmu.Lock()
+	defer d.tmu.Unlock()
+	d.resetLocked()
+}
+
+func (d *Device) resetLocked() {
+	if d.running {
+		d.stopping.Store(true)
+		close(d.stop)
+		past := time.Unix(1, 0)
+		for _, k := range d.kicks {
+			k.SetReadDeadline(past)
+		}
+		d.wg.Wait()
+		for i, k := range d.kicks {
+			k.SetReadDeadline(time.Time{})
+			d.kicks[i] = nil
+		}
+		d.hiprio.release()
+		d.req.release()
+		d.running = false
+	}
+	d.acked = 0
+	d.mu.Lock()
+	d.forgetAll()
+	d.mu.Unlock()
+}
+
+// forgetAll drops the guest's state (under mu).
+func (d *Device) forgetAll() {
+	d.nodes.clear()
+	d.handles.clear()
+	d.inited = false
+	d.minor = 0
+}
+
+// Close resets the device and closes Root's descriptor. Call it once the
+// guest can no longer reach the device; it cannot be activated again.
+func (d *Device) Close() error {
+	d.tmu.Lock()
+	defer d.tmu.Unlock()
+	d.resetLocked()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	unix.Close(d.procFd)
+	return unix.Close(d.rootFd)
+}
+
+var _ virtio.EngineReporter = (*Device)(nil)
+
+// EngineStates reports what the two engines are doing ("hiprio",
+// "requests"), for debug dumps. It takes no lock.
+func (d *Device) EngineStates() []virtio.EngineState {
+	h, r := d.hiprio.eng.Status.Load(), d.req.eng.Status.Load()
+	h.Queue, h.Name = HiprioQueue, "hiprio"
+	r.Queue, r.Name = RequestQueue, "requests"
+	return []virtio.EngineState{h, r}
+}
+
+// OpenFiles is the number of host descriptors the guest holds now
+// (nodes other than the root, and open handles).
+func (d *Device) OpenFiles() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.openFiles()
+}
+
+func (d *Device) openFiles() int { return d.nodes.count() + d.handles.open }
