@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/flintvm/flint/configs"
 )
@@ -87,6 +88,9 @@ func (s *Server) putNetworkInterface(r *http.Request, body []byte) (any, error) 
 		return nil, err
 	}
 	return nil, s.update(r, func(c *configs.VMConfig) error {
+		if err := netConflict(c.NetworkInterfaces, n); err != nil {
+			return err
+		}
 		c.NetworkInterfaces = upsert(c.NetworkInterfaces, n, func(x configs.NetworkInterface) bool { return x.IfaceID == n.IfaceID })
 		return nil
 	})
@@ -105,9 +109,32 @@ func (s *Server) putDrive(r *http.Request, body []byte) (any, error) {
 		if err := d.CheckFile("drives"); err != nil {
 			return err
 		}
+		if d.IsRootDevice {
+			for _, x := range c.Drives {
+				if x.IsRootDevice && x.DriveID != d.DriveID {
+					return faultf("A root block device already exists! Drive %q is the root device; at most one drive can be", x.DriveID)
+				}
+			}
+		}
 		c.Drives = upsert(c.Drives, d, func(x configs.Drive) bool { return x.DriveID == d.DriveID })
 		return nil
 	})
+}
+
+// netConflict refuses n when another interface (another iface_id)
+// already has its MAC or its TAP, in the words Firecracker's clients
+// match on.
+func netConflict(list []configs.NetworkInterface, n configs.NetworkInterface) error {
+	for _, x := range list {
+		switch {
+		case x.IfaceID == n.IfaceID:
+		case n.GuestMAC != "" && strings.EqualFold(x.GuestMAC, n.GuestMAC):
+			return faultf("The MAC address is already in use: %s (interface %q has it)", n.GuestMAC, x.IfaceID)
+		case x.HostDevName == n.HostDevName:
+			return faultf("Could not create the network device: the TAP %s is already interface %q's", n.HostDevName, x.IfaceID)
+		}
+	}
+	return nil
 }
 
 // matchID checks that a body's id (key) is the one in the request's path.

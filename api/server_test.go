@@ -242,6 +242,8 @@ func TestErrors(t *testing.T) {
 	vm := &fakeVM{}
 	_, c, _ := serve(t, Options{Controller: vm, ID: "vm1", Version: "v9"})
 	c.ok(204, "PUT", "/network-interfaces/eth0", netBody)
+	c.ok(204, "PUT", "/drives/a", `{"drive_id": "a", "path_on_host": "r.ext4", "is_root_device": true}`)
+	c.ok(204, "PUT", "/drives/a", `{"drive_id": "a", "path_on_host": "i", "is_root_device": true}`) // replaces itself
 	cases := []struct{ method, path, body, want string }{
 		{"PUT", "/machine-config", `{"vcpu_count": 1, "mem_size_mib": 128, "mem_size": 1}`, `unknown key "mem_size" at machine-config`},
 		{"PUT", "/machine-config", `{"vcpu_count": 64, "mem_size_mib": 128}`, "machine-config.vcpu_count 64 is out of range [1, 32]"},
@@ -253,7 +255,10 @@ func TestErrors(t *testing.T) {
 		{"PUT", "/boot-source", ``, "boot-source must be an object, got nothing"},
 		{"PUT", "/boot-source", `{"kernel_image_path": `, "invalid JSON"},
 		{"PUT", "/network-interfaces/eth1", netBody, `the body's iface_id "eth0" does not match the path's "eth1"`},
-		{"PUT", "/network-interfaces/eth1", `{"iface_id": "eth1", "host_dev_name": "tap0"}`, `host_dev_name "tap0" is used twice`},
+		// Firecracker's phrases for a TAP, a MAC or a root drive taken.
+		{"PUT", "/network-interfaces/eth1", `{"iface_id": "eth1", "host_dev_name": "tap0"}`, `Could not create the network device: the TAP tap0 is already interface "eth0"'s`},
+		{"PUT", "/network-interfaces/eth1", `{"iface_id": "eth1", "host_dev_name": "tap1", "guest_mac": "52:54:00:00:00:01"}`, "The MAC address is already in use: 52:54:00:00:00:01"},
+		{"PUT", "/drives/b", `{"drive_id": "b", "path_on_host": "i", "is_root_device": true}`, `A root block device already exists! Drive "a" is the root device`},
 		{"PUT", "/network-interfaces/eth1", `{"iface_id": "eth1", "host_dev_name": "tap1", "mtu": 20}`, "mtu 20 is out of range"},
 		{"PUT", "/drives/a", `{"drive_id": "b", "path_on_host": "/d", "is_root_device": false}`, `drive_id "b" does not match the path's "a"`},
 		{"PUT", "/drives/a", `{"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "io_engine": "Async"}`, `drives.io_engine "Async" is not supported`},
