@@ -82,8 +82,16 @@ func TestExitCodes(t *testing.T) {
 // TestExitCodeTable checks docs/command-mode.md's table against Judge: each
 // row with a fixed code must be the code Judge gives for its result, and
 // every Flint code must have its row.
+// TestExitCodeTable: the exit-code tables of docs/command-mode.md and of
+// the README say what Judge does.
 func TestExitCodeTable(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/command-mode.md")
+	for _, p := range []string{"../../docs/command-mode.md", "../../README.md"} {
+		checkExitCodeTable(t, p)
+	}
+}
+
+func checkExitCodeTable(t *testing.T, path string) {
+	doc, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +108,7 @@ func TestExitCodeTable(t *testing.T) {
 	}
 	for res, code := range want {
 		if rows[res] != code {
-			t.Errorf("docs/command-mode.md: row for %s says %q, want %q", res, rows[res], code)
+			t.Errorf("%s: row for %s says %q, want %q", path, res, rows[res], code)
 		}
 	}
 	for _, tc := range exitCases {
@@ -109,11 +117,11 @@ func TestExitCodeTable(t *testing.T) {
 			continue
 		}
 		if strconv.Itoa(tc.code) != code {
-			t.Errorf("%s: Judge gives %d, the table says %s for %s", tc.name, tc.code, code, tc.result)
+			t.Errorf("%s: %s: Judge gives %d, the table says %s for %s", path, tc.name, tc.code, code, tc.result)
 		}
 	}
 	if len(rows) != len(want) {
-		t.Errorf("table rows %v, want exactly %v", rows, want)
+		t.Errorf("%s: table rows %v, want exactly %v", path, rows, want)
 	}
 }
 
