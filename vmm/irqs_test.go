@@ -1,8 +1,12 @@
 package vmm
 
 import (
+	"bytes"
 	"encoding/binary"
+	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/flintvm/flint/devices"
 	pcidev "github.com/flintvm/flint/devices/pci"
@@ -160,5 +164,34 @@ func TestMSIXRoutingIsBatched(t *testing.T) {
 	}
 	if e, _ := vm.route(f.msix.gsis[2]); e.U[2] != 0x52 {
 		t.Fatalf("vector 2 data %#x after enable", e.U[2])
+	}
+}
+
+// TestRunContainedStopsTheVM (issue 13 finding 11): a panic on a vCPU's
+// goroutine (or the console input's) stops the VM with the reason, so Run
+// returns and the caller restores the terminal and flushes the metrics,
+// instead of the process dying.
+func TestRunContainedStopsTheVM(t *testing.T) {
+	var logged bytes.Buffer
+	m := &Machine{stopped: make(chan struct{}), log: slog.New(slog.NewTextHandler(&logged, nil))}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.runContained("vCPU 0", func() {
+			var p *fakeVM
+			p.routings++ // a bug: nil dereference
+		})
+	}()
+	select {
+	case <-m.stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the VM was not stopped")
+	}
+	<-done
+	if m.result.Reason != stopError || m.result.Err == nil || !strings.Contains(m.result.Err.Error(), "vCPU 0: internal error") {
+		t.Fatalf("result %+v", m.result)
+	}
+	if !strings.Contains(logged.String(), "irqs_test.go") {
+		t.Fatalf("no stack logged: %s", logged.String())
 	}
 }

@@ -431,7 +431,7 @@ func (m *Machine) Run() Result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m.runVCPU(v)
+			m.runContained(fmt.Sprintf("vCPU %d", v.ID()), func() { m.runVCPU(v) })
 		}()
 	}
 	<-m.stopped
