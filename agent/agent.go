@@ -96,11 +96,13 @@ func Prepare(s *Spec, sys System) error {
 			return &StepError{exitdev.StageMounts, fmt.Errorf("%s on %s: %w", m.FSType, m.Target, err)}
 		}
 	}
+	var late []Mount
 	if s.Root != "" {
-		for _, m := range rootMounts(s.Root) {
-			if err := sys.Mount(m); err != nil {
-				return &StepError{exitdev.StageMounts, fmt.Errorf("%s on %s: %w", m.FSType, m.Target, err)}
-			}
+		late = rootMounts(s.Root)
+	}
+	for _, m := range append(late, s.After...) {
+		if err := sys.Mount(m); err != nil {
+			return &StepError{exitdev.StageMounts, fmt.Errorf("%s on %s: %w", m.FSType, m.Target, err)}
 		}
 	}
 	if len(s.Interfaces) > 0 {

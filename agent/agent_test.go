@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/flintvm/flint/devices/exitdev"
 )
 
@@ -135,7 +137,7 @@ func TestPrepareOrderAndStages(t *testing.T) {
 	want := []string{"early", "module /flint/modules/virtio.ko", "module /flint/modules/virtio_ring.ko",
 		"mount virtiofs /flint/lower",
 		"mount none /flint/root/proc", "mount none /flint/root/sys", "mount none /flint/root/dev",
-		"mount tmpfs /flint/root/tmp", "mount tmpfs /flint/root/run",
+		"mount tmpfs /flint/root/tmp", "mount tmpfs /flint/root/run", "mount virtiofs /flint/root/tmp/share",
 		"if 52:54:00:12:34:56 10.0.2.15/24", "wait /dev/hvc1 5s", "wait /dev/hvc2 5s"}
 	if !slices.Equal(rec.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", rec.calls, want)
@@ -162,5 +164,34 @@ func TestPrepareOrderAndStages(t *testing.T) {
 		if last := rec.calls[len(rec.calls)-1]; !strings.HasPrefix(last, fail) {
 			t.Errorf("%s failing: a step ran after it (%q)", fail, last)
 		}
+	}
+}
+
+// TestPrepareOverlay: upperdir and workdir are created, and the opaque
+// directories in the upperdir carry the overlay's opaque mark.
+func TestPrepareOverlay(t *testing.T) {
+	dir := t.TempDir()
+	upper, work := filepath.Join(dir, "rw/upper"), filepath.Join(dir, "rw/work")
+	m := Mount{Source: "overlay", Target: filepath.Join(dir, "root"), FSType: "overlay",
+		Options: []string{"lowerdir=/", "upperdir=" + upper, "workdir=" + work}, Opaque: []string{"proc", "sys"}}
+	err := prepareOverlay(m)
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOTSUP) {
+		t.Skipf("no trusted.* attributes here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{upper, work, filepath.Join(upper, "proc"), filepath.Join(upper, "sys")} {
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			t.Errorf("%s: %v", d, err)
+		}
+	}
+	buf := make([]byte, 8)
+	if n, err := unix.Getxattr(filepath.Join(upper, "proc"), "trusted.overlay.opaque", buf); err != nil || string(buf[:n]) != "y" {
+		t.Errorf("proc not opaque: %q %v", buf[:n], err)
+	}
+	m.Options = []string{"lowerdir=/"}
+	if err := prepareOverlay(m); err == nil {
+		t.Error("opaque directories without an upperdir accepted")
 	}
 }

@@ -31,6 +31,9 @@ type Spec struct {
 	// (e.g. an overlay of the host's shared root); /proc, /sys, /dev and
 	// /tmp are bind-mounted or mounted there first.
 	Root string `json:"root,omitempty"`
+	// After are mounted after Root's own filesystems (the --share
+	// directories, which may lie below /tmp or /run).
+	After []Mount `json:"after,omitempty"`
 	// Interfaces are configured before the command starts.
 	Interfaces []Interface `json:"interfaces,omitempty"`
 	// Argv is the command and its arguments; Argv[0] is looked up in PATH
@@ -60,6 +63,11 @@ type Mount struct {
 	Target  string   `json:"target"`
 	FSType  string   `json:"fstype"`
 	Options []string `json:"options,omitempty"` // flag names (MountFlags) and fs data
+	// Opaque, for an overlay, names directories created in its upperdir
+	// (with upperdir and workdir themselves) and marked opaque before the
+	// mount, so the overlay never looks them up in the lower layers (a
+	// shared host root refuses lookups of its /proc and /sys).
+	Opaque []string `json:"opaque,omitempty"`
 }
 
 // Interface gives the guest interface with MAC the address Addr (CIDR).
@@ -112,7 +120,7 @@ func (s *Spec) Validate() error {
 			return err
 		}
 	}
-	for _, m := range s.Mounts {
+	for _, m := range append(append([]Mount(nil), s.Mounts...), s.After...) {
 		if err := checkAbs("mount target", m.Target); err != nil {
 			return err
 		}
@@ -121,6 +129,11 @@ func (s *Spec) Validate() error {
 		}
 		if _, _, err := MountFlags(m.Options); err != nil {
 			return fmt.Errorf("agent spec: mount on %s: %w", m.Target, err)
+		}
+		for _, o := range m.Opaque {
+			if o == "" || o == "." || o == ".." || strings.ContainsAny(o, "/\x00") {
+				return fmt.Errorf("agent spec: mount on %s: opaque directory %q is not one path element", m.Target, o)
+			}
 		}
 	}
 	for name, p := range map[string]string{"root": s.Root, "stdin": s.Stdin, "stdout": s.Stdout, "stderr": s.Stderr} {

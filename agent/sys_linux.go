@@ -58,6 +58,11 @@ func (Linux) Mount(m Mount) error {
 	if err := os.MkdirAll(m.Target, 0o755); err != nil {
 		return err
 	}
+	if m.FSType == "overlay" {
+		if err := prepareOverlay(m); err != nil {
+			return err
+		}
+	}
 	if flags&unix.MS_BIND != 0 && flags&unix.MS_RDONLY != 0 {
 		// A bind mount ignores MS_RDONLY: bind first, then remount it read-only.
 		if err := unix.Mount(m.Source, m.Target, m.FSType, flags&^unix.MS_RDONLY, data); err != nil {
@@ -70,6 +75,38 @@ func (Linux) Mount(m Mount) error {
 
 // Progress writes s to the exit device.
 func (Linux) Progress(s exitdev.Stage) { ReportProgress(s) }
+
+// prepareOverlay creates an overlay's upperdir and workdir, and its
+// Opaque directories in the upperdir, marked opaque (the
+// trusted.overlay.opaque attribute) so lookups stop there.
+func prepareOverlay(m Mount) error {
+	var upper string
+	for _, o := range m.Options {
+		for _, key := range []string{"upperdir=", "workdir="} {
+			if dir, ok := strings.CutPrefix(o, key); ok {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return err
+				}
+				if key == "upperdir=" {
+					upper = dir
+				}
+			}
+		}
+	}
+	if upper == "" && len(m.Opaque) > 0 {
+		return errors.New("opaque directories need an upperdir")
+	}
+	for _, name := range m.Opaque {
+		dir := filepath.Join(upper, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Setxattr(dir, "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+			return fmt.Errorf("marking %s opaque: %w", dir, err)
+		}
+	}
+	return nil
+}
 
 // WaitDevice polls for path every 10 ms until it exists or d passes.
 func (Linux) WaitDevice(path string, d time.Duration) error {
