@@ -29,7 +29,7 @@ const (
 	// QueueSize is the request queue's largest size; the hiprio queue
 	// takes hiprioSize.
 	QueueSize  = 1024
-	hiprioSize = 128
+	hiprioSize = 256
 	// MaxPages is the largest READ or WRITE in pages (the kernel's own
 	// limit, FUSE_MAX_MAX_PAGES): 1 MiB.
 	MaxPages = 256

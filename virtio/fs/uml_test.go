@@ -1,0 +1,225 @@
+package fs
+
+// An end-to-end test with the real Linux 6.1 fuse and virtiofs drivers:
+// Debian's user-mode Linux (virtio_uml is a vhost-user frontend) boots a
+// busybox initramfs that mounts two of these devices served over
+// vhost-user: the host's "/" read-only (it runs dynamically linked host
+// programs from it, glibc and ld.so included, and tries to write) and a
+// writable temp dir (it creates, writes, renames, links and removes).
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flintvm/flint/boot/initramfs"
+	"github.com/flintvm/flint/internal/testenv"
+	"github.com/flintvm/flint/internal/umlhost"
+	"github.com/flintvm/flint/virtio/transport/vhostuser"
+)
+
+const (
+	umlBinary  = "/usr/bin/linux.uml"
+	umlModules = "/usr/lib/uml/modules"
+)
+
+// TestMain lets the UML test start user-mode Linux through umlhost (this
+// binary, re-executed, installs umlhost's filter and executes UML).
+func TestMain(m *testing.M) {
+	umlhost.MaybeExec()
+	os.Exit(m.Run())
+}
+
+// umlInit is the guest's /init; %s is the host directory the read-only
+// share must refuse to write into.
+const umlInit = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+insmod /lib/fuse.ko
+insmod /lib/virtiofs.ko
+mkdir -p /host /rw
+mount -t virtiofs root /host && echo MOUNT-ROOT-OK
+mount -t virtiofs rw /rw && echo MOUNT-RW-OK
+echo "SUM $(chroot /host /usr/bin/sha256sum /usr/bin/linux.uml)"
+echo "SH $(chroot /host /bin/sh -c 'echo $((6*7))')"
+echo "LS $(chroot /host /bin/ls -d /usr/bin)"
+if touch /host%[1]s/written 2>/dev/null; then echo RO-WRITE-WORKED; else echo RO-WRITE-REFUSED; fi
+if ls /host/proc/self >/dev/null 2>&1; then echo PROC-SERVED; else echo PROC-REFUSED; fi
+echo hello > /rw/new && echo WRITE-OK
+mkdir /rw/d && mv /rw/new /rw/d/moved && ln -s moved /rw/d/link && ln /rw/d/moved /rw/d/hard
+echo "LINK $(cat /rw/d/link) $(stat -c %%h /rw/d/moved)"
+yes abcdefg | head -c 4194304 > /rw/big && echo "BIG $(md5sum < /rw/big)"
+echo "IN $(cat /rw/in.txt)"
+if cat /rw/outlink >/dev/null 2>&1; then echo OUTLINK-READ; else echo OUTLINK-REFUSED; fi
+rm /rw/d/hard && echo "FILES $(ls /rw/d | tr '\n' ' ')"
+echo "COUNT $(ls /host/usr/bin | wc -l)"
+umount /rw && umount /host && echo UMOUNT-OK
+poweroff -f
+`
+
+func umlMissing(t *testing.T, format string, args ...any) {
+	t.Helper()
+	testenv.SkipOrFail(t, fmt.Sprintf(format, args...)+" (make setup installs the UML harness)")
+}
+
+func umlInitramfs(t *testing.T, dir, roProbe string) string {
+	bb, err := os.ReadFile("/usr/bin/busybox")
+	if err != nil {
+		umlMissing(t, "busybox: %v", err)
+	}
+	kver, err := os.ReadDir(umlModules)
+	if err != nil || len(kver) == 0 {
+		umlMissing(t, "UML modules: %v", err)
+	}
+	var buf bytes.Buffer
+	w := initramfs.NewWriter(&buf)
+	for _, d := range []string{"bin", "proc", "sys", "lib", "dev", "tmp"} {
+		w.Dir(d, 0o755)
+	}
+	w.File("bin/busybox", 0o755, bb)
+	w.File("init", 0o755, fmt.Appendf(nil, umlInit, roProbe))
+	for _, m := range []string{"fuse.ko", "virtiofs.ko"} {
+		b, err := os.ReadFile(filepath.Join(umlModules, kver[0].Name(), "kernel/fs/fuse", m))
+		if err != nil {
+			umlMissing(t, "UML module: %v", err)
+		}
+		w.File("lib/"+m, 0o644, b)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "initrd.cpio")
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// serve serves dev over vhost-user at sock until the test ends.
+func serve(t *testing.T, dev *Device, sock string) {
+	srv, err := vhostuser.New(vhostuser.Config{Device: dev, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := vhostuser.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func TestUML(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots user-mode Linux")
+	}
+	if _, err := os.Stat(umlBinary); err != nil {
+		umlMissing(t, "no user-mode Linux: %v", err)
+	}
+	dir := t.TempDir()
+	rw := filepath.Join(dir, "rw")
+	roProbe := filepath.Join(dir, "ro-probe")
+	os.Mkdir(rw, 0o755)
+	os.Mkdir(roProbe, 0o755)
+	writeFile(t, filepath.Join(rw, "in.txt"), []byte("from-the-host"))
+	writeFile(t, filepath.Join(dir, "secret"), []byte("outside"))
+	os.Symlink("../secret", filepath.Join(rw, "outlink"))
+	initrd := umlInitramfs(t, dir, roProbe)
+
+	root, err := New(Config{Tag: "root", Root: "/", ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	share, err := New(Config{Tag: "rw", Root: rw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer share.Close()
+	serve(t, root, filepath.Join(dir, "root.sock"))
+	serve(t, share, filepath.Join(dir, "rw.sock"))
+
+	out := runUML(t, dir, initrd, filepath.Join(dir, "root.sock"), filepath.Join(dir, "rw.sock"))
+	if testing.Verbose() {
+		t.Logf("console:\n%s", out)
+	}
+	uml := readFile(t, umlBinary)
+	entries, _ := os.ReadDir("/usr/bin")
+	for _, want := range []string{
+		"MOUNT-ROOT-OK", "MOUNT-RW-OK",
+		fmt.Sprintf("SUM %x  /usr/bin/linux.uml", sha256.Sum256(uml)),
+		"SH 42", "LS /usr/bin",
+		"RO-WRITE-REFUSED", "PROC-REFUSED",
+		"WRITE-OK", "LINK hello 2", fmt.Sprintf("BIG %x  -", md5.Sum(bytes.Repeat([]byte("abcdefg\n"), 4<<20/8))), "IN from-the-host", "OUTLINK-REFUSED",
+		"FILES link moved ",
+		fmt.Sprintf("COUNT %d", len(entries)),
+		"UMOUNT-OK",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	if t.Failed() && !testing.Verbose() {
+		t.Logf("console:\n%s", out)
+	}
+	if b := readFile(t, filepath.Join(rw, "d", "moved")); string(b) != "hello\n" {
+		t.Errorf("host file %q", b)
+	}
+	if st, err := os.Stat(filepath.Join(rw, "big")); err != nil || st.Size() != 4<<20 {
+		t.Errorf("host big file: %v %v", st, err)
+	}
+	if ents, _ := os.ReadDir(roProbe); len(ents) != 0 {
+		t.Errorf("the read-only share was written: %v", ents)
+	}
+	if s := root.Stats(); s.ReadBytes < uint64(len(uml)) {
+		t.Errorf("root share stats %+v", s)
+	}
+	if n := share.OpenFiles() + root.OpenFiles(); n != 0 {
+		t.Errorf("%d descriptors still held after umount", n)
+	}
+}
+
+func runUML(t *testing.T, dir, initrd string, socks ...string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	args := []string{umlBinary, "mem=256M", "initrd=" + initrd, "con=null", "con0=fd:0,fd:1", "quiet"}
+	for _, s := range socks {
+		args = append(args, "virtio_uml.device="+s+":26")
+	}
+	cmd := umlhost.CommandContext(ctx, args...)
+	// UML runs as several processes; kill the whole group on timeout.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Dir = dir
+	cmd.Env = append(cmd.Env, "TMPDIR="+dir)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cmd.Stdin = r
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	cmd.Wait() // UML exits non-zero after poweroff -f on some versions
+	if ctx.Err() != nil {
+		t.Fatalf("user-mode Linux timed out; console:\n%s", out.String())
+	}
+	return out.String()
+}
