@@ -5,6 +5,7 @@ package virtio
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"runtime/debug"
 	"sync/atomic"
@@ -294,23 +295,48 @@ func (e *Engine) Flush() {
 	e.publishCounters()
 }
 
-// recoverFault turns a fault in guest memory (SIGBUS: a vhost-user
-// frontend truncated its memory file) into a broken queue: NEEDS_RESET,
-// then wait for the reset. Other panics go on. Deferred by Run, which
-// runs with debug.SetPanicOnFault.
+// FaultReporter is implemented by an Interrupt that can record why its
+// device needs a reset (the transports' do: they log the reason through
+// their rate limit, then set DEVICE_NEEDS_RESET). The engine reports a
+// panic through it, and falls back to Interrupt.NeedsReset without it.
+type FaultReporter interface {
+	Fault(reason string) error
+}
+
+// recoverFault turns a panic on the engine's goroutine into a broken
+// queue: DEVICE_NEEDS_RESET, then wait for the reset. A fault in guest
+// memory (SIGBUS: a vhost-user frontend truncated its memory file) and a
+// bug in the device's handler alike end only this device's service, not
+// the process (issue 13 finding 11); the reason (with the stack, for a
+// panic that is not a memory fault) goes to the transport's log. Deferred
+// by Run, which runs with debug.SetPanicOnFault.
 func (e *Engine) recoverFault() {
 	r := recover()
 	if r == nil {
 		return
 	}
-	if _, ok := r.(interface{ Addr() uintptr }); !ok {
-		panic(r)
+	var reason string
+	if f, ok := r.(interface{ Addr() uintptr }); ok {
+		reason = fmt.Sprintf("queue %d: memory fault at host address %#x", e.index, f.Addr())
+	} else {
+		reason = fmt.Sprintf("queue %d: device panic: %v\n%s", e.index, r, debug.Stack())
 	}
 	e.dead = true // exit must not flush into the faulting memory
-	e.h.Event(EventBroken)
+	e.safeEvent(EventBroken)
 	e.Status.Set(ActivityBroken, e.q)
-	e.irq.NeedsReset()
+	if f, ok := e.irq.(FaultReporter); ok {
+		f.Fault(reason)
+	} else {
+		e.irq.NeedsReset()
+	}
 	<-e.stop
+}
+
+// safeEvent tells the handler ev on a broken queue: a handler left
+// inconsistent by a panic may panic again here, which is ignored.
+func (e *Engine) safeEvent(ev Event) {
+	defer func() { recover() }()
+	e.h.Event(ev)
 }
 
 func (e *Engine) publishCounters() { e.h.Event(EventPublished) }
@@ -329,8 +355,10 @@ func (e *Engine) exit() {
 	if !e.dead {
 		e.h.Event(EventStop)
 		e.Flush()
+		e.publishCounters()
+	} else {
+		e.safeEvent(EventPublished)
 	}
-	e.publishCounters()
 	e.Status.Set(ActivityStopped, e.q)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -441,6 +442,34 @@ func (a *activation) SignalConfig() error {
 	}
 	a.c.configGen.Add(1)
 	return a.c.hooks.SignalConfig()
+}
+
+// Fault implements virtio.FaultReporter: the device (its queue engine)
+// failed for reason; it is logged through the rate limit and the device
+// marked DEVICE_NEEDS_RESET.
+func (a *activation) Fault(reason string) error {
+	if a.dead.Load() {
+		return ErrInactive
+	}
+	a.c.guestLog.Log(a.c.log, slog.LevelError, "virtio device failed; DEVICE_NEEDS_RESET", "reason", reason)
+	return a.c.setNeedsReset()
+}
+
+// Contain, deferred first by a transport's register handlers (which run
+// on vCPU goroutines), turns a panic in the transport or in the device
+// methods it calls (ReadConfig, WriteConfig, AckFeatures, Activate,
+// Reset) into DEVICE_NEEDS_RESET with the reason and stack logged
+// through the rate limit, instead of the end of the process (issue 13
+// finding 11). The locks the panicking code held are released by their
+// own defers (every lock in this package and the transports is).
+func (c *Core) Contain(what string) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	c.guestLog.Log(c.log, slog.LevelError, "virtio device failed; DEVICE_NEEDS_RESET",
+		"reason", fmt.Sprintf("%s: panic: %v", what, r), "stack", string(debug.Stack()))
+	c.setNeedsReset()
 }
 
 // NeedsReset implements virtio.Interrupt.

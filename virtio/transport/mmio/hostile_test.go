@@ -122,3 +122,35 @@ func TestFeaturesOKNeedsVersion1(t *testing.T) {
 		}
 	}
 }
+
+// TestDevicePanicIsContained (issue 13 finding 11): a device method that
+// panics under a register access (a vCPU goroutine) marks the device
+// DEVICE_NEEDS_RESET with the reason logged, instead of ending the
+// process; the driver can reset it and the transport still answers.
+func TestDevicePanicIsContained(t *testing.T) {
+	for _, method := range []string{"Activate", "WriteConfig", "ReadConfig"} {
+		t.Run(method, func(t *testing.T) {
+			r := newRig(t, rigOpt{dev: func(d *transporttest.Device) { d.PanicIn = method }})
+			r.probe()
+			if !r.finalize(virtio.CommonFeatures) {
+				t.Fatal("features refused")
+			}
+			r.setupAll()
+			switch method {
+			case "Activate":
+				r.addStatus(virtio.StatusDriverOK)
+			case "WriteConfig":
+				r.tr.Write(ConfigOffset, []byte{1})
+			case "ReadConfig":
+				r.tr.Read(ConfigOffset, make([]byte, 1))
+			}
+			if s := r.status(); !s.Has(virtio.StatusDeviceNeedsReset) {
+				t.Fatalf("status %v after a panic in %s", s, method)
+			}
+			r.writel(RegStatus, 0)
+			if s := r.status(); s != 0 {
+				t.Fatalf("status %v after reset", s)
+			}
+		})
+	}
+}

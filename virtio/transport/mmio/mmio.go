@@ -220,6 +220,7 @@ func (t *Transport) Close() { t.core.Close() }
 
 // Read implements devices.Device.
 func (t *Transport) Read(offset uint64, data []byte) {
+	defer t.core.Contain("virtio-mmio register read")
 	if offset >= ConfigOffset {
 		t.core.ReadConfig(offset-ConfigOffset, data)
 		return
@@ -271,6 +272,7 @@ func (t *Transport) readReg(offset uint64) uint32 {
 
 // Write implements devices.Device.
 func (t *Transport) Write(offset uint64, data []byte) {
+	defer t.core.Contain("virtio-mmio register write")
 	if offset >= ConfigOffset {
 		t.core.WriteConfig(offset-ConfigOffset, data)
 		return

@@ -48,6 +48,7 @@ func region(off uint64, n int) (base uint64, ok bool) {
 
 // Read implements devices.Device for BAR 0 (offset relative to the BAR).
 func (t *Transport) Read(off uint64, data []byte) {
+	defer t.core.Contain("virtio-pci BAR read")
 	clear(data)
 	base, ok := region(off, len(data))
 	if !ok || len(data) == 0 {
@@ -78,6 +79,7 @@ func (t *Transport) Read(off uint64, data []byte) {
 
 // Write implements devices.Device for BAR 0.
 func (t *Transport) Write(off uint64, data []byte) {
+	defer t.core.Contain("virtio-pci BAR write")
 	base, ok := region(off, len(data))
 	if !ok || len(data) == 0 {
 		t.core.GuestError("virtio-pci BAR write outside the virtio structures", "offset", off, "len", len(data))

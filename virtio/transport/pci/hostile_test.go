@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	pcidev "github.com/flintvm/flint/devices/pci"
+	"github.com/flintvm/flint/virtio"
+	"github.com/flintvm/flint/virtio/transport/transporttest"
 )
 
 // TestBARToggleKeepsIOEventFDs (issue 13 finding 12): a guest that turns
@@ -39,5 +41,51 @@ func TestBARToggleKeepsIOEventFDs(t *testing.T) {
 	}
 	if !r.notif.GuestWrite(newBAR+NotifyOffset+4, 2, 1) || r.notif.GuestWrite(testBAR+NotifyOffset+4, 2, 1) {
 		t.Fatal("ioeventfds did not follow the BAR")
+	}
+}
+
+// TestDevicePanicIsContained (issue 13 finding 11): a device method that
+// panics under a BAR or configuration-space access (a vCPU goroutine)
+// marks the device DEVICE_NEEDS_RESET instead of ending the process.
+func TestDevicePanicIsContained(t *testing.T) {
+	for _, method := range []string{"ReadConfig", "WriteConfig"} {
+		t.Run(method, func(t *testing.T) {
+			r := newRig(t, rigOpt{dev: func(d *transporttest.Device) { d.PanicIn = method }})
+			if !r.finalize(r.probe() & virtio.CommonFeatures) {
+				t.Fatal("features refused")
+			}
+			dev := uint64(r.caps[capDeviceCfg][1])
+			if method == "ReadConfig" {
+				// Through VIRTIO_PCI_CAP_PCI_CFG: a configuration read
+				// that performs the BAR read.
+				c := int(r.caps[capPCICfg][0])
+				r.cfgWrite(c+4, 1, BARIndex)
+				r.cfgWrite(c+8, 4, uint32(dev))
+				r.cfgWrite(c+12, 4, 1)
+				r.cfgRead(c+16, 4)
+			} else {
+				r.iowrite(dev, 1, 7)
+			}
+			if s := r.status(); !s.Has(virtio.StatusDeviceNeedsReset) {
+				t.Fatalf("status %v after a panic in %s", s, method)
+			}
+			r.setCommon(cfgDeviceStatus, 1, 0)
+			if s := r.status(); s != 0 {
+				t.Fatalf("status %v after reset", s)
+			}
+		})
+	}
+	r := newRig(t, rigOpt{dev: func(d *transporttest.Device) { d.PanicIn = "Activate" }})
+	if !r.finalize(r.probe() & virtio.CommonFeatures) {
+		t.Fatal("features refused")
+	}
+	for i, d := range r.drivers {
+		c := d.Config()
+		r.setupVQ(i, c.Size, c.DescAddr, c.AvailAddr, c.UsedAddr, NoVector)
+		r.setCommon(cfgQueueEnable, 2, 1)
+	}
+	r.addStatus(virtio.StatusDriverOK)
+	if s := r.status(); !s.Has(virtio.StatusDeviceNeedsReset) {
+		t.Fatalf("status %v after a panic in Activate", s)
 	}
 }

@@ -372,10 +372,13 @@ func (t *Transport) Close() {
 // ReadConfig implements pcidev.Function. A read of pci_cfg_data first
 // performs the BAR read the PCI configuration access capability selects.
 func (t *Transport) ReadConfig(reg uint32, data []byte) {
+	defer t.core.Contain("virtio-pci configuration read")
 	if overlaps(reg, len(data), t.cfgCap+16, 4) {
-		t.cfgMu.Lock()
-		t.cfgAccess(false)
-		t.cfgMu.Unlock()
+		func() {
+			t.cfgMu.Lock()
+			defer t.cfgMu.Unlock()
+			t.cfgAccess(false)
+		}()
 	}
 	t.cs.ReadConfig(reg, data)
 }
@@ -385,6 +388,7 @@ func (t *Transport) ReadConfig(reg uint32, data []byte) {
 // transport reacts to the MSI-X control bits, the INTx disable bit and
 // pci_cfg_data.
 func (t *Transport) WriteConfig(reg uint32, data []byte) {
+	defer t.core.Contain("virtio-pci configuration write")
 	t.cfgMu.Lock()
 	defer t.cfgMu.Unlock()
 	t.cs.WriteConfig(reg, data)

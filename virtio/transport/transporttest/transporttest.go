@@ -40,6 +40,9 @@ type Device struct {
 	AckErr error
 	// ActivateErr, if set, makes Activate fail.
 	ActivateErr error
+	// PanicIn, if set, names a method that panics as a device bug would:
+	// "Activate", "ReadConfig" or "WriteConfig".
+	PanicIn string
 
 	mu          sync.Mutex
 	acked       uint64
@@ -83,6 +86,7 @@ func (d *Device) AckFeatures(f uint64) error {
 func (d *Device) ReadConfig(off uint64, p []byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.maybePanic("ReadConfig")
 	clear(p)
 	if off < uint64(len(d.Config)) {
 		copy(p, d.Config[off:])
@@ -93,6 +97,7 @@ func (d *Device) ReadConfig(off uint64, p []byte) {
 func (d *Device) WriteConfig(off uint64, p []byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.maybePanic("WriteConfig")
 	if off < uint64(len(d.Config)) {
 		copy(d.Config[off:], p)
 	}
@@ -102,6 +107,7 @@ func (d *Device) WriteConfig(off uint64, p []byte) {
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.maybePanic("Activate")
 	if d.ActivateErr != nil {
 		return d.ActivateErr
 	}
@@ -116,6 +122,14 @@ func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 	d.activations++
 	d.queues, d.irq, d.mem = queues, irq, m
 	return nil
+}
+
+// maybePanic panics if method is PanicIn. Caller holds mu.
+func (d *Device) maybePanic(method string) {
+	if d.PanicIn == method {
+		var p *Device
+		_ = p.Config[0] // a nil dereference, as a real bug would
+	}
 }
 
 // Reset implements virtio.Device.

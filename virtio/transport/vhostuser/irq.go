@@ -64,6 +64,17 @@ func (a *activation) SignalConfig() error {
 	return a.s.backend.configChanged()
 }
 
+// Fault implements virtio.FaultReporter: a device goroutine failed for
+// reason (a panic, a fault in the frontend's memory); as NeedsReset, with
+// the reason logged.
+func (a *activation) Fault(reason string) error {
+	if a.dead.Load() {
+		return transport.ErrInactive
+	}
+	a.s.fault(a, "the device reported an unrecoverable error (NEEDS_RESET): "+reason, -1)
+	return nil
+}
+
 // NeedsReset stops the device and every ring, and writes the err fds:
 // vhost-user has no status register, so the frontend learns of the
 // failure through SET_VRING_ERR's fds (QEMU logs it) and by its rings no
