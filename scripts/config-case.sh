@@ -24,6 +24,10 @@
 #   --metrics          replace @METRICS@ with a file in the case's directory and print
 #                      what flint wrote there after it exits
 #   --tools DIR        merge DIR (scripts/mknet-tools.sh output, e.g. curl) into / once
+#   --vsock PROBE      replace @VSOCK@ with a socket path in the case's directory (a
+#                      vsock uds_path); once flint has created it, run
+#                      `PROBE host -uds PATH` (internal/vsockprobe) and print its lines
+#                      after flint exits, then whether flint removed the socket
 #   --tun-ko PATH      insmod PATH when /dev/net/tun is missing (the nested host)
 # Lines it prints start with CFG-HOST or CFG-API (the test parses them):
 #   CFG-HOST-SETUP   result=fail: the case could not be set up
@@ -32,9 +36,11 @@
 #   CFG-API          i, method, path, HTTP status and the response body, per request
 #                    (printed after flint exits, so they do not cut console lines)
 #   CFG-HOST-METRICS one line of flint's metrics file (a JSON object per flush)
+#   CFG-VSOCK...     the host side's vsock probe lines (--vsock)
+#   CFG-HOST-VSOCK   the vsock socket after flint exited: gone=1 when removed
 #   CFG-HOST-FLINT   flint's exit status (also this script's)
 
-config='' requests='' substs='' shas='' ftimeout=240 tools='' tun_ko='' taps='' iperf3=0 metrics=0
+config='' requests='' substs='' shas='' ftimeout=240 tools='' tun_ko='' taps='' iperf3=0 metrics=0 vprobe=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--config) config=$2; shift ;;
@@ -47,6 +53,7 @@ while [ $# -gt 0 ]; do
 	--metrics) metrics=1 ;;
 	--tools) tools=$2; shift ;;
 	--tun-ko) tun_ko=$2; shift ;;
+	--vsock) vprobe=$2; shift ;;
 	--) shift; break ;;
 	*) echo "config-case.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
@@ -93,6 +100,7 @@ trap 'exit 143' TERM INT HUP
 # no '|' or newline in them).
 : >"$w/subst.sed"
 [ "$metrics" = 1 ] && substs="$substs|@METRICS@|$w/metrics.json"
+[ -n "$vprobe" ] && substs="$substs|@VSOCK@|$w/v.sock"
 rest=${substs#|}
 while [ -n "$rest" ]; do
 	key=${rest%%|*}
@@ -161,6 +169,21 @@ pids="$pids $!"
 ) </dev/null &
 tappid=$!
 pids="$pids $tappid"
+# The vsock probe's host side, once flint listens on the vsock socket.
+if [ -n "$vprobe" ]; then
+	(
+		i=0
+		until [ -S "$w/v.sock" ]; do
+			kill -0 $fpid 2>/dev/null || exit 0
+			[ $i -lt $((ftimeout * 10)) ] || exit 0
+			sleep 0.1
+			i=$((i + 1))
+		done
+		"$vprobe" host -uds "$w/v.sock" -timeout "$((ftimeout - 10))s"
+	) >"$w/vsock.log" 2>&1 </dev/null &
+	vpid=$!
+	pids="$pids $vpid"
+fi
 
 if [ -n "$requests" ]; then
 	# The API is up once the socket exists.
@@ -209,7 +232,19 @@ wait $teepid
 kill $tappid 2>/dev/null
 wait $tappid 2>/dev/null
 echo
+if [ -n "$vprobe" ]; then
+	# The guest ended, so its side of every connection did: the probe ends too.
+	i=0
+	while kill -0 "$vpid" 2>/dev/null && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	kill "$vpid" 2>/dev/null
+	if [ -e "$w/v.sock" ]; then gone=0; else gone=1; fi
+	echo "CFG-HOST-VSOCK gone=$gone"
+fi
 cat "$w/api.log" "$w/tap.log"
+[ -f "$w/vsock.log" ] && cat "$w/vsock.log"
 [ -f "$w/iperf3.log" ] && sed 's/^/CFG-HOST-IPERF3 /' "$w/iperf3.log" | grep -E 'receiver|sender|error' | head -n 20
 shas after
 [ "$metrics" = 1 ] && sed 's/^/CFG-HOST-METRICS /' "$w/metrics.json" 2>/dev/null

@@ -10,6 +10,9 @@
 #                      file "token", sync, unmount; read: mount it and print "token";
 #                      api: like read, then print CFG-API-READY and wait (the host
 #                      ends the VM with the API's SendCtrlAltDel)
+#                      vsock: no drives; check the entropy device (/dev/hwrng)
+#                      and run /usr/local/bin/vsockprobe guest (internal/vsockprobe)
+#                      against the host's side, then end
 #   flintcfg.token=T   the token to write (mode write)
 #   flintcfg.ro=1      /dev/vdb is a read-only drive: check that writes are refused
 #   flintcfg.net=1     check eth0 (driver, MAC)
@@ -26,6 +29,9 @@
 #                  read-write mount did, its marker (mounted read-only)
 #   CFG-NET        eth0: driver, bus, MAC
 #   CFG-IPERF      per interface label and direction: the receiver's Mbit/s
+#   CFG-VIRTIO     mode vsock: a virtio device (vsock, rng): driver and bus
+#   CFG-RNG        mode vsock: the current hw_random source, bytes read from /dev/hwrng
+#   CFG-VSOCK...   mode vsock: the guest side's vsock probe lines
 #   CFG-GUEST-DONE the script ended (CFG-API-READY in mode api)
 
 arg() {
@@ -58,6 +64,29 @@ rw=$(tr ' ' '\n' </proc/cmdline | grep -E '^(ro|rw)$' | tail -n1)
 # Kernel messages below KERN_ERR must not split the lines the test parses.
 dmesg -n 4 2>/dev/null
 echo "CFG-GUEST mode=$mode cpus=$(grep -c '^processor' /proc/cpuinfo) memmib=$(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) root=$(val "${root#root=}") rootmode=$(val "$rw")"
+
+if [ "$mode" = vsock ]; then
+	for d in /sys/bus/virtio/devices/*; do
+		case $(cat "$d/device") in
+		0x0013) name=vsock ;;
+		0x0004) name=rng ;;
+		*) continue ;;
+		esac
+		i=0
+		while [ ! -e "$d/driver" ] && [ $i -lt 100 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		echo "CFG-VIRTIO dev=$name driver=$(basename "$(readlink -f "$d/driver")") bus=$(bus_of "$d")"
+	done
+	wait_for /dev/hwrng
+	n=$(dd if=/dev/hwrng bs=64 count=1 2>/dev/null | wc -c)
+	echo "CFG-RNG current=$(val "$(cat /sys/class/misc/hw_random/rng_current 2>&1)") bytes=$n"
+	wait_for /dev/vsock
+	/usr/local/bin/vsockprobe guest -timeout 150s
+	echo "CFG-GUEST-DONE"
+	exit 0
+fi
 
 disk() { # NAME
 	d=/sys/block/$1

@@ -166,6 +166,18 @@ const cfgGuestMAC = "52:54:00:c0:f1:9e"
 //     limited rates are within 10% of the configured bandwidths, and the unlimited
 //     ones clearly above them (else the measurement would prove nothing).
 //     Skipped, saying so, while flint refuses rate limiters on interfaces.
+//   - vsock: a config with a vsock device (PCI) and an entropy device (MMIO, with a
+//     rate limiter), no drives. The guest loads vmw_vsock_virtio_transport and
+//     virtio_rng, reads /dev/hwrng, and runs internal/vsockprobe against the same
+//     program on the host side (config-case.sh --vsock): connections both ways at
+//     once (CONNECT <port> on uds_path, and <uds_path>_<port>), random data both
+//     ways on each with SHA-256 compared on both ends, one connection each way
+//     whose opener vanishes mid-stream (flint survives, the others complete), and a
+//     port nobody serves refused each way; flint removes uds_path at exit (see
+//     checkVsock).
+//
+// FLINT_E2E_CFG_ONLY, a regexp, runs only the cases whose names match (and the
+// cases they need).
 func TestConfigLaunches(t *testing.T) {
 	e := setup(t)
 	requireTools(t, "curl", "ldd")
@@ -180,10 +192,12 @@ func TestConfigLaunches(t *testing.T) {
 	dir := t.TempDir()
 	guestTools := filepath.Join(dir, "guest-tools")
 	e.script(t, "mknet-tools.sh", "-o", guestTools, "iperf3")
+	probe := goBuild(t, e.root, "./internal/vsockprobe")
+	copyInto(t, probe, filepath.Join(guestTools, "usr", "local", "bin", "vsockprobe"))
 	initrd := e.initramfs(t, "config",
 		"--script", filepath.Join(e.root, "scripts", "config-guest.sh"),
 		"--modules", filepath.Join(e.cache, "kernels", "cloud", "modules"),
-		"--load", "virtio_pci virtio_mmio virtio_blk virtio_net",
+		"--load", "virtio_pci virtio_mmio virtio_blk virtio_net vmw_vsock_virtio_transport virtio_rng",
 		"--extra", guestTools)
 
 	marker := "flint-root-" + randomToken(t, 8)
@@ -301,6 +315,9 @@ func TestConfigLaunches(t *testing.T) {
 	for i := 1; i < len(boots); i++ {
 		boots[i].needs = boots[0].name
 	}
+	vsFile := writeJSON(t, dir, "vsock.json", vsockConfig(bootSource, flintTimeout))
+	boots = append(boots, mk("vsock", "flintcfg.mode=vsock", []string{"--config", vsFile}, []string{vsFile, probe}, "--vsock", probe))
+	boots = onlyCases(t, boots)
 	results, err := e.runBoots(t, boots)
 	if err != nil {
 		t.Error(err)
@@ -382,6 +399,8 @@ func checkConfigCase(t reporter, name string, r *result, w cfgWant) {
 		checkCfgDisk(t, m, "vda", "pci", "0")
 		checkKV(t, m, "CFG-READ", "token", w.token)
 		checkAPI(t, parseAPI(r.output), cfgAPIRequests, w.rootImg)
+	case "vsock":
+		checkVsock(t, m)
 	case "ratelimit":
 		checkKV(t, m, "CFG-READ", "token", w.token)
 		checkRates(t, m)
