@@ -288,8 +288,9 @@ var semverShape = regexp.MustCompile(`^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1
 // (firecracker_version) and GET / (vmm_version): the build's
 // -X main.Version when it has that shape, else the module version Go
 // stamped into the binary (a tag, or a pseudo-version such as
-// 0.0.0-20261206083000-7c17dd9abcde), else 0.0.0-dev with the commit
-// as build metadata when known.
+// 0.0.0-20261206083000-7c17dd9abcde), else 0.0.0-dev with -X
+// main.Version (the Makefile's `git describe`: 985ba56-dirty) or the
+// commit as build metadata.
 func apiVersion() string {
 	bi, _ := debug.ReadBuildInfo()
 	return semver(Version, bi)
@@ -299,16 +300,32 @@ func semver(v string, bi *debug.BuildInfo) string {
 	if semverShape.MatchString(v) {
 		return strings.TrimPrefix(v, "v")
 	}
+	if bi != nil && semverShape.MatchString(bi.Main.Version) {
+		return strings.TrimPrefix(bi.Main.Version, "v")
+	}
+	if meta := buildMeta(v); meta != "" {
+		// `git describe --always --dirty` without a tag (the Makefile's
+		// VERSION): 985ba56-dirty.
+		return "0.0.0-dev+" + meta
+	}
 	if bi == nil {
 		return "0.0.0-dev"
 	}
-	if semverShape.MatchString(bi.Main.Version) {
-		return strings.TrimPrefix(bi.Main.Version, "v")
-	}
 	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 && regexp.MustCompile(`^[0-9a-f]+$`).MatchString(s.Value) {
-			return "0.0.0-dev+" + s.Value[:12]
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			if meta := buildMeta(s.Value[:12]); meta != "" {
+				return "0.0.0-dev+" + meta
+			}
 		}
 	}
 	return "0.0.0-dev"
+}
+
+// buildMeta turns v into semver build metadata: dot-separated runs of
+// letters, digits and '-' ("" when none).
+func buildMeta(v string) string {
+	ids := strings.FieldsFunc(v, func(r rune) bool {
+		return !(r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	})
+	return strings.Join(ids, ".")
 }

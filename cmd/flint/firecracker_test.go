@@ -418,7 +418,11 @@ func TestSemver(t *testing.T) {
 		{"dev", bi("v0.0.0-20261206083000-7c17dd9abcde+dirty"), "0.0.0-20261206083000-7c17dd9abcde+dirty"},
 		{"", bi("(devel)", rev), "0.0.0-dev+7c17dd9abcde"},
 		{"", bi("(devel)"), "0.0.0-dev"},
-		{"1.2", nil, "0.0.0-dev"},
+		{"1.2", nil, "0.0.0-dev+1.2"},
+		{"985ba56-dirty", bi("(devel)", rev), "0.0.0-dev+985ba56-dirty"}, // the Makefile's git describe
+		{"v1.2.3-4-g985ba56-dirty", nil, "1.2.3-4-g985ba56-dirty"},
+		{"a b/c", nil, "0.0.0-dev+a.b.c"},
+		{"", nil, "0.0.0-dev"},
 	} {
 		got := semver(tc.version, tc.bi)
 		if got != tc.want || !semverShape.MatchString(got) {
