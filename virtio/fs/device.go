@@ -81,6 +81,8 @@ type Device struct {
 	handles handleTable
 	inited  bool
 	minor   uint32
+	// warnedFull: the descriptor limit was logged in this activation.
+	warnedFull bool
 
 	tmu      sync.Mutex // transport calls: the fields below
 	acked    uint64
@@ -280,6 +282,7 @@ func (d *Device) forgetAll() {
 	d.handles.clear()
 	d.inited = false
 	d.minor = 0
+	d.warnedFull = false
 }
 
 // Close resets the device and closes Root's descriptor. Call it once the

@@ -129,11 +129,25 @@ func (d *Device) adopt(fd int, parentDev uint64, st *unix.Stat_t) (*node, unix.E
 		n.lookup++
 		return n, 0
 	}
-	if d.openFiles() >= d.maxFiles {
+	if d.full(1) {
 		unix.Close(fd)
 		return nil, unix.ENFILE
 	}
 	return d.nodes.add(fd, st), 0
+}
+
+// full reports whether n more descriptors would pass MaxOpenFiles (under
+// mu); the first time in an activation it says so in the log.
+func (d *Device) full(n int) bool {
+	if d.openFiles()+n <= d.maxFiles {
+		return false
+	}
+	if !d.warnedFull {
+		d.warnedFull = true
+		d.log.Warn("virtio-fs: the guest holds as many host files as allowed; lookups and opens fail with ENFILE until it forgets some",
+			"tag", d.Tag(), "root", d.root, "max_open_files", d.maxFiles)
+	}
+	return true
 }
 
 // fillAttr writes fuse_attr for st into b.

@@ -1,7 +1,10 @@
 package fs
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -94,7 +97,8 @@ func TestReadIntoSmallChain(t *testing.T) {
 // FORGET and RELEASE give descriptors back.
 func TestFDLimit(t *testing.T) {
 	const limit = 8
-	g := newGuest(t, Config{MaxOpenFiles: limit})
+	var logs bytes.Buffer
+	g := newGuest(t, Config{MaxOpenFiles: limit, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	for i := range 20 {
 		writeFile(t, g.path(fmt.Sprint(i)), nil)
 	}
@@ -151,6 +155,10 @@ func TestFDLimit(t *testing.T) {
 	}
 	if _, _, e := g.lookup(rootID, "19"); e != 0 {
 		t.Fatalf("LOOKUP after the forgets: errno %d", e)
+	}
+	// The limit was logged once, naming it.
+	if n := strings.Count(logs.String(), "max_open_files=8"); n != 1 {
+		t.Fatalf("%d log lines about the limit:\n%s", n, logs.String())
 	}
 }
 

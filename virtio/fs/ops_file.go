@@ -66,7 +66,7 @@ func (r *requests) open(h *inHeader, body []byte) (int, unix.Errno) {
 			return 0, e
 		}
 	}
-	if r.d.openFiles() >= r.d.maxFiles {
+	if r.d.full(1) {
 		return 0, unix.ENFILE
 	}
 	fd, err := r.d.reopen(n, flags)
@@ -87,7 +87,7 @@ func (r *requests) create(h *inHeader, body []byte) (int, unix.Errno) {
 		return 0, e
 	}
 	mode := le32(arg, 4) & 0o7777
-	if r.d.openFiles()+2 > r.d.maxFiles { // the file and its node
+	if r.d.full(2) { // the file and its node
 		return 0, unix.ENFILE
 	}
 	flags |= int(le32(arg, 0)) & unix.O_EXCL
