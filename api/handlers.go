@@ -236,7 +236,7 @@ func (s *Server) requireStarted(what string) error {
 
 func (s *Server) startedLocked(what string) error {
 	if !s.started {
-		return faultf("%s: %s the VM has not started yet (PUT /actions InstanceStart first)", notBeforeStart, what)
+		return faultf("%s %s: the VM has not started yet (PUT /actions InstanceStart first)", notBeforeStart, what)
 	}
 	return nil
 }

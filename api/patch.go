@@ -37,7 +37,7 @@ func (s *Server) patchDrive(r *http.Request, body []byte) (any, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.startedLocked("PATCH /drives/" + p.DriveID + ":"); err != nil {
+	if err := s.startedLocked("PATCH /drives/" + p.DriveID); err != nil {
 		return nil, err
 	}
 	i := slices.IndexFunc(s.cfg.Drives, func(d configs.Drive) bool { return d.DriveID == p.DriveID })
@@ -88,7 +88,7 @@ func (s *Server) patchNetworkInterface(r *http.Request, body []byte) (any, error
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.startedLocked("PATCH /network-interfaces/" + p.IfaceID + ":"); err != nil {
+	if err := s.startedLocked("PATCH /network-interfaces/" + p.IfaceID); err != nil {
 		return nil, err
 	}
 	i := slices.IndexFunc(s.cfg.NetworkInterfaces, func(n configs.NetworkInterface) bool { return n.IfaceID == p.IfaceID })
