@@ -53,6 +53,9 @@ type app struct {
 	// (seccomp.Install; tests that drive the CLI in-process record the
 	// mode instead: a filter would end the test binary).
 	installFilter func(seccomp.Mode) error
+	// installWith installs the filter with options (command mode with
+	// shares: the file server's calls); tests substitute it too.
+	installWith func(seccomp.Options) error
 	// launchCmd runs a command-mode VM (tests substitute it); stdin is
 	// the command's input when it is not a terminal.
 	launchCmd commandLauncher
@@ -60,7 +63,7 @@ type app struct {
 }
 
 func newApp(stdout, stderr io.Writer, launch launcher) *app {
-	a := &app{stderr: stderr, newVM: newMachine, installFilter: seccomp.Install, launchCmd: launchCommand, stdin: os.Stdin}
+	a := &app{stderr: stderr, newVM: newMachine, installFilter: seccomp.Install, installWith: seccomp.InstallWith, launchCmd: launchCommand, stdin: os.Stdin}
 	a.cli = &cli.App{
 		Name:      "flint",
 		Usage:     "a lightweight KVM microVM monitor",
