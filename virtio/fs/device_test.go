@@ -541,3 +541,31 @@ func TestProcNotServed(t *testing.T) {
 		t.Fatalf("LOOKUP /etc: errno %d", e)
 	}
 }
+
+// TestLinkOfSymlink: LINK of a symlink's nodeid links the symlink itself,
+// never the file it points to (which may lie outside the share).
+func TestLinkOfSymlink(t *testing.T) {
+	outer := t.TempDir()
+	root := filepath.Join(outer, "share")
+	os.Mkdir(root, 0o755)
+	secret := filepath.Join(outer, "secret")
+	writeFile(t, secret, []byte("outside"))
+	os.Symlink(secret, filepath.Join(root, "abs"))
+	g := newGuest(t, Config{Root: root})
+	s := g.mustLookup(rootID, "abs")
+	id, a, e := g.lookupEntry(g.call(opLink, rootID, entryOutLen, le(s), cname("copy")))
+	if e != 0 {
+		t.Fatalf("LINK: errno %d", e)
+	}
+	if id != s || a.mode&unix.S_IFMT != unix.S_IFLNK {
+		t.Fatalf("LINK answered nodeid %d mode %o, want the symlink's %d", id, a.mode, s)
+	}
+	if fi, err := os.Lstat(filepath.Join(root, "copy")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the new name is not a symlink: %v %v", fi, err)
+	}
+	var st unix.Stat_t
+	unix.Stat(secret, &st)
+	if st.Nlink != 1 {
+		t.Fatalf("the file outside has %d links", st.Nlink)
+	}
+}
