@@ -162,6 +162,9 @@ func (s *Server) putLogger(r *http.Request, body []byte) (any, error) {
 		return nil, err
 	}
 	return nil, s.update(r, func(c *configs.VMConfig) error {
+		if err := l.CheckPath("logger"); err != nil { // stat: never blocks
+			return err
+		}
 		c.Logger = &l
 		return nil
 	})
@@ -177,6 +180,9 @@ func (s *Server) putMetrics(r *http.Request, body []byte) (any, error) {
 	return nil, s.update(r, func(c *configs.VMConfig) error {
 		if c.Metrics != nil {
 			return faultf("Reinitialization of metrics not allowed. The metrics file is already %s (it is set once)", c.Metrics.MetricsPath)
+		}
+		if err := m.CheckPath("metrics"); err != nil { // stat: never blocks
+			return err
 		}
 		c.Metrics = &m
 		return nil

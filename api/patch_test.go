@@ -162,3 +162,14 @@ func TestEveryFirecrackerPath(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputPathsCheckedAtPut: a log or metrics path that cannot become
+// a file is a 400 at PUT time, as in Firecracker, not an InstanceStart
+// failure; a refused PUT /metrics does not count as the one allowed.
+func TestOutputPathsCheckedAtPut(t *testing.T) {
+	_, c, _ := serve(t, Options{Controller: &fakeVM{}})
+	c.fault("PUT", "/metrics", `{"metrics_path": "nodir/m.json"}`, "metrics.metrics_path: nodir/m.json: No such file or directory (os error 2)")
+	c.fault("PUT", "/logger", `{"log_path": "."}`, "logger.log_path: .: is a directory")
+	c.ok(204, "PUT", "/metrics", `{"metrics_path": "m.json"}`)
+	c.ok(204, "PUT", "/logger", `{"log_path": "fc.log", "level": "Info"}`)
+}

@@ -121,3 +121,36 @@ func FuzzDecodePatch(f *testing.F) {
 		}
 	})
 }
+
+func TestOutputPaths(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "m.json")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(file, link); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		file:                               "",
+		filepath.Join(dir, "new.json"):     "", // created when opened
+		dir:                                "is a directory, not a file or FIFO",
+		link:                               "is a symbolic link",
+		filepath.Join(dir, "no", "m.json"): "No such file or directory (os error 2): its directory " + filepath.Join(dir, "no") + " does not exist",
+	} {
+		err := (&Metrics{MetricsPath: name}).CheckPath("metrics")
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), "metrics.metrics_path: "+name+": "+want)):
+			t.Errorf("%s: %v, want %q", name, err, want)
+		}
+	}
+	if err := (&Logger{}).CheckPath("logger"); err != nil {
+		t.Errorf("no log_path: %v", err)
+	}
+	if err := (&Logger{LogPath: dir}).CheckPath("logger"); err == nil || !strings.Contains(err.Error(), "logger.log_path: ") {
+		t.Errorf("log_path a directory: %v", err)
+	}
+}
