@@ -17,6 +17,7 @@ import (
 
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/devices/exitdev"
+	"github.com/flintvm/flint/virtio/fs"
 	vconsole "github.com/flintvm/flint/virtio/console"
 	"github.com/flintvm/flint/vmm/verdict"
 )
@@ -73,6 +74,9 @@ type CommandConfig struct {
 	Stdin io.Reader
 	// ReportGrace and PanicGrace: 0 means the defaults.
 	ReportGrace, PanicGrace time.Duration
+	// Shares are the host directories the guest mounts (fs.go), each a
+	// virtio-fs device attached after the stream devices.
+	Shares []Share
 }
 
 // CommandResult is how a command-mode run ended.
@@ -96,6 +100,7 @@ type commandRun struct {
 	scanner  *verdict.Scanner
 	exit     *exitdev.Device
 	consoles []*vconsole.Device
+	shares   []*fs.Device
 	trs      []virtioTransport
 	stop     func(StopReason, error)
 
@@ -288,7 +293,7 @@ func (m *Machine) addCommandDevices() error {
 		}
 		c.trs = append(c.trs, tr)
 	}
-	return nil
+	return m.addShares(c, cc.Shares)
 }
 
 // RunCommand runs a machine built with Config.Command to its end (Run) and
@@ -315,5 +320,8 @@ func (m *Machine) closeCommand() {
 	for _, d := range m.cmd.consoles {
 		d.Close()
 	}
-	m.cmd.trs, m.cmd.consoles = nil, nil
+	for _, d := range m.cmd.shares {
+		d.Close()
+	}
+	m.cmd.trs, m.cmd.consoles, m.cmd.shares = nil, nil, nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -16,6 +17,7 @@ import (
 	"github.com/flintvm/flint/agent"
 	"github.com/flintvm/flint/boot"
 	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/internal/seccomp"
 	"github.com/flintvm/flint/vmm"
 	"github.com/flintvm/flint/vmm/verdict"
 )
@@ -34,7 +36,7 @@ const (
 )
 
 // commandOnlyFlags are the flags only command mode takes.
-var commandOnlyFlags = []string{"modules", "fail-on", "idle-timeout", "report", "junit", "no-host-root"}
+var commandOnlyFlags = []string{"modules", "fail-on", "idle-timeout", "report", "junit", "no-host-root", "share"}
 
 // commandFlags are `flint run`'s command-mode flags.
 func commandFlags() []cli.Flag {
@@ -44,7 +46,8 @@ func commandFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "idle-timeout", Usage: "command mode: end the run (exit 122) after this long without kernel console output, command output or agent progress; 0 means off"},
 		&cli.StringFlag{Name: "report", Usage: "command mode: write the run's verdict as JSON to this file (created when the run starts, written when it ends)"},
 		&cli.StringFlag{Name: "junit", Usage: "command mode: write the run's result as JUnit XML to this file"},
-		&cli.BoolFlag{Name: "no-host-root", Usage: "command mode: run the command in the initramfs's own root (the --initrd's files and Flint's) instead of the host's shared root"},
+		&cli.BoolFlag{Name: "no-host-root", Usage: "command mode: run the command in the initramfs's own root (the --initrd's files and Flint's) instead of the host's root (shared read-only, with a writable tmpfs overlay in the guest)"},
+		&cli.StringSliceFlag{Name: "share", Usage: "command mode: share a host directory with the guest at GUESTDIR, read-only unless :rw (repeatable): HOSTDIR:GUESTDIR[:rw]"},
 	}
 }
 
@@ -114,15 +117,33 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func() error)
 	if err != nil && !c.IsSet("modules") {
 		return usagef("--kernel %s: cannot tell the kernel's version to find its modules (%v); give its module directory with --modules DIR", c.String("kernel"), err)
 	}
-	g := guest{argv: argv, kver: kver, modules: c.String("modules"), noHostRoot: true, stdin: a.stdinIsPipe()}
+	shares, err := parseShares(c.StringSlice("share"))
+	if err != nil {
+		return err
+	}
+	g := guest{argv: argv, kver: kver, modules: c.String("modules"), noHostRoot: c.Bool("no-host-root"),
+		stdin: a.stdinIsPipe(), shares: shares}
+	if !g.noHostRoot {
+		if g.cwd, err = os.Getwd(); err != nil {
+			return usagef("run: the current directory: %v", err)
+		}
+	}
 	if err := g.prepare(&cfg); err != nil {
 		return err
+	}
+	if len(g.vmShares) > 0 && before != nil {
+		// A file server needs file calls after setup: the filter allows
+		// them for this VM (the mode is valid: seccompHook parsed it).
+		mode, _ := seccomp.ParseMode(c.String("seccomp"))
+		install := a.installWith
+		before = func() error { return install(seccomp.Options{Mode: mode, FileServer: true}) }
 	}
 	var stdin io.Reader
 	if g.stdin {
 		stdin = agent.NewFrameReader(a.stdin)
 	}
-	cfg.Command = &vmm.CommandConfig{FailOn: failOn, IdleTimeout: idle, Stdout: a.cli.Writer, Stderr: a.stderr, Stdin: stdin}
+	cfg.Command = &vmm.CommandConfig{FailOn: failOn, IdleTimeout: idle, Stdout: a.cli.Writer, Stderr: a.stderr, Stdin: stdin,
+		Shares: g.vmShares}
 	out, err := openReports(c.String("report"), c.String("junit"))
 	if err != nil {
 		return err
@@ -225,7 +246,18 @@ func (r *reportFiles) close() {
 	}
 }
 
-// commandEnv is the command's environment in the guest.
-func commandEnv() []string {
-	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=dumb"}
+// defaultPath is the command's PATH in the initramfs's own root.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// commandEnv is the command's environment in the guest: in the host's
+// shared root the host's PATH (the same programs are found), else
+// defaultPath.
+func commandEnv(hostRoot bool) []string {
+	p := defaultPath
+	if hostRoot {
+		if hp := os.Getenv("PATH"); hp != "" && !strings.ContainsRune(hp, 0) {
+			p = hp
+		}
+	}
+	return []string{"PATH=" + p, "HOME=/root", "TERM=dumb"}
 }

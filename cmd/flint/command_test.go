@@ -12,6 +12,7 @@ import (
 
 	"github.com/flintvm/flint/agent"
 	"github.com/flintvm/flint/devices/exitdev"
+	"github.com/flintvm/flint/internal/seccomp"
 	"github.com/flintvm/flint/vmm"
 	"github.com/flintvm/flint/vmm/verdict"
 	"github.com/flintvm/flint/vmm/vmmtest"
@@ -27,6 +28,7 @@ func fakeTree(t *testing.T, without ...string) string {
 		"virtio_mmio": {"virtio", "virtio_ring"}, "virtio_console": {"virtio", "virtio_ring"},
 		"net_failover": {"failover"}, "virtio_net": {"net_failover", "failover", "virtio", "virtio_ring"},
 		"virtio_pci": {"virtio", "virtio_ring"},
+		"fuse":       nil, "virtiofs": {"fuse", "virtio", "virtio_ring"}, "overlay": nil,
 	}
 	var dep strings.Builder
 	for name, deps := range mods {
@@ -118,7 +120,7 @@ func TestCommandModeConfig(t *testing.T) {
 	user := writeFile(t, "initrd", []byte("USER-INITRD"))
 	tree := fakeTree(t)
 	code, _, stderr, cfg := runCommandArgs(t, passed(), nil, "run", "--kernel", k, "--initrd", user, "--modules", tree,
-		"--cmdline", "quiet", "--idle-timeout", "30s", "--fail-on", "all,-warn", "--", "sh", "-c", "uname -r; exit 7")
+		"--no-host-root", "--cmdline", "quiet", "--idle-timeout", "30s", "--fail-on", "all,-warn", "--", "sh", "-c", "uname -r; exit 7")
 	if code != 0 || cfg == nil {
 		t.Fatalf("code %d, stderr %q", code, stderr)
 	}
@@ -143,7 +145,8 @@ func TestCommandModeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(s.Argv, "|") != "sh|-c|uname -r; exit 7" || s.Stdout != vmm.StdoutDevice || s.Stderr != vmm.StderrDevice || s.Stdin != "" {
+	if strings.Join(s.Argv, "|") != "sh|-c|uname -r; exit 7" || s.Stdout != vmm.StdoutDevice || s.Stderr != vmm.StderrDevice || s.Stdin != "" ||
+		s.Root != "" || s.Dir != "/" || len(s.Mounts) != 0 || len(cfg.Command.Shares) != 0 {
 		t.Errorf("spec %+v", s)
 	}
 	// virtio and virtio_ring before the two drivers; no network module.
@@ -165,7 +168,7 @@ func TestCommandModeStdinAndNet(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	code, _, stderr, cfg := runCommandArgs(t, passed(), r, "run", "--kernel", k, "--modules", fakeTree(t),
+	code, _, stderr, cfg := runCommandArgs(t, passed(), r, "run", "--kernel", k, "--modules", fakeTree(t), "--no-host-root",
 		"--net", "tap=tap0,ip=10.77.0.2/24", "--net", "tap=tap1,transport=mmio", "--console", "stdio", "--", "cat")
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, stderr)
@@ -210,6 +213,12 @@ func TestCommandModeBadInput(t *testing.T) {
 		{[]string{"--modules", tree, "--idle-timeout", "-1s"}, "--idle-timeout"},
 		{[]string{"--modules", tree, "--api-sock", "/tmp/x"}, "--api-sock cannot be used"},
 		{[]string{"--modules", tree, "--report", "/nonexistent-dir/r.json"}, "--report"},
+		{[]string{"--modules", tree, "--share", "/nonexistent-flint-dir:/mnt"}, `--share "/nonexistent-flint-dir:/mnt"`},
+		{[]string{"--modules", tree, "--share", k + ":/mnt"}, "is not a directory"},
+		{[]string{"--modules", tree, "--share", tree + ":mnt"}, "clean absolute path"},
+		{[]string{"--modules", tree, "--share", tree + ":/"}, "clean absolute path"},
+		{[]string{"--modules", tree, "--share", tree + ":/mnt:rx"}, "HOSTDIR:GUESTDIR"},
+		{[]string{"--modules", tree, "--share", tree + ":/mnt", "--share", tree + ":/mnt:rw"}, "shared twice"},
 	} {
 		args := append(append([]string{"run", "--kernel", k}, tc.args...), "--", "true")
 		code, _, stderr, cfg := runCommandArgs(t, passed(), nil, args...)
@@ -231,7 +240,7 @@ func TestCommandModeVerdict(t *testing.T) {
 		Excerpt: []string{"Kernel panic - not syncing: sysrq triggered crash", "CPU: 0 PID: 42 Comm: sh"}}
 	o := verdict.Outcome{Command: &r, FailOn: verdict.None, Splats: []verdict.Splat{panicSplat}}
 	res := vmm.CommandResult{Outcome: o, Verdict: verdict.Judge(o)}
-	code, stdout, stderr, _ := runCommandArgs(t, res, nil, "run", "--kernel", k, "--modules", fakeTree(t),
+	code, stdout, stderr, _ := runCommandArgs(t, res, nil, "run", "--kernel", k, "--modules", fakeTree(t), "--no-host-root",
 		"--report", rep, "--junit", junit, "--", "true")
 	if code != verdict.CodeKernelFailed {
 		t.Fatalf("code %d, want 121; stderr %q", code, stderr)
@@ -260,5 +269,58 @@ func TestCommandModeVerdict(t *testing.T) {
 		"run", "--kernel", k, "--modules", fakeTree(t), "--", "sh", "-c", "exit 7")
 	if code != 7 || stderr != "" {
 		t.Errorf("exit 7: code %d stderr %q", code, stderr)
+	}
+}
+
+// TestCommandModeHostRoot: by default the host's root is shared read-only
+// with an overlay, the command runs chrooted there in the host's working
+// directory, --share directories are mounted inside it afterwards, and the
+// filter allows the file server's calls.
+func TestCommandModeHostRoot(t *testing.T) {
+	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	ro, rw := t.TempDir(), t.TempDir()
+	var opts []seccomp.Options
+	var out, errb bytes.Buffer
+	var cfg *vmm.Config
+	a := newApp(&out, &errb, nil)
+	a.installFilter = recordFilter
+	a.installWith = func(o seccomp.Options) error { opts = append(opts, o); return nil }
+	a.launchCmd = func(c vmm.Config) (vmm.CommandResult, error) {
+		cfg = &c
+		if err := c.BeforeRun(); err != nil {
+			t.Error(err)
+		}
+		return passed(), nil
+	}
+	code := a.run([]string{"flint", "run", "--kernel", k, "--modules", fakeTree(t),
+		"--share", ro + ":/mnt/ro", "--share", rw + ":/tmp/rw:rw", "--", "pwd"})
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errb.String())
+	}
+	cwd, _ := os.Getwd()
+	s, err := agent.DecodeSpec(bytes.NewReader(newcFiles(t, cfg.Initrd)["flint/agent.json"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Root != guestRoot || s.Dir != cwd || len(s.Mounts) != 3 || s.Mounts[2].FSType != "overlay" || len(s.Mounts[2].Opaque) == 0 {
+		t.Errorf("spec root %q dir %q mounts %+v", s.Root, s.Dir, s.Mounts)
+	}
+	if len(s.After) != 2 || s.After[0].Target != guestRoot+"/mnt/ro" || strings.Join(s.After[0].Options, ",") != "ro" ||
+		s.After[1].Target != guestRoot+"/tmp/rw" || len(s.After[1].Options) != 0 {
+		t.Errorf("share mounts %+v", s.After)
+	}
+	sh := cfg.Command.Shares
+	if len(sh) != 3 || sh[0].HostDir != "/" || !sh[0].ReadOnly || sh[0].Tag != s.Mounts[0].Source ||
+		sh[1].HostDir != ro || !sh[1].ReadOnly || sh[1].Tag != s.After[0].Source || sh[2].HostDir != rw || sh[2].ReadOnly {
+		t.Errorf("VMM shares %+v", sh)
+	}
+	names := strings.Join(s.Modules, " ")
+	for _, m := range []string{"/fuse.ko", "/virtiofs.ko", "/overlay.ko"} {
+		if !strings.Contains(names, m) {
+			t.Errorf("modules %q lack %s", names, m)
+		}
+	}
+	if len(opts) != 1 || !opts[0].FileServer || opts[0].Mode != seccomp.Kill {
+		t.Errorf("filter options %+v, want kill with the file server's calls", opts)
 	}
 }

@@ -25,13 +25,24 @@ type guest struct {
 	modules    string // --modules, or "" to look under /lib/modules
 	noHostRoot bool
 	stdin      bool // the command gets a stdin device
+	shares     []shareFlag
+	cwd        string // the host's working directory, the command's in a shared root
+	// vmShares is what prepare decided the VMM serves.
+	vmShares []vmm.Share
 }
 
 // wantedModules are the modules the guest needs for cfg: command mode's
-// own devices are virtio-mmio consoles; --net adds virtio_net, and
-// virtio_pci for an interface on PCI.
-func wantedModules(cfg *vmm.Config) []string {
+// own devices are virtio-mmio consoles; shares add virtiofs (and overlay
+// for the host's root), --net adds virtio_net, and virtio_pci for an
+// interface on PCI.
+func (g *guest) wantedModules(cfg *vmm.Config) []string {
 	mods := []string{"virtio_mmio", "virtio_console"}
+	if !g.noHostRoot || len(g.shares) > 0 {
+		mods = append(mods, "virtiofs")
+	}
+	if !g.noHostRoot {
+		mods = append(mods, "overlay")
+	}
 	pci := false
 	for _, n := range cfg.Net {
 		pci = pci || n.Transport != configs.TransportMMIO
@@ -61,7 +72,7 @@ func (g *guest) moduleTree() (string, error) {
 // spec is the agent's Spec for modules (load order) and the interfaces
 // (those with an ip= address).
 func (g *guest) spec(mods []initramfs.Module, nets []configs.NetInterface) *agent.Spec {
-	s := &agent.Spec{Argv: g.argv, Env: commandEnv(), Dir: "/", Stdout: vmm.StdoutDevice, Stderr: vmm.StderrDevice}
+	s := &agent.Spec{Argv: g.argv, Env: commandEnv(!g.noHostRoot), Dir: "/", Stdout: vmm.StdoutDevice, Stderr: vmm.StderrDevice}
 	if g.stdin {
 		s.Stdin = vmm.StdinDevice
 	}
@@ -73,6 +84,7 @@ func (g *guest) spec(mods []initramfs.Module, nets []configs.NetInterface) *agen
 	for _, m := range mods {
 		s.Modules = append(s.Modules, initramfs.ModuleDir+"/"+m.Name+".ko")
 	}
+	g.vmShares = shareLayout(s, g.shares, g.noHostRoot, g.cwd)
 	return s
 }
 
@@ -84,7 +96,7 @@ func (g *guest) prepare(cfg *vmm.Config) error {
 	if err != nil {
 		return err
 	}
-	mods, err := initramfs.Resolve(dir, wantedModules(cfg))
+	mods, err := initramfs.Resolve(dir, g.wantedModules(cfg))
 	if err != nil {
 		if errors.Is(err, initramfs.ErrNoModuleTree) {
 			return usagef("--modules %s: %v", dir, err)
