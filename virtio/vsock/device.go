@@ -105,7 +105,9 @@ type Device struct {
 	nextPort uint32
 	wake     chan struct{} // a token: the rx engine has work
 	host     sync.WaitGroup
-	pending  atomic.Int32 // CONNECT lines being read
+	pending  atomic.Int32          // CONNECT lines being read
+	lines    map[net.Conn]struct{} // their connections, closed by Close
+	shut     bool                  // Close has begun
 
 	stats counters
 }
@@ -140,7 +142,7 @@ func New(opts Options) (*Device, error) {
 	}
 	qs := opts.QueueSize
 	d := &Device{opts: opts, maxSizes: []uint16{qs, qs, qs}, conns: map[uint64]*conn{},
-		nextPort: FirstHostPort, wake: make(chan struct{}, 1)}
+		nextPort: FirstHostPort, wake: make(chan struct{}, 1), lines: map[net.Conn]struct{}{}}
 	d.ready.init(opts.MaxConns)
 	d.rsts = make([]reply, 0, opts.MaxConns+rstSlack)
 	d.rx.d, d.tx.d = d, d
@@ -275,6 +277,12 @@ func (d *Device) Close() error {
 	if d.opts.Listener != nil {
 		err = d.opts.Listener.Close()
 	}
+	d.mu.Lock()
+	d.shut = true
+	for uc := range d.lines { // a host process that sent no CONNECT line
+		uc.Close()
+	}
+	d.mu.Unlock()
 	d.host.Wait()
 	return err
 }

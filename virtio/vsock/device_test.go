@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -420,5 +421,34 @@ func TestResetClosesConnections(t *testing.T) {
 	}
 	if n := g.dev.Conns(); n != 0 {
 		t.Errorf("%d connections after the reset", n)
+	}
+}
+
+// TestCloseWithSilentClient: Close does not wait out the CONNECT line's
+// timeout of a host process that connected and said nothing, and it
+// removes the socket file.
+func TestCloseWithSilentClient(t *testing.T) {
+	uds := udsPath(t)
+	ln, err := net.Listen("unix", uds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Options{GuestCID: testCID, Listener: ln, ConnectTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := net.Dial("unix", uds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	waitUntil(t, "the line being read", func() bool { return d.pending.Load() == 1 })
+	start := time.Now()
+	d.Close()
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("Close took %v", el)
+	}
+	if _, err := os.Stat(uds); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket file after Close: %v", err)
 	}
 }

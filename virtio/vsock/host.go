@@ -35,6 +35,15 @@ func (d *Device) accept() {
 			uc.Close()
 			continue
 		}
+		d.mu.Lock()
+		if d.shut {
+			d.mu.Unlock()
+			uc.Close()
+			d.pending.Add(-1)
+			continue
+		}
+		d.lines[uc] = struct{}{}
+		d.mu.Unlock()
 		d.host.Add(1)
 		go d.handshake(uc)
 	}
@@ -49,7 +58,8 @@ func (d *Device) handshake(uc net.Conn) {
 	d.pending.Add(-1)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !ok || !d.active || len(d.conns) >= d.opts.MaxConns {
+	delete(d.lines, uc)
+	if !ok || !d.active || d.shut || len(d.conns) >= d.opts.MaxConns {
 		d.stats.inc(cConnsRefused)
 		uc.Close()
 		return
