@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,8 +39,9 @@ const (
 	MaxWrite = MaxPages * 4096
 )
 
-// DefaultMaxOpenFiles is Config.MaxOpenFiles' ceiling when it is 0: half
-// the process's file limit, at most this many.
+// DefaultMaxOpenFiles is Config.MaxOpenFiles' ceiling when it is 0: an
+// eighth of the process's file limit (so that several shares together
+// leave the VMM most of its descriptors), at most this many.
 const DefaultMaxOpenFiles = 1 << 18
 
 // Config configures a Device.
@@ -55,8 +58,10 @@ type Config struct {
 	Log *slog.Logger
 	// MaxOpenFiles caps the host descriptors the device holds for the
 	// guest (looked-up inodes plus open files and directories); past it
-	// LOOKUP and OPEN answer ENFILE. 0 means half of RLIMIT_NOFILE's soft
-	// limit, at most DefaultMaxOpenFiles.
+	// LOOKUP and OPEN answer ENFILE. 0 means an eighth of RLIMIT_NOFILE's
+	// soft limit (which New first raises to fs.nr_open when the process
+	// is privileged), at most DefaultMaxOpenFiles. A VMM with more than a
+	// few shares should split a budget between them explicitly.
 	MaxOpenFiles int
 }
 
@@ -138,6 +143,7 @@ func New(cfg Config) (*Device, error) {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	if d.maxFiles == 0 {
+		raiseFileLimit()
 		d.maxFiles = defaultMaxFiles()
 	}
 	copy(d.tag[:], cfg.Tag)
@@ -146,14 +152,35 @@ func New(cfg Config) (*Device, error) {
 	return d, nil
 }
 
-// defaultMaxFiles is half of RLIMIT_NOFILE's soft limit (the Go runtime
-// raises it to the hard limit at start), within [64, DefaultMaxOpenFiles].
+// raiseFileLimit lifts RLIMIT_NOFILE to fs.nr_open when the process may
+// (CAP_SYS_RESOURCE), as virtiofsd does: every node the guest holds is a
+// host descriptor, and a guest's dentry cache keeps thousands. Best
+// effort, at setup (before the seccomp filter); it never lowers a limit.
+func raiseFileLimit() {
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) != nil {
+		return
+	}
+	b, err := os.ReadFile("/proc/sys/fs/nr_open")
+	if err != nil {
+		return
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || n <= rl.Max {
+		return
+	}
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: n, Max: n}) // EPERM unprivileged: keep the limit
+}
+
+// defaultMaxFiles is an eighth of RLIMIT_NOFILE's soft limit (the Go
+// runtime raises it to the hard limit at start), within [64,
+// DefaultMaxOpenFiles].
 func defaultMaxFiles() int {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		return 1024
 	}
-	return int(max(64, min(rl.Cur/2, DefaultMaxOpenFiles)))
+	return int(max(64, min(rl.Cur/8, DefaultMaxOpenFiles)))
 }
 
 // Tag is the tag the guest mounts.

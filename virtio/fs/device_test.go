@@ -569,3 +569,19 @@ func TestLinkOfSymlink(t *testing.T) {
 		t.Fatalf("the file outside has %d links", st.Nlink)
 	}
 }
+
+// TestDefaultMaxOpenFiles: with MaxOpenFiles 0 the cap is an eighth of the
+// file limit (raised first when the process may), never lower than 64.
+func TestDefaultMaxOpenFiles(t *testing.T) {
+	var before unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &before)
+	g := newDevice(t, Config{})
+	var after unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &after)
+	if after.Cur < before.Cur || after.Max < before.Max {
+		t.Fatalf("file limit lowered: %+v -> %+v", before, after)
+	}
+	if want := max(64, min(int(after.Cur/8), DefaultMaxOpenFiles)); g.dev.maxFiles != want {
+		t.Fatalf("cap %d, want %d (limit %d)", g.dev.maxFiles, want, after.Cur)
+	}
+}
