@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/flintvm/flint/agent"
 	"github.com/flintvm/flint/boot/initramfs"
@@ -121,7 +122,7 @@ func (g *guest) prepare(cfg *vmm.Config) error {
 		opt.UserInitrd = bytes.NewReader(cfg.Initrd)
 	}
 	var buf bytes.Buffer
-	buf.Grow(len(cfg.Initrd) + 32<<20)
+	buf.Grow(archiveEstimate(len(cfg.Initrd), mods, opt.Files))
 	if _, err := initramfs.Build(&buf, opt); err != nil {
 		return fmt.Errorf("building the guest's initramfs: %w", err)
 	}
@@ -130,4 +131,26 @@ func (g *guest) prepare(cfg *vmm.Config) error {
 	}
 	cfg.Initrd = buf.Bytes()
 	return nil
+}
+
+// archiveEstimate is the generated initramfs's size as far as the host
+// files tell (compressed modules grow larger, and the buffer with them):
+// one allocation instead of a doubling series of copies of the agent.
+func archiveEstimate(userInitrd int, mods []initramfs.Module, files []initramfs.File) int {
+	n := userInitrd + 1<<20 // headers, directories, the Spec
+	size := func(p string) {
+		if fi, err := os.Stat(p); err == nil && fi.Size() < 1<<30 {
+			n += int(fi.Size())
+		}
+	}
+	size(selfExe)
+	for _, m := range mods {
+		size(m.Path)
+	}
+	for _, f := range files {
+		if f.HostPath != "" {
+			size(f.HostPath)
+		}
+	}
+	return n
 }
