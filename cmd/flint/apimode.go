@@ -60,6 +60,9 @@ type apiController struct {
 	// filtered: a seccomp filter runs once the VM starts, and it does
 	// not allow opening files, so a drive cannot change its image.
 	filtered bool
+	// transport, when set, is the devices' transport where the config's
+	// "flint" section names none (flint firecracker: virtio-mmio).
+	transport configs.Transport
 }
 
 var _ api.Updater = (*apiController)(nil)
@@ -74,6 +77,7 @@ func apiVMConfig(cfg *vmm.Config) {
 // Start builds the VM; errors (bad paths, a kernel that is not a bzImage,
 // no /dev/kvm...) go back to the client as 400s and the API keeps waiting.
 func (ac *apiController) Start(fc configs.VMConfig) error {
+	fc = withDefaultTransport(fc, ac.transport)
 	cfg, release, err := buildConfig(ac.c, &fc, "configuration")
 	if err != nil {
 		release()
@@ -175,8 +179,10 @@ type apiRun struct {
 	preset *configs.VMConfig
 	id     string       // the instance id GET / reports
 	log    *slog.Logger // the API's request log (nil: none)
-	// filtered says a seccomp filter will run (see apiController).
-	filtered bool
+	// filtered says a seccomp filter will run, transport is the
+	// devices' default transport (see apiController).
+	filtered  bool
+	transport configs.Transport
 	limits   api.Limits
 	maxBody  int64
 }
@@ -206,10 +212,11 @@ func (a *app) runAPI(c *cli.Context, sock string) error {
 // closes. The socket exists only while serving: every way out (the
 // guest's end, a failed start, a signal) removes it.
 func (a *app) serveAPI(c *cli.Context, r apiRun) error {
-	ctrl := &apiController{a: a, c: c, started: make(chan started, 1), filtered: r.filtered}
+	ctrl := &apiController{a: a, c: c, started: make(chan started, 1), filtered: r.filtered, transport: r.transport}
 	boot := started{release: func() {}}
 	if r.boot != nil {
-		cfg, release, err := buildConfig(c, r.boot, r.src)
+		fc := withDefaultTransport(*r.boot, r.transport) // GET /vm/config shows r.boot as given
+		cfg, release, err := buildConfig(c, &fc, r.src)
 		if err != nil {
 			release()
 			return err

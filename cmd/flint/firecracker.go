@@ -58,7 +58,7 @@ func firecrackerCommand(a *app, launch launcher) *cli.Command {
 		&cli.BoolFlag{Name: "boot-timer", Usage: "print boot timing (first guest I/O, first console byte) to stderr on exit"},
 		&cli.BoolFlag{Name: "no-seccomp", Usage: "no system-call filter"},
 		&cli.Int64Flag{Name: "http-api-max-payload-size", Value: api.MaxBodySize, Usage: "the largest API request body, in bytes"},
-		&cli.BoolFlag{Name: "enable-pci", Usage: "accepted: Flint's virtio devices are PCI functions by default"},
+		&cli.BoolFlag{Name: "enable-pci", Usage: "virtio devices are PCI functions (without it, virtio-mmio devices, as in Firecracker; a config's flint section may choose per device)"},
 		&cli.Uint64Flag{Name: "start-time-us", Usage: "accepted and ignored (the jailer's process start time)"},
 		&cli.Uint64Flag{Name: "start-time-cpu-us", Usage: "accepted and ignored"},
 		&cli.Uint64Flag{Name: "parent-cpu-time-us", Usage: "accepted and ignored"},
@@ -219,8 +219,15 @@ func (a *app) runFirecracker(c *cli.Context, launch launcher) error {
 	if err != nil {
 		return err
 	}
+	// Firecracker's virtio devices are virtio-mmio devices unless
+	// --enable-pci; Flint's default is PCI.
+	transport := configs.TransportMMIO
+	if c.Bool("enable-pci") {
+		transport = configs.TransportPCI
+	}
 	if f.noAPI {
-		cfg, release, err := buildConfig(rc, boot, src)
+		fc := withDefaultTransport(*boot, transport)
+		cfg, release, err := buildConfig(rc, &fc, src)
 		defer release()
 		if err != nil {
 			return err
@@ -236,7 +243,53 @@ func (a *app) runFirecracker(c *cli.Context, launch launcher) error {
 		return newVM(cfg)
 	}
 	return a.serveAPI(rc, apiRun{sock: f.apiSock, boot: boot, src: src, preset: preset, id: f.id,
-		log: reqLog, filtered: before != nil, maxBody: f.maxBody})
+		log: reqLog, filtered: before != nil, transport: transport, maxBody: f.maxBody})
+}
+
+// withDefaultTransport returns fc with transport t for every device whose
+// transport its "flint" section does not name (t "": fc unchanged). The
+// maps of fc's "flint" section are copied, not changed.
+func withDefaultTransport(fc configs.VMConfig, t configs.Transport) configs.VMConfig {
+	if t == "" {
+		return fc
+	}
+	var f configs.Flint
+	if fc.Flint != nil {
+		f = *fc.Flint
+	}
+	nets := maps.Clone(f.NetworkInterfaces)
+	if nets == nil {
+		nets = map[string]configs.FlintNet{}
+	}
+	for _, n := range fc.NetworkInterfaces {
+		x := nets[n.IfaceID]
+		if x.Transport == "" {
+			x.Transport = t
+		}
+		nets[n.IfaceID] = x
+	}
+	drives := maps.Clone(f.Drives)
+	if drives == nil {
+		drives = map[string]configs.FlintDrive{}
+	}
+	for _, d := range fc.Drives {
+		x := drives[d.DriveID]
+		if x.Transport == "" {
+			x.Transport = t
+		}
+		drives[d.DriveID] = x
+	}
+	dev := func(have bool, cur *configs.FlintDevice) *configs.FlintDevice {
+		if !have || cur != nil && cur.Transport != "" {
+			return cur
+		}
+		return &configs.FlintDevice{Transport: t}
+	}
+	f.NetworkInterfaces, f.Drives = nets, drives
+	f.Vsock = dev(fc.Vsock != nil, f.Vsock)
+	f.Entropy = dev(fc.Entropy != nil, f.Entropy)
+	fc.Flint = &f
+	return fc
 }
 
 // runContext is a context with `flint run`'s flags at their defaults,

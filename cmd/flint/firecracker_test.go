@@ -246,7 +246,7 @@ func TestFirecrackerNoAPI(t *testing.T) {
 	r := newFCRun()
 	r.onLaunch = func(c vmm.Config) { c.Log.Debug("from the VM's logger") }
 	code := r.run("flint", "firecracker", "--no-api", "--config-file", cfg, "--boot-timer", "--level", "debug",
-		"--log-path", logf, "--show-level", "--metrics-path", metrics, "--start-time-us", "12", "--enable-pci")
+		"--log-path", logf, "--show-level", "--metrics-path", metrics, "--start-time-us", "12")
 	c := r.launched
 	if code != 0 || c == nil {
 		t.Fatalf("exit %d, stderr %q", code, &r.stderr)
@@ -266,9 +266,39 @@ func TestFirecrackerNoAPI(t *testing.T) {
 			t.Errorf("%s: %v %v (created at start, 0600)", f, fi, err)
 		}
 	}
+	if c.Drives[0].Transport != "mmio" {
+		t.Fatalf("drive transport %q: Firecracker's devices are virtio-mmio without --enable-pci", c.Drives[0].Transport)
+	}
 	r = newFCRun()
-	if code := r.run("flint", "firecracker", "--no-api", "--config-file", cfg, "--no-seccomp"); code != 0 || r.launched.BeforeRun != nil {
-		t.Fatalf("--no-seccomp: exit %d, %s", code, &r.stderr)
+	if code := r.run("flint", "firecracker", "--no-api", "--config-file", cfg, "--no-seccomp", "--enable-pci"); code != 0 ||
+		r.launched.BeforeRun != nil || r.launched.Drives[0].Transport != "pci" {
+		t.Fatalf("--no-seccomp --enable-pci: exit %d, %+v %s", code, r.launched, &r.stderr)
+	}
+}
+
+// TestWithDefaultTransport: devices the "flint" section gives a
+// transport keep it, the others get the default; the input's maps are
+// not changed.
+func TestWithDefaultTransport(t *testing.T) {
+	p := fcConfig(t, `, "network-interfaces": [{"iface_id": "a", "host_dev_name": "tap0"}, {"iface_id": "b", "host_dev_name": "tap1"}],
+		"flint": {"network-interfaces": {"a": {"transport": "pci", "tso": false}}}`)
+	fc, err := loadConfigFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := withDefaultTransport(*fc, "mmio")
+	if err := got.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	nets, err := got.NetInterfaces()
+	if err != nil || nets[0].Transport != "pci" || nets[0].TSO || nets[1].Transport != "mmio" || got.DriveTransport("scratch") != "mmio" {
+		t.Fatalf("%+v %v, drive %s", nets, err, got.DriveTransport("scratch"))
+	}
+	if len(fc.Flint.NetworkInterfaces) != 1 || fc.Flint.Drives != nil {
+		t.Fatalf("the input changed: %+v", fc.Flint)
+	}
+	if same := withDefaultTransport(*fc, ""); same.Flint != fc.Flint {
+		t.Fatal("no default transport changed the config")
 	}
 }
 
@@ -310,7 +340,8 @@ func TestFirecrackerAPI(t *testing.T) {
 		}
 	}
 	built := <-r.built
-	if !built.PatchableLimiters || !built.Keyboard || built.MetricsPath != metrics || built.BeforeRun != nil {
+	if !built.PatchableLimiters || !built.Keyboard || built.MetricsPath != metrics || built.BeforeRun != nil ||
+		built.Drives[0].Transport != "mmio" || built.Net[0].Transport != "mmio" {
 		t.Fatalf("built %+v", built)
 	}
 	if fmt.Sprint(r.vm.updates) != fmt.Sprintf(`[drive scratch %q false net eth0 false true]`, img) {
