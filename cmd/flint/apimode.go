@@ -183,8 +183,8 @@ type apiRun struct {
 	// devices' default transport (see apiController).
 	filtered  bool
 	transport configs.Transport
-	limits   api.Limits
-	maxBody  int64
+	limits    api.Limits
+	maxBody   int64
 }
 
 // runAPI is `flint run --api-sock PATH`: serve the API and, with --config,

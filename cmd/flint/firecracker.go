@@ -8,6 +8,7 @@ package main
 // honour yet are refused in one line, as is anything unknown.
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"io"
@@ -246,6 +247,21 @@ func (a *app) runFirecracker(c *cli.Context, launch launcher) error {
 		log: reqLog, filtered: before != nil, transport: transport, maxBody: f.maxBody})
 }
 
+// fillEach returns a copy of m with fill applied to the entry of each
+// device in devs (id names it), created when missing.
+func fillEach[V, D any](m map[string]V, devs []D, id func(D) string, fill func(*V)) map[string]V {
+	out := maps.Clone(m)
+	if out == nil {
+		out = map[string]V{}
+	}
+	for _, d := range devs {
+		v := out[id(d)]
+		fill(&v)
+		out[id(d)] = v
+	}
+	return out
+}
+
 // withDefaultTransport returns fc with transport t for every device whose
 // transport its "flint" section does not name (t "": fc unchanged). The
 // maps of fc's "flint" section are copied, not changed.
@@ -257,35 +273,18 @@ func withDefaultTransport(fc configs.VMConfig, t configs.Transport) configs.VMCo
 	if fc.Flint != nil {
 		f = *fc.Flint
 	}
-	nets := maps.Clone(f.NetworkInterfaces)
-	if nets == nil {
-		nets = map[string]configs.FlintNet{}
-	}
-	for _, n := range fc.NetworkInterfaces {
-		x := nets[n.IfaceID]
-		if x.Transport == "" {
-			x.Transport = t
-		}
-		nets[n.IfaceID] = x
-	}
-	drives := maps.Clone(f.Drives)
-	if drives == nil {
-		drives = map[string]configs.FlintDrive{}
-	}
-	for _, d := range fc.Drives {
-		x := drives[d.DriveID]
-		if x.Transport == "" {
-			x.Transport = t
-		}
-		drives[d.DriveID] = x
-	}
+	f.NetworkInterfaces = fillEach(f.NetworkInterfaces, fc.NetworkInterfaces,
+		func(n configs.NetworkInterface) string { return n.IfaceID },
+		func(x *configs.FlintNet) { x.Transport = cmp.Or(x.Transport, t) })
+	f.Drives = fillEach(f.Drives, fc.Drives,
+		func(d configs.Drive) string { return d.DriveID },
+		func(x *configs.FlintDrive) { x.Transport = cmp.Or(x.Transport, t) })
 	dev := func(have bool, cur *configs.FlintDevice) *configs.FlintDevice {
 		if !have || cur != nil && cur.Transport != "" {
 			return cur
 		}
 		return &configs.FlintDevice{Transport: t}
 	}
-	f.NetworkInterfaces, f.Drives = nets, drives
 	f.Vsock = dev(fc.Vsock != nil, f.Vsock)
 	f.Entropy = dev(fc.Entropy != nil, f.Entropy)
 	fc.Flint = &f
