@@ -50,6 +50,33 @@ CFG-API i=10 await - code=ok body=CFG-API-READY
 CFG-API i=11 PUT /actions code=204 body=
 CFG-HOST-FLINT rc=0
 `,
+		"vsock": `CFG-VIRTIO dev=vsock driver=vmw_vsock_virtio_transport bus=pci
+CFG-VIRTIO dev=rng driver=virtio_rng bus=platform
+CFG-RNG current=virtio_rng.0 bytes=64
+CFG-VSOCK-REFUSED side=guest port=5999 result=ok
+CFG-VSOCK side=guest init=host id=3 kind=vanish sent=65536 sent_sha=1f25844323a74ba43109c54247f7b79b03b2831009fc8c9bf59acc3520599ca4 recv=131072 recv_sha=319236497e903dd05abe04e1cc3d5c32778593c61645f5b56cfc3b736c34822e result=err:write:broken_pipe
+CFG-VSOCK side=guest init=guest id=3 kind=vanish sent=131072 sent_sha=0b282b8f0cc5f2b4136eea0ccb3245c7b4b928c26fe5dd3555637a57d884a928 recv=0 recv_sha=- result=vanished
+CFG-VSOCK side=guest init=host id=1 kind=normal sent=524288 sent_sha=36d7417d813c0a596a46d9ac0b3fbc011d6685ca01294cf657af86d09d1ae561 recv=524288 recv_sha=b6f404d3bae52e86ff80769034b3a0c61433a69b5c60257a3b8cae6e6c67c028 result=ok
+CFG-VSOCK side=guest init=host id=0 kind=normal sent=524288 sent_sha=b84d2eaa21a2639bd7041adb81c7d740bcddf4e90d5886e3e7409e968044c85f recv=524288 recv_sha=46bc4a9f9d7b68407c12290655e72788e1fbf735b10e4b54052e142b90886251 result=ok
+CFG-VSOCK side=guest init=guest id=0 kind=normal sent=524288 sent_sha=908480a43cf59563de70c6ba80a91be6643ed9117f1ed2f0102c48d773b88e03 recv=524288 recv_sha=486a00cdc2dccc9959f8a9711bf474b92d19af64b8a8990de00915efa9682073 result=ok
+CFG-VSOCK side=guest init=host id=2 kind=normal sent=524288 sent_sha=b3ec1aeed11ded04303f812dc9a325138c8a2a50b56ce13faef454b9fe8a0e2c recv=524288 recv_sha=03ed5bfb61d98d02ba03f47617627ae1f9d7c90f6d3bbb26f4d110d2422100bc result=ok
+CFG-VSOCK side=guest init=guest id=1 kind=normal sent=524288 sent_sha=dfb2a883356a2dcd986399c2cbb7f64488940e575464f05c736f8e6bc84ee7f4 recv=524288 recv_sha=f866460e0899c2cfa4c4cf2edf1ce56a8c448533f66132275f356fb305a85eca result=ok
+CFG-VSOCK side=guest init=guest id=2 kind=normal sent=524288 sent_sha=dd33ef8e5b82fa9ad3afa0bdda609732de607e89724dd095d5529fe0e3c8d67f recv=524288 recv_sha=73c4d6565418f781d80b948e1f6733d4b907c8ae456e3e3f098c3b4c9fe33a01 result=ok
+CFG-VSOCK-DONE side=guest result=ok
+CFG-GUEST-DONE
+CFG-HOST-VSOCK gone=1
+CFG-VSOCK-REFUSED side=host port=5999 result=ok
+CFG-VSOCK side=host init=host id=3 kind=vanish sent=131072 sent_sha=319236497e903dd05abe04e1cc3d5c32778593c61645f5b56cfc3b736c34822e recv=0 recv_sha=- result=vanished
+CFG-VSOCK side=host init=guest id=3 kind=vanish sent=491520 sent_sha=0de4b7349f9bff483251854448af918ccef39473e14d3d26e7dec85bf064ece2 recv=131072 recv_sha=0b282b8f0cc5f2b4136eea0ccb3245c7b4b928c26fe5dd3555637a57d884a928 result=err:read:read_unix_/tmp/flint-cfg.etbgY7/v.sock_6000->@:_read:_connection_reset_by_peer
+CFG-VSOCK side=host init=host id=1 kind=normal sent=524288 sent_sha=b6f404d3bae52e86ff80769034b3a0c61433a69b5c60257a3b8cae6e6c67c028 recv=524288 recv_sha=36d7417d813c0a596a46d9ac0b3fbc011d6685ca01294cf657af86d09d1ae561 result=ok
+CFG-VSOCK side=host init=host id=0 kind=normal sent=524288 sent_sha=46bc4a9f9d7b68407c12290655e72788e1fbf735b10e4b54052e142b90886251 recv=524288 recv_sha=b84d2eaa21a2639bd7041adb81c7d740bcddf4e90d5886e3e7409e968044c85f result=ok
+CFG-VSOCK side=host init=guest id=0 kind=normal sent=524288 sent_sha=486a00cdc2dccc9959f8a9711bf474b92d19af64b8a8990de00915efa9682073 recv=524288 recv_sha=908480a43cf59563de70c6ba80a91be6643ed9117f1ed2f0102c48d773b88e03 result=ok
+CFG-VSOCK side=host init=host id=2 kind=normal sent=524288 sent_sha=03ed5bfb61d98d02ba03f47617627ae1f9d7c90f6d3bbb26f4d110d2422100bc recv=524288 recv_sha=b3ec1aeed11ded04303f812dc9a325138c8a2a50b56ce13faef454b9fe8a0e2c result=ok
+CFG-VSOCK side=host init=guest id=1 kind=normal sent=524288 sent_sha=f866460e0899c2cfa4c4cf2edf1ce56a8c448533f66132275f356fb305a85eca recv=524288 recv_sha=dfb2a883356a2dcd986399c2cbb7f64488940e575464f05c736f8e6bc84ee7f4 result=ok
+CFG-VSOCK side=host init=guest id=2 kind=normal sent=524288 sent_sha=73c4d6565418f781d80b948e1f6733d4b907c8ae456e3e3f098c3b4c9fe33a01 recv=524288 recv_sha=dd33ef8e5b82fa9ad3afa0bdda609732de607e89724dd095d5529fe0e3c8d67f result=ok
+CFG-VSOCK-DONE side=host result=ok
+CFG-HOST-FLINT rc=0
+`,
 		"ratelimit": `CFG-GUEST mode=read cpus=2 memmib=217 root=/dev/vda rootmode=ro
 CFG-DISK dev=vda result=ok driver=virtio_blk bus=pci ro=1 sectors=131072 serial=rootfs[   10.668843] hrtimer: interrupt took 12263738 ns
 CFG-MARKER content=flint-root-fda791577548df80
@@ -120,6 +147,21 @@ func TestConfigChecks(t *testing.T) {
 		{cs: "api", name: "SendCtrlAltDel refused", old: "i=11 PUT /actions code=204", new: "i=11 PUT /actions code=400"},
 		{cs: "api", name: "a reply missing", old: "CFG-API i=6 PUT /drives/rootfs code=204 body=\n", new: ""},
 		{cs: "api", name: "token lost", old: "CFG-READ token=58834ad27f44398e15e553f55895dff5", new: "CFG-READ token=-"},
+		{cs: "vsock", name: "flint failed", rc: 1},
+		{cs: "vsock", name: "vsock not on PCI", old: "driver=vmw_vsock_virtio_transport bus=pci", new: "driver=vmw_vsock_virtio_transport bus=platform"},
+		{cs: "vsock", name: "no rng driver", old: "dev=rng driver=virtio_rng", new: "dev=rng driver=-"},
+		{cs: "vsock", name: "rng not the source", old: "current=virtio_rng.0", new: "current=none"},
+		{cs: "vsock", name: "no entropy read", old: "bytes=64", new: "bytes=0"},
+		{cs: "vsock", name: "guest to host data corrupted", old: "recv_sha=908480a4", new: "recv_sha=008480a4"},
+		{cs: "vsock", name: "host to guest data short", old: "recv=524288 recv_sha=46bc4a9f", new: "recv=524287 recv_sha=46bc4a9f"},
+		{cs: "vsock", name: "a connection end missing", old: "CFG-VSOCK side=guest init=guest id=2 ", new: "CFG-VSOCKX side=guest init=guest id=2 "},
+		{cs: "vsock", name: "an end failed", old: "result=ok\nCFG-VSOCK side=host init=host id=0", new: "result=err:read:x\nCFG-VSOCK side=host init=host id=0"},
+		{cs: "vsock", name: "vanish not seen", old: "result=err:read:read_unix_", new: "result=ok read_unix_"},
+		{cs: "vsock", name: "vanishing end stayed", old: "recv=0 recv_sha=- result=vanished\nCFG-VSOCK side=guest init=host id=1", new: "recv=0 recv_sha=- result=ok\nCFG-VSOCK side=guest init=host id=1"},
+		{cs: "vsock", name: "refused port connected", old: "side=host port=5999 result=ok", new: "side=host port=5999 result=fail:connected"},
+		{cs: "vsock", name: "guest probe timed out", old: "CFG-VSOCK-DONE side=guest result=ok", new: "CFG-VSOCK-DONE side=guest result=timeout"},
+		{cs: "vsock", name: "socket left behind", old: "gone=1", new: "gone=0"},
+		{cs: "vsock", name: "guest script unfinished", old: "CFG-GUEST-DONE\n", new: ""},
 		{cs: "ratelimit", name: "tx over the limit", old: "dir=tx rc=0 mbps=16.9", new: "dir=tx rc=0 mbps=18.8"},
 		{cs: "ratelimit", name: "rx under the limit", old: "dir=rx rc=0 mbps=12.4", new: "dir=rx rc=0 mbps=11.0"},
 		{cs: "ratelimit", name: "directions swapped", old: "dir=tx rc=0 mbps=16.9", new: "dir=tx rc=0 mbps=12.5"},
