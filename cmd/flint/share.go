@@ -4,6 +4,7 @@ package main
 // a tmpfs overlay in the guest) unless --no-host-root, and each --share.
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -50,10 +51,14 @@ func parseShare(v string) (shareFlag, error) {
 	}
 	fi, err := os.Stat(abs)
 	if err != nil {
-		return s, usagef("--share %q: %v", v, unwrapPathError(err))
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return s, usagef("--share %q: host directory %q: %v", v, s.host, err)
 	}
 	if !fi.IsDir() {
-		return s, usagef("--share %q: %s is not a directory", v, s.host)
+		return s, usagef("--share %q: %q is not a directory", v, s.host)
 	}
 	s.host = abs
 	if !path.IsAbs(s.guest) || path.Clean(s.guest) != s.guest || s.guest == "/" || strings.ContainsRune(s.guest, 0) {
