@@ -91,6 +91,9 @@ func (r *rxHandler) fill(c *conn, ch *queue.Chain) (virtio.Result, bool) {
 	d := r.d
 	h := Header{SrcCID: HostCID, DstCID: d.opts.GuestCID, SrcPort: c.local, DstPort: c.peer,
 		Type: TypeStream, BufAlloc: uint32(c.toHost.size()), FwdCnt: c.fwdCnt}
+	// Data fits the chain after the header (a chain of exactly a header
+	// takes only control packets).
+	n := min(c.sendable(), int(ch.WriteLen)-HeaderLen)
 	switch {
 	case c.pend&pRequest != 0:
 		c.pend &^= pRequest
@@ -98,8 +101,7 @@ func (r *rxHandler) fill(c *conn, ch *queue.Chain) (virtio.Result, bool) {
 	case c.pend&pResponse != 0:
 		c.pend &^= pResponse
 		h.Op = OpResponse
-	case c.sendable() > 0:
-		n := min(c.sendable(), int(ch.WriteLen)-HeaderLen)
+	case n > 0:
 		h.Op, h.Len = OpRW, uint32(n)
 		off := uint64(HeaderLen)
 		for sent := 0; sent < n; {
@@ -121,7 +123,10 @@ func (r *rxHandler) fill(c *conn, ch *queue.Chain) (virtio.Result, bool) {
 		c.lastFwdSent = c.fwdCnt
 		d.stats.inc(cRxPackets)
 		return virtio.Result{Do: virtio.Done, Used: HeaderLen + uint32(n)}, true
-	case c.pend&pCredit != 0:
+	case c.pend&pCredit != 0 || c.sendable() > 0:
+		// Owed, or the chain has no room for the data that waits: a
+		// credit update uses it up harmlessly and the data goes in the
+		// next one.
 		c.pend &^= pCredit
 		h.Op = OpCreditUpdate
 	case c.eofDue():
