@@ -9,10 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/flintvm/flint/devices/exitdev"
 )
@@ -144,7 +145,11 @@ func rootMounts(root string) []Mount {
 // names (/dev/null for none) through the agent's relays (streams.go). The
 // caller calls the streams' started after Start and finish after Wait.
 func Command(s *Spec) (*exec.Cmd, *streams, error) {
-	bin, err := lookPath(s.Root, s.Argv[0], s.Env)
+	dir := s.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	bin, err := lookPath(s.Root, dir, s.Argv[0], s.Env)
 	if err != nil {
 		return nil, nil, &StepError{exitdev.StageExec, err}
 	}
@@ -164,14 +169,18 @@ func Command(s *Spec) (*exec.Cmd, *streams, error) {
 }
 
 // lookPath finds argv0 the way a shell would inside root: as given when it
-// has a slash, else in each directory of the command's PATH.
-func lookPath(root, argv0 string, env []string) (string, error) {
+// has a slash (relative to dir, the command's working directory), else in
+// each directory of the command's PATH.
+func lookPath(root, dir, argv0 string, env []string) (string, error) {
 	check := func(p string) error {
-		fi, err := os.Stat(filepath.Join(root, p))
-		if err != nil {
-			return err
+		if !path.IsAbs(p) {
+			p = path.Join(dir, p)
 		}
-		if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		st, err := statInRoot(root, p)
+		if err != nil {
+			return &fs.PathError{Op: "exec", Path: p, Err: err}
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR || st.Mode&0o111 == 0 {
 			return &fs.PathError{Op: "exec", Path: p, Err: syscall.EACCES}
 		}
 		return nil
@@ -186,11 +195,11 @@ func lookPath(root, argv0 string, env []string) (string, error) {
 		}
 	}
 	var denied error
-	for _, dir := range filepath.SplitList(pathEnv) {
-		if dir == "" || !path.IsAbs(dir) {
+	for _, d := range strings.Split(pathEnv, ":") {
+		if d == "" || !path.IsAbs(d) {
 			continue
 		}
-		p := path.Join(dir, argv0)
+		p := path.Join(d, argv0)
 		err := check(p)
 		if err == nil {
 			return p, nil
@@ -264,4 +273,29 @@ func Run(s *Spec, sys System) (uint32, error) {
 // can tell it from the kernel's lines.
 func logf(w io.Writer, format string, args ...any) {
 	fmt.Fprintf(w, "flint-agent: "+format+"\n", args...)
+}
+
+// statInRoot stats p (absolute) as a process chrooted into root would see
+// it: symbolic links, absolute ones included, resolve inside root
+// (openat2 RESOLVE_IN_ROOT; a shared host root's /bin/sh -> /bin/busybox
+// must not be looked up in the agent's own root). root "" is "/".
+func statInRoot(root, p string) (*unix.Stat_t, error) {
+	if root == "" {
+		root = "/"
+	}
+	dfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(dfd)
+	fd, err := unix.Openat2(dfd, "."+p, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
 }

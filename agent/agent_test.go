@@ -88,14 +88,25 @@ func TestLookPathInRoot(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "opt/bin/tool"), []byte("x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if p, err := lookPath(root, "tool", []string{"PATH=/usr/bin:/opt/bin"}); err != nil || p != "/opt/bin/tool" {
+	if p, err := lookPath(root, "/", "tool", []string{"PATH=/usr/bin:/opt/bin"}); err != nil || p != "/opt/bin/tool" {
 		t.Errorf("lookPath: %q, %v", p, err)
 	}
-	if _, err := lookPath(root, "sh", []string{"PATH=/opt/bin"}); !errors.Is(err, syscall.ENOENT) {
+	if _, err := lookPath(root, "/", "sh", []string{"PATH=/opt/bin"}); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("sh outside the root's PATH: %v, want ENOENT", err)
 	}
-	if _, err := lookPath(root, "tool", []string{"PATH=relative:/nowhere"}); !errors.Is(err, syscall.ENOENT) {
+	if _, err := lookPath(root, "/", "tool", []string{"PATH=relative:/nowhere"}); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("relative PATH entries must be ignored: %v", err)
+	}
+	// An absolute symbolic link resolves inside the root (the host's
+	// /bin/sh -> /bin/busybox in a shared root), not in the agent's.
+	if err := os.Symlink("/opt/bin/tool", filepath.Join(root, "opt/bin/link")); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := lookPath(root, "/", "link", []string{"PATH=/opt/bin"}); err != nil || p != "/opt/bin/link" {
+		t.Errorf("absolute link in the root: %q, %v", p, err)
+	}
+	if p, err := lookPath(root, "/opt", "./bin/tool", nil); err != nil || p != "./bin/tool" {
+		t.Errorf("a relative path from the working directory: %q, %v", p, err)
 	}
 }
 
