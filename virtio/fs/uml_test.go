@@ -63,6 +63,11 @@ echo "IN $(cat /rw/in.txt)"
 if cat /rw/outlink >/dev/null 2>&1; then echo OUTLINK-READ; else echo OUTLINK-REFUSED; fi
 rm /rw/d/hard && echo "FILES $(ls /rw/d | tr '\n' ' ')"
 echo "COUNT $(ls /host/usr/bin | wc -l)"
+insmod /lib/overlay.ko
+mkdir -p /ovl /merged && mount -t tmpfs tmpfs /ovl && mkdir /ovl/u /ovl/w
+mount -t overlay overlay -o lowerdir=/host,upperdir=/ovl/u,workdir=/ovl/w /merged && echo OVL-MOUNT-OK
+echo appended >> /merged%[1]s/existing && echo "OVL $(chroot /merged /bin/cat %[1]s/existing | tr '\n' ' ')"
+umount /merged
 umount /rw && umount /host && echo UMOUNT-OK
 poweroff -f
 `
@@ -88,12 +93,12 @@ func umlInitramfs(t *testing.T, dir, roProbe string) string {
 	}
 	w.File("bin/busybox", 0o755, bb)
 	w.File("init", 0o755, fmt.Appendf(nil, umlInit, roProbe))
-	for _, m := range []string{"fuse.ko", "virtiofs.ko"} {
-		b, err := os.ReadFile(filepath.Join(umlModules, kver[0].Name(), "kernel/fs/fuse", m))
+	for _, m := range []string{"fuse/fuse.ko", "fuse/virtiofs.ko", "overlayfs/overlay.ko"} {
+		b, err := os.ReadFile(filepath.Join(umlModules, kver[0].Name(), "kernel/fs", m))
 		if err != nil {
 			umlMissing(t, "UML module: %v", err)
 		}
-		w.File("lib/"+m, 0o644, b)
+		w.File("lib/"+filepath.Base(m), 0o644, b)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -133,6 +138,7 @@ func TestUML(t *testing.T) {
 	roProbe := filepath.Join(dir, "ro-probe")
 	os.Mkdir(rw, 0o755)
 	os.Mkdir(roProbe, 0o755)
+	writeFile(t, filepath.Join(roProbe, "existing"), []byte("orig\n"))
 	writeFile(t, filepath.Join(rw, "in.txt"), []byte("from-the-host"))
 	writeFile(t, filepath.Join(dir, "secret"), []byte("outside"))
 	os.Symlink("../secret", filepath.Join(rw, "outlink"))
@@ -165,6 +171,7 @@ func TestUML(t *testing.T) {
 		"WRITE-OK", "LINK hello 2", fmt.Sprintf("BIG %x  -", md5.Sum(bytes.Repeat([]byte("abcdefg\n"), 4<<20/8))), "IN from-the-host", "OUTLINK-REFUSED",
 		"FILES link moved ",
 		fmt.Sprintf("COUNT %d", len(entries)),
+		"OVL-MOUNT-OK", "OVL orig appended ",
 		"UMOUNT-OK",
 	} {
 		if !strings.Contains(out, want) {
@@ -180,7 +187,7 @@ func TestUML(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(rw, "big")); err != nil || st.Size() != 4<<20 {
 		t.Errorf("host big file: %v %v", st, err)
 	}
-	if ents, _ := os.ReadDir(roProbe); len(ents) != 0 {
+	if ents, _ := os.ReadDir(roProbe); len(ents) != 1 || string(readFile(t, filepath.Join(roProbe, "existing"))) != "orig\n" {
 		t.Errorf("the read-only share was written: %v", ents)
 	}
 	if s := root.Stats(); s.ReadBytes < uint64(len(uml)) {
