@@ -74,7 +74,7 @@ func (e *StepError) Word() uint32 {
 }
 
 // Prepare runs every step before the command: early mounts, modules,
-// mounts, the chroot's own filesystems, the interfaces, and waits for the
+// mounts, the chroot's own filesystems (rootMounts), the late mounts, the interfaces, and waits for the
 // stream devices. log gets a line per step that failed.
 func Prepare(s *Spec, sys System) error {
 	sys.Progress(exitdev.StageEarly)
@@ -130,14 +130,15 @@ func Prepare(s *Spec, sys System) error {
 	return nil
 }
 
-// rootMounts are the filesystems a command chrooted into root expects.
+// rootMounts are the guest's own filesystems a command chrooted into root
+// needs: /proc, /sys and /dev. The root's /tmp and /run stay as they are
+// (in a shared host root, the host's, through the overlay: the host's
+// working directory may lie below /tmp).
 func rootMounts(root string) []Mount {
 	return []Mount{
 		{Source: "/proc", Target: path.Join(root, "proc"), FSType: "none", Options: []string{"rbind"}},
 		{Source: "/sys", Target: path.Join(root, "sys"), FSType: "none", Options: []string{"rbind"}},
 		{Source: "/dev", Target: path.Join(root, "dev"), FSType: "none", Options: []string{"rbind"}},
-		{Source: "tmpfs", Target: path.Join(root, "tmp"), FSType: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
-		{Source: "tmpfs", Target: path.Join(root, "run"), FSType: "tmpfs", Options: []string{"nosuid", "nodev", "mode=755"}},
 	}
 }
 

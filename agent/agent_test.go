@@ -148,7 +148,7 @@ func TestPrepareOrderAndStages(t *testing.T) {
 	want := []string{"early", "module /flint/modules/virtio.ko", "module /flint/modules/virtio_ring.ko",
 		"mount virtiofs /flint/lower",
 		"mount none /flint/root/proc", "mount none /flint/root/sys", "mount none /flint/root/dev",
-		"mount tmpfs /flint/root/tmp", "mount tmpfs /flint/root/run", "mount virtiofs /flint/root/tmp/share",
+		"mount virtiofs /flint/root/tmp/share",
 		"if 52:54:00:12:34:56 10.0.2.15/24", "wait /dev/hvc1 5s", "wait /dev/hvc2 5s"}
 	if !slices.Equal(rec.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", rec.calls, want)

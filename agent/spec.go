@@ -28,11 +28,11 @@ type Spec struct {
 	// Mounts are mounted in order after the modules are loaded.
 	Mounts []Mount `json:"mounts,omitempty"`
 	// Root, when set, is the directory the command runs chrooted into
-	// (e.g. an overlay of the host's shared root); /proc, /sys, /dev and
-	// /tmp are bind-mounted or mounted there first.
+	// (e.g. an overlay of the host's shared root); the guest's /proc,
+	// /sys and /dev are bind-mounted there first.
 	Root string `json:"root,omitempty"`
 	// After are mounted after Root's own filesystems (the --share
-	// directories, which may lie below /tmp or /run).
+	// directories).
 	After []Mount `json:"after,omitempty"`
 	// Interfaces are configured before the command starts.
 	Interfaces []Interface `json:"interfaces,omitempty"`

@@ -101,7 +101,7 @@ func shareLayout(s *agent.Spec, shares []shareFlag, noHostRoot bool, cwd string)
 			agent.Mount{Source: "tmpfs", Target: rwDir, FSType: "tmpfs", Options: []string{"mode=755"}},
 			agent.Mount{Source: "overlay", Target: guestRoot, FSType: "overlay",
 				Options: []string{"lowerdir=" + lowerDir, "upperdir=" + rwDir + "/upper", "workdir=" + rwDir + "/work"},
-				Opaque:  []string{"proc", "sys", "dev", "tmp", "run"}})
+				Opaque:  []string{"proc", "sys", "dev"}})
 		s.Root, prefix = guestRoot, guestRoot
 		if cwd != "" {
 			s.Dir = cwd
