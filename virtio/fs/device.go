@@ -63,6 +63,11 @@ type Config struct {
 	// is privileged), at most DefaultMaxOpenFiles. A VMM with more than a
 	// few shares should split a budget between them explicitly.
 	MaxOpenFiles int
+	// CacheTimeout is how long the guest may cache names, negative
+	// lookups and attributes before asking again, so how late it sees a
+	// change made on the host. 0 means DefaultCacheTimeout (1 s); a share
+	// the host does not change during the run may use longer.
+	CacheTimeout time.Duration
 }
 
 // Device is a virtio-fs device serving one host directory. It implements
@@ -74,7 +79,9 @@ type Device struct {
 	log      *slog.Logger
 	maxFiles int
 	umask    uint32
-	sizes    []uint16
+	// cacheTimeout is Config.CacheTimeout (or its default).
+	cacheTimeout time.Duration
+	sizes        []uint16
 
 	// fs state, guarded by mu: both queues' goroutines take it for each
 	// request, so a FORGET never closes a descriptor a request is using.
@@ -112,6 +119,9 @@ func New(cfg Config) (*Device, error) {
 	if len(cfg.Tag) == 0 || len(cfg.Tag) > TagLen {
 		return nil, fmt.Errorf("virtio-fs: tag %q must be 1 to %d bytes", cfg.Tag, TagLen)
 	}
+	if cfg.CacheTimeout < 0 {
+		return nil, fmt.Errorf("virtio-fs: CacheTimeout %v is negative", cfg.CacheTimeout)
+	}
 	if cfg.MaxOpenFiles < 0 {
 		return nil, fmt.Errorf("virtio-fs: MaxOpenFiles %d is negative", cfg.MaxOpenFiles)
 	}
@@ -139,6 +149,9 @@ func New(cfg Config) (*Device, error) {
 	}
 	d := &Device{root: cfg.Root, readOnly: cfg.ReadOnly, log: cfg.Log, maxFiles: cfg.MaxOpenFiles,
 		umask: processUmask(), sizes: []uint16{hiprioSize, QueueSize}, rootFd: fd, procFd: proc, rootDev: st.Dev}
+	if d.cacheTimeout = cfg.CacheTimeout; d.cacheTimeout == 0 {
+		d.cacheTimeout = DefaultCacheTimeout
+	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}

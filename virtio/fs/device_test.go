@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -583,5 +584,30 @@ func TestDefaultMaxOpenFiles(t *testing.T) {
 	}
 	if want := max(64, min(int(after.Cur/8), DefaultMaxOpenFiles)); g.dev.maxFiles != want {
 		t.Fatalf("cap %d, want %d (limit %d)", g.dev.maxFiles, want, after.Cur)
+	}
+}
+
+// TestCacheTimeout: entries (negative ones too) and attributes carry
+// Config.CacheTimeout, 1 s by default.
+func TestCacheTimeout(t *testing.T) {
+	for _, c := range []struct {
+		cfg       time.Duration
+		sec, nsec uint64
+	}{{0, 1, 0}, {2500 * time.Millisecond, 2, 500e6}} {
+		g := newSyncGuest(t, Config{CacheTimeout: c.cfg})
+		writeFile(t, g.path("f"), nil)
+		for _, name := range []string{"f", "missing"} {
+			b := g.must(g.call(opLookup, rootID, entryOutLen, cname(name)))
+			if le64(b, 16) != c.sec || le64(b, 24) != c.sec && name == "f" || uint64(le32(b, 32)) != c.nsec {
+				t.Errorf("%v, LOOKUP %s: entry_valid %d.%09d attr_valid %d", c.cfg, name, le64(b, 16), le32(b, 32), le64(b, 24))
+			}
+		}
+		b := g.must(g.call(opGetattr, rootID, attrOutLen, make([]byte, 16)))
+		if le64(b, 0) != c.sec || uint64(le32(b, 8)) != c.nsec {
+			t.Errorf("%v, GETATTR: attr_valid %d.%09d", c.cfg, le64(b, 0), le32(b, 8))
+		}
+	}
+	if _, err := New(Config{Tag: "t", Root: t.TempDir(), CacheTimeout: -1}); err == nil {
+		t.Error("a negative CacheTimeout was accepted")
 	}
 }

@@ -18,7 +18,10 @@
 // CREATE, FALLOCATE, LSEEK (SEEK_DATA/SEEK_HOLE); INTERRUPT is ignored
 // (requests are served in order and never wait). Everything else,
 // extended attributes included, is ENOSYS, which makes the kernel stop
-// asking. READ and WRITE carry up to 1 MiB (max_pages 256).
+// asking. READ and WRITE carry up to 1 MiB (max_pages 256). The guest
+// caches names, negative lookups and attributes for Config.CacheTimeout
+// (1 s by default) and keeps file pages across opens until the host
+// file's size or mtime changes (KEEP_CACHE with AUTO_INVAL_DATA).
 //
 // The wire format is this package's own (proto.go): fixed offsets into
 // little-endian byte slices whose lengths are checked first. The types

@@ -15,12 +15,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Cache lifetimes the guest is given for entries and attributes: a host
-// change shows in the guest within this long.
-const (
-	entryTimeout = time.Second
-	attrTimeout  = time.Second
-)
+// DefaultCacheTimeout is Config.CacheTimeout's default.
+const DefaultCacheTimeout = time.Second
+
+// putTimeout writes a FUSE timeout at b: seconds (le64) at off, nanoseconds
+// (le32) at nsecOff.
+func putTimeout(b []byte, off, nsecOff int, d time.Duration) {
+	put64(b, off, uint64(d/time.Second))
+	put32(b, nsecOff, uint32(d%time.Second))
+}
 
 // errno turns a host error into the errno the guest gets.
 func errno(err error) unix.Errno {
@@ -181,16 +184,16 @@ func encodeDev(rdev uint64) uint32 {
 func (d *Device) fillEntry(b []byte, n *node, st *unix.Stat_t) {
 	clear(b[:entryOutLen])
 	put64(b, 0, n.id)
-	put64(b, 16, uint64(entryTimeout/time.Second))
-	put64(b, 24, uint64(attrTimeout/time.Second))
+	putTimeout(b, 16, 32, d.cacheTimeout) // entry_valid
+	putTimeout(b, 24, 36, d.cacheTimeout) // attr_valid
 	d.fillAttr(b[40:], st)
 }
 
 // negativeEntry writes a fuse_entry_out with nodeid 0: "no such entry",
-// which the guest caches for entryTimeout.
-func negativeEntry(b []byte) {
+// which the guest caches for CacheTimeout.
+func (d *Device) negativeEntry(b []byte) {
 	clear(b[:entryOutLen])
-	put64(b, 16, uint64(entryTimeout/time.Second))
+	putTimeout(b, 16, 32, d.cacheTimeout)
 }
 
 // fixMode sets n's permission bits to mode when the process's umask took

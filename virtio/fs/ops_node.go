@@ -57,7 +57,7 @@ func (r *requests) lookup(h *inHeader, body []byte) (int, unix.Errno) {
 	}
 	n, e := r.d.lookup(p, name, &r.st)
 	if e == unix.ENOENT {
-		negativeEntry(r.answer())
+		r.d.negativeEntry(r.answer())
 		return entryOutLen, 0
 	}
 	if e != 0 {
@@ -70,7 +70,7 @@ func (r *requests) lookup(h *inHeader, body []byte) (int, unix.Errno) {
 func (r *requests) attr() (int, unix.Errno) {
 	b := r.answer()
 	clear(b[:attrOutLen])
-	put64(b, 0, uint64(attrTimeout.Seconds()))
+	putTimeout(b, 0, 8, r.d.cacheTimeout)
 	r.d.fillAttr(b[16:], &r.st)
 	return attrOutLen, 0
 }
