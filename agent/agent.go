@@ -33,6 +33,8 @@ type System interface {
 	// ConfigureInterface gives the interface with this MAC the address
 	// and brings it (and lo) up.
 	ConfigureInterface(mac string, addr netip.Prefix) error
+	// LoopbackUp brings lo up (127.0.0.1, which test suites bind).
+	LoopbackUp() error
 	// Progress tells the host the agent starts stage s (the exit
 	// device's progress write).
 	Progress(s exitdev.Stage)
@@ -106,8 +108,9 @@ func Prepare(s *Spec, sys System) error {
 			return &StepError{exitdev.StageMounts, fmt.Errorf("%s on %s: %w", m.FSType, m.Target, err)}
 		}
 	}
-	if len(s.Interfaces) > 0 {
-		sys.Progress(exitdev.StageNetwork)
+	sys.Progress(exitdev.StageNetwork)
+	if err := sys.LoopbackUp(); err != nil {
+		return &StepError{exitdev.StageNetwork, fmt.Errorf("lo: %w", err)}
 	}
 	for _, i := range s.Interfaces {
 		p, err := netip.ParsePrefix(i.Addr)

@@ -127,6 +127,7 @@ func (r *recSystem) do(call string) error {
 }
 func (r *recSystem) Progress(s exitdev.Stage)  { r.progress = append(r.progress, s) }
 func (r *recSystem) EarlyMounts() error        { return r.do("early") }
+func (r *recSystem) LoopbackUp() error         { return r.do("lo") }
 func (r *recSystem) LoadModule(p string) error { return r.do("module " + p) }
 func (r *recSystem) Mount(m Mount) error       { return r.do("mount " + m.FSType + " " + m.Target) }
 func (r *recSystem) WaitDevice(p string, d time.Duration) error {
@@ -149,7 +150,7 @@ func TestPrepareOrderAndStages(t *testing.T) {
 		"mount virtiofs /flint/lower",
 		"mount none /flint/root/proc", "mount none /flint/root/sys", "mount none /flint/root/dev",
 		"mount virtiofs /flint/root/tmp/share",
-		"if 52:54:00:12:34:56 10.0.2.15/24", "wait /dev/hvc1 5s", "wait /dev/hvc2 5s"}
+		"lo", "if 52:54:00:12:34:56 10.0.2.15/24", "wait /dev/hvc1 5s", "wait /dev/hvc2 5s"}
 	if !slices.Equal(rec.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", rec.calls, want)
 	}
@@ -160,7 +161,7 @@ func TestPrepareOrderAndStages(t *testing.T) {
 	for fail, stage := range map[string]exitdev.Stage{
 		"early": exitdev.StageEarly, "module /flint/modules/virtio_ring": exitdev.StageModules,
 		"mount virtiofs": exitdev.StageMounts, "mount none /flint/root/dev": exitdev.StageMounts,
-		"if ": exitdev.StageNetwork, "wait /dev/hvc2": exitdev.StageExec,
+		"lo": exitdev.StageNetwork, "if ": exitdev.StageNetwork, "wait /dev/hvc2": exitdev.StageExec,
 	} {
 		rec := recSystem{fail: fail}
 		err := Prepare(s, &rec)

@@ -123,6 +123,16 @@ func (Linux) WaitDevice(path string, d time.Duration) error {
 	}
 }
 
+// LoopbackUp brings lo up.
+func (Linux) LoopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return ifUp(fd, "lo")
+}
+
 // ConfigureInterface finds the interface by MAC in /sys/class/net, gives it
 // addr with SIOCSIFADDR/SIOCSIFNETMASK and brings it and lo up.
 func (Linux) ConfigureInterface(mac string, addr netip.Prefix) error {
