@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/flintvm/flint/vmm"
 )
 
 // TestDynamicFiles: a dynamically linked program brings its loader and
@@ -45,5 +48,40 @@ func TestFindLibErrors(t *testing.T) {
 		if _, err := findLib(name, []string{t.TempDir()}); err == nil {
 			t.Errorf("%q found", name)
 		}
+	}
+}
+
+// TestDynamicInit: a dynamically linked flint (here /bin/ls stands in for
+// it) goes into the generated initramfs with its loader and libraries at
+// the paths the loader looks at.
+func TestDynamicInit(t *testing.T) {
+	const dyn = "/bin/ls"
+	if _, err := os.Stat(dyn); err != nil {
+		t.Skip("no /bin/ls here")
+	}
+	old := selfExe
+	selfExe = dyn
+	defer func() { selfExe = old }()
+	g := guest{argv: []string{"true"}, modules: fakeTree(t), noHostRoot: true}
+	cfg := vmm.Config{MemoryMiB: 256}
+	if err := g.prepare(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	files := newcFiles(t, cfg.Initrd)
+	self, _ := os.ReadFile(dyn)
+	if !bytes.Equal(files["init"], self) {
+		t.Fatal("/init is not the executable")
+	}
+	var loader, libc bool
+	for name, body := range files {
+		if strings.Contains(name, "ld-linux") && len(body) > 0 {
+			loader = true
+		}
+		if strings.HasSuffix(name, "/libc.so.6") && bytes.HasPrefix(body, []byte("\x7fELF")) {
+			libc = true
+		}
+	}
+	if !loader || !libc {
+		t.Fatalf("archive lacks the loader (%v) or libc (%v)", loader, libc)
 	}
 }
