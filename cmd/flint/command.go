@@ -203,7 +203,8 @@ func openReports(jsonPath, junitPath string) (*reportFiles, error) {
 		if p == "" {
 			return nil, nil
 		}
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		// O_NONBLOCK: a FIFO with no reader is an error at once, not a hang.
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o644)
 		if err != nil {
 			return nil, usagef("--%s: %v", flag, unwrapPathError(err))
 		}

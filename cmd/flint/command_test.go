@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/flintvm/flint/agent"
 	"github.com/flintvm/flint/devices/exitdev"
 	"github.com/flintvm/flint/internal/seccomp"
@@ -202,6 +204,10 @@ func TestCommandModeStdinAndNet(t *testing.T) {
 func TestCommandModeBadInput(t *testing.T) {
 	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
 	tree := fakeTree(t)
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -213,6 +219,7 @@ func TestCommandModeBadInput(t *testing.T) {
 		{[]string{"--modules", tree, "--idle-timeout", "-1s"}, "--idle-timeout"},
 		{[]string{"--modules", tree, "--api-sock", "/tmp/x"}, "--api-sock cannot be used"},
 		{[]string{"--modules", tree, "--report", "/nonexistent-dir/r.json"}, "--report"},
+		{[]string{"--modules", tree, "--junit", fifo}, "--junit"},
 		{[]string{"--modules", tree, "--share", "/nonexistent-flint-dir:/mnt"}, `--share "/nonexistent-flint-dir:/mnt"`},
 		{[]string{"--modules", tree, "--share", k + ":/mnt"}, "is not a directory"},
 		{[]string{"--modules", tree, "--share", tree + ":mnt"}, "clean absolute path"},
