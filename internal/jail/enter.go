@@ -1,0 +1,172 @@
+package jail
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Enter jails the calling process (the child Child recognised), once it
+// holds every host resource it needs: see the package documentation.
+// dir is Child's directory; Enter closes it. On error the process must
+// not go on: it is half jailed.
+func Enter(s Spec, dir *os.File) error {
+	defer dir.Close()
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	var want unix.Stat_t
+	if err := unix.Fstat(int(dir.Fd()), &want); err != nil {
+		return fmt.Errorf("jail: %w", err)
+	}
+	if s.NoFile == 0 {
+		s.NoFile = DefaultNoFile
+	}
+	if s.FSize == 0 {
+		s.FSize = max(largestWritable(), MinFSize)
+	}
+	lastCap := lastCapability()
+	if err := pivot(s.Dir, want); err != nil {
+		return err
+	}
+	if err := limit(s); err != nil {
+		return err
+	}
+	return drop(s, lastCap)
+}
+
+// pivot makes the jail directory the root of this mount namespace.
+func pivot(path string, want unix.Stat_t) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("jail: making mounts private: %w", err)
+	}
+	if err := unix.Mount(path, path, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("jail: bind-mounting %s: %w", path, err)
+	}
+	if err := unix.Mount("", path, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("jail: remounting %s nosuid,nodev: %w", path, err)
+	}
+	if err := unix.Chdir(path); err != nil {
+		return fmt.Errorf("jail: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(".", &st); err != nil || st.Dev != want.Dev || st.Ino != want.Ino {
+		return fmt.Errorf("jail: %s is no longer the directory flint checked", path)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("jail: pivot_root into %s: %w", path, err)
+	}
+	// The old root is stacked on the new one at "."; detach it.
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("jail: detaching the host's root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("jail: %w", err)
+	}
+	return nil
+}
+
+// limit sets the resource limits (before the capabilities go: raising a
+// hard limit needs CAP_SYS_RESOURCE).
+func limit(s Spec) error {
+	for _, l := range []struct {
+		name string
+		res  int
+		v    uint64
+	}{{"RLIMIT_NOFILE", unix.RLIMIT_NOFILE, s.NoFile}, {"RLIMIT_FSIZE", unix.RLIMIT_FSIZE, s.FSize}} {
+		if err := unix.Setrlimit(l.res, &unix.Rlimit{Cur: l.v, Max: l.v}); err != nil {
+			return fmt.Errorf("jail: %s %d: %w", l.name, l.v, err)
+		}
+	}
+	return nil
+}
+
+// drop leaves no privilege: capability bounding and ambient sets empty,
+// no supplementary groups, the gid and uid (every thread: Go's
+// syscall.Setresuid and friends run on all threads without cgo), and
+// no_new_privs on every thread.
+func drop(s Spec, lastCap int) error {
+	for c := 0; c <= lastCap; c++ {
+		if err := allThreadsPrctl(unix.PR_CAPBSET_DROP, uintptr(c), 0); err != nil && err != unix.EINVAL {
+			return fmt.Errorf("jail: dropping capability %d from the bounding set: %w", c, err)
+		}
+	}
+	if err := allThreadsPrctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("jail: clearing ambient capabilities: %w", err)
+	}
+	if err := syscall.Setgroups(nil); err != nil {
+		return fmt.Errorf("jail: setgroups: %w", err)
+	}
+	if err := syscall.Setresgid(s.GID, s.GID, s.GID); err != nil {
+		return fmt.Errorf("jail: setresgid %d: %w", s.GID, err)
+	}
+	if err := syscall.Setresuid(s.UID, s.UID, s.UID); err != nil {
+		return fmt.Errorf("jail: setresuid %d: %w", s.UID, err)
+	}
+	if err := allThreadsPrctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
+		return fmt.Errorf("jail: no_new_privs: %w", err)
+	}
+	// What is left: nothing, or the jail is refused.
+	var h unix.CapUserHeader
+	h.Version = unix.LINUX_CAPABILITY_VERSION_3
+	var d [2]unix.CapUserData
+	if err := unix.Capget(&h, &d[0]); err != nil {
+		return fmt.Errorf("jail: capget: %w", err)
+	}
+	if d[0].Effective|d[0].Permitted|d[1].Effective|d[1].Permitted != 0 {
+		return fmt.Errorf("jail: capabilities left after dropping to uid %d", s.UID)
+	}
+	return nil
+}
+
+// allThreadsPrctl runs prctl on every thread of the process (capability
+// bounding sets and no_new_privs are per thread).
+func allThreadsPrctl(op int, a2, a3 uintptr) error {
+	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, uintptr(op), a2, a3); e != 0 {
+		if e == syscall.ENOTSUP { // built with cgo: this thread only
+			return unix.Prctl(op, a2, a3, 0, 0)
+		}
+		return e
+	}
+	return nil
+}
+
+// lastCapability is the highest capability number the kernel knows.
+func lastCapability() int {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n >= 0 && n < 64 {
+			return n
+		}
+	}
+	return 63 // PR_CAPBSET_DROP of an unknown one is EINVAL, ignored
+}
+
+// largestWritable is the size of the largest regular file this process
+// has open for writing (drive images), from /proc/self/fd.
+func largestWritable() uint64 {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	var most uint64
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		if err != nil || fl&unix.O_ACCMODE == unix.O_RDONLY {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			most = max(most, uint64(st.Size))
+		}
+	}
+	return most
+}
