@@ -5,6 +5,7 @@ import (
 
 	"github.com/flintvm/flint/ratelimit"
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
+	"github.com/flintvm/flint/virtio/virtiotest"
 )
 
 // Benchmarks measure the device's work per request (ns/op, B/op and
@@ -69,37 +70,14 @@ func benchRig(tb testing.TB, bc benchCase, opts Options) (*syncEngine, func() in
 		}
 	}
 	s.drv.Kick()
-	step := func() int {
-		s.round()
-		n := 0
-		for {
-			u, ok := s.drv.Used()
-			if !ok {
-				break
-			}
-			s.drv.AddHead(uint16(u.ID))
-			n++
-		}
-		s.drv.Kick()
-		return n
-	}
-	return s, step
+	return s, func() int { s.round(); return virtiotest.Recycle(s.drv) }
 }
 
 func BenchmarkRequest(b *testing.B) {
 	for _, bc := range benchCases {
 		b.Run(bc.name, func(b *testing.B) {
 			s, step := benchRig(b, bc, Options{Writeback: false})
-			for range 10 {
-				step()
-			}
-			b.SetBytes(int64(bc.size))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for done := 0; done < b.N; {
-				done += step()
-			}
-			b.StopTimer()
+			virtiotest.RunBatches(b, int64(bc.size), 10, func(int) int { return step() })
 			if st := s.d.Stats(); st.IOErrors != 0 || st.BadChains != 0 {
 				b.Fatalf("errors: %+v", st)
 			}
@@ -113,16 +91,7 @@ func TestNoAllocPerRequest(t *testing.T) {
 	for _, bc := range benchCases {
 		lim, _ := ratelimit.New(ratelimit.Config{Bandwidth: ratelimit.BucketConfig{Size: 1 << 40, RefillTime: 1}}, nil)
 		s, step := benchRig(t, bc, Options{Limiter: lim})
-		for range 3 {
-			step()
-		}
-		if a := testing.AllocsPerRun(20, func() {
-			if step() != benchBatch {
-				t.Fatal("requests lost")
-			}
-		}); a != 0 {
-			t.Errorf("%s: %v allocations per batch of %d", bc.name, a, benchBatch)
-		}
+		virtiotest.NoAllocs(t, bc.name, benchBatch, step)
 		if st := s.d.Stats(); st.IOErrors != 0 || st.BadChains != 0 {
 			t.Errorf("%s: errors %+v", bc.name, st)
 		}

@@ -2,13 +2,10 @@ package blk
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"github.com/flintvm/flint/internal/hostfile"
 	"os"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/flintvm/flint/mem"
 	"github.com/flintvm/flint/ratelimit"
@@ -82,28 +79,26 @@ type Options struct {
 // Device is a virtio-blk device over a raw image file. It implements
 // virtio.Device. Create it with Open; Close it after the VM is done.
 type Device struct {
+	// FeatureSet: Features, AckFeatures (any subset of the offered
+	// features: virtio-blk has no dependencies between them) and
+	// Negotiated (0 after Reset).
+	virtio.FeatureSet
+
 	file     *os.File
 	fd       int
 	capacity uint64 // in sectors
 	readOnly bool
 	flush    bool
 	id       [IDBytes]byte
-	offered  uint64
 	segMax   uint32
 	maxSizes []uint16
 	limiter  *ratelimit.Limiter
 
-	mu       sync.Mutex // guards the fields below (transport calls)
-	acked    uint64
-	running  bool
-	closed   bool
-	kick     *os.File
-	stopping atomic.Bool
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	mu      sync.Mutex     // guards engines (transport calls) and the image's replacement
+	engines virtio.Engines // the request queue's lane
 
 	eng   engine // reused across activations: its buffers stay warm
-	stats counters
+	stats virtio.Tally[Stats, counter]
 }
 
 var _ virtio.Device = (*Device)(nil)
@@ -131,12 +126,9 @@ func Open(path string, opts Options) (*Device, error) {
 	if opts.Writeback {
 		f |= FeatureFlush.Mask()
 	}
-	qs := opts.QueueSize
-	if qs == 0 {
-		qs = DefaultQueueSize
-	}
-	if qs < 4 || qs > queue.MaxSize || qs&(qs-1) != 0 {
-		return nil, fmt.Errorf("virtio-blk: queue size %d is not a power of two in [4, %d]", qs, queue.MaxSize)
+	qs, err := virtio.QueueSize("virtio-blk", opts.QueueSize, DefaultQueueSize)
+	if err != nil {
+		return nil, err
 	}
 	flag := os.O_RDWR
 	if opts.ReadOnly {
@@ -159,11 +151,14 @@ func Open(path string, opts Options) (*Device, error) {
 		return nil, fmt.Errorf("virtio-blk: %s: not a regular file whose size (%d bytes) is a multiple of %d", path, size, SectorSize)
 	}
 	d := &Device{file: file, fd: int(file.Fd()), capacity: uint64(size) / SectorSize, readOnly: opts.ReadOnly,
-		flush: opts.Writeback, offered: f, limiter: opts.Limiter, maxSizes: []uint16{qs},
+		flush: opts.Writeback, limiter: opts.Limiter, maxSizes: []uint16{qs},
 		// Two descriptors of a request carry the header and the status.
 		segMax: uint32(min(int(qs), queue.DefaultMaxSegments) - 2)}
+	d.OfferFeatures("virtio-blk", f)
 	copy(d.id[:], opts.ID)
-	d.eng.alloc()
+	d.eng.alloc(d)
+	d.engines.Init("virtio-blk", 1, virtio.Lane{Engine: &d.eng.eng, Handler: &d.eng, Name: "requests", Batch: batch})
+	d.stats.Init(names[:], events)
 	return d, nil
 }
 
@@ -178,28 +173,6 @@ func (d *Device) Limiter() *ratelimit.Limiter { return d.limiter }
 
 // Type is virtio.DeviceBlock.
 func (d *Device) Type() virtio.DeviceID { return virtio.DeviceBlock }
-
-// Features are the offered features.
-func (d *Device) Features() uint64 { return d.offered }
-
-// AckFeatures accepts any subset of the offered features (virtio-blk has
-// no dependencies between them).
-func (d *Device) AckFeatures(negotiated uint64) error {
-	if extra := negotiated &^ d.offered; extra != 0 {
-		return fmt.Errorf("virtio-blk: features %#x were not offered", extra)
-	}
-	d.mu.Lock()
-	d.acked = negotiated
-	d.mu.Unlock()
-	return nil
-}
-
-// Negotiated returns the features last accepted (0 after Reset).
-func (d *Device) Negotiated() uint64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.acked
-}
 
 // QueueMaxSizes is one request queue of Options.QueueSize.
 func (d *Device) QueueMaxSizes() []uint16 { return d.maxSizes }
@@ -216,10 +189,7 @@ func (d *Device) ReadConfig(offset uint64, p []byte) {
 	binary.LittleEndian.PutUint32(c[12:], d.segMax)
 	binary.LittleEndian.PutUint32(c[20:], SectorSize)
 	binary.LittleEndian.PutUint16(c[34:], 1)
-	clear(p)
-	if offset < ConfigSize {
-		copy(p, c[offset:])
-	}
+	virtio.CopyConfig(p, offset, c[:])
 }
 
 // WriteConfig ignores the write: without CONFIG_WCE nothing is writable.
@@ -230,26 +200,7 @@ func (d *Device) WriteConfig(offset uint64, p []byte) {}
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	switch {
-	case d.closed:
-		return errors.New("virtio-blk: device closed")
-	case d.running:
-		return errors.New("virtio-blk: already active")
-	case irq == nil || len(queues) != 1:
-		return fmt.Errorf("virtio-blk: activated with %d queues, want 1", len(queues))
-	case queues[0].Ring == nil || queues[0].Kick == nil:
-		return errors.New("virtio-blk: the request queue is not enabled")
-	}
-	q := queues[0]
-	q.Kick.SetReadDeadline(time.Time{})
-	d.kick = q.Kick
-	d.running = true
-	d.stopping.Store(false)
-	d.stop = make(chan struct{})
-	d.eng.init(d, q, irq)
-	d.wg.Add(1)
-	go func() { defer d.wg.Done(); d.eng.eng.Run() }()
-	return nil
+	return d.engines.Start(queues, irq)
 }
 
 // Reset stops the request goroutine and waits for it (an I/O in progress
@@ -258,21 +209,8 @@ func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.resetLocked()
-}
-
-func (d *Device) resetLocked() {
-	if d.running {
-		d.stopping.Store(true)
-		close(d.stop)
-		d.kick.SetReadDeadline(time.Unix(1, 0))
-		d.wg.Wait()
-		d.kick.SetReadDeadline(time.Time{})
-		d.kick = nil
-		d.eng.release()
-		d.running = false
-	}
-	d.acked = 0
+	d.engines.Stop(nil)
+	d.ClearFeatures()
 }
 
 // Close resets the device and closes the image. Call it once the guest
@@ -281,11 +219,11 @@ func (d *Device) resetLocked() {
 func (d *Device) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.resetLocked()
-	if d.closed {
+	d.engines.Stop(nil)
+	d.ClearFeatures()
+	if !d.engines.Close() {
 		return nil
 	}
-	d.closed = true
 	return d.file.Close()
 }
 
@@ -295,8 +233,4 @@ var _ virtio.EngineReporter = (*Device)(nil)
 // queue 0), with the queue indices at its last transition, for debug
 // dumps. It takes no lock: it is safe while the engine is stuck, from any
 // goroutine. An engine blocked in the image's I/O shows as running.
-func (d *Device) EngineStates() []virtio.EngineState {
-	s := d.eng.eng.Status.Load()
-	s.Queue, s.Name = 0, "requests"
-	return []virtio.EngineState{s}
-}
+func (d *Device) EngineStates() []virtio.EngineState { return d.engines.States() }

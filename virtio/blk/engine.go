@@ -49,8 +49,9 @@ var errShort = errors.New("virtio-blk: short transfer")
 // chains and handle executes them. Its buffers (the iovec array) are
 // allocated once and reused by every request and activation.
 type engine struct {
-	d   *Device
-	eng virtio.Engine
+	virtio.ChainsOnly // requests come only with chains; the image is never "not ready"
+	d                 *Device
+	eng               virtio.Engine
 
 	hdr    [HeaderLen]byte
 	status [1]byte
@@ -59,19 +60,10 @@ type engine struct {
 
 var _ virtio.Handler = (*engine)(nil)
 
-func (e *engine) alloc() {
+func (e *engine) alloc(d *Device) {
+	e.d = d
 	e.iov = make([]unix.Iovec, 0, iovMax)
 }
-
-func (e *engine) init(d *Device, q virtio.Queue, irq virtio.Interrupt) {
-	e.d = d
-	e.eng.Bind(virtio.EngineConfig{Handler: e, Queue: q, IRQ: irq, Stopping: &d.stopping, Stop: d.stop, Batch: batch})
-}
-
-func (e *engine) release() { e.eng.Release() }
-
-// Next always pops: requests come only with chains.
-func (e *engine) Next() virtio.Result { return virtio.Result{} }
 
 // Chain executes one request; a request the rate limiter refuses is
 // given back and popped again after the wait.
@@ -83,27 +75,14 @@ func (e *engine) Chain(c *queue.Chain) virtio.Result {
 	return virtio.Result{Do: virtio.Done, Used: used}
 }
 
-// Wait is never called: the image is a file, never "not ready".
-func (e *engine) Wait(virtio.Activity) bool { return true }
-
-func (e *engine) Event(ev virtio.Event) {
-	switch ev {
-	case virtio.EventMalformed:
-		e.d.stats.inc(cMalformed) // already completed by the queue
-	case virtio.EventInterrupt:
-		e.d.stats.inc(cInterrupts)
-	case virtio.EventThrottled:
-		e.d.stats.inc(cThrottled)
-	case virtio.EventBroken:
-		e.d.stats.inc(cBroken)
-	}
-}
+// Event counts the engine's events (see events).
+func (e *engine) Event(ev virtio.Event) { e.d.stats.Event(ev) }
 
 // handle executes one well-formed chain and returns its used length, or
 // the time to wait if the rate limiter refused it (nothing done then).
 func (e *engine) handle(c *queue.Chain) (used uint32, wait time.Duration) {
 	if c.WriteLen == 0 {
-		e.d.stats.inc(cBadChains) // nowhere to put a status
+		e.d.stats.Inc(cBadChains) // nowhere to put a status
 		return 0, 0
 	}
 	dataIn := uint64(c.WriteLen) - 1 // writable bytes before the status
@@ -134,11 +113,11 @@ func (e *engine) handle(c *queue.Chain) (used uint32, wait time.Duration) {
 		}
 		if e.d.flush && !e.d.readOnly {
 			if err := fdatasync(e.d.fd); err != nil {
-				e.d.stats.inc(cHostErrors)
+				e.d.stats.Inc(cHostErrors)
 				return e.finish(c, StatusIOErr, 0)
 			}
 		}
-		e.d.stats.inc(cFlushes)
+		e.d.stats.Inc(cFlushes)
 		return e.finish(c, StatusOK, 0)
 	case TypeGetID:
 		if ok, w := e.d.limiter.Consume(0); !ok {
@@ -146,7 +125,7 @@ func (e *engine) handle(c *queue.Chain) (used uint32, wait time.Duration) {
 		}
 		n := min(dataIn, IDBytes)
 		c.WriteAt(e.d.id[:n], 0)
-		e.d.stats.inc(cIDs)
+		e.d.stats.Inc(cIDs)
 		return e.finish(c, StatusOK, uint32(n))
 	}
 	return e.finish(c, StatusUnsupp, 0)
@@ -160,21 +139,21 @@ func (e *engine) inRange(sector, n uint64) bool {
 
 func (e *engine) read(c *queue.Chain, sector, n uint64) (uint32, time.Duration) {
 	if err := e.transfer(false, c.Writable, 0, n, sector*SectorSize); err != nil {
-		e.d.stats.inc(cHostErrors)
+		e.d.stats.Inc(cHostErrors)
 		return e.finish(c, StatusIOErr, 0)
 	}
-	e.d.stats.inc(cReadOps)
-	e.d.stats.add(cReadBytes, n)
+	e.d.stats.Inc(cReadOps)
+	e.d.stats.Add(cReadBytes, n)
 	return e.finish(c, StatusOK, uint32(n))
 }
 
 func (e *engine) write(c *queue.Chain, sector, n uint64) (uint32, time.Duration) {
 	if err := e.transfer(true, c.Readable, HeaderLen, n, sector*SectorSize); err != nil {
-		e.d.stats.inc(cHostErrors)
+		e.d.stats.Inc(cHostErrors)
 		return e.finish(c, StatusIOErr, 0)
 	}
-	e.d.stats.inc(cWriteOps)
-	e.d.stats.add(cWriteBytes, n)
+	e.d.stats.Inc(cWriteOps)
+	e.d.stats.Add(cWriteBytes, n)
 	return e.finish(c, StatusOK, 0)
 }
 
@@ -183,10 +162,10 @@ func (e *engine) write(c *queue.Chain, sector, n uint64) (uint32, time.Duration)
 func (e *engine) finish(c *queue.Chain, status byte, written uint32) (uint32, time.Duration) {
 	switch status {
 	case StatusIOErr:
-		e.d.stats.inc(cIOErrors)
+		e.d.stats.Inc(cIOErrors)
 		written = 0
 	case StatusUnsupp:
-		e.d.stats.inc(cUnsupported)
+		e.d.stats.Inc(cUnsupported)
 	}
 	e.status[0] = status
 	c.WriteAt(e.status[:], uint64(c.WriteLen)-1)

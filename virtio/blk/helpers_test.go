@@ -5,10 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/flintvm/flint/virtio"
-	"github.com/flintvm/flint/virtio/queue"
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 	"github.com/flintvm/flint/virtio/virtiotest"
 )
@@ -22,13 +20,7 @@ var (
 
 // pattern is the initial content of test images: every byte depends on
 // its offset, so misplaced I/O shows.
-func pattern(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i>>9)
-	}
-	return b
-}
+func pattern(n int) []byte { return virtiotest.Pattern(n, 0) }
 
 // image writes a test image of sectors sectors and returns its path.
 func image(tb testing.TB, sectors int) string {
@@ -132,39 +124,24 @@ func (r *rig) status(u qt.Used) byte {
 	return w[len(w)-1]
 }
 
-// waitUntil polls cond for up to 5 s.
-func waitUntil(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
-}
+// waitUntil polls cond (virtiotest.WaitUntil).
+var waitUntil = virtiotest.WaitUntil
 
 // syncEngine drives the engine without its goroutine, for benchmarks,
 // allocation tests and the fuzzer: the test plays the guest and calls
-// pump itself.
+// round itself.
 type syncEngine struct {
 	d   *Device
 	drv *qt.Driver
-	q   *queue.Queue
-	irq *virtiotest.Interrupt
 }
 
 func newSync(tb testing.TB, d *Device, acked uint64, size uint16, dataSize uint64) *syncEngine {
 	tb.Helper()
-	acked |= fCommon
-	if err := d.AckFeatures(acked); err != nil {
+	drvs, queues, irq := virtiotest.SyncQueues(tb, d, acked|fCommon, qt.Config{Size: size, DataSize: dataSize})
+	if err := d.engines.Bind(queues, irq); err != nil {
 		tb.Fatal(err)
 	}
-	drv := qt.MustNewSet(tb, qt.Config{Size: size, Features: acked, DataSize: dataSize})[0]
-	s := &syncEngine{d: d, drv: drv, q: drv.MustQueue(tb), irq: virtiotest.NewInterrupt(1)}
-	d.stop = make(chan struct{})
-	d.eng.init(d, virtio.Queue{Ring: s.q}, s.irq)
-	return s
+	return &syncEngine{d: d, drv: drvs[0]}
 }
 
 // round is what the engine goroutine does between two waits.

@@ -43,7 +43,7 @@ func (d *Device) ReplaceImage(path string) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
+	if d.engines.Closed() {
 		return errors.New("virtio-blk: device closed")
 	}
 	// Keep the old file open until the swap is done, to sync it.

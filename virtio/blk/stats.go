@@ -1,10 +1,6 @@
 package blk
 
-import (
-	"sync/atomic"
-
-	"github.com/flintvm/flint/virtio"
-)
+import "github.com/flintvm/flint/virtio"
 
 // Stats are the device's counters. They accumulate over the device's
 // life (Reset keeps them) and are updated atomically as each request
@@ -64,11 +60,6 @@ const (
 	numCounters
 )
 
-type counters [numCounters]atomic.Uint64
-
-func (c *counters) inc(i counter)           { c[i].Add(1) }
-func (c *counters) add(i counter, n uint64) { c[i].Add(n) }
-
 // names is the one place that names each Stats field: its key in logs
 // and dumps, its path in the metrics file, and the field itself
 // (TestCountersNamed checks it covers Stats).
@@ -89,9 +80,13 @@ var names = [numCounters]virtio.Named[Stats]{
 	cBroken:      virtio.Name("broken", "broken_queues", func(s *Stats) *uint64 { return &s.Broken }),
 }
 
+// events are the engine's events the device counts.
+var events = map[virtio.Event]counter{virtio.EventMalformed: cMalformed, virtio.EventInterrupt: cInterrupts,
+	virtio.EventThrottled: cThrottled, virtio.EventBroken: cBroken}
+
 // Counters lists every field of s with its names, in a fixed order, for
 // logs, dumps and metrics (and pointers into s, to fill it from them).
 func (s *Stats) Counters() []virtio.Counter { return virtio.Counters(s, names[:]) }
 
 // Stats returns a snapshot of the counters.
-func (d *Device) Stats() Stats { return virtio.Snapshot(names[:], d.stats[:]) }
+func (d *Device) Stats() Stats { return d.stats.Stats() }
