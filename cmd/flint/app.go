@@ -15,6 +15,7 @@ import (
 
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/internal/hostfile"
+	"github.com/flintvm/flint/internal/jail"
 	"github.com/flintvm/flint/internal/seccomp"
 	"github.com/flintvm/flint/vmm"
 )
@@ -60,10 +61,19 @@ type app struct {
 	// the command's input when it is not a terminal.
 	launchCmd commandLauncher
 	stdin     *os.File
+	// childOfJail and launchJail are jail.Child and jail.Launch (tests
+	// substitute them); jailChecked, jailDir and jailChild remember
+	// childOfJail's answer (jail.go).
+	childOfJail func() (*os.File, bool, error)
+	launchJail  func(jail.Spec, []string) (int, error)
+	jailChecked bool
+	jailDir     *os.File
+	jailChild   bool
 }
 
 func newApp(stdout, stderr io.Writer, launch launcher) *app {
-	a := &app{stderr: stderr, newVM: newMachine, installFilter: seccomp.Install, installWith: seccomp.InstallWith, launchCmd: launchCommand, stdin: os.Stdin}
+	a := &app{stderr: stderr, newVM: newMachine, installFilter: seccomp.Install, installWith: seccomp.InstallWith, launchCmd: launchCommand, stdin: os.Stdin,
+		childOfJail: childOfJail, launchJail: jail.Launch}
 	a.cli = &cli.App{
 		Name:      "flint",
 		Usage:     "a lightweight KVM microVM monitor",
@@ -112,6 +122,13 @@ func (a *app) run(args []string) int {
 	err := a.cli.Run(args)
 	if err == nil {
 		return a.code
+	}
+	var ec exitCode
+	if errors.As(err, &ec) { // the jail launcher: the jailed flint's code
+		if ec.msg != "" {
+			fmt.Fprintln(a.stderr, ec.msg)
+		}
+		return ec.code
 	}
 	msg := strings.TrimSpace(strings.SplitN(err.Error(), "\n", 2)[0])
 	if topic, ok := strings.CutPrefix(msg, "No help topic for '"); ok {
@@ -284,17 +301,21 @@ func runMachine(m machine, cfg vmm.Config, stderr io.Writer) int {
 	return vmm.ExitOK
 }
 
-// seccompFlags are the seccomp flags of `flint run` and `flint net-backend`.
+// seccompFlags are the seccomp and jail flags of `flint run` and `flint
+// net-backend`.
 func seccompFlags() []cli.Flag {
-	return []cli.Flag{
+	return append(jailFlags(),
 		&cli.StringFlag{Name: "seccomp", Value: "kill",
 			Usage: "system-call filter installed once the VM (or backend) is set up: kill (a call outside the allowlist kills flint with SIGSYS), log (allowed, and logged by the kernel's audit: to find a missing call) or off"},
 		&cli.BoolFlag{Name: "no-seccomp", Usage: "no system-call filter (as --seccomp off)"},
-	}
+	)
 }
 
-// seccompHook returns what installs the filter the flags ask for, to run
-// once setup is done (vmm.Config.BeforeRun, ServeNetBackend), or nil.
+// seccompHook returns what enters the jail (--jail) and installs the
+// filter the flags ask for, to run once setup is done
+// (vmm.Config.BeforeRun, ServeNetBackend), or nil. With --jail, in the
+// process the user started, it runs the jailed flint instead and returns
+// its exit code (jailHook).
 func (a *app) seccompHook(c *cli.Context) (func() error, error) {
 	mode, err := seccomp.ParseMode(c.String("seccomp"))
 	if err != nil {
@@ -303,9 +324,10 @@ func (a *app) seccompHook(c *cli.Context) (func() error, error) {
 	if c.Bool("no-seccomp") {
 		mode = seccomp.Off
 	}
-	if mode == seccomp.Off {
-		return nil, nil
+	var filter func() error
+	if mode != seccomp.Off {
+		install := a.installFilter
+		filter = func() error { return install(mode) }
 	}
-	install := a.installFilter
-	return func() error { return install(mode) }, nil
+	return a.jailHook(c, filter)
 }
