@@ -158,7 +158,9 @@ func Open(path string, opts Options) (*Device, error) {
 	copy(d.id[:], opts.ID)
 	d.eng.alloc(d)
 	d.engines.Init("virtio-blk", 1, virtio.Lane{Engine: &d.eng.eng, Handler: &d.eng, Name: "requests", Batch: batch})
-	d.stats.Init(names[:], events)
+	// The engine's events the device counts:
+	d.stats.Init(names[:], map[virtio.Event]counter{virtio.EventMalformed: cMalformed, virtio.EventInterrupt: cInterrupts,
+		virtio.EventThrottled: cThrottled, virtio.EventBroken: cBroken})
 	return d, nil
 }
 

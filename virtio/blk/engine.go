@@ -75,7 +75,7 @@ func (e *engine) Chain(c *queue.Chain) virtio.Result {
 	return virtio.Result{Do: virtio.Done, Used: used}
 }
 
-// Event counts the engine's events (see events).
+// Event counts the engine's events (as New maps them).
 func (e *engine) Event(ev virtio.Event) { e.d.stats.Event(ev) }
 
 // handle executes one well-formed chain and returns its used length, or

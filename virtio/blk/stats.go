@@ -80,10 +80,6 @@ var names = [numCounters]virtio.Named[Stats]{
 	cBroken:      virtio.Name("broken", "broken_queues", func(s *Stats) *uint64 { return &s.Broken }),
 }
 
-// events are the engine's events the device counts.
-var events = map[virtio.Event]counter{virtio.EventMalformed: cMalformed, virtio.EventInterrupt: cInterrupts,
-	virtio.EventThrottled: cThrottled, virtio.EventBroken: cBroken}
-
 // Counters lists every field of s with its names, in a fixed order, for
 // logs, dumps and metrics (and pointers into s, to fill it from them).
 func (s *Stats) Counters() []virtio.Counter { return virtio.Counters(s, names[:]) }

@@ -6,6 +6,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
+	"github.com/flintvm/flint/virtio/virtiotest"
 )
 
 // Benchmarks measure the device's work per READ or WRITE request (ns/op,
@@ -90,16 +91,7 @@ func BenchmarkRequest(b *testing.B) {
 	for _, bc := range benchCases {
 		b.Run(bc.name, func(b *testing.B) {
 			g, step := benchRig(b, bc)
-			for range 3 {
-				step()
-			}
-			b.SetBytes(int64(bc.size))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for done := 0; done < b.N; {
-				done += step()
-			}
-			b.StopTimer()
+			virtiotest.RunBatches(b, int64(bc.size), 3, func(int) int { return step() })
 			if s := g.dev.Stats(); s.Errors != 0 || s.BadRequests != 0 {
 				b.Fatalf("errors: %+v", s)
 			}
@@ -112,16 +104,7 @@ func BenchmarkRequest(b *testing.B) {
 func TestReadWriteAllocs(t *testing.T) {
 	for _, bc := range benchCases {
 		g, step := benchRig(t, bc)
-		for range 3 {
-			step()
-		}
-		if a := testing.AllocsPerRun(20, func() {
-			if step() != benchBatch {
-				t.Fatal("requests lost")
-			}
-		}); a != 0 {
-			t.Errorf("%s: %v allocations per batch of %d", bc.name, a, benchBatch)
-		}
+		virtiotest.NoAllocs(t, bc.name, benchBatch, step)
 		if s := g.dev.Stats(); s.Errors != 0 || s.BadRequests != 0 {
 			t.Errorf("%s: errors %+v", bc.name, s)
 		}

@@ -1,14 +1,12 @@
 package fs
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -73,6 +71,10 @@ type Config struct {
 // Device is a virtio-fs device serving one host directory. It implements
 // virtio.Device. Create it with New; Close it after the VM is done.
 type Device struct {
+	// FeatureSet: Features (the common ring features, no NOTIFICATION
+	// queue), AckFeatures (any subset) and Negotiated.
+	virtio.FeatureSet
+
 	tag      [TagLen]byte
 	root     string
 	readOnly bool
@@ -96,18 +98,12 @@ type Device struct {
 	// warnedFull: the descriptor limit was logged in this activation.
 	warnedFull bool
 
-	tmu      sync.Mutex // transport calls: the fields below
-	acked    uint64
-	running  bool
-	closed   bool
-	kicks    [2]*os.File
-	stopping atomic.Bool
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	tmu     sync.Mutex     // transport calls: engines
+	engines virtio.Engines // the hiprio and request queues' lanes
 
 	req    requests // the request queue's engine and buffers
 	hiprio hiprio   // the hiprio queue's engine
-	stats  counters
+	stats  virtio.Tally[Stats, counter]
 }
 
 var _ virtio.Device = (*Device)(nil)
@@ -160,6 +156,14 @@ func New(cfg Config) (*Device, error) {
 		d.maxFiles = defaultMaxFiles()
 	}
 	copy(d.tag[:], cfg.Tag)
+	d.OfferFeatures("virtio-fs", virtio.CommonFeatures)
+	d.hiprio.d, d.req.d = d, d
+	d.engines.Init("virtio-fs", 2,
+		virtio.Lane{Engine: &d.hiprio.eng, Handler: &d.hiprio, Queue: HiprioQueue, Name: "hiprio", Batch: batch},
+		virtio.Lane{Engine: &d.req.eng, Handler: &d.req, Queue: RequestQueue, Name: "requests", Batch: batch})
+	// The engine's events the device counts:
+	d.stats.Init(names[:], map[virtio.Event]counter{virtio.EventMalformed: cMalformed, virtio.EventInterrupt: cInterrupts,
+		virtio.EventBroken: cBroken})
 	d.nodes.init(&node{id: rootID, fd: fd, key: devIno{st.Dev, st.Ino}, mode: unix.S_IFDIR, lookup: 1})
 	d.req.alloc()
 	return d, nil
@@ -214,20 +218,6 @@ func (d *Device) ReadOnly() bool { return d.readOnly }
 // Type is virtio.DeviceFS.
 func (d *Device) Type() virtio.DeviceID { return virtio.DeviceFS }
 
-// Features are the common ring features (no NOTIFICATION queue).
-func (d *Device) Features() uint64 { return virtio.CommonFeatures }
-
-// AckFeatures accepts any subset of the offered features.
-func (d *Device) AckFeatures(negotiated uint64) error {
-	if extra := negotiated &^ virtio.CommonFeatures; extra != 0 {
-		return fmt.Errorf("virtio-fs: features %#x were not offered", extra)
-	}
-	d.tmu.Lock()
-	d.acked = negotiated
-	d.tmu.Unlock()
-	return nil
-}
-
 // QueueMaxSizes is the hiprio queue and one request queue.
 func (d *Device) QueueMaxSizes() []uint16 { return d.sizes }
 
@@ -239,10 +229,7 @@ func (d *Device) ReadConfig(offset uint64, p []byte) {
 	var c [ConfigSize]byte
 	copy(c[:], d.tag[:])
 	put32(c[:], TagLen, 1)
-	clear(p)
-	if offset < ConfigSize {
-		copy(p, c[offset:])
-	}
+	virtio.CopyConfig(p, offset, c[:])
 }
 
 // WriteConfig ignores the write: nothing is writable.
@@ -252,35 +239,7 @@ func (d *Device) WriteConfig(offset uint64, p []byte) {}
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
 	d.tmu.Lock()
 	defer d.tmu.Unlock()
-	switch {
-	case d.closed:
-		return errors.New("virtio-fs: device closed")
-	case d.running:
-		return errors.New("virtio-fs: already active")
-	case irq == nil || len(queues) != 2:
-		return fmt.Errorf("virtio-fs: activated with %d queues, want 2", len(queues))
-	}
-	for i, q := range queues {
-		if q.Ring == nil || q.Kick == nil {
-			return fmt.Errorf("virtio-fs: queue %d is not enabled", i)
-		}
-	}
-	d.running = true
-	d.stopping.Store(false)
-	d.stop = make(chan struct{})
-	for i, q := range queues {
-		q.Kick.SetReadDeadline(time.Time{})
-		d.kicks[i] = q.Kick
-	}
-	cfg := func(i int) virtio.EngineConfig {
-		return virtio.EngineConfig{Queue: queues[i], Index: i, IRQ: irq, Stopping: &d.stopping, Stop: d.stop, Batch: batch}
-	}
-	d.hiprio.bind(d, &d.hiprio, cfg(HiprioQueue))
-	d.req.bind(d, &d.req, cfg(RequestQueue))
-	d.wg.Add(2)
-	go func() { defer d.wg.Done(); d.hiprio.eng.Run() }()
-	go func() { defer d.wg.Done(); d.req.eng.Run() }()
-	return nil
+	return d.engines.Start(queues, irq)
 }
 
 // Reset stops both engines and waits for them (a request in progress
@@ -294,23 +253,8 @@ func (d *Device) Reset() {
 }
 
 func (d *Device) resetLocked() {
-	if d.running {
-		d.stopping.Store(true)
-		close(d.stop)
-		past := time.Unix(1, 0)
-		for _, k := range d.kicks {
-			k.SetReadDeadline(past)
-		}
-		d.wg.Wait()
-		for i, k := range d.kicks {
-			k.SetReadDeadline(time.Time{})
-			d.kicks[i] = nil
-		}
-		d.hiprio.release()
-		d.req.release()
-		d.running = false
-	}
-	d.acked = 0
+	d.engines.Stop(nil)
+	d.ClearFeatures()
 	d.mu.Lock()
 	d.forgetAll()
 	d.mu.Unlock()
@@ -331,10 +275,9 @@ func (d *Device) Close() error {
 	d.tmu.Lock()
 	defer d.tmu.Unlock()
 	d.resetLocked()
-	if d.closed {
+	if !d.engines.Close() {
 		return nil
 	}
-	d.closed = true
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	unix.Close(d.procFd)
@@ -345,12 +288,7 @@ var _ virtio.EngineReporter = (*Device)(nil)
 
 // EngineStates reports what the two engines are doing ("hiprio",
 // "requests"), for debug dumps. It takes no lock.
-func (d *Device) EngineStates() []virtio.EngineState {
-	h, r := d.hiprio.eng.Status.Load(), d.req.eng.Status.Load()
-	h.Queue, h.Name = HiprioQueue, "hiprio"
-	r.Queue, r.Name = RequestQueue, "requests"
-	return []virtio.EngineState{h, r}
-}
+func (d *Device) EngineStates() []virtio.EngineState { return d.engines.States() }
 
 // OpenFiles is the number of host descriptors the guest holds now
 // (nodes other than the root, and open handles).

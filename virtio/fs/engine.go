@@ -30,37 +30,17 @@ const (
 	iovMax = 1024
 )
 
-// port is what both queues' handlers hold.
+// port is what both queues' handlers hold: work comes only with chains
+// (the host file system is never "not ready"), and the engine's events
+// are counted.
 type port struct {
+	virtio.ChainsOnly
 	d   *Device
 	eng virtio.Engine
 }
 
-func (p *port) bind(d *Device, h virtio.Handler, cfg virtio.EngineConfig) {
-	p.d = d
-	cfg.Handler = h
-	p.eng.Bind(cfg)
-}
-
-func (p *port) release() { p.eng.Release() }
-
-// Next always pops: work comes only with chains.
-func (p *port) Next() virtio.Result { return virtio.Result{} }
-
-// Wait is never called: the host file system is never "not ready".
-func (p *port) Wait(virtio.Activity) bool { return true }
-
-// Event counts what the engine reports.
-func (p *port) Event(e virtio.Event) {
-	switch e {
-	case virtio.EventMalformed:
-		p.d.stats.inc(cMalformed) // already completed by the queue
-	case virtio.EventInterrupt:
-		p.d.stats.inc(cInterrupts)
-	case virtio.EventBroken:
-		p.d.stats.inc(cBroken)
-	}
-}
+// Event counts what the engine reports (as New maps it).
+func (p *port) Event(e virtio.Event) { p.d.stats.Event(e) }
 
 // hiprio serves the hiprio queue: FORGET and BATCH_FORGET are applied,
 // INTERRUPT and anything else ignored; nothing is answered (used length 0).
@@ -93,7 +73,7 @@ func (d *Device) forgets(c *queue.Chain, h inHeader, arg, one []byte) {
 	case opForget:
 		if body >= 8 && c.ReadAt(arg[:8], inHeaderLen) == 8 {
 			d.nodes.forget(h.nodeid, le64(arg, 0))
-			d.stats.inc(cForgets)
+			d.stats.Inc(cForgets)
 		}
 	case opBatchForget:
 		if body < batchForgetLen || c.ReadAt(arg[:batchForgetLen], inHeaderLen) != batchForgetLen {
@@ -103,7 +83,7 @@ func (d *Device) forgets(c *queue.Chain, h inHeader, arg, one []byte) {
 		for i := range n {
 			c.ReadAt(one, inHeaderLen+batchForgetLen+i*forgetOneLen)
 			d.nodes.forget(le64(one, 0), le64(one, 8))
-			d.stats.inc(cForgets)
+			d.stats.Inc(cForgets)
 		}
 	}
 }
@@ -141,14 +121,14 @@ func (r *requests) Chain(c *queue.Chain) virtio.Result {
 // INTERRUPT) or no room for even a reply header.
 func (r *requests) serve(c *queue.Chain) uint32 {
 	d := r.d
-	d.stats.inc(cRequests)
+	d.stats.Inc(cRequests)
 	if c.ReadAt(r.hdr[:], 0) < inHeaderLen {
-		d.stats.inc(cBadRequests)
+		d.stats.Inc(cBadRequests)
 		return r.reply(c, 0, unix.EINVAL, 0)
 	}
 	h := decodeInHeader(r.hdr[:])
 	if h.len < inHeaderLen || h.len > c.ReadLen {
-		d.stats.inc(cBadRequests)
+		d.stats.Inc(cBadRequests)
 		return r.reply(c, h.unique, unix.EINVAL, 0)
 	}
 	switch h.opcode {
@@ -161,7 +141,7 @@ func (r *requests) serve(c *queue.Chain) uint32 {
 		return 0 // requests are served in order and never block
 	}
 	if c.WriteLen < outHeaderLen {
-		d.stats.inc(cBadRequests)
+		d.stats.Inc(cBadRequests)
 		return 0
 	}
 	r.direct = false
@@ -169,7 +149,7 @@ func (r *requests) serve(c *queue.Chain) uint32 {
 	n, errno := r.dispatch(c, &h)
 	d.mu.Unlock()
 	if errno != 0 {
-		d.stats.inc(cErrors)
+		d.stats.Inc(cErrors)
 		return r.reply(c, h.unique, errno, 0)
 	}
 	return r.reply(c, h.unique, 0, n)
@@ -185,7 +165,7 @@ func (r *requests) reply(c *queue.Chain, unique uint64, errno unix.Errno, n int)
 	}
 	if uint64(outHeaderLen+n) > uint64(c.WriteLen) {
 		errno, n = unix.EIO, 0
-		r.d.stats.inc(cBadRequests)
+		r.d.stats.Inc(cBadRequests)
 	}
 	total := uint32(outHeaderLen + n)
 	putOutHeader(r.out, total, -int32(errno), unique)
@@ -217,7 +197,7 @@ func (r *requests) dispatch(c *queue.Chain, h *inHeader) (int, unix.Errno) {
 		return r.write(c, h)
 	}
 	if !known(op) {
-		d.stats.inc(cUnsupported)
+		d.stats.Inc(cUnsupported)
 		return 0, unix.ENOSYS
 	}
 	blen := h.len - inHeaderLen

@@ -19,13 +19,7 @@ const fAll = virtio.CommonFeatures
 const dataSize = 4 << 20
 
 // pattern is n bytes whose values depend on their offset.
-func pattern(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i>>9)
-	}
-	return b
-}
+func pattern(n int) []byte { return virtiotest.Pattern(n, 0) }
 
 // guest plays the Linux virtio-fs driver: it builds FUSE requests as
 // chains (headers and arguments readable, out header and answer writable,
@@ -66,19 +60,11 @@ func newSyncGuestSized(tb testing.TB, cfg Config, reqData uint64) *guest {
 	tb.Helper()
 	g := newDevice(tb, cfg)
 	d := g.dev
-	if err := d.AckFeatures(fAll); err != nil {
+	drvs, queues, irq := virtiotest.SyncQueues(tb, d, fAll, qt.Config{Size: hiprioSize, DataSize: 64 << 10},
+		qt.Config{Size: QueueSize, DataSize: reqData})
+	if err := d.engines.Bind(queues, irq); err != nil {
 		tb.Fatal(err)
 	}
-	drvs := qt.MustNewSet(tb, qt.Config{Size: hiprioSize, Features: fAll, DataSize: 64 << 10},
-		qt.Config{Size: QueueSize, Features: fAll, DataSize: reqData})
-	irq := virtiotest.NewInterrupt(2)
-	d.stop = make(chan struct{})
-	cfgFor := func(i int) virtio.EngineConfig {
-		return virtio.EngineConfig{Queue: virtio.Queue{Ring: drvs[i].MustQueue(tb)}, Index: i, IRQ: irq,
-			Stopping: &d.stopping, Stop: d.stop, Batch: batch}
-	}
-	d.hiprio.bind(d, &d.hiprio, cfgFor(HiprioQueue))
-	d.req.bind(d, &d.req, cfgFor(RequestQueue))
 	g.drv = [2]*qt.Driver{drvs[0], drvs[1]}
 	g.submit = func(q int) {
 		g.drv[q].Kick()

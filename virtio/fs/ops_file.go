@@ -144,7 +144,7 @@ func (r *requests) read(c *queue.Chain, body []byte) (int, unix.Errno) {
 		return 0, e
 	}
 	r.direct = true
-	r.d.stats.add(cReadBytes, got)
+	r.d.stats.Add(cReadBytes, got)
 	return int(got), 0
 }
 
@@ -170,7 +170,7 @@ func (r *requests) write(c *queue.Chain, h *inHeader) (int, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	r.d.stats.add(cWriteBytes, got)
+	r.d.stats.Add(cWriteBytes, got)
 	b := r.answer()
 	put32(b, 0, uint32(got))
 	put32(b, 4, 0)

@@ -1,6 +1,6 @@
 package fs
 
-import "sync/atomic"
+import "github.com/flintvm/flint/virtio"
 
 // Stats are the device's counters. They accumulate over the device's life
 // (Reset keeps them) and are updated atomically, so they can be read at
@@ -45,18 +45,25 @@ const (
 	numCounters
 )
 
-type counters [numCounters]atomic.Uint64
+// names is the one place that names each Stats field: its key in logs
+// and dumps and its path in the metrics file (TestCountersNamed checks it
+// covers Stats).
+var names = [numCounters]virtio.Named[Stats]{
+	cRequests:    virtio.Name("requests", "requests", func(s *Stats) *uint64 { return &s.Requests }),
+	cErrors:      virtio.Name("errors", "errors", func(s *Stats) *uint64 { return &s.Errors }),
+	cUnsupported: virtio.Name("unsupported", "unsupported", func(s *Stats) *uint64 { return &s.Unsupported }),
+	cBadRequests: virtio.Name("bad_requests", "bad_requests", func(s *Stats) *uint64 { return &s.BadRequests }),
+	cReadBytes:   virtio.Name("read_bytes", "read_bytes", func(s *Stats) *uint64 { return &s.ReadBytes }),
+	cWriteBytes:  virtio.Name("write_bytes", "write_bytes", func(s *Stats) *uint64 { return &s.WriteBytes }),
+	cForgets:     virtio.Name("forgets", "forgets", func(s *Stats) *uint64 { return &s.Forgets }),
+	cMalformed:   virtio.Name("malformed", "malformed_chains", func(s *Stats) *uint64 { return &s.Malformed }),
+	cInterrupts:  virtio.Name("interrupts", "interrupts", func(s *Stats) *uint64 { return &s.Interrupts }),
+	cBroken:      virtio.Name("broken", "broken_queues", func(s *Stats) *uint64 { return &s.Broken }),
+}
 
-func (c *counters) inc(i counter)           { c[i].Add(1) }
-func (c *counters) add(i counter, n uint64) { c[i].Add(n) }
+// Counters lists every field of s with its names, in a fixed order, for
+// logs, dumps and metrics.
+func (s *Stats) Counters() []virtio.Counter { return virtio.Counters(s, names[:]) }
 
 // Stats returns a snapshot of the counters.
-func (d *Device) Stats() Stats {
-	c := &d.stats
-	return Stats{
-		Requests: c[cRequests].Load(), Errors: c[cErrors].Load(), Unsupported: c[cUnsupported].Load(),
-		BadRequests: c[cBadRequests].Load(), ReadBytes: c[cReadBytes].Load(), WriteBytes: c[cWriteBytes].Load(),
-		Forgets: c[cForgets].Load(), Malformed: c[cMalformed].Load(), Interrupts: c[cInterrupts].Load(),
-		Broken: c[cBroken].Load(),
-	}
-}
+func (d *Device) Stats() Stats { return d.stats.Stats() }
