@@ -12,24 +12,18 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/flintvm/flint/boot/initramfs"
 	"github.com/flintvm/flint/internal/testenv"
 	"github.com/flintvm/flint/internal/umlhost"
 	"github.com/flintvm/flint/virtio/transport/vhostuser"
-)
-
-const (
-	umlBinary  = "/usr/bin/linux.uml"
-	umlModules = "/usr/lib/uml/modules"
 )
 
 // TestMain lets the UML test start user-mode Linux through umlhost (this
@@ -72,39 +66,14 @@ umount /rw && umount /host && echo UMOUNT-OK
 poweroff -f
 `
 
-func umlMissing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	testenv.SkipOrFail(t, fmt.Sprintf(format, args...)+" (make setup installs the UML harness)")
-}
-
+// umlInitramfs builds the guest: umlInit with roProbe, and the fuse,
+// virtiofs and overlay modules. A missing harness skips (fails under CI).
 func umlInitramfs(t *testing.T, dir, roProbe string) string {
-	bb, err := os.ReadFile("/usr/bin/busybox")
+	p, err := umlhost.Initramfs(dir, fmt.Sprintf(umlInit, roProbe), "fs/fuse/fuse.ko", "fs/fuse/virtiofs.ko", "fs/overlayfs/overlay.ko")
+	if errors.Is(err, umlhost.ErrMissing) {
+		testenv.SkipOrFail(t, err.Error()+" (make setup installs the UML harness)")
+	}
 	if err != nil {
-		umlMissing(t, "busybox: %v", err)
-	}
-	kver, err := os.ReadDir(umlModules)
-	if err != nil || len(kver) == 0 {
-		umlMissing(t, "UML modules: %v", err)
-	}
-	var buf bytes.Buffer
-	w := initramfs.NewWriter(&buf)
-	for _, d := range []string{"bin", "proc", "sys", "lib", "dev", "tmp"} {
-		w.Dir(d, 0o755)
-	}
-	w.File("bin/busybox", 0o755, bb)
-	w.File("init", 0o755, fmt.Appendf(nil, umlInit, roProbe))
-	for _, m := range []string{"fuse/fuse.ko", "fuse/virtiofs.ko", "overlayfs/overlay.ko"} {
-		b, err := os.ReadFile(filepath.Join(umlModules, kver[0].Name(), "kernel/fs", m))
-		if err != nil {
-			umlMissing(t, "UML module: %v", err)
-		}
-		w.File("lib/"+filepath.Base(m), 0o644, b)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "initrd.cpio")
-	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -129,9 +98,6 @@ func serve(t *testing.T, dev *Device, sock string) {
 func TestUML(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots user-mode Linux")
-	}
-	if _, err := os.Stat(umlBinary); err != nil {
-		umlMissing(t, "no user-mode Linux: %v", err)
 	}
 	dir := t.TempDir()
 	rw := filepath.Join(dir, "rw")
@@ -161,7 +127,7 @@ func TestUML(t *testing.T) {
 	if testing.Verbose() {
 		t.Logf("console:\n%s", out)
 	}
-	uml := readFile(t, umlBinary)
+	uml := readFile(t, umlhost.Binary)
 	entries, _ := os.ReadDir("/usr/bin")
 	for _, want := range []string{
 		"MOUNT-ROOT-OK", "MOUNT-RW-OK",
@@ -199,34 +165,13 @@ func TestUML(t *testing.T) {
 }
 
 func runUML(t *testing.T, dir, initrd string, socks ...string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	args := []string{umlBinary, "mem=256M", "initrd=" + initrd, "con=null", "con0=fd:0,fd:1", "quiet"}
+	args := []string{umlhost.Binary, "mem=256M", "initrd=" + initrd, "con=null", "con0=fd:0,fd:1", "quiet"}
 	for _, s := range socks {
 		args = append(args, "virtio_uml.device="+s+":26")
 	}
-	cmd := umlhost.CommandContext(ctx, args...)
-	// UML runs as several processes; kill the whole group on timeout.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	cmd.Dir = dir
-	cmd.Env = append(cmd.Env, "TMPDIR="+dir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	r, w, err := os.Pipe()
+	out, err := umlhost.Run(dir, 120*time.Second, args...)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v; console:\n%s", err, out)
 	}
-	defer w.Close()
-	cmd.Stdin = r
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	cmd.Wait() // UML exits non-zero after poweroff -f on some versions
-	if ctx.Err() != nil {
-		t.Fatalf("user-mode Linux timed out; console:\n%s", out.String())
-	}
-	return out.String()
+	return out
 }

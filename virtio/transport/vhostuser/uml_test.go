@@ -9,14 +9,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"fmt"
-	"io"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,11 +23,6 @@ import (
 	"github.com/flintvm/flint/virtio/transport/vhostuser"
 
 	"github.com/flintvm/flint/internal/testenv"
-)
-
-const (
-	umlBinary  = "/usr/bin/linux.uml"
-	umlModules = "/usr/lib/uml/modules"
 )
 
 var (
@@ -127,27 +120,6 @@ func checksum(b []byte) uint16 {
 	return ^uint16(s)
 }
 
-// cpioWriter writes a newc initramfs.
-type cpioWriter struct {
-	w   io.Writer
-	ino int
-}
-
-func (c *cpioWriter) add(name string, mode uint32, data []byte) {
-	c.ino++
-	hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		c.ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
-	buf := []byte(hdr + name + "\x00")
-	for len(buf)%4 != 0 {
-		buf = append(buf, 0)
-	}
-	buf = append(buf, data...)
-	for len(buf)%4 != 0 {
-		buf = append(buf, 0)
-	}
-	c.w.Write(buf)
-}
-
 const umlInit = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -163,43 +135,18 @@ if ping -c 3 -W 5 10.0.0.1; then echo PING-OK; else echo PING-FAIL; fi
 poweroff -f
 `
 
-// umlMissing skips when a part of the UML harness is not installed, and
-// fails under CI, whose .ci/run installs user-mode-linux and busybox-static.
-func umlMissing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	testenv.SkipOrFail(t, fmt.Sprintf(format, args...)+" (make setup installs the UML harness)")
-}
-
+// buildInitramfs builds the guest: umlInit and the virtio_net modules. A
+// missing harness skips, and fails under CI, whose .ci/run installs
+// user-mode-linux and busybox-static.
 func buildInitramfs(t *testing.T, dir string) string {
-	bb, err := os.ReadFile("/usr/bin/busybox")
+	p, err := umlhost.Initramfs(dir, umlInit, "net/core/failover.ko", "drivers/net/net_failover.ko", "drivers/net/virtio_net.ko")
+	if errors.Is(err, umlhost.ErrMissing) {
+		testenv.SkipOrFail(t, err.Error()+" (make setup installs the UML harness)")
+	}
 	if err != nil {
-		umlMissing(t, "busybox: %v", err)
-	}
-	kver, err := os.ReadDir(umlModules)
-	if err != nil || len(kver) == 0 {
-		umlMissing(t, "UML modules: %v", err)
-	}
-	var buf bytes.Buffer
-	c := &cpioWriter{w: &buf}
-	for _, d := range []string{"bin", "proc", "sys", "lib", "dev", "tmp"} {
-		c.add(d, 0o40755, nil)
-	}
-	c.add("bin/busybox", 0o100755, bb)
-	c.add("init", 0o100755, []byte(umlInit))
-	base := filepath.Join(umlModules, kver[0].Name(), "kernel")
-	for _, m := range []string{"net/core/failover.ko", "drivers/net/net_failover.ko", "drivers/net/virtio_net.ko"} {
-		b, err := os.ReadFile(filepath.Join(base, m))
-		if err != nil {
-			umlMissing(t, "UML module: %v", err)
-		}
-		c.add("lib/"+filepath.Base(m), 0o100644, b)
-	}
-	c.add("TRAILER!!!", 0, nil)
-	path := filepath.Join(dir, "initrd.cpio")
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return p
 }
 
 // TestMain lets runUML start user-mode Linux through umlhost (this binary,
@@ -217,9 +164,6 @@ func TestMain(m *testing.M) {
 func TestUML(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots user-mode Linux")
-	}
-	if _, err := os.Stat(umlBinary); err != nil {
-		umlMissing(t, "no user-mode Linux: %v", err)
 	}
 	dir := t.TempDir()
 	initrd := buildInitramfs(t, dir)
@@ -273,32 +217,10 @@ func TestUML(t *testing.T) {
 }
 
 func runUML(t *testing.T, dir, initrd, sock string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := umlhost.CommandContext(ctx, umlBinary, "mem=128M", "initrd="+initrd, "con=null", "con0=fd:0,fd:1",
+	out, err := umlhost.Run(dir, 60*time.Second, umlhost.Binary, "mem=128M", "initrd="+initrd, "con=null", "con0=fd:0,fd:1",
 		"virtio_uml.device="+sock+":1", "quiet")
-	// UML runs as several processes; kill the whole group on timeout.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	cmd.Dir = dir
-	cmd.Env = append(cmd.Env, "TMPDIR="+dir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	r, w, err := os.Pipe()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v; console:\n%s", err, out)
 	}
-	defer w.Close()
-	cmd.Stdin = r
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	err = cmd.Wait()
-	if ctx.Err() != nil {
-		t.Fatalf("user-mode Linux timed out; console:\n%s", out.String())
-	}
-	_ = err // UML exits non-zero after poweroff -f on some versions
-	return out.String()
+	return out
 }
