@@ -1,16 +1,13 @@
 package console
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/flintvm/flint/mem"
 	"github.com/flintvm/flint/virtio"
-	"github.com/flintvm/flint/virtio/queue"
 )
 
 // Queue indices (virtio 1.2 §5.3.2, without MULTIPORT).
@@ -54,34 +51,29 @@ type Options struct {
 // Device is a one-port virtio-console device. It implements
 // virtio.Device. Create it with New; Close it after the VM is done.
 type Device struct {
+	// FeatureSet: Features (Features), AckFeatures (any subset) and
+	// Negotiated (0 after Reset).
+	virtio.FeatureSet
+
 	out      io.Writer
 	maxSizes []uint16
 
-	mu       sync.Mutex // guards the fields below (transport calls)
-	acked    uint64
-	running  bool
-	closed   bool
-	kicks    [2]interface{ SetReadDeadline(time.Time) error }
-	stopping atomic.Bool
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	mu      sync.Mutex     // guards engines (transport calls)
+	engines virtio.Engines // the receiveq's and transmitq's lanes
 
 	in    input
 	rx    rx // reused across activations
 	tx    tx
-	stats counters
+	stats tally
 }
 
 var _ virtio.Device = (*Device)(nil)
 
 // New returns a device over opts.In and opts.Out.
 func New(opts Options) (*Device, error) {
-	qs := opts.QueueSize
-	if qs == 0 {
-		qs = DefaultQueueSize
-	}
-	if qs < 4 || qs > queue.MaxSize || qs&(qs-1) != 0 {
-		return nil, fmt.Errorf("virtio-console: queue size %d is not a power of two in [4, %d]", qs, queue.MaxSize)
+	qs, err := virtio.QueueSize("virtio-console", opts.QueueSize, DefaultQueueSize)
+	if err != nil {
+		return nil, err
 	}
 	ib := opts.InputBuffer
 	if ib == 0 {
@@ -95,33 +87,19 @@ func New(opts Options) (*Device, error) {
 		out = io.Discard
 	}
 	d := &Device{out: out, maxSizes: []uint16{qs, qs}}
+	d.OfferFeatures("virtio-console", Features)
+	d.rx.d, d.tx.d = d, d
+	d.engines.Init("virtio-console", 2,
+		virtio.Lane{Engine: &d.rx.eng, Handler: &d.rx, Queue: ReceiveQueue, Name: "receiveq", Batch: batch},
+		virtio.Lane{Engine: &d.tx.eng, Handler: &d.tx, Queue: TransmitQueue, Name: "transmitq", Batch: batch})
+	d.stats.Init(names[:], map[virtio.Event]counter{virtio.EventMalformed: cMalformed,
+		virtio.EventInterrupt: cInterrupts, virtio.EventBroken: cBroken})
 	d.in.init(opts.In, ib, &d.stats)
 	return d, nil
 }
 
 // Type is virtio.DeviceConsole.
 func (d *Device) Type() virtio.DeviceID { return virtio.DeviceConsole }
-
-// Features are Features.
-func (d *Device) Features() uint64 { return Features }
-
-// AckFeatures accepts any subset of the offered features.
-func (d *Device) AckFeatures(negotiated uint64) error {
-	if extra := negotiated &^ Features; extra != 0 {
-		return fmt.Errorf("virtio-console: features %#x were not offered", extra)
-	}
-	d.mu.Lock()
-	d.acked = negotiated
-	d.mu.Unlock()
-	return nil
-}
-
-// Negotiated returns the features last accepted (0 after Reset).
-func (d *Device) Negotiated() uint64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.acked
-}
 
 // QueueMaxSizes is the receiveq and the transmitq, of Options.QueueSize.
 func (d *Device) QueueMaxSizes() []uint16 { return d.maxSizes }
@@ -140,35 +118,10 @@ func (d *Device) WriteConfig(offset uint64, p []byte) {}
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	switch {
-	case d.closed:
-		return errors.New("virtio-console: device closed")
-	case d.running:
-		return errors.New("virtio-console: already active")
-	case irq == nil || len(queues) != 2:
-		return fmt.Errorf("virtio-console: activated with %d queues, want 2", len(queues))
+	if err := d.engines.Start(queues, irq); err != nil {
+		return err
 	}
-	for i, q := range queues {
-		if q.Ring == nil || q.Kick == nil {
-			return fmt.Errorf("virtio-console: queue %d is not enabled", i)
-		}
-	}
-	d.running = true
-	d.stopping.Store(false)
-	d.stop = make(chan struct{})
-	for i, q := range queues {
-		q.Kick.SetReadDeadline(time.Time{})
-		d.kicks[i] = q.Kick
-	}
-	cfg := func(i int) virtio.EngineConfig {
-		return virtio.EngineConfig{Queue: queues[i], Index: i, IRQ: irq, Stopping: &d.stopping, Stop: d.stop, Batch: batch}
-	}
-	d.rx.bind(d, &d.rx, cfg(ReceiveQueue))
-	d.tx.bind(d, &d.tx, cfg(TransmitQueue))
 	d.in.start()
-	d.wg.Add(2)
-	go func() { defer d.wg.Done(); d.rx.eng.Run() }()
-	go func() { defer d.wg.Done(); d.tx.eng.Run() }()
 	return nil
 }
 
@@ -187,30 +140,13 @@ func (d *Device) Reset() {
 }
 
 func (d *Device) resetLocked() {
-	if d.running {
-		d.stopping.Store(true)
-		close(d.stop)
-		past := time.Unix(1, 0)
-		for _, k := range d.kicks {
-			k.SetReadDeadline(past)
-		}
-		dl, _ := d.out.(deadliner)
+	dl, _ := d.out.(deadliner)
+	d.engines.Stop(func(t time.Time) {
 		if dl != nil {
-			dl.SetWriteDeadline(past)
+			dl.SetWriteDeadline(t)
 		}
-		d.wg.Wait()
-		if dl != nil {
-			dl.SetWriteDeadline(time.Time{})
-		}
-		for i, k := range d.kicks {
-			k.SetReadDeadline(time.Time{})
-			d.kicks[i] = nil
-		}
-		d.rx.release()
-		d.tx.release()
-		d.running = false
-	}
-	d.acked = 0
+	})
+	d.ClearFeatures()
 }
 
 // Close resets the device and lets the reader goroutine end (once its
@@ -220,7 +156,7 @@ func (d *Device) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.resetLocked()
-	d.closed = true
+	d.engines.Close()
 	d.in.close()
 	return nil
 }
@@ -230,9 +166,4 @@ var _ virtio.EngineReporter = (*Device)(nil)
 // EngineStates reports what the two engines are doing ("receiveq",
 // "transmitq"), for debug dumps. It takes no lock. An engine blocked in
 // the writer's Write shows as running.
-func (d *Device) EngineStates() []virtio.EngineState {
-	r, t := d.rx.eng.Status.Load(), d.tx.eng.Status.Load()
-	r.Queue, r.Name = ReceiveQueue, "receiveq"
-	t.Queue, t.Name = TransmitQueue, "transmitq"
-	return []virtio.EngineState{r, t}
-}
+func (d *Device) EngineStates() []virtio.EngineState { return d.engines.States() }

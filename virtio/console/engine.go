@@ -23,26 +23,8 @@ type port struct {
 	eng virtio.Engine
 }
 
-// bind prepares p's engine to run h for one activation.
-func (p *port) bind(d *Device, h virtio.Handler, cfg virtio.EngineConfig) {
-	p.d = d
-	cfg.Handler = h
-	p.eng.Bind(cfg)
-}
-
-func (p *port) release() { p.eng.Release() }
-
-// Event counts what the engine reports.
-func (p *port) Event(e virtio.Event) {
-	switch e {
-	case virtio.EventMalformed:
-		p.d.stats.inc(cMalformed) // already completed by the queue
-	case virtio.EventInterrupt:
-		p.d.stats.inc(cInterrupts)
-	case virtio.EventBroken:
-		p.d.stats.inc(cBroken)
-	}
-}
+// Event counts what the engine reports (as New maps it).
+func (p *port) Event(e virtio.Event) { p.d.stats.Event(e) }
 
 // rx is the receiveq: host -> guest.
 type rx struct{ port }
@@ -52,7 +34,7 @@ var _ virtio.Handler = (*rx)(nil)
 // Next pops a chain when input is buffered, and otherwise waits for the
 // reader (forever after EOF: only the reset ends that wait).
 func (r *rx) Next() virtio.Result {
-	if r.d.stopping.Load() {
+	if r.d.engines.Stopping() {
 		return virtio.Result{Do: virtio.Stop}
 	}
 	if r.d.in.pending() {
@@ -64,13 +46,13 @@ func (r *rx) Next() virtio.Result {
 // Chain fills one receive buffer chain with as much input as it holds.
 func (r *rx) Chain(c *queue.Chain) virtio.Result {
 	if c.ReadLen > 0 {
-		r.d.stats.inc(cBadChains) // a device-readable buffer on the receiveq
+		r.d.stats.Inc(cBadChains) // a device-readable buffer on the receiveq
 		return virtio.Result{Do: virtio.Done}
 	}
 	n := r.d.in.deliver(c.Writable)
 	if n > 0 {
-		r.d.stats.inc(cInChains)
-		r.d.stats.add(cInBytes, uint64(n))
+		r.d.stats.Inc(cInChains)
+		r.d.stats.Add(cInBytes, uint64(n))
 	}
 	return virtio.Result{Do: virtio.Done, Used: uint32(n)}
 }
@@ -80,25 +62,26 @@ func (r *rx) Chain(c *queue.Chain) virtio.Result {
 func (r *rx) Wait(virtio.Activity) bool {
 	select {
 	case <-r.d.in.ready:
-	case <-r.d.stop:
+	case <-r.d.engines.Done():
 	}
 	return true
 }
 
-// tx is the transmitq: guest -> host.
-type tx struct{ port }
+// tx is the transmitq: guest -> host. Output comes only with chains, and
+// tx never waits for the writer (a slow Write simply takes its time).
+type tx struct {
+	port
+	virtio.ChainsOnly
+}
 
 var _ virtio.Handler = (*tx)(nil)
-
-// Next always pops: output comes only with chains.
-func (t *tx) Next() virtio.Result { return virtio.Result{} }
 
 // Chain writes one chain's readable bytes to the writer, one Write per
 // guest buffer, straight from guest memory. A failed or short Write drops
 // the rest of the chain (counted); the chain completes either way.
 func (t *tx) Chain(c *queue.Chain) virtio.Result {
 	if c.WriteLen > 0 {
-		t.d.stats.inc(cBadChains) // a device-writable buffer on the transmitq
+		t.d.stats.Inc(cBadChains) // a device-writable buffer on the transmitq
 		return virtio.Result{Do: virtio.Done}
 	}
 	written := uint64(0)
@@ -110,16 +93,12 @@ func (t *tx) Chain(c *queue.Chain) virtio.Result {
 			err = io.ErrShortWrite
 		}
 		if err != nil {
-			t.d.stats.inc(cWriteErrors)
-			t.d.stats.add(cDroppedBytes, uint64(c.ReadLen)-written)
+			t.d.stats.Inc(cWriteErrors)
+			t.d.stats.Add(cDroppedBytes, uint64(c.ReadLen)-written)
 			break
 		}
 	}
-	t.d.stats.add(cOutBytes, written)
-	t.d.stats.inc(cOutChains)
+	t.d.stats.Add(cOutBytes, written)
+	t.d.stats.Inc(cOutChains)
 	return virtio.Result{Do: virtio.Done}
 }
-
-// Wait is never called: tx never asks to wait for the writer (a slow
-// Write simply takes its time).
-func (t *tx) Wait(virtio.Activity) bool { return true }

@@ -17,13 +17,7 @@ const fAll = Features
 
 // pattern is n bytes whose values depend on their offset, so reordered or
 // lost bytes show.
-func pattern(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i>>8)
-	}
-	return b
-}
+func pattern(n int) []byte { return virtiotest.Pattern(n, 0) }
 
 // sink is a writer tests can read while the device writes to it.
 type sink struct {
@@ -160,17 +154,8 @@ func (r *rig) recv(want int, size uint32) []byte {
 	return got
 }
 
-// waitUntil polls cond for up to 10 s.
-func waitUntil(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
-}
+// waitUntil polls cond (virtiotest.WaitUntil).
+var waitUntil = virtiotest.WaitUntil
 
 // syncQueue drives one queue's engine without its goroutine, for the
 // allocation test, the benchmark and the fuzzer: the test plays the guest
@@ -184,19 +169,14 @@ type syncQueue struct {
 
 func newSync(tb testing.TB, d *Device, index int, size uint16, dataSize uint64) *syncQueue {
 	tb.Helper()
-	if err := d.AckFeatures(fAll); err != nil {
+	cfgs := make([]qt.Config, 2)
+	cfgs[index] = qt.Config{Size: size, DataSize: dataSize}
+	drvs, queues, irq := virtiotest.SyncQueues(tb, d, fAll, cfgs...)
+	if err := d.engines.Bind(queues, irq, index); err != nil { // lane i serves queue i
 		tb.Fatal(err)
 	}
-	drv := qt.MustNewSet(tb, qt.Config{Size: size, Features: fAll, DataSize: dataSize})[0]
-	s := &syncQueue{d: d, drv: drv}
-	d.stop = make(chan struct{})
-	cfg := virtio.EngineConfig{Queue: virtio.Queue{Ring: drv.MustQueue(tb)}, Index: index,
-		IRQ: virtiotest.NewInterrupt(2), Stopping: &d.stopping, Stop: d.stop, Batch: batch}
-	if index == ReceiveQueue {
-		d.rx.bind(d, &d.rx, cfg)
-		s.eng = &d.rx.eng
-	} else {
-		d.tx.bind(d, &d.tx, cfg)
+	s := &syncQueue{d: d, drv: drvs[index], eng: &d.rx.eng}
+	if index == TransmitQueue {
 		s.eng = &d.tx.eng
 	}
 	return s

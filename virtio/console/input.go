@@ -17,7 +17,7 @@ import (
 // one owner at a time and the mutex orders the hand-over.
 type input struct {
 	r     io.Reader
-	stats *counters
+	stats *tally
 
 	mu      sync.Mutex
 	drained sync.Cond // the engine emptied buf, or the device closed
@@ -32,7 +32,7 @@ type input struct {
 	ready chan struct{}
 }
 
-func (in *input) init(r io.Reader, size int, stats *counters) {
+func (in *input) init(r io.Reader, size int, stats *tally) {
 	in.r, in.stats = r, stats
 	in.drained.L = &in.mu
 	in.buf = make([]byte, size)
@@ -62,7 +62,7 @@ func (in *input) loop() {
 		if err != nil {
 			in.ended = true
 			if !errors.Is(err, io.EOF) {
-				in.stats.inc(cReadErrors)
+				in.stats.Inc(cReadErrors)
 			}
 		}
 		for in.off < in.n && !in.closed {

@@ -1,10 +1,6 @@
 package console
 
-import (
-	"sync/atomic"
-
-	"github.com/flintvm/flint/virtio"
-)
+import "github.com/flintvm/flint/virtio"
 
 // Stats are the device's counters. They accumulate over the device's
 // life (Reset keeps them) and are updated atomically, so they can be read
@@ -54,10 +50,8 @@ const (
 	numCounters
 )
 
-type counters [numCounters]atomic.Uint64
-
-func (c *counters) inc(i counter)           { c[i].Add(1) }
-func (c *counters) add(i counter, n uint64) { c[i].Add(n) }
+// tally is the device's live counters.
+type tally = virtio.Tally[Stats, counter]
 
 // names is the one place that names each Stats field (TestCountersNamed
 // checks it covers Stats).
@@ -80,4 +74,4 @@ var names = [numCounters]virtio.Named[Stats]{
 func (s *Stats) Counters() []virtio.Counter { return virtio.Counters(s, names[:]) }
 
 // Stats returns a snapshot of the counters.
-func (d *Device) Stats() Stats { return virtio.Snapshot(names[:], d.stats[:]) }
+func (d *Device) Stats() Stats { return d.stats.Stats() }
