@@ -20,7 +20,8 @@ var kernelLoadedRE = regexp.MustCompile(`msg="kernel loaded" format="([^"]+)" en
 // (the kernel Firecracker users boot, made here from the bzImage) through
 // both entry paths into the marker initramfs: the PVH entry (the vmlinux
 // has the note) and the 64-bit Linux entry (a copy whose note
-// vmlinux.DisablePVH hid, as in a kernel built without CONFIG_PVH).
+// vmlinux.DisablePVH hid, as in a kernel built without CONFIG_PVH), and
+// through PVH once more with the kernel named by a Firecracker config file.
 func TestELFKernelBoot(t *testing.T) {
 	e := setup(t)
 	boots, check := elfBoots(t, e, e.kernels(t), e.initramfs(t, "marker", "--marker"), e.bootTimeout(t))
@@ -75,6 +76,12 @@ func elfBoots(t *testing.T, e *env, kernels map[string]string, initrd string, ti
 		boots = append(boots, b)
 		want[b.name] = c.entry
 	}
+	// The PVH vmlinux again, named by a Firecracker config file's
+	// boot-source.kernel_image_path instead of --kernel.
+	cfg := boots[0]
+	cfg.name, cfg.wrap = "cloud-elf/config-file", configFileWrap
+	boots = append(boots, cfg)
+	want[cfg.name] = "pvh"
 	check := func(t *testing.T, results map[string]*result) {
 		for _, b := range boots {
 			t.Run(b.name, func(t *testing.T) { checkELFBoot(t, b, want[b.name], results[b.name]) })
@@ -82,6 +89,16 @@ func elfBoots(t *testing.T, e *env, kernels map[string]string, initrd string, ti
 	}
 	return boots, check
 }
+
+// configFileWrap runs a boot's flint command line (flint run --kernel K
+// ...) as `flint run --config vm.json ...` without --kernel: vm.json is a
+// config in Firecracker's shape (with the null and empty sections
+// Firecracker writes) whose boot-source.kernel_image_path is K. The other
+// flags stay; they give the values the config gives too.
+var configFileWrap = []string{"sh", "-c", `flint=$1 kernel=$4; shift 4
+cfg=${TMPDIR:-/tmp}/flint-elf-vm.json
+printf '{"boot-source": {"kernel_image_path": "%s", "initrd_path": null}, "machine-config": {"vcpu_count": 2, "mem_size_mib": 256, "smt": false}, "drives": [], "network-interfaces": [], "balloon": null, "vsock": null}\n' "$kernel" >"$cfg"
+exec "$flint" run --config "$cfg" "$@"`, "elf-config"}
 
 // checkELFBoot: the boot ended with status 0 after the guest printed the
 // marker with every vCPU, and flint entered the ELF kernel the way wanted.
