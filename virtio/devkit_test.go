@@ -179,10 +179,23 @@ func TestKitBind(t *testing.T) {
 		t.Fatal("Done closed while bound")
 	default:
 	}
+	if r := d.engines.Poll(false); r.Do != virtio.WaitBackend || r.Activity != virtio.ActivityWaitReadable {
+		t.Fatalf("Poll(false) = %+v", r)
+	}
+	if r := d.engines.Poll(true); r.Do != virtio.Pop {
+		t.Fatalf("Poll(true) = %+v", r)
+	}
+	token := make(chan struct{}, 1)
+	token <- struct{}{}
+	d.engines.Await(token) // returns on the token
 	if !d.engines.Stop(nil) || !d.engines.Stopping() {
 		t.Fatal("Stop after Bind")
 	}
 	<-d.engines.Done()
+	if r := d.engines.Poll(true); r.Do != virtio.Stop {
+		t.Fatalf("Poll after Stop = %+v", r)
+	}
+	d.engines.Await(token) // returns on Stop: the token is gone
 }
 
 func TestFeatureSet(t *testing.T) {

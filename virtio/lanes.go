@@ -194,6 +194,31 @@ func (g *Engines) Stopping() bool { return g.stopping.Load() }
 // is valid for the engines' goroutines during an activation.
 func (g *Engines) Done() <-chan struct{} { return g.stop }
 
+// Poll is the Next of a handler whose work waits on the device rather
+// than on chains alone (input buffered, a packet owed): Stop once Stop
+// began, Pop when ready, else wait for the backend (ActivityWaitReadable;
+// the handler's Wait then calls Await).
+func (g *Engines) Poll(ready bool) Result {
+	switch {
+	case g.stopping.Load():
+		return Result{Do: Stop}
+	case ready:
+		return Result{}
+	}
+	return Result{Do: WaitBackend, Activity: ActivityWaitReadable}
+}
+
+// Await is the Wait that goes with Poll: it blocks until token (which
+// the device fills when work arrives; a stale token only costs a
+// re-check) or Stop, and reports true (the engine asks Next again).
+func (g *Engines) Await(token <-chan struct{}) bool {
+	select {
+	case <-token:
+	case <-g.stop:
+	}
+	return true
+}
+
 // States reports what each lane's engine is doing, in Init's order, for
 // dumps (Device's EngineReporter). It takes no lock.
 func (g *Engines) States() []EngineState {

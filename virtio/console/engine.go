@@ -33,15 +33,7 @@ var _ virtio.Handler = (*rx)(nil)
 
 // Next pops a chain when input is buffered, and otherwise waits for the
 // reader (forever after EOF: only the reset ends that wait).
-func (r *rx) Next() virtio.Result {
-	if r.d.engines.Stopping() {
-		return virtio.Result{Do: virtio.Stop}
-	}
-	if r.d.in.pending() {
-		return virtio.Result{}
-	}
-	return virtio.Result{Do: virtio.WaitBackend, Activity: virtio.ActivityWaitReadable}
-}
+func (r *rx) Next() virtio.Result { return r.d.engines.Poll(r.d.in.pending()) }
 
 // Chain fills one receive buffer chain with as much input as it holds.
 func (r *rx) Chain(c *queue.Chain) virtio.Result {
@@ -59,13 +51,7 @@ func (r *rx) Chain(c *queue.Chain) virtio.Result {
 
 // Wait blocks until the reader buffered input (or input ended), or the
 // reset.
-func (r *rx) Wait(virtio.Activity) bool {
-	select {
-	case <-r.d.in.ready:
-	case <-r.d.engines.Done():
-	}
-	return true
-}
+func (r *rx) Wait(virtio.Activity) bool { return r.d.engines.Await(r.d.in.ready) }
 
 // tx is the transmitq: guest -> host. Output comes only with chains, and
 // tx never waits for the writer (a slow Write simply takes its time).
