@@ -140,7 +140,7 @@ func (d *Device) kill(c *conn, rst bool) {
 	}
 	c.readerWake.Broadcast()
 	c.writerWake.Broadcast()
-	d.stats.inc(cConnsClosed)
+	d.stats.Inc(cConnsClosed)
 	if rst {
 		d.queueRST(c.local, c.peer)
 	}
@@ -161,7 +161,7 @@ func (d *Device) queueRST(local, peer uint32) {
 		return
 	}
 	if len(d.rsts) == cap(d.rsts) {
-		d.stats.inc(cRSTDropped)
+		d.stats.Inc(cRSTDropped)
 		return
 	}
 	d.rsts = append(d.rsts, reply{local, peer})

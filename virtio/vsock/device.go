@@ -2,7 +2,6 @@ package vsock
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/flintvm/flint/mem"
 	"github.com/flintvm/flint/virtio"
-	"github.com/flintvm/flint/virtio/queue"
 )
 
 // Queue indices (virtio 1.2 §5.10.2).
@@ -80,17 +78,17 @@ func UnixDialer(udsPath string, timeout time.Duration) func(uint32) (net.Conn, e
 // Device is a virtio-vsock device. Create it with New; Close it after
 // the VM is done.
 type Device struct {
+	// FeatureSet: Features (Features), AckFeatures and Negotiated. Any
+	// subset of the offered features is accepted, with
+	// VIRTIO_VSOCK_F_STREAM or without it (a driver of virtio 1.1 and
+	// older does not know the bit: stream is then implied).
+	virtio.FeatureSet
+
 	opts     Options
 	maxSizes []uint16
 
-	ctl      sync.Mutex // transport calls: the fields up to wg
-	acked    uint64
-	running  bool
-	closed   bool
-	kicks    [2]interface{ SetReadDeadline(time.Time) error }
-	stopping atomic.Bool
-	stop     chan struct{}
-	wg       sync.WaitGroup // the engines
+	ctl     sync.Mutex     // transport calls: engines
+	engines virtio.Engines // the rx and tx lanes (not the event queue)
 
 	rx rxHandler
 	tx txHandler
@@ -109,7 +107,7 @@ type Device struct {
 	lines    map[net.Conn]struct{} // their connections, closed by Close
 	shut     bool                  // Close has begun
 
-	stats counters
+	stats virtio.Tally[Stats, counter]
 }
 
 var _ virtio.Device = (*Device)(nil)
@@ -119,12 +117,11 @@ func New(opts Options) (*Device, error) {
 	if opts.GuestCID < MinGuestCID || opts.GuestCID >= 1<<32-1 {
 		return nil, fmt.Errorf("virtio-vsock: guest CID %d is not in [%d, %d]", opts.GuestCID, MinGuestCID, uint64(1<<32-2))
 	}
-	if opts.QueueSize == 0 {
-		opts.QueueSize = DefaultQueueSize
+	qs, err := virtio.QueueSize("virtio-vsock", opts.QueueSize, DefaultQueueSize)
+	if err != nil {
+		return nil, err
 	}
-	if qs := opts.QueueSize; qs < 4 || qs > queue.MaxSize || qs&(qs-1) != 0 {
-		return nil, fmt.Errorf("virtio-vsock: queue size %d is not a power of two in [4, %d]", qs, queue.MaxSize)
-	}
+	opts.QueueSize = qs
 	if opts.BufSize == 0 {
 		opts.BufSize = DefaultBufSize
 	}
@@ -140,12 +137,17 @@ func New(opts Options) (*Device, error) {
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = DefaultConnectTimeout
 	}
-	qs := opts.QueueSize
 	d := &Device{opts: opts, maxSizes: []uint16{qs, qs, qs}, conns: map[uint64]*conn{},
 		nextPort: FirstHostPort, wake: make(chan struct{}, 1), lines: map[net.Conn]struct{}{}}
 	d.ready.init(opts.MaxConns)
 	d.rsts = make([]reply, 0, opts.MaxConns+rstSlack)
 	d.rx.d, d.tx.d = d, d
+	d.OfferFeatures("virtio-vsock", Features)
+	d.engines.Init("virtio-vsock", 3,
+		virtio.Lane{Engine: &d.rx.eng, Handler: &d.rx, Queue: RxQueue, Name: "rx", Batch: batch},
+		virtio.Lane{Engine: &d.tx.eng, Handler: &d.tx, Queue: TxQueue, Name: "tx", Batch: batch})
+	d.stats.Init(names[:], map[virtio.Event]counter{virtio.EventMalformed: cMalformed,
+		virtio.EventInterrupt: cInterrupts, virtio.EventBroken: cBroken})
 	if opts.Listener != nil {
 		d.host.Add(1)
 		go d.accept()
@@ -155,22 +157,6 @@ func New(opts Options) (*Device, error) {
 
 // Type is virtio.DeviceVsock.
 func (d *Device) Type() virtio.DeviceID { return virtio.DeviceVsock }
-
-// Features are Features.
-func (d *Device) Features() uint64 { return Features }
-
-// AckFeatures accepts any subset of the offered features that has
-// VIRTIO_VSOCK_F_STREAM or lacks it (a driver of virtio 1.1 and older
-// does not know the bit: stream is then implied).
-func (d *Device) AckFeatures(negotiated uint64) error {
-	if extra := negotiated &^ Features; extra != 0 {
-		return fmt.Errorf("virtio-vsock: features %#x were not offered", extra)
-	}
-	d.ctl.Lock()
-	d.acked = negotiated
-	d.ctl.Unlock()
-	return nil
-}
 
 // QueueMaxSizes is rx, tx and event, of Options.QueueSize.
 func (d *Device) QueueMaxSizes() []uint16 { return d.maxSizes }
@@ -182,10 +168,7 @@ func (d *Device) ConfigSize() int { return ConfigSize }
 func (d *Device) ReadConfig(offset uint64, p []byte) {
 	var cfg [ConfigSize]byte
 	binary.LittleEndian.PutUint64(cfg[:], d.opts.GuestCID)
-	clear(p)
-	if offset < ConfigSize {
-		copy(p, cfg[offset:])
-	}
+	virtio.CopyConfig(p, offset, cfg[:])
 }
 
 // WriteConfig ignores the write: guest_cid is read-only.
@@ -196,37 +179,13 @@ func (d *Device) WriteConfig(offset uint64, p []byte) {}
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
 	d.ctl.Lock()
 	defer d.ctl.Unlock()
-	switch {
-	case d.closed:
-		return errors.New("virtio-vsock: device closed")
-	case d.running:
-		return errors.New("virtio-vsock: already active")
-	case irq == nil || len(queues) != 3:
-		return fmt.Errorf("virtio-vsock: activated with %d queues, want 3", len(queues))
+	if err := d.engines.Check(queues, irq); err != nil {
+		return err
 	}
-	for _, i := range []int{RxQueue, TxQueue} {
-		if queues[i].Ring == nil || queues[i].Kick == nil {
-			return fmt.Errorf("virtio-vsock: queue %d is not enabled", i)
-		}
-	}
-	d.running = true
-	d.stopping.Store(false)
-	d.stop = make(chan struct{})
-	cfg := func(i int, h virtio.Handler) virtio.EngineConfig {
-		queues[i].Kick.SetReadDeadline(time.Time{})
-		d.kicks[i] = queues[i].Kick
-		return virtio.EngineConfig{Handler: h, Queue: queues[i], Index: i, IRQ: irq,
-			Stopping: &d.stopping, Stop: d.stop, Batch: batch}
-	}
-	d.rx.eng.Bind(cfg(RxQueue, &d.rx))
-	d.tx.eng.Bind(cfg(TxQueue, &d.tx))
 	d.mu.Lock()
-	d.active = true
+	d.active = true // before the engines run: the guest may connect at once
 	d.mu.Unlock()
-	d.wg.Add(2)
-	go func() { defer d.wg.Done(); d.rx.eng.Run() }()
-	go func() { defer d.wg.Done(); d.tx.eng.Run() }()
-	return nil
+	return d.engines.Start(queues, irq)
 }
 
 // Reset stops both engines, resets every connection's unix side (closed)
@@ -239,22 +198,7 @@ func (d *Device) Reset() {
 }
 
 func (d *Device) resetLocked() {
-	if d.running {
-		d.stopping.Store(true)
-		close(d.stop)
-		past := time.Unix(1, 0)
-		for _, k := range d.kicks {
-			k.SetReadDeadline(past)
-		}
-		d.wg.Wait()
-		for i, k := range d.kicks {
-			k.SetReadDeadline(time.Time{})
-			d.kicks[i] = nil
-		}
-		d.rx.eng.Release()
-		d.tx.eng.Release()
-		d.running = false
-	}
+	d.engines.Stop(nil)
 	d.mu.Lock()
 	d.active = false
 	for _, c := range d.conns {
@@ -262,7 +206,7 @@ func (d *Device) resetLocked() {
 	}
 	d.rsts = d.rsts[:0]
 	d.mu.Unlock()
-	d.acked = 0
+	d.ClearFeatures()
 }
 
 // Close resets the device, closes the listener (a unix listener removes
@@ -272,7 +216,7 @@ func (d *Device) Close() error {
 	d.ctl.Lock()
 	defer d.ctl.Unlock()
 	d.resetLocked()
-	d.closed = true
+	d.engines.Close()
 	var err error
 	if d.opts.Listener != nil {
 		err = d.opts.Listener.Close()
@@ -298,9 +242,4 @@ var _ virtio.EngineReporter = (*Device)(nil)
 
 // EngineStates reports what the two engines are doing ("rx", "tx"), for
 // debug dumps. It takes no lock.
-func (d *Device) EngineStates() []virtio.EngineState {
-	r, t := d.rx.eng.Status.Load(), d.tx.eng.Status.Load()
-	r.Queue, r.Name = RxQueue, "rx"
-	t.Queue, t.Name = TxQueue, "tx"
-	return []virtio.EngineState{r, t}
-}
+func (d *Device) EngineStates() []virtio.EngineState { return d.engines.States() }

@@ -242,17 +242,8 @@ func (g *guest) connectFromGuest(host, port uint32) *gconn {
 	return c
 }
 
-// waitUntil polls cond for up to 10 s.
-func waitUntil(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
-}
+// waitUntil polls cond (virtiotest.WaitUntil).
+var waitUntil = virtiotest.WaitUntil
 
 // hostListener listens on dir/v.sock_port, as a host service would.
 func hostListener(tb testing.TB, uds string, port uint32) net.Listener {
@@ -270,10 +261,4 @@ func itoa(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
 func udsPath(tb testing.TB) string { return filepath.Join(tb.TempDir(), "v.sock") }
 
 // pattern is n bytes whose values depend on their offset and seed.
-func pattern(n int, seed byte) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7+i>>8) ^ seed
-	}
-	return b
-}
+func pattern(n int, seed byte) []byte { return virtiotest.Pattern(n, seed) }

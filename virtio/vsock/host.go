@@ -24,14 +24,14 @@ func (d *Device) accept() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			d.stats.inc(cAcceptErrors)
+			d.stats.Inc(cAcceptErrors)
 			time.Sleep(10 * time.Millisecond) // EMFILE and friends: do not spin
 			continue
 		}
 		// At most MaxConns CONNECT lines are read at once.
 		if int(d.pending.Add(1)) > d.opts.MaxConns {
 			d.pending.Add(-1)
-			d.stats.inc(cConnsRefused)
+			d.stats.Inc(cConnsRefused)
 			uc.Close()
 			continue
 		}
@@ -60,7 +60,7 @@ func (d *Device) handshake(uc net.Conn) {
 	defer d.mu.Unlock()
 	delete(d.lines, uc)
 	if !ok || !d.active || d.shut || len(d.conns) >= d.opts.MaxConns {
-		d.stats.inc(cConnsRefused)
+		d.stats.Inc(cConnsRefused)
 		uc.Close()
 		return
 	}
@@ -72,7 +72,7 @@ func (d *Device) handshake(uc net.Conn) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if !c.dead && c.state == stateConnecting {
-			d.stats.inc(cConnsRefused)
+			d.stats.Inc(cConnsRefused)
 			d.kill(c, true)
 		}
 	})
@@ -156,13 +156,13 @@ func (d *Device) dial(c *conn) {
 		return
 	}
 	if err != nil {
-		d.stats.inc(cConnsRefused)
+		d.stats.Inc(cConnsRefused)
 		d.kill(c, true)
 		return
 	}
 	c.uc = uc
 	c.pend |= pResponse
-	d.stats.inc(cConnsGuest)
+	d.stats.Inc(cConnsGuest)
 	d.start(c)
 }
 
@@ -172,7 +172,7 @@ func (d *Device) open(c *conn) {
 	c.timer.Stop()
 	c.preamble = strconv.AppendUint(append([]byte(nil), "OK "...), uint64(c.local), 10)
 	c.preamble = append(c.preamble, '\n')
-	d.stats.inc(cConnsHost)
+	d.stats.Inc(cConnsHost)
 	d.start(c)
 }
 
@@ -219,7 +219,7 @@ func (d *Device) reader(c *conn) {
 		case errors.Is(err, io.EOF):
 			c.hostEOF = true
 		default:
-			d.stats.inc(cHostErrors)
+			d.stats.Inc(cHostErrors)
 			d.kill(c, true) // the unix peer vanished
 			return
 		}
@@ -264,7 +264,7 @@ func (d *Device) writer(c *conn) {
 			return
 		}
 		if err != nil {
-			d.stats.inc(cHostErrors)
+			d.stats.Inc(cHostErrors)
 			d.kill(c, true) // the unix peer vanished
 			return
 		}

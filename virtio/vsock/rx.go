@@ -20,32 +20,20 @@ var _ virtio.Handler = (*rxHandler)(nil)
 // Next pops a chain when a packet is owed, and otherwise waits.
 func (r *rxHandler) Next() virtio.Result {
 	d := r.d
-	if d.stopping.Load() {
-		return virtio.Result{Do: virtio.Stop}
-	}
 	d.mu.Lock()
 	owed := len(d.rsts) > 0 || d.ready.n > 0
 	d.mu.Unlock()
-	if owed {
-		return virtio.Result{}
-	}
-	return virtio.Result{Do: virtio.WaitBackend, Activity: virtio.ActivityWaitReadable}
+	return d.engines.Poll(owed)
 }
 
 // Wait blocks until a packet is owed, or the reset.
-func (r *rxHandler) Wait(virtio.Activity) bool {
-	select {
-	case <-r.d.wake:
-	case <-r.d.stop:
-	}
-	return true
-}
+func (r *rxHandler) Wait(virtio.Activity) bool { return r.d.engines.Await(r.d.wake) }
 
 // Chain fills one receive chain with one packet.
 func (r *rxHandler) Chain(ch *queue.Chain) virtio.Result {
 	d := r.d
 	if ch.ReadLen > 0 || ch.WriteLen < HeaderLen {
-		d.stats.inc(cBadChains)
+		d.stats.Inc(cBadChains)
 		return virtio.Result{Do: virtio.Done}
 	}
 	d.mu.Lock()
@@ -78,9 +66,9 @@ func (r *rxHandler) Chain(ch *queue.Chain) virtio.Result {
 func (r *rxHandler) put(ch *queue.Chain, h *Header) virtio.Result {
 	h.Put(r.hdr[:])
 	ch.WriteAt(r.hdr[:], 0)
-	r.d.stats.inc(cRxPackets)
+	r.d.stats.Inc(cRxPackets)
 	if h.Op == OpRST {
-		r.d.stats.inc(cRSTSent)
+		r.d.stats.Inc(cRSTSent)
 	}
 	return virtio.Result{Do: virtio.Done, Used: HeaderLen}
 }
@@ -117,11 +105,11 @@ func (r *rxHandler) fill(c *conn, ch *queue.Chain) (virtio.Result, bool) {
 		c.txCnt += h.Len
 		c.pend &^= pCredit // the header carries fwd_cnt
 		c.readerWake.Signal()
-		d.stats.add(cRxBytes, uint64(n))
+		d.stats.Add(cRxBytes, uint64(n))
 		h.Put(r.hdr[:])
 		ch.WriteAt(r.hdr[:], 0)
 		c.lastFwdSent = c.fwdCnt
-		d.stats.inc(cRxPackets)
+		d.stats.Inc(cRxPackets)
 		return virtio.Result{Do: virtio.Done, Used: HeaderLen + uint32(n)}, true
 	case c.pend&pCredit != 0 || c.sendable() > 0:
 		// Owed, or the chain has no room for the data that waits: a

@@ -1,10 +1,6 @@
 package vsock
 
-import (
-	"sync/atomic"
-
-	"github.com/flintvm/flint/virtio"
-)
+import "github.com/flintvm/flint/virtio"
 
 // Stats are the device's counters. They accumulate over the device's
 // life (Reset keeps them) and are updated atomically.
@@ -72,11 +68,6 @@ const (
 	numCounters
 )
 
-type counters [numCounters]atomic.Uint64
-
-func (c *counters) inc(i counter)           { c[i].Add(1) }
-func (c *counters) add(i counter, n uint64) { c[i].Add(n) }
-
 func name(n string, f func(s *Stats) *uint64) virtio.Named[Stats] { return virtio.Name(n, n, f) }
 
 // names is the one place that names each Stats field (TestCountersNamed
@@ -107,4 +98,4 @@ var names = [numCounters]virtio.Named[Stats]{
 func (s *Stats) Counters() []virtio.Counter { return virtio.Counters(s, names[:]) }
 
 // Stats returns a snapshot of the counters.
-func (d *Device) Stats() Stats { return virtio.Snapshot(names[:], d.stats[:]) }
+func (d *Device) Stats() Stats { return d.stats.Stats() }

@@ -14,45 +14,33 @@ const batch = 32
 // engineEvents counts what an engine reports (both handlers embed it).
 type engineEvents struct{ d *Device }
 
-func (e *engineEvents) Event(ev virtio.Event) {
-	switch ev {
-	case virtio.EventMalformed:
-		e.d.stats.inc(cMalformed) // already completed by the queue
-	case virtio.EventInterrupt:
-		e.d.stats.inc(cInterrupts)
-	case virtio.EventBroken:
-		e.d.stats.inc(cBroken)
-	}
-}
+// Event counts the engine's events (as New maps them).
+func (e *engineEvents) Event(ev virtio.Event) { e.d.stats.Event(ev) }
 
+// txHandler's packets come only with chains, and it never waits for the
+// unix side (a full buffer is the guest's credit to respect).
 type txHandler struct {
 	engineEvents
+	virtio.ChainsOnly
 	eng virtio.Engine
 	hdr [HeaderLen]byte
 }
 
 var _ virtio.Handler = (*txHandler)(nil)
 
-// Next always pops: packets come only with chains.
-func (t *txHandler) Next() virtio.Result { return virtio.Result{} }
-
-// Wait is never called: tx never waits for the unix side (a full buffer
-// is the guest's credit to respect).
-func (t *txHandler) Wait(virtio.Activity) bool { return true }
-
 // Chain handles one packet; the chain always completes (used length 0:
 // the device writes nothing into transmit buffers).
 func (t *txHandler) Chain(c *queue.Chain) virtio.Result {
 	d := t.d
 	if c.WriteLen > 0 {
-		d.stats.inc(cBadChains) // a device-writable buffer on the tx queue
+		d.stats.Inc(cBadChains) // a device-writable buffer on the tx queue
 		return virtio.Result{Do: virtio.Done}
 	}
 	n := c.ReadAt(t.hdr[:], 0)
 	h, err := ParseHeader(t.hdr[:n], c.ReadLen, d.opts.GuestCID)
 	d.mu.Lock()
 	if err != nil {
-		d.stats.inc(cBadPackets)
+		d.stats.Inc(cBadPackets)
 		if n == HeaderLen && h.Op != OpRST && h.SrcPort != 0 && h.DstPort != 0 {
 			if cn := d.conns[key(h.DstPort, h.SrcPort)]; cn != nil {
 				d.kill(cn, true)
@@ -61,7 +49,7 @@ func (t *txHandler) Chain(c *queue.Chain) virtio.Result {
 			}
 		}
 	} else {
-		d.stats.inc(cTxPackets)
+		d.stats.Inc(cTxPackets)
 		d.dispatch(&h, c)
 	}
 	d.mu.Unlock()
@@ -92,7 +80,7 @@ func (d *Device) dispatch(h *Header, ch *queue.Chain) {
 		d.open(c)
 	case OpRST:
 		if c != nil {
-			d.stats.inc(cConnsReset)
+			d.stats.Inc(cConnsReset)
 			d.kill(c, false)
 		}
 	case OpShutdown:
@@ -109,7 +97,7 @@ func (d *Device) dispatch(h *Header, ch *queue.Chain) {
 			return
 		}
 		if int(h.Len) > c.toHost.free() {
-			d.stats.inc(cCreditViolations) // beyond the credit the device gave
+			d.stats.Inc(cCreditViolations) // beyond the credit the device gave
 			d.kill(c, true)
 			return
 		}
@@ -125,7 +113,7 @@ func (d *Device) dispatch(h *Header, ch *queue.Chain) {
 			off += uint64(k)
 		}
 		c.rxCnt += h.Len
-		d.stats.add(cTxBytes, uint64(h.Len))
+		d.stats.Add(cTxBytes, uint64(h.Len))
 		c.writerWake.Signal()
 	case OpCreditUpdate:
 		if c == nil {
@@ -144,7 +132,7 @@ func (d *Device) dispatch(h *Header, ch *queue.Chain) {
 // refuse answers a packet that does not fit its connection (or names
 // none) with RST, resetting the connection if there is one.
 func (d *Device) refuse(c *conn, h *Header) {
-	d.stats.inc(cBadPackets)
+	d.stats.Inc(cBadPackets)
 	if c != nil {
 		d.kill(c, true)
 		return
@@ -156,7 +144,7 @@ func (d *Device) refuse(c *conn, h *Header) {
 // h.DstPort: dialled on its own goroutine, answered RESPONSE or RST.
 func (d *Device) guestRequest(h *Header) {
 	if d.opts.Dial == nil || len(d.conns) >= d.opts.MaxConns {
-		d.stats.inc(cConnsRefused)
+		d.stats.Inc(cConnsRefused)
 		d.queueRST(h.DstPort, h.SrcPort)
 		return
 	}
