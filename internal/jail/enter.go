@@ -39,6 +39,10 @@ func Enter(s Spec, dir *os.File) error {
 	return drop(s, lastCap)
 }
 
+// pivotRoot is unix.PivotRoot (a test makes it fail as on an initial
+// ramfs root).
+var pivotRoot = unix.PivotRoot
+
 // pivot makes the jail directory the root of this mount namespace.
 func pivot(path string, want unix.Stat_t) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
@@ -57,12 +61,27 @@ func pivot(path string, want unix.Stat_t) error {
 	if err := unix.Stat(".", &st); err != nil || st.Dev != want.Dev || st.Ino != want.Ino {
 		return fmt.Errorf("jail: %s is no longer the directory flint checked", path)
 	}
-	if err := unix.PivotRoot(".", "."); err != nil {
+	switch err := pivotRoot(".", "."); err {
+	case nil:
+		// The old root is stacked on the new one at "."; detach it.
+		if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("jail: detaching the host's root: %w", err)
+		}
+	case unix.EINVAL:
+		// The host's root is the initial ramfs (a diskless host, the
+		// nested test host), which pivot_root refuses: move the jail's
+		// mount onto / and chroot into it, as runc does without
+		// pivot_root. The host's other mounts stay in this namespace,
+		// unreachable by any path; getting out of a chroot takes
+		// CAP_SYS_CHROOT, which drop takes away.
+		if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("jail: moving %s onto / (no pivot_root on this root): %w", path, err)
+		}
+		if err := unix.Chroot("."); err != nil {
+			return fmt.Errorf("jail: chroot into %s: %w", path, err)
+		}
+	default:
 		return fmt.Errorf("jail: pivot_root into %s: %w", path, err)
-	}
-	// The old root is stacked on the new one at "."; detach it.
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("jail: detaching the host's root: %w", err)
 	}
 	if err := unix.Chdir("/"); err != nil {
 		return fmt.Errorf("jail: %w", err)

@@ -53,6 +53,9 @@ func childMain() int {
 	if os.Getenv("JAIL_TEST_HANG") != "" {
 		time.Sleep(time.Hour) // until the test kills it from outside
 	}
+	if os.Getenv("JAIL_TEST_NOPIVOT") != "" {
+		pivotRoot = func(string, string) error { return unix.EINVAL } // as on an initial ramfs
+	}
 	secretPath := os.Getenv("JAIL_TEST_SECRET")
 	secret, err := os.OpenFile(secretPath, os.O_RDWR, 0) // open for writing: counts for FSize
 	if err != nil {
@@ -112,6 +115,19 @@ func childMain() int {
 // limits, the pre-opened file still readable, and its host path (and
 // every other host path, /proc included) unreachable.
 func TestLaunchAndEnter(t *testing.T) {
+	for _, pivot := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pivot_root=%v", pivot), func(t *testing.T) {
+			if !pivot {
+				// A root pivot_root refuses (the initial ramfs of a
+				// diskless host): the MS_MOVE and chroot fallback.
+				t.Setenv("JAIL_TEST_NOPIVOT", "1")
+			}
+			launchAndEnter(t)
+		})
+	}
+}
+
+func launchAndEnter(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (namespaces, pivot_root, setresuid)")
 	}
