@@ -77,6 +77,8 @@ type Core struct {
 	// again (a device that needs a reset, FAILED, an ioeventfd the guest
 	// moves): a guest that loops its bring-up must not fill the log.
 	guestLog LogLimit
+	// contained counts panics Contain recovered (fuzzers assert none).
+	contained atomic.Uint64
 
 	mu         sync.Mutex
 	devFeatSel uint32
@@ -467,10 +469,16 @@ func (c *Core) Contain(what string) {
 	if r == nil {
 		return
 	}
+	c.contained.Add(1)
 	c.guestLog.Log(c.log, slog.LevelError, "virtio device failed; DEVICE_NEEDS_RESET",
 		"reason", fmt.Sprintf("%s: panic: %v", what, r), "stack", string(debug.Stack()))
 	c.setNeedsReset()
 }
+
+// Contained counts the panics Contain turned into DEVICE_NEEDS_RESET: a
+// bug, which fuzz targets (whose panics Contain would otherwise hide)
+// check for.
+func (c *Core) Contained() uint64 { return c.contained.Load() }
 
 // NeedsReset implements virtio.Interrupt.
 func (a *activation) NeedsReset() error {

@@ -134,6 +134,9 @@ func runOps(t *testing.T, r *rig, data []byte) {
 		if r.tr.core.Active() && !st.Has(virtio.StatusFeaturesOK|virtio.StatusDriverOK) {
 			t.Fatalf("device active with status %v", st)
 		}
+		if n := r.tr.core.Contained(); n != 0 {
+			t.Fatalf("%d panics under register accesses (contained as DEVICE_NEEDS_RESET; the log has the stack)", n)
+		}
 		if r.line != nil && r.line.Level() != (r.tr.isr.Load() != 0) {
 			t.Fatalf("level line %v with status bits %#x", r.line.Level(), r.tr.isr.Load())
 		}

@@ -141,6 +141,9 @@ func (r *rig) check(t *testing.T) {
 	if r.tr.core.Active() && !st.Has(virtio.StatusFeaturesOK|virtio.StatusDriverOK) {
 		t.Fatalf("device active with status %v", st)
 	}
+	if n := r.tr.core.Contained(); n != 0 {
+		t.Fatalf("%d panics under register accesses (contained as DEVICE_NEEDS_RESET; the log has the stack)", n)
+	}
 	if r.router != nil {
 		for v := 0; v <= len(r.drivers); v++ {
 			if x := r.router.Vector(v); x.BadTriggers != 0 {

@@ -69,6 +69,9 @@ func TestDevicePanicIsContained(t *testing.T) {
 			if s := r.status(); !s.Has(virtio.StatusDeviceNeedsReset) {
 				t.Fatalf("status %v after a panic in %s", s, method)
 			}
+			if n := r.tr.core.Contained(); n != 1 {
+				t.Fatalf("%d contained panics counted, want 1", n)
+			}
 			r.setCommon(cfgDeviceStatus, 1, 0)
 			if s := r.status(); s != 0 {
 				t.Fatalf("status %v after reset", s)
