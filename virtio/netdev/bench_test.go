@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/flintvm/flint/internal/vnethdr"
+	"github.com/flintvm/flint/virtio/virtiotest"
 )
 
 // Benchmarks measure the device's work per packet (ns/op, B/op and
@@ -35,16 +36,7 @@ func BenchmarkRx(b *testing.B) {
 			b.Run(m.name+"/"+sz.name, func(b *testing.B) {
 				be := &memBackend{frame: frame(0, sz.size, 0, sz.gso)}
 				s, step := rxDriver(b, m, be)
-				for range 100 {
-					step(benchBatch)
-				}
-				b.SetBytes(int64(sz.size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for done := 0; done < b.N; {
-					done += step(min(benchBatch, b.N-done))
-				}
-				b.StopTimer()
+				virtiotest.RunBatches(b, int64(sz.size), 100, func(left int) int { return step(min(benchBatch, left)) })
 				reportDrops(b, s)
 			})
 		}
@@ -66,16 +58,7 @@ func BenchmarkTx(b *testing.B) {
 			b.Run(l.name+"/"+sz.name, func(b *testing.B) {
 				be := &memBackend{}
 				s, step := txDriver(b, l.acked|fHostGSO, be, frame(0, sz.size, 0, sz.gso), l.layout, l.indirect)
-				for range 10 {
-					step()
-				}
-				b.SetBytes(int64(sz.size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for done := 0; done < b.N; {
-					done += step()
-				}
-				b.StopTimer()
+				virtiotest.RunBatches(b, int64(sz.size), 10, func(int) int { return step() })
 				if st := s.d.Stats(); st.TxDropHeader != 0 {
 					b.Fatalf("drops: %+v", st)
 				}
@@ -176,16 +159,7 @@ func BenchmarkRxSocketpair(b *testing.B) {
 					}
 					return sent
 				}
-				for range 20 {
-					round(benchBatch)
-				}
-				b.SetBytes(int64(sz.size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for done := 0; done < b.N; {
-					done += round(min(benchBatch, b.N-done))
-				}
-				b.StopTimer()
+				virtiotest.RunBatches(b, int64(sz.size), 20, func(left int) int { return round(min(benchBatch, left)) })
 				reportDrops(b, s)
 			})
 		}
@@ -212,17 +186,11 @@ func BenchmarkTxSocketpair(b *testing.B) {
 						}
 					}
 				}
-				for range 5 {
-					step()
+				virtiotest.RunBatches(b, int64(sz.size), 5, func(int) int {
+					n := step()
 					drain()
-				}
-				b.SetBytes(int64(sz.size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for done := 0; done < b.N; {
-					done += step()
-					drain()
-				}
+					return n
+				})
 			})
 		}
 	}

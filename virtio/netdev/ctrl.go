@@ -22,6 +22,7 @@ const (
 // with VIRTIO_NET_OK and change nothing; any other class gets
 // VIRTIO_NET_ERR.
 type ctrl struct {
+	virtio.ChainsOnly // commands come only with chains; no backend
 	engineEnv
 	eng virtio.Engine
 	cmd [2]byte
@@ -31,19 +32,9 @@ type ctrl struct {
 
 var _ virtio.Handler = (*ctrl)(nil)
 
-func (c *ctrl) init(env engineEnv, cfg virtio.EngineConfig) {
-	c.engineEnv = env
-	cfg.Handler, cfg.Index, cfg.Batch = c, CtrlQueue, ctrlQueueSize
-	c.eng.Bind(cfg)
-}
+func (c *ctrl) init(env engineEnv) { c.engineEnv = env }
 
-func (c *ctrl) release() {
-	c.eng.Release()
-	c.engineEnv = engineEnv{}
-}
-
-// Next always pops.
-func (c *ctrl) Next() virtio.Result { return virtio.Result{} }
+func (c *ctrl) release() { c.engineEnv = engineEnv{} }
 
 // Chain writes the ack byte for the command in ch. The command is class
 // and command bytes, then data, all device-readable; the ack is the
@@ -68,9 +59,6 @@ func (c *ctrl) Chain(ch *queue.Chain) virtio.Result {
 	ch.WriteAt(c.ack[:], 0)
 	return virtio.Result{Do: virtio.Done, Used: 1}
 }
-
-// Wait is never called: ctrl has no backend.
-func (c *ctrl) Wait(virtio.Activity) bool { return true }
 
 func (c *ctrl) Event(e virtio.Event) {
 	switch e {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/flintvm/flint/ratelimit"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,30 +78,28 @@ type Options struct {
 // Device is a virtio-net device with one queue pair over a Backend. It
 // implements virtio.Device. Create it with New.
 type Device struct {
+	// FeatureSet: Features (the offered features) and Negotiated (the
+	// features last accepted by AckFeatures, 0 after Reset).
+	virtio.FeatureSet
+
 	be       Backend
 	offload  OffloadFunc
-	offered  uint64
 	mac      [6]byte
 	mtu      uint16
 	qsize    uint16
 	maxSizes []uint16
 	linkUp   atomic.Bool
 
-	mu       sync.Mutex // guards the fields below (transport calls, SetLinkUp)
-	acked    uint64
-	running  bool
-	irq      virtio.Interrupt
-	kicks    []*os.File
-	stopping atomic.Bool
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	mu      sync.Mutex // guards the fields below (transport calls, SetLinkUp)
+	engines virtio.Engines
+	irq     virtio.Interrupt
 
 	// Engines; reused across activations so their buffers stay warm.
 	rx   rx
 	tx   tx
 	ctrl ctrl
 
-	stats counters
+	stats tally
 }
 
 var _ virtio.Device = (*Device)(nil)
@@ -147,12 +144,20 @@ func New(be Backend, opts Options) (*Device, error) {
 	if qs > queue.MaxSize || qs&(qs-1) != 0 {
 		return nil, fmt.Errorf("virtio-net: queue size %d is not a power of two <= %d", qs, queue.MaxSize)
 	}
-	d := &Device{be: be, offload: opts.SetOffload, offered: f, mac: opts.MAC, mtu: mtu, qsize: qs}
+	d := &Device{be: be, offload: opts.SetOffload, mac: opts.MAC, mtu: mtu, qsize: qs}
+	d.OfferFeatures("virtio-net", f)
 	d.rx.lim, d.tx.lim = opts.RxLimiter, opts.TxLimiter
 	d.maxSizes = []uint16{qs, qs}
+	lanes := []virtio.Lane{
+		{Engine: &d.rx.eng, Handler: &d.rx, Queue: RxQueue, Name: "rx", Batch: rxBatch},
+		{Engine: &d.tx.eng, Handler: &d.tx, Queue: TxQueue, Name: "tx", Batch: txBatch},
+	}
 	if virtio.Has(f, FeatureCtrlVQ) {
 		d.maxSizes = append(d.maxSizes, ctrlQueueSize)
+		lanes = append(lanes, virtio.Lane{Engine: &d.ctrl.eng, Handler: &d.ctrl, Queue: CtrlQueue, Name: "ctrl", Batch: ctrlQueueSize})
 	}
+	d.engines.Init("virtio-net", len(d.maxSizes), lanes...)
+	d.stats.Init(names[:], nil) // the handlers count into deltas, events included
 	d.linkUp.Store(!opts.LinkDown)
 	return d, nil
 }
@@ -160,16 +165,13 @@ func New(be Backend, opts Options) (*Device, error) {
 // Type is virtio.DeviceNet.
 func (d *Device) Type() virtio.DeviceID { return virtio.DeviceNet }
 
-// Features are the offered features.
-func (d *Device) Features() uint64 { return d.offered }
-
 // AckFeatures checks the negotiated features' dependencies (GUEST_TSO4,
 // GUEST_TSO6 and GUEST_UFO need GUEST_CSUM, GUEST_ECN a GUEST_TSO, the
 // HOST_* ones likewise with CSUM) and applies the receive offloads to
 // the backend through Options.SetOffload. An error refuses the set.
 func (d *Device) AckFeatures(negotiated uint64) error {
-	if extra := negotiated &^ d.offered; extra != 0 {
-		return fmt.Errorf("virtio-net: features %#x were not offered", extra)
+	if err := d.CheckOffered(negotiated); err != nil {
+		return err
 	}
 	if err := checkDeps(negotiated); err != nil {
 		return err
@@ -181,16 +183,7 @@ func (d *Device) AckFeatures(negotiated uint64) error {
 			return fmt.Errorf("virtio-net: backend offloads: %w", err)
 		}
 	}
-	d.acked = negotiated
-	return nil
-}
-
-// Negotiated returns the features last accepted by AckFeatures (0 after
-// Reset).
-func (d *Device) Negotiated() uint64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.acked
+	return d.FeatureSet.AckFeatures(negotiated)
 }
 
 // QueueMaxSizes is [QueueSize, QueueSize], plus 64 for the control queue
@@ -210,10 +203,7 @@ func (d *Device) ReadConfig(offset uint64, p []byte) {
 	}
 	binary.LittleEndian.PutUint16(c[8:], 1)
 	binary.LittleEndian.PutUint16(c[10:], d.mtu)
-	clear(p)
-	if offset < ConfigSize {
-		copy(p, c[offset:])
-	}
+	virtio.CopyConfig(p, offset, c[:])
 }
 
 // WriteConfig ignores the write: every field is read-only for a
@@ -229,7 +219,7 @@ func (d *Device) SetLinkUp(up bool) {
 	}
 	d.mu.Lock()
 	irq := d.irq
-	notify := d.running && virtio.Has(d.acked, FeatureStatus)
+	notify := d.engines.Running() && virtio.Has(d.Negotiated(), FeatureStatus)
 	d.mu.Unlock()
 	if notify {
 		irq.SignalConfig()
@@ -242,83 +232,55 @@ func (d *Device) SetLinkUp(up bool) {
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.running {
-		return errors.New("virtio-net: already active")
+	lanes := d.lanes()
+	if err := d.engines.Check(queues, irq, lanes...); err != nil {
+		return err // before configure: the engines may be running
 	}
-	if irq == nil || len(queues) != len(d.maxSizes) {
-		return fmt.Errorf("virtio-net: activated with %d queues, want %d", len(queues), len(d.maxSizes))
-	}
-	ctrl := virtio.Has(d.acked, FeatureCtrlVQ)
-	for i, q := range queues {
-		if (q.Ring == nil || q.Kick == nil) && (i != CtrlQueue || ctrl) {
-			return fmt.Errorf("virtio-net: queue %d is not enabled", i)
-		}
-	}
-	// Clear the deadlines a previous Reset set to wake the goroutines.
-	d.be.SetReadDeadline(time.Time{})
-	d.be.SetWriteDeadline(time.Time{})
-	d.kicks = d.kicks[:0]
-	for _, q := range queues {
-		if q.Kick != nil {
-			q.Kick.SetReadDeadline(time.Time{})
-			d.kicks = append(d.kicks, q.Kick)
-		}
-	}
-	d.irq, d.running = irq, true
-	d.stopping.Store(false)
-	d.stop = make(chan struct{})
-	env := engineEnv{be: d.be, stopping: &d.stopping, stats: &d.stats}
-	cfg := func(i int) virtio.EngineConfig {
-		return virtio.EngineConfig{Queue: queues[i], IRQ: irq, Stopping: &d.stopping, Stop: d.stop}
-	}
-	d.rx.init(env, cfg(RxQueue), d.acked, d.mtu)
-	d.tx.init(env, cfg(TxQueue), d.acked)
-	n := 2
-	if ctrl {
-		d.ctrl.init(env, cfg(CtrlQueue))
-		n++
-	}
-	d.wg.Add(n)
-	go func() { defer d.wg.Done(); d.rx.eng.Run() }()
-	go func() { defer d.wg.Done(); d.tx.eng.Run() }()
-	if ctrl {
-		go func() { defer d.wg.Done(); d.ctrl.eng.Run() }()
-	}
-	return nil
+	d.configure(queues[RxQueue].Ring)
+	d.irq = irq
+	return d.engines.Start(queues, irq, lanes...)
 }
 
-// Reset stops the goroutines and waits for them, gives receive buffers
-// the device holds back to the ring (so the queue's next-avail index
-// counts only buffers it used), forgets the negotiated features and
-// turns the backend's offloads off.
+// lanes are the lanes an activation starts: RX and TX, and the control
+// queue's when CTRL_VQ was negotiated.
+func (d *Device) lanes() []int {
+	if virtio.Has(d.Negotiated(), FeatureCtrlVQ) {
+		return []int{RxQueue, TxQueue, CtrlQueue}
+	}
+	return []int{RxQueue, TxQueue}
+}
+
+// configure prepares the handlers for an activation with the negotiated
+// features, rxq the receive ring; Reset undoes it.
+func (d *Device) configure(rxq *queue.Queue) {
+	acked := d.Negotiated()
+	env := engineEnv{be: d.be, engines: &d.engines, stats: &d.stats}
+	d.rx.init(env, rxq, acked, d.mtu)
+	d.tx.init(env, acked)
+	d.ctrl.init(env)
+}
+
+// Reset stops the goroutines and waits for them (a past deadline on the
+// backend wakes the ones blocked on it), gives receive buffers the
+// device holds back to the ring (so the queue's next-avail index counts
+// only buffers it used), forgets the negotiated features and turns the
+// backend's offloads off.
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.running {
-		d.stopping.Store(true)
-		close(d.stop)
-		past := time.Unix(1, 0)
-		for _, k := range d.kicks {
-			k.SetReadDeadline(past)
-		}
-		d.be.SetReadDeadline(past)
-		d.be.SetWriteDeadline(past)
-		d.wg.Wait()
-		for _, k := range d.kicks {
-			k.SetReadDeadline(time.Time{})
-		}
-		clear(d.kicks)
-		d.be.SetReadDeadline(time.Time{})
-		d.be.SetWriteDeadline(time.Time{})
+	if d.engines.Stop(func(t time.Time) {
+		d.be.SetReadDeadline(t)
+		d.be.SetWriteDeadline(t)
+	}) {
 		d.rx.release()
 		d.tx.release()
 		d.ctrl.release()
-		d.irq, d.running = nil, false
+		d.irq = nil
 	}
-	if d.acked != 0 && d.offload != nil {
+	if d.Negotiated() != 0 && d.offload != nil {
 		d.offload(0)
 	}
-	d.acked = 0
+	d.ClearFeatures()
 }
 
 var _ virtio.EngineReporter = (*Device)(nil)
@@ -327,13 +289,4 @@ var _ virtio.EngineReporter = (*Device)(nil)
 // control engines are doing, with the queue indices at their last
 // transition, for debug dumps. It takes no lock: it is safe while an
 // engine is stuck, from any goroutine.
-func (d *Device) EngineStates() []virtio.EngineState {
-	names := [...]string{RxQueue: "rx", TxQueue: "tx", CtrlQueue: "ctrl"}
-	st := [...]*virtio.EngineStatus{RxQueue: &d.rx.eng.Status, TxQueue: &d.tx.eng.Status, CtrlQueue: &d.ctrl.eng.Status}
-	out := make([]virtio.EngineState, len(d.maxSizes))
-	for i := range out {
-		out[i] = st[i].Load()
-		out[i].Queue, out[i].Name = i, names[i]
-	}
-	return out
-}
+func (d *Device) EngineStates() []virtio.EngineState { return d.engines.States() }

@@ -79,17 +79,8 @@ func activate(tb testing.TB, d *Device, acked uint64, opt virtiotest.Options) *v
 	return virtiotest.MustActivate(tb, d, acked|fCommon, opt)
 }
 
-// waitUntil polls cond for up to 5 s.
-func waitUntil(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+// waitUntil polls cond (virtiotest.WaitUntil).
+var waitUntil = virtiotest.WaitUntil
 
 // settle gives the device goroutines time to act on something that
 // should have no visible effect.

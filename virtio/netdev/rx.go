@@ -58,11 +58,11 @@ type rx struct {
 
 var _ virtio.Handler = (*rx)(nil)
 
-func (r *rx) init(env engineEnv, cfg virtio.EngineConfig, acked uint64, mtu uint16) {
+// init prepares r for an activation on q with acked (the device's
+// Engines then binds r.eng).
+func (r *rx) init(env engineEnv, q *queue.Queue, acked uint64, mtu uint16) {
 	r.engineEnv = env
-	r.q = cfg.Queue.Ring
-	cfg.Handler, cfg.Index, cfg.Batch = r, RxQueue, rxBatch
-	r.eng.Bind(cfg)
+	r.q = q
 	r.mergeable = virtio.Has(acked, FeatureMrgRxbuf)
 	r.need = HdrLen + ethHdrLen + vlanLen + uint64(mtu)
 	if acked&guestGSO != 0 {
@@ -82,7 +82,6 @@ func (r *rx) init(env engineEnv, cfg virtio.EngineConfig, acked uint64, mtu uint
 func (r *rx) release() {
 	r.win.release()
 	r.q = nil
-	r.eng.Release()
 	r.engineEnv = engineEnv{}
 }
 
@@ -90,7 +89,7 @@ func (r *rx) release() {
 // the largest one; it asks the engine to pop when they cannot.
 func (r *rx) Next() virtio.Result {
 	for {
-		if r.stopping.Load() {
+		if r.engines.Stopping() {
 			return virtio.Result{Do: virtio.Stop}
 		}
 		if wait := r.lim.Ready(); wait > 0 {
@@ -108,7 +107,7 @@ func (r *rx) Next() virtio.Result {
 			return virtio.Result{Do: virtio.WaitBackend, Activity: virtio.ActivityWaitReadable}
 		case err == unix.EINTR:
 			continue
-		case r.stopping.Load():
+		case r.engines.Stopping():
 			return virtio.Result{Do: virtio.Stop}
 		default:
 			return virtio.Result{Do: virtio.Fail}

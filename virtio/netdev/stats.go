@@ -1,10 +1,6 @@
 package netdev
 
-import (
-	"sync/atomic"
-
-	"github.com/flintvm/flint/virtio"
-)
+import "github.com/flintvm/flint/virtio"
 
 // Stats are the device's counters. They accumulate over the device's
 // life (Reset keeps them) and are published by the device goroutines at
@@ -108,17 +104,17 @@ const (
 	numCounters
 )
 
-// counters are the published totals.
-type counters [numCounters]atomic.Uint64
+// tally is the published totals.
+type tally = virtio.Tally[Stats, counter]
 
 // deltas are an engine's unpublished counts: plain integers, touched by
 // one goroutine, added to the totals in publish.
 type deltas [numCounters]uint64
 
-func (dl *deltas) publish(c *counters) {
+func (dl *deltas) publish(c *tally) {
 	for i, v := range dl {
 		if v != 0 {
-			c[i].Add(v)
+			c.Add(counter(i), v)
 			dl[i] = 0
 		}
 	}
@@ -161,11 +157,11 @@ var names = [numCounters]virtio.Named[Stats]{
 func (s *Stats) Counters() []virtio.Counter { return virtio.Counters(s, names[:]) }
 
 // Stats returns a snapshot of the counters.
-func (d *Device) Stats() Stats { return virtio.Snapshot(names[:], d.stats[:]) }
+func (d *Device) Stats() Stats { return d.stats.Stats() }
 
 // engineEnv is what every queue's handler shares with the device.
 type engineEnv struct {
-	be       Backend
-	stopping *atomic.Bool // set by Reset before it wakes the goroutines
-	stats    *counters
+	be      Backend
+	engines *virtio.Engines // Stopping is set by Reset before it wakes the goroutines
+	stats   *tally
 }

@@ -30,26 +30,20 @@ func newSync(tb testing.TB, be Backend, acked uint64, size uint16, dataSize uint
 	if err != nil {
 		tb.Fatal(err)
 	}
-	acked |= fCommon
-	if err := d.AckFeatures(acked); err != nil {
+	cfgs := make([]qt.Config, len(d.QueueMaxSizes())) // the control queue left disabled
+	cfgs[RxQueue] = qt.Config{Size: size, DataSize: dataSize}
+	cfgs[TxQueue] = cfgs[RxQueue]
+	ds, queues, irq := virtiotest.SyncQueues(tb, d, acked|fCommon, cfgs...)
+	s := &syncDev{d: d, rxd: ds[RxQueue], txd: ds[TxQueue], rxq: queues[RxQueue].Ring, txq: queues[TxQueue].Ring, irq: irq}
+	d.configure(s.rxq)
+	if err := d.engines.Bind(queues, irq, RxQueue, TxQueue); err != nil {
 		tb.Fatal(err)
 	}
-	ds := qt.MustNewSet(tb,
-		qt.Config{Size: size, Features: acked, DataSize: dataSize},
-		qt.Config{Size: size, Features: acked, DataSize: dataSize})
-	s := &syncDev{d: d, rxd: ds[0], txd: ds[1], irq: virtiotest.NewInterrupt(2)}
-	s.rxq, s.txq = ds[0].MustQueue(tb), ds[1].MustQueue(tb)
-	env := engineEnv{be: be, stopping: &d.stopping, stats: &d.stats}
-	cfg := func(q *queue.Queue) virtio.EngineConfig {
-		return virtio.EngineConfig{Queue: virtio.Queue{Ring: q}, IRQ: s.irq, Stopping: &d.stopping, Stop: make(chan struct{})}
-	}
-	d.rx.init(env, cfg(s.rxq), acked, d.mtu)
-	d.tx.init(env, cfg(s.txq), acked)
 	return s
 }
 
 // packets reads a published counter.
-func (s *syncDev) packets(c counter) uint64 { return s.d.stats[c].Load() }
+func (s *syncDev) packets(c counter) uint64 { return s.d.stats.Load(c) }
 
 // rxRound is what the RX engine does between two waits (with the
 // buffers it gives back before it waits for the backend).
@@ -67,19 +61,7 @@ func (s *syncDev) txRound() virtio.Result { return s.d.tx.eng.Step() }
 // recycle re-posts every used buffer of driver d unchanged (its
 // descriptors, or its cached indirect table, still describe it) and
 // returns how many it re-posted. It allocates nothing.
-func recycle(d *qt.Driver) int {
-	n := 0
-	for {
-		u, ok := d.Used()
-		if !ok {
-			break
-		}
-		d.AddHead(uint16(u.ID))
-		n++
-	}
-	d.Kick()
-	return n
-}
+var recycle = virtiotest.Recycle
 
 // memBackend is an allocation-free in-memory Backend for benchmarks: it
 // hands out avail copies of one frame, and counts what is written.

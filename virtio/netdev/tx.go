@@ -33,17 +33,15 @@ type tx struct {
 
 var _ virtio.Handler = (*tx)(nil)
 
-func (t *tx) init(env engineEnv, cfg virtio.EngineConfig, acked uint64) {
+// init prepares t for an activation with acked.
+func (t *tx) init(env engineEnv, acked uint64) {
 	t.engineEnv = env
 	t.off = newOffloads(acked, hostOffloads)
-	cfg.Handler, cfg.Index, cfg.Batch = t, TxQueue, txBatch
-	t.eng.Bind(cfg)
 }
 
 func (t *tx) release() {
 	clear(t.segs[:cap(t.segs)]) // no reference to guest memory kept
 	t.segs = t.segs[:0]
-	t.eng.Release()
 	t.engineEnv = engineEnv{}
 }
 
@@ -91,7 +89,7 @@ func (t *tx) Chain(c *queue.Chain) virtio.Result {
 		case err == nil:
 			t.dl[cTxPackets]++
 			t.dl[cTxBytes] += uint64(c.ReadLen - HdrLen)
-		case t.stopping.Load():
+		case t.engines.Stopping():
 			return virtio.Result{Do: virtio.Stop} // not sent: left to whoever resumes the ring
 		case err == unix.EINTR:
 			continue

@@ -7,6 +7,7 @@ package virtiotest
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -92,12 +93,12 @@ func Recycle(drv *qt.Driver) int {
 // RunBatches is a benchmark's loop over a device driven by step: it runs
 // warmup steps, then steps until b.N operations are done, with bytes per
 // operation for b.SetBytes and allocations reported. step gets the
-// operations still to do (it may do fewer or, by a batch, more) and
-// returns how many it did.
+// operations still to do (math.MaxInt while warming up; it may do fewer
+// or, by a batch, more) and returns how many it did.
 func RunBatches(b *testing.B, bytes int64, warmup int, step func(left int) int) {
 	b.Helper()
 	for range warmup {
-		step(b.N)
+		step(math.MaxInt)
 	}
 	b.SetBytes(bytes)
 	b.ReportAllocs()
