@@ -10,9 +10,9 @@ package vhostuser
 // turns back into an error: the session ends with the reason logged, its
 // memory is unmapped, and the next frontend is served.
 //
-// The device's own goroutines (the queue engines) are the device's: they
-// need the same treatment in virtio.Engine.Run to survive a truncation
-// while the device runs.
+// The device's own goroutines (the queue engines) are the device's:
+// virtio.Engine.Run gives them the same treatment (DEVICE_NEEDS_RESET
+// through the activation's Fault).
 
 import (
 	"fmt"
@@ -37,7 +37,10 @@ func (e *errFault) Error() string {
 }
 
 // recoverFault, deferred with a pointer to the function's error, turns a
-// memory-fault panic into *errFault; any other panic goes on.
+// memory-fault panic into *errFault, and any other panic (a bug in the
+// device or in this package under a frontend's request) into an error
+// with its stack: either way the session ends with the reason logged and
+// the next frontend is served (issue 13 finding 11).
 func recoverFault(what string, err *error) {
 	r := recover()
 	if r == nil {
@@ -47,7 +50,7 @@ func recoverFault(what string, err *error) {
 		*err = &errFault{what: what, addr: f.Addr()}
 		return
 	}
-	panic(r)
+	*err = fmt.Errorf("%s: the device panicked: %v\n%s", what, r, debug.Stack())
 }
 
 // faultSafe runs fn with memory faults turned into panics on this
