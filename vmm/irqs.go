@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -47,9 +48,26 @@ type irqRouter struct {
 	msi     map[uint32]kvm.IRQRoutingEntry // GSI -> MSI route
 	nextMSI uint32
 	dirty   bool // msi holds routes not installed yet
-	nextPin int
-	fds     []int // every eventfd registered as an irqfd, closed by close
+	// cold: one of them is a vector's first unmasked route (it must be
+	// installed before the transport triggers it); otherwise they are
+	// only changes to live vectors (hot), rate-bounded.
+	cold      bool
+	hotTokens float64   // hot rebuilds allowed now (hotBurst at most)
+	hotAt     time.Time // when hotTokens was last refilled
+	later     *time.Timer
+	nextPin   int
+	fds       []int // every eventfd registered as an irqfd, closed by close
 }
+
+// A guest that rewrites live (unmasked) MSI-X entries in a loop, which the
+// PCI specification leaves undefined but older Linux kernels do when they
+// move an interrupt, costs at most hotBurst rebuilds at once and hotRate a
+// second; a change over the budget is installed when a token is back
+// (issue 13 finding 12). Until then the vector keeps its previous route.
+const (
+	hotBurst = 64
+	hotRate  = 64 // per second
+)
 
 func newIRQRouter(vm irqVM) *irqRouter {
 	return &irqRouter{vm: vm, msi: map[uint32]kvm.IRQRoutingEntry{}, nextMSI: firstMSIGSI}
@@ -106,13 +124,48 @@ func (r *irqRouter) commit() error {
 	if err := r.vm.SetGSIRouting(routes); err != nil {
 		return err
 	}
-	r.dirty = false
+	r.dirty, r.cold = false, false
 	return nil
+}
+
+// commitHot installs changes to live vectors within the rate bound, or
+// schedules them. Callers hold r.mu.
+func (r *irqRouter) commitHot() error {
+	now := time.Now()
+	if r.hotAt.IsZero() {
+		r.hotTokens = hotBurst
+	} else {
+		r.hotTokens = min(hotBurst, r.hotTokens+now.Sub(r.hotAt).Seconds()*hotRate)
+	}
+	r.hotAt = now
+	if r.hotTokens >= 1 {
+		r.hotTokens--
+		return r.commit()
+	}
+	wait := time.Duration((1 - r.hotTokens) / hotRate * float64(time.Second))
+	if r.later == nil {
+		r.later = time.AfterFunc(wait, r.commitLater)
+	} else {
+		r.later.Reset(wait)
+	}
+	return nil
+}
+
+// commitLater installs what commitHot postponed.
+func (r *irqRouter) commitLater() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dirty && r.fds != nil {
+		r.commit() // a failure leaves the old routes; the next change retries
+	}
 }
 
 func (r *irqRouter) close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.later != nil {
+		r.later.Stop()
+	}
 	for _, fd := range r.fds {
 		unix.Close(fd)
 	}
@@ -125,6 +178,7 @@ type msixRouter struct {
 	r    *irqRouter
 	gsis []uint32
 	fds  []*irqfd
+	live []bool // the vector was last reported unmasked (under r.mu)
 }
 
 // newMSIX allocates n vectors, their placeholder routes installed with
@@ -166,28 +220,40 @@ func (m *msixRouter) SetVector(v int, addr uint64, data uint32, masked bool) err
 	if v < 0 || v >= len(m.gsis) {
 		return fmt.Errorf("MSI-X vector %d out of range", v)
 	}
+	m.r.mu.Lock()
+	defer m.r.mu.Unlock()
+	if m.live == nil {
+		m.live = make([]bool, len(m.gsis))
+	}
+	hot := m.live[v]
+	m.live[v] = !masked
 	if masked {
 		return nil
 	}
-	m.r.mu.Lock()
-	defer m.r.mu.Unlock()
 	gsi := m.gsis[v]
 	if e := kvm.MSIRoute(gsi, addr, data); e != m.r.msi[gsi] {
 		m.r.msi[gsi] = e
 		m.r.dirty = true
 	}
+	// A vector coming live must find its route installed, a postponed
+	// one included, before the transport triggers it.
+	m.r.cold = m.r.cold || !hot && m.r.dirty
 	return nil
 }
 
 // Commit installs the routes SetVector changed: one KVM_SET_GSI_ROUTING
-// for a whole guest register write, none if no unmasked route changed.
+// for a whole guest register write, none if no unmasked route changed;
+// changes to live vectors only are rate-bounded (commitHot).
 func (m *msixRouter) Commit() error {
 	m.r.mu.Lock()
 	defer m.r.mu.Unlock()
-	if !m.r.dirty {
+	switch {
+	case !m.r.dirty:
 		return nil
+	case m.r.cold:
+		return m.r.commit()
 	}
-	return m.r.commit()
+	return m.r.commitHot()
 }
 
 // Trigger sends vector v.
