@@ -9,6 +9,12 @@
 // The configurations appear in -order's order; the figures are TCP Mbit/s
 // at the receiver and the sender's retransmits each way, and 64-byte UDP
 // packets per second received each way.
+//
+//	benchreport -command <lines >report.md
+//
+// is scripts/bench-command.sh's report instead, from the BENCHCMD lines of
+// scripts/bench-command-job.sh (command.go): command mode against QEMU
+// microvm, end to end and by phase.
 package main
 
 import (
@@ -20,9 +26,25 @@ import (
 
 func main() {
 	order := flag.String("order", "", "the configurations to report, space-separated, in order")
+	command := flag.Bool("command", false, "bench-command.sh's report from BENCHCMD lines instead")
 	flag.Parse()
+	if *command {
+		if *order != "" || flag.NArg() != 0 {
+			fmt.Fprintln(os.Stderr, "usage: benchreport -command <BENCHCMD-lines (no -order, no arguments)")
+			os.Exit(2)
+		}
+		res, err := parseCommand(os.Stdin)
+		if err == nil {
+			err = writeCommand(os.Stdout, res)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchreport:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *order == "" || flag.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: benchreport -order \"CONFIG...\" <UML-BENCH-lines")
+		fmt.Fprintln(os.Stderr, "usage: benchreport -order \"CONFIG...\" <UML-BENCH-lines, or benchreport -command <BENCHCMD-lines")
 		os.Exit(2)
 	}
 	res, err := parse(os.Stdin)

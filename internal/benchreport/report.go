@@ -126,11 +126,7 @@ func isFlint(c string) bool { return c == "flint" || strings.HasPrefix(c, "flint
 func write(w io.Writer, res *results, order []string) error {
 	b := &strings.Builder{}
 	if len(res.fails) > 0 {
-		fmt.Fprintf(b, "%d measurement(s) failed and are left out of the medians:\n", len(res.fails))
-		for _, l := range res.fails {
-			fmt.Fprintf(b, "- %s\n", l)
-		}
-		b.WriteString("\n")
+		writeList(b, fmt.Sprintf("%d measurement(s) failed and are left out of the medians:", len(res.fails)), res.fails)
 	}
 	b.WriteString("| configuration |")
 	for _, f := range figures {

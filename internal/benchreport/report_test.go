@@ -50,7 +50,7 @@ func TestUnitReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := out.String()
-	for _, want := range []string{
+	wantAll(t, got, []string{
 		"1 measurement(s) failed and are left out of the medians:\n- config=flint/mergeable/indirect=on backend=flint rx=mergeable indirect=on test=udp64 dir=h2g run=2 result=fail error=connection_refused\n",
 		"| configuration | TCP guest→host Gbit/s | retransmits | TCP host→guest Gbit/s | retransmits | UDP 64 B guest→host kpps | UDP 64 B host→guest kpps |\n|---|---|---|---|---|---|---|\n",
 		// Median of three; "na" left out, so the median of 4 and 2.
@@ -60,11 +60,7 @@ func TestUnitReport(t *testing.T) {
 		"| dpdk | 8.00 (8.00-8.00) | 7 (7-7) | — | — | — | 400.0 (400.0-400.0) |\n",
 		"| configuration | tcp-g2h (best: dpdk) | tcp-h2g (best: none) | udp64-g2h (best: none) | udp64-h2g (best: dpdk) |\n",
 		"| flint/mergeable/indirect=on | 1.25 | — | — | 0.75 |\n",
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("report lacks %q; report:\n%s", want, got)
-		}
-	}
+	})
 	if strings.Contains(got, "| vec | 0") || strings.Count(got, "| dpdk |") != 1 {
 		t.Errorf("peers must not get a ratio row:\n%s", got)
 	}
