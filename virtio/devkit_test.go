@@ -57,7 +57,7 @@ func newKitDev() *kitDev {
 	for i := range d.h {
 		d.h[i].d = d
 	}
-	d.engines.Init("virtio-kit", 2,
+	d.engines.Init("virtio-kit", 2, &d.FeatureSet,
 		virtio.Lane{Engine: &d.eng[0], Handler: &d.h[0], Queue: 0, Name: "first", Batch: 4},
 		virtio.Lane{Engine: &d.eng[1], Handler: &d.h[1], Queue: 1, Name: "second"})
 	d.stats.Init(kitNames, map[virtio.Event]int{virtio.EventMalformed: cMalformed, virtio.EventInterrupt: cInterrupts})
@@ -78,10 +78,7 @@ func (d *kitDev) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 	return d.engines.Start(queues, irq)
 }
 
-func (d *kitDev) Reset() {
-	d.engines.Stop(func(time.Time) { d.woken.Add(1) })
-	d.ClearFeatures()
-}
+func (d *kitDev) Reset() { d.engines.Reset(func(time.Time) { d.woken.Add(1) }) }
 
 var _ virtio.Device = (*kitDev)(nil)
 
@@ -255,6 +252,9 @@ func TestTally(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { tl.Inc(cChains); tl.Event(virtio.EventInterrupt) }); n != 0 {
 		t.Fatalf("%v allocations", n)
+	}
+	if k := virtio.Key("chains", func(s *kitStats) *uint64 { return &s.Chains }); k.Name != "chains" || k.Metric != "chains" {
+		t.Fatalf("Key: %+v", k)
 	}
 	defer func() {
 		if recover() == nil {

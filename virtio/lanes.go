@@ -26,15 +26,20 @@ type Lane struct {
 
 // Engines runs a device's lanes: Start checks the queues Activate got and
 // starts one goroutine per lane, Stop (in Reset) stops them, wakes
-// those blocked on a kick and waits for them. The device calls Start,
-// Stop, Bind and Close under its own lock, one at a time; Stopping, Done
-// and States are safe from any goroutine (handlers use the first two).
-// The zero value has no lanes: call Init in the device's constructor.
+// those blocked on a kick, waits for them and forgets the negotiated
+// features. Activate and Reset are those under the Engines' lock, for a
+// device with nothing of its own to do then; a device that has calls
+// Start, Stop, Bind and Close itself, one at a time (under Lock, or its
+// own lock). Stopping, Done and States are safe from any goroutine
+// (handlers use the first two). The zero value has no lanes: call Init
+// in the device's constructor.
 type Engines struct {
-	device  string // error prefix: "virtio-blk"
-	nqueues int
-	lanes   []Lane
-	all     []int // 0 .. len(lanes)-1
+	mu       sync.Mutex
+	device   string // error prefix: "virtio-blk"
+	nqueues  int
+	features *FeatureSet
+	lanes    []Lane
+	all      []int // 0 .. len(lanes)-1
 
 	running, closed bool
 	stopping        atomic.Bool
@@ -44,10 +49,10 @@ type Engines struct {
 }
 
 // Init names the device ("virtio-blk", the prefix of Start's errors),
-// its number of queues (len(Device.QueueMaxSizes())) and its lanes, in
-// the order States reports them.
-func (g *Engines) Init(device string, nqueues int, lanes ...Lane) {
-	g.device, g.nqueues, g.lanes = device, nqueues, lanes
+// its number of queues (len(Device.QueueMaxSizes())), its features (Stop
+// clears them) and its lanes, in the order States reports them.
+func (g *Engines) Init(device string, nqueues int, features *FeatureSet, lanes ...Lane) {
+	g.device, g.nqueues, g.features, g.lanes = device, nqueues, features, lanes
 	g.all = make([]int, len(lanes))
 	for i := range g.all {
 		g.all[i] = i
@@ -88,6 +93,27 @@ func (g *Engines) pick(lanes []int) []int {
 		return g.all
 	}
 	return lanes
+}
+
+// Lock and Unlock are the device's lock for transport calls (Activate,
+// Reset, Close), for a device that calls Start and Stop itself.
+func (g *Engines) Lock()   { g.mu.Lock() }
+func (g *Engines) Unlock() { g.mu.Unlock() }
+
+// Activate is Start under the Engines' lock: all of Device.Activate for
+// a device with nothing of its own to start.
+func (g *Engines) Activate(queues []Queue, irq Interrupt) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.Start(queues, irq)
+}
+
+// Reset is Stop under the Engines' lock: all of Device.Reset for a
+// device with nothing of its own to reset.
+func (g *Engines) Reset(wake func(deadline time.Time)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.Stop(wake)
 }
 
 // Start is Device.Activate's common part: Check, then bind each picked
@@ -139,11 +165,15 @@ func (g *Engines) begin(queues []Queue, irq Interrupt, lanes []int) []int {
 // Stop is Device.Reset's common part: it sets Stopping, closes Done,
 // wakes the engines blocked on a kick (a past read deadline on the kick
 // files) and waits for them, then clears the deadlines and releases the
-// engines. wake, if not nil, is called with the past deadline before the
-// wait and with the zero time after it: the device wakes what else its
-// engines may block on (a backend, a writer). Stop reports whether the
-// engines were running; when not, it does nothing.
+// engines; and it forgets the negotiated features (Init's FeatureSet).
+// wake, if not nil, is called with the past deadline before the wait and
+// with the zero time after it: the device wakes what else its engines
+// may block on (a backend, a writer). Stop reports whether the engines
+// were running.
 func (g *Engines) Stop(wake func(deadline time.Time)) bool {
+	if g.features != nil {
+		defer g.features.ClearFeatures()
+	}
 	if !g.running {
 		return false
 	}

@@ -5,6 +5,11 @@ package virtio
 
 import "sync/atomic"
 
+// Key names a field of S by one key, its name in logs and dumps and its
+// metric path alike: Key("rx_packets", f) is Name("rx_packets",
+// "rx_packets", f).
+func Key[S any](key string, field func(*S) *uint64) Named[S] { return Name(key, key, field) }
+
 // MaxCounters is the most counters a Tally holds.
 const MaxCounters = 32
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"github.com/flintvm/flint/internal/hostfile"
 	"os"
-	"sync"
 
 	"github.com/flintvm/flint/mem"
 	"github.com/flintvm/flint/ratelimit"
@@ -94,8 +93,9 @@ type Device struct {
 	maxSizes []uint16
 	limiter  *ratelimit.Limiter
 
-	mu      sync.Mutex     // guards engines (transport calls) and the image's replacement
-	engines virtio.Engines // the request queue's lane
+	// engines: the request queue's lane; its lock serializes the
+	// transport's calls, Close and the image's replacement.
+	engines virtio.Engines
 
 	eng   engine // reused across activations: its buffers stay warm
 	stats virtio.Tally[Stats, counter]
@@ -157,7 +157,7 @@ func Open(path string, opts Options) (*Device, error) {
 	d.OfferFeatures("virtio-blk", f)
 	copy(d.id[:], opts.ID)
 	d.eng.alloc(d)
-	d.engines.Init("virtio-blk", 1, virtio.Lane{Engine: &d.eng.eng, Handler: &d.eng, Name: "requests", Batch: batch})
+	d.engines.Init("virtio-blk", 1, &d.FeatureSet, virtio.Lane{Engine: &d.eng.eng, Handler: &d.eng, Name: "requests", Batch: batch})
 	// The engine's events the device counts:
 	d.stats.Init(names[:], map[virtio.Event]counter{virtio.EventMalformed: cMalformed, virtio.EventInterrupt: cInterrupts,
 		virtio.EventThrottled: cThrottled, virtio.EventBroken: cBroken})
@@ -200,29 +200,21 @@ func (d *Device) WriteConfig(offset uint64, p []byte) {}
 // Activate starts the request queue's goroutine. queues[0] must be
 // enabled.
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.engines.Start(queues, irq)
+	return d.engines.Activate(queues, irq)
 }
 
 // Reset stops the request goroutine and waits for it (an I/O in progress
 // completes first), and forgets the negotiated features. Requests the
 // device had not started stay in the ring.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.engines.Stop(nil)
-	d.ClearFeatures()
-}
+func (d *Device) Reset() { d.engines.Reset(nil) }
 
 // Close resets the device and closes the image. Call it once the guest
 // can no longer reach the device (the vCPUs have stopped); the device
 // cannot be activated again.
 func (d *Device) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.engines.Lock()
+	defer d.engines.Unlock()
 	d.engines.Stop(nil)
-	d.ClearFeatures()
 	if !d.engines.Close() {
 		return nil
 	}

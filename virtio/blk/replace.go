@@ -41,8 +41,8 @@ func (d *Device) ReplaceImage(path string) error {
 		return fmt.Errorf("virtio-blk: %s is %d bytes, the drive's image %d: a new image of another size is not supported by flint yet",
 			path, size, d.capacity*SectorSize)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.engines.Lock()
+	defer d.engines.Unlock()
 	if d.engines.Closed() {
 		return errors.New("virtio-blk: device closed")
 	}

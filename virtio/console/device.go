@@ -3,7 +3,6 @@ package console
 import (
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/flintvm/flint/mem"
@@ -58,8 +57,9 @@ type Device struct {
 	out      io.Writer
 	maxSizes []uint16
 
-	mu      sync.Mutex     // guards engines (transport calls)
-	engines virtio.Engines // the receiveq's and transmitq's lanes
+	// engines: the receiveq's and transmitq's lanes; its lock
+	// serializes the transport's calls and Close.
+	engines virtio.Engines
 
 	in    input
 	rx    rx // reused across activations
@@ -89,7 +89,7 @@ func New(opts Options) (*Device, error) {
 	d := &Device{out: out, maxSizes: []uint16{qs, qs}}
 	d.OfferFeatures("virtio-console", Features)
 	d.rx.d, d.tx.d = d, d
-	d.engines.Init("virtio-console", 2,
+	d.engines.Init("virtio-console", 2, &d.FeatureSet,
 		virtio.Lane{Engine: &d.rx.eng, Handler: &d.rx, Queue: ReceiveQueue, Name: "receiveq", Batch: batch},
 		virtio.Lane{Engine: &d.tx.eng, Handler: &d.tx, Queue: TransmitQueue, Name: "transmitq", Batch: batch})
 	d.stats.Init(names[:], map[virtio.Event]counter{virtio.EventMalformed: cMalformed,
@@ -116,9 +116,7 @@ func (d *Device) WriteConfig(offset uint64, p []byte) {}
 // Activate starts both queues' engines and, the first time, the reader.
 // Both queues must be enabled.
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.engines.Start(queues, irq); err != nil {
+	if err := d.engines.Activate(queues, irq); err != nil {
 		return err
 	}
 	d.in.start()
@@ -133,29 +131,23 @@ type deadliner interface{ SetWriteDeadline(time.Time) error }
 // SetWriteDeadline (the past deadline is set on the writer itself, until
 // the engines stop: give the device a writer no one else writes to);
 // input buffered and not yet delivered is kept.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.resetLocked()
-}
+func (d *Device) Reset() { d.engines.Reset(d.wakeWriter) }
 
-func (d *Device) resetLocked() {
-	dl, _ := d.out.(deadliner)
-	d.engines.Stop(func(t time.Time) {
-		if dl != nil {
-			dl.SetWriteDeadline(t)
-		}
-	})
-	d.ClearFeatures()
+// wakeWriter sets the writer's deadline (when it has one): a past one
+// while the engines stop, none after.
+func (d *Device) wakeWriter(t time.Time) {
+	if dl, ok := d.out.(deadliner); ok {
+		dl.SetWriteDeadline(t)
+	}
 }
 
 // Close resets the device and lets the reader goroutine end (once its
 // Read returns: a blocked Read cannot be interrupted). The device cannot
 // be activated again. It closes neither the reader nor the writer.
 func (d *Device) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.resetLocked()
+	d.engines.Lock()
+	defer d.engines.Unlock()
+	d.engines.Stop(d.wakeWriter)
 	d.engines.Close()
 	d.in.close()
 	return nil

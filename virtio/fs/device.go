@@ -98,8 +98,9 @@ type Device struct {
 	// warnedFull: the descriptor limit was logged in this activation.
 	warnedFull bool
 
-	tmu     sync.Mutex     // transport calls: engines
-	engines virtio.Engines // the hiprio and request queues' lanes
+	// engines: the hiprio and request queues' lanes; its lock
+	// serializes the transport's calls and Close.
+	engines virtio.Engines
 
 	req    requests // the request queue's engine and buffers
 	hiprio hiprio   // the hiprio queue's engine
@@ -158,7 +159,7 @@ func New(cfg Config) (*Device, error) {
 	copy(d.tag[:], cfg.Tag)
 	d.OfferFeatures("virtio-fs", virtio.CommonFeatures)
 	d.hiprio.d, d.req.d = d, d
-	d.engines.Init("virtio-fs", 2,
+	d.engines.Init("virtio-fs", 2, &d.FeatureSet,
 		virtio.Lane{Engine: &d.hiprio.eng, Handler: &d.hiprio, Queue: HiprioQueue, Name: "hiprio", Batch: batch},
 		virtio.Lane{Engine: &d.req.eng, Handler: &d.req, Queue: RequestQueue, Name: "requests", Batch: batch})
 	// The engine's events the device counts:
@@ -237,9 +238,7 @@ func (d *Device) WriteConfig(offset uint64, p []byte) {}
 
 // Activate starts both queues' engines. Both queues must be enabled.
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
-	d.tmu.Lock()
-	defer d.tmu.Unlock()
-	return d.engines.Start(queues, irq)
+	return d.engines.Activate(queues, irq)
 }
 
 // Reset stops both engines and waits for them (a request in progress
@@ -247,14 +246,13 @@ func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 // descriptor the guest's nodeids and handles held: a new driver starts
 // again with INIT and the root.
 func (d *Device) Reset() {
-	d.tmu.Lock()
-	defer d.tmu.Unlock()
+	d.engines.Lock()
+	defer d.engines.Unlock()
 	d.resetLocked()
 }
 
 func (d *Device) resetLocked() {
 	d.engines.Stop(nil)
-	d.ClearFeatures()
 	d.mu.Lock()
 	d.forgetAll()
 	d.mu.Unlock()
@@ -272,8 +270,8 @@ func (d *Device) forgetAll() {
 // Close resets the device and closes Root's descriptor. Call it once the
 // guest can no longer reach the device; it cannot be activated again.
 func (d *Device) Close() error {
-	d.tmu.Lock()
-	defer d.tmu.Unlock()
+	d.engines.Lock()
+	defer d.engines.Unlock()
 	d.resetLocked()
 	if !d.engines.Close() {
 		return nil

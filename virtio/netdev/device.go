@@ -156,7 +156,7 @@ func New(be Backend, opts Options) (*Device, error) {
 		d.maxSizes = append(d.maxSizes, ctrlQueueSize)
 		lanes = append(lanes, virtio.Lane{Engine: &d.ctrl.eng, Handler: &d.ctrl, Queue: CtrlQueue, Name: "ctrl", Batch: ctrlQueueSize})
 	}
-	d.engines.Init("virtio-net", len(d.maxSizes), lanes...)
+	d.engines.Init("virtio-net", len(d.maxSizes), &d.FeatureSet, lanes...)
 	d.stats.Init(names[:], nil) // the handlers count into deltas, events included
 	d.linkUp.Store(!opts.LinkDown)
 	return d, nil
@@ -268,6 +268,7 @@ func (d *Device) configure(rxq *queue.Queue) {
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	acked := d.Negotiated()
 	if d.engines.Stop(func(t time.Time) {
 		d.be.SetReadDeadline(t)
 		d.be.SetWriteDeadline(t)
@@ -277,10 +278,9 @@ func (d *Device) Reset() {
 		d.ctrl.release()
 		d.irq = nil
 	}
-	if d.Negotiated() != 0 && d.offload != nil {
+	if acked != 0 && d.offload != nil {
 		d.offload(0)
 	}
-	d.ClearFeatures()
 }
 
 var _ virtio.EngineReporter = (*Device)(nil)

@@ -2,7 +2,6 @@ package rng
 
 import (
 	"crypto/rand"
-	"sync"
 
 	"github.com/flintvm/flint/mem"
 	"github.com/flintvm/flint/ratelimit"
@@ -46,7 +45,6 @@ type Device struct {
 	read     func([]byte) (int, error)
 	maxSizes []uint16
 
-	mu      sync.Mutex     // guards engines (transport calls)
 	engines virtio.Engines // the request queue's lane
 
 	eng   virtio.Engine
@@ -69,7 +67,7 @@ func New(opts Options) (*Device, error) {
 	d := &Device{limiter: opts.Limiter, read: read, maxSizes: []uint16{qs}}
 	d.h.d = d
 	d.OfferFeatures("virtio-rng", Features)
-	d.engines.Init("virtio-rng", 1, virtio.Lane{Engine: &d.eng, Handler: &d.h, Name: "requestq", Batch: 16})
+	d.engines.Init("virtio-rng", 1, &d.FeatureSet, virtio.Lane{Engine: &d.eng, Handler: &d.h, Name: "requestq", Batch: 16})
 	d.stats.Init(names[:], map[virtio.Event]counter{virtio.EventMalformed: cMalformed,
 		virtio.EventInterrupt: cInterrupts, virtio.EventThrottled: cThrottled, virtio.EventBroken: cBroken})
 	return d, nil
@@ -95,18 +93,11 @@ func (d *Device) Limiter() *ratelimit.Limiter { return d.limiter }
 
 // Activate starts the queue's engine.
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.engines.Start(queues, irq)
+	return d.engines.Activate(queues, irq)
 }
 
 // Reset stops the engine and forgets the negotiated features.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.engines.Stop(nil)
-	d.ClearFeatures()
-}
+func (d *Device) Reset() { d.engines.Reset(nil) }
 
 var _ virtio.EngineReporter = (*Device)(nil)
 

@@ -34,17 +34,15 @@ const (
 	numCounters
 )
 
-func name(n string, f func(s *Stats) *uint64) virtio.Named[Stats] { return virtio.Name(n, n, f) }
-
 var names = [numCounters]virtio.Named[Stats]{
-	cRequests:   name("requests", func(s *Stats) *uint64 { return &s.Requests }),
-	cBytes:      name("bytes", func(s *Stats) *uint64 { return &s.Bytes }),
-	cThrottled:  name("throttled", func(s *Stats) *uint64 { return &s.Throttled }),
-	cReadErrors: name("read_errors", func(s *Stats) *uint64 { return &s.ReadErrors }),
-	cBadChains:  name("bad_chains", func(s *Stats) *uint64 { return &s.BadChains }),
-	cMalformed:  name("malformed_chains", func(s *Stats) *uint64 { return &s.Malformed }),
-	cInterrupts: name("interrupts", func(s *Stats) *uint64 { return &s.Interrupts }),
-	cBroken:     name("broken_queues", func(s *Stats) *uint64 { return &s.Broken }),
+	cRequests:   virtio.Key("requests", func(s *Stats) *uint64 { return &s.Requests }),
+	cBytes:      virtio.Key("bytes", func(s *Stats) *uint64 { return &s.Bytes }),
+	cThrottled:  virtio.Key("throttled", func(s *Stats) *uint64 { return &s.Throttled }),
+	cReadErrors: virtio.Key("read_errors", func(s *Stats) *uint64 { return &s.ReadErrors }),
+	cBadChains:  virtio.Key("bad_chains", func(s *Stats) *uint64 { return &s.BadChains }),
+	cMalformed:  virtio.Key("malformed_chains", func(s *Stats) *uint64 { return &s.Malformed }),
+	cInterrupts: virtio.Key("interrupts", func(s *Stats) *uint64 { return &s.Interrupts }),
+	cBroken:     virtio.Key("broken_queues", func(s *Stats) *uint64 { return &s.Broken }),
 }
 
 // Counters lists every field of s with its names, in a fixed order.

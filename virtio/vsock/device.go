@@ -87,8 +87,9 @@ type Device struct {
 	opts     Options
 	maxSizes []uint16
 
-	ctl     sync.Mutex     // transport calls: engines
-	engines virtio.Engines // the rx and tx lanes (not the event queue)
+	// engines: the rx and tx lanes (not the event queue's); its lock
+	// serializes the transport's calls and Close.
+	engines virtio.Engines
 
 	rx rxHandler
 	tx txHandler
@@ -143,7 +144,7 @@ func New(opts Options) (*Device, error) {
 	d.rsts = make([]reply, 0, opts.MaxConns+rstSlack)
 	d.rx.d, d.tx.d = d, d
 	d.OfferFeatures("virtio-vsock", Features)
-	d.engines.Init("virtio-vsock", 3,
+	d.engines.Init("virtio-vsock", 3, &d.FeatureSet,
 		virtio.Lane{Engine: &d.rx.eng, Handler: &d.rx, Queue: RxQueue, Name: "rx", Batch: batch},
 		virtio.Lane{Engine: &d.tx.eng, Handler: &d.tx, Queue: TxQueue, Name: "tx", Batch: batch})
 	d.stats.Init(names[:], map[virtio.Event]counter{virtio.EventMalformed: cMalformed,
@@ -177,8 +178,8 @@ func (d *Device) WriteConfig(offset uint64, p []byte) {}
 // Activate starts the rx and tx engines. Both must be enabled; the event
 // queue may be left disabled.
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
-	d.ctl.Lock()
-	defer d.ctl.Unlock()
+	d.engines.Lock()
+	defer d.engines.Unlock()
 	if err := d.engines.Check(queues, irq); err != nil {
 		return err
 	}
@@ -192,8 +193,8 @@ func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 // and forgets the negotiated features. The listener stays open: CONNECTs
 // that arrive before the next activation are closed at once.
 func (d *Device) Reset() {
-	d.ctl.Lock()
-	defer d.ctl.Unlock()
+	d.engines.Lock()
+	defer d.engines.Unlock()
 	d.resetLocked()
 }
 
@@ -206,15 +207,14 @@ func (d *Device) resetLocked() {
 	}
 	d.rsts = d.rsts[:0]
 	d.mu.Unlock()
-	d.ClearFeatures()
 }
 
 // Close resets the device, closes the listener (a unix listener removes
 // its socket file) and waits for every goroutine of the unix side. The
 // device cannot be activated again.
 func (d *Device) Close() error {
-	d.ctl.Lock()
-	defer d.ctl.Unlock()
+	d.engines.Lock()
+	defer d.engines.Unlock()
 	d.resetLocked()
 	d.engines.Close()
 	var err error

@@ -68,30 +68,28 @@ const (
 	numCounters
 )
 
-func name(n string, f func(s *Stats) *uint64) virtio.Named[Stats] { return virtio.Name(n, n, f) }
-
 // names is the one place that names each Stats field (TestCountersNamed
 // checks it covers Stats).
 var names = [numCounters]virtio.Named[Stats]{
-	cTxPackets:        name("tx_packets", func(s *Stats) *uint64 { return &s.TxPackets }),
-	cTxBytes:          name("tx_bytes", func(s *Stats) *uint64 { return &s.TxBytes }),
-	cRxPackets:        name("rx_packets", func(s *Stats) *uint64 { return &s.RxPackets }),
-	cRxBytes:          name("rx_bytes", func(s *Stats) *uint64 { return &s.RxBytes }),
-	cConnsGuest:       name("conns_guest", func(s *Stats) *uint64 { return &s.ConnsGuest }),
-	cConnsHost:        name("conns_host", func(s *Stats) *uint64 { return &s.ConnsHost }),
-	cConnsRefused:     name("conns_refused", func(s *Stats) *uint64 { return &s.ConnsRefused }),
-	cConnsReset:       name("conns_reset", func(s *Stats) *uint64 { return &s.ConnsReset }),
-	cConnsClosed:      name("conns_closed", func(s *Stats) *uint64 { return &s.ConnsClosed }),
-	cBadPackets:       name("bad_packets", func(s *Stats) *uint64 { return &s.BadPackets }),
-	cCreditViolations: name("credit_violations", func(s *Stats) *uint64 { return &s.CreditViolations }),
-	cRSTSent:          name("rst_sent", func(s *Stats) *uint64 { return &s.RSTSent }),
-	cRSTDropped:       name("rst_dropped", func(s *Stats) *uint64 { return &s.RSTDropped }),
-	cHostErrors:       name("host_errors", func(s *Stats) *uint64 { return &s.HostErrors }),
-	cAcceptErrors:     name("accept_errors", func(s *Stats) *uint64 { return &s.AcceptErrors }),
-	cBadChains:        name("bad_chains", func(s *Stats) *uint64 { return &s.BadChains }),
-	cMalformed:        name("malformed_chains", func(s *Stats) *uint64 { return &s.Malformed }),
-	cInterrupts:       name("interrupts", func(s *Stats) *uint64 { return &s.Interrupts }),
-	cBroken:           name("broken_queues", func(s *Stats) *uint64 { return &s.Broken }),
+	cTxPackets:        virtio.Key("tx_packets", func(s *Stats) *uint64 { return &s.TxPackets }),
+	cTxBytes:          virtio.Key("tx_bytes", func(s *Stats) *uint64 { return &s.TxBytes }),
+	cRxPackets:        virtio.Key("rx_packets", func(s *Stats) *uint64 { return &s.RxPackets }),
+	cRxBytes:          virtio.Key("rx_bytes", func(s *Stats) *uint64 { return &s.RxBytes }),
+	cConnsGuest:       virtio.Key("conns_guest", func(s *Stats) *uint64 { return &s.ConnsGuest }),
+	cConnsHost:        virtio.Key("conns_host", func(s *Stats) *uint64 { return &s.ConnsHost }),
+	cConnsRefused:     virtio.Key("conns_refused", func(s *Stats) *uint64 { return &s.ConnsRefused }),
+	cConnsReset:       virtio.Key("conns_reset", func(s *Stats) *uint64 { return &s.ConnsReset }),
+	cConnsClosed:      virtio.Key("conns_closed", func(s *Stats) *uint64 { return &s.ConnsClosed }),
+	cBadPackets:       virtio.Key("bad_packets", func(s *Stats) *uint64 { return &s.BadPackets }),
+	cCreditViolations: virtio.Key("credit_violations", func(s *Stats) *uint64 { return &s.CreditViolations }),
+	cRSTSent:          virtio.Key("rst_sent", func(s *Stats) *uint64 { return &s.RSTSent }),
+	cRSTDropped:       virtio.Key("rst_dropped", func(s *Stats) *uint64 { return &s.RSTDropped }),
+	cHostErrors:       virtio.Key("host_errors", func(s *Stats) *uint64 { return &s.HostErrors }),
+	cAcceptErrors:     virtio.Key("accept_errors", func(s *Stats) *uint64 { return &s.AcceptErrors }),
+	cBadChains:        virtio.Key("bad_chains", func(s *Stats) *uint64 { return &s.BadChains }),
+	cMalformed:        virtio.Key("malformed_chains", func(s *Stats) *uint64 { return &s.Malformed }),
+	cInterrupts:       virtio.Key("interrupts", func(s *Stats) *uint64 { return &s.Interrupts }),
+	cBroken:           virtio.Key("broken_queues", func(s *Stats) *uint64 { return &s.Broken }),
 }
 
 // Counters lists every field of s with its names, in a fixed order.
