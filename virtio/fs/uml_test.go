@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -21,8 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flintvm/flint/internal/testenv"
 	"github.com/flintvm/flint/internal/umlhost"
+	"github.com/flintvm/flint/internal/umlhost/umltest"
 	"github.com/flintvm/flint/virtio/transport/vhostuser"
 )
 
@@ -66,19 +65,6 @@ umount /rw && umount /host && echo UMOUNT-OK
 poweroff -f
 `
 
-// umlInitramfs builds the guest: umlInit with roProbe, and the fuse,
-// virtiofs and overlay modules. A missing harness skips (fails under CI).
-func umlInitramfs(t *testing.T, dir, roProbe string) string {
-	p, err := umlhost.Initramfs(dir, fmt.Sprintf(umlInit, roProbe), "fs/fuse/fuse.ko", "fs/fuse/virtiofs.ko", "fs/overlayfs/overlay.ko")
-	if errors.Is(err, umlhost.ErrMissing) {
-		testenv.SkipOrFail(t, err.Error()+" (make setup installs the UML harness)")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // serve serves dev over vhost-user at sock until the test ends.
 func serve(t *testing.T, dev *Device, sock string) {
 	srv, err := vhostuser.New(vhostuser.Config{Device: dev, Log: slog.New(slog.DiscardHandler)})
@@ -108,7 +94,7 @@ func TestUML(t *testing.T) {
 	writeFile(t, filepath.Join(rw, "in.txt"), []byte("from-the-host"))
 	writeFile(t, filepath.Join(dir, "secret"), []byte("outside"))
 	os.Symlink("../secret", filepath.Join(rw, "outlink"))
-	initrd := umlInitramfs(t, dir, roProbe)
+	initrd := umltest.Initramfs(t, dir, fmt.Sprintf(umlInit, roProbe), "fs/fuse/fuse.ko", "fs/fuse/virtiofs.ko", "fs/overlayfs/overlay.ko")
 
 	root, err := New(Config{Tag: "root", Root: "/", ReadOnly: true})
 	if err != nil {
@@ -165,13 +151,9 @@ func TestUML(t *testing.T) {
 }
 
 func runUML(t *testing.T, dir, initrd string, socks ...string) string {
-	args := []string{umlhost.Binary, "mem=256M", "initrd=" + initrd, "con=null", "con0=fd:0,fd:1", "quiet"}
+	args := []string{"mem=256M", "initrd=" + initrd, "con=null", "con0=fd:0,fd:1", "quiet"}
 	for _, s := range socks {
 		args = append(args, "virtio_uml.device="+s+":26")
 	}
-	out, err := umlhost.Run(dir, 120*time.Second, args...)
-	if err != nil {
-		t.Fatalf("%v; console:\n%s", err, out)
-	}
-	return out
+	return umltest.Run(t, dir, 120*time.Second, args...)
 }

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,10 +18,9 @@ import (
 	"time"
 
 	"github.com/flintvm/flint/internal/umlhost"
+	"github.com/flintvm/flint/internal/umlhost/umltest"
 	"github.com/flintvm/flint/virtio/netdev"
 	"github.com/flintvm/flint/virtio/transport/vhostuser"
-
-	"github.com/flintvm/flint/internal/testenv"
 )
 
 var (
@@ -135,20 +133,6 @@ if ping -c 3 -W 5 10.0.0.1; then echo PING-OK; else echo PING-FAIL; fi
 poweroff -f
 `
 
-// buildInitramfs builds the guest: umlInit and the virtio_net modules. A
-// missing harness skips, and fails under CI, whose .ci/run installs
-// user-mode-linux and busybox-static.
-func buildInitramfs(t *testing.T, dir string) string {
-	p, err := umlhost.Initramfs(dir, umlInit, "net/core/failover.ko", "drivers/net/net_failover.ko", "drivers/net/virtio_net.ko")
-	if errors.Is(err, umlhost.ErrMissing) {
-		testenv.SkipOrFail(t, err.Error()+" (make setup installs the UML harness)")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestMain lets runUML start user-mode Linux through umlhost (this binary,
 // re-executed, installs umlhost's filter and executes UML).
 func TestMain(m *testing.M) {
@@ -166,7 +150,9 @@ func TestUML(t *testing.T) {
 		t.Skip("boots user-mode Linux")
 	}
 	dir := t.TempDir()
-	initrd := buildInitramfs(t, dir)
+	// A missing harness skips, and fails under CI, whose .ci/run installs
+	// user-mode-linux and busybox-static.
+	initrd := umltest.Initramfs(t, dir, umlInit, "net/core/failover.ko", "drivers/net/net_failover.ko", "drivers/net/virtio_net.ko")
 	be := &pingResponder{fakeBackend: newFake()}
 	dev, err := netdev.New(be, netdev.Options{MAC: testMAC, MTU: 1400})
 	if err != nil {
@@ -217,10 +203,6 @@ func TestUML(t *testing.T) {
 }
 
 func runUML(t *testing.T, dir, initrd, sock string) string {
-	out, err := umlhost.Run(dir, 60*time.Second, umlhost.Binary, "mem=128M", "initrd="+initrd, "con=null", "con0=fd:0,fd:1",
+	return umltest.Run(t, dir, 60*time.Second, "mem=128M", "initrd="+initrd, "con=null", "con0=fd:0,fd:1",
 		"virtio_uml.device="+sock+":1", "quiet")
-	if err != nil {
-		t.Fatalf("%v; console:\n%s", err, out)
-	}
-	return out
 }
