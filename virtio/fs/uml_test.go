@@ -9,11 +9,9 @@ package fs
 
 import (
 	"bytes"
-	"context"
 	"crypto/md5"
 	"crypto/sha256"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +20,6 @@ import (
 
 	"github.com/flintvm/flint/internal/umlhost"
 	"github.com/flintvm/flint/internal/umlhost/umltest"
-	"github.com/flintvm/flint/virtio/transport/vhostuser"
 )
 
 // TestMain lets the UML test start user-mode Linux through umlhost (this
@@ -65,22 +62,6 @@ umount /rw && umount /host && echo UMOUNT-OK
 poweroff -f
 `
 
-// serve serves dev over vhost-user at sock until the test ends.
-func serve(t *testing.T, dev *Device, sock string) {
-	srv, err := vhostuser.New(vhostuser.Config{Device: dev, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := vhostuser.Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
-	t.Cleanup(func() { cancel(); <-done })
-}
-
 func TestUML(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots user-mode Linux")
@@ -106,8 +87,8 @@ func TestUML(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer share.Close()
-	serve(t, root, filepath.Join(dir, "root.sock"))
-	serve(t, share, filepath.Join(dir, "rw.sock"))
+	umltest.Serve(t, root, filepath.Join(dir, "root.sock"), nil)
+	umltest.Serve(t, share, filepath.Join(dir, "rw.sock"), nil)
 
 	out := runUML(t, dir, initrd, filepath.Join(dir, "root.sock"), filepath.Join(dir, "rw.sock"))
 	if testing.Verbose() {

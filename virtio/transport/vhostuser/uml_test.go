@@ -7,7 +7,6 @@ package vhostuser_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"log/slog"
 	"os"
@@ -20,7 +19,6 @@ import (
 	"github.com/flintvm/flint/internal/umlhost"
 	"github.com/flintvm/flint/internal/umlhost/umltest"
 	"github.com/flintvm/flint/virtio/netdev"
-	"github.com/flintvm/flint/virtio/transport/vhostuser"
 )
 
 var (
@@ -159,25 +157,13 @@ func TestUML(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &logBuffer{}
-	srv, err := vhostuser.New(vhostuser.Config{Device: dev, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "net.sock")
-	l, err := vhostuser.Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
-	defer func() {
-		cancel()
-		<-done
+	t.Cleanup(func() { // after the server's end (cleanups run last first)
 		if t.Failed() || testing.Verbose() {
 			t.Logf("server log:\n%s", logs.String())
 		}
-	}()
+	})
+	sock := filepath.Join(dir, "net.sock")
+	srv := umltest.Serve(t, dev, sock, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	for boot := range 2 {
 		out := runUML(t, dir, initrd, sock)
 		if testing.Verbose() {
