@@ -32,14 +32,8 @@ func image(tb testing.TB, sectors int) string {
 	return p
 }
 
-func readFile(tb testing.TB, p string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
+// readFile is virtiotest.ReadFile.
+var readFile = virtiotest.ReadFile
 
 // hdr is a request header.
 func hdr(typ uint32, sector uint64) []byte {

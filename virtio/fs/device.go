@@ -246,13 +246,7 @@ func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 // descriptor the guest's nodeids and handles held: a new driver starts
 // again with INIT and the root.
 func (d *Device) Reset() {
-	d.engines.Lock()
-	defer d.engines.Unlock()
-	d.resetLocked()
-}
-
-func (d *Device) resetLocked() {
-	d.engines.Stop(nil)
+	d.engines.Reset(nil)
 	d.mu.Lock()
 	d.forgetAll()
 	d.mu.Unlock()
@@ -272,12 +266,13 @@ func (d *Device) forgetAll() {
 func (d *Device) Close() error {
 	d.engines.Lock()
 	defer d.engines.Unlock()
-	d.resetLocked()
+	d.engines.Stop(nil)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.forgetAll()
 	if !d.engines.Close() {
 		return nil
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	unix.Close(d.procFd)
 	return unix.Close(d.rootFd)
 }

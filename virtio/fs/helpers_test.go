@@ -346,11 +346,5 @@ func writeFile(tb testing.TB, p string, data []byte) {
 	}
 }
 
-func readFile(tb testing.TB, p string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
+// readFile is virtiotest.ReadFile.
+var readFile = virtiotest.ReadFile

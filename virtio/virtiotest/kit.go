@@ -8,6 +8,7 @@ package virtiotest
 import (
 	"fmt"
 	"math"
+	"os"
 	"testing"
 	"time"
 
@@ -37,6 +38,17 @@ func Pattern(n int, seed byte) []byte {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = byte(i*7+i>>8) ^ seed
+	}
+	return b
+}
+
+// ReadFile returns the file at path, and fails tb if it cannot be read
+// (a device's host side: an image, a shared file).
+func ReadFile(tb testing.TB, path string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	return b
 }

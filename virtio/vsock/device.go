@@ -193,13 +193,13 @@ func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 // and forgets the negotiated features. The listener stays open: CONNECTs
 // that arrive before the next activation are closed at once.
 func (d *Device) Reset() {
-	d.engines.Lock()
-	defer d.engines.Unlock()
-	d.resetLocked()
+	d.engines.Reset(nil)
+	d.dropConns()
 }
 
-func (d *Device) resetLocked() {
-	d.engines.Stop(nil)
+// dropConns ends every connection once the engines stopped: no new one
+// until the next activation.
+func (d *Device) dropConns() {
 	d.mu.Lock()
 	d.active = false
 	for _, c := range d.conns {
@@ -215,7 +215,8 @@ func (d *Device) resetLocked() {
 func (d *Device) Close() error {
 	d.engines.Lock()
 	defer d.engines.Unlock()
-	d.resetLocked()
+	d.engines.Stop(nil)
+	d.dropConns()
 	d.engines.Close()
 	var err error
 	if d.opts.Listener != nil {
