@@ -74,7 +74,7 @@ func apiVMConfig(cfg *vmm.Config) {
 	cfg.PatchableLimiters = true
 }
 
-// Start builds the VM; errors (bad paths, a kernel that is not a bzImage,
+// Start builds the VM; errors (bad paths, a kernel that is neither a bzImage nor an ELF vmlinux,
 // no /dev/kvm...) go back to the client as 400s and the API keeps waiting.
 func (ac *apiController) Start(fc configs.VMConfig) error {
 	fc = withDefaultTransport(fc, ac.transport)

@@ -165,7 +165,8 @@ func runCommand(a *app, launch launcher) *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "a Firecracker-style JSON config file (see configs/examples); flags given on the command line override its values"},
 			&cli.StringFlag{Name: "api-sock", Usage: "serve Firecracker's REST API on this unix socket; without --config, wait for the client to configure the VM and send InstanceStart"},
-			&cli.StringFlag{Name: "kernel", Usage: "bzImage to boot (required unless --config or --api-sock gives it)"},
+			&cli.StringFlag{Name: "kernel", Usage: "kernel to boot: a bzImage or an ELF vmlinux, told apart by the file (required unless --config or --api-sock gives it)"},
+			&cli.StringFlag{Name: "kernel-entry", Usage: "an ELF vmlinux's entry path: pvh (its PVH note; 32-bit, hvm_start_info), linux64 (the 64-bit Linux boot protocol with a zero page) or auto (pvh when the note is there)", Value: "auto"},
 			&cli.StringFlag{Name: "initrd", Usage: "initramfs to load"},
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line (in command mode: appended to command mode's own)", Value: defaultCmdline, DefaultText: defaultCmdline},
 			&cli.IntFlag{Name: "cpus", Usage: fmt.Sprintf("vCPUs (1-%d)", vmm.MaxCPUs), Value: 1},

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flintvm/flint/boot"
 	"github.com/flintvm/flint/internal/testenv"
 	"github.com/flintvm/flint/vmm"
 	"github.com/flintvm/flint/vmm/vmmtest"
@@ -52,7 +53,8 @@ func TestRunDefaults(t *testing.T) {
 	if code != 0 || cfg == nil {
 		t.Fatalf("code %d, stderr %q", code, stderr)
 	}
-	if cfg.CPUs != 1 || cfg.MemoryMiB != 256 || cfg.Cmdline != defaultCmdline || cfg.Console != "stdio" || !cfg.HandleSignals {
+	if cfg.CPUs != 1 || cfg.MemoryMiB != 256 || cfg.Cmdline != defaultCmdline || cfg.Console != "stdio" || !cfg.HandleSignals ||
+		cfg.KernelEntry != boot.EntryAuto {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	if !strings.Contains(cfg.Cmdline, "console=ttyS0") {
@@ -65,14 +67,14 @@ func TestRunFlags(t *testing.T) {
 	i := writeFile(t, "initrd", []byte("initrd bytes"))
 	code, _, stderr, cfg := runArgs(t, "run", "--kernel", k, "--initrd", i, "--cmdline", "console=ttyS0 quiet",
 		"--cpus", "2", "--memory", "512", "--console", "none", "--exit-marker", "OK", "--timeout", "30s",
-		"--net", "tap=tap0,mtu=9000,mrg_rxbuf=off", "--net", "tap=tap1,transport=mmio")
+		"--net", "tap=tap0,mtu=9000,mrg_rxbuf=off", "--net", "tap=tap1,transport=mmio", "--kernel-entry", "linux64")
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, stderr)
 	}
 	if cfg.CPUs != 2 || cfg.MemoryMiB != 512 || cfg.Cmdline != "console=ttyS0 quiet" || cfg.Console != "none" ||
 		string(cfg.Initrd) != "initrd bytes" || cfg.ExitMarker != "OK" || cfg.Timeout.Seconds() != 30 ||
 		len(cfg.Net) != 2 || cfg.Net[0].TAP != "tap0" || cfg.Net[0].MTU != 9000 || cfg.Net[0].MrgRxbuf ||
-		cfg.Net[1].TAP != "tap1" || cfg.Net[1].Transport != "mmio" {
+		cfg.Net[1].TAP != "tap1" || cfg.Net[1].Transport != "mmio" || cfg.KernelEntry != boot.EntryLinux64 {
 		t.Fatalf("config: %+v", cfg)
 	}
 }
@@ -111,6 +113,7 @@ func TestBadInputIsOneLineAndExitCode2(t *testing.T) {
 		{"net-backend bad switch", []string{"net-backend", "--socket", "/tmp/x", "--tap", "t0", "--tso", "maybe"}, "tso"},
 		{"net-backend queues", []string{"net-backend", "--socket", "/tmp/x", "--tap", "t0", "--queues", "4"}, "--queues 4"},
 		{"cmdline with NUL", []string{"run", "--kernel", good, "--cmdline", "a\x00b"}, "NUL"},
+		{"bad kernel entry", []string{"run", "--kernel", good, "--kernel-entry", "efi"}, "--kernel-entry"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { wantUsageError(t, c.args, c.want) })

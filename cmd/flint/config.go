@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/flintvm/flint/boot"
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/internal/hostfile"
 	"github.com/flintvm/flint/vmm"
@@ -69,6 +70,13 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 		HandleSignals: true,
 		Timing:        c.Bool("timing"),
 		MMIOCmdline:   c.Bool("mmio-cmdline"),
+	}
+	switch e := c.String("kernel-entry"); e {
+	case "auto":
+	case string(boot.EntryPVH), string(boot.EntryLinux64):
+		cfg.KernelEntry = boot.EntryPath(e)
+	default:
+		return cfg, release, usagef("--kernel-entry %q: want auto, pvh or linux64", e)
 	}
 	kernel, kernelFlag := c.String("kernel"), "--kernel"
 	initrd, initrdFlag := c.String("initrd"), "--initrd"
