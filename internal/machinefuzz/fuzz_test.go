@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -75,24 +74,20 @@ var seeds = map[string][]byte{
 	}(),
 }
 
-var env = sync.OnceValues(func() (Env, error) {
-	dir, err := os.MkdirTemp("", "machinefuzz")
+// newEnv makes a machine's image and share in tb's temporary directory.
+func newEnv(tb testing.TB) Env {
+	e, err := NewEnv(tb.TempDir())
 	if err != nil {
-		return Env{}, err
+		tb.Fatal(err)
 	}
-	return NewEnv(dir)
-})
+	return e
+}
 
 // runProgram builds a machine, plays prog and checks the invariants: no
 // contained panic, no masked MSI-X vector triggered, nothing written
 // outside guest RAM, every device re-driven to DRIVER_OK (and the simple
-// ones working), no goroutine left after Close. It returns the machine,
-// closed, for the caller's own checks.
-func runProgram(t *testing.T, prog []byte) *Machine {
-	e, err := env()
-	if err != nil {
-		t.Fatal(err)
-	}
+// ones working), no goroutine left after Close.
+func runProgram(t *testing.T, e Env, prog []byte) {
 	before := deviceGoroutines()
 	m, err := New(e)
 	if err != nil {
@@ -125,7 +120,6 @@ func runProgram(t *testing.T, prog []byte) *Machine {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return m
 }
 
 // deviceGoroutines counts the goroutines, other than the caller, running
@@ -146,18 +140,25 @@ func stacks() string {
 }
 
 // FuzzMachine plays programs against the whole machine (see the package
-// documentation and runProgram for what it checks).
+// documentation and runProgram for what it checks). With
+// MACHINEFUZZ_TRACE=DIR each worker writes its current input to
+// DIR/in-PID and, for an input still running after 3 s, every
+// goroutine's stack to DIR/stack-PID. The target runs tens of programs a
+// second, so Go's minimization of each new input (-fuzzminimizetime,
+// 60 s by default) can take most of a short run; -fuzzminimizetime 0
+// explores instead.
 func FuzzMachine(f *testing.F) {
 	for _, name := range sortedSeeds() {
 		f.Add(seeds[name])
 	}
+	e := newEnv(f) // one per process: machines run one after another
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		if d := os.Getenv("MACHINEFUZZ_TRACE"); d != "" {
 			os.WriteFile(fmt.Sprintf("%s/in-%d", d, os.Getpid()), prog, 0o644)
 			stop := time.AfterFunc(3*time.Second, func() { os.WriteFile(fmt.Sprintf("%s/stack-%d", d, os.Getpid()), []byte(stacks()), 0o644) })
 			defer stop.Stop()
 		}
-		runProgram(t, prog)
+		runProgram(t, e, prog)
 	})
 }
 
@@ -211,10 +212,7 @@ func want(kv ...any) error {
 // MACHINEFUZZ_WRITE_CORPUS=1 also writes them to
 // testdata/fuzz/FuzzMachine.
 func TestSeeds(t *testing.T) {
-	e, err := env()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEnv(t)
 	for _, name := range sortedSeeds() {
 		m, err := New(e)
 		if err != nil {
