@@ -26,7 +26,9 @@ const (
 	pciDriver       = 0x0c
 	pciStatus       = 0x14
 	pciQueueSel     = 0x16
+	pciConfigVector = 0x10
 	pciQueueSize    = 0x18
+	pciQueueVector  = 0x1a
 	pciQueueEnable  = 0x1c
 	pciQueueDesc    = 0x20
 	pciQueueDriver  = 0x28
@@ -86,6 +88,39 @@ func (m *Machine) pioRead(port uint64, n int) uint64 {
 func (m *Machine) cfgWrite(dev int, reg uint32, n int, v uint64) {
 	m.pioWrite(pci.ConfigAddressPort, 4, uint64(1<<31|uint32(dev&31)<<11|reg&0xfc))
 	m.pioWrite(pci.ConfigDataPort+uint64(reg&3), n, v)
+}
+
+// cfgRead reads a PCI configuration register of device dev.
+func (m *Machine) cfgRead(dev int, reg uint32, n int) uint64 {
+	m.pioWrite(pci.ConfigAddressPort, 4, uint64(1<<31|uint32(dev&31)<<11|reg&0xfc))
+	return m.pioRead(pci.ConfigDataPort+uint64(reg&3), n)
+}
+
+// enableMSIX finds s's MSI-X capability, enables it (function unmasked)
+// and programs every table entry unmasked: vector 0 for configuration
+// changes, vector 1+q for queue q, as Linux's per-queue vectors.
+func (m *Machine) enableMSIX(s *Slot) {
+	ptr := uint32(m.cfgRead(s.PCIDev, 0x34, 1))
+	for i := 0; ptr != 0 && i < 16; i++ {
+		if m.cfgRead(s.PCIDev, ptr, 1) == 0x11 {
+			ctrl := m.cfgRead(s.PCIDev, ptr+2, 2)
+			m.cfgWrite(s.PCIDev, ptr+2, 2, (ctrl|1<<15)&^(1<<14))
+			break
+		}
+		ptr = uint32(m.cfgRead(s.PCIDev, ptr+1, 1))
+	}
+	base, ok := s.regs()
+	if !ok {
+		return
+	}
+	for v := range len(s.queues) + 1 {
+		e := base + vpci.MSIXTableOffset + 16*uint64(v)
+		m.mmioWrite(e, 4, 0xfee0_0000)
+		m.mmioWrite(e+4, 4, 0)
+		m.mmioWrite(e+8, 4, 0x30+uint64(v))
+		m.mmioWrite(e+12, 4, 0)
+	}
+	m.mmioWrite(base+vpci.CommonOffset+pciConfigVector, 2, 0)
 }
 
 // regs is where s's transport registers are now: the virtio-mmio window,
@@ -169,8 +204,9 @@ func (m *Machine) RestorePCI() {
 // BringUp plays a driver's initialisation of s: reset, ACKNOWLEDGE,
 // DRIVER, the offered features masked by mask (VERSION_1 always),
 // FEATURES_OK, every queue at its ring page (size min(max, 16)),
-// DRIVER_OK. It returns an error saying where the device refused.
-func (m *Machine) BringUp(s *Slot, mask uint64) error {
+// DRIVER_OK; on virtio-pci with msix, MSI-X enabled with a vector per
+// queue. It returns an error saying where the device refused.
+func (m *Machine) BringUp(s *Slot, mask uint64, msix bool) error {
 	if s.PCI != nil {
 		if _, ok := s.PCI.BAR(); !ok {
 			m.cfgWrite(s.PCIDev, 0x04, 2, pciCommandMem|pciCommandBusMa)
@@ -197,6 +233,10 @@ func (m *Machine) BringUp(s *Slot, mask uint64) error {
 	if got := m.Status(s); !got.Has(virtio.StatusFeaturesOK) {
 		return fmt.Errorf("%s: FEATURES_OK refused for %#x (status %v)", s.Name, want, got)
 	}
+	msix = msix && s.PCI != nil
+	if msix {
+		m.enableMSIX(s)
+	}
 	for i, q := range s.queues {
 		m.common(s, mmio.RegQueueSel, pciQueueSel, 2, uint64(i))
 		mx := uint16(m.commonRead(s, mmio.RegQueueNumMax, pciQueueSize, 2))
@@ -208,6 +248,9 @@ func (m *Machine) BringUp(s *Slot, mask uint64) error {
 		clear(mustSlice(m, page, 0x1000))
 		*q = drvQueue{size: size, desc: page, avl: page + 0x400, used: page + 0x800}
 		m.common(s, mmio.RegQueueNum, pciQueueSize, 2, uint64(size))
+		if msix {
+			m.common(s, 0, pciQueueVector, 2, uint64(1+i))
+		}
 		m.common(s, mmio.RegQueueDescLow, pciQueueDesc, 8, q.desc)
 		m.common(s, mmio.RegQueueDriverLow, pciQueueDriver, 8, q.avl)
 		m.common(s, mmio.RegQueueDeviceLow, pciQueueDevice, 8, q.used)

@@ -2,6 +2,7 @@ package machinefuzz
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,20 +36,34 @@ func upAll() []byte {
 // seeds are meaningful programs: the fuzzer starts from deep states.
 var seeds = map[string][]byte{
 	// net: one packet out: a zero header and 60 zero bytes (sane chain,
-	// 1 descriptor of 8*9 = 72 bytes) on the transmitq.
-	"net-tx": prog(upAll(), Op(OpPost, slotNet|1<<4, 0, 9), Op(OpKick, slotNet|1<<4, 0, 0), Op(OpSettle, 0, 0, 19)),
+	// 1 descriptor of 4*18 = 72 bytes) on the transmitq.
+	"net-tx": prog(upAll(), Op(OpPost, slotNet|1<<4, 0, 18), Op(OpKick, slotNet|1<<4, 0, 0), Op(OpSettle, 0, 0, 19)),
 	// blk: read sector 0: header (16 bytes of zeros: IN, sector 0),
 	// 512 bytes writable, 1 byte writable status.
-	"blk-read": prog(upAll(), Op(OpPost, slotBlk, 2|(0b110<<2), 0x00_00_40_02), Op(OpKick, slotBlk, 0, 0), Op(OpSettle, 0, 0, 19)),
+	"blk-read": prog(upAll(), Op(OpPost, slotBlk, 2|(0b110<<2), 0x00_00_80_04), Op(OpKick, slotBlk, 0, 0), Op(OpSettle, 0, 0, 19)),
 	// blk: a write (type OUT) of one sector, then a flush.
-	"blk-write-flush": prog(upAll(), Op(OpBufWrite, slotBlk, 0, 1), Op(OpPost, slotBlk, 2|(0b100<<2), 0x00_00_40_02),
-		Op(OpKick, slotBlk, 0, 0), Op(OpSettle, 0, 0, 10), Op(OpBufWrite, slotBlk, 0x100, 4), Op(OpPost, slotBlk, 1|(0b10<<2)|1<<8, 0x00_00_00_02),
+	"blk-write-flush": prog(upAll(), Op(OpBufWrite, slotBlk, 0, 1), Op(OpPost, slotBlk, 2|(0b100<<2), 0x00_00_80_04),
+		Op(OpKick, slotBlk, 0, 0), Op(OpSettle, 0, 0, 10), Op(OpBufWrite, slotBlk, 0x100, 4), Op(OpPost, slotBlk, 1|(0b10<<2)|1<<8, 0x00_00_00_04),
 		Op(OpKick, slotBlk, 0, 0), Op(OpSettle, 0, 0, 10)),
 	// rng and console: a writable buffer each, indirect for rng; console
 	// output.
 	"rng-console": prog(upAll(), Op(OpPost, slotRng, 0x40|0b1<<2, 0x10), Op(OpKick, slotRng, 0, 0),
 		Op(OpPost, slotConsole, 0b1<<2, 0x10), Op(OpKick, slotConsole, 0, 0),
 		Op(OpPost, slotConsole|1<<4, 0, 0x10), Op(OpKick, slotConsole|1<<4, 0, 0), Op(OpSettle, 0, 0, 19)),
+	// vsock: a connection request to host port 5000 (refused: RST on
+	// the rx queue, where a buffer waits).
+	"vsock-connect": prog(upAll(), bufOps(slotVsock, 0, vsockRequest()),
+		Op(OpPost, slotVsock, 0b1<<2|1<<8, 16), Op(OpKick, slotVsock, 0, 0),
+		Op(OpPost, slotVsock|1<<4, 0, 11), Op(OpKick, slotVsock|1<<4, 0, 0), Op(OpSettle, 0, 0, 19)),
+	// fs: FUSE_INIT on the request queue (in: header and init_in, 56
+	// bytes; out: 80 writable bytes).
+	"fs-init": prog(upAll(), bufOps(slotFs, 0, fuseInit()),
+		Op(OpPost, slotFs|1<<4, 1|0b10<<2, 20<<8|14), Op(OpKick, slotFs|1<<4, 0, 0), Op(OpSettle, 0, 0, 19)),
+	// MSI-X: the PCI devices up with a vector per queue, then a random
+	// fill and a packet out, each interrupting through its vector.
+	"msix": prog(Op(OpBringUp, 0xc0|slotNet, 0, 0), Op(OpBringUp, 0xc0|slotBlk, 0, 0), Op(OpBringUp, 0xc0|slotRng, 0, 0),
+		Op(OpPost, slotRng, 0b1<<2, 0x10), Op(OpKick, slotRng, 0, 0),
+		Op(OpPost, slotNet|1<<4, 0, 18), Op(OpKick, slotNet|1<<4, 0, 0), Op(OpSettle, 0, 0, 19)),
 	// A malformed chain on every device: a loop of NEXT links through
 	// out-of-RAM addresses, then the avail index jumped past the ring.
 	"malformed": func() []byte {
@@ -72,6 +87,42 @@ var seeds = map[string][]byte{
 			Op(OpPIOWrite, 0, 17, 0xfe), Op(OpSettle, 0, 0, 5))
 		return prog(ops...)
 	}(),
+}
+
+// bufOps writes data into slot's buffer area at off, 4 bytes an op.
+func bufOps(slot int, off uint16, data []byte) []byte {
+	var ops [][]byte
+	for i := 0; i < len(data); i += 4 {
+		var w [4]byte
+		copy(w[:], data[i:])
+		ops = append(ops, Op(OpBufWrite, byte(slot), off+uint16(i), binary.LittleEndian.Uint32(w[:])))
+	}
+	return prog(ops...)
+}
+
+// vsockRequest is a virtio_vsock_hdr: guest CID 3 port 1234 asks host
+// port 5000 for a stream connection.
+func vsockRequest() []byte {
+	b, _ := binary.Append(nil, binary.LittleEndian, struct {
+		SrcCID, DstCID            uint64
+		SrcPort, DstPort, Len     uint32
+		Type, Op                  uint16
+		Flags, BufAlloc, FwdCount uint32
+	}{SrcCID: 3, DstCID: 2, SrcPort: 1234, DstPort: 5000, Type: 1, Op: 1, BufAlloc: 4096})
+	return b
+}
+
+// fuseInit is FUSE_INIT (opcode 26) for protocol 7.31: fuse_in_header
+// and fuse_init_in.
+func fuseInit() []byte {
+	b, _ := binary.Append(nil, binary.LittleEndian, struct {
+		Len, Opcode                       uint32
+		Unique, NodeID                    uint64
+		UID, GID, PID                     uint32
+		ExtLen, Pad                       uint16
+		Major, Minor, MaxReadahead, Flags uint32
+	}{Len: 56, Opcode: 26, Unique: 1, Major: 7, Minor: 31, MaxReadahead: 128 << 10})
+	return b
 }
 
 // newEnv makes a machine's image and share in tb's temporary directory.
@@ -190,6 +241,20 @@ var expect = map[string]func(m *Machine) error{
 		st1, _ := m.Mem.ReadU8(bufBase + slotBlk*bufSize + 528)
 		st2, _ := m.Mem.ReadU8(bufBase + slotBlk*bufSize + 256 + 16)
 		return want("used", m.UsedIdx(m.Slots[slotBlk], 0), 2, "write status", st1, 0, "flush status", st2, 0)
+	},
+	"vsock-connect": func(m *Machine) error {
+		v := m.Slots[slotVsock]
+		op, _ := m.Mem.ReadU16(bufBase + slotVsock*bufSize + 256 + 30)
+		return want("tx used", m.UsedIdx(v, 1), 1, "rx used", m.UsedIdx(v, 0), 1, "rx op", op, 3) // RST
+	},
+	"fs-init": func(m *Machine) error {
+		errno, _ := m.Mem.ReadU32(bufBase + slotFs*bufSize + 56 + 4)
+		return want("used", m.UsedIdx(m.Slots[slotFs], 1), 1, "error", errno, 0)
+	},
+	"msix": func(m *Machine) error {
+		r, n := m.Slots[slotRng].Router.Vector(1), m.Slots[slotNet].Router.Vector(2)
+		return want("rng used", m.UsedIdx(m.Slots[slotRng], 0), 1, "rng vector 1 triggered", r.Triggers > 0, true,
+			"net used", m.UsedIdx(m.Slots[slotNet], 1), 1, "net tx vector 2 triggered", n.Triggers > 0, true)
 	},
 	"rng-console": func(m *Machine) error {
 		c := m.Slots[slotConsole]

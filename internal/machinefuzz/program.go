@@ -27,7 +27,7 @@ const (
 	OpMMIOWrite        // the same, writing c
 	OpCfgWrite         // PCI device a%8, register b&0xff, width (b>>8)&3, value c, through 0xCF8/0xCFC
 	OpMemWrite         // guest RAM at (a<<16|b) % MemSize: c (4 bytes)
-	OpBringUp          // slot a: the driver's initialisation, features offered & (c | b<<32), or all when a&0x80
+	OpBringUp          // slot a: the driver's initialisation, features offered & (c | b<<32), or all when a&0x80; MSI-X when a&0x40
 	OpPost             // slot a, queue a>>4: a chain (see post)
 	OpKick             // slot a, queue a>>4
 	OpSettle           // wait for the devices to settle, at most 1+c%20 ms
@@ -108,7 +108,7 @@ func (m *Machine) step(kind, a byte, b uint16, c uint32) {
 		if a&0x80 != 0 {
 			mask = ^uint64(0)
 		}
-		m.BringUp(m.slot(a), mask) // a refusal is the device's right
+		m.BringUp(m.slot(a), mask, a&0x40 != 0) // a refusal is the device's right
 	case OpPost:
 		m.post(m.slot(a), int(a>>4), b, c)
 	case OpKick:
@@ -153,7 +153,7 @@ func (m *Machine) mmioTarget(a byte, b uint16, c uint32) uint64 {
 // post builds a chain from an OpPost's fields on ring q of s: 1+(b&3)
 // descriptors, writable where bit i of (b>>2)&0xf is set, indirect when
 // b&0x40, insane when b&0x80; a sane chain's buffers start at
-// ((b>>8)&0x3f)*256 in the slot's buffer area and are 8*(byte i of c)
+// ((b>>8)&0x3f)*256 in the slot's buffer area and are 4*(byte i of c)
 // bytes long (at least 1); an insane one takes addresses, lengths, flags and next
 // links from c and b as they come.
 func (m *Machine) post(s *Slot, q int, b uint16, c uint32) {
@@ -172,7 +172,7 @@ func (m *Machine) post(s *Slot, q int, b uint16, c uint32) {
 			descs[i] = Desc{Addr: uint64(c) << (4 * i), Len: uint32(cb)<<12 | c&0xfff, Flags: uint16(c >> (8 * i)), Next: uint16(b>>8) + uint16(i)}
 			continue
 		}
-		l := max(1, 8*uint32(cb))
+		l := max(1, 4*uint32(cb))
 		var f uint16
 		if (b>>2)&0xf&(1<<i) != 0 {
 			f = descWrite
@@ -191,7 +191,7 @@ func (m *Machine) Redrive() error {
 	m.RestorePCI()
 	var errs []error
 	for _, s := range m.Slots {
-		if err := m.BringUp(s, ^uint64(0)); err != nil {
+		if err := m.BringUp(s, ^uint64(0), false); err != nil {
 			errs = append(errs, fmt.Errorf("after the program: %w", err))
 			continue
 		}
