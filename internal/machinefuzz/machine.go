@@ -247,13 +247,7 @@ func (m *Machine) attach(name string, dev virtio.Device, onPCI bool) error {
 	s := &Slot{Name: name, Dev: dev, index: len(m.Slots)}
 	log := slog.New(slog.NewTextHandler(m.log, nil))
 	if onPCI {
-		n := 0
-		for _, o := range m.Slots {
-			if o.PCI != nil {
-				n++
-			}
-		}
-		s.Base = PCIWindow + uint64(n)*vpci.BARSize
+		s.Base = PCIWindow + uint64(countPCI(m.Slots))*vpci.BARSize
 		s.Router, s.Line = transporttest.NewRouter(), &transporttest.Line{}
 		tr, err := vpci.New(vpci.Config{Device: dev, Mem: m.Mem, BARAddr: s.Base, Bus: m.MMIO,
 			MSIX: s.Router, INTx: s.Line, Notifier: m.Notifier, Log: log})
