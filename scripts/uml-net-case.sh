@@ -14,8 +14,13 @@
 #   --rx MODE        flint's RX mode: mergeable [default], big (--mrg-rxbuf off) or
 #                    small (--mrg-rxbuf off --tso off)
 #   --indirect on|off  flint's --indirect [on]
-#   --mode test|bench  test: ping both ways and SIZE MiB each way over TCP with SHA-256
-#                    sums at both ends [test]; bench: iperf3 against the guest (below)
+#   --mode test|bench|soak  test: ping both ways and SIZE MiB each way over TCP with SHA-256
+#                    sums at both ends [test]; bench: iperf3 against the guest (below);
+#                    soak: boots alternate between a test boot and a bench boot (TCP only,
+#                    --secs each way) against the one backend until --soak-secs have passed
+#                    (no boot starts after that); scripts/soak-resources.sh drives it
+#   --soak-secs S    soak: how long to keep booting [600]
+#   --pid-file FILE  write flint net-backend's process id to FILE once it runs (a sampler's)
 #   --size MiB       bytes each way in test mode [64]
 #   --boots N        UML boots one after another against the same running backend [1]
 #                    (N >= 2 is the disconnect/reconnect test)
@@ -41,7 +46,7 @@
 #   UML-HOST-PING boot=K result=ok|fail           the host's ping of the guest (its status)
 #   UML-HOST-H2G boot=K bytes= sha256=            the stream the host sent
 #   UML-HOST-G2H boot=K bytes= sha256=            the stream the host received
-#   UML-BENCH backend= rx= indirect= test=tcp|udp64 dir=g2h|h2g mbps= retr= pps= lost=
+#   UML-BENCH backend= rx= indirect= test=tcp|udp64 dir=g2h|h2g run= mbps= retr= pps= lost= boot=K
 #                                                 (result=fail error=...: iperf3 gave no figures)
 #   UML-HOST-BACKEND running=yes|no connections=N warnings=N   flint's log, at the end
 #   UML-BACKEND-LOG ...                           the last 60 lines of the backend's log
@@ -59,12 +64,12 @@ usage() {
 }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-backend=flint rx=mergeable indirect=on mode=test size=64 boots=1 kill_boot=0
+backend=flint rx=mergeable indirect=on mode=test size=64 boots=1 kill_boot=0 soak_secs=600 pid_file=''
 secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=case vumask= umlexec=
 while (($#)); do
 	case $1 in
 	--backend | --rx | --indirect | --mode | --size | --boots | --kill-boot | --secs | --udp-secs | \
-		--reps | --flint | --initrd | --mem | --timeout | --name | --vumask | --umlexec)
+		--reps | --flint | --initrd | --mem | --timeout | --name | --vumask | --umlexec | --soak-secs | --pid-file)
 		[[ $# -ge 2 ]] || flint_die "$1 needs a value"
 		v=${1#--}
 		printf -v "${v//-/_}" '%s' "$2"
@@ -83,7 +88,8 @@ small) rxopts=(--mrg-rxbuf off --tso off) ;;
 *) flint_die "--rx $rx: want mergeable, big or small" ;;
 esac
 case $indirect in on | off) ;; *) flint_die "--indirect $indirect: want on or off" ;; esac
-case $mode in test | bench) ;; *) flint_die "--mode $mode: want test or bench" ;; esac
+case $mode in test | bench | soak) ;; *) flint_die "--mode $mode: want test, bench or soak" ;; esac
+[[ $mode != soak || $backend == flint ]] || flint_die "--mode soak needs --backend flint"
 [[ $(id -u) == 0 ]] || flint_die "needs root (network namespaces, TAP devices)"
 [[ -c /dev/net/tun ]] || flint_die "no /dev/net/tun"
 PATH=$PATH:/usr/sbin:/sbin
@@ -143,7 +149,7 @@ abort() {
 	finish
 }
 
-echo "UML-CASE-START backend=$backend rx=$rx indirect=$indirect mode=$mode boots=$boots ns=$ns"
+echo "UML-CASE-START backend=$backend rx=$rx indirect=$indirect mode=$mode boots=$boots ns=$ns soak_secs=$soak_secs"
 ip netns add "$ns" || flint_die "ip netns add $ns failed"
 ns_made=1
 ip -n "$ns" link set lo up
@@ -162,6 +168,7 @@ flint)
 	"${nsx[@]}" "$flint" net-backend --socket "$sock" --tap "$tap" "${rxopts[@]}" --indirect "$indirect" \
 		--log-level info </dev/null 2>"$w/backend.log" &
 	bepid=$!
+	[[ -z $pid_file ]] || echo "$bepid" >"$pid_file"
 	;;
 dpdk)
 	if [[ -z $vumask ]]; then
@@ -302,13 +309,14 @@ bench_line() {
 	echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=$test dir=$dir run=$r $figs"
 }
 
-# One benchmark boot: the guest serves iperf3; the host measures through the TAP.
+# bench_boot K: one benchmark boot: the guest serves iperf3; the host measures
+# through the TAP (TCP only in soak mode).
 bench_boot() {
-	local r dir rev
-	boot 1 serve
+	local k=$1 r dir rev
+	boot "$k" serve
 	local i=0 up=0
 	while ((i++ < 600)) && kill -0 "$umlpid" 2>/dev/null; do
-		if grep -q '^UML-GUEST-SERVE result=ok' "$w/uml.1" 2>/dev/null &&
+		if grep -q '^UML-GUEST-SERVE result=ok' "$w/uml.$k" 2>/dev/null &&
 			inns busybox ping -c 1 -W 1 "$guest" >/dev/null 2>&1; then
 			up=1
 			break
@@ -320,9 +328,10 @@ bench_boot() {
 		for dir in g2h h2g; do
 			rev=()
 			[[ $dir == g2h ]] && rev=(-R)
-			bench_line tcp "$dir" "$r" '"mbps=\(.end.sum_received.bits_per_second / 1e6 | floor) retr=\(.end.sum_sent.retransmits // "na")"' \
+			bench_line tcp "$dir" "$r" '"mbps=\(.end.sum_received.bits_per_second / 1e6 | floor) retr=\(.end.sum_sent.retransmits // "na") bytes=\(.end.sum_received.bytes) boot='"$k"'"' \
 				-t "$secs" "${rev[@]}"
 		done
+		[[ $mode == bench ]] || continue
 		for dir in g2h h2g; do
 			rev=()
 			[[ $dir == g2h ]] && rev=(-R)
@@ -333,16 +342,25 @@ bench_boot() {
 	if ((up)); then
 		inns timeout 10 busybox nc "$guest" 6001 -e true </dev/null >/dev/null 2>&1 || true
 	fi
-	wait_boot 1 0
+	wait_boot "$k" 0
 }
 
 if [[ $mode == bench ]]; then
-	bench_boot
+	bench_boot 1
 	finish
 fi
 dd if=/dev/urandom of="$w/h2g" bs=1048576 count="$size" 2>/dev/null
 h2g_bytes=$(wc -c <"$w/h2g")
 h2g_sum=$(sha256sum "$w/h2g" | cut -d' ' -f1)
+if [[ $mode == soak ]]; then
+	# Every boot is a new vhost-user connection: the device is reset and set up again.
+	k=0 t0=$SECONDS
+	while ((SECONDS - t0 < soak_secs)); do
+		k=$((k + 1))
+		if ((k % 2)); then test_boot "$k"; else bench_boot "$k"; fi
+	done
+	finish
+fi
 for ((k = 1; k <= boots; k++)); do
 	test_boot "$k"
 done
