@@ -15,6 +15,14 @@ import (
 	"io"
 )
 
+// ReadyByte is what the agent writes to the stdin device once it has the
+// port open in raw mode: the host sends nothing before it
+// (virtio/console's InputAfterGuestWrite), because Linux's virtio_console
+// drops input that reaches a one-port console before the port is set up,
+// and bytes that reach the tty before raw mode would be cooked. The host
+// discards what the guest writes to that port.
+const ReadyByte = 0x06
+
 // MaxFrame is the largest frame payload.
 const MaxFrame = 4096
 

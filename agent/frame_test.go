@@ -153,3 +153,37 @@ func TestStreamsOnTTY(t *testing.T) {
 		t.Fatal("no output on the tty")
 	}
 }
+
+// TestStdinReadyByteOnTTY: on a tty (as the guest's /dev/hvc2) the agent
+// says it is ready before the host sends anything, and input sent after
+// that reaches a command that reads it late.
+func TestStdinReadyByteOnTTY(t *testing.T) {
+	m, slave := openPTY(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	if err := os.WriteFile(out, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &Spec{Argv: []string{"sh", "-c", "sleep 0.3; read x; echo got=$x"}, Env: []string{"PATH=/usr/bin:/bin"},
+		Stdin: slave, Stdout: out, Stderr: out}
+	done := make(chan uint32, 1)
+	go func() { done <- RunCommand(s, func(exitdev.Stage) {}) }()
+	ready := make([]byte, 1)
+	if _, err := io.ReadFull(m, ready); err != nil || ready[0] != ReadyByte {
+		t.Fatalf("first byte from the agent %q (%v), want the ready byte %#x", ready, err, ReadyByte)
+	}
+	if _, err := io.Copy(m, NewFrameReader(strings.NewReader("late line\n"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case w := <-done:
+		if r := decoded(t, w); r.Kind != exitdev.KindExited || r.Code != 0 {
+			t.Fatalf("status %s", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command never got its input")
+	}
+	if b, _ := os.ReadFile(out); string(b) != "got=late line\n" {
+		t.Errorf("stdout %q, want %q", b, "got=late line\n")
+	}
+}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync"
@@ -74,9 +75,18 @@ func (st *streams) openStdin(name string) (*os.File, error) {
 	if name == "" {
 		return st.devNull(os.O_RDONLY)
 	}
-	dev, r, w, err := st.pipe(name, os.O_RDONLY)
+	dev, r, w, err := st.pipe(name, os.O_RDWR)
 	if err != nil {
 		return nil, err
+	}
+	// The port is open and raw: tell the host it may send (frame.go). A
+	// stdin that is not a tty (tests use files) gets no ready byte.
+	if isTTY(dev) {
+		if _, err := dev.Write([]byte{ReadyByte}); err != nil {
+			r.Close()
+			w.Close()
+			return nil, &StepError{exitdev.StageExec, fmt.Errorf("stdin %s: %w", name, err)}
+		}
 	}
 	st.child = append(st.child, r)
 	st.stdinW = w
@@ -184,6 +194,12 @@ func (st *streams) closeAll() {
 		f.Close()
 	}
 	st.devs = nil
+}
+
+// isTTY reports whether f is a terminal.
+func isTTY(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // makeRaw puts a tty into raw mode, as cfmakeraw(3) does: bytes pass

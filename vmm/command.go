@@ -17,8 +17,8 @@ import (
 
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/devices/exitdev"
-	"github.com/flintvm/flint/virtio/fs"
 	vconsole "github.com/flintvm/flint/virtio/console"
+	"github.com/flintvm/flint/virtio/fs"
 	"github.com/flintvm/flint/vmm/verdict"
 )
 
@@ -282,7 +282,9 @@ func (m *Machine) addCommandDevices() error {
 		streams = append(streams, stream{"stdin", cc.Stdin, nil})
 	}
 	for _, s := range streams {
-		dev, err := vconsole.New(vconsole.Options{In: s.in, Out: activityWriter{c: c, w: s.out}})
+		// The agent writes once to the stdin port when it is ready to
+		// read (agent.ReadyByte); input sent before would be dropped.
+		dev, err := vconsole.New(vconsole.Options{In: s.in, Out: activityWriter{c: c, w: s.out}, InputAfterGuestWrite: s.in != nil})
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package console
 import (
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/flintvm/flint/mem"
@@ -45,6 +46,13 @@ type Options struct {
 	// InputBuffer is how many bytes the reader buffers ahead of the
 	// guest; 0 means DefaultInputBuffer.
 	InputBuffer int
+	// InputAfterGuestWrite holds In back until the guest has written to
+	// the port. A one-port device has no message that says the guest
+	// opened the port, and Linux's virtio_console drops what arrives
+	// before it has set the port up, while the receive buffers it
+	// already posted are there to fill: the guest writes once to say it
+	// is ready to read (command mode's agent does, for stdin).
+	InputAfterGuestWrite bool
 }
 
 // Device is a one-port virtio-console device. It implements
@@ -61,10 +69,14 @@ type Device struct {
 	// serializes the transport's calls and Close.
 	engines virtio.Engines
 
-	in    input
-	rx    rx // reused across activations
-	tx    tx
-	stats tally
+	in input
+	// holdInput: the reader starts at the guest's first write
+	// (Options.InputAfterGuestWrite), which tx reports through wrote.
+	holdInput bool
+	wrote     atomic.Bool
+	rx        rx // reused across activations
+	tx        tx
+	stats     tally
 }
 
 var _ virtio.Device = (*Device)(nil)
@@ -86,7 +98,7 @@ func New(opts Options) (*Device, error) {
 	if out == nil {
 		out = io.Discard
 	}
-	d := &Device{out: out, maxSizes: []uint16{qs, qs}}
+	d := &Device{out: out, maxSizes: []uint16{qs, qs}, holdInput: opts.InputAfterGuestWrite}
 	d.OfferFeatures("virtio-console", Features)
 	d.rx.d, d.tx.d = d, d
 	d.engines.Init("virtio-console", 2, &d.FeatureSet,
@@ -119,8 +131,17 @@ func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 	if err := d.engines.Activate(queues, irq); err != nil {
 		return err
 	}
-	d.in.start()
+	if !d.holdInput || d.wrote.Load() {
+		d.in.start()
+	}
 	return nil
+}
+
+// guestWrote starts the held input at the guest's first write.
+func (d *Device) guestWrote() {
+	if d.holdInput && !d.wrote.Swap(true) {
+		d.in.start()
+	}
 }
 
 // deadliner is a writer whose blocked Write Reset can cut short.

@@ -70,6 +70,9 @@ func (t *tx) Chain(c *queue.Chain) virtio.Result {
 		t.d.stats.Inc(cBadChains) // a device-writable buffer on the transmitq
 		return virtio.Result{Do: virtio.Done}
 	}
+	if c.ReadLen > 0 {
+		t.d.guestWrote()
+	}
 	written := uint64(0)
 	for _, s := range c.Readable {
 		n, err := t.d.out.Write(s)
