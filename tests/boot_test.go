@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -11,9 +12,14 @@ import (
 
 var markerRE = regexp.MustCompile(`FLINT-BOOT-OK cpus=(\d+)`)
 
-// TestStockKernelBoot boots the stock Debian cloud and generic kernels with 1 and 2
-// vCPUs into the marker initramfs and checks that each guest reaches init, sees the
-// vCPUs it was given, and that flint exits 0 when the guest reboots.
+// TestStockKernelBoot boots the stock Debian cloud and generic kernels in one
+// nested host: each into the marker initramfs with 2 vCPUs (the command-mode
+// cases boot each with 1),
+// checking that the guest reaches init, sees the vCPUs it was given, and that
+// flint exits 0 when the guest reboots; a guest that dumps its state on
+// SIGUSR1 and --timeout; the ELF vmlinux boots (elf_test.go); flint
+// jailed as an unprivileged uid (jail_test.go); and the command-mode cases
+// (command_test.go).
 func TestStockKernelBoot(t *testing.T) {
 	e := setup(t)
 	kernels := e.kernels(t)
@@ -21,27 +27,56 @@ func TestStockKernelBoot(t *testing.T) {
 	timeout := e.bootTimeout(t)
 
 	var boots []boot
-	for _, flavour := range []string{"cloud", "amd64"} {
-		for _, cpus := range []int{1, 2} {
-			boots = append(boots, boot{
-				name:    fmt.Sprintf("%s/cpus=%d", flavour, cpus),
-				kernel:  kernels[flavour],
-				initrd:  initrd,
-				cpus:    cpus,
-				memMiB:  256,
-				cmdline: guestCmdline(),
-				timeout: timeout,
-			})
-		}
+	for _, fc := range []struct {
+		flavour string
+		cpus    int
+	}{{"cloud", 2}, {"amd64", 2}} {
+		boots = append(boots, boot{
+			name:    fmt.Sprintf("%s/cpus=%d", fc.flavour, fc.cpus),
+			kernel:  kernels[fc.flavour],
+			initrd:  initrd,
+			cpus:    fc.cpus,
+			memMiB:  256,
+			cmdline: guestCmdline(),
+			timeout: timeout,
+		})
 	}
 	dumps := dumpBoot(kernels["cloud"], initrd, timeout)
-	results, err := e.runBoots(t, append(boots, dumps))
+	cmds := e.commandCases(t, kernels, timeout)
+	elfs, elfChecks := elfBoots(t, e, kernels, initrd, timeout)
+	all := append(append(boots, dumps), elfs...)
+	jailed, jailCheck, jail := jailedBootIfReady(t, e)
+	if jail {
+		all = append(all, jailed)
+	}
+	for _, c := range cmds {
+		all = append(all, c.b)
+	}
+	all, picked := bootsOnly(t, all)
+	results, err := e.runBoots(t, all)
 	if err != nil {
 		t.Error(err)
 	}
-	t.Run(dumps.name, func(t *testing.T) { checkDumps(t, results[dumps.name]) })
+	run := func(name string, check func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			if !picked[name] {
+				t.Skipf("not picked by FLINT_E2E_BOOT_ONLY")
+			}
+			check(t)
+		})
+	}
+	run(dumps.name, func(t *testing.T) { checkDumps(t, results[dumps.name]) })
+	for _, c := range cmds {
+		run(c.b.name, func(t *testing.T) { checkCommandCase(t, c, results[c.b.name], !e.direct) })
+	}
+	for _, b := range elfs {
+		run(b.name, func(t *testing.T) { elfChecks[b.name](t, results[b.name]) })
+	}
+	if jail {
+		run(jailed.name, func(t *testing.T) { jailCheck(t, finished(t, results, jailed.name)) })
+	}
 	for _, b := range boots {
-		t.Run(b.name, func(t *testing.T) {
+		run(b.name, func(t *testing.T) {
 			r := results[b.name]
 			if r == nil {
 				t.Fatalf("boot never started (the nested host ended first)")
@@ -129,4 +164,33 @@ func checkDumps(t *testing.T, r *result) {
 	if t.Failed() {
 		t.Logf("last 60 lines of output:\n%s", tail(r.output, 60))
 	}
+}
+
+// bootsOnly applies FLINT_E2E_BOOT_ONLY (a regexp on boot names, for
+// development) to all and says which boots are left.
+func bootsOnly(t *testing.T, all []boot) ([]boot, map[string]bool) {
+	t.Helper()
+	picked := map[string]bool{}
+	re := os.Getenv("FLINT_E2E_BOOT_ONLY")
+	if re == "" {
+		for _, b := range all {
+			picked[b.name] = true
+		}
+		return all, picked
+	}
+	rx, err := regexp.Compile(re)
+	if err != nil {
+		t.Fatalf("FLINT_E2E_BOOT_ONLY: %v", err)
+	}
+	var out []boot
+	for _, b := range all {
+		if rx.MatchString(b.name) {
+			out = append(out, b)
+			picked[b.name] = true
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("FLINT_E2E_BOOT_ONLY=%q matches no boot", re)
+	}
+	return out, picked
 }

@@ -57,6 +57,7 @@
 //	FLINT_BIN                 use this flint binary instead of building ./cmd/flint
 //	FLINT_E2E_BOOT            "direct" or "nested" forces the boot path (default: detect)
 //	FLINT_E2E_BOOT_TIMEOUT    per-boot timeout (Go duration or seconds)
+//	FLINT_E2E_BOOT_ONLY       regexp: TestStockKernelBoot runs only the boots whose names match
 //	FLINT_E2E_CMDLINE         guest kernel command line (default in defaultGuestCmdline)
 //	FLINT_E2E_NET_MIB         MiB sent each way in every network case (default 64)
 //	FLINT_E2E_NET_IPERF       seconds of iperf3 each way per network case (default 3)

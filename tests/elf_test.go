@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,36 +15,19 @@ import (
 // and captures the format and the entry path taken.
 var kernelLoadedRE = regexp.MustCompile(`msg="kernel loaded" format="([^"]+)" entry=(\w+)`)
 
-// TestELFKernelBoot boots the ELF vmlinux inside Debian's cloud kernel
-// (the kernel Firecracker users boot, made here from the bzImage) through
-// both entry paths into the marker initramfs: the PVH entry (the vmlinux
-// has the note) and the 64-bit Linux entry (a copy whose note
-// vmlinux.DisablePVH hid, as in a kernel built without CONFIG_PVH), and
-// through PVH once more with the kernel named by a Firecracker config file.
-func TestELFKernelBoot(t *testing.T) {
-	e := setup(t)
-	boots, check := elfBoots(t, e, e.kernels(t), e.initramfs(t, "marker", "--marker"), e.bootTimeout(t))
-	results, err := e.runBoots(t, boots)
-	if err != nil {
-		t.Error(err)
-	}
-	check(t, results)
-}
-
-// elfBoots makes the vmlinux files from the cloud bzImage in kernels (into
-// the cache) and returns the ELF boots, for one nested host session with
-// other boots, and the check of their results.
-func elfBoots(t *testing.T, e *env, kernels map[string]string, initrd string, timeout time.Duration) ([]boot, func(*testing.T, map[string]*result)) {
+// elfBoots makes the ELF vmlinux inside Debian's cloud bzImage in kernels
+// (the kernel Firecracker users boot; into the cache) and returns, for
+// TestStockKernelBoot's nested host, its boots into the marker initramfs
+// and the check of each: the PVH entry (the vmlinux has the note), the
+// 64-bit Linux entry forced with --kernel-entry linux64, and PVH once more
+// with the kernel named by a Firecracker config file.
+func elfBoots(t *testing.T, e *env, kernels map[string]string, initrd string, timeout time.Duration) ([]boot, map[string]func(*testing.T, *result)) {
 	t.Helper()
 	bz, err := os.ReadFile(kernels["cloud"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	pvh, err := vmlinux.FromBzImage(bz)
-	if err != nil {
-		t.Fatalf("vmlinux from %s: %v", kernels["cloud"], err)
-	}
-	linux64, err := vmlinux.DisablePVH(pvh)
+	elf, err := vmlinux.FromBzImage(bz)
 	if err != nil {
 		t.Fatalf("vmlinux from %s: %v", kernels["cloud"], err)
 	}
@@ -53,47 +35,39 @@ func elfBoots(t *testing.T, e *env, kernels map[string]string, initrd string, ti
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{} // boot name -> entry path flint must log
-	var boots []boot
+	path := filepath.Join(dir, "vmlinux-cloud")
+	if err := os.WriteFile(path, elf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := boot{
+		kernel:  path,
+		initrd:  initrd,
+		memMiB:  256,
+		cmdline: guestCmdline(),
+		timeout: timeout,
+		// As the config cases: a good boot is never silent this long,
+		// and a guest whose vCPU state the emulator lost (one run of
+		// the config-file boot stopped printing mid-line at 6.6 s of
+		// uptime and sat out the 300 s timeout) is dumped after 2 min,
+		// which tells a lost state (rerun) from a flint hang.
+		quiet: 120 * time.Second,
+	}
+	pvh, linux64, cfg := base, base, base
+	pvh.name, pvh.cpus = "cloud-elf/pvh", 2
+	pvh.flags = []string{"--log-level", "info"}
+	linux64.name, linux64.cpus = "cloud-elf/linux64", 1
+	linux64.flags = []string{"--log-level", "info", "--kernel-entry", "linux64"}
+	// --kernel's value is the config's boot-source.kernel_image_path.
+	cfg.name, cfg.cpus, cfg.wrap = "cloud-elf/config-file", 2, configFileWrap
+	cfg.flags = pvh.flags
+	checks := map[string]func(*testing.T, *result){}
 	for _, c := range []struct {
+		b     boot
 		entry string
-		elf   []byte
-	}{{"pvh", pvh}, {"linux64", linux64}} {
-		path := filepath.Join(dir, "vmlinux-cloud-"+c.entry)
-		if err := os.WriteFile(path, c.elf, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		b := boot{
-			name:    fmt.Sprintf("cloud-elf/%s", c.entry),
-			kernel:  path,
-			initrd:  initrd,
-			cpus:    2,
-			memMiB:  256,
-			cmdline: guestCmdline(),
-			timeout: timeout,
-			flags:   []string{"--log-level", "info"},
-			// As the config cases: a good boot is never silent this long,
-			// and a guest whose vCPU state the emulator lost (one run of
-			// the config-file boot stopped printing mid-line at 6.6 s of
-			// uptime and sat out the 300 s timeout) is dumped after 2 min,
-			// which tells a lost state (rerun) from a flint hang.
-			quiet: 120 * time.Second,
-		}
-		boots = append(boots, b)
-		want[b.name] = c.entry
+	}{{pvh, "pvh"}, {linux64, "linux64"}, {cfg, "pvh"}} {
+		checks[c.b.name] = func(t *testing.T, r *result) { checkELFBoot(t, c.b, c.entry, r) }
 	}
-	// The PVH vmlinux again, named by a Firecracker config file's
-	// boot-source.kernel_image_path instead of --kernel.
-	cfg := boots[0]
-	cfg.name, cfg.wrap = "cloud-elf/config-file", configFileWrap
-	boots = append(boots, cfg)
-	want[cfg.name] = "pvh"
-	check := func(t *testing.T, results map[string]*result) {
-		for _, b := range boots {
-			t.Run(b.name, func(t *testing.T) { checkELFBoot(t, b, want[b.name], results[b.name]) })
-		}
-	}
-	return boots, check
+	return []boot{pvh, linux64, cfg}, checks
 }
 
 // configFileWrap runs a boot's flint command line (flint run --kernel K

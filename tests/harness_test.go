@@ -245,6 +245,10 @@ type boot struct {
 	quiet time.Duration
 	// flags are more of flint's flags, after the ones every boot gets.
 	flags []string
+	// command, when set, makes this a command-mode run (`flint run --kernel K
+	// ... flags -- command`): no --console or --cmdline of the harness's own,
+	// command mode's defaults apply.
+	command []string
 }
 
 // withNeeds returns the boots of all (in their order) that pick names,
@@ -306,8 +310,12 @@ func (b boot) args(kernel, initrd, flint string) []string {
 	if initrd != "" {
 		a = append(a, "--initrd", initrd)
 	}
-	a = append(a, "--cpus", strconv.Itoa(b.cpus), "--memory", strconv.Itoa(b.memMiB),
-		"--console", "stdio", "--cmdline", b.cmdline)
+	a = append(a, "--cpus", strconv.Itoa(b.cpus), "--memory", strconv.Itoa(b.memMiB))
+	if len(b.command) > 0 {
+		a = append(a, b.flags...)
+		return append(append(a, "--"), b.command...)
+	}
+	a = append(a, "--console", "stdio", "--cmdline", b.cmdline)
 	return append(a, b.flags...)
 }
 
