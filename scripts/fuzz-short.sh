@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run the module's native Go fuzz targets for a short time each (default 10s): new
 # crashers fail the run and land in the package's testdata/fuzz as regression inputs
-# (commit them). Every target's kept corpus also runs in the unit tests.
+# (commit them). Every target's kept corpus also runs in the unit tests. New inputs are
+# minimized for at most 1 s each (Go's default, 60 s, would eat a slow target's whole budget:
+# internal/machinefuzz runs tens of programs a second).
 # Usage: scripts/fuzz-short.sh [DURATION] [--rotate N]
 #   --rotate N  fuzz only N targets this run, a different slice of the sorted list
 #               each day (day number times N, wrapping), so that a fixed CI budget
@@ -46,7 +48,7 @@ for pair in "${pairs[@]}"; do
 	pkg=${pair% *} t=${pair#* }
 	echo "fuzz: $pkg $t ($fuzztime)"
 	for _ in 1 2; do
-		if go test -run '^$' -fuzz "^${t}\$" -fuzztime "$fuzztime" "$pkg" >"$log" 2>&1; then
+		if go test -run '^$' -fuzz "^${t}\$" -fuzztime "$fuzztime" -fuzzminimizetime 1s "$pkg" >"$log" 2>&1; then
 			break
 		fi
 		if deadline_race "$log"; then
