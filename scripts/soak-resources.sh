@@ -20,9 +20,13 @@
 #   --size MiB      each test boot's stream each way [64]
 #   --interval S    seconds between samples [3]
 #   --warmup S      samples before S seconds are not judged for flatness [120]
+#   --gctrace       run the backend with GODEBUG=gctrace=1: its whole log, with a line per
+#                   Go GC (heap before -> after -> live, MB), ends the output (UML-BACKEND-LOG)
+#   --gogc N        run the backend with GOGC=N (a diagnosis: Go's first GC waits for a
+#                   4 MiB heap times GOGC/100, which a 10-minute soak may never reach)
 #
 # Output (key=value lines):
-#   SOAK-START minutes= secs= size_bytes= interval= warmup= commit= load=
+#   SOAK-START minutes= gctrace= gogc= secs= size_bytes= interval= warmup= commit= load=
 #   SOAK-SAMPLE ms= rss_kib= fds= threads= anon_kib= file_kib= shmem_kib=   (flint net-backend)
 #   UML-* ...                      scripts/uml-net-case.sh's lines (see its --help)
 #   SOAK-END rc= secs= load=
@@ -41,14 +45,15 @@ usage() {
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-minutes=10 out="" secs=20 size=64 interval=3 warmup=120
+minutes=10 out="" secs=20 size=64 interval=3 warmup=120 gctrace=0 gogc=''
 while (($#)); do
 	case $1 in
-	--minutes | --out | --secs | --size | --interval | --warmup)
+	--minutes | --out | --secs | --size | --interval | --warmup | --gogc)
 		[[ $# -ge 2 ]] || flint_die "$1 needs a value"
 		printf -v "${1#--}" '%s' "$2"
 		shift
 		;;
+	--gctrace) gctrace=1 ;;
 	-h | --help) usage 0 ;;
 	*) flint_die "unknown argument '$1' (see --help)" ;;
 	esac
@@ -83,11 +88,14 @@ initrd=$(bash "$here/mkuml-guest.sh")
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 load() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' /; }
 
-echo "SOAK-START minutes=$minutes secs=$secs size_bytes=$((size << 20)) interval=$interval warmup=$warmup commit=$commit load=$(load)" | emit
+echo "SOAK-START minutes=$minutes gctrace=$gctrace gogc=${gogc:-default} secs=$secs size_bytes=$((size << 20)) interval=$interval warmup=$warmup commit=$commit load=$(load)" | emit
 t0=$(date +%s%N)
-bash "$here/uml-net-case.sh" --mode soak --soak-secs $((minutes * 60)) --secs "$secs" --size "$size" \
+gcopts=()
+((!gctrace)) || gcopts=(env GODEBUG=gctrace=1)
+[[ -z $gogc ]] || gcopts=(env ${gcopts[@]:1} "GOGC=$gogc")
+"${gcopts[@]}" bash "$here/uml-net-case.sh" --mode soak --soak-secs $((minutes * 60)) --secs "$secs" --size "$size" \
 	--pid-file "$w/pid" --flint "$w/flint" --umlexec "$w/umlexec" --initrd "$initrd" --name soak \
-	</dev/null >"$w/case.out" 2>"$w/case.err" &
+	--log-lines $((gctrace ? 100000 : 60)) </dev/null >"$w/case.out" 2>"$w/case.err" &
 casepid=$!
 
 # The sampler: flint's figures until the case ends (its backend lives as long).

@@ -21,6 +21,7 @@
 #                    (no boot starts after that); scripts/soak-resources.sh drives it
 #   --soak-secs S    soak: how long to keep booting [600]
 #   --pid-file FILE  write flint net-backend's process id to FILE once it runs (a sampler's)
+#   --log-lines N    the backend log's last N lines end the output [60]
 #   --size MiB       bytes each way in test mode [64]
 #   --boots N        UML boots one after another against the same running backend [1]
 #                    (N >= 2 is the disconnect/reconnect test)
@@ -49,7 +50,7 @@
 #   UML-BENCH backend= rx= indirect= test=tcp|udp64 dir=g2h|h2g run= mbps= retr= pps= lost= boot=K
 #                                                 (result=fail error=...: iperf3 gave no figures)
 #   UML-HOST-BACKEND running=yes|no connections=N warnings=N   flint's log, at the end
-#   UML-BACKEND-LOG ...                           the last 60 lines of the backend's log
+#   UML-BACKEND-LOG ...                           the last --log-lines lines of the backend's log
 #   UML-HOST-ABORT reason=...                     the case could not be set up (exit status 1)
 #   UML-CASE-END                                  the last line; exit status 0 unless aborted
 # Needs root, /dev/net/tun, iproute2, busybox, user-mode-linux (and dpdk for --backend dpdk).
@@ -64,12 +65,12 @@ usage() {
 }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-backend=flint rx=mergeable indirect=on mode=test size=64 boots=1 kill_boot=0 soak_secs=600 pid_file=''
+backend=flint rx=mergeable indirect=on mode=test size=64 boots=1 kill_boot=0 soak_secs=600 pid_file='' log_lines=60
 secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=case vumask= umlexec=
 while (($#)); do
 	case $1 in
 	--backend | --rx | --indirect | --mode | --size | --boots | --kill-boot | --secs | --udp-secs | \
-		--reps | --flint | --initrd | --mem | --timeout | --name | --vumask | --umlexec | --soak-secs | --pid-file)
+		--reps | --flint | --initrd | --mem | --timeout | --name | --vumask | --umlexec | --soak-secs | --pid-file | --log-lines)
 		[[ $# -ge 2 ]] || flint_die "$1 needs a value"
 		v=${1#--}
 		printf -v "${v//-/_}" '%s' "$2"
@@ -137,7 +138,7 @@ finish() {
 			"warnings=$(grep -c 'level=WARN' "$w/backend.log")"
 	fi
 	if [[ -s $w/backend.log ]]; then
-		sed 's/^/UML-BACKEND-LOG /' "$w/backend.log" | tail -n 60
+		sed 's/^/UML-BACKEND-LOG /' "$w/backend.log" | tail -n "$log_lines"
 	fi
 	echo "UML-CASE-END"
 	exit "$aborted"
