@@ -310,7 +310,7 @@ func (e *env) commandCases(t *testing.T, kernels map[string]string, timeout time
 				t.Errorf("report lacks boot_to_init_seconds or command_seconds: %s", r.report)
 			}
 			for _, want := range []string{cloudKver + "\n", "stdin=line-from-host\n", "hello-from-host\n",
-				"ro=refused\n", "overlay=writable\n", "pwd=" + d(share) + "/cwd\n", "iperf3 3."} {
+				"ro=refused\n", "overlay=writable\n", "pwd=" + d(share) + "/cwd\n", "iperf 3."} {
 				if !strings.Contains(r.stdout, want) {
 					t.Errorf("stdout lacks %q", want)
 				}
