@@ -136,6 +136,29 @@ func newHarness(t testing.TB) *harness {
 	return h
 }
 
+// serveOn serves srv on a fresh socket until the test ends (then it
+// cancels Serve and waits for it) and returns the socket's path.
+func serveOn(t testing.TB, srv *vhostuser.Server) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "s.sock")
+	l, err := vhostuser.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return")
+		}
+	})
+	return path
+}
+
 func (h *harness) stop() {
 	if h.cancel == nil {
 		return

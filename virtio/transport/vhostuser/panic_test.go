@@ -1,9 +1,7 @@
 package vhostuser_test
 
 import (
-	"context"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -24,22 +22,7 @@ func TestDevicePanicEndsOnlyTheSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "s.sock")
-	l, err := vhostuser.Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return")
-		}
-	}()
+	path := serveOn(t, srv)
 	for i := 0; i < 2; i++ {
 		for deadline := time.Now().Add(5 * time.Second); srv.Connected(); time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {

@@ -1,7 +1,6 @@
 package vhostuser_test
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"os"
@@ -26,15 +25,7 @@ func TestSilentFrontend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "s.sock")
-	l, err := vhostuser.Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
-	defer func() { cancel(); <-done }()
+	path := serveOn(t, srv)
 
 	silent, err := net.Dial("unix", path)
 	if err != nil {
