@@ -7,8 +7,6 @@ package fs
 // cursor of its own.
 
 import (
-	"math"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/flintvm/flint/virtio/queue"
@@ -18,16 +16,9 @@ import (
 func direntSize(n int) int { return (direntLen + n + 7) &^ 7 }
 
 func (r *requests) readdir(c *queue.Chain, h *inHeader, body []byte) (int, unix.Errno) {
-	if len(body) < readInLen {
-		return 0, unix.EINVAL
-	}
-	hd, e := r.file(le64(body, 0), true)
+	hd, off, e := r.readIn(body, true)
 	if e != 0 {
 		return 0, e
-	}
-	off := le64(body, 8)
-	if off > math.MaxInt64 {
-		return 0, unix.EINVAL
 	}
 	plus := h.opcode == opReaddirplus
 	dir := r.d.nodes.get(hd.node)

@@ -115,6 +115,23 @@ func (r *requests) create(h *inHeader, body []byte) (int, unix.Errno) {
 	return entryOutLen + openOutLen, 0
 }
 
+// readIn decodes a fuse_read_in (READ, READDIR, READDIRPLUS): the open
+// handle (a directory's when dir) and the offset, which must fit an int64.
+func (r *requests) readIn(body []byte, dir bool) (*handle, uint64, unix.Errno) {
+	if len(body) < readInLen {
+		return nil, 0, unix.EINVAL
+	}
+	hd, e := r.file(le64(body, 0), dir)
+	if e != 0 {
+		return nil, 0, e
+	}
+	off := le64(body, 8)
+	if off > math.MaxInt64 {
+		return nil, 0, unix.EINVAL
+	}
+	return hd, off, 0
+}
+
 // file returns the open file fh names (not a directory), or EBADF.
 func (r *requests) file(fh uint64, dir bool) (*handle, unix.Errno) {
 	if hd := r.d.handles.get(fh, dir); hd != nil {
@@ -127,16 +144,9 @@ func (r *requests) file(fh uint64, dir bool) (*handle, unix.Errno) {
 // most the size asked and what the chain holds; fewer bytes at the end of
 // the file.
 func (r *requests) read(c *queue.Chain, body []byte) (int, unix.Errno) {
-	if len(body) < readInLen {
-		return 0, unix.EINVAL
-	}
-	hd, e := r.file(le64(body, 0), false)
+	hd, off, e := r.readIn(body, false)
 	if e != 0 {
 		return 0, e
-	}
-	off := le64(body, 8)
-	if off > math.MaxInt64 {
-		return 0, unix.EINVAL
 	}
 	n := min(uint64(le32(body, 16)), uint64(c.WriteLen-outHeaderLen), math.MaxInt64-off)
 	got, e := r.transfer(false, hd.fd, c.Writable, outHeaderLen, n, off)
