@@ -33,14 +33,16 @@ run: setup
 
 ## test: everything CI runs: static checks, unit and KVM tests, a short fuzz pass, stock-kernel
 ## boot, network, disk/config/API and UML tests; every phase runs, then a summary of what ran
-## where. FLINT_TEST_REQUIRE=all: a test that cannot run here fails (internal/testenv).
+## where (each phase's output is kept in .cache/test-results/PHASE.log, and a phase that failed
+## without a failed test shows its end there). FLINT_TEST_REQUIRE=all: a test that cannot run here
+## fails (internal/testenv).
 test: export FLINT_TEST_REQUIRE := all
 test: export FUZZ_ROTATE := 10
 test: setup testsummary
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
-	@rc=0; for phase in $(TEST_PHASES); do \
+	@set -o pipefail; rc=0; for phase in $(TEST_PHASES); do \
 		echo "==== make test: $$phase"; \
-		if $(MAKE) --no-print-directory $$phase; then echo "$$phase ok" >>$(RESULTS)/phases; \
+		if $(MAKE) --no-print-directory $$phase 2>&1 | tee $(RESULTS)/$$phase.log; then echo "$$phase ok" >>$(RESULTS)/phases; \
 		else rc=1; echo "$$phase FAILED" >>$(RESULTS)/phases; echo "==== make test: $$phase FAILED"; fi; \
 	done; \
 	if [ $$rc = 0 ]; then echo "make test: PASS"; else echo "make test: FAIL ($$(grep -c FAILED $(RESULTS)/phases) phase(s) failed)"; fi; \

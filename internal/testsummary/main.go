@@ -386,8 +386,15 @@ func report(dir string, w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(w, "\n==== make test summary (go test -json output in %s)\n", dir)
+	var failedPhases []string
 	if b, err := os.ReadFile(filepath.Join(dir, "phases")); err == nil {
-		fmt.Fprintf(w, "phases: %s\n", strings.Join(strings.Split(strings.TrimSpace(string(b)), "\n"), ", "))
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		fmt.Fprintf(w, "phases: %s\n", strings.Join(lines, ", "))
+		for _, l := range lines {
+			if name, ok := strings.CutSuffix(l, " FAILED"); ok {
+				failedPhases = append(failedPhases, name)
+			}
+		}
 	}
 	fmt.Fprintf(w, "%-6s %-44s %7s %7s %8s\n", "phase", "where the tests ran", "passed", "failed", "skipped")
 	var total row
@@ -440,10 +447,47 @@ func report(dir string, w io.Writer) error {
 			}
 		}
 	}
-	// Last, the plain closing line that CI reads (phases without tests, such
-	// as vet, count through make test's exit status).
-	fmt.Fprintf(w, "tests: %d passed, %d failed, %d skipped\n", total.pass, total.fail, total.skip)
+	// A failed phase without a failed test (vet, fmt-check, fuzz-short, or a
+	// package that did not build) shows the end of its own output, which
+	// make test keeps in DIR/PHASE.log: CI's record may hold only the tail.
+	for _, phase := range failedPhases {
+		if !phaseHasFailedTest(failed, phase) {
+			printLogTail(w, dir, phase, 25)
+		}
+	}
+	// Last, the plain closing line that CI reads.
+	fmt.Fprintf(w, "tests: %d passed, %d failed, %d skipped", total.pass, total.fail, total.skip)
+	if len(failedPhases) > 0 {
+		fmt.Fprintf(w, "; phases failed: %s", strings.Join(failedPhases, ", "))
+	}
+	fmt.Fprintln(w)
 	return nil
+}
+
+func phaseHasFailedTest(failed []*result, phase string) bool {
+	for _, r := range failed {
+		if r.phase == phase {
+			return true
+		}
+	}
+	return false
+}
+
+// printLogTail prints the last n lines of DIR/PHASE.log, if make test kept one.
+func printLogTail(w io.Writer, dir, phase string, n int) {
+	b, err := os.ReadFile(filepath.Join(dir, phase+".log"))
+	if err != nil {
+		fmt.Fprintf(w, "phase %s FAILED without a failed test; its output was not kept (%v)\n", phase, err)
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	fmt.Fprintf(w, "phase %s FAILED without a failed test; the end of its output:\n", phase)
+	for _, l := range lines {
+		fmt.Fprintf(w, "  | %s\n", l)
+	}
 }
 
 func phaseName(file string) string { return strings.TrimSuffix(filepath.Base(file), ".json") }

@@ -114,14 +114,16 @@ func TestReport(t *testing.T) {
 		event{Action: "output", Package: e2e, Test: "TestUMLNetBackend", Output: "    u.go:1: flint-test-path: uml\n"},
 		event{Action: "pass", Package: e2e, Test: "TestUMLNetBackend"},
 	))
-	write("phases", "unit ok\ne2e FAILED\n")
+	write("phases", "unit ok\nfuzz-short FAILED\ne2e FAILED\n")
+	write("fuzz-short.log", "fuzz: a FuzzX (10s)\n--- FAIL: FuzzX\n    x_test.go:9: boom\n")
 	var out strings.Builder
 	if err := report(dir, &out); err != nil {
 		t.Fatal(err)
 	}
 	s := out.String()
 	for _, want := range []string{
-		"phases: unit ok, e2e FAILED",
+		"phases: unit ok, fuzz-short FAILED, e2e FAILED",
+		"phase fuzz-short FAILED without a failed test; the end of its output:\n  | fuzz: a FuzzX (10s)\n  | --- FAIL: FuzzX\n  |     x_test.go:9: boom\n",
 		"unit   host, no VM                                        1       0        1",
 		"unit   user-mode Linux (no KVM)                           1       0        0",
 		"e2e    nested test host (QEMU TCG, kvm_amd in L1)         1       1        0",
@@ -135,8 +137,11 @@ func TestReport(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, s)
 		}
 	}
+	if strings.Contains(s, "phase e2e FAILED without") {
+		t.Errorf("a phase whose failed tests are listed also printed its log tail:\n%s", s)
+	}
 	// The plain closing line CI reads comes last.
-	if !strings.HasSuffix(s, "\ntests: 5 passed, 1 failed, 1 skipped\n") {
+	if !strings.HasSuffix(s, "\ntests: 5 passed, 1 failed, 1 skipped; phases failed: fuzz-short, e2e\n") {
 		t.Errorf("report does not end with the totals line:\n%s", s)
 	}
 }
