@@ -45,6 +45,11 @@ const (
 	// FeatureCtrlRx: the control queue takes RX mode commands
 	// (promiscuous, all-multicast). Needs FeatureCtrlVQ.
 	FeatureCtrlRx virtio.Feature = 18
+	// FeatureMQ: the device has more than one receive/transmit queue
+	// pair (max_virtqueue_pairs in the config space) and takes the
+	// control queue's VQ_PAIRS_SET. Needs FeatureCtrlVQ. New offers it
+	// when Options.Queues > 1.
+	FeatureMQ virtio.Feature = 22
 )
 
 // SupportedFeatures are the features this device can offer: the common
@@ -53,13 +58,14 @@ const SupportedFeatures = virtio.CommonFeatures |
 	1<<FeatureCsum | 1<<FeatureGuestCsum | 1<<FeatureMTU | 1<<FeatureMAC |
 	1<<FeatureGuestTSO4 | 1<<FeatureGuestTSO6 | 1<<FeatureGuestECN | 1<<FeatureGuestUFO |
 	1<<FeatureHostTSO4 | 1<<FeatureHostTSO6 | 1<<FeatureHostECN | 1<<FeatureHostUFO |
-	1<<FeatureMrgRxbuf | 1<<FeatureStatus | 1<<FeatureCtrlVQ | 1<<FeatureCtrlRx
+	1<<FeatureMrgRxbuf | 1<<FeatureStatus | 1<<FeatureCtrlVQ | 1<<FeatureCtrlRx | 1<<FeatureMQ
 
 // DefaultFeatures are offered when Options.Features is zero: everything
 // in SupportedFeatures except the control queue (a driver that sees
 // CTRL_VQ sends commands and waits for their answers; Flint has nothing
-// to configure through it).
-const DefaultFeatures = SupportedFeatures &^ (1<<FeatureCtrlVQ | 1<<FeatureCtrlRx)
+// to configure through it with one queue pair) and MQ (New adds MQ and
+// CTRL_VQ when Options.Queues > 1).
+const DefaultFeatures = SupportedFeatures &^ (1<<FeatureCtrlVQ | 1<<FeatureCtrlRx | 1<<FeatureMQ)
 
 // guestGSO are the features that let the device hand the driver
 // unsegmented (GSO) packets; any of them without MRG_RXBUF selects the
@@ -81,6 +87,7 @@ var featureDeps = []struct {
 	{FeatureHostUFO, 1 << FeatureCsum},
 	{FeatureHostECN, 1<<FeatureHostTSO4 | 1<<FeatureHostTSO6},
 	{FeatureCtrlRx, 1 << FeatureCtrlVQ},
+	{FeatureMQ, 1 << FeatureCtrlVQ},
 }
 
 // checkDeps returns an error naming the first feature in features whose
@@ -101,6 +108,7 @@ var featureNames = map[virtio.Feature]string{
 	FeatureGuestUFO: "GUEST_UFO", FeatureHostTSO4: "HOST_TSO4", FeatureHostTSO6: "HOST_TSO6",
 	FeatureHostECN: "HOST_ECN", FeatureHostUFO: "HOST_UFO", FeatureMrgRxbuf: "MRG_RXBUF",
 	FeatureStatus: "STATUS", FeatureCtrlVQ: "CTRL_VQ", FeatureCtrlRx: "CTRL_RX",
+	FeatureMQ:                      "MQ",
 	virtio.FeatureRingIndirectDesc: "RING_INDIRECT_DESC", virtio.FeatureRingEventIdx: "RING_EVENT_IDX",
 	virtio.FeatureVersion1: "VERSION_1",
 }
