@@ -4,6 +4,8 @@ package netdev
 // so that it never waits forever.
 
 import (
+	"encoding/binary"
+
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
 )
@@ -12,6 +14,8 @@ import (
 const (
 	ctrlClassRx  = 0 // VIRTIO_NET_CTRL_RX: PROMISC 0 ... NOBCAST 5
 	ctrlClassMAC = 1 // VIRTIO_NET_CTRL_MAC: TABLE_SET 0, ADDR_SET 1
+	ctrlClassMQ  = 4 // VIRTIO_NET_CTRL_MQ
+	ctrlMQPairs  = 0 // VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET: le16 virtqueue_pairs
 	ctrlOK       = 0 // VIRTIO_NET_OK
 	ctrlErr      = 1 // VIRTIO_NET_ERR
 )
@@ -19,22 +23,31 @@ const (
 // ctrl services the control queue. Flint does no receive filtering (the
 // backend decides what reaches the guest, like a switch port in
 // promiscuous mode), so RX mode and MAC table commands are acknowledged
-// with VIRTIO_NET_OK and change nothing; any other class gets
-// VIRTIO_NET_ERR.
+// with VIRTIO_NET_OK and change nothing. With FeatureMQ negotiated,
+// VQ_PAIRS_SET with exactly two bytes of data, a count from 1 to the
+// pairs running, changes the pairs in use (OK; anything else ERR). The
+// MQ class's RSS_CONFIG and HASH_CONFIG (features RSS and HASH_REPORT
+// are not offered) and any other class get VIRTIO_NET_ERR.
 type ctrl struct {
 	virtio.ChainsOnly // commands come only with chains; no backend
 	engineEnv
 	eng virtio.Engine
-	cmd [2]byte
+	mq  *pairSet // nil without FeatureMQ negotiated
+	cmd [4]byte  // class, command and (VQ_PAIRS_SET) le16 data
 	ack [1]byte
 	dl  deltas
 }
 
 var _ virtio.Handler = (*ctrl)(nil)
 
-func (c *ctrl) init(env engineEnv) { c.engineEnv = env }
+func (c *ctrl) init(env engineEnv, mq *pairSet, acked uint64) {
+	c.engineEnv, c.mq = env, nil
+	if virtio.Has(acked, FeatureMQ) {
+		c.mq = mq
+	}
+}
 
-func (c *ctrl) release() { c.engineEnv = engineEnv{} }
+func (c *ctrl) release() { c.engineEnv, c.mq = engineEnv{}, nil }
 
 // Chain writes the ack byte for the command in ch. The command is class
 // and command bytes, then data, all device-readable; the ack is the
@@ -45,10 +58,12 @@ func (c *ctrl) Chain(ch *queue.Chain) virtio.Result {
 		return virtio.Result{Do: virtio.Done}
 	}
 	c.ack[0] = ctrlErr
-	if ch.ReadAt(c.cmd[:], 0) == 2 {
+	if ch.ReadAt(c.cmd[:2], 0) == 2 {
 		switch c.cmd[0] {
 		case ctrlClassRx, ctrlClassMAC:
 			c.ack[0] = ctrlOK
+		case ctrlClassMQ:
+			c.ack[0] = c.mqCommand(ch)
 		}
 	}
 	if c.ack[0] == ctrlOK {
@@ -58,6 +73,20 @@ func (c *ctrl) Chain(ch *queue.Chain) virtio.Result {
 	}
 	ch.WriteAt(c.ack[:], 0)
 	return virtio.Result{Do: virtio.Done, Used: 1}
+}
+
+// mqCommand answers a VIRTIO_NET_CTRL_MQ command in ch: VQ_PAIRS_SET
+// with exactly a le16 after the class and command, when MQ was
+// negotiated. The device acknowledges only once the backends steer to
+// the new pairs.
+func (c *ctrl) mqCommand(ch *queue.Chain) byte {
+	if c.mq == nil || c.cmd[1] != ctrlMQPairs || ch.ReadLen != 4 || ch.ReadAt(c.cmd[:], 0) != 4 {
+		return ctrlErr
+	}
+	if c.mq.set(int(binary.LittleEndian.Uint16(c.cmd[2:]))) != nil {
+		return ctrlErr
+	}
+	return ctrlOK
 }
 
 func (c *ctrl) Event(e virtio.Event) {

@@ -4,22 +4,38 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/flintvm/flint/ratelimit"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/flintvm/flint/mem"
+	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
 )
 
-// Queue indices (virtio 1.2 §5.1.2, one queue pair).
+// Queue indices with one queue pair (virtio 1.2 §5.1.2). With N pairs
+// and FeatureMQ negotiated, pair k (0-based) is RxQueueOf(k) = 2k and
+// TxQueueOf(k) = 2k+1, and the control queue is 2N (CtrlQueueOf(N));
+// without MQ the driver uses pair 0 and a control queue at 2.
 const (
 	RxQueue   = 0 // receiveq1: backend -> guest
 	TxQueue   = 1 // transmitq1: guest -> backend
 	CtrlQueue = 2 // controlq, only with FeatureCtrlVQ
 )
+
+// RxQueueOf, TxQueueOf and CtrlQueueOf are the queue indices of pair k's
+// receive and transmit queues, and of the control queue of a device with
+// n pairs that negotiated FeatureMQ.
+func RxQueueOf(k int) int   { return 2 * k }
+func TxQueueOf(k int) int   { return 2*k + 1 }
+func CtrlQueueOf(n int) int { return 2 * n }
+
+// MaxQueuePairs is the most queue pairs a device takes (Options.Queues):
+// 2*64+1 queues fit every transport (vhost-user's 8-bit ring index, the
+// PCI transport's MSI-X table) and a TAP's 256 queues.
+const MaxQueuePairs = 64
 
 // Defaults for Options.
 const (
@@ -29,7 +45,8 @@ const (
 )
 
 // ConfigSize is the size of the device configuration space this device
-// exposes: mac[6], status le16, max_virtqueue_pairs le16, mtu le16.
+// exposes: mac[6], status le16, max_virtqueue_pairs le16 (Options.Queues),
+// mtu le16.
 const ConfigSize = 12
 
 // Link status bits (the config status field).
@@ -73,16 +90,23 @@ type Options struct {
 	// before), so it may run ahead by one frame and then pauses until the
 	// debt is repaid.
 	RxLimiter, TxLimiter *ratelimit.Limiter
+	// Queues is the number of receive/transmit queue pairs (NewMulti:
+	// one backend each), 1 to MaxQueuePairs; 0 means the number of
+	// backends. With more than one, the device offers FeatureMQ and
+	// FeatureCtrlVQ on top of Features, reports the count as
+	// max_virtqueue_pairs and serves the control queue's VQ_PAIRS_SET;
+	// the limiters are shared by all pairs.
+	Queues int
 }
 
-// Device is a virtio-net device with one queue pair over a Backend. It
-// implements virtio.Device. Create it with New.
+// Device is a virtio-net device with one or more queue pairs, each over
+// a Backend. It implements virtio.Device. Create it with New or
+// NewMulti.
 type Device struct {
 	// FeatureSet: Features (the offered features) and Negotiated (the
 	// features last accepted by AckFeatures, 0 after Reset).
 	virtio.FeatureSet
 
-	be       Backend
 	offload  OffloadFunc
 	mac      [6]byte
 	mtu      uint16
@@ -95,20 +119,44 @@ type Device struct {
 	irq     virtio.Interrupt
 
 	// Engines; reused across activations so their buffers stay warm.
-	rx   rx
-	tx   tx
-	ctrl ctrl
+	pairs []qpair // one per queue pair
+	ctrl  ctrl    // its engine serves queue 2 (FeatureMQ not negotiated)
+	mqEng virtio.Engine
+	mq    pairSet // the pairs' backends and which of them carry traffic
 
 	stats tally
 }
 
+// qpair is one receive/transmit queue pair and its backend.
+type qpair struct {
+	rx    rx
+	tx    tx
+	stats pairTally
+}
+
 var _ virtio.Device = (*Device)(nil)
 
-// New returns a device over be. It checks opts (see Options) and returns
-// an error naming the first problem.
+// New returns a device with one queue pair over be. It checks opts (see
+// Options) and returns an error naming the first problem.
 func New(be Backend, opts Options) (*Device, error) {
-	if be == nil {
+	return NewMulti([]Backend{be}, opts)
+}
+
+// NewMulti returns a device with one queue pair per backend: bes[k]
+// carries pair k's frames (for a TAP, *tap.Queue k of an
+// IFF_MULTI_QUEUE interface). Backends that implement Steerer are
+// attached and detached as the driver changes the number of pairs in
+// use. It checks opts (see Options) and returns an error naming the
+// first problem.
+func NewMulti(bes []Backend, opts Options) (*Device, error) {
+	n := len(bes)
+	switch {
+	case n == 0 || slices.Contains(bes, nil):
 		return nil, errors.New("virtio-net: no backend")
+	case n > MaxQueuePairs:
+		return nil, fmt.Errorf("virtio-net: %d queue pairs, at most %d", n, MaxQueuePairs)
+	case opts.Queues != 0 && opts.Queues != n:
+		return nil, fmt.Errorf("virtio-net: %d queue pairs with %d backends", opts.Queues, n)
 	}
 	f := opts.Features
 	if f == 0 {
@@ -118,6 +166,9 @@ func New(be Backend, opts Options) (*Device, error) {
 		}
 	}
 	f |= virtio.FeatureVersion1.Mask()
+	if n > 1 {
+		f |= FeatureMQ.Mask() | FeatureCtrlVQ.Mask()
+	}
 	if extra := f &^ SupportedFeatures; extra != 0 {
 		return nil, fmt.Errorf("virtio-net: features %#x are not supported", extra)
 	}
@@ -144,17 +195,24 @@ func New(be Backend, opts Options) (*Device, error) {
 	if qs > queue.MaxSize || qs&(qs-1) != 0 {
 		return nil, fmt.Errorf("virtio-net: queue size %d is not a power of two <= %d", qs, queue.MaxSize)
 	}
-	d := &Device{be: be, offload: opts.SetOffload, mac: opts.MAC, mtu: mtu, qsize: qs}
+	d := &Device{offload: opts.SetOffload, mac: opts.MAC, mtu: mtu, qsize: qs, pairs: make([]qpair, n)}
 	d.OfferFeatures("virtio-net", f)
-	d.rx.lim, d.tx.lim = opts.RxLimiter, opts.TxLimiter
-	d.maxSizes = []uint16{qs, qs}
-	lanes := []virtio.Lane{
-		{Engine: &d.rx.eng, Handler: &d.rx, Queue: RxQueue, Name: "rx", Batch: rxBatch},
-		{Engine: &d.tx.eng, Handler: &d.tx, Queue: TxQueue, Name: "tx", Batch: txBatch},
+	d.mq.init(bes)
+	var lanes []virtio.Lane
+	for k := range d.pairs {
+		p := &d.pairs[k]
+		p.rx.lim, p.tx.lim = opts.RxLimiter, opts.TxLimiter
+		d.maxSizes = append(d.maxSizes, qs, qs)
+		lanes = append(lanes,
+			virtio.Lane{Engine: &p.rx.eng, Handler: &p.rx, Queue: RxQueueOf(k), Name: laneName("rx", k), Batch: rxBatch},
+			virtio.Lane{Engine: &p.tx.eng, Handler: &p.tx, Queue: TxQueueOf(k), Name: laneName("tx", k), Batch: txBatch})
 	}
 	if virtio.Has(f, FeatureCtrlVQ) {
 		d.maxSizes = append(d.maxSizes, ctrlQueueSize)
 		lanes = append(lanes, virtio.Lane{Engine: &d.ctrl.eng, Handler: &d.ctrl, Queue: CtrlQueue, Name: "ctrl", Batch: ctrlQueueSize})
+		if n > 1 {
+			lanes = append(lanes, virtio.Lane{Engine: &d.mqEng, Handler: &d.ctrl, Queue: CtrlQueueOf(n), Name: "ctrl", Batch: ctrlQueueSize})
+		}
 	}
 	d.engines.Init("virtio-net", len(d.maxSizes), &d.FeatureSet, lanes...)
 	d.stats.Init(names[:], nil) // the handlers count into deltas, events included
@@ -186,22 +244,22 @@ func (d *Device) AckFeatures(negotiated uint64) error {
 	return d.FeatureSet.AckFeatures(negotiated)
 }
 
-// QueueMaxSizes is [QueueSize, QueueSize], plus 64 for the control queue
-// when FeatureCtrlVQ is offered.
+// QueueMaxSizes is QueueSize for each queue of each pair, plus 64 for
+// the control queue when FeatureCtrlVQ is offered.
 func (d *Device) QueueMaxSizes() []uint16 { return d.maxSizes }
 
 // ConfigSize is ConfigSize.
 func (d *Device) ConfigSize() int { return ConfigSize }
 
 // ReadConfig reads the configuration space: mac, status (LINK_UP),
-// max_virtqueue_pairs (1) and mtu.
+// max_virtqueue_pairs (the number of pairs) and mtu.
 func (d *Device) ReadConfig(offset uint64, p []byte) {
 	var c [ConfigSize]byte
 	copy(c[0:6], d.mac[:])
 	if d.linkUp.Load() {
 		binary.LittleEndian.PutUint16(c[6:], statusLinkUp)
 	}
-	binary.LittleEndian.PutUint16(c[8:], 1)
+	binary.LittleEndian.PutUint16(c[8:], uint16(len(d.pairs)))
 	binary.LittleEndian.PutUint16(c[10:], d.mtu)
 	virtio.CopyConfig(p, offset, c[:])
 }
@@ -226,38 +284,75 @@ func (d *Device) SetLinkUp(up bool) {
 	}
 }
 
-// Activate starts the RX and TX goroutines (and the control queue's with
-// FeatureCtrlVQ). queues[RxQueue] and queues[TxQueue] must be enabled,
-// and queues[CtrlQueue] when CTRL_VQ was negotiated.
+// Activate starts one RX and one TX goroutine per queue pair in use
+// (and the control queue's with FeatureCtrlVQ). Without FeatureMQ that
+// is pair 0, with the control queue at 2; with it, every pair whose two
+// queues the driver enabled (pair 0 must be), with the control queue at
+// 2N. Enabled queues must also include the control queue when CTRL_VQ
+// was negotiated. Traffic flows on pair 0 only until the driver's
+// VQ_PAIRS_SET.
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	lanes := d.lanes()
+	lanes, started := d.lanes(queues)
 	if err := d.engines.Check(queues, irq, lanes...); err != nil {
 		return err // before configure: the engines may be running
 	}
-	d.configure(queues[RxQueue].Ring)
+	if err := d.configure(queues, started); err != nil {
+		return err
+	}
 	d.irq = irq
 	return d.engines.Start(queues, irq, lanes...)
 }
 
-// lanes are the lanes an activation starts: RX and TX, and the control
-// queue's when CTRL_VQ was negotiated.
-func (d *Device) lanes() []int {
-	if virtio.Has(d.Negotiated(), FeatureCtrlVQ) {
-		return []int{RxQueue, TxQueue, CtrlQueue}
+// lanes are the lanes an activation starts (positions in Init's list:
+// pair k's are 2k and 2k+1, the control queue's at 2 is 2N and at 2N
+// the one after) and the number of pairs they serve.
+func (d *Device) lanes(queues []virtio.Queue) ([]int, int) {
+	acked, n := d.Negotiated(), len(d.pairs)
+	if !virtio.Has(acked, FeatureMQ) {
+		if virtio.Has(acked, FeatureCtrlVQ) {
+			return []int{0, 1, 2 * n}, 1
+		}
+		return []int{0, 1}, 1
 	}
-	return []int{RxQueue, TxQueue}
+	lanes := []int{0, 1}
+	for k := 1; k < n && len(queues) == len(d.maxSizes); k++ {
+		if queues[RxQueueOf(k)].Ring == nil || queues[TxQueueOf(k)].Ring == nil {
+			break // the pairs in use are the first ones
+		}
+		lanes = append(lanes, 2*k, 2*k+1)
+	}
+	ctrl := 2 * n // the control queue's lane: at 2 with one pair
+	if n > 1 {
+		ctrl++ // the one at 2N
+	}
+	return append(lanes, ctrl), len(lanes) / 2
 }
 
-// configure prepares the handlers for an activation with the negotiated
-// features, rxq the receive ring; Reset undoes it.
-func (d *Device) configure(rxq *queue.Queue) {
+// configure prepares the handlers of the first started pairs for an
+// activation on queues with the negotiated features and steers the
+// backend's traffic to pair 0; Reset undoes it.
+func (d *Device) configure(queues []virtio.Queue, started int) error {
 	acked := d.Negotiated()
-	env := engineEnv{be: d.be, engines: &d.engines, stats: &d.stats}
-	d.rx.init(env, rxq, acked, d.mtu)
-	d.tx.init(env, acked)
-	d.ctrl.init(env)
+	if err := d.mq.activate(started); err != nil {
+		return err
+	}
+	for k := range started {
+		p := &d.pairs[k]
+		env := engineEnv{be: d.mq.bes[k], engines: &d.engines, stats: &statSink{tally: &d.stats, pair: &p.stats}}
+		p.rx.init(env, queues[RxQueueOf(k)].Ring, acked, d.mtu)
+		p.tx.init(env, acked)
+	}
+	d.ctrl.init(engineEnv{be: d.mq.bes[0], engines: &d.engines, stats: &statSink{tally: &d.stats}}, &d.mq, acked)
+	return nil
+}
+
+func laneName(dir string, k int) string {
+	if k == 0 {
+		return dir
+	}
+	return fmt.Sprintf("%s%d", dir, k)
 }
 
 // Reset stops the goroutines and waits for them (a past deadline on the
@@ -270,11 +365,15 @@ func (d *Device) Reset() {
 	defer d.mu.Unlock()
 	acked := d.Negotiated()
 	if d.engines.Stop(func(t time.Time) {
-		d.be.SetReadDeadline(t)
-		d.be.SetWriteDeadline(t)
+		for _, be := range d.mq.bes {
+			be.SetReadDeadline(t)
+			be.SetWriteDeadline(t)
+		}
 	}) {
-		d.rx.release()
-		d.tx.release()
+		for k := range d.pairs {
+			d.pairs[k].rx.release()
+			d.pairs[k].tx.release()
+		}
 		d.ctrl.release()
 		d.irq = nil
 	}
@@ -285,8 +384,8 @@ func (d *Device) Reset() {
 
 var _ virtio.EngineReporter = (*Device)(nil)
 
-// EngineStates reports what the receive, transmit and (when offered)
-// control engines are doing, with the queue indices at their last
+// EngineStates reports what the receive and transmit engines of each
+// pair and (when offered) the control engines are doing, with the queue indices at their last
 // transition, for debug dumps. It takes no lock: it is safe while an
 // engine is stuck, from any goroutine.
 func (d *Device) EngineStates() []virtio.EngineState { return d.engines.States() }

@@ -1,7 +1,8 @@
-// Package netdev is Flint's virtio-net device (virtio 1.2 §5.1): one
-// receive/transmit queue pair, an optional control queue, and a Backend
-// (a TAP with IFF_VNET_HDR, in production) that carries every frame with
-// the 12-byte virtio-net header in front. Import it under another name
+// Package netdev is Flint's virtio-net device (virtio 1.2 §5.1): one or
+// more receive/transmit queue pairs (multiqueue, FeatureMQ), an optional
+// control queue, and a Backend per pair (a TAP queue with IFF_VNET_HDR,
+// in production) that carries every frame with the 12-byte virtio-net
+// header in front. Import it under another name
 // (e.g. virtionet) next to the standard library's net.
 //
 // # What it owns
@@ -9,12 +10,24 @@
 //   - The device identity, the offered features (Options.Features, with
 //     the spec's dependency rules checked on offer and on
 //     acknowledgement) and the configuration space (mac, status,
-//     max_virtqueue_pairs = 1, mtu).
-//   - The data path, on two goroutines started by Activate and joined by
-//     Reset: RX (backend -> guest) and TX (guest -> backend), plus one
-//     for the control queue when CTRL_VQ is negotiated. Each runs a
-//     virtio.Engine (the loop every device shares); rx.go, tx.go and
-//     ctrl.go are the per-chain work it calls.
+//     max_virtqueue_pairs, mtu).
+//   - The data path, on two goroutines per queue pair started by
+//     Activate and joined by Reset: RX (backend -> guest) and TX (guest
+//     -> backend), plus one for the control queue when CTRL_VQ is
+//     negotiated. Each runs a virtio.Engine (the loop every device
+//     shares); rx.go, tx.go and ctrl.go are the per-chain work it calls.
+//   - Multiqueue (mq.go): with Options.Queues = N > 1 (NewMulti, one
+//     backend per pair) the device offers MQ and CTRL_VQ, lays the queues
+//     out as receiveq1, transmitq1, ..., receiveqN, transmitqN, controlq
+//     (index 2N), and runs every pair whose queues the driver enabled.
+//     Until the driver's VQ_PAIRS_SET only pair 1 carries traffic: the
+//     backends of the others are detached (Steerer: a TAP queue's
+//     TUNSETQUEUE), so the host steers nothing to them. VQ_PAIRS_SET
+//     (exactly a le16 of 1 to N) attaches the first pairs and detaches
+//     the rest before it is acknowledged; a detached pair's engines keep
+//     running, so what its backend still holds is delivered. RSS and
+//     HASH_REPORT are not offered (RSS_CONFIG and HASH_CONFIG get ERR).
+//     PairStats counts each pair's traffic.
 //   - Mapping the negotiated GUEST_* features onto the backend's receive
 //     offloads (Options.SetOffload, called from AckFeatures and Reset).
 //

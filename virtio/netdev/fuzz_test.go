@@ -109,7 +109,7 @@ func FuzzDevice(f *testing.F) {
 		s := newSync(t, be, acked, fzSize, fzData)
 		fzApply(s.rxd, rxBlob, rxIdx)
 		fzApply(s.txd, txBlob, txIdx)
-		r := &s.d.rx
+		r := &s.d.pairs[0].rx
 		for round := 0; round < 4; round++ {
 			be.avail = 3
 			st := s.rxRound()

@@ -1,6 +1,10 @@
 package netdev
 
-import "github.com/flintvm/flint/virtio"
+import (
+	"sync/atomic"
+
+	"github.com/flintvm/flint/virtio"
+)
 
 // Stats are the device's counters. They accumulate over the device's
 // life (Reset keeps them) and are published by the device goroutines at
@@ -111,13 +115,59 @@ type tally = virtio.Tally[Stats, counter]
 // one goroutine, added to the totals in publish.
 type deltas [numCounters]uint64
 
-func (dl *deltas) publish(c *tally) {
+func (dl *deltas) publish(c *statSink) {
+	if p := c.pair; p != nil {
+		p.add(dl)
+	}
 	for i, v := range dl {
 		if v != 0 {
 			c.Add(counter(i), v)
 			dl[i] = 0
 		}
 	}
+}
+
+// statSink is where an engine publishes: the device's totals and, for
+// a queue pair's engines, the pair's own counters.
+type statSink struct {
+	*tally
+	pair *pairTally // nil: the control queue's
+}
+
+// PairStats are one queue pair's traffic counters (the device's totals
+// in Stats add them up): frames delivered to the guest on its receive
+// queue and frames its transmit queue sent to the backend, bytes without
+// the virtio-net header.
+type PairStats struct {
+	RxPackets, RxBytes, TxPackets, TxBytes uint64
+}
+
+// pairTally is a pair's published PairStats.
+type pairTally struct {
+	rxPackets, rxBytes, txPackets, txBytes atomic.Uint64
+}
+
+func (p *pairTally) add(dl *deltas) {
+	for _, c := range [...]struct {
+		v *atomic.Uint64
+		n uint64
+	}{{&p.rxPackets, dl[cRxPackets]}, {&p.rxBytes, dl[cRxBytes]}, {&p.txPackets, dl[cTxPackets]}, {&p.txBytes, dl[cTxBytes]}} {
+		if c.n != 0 {
+			c.v.Add(c.n)
+		}
+	}
+}
+
+// PairStats returns a snapshot of each queue pair's counters, pair 1
+// first. Like Stats, they accumulate over the device's life.
+func (d *Device) PairStats() []PairStats {
+	out := make([]PairStats, len(d.pairs))
+	for k := range d.pairs {
+		p := &d.pairs[k].stats
+		out[k] = PairStats{RxPackets: p.rxPackets.Load(), RxBytes: p.rxBytes.Load(),
+			TxPackets: p.txPackets.Load(), TxBytes: p.txBytes.Load()}
+	}
+	return out
 }
 
 // names is the one place that names each Stats field: its key in logs
@@ -163,5 +213,5 @@ func (d *Device) Stats() Stats { return d.stats.Stats() }
 type engineEnv struct {
 	be      Backend
 	engines *virtio.Engines // Stopping is set by Reset before it wakes the goroutines
-	stats   *tally
+	stats   *statSink
 }

@@ -35,7 +35,9 @@ func newSync(tb testing.TB, be Backend, acked uint64, size uint16, dataSize uint
 	cfgs[TxQueue] = cfgs[RxQueue]
 	ds, queues, irq := virtiotest.SyncQueues(tb, d, acked|fCommon, cfgs...)
 	s := &syncDev{d: d, rxd: ds[RxQueue], txd: ds[TxQueue], rxq: queues[RxQueue].Ring, txq: queues[TxQueue].Ring, irq: irq}
-	d.configure(s.rxq)
+	if err := d.configure(queues, 1); err != nil {
+		tb.Fatal(err)
+	}
 	if err := d.engines.Bind(queues, irq, RxQueue, TxQueue); err != nil {
 		tb.Fatal(err)
 	}
@@ -48,15 +50,15 @@ func (s *syncDev) packets(c counter) uint64 { return s.d.stats.Load(c) }
 // rxRound is what the RX engine does between two waits (with the
 // buffers it gives back before it waits for the backend).
 func (s *syncDev) rxRound() virtio.Result {
-	r := s.d.rx.eng.Step()
+	r := s.d.pairs[0].rx.eng.Step()
 	if r.Do == virtio.WaitBackend {
-		s.d.rx.win.giveBack(s.rxq)
+		s.d.pairs[0].rx.win.giveBack(s.rxq)
 	}
 	return r
 }
 
 // txRound is what the TX engine does between two waits.
-func (s *syncDev) txRound() virtio.Result { return s.d.tx.eng.Step() }
+func (s *syncDev) txRound() virtio.Result { return s.d.pairs[0].tx.eng.Step() }
 
 // recycle re-posts every used buffer of driver d unchanged (its
 // descriptors, or its cached indirect table, still describe it) and

@@ -87,11 +87,11 @@ func TestRxKeepsHeldChainsAcrossFlushes(t *testing.T) {
 	const frames = 3 * rxBatch
 	be.avail = frames
 	before := s.rxq.Stats().Chains
-	if r := s.d.rx.eng.Step(); r.Do != virtio.WaitBackend {
+	if r := s.d.pairs[0].rx.eng.Step(); r.Do != virtio.WaitBackend {
 		t.Fatalf("step ended with %+v", r)
 	}
 	popped := s.rxq.Stats().Chains - before
-	if held := s.d.rx.win.count(); popped != uint64(frames+held) || held < 17 {
+	if held := s.d.pairs[0].rx.win.count(); popped != uint64(frames+held) || held < 17 {
 		t.Fatalf("popped %d chains for %d frames with %d held: chains were walked again", popped, frames, held)
 	}
 	if got := s.d.Stats().RxPackets; got != frames {
