@@ -30,6 +30,10 @@ const (
 	DefaultMTU = 1500
 )
 
+// MaxNetQueues is the most queue pairs an interface may have (queues=N):
+// virtio/netdev's MaxQueuePairs.
+const MaxNetQueues = 64
+
 // NetInterface is one virtio-net interface bridged to a host TAP.
 type NetInterface struct {
 	// ID is the interface's name in a config file or the API (iface_id);
@@ -46,6 +50,10 @@ type NetInterface struct {
 	MTU int
 	// Feature switches, all on by default.
 	MrgRxbuf, TSO, Csum, UFO, Indirect, EventIdx bool
+	// Queues is the number of receive/transmit queue pairs (virtio-net
+	// multiqueue, one TAP queue each), 1 to MaxNetQueues; default 1 (0
+	// also means 1).
+	Queues int
 	// RxRateLimiter and TxRateLimiter limit traffic to and from the guest;
 	// nil means unlimited.
 	RxRateLimiter, TxRateLimiter *RateLimiter
@@ -58,12 +66,12 @@ type NetInterface struct {
 // DefaultNetInterface returns an interface on tap with every default.
 func DefaultNetInterface(tap string) NetInterface {
 	return NetInterface{TAP: tap, Transport: TransportPCI, MTU: DefaultMTU,
-		MrgRxbuf: true, TSO: true, Csum: true, UFO: true, Indirect: true, EventIdx: true}
+		MrgRxbuf: true, TSO: true, Csum: true, UFO: true, Indirect: true, EventIdx: true, Queues: 1}
 }
 
 // ParseNetFlag parses a --net value:
 // tap=NAME[,mac=MAC][,transport=pci|mmio][,mtu=N][,mrg_rxbuf=on|off][,tso=on|off]
-// [,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off][,ip=CIDR].
+// [,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off][,queues=N][,ip=CIDR].
 func ParseNetFlag(s string) (NetInterface, error) {
 	n := DefaultNetInterface("")
 	seen := map[string]bool{}
@@ -108,10 +116,17 @@ func ParseNetFlag(s string) (NetInterface, error) {
 			n.Indirect, err = parseOnOff(val)
 		case "event_idx":
 			n.EventIdx, err = parseOnOff(val)
+		case "queues":
+			n.Queues, err = strconv.Atoi(val)
+			if err == nil && (n.Queues < 1 || n.Queues > MaxNetQueues) {
+				err = fmt.Errorf("out of range [1, %d]", MaxNetQueues)
+			} else if err != nil {
+				err = fmt.Errorf("not a number")
+			}
 		case "ip":
 			n.GuestIP, err = parseGuestIP(val)
 		default:
-			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx, ip)", s, key)
+			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx, queues, ip)", s, key)
 		}
 		if err != nil {
 			return n, fmt.Errorf("--net %q: %s=%q: %v", s, key, val, err)
@@ -136,6 +151,9 @@ func (n NetInterface) Validate() error {
 	}
 	if n.MTU < MinMTU || n.MTU > MaxMTU {
 		return fmt.Errorf("mtu=%d: out of range [%d, %d]", n.MTU, MinMTU, MaxMTU)
+	}
+	if n.Queues < 0 || n.Queues > MaxNetQueues {
+		return fmt.Errorf("queues=%d: out of range [1, %d]", n.Queues, MaxNetQueues)
 	}
 	if n.TSO && !n.Csum {
 		return fmt.Errorf("tso=on needs csum=on (TCP segmentation offload needs checksum offload)")
