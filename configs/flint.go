@@ -44,6 +44,9 @@ type FlintNet struct {
 	UFO       *bool     `json:"ufo,omitempty"`
 	Indirect  *bool     `json:"indirect,omitempty"`
 	EventIdx  *bool     `json:"event_idx,omitempty"`
+	// Queues is the number of queue pairs (--net ...,queues=N); 0 keeps
+	// the default, 1.
+	Queues int `json:"queues,omitempty"`
 }
 
 // FlintDrive is one drive's transport.
@@ -57,7 +60,7 @@ type Duration time.Duration
 // MarshalJSON writes d as a duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-var flintNetKeys = []string{"transport", "mrg_rxbuf", "tso", "csum", "ufo", "indirect", "event_idx"}
+var flintNetKeys = []string{"transport", "mrg_rxbuf", "tso", "csum", "ufo", "indirect", "event_idx", "queues"}
 
 func decodeFlint(path string, raw json.RawMessage) (Flint, error) {
 	var f Flint
@@ -87,6 +90,7 @@ func decodeFlint(path string, raw json.RawMessage) (Flint, error) {
 		e.optBool("ufo", &n.UFO)
 		e.optBool("indirect", &n.Indirect)
 		e.optBool("event_idx", &n.EventIdx)
+		e.integer("queues", 1, MaxNetQueues, &n.Queues)
 		if f.NetworkInterfaces == nil {
 			f.NetworkInterfaces = map[string]FlintNet{}
 		}
@@ -217,6 +221,9 @@ func (c *VMConfig) NetInterfaces() ([]NetInterface, error) {
 				path = "flint.network-interfaces." + ni.IfaceID
 				if f.Transport != "" {
 					n.Transport = f.Transport
+				}
+				if f.Queues != 0 {
+					n.Queues = f.Queues
 				}
 				for _, s := range []struct {
 					v   *bool

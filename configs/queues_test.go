@@ -25,3 +25,23 @@ func TestNetQueues(t *testing.T) {
 		t.Error("Validate accepted too many queues")
 	}
 }
+
+func TestFlintNetQueues(t *testing.T) {
+	doc := `{"boot-source": {"kernel_image_path": "k"}, "machine-config": {"vcpu_count": 2, "mem_size_mib": 256},
+	  "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}, {"iface_id": "eth1", "host_dev_name": "tap1"}],
+	  "flint": {"network-interfaces": {"eth0": {"queues": 2}}}}`
+	c, err := DecodeVMConfig([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets, err := c.NetInterfaces()
+	if err != nil || nets[0].Queues != 2 || nets[1].Queues != 1 {
+		t.Fatalf("%+v, %v", nets, err)
+	}
+	for _, bad := range []string{"0", "65", `"2"`} {
+		d := strings.Replace(doc, `"queues": 2`, `"queues": `+bad, 1)
+		if _, err := DecodeVMConfig([]byte(d)); err == nil || !strings.Contains(err.Error(), "queues") {
+			t.Errorf("queues %s: %v", bad, err)
+		}
+	}
+}
