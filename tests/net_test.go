@@ -35,6 +35,11 @@ type netCase struct {
 	// CPUs only (net-case.sh --cpus: taskset), as a container's cpuset would;
 	// flint then runs with GOMAXPROCS equal to it.
 	hostCPUs int
+	// packed: the device offers packed virtqueues (--net packed=on) and the
+	// guest must negotiate them.
+	packed bool
+	// queues > 1: that many queue pairs (--net queues=N, multiqueue).
+	queues int
 }
 
 func (c netCase) name() string {
@@ -48,6 +53,12 @@ func (c netCase) name() string {
 	if c.hostCPUs > 0 {
 		n += fmt.Sprintf("/flintcpus=%d", c.hostCPUs)
 	}
+	if c.packed {
+		n += "/packed"
+	}
+	if c.queues > 1 {
+		n += fmt.Sprintf("/queues=%d", c.queues)
+	}
 	return n
 }
 
@@ -59,6 +70,12 @@ func (c netCase) spec() string {
 	s += ",indirect=" + onOff(c.indirect)
 	if c.mtu != 1500 {
 		s += fmt.Sprintf(",mtu=%d", c.mtu)
+	}
+	if c.packed {
+		s += ",packed=on"
+	}
+	if c.queues > 1 {
+		s += fmt.Sprintf(",queues=%d", c.queues)
 	}
 	return s
 }
@@ -80,14 +97,32 @@ var rxModeOpts = map[string]string{
 	"small":     "mrg_rxbuf=off,tso=off,ufo=off",
 }
 
+// packedReady turns on the packed column of the pairwise matrix once --net
+// packed=on exists (issue 15); until then those cases run with split rings.
+const packedReady = false
+
 func netCases() []netCase {
+	// Transport x RX mode x indirect x packed, pairwise rather than the full
+	// 24: six boots in which every value of each factor meets every value of
+	// every other factor at least once (each RX mode and each indirect value
+	// runs with and without packed rings, on each transport). A bug that needs
+	// a particular pair of settings shows up; one that needs three at once is
+	// what the unit tests and the UML harness's full RX-mode matrix are for.
+	pairwise := []struct {
+		transport, mode  string
+		indirect, packed bool
+	}{
+		{"pci", "mergeable", true, false},
+		{"pci", "big", false, true},
+		{"pci", "small", true, true},
+		{"mmio", "mergeable", false, true},
+		{"mmio", "big", true, false},
+		{"mmio", "small", false, false},
+	}
 	var cs []netCase
-	for _, tr := range []string{"pci", "mmio"} {
-		for _, mode := range []string{"mergeable", "big", "small"} {
-			for _, ind := range []bool{true, false} {
-				cs = append(cs, netCase{transport: tr, mode: mode, opts: rxModeOpts[mode], indirect: ind, mtu: 1500})
-			}
-		}
+	for _, p := range pairwise {
+		cs = append(cs, netCase{transport: p.transport, mode: p.mode, opts: rxModeOpts[p.mode],
+			indirect: p.indirect, packed: p.packed && packedReady, mtu: 1500})
 	}
 	// Jumbo frames: mergeable buffers over PCI; over MMIO the small-buffer options,
 	// with which the MTU alone turns on big packets.

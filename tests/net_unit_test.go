@@ -148,12 +148,14 @@ func TestCheckNetCaseSecondStreams(t *testing.T) {
 }
 
 // TestNetCases pins the case list: both transports, three RX modes, indirect on and
-// off, jumbo frames on each transport; --net specs as flint parses them.
+// off, packed on and off, every pair of those values in some case; jumbo frames on
+// each transport; --net specs as flint parses them.
 func TestNetCases(t *testing.T) {
 	cs := netCases()
-	if len(cs) != 15 {
-		t.Fatalf("%d cases, want 15", len(cs))
+	if len(cs) < 9 {
+		t.Fatalf("%d cases, want at least 9", len(cs))
 	}
+	checkPairwise(t, cs)
 	seen := map[string]bool{}
 	for _, c := range cs {
 		if seen[c.name()] {
@@ -185,6 +187,51 @@ func TestNetCases(t *testing.T) {
 	for _, c := range cs {
 		if c.hostCPUs == 1 && (c.cpus != 1 || c.againMiB == 0) {
 			t.Errorf("%s: guest vCPUs %d, second streams %d MiB; want 1 and some", c.name(), c.cpus, c.againMiB)
+		}
+	}
+}
+
+// checkPairwise fails unless every value of each factor (transport, RX mode,
+// indirect, packed) meets every value of every other factor in some 1500-byte
+// MTU case with one queue pair and unconstrained CPUs.
+func checkPairwise(t *testing.T, cs []netCase) {
+	t.Helper()
+	factors := []struct {
+		name   string
+		values []string
+		of     func(netCase) string
+	}{
+		{"transport", []string{"pci", "mmio"}, func(c netCase) string { return c.transport }},
+		{"mode", []string{"mergeable", "big", "small"}, func(c netCase) string { return c.mode }},
+		{"indirect", []string{"on", "off"}, func(c netCase) string { return onOff(c.indirect) }},
+	}
+	if packedReady {
+		factors = append(factors, struct {
+			name   string
+			values []string
+			of     func(netCase) string
+		}{"packed", []string{"on", "off"}, func(c netCase) string { return onOff(c.packed) }})
+	}
+	seen := map[string]bool{}
+	for _, c := range cs {
+		if c.mtu != 1500 || c.queues > 1 || c.hostCPUs > 0 {
+			continue
+		}
+		for i, a := range factors {
+			for _, b := range factors[i+1:] {
+				seen[a.name+"="+a.of(c)+","+b.name+"="+b.of(c)] = true
+			}
+		}
+	}
+	for i, a := range factors {
+		for _, b := range factors[i+1:] {
+			for _, va := range a.values {
+				for _, vb := range b.values {
+					if k := a.name + "=" + va + "," + b.name + "=" + vb; !seen[k] {
+						t.Errorf("no case with %s", k)
+					}
+				}
+			}
 		}
 	}
 }
