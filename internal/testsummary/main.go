@@ -257,11 +257,31 @@ func loadPhase(phase, file string) ([]*result, int, error) {
 	defer f.Close()
 	tests := map[string]*result{}
 	var order []*result
+	// Package-level events: a package can fail with no test failing (it did
+	// not build, TestMain exited, a goroutine panicked after the tests, the
+	// -timeout fired between tests).
+	pkgs := map[string]*result{}
+	var pkgOrder []*result
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64*1024), 64<<20)
 	for sc.Scan() {
 		var e event
-		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Test == "" {
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Package == "" {
+			continue
+		}
+		if e.Test == "" {
+			p := pkgs[e.Package]
+			if p == nil {
+				p = &result{phase: phase, pkg: e.Package, test: "(package)", path: "host"}
+				pkgs[e.Package] = p
+				pkgOrder = append(pkgOrder, p)
+			}
+			switch e.Action {
+			case "output":
+				p.output = append(p.output, strings.TrimRight(e.Output, "\n"))
+			case "pass", "fail", "skip":
+				p.action = e.Action
+			}
 			continue
 		}
 		key := e.Package + " " + e.Test
@@ -320,7 +340,23 @@ func loadPhase(phase, file string) ([]*result, int, error) {
 			lost += r.lost
 		}
 	}
+	// A failed package whose failure no test of its own explains counts as
+	// one failed test, "(package)", with the package's own output.
+	for _, p := range pkgOrder {
+		if p.action == "fail" && !packageTestFailed(order, p.pkg) {
+			order = append(order, p)
+		}
+	}
 	return order, lost, sc.Err()
+}
+
+func packageTestFailed(results []*result, pkg string) bool {
+	for _, r := range results {
+		if r.pkg == pkg && r.action != "pass" && r.action != "skip" {
+			return true
+		}
+	}
+	return false
 }
 
 // pathTitle describes a path in the summary.
@@ -516,17 +552,22 @@ func skipReason(r *result) string {
 	return "(no reason given)"
 }
 
-// failLines is up to n of the messages a failed test logged last.
+// failLines is up to n of the messages a failed test logged last; for a
+// failed package, its last lines of its own (build errors, a panic), without
+// go test's closing FAIL lines.
 func failLines(r *result, n int) []string {
 	var out []string
 	for i := len(r.output) - 1; i >= 0 && len(out) < n; i-- {
-		if m := logLine.FindStringSubmatch(r.output[i]); m != nil {
-			l := m[1]
-			if len(l) > 200 {
-				l = l[:200] + "..."
-			}
-			out = append([]string{l}, out...)
+		l := r.output[i]
+		if m := logLine.FindStringSubmatch(l); m != nil {
+			l = m[1]
+		} else if r.test != "(package)" || strings.TrimSpace(l) == "" || strings.HasPrefix(l, "FAIL") {
+			continue
 		}
+		if len(l) > 200 {
+			l = l[:200] + "..."
+		}
+		out = append([]string{l}, out...)
 	}
 	return out
 }

@@ -91,6 +91,16 @@ func TestReport(t *testing.T) {
 		event{Action: "run", Package: "github.com/flintvm/flint/virtio/transport/vhostuser", Test: "TestUML/mergeable"},
 		event{Action: "pass", Package: "github.com/flintvm/flint/virtio/transport/vhostuser", Test: "TestUML/mergeable"},
 		event{Action: "pass", Package: "github.com/flintvm/flint/virtio/transport/vhostuser", Test: "TestUML"},
+		// A package whose tests all passed and which failed anyway (a
+		// goroutine panicked after them): one failed "(package)" entry.
+		event{Action: "run", Package: pkgB, Test: "TestFine"},
+		event{Action: "pass", Package: pkgB, Test: "TestFine"},
+		event{Action: "output", Package: pkgB, Output: "panic: late goroutine\n"},
+		event{Action: "output", Package: pkgB, Output: "FAIL\tgithub.com/flintvm/flint/b\t0.1s\n"},
+		event{Action: "fail", Package: pkgB},
+		// A passing package's own events add nothing.
+		event{Action: "output", Package: pkgA, Output: "ok\n"},
+		event{Action: "pass", Package: pkgA},
 	))
 	e2e := "github.com/flintvm/flint/tests"
 	write("e2e.json", events(t,
@@ -124,14 +134,14 @@ func TestReport(t *testing.T) {
 	for _, want := range []string{
 		"phases: unit ok, fuzz-short FAILED, e2e FAILED",
 		"phase fuzz-short FAILED without a failed test; the end of its output:\n  | fuzz: a FuzzX (10s)\n  | --- FAIL: FuzzX\n  |     x_test.go:9: boom\n",
-		"unit   host, no VM                                        1       0        1",
+		"unit   host, no VM                                        2       1        1",
 		"unit   user-mode Linux (no KVM)                           1       0        0",
 		"e2e    nested test host (QEMU TCG, kvm_amd in L1)         1       1        0",
 		"e2e    user-mode Linux (no KVM)                           1       0        0",
 		"e2e    host, no VM                                        1       0        0",
 		"nested hosts lost and rerun: 1",
 		"1: needs KVM: no /dev/kvm\n     unit a.TestKVM",
-		"FAILED (1):\n  e2e tests.TestKVMPackagesNested/kvm/TestB\n      failed in the nested host",
+		"FAILED (2):\n  unit b.(package)\n      panic: late goroutine\n  e2e tests.TestKVMPackagesNested/kvm/TestB\n      failed in the nested host",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q:\n%s", want, s)
@@ -141,7 +151,7 @@ func TestReport(t *testing.T) {
 		t.Errorf("a phase whose failed tests are listed also printed its log tail:\n%s", s)
 	}
 	// The plain closing line CI reads comes last.
-	if !strings.HasSuffix(s, "\ntests: 5 passed, 1 failed, 1 skipped; phases failed: fuzz-short, e2e\n") {
+	if !strings.HasSuffix(s, "\ntests: 6 passed, 2 failed, 1 skipped; phases failed: fuzz-short, e2e\n") {
 		t.Errorf("report does not end with the totals line:\n%s", s)
 	}
 }
