@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -16,8 +17,19 @@ import (
 	"github.com/flintvm/flint/virtio/transport"
 )
 
-// The TAP queue is the virtio-net device's backend as it is.
-var _ netdev.Backend = (*tap.Queue)(nil)
+// The TAP queue is the virtio-net device's backend as it is, and steers
+// (TUNSETQUEUE) for its multiqueue.
+var (
+	_ netdev.Backend = (*tap.Queue)(nil)
+	_ netdev.Steerer = (*tap.Queue)(nil)
+)
+
+// --net's queues=N is the device's number of pairs: the two limits agree
+// (a compile error otherwise).
+var (
+	_ [configs.MaxNetQueues - netdev.MaxQueuePairs]struct{}
+	_ [netdev.MaxQueuePairs - configs.MaxNetQueues]struct{}
+)
 
 // virtioTransport is a virtio device's transport (MMIO or PCI): Close
 // resets its device, Snapshot reads its state for dumps (dump.go).
@@ -105,7 +117,7 @@ func (m *Machine) addNetDevice(n configs.NetInterface) error {
 	}
 	nd.transport = tr
 	m.log.Info("virtio-net device", "tap", n.TAP, "transport", n.Transport, "mac", net.HardwareAddr(mac[:]).String(),
-		"mtu", n.MTU, "features", fmt.Sprintf("%#x", netFeatures(n)))
+		"mtu", n.MTU, "queues", nd.dev.Pairs(), "features", fmt.Sprintf("%#x", netFeatures(n)))
 	return nil
 }
 
@@ -131,7 +143,7 @@ func openNetDeviceWith(n configs.NetInterface, patchable bool) (*netDevice, erro
 	if err != nil {
 		return nil, fmt.Errorf("tx_rate_limiter: %w", err)
 	}
-	t, err := tap.Open(tap.Options{Name: n.TAP, Mode: tap.OpenOrCreate})
+	t, err := tap.Open(tap.Options{Name: n.TAP, Mode: tap.OpenOrCreate, Queues: max(n.Queues, 1)})
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +153,11 @@ func openNetDeviceWith(n configs.NetInterface, patchable bool) (*netDevice, erro
 			return nil, fmt.Errorf("setting the TAP's MTU to %d: %w", n.MTU, err)
 		}
 	}
-	dev, err := netdev.New(t.Queue(0), netdev.Options{
+	bes := make([]netdev.Backend, t.NumQueues())
+	for i, q := range t.Queues() {
+		bes[i] = q
+	}
+	dev, err := netdev.NewMulti(bes, netdev.Options{
 		RxLimiter: rx,
 		TxLimiter: tx,
 		Features:  netFeatures(n),
@@ -218,6 +234,15 @@ func (m *Machine) logNetStats(when string) {
 	for _, nd := range m.nets {
 		s := nd.dev.Stats()
 		logCounters(m.log, level, "virtio-net counters", s.Counters(), "when", when, "tap", nd.cfg.TAP)
+		if nd.dev.Pairs() == 1 {
+			continue
+		}
+		for k, p := range nd.dev.PairStats() {
+			m.log.Log(context.Background(), level, "virtio-net queue pair", "when", when, "tap", nd.cfg.TAP, "pair", k+1,
+				"rx_packets", p.RxPackets, "rx_bytes", p.RxBytes, "tx_packets", p.TxPackets, "tx_bytes", p.TxBytes)
+		}
+		m.log.Log(context.Background(), level, "virtio-net queue pairs", "when", when, "tap", nd.cfg.TAP,
+			"pairs", nd.dev.Pairs(), "active", nd.dev.ActivePairs())
 	}
 }
 
