@@ -139,7 +139,9 @@ type Ioctl struct {
 // RuntimeIoctls are the ioctl requests Flint issues after setup: KVM_RUN,
 // interrupt delivery and routing (MSI-X and BAR changes happen at run
 // time), the SIGUSR1 state dump's reads, the TAP's offloads (set on every
-// feature negotiation), and the console terminal's mode (restored on exit).
+// feature negotiation) and queue attach/detach (TUNSETQUEUE: a multiqueue
+// device's VQ_PAIRS_SET, at run time), and the console terminal's mode
+// (restored on exit).
 // Every other ioctl request is refused; SetupIoctls lists the ones used
 // before the filter is installed.
 var RuntimeIoctls = []Ioctl{
@@ -155,6 +157,7 @@ var RuntimeIoctls = []Ioctl{
 	{"kvmGetLAPIC", 0x8400AE8E},
 	{"kvmGetMPState", 0x8004AE98},
 	{"TUNSETOFFLOAD", unix.TUNSETOFFLOAD},
+	{"TUNSETQUEUE", unix.TUNSETQUEUE},
 	{"TCGETS", unix.TCGETS},
 	{"TCSETS", unix.TCSETS},
 }
@@ -170,7 +173,7 @@ var SetupIoctls = []string{
 	"kvmSetSregs", "kvmGetFPU", "kvmSetFPU", "kvmSetLAPIC", "kvmSetCPUID2",
 	"kvmSetMSRs", "kvmSetMPState",
 	"TUNGETFEATURES", "TUNSETIFF", "TUNGETIFF", "TUNSETVNETHDRSZ", "TUNGETVNETHDRSZ",
-	"TUNSETVNETLE", "TUNSETPERSIST", "TUNSETQUEUE",
+	"TUNSETVNETLE", "TUNSETPERSIST",
 	"SIOCGIFHWADDR", "SIOCGIFMTU", "SIOCSIFMTU", "SIOCGIFFLAGS", "SIOCSIFFLAGS", "SIOCGIFINDEX",
 }
 
