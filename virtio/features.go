@@ -26,7 +26,10 @@ const (
 	// FeatureAccessPlatform: the device's memory accesses go through a
 	// platform IOMMU or similar translation. Flint does not offer it.
 	FeatureAccessPlatform Feature = 33
-	// FeatureRingPacked: the packed virtqueue layout (not implemented yet).
+	// FeatureRingPacked: the packed virtqueue layout (virtio/queue
+	// implements it). Not in CommonFeatures: Linux negotiates it whenever
+	// it is offered, so a device offers it only when its options ask
+	// (WithRingPacked).
 	FeatureRingPacked Feature = 34
 	// FeatureInOrder: the device uses buffers in the order they were made
 	// available.
@@ -57,6 +60,15 @@ func Has(features uint64, f Feature) bool { return features&f.Mask() != 0 }
 // device: VERSION_1, RING_INDIRECT_DESC and RING_EVENT_IDX. A device's
 // Features is CommonFeatures plus its device-specific bits.
 const CommonFeatures uint64 = 1<<FeatureVersion1 | 1<<FeatureRingIndirectDesc | 1<<FeatureRingEventIdx
+
+// WithRingPacked returns features with FeatureRingPacked added when on:
+// how a device's options (packed=on) offer the packed ring.
+func WithRingPacked(features uint64, on bool) uint64 {
+	if on {
+		return features | FeatureRingPacked.Mask()
+	}
+	return features
+}
 
 // FeatureWord returns 32-bit window sel of features, as the driver reads
 // it through MMIO DeviceFeaturesSel/DeviceFeatures or PCI

@@ -106,7 +106,7 @@ func TestQueueAgreesOnRingFeatureBits(t *testing.T) {
 	if err := q.SetFeatures(virtio.FeatureRingIndirectDesc.Mask()); err != nil || q.EventIdx() || !q.IndirectDesc() {
 		t.Fatal("INDIRECT_DESC bit disagrees")
 	}
-	if q.SetFeatures(virtio.FeatureRingPacked.Mask()) == nil {
+	if err := q.SetFeatures(virtio.FeatureRingPacked.Mask()); err != nil || !q.Packed() {
 		t.Fatal("RING_PACKED bit disagrees")
 	}
 }

@@ -8,105 +8,167 @@ import (
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 )
 
-// benchSetup builds a 256-entry queue with one chain of segs buffers
-// added (direct or through an indirect table) and returns its head, which
-// the benchmark re-posts over and over as a driver recycling its buffers
-// would. One segment is an RX-style writable 1526-byte buffer; more are a
-// TX-style 12-byte header plus segs-1 readable 4 KiB fragments.
-func benchSetup(tb testing.TB, indirect bool, segs int) (*qt.Driver, *queue.Queue, uint16) {
+// benchRing is a device-side queue with buffers added by a driver double
+// that re-posts them over and over, as a driver recycling its buffers
+// would: a split ring re-posting one head (ids[0]) into its avail ring
+// and kicking, or a packed ring re-posting buffer ids (distinct: a packed
+// driver never has one id in flight twice).
+type benchRing struct {
+	q    *queue.Queue
+	ids  []uint16
+	post func(id uint16) // make buffer id available again
+	kick func()          // publish what post made available
+}
+
+// benchSetup builds a 256-entry split queue with one chain of segs
+// buffers added (direct or through an indirect table) and popped and
+// pushed once to warm up.
+func benchSetup(tb testing.TB, indirect bool, segs int) benchRing {
 	d := qt.MustNew(tb, qt.Config{Size: 256, Features: allRing})
-	q := d.MustQueue(tb)
-	var bufs []qt.Buf
-	if segs == 1 {
-		bufs = []qt.Buf{qt.W(1526)}
-	} else {
-		bufs = append(bufs, qt.Buf{Len: 12})
-		for range segs - 1 {
-			bufs = append(bufs, qt.Buf{Len: 4096})
-		}
-	}
 	add := d.Add
 	if indirect {
 		add = d.AddIndirect
 	}
-	head, err := add(bufs...)
-	if err != nil {
-		tb.Fatal(err)
+	r := benchRing{q: d.MustQueue(tb), post: d.AddHead, kick: func() { d.Kick() }}
+	return r.warm(tb, add, segs, 1, d.Kick)
+}
+
+// benchPackedSetup is benchSetup for a packed ring of the same features
+// with n buffers (n*segs slots at least 256).
+func benchPackedSetup(tb testing.TB, indirect bool, segs, n int) benchRing {
+	d := qt.MustNewPacked(tb, qt.Config{Size: uint16(max(256, n*segs)), Features: allRing, DataSize: 64 << 20})
+	add := d.Add
+	if indirect {
+		add = d.AddIndirect
 	}
-	// Warm up: grow the chain's slices once.
+	r := benchRing{q: d.MustQueue(tb), post: d.Repost, kick: func() {}}
+	return r.warm(tb, add, segs, n, d.Kick)
+}
+
+func (r benchRing) warm(tb testing.TB, add func(...qt.Buf) (uint16, error), segs, n int, kick func() bool) benchRing {
+	for range n {
+		id, err := add(benchBufs(segs)...)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		r.ids = append(r.ids, id)
+	}
+	kick()
+	for range n {
+		if c, err := r.q.PopCached(); c == nil || err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for _, id := range r.ids {
+		r.q.Push(id, 0)
+	}
+	r.q.Publish()
+	return r
+}
+
+// benchBufs is the benchmarks' buffer shape: one segment is an RX-style
+// writable 1526-byte buffer; more are a TX-style 12-byte header plus
+// segs-1 readable 4 KiB fragments.
+func benchBufs(segs int) []qt.Buf {
+	if segs == 1 {
+		return []qt.Buf{qt.W(1526)}
+	}
+	bufs := []qt.Buf{{Len: 12}}
+	for range segs - 1 {
+		bufs = append(bufs, qt.Buf{Len: 4096})
+	}
+	return bufs
+}
+
+// benchKinds runs f for direct and indirect chains of 1 and 17 buffers.
+func benchKinds(b *testing.B, f func(b *testing.B, indirect bool, segs int)) {
+	for _, indirect := range []bool{false, true} {
+		for _, segs := range []int{1, 17} {
+			kind := "direct"
+			if indirect {
+				kind = "indirect"
+			}
+			b.Run(fmt.Sprintf("%s-%dseg", kind, segs), func(b *testing.B) { f(b, indirect, segs) })
+		}
+	}
+}
+
+// popWalkPush is the per-chain device cost: pop, walk, build the iovec
+// array, push, publish, decide on the interrupt (plus the mock driver's
+// re-post and kick). It must report 0 allocs/op.
+func popWalkPush(b *testing.B, r benchRing, segs int) {
 	var c queue.Chain
-	d.Kick()
-	if ok, err := q.Pop(&c); !ok || err != nil {
-		tb.Fatal(err)
+	q, id := r.q, r.ids[0]
+	b.ReportAllocs()
+	for b.Loop() {
+		r.post(id)
+		r.kick()
+		if ok, err := q.Pop(&c); !ok || err != nil {
+			b.Fatal(err)
+		}
+		iov := c.ReadableIovecs()
+		if segs == 1 {
+			iov = c.WritableIovecs()
+		}
+		_ = iov
+		q.Push(c.Head, c.WriteLen)
+		q.Publish()
+		q.NeedsInterrupt()
 	}
-	q.Push(c.Head, 0)
-	q.Publish()
-	return d, q, head
 }
 
-// BenchmarkPopWalkPush is the per-chain device cost: pop, walk, build the
-// iovec array, push, publish, decide on the interrupt (plus the mock
-// driver's re-post and kick). It must report 0 allocs/op.
+// popWalkPushBatch amortises the index loads and the used publish over
+// 128 chains, as a busy device loop does. ns/op is per chain.
+func popWalkPushBatch(b *testing.B, r benchRing) {
+	const batch = 128
+	q := r.q
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += batch {
+		n := min(batch, b.N-i)
+		for k := range n {
+			r.post(r.ids[k%len(r.ids)])
+		}
+		r.kick()
+		for range n {
+			if c, err := q.PopCached(); c == nil || err != nil {
+				b.Fatal(err)
+			}
+		}
+		for k := range n {
+			q.Push(r.ids[k%len(r.ids)], 0)
+		}
+		q.Publish()
+		q.NeedsInterrupt()
+	}
+}
+
+// BenchmarkPopWalkPush: see popWalkPush (split ring).
 func BenchmarkPopWalkPush(b *testing.B) {
-	for _, indirect := range []bool{false, true} {
-		for _, segs := range []int{1, 17} {
-			kind := "direct"
-			if indirect {
-				kind = "indirect"
-			}
-			b.Run(fmt.Sprintf("%s-%dseg", kind, segs), func(b *testing.B) {
-				d, q, head := benchSetup(b, indirect, segs)
-				var c queue.Chain
-				b.ReportAllocs()
-				for b.Loop() {
-					d.AddHead(head)
-					d.Kick()
-					if ok, err := q.Pop(&c); !ok || err != nil {
-						b.Fatal(err)
-					}
-					iov := c.ReadableIovecs()
-					if segs == 1 {
-						iov = c.WritableIovecs()
-					}
-					_ = iov
-					q.Push(c.Head, c.WriteLen)
-					q.Publish()
-					q.NeedsInterrupt()
-				}
-			})
-		}
-	}
+	benchKinds(b, func(b *testing.B, indirect bool, segs int) {
+		popWalkPush(b, benchSetup(b, indirect, segs), segs)
+	})
 }
 
-// BenchmarkPopWalkPushBatch amortises the index loads and the used.idx
-// publish over 128 chains, as a busy device loop does. ns/op is per chain.
+// BenchmarkPackedPopWalkPush is BenchmarkPopWalkPush on a packed ring.
+func BenchmarkPackedPopWalkPush(b *testing.B) {
+	benchKinds(b, func(b *testing.B, indirect bool, segs int) {
+		popWalkPush(b, benchPackedSetup(b, indirect, segs, 1), segs)
+	})
+}
+
+// BenchmarkPopWalkPushBatch: see popWalkPushBatch (split ring, one head
+// posted 128 times).
 func BenchmarkPopWalkPushBatch(b *testing.B) {
-	for _, indirect := range []bool{false, true} {
-		for _, segs := range []int{1, 17} {
-			kind := "direct"
-			if indirect {
-				kind = "indirect"
-			}
-			b.Run(fmt.Sprintf("%s-%dseg", kind, segs), func(b *testing.B) {
-				d, q, head := benchSetup(b, indirect, segs)
-				const batch = 128
-				b.ReportAllocs()
-				for i := 0; i < b.N; i += batch {
-					n := min(batch, b.N-i)
-					for range n {
-						d.AddHead(head)
-					}
-					d.Kick()
-					for range n {
-						if c, err := q.PopCached(); c == nil || err != nil {
-							b.Fatal(err)
-						}
-						q.Push(head, 0)
-					}
-					q.Publish()
-					q.NeedsInterrupt()
-				}
-			})
-		}
-	}
+	benchKinds(b, func(b *testing.B, indirect bool, segs int) {
+		popWalkPushBatch(b, benchSetup(b, indirect, segs))
+	})
+}
+
+// BenchmarkPackedPopWalkPushBatch is BenchmarkPopWalkPushBatch on a
+// packed ring (128 buffers of distinct ids).
+func BenchmarkPackedPopWalkPushBatch(b *testing.B) {
+	benchKinds(b, func(b *testing.B, indirect bool, segs int) {
+		popWalkPushBatch(b, benchPackedSetup(b, indirect, segs, 128))
+	})
 }

@@ -54,11 +54,21 @@
 //
 // # Formats
 //
-// Only the split ring format is implemented (split.go). The Queue's
-// transport-facing half (queue.go) uses the spec's format-neutral terms
-// (descriptor area, driver area, device area); a packed ring will be
-// another engine behind the same methods, selected by VIRTIO_F_RING_PACKED
-// in SetFeatures, and currently SetFeatures refuses that bit.
+// Two formats sit behind the same methods, selected by
+// VIRTIO_F_RING_PACKED in SetFeatures: the split ring (split.go) and the
+// packed ring (packed.go, virtio 1.2 §2.8). The Queue's transport-facing
+// half (queue.go) uses the spec's format-neutral terms (descriptor area,
+// driver area, device area): for a packed ring they are the descriptor
+// ring and the driver's and device's event suppression structures. A
+// packed queue may have any size up to MaxSize(), keeps its positions
+// as slot | wrap counter << 15 (NextAvail, NextUsed, SetNextAvail and
+// SetNextUsed use that encoding, as vhost-user does), walks buffers with
+// the same checks as the split ring, breaks on what leaves no buffer to
+// complete (a buffer id >= size or already in flight, a chain whose NEXT
+// leads to a descriptor not made available, a chain longer than the
+// ring), and reads/writes the 16-bit flags words with the same ordered
+// accessors: Pop loads the head's flags with acquire ordering, Publish
+// stores the first new used descriptor's flags with release ordering.
 //
 // # Imports
 //

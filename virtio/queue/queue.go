@@ -76,9 +76,11 @@ type Queue struct {
 	usedAddr  uint64
 	eventIdx  bool
 	indirect  bool
+	packed    bool // VIRTIO_F_RING_PACKED: the packed engine (packed.go)
 	maxSegs   int
 	startAv   uint16 // next avail index to consume once ready
 	startUsed uint16 // next used index to fill once ready
+	startSet  uint8  // 1: SetNextAvail called, 2: SetNextUsed called
 
 	ready bool
 
@@ -109,6 +111,8 @@ type Queue struct {
 	cache   []Chain // PopCached's chains, keyed by head
 	scratch Chain   // PopCached's chain for heads out of range
 
+	pk packedState // the packed engine's state (packed.go)
+
 	stats Stats
 }
 
@@ -133,11 +137,14 @@ func validSize(n uint16) bool { return n != 0 && n <= MaxSize && n&(n-1) == 0 }
 func (q *Queue) Reset() {
 	q.size = q.maxSize
 	q.descAddr, q.availAddr, q.usedAddr = 0, 0, 0
-	q.eventIdx, q.indirect = false, false
+	q.eventIdx, q.indirect, q.packed = false, false, false
+	q.pk.drvOffWrap, q.pk.drvFlags = mem.AtomicU16{}, mem.AtomicU16{}
+	q.pk.devOffWrap, q.pk.devFlags = mem.AtomicU16{}, mem.AtomicU16{}
+	clear(q.pk.flags) // drop the references to guest memory, keep the array
 	if q.maxSegs == 0 {
 		q.maxSegs = DefaultMaxSegments
 	}
-	q.startAv, q.startUsed = 0, 0
+	q.startAv, q.startUsed, q.startSet = 0, 0, 0
 	q.ready = false
 	q.m = nil
 	q.desc, q.availRing, q.usedRing = nil, nil, nil
@@ -177,15 +184,29 @@ func (q *Queue) checkNotReady(what string) error {
 }
 
 // SetSize sets the queue size. It must be a power of two no larger than
-// MaxSize() (the spec allows other sizes only for packed rings).
+// MaxSize(), or with VIRTIO_F_RING_PACKED (SetFeatures first) any size
+// in [1, MaxSize()]: the spec allows other sizes only for packed rings.
 func (q *Queue) SetSize(n uint16) error {
 	if err := q.checkNotReady("size"); err != nil {
 		return err
 	}
+	if err := q.checkSize(n); err != nil {
+		return err
+	}
+	q.size = n
+	return nil
+}
+
+func (q *Queue) checkSize(n uint16) error {
+	if q.packed {
+		if n == 0 || n > q.maxSize {
+			return fmt.Errorf("packed virtqueue size %d: must be in [1, %d]", n, q.maxSize)
+		}
+		return nil
+	}
 	if !validSize(n) || n > q.maxSize {
 		return fmt.Errorf("virtqueue size %d: must be a power of two in [1, %d]", n, q.maxSize)
 	}
-	q.size = n
 	return nil
 }
 
@@ -206,20 +227,22 @@ func (q *Queue) SetAddrs(desc, avail, used uint64) error {
 func (q *Queue) Addrs() (desc, avail, used uint64) { return q.descAddr, q.availAddr, q.usedAddr }
 
 // SetFeatures tells the queue which features were negotiated; it uses
-// VIRTIO_F_RING_EVENT_IDX and VIRTIO_F_RING_INDIRECT_DESC and ignores
-// device-specific bits. VIRTIO_F_RING_PACKED is refused until packed rings
-// are implemented.
+// VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC and
+// VIRTIO_F_RING_PACKED (the packed layout: the descriptor area is the
+// descriptor ring, the driver and device areas are the event suppression
+// structures) and ignores device-specific bits.
 func (q *Queue) SetFeatures(features uint64) error {
 	if err := q.checkNotReady("features"); err != nil {
 		return err
 	}
-	if features&(1<<featureRingPacked) != 0 {
-		return fmt.Errorf("virtqueue: packed rings are not implemented")
-	}
+	q.packed = features&(1<<featureRingPacked) != 0
 	q.eventIdx = features&(1<<featureEventIdx) != 0
 	q.indirect = features&(1<<featureIndirectDesc) != 0
 	return nil
 }
+
+// Packed reports whether VIRTIO_F_RING_PACKED is in use.
+func (q *Queue) Packed() bool { return q.packed }
 
 // EventIdx reports whether VIRTIO_F_RING_EVENT_IDX is in use.
 func (q *Queue) EventIdx() bool { return q.eventIdx }
@@ -238,11 +261,16 @@ func (q *Queue) SetMaxSegments(n int) {
 // SetNextUsed the used ring index it fills next, for a queue that resumes
 // where another backend left it (vhost-user SET_VRING_BASE, snapshot
 // restore). A fresh queue starts at 0 for both. Only while not ready.
+// For a packed queue both are ring positions: bits 0-14 the slot, bit 15
+// the wrap counter (as vhost-user encodes them); a fresh packed queue
+// starts at slot 0 with wrap counter 1 (0x8000). Validate checks the slot
+// against the size.
 func (q *Queue) SetNextAvail(idx uint16) error {
 	if err := q.checkNotReady("avail index"); err != nil {
 		return err
 	}
 	q.startAv = idx
+	q.startSet |= 1
 	return nil
 }
 
@@ -252,6 +280,7 @@ func (q *Queue) SetNextUsed(idx uint16) error {
 		return err
 	}
 	q.startUsed = idx
+	q.startSet |= 2
 	return nil
 }
 
@@ -259,7 +288,7 @@ func (q *Queue) SetNextUsed(idx uint16) error {
 // GET_VRING_BASE).
 func (q *Queue) NextAvail() uint16 {
 	if !q.ready {
-		return q.startAv
+		return q.startPos(q.startAv, 1)
 	}
 	return q.lastAvail
 }
@@ -267,9 +296,19 @@ func (q *Queue) NextAvail() uint16 {
 // NextUsed is the used ring index the device fills next.
 func (q *Queue) NextUsed() uint16 {
 	if !q.ready {
-		return q.startUsed
+		return q.startPos(q.startUsed, 2)
 	}
 	return q.nextUsed
+}
+
+// within returns the ring area [addr, addr+n) of m, or an error naming
+// it when it is not inside one RAM region.
+func within(m *mem.Memory, what string, addr, n uint64) ([]byte, error) {
+	b, ok := m.Within(addr, n)
+	if !ok {
+		return nil, fmt.Errorf("%s [%#x, +%#x) is not inside one RAM region", what, addr, n)
+	}
+	return b, nil
 }
 
 // Validate checks the programmed queue against guest memory and, if it is
@@ -284,6 +323,9 @@ func (q *Queue) Validate(m *mem.Memory) error {
 	if m == nil {
 		return fmt.Errorf("virtqueue: no guest memory")
 	}
+	if q.packed {
+		return q.validatePacked(m)
+	}
 	n := q.size
 	if !validSize(n) || n > q.maxSize {
 		return fmt.Errorf("virtqueue size %d: must be a power of two in [1, %d]", n, q.maxSize)
@@ -292,19 +334,18 @@ func (q *Queue) Validate(m *mem.Memory) error {
 		return fmt.Errorf("virtqueue rings misaligned: desc %#x (16), avail %#x (2), used %#x (4)",
 			q.descAddr, q.availAddr, q.usedAddr)
 	}
-	desc, ok := m.Within(q.descAddr, DescTableBytes(n))
-	if !ok {
-		return fmt.Errorf("virtqueue descriptor table [%#x, +%#x) is not inside one RAM region", q.descAddr, DescTableBytes(n))
+	desc, err := within(m, "virtqueue descriptor table", q.descAddr, DescTableBytes(n))
+	if err != nil {
+		return err
 	}
-	avail, ok := m.Within(q.availAddr, AvailRingBytes(n))
-	if !ok {
-		return fmt.Errorf("virtqueue available ring [%#x, +%#x) is not inside one RAM region", q.availAddr, AvailRingBytes(n))
+	avail, err := within(m, "virtqueue available ring", q.availAddr, AvailRingBytes(n))
+	if err != nil {
+		return err
 	}
-	used, ok := m.Within(q.usedAddr, UsedRingBytes(n))
-	if !ok {
-		return fmt.Errorf("virtqueue used ring [%#x, +%#x) is not inside one RAM region", q.usedAddr, UsedRingBytes(n))
+	used, err := within(m, "virtqueue used ring", q.usedAddr, UsedRingBytes(n))
+	if err != nil {
+		return err
 	}
-	var err error
 	words := []struct {
 		dst  *mem.AtomicU16
 		addr uint64

@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/flintvm/flint/mem"
@@ -242,8 +243,15 @@ func TestValidate(t *testing.T) {
 	if q.Validate(nil) == nil {
 		t.Error("Validate(nil) accepted")
 	}
-	if q.SetFeatures(1<<34) == nil {
-		t.Error("packed ring accepted")
+	// A packed ring takes any size up to the maximum (SetFeatures first).
+	if err := q.SetFeatures(1 << 34); err != nil || !q.Packed() {
+		t.Fatalf("SetFeatures(RING_PACKED) = %v, Packed %v", err, q.Packed())
+	}
+	if err := q.SetSize(3); err != nil {
+		t.Errorf("packed SetSize(3): %v", err)
+	}
+	if q.SetSize(0) == nil {
+		t.Error("packed SetSize(0) accepted")
 	}
 }
 
@@ -291,6 +299,9 @@ func TestResetAndReadyGuards(t *testing.T) {
 	}
 }
 
+// TestAllocationFree: pop, walk, iovecs, push, publish, interrupt and
+// notification decisions allocate nothing per chain, on split and
+// packed rings.
 func TestAllocationFree(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -302,31 +313,44 @@ func TestAllocationFree(t *testing.T) {
 		{"direct-17", false, 17, false},
 		{"indirect-1", true, 1, false},
 		{"indirect-17", true, 17, false},
+		{"direct-17-cached", false, 17, true},
 		{"indirect-17-cached", true, 17, true},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d, q, head := benchSetup(t, tc.indirect, tc.segs)
-			var c queue.Chain
-			allocs := testing.AllocsPerRun(1000, func() {
-				d.AddHead(head)
-				d.Kick()
-				cp := &c
-				if tc.cached {
-					cp, _ = q.PopCached()
-				} else if ok, err := q.Pop(cp); !ok || err != nil {
-					t.Fatal(err)
+		for _, packed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/packed=%v", tc.name, packed), func(t *testing.T) {
+				r := benchSetup(t, tc.indirect, tc.segs)
+				if packed {
+					r = benchPackedSetup(t, tc.indirect, tc.segs, 1)
 				}
-				_ = cp.WritableIovecs()
-				_ = cp.ReadableIovecs()
-				q.Push(cp.Head, cp.WriteLen)
-				q.Publish()
-				q.NeedsInterrupt()
-				q.EnableNotifications()
+				q, id := r.q, r.ids[0]
+				var c queue.Chain
+				allocs := testing.AllocsPerRun(1000, func() {
+					r.post(id)
+					r.kick()
+					cp := &c
+					if tc.cached {
+						cp, _ = q.PopCached()
+					} else if ok, err := q.Pop(cp); !ok || err != nil {
+						t.Fatal(err)
+					}
+					if cp == nil || cp.Head != id {
+						t.Fatal("nothing popped")
+					}
+					_ = cp.WritableIovecs()
+					_ = cp.ReadableIovecs()
+					q.Push(cp.Head, cp.WriteLen)
+					q.Publish()
+					q.NeedsInterrupt()
+					q.EnableNotifications()
+				})
+				if allocs != 0 {
+					t.Fatalf("%v allocations per chain", allocs)
+				}
+				if s := q.Stats(); s.Chains < 1000 || s.Broken != 0 || s.Malformed != 0 {
+					t.Fatalf("stats %+v", s)
+				}
 			})
-			if allocs != 0 {
-				t.Fatalf("%v allocations per chain", allocs)
-			}
-		})
+		}
 	}
 }
 

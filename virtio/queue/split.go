@@ -22,6 +22,10 @@ import (
 //     the transport for DEVICE_NEEDS_RESET.
 //   - false, ErrNotReady: the queue is not (or no longer) enabled.
 func (q *Queue) Pop(c *Chain) (bool, error) {
+	if q.packed {
+		got, err := q.popPacked(c, false)
+		return got != nil, err
+	}
 	head, ok, err := q.nextHead()
 	if !ok {
 		return false, err
@@ -42,6 +46,9 @@ func (q *Queue) Pop(c *Chain) (bool, error) {
 // Chain in place: a device that keeps chains across pops must keep its own
 // snapshot (head, lengths, segments), not the *Chain.
 func (q *Queue) PopCached() (*Chain, error) {
+	if q.packed {
+		return q.popPacked(nil, true)
+	}
 	head, ok, err := q.nextHead()
 	if !ok {
 		return nil, err
@@ -71,6 +78,12 @@ func (q *Queue) Available() (int, error) {
 	if !q.ready {
 		return 0, ErrNotReady
 	}
+	if q.packed {
+		if q.broken {
+			return 0, ErrBroken
+		}
+		return q.availablePacked(), nil
+	}
 	if q.broken || !q.refreshAvail() {
 		return 0, ErrBroken
 	}
@@ -87,6 +100,11 @@ func (q *Queue) Available() (int, error) {
 // returns how many it gave back.
 func (q *Queue) Undo(n int) int {
 	n = min(max(n, 0), q.undoable)
+	if q.packed {
+		q.undoPacked(n)
+		q.undoable -= n
+		return n
+	}
 	q.lastAvail -= uint16(n)
 	q.undoable -= n
 	return n
@@ -187,12 +205,10 @@ func (q *Queue) walk(c *Chain, head uint16) ChainError {
 				return ErrIndirectNotNegotiated
 			case flags&descFNext != 0:
 				return ErrIndirectNext
-			case length == 0 || length%descSize != 0 || length/descSize > maxIndirect:
-				return ErrIndirectLen
 			}
-			t, ok := q.m.Within(addr, uint64(length))
-			if !ok {
-				return ErrIndirectAddress
+			t, e := q.indirectTable(addr, length)
+			if e != 0 {
+				return e
 			}
 			// The WRITE flag of the descriptor that points at the table
 			// is ignored, as the spec requires.
@@ -221,6 +237,20 @@ func (q *Queue) walk(c *Chain, head uint16) ChainError {
 		}
 		idx = uint32(next)
 	}
+}
+
+// indirectTable returns the indirect table at [addr, addr+length): its
+// length must be a non-zero multiple of 16 of at most 65536 descriptors,
+// and it must lie inside one region of guest memory.
+func (q *Queue) indirectTable(addr uint64, length uint32) ([]byte, ChainError) {
+	if length == 0 || length%descSize != 0 || length/descSize > maxIndirect {
+		return nil, ErrIndirectLen
+	}
+	t, ok := q.m.Within(addr, uint64(length))
+	if !ok {
+		return nil, ErrIndirectAddress
+	}
+	return t, 0
 }
 
 // addSegments appends [addr, addr+length) to c, split into several
@@ -261,6 +291,10 @@ func (q *Queue) Push(head uint16, n uint32) {
 	if !q.ready {
 		return
 	}
+	if q.packed {
+		q.pushPacked(head, n)
+		return
+	}
 	e := q.usedRing[usedElem*int(q.nextUsed&q.mask):]
 	binary.LittleEndian.PutUint32(e[0:4], uint32(head))
 	binary.LittleEndian.PutUint32(e[4:8], n)
@@ -272,6 +306,9 @@ func (q *Queue) Push(head uint16, n uint32) {
 // writes into the buffers. It reports whether there was anything to
 // publish. Call NeedsInterrupt afterwards to decide whether to signal.
 func (q *Queue) Publish() bool {
+	if q.packed && q.ready {
+		return q.publishPacked()
+	}
 	if !q.ready || q.nextUsed == q.pubUsed {
 		return false
 	}
@@ -294,6 +331,9 @@ func (q *Queue) NeedsInterrupt() bool {
 	if !q.ready || q.sigPending == 0 {
 		return false
 	}
+	if q.packed {
+		return q.needsInterruptPacked()
+	}
 	old, cur, pending := q.sigUsed, q.pubUsed, q.sigPending
 	q.sigUsed, q.sigPending = cur, 0
 	if !q.eventIdx {
@@ -315,6 +355,10 @@ func needEvent(event, cur, old uint16) bool {
 // it sets VIRTQ_USED_F_NO_NOTIFY, or with VIRTIO_F_RING_EVENT_IDX simply
 // stops advancing avail_event. It is a hint; kicks may still arrive.
 func (q *Queue) DisableNotifications() {
+	if q.ready && q.packed {
+		q.disableNotificationsPacked()
+		return
+	}
 	if !q.ready || q.eventIdx || q.usedFlags&usedFNoNotify != 0 {
 		return
 	}
@@ -341,6 +385,9 @@ func (q *Queue) DisableNotifications() {
 func (q *Queue) EnableNotifications() bool {
 	if !q.ready {
 		return false
+	}
+	if q.packed {
+		return q.enableNotificationsPacked()
 	}
 	if q.eventIdx {
 		q.availEvent.Store(q.lastAvail)

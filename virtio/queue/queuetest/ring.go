@@ -199,10 +199,13 @@ func (d *Driver) Used() (Used, bool) {
 }
 
 // AllUsed reads every published used element.
-func (d *Driver) AllUsed() []Used {
+func (d *Driver) AllUsed() []Used { return drain(d.Used) }
+
+// drain calls next until it reports nothing more and returns what it gave.
+func drain(next func() (Used, bool)) []Used {
 	var out []Used
 	for {
-		u, ok := d.Used()
+		u, ok := next()
 		if !ok {
 			return out
 		}

@@ -1,0 +1,454 @@
+package queue
+
+// The packed virtqueue engine (virtio 1.2 §2.8): one ring of 16-byte
+// descriptors that the driver fills and the device overwrites with used
+// descriptors, wrap counters instead of free-running indices.
+//
+// Positions in the ring are kept as 16-bit words in the encoding the
+// vhost-user protocol uses for packed rings (GET/SET_VRING_BASE): bits
+// 0-14 the slot index (< size <= 32768), bit 15 the wrap counter. The
+// Queue's lastAvail, nextUsed, pubUsed and sigUsed fields hold such
+// positions when the queue is packed, so NextAvail/NextUsed report them
+// as vhost-user expects.
+//
+// Buffer ids: the driver names each buffer by the id in its last
+// descriptor. Linux numbers ids below the queue size; Flint requires
+// that (an id >= size breaks the queue), keeps per id the number of ring
+// slots the buffer took (Push advances the used position by it), and
+// breaks the queue when the driver makes an id available again before
+// the device used it.
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/flintvm/flint/mem"
+)
+
+// Packed descriptor flag bits and event suppression values.
+const (
+	pdescFAvail = 1 << 7  // VIRTQ_DESC_F_AVAIL
+	pdescFUsed  = 1 << 15 // VIRTQ_DESC_F_USED
+
+	ringEventEnable  = 0 // RING_EVENT_FLAGS_ENABLE
+	ringEventDisable = 1 // RING_EVENT_FLAGS_DISABLE
+	ringEventDesc    = 2 // RING_EVENT_FLAGS_DESC
+
+	eventAreaBytes = 4 // struct pvirtq_event_suppress
+	eventAlign     = 4
+
+	posWrap = 1 << 15 // wrap counter bit of a position
+)
+
+// PackedEventBytes is the size of a packed ring's driver and device areas
+// (struct pvirtq_event_suppress: off_wrap, flags).
+const PackedEventBytes = eventAreaBytes
+
+// packedState is the packed engine's part of a Queue.
+type packedState struct {
+	flags   []mem.AtomicU16 // each slot's flags word, built by Validate
+	counts  []uint16        // ring slots per buffer id in flight; 0: not in flight
+	undoLog []uint32        // start position<<16 | id of recent pops, circular
+	undoTop int             // next undoLog entry to write
+
+	pubFlags uint16 // flags for the first unpublished used descriptor
+	pending  int    // used descriptors pushed and not published
+
+	drvOffWrap, drvFlags mem.AtomicU16 // driver event suppression (driver area)
+	devOffWrap, devFlags mem.AtomicU16 // device event suppression (device area)
+	devFlagsV            uint16
+}
+
+// advance moves position p forward by n slots (n <= size).
+func advance(p, n, size uint16) uint16 {
+	idx, w := uint32(p&^posWrap)+uint32(n), p&posWrap
+	if idx >= uint32(size) {
+		idx -= uint32(size)
+		w ^= posWrap
+	}
+	return uint16(idx) | w
+}
+
+// retreat moves position p back by n slots (n <= size).
+func retreat(p, n, size uint16) uint16 {
+	idx, w := int(p&^posWrap)-int(n), p&posWrap
+	if idx < 0 {
+		idx += int(size)
+		w ^= posWrap
+	}
+	return uint16(idx) | w
+}
+
+// isAvail reports whether a descriptor with flags f is available to the
+// device at a position whose wrap counter is w (0 or posWrap): AVAIL
+// equals the wrap counter and USED differs from it.
+func isAvail(f, w uint16) bool {
+	a, u := f&pdescFAvail != 0, f&pdescFUsed != 0
+	return a == (w != 0) && u != (w != 0)
+}
+
+// descFlags loads slot i (< size) flags with acquire ordering.
+func (q *Queue) descFlags(i uint16) uint16 { return q.pk.flags[i].Load() }
+
+// setDescFlags stores slot i's flags with release ordering.
+func (q *Queue) setDescFlags(i, f uint16) { q.pk.flags[i].Store(f) }
+
+// popPacked is Pop for a packed ring: it walks the buffer at the next
+// avail position into c, or into q.scratch when cached (then swapped into
+// the cache entry of its id).
+func (q *Queue) popPacked(c *Chain, cached bool) (*Chain, error) {
+	if !q.ready {
+		return nil, ErrNotReady
+	}
+	if q.broken {
+		return nil, ErrBroken
+	}
+	pos := q.lastAvail
+	if !isAvail(q.descFlags(pos&^posWrap), pos&posWrap) {
+		return nil, nil
+	}
+	if cached {
+		c = &q.scratch
+	}
+	c.truncate()
+	id, slots, e, ok := q.walkPacked(c, pos)
+	if !ok || id >= q.size || q.pk.counts[id] != 0 {
+		q.breakQueue()
+		return nil, ErrBroken
+	}
+	q.lastAvail = advance(pos, slots, q.size)
+	q.pk.counts[id] = slots
+	c.Head = id
+	if e != 0 {
+		q.stats.Malformed++
+		q.stats.ByReason[e]++
+		c.truncate()
+		q.undoable = 0
+		q.Push(id, 0)
+		return nil, e
+	}
+	q.stats.Chains++
+	q.undoable = min(q.undoable+1, int(q.size))
+	q.pk.undoLog[q.pk.undoTop] = uint32(pos)<<16 | uint32(id)
+	if q.pk.undoTop++; q.pk.undoTop == len(q.pk.undoLog) {
+		q.pk.undoTop = 0
+	}
+	if cached {
+		if len(q.cache) < int(q.size) {
+			q.growCache()
+		}
+		q.cache[id], q.scratch = q.scratch, q.cache[id]
+		c = &q.cache[id]
+	}
+	return c, nil
+}
+
+func (q *Queue) breakQueue() {
+	q.broken = true
+	q.stats.Broken++
+}
+
+// walkPacked follows the buffer starting at position pos into c. It
+// returns the buffer id (from its last descriptor), the ring slots it
+// takes, and a ChainError if the buffer is malformed (then the walk has
+// still found its end, so it can be completed). ok is false when the
+// buffer's end cannot be found: a descriptor with NEXT is followed by
+// one that is not available, or the chain is longer than the ring. That
+// breaks the queue.
+func (q *Queue) walkPacked(c *Chain, pos uint16) (id, slots uint16, e ChainError, ok bool) {
+	var total uint64
+	wrote := false
+	for slots < q.size {
+		i := pos &^ posWrap
+		d := q.desc[descSize*int(i) : descSize*int(i)+descSize]
+		flags := binary.LittleEndian.Uint16(d[14:16])
+		// The head's flags were loaded with acquire ordering by the
+		// caller; the driver writes the rest of a chain before its head.
+		if slots > 0 && !isAvail(flags, pos&posWrap) {
+			return 0, 0, 0, false
+		}
+		slots++
+		c.descs++
+		if e == 0 {
+			addr := binary.LittleEndian.Uint64(d[0:8])
+			length := binary.LittleEndian.Uint32(d[8:12])
+			if flags&descFIndirect != 0 {
+				e = q.indirectPacked(c, addr, length, flags, slots > 1)
+			} else {
+				e = q.segment(c, addr, length, flags&descFWrite != 0, &wrote, &total)
+			}
+		}
+		if flags&descFNext == 0 {
+			return binary.LittleEndian.Uint16(d[12:14]), slots, e, true
+		}
+		pos = advance(pos, 1, q.size)
+	}
+	return 0, 0, 0, false
+}
+
+// indirectPacked walks an indirect table (§2.8.7): the indirect
+// descriptor must be its buffer's only descriptor, the table's entries
+// follow one another (their NEXT flags and ids are ignored), and none of
+// them may be indirect itself.
+func (q *Queue) indirectPacked(c *Chain, addr uint64, length uint32, flags uint16, chained bool) ChainError {
+	switch {
+	case !q.indirect:
+		return ErrIndirectNotNegotiated
+	case chained || flags&descFNext != 0:
+		return ErrIndirectNext
+	}
+	t, e := q.indirectTable(addr, length)
+	if e != 0 {
+		return e
+	}
+	c.Indirect = true
+	var total uint64
+	wrote := false
+	for off := 0; off < len(t); off += descSize {
+		d := t[off : off+descSize]
+		f := binary.LittleEndian.Uint16(d[14:16])
+		c.descs++
+		if f&descFIndirect != 0 {
+			return ErrIndirectNested
+		}
+		a := binary.LittleEndian.Uint64(d[0:8])
+		n := binary.LittleEndian.Uint32(d[8:12])
+		if e := q.segment(c, a, n, f&descFWrite != 0, &wrote, &total); e != 0 {
+			return e
+		}
+	}
+	return 0
+}
+
+// segment adds one buffer descriptor to c: readable buffers must precede
+// writable ones, and the chain's total stays below 2^32.
+func (q *Queue) segment(c *Chain, addr uint64, length uint32, write bool, wrote *bool, total *uint64) ChainError {
+	if write {
+		*wrote = true
+	} else if *wrote {
+		return ErrReadAfterWrite
+	}
+	if length == 0 {
+		return 0
+	}
+	if *total += uint64(length); *total > math.MaxUint32 {
+		return ErrChainTooLong
+	}
+	return q.addSegments(c, addr, length, write)
+}
+
+// availablePacked counts the buffers available past the next avail
+// position, scanning at most one ring's worth of descriptors.
+func (q *Queue) availablePacked() int {
+	pos, n := q.lastAvail, 0
+	for range q.size {
+		f := q.descFlags(pos &^ posWrap)
+		if !isAvail(f, pos&posWrap) {
+			break
+		}
+		if f&descFNext == 0 {
+			n++
+		}
+		pos = advance(pos, 1, q.size)
+	}
+	return n
+}
+
+// undoPacked steps the avail position back over the n most recent pops.
+func (q *Queue) undoPacked(n int) {
+	for range n {
+		if q.pk.undoTop == 0 {
+			q.pk.undoTop = len(q.pk.undoLog)
+		}
+		q.pk.undoTop--
+		e := q.pk.undoLog[q.pk.undoTop]
+		q.lastAvail = uint16(e >> 16)
+		q.pk.counts[uint16(e)] = 0
+	}
+}
+
+// pushPacked writes a used descriptor for buffer id at the next used
+// position. The first used descriptor after a Publish gets its flags only
+// at the next Publish, so the driver sees the whole batch at once; the
+// ones after it get theirs now, with plain stores: the driver reads in
+// ring order and stops at the first one not yet used, and Publish's
+// release store of that one's flags orders these writes before it. An id
+// not in flight is ignored: there is no slot count to advance by, and
+// writing would corrupt the ring.
+func (q *Queue) pushPacked(id uint16, n uint32) {
+	if int(id) >= len(q.pk.counts) || q.pk.counts[id] == 0 {
+		return
+	}
+	slots := q.pk.counts[id]
+	q.pk.counts[id] = 0
+	pos := q.nextUsed
+	i := pos &^ posWrap
+	d := q.desc[descSize*int(i) : descSize*int(i)+descSize]
+	binary.LittleEndian.PutUint32(d[8:12], n)
+	binary.LittleEndian.PutUint16(d[12:14], id)
+	var f uint16
+	if pos&posWrap != 0 {
+		f = pdescFAvail | pdescFUsed
+	}
+	if n != 0 {
+		f |= descFWrite // the length is meaningful (§2.8.4)
+	}
+	if q.pk.pending == 0 {
+		q.pk.pubFlags = f
+	} else {
+		binary.LittleEndian.PutUint16(d[14:16], f)
+	}
+	q.pk.pending++
+	q.nextUsed = advance(pos, slots, q.size)
+	q.sigPending = uint32(min(uint64(q.sigPending)+uint64(slots), math.MaxUint32))
+}
+
+// publishPacked stores the first pending used descriptor's flags (release:
+// after every id, length and buffer write before it).
+func (q *Queue) publishPacked() bool {
+	if q.pk.pending == 0 {
+		return false
+	}
+	q.setDescFlags(q.pubUsed&^posWrap, q.pk.pubFlags)
+	q.pubUsed = q.nextUsed
+	q.pk.pending = 0
+	return true
+}
+
+// needsInterruptPacked applies the driver's event suppression (§2.8.10):
+// DISABLE never, DESC (with EVENT_IDX) when the used position moved past
+// the driver's off_wrap since the last decision, anything else always.
+func (q *Queue) needsInterruptPacked() bool {
+	old, slots := q.sigUsed, q.sigPending
+	q.sigUsed, q.sigPending = q.pubUsed, 0
+	switch q.pk.drvFlags.Load() & 3 {
+	case ringEventDisable:
+		return false
+	case ringEventDesc:
+		if !q.eventIdx {
+			return true
+		}
+		if slots >= 2*uint32(q.size) {
+			return true
+		}
+		return packedDist(old, q.pk.drvOffWrap.Load(), q.size) < slots
+	}
+	return true
+}
+
+// packedDist is how many slots forward position to is from position
+// from, counting both wrap counter values (modulo 2*size). An offset at
+// or past size (a driver's bad off_wrap) is reduced the same way.
+func packedDist(from, to, size uint16) uint32 {
+	span := 2 * uint32(size)
+	lin := func(p uint16) uint32 {
+		v := uint32(p &^ posWrap)
+		if p&posWrap != 0 {
+			v += uint32(size)
+		}
+		return v % span
+	}
+	return (lin(to) + span - lin(from)) % span
+}
+
+// disableNotificationsPacked asks the driver not to kick: DISABLE.
+func (q *Queue) disableNotificationsPacked() {
+	if q.pk.devFlagsV == ringEventDisable {
+		return
+	}
+	q.pk.devFlagsV = ringEventDisable
+	q.pk.devFlags.Store(ringEventDisable)
+}
+
+// enableNotificationsPacked asks for a kick when the next buffer is made
+// available (DESC at the next avail position with EVENT_IDX, else
+// ENABLE) and re-reads that position's descriptor.
+func (q *Queue) enableNotificationsPacked() bool {
+	want := uint16(ringEventEnable)
+	if q.eventIdx {
+		want = ringEventDesc
+		q.pk.devOffWrap.Store(q.lastAvail)
+	}
+	if q.pk.devFlagsV != want {
+		q.pk.devFlagsV = want
+		q.pk.devFlags.Store(want)
+	}
+	return isAvail(q.descFlags(q.lastAvail&^posWrap), q.lastAvail&posWrap)
+}
+
+// startPos is the position a queue starts at: what SetNextAvail or
+// SetNextUsed set (bit set in startSet), else 0, or for a packed ring
+// slot 0 with wrap counter 1 (§2.8.1: both wrap counters start at 1).
+func (q *Queue) startPos(v uint16, bit uint8) uint16 {
+	if q.packed && q.startSet&bit == 0 {
+		return posWrap
+	}
+	return v
+}
+
+// validatePacked is Validate for a packed ring: the descriptor ring
+// (size*16 bytes, 16-byte aligned) and the driver and device event
+// suppression areas (4 bytes each, 4-byte aligned) must each lie inside
+// one RAM region, and the start positions must name slots below size.
+func (q *Queue) validatePacked(m *mem.Memory) error {
+	n := q.size
+	if err := q.checkSize(n); err != nil {
+		return err
+	}
+	if q.descAddr%descAlign != 0 || q.availAddr%eventAlign != 0 || q.usedAddr%eventAlign != 0 {
+		return fmt.Errorf("packed virtqueue areas misaligned: desc %#x (16), driver %#x (4), device %#x (4)",
+			q.descAddr, q.availAddr, q.usedAddr)
+	}
+	desc, err := within(m, "packed virtqueue descriptor ring", q.descAddr, DescTableBytes(n))
+	if err != nil {
+		return err
+	}
+	av, used := q.startPos(q.startAv, 1), q.startPos(q.startUsed, 2)
+	if av&^posWrap >= n || used&^posWrap >= n {
+		return fmt.Errorf("packed virtqueue start positions %#x/%#x: slot outside size %d", av, used, n)
+	}
+	var words [4]mem.AtomicU16
+	for i, a := range []uint64{q.availAddr, q.availAddr + 2, q.usedAddr, q.usedAddr + 2} {
+		if words[i], err = m.AtomicU16(a); err != nil {
+			return fmt.Errorf("packed virtqueue event suppression area: %w", err)
+		}
+	}
+	// One handle per slot's flags, built once here rather than per
+	// access (a region lookup each): 40 bytes a slot, reused across
+	// validations of the same or a smaller size.
+	flags := reuse(q.pk.flags, int(n))
+	for i := range flags {
+		if flags[i], err = m.AtomicU16(q.descAddr + descSize*uint64(i) + 14); err != nil {
+			return fmt.Errorf("packed virtqueue descriptor flags: %w", err)
+		}
+	}
+	q.pk.flags = flags
+	q.pk.drvOffWrap, q.pk.drvFlags, q.pk.devOffWrap, q.pk.devFlags = words[0], words[1], words[2], words[3]
+	q.m = m
+	q.desc = desc
+	if !q.ready {
+		q.lastAvail = av
+		q.nextUsed, q.pubUsed, q.sigUsed = used, used, used
+		q.sigPending, q.undoable = 0, 0
+		q.broken = false
+		q.pk.counts = reuse(q.pk.counts, int(n))
+		q.pk.undoLog = reuse(q.pk.undoLog, int(n))
+		q.pk.undoTop, q.pk.pending = 0, 0
+		q.pk.devFlagsV = ringEventEnable
+		q.pk.devFlags.Store(ringEventEnable)
+	}
+	q.ready = true
+	return nil
+}
+
+// reuse returns s resized to n zeroed elements, allocating only when its
+// capacity is too small.
+func reuse[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
