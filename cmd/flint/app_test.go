@@ -111,7 +111,8 @@ func TestBadInputIsOneLineAndExitCode2(t *testing.T) {
 		{"same TAP twice", []string{"run", "--kernel", good, "--net", "tap=t0", "--net", "tap=t0"}, "used twice"},
 		{"net-backend without socket", []string{"net-backend", "--tap", "t0"}, "socket"},
 		{"net-backend bad switch", []string{"net-backend", "--socket", "/tmp/x", "--tap", "t0", "--tso", "maybe"}, "tso"},
-		{"net-backend queues", []string{"net-backend", "--socket", "/tmp/x", "--tap", "t0", "--queues", "4"}, "--queues 4"},
+		{"net-backend queues", []string{"net-backend", "--socket", "/tmp/x", "--tap", "t0", "--queues", "65"}, "queues=\"65\""},
+		{"net-backend no queues", []string{"net-backend", "--socket", "/tmp/x", "--tap", "t0", "--queues", "0"}, "queues"},
 		{"cmdline with NUL", []string{"run", "--kernel", good, "--cmdline", "a\x00b"}, "NUL"},
 		{"bad kernel entry", []string{"run", "--kernel", good, "--kernel-entry", "efi"}, "--kernel-entry"},
 	}

@@ -25,7 +25,7 @@ func netBackendCommand(a *app) *cli.Command {
 	return &cli.Command{
 		Name:      "net-backend",
 		Usage:     "serve Flint's virtio-net device bridged to a TAP to a vhost-user frontend",
-		UsageText: "flint net-backend --socket PATH --tap NAME [--mac MAC] [--mtu N] [--mrg-rxbuf on|off] [--tso on|off] [--indirect on|off] [--event-idx on|off] [--queues 1]",
+		UsageText: "flint net-backend --socket PATH --tap NAME [--mac MAC] [--mtu N] [--mrg-rxbuf on|off] [--tso on|off] [--indirect on|off] [--event-idx on|off] [--queues N]",
 		Flags: append([]cli.Flag{
 			// Required by hand, in Action: urfave/cli would print the usage text.
 			&cli.StringFlag{Name: "socket", Usage: "unix socket to listen on (required)"},
@@ -36,7 +36,7 @@ func netBackendCommand(a *app) *cli.Command {
 			onOff("tso", "TCP segmentation offload both ways"),
 			onOff("indirect", "indirect descriptors"),
 			onOff("event-idx", "event-index notification suppression"),
-			&cli.IntFlag{Name: "queues", Usage: "queue pairs (only 1 is supported)", Value: 1},
+			&cli.IntFlag{Name: "queues", Usage: fmt.Sprintf("queue pairs, 1 to %d (multiqueue: one TAP queue each)", configs.MaxNetQueues), Value: 1},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		}, seccompFlags()...),
 		Action: func(c *cli.Context) error {
@@ -48,10 +48,7 @@ func netBackendCommand(a *app) *cli.Command {
 					return usagef("net-backend: --%s is required", f)
 				}
 			}
-			if q := c.Int("queues"); q != 1 {
-				return usagef("--queues %d: only 1 queue pair is supported", q)
-			}
-			spec := []string{"tap=" + c.String("tap"), fmt.Sprintf("mtu=%d", c.Int("mtu"))}
+			spec := []string{"tap=" + c.String("tap"), fmt.Sprintf("mtu=%d", c.Int("mtu")), fmt.Sprintf("queues=%d", c.Int("queues"))}
 			if m := c.String("mac"); m != "" {
 				spec = append(spec, "mac="+m)
 			}
