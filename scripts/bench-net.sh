@@ -8,7 +8,7 @@
 # of a shared machine hit all of them alike.
 #
 # Usage: scripts/bench-net.sh [--runs N] [--secs S] [--udp-secs S] [--only REGEX]
-#                             [--no-dpdk] [--out FILE] [--raw FILE]
+#                             [--no-dpdk] [--out FILE] [--raw FILE] [--perf DIR]
 #
 #   --runs N      runs per configuration; figures are medians [3]
 #   --secs S      seconds per iperf3 TCP run, each direction [10]
@@ -18,9 +18,17 @@
 #                 its forwarding core busy-polls)
 #   --out FILE    the Markdown report [stdout]
 #   --raw FILE    keep every UML-BENCH line
+#   --perf DIR    profile flint's backend: uml-net-case.sh --perf DIR/CONFIG-run-N (perf record
+#                 -g and perf stat of its syscalls during every iperf3 run); read them with
+#                 perf report -i DIR/.../tcp-h2g-1.data --no-children --sort sym
 # Figures: TCP guest->host and host->guest (iperf3 from the host, -R for guest->host:
 # Mbit/s at the receiver, the sender's retransmits) and UDP 64-byte packets per second
-# received (the guest's side is bounded by UML's ~21 us syscalls, not by the device).
+# received (the guest's side is bounded by UML's ~21 us syscalls, not by the device); and
+# the per-core figure: the backend process's CPU (utime+stime from /proc/PID/stat, before
+# and after each iperf3 run) per second of traffic, per Gbit/s and per UDP packet, for
+# flint net-backend and dpdk-testpmd (its busy-polling forwarding core counts whole); vec
+# has no process of its own (its driver runs in UML's kernel process), so for every
+# configuration the report also gives the UML session's cores.
 # Needs root, /dev/net/tun, iproute2, busybox, iperf3, jq, user-mode-linux, Go (to build
 # flint, internal/vumask, internal/umlexec and internal/benchreport, which writes the
 # report's tables), and for the DPDK peer dpdk-dev.
@@ -36,10 +44,10 @@ usage() {
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-runs=3 secs=10 udp_secs=5 only='' dpdk=1 out='' raw=''
+runs=3 secs=10 udp_secs=5 only='' dpdk=1 out='' raw='' perf=''
 while (($#)); do
 	case $1 in
-	--runs | --secs | --udp-secs | --only | --out | --raw)
+	--runs | --secs | --udp-secs | --only | --out | --raw | --perf)
 		[[ $# -ge 2 ]] || flint_die "$1 needs a value"
 		v=${1#--}
 		printf -v "${v//-/_}" '%s' "$2"
@@ -91,6 +99,7 @@ for ((r = 1; r <= runs; r++)); do
 		flint/*)
 			IFS=/ read -r _ rx ind <<<"$c"
 			args+=(--backend flint --flint "$w/flint" --rx "$rx" --indirect "${ind#indirect=}")
+			[[ -z $perf ]] || args+=(--perf "$perf/flint-$rx-indirect-${ind#indirect=}-run-$r")
 			;;
 		vec) args+=(--backend vec) ;;
 		dpdk) args+=(--backend dpdk --vumask "$w/vumask") ;;

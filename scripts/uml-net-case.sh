@@ -35,6 +35,9 @@
 #   --umlexec BIN    internal/umlexec binary, which starts linux.uml (with a workaround on
 #                    hosts whose XSAVE area UML 6.1 cannot restore) [built with go likewise]
 #   --name NAME      names the namespace (umlnet-PID-NAME) [case]
+#   --perf DIR       bench, flint: during every iperf3 run, `perf record -e cpu-clock -g` of
+#                    the backend into DIR/TEST-DIR-RUN.data and `perf stat` of its syscalls
+#                    (reads, writes, readv, writev, ppoll, futex) into DIR/TEST-DIR-RUN.stat
 #
 # Output: facts only, as key=value lines; this script judges nothing. The verdict (did the
 # streams arrive whole, were the right features negotiated, did the backend survive) is
@@ -48,7 +51,16 @@
 #   UML-HOST-H2G boot=K bytes= sha256=            the stream the host sent
 #   UML-HOST-G2H boot=K bytes= sha256=            the stream the host received
 #   UML-BENCH backend= rx= indirect= test=tcp|udp64 dir=g2h|h2g run= mbps= retr= pps= lost= boot=K
-#                                                 (result=fail error=...: iperf3 gave no figures)
+#             secs= win= be_cpu= uml_cpu= win_bytes= win_pkts=   (result=fail error=...: iperf3 gave
+#                                                 no figures)
+#                   secs: the traffic's seconds (iperf3's); win: a window inside the traffic (from
+#                   2 s after the client started to --secs or --udp-secs; the whole client run if
+#                   those are under 4); be_cpu: CPU seconds (utime+stime, all threads, from
+#                   /proc/PID/stat) the backend process used in the window: flint
+#                   net-backend or dpdk-testpmd (absent for vec, whose driver runs in UML's
+#                   kernel process); uml_cpu: the same for every process of the UML session
+#                   (UML's kernel, its guest processes: with vec, its driver too); win_bytes and
+#                   win_pkts: what the TAP carried in the test's direction in the window
 #   UML-HOST-BACKEND running=yes|no connections=N warnings=N   flint's log, at the end
 #   UML-BACKEND-LOG ...                           the last --log-lines lines of the backend's log
 #   UML-HOST-ABORT reason=...                     the case could not be set up (exit status 1)
@@ -66,11 +78,11 @@ usage() {
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 backend=flint rx=mergeable indirect=on mode=test size=64 boots=1 kill_boot=0 soak_secs=600 pid_file='' log_lines=60
-secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=case vumask= umlexec=
+secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=case vumask= umlexec= perf=''
 while (($#)); do
 	case $1 in
 	--backend | --rx | --indirect | --mode | --size | --boots | --kill-boot | --secs | --udp-secs | \
-		--reps | --flint | --initrd | --mem | --timeout | --name | --vumask | --umlexec | --soak-secs | --pid-file | --log-lines)
+		--reps | --flint | --initrd | --mem | --timeout | --name | --vumask | --umlexec | --soak-secs | --pid-file | --log-lines | --perf)
 		[[ $# -ge 2 ]] || flint_die "$1 needs a value"
 		v=${1#--}
 		printf -v "${v//-/_}" '%s' "$2"
@@ -96,6 +108,7 @@ case $mode in test | bench | soak) ;; *) flint_die "--mode $mode: want test, ben
 PATH=$PATH:/usr/sbin:/sbin
 flint_need_tools ip busybox linux.uml setsid sha256sum
 [[ $mode == test ]] || flint_need_tools iperf3 jq
+[[ -z $perf ]] || { flint_need_tools perf && mkdir -p "$perf"; } || flint_die "--perf $perf: cannot make it"
 [[ $backend != flint || -x $flint ]] || flint_die "no flint binary at $flint (run: make build)"
 [[ $backend != dpdk ]] || command -v dpdk-testpmd >/dev/null ||
 	flint_die "no dpdk-testpmd (Debian 12: apt-get install -y dpdk-dev)"
@@ -287,18 +300,85 @@ test_boot() {
 	cat "$w/out.$k"
 }
 
+# cpu_ticks PID: the process's utime+stime (all its threads) in clock ticks, 0 if gone.
+cpu_ticks() {
+	local st
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+	# After the command name's ")": state ppid pgrp session ... utime (12th) stime (13th).
+	read -r -a st <<<"${st##*) }"
+	echo $((st[11] + st[12]))
+}
+# session_ticks SID: cpu_ticks summed over the processes of session SID.
+session_ticks() {
+	local f st t=0
+	for f in /proc/[0-9]*/stat; do
+		st=$(cat "$f" 2>/dev/null) || continue
+		read -r -a st <<<"${st##*) }"
+		[[ ${st[3]} == "$1" ]] && t=$((t + st[11] + st[12]))
+	done
+	echo "$t"
+}
+hz=$(getconf CLK_TCK)
+# cpu_mark: the clock, the processes' CPU ticks and the TAP's counters now, as
+# "WALL BACKEND UML RX-BYTES RX-PACKETS TX-BYTES TX-PACKETS" (the TAP's rx is what the
+# backend wrote into it: guest to host; its tx what the backend read: host to guest).
+cpu_mark() {
+	echo "$(date +%s.%N) $(if [[ -n $bepid ]]; then cpu_ticks "$bepid"; else echo -; fi) $(session_ticks "$umlpid")" \
+		"$(inns cat /proc/net/dev | tr : ' ' | awk -v t="$tap" '$1 == t { print $2, $3, $10, $11 }')"
+}
+# cpu_figs DIR MARK0 MARK1: the UML-BENCH line's win= (seconds), be_cpu=, uml_cpu= (CPU
+# seconds) and win_bytes=, win_pkts= (the TAP's, direction DIR) between two marks.
+cpu_figs() {
+	awk -v hz="$hz" -v dir="$1" -v a="$2" -v b="$3" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		printf "win=%.3f", y[1] - x[1]
+		if (x[2] != "-") printf " be_cpu=%.2f", (y[2] - x[2]) / hz
+		printf " uml_cpu=%.2f", (y[3] - x[3]) / hz
+		k = dir == "g2h" ? 4 : 6
+		if (y[k] != "") printf " win_bytes=%d win_pkts=%d", y[k] - x[k], y[k + 1] - x[k + 1]
+	}'
+}
+
 # bench_line TEST DIR RUN JQ IPERF3-ARGS...: one iperf3 client run against the guest,
-# reported as a UML-BENCH line with the figures JQ extracts from its JSON, or with
-# result=fail and iperf3's error.
+# reported as a UML-BENCH line with the figures JQ extracts from its JSON and the
+# processes' CPU time (cpu_figs), or with result=fail and iperf3's error.
 bench_line() {
-	local test=$1 dir=$2 r=$3 filter=$4 figs='' err
+	local test=$1 dir=$2 r=$3 filter=$4 figs='' err m0 m1 ipid run_secs=$secs perfpids=()
 	shift 4
+	[[ $test == tcp ]] || run_secs=$udp_secs
 	local try
 	# The guest's iperf3 server can be between two tests (connection refused):
 	# a run that gets no figures is tried again, twice at most.
 	for try in 1 2 3; do
 		((try == 1)) || sleep 1
-		inns timeout 60 iperf3 -c "$guest" -J "$@" >"$w/iperf.json" 2>"$w/iperf.err" || true
+		if [[ -n $perf && $backend == flint ]]; then
+			perf record -q -e cpu-clock -F 999 -g -p "$bepid" -o "$perf/$test-$dir-$r.data" </dev/null >/dev/null 2>&1 &
+			perfpids=($!)
+			perf stat -x, -p "$bepid" -o "$perf/$test-$dir-$r.stat" -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_readv,syscalls:sys_enter_writev,syscalls:sys_enter_ppoll,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_pwait \
+				</dev/null >/dev/null 2>&1 &
+			perfpids+=($!)
+		fi
+		# The CPU window: from 2 s after the client starts (UML's iperf3 is connected by
+		# then) to the run's nominal end, so that it holds traffic only; the whole client
+		# run for runs shorter than 4 s.
+		inns timeout 60 iperf3 -c "$guest" -J "$@" >"$w/iperf.json" 2>"$w/iperf.err" &
+		ipid=$!
+		if ((run_secs >= 4)); then
+			sleep 2
+			m0=$(cpu_mark)
+			sleep $((run_secs - 2))
+			m1=$(cpu_mark)
+			wait "$ipid" || true
+		else
+			m0=$(cpu_mark)
+			wait "$ipid" || true
+			m1=$(cpu_mark)
+		fi
+		if ((${#perfpids[@]})); then
+			kill -INT "${perfpids[@]}" 2>/dev/null || true
+			wait "${perfpids[@]}" 2>/dev/null || true
+			perfpids=()
+		fi
 		figs=$(jq -r "$filter" "$w/iperf.json" 2>/dev/null) || figs=''
 		[[ -z $figs || $figs == *null* ]] || break
 	done
@@ -307,7 +387,7 @@ bench_line() {
 		echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=$test dir=$dir run=$r result=fail error=$(tr -s ' \n\t' _ <<<"${err:-none}")"
 		return
 	fi
-	echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=$test dir=$dir run=$r $figs"
+	echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=$test dir=$dir run=$r $figs $(cpu_figs "$dir" "$m0" "$m1")"
 }
 
 # bench_boot K: one benchmark boot: the guest serves iperf3; the host measures
@@ -329,14 +409,14 @@ bench_boot() {
 		for dir in g2h h2g; do
 			rev=()
 			[[ $dir == g2h ]] && rev=(-R)
-			bench_line tcp "$dir" "$r" '"mbps=\(.end.sum_received.bits_per_second / 1e6 | floor) retr=\(.end.sum_sent.retransmits // "na") bytes=\(.end.sum_received.bytes) boot='"$k"'"' \
+			bench_line tcp "$dir" "$r" '"mbps=\(.end.sum_received.bits_per_second / 1e6 | floor) retr=\(.end.sum_sent.retransmits // "na") bytes=\(.end.sum_received.bytes) secs=\(.end.sum_received.seconds) boot='"$k"'"' \
 				-t "$secs" "${rev[@]}"
 		done
 		[[ $mode == bench ]] || continue
 		for dir in g2h h2g; do
 			rev=()
 			[[ $dir == g2h ]] && rev=(-R)
-			bench_line udp64 "$dir" "$r" '.end.sum | "pps=\((.packets - .lost_packets) / .seconds | floor) lost=\(.lost_packets) sent=\(.packets)"' \
+			bench_line udp64 "$dir" "$r" '.end.sum | "pps=\((.packets - .lost_packets) / .seconds | floor) lost=\(.lost_packets) sent=\(.packets) secs=\(.seconds)"' \
 				-u -l 64 -b 0 -t "$udp_secs" "${rev[@]}"
 		done
 	done

@@ -8,7 +8,8 @@
 //
 // The configurations appear in -order's order; the figures are TCP Mbit/s
 // at the receiver and the sender's retransmits each way, and 64-byte UDP
-// packets per second received each way.
+// packets per second received each way; when the lines carry CPU times, a
+// third table gives the per-core figure (cpu.go).
 //
 //	benchreport -command <lines >report.md
 //

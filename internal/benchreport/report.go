@@ -86,6 +86,12 @@ func parse(r io.Reader) (*results, error) {
 			}
 			res.vals[c][fig.name] = append(res.vals[c][fig.name], v)
 		}
+		for name, v := range cpuDerived(kv) {
+			if res.vals[c] == nil {
+				res.vals[c] = map[string][]float64{}
+			}
+			res.vals[c][name] = append(res.vals[c][name], v)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading UML-BENCH lines: %w", err)
@@ -115,6 +121,28 @@ func summarize(vs []float64) stats {
 	return stats{median: m, min: s[0], max: s[n-1], ok: true}
 }
 
+// writeMedians prints a table of figs' medians (min-max), one row per
+// configuration in order.
+func writeMedians(b *strings.Builder, res *results, order []string, figs []figure) {
+	b.WriteString("| configuration |")
+	for _, f := range figs {
+		fmt.Fprintf(b, " %s |", f.title)
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---|", len(figs)) + "\n")
+	for _, c := range order {
+		fmt.Fprintf(b, "| %s |", c)
+		for _, f := range figs {
+			s := summarize(res.vals[c][f.name])
+			if !s.ok {
+				b.WriteString(" — |")
+				continue
+			}
+			fmt.Fprintf(b, " %.*f (%.*f-%.*f) |", f.digits, s.median/f.scale, f.digits, s.min/f.scale, f.digits, s.max/f.scale)
+		}
+		b.WriteString("\n")
+	}
+}
+
 // isFlint reports whether configuration c is one of Flint's (the others are
 // the peers it is compared with).
 func isFlint(c string) bool { return c == "flint" || strings.HasPrefix(c, "flint/") }
@@ -128,23 +156,7 @@ func write(w io.Writer, res *results, order []string) error {
 	if len(res.fails) > 0 {
 		writeList(b, fmt.Sprintf("%d measurement(s) failed and are left out of the medians:", len(res.fails)), res.fails)
 	}
-	b.WriteString("| configuration |")
-	for _, f := range figures {
-		fmt.Fprintf(b, " %s |", f.title)
-	}
-	b.WriteString("\n|---|" + strings.Repeat("---|", len(figures)) + "\n")
-	for _, c := range order {
-		fmt.Fprintf(b, "| %s |", c)
-		for _, f := range figures {
-			s := summarize(res.vals[c][f.name])
-			if !s.ok {
-				b.WriteString(" — |")
-				continue
-			}
-			fmt.Fprintf(b, " %.*f (%.*f-%.*f) |", f.digits, s.median/f.scale, f.digits, s.min/f.scale, f.digits, s.max/f.scale)
-		}
-		b.WriteString("\n")
-	}
+	writeMedians(b, res, order, figures)
 	var cmp []figure
 	for _, f := range figures {
 		if f.peer {
@@ -184,6 +196,7 @@ func write(w io.Writer, res *results, order []string) error {
 		}
 		b.WriteString("\n")
 	}
+	writeCPU(b, res, order)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
