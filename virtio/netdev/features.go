@@ -53,8 +53,9 @@ const (
 )
 
 // SupportedFeatures are the features this device can offer: the common
-// ring features plus the net features above.
-const SupportedFeatures = virtio.CommonFeatures |
+// ring features, the packed ring (offered only when asked: see
+// DefaultFeatures) and the net features above.
+const SupportedFeatures = virtio.CommonFeatures | 1<<virtio.FeatureRingPacked |
 	1<<FeatureCsum | 1<<FeatureGuestCsum | 1<<FeatureMTU | 1<<FeatureMAC |
 	1<<FeatureGuestTSO4 | 1<<FeatureGuestTSO6 | 1<<FeatureGuestECN | 1<<FeatureGuestUFO |
 	1<<FeatureHostTSO4 | 1<<FeatureHostTSO6 | 1<<FeatureHostECN | 1<<FeatureHostUFO |
@@ -63,9 +64,10 @@ const SupportedFeatures = virtio.CommonFeatures |
 // DefaultFeatures are offered when Options.Features is zero: everything
 // in SupportedFeatures except the control queue (a driver that sees
 // CTRL_VQ sends commands and waits for their answers; Flint has nothing
-// to configure through it with one queue pair) and MQ (New adds MQ and
-// CTRL_VQ when Options.Queues > 1).
-const DefaultFeatures = SupportedFeatures &^ (1<<FeatureCtrlVQ | 1<<FeatureCtrlRx | 1<<FeatureMQ)
+// to configure through it with one queue pair), MQ (New adds MQ and
+// CTRL_VQ when Options.Queues > 1) and RING_PACKED (Linux negotiates it
+// whenever offered; --net packed=on adds it).
+const DefaultFeatures = SupportedFeatures &^ (1<<FeatureCtrlVQ | 1<<FeatureCtrlRx | 1<<FeatureMQ | 1<<virtio.FeatureRingPacked)
 
 // guestGSO are the features that let the device hand the driver
 // unsegmented (GSO) packets; any of them without MRG_RXBUF selects the
@@ -109,7 +111,7 @@ var featureNames = map[virtio.Feature]string{
 	FeatureHostECN: "HOST_ECN", FeatureHostUFO: "HOST_UFO", FeatureMrgRxbuf: "MRG_RXBUF",
 	FeatureStatus: "STATUS", FeatureCtrlVQ: "CTRL_VQ", FeatureCtrlRx: "CTRL_RX",
 	FeatureMQ:                      "MQ",
-	virtio.FeatureRingIndirectDesc: "RING_INDIRECT_DESC", virtio.FeatureRingEventIdx: "RING_EVENT_IDX",
+	virtio.FeatureRingIndirectDesc: "RING_INDIRECT_DESC", virtio.FeatureRingEventIdx: "RING_EVENT_IDX", virtio.FeatureRingPacked: "RING_PACKED",
 	virtio.FeatureVersion1: "VERSION_1",
 }
 
