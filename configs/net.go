@@ -50,6 +50,9 @@ type NetInterface struct {
 	MTU int
 	// Feature switches, all on by default.
 	MrgRxbuf, TSO, Csum, UFO, Indirect, EventIdx bool
+	// Packed offers the packed virtqueue layout (VIRTIO_F_RING_PACKED);
+	// off by default, since Linux negotiates it whenever offered.
+	Packed bool
 	// Queues is the number of receive/transmit queue pairs (virtio-net
 	// multiqueue, one TAP queue each), 1 to MaxNetQueues; default 1 (0
 	// also means 1).
@@ -71,7 +74,7 @@ func DefaultNetInterface(tap string) NetInterface {
 
 // ParseNetFlag parses a --net value:
 // tap=NAME[,mac=MAC][,transport=pci|mmio][,mtu=N][,mrg_rxbuf=on|off][,tso=on|off]
-// [,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off][,queues=N][,ip=CIDR].
+// [,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off][,packed=on|off][,queues=N][,ip=CIDR].
 func ParseNetFlag(s string) (NetInterface, error) {
 	n := DefaultNetInterface("")
 	seen := map[string]bool{}
@@ -116,6 +119,8 @@ func ParseNetFlag(s string) (NetInterface, error) {
 			n.Indirect, err = parseOnOff(val)
 		case "event_idx":
 			n.EventIdx, err = parseOnOff(val)
+		case "packed":
+			n.Packed, err = parseOnOff(val)
 		case "queues":
 			n.Queues, err = strconv.Atoi(val)
 			if err == nil && (n.Queues < 1 || n.Queues > MaxNetQueues) {
@@ -126,7 +131,7 @@ func ParseNetFlag(s string) (NetInterface, error) {
 		case "ip":
 			n.GuestIP, err = parseGuestIP(val)
 		default:
-			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx, queues, ip)", s, key)
+			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx, packed, queues, ip)", s, key)
 		}
 		if err != nil {
 			return n, fmt.Errorf("--net %q: %s=%q: %v", s, key, val, err)

@@ -11,15 +11,15 @@ func TestParseNetFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	if want := DefaultNetInterface("tap0"); n.TAP != want.TAP || n.Transport != TransportPCI || n.MTU != 1500 ||
-		!n.MrgRxbuf || !n.TSO || !n.Csum || !n.UFO || !n.Indirect || !n.EventIdx || n.MAC != nil {
+		!n.MrgRxbuf || !n.TSO || !n.Csum || !n.UFO || !n.Indirect || !n.EventIdx || n.Packed || n.MAC != nil {
 		t.Fatalf("defaults: %+v", n)
 	}
-	n, err = ParseNetFlag("tap=t1,mac=52:54:00:aa:bb:cc,transport=mmio,mtu=9000,mrg_rxbuf=off,tso=off,ufo=off,csum=off,indirect=off,event_idx=off")
+	n, err = ParseNetFlag("tap=t1,mac=52:54:00:aa:bb:cc,transport=mmio,mtu=9000,mrg_rxbuf=off,tso=off,ufo=off,csum=off,indirect=off,event_idx=off,packed=on")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n.MAC.String() != "52:54:00:aa:bb:cc" || n.Transport != TransportMMIO || n.MTU != 9000 ||
-		n.MrgRxbuf || n.TSO || n.Csum || n.UFO || n.Indirect || n.EventIdx {
+		n.MrgRxbuf || n.TSO || n.Csum || n.UFO || n.Indirect || n.EventIdx || !n.Packed {
 		t.Fatalf("parsed: %+v", n)
 	}
 }
