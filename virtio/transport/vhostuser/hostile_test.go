@@ -112,7 +112,7 @@ func TestHostileFrontends(t *testing.T) {
 		{"enable 2", "is not 0 or 1", raw(vut.SetVringEnable, 0, state(0, 2))},
 		{"unoffered features", "were not offered", raw(vut.SetFeatures, 0, u64(1<<32|1<<62))},
 		{"legacy driver", "VERSION_1", raw(vut.SetFeatures, 0, u64(1<<5))},
-		{"unoffered protocol", "SET_PROTOCOL_FEATURES: 0x1 were not offered", raw(vut.SetProtocolFeatures, 0, u64(1))},
+		{"unoffered protocol", "SET_PROTOCOL_FEATURES: 0x2 were not offered", raw(vut.SetProtocolFeatures, 0, u64(1<<1))}, // LOG_SHMFD
 		{"config not negotiated", "without the CONFIG protocol feature", raw(vut.GetConfig, 0, make([]byte, 12+6))},
 		{"config size", "config size 8 in a 18-byte payload", func(t *testing.T, f *vut.Frontend, _ *vut.Memory) {
 			f.SetU64(vut.SetProtocolFeatures, vut.ProtocolConfig)

@@ -87,11 +87,15 @@ const (
 )
 
 // OfferedProtocolFeatures are the protocol features this backend offers,
-// each implemented fully: REPLY_ACK (a u64 status for any request sent
-// with NEED_REPLY), BACKEND_REQ (a channel for config-change
-// notifications) and CONFIG (GET_CONFIG/SET_CONFIG). MQ is not offered:
-// a device has a fixed set of queues.
-const OfferedProtocolFeatures uint64 = 1<<ProtocolReplyAck | 1<<ProtocolBackendReq | 1<<ProtocolConfig
+// each implemented fully: MQ (GET_QUEUE_NUM answers the device's number
+// of rings, e.g. 2N+1 for a virtio-net device with N queue pairs and a
+// control queue; ring indices from 0 to that minus one are accepted,
+// others refused), REPLY_ACK (a u64 status for any request sent with
+// NEED_REPLY), BACKEND_REQ (a channel for config-change notifications)
+// and CONFIG (GET_CONFIG/SET_CONFIG). The device serves every ring it
+// has, the control queue included: a frontend that keeps a virtio-net
+// control queue to itself (QEMU's vhost-user-net) is not served.
+const OfferedProtocolFeatures uint64 = 1<<ProtocolMQ | 1<<ProtocolReplyAck | 1<<ProtocolBackendReq | 1<<ProtocolConfig
 
 // Sizes and limits.
 const (

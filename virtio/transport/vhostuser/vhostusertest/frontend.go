@@ -41,6 +41,7 @@ const (
 	FlagNeedReply = 8
 
 	ProtocolFeatures   = 1 << 30 // VHOST_USER_F_PROTOCOL_FEATURES
+	ProtocolMQ         = 1 << 0
 	ProtocolReplyAck   = 1 << 3
 	ProtocolBackendReq = 1 << 5
 	ProtocolConfig     = 1 << 9
