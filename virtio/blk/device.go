@@ -28,8 +28,9 @@ const (
 )
 
 // SupportedFeatures are the bits Options.Features may hold: the common
-// ring features plus SEG_MAX, BLK_SIZE, RO and FLUSH.
-const SupportedFeatures = virtio.CommonFeatures | 1<<FeatureSegMax | 1<<FeatureBlkSize | 1<<FeatureRO | 1<<FeatureFlush
+// ring features, the packed ring, SEG_MAX, BLK_SIZE, RO and FLUSH.
+const SupportedFeatures = virtio.CommonFeatures | 1<<virtio.FeatureRingPacked |
+	1<<FeatureSegMax | 1<<FeatureBlkSize | 1<<FeatureRO | 1<<FeatureFlush
 
 // DefaultFeatures are offered when Options.Features is 0 (RO and FLUSH are
 // then added as ReadOnly and Writeback say).
@@ -67,6 +68,10 @@ type Options struct {
 	// SupportedFeatures make Open fail. FeatureRO and FeatureFlush are
 	// set from ReadOnly and Writeback, whatever Features says.
 	Features uint64
+	// Packed adds VIRTIO_F_RING_PACKED to the offer (the drive's
+	// "packed": true). Off by default: Linux negotiates the packed ring
+	// whenever it is offered.
+	Packed bool
 	// QueueSize is the request queue's largest size (a power of two up
 	// to queue.MaxSize); 0 means DefaultQueueSize.
 	QueueSize uint16
@@ -115,7 +120,7 @@ func Open(path string, opts Options) (*Device, error) {
 	if f == 0 {
 		f = DefaultFeatures
 	}
-	f |= virtio.FeatureVersion1.Mask()
+	f = virtio.WithRingPacked(f|virtio.FeatureVersion1.Mask(), opts.Packed)
 	if extra := f &^ SupportedFeatures; extra != 0 {
 		return nil, fmt.Errorf("virtio-blk: features %#x are not supported", extra)
 	}

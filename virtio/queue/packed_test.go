@@ -1,8 +1,11 @@
 package queue_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/flintvm/flint/virtio/queue"
@@ -521,5 +524,22 @@ func TestPackedResume(t *testing.T) {
 	q.Publish()
 	if u, ok := d.Used(); !ok || u.ID != uint32(id) || q.NextAvail() != 0x8001 || q.NextUsed() != 0x8001 {
 		t.Fatalf("used %+v %v, positions %#x/%#x", u, ok, q.NextAvail(), q.NextUsed())
+	}
+}
+
+// TestPackedRingState: a dump of a packed queue shows the two event
+// suppression structures as the driver and the device wrote them.
+func TestPackedRingState(t *testing.T) {
+	d, q := packedPair(t, qt.Config{Size: 5, Features: qt.FeatureEventIdx})
+	d.SetDriverEvent(qt.EventDesc, 0x8003)
+	q.EnableNotifications()
+	s := q.RingState()
+	if !s.Packed || s.AvailFlags != qt.EventDesc || s.UsedEvent != 0x8003 || s.UsedFlags != qt.EventDesc || s.AvailEvent != 0x8000 {
+		t.Fatalf("ring state %+v", s)
+	}
+	var b bytes.Buffer
+	slog.New(slog.NewTextHandler(&b, nil)).Info("q", "ring", s)
+	if got := b.String(); !strings.Contains(got, "ring.packed=true") || !strings.Contains(got, "ring.driver_off_wrap=32771") || strings.Contains(got, "avail_idx") {
+		t.Fatalf("log line %q", got)
 	}
 }

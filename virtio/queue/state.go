@@ -29,6 +29,11 @@ type RingState struct {
 	// (bit 0: VIRTQ_USED_F_NO_NOTIFY); AvailEvent is avail_event, the
 	// used ring's tail.
 	UsedIdx, UsedFlags, AvailEvent uint16
+	// Packed reports a packed ring: then there are no avail.idx and
+	// used.idx (both 0), AvailFlags and UsedEvent are the driver event
+	// suppression's flags and off_wrap, UsedFlags and AvailEvent the
+	// device's.
+	Packed bool
 }
 
 // NoInterrupt reports VIRTQ_AVAIL_F_NO_INTERRUPT: the driver asks for no
@@ -54,6 +59,11 @@ func (s RingState) Attrs() []slog.Attr {
 	if !s.Ready {
 		return a
 	}
+	if s.Packed {
+		return append(a, slog.Bool("packed", true),
+			slog.Int("driver_event_flags", int(s.AvailFlags)), slog.Int("driver_off_wrap", int(s.UsedEvent)),
+			slog.Int("device_event_flags", int(s.UsedFlags)), slog.Int("device_off_wrap", int(s.AvailEvent)))
+	}
 	a = append(a,
 		slog.Int("avail_idx", int(s.AvailIdx)), slog.Int("used_idx", int(s.UsedIdx)),
 		slog.Bool("no_interrupt", s.NoInterrupt()), slog.Bool("no_notify", s.NoNotify()),
@@ -74,8 +84,13 @@ func (s RingState) Attrs() []slog.Attr {
 // neither the device nor the driver. A queue that is not ready reports
 // its size and Ready false.
 func (q *Queue) RingState() RingState {
-	s := RingState{Size: q.size, Ready: q.ready, EventIdx: q.eventIdx}
+	s := RingState{Size: q.size, Ready: q.ready, EventIdx: q.eventIdx, Packed: q.packed}
 	if !q.ready {
+		return s
+	}
+	if q.packed {
+		s.AvailFlags, s.UsedEvent = q.pk.drvFlags.Load(), q.pk.drvOffWrap.Load()
+		s.UsedFlags, s.AvailEvent = q.pk.devFlags.Load(), q.pk.devOffWrap.Load()
 		return s
 	}
 	s.AvailIdx, s.AvailFlags, s.UsedEvent = q.availIdx.Load(), q.availFlags.Load(), q.usedEvent.Load()

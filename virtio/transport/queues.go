@@ -67,8 +67,10 @@ func (c *Core) programmable(what string) *queueRegs {
 }
 
 // SetQueueSize sets the selected queue's size. The value is kept as
-// written; a size that is zero, not a power of two or above the maximum
-// is recorded as a guest error now and makes enabling the queue fail.
+// written; a size that is zero, above the maximum or (unless
+// VIRTIO_F_RING_PACKED was negotiated: the driver writes sizes after
+// FEATURES_OK) not a power of two is recorded as a guest error now and
+// makes enabling the queue fail.
 func (c *Core) SetQueueSize(n uint32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -76,8 +78,9 @@ func (c *Core) SetQueueSize(n uint32) {
 	if r == nil {
 		return
 	}
-	if n == 0 || n&(n-1) != 0 || n > uint32(r.max) {
-		c.GuestError("queue size not a power of two up to the maximum", "queue", c.queueSel, "size", n, "max", r.max)
+	packed := virtio.Has(c.negotiated, virtio.FeatureRingPacked)
+	if n == 0 || (n&(n-1) != 0 && !packed) || n > uint32(r.max) {
+		c.GuestError("queue size not a power of two (split ring) up to the maximum", "queue", c.queueSel, "size", n, "max", r.max)
 	}
 	r.size = n
 }

@@ -145,7 +145,7 @@ func (s *session) dispatch(m *message) error {
 	p := m.payload
 	switch m.hdr.Request {
 	case ReqGetFeatures:
-		return s.replyU64(m.hdr.Request, s.dev.Features()|1<<FeatureProtocolFeatures)
+		return s.replyU64(m.hdr.Request, s.offered()|1<<FeatureProtocolFeatures)
 	case ReqSetFeatures:
 		return s.setFeatures(le.Uint64(p))
 	case ReqSetOwner:
@@ -197,8 +197,18 @@ func (s *session) dispatch(m *message) error {
 	return fmt.Errorf("%v: %w", m.hdr.Request, errUnknown) // checkSize let it through: a bug
 }
 
+// offered is what the backend offers the frontend: the device's features
+// less VIRTIO_F_RING_PACKED. The ring setup here (ring addresses,
+// SET/GET_VRING_BASE, the used index read at start) is split-ring only,
+// and UML, the frontend this backend serves, negotiates packed rings and
+// then breaks them (SET_VRING_BASE 0: wrap counter 0).
+func (s *session) offered() uint64 { return s.dev.Features() &^ virtio.FeatureRingPacked.Mask() }
+
 func (s *session) setFeatures(v uint64) error {
-	offered := s.dev.Features()
+	if virtio.Has(v, virtio.FeatureRingPacked) {
+		return fmt.Errorf("SET_FEATURES %#x: VIRTIO_F_RING_PACKED is not supported over vhost-user (split rings only)", v)
+	}
+	offered := s.offered()
 	if extra := v &^ (offered | 1<<FeatureProtocolFeatures); extra != 0 {
 		return fmt.Errorf("SET_FEATURES %#x: %#x were not offered", v, extra)
 	}
