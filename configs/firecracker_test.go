@@ -39,8 +39,8 @@ func TestDecodeFull(t *testing.T) {
 	  "logger": {"log_path": "l", "level": "debug", "show_level": true, "show_log_origin": true},
 	  "metrics": {"metrics_path": "m"},
 	  "flint": {"console": "none", "timeout": "90s", "exit_marker": "OK", "timing": true,
-	            "network-interfaces": {"eth1": {"transport": "mmio", "tso": false, "ufo": false, "csum": false, "mrg_rxbuf": false, "indirect": false, "event_idx": false}},
-	            "drives": {"data": {"transport": "mmio"}}}
+	            "network-interfaces": {"eth1": {"transport": "mmio", "tso": false, "ufo": false, "csum": false, "mrg_rxbuf": false, "indirect": false, "event_idx": false, "packed": true}},
+	            "drives": {"data": {"transport": "mmio", "packed": true}}}
 	}`
 	c, err := DecodeVMConfig([]byte(doc))
 	if err != nil {
@@ -51,7 +51,8 @@ func TestDecodeFull(t *testing.T) {
 	}
 	d := c.Drives[1]
 	if !c.Drives[0].IsRootDevice || c.Drives[0].CacheType != CacheUnsafe || c.Drives[0].RateLimiter.Bandwidth.Size != 1 ||
-		!d.IsReadOnly || d.CacheType != CacheWriteback || c.DriveTransport("data") != TransportMMIO || c.DriveTransport("root") != TransportPCI {
+		!d.IsReadOnly || d.CacheType != CacheWriteback || c.DriveTransport("data") != TransportMMIO || c.DriveTransport("root") != TransportPCI ||
+		!c.DrivePacked("data") || c.DrivePacked("root") {
 		t.Fatalf("drives %+v", c.Drives)
 	}
 	if c.Flint.Timeout != Duration(90*time.Second) || c.Flint.Console != "none" || !c.Flint.Timing || c.Logger.Level != "debug" {
@@ -66,7 +67,7 @@ func TestDecodeFull(t *testing.T) {
 		n0.Transport != TransportPCI || !n0.TSO || n0.RxRateLimiter.Bandwidth.Size != 1000 || n0.TxRateLimiter.Ops.OneTimeBurst != 5 {
 		t.Fatalf("eth0 %+v", n0)
 	}
-	if n1.Transport != TransportMMIO || n1.TSO || n1.UFO || n1.Csum || n1.MrgRxbuf || n1.Indirect || n1.EventIdx ||
+	if n1.Transport != TransportMMIO || n1.TSO || n1.UFO || n1.Csum || n1.MrgRxbuf || n1.Indirect || n1.EventIdx || !n1.Packed || n0.Packed ||
 		n1.MTU != DefaultMTU || n1.MAC != nil || n1.RxRateLimiter != nil {
 		t.Fatalf("eth1 %+v", n1)
 	}

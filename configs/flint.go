@@ -44,14 +44,19 @@ type FlintNet struct {
 	UFO       *bool     `json:"ufo,omitempty"`
 	Indirect  *bool     `json:"indirect,omitempty"`
 	EventIdx  *bool     `json:"event_idx,omitempty"`
+	// Packed offers the packed virtqueue layout (--net ...,packed=on);
+	// nil keeps the default, off.
+	Packed *bool `json:"packed,omitempty"`
 	// Queues is the number of queue pairs (--net ...,queues=N); 0 keeps
 	// the default, 1.
 	Queues int `json:"queues,omitempty"`
 }
 
-// FlintDrive is one drive's transport.
+// FlintDrive is one drive's transport and ring layout.
 type FlintDrive struct {
 	Transport Transport `json:"transport,omitempty"`
+	// Packed offers the packed virtqueue layout (default off).
+	Packed bool `json:"packed,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("90s").
@@ -60,7 +65,7 @@ type Duration time.Duration
 // MarshalJSON writes d as a duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-var flintNetKeys = []string{"transport", "mrg_rxbuf", "tso", "csum", "ufo", "indirect", "event_idx", "queues"}
+var flintNetKeys = []string{"transport", "mrg_rxbuf", "tso", "csum", "ufo", "indirect", "event_idx", "packed", "queues"}
 
 func decodeFlint(path string, raw json.RawMessage) (Flint, error) {
 	var f Flint
@@ -90,15 +95,17 @@ func decodeFlint(path string, raw json.RawMessage) (Flint, error) {
 		e.optBool("ufo", &n.UFO)
 		e.optBool("indirect", &n.Indirect)
 		e.optBool("event_idx", &n.EventIdx)
+		e.optBool("packed", &n.Packed)
 		e.integer("queues", 1, MaxNetQueues, &n.Queues)
 		if f.NetworkInterfaces == nil {
 			f.NetworkInterfaces = map[string]FlintNet{}
 		}
 		f.NetworkInterfaces[p] = n
 	})
-	o.objectMap("drives", []string{"transport"}, func(p string, e *object) {
+	o.objectMap("drives", []string{"transport", "packed"}, func(p string, e *object) {
 		var d FlintDrive
 		e.transport(&d.Transport)
+		e.boolean("packed", &d.Packed)
 		if f.Drives == nil {
 			f.Drives = map[string]FlintDrive{}
 		}
@@ -229,7 +236,7 @@ func (c *VMConfig) NetInterfaces() ([]NetInterface, error) {
 					v   *bool
 					dst *bool
 				}{{f.MrgRxbuf, &n.MrgRxbuf}, {f.TSO, &n.TSO}, {f.Csum, &n.Csum}, {f.UFO, &n.UFO},
-					{f.Indirect, &n.Indirect}, {f.EventIdx, &n.EventIdx}} {
+					{f.Indirect, &n.Indirect}, {f.EventIdx, &n.EventIdx}, {f.Packed, &n.Packed}} {
 					if s.v != nil {
 						*s.dst = *s.v
 					}
@@ -260,6 +267,12 @@ func (c *VMConfig) EntropyTransport() Transport {
 		return c.Flint.Entropy.Transport
 	}
 	return TransportPCI
+}
+
+// DrivePacked reports whether drive id's "flint" section asks for the
+// packed virtqueue layout.
+func (c *VMConfig) DrivePacked(id string) bool {
+	return c.Flint != nil && c.Flint.Drives[id].Packed
 }
 
 // DriveTransport returns drive id's transport from the "flint" section,
