@@ -14,6 +14,11 @@
 #                       traffic both ways: where one-CPU hosts stalled, issue 9)
 #   flintnet.beat=S     print a NET-GUEST-BEAT line (eth0 counters, virtio interrupts)
 #                       every S seconds while the steps run [10] (0: none)
+#   flintnet.queues=N   the device's queue pairs [1]; with N > 1 (multiqueue):
+#                       `ethtool -L eth0 combined N` first, iperf3 with 8 parallel
+#                       streams, the second pair of streams (flintnet.again) with
+#                       `ethtool -L eth0 combined 1` and back to N while each runs,
+#                       and per-queue counters (ethtool -S) at the end
 #
 # Steps, each reported with a line the test parses (NET-... key=value ...):
 #   NET-GUEST-IF     eth0's driver, bus (pci|platform), MTU, MAC, negotiated features
@@ -25,6 +30,8 @@
 #   NET-IPERF        iperf3 (port 5201) client, both directions: Mbit/s at the receiver
 #   NET-G2H2-SENT, NET-H2G2-RECV   the second pair of streams (ports 5003, 5004)
 #   NET-GUEST-BIGPING    ping with DF and a large payload (the MTU case)
+#   NET-GUEST-MQ     multiqueue: the channel count after each ethtool -L (step=...)
+#   NET-GUEST-QSTATS per-queue packets and drops (ethtool -S), multiqueue only
 #   NET-GUEST-STATS  eth0 counters;  NET-GUEST-DONE  the script ended
 # A step that fails prints result=fail and the script goes on to the next one.
 
@@ -42,13 +49,14 @@ iperf=$(arg iperf 3)
 bigping=$(arg bigping 0)
 beat=$(arg beat 10)
 again=$(arg again 0)
+queues=$(arg queues 1)
 dev=eth0
 
 # Kernel messages below KERN_ERR (e.g. "hrtimer: interrupt took ...", common under
 # emulation) must not land in the middle of the lines the test parses; errors,
 # oopses, lockups and panics still reach the console.
 dmesg -n 4 2>/dev/null
-echo "NET-GUEST-START addr=$addr host=$host size=$size iperf=$iperf bigping=$bigping again=$again"
+echo "NET-GUEST-START addr=$addr host=$host size=$size iperf=$iperf bigping=$bigping again=$again queues=$queues"
 i=0
 while [ ! -e /sys/class/net/$dev ] && [ $i -lt 50 ]; do
 	sleep 0.2
@@ -89,6 +97,17 @@ while [ "$(cat $d/operstate)" != up ] && [ $i -lt 50 ]; do
 	i=$((i + 1))
 done
 echo "NET-GUEST-UP result=$([ "$(cat $d/operstate)" = up ] && echo ok || echo fail) operstate=$(cat $d/operstate) $(ip -o -4 addr show dev $dev | awk '{print "inet=" $4}')"
+
+# Multiqueue: use every pair (ethtool -L; Linux already picks min(pairs, CPUs)
+# at probe) and say how many are in use.
+channels() { # STEP COUNT: set the combined channels, report what is in use
+	out=$($T/ethtool -L $dev combined "$2" 2>&1)
+	rc=$?
+	cur=$($T/ethtool -l $dev 2>/dev/null | awk '/^Current/ { c = 1 } c && /^Combined:/ { print $2; exit }')
+	case $out in *"no channel parameters changed"*) rc=0 ;; esac
+	echo "NET-GUEST-MQ result=$([ "$rc" = 0 ] && [ "$cur" = "$2" ] && echo ok || echo fail) step=$1 want=$2 combined=${cur:-none} rc=$rc $(echo "$out" | tr ' \n' '_ ' | cut -c1-120)"
+}
+[ "$queues" -gt 1 ] && channels start "$queues"
 
 # The host pings us once we answer, then tells us on port 6000.
 t0=$(now)
@@ -137,14 +156,39 @@ iperf_run() {
 	mbps=$(awk '/receiver$/ { for (i = 1; i < NF; i++) if ($(i+1) == "Mbits/sec") v = $i } END { print v }' /tmp/iperf.out)
 	echo "NET-IPERF result=$r dir=$name mbps=${mbps:-none}"
 }
+# Several flows, so the host's and the guest's hashes spread them over the pairs.
+par=''
+[ "$queues" -gt 1 ] && par='-P 8'
 if [ "$iperf" != 0 ]; then
-	iperf_run g2h
-	iperf_run h2g -R
+	# shellcheck disable=SC2086 # par is words
+	iperf_run g2h $par
+	# shellcheck disable=SC2086
+	iperf_run h2g -R $par
 fi
 
+# Multiqueue: each of the second streams sees the pair count go down to one and
+# back while it runs (frames in flight on the pair that goes away must not be lost:
+# the checksums at both ends tell).
+during() { # STEP: change the channels while the stream started before runs
+	sleep 1
+	channels "$1-down" 1
+	sleep 1
+	channels "$1-up" "$queues"
+}
 if [ "$again" != 0 ]; then
-	g2h NET-G2H2-SENT 5003 "$again"
-	h2g NET-H2G2-RECV 5004
+	if [ "$queues" -gt 1 ]; then
+		during g2h2 &
+		cpid=$!
+		g2h NET-G2H2-SENT 5003 "$again"
+		wait $cpid
+		during h2g2 &
+		cpid=$!
+		h2g NET-H2G2-RECV 5004
+		wait $cpid
+	else
+		g2h NET-G2H2-SENT 5003 "$again"
+		h2g NET-H2G2-RECV 5004
+	fi
 fi
 
 if [ "$bigping" != 0 ]; then
@@ -153,6 +197,10 @@ if [ "$bigping" != 0 ]; then
 	echo "NET-GUEST-BIGPING result=$r size=$bigping mtu=$(cat $d/mtu)"
 fi
 
+if [ "$queues" -gt 1 ]; then
+	# rx_queue_N_packets, tx_queue_N_packets, rx_queue_N_drops ... on one line.
+	$T/ethtool -S $dev 2>&1 | awk '/_queue_[0-9]+_(packets|drops|kicks|xdp_drops):/ { sub(":", "", $1); printf "%s=%s ", $1, $2 } END { print "" }' | sed 's/^/NET-GUEST-QSTATS /'
+fi
 s=$d/statistics
 echo "NET-GUEST-STATS rx_packets=$(cat $s/rx_packets) tx_packets=$(cat $s/tx_packets) rx_bytes=$(cat $s/rx_bytes) tx_bytes=$(cat $s/tx_bytes) rx_errors=$(cat $s/rx_errors) tx_errors=$(cat $s/tx_errors) rx_dropped=$(cat $s/rx_dropped) tx_dropped=$(cat $s/tx_dropped)"
 dmesg | grep -iE 'virtio|eth0' | tail -n 20 | sed 's/^/NET-GUEST-DMESG /'
