@@ -29,6 +29,8 @@
 #   NET-HOST-PING      host pinged the guest (and NET-HOST-BIGPING with DF set)
 #   NET-HOST-G2H-RECV  bytes and sha256 of the guest-to-host stream as received
 #   NET-HOST-H2G2-SENT, NET-HOST-G2H2-RECV   the same for the second pair (--again)
+#   NET-HOST-TAPSTATS  the TAP's counters (packets, errors, drops) a second or less
+#                      before flint ended (the TAP goes with flint)
 #   NET-HOST-FLINT     flint's exit status
 #   NET-HOST-STALL     no packet crossed the TAP for 60 s after the guest first
 #                      answered a ping, or flint still ran 20 s before its
@@ -155,6 +157,8 @@ idle=60
 		i=$((i + 1))
 		[ -f "$w/up" ] || continue
 		cur=$(ip -n "$ns" -s -o link show "$tap" 2>/dev/null | sed 's/.*RX: //')
+		inns sh -c "cd /sys/class/net/$tap/statistics 2>/dev/null && for c in rx_packets tx_packets rx_errors tx_errors rx_dropped tx_dropped; do printf '%s=%s ' \$c \$(cat \$c); done" >"$w/tapstats.new" 2>/dev/null &&
+			[ -s "$w/tapstats.new" ] && mv "$w/tapstats.new" "$w/tapstats"
 		if [ "$cur" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0 last=$cur; fi
 		[ $quiet -lt $idle ] || break
 	done
@@ -246,5 +250,6 @@ received() { # KIND PID FILE
 received NET-HOST-G2H-RECV $g2hpid "$w/g2h"
 [ -n "$g2h2pid" ] && received NET-HOST-G2H2-RECV $g2h2pid "$w/g2h2"
 sed 's/^/NET-HOST-IPERF3 /' "$w/iperf3.log" | grep -E 'sender|receiver|error' | head -n 20
+[ -f "$w/tapstats" ] && echo "NET-HOST-TAPSTATS $(cat "$w/tapstats")"
 echo "NET-HOST-FLINT rc=$frc"
 exit $frc
