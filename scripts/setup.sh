@@ -23,10 +23,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # What each is for: qemu-system-x86 (the nested test host), busybox-static cpio kmod
 # (initramfs images, module dependencies), iproute2 (TAPs and network namespaces),
 # acpica-tools (iasl checks the ACPI tables), user-mode-linux (vhost-user tests with
-# Linux's virtio_net), iperf3 iputils-ping curl (network and API tests), time (GNU
-# time: peak RSS in BenchmarkStartup), e2fsprogs (mkfs.ext4 for the disk tests).
+# Linux's virtio_net), iperf3 iputils-ping curl (network and API tests), ethtool
+# (the multiqueue network case's guest: ethtool -L, -S), time (GNU time: peak RSS in
+# BenchmarkStartup), e2fsprogs (mkfs.ext4 for the disk tests).
 packages=(qemu-system-x86 busybox-static cpio kmod iproute2 acpica-tools user-mode-linux
-	iperf3 time iputils-ping curl e2fsprogs)
+	iperf3 ethtool time iputils-ping curl e2fsprogs)
 
 check=0
 case ${1:-} in
