@@ -37,6 +37,7 @@ type DriveConfig struct {
 	PartUUID  string // partuuid: the root partition, for root=PARTUUID=
 	CacheType string // "Unsafe" (default) or "Writeback" (flush -> fdatasync)
 	Transport string // "pci" (default) or "mmio", as for --net
+	Packed    bool   // offer the packed virtqueue layout (VIRTIO_F_RING_PACKED)
 	// RateLimit limits the drive's requests (bandwidth in bytes, ops in
 	// requests); nil or unlimited buckets: no limit.
 	RateLimit *ratelimit.Config
@@ -191,7 +192,7 @@ func (m *Machine) addDrive(d DriveConfig) (*blk.Device, virtioTransport, error) 
 		return nil, nil, &ConfigError{Err: err}
 	}
 	dev, err := blk.Open(d.Path, blk.Options{ID: d.ID, ReadOnly: d.ReadOnly,
-		Writeback: d.CacheType == CacheWriteback, Limiter: lim})
+		Writeback: d.CacheType == CacheWriteback, Packed: d.Packed, Limiter: lim})
 	if err != nil {
 		return nil, nil, fmt.Errorf("drive %s: %w", d.ID, err)
 	}

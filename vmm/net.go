@@ -75,7 +75,7 @@ func netFeatures(n configs.NetInterface) uint64 {
 	if !n.EventIdx {
 		clear(virtio.FeatureRingEventIdx)
 	}
-	return f
+	return virtio.WithRingPacked(f, n.Packed)
 }
 
 // macFor returns the interface's MAC, or a stable locally administered one

@@ -180,7 +180,7 @@ func driveConfigs(fc *configs.VMConfig, src string) ([]vmm.DriveConfig, error) {
 	for i, d := range fc.Drives {
 		dc := vmm.DriveConfig{ID: d.DriveID, Path: d.PathOnHost, ReadOnly: d.IsReadOnly, Root: d.IsRootDevice,
 			PartUUID: d.PartUUID, CacheType: d.CacheType, Transport: string(fc.DriveTransport(d.DriveID)),
-			RateLimit: vmm.RateLimitConfig(d.RateLimiter)}
+			Packed: fc.DrivePacked(d.DriveID), RateLimit: vmm.RateLimitConfig(d.RateLimiter)}
 		if err := dc.Validate(); err != nil {
 			return nil, usagef("%s: drives[%d]: %v", src, i, err)
 		}
