@@ -300,40 +300,32 @@ test_boot() {
 	cat "$w/out.$k"
 }
 
-# cpu_ticks PID: the process's utime+stime (all its threads) in clock ticks, 0 if gone.
-cpu_ticks() {
-	local st
-	st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+# cpu_mark: the CPU ticks (utime+stime, all threads) of the backend process
+# and of UML's session, the clock and the TAP's counters now, as "BACKEND UML WALL
+# RX-BYTES RX-PACKETS TX-BYTES TX-PACKETS" (the TAP's rx is what the backend wrote into it: guest
+# to host; its tx what the backend read: host to guest). One awk reads every
+# /proc/PID/stat, so that a mark takes milliseconds, not a process per PID.
+cpu_mark() {
+	local t
+	t=$(date +%s.%N)
 	# After the command name's ")": state ppid pgrp session ... utime (12th) stime (13th).
-	read -r -a st <<<"${st##*) }"
-	echo $((st[11] + st[12]))
-}
-# session_ticks SID: cpu_ticks summed over the processes of session SID.
-session_ticks() {
-	local f st t=0
-	for f in /proc/[0-9]*/stat; do
-		st=$(cat "$f" 2>/dev/null) || continue
-		read -r -a st <<<"${st##*) }"
-		[[ ${st[3]} == "$1" ]] && t=$((t + st[11] + st[12]))
-	done
-	echo "$t"
+	# A process that ends between the glob and the read is skipped (2>/dev/null).
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v be="${bepid:--}" -v sid="$umlpid" '
+		{ pid = $1; s = $0; sub(/^.*\) /, "", s); split(s, f, " ") }
+		pid == be { b = f[12] + f[13]; seen = 1 }
+		f[4] == sid { u += f[12] + f[13] }
+		END { printf "%s %d ", be == "-" ? "-" : (seen ? b : 0), u }'
+	echo "$t" "$(inns cat /proc/net/dev | tr : ' ' | awk -v t="$tap" '$1 == t { print $2, $3, $10, $11 }')"
 }
 hz=$(getconf CLK_TCK)
-# cpu_mark: the clock, the processes' CPU ticks and the TAP's counters now, as
-# "WALL BACKEND UML RX-BYTES RX-PACKETS TX-BYTES TX-PACKETS" (the TAP's rx is what the
-# backend wrote into it: guest to host; its tx what the backend read: host to guest).
-cpu_mark() {
-	echo "$(date +%s.%N) $(if [[ -n $bepid ]]; then cpu_ticks "$bepid"; else echo -; fi) $(session_ticks "$umlpid")" \
-		"$(inns cat /proc/net/dev | tr : ' ' | awk -v t="$tap" '$1 == t { print $2, $3, $10, $11 }')"
-}
 # cpu_figs DIR MARK0 MARK1: the UML-BENCH line's win= (seconds), be_cpu=, uml_cpu= (CPU
 # seconds) and win_bytes=, win_pkts= (the TAP's, direction DIR) between two marks.
 cpu_figs() {
 	awk -v hz="$hz" -v dir="$1" -v a="$2" -v b="$3" 'BEGIN {
 		split(a, x, " "); split(b, y, " ")
-		printf "win=%.3f", y[1] - x[1]
-		if (x[2] != "-") printf " be_cpu=%.2f", (y[2] - x[2]) / hz
-		printf " uml_cpu=%.2f", (y[3] - x[3]) / hz
+		printf "win=%.3f", y[3] - x[3]
+		if (x[1] != "-") printf " be_cpu=%.2f", (y[1] - x[1]) / hz
+		printf " uml_cpu=%.2f", (y[2] - x[2]) / hz
 		k = dir == "g2h" ? 4 : 6
 		if (y[k] != "") printf " win_bytes=%d win_pkts=%d", y[k] - x[k], y[k + 1] - x[k + 1]
 	}'
