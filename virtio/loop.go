@@ -124,7 +124,7 @@ type Engine struct {
 	pending int  // completions not yet published
 	dead    bool // the queue broke: nothing more is published
 	timer   *time.Timer
-	kbuf    [64]byte
+	kicks   kickReader
 
 	// Status is what the engine is doing, for dumps.
 	Status EngineStatus
@@ -151,6 +151,7 @@ func (e *Engine) Bind(c EngineConfig) {
 	e.h, e.q, e.kick, e.irq, e.index = c.Handler, c.Queue.Ring, c.Queue.Kick, c.IRQ, c.Index
 	e.stopping, e.stop, e.batch = c.Stopping, c.Stop, max(c.Batch, 1)
 	e.pending, e.dead = 0, false
+	e.kicks.bind(e.kick)
 	if e.timer == nil {
 		e.timer = time.NewTimer(time.Hour)
 		e.timer.Stop()
@@ -160,6 +161,7 @@ func (e *Engine) Bind(c EngineConfig) {
 // Release drops the references Bind took, after Run returned.
 func (e *Engine) Release() {
 	e.h, e.q, e.kick, e.irq, e.stop = nil, nil, nil, nil, nil
+	e.kicks.bind(nil)
 }
 
 // Queue is the queue the engine serves (for a Handler that pushes Held
@@ -376,9 +378,9 @@ func (e *Engine) pause(d time.Duration) bool {
 }
 
 // waitKick blocks until the driver kicks the queue, or the reset; false
-// means stop. A pipe kick file may carry several bytes per kick.
+// means stop.
 func (e *Engine) waitKick() bool {
-	_, err := e.kick.Read(e.kbuf[:])
+	err := e.kicks.wait()
 	if e.stopping.Load() {
 		return false
 	}
