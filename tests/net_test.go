@@ -139,6 +139,12 @@ func netCases() []netCase {
 	// soak (scripts/soak-net.sh), not in make test.
 	cs = append(cs, netCase{transport: "mmio", mode: "mergeable", opts: "", indirect: true, mtu: 1500,
 		againMiB: 16, cpus: 1, hostCPUs: 1})
+	// Multiqueue (issue 15): two pairs for a two-vCPU guest over PCI (an
+	// MSI-X vector per queue), iperf3 with 8 flows so both pairs carry
+	// traffic, and the second streams with the pair count taken down to one
+	// and back while each runs (checkMQ).
+	cs = append(cs, netCase{transport: "pci", mode: "mergeable", opts: "", indirect: true, mtu: 1500,
+		queues: 2, cpus: 2, againMiB: 32})
 	return cs
 }
 
@@ -204,7 +210,7 @@ func netEnvInt(t *testing.T, name string, def int) int {
 func requireNetTools(t *testing.T) {
 	t.Helper()
 	var missing []string
-	for _, tool := range []string{"iperf3", "ping", "ip", "ldd"} {
+	for _, tool := range []string{"iperf3", "ping", "ip", "ldd", "ethtool"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if _, err := exec.LookPath("/usr/sbin/" + tool); err != nil {
 				missing = append(missing, tool)
@@ -214,7 +220,7 @@ func requireNetTools(t *testing.T) {
 	if len(missing) == 0 {
 		return
 	}
-	msg := fmt.Sprintf("missing tools %v (Debian packages: apt-get install iperf3 iputils-ping iproute2)", missing)
+	msg := fmt.Sprintf("missing tools %v (Debian packages: apt-get install iperf3 iputils-ping iproute2 ethtool)", missing)
 	if ciMode() {
 		t.Fatal(msg + "; CI is set, so this is a failure")
 	}
@@ -377,7 +383,7 @@ func newNetRig(t *testing.T, e *env, iperfSecs int) *netRig {
 	kernels := e.kernels(t)
 	dir := t.TempDir()
 	guestTools := filepath.Join(dir, "guest-tools")
-	e.script(t, "mknet-tools.sh", "-o", guestTools, "iperf3", "ping")
+	e.script(t, "mknet-tools.sh", "-o", guestTools, "iperf3", "ping", "ethtool")
 	r := &netRig{
 		kernel: kernels["cloud"],
 		initrd: e.initramfs(t, "net",
@@ -426,8 +432,8 @@ func (r *netRig) boot(c netCase, sizeMiB int) boot {
 		cpus:   cmp.Or(c.cpus, 2),
 		memMiB: 512,
 		// nokaslr: RIPs in a stall dump (net-case.sh) match System.map.
-		cmdline: fmt.Sprintf("%s nokaslr flintnet.size=%d flintnet.iperf=%d flintnet.bigping=%d flintnet.again=%d",
-			guestCmdline(), sizeMiB, r.iperfSecs, bigping, c.againMiB),
+		cmdline: fmt.Sprintf("%s nokaslr flintnet.size=%d flintnet.iperf=%d flintnet.bigping=%d flintnet.again=%d flintnet.queues=%d",
+			guestCmdline(), sizeMiB, r.iperfSecs, bigping, c.againMiB, max(c.queues, 1)),
 		timeout: r.timeout,
 		wrap:    wrap,
 		files:   files,
@@ -641,8 +647,12 @@ func checkNetCase(t reporter, c netCase, b boot, r *result, sizeMiB, iperfSecs i
 		}
 	}
 	need("NET-GUEST-DONE")
-	return fmt.Sprintf("%5.1fs  g2h %s  h2g %s  iperf3 g2h %s h2g %s Mbit/s", r.elapsed.Seconds(),
-		rate(gs), rate(hr), orQ(iperf["g2h"]), orQ(iperf["h2g"]))
+	mq := ""
+	if c.queues > 1 {
+		mq = "  " + checkMQ(t, c, m, r.output)
+	}
+	return fmt.Sprintf("%5.1fs  g2h %s  h2g %s  iperf3 g2h %s h2g %s Mbit/s%s", r.elapsed.Seconds(),
+		rate(gs), rate(hr), orQ(iperf["g2h"]), orQ(iperf["h2g"]), mq)
 }
 
 func orQ(s string) string {
