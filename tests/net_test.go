@@ -97,9 +97,10 @@ var rxModeOpts = map[string]string{
 	"small":     "mrg_rxbuf=off,tso=off,ufo=off",
 }
 
-// packedReady turns on the packed column of the pairwise matrix once --net
-// packed=on exists (issue 15); until then those cases run with split rings.
-const packedReady = false
+// packedReady turns on the packed column of the pairwise matrix: --net
+// packed=on exists (issue 15), and the packed cases check that the guest
+// negotiated VIRTIO_F_RING_PACKED.
+const packedReady = true
 
 func netCases() []netCase {
 	// Transport x RX mode x indirect x packed, pairwise rather than the full
@@ -158,6 +159,7 @@ const (
 	featMrgRxbuf  = 15
 	featIndirect  = 28
 	featVersion1  = 32
+	featPacked    = 34
 )
 
 // netMarker is one "NET-... key=value ..." line.
@@ -541,9 +543,11 @@ func checkNetCase(t reporter, c netCase, b boot, r *result, sizeMiB, iperfSecs i
 			featGuestUFO:  !strings.Contains(c.opts, "ufo=off"),
 			featIndirect:  c.indirect,
 			featVersion1:  true,
+			featPacked:    c.packed,
 		}
 		names := map[int]string{featMrgRxbuf: "MRG_RXBUF", featGuestTSO4: "GUEST_TSO4",
-			featGuestUFO: "GUEST_UFO", featIndirect: "RING_INDIRECT_DESC", featVersion1: "VERSION_1"}
+			featGuestUFO: "GUEST_UFO", featIndirect: "RING_INDIRECT_DESC", featVersion1: "VERSION_1",
+			featPacked: "RING_PACKED"}
 		for n, w := range want {
 			if bit(n) != w {
 				t.Errorf("guest negotiated %s=%v, want %v (features %s)", names[n], bit(n), w, feats)

@@ -75,6 +75,8 @@ func TestCheckNetCase(t *testing.T) {
 		{name: "INDIRECT missing", old: feats, new: flip(featIndirect)},
 		{name: "GUEST_TSO4 on", old: feats, new: flip(featGuestTSO4)},
 		{name: "not VERSION_1", old: feats, new: flip(featVersion1)},
+		{name: "RING_PACKED unasked", old: feats, new: flip(featPacked)},
+		{name: "case wants packed", c: &netCase{transport: "mmio", mode: "big", opts: rxModeOpts["small"], indirect: true, mtu: 9000, packed: true}},
 		{name: "features cut", old: feats, new: feats[:20]},
 		{name: "case wants small mode", c: &netCase{transport: "mmio", mode: "small", opts: rxModeOpts["small"], indirect: true, mtu: 9000}},
 		{name: "no interface", old: "NET-GUEST-IF result=ok", new: "NET-GUEST-IF result=fail"},
@@ -166,7 +168,7 @@ func TestNetCases(t *testing.T) {
 	want := map[string]string{
 		"pci/mergeable/indirect=on":          "tap=tap0,transport=pci,indirect=on",
 		"mmio/small/indirect=off":            "tap=tap0,transport=mmio,mrg_rxbuf=off,tso=off,ufo=off,indirect=off",
-		"pci/big/indirect=off":               "tap=tap0,transport=pci,mrg_rxbuf=off,indirect=off",
+		"pci/big/indirect=off/packed":        "tap=tap0,transport=pci,mrg_rxbuf=off,indirect=off,packed=on",
 		"mmio/big/indirect=on/mtu=9000":      "tap=tap0,transport=mmio,mrg_rxbuf=off,tso=off,ufo=off,indirect=on,mtu=9000",
 		"pci/mergeable/indirect=on/mtu=9000": "tap=tap0,transport=pci,indirect=on,mtu=9000",
 		// Flint on one CPU with a one-vCPU guest, with the second pair of streams.
