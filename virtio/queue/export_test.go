@@ -5,3 +5,6 @@ func (c *Chain) Descs() int { return c.descs }
 
 // NeedEvent exposes vring_need_event for table tests.
 var NeedEvent = needEvent
+
+// PackedDist exposes packedDist for table tests.
+var PackedDist = packedDist

@@ -347,9 +347,16 @@ func packedDist(from, to, size uint16) uint32 {
 		if p&posWrap != 0 {
 			v += uint32(size)
 		}
-		return v % span
+		if v >= span { // only a driver's off_wrap past the ring
+			v %= span
+		}
+		return v
 	}
-	return (lin(to) + span - lin(from)) % span
+	d := lin(to) + span - lin(from) // in [1, 2*span)
+	if d >= span {
+		d -= span
+	}
+	return d
 }
 
 // disableNotificationsPacked asks the driver not to kick: DISABLE.

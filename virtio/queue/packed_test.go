@@ -543,3 +543,23 @@ func TestPackedRingState(t *testing.T) {
 		t.Fatalf("log line %q", got)
 	}
 }
+
+func TestPackedDist(t *testing.T) {
+	for _, tc := range []struct {
+		from, to, size uint16
+		want           uint32
+	}{
+		{0x8002, 0x8002, 5, 0},
+		{0x8002, 0x8004, 5, 2},
+		{0x8002, 0x0001, 5, 4}, // across the wrap: 2, 3, 4, 0', 1'
+		{0x0001, 0x8000, 5, 4}, // and back to wrap counter 1
+		{0x8002, 0x8001, 5, 9}, // just behind: a whole lap of both wrap values
+		{0x8000, 0x7fff, 5, 2}, // off_wrap slot past the ring: 32767 mod 10 = 7, from 5
+		{0x8000, 0x0000, 32768, 32768},
+		{0xffff, 0x7fff, 32768, 32768},
+	} {
+		if got := queue.PackedDist(tc.from, tc.to, tc.size); got != tc.want {
+			t.Errorf("packedDist(%#x, %#x, %d) = %d, want %d", tc.from, tc.to, tc.size, got, tc.want)
+		}
+	}
+}
