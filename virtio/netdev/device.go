@@ -41,7 +41,7 @@ const MaxQueuePairs = 64
 const (
 	DefaultQueueSize = 256
 	DefaultMTU       = 1500
-	ctrlQueueSize    = 64
+	ctrlBatch        = 64 // control commands answered per publish
 )
 
 // ConfigSize is the size of the device configuration space this device
@@ -208,10 +208,12 @@ func NewMulti(bes []Backend, opts Options) (*Device, error) {
 			virtio.Lane{Engine: &p.tx.eng, Handler: &p.tx, Queue: TxQueueOf(k), Name: laneName("tx", k), Batch: txBatch})
 	}
 	if virtio.Has(f, FeatureCtrlVQ) {
-		d.maxSizes = append(d.maxSizes, ctrlQueueSize)
-		lanes = append(lanes, virtio.Lane{Engine: &d.ctrl.eng, Handler: &d.ctrl, Queue: CtrlQueue, Name: "ctrl", Batch: ctrlQueueSize})
+		// As large as the others: UML's virtio_uml gives every ring 256
+		// entries, and Linux's driver needs only a few.
+		d.maxSizes = append(d.maxSizes, qs)
+		lanes = append(lanes, virtio.Lane{Engine: &d.ctrl.eng, Handler: &d.ctrl, Queue: CtrlQueue, Name: "ctrl", Batch: ctrlBatch})
 		if n > 1 {
-			lanes = append(lanes, virtio.Lane{Engine: &d.mqEng, Handler: &d.ctrl, Queue: CtrlQueueOf(n), Name: "ctrl", Batch: ctrlQueueSize})
+			lanes = append(lanes, virtio.Lane{Engine: &d.mqEng, Handler: &d.ctrl, Queue: CtrlQueueOf(n), Name: "ctrl", Batch: ctrlBatch})
 		}
 	}
 	d.engines.Init("virtio-net", len(d.maxSizes), &d.FeatureSet, lanes...)
@@ -244,8 +246,8 @@ func (d *Device) AckFeatures(negotiated uint64) error {
 	return d.FeatureSet.AckFeatures(negotiated)
 }
 
-// QueueMaxSizes is QueueSize for each queue of each pair, plus 64 for
-// the control queue when FeatureCtrlVQ is offered.
+// QueueMaxSizes is QueueSize for each queue of each pair and for the
+// control queue when FeatureCtrlVQ is offered.
 func (d *Device) QueueMaxSizes() []uint16 { return d.maxSizes }
 
 // ConfigSize is ConfigSize.

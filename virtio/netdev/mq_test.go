@@ -142,7 +142,7 @@ func TestMQNew(t *testing.T) {
 	if f := d.Features(); !virtio.Has(f, FeatureMQ) || !virtio.Has(f, FeatureCtrlVQ) {
 		t.Fatalf("features %#x: MQ and CTRL_VQ not offered", f)
 	}
-	if got := d.QueueMaxSizes(); len(got) != 7 || got[6] != ctrlQueueSize || got[5] != DefaultQueueSize {
+	if got := d.QueueMaxSizes(); len(got) != 7 || got[6] != DefaultQueueSize || got[5] != DefaultQueueSize {
 		t.Fatalf("QueueMaxSizes = %v", got)
 	}
 	var c [2]byte
