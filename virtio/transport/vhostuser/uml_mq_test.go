@@ -10,20 +10,10 @@ import (
 	"github.com/flintvm/flint/virtio/netdev"
 )
 
-const umlMQInit = `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-insmod /lib/failover.ko
-insmod /lib/net_failover.ko
-insmod /lib/virtio_net.ko
-sleep 1
-echo "FEATURES=$(cat /sys/class/net/eth0/device/features) QUEUES=$(cd /sys/class/net/eth0/queues && echo * | tr ' ' ,)"
-ip link set eth0 up
-ip addr add 10.0.0.2/24 dev eth0
-if ping -c 3 -W 5 10.0.0.1; then echo PING-OK; else echo PING-FAIL; fi
-poweroff -f
-`
+// umlMQInit is umlInit that also prints the negotiated features and the
+// queues the interface has in use.
+var umlMQInit = strings.Replace(umlInit, "sleep 1\n",
+	"sleep 1\necho \"FEATURES=$(cat /sys/class/net/eth0/device/features) QUEUES=$(cd /sys/class/net/eth0/queues && echo * | tr ' ' ,)\"\n", 1)
 
 // TestUMLMultiqueue boots user-mode Linux against a device with two
 // queue pairs: Linux's virtio_net negotiates MQ, sets up all five rings
