@@ -327,7 +327,7 @@ cpu_figs() {
 		if (x[1] != "-") printf " be_cpu=%.2f", (y[1] - x[1]) / hz
 		printf " uml_cpu=%.2f", (y[2] - x[2]) / hz
 		k = dir == "g2h" ? 4 : 6
-		if (y[k] != "") printf " win_bytes=%d win_pkts=%d", y[k] - x[k], y[k + 1] - x[k + 1]
+		if (y[k] != "") printf " win_bytes=%.0f win_pkts=%.0f", y[k] - x[k], y[k + 1] - x[k + 1]
 	}'
 }
 
