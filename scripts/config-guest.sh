@@ -22,7 +22,9 @@
 #                      flintcfg.iperf seconds [5] after 1 s that is omitted
 # Lines it prints (the test parses them; values have no spaces):
 #   CFG-GUEST      vCPUs, memory, the root= and ro/rw words of /proc/cmdline
-#   CFG-DISK       a drive: driver, bus (pci|platform), read-only flag, size
+#   CFG-DISK       a drive: driver, bus (pci|platform), read-only flag, size,
+#                  packed: whether the driver negotiated VIRTIO_F_RING_PACKED
+#                  (bit 34 of the virtio device's features; "-" unreadable)
 #   CFG-MARKER     the root drive's marker file
 #   CFG-WRITE      mode write: the token written;  CFG-READ  the token file read
 #   CFG-RO         /dev/vdb: the kernel's ro flag, what a raw write and a
@@ -94,7 +96,9 @@ disk() { # NAME
 		echo "CFG-DISK dev=$1 result=fail reason=missing disks=$(cd /sys/block && echo * | tr ' ' ,)"
 		return 1
 	fi
-	echo "CFG-DISK dev=$1 result=ok driver=$(basename "$(readlink -f "$d/device/driver")") bus=$(bus_of "$d/device") ro=$(cat "$d/ro") sectors=$(cat "$d/size") serial=$(val "$(cat "$d/serial" 2>/dev/null)")"
+	# features: one 0/1 per bit, bit 0 first; bit 34 is the 35th character.
+	packed=$(cut -c35 "$d/device/features" 2>/dev/null)
+	echo "CFG-DISK dev=$1 result=ok driver=$(basename "$(readlink -f "$d/device/driver")") bus=$(bus_of "$d/device") ro=$(cat "$d/ro") sectors=$(cat "$d/size") packed=${packed:--} serial=$(val "$(cat "$d/serial" 2>/dev/null)")"
 }
 
 mkdir -p /mnt /ro

@@ -147,6 +147,7 @@ const cfgGuestMAC = "52:54:00:c0:f1:9e"
 // side is scripts/config-guest.sh. The ext4 images are built here with mkfs.ext4 -d.
 //
 //   - config/write: vm.json with 2 vCPUs, 256 MiB, a read-write root drive over PCI
+//     with packed virtqueues ("packed": true; the guest negotiated RING_PACKED)
 //     (an ext4 image with a marker file), a read-only drive over MMIO and a network
 //     interface with a guest MAC. The guest sees 2 vCPUs, root=/dev/vda on its
 //     command line, virtio_blk disks on the right buses, the marker; it writes a
@@ -154,7 +155,7 @@ const cfgGuestMAC = "52:54:00:c0:f1:9e"
 //     in the guest, a raw write and a read-write mount fail, its marker reads back and
 //     its image is byte-for-byte unchanged; eth0 has the configured MAC.
 //   - config/read: a second boot with the same image (root drive over MMIO this time,
-//     1 vCPU): the token is there, exactly.
+//     packed again, 1 vCPU): the token is there, exactly.
 //   - api: flint run --api-sock; GET / says "Not started"; a PUT /machine-config with
 //     an unknown key is a 400 whose fault_message names the key; PUT /boot-source,
 //     /machine-config, /drives/rootfs and /actions InstanceStart succeed; GET / says
@@ -237,7 +238,7 @@ func TestConfigLaunches(t *testing.T) {
 		"metrics":        obj{"metrics_path": "@METRICS@"},
 		"flint": obj{
 			"timeout": flintTimeout,
-			"drives":  obj{"rootfs": obj{"transport": "pci"}, "scratch": obj{"transport": "mmio"}},
+			"drives":  obj{"rootfs": obj{"transport": "pci", "packed": true}, "scratch": obj{"transport": "mmio"}},
 		},
 	}
 	if withNet {
@@ -247,7 +248,7 @@ func TestConfigLaunches(t *testing.T) {
 		"boot-source":    bootSource,
 		"machine-config": obj{"vcpu_count": 1, "mem_size_mib": 256},
 		"drives":         []obj{drive("rootfs", "ROOT", true, false)},
-		"flint":          obj{"timeout": flintTimeout, "drives": obj{"rootfs": obj{"transport": "mmio"}}},
+		"flint":          obj{"timeout": flintTimeout, "drives": obj{"rootfs": obj{"transport": "mmio", "packed": true}}},
 	}
 	reqFile := filepath.Join(dir, "api-requests")
 	if err := os.WriteFile(reqFile, []byte(strings.Join(cfgAPIRequests, "\n")+"\n"), 0o644); err != nil {
@@ -363,7 +364,9 @@ func checkConfigCase(t reporter, name string, r *result, w cfgWant) {
 	case "config/write":
 		checkCfgGuest(t, m, 2)
 		checkCfgDisk(t, m, "vda", "pci", "0")
+		checkDiskKV(t, m, "vda", "packed", "1")
 		checkCfgDisk(t, m, "vdb", "platform", "1")
+		checkDiskKV(t, m, "vdb", "packed", "0")
 		checkKV(t, m, "CFG-MARKER", "content", w.marker)
 		checkKV(t, m, "CFG-WRITE", "result", "ok")
 		checkKV(t, m, "CFG-WRITE", "token", w.token)
@@ -392,6 +395,7 @@ func checkConfigCase(t reporter, name string, r *result, w cfgWant) {
 	case "config/read":
 		checkCfgGuest(t, m, 1)
 		checkCfgDisk(t, m, "vda", "platform", "0")
+		checkDiskKV(t, m, "vda", "packed", "1")
 		checkKV(t, m, "CFG-MARKER", "content", w.marker)
 		checkKV(t, m, "CFG-READ", "token", w.token)
 	case "api":
@@ -459,6 +463,17 @@ func checkCfgDisk(t reporter, m map[string][]cfgLine, dev, bus, ro string) {
 		return
 	}
 	t.Errorf("no CFG-DISK line for %s", dev)
+}
+
+// checkDiskKV checks one key of dev's CFG-DISK line (checkCfgDisk
+// reports a missing line).
+func checkDiskKV(t reporter, m map[string][]cfgLine, dev, key, want string) {
+	t.Helper()
+	for _, l := range m["CFG-DISK"] {
+		if l.kv["dev"] == dev && l.kv[key] != want {
+			t.Errorf("%s: %s=%q, want %q (%s)", dev, key, l.kv[key], want, l.line)
+		}
+	}
 }
 
 // checkAPI checks every API request's status and the bodies that matter.

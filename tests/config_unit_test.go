@@ -14,10 +14,10 @@ var (
 	cfgGood = map[string]string{
 		"config/write": `CFG-HOST-SHA key=RO when=before sha256=b5d6ea933a778af2b80f90e0264912f8f7923d4e52cee3f863fe4b658f0b0a14
 CFG-GUEST mode=write cpus=2 memmib=217 root=/dev/vda rootmode=rw
-CFG-DISK dev=vda result=ok driver=virtio_blk bus=pci ro=0 sectors=131072 serial=rootfs
+CFG-DISK dev=vda result=ok driver=virtio_blk bus=pci ro=0 sectors=131072 packed=1 serial=rootfs
 CFG-MARKER content=flint-root-fda791577548df80
 CFG-WRITE result=ok token=58834ad27f44398e15e553f55895dff5
-CFG-DISK dev=vdb result=ok driver=virtio_blk bus=platform ro=1 sectors=32768 serial=scratch
+CFG-DISK dev=vdb result=ok driver=virtio_blk bus=platform ro=1 sectors=32768 packed=0 serial=scratch
 CFG-RO sysro=1 write=refused:dd:_error_writing_'/dev/vdb':_Operation_not_permitted rwmount=refused marker=flint-ro-284c6fbdefa46776
 CFG-NET result=ok driver=virtio_net bus=pci mac=52:54:00:c0:f1:9e mtu=1500
 CFG-GUEST-DONE
@@ -26,7 +26,7 @@ CFG-HOST-METRICS {"utc_timestamp_ms":1796197237616,"uptime_ms":11302,"vcpu":[{"e
 CFG-HOST-FLINT rc=0
 `,
 		"config/read": `CFG-GUEST mode=read cpus=1 memmib=217 root=/dev/vda rootmode=rw
-CFG-DISK dev=vda result=ok driver=virtio_blk bus=platform ro=0 sectors=131072 serial=rootfs
+CFG-DISK dev=vda result=ok driver=virtio_blk bus=platform ro=0 sectors=131072 packed=1 serial=rootfs
 CFG-MARKER content=flint-root-fda791577548df80
 CFG-READ token=58834ad27f44398e15e553f55895dff5
 CFG-GUEST-DONE
@@ -135,6 +135,9 @@ func TestConfigChecks(t *testing.T) {
 		{cs: "config/read", name: "token lost", old: "CFG-READ token=58834ad27f44398e15e553f55895dff5", new: "CFG-READ token=cat:_can't_open_'/mnt/token'"},
 		{cs: "config/read", name: "token cut", old: "token=58834ad27f44398e15e553f55895dff5", new: "token=58834ad27f44398e15e553f55895df"},
 		{cs: "config/read", name: "root drive transport", old: "bus=platform", new: "bus=pci"},
+		{cs: "config/write", name: "root drive not packed", old: "packed=1", new: "packed=0"},
+		{cs: "config/write", name: "read-only drive packed", old: "packed=0", new: "packed=1"},
+		{cs: "config/read", name: "root drive not packed", old: "packed=1", new: "packed=-"},
 		{cs: "api", name: "state before start", old: `"state":"Not started"`, new: `"state":"Running"`},
 		{cs: "api", name: "unknown key accepted", old: "machine-config code=400", new: "machine-config code=204"},
 		{cs: "api", name: "unknown key not named", old: `unknown key \"vcpu_bogus\"`, new: `unknown key`},
