@@ -188,6 +188,77 @@ func FuzzDescriptorChain(f *testing.F) {
 	})
 }
 
+// argReader returns the operation-program fuzzers' argument reader: the
+// byte after *i (advancing it), 0 past the end.
+func argReader(data []byte) func(i *int) byte {
+	return func(i *int) byte {
+		*i++
+		if *i < len(data) {
+			return data[*i]
+		}
+		return 0
+	}
+}
+
+// addOp is ops 0 (direct) and 1 (indirect) of FuzzQueue and
+// FuzzPackedRing: the driver adds a chain of 1..4 buffers, readable ones
+// first, their number and lengths derived from a.
+func addOp(op, a byte, add, addIndirect func(...qt.Buf) (uint16, error)) {
+	k := int(a&3) + 1
+	nr := int(a>>2) % (k + 1)
+	bufs := make([]qt.Buf, k)
+	for j := range bufs {
+		bufs[j] = qt.Buf{Len: uint32(a)*7 + 1, Write: j >= nr}
+	}
+	if op == 0 {
+		add(bufs...)
+	} else {
+		addIndirect(bufs...)
+	}
+}
+
+// deviceOp runs a device-side operation of FuzzQueue and FuzzPackedRing:
+// 5 pop (PopCached if a is odd), check the chain and push it; 6 publish
+// and decide on the interrupt; 7 enable (a odd) or disable notifications;
+// 10 undo a%4 chains.
+func deviceOp(t *testing.T, q *queue.Queue, ch *queue.Chain, op, a byte, size uint16, ram []byte) {
+	t.Helper()
+	switch op {
+	case 5:
+		var ok bool
+		var err error
+		cp := ch
+		if a&1 != 0 {
+			cp, err = q.PopCached()
+			ok = cp != nil
+		} else {
+			ok, err = q.Pop(cp)
+		}
+		if err != nil && !errors.Is(err, queue.ErrMalformedChain) && err != queue.ErrBroken {
+			t.Fatalf("Pop: %v", err)
+		}
+		if (err == queue.ErrBroken) != q.Broken() {
+			t.Fatalf("broken=%v err=%v", q.Broken(), err)
+		}
+		if ok {
+			checkChain(t, cp, size, queue.DefaultMaxSegments, ram)
+			cp.WriteAt([]byte("written"), 0)
+			q.Push(cp.Head, cp.WriteLen)
+		}
+	case 6:
+		q.Publish()
+		q.NeedsInterrupt()
+	case 7:
+		if a&1 != 0 {
+			q.EnableNotifications()
+		} else {
+			q.DisableNotifications()
+		}
+	case 10:
+		q.Undo(int(a % 4))
+	}
+}
+
 // FuzzQueue interprets the input as a sequence of driver and device
 // operations, including raw corruption of the rings, and checks that the
 // device side never panics, never hands out memory outside the fake RAM,
@@ -212,29 +283,12 @@ func FuzzQueue(f *testing.F) {
 		ringLo := cfg.DescAddr
 		ringLen := cfg.UsedAddr + queue.UsedRingBytes(size) - ringLo
 		var ch queue.Chain
-		arg := func(i *int) byte {
-			*i++
-			if *i < len(data) {
-				return data[*i]
-			}
-			return 0
-		}
+		arg := argReader(data)
 		for i := 1; i < len(data); i++ {
 			op := data[i] % 12
 			switch op {
 			case 0, 1: // driver adds a chain of 1..4 buffers, readable first
-				a := arg(&i)
-				k := int(a&3) + 1
-				nr := int(a>>2) % (k + 1)
-				bufs := make([]qt.Buf, k)
-				for j := range bufs {
-					bufs[j] = qt.Buf{Len: uint32(a)*7 + 1, Write: j >= nr}
-				}
-				if op == 0 {
-					d.Add(bufs...)
-				} else {
-					d.AddIndirect(bufs...)
-				}
+				addOp(op, arg(&i), d.Add, d.AddIndirect)
 			case 2:
 				d.Kick()
 			case 3: // corrupt a ring byte
@@ -244,36 +298,10 @@ func FuzzQueue(f *testing.F) {
 				}
 			case 4:
 				d.SetAvailIdx(d.AvailIdx() + uint16(int8(arg(&i))))
-			case 5:
-				var ok bool
-				cp := &ch
-				if arg(&i)&1 != 0 {
-					cp, err = q.PopCached()
-					ok = cp != nil
-				} else {
-					ok, err = q.Pop(cp)
-				}
-				if err != nil && !errors.Is(err, queue.ErrMalformedChain) &&
-					err != queue.ErrBroken {
-					t.Fatalf("Pop: %v", err)
-				}
-				if q.Broken() != (err == queue.ErrBroken) && err != nil {
-					t.Fatalf("broken=%v err=%v", q.Broken(), err)
-				}
-				if ok {
-					checkChain(t, cp, size, queue.DefaultMaxSegments, d.RAM)
-					cp.WriteAt([]byte("written"), 0)
-					q.Push(cp.Head, cp.WriteLen)
-				}
+			case 5, 7:
+				deviceOp(t, q, &ch, op, arg(&i), size, d.RAM)
 			case 6:
-				q.Publish()
-				q.NeedsInterrupt()
-			case 7:
-				if arg(&i)&1 != 0 {
-					q.EnableNotifications()
-				} else {
-					q.DisableNotifications()
-				}
+				deviceOp(t, q, &ch, op, 0, size, d.RAM)
 			case 8:
 				d.AllUsed()
 			case 9:
@@ -281,7 +309,7 @@ func FuzzQueue(f *testing.F) {
 				d.SetUsedEvent(uint16(v) | uint16(arg(&i))<<8)
 				d.SetNoInterrupt(v&1 != 0)
 			case 10:
-				q.Undo(int(arg(&i) % 4))
+				deviceOp(t, q, &ch, op, arg(&i), size, d.RAM)
 			case 11:
 				wasBroken := q.Broken()
 				q.Reset()

@@ -1,7 +1,6 @@
 package queue_test
 
 import (
-	"errors"
 	"testing"
 
 	"github.com/flintvm/flint/virtio/queue"
@@ -34,28 +33,11 @@ func FuzzPackedRing(f *testing.F) {
 		cfg := d.Config()
 		ringLo, ringLen := cfg.DescAddr, cfg.UsedAddr+4-cfg.DescAddr
 		var ch queue.Chain
-		arg := func(i *int) byte {
-			*i++
-			if *i < len(data) {
-				return data[*i]
-			}
-			return 0
-		}
+		arg := argReader(data)
 		for i := 1; i < len(data); i++ {
 			switch op := data[i] % 12; op {
 			case 0, 1: // a well-formed buffer of 1..4 descriptors
-				a := arg(&i)
-				k := int(a&3) + 1
-				nr := int(a>>2) % (k + 1)
-				bufs := make([]qt.Buf, k)
-				for j := range bufs {
-					bufs[j] = qt.Buf{Len: uint32(a)*5 + 1, Write: j >= nr}
-				}
-				if op == 0 {
-					d.Add(bufs...)
-				} else {
-					d.AddIndirect(bufs...)
-				}
+				addOp(op, arg(&i), d.Add, d.AddIndirect)
 			case 2:
 				d.Kick()
 			case 3: // raw descriptors: count, then per descriptor flags, id, address choice
@@ -76,41 +58,16 @@ func FuzzPackedRing(f *testing.F) {
 				if b := d.Bytes(ringLo+off%ringLen, 1); b != nil {
 					b[0] = arg(&i)
 				}
-			case 5:
-				var ok bool
-				cp := &ch
-				if arg(&i)&1 != 0 {
-					cp, err = q.PopCached()
-					ok = cp != nil
-				} else {
-					ok, err = q.Pop(cp)
-				}
-				if err != nil && !errors.Is(err, queue.ErrMalformedChain) && err != queue.ErrBroken {
-					t.Fatalf("Pop: %v", err)
-				}
-				if (err == queue.ErrBroken) != q.Broken() {
-					t.Fatalf("broken=%v err=%v", q.Broken(), err)
-				}
-				if ok {
-					checkChain(t, cp, size, queue.DefaultMaxSegments, d.RAM)
-					cp.WriteAt([]byte("written"), 0)
-					q.Push(cp.Head, cp.WriteLen)
-				}
+			case 5, 7:
+				deviceOp(t, q, &ch, op, arg(&i), size, d.RAM)
 			case 6:
-				q.Publish()
-				q.NeedsInterrupt()
-			case 7:
-				if arg(&i)&1 != 0 {
-					q.EnableNotifications()
-				} else {
-					q.DisableNotifications()
-				}
+				deviceOp(t, q, &ch, op, 0, size, d.RAM)
 			case 8:
 				d.AllUsed()
 			case 9:
 				d.SetDriverEvent(uint16(arg(&i)&3), uint16(arg(&i))|uint16(arg(&i))<<8)
 			case 10:
-				q.Undo(int(arg(&i) % 4))
+				deviceOp(t, q, &ch, op, arg(&i), size, d.RAM)
 			case 11:
 				q.Reset()
 				if q.Broken() || q.Ready() {
