@@ -95,8 +95,10 @@ func (q *Queue) descFlags(i uint16) uint16 { return q.pk.flags[i].Load() }
 func (q *Queue) setDescFlags(i, f uint16) { q.pk.flags[i].Store(f) }
 
 // popPacked is Pop for a packed ring: it walks the buffer at the next
-// avail position into c, or into q.scratch when cached (then swapped into
-// the cache entry of its id).
+// avail position into c, or when cached into the cache entry of the id
+// its last descriptor names (peeked first; q.scratch for an id the walk
+// will refuse anyway). An id already in flight is refused before the
+// walk, so a chain the device holds is never walked over.
 func (q *Queue) popPacked(c *Chain, cached bool) (*Chain, error) {
 	if !q.ready {
 		return nil, ErrNotReady
@@ -110,10 +112,22 @@ func (q *Queue) popPacked(c *Chain, cached bool) (*Chain, error) {
 	}
 	if cached {
 		c = &q.scratch
+		if id := q.peekID(pos); id < q.size {
+			if q.pk.counts[id] != 0 {
+				q.breakQueue()
+				return nil, ErrBroken
+			}
+			if len(q.cache) < int(q.size) {
+				q.growCache()
+			}
+			c = &q.cache[id]
+		}
 	}
 	c.truncate()
 	id, slots, e, ok := q.walkPacked(c, pos)
-	if !ok || id >= q.size || q.pk.counts[id] != 0 {
+	if !ok || id >= q.size || q.pk.counts[id] != 0 || (cached && (int(id) >= len(q.cache) || c != &q.cache[id])) {
+		// The last check: the driver changed the id between the peek
+		// and the walk, which only a hostile driver does.
 		q.breakQueue()
 		return nil, ErrBroken
 	}
@@ -134,14 +148,24 @@ func (q *Queue) popPacked(c *Chain, cached bool) (*Chain, error) {
 	if q.pk.undoTop++; q.pk.undoTop == len(q.pk.undoLog) {
 		q.pk.undoTop = 0
 	}
-	if cached {
-		if len(q.cache) < int(q.size) {
-			q.growCache()
-		}
-		q.cache[id], q.scratch = q.scratch, q.cache[id]
-		c = &q.cache[id]
-	}
 	return c, nil
+}
+
+// peekID returns the id in the last descriptor of the chain at pos,
+// following NEXT flags for at most size slots (0xffff if it does not
+// end: the walk then breaks the queue).
+func (q *Queue) peekID(pos uint16) uint16 {
+	i := int(pos &^ posWrap)
+	for range q.size {
+		d := q.desc[descSize*i : descSize*i+descSize]
+		if binary.LittleEndian.Uint16(d[14:16])&descFNext == 0 {
+			return binary.LittleEndian.Uint16(d[12:14])
+		}
+		if i++; i == int(q.size) {
+			i = 0
+		}
+	}
+	return 0xffff
 }
 
 func (q *Queue) breakQueue() {

@@ -56,6 +56,7 @@ type PackedDriver struct {
 	cfg Config
 
 	drvOffWrap, drvFlags, devOffWrap, devFlags mem.AtomicU16
+	slotFlags                                  []mem.AtomicU16 // each slot's flags word
 
 	availPos, usedPos uint16 // slot | wrap<<15, as queue positions
 	kickedAt          uint16 // availPos at the previous Kick
@@ -109,6 +110,10 @@ func NewPacked(cfg Config) (*PackedDriver, error) {
 	d.drvFlags, _ = m.AtomicU16(cfg.AvailAddr + 2)
 	d.devOffWrap, _ = m.AtomicU16(cfg.UsedAddr)
 	d.devFlags, _ = m.AtomicU16(cfg.UsedAddr + 2)
+	d.slotFlags = make([]mem.AtomicU16, cfg.Size)
+	for i := range d.slotFlags {
+		d.slotFlags[i], _ = m.AtomicU16(cfg.DescAddr + 16*uint64(i) + 14)
+	}
 	d.freeSlots = int(cfg.Size)
 	d.recs = make([]packedRec, cfg.Size)
 	for i := int(cfg.Size) - 1; i >= 0; i-- {
@@ -208,11 +213,7 @@ func (d *PackedDriver) writeDesc(slot uint16, desc PDesc, head bool) {
 	}
 }
 
-func (d *PackedDriver) storeFlags(slot, f uint16) {
-	if a, err := d.Mem.AtomicU16(d.cfg.DescAddr + 16*uint64(slot) + 14); err == nil {
-		a.Store(f)
-	}
-}
+func (d *PackedDriver) storeFlags(slot, f uint16) { d.slotFlags[slot].Store(f) }
 
 // AddRaw writes descs into consecutive slots from the next avail
 // position, each with the AVAIL/USED bits of its slot's wrap counter
@@ -360,11 +361,7 @@ func (d *PackedDriver) dist(a, b uint16) int {
 // slots.
 func (d *PackedDriver) Used() (Used, bool) {
 	slot := d.usedPos &^ (1 << 15)
-	a, err := d.Mem.AtomicU16(d.cfg.DescAddr + 16*uint64(slot) + 14)
-	if err != nil {
-		return Used{}, false
-	}
-	f := a.Load() // acquire
+	f := d.slotFlags[slot].Load() // acquire
 	w := d.usedPos&(1<<15) != 0
 	if (f&DescAvail != 0) != w || (f&DescUsed != 0) != w {
 		return Used{}, false
@@ -413,9 +410,7 @@ func (d *PackedDriver) EnableInterrupts() bool {
 }
 
 func (d *PackedDriver) peekUsed() (uint16, bool) {
-	slot := d.usedPos &^ (1 << 15)
-	a, _ := d.Mem.AtomicU16(d.cfg.DescAddr + 16*uint64(slot) + 14)
-	f := a.Load()
+	f := d.slotFlags[d.usedPos&^(1<<15)].Load()
 	w := d.usedPos&(1<<15) != 0
 	return f, (f&DescAvail != 0) == w && (f&DescUsed != 0) == w
 }
