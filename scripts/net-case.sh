@@ -158,7 +158,7 @@ idle=60
 		[ -f "$w/up" ] || continue
 		cur=$(ip -n "$ns" -s -o link show "$tap" 2>/dev/null | sed 's/.*RX: //')
 		inns sh -c "cd /sys/class/net/$tap/statistics 2>/dev/null && for c in rx_packets tx_packets rx_errors tx_errors rx_dropped tx_dropped; do printf '%s=%s ' \$c \$(cat \$c); done" >"$w/tapstats.new" 2>/dev/null &&
-			[ -s "$w/tapstats.new" ] && mv "$w/tapstats.new" "$w/tapstats"
+			grep -q 'tx_dropped=[0-9]' "$w/tapstats.new" && mv "$w/tapstats.new" "$w/tapstats" # whole samples only: the TAP goes with flint
 		if [ "$cur" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0 last=$cur; fi
 		[ $quiet -lt $idle ] || break
 	done
