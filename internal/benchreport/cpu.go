@@ -22,6 +22,8 @@ var cpuFigures = []figure{
 	{name: "usp-udp64-h2g", title: "UDP 64 B h→g backend µs/packet", scale: 1, digits: 1},
 	{name: "uml-tcp-g2h", title: "TCP g→h UML cores", scale: 1, digits: 2},
 	{name: "uml-tcp-h2g", title: "TCP h→g UML cores", scale: 1, digits: 2},
+	{name: "all-tcp-g2h", title: "TCP g→h backend+UML cores per Gbit/s", scale: 1, digits: 3},
+	{name: "all-tcp-h2g", title: "TCP h→g backend+UML cores per Gbit/s", scale: 1, digits: 3},
 }
 
 // cpuDerived returns the CPU figures of one UML-BENCH line's keys, all
@@ -29,7 +31,9 @@ var cpuFigures = []figure{
 // TAP carried win_bytes= and win_pkts= in the test's direction): the
 // backend's cores (be_cpu= CPU seconds over win), its cores per Gbit/s
 // (be_cpu over the window's gigabits: TCP), its CPU microseconds per
-// packet (UDP) and UML's cores (uml_cpu over win: TCP). A figure whose
+// packet (UDP), UML's cores (uml_cpu over win: TCP), and backend and UML
+// together per Gbit/s (TCP: the figure vec, without a backend process,
+// can be compared by). A figure whose
 // inputs are missing, not finite, negative, or zero where they divide is
 // left out.
 func cpuDerived(kv map[string]string) map[string]float64 {
@@ -43,11 +47,17 @@ func cpuDerived(kv map[string]string) map[string]float64 {
 		return out
 	}
 	suffix := kv["test"] + "-" + kv["dir"]
+	be, beOK := num("be_cpu")
 	if v, ok := num("uml_cpu"); ok && kv["test"] == "tcp" {
 		out["uml-"+suffix] = v / win
+		if bytes, ok := num("win_bytes"); ok && bytes > 0 {
+			if beOK {
+				v += be
+			}
+			out["all-"+suffix] = v / (bytes * 8 / 1e9)
+		}
 	}
-	be, ok := num("be_cpu")
-	if !ok {
+	if !beOK {
 		return out
 	}
 	switch kv["test"] {
