@@ -54,6 +54,7 @@ type packedState struct {
 
 	pubFlags uint16 // flags for the first unpublished used descriptor
 	pending  int    // used descriptors pushed and not published
+	pendSlot uint32 // ring slots those take
 
 	drvOffWrap, drvFlags mem.AtomicU16 // driver event suppression (driver area)
 	devOffWrap, devFlags mem.AtomicU16 // device event suppression (device area)
@@ -324,8 +325,8 @@ func (q *Queue) pushPacked(id uint16, n uint32) {
 		binary.LittleEndian.PutUint16(d[14:16], f)
 	}
 	q.pk.pending++
+	q.pk.pendSlot += uint32(slots) // < 2^16 slots pending: each was popped
 	q.nextUsed = advance(pos, slots, q.size)
-	q.sigPending = uint32(min(uint64(q.sigPending)+uint64(slots), math.MaxUint32))
 }
 
 // publishPacked stores the first pending used descriptor's flags (release:
@@ -336,7 +337,8 @@ func (q *Queue) publishPacked() bool {
 	}
 	q.setDescFlags(q.pubUsed&^posWrap, q.pk.pubFlags)
 	q.pubUsed = q.nextUsed
-	q.pk.pending = 0
+	q.sigPending = uint32(min(uint64(q.sigPending)+uint64(q.pk.pendSlot), math.MaxUint32))
+	q.pk.pending, q.pk.pendSlot = 0, 0
 	return true
 }
 
@@ -465,7 +467,7 @@ func (q *Queue) validatePacked(m *mem.Memory) error {
 		q.broken = false
 		q.pk.counts = reuse(q.pk.counts, int(n))
 		q.pk.undoLog = reuse(q.pk.undoLog, int(n))
-		q.pk.undoTop, q.pk.pending = 0, 0
+		q.pk.undoTop, q.pk.pending, q.pk.pendSlot = 0, 0, 0
 		q.pk.devFlagsV = ringEventEnable
 		q.pk.devFlags.Store(ringEventEnable)
 	}
