@@ -71,16 +71,6 @@ func advance(p, n, size uint16) uint16 {
 	return uint16(idx) | w
 }
 
-// retreat moves position p back by n slots (n <= size).
-func retreat(p, n, size uint16) uint16 {
-	idx, w := int(p&^posWrap)-int(n), p&posWrap
-	if idx < 0 {
-		idx += int(size)
-		w ^= posWrap
-	}
-	return uint16(idx) | w
-}
-
 // isAvail reports whether a descriptor with flags f is available to the
 // device at a position whose wrap counter is w (0 or posWrap): AVAIL
 // equals the wrap counter and USED differs from it.
