@@ -1,11 +1,8 @@
 package queue_test
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"log/slog"
-	"strings"
 	"testing"
 
 	"github.com/flintvm/flint/virtio/queue"
@@ -53,8 +50,11 @@ func TestPackedRoundTrip(t *testing.T) {
 }
 
 // TestPackedWrap runs chains of 1-3 descriptors through a ring of
+
 // non-power-of-two size many times round, so chains span the wrap, with
+
 // the wrap counters flipping on both sides, and completions out of order.
+
 func TestPackedWrap(t *testing.T) {
 	for _, size := range []uint16{1, 3, 5, 7} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
@@ -152,121 +152,10 @@ func TestPackedIndirect(t *testing.T) {
 	}
 }
 
-func TestPackedDeviceEvent(t *testing.T) {
-	for _, eventIdx := range []bool{false, true} {
-		t.Run(fmt.Sprint("event_idx=", eventIdx), func(t *testing.T) {
-			var f uint64
-			if eventIdx {
-				f = qt.FeatureEventIdx
-			}
-			d, q := packedPair(t, qt.Config{Size: 4, Features: f})
-			q.DisableNotifications()
-			if fl, _ := d.DeviceEvent(); fl != qt.EventDisable {
-				t.Fatalf("disabled: flags %d", fl)
-			}
-			d.Add(qt.R([]byte("x")))
-			if d.Kick() {
-				t.Fatal("driver kicks although the device disabled notifications")
-			}
-			if !q.EnableNotifications() {
-				t.Fatal("EnableNotifications missed the buffer added while disabled")
-			}
-			fl, off := d.DeviceEvent()
-			want := qt.EventEnable
-			if eventIdx {
-				want = qt.EventDesc
-				if off != q.NextAvail() {
-					t.Fatalf("off_wrap %#x, want next avail %#x", off, q.NextAvail())
-				}
-			}
-			if fl != want {
-				t.Fatalf("enabled: flags %d, want %d", fl, want)
-			}
-			var c queue.Chain
-			mustPop(t, q, &c)
-			if q.EnableNotifications() {
-				t.Fatal("EnableNotifications reports work on an empty ring")
-			}
-			d.Add(qt.R([]byte("y")))
-			if !d.Kick() {
-				t.Fatal("no kick although the device asked for one")
-			}
-		})
-	}
-}
-
-func TestPackedDriverEvent(t *testing.T) {
-	d, q := packedPair(t, qt.Config{Size: 5, Features: qt.FeatureEventIdx})
-	var c queue.Chain
-	cycle := func() bool {
-		t.Helper()
-		if _, err := d.Add(qt.W(4)); err != nil {
-			t.Fatal(err)
-		}
-		d.Kick()
-		mustPop(t, q, &c)
-		q.Push(c.Head, 1)
-		q.Publish()
-		d.AllUsed()
-		return q.NeedsInterrupt()
-	}
-	d.SetDriverEvent(qt.EventEnable, 0)
-	if !cycle() {
-		t.Fatal("ENABLE: no interrupt")
-	}
-	d.DisableInterrupts()
-	if cycle() {
-		t.Fatal("DISABLE: interrupt")
-	}
-	if q.NeedsInterrupt() {
-		t.Fatal("interrupt with nothing published")
-	}
-	// DESC: interrupt when the used position passes off_wrap. The device
-	// is at slot 2 (wrap 1); ask for slot 1 of the next lap (wrap 0),
-	// the fifth used descriptor from here (2, 3, 4, 0', 1').
-	d.SetDriverEvent(qt.EventDesc, 0x0001)
-	for i := range 4 {
-		if cycle() {
-			t.Fatalf("DESC: interrupt after %d of 5", i+1)
-		}
-	}
-	if !cycle() {
-		t.Fatal("DESC: no interrupt when the used position passed off_wrap across the wrap")
-	}
-	if !d.EnableInterrupts() && !cycle() {
-		t.Fatal("EnableInterrupts (DESC at next used): no interrupt")
-	}
-	// A batch that jumps over the event in one Publish still signals.
-	d.SetDriverEvent(qt.EventDesc, advancePos(q.NextUsed(), 1, 5))
-	var ids []uint16
-	for range 3 {
-		id, _ := d.Add(qt.W(4))
-		ids = append(ids, id)
-	}
-	d.Kick()
-	for range ids {
-		mustPop(t, q, &c)
-		q.Push(c.Head, 0)
-	}
-	q.Publish()
-	if !q.NeedsInterrupt() {
-		t.Fatal("batch over off_wrap: no interrupt")
-	}
-}
-
-func advancePos(p, n, size uint16) uint16 {
-	for range n {
-		i, w := p&0x7fff+1, p&0x8000
-		if i == size {
-			i, w = 0, w^0x8000
-		}
-		p = i | w
-	}
-	return p
-}
-
 // TestPackedUndoAcrossWrap gives back chains whose slots span the wrap
+
 // and pops them again.
+
 func TestPackedUndoAcrossWrap(t *testing.T) {
 	d, q := packedPair(t, qt.Config{Size: 5})
 	var c queue.Chain
@@ -397,7 +286,9 @@ func TestPackedMalformed(t *testing.T) {
 }
 
 // TestPackedBroken: faults that leave no buffer boundary or id to
+
 // complete break the queue (ErrBroken) until reset.
+
 func TestPackedBroken(t *testing.T) {
 	cases := []struct {
 		name string
@@ -505,7 +396,9 @@ func TestPackedValidate(t *testing.T) {
 }
 
 // TestPackedResume starts a packed queue where vhost-user's
+
 // SET_VRING_BASE would: slot in bits 0-14, wrap counter in bit 15.
+
 func TestPackedResume(t *testing.T) {
 	d := qt.MustNewPacked(t, qt.Config{Size: 5})
 	d.Resume(0x0004, 0x0004) // slot 4, wrap counter 0
@@ -528,116 +421,27 @@ func TestPackedResume(t *testing.T) {
 }
 
 // TestPackedRingState: a dump of a packed queue shows the two event
-// suppression structures as the driver and the device wrote them.
-func TestPackedRingState(t *testing.T) {
-	d, q := packedPair(t, qt.Config{Size: 5, Features: qt.FeatureEventIdx})
-	d.SetDriverEvent(qt.EventDesc, 0x8003)
-	q.EnableNotifications()
-	s := q.RingState()
-	if !s.Packed || s.AvailFlags != qt.EventDesc || s.UsedEvent != 0x8003 || s.UsedFlags != qt.EventDesc || s.AvailEvent != 0x8000 {
-		t.Fatalf("ring state %+v", s)
-	}
-	var b bytes.Buffer
-	slog.New(slog.NewTextHandler(&b, nil)).Info("q", "ring", s)
-	if got := b.String(); !strings.Contains(got, "ring.packed=true") || !strings.Contains(got, "ring.driver_off_wrap=32771") || strings.Contains(got, "avail_idx") {
-		t.Fatalf("log line %q", got)
-	}
-}
 
-func TestPackedDist(t *testing.T) {
-	for _, tc := range []struct {
-		from, to, size uint16
-		want           uint32
-	}{
-		{0x8002, 0x8002, 5, 0},
-		{0x8002, 0x8004, 5, 2},
-		{0x8002, 0x0001, 5, 4}, // across the wrap: 2, 3, 4, 0', 1'
-		{0x0001, 0x8000, 5, 4}, // and back to wrap counter 1
-		{0x8002, 0x8001, 5, 9}, // just behind: a whole lap of both wrap values
-		{0x8000, 0x7fff, 5, 2}, // off_wrap slot past the ring: 32767 mod 10 = 7, from 5
-		{0x8000, 0x0000, 32768, 32768},
-		{0xffff, 0x7fff, 32768, 32768},
-	} {
-		if got := queue.PackedDist(tc.from, tc.to, tc.size); got != tc.want {
-			t.Errorf("packedDist(%#x, %#x, %d) = %d, want %d", tc.from, tc.to, tc.size, got, tc.want)
-		}
-	}
-}
+// suppression structures as the driver and the device wrote them.
 
 // TestPackedDelayedCallbacks plays Linux's transmit pattern on a packed
+
 // ring with EVENT_IDX: 18-descriptor chains until the ring is full, then
+
 // virtqueue_enable_cb_delayed (off_wrap three quarters of the way into
+
 // what is in flight, in slots, across the wrap) and a wait; the device
+
 // completes in batches of random size, deciding on the interrupt after
+
 // each Publish. The interrupt must come before the device has completed
+
 // everything (no lost wakeup), and never before the used position has
+
 // reached off_wrap (no spurious ones).
-func TestPackedDelayedCallbacks(t *testing.T) {
-	const size, segs = 256, 18
-	d, q := packedPair(t, qt.Config{Size: size, Features: qt.FeatureEventIdx, DataSize: 16 << 20})
-	rnd := uint32(1)
-	next := func(n uint32) uint32 { rnd = rnd*1103515245 + 12345; return (rnd >> 16) % n }
-	bufs := make([]qt.Buf, segs)
-	for i := range bufs {
-		bufs[i] = qt.Buf{Len: 64}
-	}
-	var c queue.Chain
-	for round := range 300 {
-		for d.FreeSlots() >= segs {
-			if _, err := d.Add(bufs...); err != nil {
-				t.Fatal(err)
-			}
-		}
-		d.Kick()
-		inflight := uint16(size - d.FreeSlots())
-		ev := advancePos(d.UsedPos(), inflight*3/4, size)
-		d.SetDriverEvent(qt.EventDesc, ev)
-		pending := int(inflight / segs)
-		evDone := int(inflight*3/4)/segs + 1 // the chain whose slots hold ev
-		done, irqAt := 0, -1
-		for done < pending {
-			k := min(int(next(4))+1, pending-done)
-			for range k {
-				mustPop(t, q, &c)
-				q.Push(c.Head, 0)
-			}
-			done += k
-			q.Publish()
-			if q.NeedsInterrupt() && irqAt < 0 {
-				irqAt = done
-			}
-		}
-		if irqAt < 0 {
-			t.Fatalf("round %d: no interrupt for off_wrap %#x (%d chains in flight)", round, ev, pending)
-		}
-		if irqAt < evDone {
-			t.Fatalf("round %d: interrupt after %d chains, off_wrap %#x is in chain %d", round, irqAt, ev, evDone)
-		}
-		if n := len(d.AllUsed()); n != pending {
-			t.Fatalf("round %d: %d used, want %d", round, n, pending)
-		}
-		// The driver's next batch starts with interrupts off (its napi
-		// poll disabled them): the device must not signal.
-		d.DisableInterrupts()
-	}
-}
 
 // TestPackedInterruptCountsPublishedOnly: a decision taken between Push
+
 // and Publish sees nothing published and must not swallow the pushed
+
 // slots: the decision after Publish still covers them.
-func TestPackedInterruptCountsPublishedOnly(t *testing.T) {
-	d, q := packedPair(t, qt.Config{Size: 8, Features: qt.FeatureEventIdx})
-	d.EnableInterrupts() // DESC at the next used position
-	d.Add(qt.W(4))
-	d.Kick()
-	var c queue.Chain
-	mustPop(t, q, &c)
-	q.Push(c.Head, 1)
-	if q.NeedsInterrupt() {
-		t.Fatal("interrupt for an element not published")
-	}
-	q.Publish()
-	if !q.NeedsInterrupt() {
-		t.Fatal("no interrupt for the element the driver asked about")
-	}
-}
