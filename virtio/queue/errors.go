@@ -2,11 +2,14 @@ package queue
 
 import "errors"
 
-// ErrBroken reports that the driver broke the queue: it made more than the
-// queue size of new entries available (avail.idx - last_avail > size), or
-// the queue was already broken. Nothing more is popped until the transport
-// resets the queue; the device should report DEVICE_NEEDS_RESET.
-var ErrBroken = errors.New("virtqueue broken: driver advanced avail.idx more than queue size")
+// ErrBroken reports that the driver broke the queue: on a split ring it
+// made more than the queue size of new entries available (avail.idx -
+// last_avail > size); on a packed ring it named a buffer id >= size or one
+// still in flight, or chained (NEXT) into a descriptor it had not made
+// available, or past a whole ring; or the queue was already broken.
+// Nothing more is popped until the transport resets the queue; the device
+// should report DEVICE_NEEDS_RESET.
+var ErrBroken = errors.New("virtqueue broken: the driver violated the ring protocol (split: avail.idx advanced more than the queue size; packed: bad buffer id or chain)")
 
 // ErrNotReady reports an operation on a queue that has not been validated
 // (the driver has not enabled it) or has been reset since.
