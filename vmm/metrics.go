@@ -66,6 +66,26 @@ type VCPUMetrics struct {
 type NetMetrics struct {
 	TAP string // "host_dev_name"
 	netdev.Stats
+	// Pairs are the per-queue-pair counters of a multiqueue device
+	// ("queue_pairs", absent with one pair) and PairsInUse the pairs the
+	// driver enabled with VQ_PAIRS_SET ("queue_pairs_in_use").
+	Pairs      []PairMetrics
+	PairsInUse int
+}
+
+// PairMetrics is one queue pair's traffic (frames and bytes without the
+// virtio-net header).
+type PairMetrics struct {
+	RxPackets uint64 `json:"rx_packets"`
+	RxBytes   uint64 `json:"rx_bytes"`
+	TxPackets uint64 `json:"tx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+}
+
+// netPairsJSON is the multiqueue part of an interface's metrics.
+type netPairsJSON struct {
+	Pairs      []PairMetrics `json:"queue_pairs,omitempty"`
+	PairsInUse int           `json:"queue_pairs_in_use,omitempty"`
 }
 
 // BlockMetric is one drive's counters, as the virtio-blk device keeps
@@ -79,6 +99,10 @@ type BlockMetric struct {
 func (n NetMetrics) MarshalJSON() ([]byte, error) {
 	tree := counterTree(n.Stats.Counters())
 	tree["host_dev_name"] = n.TAP
+	if len(n.Pairs) > 0 {
+		tree["queue_pairs"] = n.Pairs
+		tree["queue_pairs_in_use"] = n.PairsInUse
+	}
 	return json.Marshal(tree)
 }
 
@@ -89,6 +113,11 @@ func (n *NetMetrics) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	n.TAP, _ = tree["host_dev_name"].(string)
+	var mq netPairsJSON
+	if err := json.Unmarshal(b, &mq); err != nil {
+		return err
+	}
+	n.Pairs, n.PairsInUse = mq.Pairs, mq.PairsInUse
 	return fromTree(tree, n.Stats.Counters())
 }
 
@@ -178,7 +207,14 @@ func (m *Machine) collectMetrics() Metrics {
 		if id == "" {
 			id = nd.cfg.TAP
 		}
-		out.Net[id] = NetMetrics{TAP: nd.cfg.TAP, Stats: s}
+		nm := NetMetrics{TAP: nd.cfg.TAP, Stats: s}
+		if nd.dev.Pairs() > 1 {
+			for _, p := range nd.dev.PairStats() {
+				nm.Pairs = append(nm.Pairs, PairMetrics(p))
+			}
+			nm.PairsInUse = nd.dev.ActivePairs()
+		}
+		out.Net[id] = nm
 	}
 	for i, d := range m.drives {
 		out.Block[m.driveIDs[i]] = BlockMetric{d.Stats()}
