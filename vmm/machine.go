@@ -23,6 +23,7 @@ import (
 	"github.com/flintvm/flint/boot/acpi"
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/devices"
+	"github.com/flintvm/flint/internal/seccomp"
 	"github.com/flintvm/flint/kvm"
 	"github.com/flintvm/flint/mem"
 	"github.com/flintvm/flint/virtio/blk"
@@ -100,9 +101,10 @@ type Config struct {
 	// PATCH). Without it an unlimited device has none (no cost per I/O).
 	PatchableLimiters bool
 	// BeforeRun, when set, is called by Run once everything is set up,
-	// right before the vCPUs start (the CLI installs its seccomp filter
-	// there); an error stops the VM before the guest runs.
-	BeforeRun func() error
+	// right before the vCPUs start, with the seccomp filter options this
+	// VM needs (SeccompOptions; the CLI installs its filter there); an
+	// error stops the VM before the guest runs.
+	BeforeRun func(seccomp.Options) error
 }
 
 // Validate checks the parts of c that need no devices: ranges, the console
@@ -421,7 +423,7 @@ func (m *Machine) Run() Result {
 	m.log.Info("starting vCPUs", "vcpus", len(m.vcpus), "gomaxprocs", runtime.GOMAXPROCS(0))
 	vcpus := m.vcpus
 	if m.cfg.BeforeRun != nil {
-		if err := m.cfg.BeforeRun(); err != nil {
+		if err := m.cfg.BeforeRun(m.cfg.SeccompOptions()); err != nil {
 			m.stop(stopError, err)
 			vcpus = nil
 		}

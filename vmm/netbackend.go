@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/internal/seccomp"
 	"github.com/flintvm/flint/virtio/transport/vhostuser"
 )
 
@@ -13,10 +14,10 @@ import (
 // names, as a vhost-user backend on a unix socket at socket, to one
 // frontend at a time (QEMU, Cloud Hypervisor, UML's virtio_uml), until ctx
 // ends. The same device core runs here as inside a Flint VM. beforeServe,
-// when not nil, is called once the TAP is open and the socket listens,
-// before the first frontend is served (the CLI installs its seccomp filter
-// there).
-func ServeNetBackend(ctx context.Context, socket string, n configs.NetInterface, log *slog.Logger, beforeServe func() error) error {
+// when not nil, is called with NetBackendSeccompOptions once the TAP is
+// open and the socket listens, before the first frontend is served (the
+// CLI installs its seccomp filter there).
+func ServeNetBackend(ctx context.Context, socket string, n configs.NetInterface, log *slog.Logger, beforeServe func(seccomp.Options) error) error {
 	if err := n.Validate(); err != nil {
 		return &ConfigError{Err: err}
 	}
@@ -41,7 +42,7 @@ func ServeNetBackend(ctx context.Context, socket string, n configs.NetInterface,
 		logVirtioSnapshot(log, "dump", "net0", []any{"tap", n.TAP}, srv.Snapshot())
 	})
 	if beforeServe != nil {
-		if err := beforeServe(); err != nil {
+		if err := beforeServe(NetBackendSeccompOptions()); err != nil {
 			l.Close()
 			return err
 		}

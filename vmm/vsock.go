@@ -11,7 +11,6 @@ import (
 
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/internal/hostfile"
-	"github.com/flintvm/flint/internal/seccomp"
 	"github.com/flintvm/flint/virtio/vsock"
 )
 
@@ -70,8 +69,8 @@ func (m *Machine) addVsock() error {
 		return &ConfigError{Err: err}
 	}
 	m.vsock = dev
-	// Guest connections dial <uds_path>_<port> after the filter is in.
-	seccomp.AllowConnect()
+	// Guest connections dial <uds_path>_<port> after the filter is in:
+	// Config.SeccompOptions allows connect for a VM with this device.
 	tr, err := m.attachVirtio(dev, configs.Transport(c.Transport), "uds_path", c.UDSPath)
 	if err != nil {
 		return fmt.Errorf("vsock: %w", err)

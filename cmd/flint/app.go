@@ -50,13 +50,11 @@ type app struct {
 	// apiStop, when closed, ends an --api-sock wait for InstanceStart
 	// (tests; flint itself waits for a signal).
 	apiStop <-chan struct{}
-	// installFilter installs the seccomp filter once setup is done
-	// (seccomp.Install; tests that drive the CLI in-process record the
-	// mode instead: a filter would end the test binary).
-	installFilter func(seccomp.Mode) error
-	// installWith installs the filter with options (command mode with
-	// shares: the file server's calls); tests substitute it too.
-	installWith func(seccomp.Options) error
+	// installFilter installs the seccomp filter once setup is done, with
+	// the options the VM's config derives (vmm.Config.SeccompOptions) and
+	// the flags' mode (seccomp.InstallWith; tests that drive the CLI
+	// in-process record them instead: a filter would end the test binary).
+	installFilter func(seccomp.Options) error
 	// launchCmd runs a command-mode VM (tests substitute it); stdin is
 	// the command's input when it is not a terminal.
 	launchCmd commandLauncher
@@ -72,7 +70,7 @@ type app struct {
 }
 
 func newApp(stdout, stderr io.Writer, launch launcher) *app {
-	a := &app{stderr: stderr, newVM: newMachine, installFilter: seccomp.Install, installWith: seccomp.InstallWith, launchCmd: launchCommand, stdin: os.Stdin,
+	a := &app{stderr: stderr, newVM: newMachine, installFilter: seccomp.InstallWith, launchCmd: launchCommand, stdin: os.Stdin,
 		childOfJail: childOfJail, launchJail: jail.Launch}
 	a.cli = &cli.App{
 		Name:      "flint",
@@ -317,7 +315,7 @@ func seccompFlags() []cli.Flag {
 // (vmm.Config.BeforeRun, ServeNetBackend), or nil. With --jail, in the
 // process the user started, it runs the jailed flint instead and returns
 // its exit code (jailHook).
-func (a *app) seccompHook(c *cli.Context) (func() error, error) {
+func (a *app) seccompHook(c *cli.Context) (func(seccomp.Options) error, error) {
 	mode, err := seccomp.ParseMode(c.String("seccomp"))
 	if err != nil {
 		return nil, usagef("--seccomp %q: want kill, log or off", c.String("seccomp"))
@@ -325,10 +323,10 @@ func (a *app) seccompHook(c *cli.Context) (func() error, error) {
 	if c.Bool("no-seccomp") {
 		mode = seccomp.Off
 	}
-	var filter func() error
+	var filter func(seccomp.Options) error
 	if mode != seccomp.Off {
 		install := a.installFilter
-		filter = func() error { return install(mode) }
+		filter = func(o seccomp.Options) error { o.Mode = mode; return install(o) }
 	}
 	return a.jailHook(c, filter)
 }

@@ -213,12 +213,12 @@ func FuzzRunArgs(f *testing.F) {
 // filterModes records the modes tests' apps were asked to install.
 var filterModes = make(chan seccomp.Mode, 16)
 
-// recordFilter stands in for seccomp.Install in tests that drive the CLI
-// in-process: a real filter would end the test binary (internal/seccomp
-// tests the filter itself in a child process).
-func recordFilter(m seccomp.Mode) error {
+// recordFilter stands in for seccomp.InstallWith in tests that drive the
+// CLI in-process: a real filter would end the test binary
+// (internal/seccomp tests the filter itself in a child process).
+func recordFilter(o seccomp.Options) error {
 	select {
-	case filterModes <- m:
+	case filterModes <- o.Mode:
 	default:
 	}
 	return nil
@@ -253,7 +253,7 @@ func TestSeccompFlags(t *testing.T) {
 		if cfg.BeforeRun == nil {
 			t.Fatalf("%q: no filter hook", tc.args)
 		}
-		if err := cfg.BeforeRun(); err != nil {
+		if err := cfg.BeforeRun(cfg.SeccompOptions()); err != nil {
 			t.Fatal(err)
 		}
 		if got := <-filterModes; got != tc.want {

@@ -81,7 +81,7 @@ func checkPlainRun(c *cli.Context) error {
 }
 
 // runCommandMode is `flint run ... -- argv`.
-func (a *app) runCommandMode(c *cli.Context, argv []string, before func() error) error {
+func (a *app) runCommandMode(c *cli.Context, argv []string, before func(seccomp.Options) error) error {
 	for _, f := range []string{"config", "api-sock", "exit-marker"} {
 		if c.IsSet(f) {
 			return usagef("run: --%s cannot be used with a command after --", f)
@@ -130,13 +130,6 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func() error)
 	}
 	if err := g.prepare(&cfg); err != nil {
 		return err
-	}
-	if len(g.vmShares) > 0 && before != nil {
-		// A file server needs file calls after setup: the filter allows
-		// them for this VM (the mode is valid: seccompHook parsed it).
-		mode, _ := seccomp.ParseMode(c.String("seccomp"))
-		install := a.installWith
-		before = func() error { return install(seccomp.Options{Mode: mode, FileServer: true}) }
 	}
 	var stdin io.Reader
 	if g.stdin {

@@ -290,11 +290,10 @@ func TestCommandModeHostRoot(t *testing.T) {
 	var out, errb bytes.Buffer
 	var cfg *vmm.Config
 	a := newApp(&out, &errb, nil)
-	a.installFilter = recordFilter
-	a.installWith = func(o seccomp.Options) error { opts = append(opts, o); return nil }
+	a.installFilter = func(o seccomp.Options) error { opts = append(opts, o); return nil }
 	a.launchCmd = func(c vmm.Config) (vmm.CommandResult, error) {
 		cfg = &c
-		if err := c.BeforeRun(); err != nil {
+		if err := c.BeforeRun(c.SeccompOptions()); err != nil {
 			t.Error(err)
 		}
 		return passed(), nil

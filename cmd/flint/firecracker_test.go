@@ -88,7 +88,7 @@ func newFCRun() *fcRun {
 		}
 		return 0
 	})
-	r.a.installFilter = func(m seccomp.Mode) error { r.filters = append(r.filters, m); return nil }
+	r.a.installFilter = func(o seccomp.Options) error { r.filters = append(r.filters, o.Mode); return nil }
 	r.a.newVM = func(cfg vmm.Config) (machine, error) {
 		if r.vmErr != nil {
 			return nil, r.vmErr
@@ -255,7 +255,7 @@ func TestFirecrackerNoAPI(t *testing.T) {
 		c.Cmdline != "console=ttyS0" || c.Console != "stdio" || c.BeforeRun == nil {
 		t.Fatalf("launched %+v", c)
 	}
-	if err := c.BeforeRun(); err != nil || len(r.filters) != 1 || r.filters[0] != seccomp.Kill {
+	if err := c.BeforeRun(c.SeccompOptions()); err != nil || len(r.filters) != 1 || r.filters[0] != seccomp.Kill {
 		t.Fatalf("the seccomp filter: %v %v", err, r.filters)
 	}
 	if b, _ := os.ReadFile(logf); !strings.Contains(string(b), "level=DEBUG") || !strings.Contains(string(b), "from the VM's logger") {

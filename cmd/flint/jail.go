@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flintvm/flint/internal/jail"
+	"github.com/flintvm/flint/internal/seccomp"
 	"github.com/flintvm/flint/vmm"
 )
 
@@ -72,7 +73,7 @@ func jailSpec(c *cli.Context) (*jail.Spec, error) {
 // jailed child and returns its exit code as an exitCode error; in the
 // child it returns a hook that enters the jail, then runs next. It
 // decides once per app: API mode asks again for each VM.
-func (a *app) jailHook(c *cli.Context, next func() error) (func() error, error) {
+func (a *app) jailHook(c *cli.Context, next func(seccomp.Options) error) (func(seccomp.Options) error, error) {
 	spec, err := jailSpec(c)
 	if err != nil {
 		return nil, err
@@ -99,7 +100,7 @@ func (a *app) jailHook(c *cli.Context, next func() error) (func() error, error) 
 		return nil, exitCode{code: code}
 	}
 	dir := a.jailDir
-	return func() error {
+	return func(o seccomp.Options) error {
 		if dir == nil {
 			return nil // entered already (API mode's next VM)
 		}
@@ -109,7 +110,7 @@ func (a *app) jailHook(c *cli.Context, next func() error) (func() error, error) 
 			return err
 		}
 		if next != nil {
-			return next()
+			return next(o)
 		}
 		return nil
 	}, nil

@@ -18,7 +18,6 @@ package seccomp
 import (
 	"fmt"
 	"sort"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -236,18 +235,9 @@ type Options struct {
 	// Connect also allows connect(2), for a VMM with a virtio-vsock
 	// device (it dials <uds_path>_<port> for each guest connection).
 	// Sockets opened after setup are AF_UNIX only, so it reaches only
-	// unix sockets. Off by default, unless AllowConnect was called.
+	// unix sockets. Off by default.
 	Connect bool
 }
-
-// allowConnect: see AllowConnect.
-var allowConnect atomic.Bool
-
-// AllowConnect makes every filter built afterwards allow connect(2), as
-// Options.Connect does. The VMM calls it while it sets up a virtio-vsock
-// device, before the filter is installed (the filter is process-wide,
-// and so is this).
-func AllowConnect() { allowConnect.Store(true) }
 
 // Build returns the filter's BPF program. It does not install it.
 func Build(o Options) ([]unix.SockFilter, error) {
@@ -266,7 +256,7 @@ func Build(o Options) ([]unix.SockFilter, error) {
 	for _, nr := range sortedSyscalls(o.FileServer) {
 		p.allowIf(nr)
 	}
-	if o.Connect || allowConnect.Load() {
+	if o.Connect {
 		p.allowIf(unix.SYS_CONNECT)
 	}
 	type check struct {
