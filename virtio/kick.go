@@ -96,3 +96,19 @@ func isNonblocking(fd uintptr) bool {
 	fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
 	return err == nil && fl&unix.O_NONBLOCK != 0
 }
+
+// nudgeEvery is how many flushes an engine makes without waiting (for a
+// kick, its backend or a rate limiter) before it calls nudge.
+const nudgeEvery = 256
+
+// nudge makes one ordinary system call (entersyscall), which wakes the
+// runtime's sysmon thread if it sleeps. With the data path's calls raw
+// (the kick reads here, vhost-user's call-fd writes, and the TAP's if it
+// makes them raw), sysmon, asleep since the process was last idle, is
+// woken by nothing while engines run: and sysmon is what preempts a
+// goroutine that runs 10 ms without parking and polls the network when
+// no P does, so engines busy on every P would starve the rest (the
+// vhost-user control goroutine) until one waits. An engine that waits
+// often never calls it; a busy one calls it every nudgeEvery flushes
+// (at most every 64 * 256 chains). A variable for the tests.
+var nudge = func() { syscall.Syscall(syscall.SYS_GETPID, 0, 0, 0) }

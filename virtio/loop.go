@@ -122,6 +122,7 @@ type Engine struct {
 	batch    int
 
 	pending int  // completions not yet published
+	busy    int  // flushes since the engine last waited (see nudgeEvery)
 	dead    bool // the queue broke: nothing more is published
 	timer   *time.Timer
 	kicks   kickReader
@@ -183,6 +184,7 @@ func (e *Engine) Run() {
 			e.h.Event(EventKickWait)
 			e.publishCounters()
 			e.Status.Set(ActivityWaitKick, e.q)
+			e.busy = 0
 			if !e.waitKick() {
 				return
 			}
@@ -190,12 +192,14 @@ func (e *Engine) Run() {
 			e.h.Event(EventThrottled)
 			e.publishCounters()
 			e.Status.Set(ActivityThrottled, e.q)
+			e.busy = 0
 			if !e.pause(r.Wait) {
 				return
 			}
 		case WaitBackend:
 			e.h.Event(EventBackendWait)
 			e.Status.Set(r.Activity, e.q)
+			e.busy = 0
 			if !e.h.Wait(r.Activity) && !e.stopping.Load() {
 				e.failed()
 				return
@@ -290,6 +294,10 @@ func (e *Engine) Completed(n int) {
 func (e *Engine) Flush() {
 	e.h.Event(EventFlush)
 	e.pending = 0
+	if e.busy++; e.busy >= nudgeEvery {
+		e.busy = 0
+		nudge()
+	}
 	if e.q.Publish() && e.q.NeedsInterrupt() {
 		e.irq.Signal(e.index)
 		e.h.Event(EventInterrupt)

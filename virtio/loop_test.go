@@ -91,6 +91,23 @@ func (r *rig) close(t *testing.T) {
 	r.kw.Close()
 }
 
+// stepRecycle runs one Step, which must drain the ring, and gives every
+// used buffer back to it; it returns how many there were.
+func (r *rig) stepRecycle(t testing.TB) int {
+	if r.eng.Step().Do != virtio.Pop {
+		t.Fatal("step did not drain the ring")
+	}
+	n := 0
+	for {
+		u, ok := r.drv.Used()
+		if !ok {
+			return n
+		}
+		r.drv.AddHead(uint16(u.ID))
+		n++
+	}
+}
+
 // kick reclaims used buffers, adds one writable buffer and notifies
 // only if the driver would (notification suppression permitting).
 func (r *rig) kick(t testing.TB) {
@@ -234,16 +251,7 @@ func TestEngineStepDoesNotAllocate(t *testing.T) {
 	}
 	r.drv.Kick()
 	round := func() {
-		if r.eng.Step().Do != virtio.Pop {
-			t.Fatal("step did not drain the ring")
-		}
-		for {
-			u, ok := r.drv.Used()
-			if !ok {
-				break
-			}
-			r.drv.AddHead(uint16(u.ID))
-		}
+		r.stepRecycle(t)
 		r.drv.Kick()
 	}
 	for range 10 {
@@ -283,4 +291,46 @@ func BenchmarkEngineStep(b *testing.B) {
 		drv.Kick()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(max(h.chains, 1)), "ns/chain")
+}
+
+// TestEngineNudgesWhenBusy: an engine that flushes NudgeEvery times
+// without waiting makes one ordinary system call (nudge: sysmon must not
+// sleep through a busy engine); one that waits for kicks in between
+// never does.
+func TestEngineNudgesWhenBusy(t *testing.T) {
+	nudges := 0
+	defer virtio.SetNudge(func() { nudges++ })()
+	h := &echo{}
+	r := newRig(t, h, qt.FeatureEventIdx, 1)
+	defer r.kr.Close()
+	defer r.kw.Close()
+	for range 8 {
+		if _, err := r.drv.Add(qt.W(64)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushes := 0
+	for flushes < 2*virtio.NudgeEvery+8 {
+		// Batch 1: one flush per chain, and Step's own.
+		flushes += r.stepRecycle(t) + 1
+	}
+	if nudges < 2 {
+		t.Fatalf("%d nudges after %d flushes without a wait, want >= 2", nudges, flushes)
+	}
+
+	nudges = 0
+	h2 := &echo{}
+	r2 := newRig(t, h2, qt.FeatureEventIdx, 1)
+	r2.start()
+	for i := range 2 * virtio.NudgeEvery {
+		r2.kick(t)
+		waitFor(t, func() bool {
+			s := r2.eng.Status.Load()
+			return s.Activity == virtio.ActivityWaitKick && s.NextUsed == uint16(i+1)
+		})
+	}
+	r2.close(t)
+	if nudges != 0 {
+		t.Fatalf("%d nudges from an engine that waited for every kick", nudges)
+	}
 }
