@@ -77,6 +77,8 @@ type Device struct {
 	rx        rx // reused across activations
 	tx        tx
 	stats     tally
+	// guard contains a panic on the input reader's goroutine.
+	guard virtio.Guard
 }
 
 var _ virtio.Device = (*Device)(nil)
@@ -106,7 +108,7 @@ func New(opts Options) (*Device, error) {
 		virtio.Lane{Engine: &d.tx.eng, Handler: &d.tx, Queue: TransmitQueue, Name: "transmitq", Batch: batch})
 	d.stats.Init(names[:], map[virtio.Event]counter{virtio.EventMalformed: cMalformed,
 		virtio.EventInterrupt: cInterrupts, virtio.EventBroken: cBroken})
-	d.in.init(opts.In, ib, &d.stats)
+	d.in.init(opts.In, ib, &d.stats, &d.guard)
 	return d, nil
 }
 
@@ -128,7 +130,11 @@ func (d *Device) WriteConfig(offset uint64, p []byte) {}
 // Activate starts both queues' engines and, the first time, the reader.
 // Both queues must be enabled.
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
+	if err := d.guard.Bind(irq); err != nil {
+		return err
+	}
 	if err := d.engines.Activate(queues, irq); err != nil {
+		d.guard.Unbind()
 		return err
 	}
 	if !d.holdInput || d.wrote.Load() {
@@ -152,7 +158,10 @@ type deadliner interface{ SetWriteDeadline(time.Time) error }
 // SetWriteDeadline (the past deadline is set on the writer itself, until
 // the engines stop: give the device a writer no one else writes to);
 // input buffered and not yet delivered is kept.
-func (d *Device) Reset() { d.engines.Reset(d.wakeWriter) }
+func (d *Device) Reset() {
+	d.engines.Reset(d.wakeWriter)
+	d.guard.Unbind()
+}
 
 // wakeWriter sets the writer's deadline (when it has one): a past one
 // while the engines stop, none after.
@@ -169,6 +178,7 @@ func (d *Device) Close() error {
 	d.engines.Lock()
 	defer d.engines.Unlock()
 	d.engines.Stop(d.wakeWriter)
+	d.guard.Unbind()
 	d.engines.Close()
 	d.in.close()
 	return nil

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
 )
 
@@ -18,6 +19,7 @@ import (
 type input struct {
 	r     io.Reader
 	stats *tally
+	guard *virtio.Guard // contains a panic on the reader goroutine
 
 	mu      sync.Mutex
 	drained sync.Cond // the engine emptied buf, or the device closed
@@ -32,8 +34,8 @@ type input struct {
 	ready chan struct{}
 }
 
-func (in *input) init(r io.Reader, size int, stats *tally) {
-	in.r, in.stats = r, stats
+func (in *input) init(r io.Reader, size int, stats *tally, guard *virtio.Guard) {
+	in.r, in.stats, in.guard = r, stats, guard
 	in.drained.L = &in.mu
 	in.buf = make([]byte, size)
 	in.ready = make(chan struct{}, 1)
@@ -53,29 +55,47 @@ func (in *input) start() {
 }
 
 // loop reads into buf whenever it is empty, until EOF, an error or Close.
+// A panic (in the Reader, say) ends it as input that ended, and the
+// device's service: the guard reports it.
 func (in *input) loop() {
+	defer in.guard.Recover("console input")
+	defer in.end()
 	for {
 		n, err := in.r.Read(in.buf)
-		n = max(0, min(n, len(in.buf))) // a Reader that lies about n
-		in.mu.Lock()
-		in.off, in.n = 0, n
-		if err != nil {
-			in.ended = true
-			if !errors.Is(err, io.EOF) {
-				in.stats.Inc(cReadErrors)
-			}
-		}
-		for in.off < in.n && !in.closed {
-			in.wake()
-			in.drained.Wait()
-		}
-		stop := in.ended || in.closed
-		in.mu.Unlock()
-		if stop {
-			in.wake()
+		if in.handOver(n, err) {
 			return
 		}
 	}
+}
+
+// handOver gives the guest what one Read returned and waits until it is
+// taken; it reports whether the input ended. Its lock is released by a
+// defer, so a panic leaves the mutex free for the receive engine.
+func (in *input) handOver(n int, err error) bool {
+	n = max(0, min(n, len(in.buf))) // a Reader that lies about n
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.off, in.n = 0, n
+	if err != nil {
+		in.ended = true
+		if !errors.Is(err, io.EOF) {
+			in.stats.Inc(cReadErrors)
+		}
+	}
+	for in.off < in.n && !in.closed {
+		in.wake()
+		in.drained.Wait()
+	}
+	return in.ended || in.closed
+}
+
+// end marks the input ended (after EOF or Close, again; after a panic,
+// for the first time) and wakes the receive engine.
+func (in *input) end() {
+	in.mu.Lock()
+	in.ended = true
+	in.mu.Unlock()
+	in.wake()
 }
 
 func (in *input) wake() {

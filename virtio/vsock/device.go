@@ -109,6 +109,11 @@ type Device struct {
 	shut     bool                  // Close has begun
 
 	stats virtio.Tally[Stats, counter]
+
+	// guard contains a panic on the unix side's goroutines (accept,
+	// handshake, dial, reader, writer): DEVICE_NEEDS_RESET, not the end
+	// of the process.
+	guard virtio.Guard
 }
 
 var _ virtio.Device = (*Device)(nil)
@@ -183,10 +188,18 @@ func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 	if err := d.engines.Check(queues, irq); err != nil {
 		return err
 	}
+	if err := d.guard.Bind(irq); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	d.active = true // before the engines run: the guest may connect at once
 	d.mu.Unlock()
-	return d.engines.Start(queues, irq)
+	if err := d.engines.Start(queues, irq); err != nil {
+		d.guard.Unbind()
+		d.dropConns()
+		return err
+	}
+	return nil
 }
 
 // Reset stops both engines, resets every connection's unix side (closed)
@@ -194,6 +207,7 @@ func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 // that arrive before the next activation are closed at once.
 func (d *Device) Reset() {
 	d.engines.Reset(nil)
+	d.guard.Unbind()
 	d.dropConns()
 }
 
@@ -216,6 +230,7 @@ func (d *Device) Close() error {
 	d.engines.Lock()
 	defer d.engines.Unlock()
 	d.engines.Stop(nil)
+	d.guard.Unbind()
 	d.dropConns()
 	d.engines.Close()
 	var err error

@@ -18,6 +18,7 @@ const maxConnectLine = 32
 // accept serves the listener until Close.
 func (d *Device) accept() {
 	defer d.host.Done()
+	defer d.guard.Recover("vsock accept")
 	for {
 		uc, err := d.opts.Listener.Accept()
 		if err != nil {
@@ -54,8 +55,9 @@ func (d *Device) accept() {
 // connection.
 func (d *Device) handshake(uc net.Conn) {
 	defer d.host.Done()
+	defer d.guard.Recover("vsock handshake")
+	defer d.pending.Add(-1) // deferred: a panic must not leak the slot
 	port, ok := readConnect(uc, time.Now().Add(d.opts.ConnectTimeout))
-	d.pending.Add(-1)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.lines, uc)
@@ -146,6 +148,7 @@ func (d *Device) allocPort(peer uint32) uint32 {
 // dial connects a guest-initiated connection's unix side.
 func (d *Device) dial(c *conn) {
 	defer d.host.Done()
+	defer d.guard.Recover("vsock dial")
 	uc, err := d.opts.Dial(c.local)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -189,6 +192,7 @@ func (d *Device) start(c *conn) {
 // guest's credit allows.
 func (d *Device) reader(c *conn) {
 	defer d.host.Done()
+	defer d.guard.Recover("vsock reader")
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for {
@@ -207,9 +211,9 @@ func (d *Device) reader(c *conn) {
 			return
 		}
 		sp := c.toGuest.space()[:room]
-		d.mu.Unlock()
-		n, err := c.uc.Read(sp)
-		d.mu.Lock()
+		var n int
+		var err error
+		d.unlocked(func() { n, err = c.uc.Read(sp) })
 		if c.dead {
 			return
 		}
@@ -232,6 +236,7 @@ func (d *Device) reader(c *conn) {
 // and everything is written, it shuts the socket's write side.
 func (d *Device) writer(c *conn) {
 	defer d.host.Done()
+	defer d.guard.Recover("vsock writer")
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for {
@@ -249,17 +254,15 @@ func (d *Device) writer(c *conn) {
 			p = c.toHost.data()
 		default: // the guest sends no more and all is written
 			c.wrClosed = true
-			d.mu.Unlock()
 			if cw, ok := c.uc.(interface{ CloseWrite() error }); ok {
-				cw.CloseWrite()
+				d.unlocked(func() { cw.CloseWrite() })
 			}
-			d.mu.Lock()
 			d.maybeFinish(c)
 			continue
 		}
-		d.mu.Unlock()
-		n, err := c.uc.Write(p)
-		d.mu.Lock()
+		var n int
+		var err error
+		d.unlocked(func() { n, err = c.uc.Write(p) })
 		if c.dead {
 			return
 		}
@@ -281,6 +284,16 @@ func (d *Device) writer(c *conn) {
 			d.markReady(c)
 		}
 	}
+}
+
+// unlocked runs f (a socket call) with d.mu released, and takes it back
+// even when f panics: the caller's deferred Unlock then stays balanced
+// (an unlock of an unlocked mutex is a fatal error, not a panic Guard
+// could contain).
+func (d *Device) unlocked(f func()) {
+	d.mu.Unlock()
+	defer d.mu.Lock()
+	f()
 }
 
 // maybeFinish ends c once both directions are closed: the guest shut
