@@ -20,9 +20,20 @@ import (
 //     Buffers outside the Go heap (mmap'd guest memory) are never moved or
 //     freed by the runtime at all.
 //   - The uintptr conversions happen in the argument list of the
-//     unix.Syscall call itself, the form the unsafe.Pointer rules allow
-//     (rule 4): the compiler keeps the referenced objects alive and in
-//     place until the call returns.
+//     unix.Syscall/RawSyscall call itself, the form the unsafe.Pointer
+//     rules allow (rule 4): the compiler keeps the referenced objects alive
+//     and in place until the call returns.
+//   - readv, writev and the zero-timeout ppoll are raw system calls (no
+//     entersyscall): every TAP descriptor is non-blocking (newQueue sets
+//     O_NONBLOCK before anything else sees it) and ppoll's timeout is zero,
+//     so none of them can block while holding the goroutine's P. Skipping
+//     entersyscall matters because the first ordinary system call after an
+//     idle spell wakes the runtime's sysmon thread, which then polls every
+//     20 µs for a millisecond: issue 15's profiles put sysmon at 29-47% of
+//     net-backend's CPU under iperf3. The device engine's nudge
+//     (virtio/loop.go) still wakes sysmon when engines run without waiting.
+//   - The PollFd array passed to ppoll is the ioDir's, used under ioDir.mu
+//     like the iovecs, and the Timespec is the ioDir's zeroTS.
 //   - The kernel writes at most Len bytes through each iovec (readv) or only
 //     reads them (writev); Len is exactly len(b) of the buffer it came
 //     from.
@@ -31,7 +42,7 @@ import (
 //     copies sizeof(struct ifreq)).
 
 func rawReadv(fd uintptr, iov []unix.Iovec) (int, unix.Errno) {
-	r, _, e := unix.Syscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	r, _, e := unix.RawSyscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 	if e != 0 {
 		return 0, e
 	}
@@ -39,7 +50,18 @@ func rawReadv(fd uintptr, iov []unix.Iovec) (int, unix.Errno) {
 }
 
 func rawWritev(fd uintptr, iov []unix.Iovec) (int, unix.Errno) {
-	r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	r, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), 0
+}
+
+// pollNow is ppoll(2) with a zero timeout, raw: the number of ready
+// descriptors in pfd, or the error.
+func pollNow(pfd []unix.PollFd, zero *unix.Timespec) (int, unix.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd[0])), uintptr(len(pfd)),
+		uintptr(unsafe.Pointer(zero)), 0, 0, 0)
 	if e != 0 {
 		return 0, e
 	}

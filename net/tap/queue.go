@@ -327,8 +327,8 @@ func (d *ioDir) doOnce(fd uintptr) bool {
 func (d *ioDir) doReady(fd uintptr) bool {
 	d.pfd[0].Fd = int32(fd)
 	d.pfd[0].Revents = 0
-	n, err := unix.Ppoll(d.pfd[:], &d.zeroTS, nil)
-	return err != nil || n > 0
+	n, errno := pollNow(d.pfd[:], &d.zeroTS)
+	return errno != 0 || n > 0
 }
 
 // sys does one readv or writev of d.iov.
