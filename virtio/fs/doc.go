@@ -81,9 +81,8 @@
 //
 // After setup Flint runs under internal/seccomp's allowlist, which by
 // default has none of the file-serving calls. A VMM with a virtio-fs
-// device installs the filter with the FileServer option:
-//
-//	seccomp.InstallWith(seccomp.Options{Mode: mode, FileServer: true})
+// device installs the filter with the FileServer option, which
+// vmm.Config.SeccompOptions sets whenever the VM has a share.
 //
 // # Imports
 //
