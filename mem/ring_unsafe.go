@@ -143,6 +143,26 @@ func (a AtomicU16) Store(v uint16) {
 	Fence()
 }
 
+// StoreWithNeighbour stores v into the field and other into the 16-bit
+// field that shares its aligned 32-bit word, as one atomic store with
+// release (indeed sequentially consistent) ordering: a reader of the word
+// sees both new values or neither, and every earlier memory access before
+// either. It reports false, storing nothing, for a handle in fallback
+// mode; the caller then writes the neighbour itself and calls Store. A
+// packed ring's descriptor id and flags share such a word: storing them
+// together keeps a driver or device that polls the flags from ever
+// reading the word while the id is half written.
+func (a AtomicU16) StoreWithNeighbour(v, other uint16) bool {
+	if a.word == nil {
+		return false
+	}
+	if a.swap {
+		v, other = bits.ReverseBytes16(v), bits.ReverseBytes16(other)
+	}
+	atomic.StoreUint32(a.word, uint32(v)<<a.shift|uint32(other)<<(16-a.shift))
+	return true
+}
+
 func (a AtomicU16) loadPlain() uint16 {
 	if a.plain == nil {
 		return 0

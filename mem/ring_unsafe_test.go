@@ -37,6 +37,39 @@ func TestAtomicU16LoadStoreBothHalves(t *testing.T) {
 	}
 }
 
+// TestAtomicU16StoreWithNeighbour: both halves of the word written at
+// once, for a field in either half; a fallback handle stores nothing and
+// says so.
+func TestAtomicU16StoreWithNeighbour(t *testing.T) {
+	buf := make([]byte, 0x20)
+	m, err := FromRegions(NewRegion(0x1000, buf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []uint64{0x100c, 0x100e} {
+		a, err := m.AtomicU16(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off := addr - 0x1000
+		if !a.StoreWithNeighbour(0x8081, 0x0007) {
+			t.Fatalf("%#x: an atomic handle refused", addr)
+		}
+		if got, nb := binary.LittleEndian.Uint16(buf[off:]), binary.LittleEndian.Uint16(buf[off^2:]); got != 0x8081 || nb != 0x0007 {
+			t.Fatalf("%#x: field %#x neighbour %#x, want 0x8081 and 0x7", addr, got, nb)
+		}
+		if a.Load() != 0x8081 {
+			t.Fatalf("%#x: Load after StoreWithNeighbour = %#x", addr, a.Load())
+		}
+	}
+	short := make([]byte, 0x12)
+	ms, _ := FromRegions(NewRegion(0x1000, short))
+	fb, _ := ms.AtomicU16(0x1010)
+	if fb.StoreWithNeighbour(1, 2) || short[0x10] != 0 || short[0x0e] != 0 {
+		t.Fatal("a fallback handle stored through StoreWithNeighbour")
+	}
+}
+
 func TestAtomicU16AtAdjacentRegionStart(t *testing.T) {
 	b := make([]byte, 0x10)
 	m, _ := FromRegions(NewRegion(0x1000, make([]byte, 0x10)), NewRegion(0x1010, b))

@@ -53,6 +53,7 @@ type packedState struct {
 	undoTop int             // next undoLog entry to write
 
 	pubFlags uint16 // flags for the first unpublished used descriptor
+	pubID    uint16 // and its buffer id (stored with them, at Publish)
 	pending  int    // used descriptors pushed and not published
 	pendSlot uint32 // ring slots those take
 
@@ -82,8 +83,15 @@ func isAvail(f, w uint16) bool {
 // descFlags loads slot i (< size) flags with acquire ordering.
 func (q *Queue) descFlags(i uint16) uint16 { return q.pk.flags[i].Load() }
 
-// setDescFlags stores slot i's flags with release ordering.
-func (q *Queue) setDescFlags(i, f uint16) { q.pk.flags[i].Store(f) }
+// storeIDFlags stores slot i's (< size) id and flags with release
+// ordering, in one atomic store where the handle allows, else the id
+// first and the flags after it.
+func (q *Queue) storeIDFlags(i, id, f uint16) {
+	if !q.pk.flags[i].StoreWithNeighbour(f, id) {
+		binary.LittleEndian.PutUint16(q.desc[descSize*int(i)+12:], id)
+		q.pk.flags[i].Store(f)
+	}
+}
 
 // popPacked is Pop for a packed ring: it walks the buffer at the next
 // avail position into c, or when cached into the cache entry of the id
@@ -301,7 +309,6 @@ func (q *Queue) pushPacked(id uint16, n uint32) {
 	i := pos &^ posWrap
 	d := q.desc[descSize*int(i) : descSize*int(i)+descSize]
 	binary.LittleEndian.PutUint32(d[8:12], n)
-	binary.LittleEndian.PutUint16(d[12:14], id)
 	var f uint16
 	if pos&posWrap != 0 {
 		f = pdescFAvail | pdescFUsed
@@ -309,10 +316,14 @@ func (q *Queue) pushPacked(id uint16, n uint32) {
 	if n != 0 {
 		f |= descFWrite // the length is meaningful (§2.8.4)
 	}
+	// The id and the flags share a 32-bit word that the driver polls: they
+	// are stored together, in one atomic store, never the id alone. The
+	// first pending descriptor's go at Publish; a later one's may be
+	// visible at once, since the driver reads used descriptors in order.
 	if q.pk.pending == 0 {
-		q.pk.pubFlags = f
+		q.pk.pubFlags, q.pk.pubID = f, id
 	} else {
-		binary.LittleEndian.PutUint16(d[14:16], f)
+		q.storeIDFlags(i, id, f)
 	}
 	q.pk.pending++
 	q.pk.pendSlot += uint32(slots) // < 2^16 slots pending: each was popped
@@ -325,7 +336,7 @@ func (q *Queue) publishPacked() bool {
 	if q.pk.pending == 0 {
 		return false
 	}
-	q.setDescFlags(q.pubUsed&^posWrap, q.pk.pubFlags)
+	q.storeIDFlags(q.pubUsed&^posWrap, q.pk.pubID, q.pk.pubFlags)
 	q.pubUsed = q.nextUsed
 	q.sigPending = uint32(min(uint64(q.sigPending)+uint64(q.pk.pendSlot), math.MaxUint32))
 	q.pk.pending, q.pk.pendSlot = 0, 0

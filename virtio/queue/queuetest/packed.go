@@ -70,6 +70,7 @@ type PackedDriver struct {
 type pendingHead struct {
 	slot  uint16
 	flags uint16
+	id    uint16
 }
 
 // NewPacked builds the fake memory and an empty packed ring.
@@ -200,20 +201,28 @@ func availBits(p uint16) uint16 {
 	return DescUsed
 }
 
-// writeDesc writes slot's addr, len and id, and its flags unless it is
-// a head (whose flags are stored last, with release ordering, which
-// publishes this plain write too).
+// writeDesc writes slot's addr and len, and its id and flags unless it
+// is a head (whose id and flags are stored last, with release ordering,
+// which publishes these plain writes too).
 func (d *PackedDriver) writeDesc(slot uint16, desc PDesc, head bool) {
 	b := d.data.Bytes(d.cfg.DescAddr+16*uint64(slot), 16)
 	binary.LittleEndian.PutUint64(b[0:], desc.Addr)
 	binary.LittleEndian.PutUint32(b[8:], desc.Len)
-	binary.LittleEndian.PutUint16(b[12:], desc.ID)
 	if !head {
-		binary.LittleEndian.PutUint16(b[14:], desc.Flags)
+		d.storeIDFlags(slot, desc.ID, desc.Flags)
 	}
 }
 
-func (d *PackedDriver) storeFlags(slot, f uint16) { d.slotFlags[slot].Store(f) }
+// storeIDFlags stores a slot's id and flags, which share the 32-bit word
+// the device polls, in one atomic store (as a real driver's CPU could not
+// be seen half-way through either: the race detector checks the device
+// never reads the word unordered with these stores).
+func (d *PackedDriver) storeIDFlags(slot, id, f uint16) {
+	if !d.slotFlags[slot].StoreWithNeighbour(f, id) {
+		binary.LittleEndian.PutUint16(d.data.Bytes(d.cfg.DescAddr+16*uint64(slot)+12, 2), id)
+		d.slotFlags[slot].Store(f)
+	}
+}
 
 // AddRaw writes descs into consecutive slots from the next avail
 // position, each with the AVAIL/USED bits of its slot's wrap counter
@@ -242,7 +251,7 @@ func (d *PackedDriver) Repost(id uint16) {
 		return
 	}
 	h := d.writeChain(d.recs[id].descs)
-	d.storeFlags(h.slot, h.flags)
+	d.storeIDFlags(h.slot, h.id, h.flags)
 }
 
 // writeChain writes descs into the slots from the next avail position,
@@ -253,7 +262,7 @@ func (d *PackedDriver) writeChain(descs []PDesc) pendingHead {
 	for i, desc := range descs {
 		desc.Flags ^= availBits(d.availPos)
 		if i == 0 {
-			h.flags = desc.Flags
+			h.flags, h.id = desc.Flags, desc.ID
 		}
 		d.writeDesc(d.availPos&^(1<<15), desc, i == 0)
 		d.availPos = d.step(d.availPos)
@@ -328,7 +337,7 @@ func (d *PackedDriver) AddIndirect(bufs ...Buf) (uint16, error) {
 // off_wrap passed since the previous Kick.
 func (d *PackedDriver) Kick() bool {
 	for i := len(d.heads) - 1; i >= 0; i-- {
-		d.storeFlags(d.heads[i].slot, d.heads[i].flags)
+		d.storeIDFlags(d.heads[i].slot, d.heads[i].id, d.heads[i].flags)
 	}
 	d.heads = d.heads[:0]
 	old := d.kickedAt
