@@ -11,10 +11,11 @@
 // is a failure. `make setup` (scripts/setup.sh) installs every tool they use.
 //
 // The suites: boot_test.go (stock kernels, 1 and 2 vCPUs), net_test.go (virtio-net over
-// PCI and MMIO in every RX mode, indirect on/off, MTU 9000: pings, 64 MiB each way
-// with checksums, iperf3), config_test.go (Firecracker config files with a root ext4
-// drive over two boots, a read-only drive, the API socket driven with curl, rate-limited
-// interfaces measured with iperf3), uml_test.go (flint net-backend driven by Debian's
+// PCI and MMIO: transport x RX mode x indirect x packed rings pairwise in six boots, MTU
+// 9000, one CPU for flint, two queue pairs with the pair count changed mid-transfer:
+// pings, 64 MiB each way with checksums, iperf3), config_test.go (Firecracker config
+// files with a packed root ext4 drive over two boots, a read-only drive, the API socket
+// driven with curl, rate-limited interfaces measured with iperf3, vsock), uml_test.go (flint net-backend driven by Debian's
 // user-mode Linux through vhost-user: every RX mode, reconnects), kvmpkg_test.go (the
 // KVM package tests of kvm, vmm and cmd/flint and the start-up benchmark, compiled with
 // `go test -c` and run in one nested host where this machine has no working /dev/kvm:
