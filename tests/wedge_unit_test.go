@@ -72,6 +72,26 @@ func TestHostWatchSoftLockup(t *testing.T) {
 	}
 }
 
+// TestHostWatchVCPUStuck: flint's dump saying a kicked vCPU never left
+// KVM_RUN ends the session as a lost host (not a flint hang), naming the
+// boot; the same line outside a boot, or after the boot ended, does not.
+func TestHostWatchVCPUStuck(t *testing.T) {
+	w, _ := watchFixture()
+	feed(w, "JOB-START jailed/cloud", `time=2026-12-06T13:49:15.179Z level=WARN msg="dump: vCPU did not leave KVM_RUN" vcpu=1 waited=2s`)
+	r := w.check()
+	if !strings.Contains(r, "L1 lost boot jailed/cloud's vCPU") || !strings.Contains(r, "vcpu=1") {
+		t.Errorf("reason %q", r)
+	}
+	if w.hung() {
+		t.Error("a vCPU stuck in L1's KVM_RUN counted as a flint hang")
+	}
+	w2, _ := watchFixture()
+	feed(w2, "JOB-START a", "JOB a rc=0 secs=1", `msg="dump: vCPU did not leave KVM_RUN" vcpu=0`)
+	if r := w2.check(); r != "" {
+		t.Errorf("outside a boot: %q", r)
+	}
+}
+
 func TestHostWatchRecovers(t *testing.T) {
 	w, clk := watchFixture()
 	feed(w, "JOB-START cloud/cpus=2")

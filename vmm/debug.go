@@ -75,7 +75,7 @@ func (m *Machine) DumpState() {
 		select {
 		case <-d.done:
 		case <-time.After(dumpWait):
-			m.log.Warn("dump: vCPU did not leave KVM_RUN", "vcpu", v.ID(), "waited", dumpWait)
+			m.log.Warn(VCPUStuckMsg, "vcpu", v.ID(), "waited", dumpWait)
 		case <-m.stopped:
 			return
 		}
@@ -99,6 +99,12 @@ func (m *Machine) answerDump(v *kvm.VCPU, counts *vcpuExitCounts) {
 // the CPU under it) lost the guest's state; Flint cannot recover it.
 // Tests match this text.
 const ImpossibleStateMsg = "vCPU state is impossible for this guest"
+
+// VCPUStuckMsg is logged when a vCPU thread, kicked for a dump, has not
+// come out of KVM_RUN: a kick (a signal) makes KVM return at once, so the
+// thread is stuck in the kernel, or in whatever virtualizes the CPU under
+// it. Tests match this text.
+const VCPUStuckMsg = "dump: vCPU did not leave KVM_RUN"
 
 // TripleFaultMsg starts the warning logged when a vCPU triple-faults
 // (KVM_EXIT_SHUTDOWN), which Flint treats as a guest reset. Tests match
