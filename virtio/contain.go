@@ -69,9 +69,5 @@ func (g *Guard) Recover(what string) {
 	if irq == nil {
 		return // no activation: the next Bind refuses
 	}
-	if f, ok := irq.(FaultReporter); ok {
-		f.Fault(reason)
-	} else {
-		irq.NeedsReset()
-	}
+	reportFault(irq, reason)
 }

@@ -334,12 +334,18 @@ func (e *Engine) recoverFault() {
 	e.dead = true // exit must not flush into the faulting memory
 	e.safeEvent(EventBroken)
 	e.Status.Set(ActivityBroken, e.q)
-	if f, ok := e.irq.(FaultReporter); ok {
+	reportFault(e.irq, reason)
+	<-e.stop
+}
+
+// reportFault tells irq's transport that its device failed, and why:
+// through its FaultReporter when it has one, else Interrupt.NeedsReset.
+func reportFault(irq Interrupt, reason string) {
+	if f, ok := irq.(FaultReporter); ok {
 		f.Fault(reason)
 	} else {
-		e.irq.NeedsReset()
+		irq.NeedsReset()
 	}
-	<-e.stop
 }
 
 // safeEvent tells the handler ev on a broken queue: a handler left
