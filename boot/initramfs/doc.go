@@ -11,6 +11,9 @@
 //     order, a /lib/modules/VERSION tree needs for a list of module names,
 //     from modules.dep or, where the tree has none (one unpacked from a
 //     distribution package), from each module's own .modinfo "depends=";
+//     kernel build trees (FindBuildTree, IsBuildTree: a developer's
+//     uninstalled build, its modules.order, modules.builtin and .config) and
+//     kernel configuration files (Kconfig: which drivers are built in);
 //   - module decompression (ReadModule): .ko.gz, .ko.xz and .ko.zst, since
 //     Debian 12's kernels cannot decompress modules themselves;
 //   - the builder (Build) and the layout the guest agent reads: /init, the

@@ -117,6 +117,11 @@ func resolve(dir string, wanted []string, useModulesDep bool) ([]Module, error) 
 		return nil, err
 	}
 	r := resolver{src: src, builtin: builtin, state: map[string]int{}}
+	if IsBuildTree(dir) {
+		// Only for messages: what the tree's configuration says of a
+		// module it did not build.
+		r.config, _ = ReadKconfig(filepath.Join(dir, ".config"))
+	}
 	for _, w := range wanted {
 		name := ModuleName(w)
 		if name == "" || name != strings.ReplaceAll(w, "-", "_") {
@@ -137,6 +142,7 @@ func resolve(dir string, wanted []string, useModulesDep bool) ([]Module, error) 
 type resolver struct {
 	src     depSource
 	builtin map[string]bool
+	config  *Kconfig       // a build tree's .config, or nil
 	state   map[string]int // 1: being visited, 2: in order
 	order   []Module
 }
@@ -163,7 +169,7 @@ func (r *resolver) visit(name string, chain []string) error {
 		if len(chain) > 0 {
 			needed = fmt.Sprintf(" (needed by %s)", strings.Join(chain, " <- "))
 		}
-		return fmt.Errorf("%w %q%s: not in %s and not built in (modules.builtin)", ErrUnknownModule, name, needed, r.src.where())
+		return fmt.Errorf("%w %q%s: not in %s and not built in (modules.builtin)%s", ErrUnknownModule, name, needed, r.src.where(), r.configSays(name))
 	}
 	r.state[name] = 1
 	chain = append(chain, name)
@@ -177,23 +183,21 @@ func (r *resolver) visit(name string, chain []string) error {
 	return nil
 }
 
-// readBuiltin reads the names in dir/modules.builtin; a tree without one
-// has no built-in modules known.
-func readBuiltin(dir string) (map[string]bool, error) {
-	set := map[string]bool{}
-	data, err := os.ReadFile(filepath.Join(dir, "modules.builtin"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return set, nil
+// configSays is what the build tree's .config says of module name, for
+// an error: "" when there is none or it does not know the module.
+func (r *resolver) configSays(name string) string {
+	if r.config == nil {
+		return ""
 	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the module tree's modules.builtin: %w", err)
+	sym, val, known := r.config.Module(name)
+	switch {
+	case !known:
+		return ""
+	case val == "":
+		return fmt.Sprintf("; %s is not set in its .config", sym)
+	default:
+		return fmt.Sprintf("; its .config has %s=%s: is the build finished?", sym, val)
 	}
-	for line := range strings.Lines(string(data)) {
-		if line = strings.TrimSpace(line); line != "" {
-			set[ModuleName(line)] = true
-		}
-	}
-	return set, nil
 }
 
 // depFile is a parsed modules.dep: for each module its path and its
@@ -263,21 +267,31 @@ func (d *depFile) where() string { return d.file }
 // lists every in-tree module, so no walk of thousands of files is needed)
 // and walks the whole tree only for a module that list does not lead to
 // (out-of-tree modules under updates/ or extra/, a tree without the list).
+//
+// In a build tree (IsBuildTree) modules.order is the whole answer: a module
+// it does not list was not built (a .ko found elsewhere is a stale one of
+// an earlier configuration), and its lines may name the module's object
+// (x.o, since Linux 6.3) for the x.ko beside it.
 type treeScan struct {
 	dir    string
+	build  bool              // a build tree: no walk
 	order  map[string]string // name -> path from modules.order, suffix as listed
 	walked map[string]string // name -> path found by walking, once walked
 	dec    moduleDecoder
 }
 
 func scanTree(dir string) (*treeScan, error) {
-	t := &treeScan{dir: dir, order: map[string]string{}}
-	data, err := os.ReadFile(filepath.Join(dir, "modules.order"))
+	t := &treeScan{dir: dir, build: IsBuildTree(dir), order: map[string]string{}}
+	data, err := readListFile(dir, "modules.order")
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: reading %s/modules.order: %v", ErrNoModuleTree, dir, err)
+		return nil, fmt.Errorf("%w: %v", ErrNoModuleTree, err)
 	}
 	for line := range strings.Lines(string(data)) {
-		if line = strings.TrimSpace(line); isModuleFile(line) && !filepath.IsAbs(line) {
+		line = strings.TrimSpace(line)
+		if obj, ok := strings.CutSuffix(line, ".o"); ok && t.build {
+			line = obj + ".ko"
+		}
+		if isModuleFile(line) && !filepath.IsAbs(line) {
 			if name := ModuleName(line); t.order[name] == "" {
 				t.order[name] = line
 			}
@@ -324,7 +338,12 @@ func isModuleFile(name string) bool {
 	return false
 }
 
-func (t *treeScan) where() string { return "module tree " + t.dir }
+func (t *treeScan) where() string {
+	if t.build {
+		return "build tree " + t.dir + " (its modules.order)"
+	}
+	return "module tree " + t.dir
+}
 
 // find returns the file of module name: where modules.order says, with any
 // of the module suffixes (a list may name x.ko for a shipped x.ko.xz), or
@@ -337,6 +356,9 @@ func (t *treeScan) find(name string) (string, bool, error) {
 				return stem + suf, true, nil
 			}
 		}
+	}
+	if t.build {
+		return "", false, nil
 	}
 	if t.walked == nil {
 		if err := t.walk(); err != nil {
