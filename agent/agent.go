@@ -75,9 +75,9 @@ func (e *StepError) Word() uint32 {
 	return exitdev.AgentFailed(e.Stage, uint16(n))
 }
 
-// Prepare runs every step before the command: early mounts, modules,
-// mounts, the chroot's own filesystems (rootMounts), the late mounts, the interfaces, and waits for the
-// stream devices. log gets a line per step that failed.
+// Prepare runs every step before the command: early mounts, modules (and
+// the wait for the stream devices they drive), mounts, the chroot's own
+// filesystems (rootMounts), the late mounts, the interfaces. log gets a line per step that failed.
 func Prepare(s *Spec, sys System) error {
 	sys.Progress(exitdev.StageEarly)
 	if err := sys.EarlyMounts(); err != nil {
@@ -89,9 +89,21 @@ func Prepare(s *Spec, sys System) error {
 			return &StepError{exitdev.StageModules, fmt.Errorf("%s: %w", m, err)}
 		}
 	}
+	// The stream devices belong to the modules stage: a driver missing
+	// from the guest (a module not loaded, one wrongly taken for built
+	// in) is a boot failure there, ENODEV, not the command's failure to
+	// start (exec-stage errors are the command's 126 and 127).
 	wait := time.Duration(s.DeviceWaitMs) * time.Millisecond
 	if wait == 0 {
 		wait = DefaultDeviceWaitMs * time.Millisecond
+	}
+	for _, dev := range []string{s.Stdin, s.Stdout, s.Stderr} {
+		if dev == "" {
+			continue
+		}
+		if err := sys.WaitDevice(dev, wait); err != nil {
+			return &StepError{exitdev.StageModules, fmt.Errorf("stream device %s (virtio-console): %w", dev, err)}
+		}
 	}
 	sys.Progress(exitdev.StageMounts)
 	for _, m := range s.Mounts {
@@ -122,14 +134,6 @@ func Prepare(s *Spec, sys System) error {
 		}
 	}
 	sys.Progress(exitdev.StageExec)
-	for _, dev := range []string{s.Stdin, s.Stdout, s.Stderr} {
-		if dev == "" {
-			continue
-		}
-		if err := sys.WaitDevice(dev, wait); err != nil {
-			return &StepError{exitdev.StageExec, fmt.Errorf("stream device %s: %w", dev, err)}
-		}
-	}
 	return nil
 }
 

@@ -147,10 +147,10 @@ func TestPrepareOrderAndStages(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"early", "module /flint/modules/virtio.ko", "module /flint/modules/virtio_ring.ko",
-		"mount virtiofs /flint/lower",
+		"wait /dev/hvc1 5s", "wait /dev/hvc2 5s", "mount virtiofs /flint/lower",
 		"mount none /flint/root/proc", "mount none /flint/root/sys", "mount none /flint/root/dev",
 		"mount virtiofs /flint/root/tmp/share",
-		"lo", "if 52:54:00:12:34:56 10.0.2.15/24", "wait /dev/hvc1 5s", "wait /dev/hvc2 5s"}
+		"lo", "if 52:54:00:12:34:56 10.0.2.15/24"}
 	if !slices.Equal(rec.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", rec.calls, want)
 	}
@@ -161,7 +161,7 @@ func TestPrepareOrderAndStages(t *testing.T) {
 	for fail, stage := range map[string]exitdev.Stage{
 		"early": exitdev.StageEarly, "module /flint/modules/virtio_ring": exitdev.StageModules,
 		"mount virtiofs": exitdev.StageMounts, "mount none /flint/root/dev": exitdev.StageMounts,
-		"lo": exitdev.StageNetwork, "if ": exitdev.StageNetwork, "wait /dev/hvc2": exitdev.StageExec,
+		"lo": exitdev.StageNetwork, "if ": exitdev.StageNetwork, "wait /dev/hvc2": exitdev.StageModules,
 	} {
 		rec := recSystem{fail: fail}
 		err := Prepare(s, &rec)
@@ -205,5 +205,21 @@ func TestPrepareOverlay(t *testing.T) {
 	m.Options = []string{"lowerdir=/"}
 	if err := prepareOverlay(m); err == nil {
 		t.Error("opaque directories without an upperdir accepted")
+	}
+}
+
+// TestWaitDeviceMissing: a stream device that never appears (its driver
+// is missing from the guest) ends the wait within its bound with ENODEV,
+// which Prepare reports as a modules-stage failure: a boot failure (120),
+// not the command's 126 or 127.
+func TestWaitDeviceMissing(t *testing.T) {
+	start := time.Now()
+	err := Linux{}.WaitDevice(filepath.Join(t.TempDir(), "hvc0"), 50*time.Millisecond)
+	if !errors.Is(err, syscall.ENODEV) || time.Since(start) > 5*time.Second {
+		t.Fatalf("WaitDevice: %v after %v, want ENODEV within the bound", err, time.Since(start))
+	}
+	se := &StepError{exitdev.StageModules, err}
+	if r := decoded(t, se.Word()); r.Stage != exitdev.StageModules || r.Errno != uint16(syscall.ENODEV) {
+		t.Errorf("status word %s", r)
 	}
 }

@@ -117,7 +117,7 @@ func (Linux) WaitDevice(path string, d time.Duration) error {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not appear within %v", path, d)
+			return fmt.Errorf("%s did not appear within %v: %w", path, d, unix.ENODEV)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
