@@ -22,13 +22,18 @@ import (
 // millisecond, which the profiles of issue 15 put at a fifth of the
 // net-backend's CPU. A blocking file (a caller's, never the transports')
 // is read with os.File.Read as before. It does not allocate per kick.
+//
+// With ready set (an Engine's re-check of its ring), a wait makes no
+// system call before it parks: see read.
 type kickReader struct {
-	f     *os.File
-	rc    syscall.RawConn       // nil: read f with os.File.Read
-	fn    func(fd uintptr) bool // k.read, bound once
-	errno syscall.Errno         // the last raw read's error
-	eof   bool                  // the last raw read returned 0 bytes
-	buf   [64]byte
+	f      *os.File
+	rc     syscall.RawConn       // nil: read f with os.File.Read
+	fn     func(fd uintptr) bool // k.read, bound once
+	ready  func() bool           // true: the ring has work, do not park (nil: read first)
+	parked bool                  // this wait's first callback ran: the next ones read
+	errno  syscall.Errno         // the last raw read's error
+	eof    bool                  // the last raw read returned 0 bytes
+	buf    [64]byte
 }
 
 // bind makes k read f (nil: nothing).
@@ -57,12 +62,15 @@ var errKickEOF = errors.New("virtio: kick file closed by its writer")
 // wait blocks until at least one kick arrived and consumes those that
 // did (a pipe may hold several), or until f's read deadline passes
 // (an os.IsTimeout error: how a device's reset wakes it) or f fails.
+// With ready set it also returns, without reading, when ready reports
+// work, and a kick's end of file may go unseen (the engine waits for
+// the reset after EOF anyway).
 func (k *kickReader) wait() error {
 	if k.rc == nil {
 		_, err := k.f.Read(k.buf[:])
 		return err
 	}
-	k.errno, k.eof = 0, false
+	k.errno, k.eof, k.parked = 0, false, false
 	if err := k.rc.Read(k.fn); err != nil {
 		return err
 	}
@@ -75,18 +83,55 @@ func (k *kickReader) wait() error {
 	return nil
 }
 
-// read is the RawConn callback: one read(2), retried on EINTR; false
-// (wait for readability) on EAGAIN.
+// read is the RawConn callback. RawConn.Read first forgets the readiness
+// the netpoller recorded for the file (internal/poll's prepareRead, i.e.
+// runtime_pollReset), then calls read, and parks while read returns
+// false until the poller reports the file readable. So a kick whose epoll
+// edge the poller took before this wait began is forgotten, and only a
+// check made inside the first call (after the reset) can stand in for
+// it:
+//
+//   - First call, with ready set: ready re-checks the ring (memory only,
+//     no system call). A kick matters only for the buffers it announces,
+//     and the driver makes those available before it kicks: if the ring
+//     is still empty now, any kick that announces buffers is written
+//     after this point and its edge (EPOLLET raises one on every eventfd
+//     write, and on every write to a pipe that was ever polled) wakes the
+//     parked goroutine. The kicks not read stay in the file: the read
+//     after the next wake consumes them. This holds for the first wait
+//     after bind too (the engine checked the ring after it bound; a fresh
+//     file's epoll registration reporting it readable is one spurious
+//     wake at most).
+//   - First call without ready (a reader with no ring): read at once, as
+//     a kick may be queued.
+//   - After a wake: read, and drain while the buffer comes back full (a
+//     pipe holding more than 8 kicks). EAGAIN with nothing read is stale
+//     readiness (an edge for kicks an earlier read consumed, whose
+//     buffers the engine processed after that read): park again. 0 bytes
+//     is EOF.
+//
+// A wait that saw a reset's deadline never gets here: RawConn.Read
+// returns the timeout before or instead of calling it.
 func (k *kickReader) read(fd uintptr) bool {
+	if !k.parked {
+		k.parked = true
+		if k.ready != nil {
+			return k.ready()
+		}
+	}
+	got := false
 	for {
 		n, errno := rawRead(fd, k.buf[:])
-		switch errno {
-		case syscall.EINTR:
+		switch {
+		case errno == syscall.EINTR:
 			continue
-		case syscall.EAGAIN:
-			return false
+		case errno == syscall.EAGAIN:
+			return got
+		case errno == 0 && n == len(k.buf):
+			got = true
+			continue
 		}
-		k.errno, k.eof = errno, errno == 0 && n == 0
+		k.errno, k.eof = errno, errno == 0 && n == 0 && !got
 		return true
 	}
 }

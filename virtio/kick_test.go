@@ -3,6 +3,7 @@ package virtio
 import (
 	"io"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,6 +36,17 @@ func kickOnce(t *testing.T, w int) {
 	}
 }
 
+// stillParked fails t if a wait (its result on done) returns within 50
+// ms.
+func stillParked(t *testing.T, done <-chan error, when string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("wait returned (%v) %s", err, when)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
 // TestKickReaderRaw: a non-blocking kick file is read raw; a wait returns
 // after a kick, consumes every kick queued, parks until the next, and
 // returns a timeout at the read deadline and EOF when the writer closes.
@@ -52,11 +64,7 @@ func TestKickReaderRaw(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- k.wait() }()
-	select {
-	case err := <-done:
-		t.Fatalf("wait returned (%v) with no kick queued: the two kicks were not both consumed", err)
-	case <-time.After(50 * time.Millisecond):
-	}
+	stillParked(t, done, "with no kick queued: the two kicks were not both consumed")
 	kickOnce(t, w)
 	if err := <-done; err != nil {
 		t.Fatalf("parked wait woken by a kick: %v", err)
@@ -103,5 +111,157 @@ func TestKickReaderNoAllocs(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("%v allocations per kick, want 0", n)
+	}
+}
+
+// kickEventfd returns a non-blocking eventfd as an *os.File and its fd.
+func kickEventfd(t *testing.T) (*os.File, int) {
+	t.Helper()
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "kick-eventfd")
+	t.Cleanup(func() { f.Close() })
+	return f, fd
+}
+
+// TestKickReaderDrainsPipe: a wait after more kicks than one read takes
+// (9 x 8 bytes on a pipe) consumes them all, so the next wait parks.
+func TestKickReaderDrainsPipe(t *testing.T) {
+	r, w := kickPipe(t, true)
+	var k kickReader
+	k.bind(r)
+	for range 9 {
+		kickOnce(t, w)
+	}
+	if err := k.wait(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- k.wait() }()
+	stillParked(t, done, "with no kick queued: a read left kicks in the pipe")
+	kickOnce(t, w)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKickReaderStaleWake: with a ring check (ready), a wait parks
+// without reading; woken by readiness whose kick is gone (stale: the
+// poller took the kick's edge, then the kick was consumed), it reads
+// EAGAIN and parks again, neither returning nor failing, and the next
+// kick wakes it. The ring check itself makes the stale readiness: it
+// kicks, sleeps so that the scheduler's poller takes the edge (the
+// waiter is not parked on the file yet: the poller records it as
+// ready), then consumes the kick through its own read.
+func TestKickReaderStaleWake(t *testing.T) {
+	for _, kind := range []string{"eventfd", "pipe"} {
+		t.Run(kind, func(t *testing.T) {
+			var r *os.File
+			var w, rfd int
+			if kind == "pipe" {
+				r, w = kickPipe(t, true)
+				rfd = int(r.Fd())
+			} else {
+				r, w = kickEventfd(t)
+				rfd = w
+			}
+			var k kickReader
+			k.bind(r)
+			var checks atomic.Int32
+			k.ready = func() bool {
+				checks.Add(1)
+				kickOnce(t, w)
+				time.Sleep(5 * time.Millisecond)
+				var buf [8]byte
+				if _, err := unix.Read(rfd, buf[:]); err != nil {
+					t.Error(err)
+				}
+				return false
+			}
+			done := make(chan error, 1)
+			go func() { done <- k.wait() }()
+			stillParked(t, done, "after a stale wake-up")
+			kickOnce(t, w)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("wait woken by a kick after a stale wake-up: %v", err)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("a kick after a stale wake-up was lost")
+			}
+			if n := checks.Load(); n != 1 {
+				t.Errorf("ring checked %d times in one wait, want once (before parking)", n)
+			}
+		})
+	}
+}
+
+// TestKickReaderReadyDeadline: with a ring check, a wait ends with a
+// timeout at a past read deadline (how Reset wakes an engine), whether
+// the deadline was set before the wait or while it is parked, and
+// returns at once without reading when the ring check finds work.
+func TestKickReaderReadyDeadline(t *testing.T) {
+	r, w := kickEventfd(t)
+	var k kickReader
+	k.bind(r)
+	work := false
+	k.ready = func() bool { return work }
+	r.SetReadDeadline(time.Unix(1, 0))
+	if err := k.wait(); !os.IsTimeout(err) {
+		t.Fatalf("wait past the deadline: %v, want a timeout", err)
+	}
+	r.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() { done <- k.wait() }()
+	time.Sleep(20 * time.Millisecond)
+	r.SetReadDeadline(time.Unix(1, 0))
+	select {
+	case err := <-done:
+		if !os.IsTimeout(err) {
+			t.Fatalf("parked wait at the reset's deadline: %v, want a timeout", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the deadline did not wake a parked wait")
+	}
+	r.SetReadDeadline(time.Time{})
+	kickOnce(t, w)
+	work = true
+	if err := k.wait(); err != nil {
+		t.Fatal(err)
+	}
+	var buf [8]byte
+	if _, err := unix.Read(w, buf[:]); err != nil {
+		t.Errorf("the kick was read although the ring check found work: %v", err)
+	}
+}
+
+// TestKickReaderReadyNoAllocs: a wait with a ring check, parked and
+// woken by a kick, allocates nothing.
+func TestKickReaderReadyNoAllocs(t *testing.T) {
+	r, w := kickEventfd(t)
+	var k kickReader
+	k.bind(r)
+	k.ready = func() bool { return false }
+	kick := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	done := make(chan struct{})
+	wake := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range wake {
+			time.Sleep(50 * time.Microsecond)
+			syscall.Write(w, kick)
+		}
+	}()
+	defer func() { close(wake); <-done }()
+	if n := testing.AllocsPerRun(100, func() {
+		wake <- struct{}{}
+		if err := k.wait(); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per wait, want 0", n)
 	}
 }

@@ -153,6 +153,9 @@ func (e *Engine) Bind(c EngineConfig) {
 	e.stopping, e.stop, e.batch = c.Stopping, c.Stop, max(c.Batch, 1)
 	e.pending, e.dead = 0, false
 	e.kicks.bind(e.kick)
+	if e.kicks.ready == nil {
+		e.kicks.ready = e.ringReady // bound once: no allocation per activation
+	}
 	if e.timer == nil {
 		e.timer = time.NewTimer(time.Hour)
 		e.timer.Stop()
@@ -392,7 +395,10 @@ func (e *Engine) pause(d time.Duration) bool {
 }
 
 // waitKick blocks until the driver kicks the queue, or the reset; false
-// means stop.
+// means stop. Run calls it only after notifications were enabled and the
+// ring found empty; the wait re-checks the ring (ringReady) once it can
+// no longer miss a kick, instead of reading the kick file first (see
+// kickReader.read).
 func (e *Engine) waitKick() bool {
 	err := e.kicks.wait()
 	if e.stopping.Load() {
@@ -403,4 +409,11 @@ func (e *Engine) waitKick() bool {
 		return false
 	}
 	return true
+}
+
+// ringReady is the kick wait's last check before it parks: the reset
+// began, or the driver made buffers available (EnableNotifications is
+// idempotent: notifications are already enabled).
+func (e *Engine) ringReady() bool {
+	return e.stopping.Load() || e.q.EnableNotifications()
 }
