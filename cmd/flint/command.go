@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/flintvm/flint/agent"
 	"github.com/flintvm/flint/boot"
+	"github.com/flintvm/flint/boot/initramfs"
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/internal/seccomp"
 	"github.com/flintvm/flint/vmm"
@@ -41,7 +43,7 @@ var commandOnlyFlags = []string{"modules", "fail-on", "idle-timeout", "report", 
 // commandFlags are `flint run`'s command-mode flags.
 func commandFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "modules", Usage: "command mode: the kernel's module directory (its /lib/modules/VERSION, e.g. unpacked from its package); default: /lib/modules/VERSION for the kernel's version"},
+		&cli.StringFlag{Name: "modules", Usage: "command mode: the kernel's modules: its module directory (its /lib/modules/VERSION, e.g. unpacked from its package), a kernel build tree, or builtin (the drivers are built into the kernel, load none); default: the build tree the kernel lies in, else /lib/modules/VERSION for the kernel's version"},
 		&cli.StringFlag{Name: "fail-on", Value: verdict.DefaultFailOn.String(), Usage: "command mode: kernel reports that fail the run (exit 121): comma-separated panic, oops, bug, warn, kasan, kfence, ubsan, lockdep, hung, lockup, rcu, all or none; -NAME removes one (all,-warn); a panic always fails"},
 		&cli.DurationFlag{Name: "idle-timeout", Usage: "command mode: end the run (exit 122) after this long without kernel console output, command output or agent progress; 0 means off"},
 		&cli.StringFlag{Name: "report", Usage: "command mode: write the run's verdict as JSON to this file (created when the run starts, written when it ends)"},
@@ -113,16 +115,17 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func(seccomp.
 	if c.IsSet("cmdline") {
 		cfg.Cmdline += " " + c.String("cmdline")
 	}
-	kver, err := boot.KernelRelease(cfg.Kernel)
-	if err != nil && !c.IsSet("modules") {
-		return usagef("--kernel %s: cannot tell the kernel's version to find its modules (%v); give its module directory with --modules DIR", c.String("kernel"), err)
-	}
 	shares, err := parseShares(c.StringSlice("share"))
 	if err != nil {
 		return err
 	}
-	g := guest{argv: argv, kver: kver, modules: c.String("modules"), noHostRoot: c.Bool("no-host-root"),
+	g := guest{argv: argv, kernel: c.String("kernel"), modules: c.String("modules"), noHostRoot: c.Bool("no-host-root"),
 		stdin: a.stdinIsPipe(), shares: shares}
+	if g.modules == "" {
+		g.buildTree = initramfs.FindBuildTree(g.kernel)
+	}
+	g.kver, g.kverErr = kernelRelease(cfg.Kernel, g.releaseTree())
+	kver := g.kver
 	if !g.noHostRoot {
 		if g.cwd, err = os.Getwd(); err != nil {
 			return usagef("run: the current directory: %v", err)
@@ -158,6 +161,10 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func(seccomp.
 	default:
 		verdict.WriteSummary(a.stderr, res.Verdict, 20)
 	}
+	if res.Verdict.Result == verdict.BootFailed && g.source.dir == "" {
+		fmt.Fprintf(a.stderr, "flint: the guest loaded no kernel modules (%s): a driver it needs (%s) may be missing from the kernel; check its configuration, or give its modules with --modules DIR\n",
+			g.source.what, strings.Join(g.wantedModules(&cfg), ", "))
+	}
 	if cfg.Timing {
 		fmt.Fprintf(a.stderr, "flint: timing: boot-to-init=%v command=%v total=%v\n", res.BootToInit, res.CommandTime, res.Total)
 	}
@@ -172,6 +179,33 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func(seccomp.
 	}
 	a.code = res.Verdict.Code
 	return nil
+}
+
+// kernelRelease is the release of the kernel image: from the image itself
+// (a bzImage's setup header, an ELF vmlinux's banner), else from the build
+// tree's include/config/kernel.release when there is a tree.
+func kernelRelease(image []byte, tree string) (string, error) {
+	r, err := boot.ImageRelease(image)
+	if err == nil || tree == "" {
+		return r, err
+	}
+	r, terr := boot.ReadReleaseFile(filepath.Join(tree, initramfs.ReleasePath))
+	if terr != nil {
+		return "", fmt.Errorf("%v; %v", err, terr)
+	}
+	return r, nil
+}
+
+// releaseTree is the build tree whose kernel.release may name the
+// kernel's release: the one around the kernel, or --modules when it is one.
+func (g *guest) releaseTree() string {
+	if g.buildTree != "" {
+		return g.buildTree
+	}
+	if g.modules != "" && g.modules != builtinModules && initramfs.IsBuildTree(g.modules) {
+		return g.modules
+	}
+	return ""
 }
 
 // stdinIsPipe reports whether the command gets Flint's stdin: when it is

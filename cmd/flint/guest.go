@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/flintvm/flint/agent"
 	"github.com/flintvm/flint/boot/initramfs"
@@ -19,15 +21,22 @@ import (
 // selfExe is the running flint binary, which becomes the guest's /init.
 var selfExe = "/proc/self/exe"
 
+// modulesRoot is where installed module trees are looked for (tests move it).
+var modulesRoot = "/"
+
 // guest is what command mode puts into the guest.
 type guest struct {
 	argv       []string
-	kver       string // the kernel's release; "" when unknown (--modules given)
-	modules    string // --modules, or "" to look under /lib/modules
+	kernel     string // --kernel's path
+	kver       string // the kernel's release; "" when unknown (--modules given, or a build tree)
+	kverErr    error  // why kver is unknown
+	modules    string // --modules: a tree, builtinModules, or "" to look for one
+	buildTree  string // the build tree the kernel lies in, or ""
 	noHostRoot bool
 	stdin      bool // the command gets a stdin device
 	shares     []shareFlag
-	cwd        string // the host's working directory, the command's in a shared root
+	source     moduleSource // where prepare took the modules from
+	cwd        string       // the host's working directory, the command's in a shared root
 	// vmShares is what prepare decided the VMM serves.
 	vmShares []vmm.Share
 }
@@ -57,17 +66,64 @@ func (g *guest) wantedModules(cfg *vmm.Config) []string {
 	return mods
 }
 
-// moduleTree finds the kernel's module tree: --modules, or
-// /lib/modules/RELEASE (or /usr/lib/modules/RELEASE).
-func (g *guest) moduleTree() (string, error) {
-	if g.modules != "" {
-		return g.modules, nil
+// builtinModules is --modules' value for a kernel with the guest's drivers
+// built in: no modules are loaded.
+const builtinModules = "builtin"
+
+// moduleSource is where the guest's modules come from: the tree Resolve
+// reads, or none (dir "") when the drivers are built into the kernel.
+type moduleSource struct {
+	dir, what string // what: for the debug log and messages
+}
+
+// moduleSource finds the kernel's modules, in this order: --modules (a
+// tree, or builtin), the build tree the kernel lies in, then
+// /lib/modules/RELEASE (or /usr/lib/modules/RELEASE). Without any, a
+// kernel whose configuration beside it (/boot/config-RELEASE) builds every
+// driver of wanted in needs none; anything else is a usageError naming
+// --modules DIR and --modules builtin.
+func (g *guest) moduleSource(wanted []string) (moduleSource, error) {
+	switch {
+	case g.modules == builtinModules:
+		return moduleSource{what: "none: the drivers are built into the kernel (--modules builtin)"}, nil
+	case g.modules != "":
+		what := "--modules " + g.modules
+		if initramfs.IsBuildTree(g.modules) {
+			what += " (a build tree)"
+		}
+		return moduleSource{g.modules, what}, nil
+	case g.buildTree != "":
+		return moduleSource{g.buildTree, "the build tree " + g.buildTree + " around the kernel"}, nil
+	case g.kver == "":
+		return moduleSource{}, usagef("--kernel %s: cannot tell the kernel's version to find its modules (%v) and it lies in no build tree; give its module directory with --modules DIR, or --modules builtin if its drivers are built in",
+			g.kernel, g.kverErr)
 	}
-	dir, err := initramfs.FindTree("/", g.kver)
+	dir, err := initramfs.FindTree(modulesRoot, g.kver)
+	if err == nil {
+		return moduleSource{dir, "the installed tree " + dir}, nil
+	}
+	conf, cerr := g.bootConfig()
+	if cerr != nil {
+		return moduleSource{}, usagef("%v, or --modules builtin if its drivers are built in", err)
+	}
+	if berr := conf.CheckBuiltin(wanted); berr != nil {
+		return moduleSource{}, usagef("%v (%v)", err, berr)
+	}
+	return moduleSource{what: "none: the drivers are built into the kernel (" + conf.Path + ")"}, nil
+}
+
+// bootConfig reads the configuration an installed kernel has beside it:
+// config-RELEASE in the kernel's directory (/boot), or in the directory a
+// symbolic link to the kernel leads to.
+func (g *guest) bootConfig() (*initramfs.Kconfig, error) {
+	name := "config-" + g.kver
+	conf, err := initramfs.ReadKconfig(filepath.Join(filepath.Dir(g.kernel), name))
 	if err != nil {
-		return "", usageError{err.Error()}
+		if real, lerr := filepath.EvalSymlinks(g.kernel); lerr == nil {
+			conf, err = initramfs.ReadKconfig(filepath.Join(filepath.Dir(real), name))
+		}
 	}
-	return dir, nil
+	return conf, err
 }
 
 // spec is the agent's Spec for modules (load order) and the interfaces
@@ -93,16 +149,27 @@ func (g *guest) spec(mods []initramfs.Module, nets []configs.NetInterface) *agen
 // initrd (if any) followed by the generated archive. Every problem with
 // the input is a usageError.
 func (g *guest) prepare(cfg *vmm.Config) error {
-	dir, err := g.moduleTree()
+	wanted := g.wantedModules(cfg)
+	src, err := g.moduleSource(wanted)
 	if err != nil {
 		return err
 	}
-	mods, err := initramfs.Resolve(dir, g.wantedModules(cfg))
-	if err != nil {
-		if errors.Is(err, initramfs.ErrNoModuleTree) {
-			return usagef("--modules %s: %v", dir, err)
+	var mods []initramfs.Module
+	if src.dir != "" {
+		if mods, err = initramfs.Resolve(src.dir, wanted); err != nil {
+			if errors.Is(err, initramfs.ErrNoModuleTree) {
+				return usagef("--modules %s: %v", src.dir, err)
+			}
+			return usagef("the guest needs a module %s cannot give: %v (use --modules DIR to name another tree, or --modules builtin if the drivers are built in)", src.what, err)
 		}
-		return usagef("the guest needs a module the kernel's tree cannot give: %v (use --modules DIR to name another tree)", err)
+	}
+	g.source = src
+	if cfg.Log != nil {
+		names := make([]string, len(mods))
+		for i, m := range mods {
+			names[i] = m.Name
+		}
+		cfg.Log.Debug("command mode: kernel modules", "release", g.kver, "from", src.what, "load", strings.Join(names, " "))
 	}
 	s := g.spec(mods, cfg.Net)
 	if err := s.Validate(); err != nil {
