@@ -44,10 +44,11 @@ type ioDir struct {
 	errno  unix.Errno
 	pfd    [1]unix.PollFd
 	zeroTS unix.Timespec
+	parked bool // this wait's first ready call ran (see doReady)
 
 	park  func(fd uintptr) bool // readv/writev; false on EAGAIN parks in the poller
 	once  func(fd uintptr) bool // readv/writev exactly once
-	ready func(fd uintptr) bool // ppoll with zero timeout, moves no data
+	ready func(fd uintptr) bool // a zero-timeout ppoll before parking, none after; moves no data
 }
 
 // initialIovecs is the iovec capacity a Queue starts with; it grows (once)
@@ -136,15 +137,19 @@ func (q *Queue) TryWritev(iovs [][]byte) (int, error) {
 }
 
 // WaitReadable parks until a frame can be read, without reading it, and
-// returns nil; or returns os.ErrDeadlineExceeded or os.ErrClosed. Another
-// reader may take the frame first, so a TryReadv after it can still see
-// unix.EAGAIN.
+// returns nil; or returns os.ErrDeadlineExceeded or os.ErrClosed. It
+// makes one system call (a zero-timeout ppoll) before parking and none
+// after the poller wakes it, so a wake-up for a frame already read (or
+// taken by another reader) returns nil too: a TryReadv after it can
+// still see unix.EAGAIN, and then waits again.
 func (q *Queue) WaitReadable() error {
 	return q.wait(&q.rx)
 }
 
 // WaitWritable parks until the kernel would accept a write (it nearly
 // always would), or the write deadline passes, or the Queue is closed.
+// Like WaitReadable, a stale wake-up returns nil, and the next write may
+// see unix.EAGAIN again.
 func (q *Queue) WaitWritable() error {
 	return q.wait(&q.tx)
 }
@@ -229,6 +234,7 @@ func (q *Queue) do(d *ioDir, iovs [][]byte, try bool) (int, error) {
 
 func (q *Queue) wait(d *ioDir) error {
 	d.mu.Lock()
+	d.parked = false
 	var err error
 	if d.write {
 		err = q.rc.Write(d.ready)
@@ -322,9 +328,25 @@ func (d *ioDir) doOnce(fd uintptr) bool {
 	}
 }
 
-// doReady reports whether fd is ready for d's direction. An error or
-// POLLERR/POLLHUP counts as ready: the next read or write reports it.
+// doReady is the Wait calls' RawConn callback. RawConn.Read and Write
+// first forget the readiness the netpoller recorded for the file
+// (internal/poll's prepareRead/prepareWrite, i.e. runtime_pollReset),
+// then call it, and park while it returns false until the poller reports
+// the file ready. So the first call must ask the kernel: a frame that
+// arrived after the caller's TryReadv returned EAGAIN raised its epoll
+// edge then, and the poller may have taken that edge before this wait
+// began (another P idle in epoll_pwait takes it at once): forgotten, and
+// without this check the wait would sleep until the next frame. The
+// check is a zero-timeout ppoll; an error or POLLERR/POLLHUP counts as
+// ready (the next read or write reports it). After a wake the poller has
+// seen an edge raised after that check, and the caller's next readv or
+// writev tells whether it was stale (it then sees EAGAIN and waits
+// again), so later calls return true without a system call.
 func (d *ioDir) doReady(fd uintptr) bool {
+	if d.parked {
+		return true
+	}
+	d.parked = true
 	d.pfd[0].Fd = int32(fd)
 	d.pfd[0].Revents = 0
 	n, errno := pollNow(d.pfd[:], &d.zeroTS)

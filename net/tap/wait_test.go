@@ -1,0 +1,236 @@
+package tap
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// echoRX serves q the way virtio/netdev's RX engine does: TryReadv until
+// EAGAIN, then WaitReadable; every frame read is written back. It returns
+// when q's read deadline passes or q fails.
+func echoRX(q *Queue, done chan<- struct{}) {
+	defer close(done)
+	buf := make([]byte, 2048)
+	rd, wr := [][]byte{buf}, [][]byte{nil}
+	for {
+		n, err := q.TryReadv(rd)
+		switch err {
+		case nil:
+			wr[0] = buf[:n]
+			if _, err := q.Writev(wr); err != nil {
+				return
+			}
+		case unix.EAGAIN:
+			if err := q.WaitReadable(); err != nil {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// BenchmarkWaitReadable: one frame at a time to a goroutine that waits
+// with TryReadv/WaitReadable (the RX engine's pattern) and echoes it back;
+// every op is one wake-up of the waiter. Run under `perf stat -e
+// 'syscalls:sys_enter_*'` with a fixed -benchtime Nx for system calls per
+// wake-up.
+func BenchmarkWaitReadable(b *testing.B) {
+	a, c := socketpairQueues(b)
+	done := make(chan struct{})
+	go echoRX(c, done)
+	frame := make([]byte, 64)
+	wr := [][]byte{frame}
+	buf := make([]byte, 2048)
+	rd := [][]byte{buf}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.Writev(wr); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := a.Readv(rd); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	c.SetReadDeadline(time.Unix(1, 0))
+	<-done
+}
+
+// The Wait calls ask the kernel once (a zero-timeout ppoll), after
+// RawConn.Read or Write has forgotten the readiness the poller recorded,
+// and not after the poller wakes them (see doReady). These tests fail if
+// a wake-up is lost either way.
+
+// sleepForPoller lets the scheduler's poller take the epoll edges raised
+// so far while nothing waits on the file (it records them as readiness,
+// which the next RawConn call forgets).
+func sleepForPoller() { time.Sleep(5 * time.Millisecond) }
+
+// waitWithin runs wait with the deadline set by setDeadline d from now,
+// then clears the deadline.
+func waitWithin(wait func() error, setDeadline func(time.Time) error, d time.Duration) error {
+	setDeadline(time.Now().Add(d))
+	defer setDeadline(time.Time{})
+	return wait()
+}
+
+// TestWaitReadableFrameBeforeWait: a frame arrives after TryReadv
+// returned EAGAIN and before WaitReadable (the RX engine publishes and
+// signals the guest in between), and the poller takes its edge first:
+// WaitReadable must still return at once.
+func TestWaitReadableFrameBeforeWait(t *testing.T) {
+	a, b := socketpairQueues(t)
+	frameBeforeWait(t, b, func() error {
+		_, err := a.Writev([][]byte{[]byte("frame")})
+		return err
+	})
+}
+
+// frameBeforeWait runs 20 rounds of: TryReadv on q until EAGAIN, send
+// (a frame to q), let the poller take the edge, WaitReadable (which must
+// return at once), TryReadv (which must read the frame).
+func frameBeforeWait(t *testing.T, q *Queue, send func() error) {
+	t.Helper()
+	buf := make([]byte, 2048)
+	for i := range 20 {
+		for {
+			if _, err := q.TryReadv([][]byte{buf}); err == unix.EAGAIN {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := send(); err != nil {
+			t.Fatal(err)
+		}
+		sleepForPoller()
+		if err := waitWithin(q.WaitReadable, q.SetReadDeadline, 2*time.Second); err != nil {
+			t.Fatalf("round %d: WaitReadable with a frame queued = %v (a lost wake-up)", i, err)
+		}
+		if _, err := q.TryReadv([][]byte{buf}); err != nil {
+			t.Fatalf("round %d: TryReadv after WaitReadable = %v", i, err)
+		}
+	}
+}
+
+// TestWaitReadableStaleWake: WaitReadable woken for a frame that someone
+// else took returns nil (it makes no system call after the wake); the
+// reader's TryReadv then sees EAGAIN, and the next WaitReadable parks
+// until a new frame arrives, which wakes it.
+func TestWaitReadableStaleWake(t *testing.T) {
+	a, b := socketpairQueues(t)
+	var fd int
+	b.rc.Control(func(f uintptr) { fd = int(f) })
+	buf := make([]byte, 64)
+	done := make(chan error, 1)
+	for i := range 10 {
+		go func() { done <- b.WaitReadable() }()
+		time.Sleep(5 * time.Millisecond)
+		if _, err := a.Writev([][]byte{[]byte("frame")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("round %d: WaitReadable = %v", i, err)
+		}
+		if _, err := unix.Read(fd, buf); err != nil { // another reader takes it
+			t.Fatal(err)
+		}
+		if _, err := b.TryReadv([][]byte{buf}); err != unix.EAGAIN {
+			t.Fatalf("round %d: TryReadv after the frame was taken = %v", i, err)
+		}
+		go func() { done <- b.WaitReadable() }()
+		select {
+		case err := <-done:
+			t.Fatalf("round %d: WaitReadable returned (%v) with nothing to read", i, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if _, err := a.Writev([][]byte{[]byte("next")}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: WaitReadable = %v", i, err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("round %d: a frame did not wake WaitReadable", i)
+		}
+		if _, err := b.TryReadv([][]byte{buf}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestWaitWritableRoomBeforeWait: the TX side's wait. A write is refused
+// (EAGAIN: the peer's queue is full), the peer then reads everything and
+// the poller takes the writable edge before WaitWritable: it must
+// return at once; with the queue full again it parks until the peer
+// reads.
+func TestWaitWritableRoomBeforeWait(t *testing.T) {
+	a, b := socketpairQueues(t)
+	var fd int
+	b.rc.Control(func(f uintptr) { fd = int(f) })
+	frame := [][]byte{make([]byte, 64)}
+	buf := make([]byte, 64)
+	fill := func() int {
+		n := 0
+		for ; ; n++ {
+			if _, err := a.TryWritev(frame); err == unix.EAGAIN {
+				return n
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	drain := func() {
+		for {
+			if _, err := unix.Read(fd, buf); err != nil {
+				return
+			}
+		}
+	}
+	for i := range 10 {
+		if fill() == 0 && i == 0 {
+			t.Fatal("no write accepted")
+		}
+		drain()
+		sleepForPoller()
+		if err := waitWithin(a.WaitWritable, a.SetWriteDeadline, 2*time.Second); err != nil {
+			t.Fatalf("round %d: WaitWritable with room = %v (a lost wake-up)", i, err)
+		}
+	}
+	fill()
+	done := make(chan error, 1)
+	go func() { done <- a.WaitWritable() }()
+	select {
+	case err := <-done:
+		t.Fatalf("WaitWritable returned (%v) with the peer's queue full", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	drain()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("room did not wake WaitWritable")
+	}
+}
+
+// TestTapFrameBeforeWait is TestWaitReadableFrameBeforeWait on a real
+// TAP: a frame the host sends right after TryReadv returned EAGAIN.
+func TestTapFrameBeforeWait(t *testing.T) {
+	ns := enterNetns(t)
+	l := ns.openLink("flt-wait", 1, Options{})
+	c := udpSocket(t, l.hostIP, 0)
+	dst := &net.UDPAddr{IP: l.guestIP, Port: 7}
+	frameBeforeWait(t, l.tap.Queue(0), func() error {
+		_, err := c.WriteToUDP([]byte("wake"), dst)
+		return err
+	})
+}
