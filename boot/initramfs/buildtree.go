@@ -219,7 +219,7 @@ func (k *Kconfig) Module(name string) (sym, val string, known bool) {
 
 // ErrNotBuiltin: a module the guest needs is not built into the kernel,
 // by its configuration.
-var ErrNotBuiltin = errors.New("module not built in")
+var ErrNotBuiltin = errors.New("not every driver the guest needs is built in")
 
 // CheckBuiltin returns nil when the configuration builds every module of
 // wanted into the kernel (=y), so a guest needs no module file; otherwise
