@@ -2,8 +2,8 @@
 # One command-mode case (`flint run ... -- CMD`) in the nested test host, for
 # tests/command_test.go, which judges what this prints. Runs in L1's busybox sh.
 #
-# Usage: command-case.sh --dir D [--limit SECS] [--tree SRC DEST] [--tools DIR]
-#            [--stdin TEXT] [--tun-ko PATH] [--tap NAME CIDR] -- FLINT-COMMAND-LINE...
+# Usage: command-case.sh --dir D [--limit SECS] [--tree SRC DEST] [--kernel-into PATH]
+#            [--tools DIR] [--stdin TEXT] [--tun-ko PATH] [--tap NAME CIDR] -- FLINT-COMMAND-LINE...
 #
 #   --dir D          the case's directory: D/ro (holds "hello"), D/rw (empty), D/cwd
 #                    (flint's working directory) are created here first
@@ -13,6 +13,9 @@
 #                    [no limit]
 #   --tree SRC DEST  copy the kernel module tree SRC to DEST (e.g. /lib/modules/KVER,
 #                    where flint finds it without --modules)
+#   --kernel-into PATH  copy the kernel that flint's --kernel names to PATH and run
+#                    flint with --kernel PATH (a kernel build tree's
+#                    arch/x86/boot/bzImage: flint finds the tree around it)
 #   --tools DIR      merge DIR (scripts/mknet-tools.sh output: dynamically linked
 #                    programs and their libraries) into L1's root
 #   --stdin TEXT     flint's stdin is a file holding TEXT and a newline (default /dev/null)
@@ -29,12 +32,13 @@
 #   CMDCASE-REPORT|line   D/report.json      CMDCASE-JUNIT|line   D/junit.xml
 #   CMDCASE-RWFILE|line   D/rw/out.txt, when the guest wrote it
 #   CMDCASE-HOST ro-new=yes|no overlay-leak=yes|no   what the guest's writes did on L1
-dir='' stdin=/dev/null limit=''
+dir='' stdin=/dev/null limit='' kernel_into=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--dir) dir=$2; shift 2 ;;
 	--limit) limit=$2; shift 2 ;;
 	--tree) mkdir -p "$3" && cp -a "$2/." "$3/" || exit 1; shift 3 ;;
+	--kernel-into) kernel_into=$2; shift 2 ;;
 	--tools) cp -a "$2/." / || exit 1; shift 2 ;;
 	--stdin) stdin_text=$2; stdin=stdin; shift 2 ;;
 	--tun-ko)
@@ -50,6 +54,21 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [ -n "$dir" ] || { echo "command-case.sh: --dir is required" >&2; exit 2; }
+if [ -n "$kernel_into" ]; then
+	# The word after --kernel becomes kernel_into, a copy of that kernel.
+	mkdir -p "$(dirname "$kernel_into")" || exit 1
+	n=$# next=''
+	for a in "$@"; do
+		if [ -n "$next" ]; then
+			cp "$a" "$kernel_into" || exit 1
+			a=$kernel_into next=''
+		elif [ "$a" = --kernel ]; then
+			next=1
+		fi
+		set -- "$@" "$a"
+	done
+	shift "$n"
+fi
 mkdir -p "$dir/ro" "$dir/rw" "$dir/cwd" || exit 1
 echo hello-from-host >"$dir/ro/hello"
 if [ "$stdin" = stdin ]; then

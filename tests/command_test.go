@@ -260,19 +260,29 @@ func (e *env) commandCases(t *testing.T, kernels map[string]string, timeout time
 		base = t.TempDir()
 	}
 	// mk builds a case: its directory, the wrapper, the module tree (at
-	// /lib/modules/KVER in the nested host, where flint finds it; by
-	// --modules on a real host, whose /lib/modules is not the test's).
-	mk := func(name, flavour string, tree, kver string, auto bool, wrapArgs, flags, cmd []string) boot {
+	// /lib/modules/KVER in the nested host, where flint finds it, for
+	// treeAuto; by --modules on a real host, whose /lib/modules is not the
+	// test's, and for treeFlag; a build tree with the kernel copied into
+	// it at arch/x86/boot/bzImage for treeKernel; none for treeNone).
+	mk := func(name, flavour string, tree, kver string, where treePlace, wrapArgs, flags, cmd []string) boot {
 		d := filepath.Join(base, strings.ReplaceAll(name, "/", "-"))
 		w := []string{"sh", script, "--dir", d, "--limit", strconv.Itoa(int((timeout - 30*time.Second) / time.Second))}
-		files := []string{script, tree}
+		files := []string{script}
 		dest := filepath.Join(d, "modules")
-		if auto && !e.direct {
+		switch {
+		case where == treeNone:
+		case where == treeKernel:
+			dest = filepath.Join(d, "tree")
+			w = append(w, "--kernel-into", filepath.Join(dest, "arch/x86/boot/bzImage"))
+		case where == treeAuto && !e.direct:
 			dest = "/lib/modules/" + kver
-		} else {
+		default:
 			flags = append([]string{"--modules", dest}, flags...)
 		}
-		w = append(w, "--tree", tree, dest)
+		if where != treeNone {
+			files = append(files, tree)
+			w = append(w, "--tree", tree, dest)
+		}
 		if tools != "" {
 			w = append(w, "--tools", tools)
 			files = append(files, tools)
@@ -296,7 +306,7 @@ func (e *env) commandCases(t *testing.T, kernels map[string]string, timeout time
 	var cases []cmdCase
 	share := "cmd/cloud/share"
 	cases = append(cases, cmdCase{
-		b: mk(share, "cloud", cloudTree, cloudKver, true,
+		b: mk(share, "cloud", cloudTree, cloudKver, treeAuto,
 			[]string{"--stdin", "line-from-host"},
 			[]string{"--share", d(share) + "/ro:/mnt/ro", "--share", d(share) + "/rw:/mnt/rw:rw"},
 			[]string{"sh", "-c", shareScript}),
@@ -348,7 +358,7 @@ func (e *env) commandCases(t *testing.T, kernels map[string]string, timeout time
 		netCmd = "uname -r; ping -c 1 -W 10 10.77.0.1 >/dev/null && echo ping=ok; exit 0"
 	}
 	cases = append(cases, cmdCase{
-		b: mk(netName, "amd64", genericTree, genericKver, false, netWrap, netFlags, []string{"sh", "-c", netCmd}),
+		b: mk(netName, "amd64", genericTree, genericKver, treeFlag, netWrap, netFlags, []string{"sh", "-c", netCmd}),
 		check: func(t *testing.T, r *cmdResult) {
 			r.wantRC(t, 0, "passed")
 			r.checkJUnit(t, false)
@@ -362,7 +372,7 @@ func (e *env) commandCases(t *testing.T, kernels map[string]string, timeout time
 	})
 
 	cases = append(cases, cmdCase{
-		b: mk("cmd/cloud/panic", "cloud", cloudTree, cloudKver, true, nil, nil,
+		b: mk("cmd/cloud/panic", "cloud", cloudTree, cloudKver, treeAuto, nil, nil,
 			[]string{"sh", "-c", "echo c >/proc/sysrq-trigger; sleep 600"}),
 		check: func(t *testing.T, r *cmdResult) {
 			rep := r.wantRC(t, 121, "kernel-failure")
@@ -378,7 +388,7 @@ func (e *env) commandCases(t *testing.T, kernels map[string]string, timeout time
 		},
 	})
 	cases = append(cases, cmdCase{
-		b: mk("cmd/cloud/timeout", "cloud", cloudTree, cloudKver, true, nil, []string{"--timeout", "60s"},
+		b: mk("cmd/cloud/timeout", "cloud", cloudTree, cloudKver, treeAuto, nil, []string{"--timeout", "60s"},
 			[]string{"sh", "-c", "while :; do echo tick; sleep 1; done"}),
 		check: func(t *testing.T, r *cmdResult) {
 			r.wantRC(t, 124, "timeout")
@@ -386,14 +396,127 @@ func (e *env) commandCases(t *testing.T, kernels map[string]string, timeout time
 		},
 	})
 	cases = append(cases, cmdCase{
-		b: mk("cmd/cloud/idle", "cloud", cloudTree, cloudKver, true, nil, []string{"--idle-timeout", "20s"},
+		b: mk("cmd/cloud/idle", "cloud", cloudTree, cloudKver, treeAuto, nil, []string{"--idle-timeout", "20s"},
 			[]string{"sleep", "600"}),
 		check: func(t *testing.T, r *cmdResult) {
 			r.wantRC(t, 122, "idle-timeout")
 			r.checkJUnit(t, true)
 		},
 	})
-	return cases
+	return append(cases, e.buildTreeCases(t, mk, d)...)
+}
+
+// treePlace is where a command-mode case puts its module tree.
+type treePlace int
+
+const (
+	treeAuto   treePlace = iota // /lib/modules/KVER in the nested host (found by flint), else --modules
+	treeFlag                    // --modules
+	treeKernel                  // a build tree around the kernel (found by flint)
+	treeNone                    // no tree at all
+)
+
+// buildTreeCases are a kernel developer's runs: the generic kernel run
+// from a build tree (devBuildTree) with its modules not installed, `--
+// true` and a failing command; and the same kernel with --modules builtin,
+// which it is not (its virtio drivers are modules): the agent must fail
+// fast at the modules stage (the stream devices never appear), a boot
+// failure with the hint, not a hang. The generic kernel's tree is never at
+// /lib/modules/KVER here (the cloud cases put theirs there; the nested
+// host's own, if any, has no virtio modules), and flint's debug log must
+// name the build tree.
+func (e *env) buildTreeCases(t *testing.T, mk func(string, string, string, string, treePlace, []string, []string, []string) boot,
+	d func(string) string) []cmdCase {
+	t.Helper()
+	kver := e.kver(t, "amd64")
+	tree := devBuildTree(t, filepath.Join(e.cache, "kernels", "amd64"))
+	usedTree := func(t *testing.T, name string, r *cmdResult) {
+		t.Helper()
+		want := "the build tree " + filepath.Join(d(name), "tree") + " around the kernel"
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("flint's debug log does not say it used the build tree (%q)", want)
+		}
+		if rep := r.parseReport(t); rep.Kernel != kver {
+			t.Errorf("report kernel %q, want %q", rep.Kernel, kver)
+		}
+	}
+	debug := []string{"--log-level", "debug"}
+	okName, failName := "cmd/amd64/build-tree/true", "cmd/amd64/build-tree/fails"
+	return []cmdCase{{
+		b: mk(okName, "amd64", tree, kver, treeKernel, nil, debug, []string{"true"}),
+		check: func(t *testing.T, r *cmdResult) {
+			r.wantRC(t, 0, "passed")
+			usedTree(t, okName, r)
+		},
+	}, {
+		b: mk(failName, "amd64", tree, kver, treeKernel, nil, debug, []string{"sh", "-c", "echo from-build-tree; exit 3"}),
+		check: func(t *testing.T, r *cmdResult) {
+			r.wantRC(t, 3, "command-failed")
+			r.checkJUnit(t, true)
+			usedTree(t, failName, r)
+			if !strings.Contains(r.stdout, "from-build-tree\n") {
+				t.Errorf("stdout lacks the command's output")
+			}
+		},
+	}, {
+		b: mk("cmd/amd64/builtin-missing-driver", "amd64", "", kver, treeNone, nil, []string{"--modules", "builtin"}, []string{"true"}),
+		check: func(t *testing.T, r *cmdResult) {
+			rep := r.wantRC(t, 120, "boot-failure")
+			if !strings.Contains(r.stderr, "stage modules") || !strings.Contains(r.stderr, "loaded no kernel modules") {
+				t.Errorf("stderr lacks the modules stage and the missing-driver hint")
+			}
+			// Noticed within the agent's device wait (5 s), not a timeout.
+			if rep.BootToInitSeconds == nil || rep.TotalSeconds-*rep.BootToInitSeconds > 30 {
+				t.Errorf("the missing driver ended the run %.1fs after init", rep.TotalSeconds-ptrOr(rep.BootToInitSeconds))
+			}
+		},
+	}}
+}
+
+func ptrOr(p *float64) float64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// devBuildTree lays out, from the cached kernel flavour dir (its modules
+// and config as unpacked from its .deb), a kernel build tree as a
+// developer's build leaves it: the modules command mode loads at their
+// places in the source tree (kernel/drivers/x.ko becomes drivers/x.ko),
+// modules.order naming their objects (x.o, as Linux 6.3 and later write
+// it), the package's modules.builtin, the config as .config and a
+// Makefile; no modules.dep, nothing installed. command-case.sh copies the
+// kernel to arch/x86/boot/bzImage.
+func devBuildTree(t *testing.T, flavourDir string) string {
+	t.Helper()
+	dir := filepath.Join(flavourDir, "modules")
+	mods, err := initramfs.Resolve(dir, initramfs.DefaultModules)
+	if err != nil {
+		t.Fatalf("resolving command mode's modules in %s: %v", dir, err)
+	}
+	out := t.TempDir()
+	resolved, _ := filepath.EvalSymlinks(dir)
+	var order strings.Builder
+	for _, m := range mods {
+		rel, err := filepath.Rel(resolved, m.Path)
+		if err != nil || !strings.HasPrefix(rel, "kernel/") {
+			if rel, err = filepath.Rel(dir, m.Path); err != nil || !strings.HasPrefix(rel, "kernel/") {
+				t.Fatalf("module %s not under %s/kernel", m.Path, dir)
+			}
+		}
+		src := strings.TrimPrefix(rel, "kernel/")
+		copyFile(t, m.Path, filepath.Join(out, src))
+		order.WriteString(strings.TrimSuffix(src, ".ko") + ".o\n")
+	}
+	copyFile(t, filepath.Join(dir, "modules.builtin"), filepath.Join(out, "modules.builtin"))
+	copyFile(t, filepath.Join(flavourDir, "config"), filepath.Join(out, ".config"))
+	for name, data := range map[string]string{"modules.order": order.String(), "Makefile": "# a kernel build tree (tests/command_test.go)\n"} {
+		if err := os.WriteFile(filepath.Join(out, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
 
 // xsaveArtifact is the title of the one kernel warning every guest in the
