@@ -119,8 +119,8 @@ func (g *guest) bootConfig() (*initramfs.Kconfig, error) {
 	name := "config-" + g.kver
 	conf, err := initramfs.ReadKconfig(filepath.Join(filepath.Dir(g.kernel), name))
 	if err != nil {
-		if real, lerr := filepath.EvalSymlinks(g.kernel); lerr == nil {
-			conf, err = initramfs.ReadKconfig(filepath.Join(filepath.Dir(real), name))
+		if target, lerr := filepath.EvalSymlinks(g.kernel); lerr == nil {
+			conf, err = initramfs.ReadKconfig(filepath.Join(filepath.Dir(target), name))
 		}
 	}
 	return conf, err
