@@ -233,17 +233,29 @@ func runConfig(c *cli.Context) (vmm.Config, func(), error) {
 	return buildConfig(c, fc, src)
 }
 
-// maxKernelSize bounds what --kernel reads (bzImages are tens of MiB).
+// maxKernelSize bounds the kernel bytes Flint holds (readKernel): a
+// bzImage's whole file (tens of MiB), an ELF vmlinux's loadable segments
+// and notes (30-60 MiB), whatever the size of the vmlinux file around them
+// (its debug info is never read).
 const maxKernelSize = 512 << 20
 
 // readInput reads a regular file of at most limit bytes. It never blocks
 // on the path (a FIFO is an error at once: internal/hostfile), which
 // matters in API mode, where InstanceStart reads under the server's lock.
 func readInput(flag, path string, limit uint64) ([]byte, error) {
+	return readInputWith(flag, path, func(path string) ([]byte, error) {
+		return hostfile.ReadInput(path, int64(min(limit, math.MaxInt64)))
+	})
+}
+
+// readInputWith reads the file at path with read (which must not block
+// on the path either); an empty path, or read's error, is a usageError
+// naming flag.
+func readInputWith(flag, path string, read func(path string) ([]byte, error)) ([]byte, error) {
 	if path == "" {
 		return nil, usagef("%s: empty path", flag)
 	}
-	b, err := hostfile.ReadInput(path, int64(min(limit, math.MaxInt64)))
+	b, err := read(path)
 	if err != nil {
 		return nil, usagef("%s: %v", flag, unwrapPathError(err))
 	}
