@@ -5,7 +5,7 @@
 //
 // # What it owns
 //
-//   - Inputs (OpenInput, ReadInput): opened with O_NONBLOCK, then fstat'ed
+//   - Inputs (OpenInput, ReadInput, ReadInputAt): opened with O_NONBLOCK, then fstat'ed
 //     and required to be a regular file (or a block device where the
 //     caller allows one, for drives) before anything is read; a FIFO,
 //     socket or character device is an error at once instead of an open

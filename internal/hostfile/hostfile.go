@@ -58,6 +58,23 @@ func OpenInput(path string, flag int, kinds Kinds) (*os.File, error) {
 // one buffer of its size (a growing buffer would leave a peak of several
 // times the file in memory). *TooLargeError reports a bigger file.
 func ReadInput(path string, limit int64) ([]byte, error) {
+	return ReadInputAt(path, func(r io.ReaderAt, size int64) ([]byte, error) {
+		if size > limit {
+			return nil, &TooLargeError{Path: path, Size: size, Limit: limit}
+		}
+		b := make([]byte, size)
+		if _, err := io.ReadFull(io.NewSectionReader(r, 0, size), b); err != nil {
+			return nil, fmt.Errorf("%s: %w (the file shrank while being read?)", path, err)
+		}
+		return b, nil
+	})
+}
+
+// ReadInputAt opens the regular file at path as OpenInput does and returns
+// what read makes of it, given the file and its size: for a reader that
+// takes only some of a large file (a kernel's loadable segments). read's
+// error is returned as it is.
+func ReadInputAt(path string, read func(r io.ReaderAt, size int64) ([]byte, error)) ([]byte, error) {
 	f, err := OpenInput(path, os.O_RDONLY, Regular)
 	if err != nil {
 		return nil, err
@@ -67,14 +84,7 @@ func ReadInput(path string, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.Size() > limit {
-		return nil, &TooLargeError{Path: path, Size: st.Size(), Limit: limit}
-	}
-	b := make([]byte, st.Size())
-	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, fmt.Errorf("%s: %w (the file shrank while being read?)", path, err)
-	}
-	return b, nil
+	return read(f, st.Size())
 }
 
 // TooLargeError is ReadInput's error for a file over its limit.

@@ -3,6 +3,7 @@ package hostfile
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -194,5 +195,26 @@ func TestListenMode(t *testing.T) {
 	}
 	if _, err := Listen(filepath.Join(dir, "x"), os.ModeSetuid|0o600); err == nil {
 		t.Fatal("setuid mode accepted")
+	}
+}
+
+// TestReadInputAt: the reader gets the file and its size and takes what
+// it wants; its error comes back as it is.
+func TestReadInputAt(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "vmlinux")
+	if err := os.WriteFile(p, []byte("ELF and debug info"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ReadInputAt(p, func(r io.ReaderAt, size int64) ([]byte, error) {
+		out := make([]byte, 3)
+		_, err := r.ReadAt(out, size-4)
+		return out, err
+	})
+	if err != nil || string(b) != "inf" {
+		t.Fatalf("ReadInputAt = %q, %v", b, err)
+	}
+	bad := errors.New("malformed")
+	if _, err := ReadInputAt(p, func(io.ReaderAt, int64) ([]byte, error) { return nil, bad }); err != bad {
+		t.Fatalf("read's error came back as %v", err)
 	}
 }
