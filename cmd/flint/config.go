@@ -34,6 +34,25 @@ func loadConfigFile(path string) (*configs.VMConfig, error) {
 	return &fc, nil
 }
 
+// readKernel reads the kernel file at path, named by flag, as boot.ReadKernel
+// does: a bzImage whole, an ELF vmlinux as a compact image of its headers,
+// loadable segments and notes (a vmlinux with debug info may be GiBs; its
+// debug sections are never read), either at most maxKernelSize bytes. Every
+// kernel Flint boots is read here, however it was named: --kernel, a config
+// file's or the API's boot-source.kernel_image_path, flint firecracker's.
+// A problem is a usageError naming flag, the file and what is wrong.
+func readKernel(flag, path string) ([]byte, error) {
+	return readInputWith(flag, path, func(path string) ([]byte, error) {
+		return hostfile.ReadInputAt(path, func(r io.ReaderAt, size int64) ([]byte, error) {
+			b, err := boot.ReadKernel(r, size, maxKernelSize)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			return b, nil
+		})
+	})
+}
+
 // buildConfig turns a VM description into a vmm.Config: the values of fc
 // (a --config file or the API's configuration; nil for flags alone), then
 // every flag given on the command line on top. src names fc in errors
@@ -153,7 +172,7 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 		}
 		cfg.Net = append(cfg.Net, n)
 	}
-	if cfg.Kernel, err = readInput(kernelFlag, kernel, maxKernelSize); err != nil {
+	if cfg.Kernel, err = readKernel(kernelFlag, kernel); err != nil {
 		return cfg, release, err
 	}
 	if initrd != "" {
