@@ -30,7 +30,9 @@ import (
 //	                     first PT_LOAD's bytes)
 //
 // Nothing else in Flint reads a kernel's sections: the PVH entry comes
-// from PT_NOTE, the banner from the PT_LOAD bytes.
+// from PT_NOTE, the banner from the PT_LOAD bytes. ParseELF's messages
+// about a malformed note give the note's offset in the compact image, not
+// in the file; the program header index is the file's.
 
 // ReadKernel reads the kernel file of size bytes from r as Flint boots it:
 // an ELF vmlinux (by its magic) as CompactELF, anything else (a bzImage)
