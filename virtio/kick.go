@@ -24,21 +24,22 @@ import (
 // is read with os.File.Read as before. It does not allocate per kick.
 //
 // With ready set (an Engine's re-check of its ring), a wait makes no
-// system call before it parks: see read.
+// system call before it parks, and none at all on an eventfd: see read.
 type kickReader struct {
-	f      *os.File
-	rc     syscall.RawConn       // nil: read f with os.File.Read
-	fn     func(fd uintptr) bool // k.read, bound once
-	ready  func() bool           // true: the ring has work, do not park (nil: read first)
-	parked bool                  // this wait's first callback ran: the next ones read
-	errno  syscall.Errno         // the last raw read's error
-	eof    bool                  // the last raw read returned 0 bytes
-	buf    [64]byte
+	f       *os.File
+	rc      syscall.RawConn       // nil: read f with os.File.Read
+	fn      func(fd uintptr) bool // k.read, bound once
+	ready   func() bool           // true: the ring has work, do not park (nil: read first)
+	eventfd bool                  // f is an eventfd (isEventfd, at bind): with ready, never read
+	parked  bool                  // this wait's first callback ran: the next ones read
+	errno   syscall.Errno         // the last raw read's error
+	eof     bool                  // the last raw read returned 0 bytes
+	buf     [64]byte
 }
 
 // bind makes k read f (nil: nothing).
 func (k *kickReader) bind(f *os.File) {
-	k.f, k.rc = f, nil
+	k.f, k.rc, k.eventfd = f, nil, false
 	if f == nil {
 		return
 	}
@@ -46,10 +47,15 @@ func (k *kickReader) bind(f *os.File) {
 	if err != nil {
 		return
 	}
-	nonblocking := false
-	if cerr := rc.Control(func(fd uintptr) { nonblocking = isNonblocking(fd) }); cerr != nil || !nonblocking {
+	nonblocking, eventfd := false, false
+	if cerr := rc.Control(func(fd uintptr) {
+		if nonblocking = isNonblocking(fd); nonblocking {
+			eventfd = isEventfd(fd)
+		}
+	}); cerr != nil || !nonblocking {
 		return
 	}
+	k.eventfd = eventfd
 	k.rc = rc
 	if k.fn == nil {
 		k.fn = k.read
@@ -64,7 +70,8 @@ var errKickEOF = errors.New("virtio: kick file closed by its writer")
 // (an os.IsTimeout error: how a device's reset wakes it) or f fails.
 // With ready set it also returns, without reading, when ready reports
 // work, and a kick's end of file may go unseen (the engine waits for
-// the reset after EOF anyway).
+// the reset after EOF anyway); on an eventfd it returns only when ready
+// does (or at the deadline) and never reads.
 func (k *kickReader) wait() error {
 	if k.rc == nil {
 		_, err := k.f.Read(k.buf[:])
@@ -110,9 +117,29 @@ func (k *kickReader) wait() error {
 //     buffers the engine processed after that read): park again. 0 bytes
 //     is EOF.
 //
+// An eventfd with ready set is never read: every call, the first and
+// each after a wake, is the ring check alone (false parks again, so a
+// stale wake costs no system call either). The kicks stay in its
+// counter, and that loses none: the kernel wakes the file's waiters on
+// every write (fs/eventfd.c, eventfd_write) and every in-kernel signal
+// (eventfd_signal_mask, KVM's ioeventfd) whatever the counter holds
+// (wake_up_locked_poll whenever the wait queue is active), and the
+// netpoller's epoll registration is edge-triggered, so each kick raises
+// a new edge; the counter saturates at 2^64-1 for in-kernel signals
+// (eventfd_signal in kernels before 6.8 likewise), and a frontend
+// writing 1 per kick would need 2^64 kicks to block (one that writes
+// more blocks only its own kicks). The check after a wake is as safe as
+// the first: only RawConn.Read's start forgets readiness, so an edge
+// raised after a false answer wakes the goroutine or keeps it from
+// parking. Pipes and other files must still be read: 8 bytes per kick
+// would fill a pipe and block its writer.
+//
 // A wait that saw a reset's deadline never gets here: RawConn.Read
 // returns the timeout before or instead of calling it.
 func (k *kickReader) read(fd uintptr) bool {
+	if k.ready != nil && k.eventfd {
+		return k.ready()
+	}
 	if !k.parked {
 		k.parked = true
 		if k.ready != nil {

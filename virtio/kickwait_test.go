@@ -1,6 +1,8 @@
 package virtio_test
 
 import (
+	"encoding/binary"
+	"fmt"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -135,5 +137,102 @@ func TestEngineKickFreshFile(t *testing.T) {
 	r.close(t)
 	if h.kickWaits < 49 {
 		t.Errorf("%d kick waits for 49 buffers kicked one at a time", h.kickWaits)
+	}
+}
+
+// spinFor is waitFor with a shorter sleep, for tests of many rounds. (A
+// sleep, not runtime.Gosched: with one P and this goroutine always
+// runnable, the scheduler would poll the network only when sysmon does,
+// every 10 ms.)
+func spinFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// TestEngineEventfdNeverRead: an engine bound to an eventfd never reads
+// it (the kicks stay in its counter) and still wakes on every later
+// kick: the kernel raises an edge per write whatever the counter holds.
+// Rounds alternate between a kick while the engine is parked and one
+// while it may still be running (found by its ring check), with one P
+// and with two. An engine that read the counter leaves it below the
+// kicks made; a wait that did not wake for a kick times out.
+func TestEngineEventfdNeverRead(t *testing.T) {
+	for _, procs := range []int{1, 2} {
+		for _, ft := range []struct {
+			name     string
+			features uint64
+		}{{"flags", 0}, {"event-idx", qt.FeatureEventIdx}} {
+			t.Run(fmt.Sprintf("procs=%d/%s", procs, ft.name), func(t *testing.T) {
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+				const rounds = 400
+				h := &kickHook{}
+				r, kick := newKickRig(t, h, ft.features, "eventfd", false)
+				efd := int(r.kr.Fd())
+				r.start()
+				kicks := 0
+				for i := 1; i <= rounds; i++ {
+					if i%2 == 0 {
+						spinFor(t, func() bool { return r.eng.Status.Load().Activity == virtio.ActivityWaitKick })
+					}
+					if r.add(t) {
+						kick()
+						kicks++
+					}
+					spinFor(t, func() bool { return r.drv.UsedIdx() == uint16(i) })
+				}
+				spinFor(t, func() bool { return r.eng.Status.Load().Activity == virtio.ActivityWaitKick })
+				var buf [8]byte
+				n, err := unix.Read(efd, buf[:])
+				if err != nil || n != 8 || binary.LittleEndian.Uint64(buf[:]) != uint64(kicks) {
+					t.Errorf("eventfd counter %d (%d, %v) after %d kicks: the engine read it", binary.LittleEndian.Uint64(buf[:]), n, err, kicks)
+				}
+				if kicks < rounds/2 {
+					t.Errorf("only %d kicks in %d rounds", kicks, rounds)
+				}
+				r.close(t)
+			})
+		}
+	}
+}
+
+// TestEnginePipeKicksDrained: a pipe's kicks (8 bytes each) are still
+// read: over many rounds the pipe never holds more than a few (an
+// engine that treated it as an eventfd would let it fill and block the
+// driver's kicks).
+func TestEnginePipeKicksDrained(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const rounds = 1000
+	h := &kickHook{}
+	r, kick := newKickRig(t, h, 0, "pipe", false)
+	r.start()
+	most := 0
+	for i := 1; i <= rounds; i++ {
+		if i%2 == 0 {
+			spinFor(t, func() bool { return r.eng.Status.Load().Activity == virtio.ActivityWaitKick })
+		}
+		if !r.add(t) {
+			t.Fatal("the driver would not kick")
+		}
+		kick()
+		spinFor(t, func() bool { return r.drv.UsedIdx() == uint16(i) })
+		rc, err := r.kr.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var queued int
+		var qerr error
+		if err := rc.Control(func(fd uintptr) { queued, qerr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }); err != nil || qerr != nil {
+			t.Fatal(err, qerr)
+		}
+		most = max(most, queued)
+	}
+	r.close(t)
+	if most > 64*8 {
+		t.Errorf("the kick pipe held up to %d bytes (%d kicks) over %d rounds: not drained", most, most/8, rounds)
 	}
 }
