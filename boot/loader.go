@@ -107,8 +107,9 @@ func configErr(kind error, format string, args ...any) error {
 
 // Config is what to boot.
 type Config struct {
-	// Kernel is the whole kernel file: a bzImage, or a 64-bit ELF vmlinux
-	// (told apart by the ELF magic).
+	// Kernel is the kernel image: a whole bzImage, or a 64-bit ELF vmlinux
+	// (told apart by the ELF magic), whole or as ReadKernel's compact image
+	// of its headers and loadable segments.
 	Kernel []byte
 	// Initrd is the initial ramdisk (optional).
 	Initrd []byte

@@ -40,7 +40,7 @@ const (
 
 // Config describes one VM. New validates it.
 type Config struct {
-	Kernel    []byte // the kernel file: a bzImage or a 64-bit ELF vmlinux
+	Kernel    []byte // the kernel: a bzImage, or a 64-bit ELF vmlinux (boot.ReadKernel's compact image of it)
 	Initrd    []byte // optional initramfs
 	Cmdline   string // the kernel command line, used as given
 	CPUs      int
