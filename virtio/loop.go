@@ -200,9 +200,7 @@ func (e *Engine) Run() {
 				return
 			}
 		case WaitBackend:
-			e.h.Event(EventBackendWait)
-			e.Status.Set(r.Activity, e.q)
-			e.busy = 0
+			e.backendWait(r.Activity)
 			if !e.h.Wait(r.Activity) && !e.stopping.Load() {
 				e.failed()
 				return
@@ -306,6 +304,29 @@ func (e *Engine) Flush() {
 		e.h.Event(EventInterrupt)
 	}
 	e.publishCounters()
+}
+
+// BackendIdle is for a Handler whose Next waits for its backend itself
+// instead of returning WaitBackend (virtio/netdev's RX, with a backend
+// that reads or parks in one call): called just before it parks, it does
+// what Run does before Handler.Wait, publishing what is complete (and
+// signalling the driver if it asks: it must not wait for completions the
+// engine holds while it sleeps), then EventBackendWait and activity a.
+// After the wait the Handler calls BackendResumed.
+func (e *Engine) BackendIdle(a Activity) {
+	e.Flush()
+	e.backendWait(a)
+}
+
+// BackendResumed records that the engine runs again after BackendIdle.
+func (e *Engine) BackendResumed() { e.Status.Set(ActivityRunning, e.q) }
+
+// backendWait is what precedes every wait for the backend, once what is
+// complete was published.
+func (e *Engine) backendWait(a Activity) {
+	e.h.Event(EventBackendWait)
+	e.Status.Set(a, e.q)
+	e.busy = 0
 }
 
 // FaultReporter is implemented by an Interrupt that can record why its

@@ -44,11 +44,13 @@ type ioDir struct {
 	errno  unix.Errno
 	pfd    [1]unix.PollFd
 	zeroTS unix.Timespec
-	parked bool // this wait's first ready call ran (see doReady)
+	parked bool   // this wait's first ready call ran (see doReady); ReadvOrPark parked
+	idle   func() // ReadvOrPark's hook, for the call
 
-	park  func(fd uintptr) bool // readv/writev; false on EAGAIN parks in the poller
-	once  func(fd uintptr) bool // readv/writev exactly once
-	ready func(fd uintptr) bool // a zero-timeout ppoll before parking, none after; moves no data
+	park   func(fd uintptr) bool // readv/writev; false on EAGAIN parks in the poller
+	once   func(fd uintptr) bool // readv/writev exactly once
+	ready  func(fd uintptr) bool // a zero-timeout ppoll before parking, none after; moves no data
+	orPark func(fd uintptr) bool // readv; on EAGAIN idle, then park; none after the wake
 }
 
 // initialIovecs is the iovec capacity a Queue starts with; it grows (once)
@@ -65,6 +67,7 @@ func (d *ioDir) init(write bool) {
 	d.park = d.doPark
 	d.once = d.doOnce
 	d.ready = d.doReady
+	d.orPark = d.doReadOrPark
 }
 
 // newQueue wraps a TAP descriptor that is already attached. It takes
@@ -134,6 +137,45 @@ func (q *Queue) Writev(iovs [][]byte) (int, error) {
 // TryWritev is Writev without parking: it returns unix.EAGAIN instead.
 func (q *Queue) TryWritev(iovs [][]byte) (int, error) {
 	return q.do(&q.tx, iovs, true)
+}
+
+// ReadvOrPark is TryReadv and WaitReadable in one wait on the file, for
+// a reader that must do something between the two (virtio/netdev's RX
+// engine publishes the frames it delivered and signals the guest): it
+// reads one frame into iovs and returns its length; when none is queued
+// it calls idle, parks until a frame can be read, and returns parked
+// with nothing read (the caller reads again), or with
+// os.ErrDeadlineExceeded or os.ErrClosed. idle runs on the caller's
+// goroutine after the readv found nothing and before parking, and must
+// not call the Queue's read side; iovs are not used after it (the
+// caller may give their buffers away). A wake-up
+// costs no system call besides the readv that ends it: the readv that
+// found nothing is the check after RawConn.Read forgot the poller's
+// recorded readiness (see doReady), so a frame that arrives after it,
+// even during idle, raises an edge this same wait sees. Errors, and
+// the empty iovs' unix.EINVAL, are TryReadv's.
+func (q *Queue) ReadvOrPark(iovs [][]byte, idle func()) (n int, parked bool, err error) {
+	d := &q.rx
+	d.mu.Lock()
+	if !d.load(iovs) {
+		d.mu.Unlock()
+		return 0, false, unix.EINVAL
+	}
+	d.idle, d.parked = idle, false
+	err = q.rc.Read(d.orPark)
+	n, errno, parked := d.n, d.errno, d.parked
+	d.idle = nil
+	d.release()
+	d.mu.Unlock()
+	switch {
+	case err != nil:
+		return 0, parked, q.pollErr(err)
+	case parked:
+		return 0, true, nil
+	case errno != 0:
+		return 0, false, errno
+	}
+	return n, false, nil
 }
 
 // WaitReadable parks until a frame can be read, without reading it, and
@@ -351,6 +393,18 @@ func (d *ioDir) doReady(fd uintptr) bool {
 	d.pfd[0].Revents = 0
 	n, errno := pollNow(d.pfd[:], &d.zeroTS)
 	return errno != 0 || n > 0
+}
+
+// doReadOrPark is ReadvOrPark's RawConn callback: a readv; on EAGAIN it
+// calls d.idle and parks (false); called again after the wake, it
+// returns at once, reading nothing (the caller's buffers may be gone).
+func (d *ioDir) doReadOrPark(fd uintptr) bool {
+	if d.parked || d.doPark(fd) {
+		return true
+	}
+	d.parked = true
+	d.idle()
+	return false
 }
 
 // sys does one readv or writev of d.iov.

@@ -38,10 +38,14 @@ func echoRX(q *Queue, done chan<- struct{}) {
 // every op is one wake-up of the waiter. Run under `perf stat -e
 // 'syscalls:sys_enter_*'` with a fixed -benchtime Nx for system calls per
 // wake-up.
-func BenchmarkWaitReadable(b *testing.B) {
+func BenchmarkWaitReadable(b *testing.B) { benchWakeups(b, echoRX) }
+
+// benchWakeups sends one frame at a time to a goroutine serving with
+// echo and waits for it to come back.
+func benchWakeups(b *testing.B, echo func(*Queue, chan<- struct{})) {
 	a, c := socketpairQueues(b)
 	done := make(chan struct{})
-	go echoRX(c, done)
+	go echo(c, done)
 	frame := make([]byte, 64)
 	wr := [][]byte{frame}
 	buf := make([]byte, 2048)

@@ -58,6 +58,22 @@ type Backend interface {
 	SetWriteDeadline(t time.Time) error
 }
 
+// ReadvParker is a Backend that can read a frame or park in one call
+// (*tap.Queue can), so that the RX engine's wait for the backend costs no
+// system call besides the readv that finds nothing: the device uses it
+// instead of TryReadv and WaitReadable when its backend has it.
+type ReadvParker interface {
+	// ReadvOrPark reads one frame into iovs as TryReadv does. When none
+	// is queued it calls idle (the device publishes what it delivered,
+	// signals the driver and gives its held buffers back: iovs must not
+	// be used after idle), then parks as WaitReadable does and returns
+	// parked with nothing read, with WaitReadable's error: nil when a
+	// frame can be read now. A frame that arrives after the readv found
+	// nothing, idle included, must end the park. idle runs on the
+	// caller's goroutine and never calls the read side.
+	ReadvOrPark(iovs [][]byte, idle func()) (n int, parked bool, err error)
+}
+
 // OffloadFunc applies the receive offloads the driver accepted to the
 // backend. features is the whole negotiated feature word (bit n =
 // feature n): the GUEST_* bits say which partially checksummed and GSO

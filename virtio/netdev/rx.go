@@ -4,6 +4,7 @@ package netdev
 
 import (
 	"encoding/binary"
+	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -54,6 +55,9 @@ type rx struct {
 	dl       deltas
 
 	lim *ratelimit.Limiter // nil: unlimited (Options.RxLimiter)
+
+	parker ReadvParker // the backend, when it reads or parks in one call
+	idleFn func()      // r.idle, bound once
 }
 
 var _ virtio.Handler = (*rx)(nil)
@@ -76,6 +80,10 @@ func (r *rx) init(env engineEnv, q *queue.Queue, acked uint64, mtu uint16) {
 	}
 	r.off = newOffloads(acked, guestOffloads)
 	r.win.reset()
+	r.parker, _ = env.be.(ReadvParker)
+	if r.idleFn == nil {
+		r.idleFn = r.idle
+	}
 }
 
 // release drops every reference to guest memory and the queue.
@@ -83,6 +91,7 @@ func (r *rx) release() {
 	r.win.release()
 	r.q = nil
 	r.engineEnv = engineEnv{}
+	r.parker = nil
 }
 
 // Next delivers frames from the backend while the held buffers can take
@@ -100,9 +109,12 @@ func (r *rx) Next() virtio.Result {
 		}
 		iov, space := r.win.iovecs()
 		r.iovSpace = space
-		n, err := r.be.TryReadv(iov)
+		n, err := r.read(iov)
 		switch {
 		case err == nil:
+		case err == errParked:
+			r.eng.BackendResumed()
+			continue // the held buffers were given back: pop again
 		case err == unix.EAGAIN:
 			return virtio.Result{Do: virtio.WaitBackend, Activity: virtio.ActivityWaitReadable}
 		case err == unix.EINTR:
@@ -117,6 +129,32 @@ func (r *rx) Next() virtio.Result {
 		}
 	}
 }
+
+// errParked: read waited for the backend (not an error).
+var errParked = errors.New("netdev: parked for the backend")
+
+// read reads one frame into iov without blocking (TryReadv: unix.EAGAIN
+// when none is queued, and the engine waits with Wait), or, when the
+// backend reads or parks in one call, waits for one itself: idle
+// publishes and gives the held buffers back before it parks, and after
+// the wake read returns errParked (the caller pops buffers again and
+// reads), or the wait's error: a deadline (Reset's; not a failure) is
+// errParked too.
+func (r *rx) read(iov [][]byte) (int, error) {
+	if r.parker == nil {
+		return r.be.TryReadv(iov)
+	}
+	n, parked, err := r.parker.ReadvOrPark(iov, r.idleFn)
+	if parked && (err == nil || os.IsTimeout(err)) {
+		return 0, errParked
+	}
+	return n, err
+}
+
+// idle is ReadvOrPark's hook: the engine publishes (and maybe signals
+// the driver) and the handler gives its held buffers back
+// (EventBackendWait), all before the backend parks.
+func (r *rx) idle() { r.eng.BackendIdle(virtio.ActivityWaitReadable) }
 
 // Chain holds c for the next frames (a snapshot of it: see heldChain),
 // or returns it unused if it cannot take a header.
