@@ -22,6 +22,7 @@ import (
 var (
 	_ netdev.Backend = (*tap.Queue)(nil)
 	_ netdev.Steerer = (*tap.Queue)(nil)
+	_ netdev.ReadvParker = (*tap.Queue)(nil) // RX reads or parks in one call (else it falls back to TryReadv + WaitReadable)
 )
 
 // --net's queues=N is the device's number of pairs: the two limits agree
