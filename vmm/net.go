@@ -20,8 +20,8 @@ import (
 // The TAP queue is the virtio-net device's backend as it is, and steers
 // (TUNSETQUEUE) for its multiqueue.
 var (
-	_ netdev.Backend = (*tap.Queue)(nil)
-	_ netdev.Steerer = (*tap.Queue)(nil)
+	_ netdev.Backend     = (*tap.Queue)(nil)
+	_ netdev.Steerer     = (*tap.Queue)(nil)
 	_ netdev.ReadvParker = (*tap.Queue)(nil) // RX reads or parks in one call (else it falls back to TryReadv + WaitReadable)
 )
 
