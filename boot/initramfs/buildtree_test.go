@@ -207,3 +207,88 @@ func FuzzBuildTreeLists(f *testing.F) {
 		}
 	})
 }
+
+// TestResolveOldBuildTree: before Linux 5.3 a build tree's modules.order
+// named each module with a "kernel/" prefix (kernel/drivers/virtio/x.ko
+// for the tree's drivers/virtio/x.ko); the tree's own kernel/ directory
+// still holds modules of its own (kernel/locking/locktorture.ko).
+func TestResolveOldBuildTree(t *testing.T) {
+	mod := func(name, deps string) []byte { return fakeModule("depends="+deps, "name="+name) }
+	tree := writeTree(t, map[string][]byte{
+		"Makefile": nil, ".config": nil,
+		"modules.order":                    []byte("kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_mmio.ko\nkernel/kernel/locking/locktorture.ko\nkernel/torture.ko\n"),
+		"modules.builtin":                  []byte("kernel/drivers/virtio/virtio_ring.ko\n"),
+		"drivers/virtio/virtio.ko":         mod("virtio", ""),
+		"drivers/virtio/virtio_mmio.ko":    mod("virtio_mmio", "virtio,virtio_ring"),
+		"kernel/locking/locktorture.ko":    mod("locktorture", "torture"),
+		"kernel/torture.ko":                mod("torture", ""),
+		"kernel/drivers/virtio/virtio.ko~": nil,
+	})
+	ms, err := Resolve(tree, []string{"virtio_mmio", "locktorture"})
+	if err != nil || !slices.Equal(names(ms), []string{"virtio", "virtio_mmio", "torture", "locktorture"}) {
+		t.Fatalf("kernel/-prefixed modules.order: %v, %v", names(ms), err)
+	}
+	for _, m := range ms {
+		if want := map[string]string{"virtio": "drivers/virtio/virtio.ko", "virtio_mmio": "drivers/virtio/virtio_mmio.ko",
+			"torture": "kernel/torture.ko", "locktorture": "kernel/locking/locktorture.ko"}[m.Name]; m.Path != filepath.Join(tree, want) {
+			t.Errorf("%s from %s, want %s", m.Name, m.Path, want)
+		}
+	}
+}
+
+// TestResolveOrderOutsideTree: a modules.order line that leads out of the
+// tree (../, or an absolute path) is never loaded: the module it names is
+// an error that says so, in a build tree and in an installed one alike.
+func TestResolveOrderOutsideTree(t *testing.T) {
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "virtio_mmio.ko"), fakeModule("depends="), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rel := func(tree string) string {
+		r, err := filepath.Rel(tree, filepath.Join(outside, "virtio_mmio.ko"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	for _, build := range []bool{true, false} {
+		files := map[string][]byte{"modules.builtin": nil}
+		if build {
+			files["Makefile"] = nil
+		}
+		tree := writeTree(t, files)
+		for _, line := range []string{rel(tree), "drivers/../../" + filepath.Base(tree) + "/" + rel(tree), filepath.Join(outside, "virtio_mmio.ko")} {
+			if err := os.WriteFile(filepath.Join(tree, "modules.order"), []byte(line+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ms, err := Resolve(tree, []string{"virtio_mmio"})
+			if err == nil || !errors.Is(err, ErrUnknownModule) || !strings.Contains(err.Error(), "outside") ||
+				!strings.Contains(err.Error(), line) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("build tree %v, modules.order %q: %v, %v; want an error naming the line", build, line, names(ms), err)
+			}
+		}
+	}
+}
+
+// TestResolveWalkBound: a tree too large to be a module tree (--modules
+// naming a home directory) is an error after a bounded walk, and a symbolic
+// link loop inside a tree is not followed.
+func TestResolveWalkBound(t *testing.T) {
+	files := map[string][]byte{"kernel/virtio_mmio.ko": fakeModule("depends=")}
+	for i := range 40 {
+		files[filepath.Join("src", strings.Repeat("d/", i%7), "f"+string(rune('a'+i%26))+".c")] = nil
+	}
+	dir := writeTree(t, files)
+	if err := os.Symlink("..", filepath.Join(dir, "src", "loop")); err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := Resolve(dir, []string{"virtio_mmio"}); err != nil || len(ms) != 1 {
+		t.Fatalf("small tree with a link loop: %v, %v", names(ms), err)
+	}
+	defer func(n int) { maxWalkEntries = n }(maxWalkEntries)
+	maxWalkEntries = 20
+	_, err := Resolve(dir, []string{"virtio_mmio"})
+	if !errors.Is(err, ErrNoModuleTree) || !strings.Contains(err.Error(), "more than 20 files") || !strings.Contains(err.Error(), dir) {
+		t.Errorf("tree over the bound: %v", err)
+	}
+}

@@ -272,16 +272,20 @@ func (d *depFile) where() string { return d.file }
 // it does not list was not built (a .ko found elsewhere is a stale one of
 // an earlier configuration), and its lines may name the module's object
 // (x.o, since Linux 6.3) for the x.ko beside it.
+//
+// A modules.order line that leads out of the tree (an absolute path, or
+// ../ above its top) is never followed: the module it names is an error.
 type treeScan struct {
-	dir    string
-	build  bool              // a build tree: no walk
-	order  map[string]string // name -> path from modules.order, suffix as listed
-	walked map[string]string // name -> path found by walking, once walked
-	dec    moduleDecoder
+	dir     string
+	build   bool              // a build tree: no walk
+	order   map[string]string // name -> path from modules.order, suffix as listed
+	outside map[string]string // name -> a modules.order line outside the tree
+	walked  map[string]string // name -> path found by walking, once walked
+	dec     moduleDecoder
 }
 
 func scanTree(dir string) (*treeScan, error) {
-	t := &treeScan{dir: dir, build: IsBuildTree(dir), order: map[string]string{}}
+	t := &treeScan{dir: dir, build: IsBuildTree(dir), order: map[string]string{}, outside: map[string]string{}}
 	data, err := readListFile(dir, "modules.order")
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %v", ErrNoModuleTree, err)
@@ -291,23 +295,37 @@ func scanTree(dir string) (*treeScan, error) {
 		if obj, ok := strings.CutSuffix(line, ".o"); ok && t.build {
 			line = obj + ".ko"
 		}
-		if isModuleFile(line) && !filepath.IsAbs(line) {
-			if name := ModuleName(line); t.order[name] == "" {
-				t.order[name] = line
-			}
+		if !isModuleFile(line) {
+			continue
+		}
+		list := t.order
+		if !filepath.IsLocal(line) {
+			list = t.outside
+		}
+		if name := ModuleName(line); list[name] == "" {
+			list[name] = line
 		}
 	}
 	return t, nil
 }
 
+// maxWalkEntries bounds the files and directories a walk of a module tree
+// visits (a distribution's has about 6,000): --modules naming a home
+// directory or / is an error, not a walk of the whole filesystem.
+var maxWalkEntries = 200_000
+
 // walk indexes every module file of the tree by name.
 func (t *treeScan) walk() error {
 	t.walked = map[string]string{}
+	seen := 0
 	// WalkDir does not follow a symlink, even as its root (a tree is often
 	// one: a cache's link to an unpacked package).
 	root, err := filepath.EvalSymlinks(t.dir)
 	if err == nil {
 		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if seen++; seen > maxWalkEntries {
+				return fmt.Errorf("more than %d files and directories: not a module tree (give the kernel's /lib/modules/RELEASE directory)", maxWalkEntries)
+			}
 			if err != nil || !d.Type().IsRegular() || !isModuleFile(d.Name()) {
 				return err
 			}
@@ -347,15 +365,25 @@ func (t *treeScan) where() string {
 
 // find returns the file of module name: where modules.order says, with any
 // of the module suffixes (a list may name x.ko for a shipped x.ko.xz), or
-// else where a walk of the tree found it.
+// else where a walk of the tree found it. A build tree's list may name
+// the tree's x.ko as kernel/x.ko (Linux before 5.3 wrote it so).
 func (t *treeScan) find(name string) (string, bool, error) {
 	if rel := t.order[name]; rel != "" {
-		stem := filepath.Join(t.dir, trimModuleSuffix(rel))
-		for _, suf := range moduleSuffixes {
-			if fileExists(stem + suf) {
-				return stem + suf, true, nil
+		places := []string{rel}
+		if old, ok := strings.CutPrefix(rel, "kernel/"); ok && t.build {
+			places = append(places, old)
+		}
+		for _, rel := range places {
+			stem := filepath.Join(t.dir, trimModuleSuffix(rel))
+			for _, suf := range moduleSuffixes {
+				if fileExists(stem + suf) {
+					return stem + suf, true, nil
+				}
 			}
 		}
+	} else if line := t.outside[name]; line != "" {
+		return "", false, fmt.Errorf("%w %q: %s lists it as %s, outside the tree: not loaded (give a tree whose modules.order names its own files)",
+			ErrUnknownModule, name, filepath.Join(t.dir, "modules.order"), line)
 	}
 	if t.build {
 		return "", false, nil
