@@ -271,6 +271,10 @@ func TestCommandModeTreeBadInput(t *testing.T) {
 	os.Remove(filepath.Join(noMMIO, "modules.dep"))
 	os.WriteFile(filepath.Join(noMMIO, ".config"), []byte("# CONFIG_VIRTIO_MMIO is not set\n"), 0o644)
 	badELF := writeFile(t, "vmlinux", tinyELF("Linux version %s (not a banner)"))
+	// A kernel of another release than the tree built (its modules would
+	// not load): around the kernel, or named by --modules.
+	devTree, otherKernel := kernelBuildTree(t, versionedBzImage("6.1.0-other"), "6.13.0-rc1-dev")
+	devRelease := filepath.Join(devTree, "include/config/kernel.release")
 	for _, tc := range []struct {
 		name   string
 		kernel string
@@ -285,6 +289,8 @@ func TestCommandModeTreeBadInput(t *testing.T) {
 		{"no installed tree, a driver missing", vmlinuz, "CONFIG_VIRTIO_MMIO=y\n", nil, []string{"the kernel has no virtio_console (CONFIG_VIRTIO_CONSOLE is not set"}},
 		{"a build tree without a driver", noMMIOKernel, "", nil, []string{"the build tree " + noMMIO, `"virtio_mmio"`, "CONFIG_VIRTIO_MMIO is not set", "--modules builtin"}},
 		{"a build tree, --modules missing", treeKernel, "", []string{"--modules", filepath.Join(boot, "nope")}, []string{"is not a directory"}},
+		{"a build tree of another release", otherKernel, "", nil, []string{otherKernel, "6.1.0-other", devRelease, "6.13.0-rc1-dev", "--modules DIR"}},
+		{"--modules: a build tree of another release", vmlinuz, "", []string{"--modules", devTree}, []string{vmlinuz, "6.1.0-test", devRelease, "6.13.0-rc1-dev"}},
 	} {
 		cfgPath := filepath.Join(boot, "config-6.1.0-test")
 		os.Remove(cfgPath)

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/flintvm/flint/agent"
+	"github.com/flintvm/flint/boot"
 	"github.com/flintvm/flint/boot/initramfs"
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/vmm"
@@ -126,6 +127,24 @@ func (g *guest) bootConfig() (*initramfs.Kconfig, error) {
 	return conf, err
 }
 
+// checkTreeRelease refuses a build tree that built another release than
+// the kernel's (a kernel from elsewhere, a tree rebuilt since): its modules
+// carry the tree's release and would not load into the kernel, a boot
+// failure far from its cause. A tree that does not say its release, or a
+// kernel whose own release is unknown, passes.
+func (g *guest) checkTreeRelease(dir string) error {
+	if dir == "" || g.kver == "" || !initramfs.IsBuildTree(dir) {
+		return nil
+	}
+	file := filepath.Join(dir, initramfs.ReleasePath)
+	built, err := boot.ReadReleaseFile(file)
+	if err != nil || built == g.kver {
+		return nil
+	}
+	return usagef("--kernel %s is Linux %s, but the build tree %s built %s (%s): its modules would not load; build that kernel there (make), or give the kernel's own modules with --modules DIR",
+		g.kernel, g.kver, dir, built, file)
+}
+
 // spec is the agent's Spec for modules (load order) and the interfaces
 // (those with an ip= address).
 func (g *guest) spec(mods []initramfs.Module, nets []configs.NetInterface) *agent.Spec {
@@ -152,6 +171,9 @@ func (g *guest) prepare(cfg *vmm.Config) error {
 	wanted := g.wantedModules(cfg)
 	src, err := g.moduleSource(wanted)
 	if err != nil {
+		return err
+	}
+	if err := g.checkTreeRelease(src.dir); err != nil {
 		return err
 	}
 	var mods []initramfs.Module
