@@ -23,8 +23,9 @@ import (
 // net-backend's CPU. A blocking file (a caller's, never the transports')
 // is read with os.File.Read as before. It does not allocate per kick.
 //
-// With ready set (an Engine's re-check of its ring), a wait makes no
-// system call before it parks, and none at all on an eventfd: see read.
+// With ready set (an Engine's re-check of its ring), a wait on an
+// eventfd makes no system call at all, and one on a pipe one read (the
+// drain) before it parks: see read.
 type kickReader struct {
 	f       *os.File
 	rc      syscall.RawConn       // nil: read f with os.File.Read
@@ -68,10 +69,11 @@ var errKickEOF = errors.New("virtio: kick file closed by its writer")
 // wait blocks until at least one kick arrived and consumes those that
 // did (a pipe may hold several), or until f's read deadline passes
 // (an os.IsTimeout error: how a device's reset wakes it) or f fails.
-// With ready set it also returns, without reading, when ready reports
-// work, and a kick's end of file may go unseen (the engine waits for
-// the reset after EOF anyway); on an eventfd it returns only when ready
-// does (or at the deadline) and never reads.
+// With ready set it also returns when ready reports work, after
+// draining a pipe's queued kicks, and a kick's end of file may go
+// unseen (the engine waits for the reset after EOF anyway); on an
+// eventfd it returns only when ready does (or at the deadline) and
+// never reads.
 func (k *kickReader) wait() error {
 	if k.rc == nil {
 		_, err := k.f.Read(k.buf[:])
@@ -98,17 +100,21 @@ func (k *kickReader) wait() error {
 // check made inside the first call (after the reset) can stand in for
 // it:
 //
-//   - First call, with ready set: ready re-checks the ring (memory only,
-//     no system call). A kick matters only for the buffers it announces,
-//     and the driver makes those available before it kicks: if the ring
-//     is still empty now, any kick that announces buffers is written
-//     after this point and its edge (EPOLLET raises one on every eventfd
-//     write, and on every write to a pipe that was ever polled) wakes the
-//     parked goroutine. The kicks not read stay in the file: the read
-//     after the next wake consumes them. This holds for the first wait
-//     after bind too (the engine checked the ring after it bound; a fresh
-//     file's epoll registration reporting it readable is one spurious
-//     wake at most).
+//   - First call, with ready set: drain the kicks queued (read until
+//     EAGAIN), then ready re-checks the ring (memory only). A kick
+//     matters only for the buffers it announces, and the driver makes
+//     those available before it kicks: if the ring is still empty now,
+//     any kick that announces buffers is written after this point and
+//     its edge (EPOLLET raises one on every write to an empty pipe, and
+//     since Linux 5.14 on every write to a pipe that was ever polled)
+//     wakes the parked goroutine. The drain is what keeps a pipe from
+//     filling: a wait whose ring check finds work at once (the kick came
+//     between the engine's last pop and the check) must consume that
+//     kick too, or a busy engine would leave one kick per wait in the
+//     pipe until it was full, the driver's next kick failed and the
+//     engine, once parked on the full pipe, was woken by nothing. This
+//     holds for the first wait after bind too (a fresh file's epoll
+//     registration reporting it readable is one spurious wake at most).
 //   - First call without ready (a reader with no ring): read at once, as
 //     a kick may be queued.
 //   - After a wake: read, and drain while the buffer comes back full (a
@@ -140,12 +146,8 @@ func (k *kickReader) read(fd uintptr) bool {
 	if k.ready != nil && k.eventfd {
 		return k.ready()
 	}
-	if !k.parked {
-		k.parked = true
-		if k.ready != nil {
-			return k.ready()
-		}
-	}
+	first := !k.parked
+	k.parked = true
 	got := false
 	for {
 		n, errno := rawRead(fd, k.buf[:])
@@ -153,6 +155,9 @@ func (k *kickReader) read(fd uintptr) bool {
 		case errno == syscall.EINTR:
 			continue
 		case errno == syscall.EAGAIN:
+			if first && k.ready != nil {
+				return k.ready()
+			}
 			return got
 		case errno == 0 && n == len(k.buf):
 			got = true

@@ -307,3 +307,33 @@ func TestKickReaderEventfdStaleWake(t *testing.T) {
 		t.Errorf("eventfd counter after two kicks: %v %v %v, want 2 (never read by the wait)", n, err, buf[0])
 	}
 }
+
+// TestKickReaderPipeDrainedWhenRingHasWork: on a pipe, a wait whose ring
+// check finds work at once still consumes the kicks queued. A driver
+// kicks once per batch it makes available; if the engine finds each
+// batch in its first ring check (the kick arrived between its last pop
+// and the check) and never read, the pipe would fill, the driver's next
+// kick would fail (EAGAIN) or block, and once the engine parked on the
+// full pipe no kick could wake it: a hang with buffers available.
+func TestKickReaderPipeDrainedWhenRingHasWork(t *testing.T) {
+	r, w := kickPipe(t, true)
+	if err := unix.SetNonblock(w, true); err != nil {
+		t.Fatal(err)
+	}
+	size, err := unix.FcntlInt(uintptr(w), unix.F_SETPIPE_SZ, 4096) // 512 kicks
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k kickReader
+	k.bind(r)
+	k.ready = func() bool { return true }
+	kick := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	for i := range 2 * size / len(kick) {
+		if _, err := unix.Write(w, kick); err != nil {
+			t.Fatalf("kick %d: %v: the pipe filled (waits that found work never read it)", i, err)
+		}
+		if err := k.wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
