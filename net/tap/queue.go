@@ -157,16 +157,13 @@ func (q *Queue) TryWritev(iovs [][]byte) (int, error) {
 func (q *Queue) ReadvOrPark(iovs [][]byte, idle func()) (n int, parked bool, err error) {
 	d := &q.rx
 	d.mu.Lock()
+	defer d.endReadOrPark() // also when idle panics
 	if !d.load(iovs) {
-		d.mu.Unlock()
 		return 0, false, unix.EINVAL
 	}
 	d.idle, d.parked = idle, false
 	err = q.rc.Read(d.orPark)
 	n, errno, parked := d.n, d.errno, d.parked
-	d.idle = nil
-	d.release()
-	d.mu.Unlock()
 	switch {
 	case err != nil:
 		return 0, parked, q.pollErr(err)
@@ -176,6 +173,19 @@ func (q *Queue) ReadvOrPark(iovs [][]byte, idle func()) (n int, parked bool, err
 		return 0, false, errno
 	}
 	return n, false, nil
+}
+
+// endReadOrPark ends a ReadvOrPark: it drops the hook and the caller's
+// buffers and unlocks the read side. Deferred, so that a panic in idle
+// (the RX engine's publish faulting on guest memory, which the engine
+// recovers from and then waits for the device's reset) does not leave
+// the read side locked: the next activation's ReadvOrPark on the same
+// Queue would block forever, and so would the reset after it, waiting
+// for that engine.
+func (d *ioDir) endReadOrPark() {
+	d.idle = nil
+	d.release()
+	d.mu.Unlock()
 }
 
 // WaitReadable parks until a frame can be read, without reading it, and

@@ -216,3 +216,41 @@ func echoReadOrPark(q *Queue, done chan<- struct{}) {
 // BenchmarkReadvOrPark is BenchmarkWaitReadable with the waiter using
 // ReadvOrPark: system calls per wake-up, under perf stat.
 func BenchmarkReadvOrPark(b *testing.B) { benchWakeups(b, echoReadOrPark) }
+
+// TestReadvOrParkIdlePanics: a panic in idle (the RX engine's publish
+// faulting on guest memory a vhost-user frontend truncated; the engine
+// recovers it and waits for the reset) leaves the Queue usable: the
+// next activation's ReadvOrPark, and the other read-side calls, must not
+// block on a lock the panic left held.
+func TestReadvOrParkIdlePanics(t *testing.T) {
+	a, b := socketpairQueues(t)
+	iov := [][]byte{make([]byte, 2048)}
+	func() {
+		defer func() {
+			if r := recover(); r != "fault" {
+				t.Fatalf("recovered %v, want idle's panic", r)
+			}
+		}()
+		b.ReadvOrPark(iov, func() { panic("fault") })
+	}()
+	done := make(chan error, 1)
+	go func() {
+		if _, err := a.Writev([][]byte{[]byte("frame")}); err != nil {
+			done <- err
+			return
+		}
+		n, parked, err := readOrParkWithin(b, iov, func() {}, 2*time.Second)
+		if err == nil && (parked || n != len("frame")) {
+			err = unix.EIO
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("ReadvOrPark after idle panicked: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadvOrPark after idle panicked is blocked: the panic left the read side locked")
+	}
+}
