@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/flintvm/flint/internal/hostfile"
 )
 
 // The kernel's banner (init/version.c's linux_banner, in .rodata): "Linux
@@ -82,7 +84,7 @@ const maxReleaseFile = 256
 // (one line: the release of the kernel built there) and checks the release
 // as KernelRelease does. An error names the file.
 func ReadReleaseFile(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := hostfile.OpenInput(path, os.O_RDONLY, hostfile.Regular)
 	if err != nil {
 		return "", err
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/flintvm/flint/internal/hostfile"
 )
 
 // The generated archive's layout, which the guest agent relies on.
@@ -174,7 +176,7 @@ func (b *builder) extra(f File) error {
 
 // hostFile streams the regular file at host path src into the archive.
 func (b *builder) hostFile(name string, perm uint32, src string) error {
-	f, err := os.Open(src)
+	f, err := hostfile.OpenInput(src, os.O_RDONLY, hostfile.Regular)
 	if err != nil {
 		return err
 	}

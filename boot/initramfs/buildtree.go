@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/flintvm/flint/internal/hostfile"
 )
 
 // A kernel build tree is the directory a kernel developer built Linux in
@@ -131,10 +133,11 @@ func readListFile(dir, name string) ([]byte, error) {
 	return data, err
 }
 
-// readBounded reads the file at p, at most maxListFile bytes: a larger
-// one is an error.
+// readBounded reads the regular file at p, at most maxListFile bytes: a
+// larger one, or anything but a regular file (a FIFO would block), is an
+// error.
 func readBounded(p string) ([]byte, error) {
-	f, err := os.Open(p)
+	f, err := hostfile.OpenInput(p, os.O_RDONLY, hostfile.Regular)
 	if err != nil {
 		return nil, err
 	}

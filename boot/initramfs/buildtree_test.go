@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // fakeModule is a minimal relocatable ELF file with a .modinfo section
@@ -290,5 +292,30 @@ func TestResolveWalkBound(t *testing.T) {
 	_, err := Resolve(dir, []string{"virtio_mmio"})
 	if !errors.Is(err, ErrNoModuleTree) || !strings.Contains(err.Error(), "more than 20 files") || !strings.Contains(err.Error(), dir) {
 		t.Errorf("tree over the bound: %v", err)
+	}
+}
+
+// TestResolveFIFOs: a FIFO where a tree's list or module file should be
+// is an error at once, never an open that waits for a writer.
+func TestResolveFIFOs(t *testing.T) {
+	for _, p := range []string{"modules.order", "modules.builtin", ".config", "drivers/virtio/virtio_mmio.ko"} {
+		tree := buildTree(t)
+		if p == "modules.builtin" || p == ".config" {
+			os.Remove(filepath.Join(tree, "modules.builtin"))
+		}
+		os.Remove(filepath.Join(tree, p))
+		if err := syscall.Mkfifo(filepath.Join(tree, p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { _, err := Resolve(tree, []string{"virtio_mmio"}); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), p) {
+				t.Errorf("%s a FIFO: %v, want an error naming it", p, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s a FIFO: Resolve blocked", p)
+		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/flintvm/flint/internal/hostfile"
 )
 
 // Module file suffixes, in the order a tree is searched for a module.
@@ -75,7 +77,7 @@ func (d *moduleDecoder) close() {
 // read returns the decoded contents of the module file at path, valid
 // until the next call.
 func (d *moduleDecoder) read(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := hostfile.OpenInput(path, os.O_RDONLY, hostfile.Regular)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/flintvm/flint/internal/hostfile"
 )
 
 // Module is one kernel module file to load into the guest.
@@ -213,7 +215,7 @@ type depEntry struct {
 }
 
 func readModulesDep(dir, file string) (*depFile, error) {
-	f, err := os.Open(file)
+	f, err := hostfile.OpenInput(file, os.O_RDONLY, hostfile.Regular)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", file, err)
 	}
@@ -411,7 +413,12 @@ func (t *treeScan) modinfoDepends(p string) ([]string, error) {
 	var ef *elf.File
 	var err error
 	if compression(p) == "" {
-		ef, err = elf.Open(p)
+		var f *os.File
+		if f, err = hostfile.OpenInput(p, os.O_RDONLY, hostfile.Regular); err != nil {
+			return nil, fmt.Errorf("%w %v", ErrBadModule, err)
+		}
+		defer f.Close()
+		ef, err = elf.NewFile(f)
 	} else {
 		data, derr := t.dec.read(p)
 		if derr != nil {
