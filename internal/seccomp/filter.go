@@ -76,12 +76,14 @@ var syscalls = map[string]uint32{
 	"lseek": unix.SYS_LSEEK, "close": unix.SYS_CLOSE,
 	"fstat": unix.SYS_FSTAT, "newfstatat": unix.SYS_NEWFSTATAT, // vhost-user fd checks, os.File.Stat
 	"fcntl": unix.SYS_FCNTL, // SetNonblock on fds a vhost-user frontend passes
-	// vhost-user's check of what a passed fd is (fdkind.go): its file
-	// system, and /proc/self/fd/N's link to tell an eventfd.
+	// vhost-user's check of what a passed fd is (fdkind.go) and the
+	// queue engine's of its kick file at each activation (virtio's
+	// kickkind.go): the file system, and /proc/self/fd/N's link to tell
+	// an eventfd.
 	"fstatfs": unix.SYS_FSTATFS, "readlinkat": unix.SYS_READLINKAT, "readlink": unix.SYS_READLINK,
 	"eventfd2": unix.SYS_EVENTFD2,
 	"pipe2":    unix.SYS_PIPE2,
-	"ppoll":    unix.SYS_PPOLL,                               // TAP queue waits
+	"ppoll":    unix.SYS_PPOLL,                               // TAP queue waits; kickkind.go without /proc
 	"unlinkat": unix.SYS_UNLINKAT, "unlink": unix.SYS_UNLINK, // the API socket on exit
 	"getrandom": unix.SYS_GETRANDOM,
 	// Unix sockets already open: the API server and the vhost-user channel.
