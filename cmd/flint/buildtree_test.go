@@ -275,6 +275,19 @@ func TestCommandModeTreeBadInput(t *testing.T) {
 	// not load): around the kernel, or named by --modules.
 	devTree, otherKernel := kernelBuildTree(t, versionedBzImage("6.1.0-other"), "6.13.0-rc1-dev")
 	devRelease := filepath.Join(devTree, "include/config/kernel.release")
+	// An installed-style tree whose modules (vermagic 6.13.0-other, no
+	// symbol versions) are for another release than the kernel's.
+	otherMods := fakeTree(t)
+	other, err := os.ReadFile("testdata/vermagic-6.13.0-other.ko")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ko, _ := filepath.Glob(filepath.Join(otherMods, "kernel/drivers/*.ko"))
+	for _, p := range ko {
+		if err := os.WriteFile(p, other, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tc := range []struct {
 		name   string
 		kernel string
@@ -290,6 +303,7 @@ func TestCommandModeTreeBadInput(t *testing.T) {
 		{"a build tree without a driver", noMMIOKernel, "", nil, []string{"the build tree " + noMMIO, `"virtio_mmio"`, "CONFIG_VIRTIO_MMIO is not set", "--modules builtin"}},
 		{"a build tree, --modules missing", treeKernel, "", []string{"--modules", filepath.Join(boot, "nope")}, []string{"is not a directory"}},
 		{"a build tree of another release", otherKernel, "", nil, []string{otherKernel, "6.1.0-other", devRelease, "6.13.0-rc1-dev", "--modules DIR"}},
+		{"--modules: modules of another release", vmlinuz, "", []string{"--modules", otherMods}, []string{vmlinuz, "6.1.0-test", "6.13.0-other", otherMods, "vermagic", "--modules DIR"}},
 		{"--modules: a build tree of another release", vmlinuz, "", []string{"--modules", devTree}, []string{vmlinuz, "6.1.0-test", devRelease, "6.13.0-rc1-dev"}},
 	} {
 		cfgPath := filepath.Join(boot, "config-6.1.0-test")

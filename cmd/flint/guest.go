@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,6 +146,31 @@ func (g *guest) checkTreeRelease(dir string) error {
 		g.kernel, g.kver, dir, built, file)
 }
 
+// checkModuleRelease compares the kernel's release with the one its
+// modules were built for (the first module's vermagic): Linux refuses a
+// module of another release unless it carries symbol versions, so that is
+// a usageError naming both, not a modules-stage boot failure in the guest;
+// with symbol versions it may load, and a warning says why it might not.
+// A module that cannot be read is left to the initramfs build to report.
+func (g *guest) checkModuleRelease(mods []initramfs.Module, src moduleSource, log *slog.Logger) error {
+	if g.kver == "" || len(mods) == 0 {
+		return nil
+	}
+	mr, err := initramfs.ReadModuleRelease(mods[0].Path)
+	if err != nil || mr.Release == g.kver {
+		return nil
+	}
+	if !mr.Modversions {
+		return usagef("--kernel %s is Linux %s, but the modules of %s are for %s (the vermagic of %s): the kernel would refuse them; give the kernel's own modules with --modules DIR",
+			g.kernel, g.kver, src.what, mr.Release, mods[0].Path)
+	}
+	if log != nil {
+		log.Warn("command mode: the modules are for another release (they load only if their symbol versions match the kernel's)",
+			"kernel", g.kver, "modules", mr.Release, "from", src.what)
+	}
+	return nil
+}
+
 // spec is the agent's Spec for modules (load order) and the interfaces
 // (those with an ip= address).
 func (g *guest) spec(mods []initramfs.Module, nets []configs.NetInterface) *agent.Spec {
@@ -184,6 +210,9 @@ func (g *guest) prepare(cfg *vmm.Config) error {
 			}
 			return usagef("the guest needs a module %s cannot give: %v (use --modules DIR to name another tree, or --modules builtin if the drivers are built in)", src.what, err)
 		}
+	}
+	if err := g.checkModuleRelease(mods, src, cfg.Log); err != nil {
+		return err
 	}
 	g.source = src
 	if cfg.Log != nil {
