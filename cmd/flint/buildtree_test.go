@@ -234,6 +234,24 @@ func TestCommandModeBuiltin(t *testing.T) {
 		}
 	}
 
+	// A kernel copied out of /boot finds /boot/config-RELEASE.
+	root := t.TempDir()
+	withModulesRoot(t, root)
+	if err := os.MkdirAll(filepath.Join(root, "boot"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(config, filepath.Join(root, "boot", "config-6.1.0-test")); err != nil {
+		t.Fatal(err)
+	}
+	copied := writeFile(t, "vmlinuz", versionedBzImage("6.1.0-test"))
+	code, _, stderr, cfg = runCommandArgs(t, passed(), nil, "run", "--kernel", copied, "--", "true")
+	if code != 0 {
+		t.Fatalf("a copied kernel, /boot/config all built in: code %d: %s", code, stderr)
+	}
+	if s, _ := guestOf(t, cfg); len(s.Modules) != 0 {
+		t.Errorf("a copied kernel, /boot/config all built in: modules %q", s.Modules)
+	}
+
 	// The agent failed at the modules stage (a stream device never
 	// appeared): a boot failure, with the hint.
 	w := exitdev.AgentFailed(exitdev.StageModules, 19) // ENODEV
@@ -297,7 +315,7 @@ func TestCommandModeTreeBadInput(t *testing.T) {
 	}{
 		{"no version, no tree", noVersion, "", nil, []string{"cannot tell the kernel's version", "--modules DIR", "--modules builtin"}},
 		{"an ELF without a banner", badELF, "", nil, []string{"cannot tell the kernel's version", "ELF", "--modules builtin"}},
-		{"no installed tree, no config", vmlinuz, "", nil, []string{"no kernel module tree for kernel 6.1.0-test", "--modules DIR", "--modules builtin"}},
+		{"no installed tree, no config", vmlinuz, "", nil, []string{"no kernel module tree for kernel 6.1.0-test", "--modules DIR", "--modules builtin", "no config-6.1.0-test"}},
 		{"no installed tree, a driver =m", vmlinuz, "CONFIG_VIRTIO_MMIO=m\n", nil, []string{"no kernel module tree", "virtio_mmio is a module (CONFIG_VIRTIO_MMIO=m in " + boot}},
 		{"no installed tree, a driver missing", vmlinuz, "CONFIG_VIRTIO_MMIO=y\n", nil, []string{"the kernel has no virtio_console (CONFIG_VIRTIO_CONSOLE is not set"}},
 		{"a build tree without a driver", noMMIOKernel, "", nil, []string{"the build tree " + noMMIO, `"virtio_mmio"`, "CONFIG_VIRTIO_MMIO is not set", "--modules builtin"}},

@@ -5,6 +5,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,7 +107,7 @@ func (g *guest) moduleSource(wanted []string) (moduleSource, error) {
 	}
 	conf, cerr := g.bootConfig()
 	if cerr != nil {
-		return moduleSource{}, usagef("%v, or --modules builtin if its drivers are built in", err)
+		return moduleSource{}, usagef("%v, or --modules builtin if its drivers are built in (no config-%s beside the kernel or in /boot tells)", err, g.kver)
 	}
 	if berr := conf.CheckBuiltin(wanted); berr != nil {
 		return moduleSource{}, usagef("%v (%v)", err, berr)
@@ -115,17 +116,24 @@ func (g *guest) moduleSource(wanted []string) (moduleSource, error) {
 }
 
 // bootConfig reads the configuration an installed kernel has beside it:
-// config-RELEASE in the kernel's directory (/boot), or in the directory a
-// symbolic link to the kernel leads to.
+// config-RELEASE in the kernel's directory (/boot), in the directory a
+// symbolic link to the kernel leads to, or in /boot (a kernel copied out
+// of it); the first error when there is none.
 func (g *guest) bootConfig() (*initramfs.Kconfig, error) {
 	name := "config-" + g.kver
-	conf, err := initramfs.ReadKconfig(filepath.Join(filepath.Dir(g.kernel), name))
-	if err != nil {
-		if target, lerr := filepath.EvalSymlinks(g.kernel); lerr == nil {
-			conf, err = initramfs.ReadKconfig(filepath.Join(filepath.Dir(target), name))
-		}
+	dirs := []string{filepath.Dir(g.kernel)}
+	if target, err := filepath.EvalSymlinks(g.kernel); err == nil {
+		dirs = append(dirs, filepath.Dir(target))
 	}
-	return conf, err
+	var first error
+	for _, dir := range append(dirs, filepath.Join(modulesRoot, "boot")) {
+		conf, err := initramfs.ReadKconfig(filepath.Join(dir, name))
+		if err == nil {
+			return conf, nil
+		}
+		first = cmp.Or(first, err)
+	}
+	return nil, first
 }
 
 // checkTreeRelease refuses a build tree that built another release than
