@@ -214,13 +214,14 @@ type depEntry struct {
 	deps []string
 }
 
+// readModulesDep reads and parses the tree's modules.dep, at most
+// maxListFile bytes (a distribution's is under 1 MiB).
 func readModulesDep(dir, file string) (*depFile, error) {
-	f, err := hostfile.OpenInput(file, os.O_RDONLY, hostfile.Regular)
+	data, err := readBounded(file)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", file, err)
+		return nil, fmt.Errorf("%w: reading %v", ErrModuleDeps, err)
 	}
-	defer f.Close()
-	return parseModulesDep(dir, file, f)
+	return parseModulesDep(dir, file, bytes.NewReader(data))
 }
 
 // parseModulesDep parses modules.dep (named file, of the tree dir) from r.

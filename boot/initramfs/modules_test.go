@@ -180,6 +180,14 @@ func TestResolveModulesDepFile(t *testing.T) {
 	if _, err := Resolve(bad, []string{"x"}); !errors.Is(err, ErrModuleDeps) {
 		t.Errorf("malformed modules.dep: %v", err)
 	}
+	// A modules.dep too large to be one is an error, not a parse of all of it.
+	huge := writeTree(t, map[string][]byte{"modules.dep": []byte("kernel/a.ko:\n")})
+	if err := os.Truncate(filepath.Join(huge, "modules.dep"), maxListFile+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Resolve(huge, []string{"a"}); !errors.Is(err, ErrModuleDeps) || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("huge modules.dep: %v", err)
+	}
 }
 
 // compress returns data compressed as kind ("xz", "zst" or "gz"), with the
