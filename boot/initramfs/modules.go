@@ -293,6 +293,13 @@ func scanTree(dir string) (*treeScan, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %v", ErrNoModuleTree, err)
 	}
+	t.readOrder(data)
+	return t, nil
+}
+
+// readOrder takes the module paths of a modules.order (data) into t.order,
+// the first line for each name; lines outside the tree into t.outside.
+func (t *treeScan) readOrder(data []byte) {
 	for line := range strings.Lines(string(data)) {
 		line = strings.TrimSpace(line)
 		if obj, ok := strings.CutSuffix(line, ".o"); ok && t.build {
@@ -309,7 +316,6 @@ func scanTree(dir string) (*treeScan, error) {
 			list[name] = line
 		}
 	}
-	return t, nil
 }
 
 // maxWalkEntries bounds the files and directories a walk of a module tree

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"debug/elf"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -73,6 +75,39 @@ func FuzzModulesDep(f *testing.F) {
 					t.Fatalf("%s before its dependency %s in %v", m.Name, d, r.order)
 				}
 			}
+		}
+	})
+}
+
+// FuzzModulesOrder: no modules.order text panics its reader, and a module
+// found through it, in a build tree or an installed one, is a file inside
+// the tree (never one a ../ or absolute line leads to outside).
+func FuzzModulesOrder(f *testing.F) {
+	f.Add([]byte("drivers/virtio/virtio_mmio.o\nkernel/drivers/virtio/virtio_mmio.ko\n"), "virtio_mmio", true)
+	f.Add([]byte("../out/virtio_mmio.ko\n/abs/virtio_mmio.ko\ndrivers/../drivers/virtio/virtio_mmio.ko\n"), "virtio_mmio", false)
+	f.Add([]byte("kernel/drivers/virtio/virtio_mmio.ko.xz\n\n \t\n.ko\nx.o\n"), "x", true)
+	root := f.TempDir()
+	tree := filepath.Join(root, "tree")
+	for _, p := range []string{"tree/drivers/virtio/virtio_mmio.ko", "tree/kernel/drivers/virtio/virtio_mmio.ko", "out/virtio_mmio.ko", "tree/x.ko"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+			f.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), nil, 0o644); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, order []byte, name string, build bool) {
+		ts := &treeScan{dir: tree, build: build, order: map[string]string{}, outside: map[string]string{}}
+		ts.readOrder(order)
+		p, ok, err := ts.find(ModuleName(name))
+		if err != nil && !errors.Is(err, ErrUnknownModule) && !errors.Is(err, ErrNoModuleTree) {
+			t.Fatalf("find: %v", err)
+		}
+		if !ok {
+			return
+		}
+		if rel, rerr := filepath.Rel(tree, p); rerr != nil || !filepath.IsLocal(rel) || !fileExists(p) {
+			t.Fatalf("module %q found at %s, not a file inside %s", name, p, tree)
 		}
 	})
 }
