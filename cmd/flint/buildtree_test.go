@@ -267,6 +267,17 @@ func TestCommandModeBuiltin(t *testing.T) {
 		!strings.Contains(stderr, "virtio_mmio, virtio_console") {
 		t.Errorf("missing driver: code %d, stderr %q", code, stderr)
 	}
+	// A tree whose modules.builtin says every driver is built in loads
+	// none either: the hint names that tree.
+	allBuiltin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(allBuiltin, "modules.builtin"),
+		[]byte("kernel/drivers/virtio/virtio_mmio.ko\nkernel/drivers/char/virtio_console.ko\nkernel/fs/fuse/virtiofs.ko\nkernel/fs/overlayfs/overlay.ko\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr, _ = runCommandArgs(t, res, nil, "run", "--kernel", k, "--modules", allBuiltin, "--", "true")
+	if code != verdict.CodeBootFailed || !strings.Contains(stderr, "the guest loaded no kernel modules (--modules "+allBuiltin+")") {
+		t.Errorf("missing driver, a tree saying all are built in: code %d, stderr %q", code, stderr)
+	}
 	// Loaded modules and a boot failure: no such hint.
 	code, _, stderr, _ = runCommandArgs(t, res, nil, "run", "--kernel", k, "--modules", fakeTree(t), "--", "true")
 	if code != verdict.CodeBootFailed || strings.Contains(stderr, "loaded no kernel modules") {

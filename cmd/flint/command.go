@@ -161,7 +161,7 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func(seccomp.
 	default:
 		verdict.WriteSummary(a.stderr, res.Verdict, 20)
 	}
-	if res.Verdict.Result == verdict.BootFailed && g.source.dir == "" {
+	if res.Verdict.Result == verdict.BootFailed && g.loaded == 0 {
 		fmt.Fprintf(a.stderr, "flint: the guest loaded no kernel modules (%s): a driver it needs (%s) may be missing from the kernel; check its configuration, or give its modules with --modules DIR\n",
 			g.source.what, strings.Join(g.wantedModules(&cfg), ", "))
 	}

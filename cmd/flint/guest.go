@@ -39,6 +39,7 @@ type guest struct {
 	stdin      bool // the command gets a stdin device
 	shares     []shareFlag
 	source     moduleSource // where prepare took the modules from
+	loaded     int          // how many modules the guest loads
 	cwd        string       // the host's working directory, the command's in a shared root
 	// vmShares is what prepare decided the VMM serves.
 	vmShares []vmm.Share
@@ -222,7 +223,7 @@ func (g *guest) prepare(cfg *vmm.Config) error {
 	if err := g.checkModuleRelease(mods, src, cfg.Log); err != nil {
 		return err
 	}
-	g.source = src
+	g.source, g.loaded = src, len(mods)
 	if cfg.Log != nil {
 		names := make([]string, len(mods))
 		for i, m := range mods {
