@@ -337,10 +337,23 @@ func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result,
 					return res, why, errors.New(why)
 				}
 			}
-			for _, r := range res {
-				if r.unfinished {
+			// The boot the hang was seen in fails; a boot that started
+			// after it while the dump was taken is unfinished, to run
+			// again like the boots that never started.
+			hungIn := watch.hungIn()
+			for name, r := range res {
+				if r.unfinished && (name == hungIn || hungIn == "") {
 					r.hung, r.host = true, reason
 				}
+			}
+			if hr := res[hungIn]; hungIn != "" && (hr == nil || !hr.unfinished) {
+				// It ended during the dump's wait (a VMM that exited
+				// late): still the hang's boot, failed.
+				if hr == nil {
+					hr = &result{}
+					res[hungIn] = hr
+				}
+				hr.hung, hr.host = true, reason
 			}
 			return res, "", errors.New(reason)
 		}

@@ -97,8 +97,14 @@ type hostWatch struct {
 	quiet   map[string]time.Duration
 	lastOut time.Time
 	// hang is set with reason when L1 is alive and the boot is not: a
-	// suspected flint hang, to dump and fail, never to rerun.
-	hang bool
+	// suspected flint hang, to dump and fail, never to rerun. hangBoot is
+	// the boot it was seen in: the dump's wait may let that boot end and
+	// the next one start before the session is stopped.
+	hang     bool
+	hangBoot string
+	// guestDone: cur's guest printed its script's exit status, so a
+	// silence after it is the VMM not exiting, not a stalled guest.
+	guestDone bool
 }
 
 func newHostWatch(boots []boot, now func() time.Time) *hostWatch {
@@ -200,9 +206,12 @@ func (w *hostWatch) Write(p []byte) (int, error) {
 func (w *hostWatch) line(line string) {
 	w.lastOut = w.now()
 	if m := jobStartRE.FindStringSubmatch(line); m != nil {
-		w.cur = m[1]
+		w.cur, w.guestDone = m[1], false
 		w.deadline = w.now().Add(w.timeouts[m[1]] + 10*time.Second + bootDeadlineSlack)
 		return
+	}
+	if w.cur != "" && strings.Contains(line, guestExitMarker) {
+		w.guestDone = true
 	}
 	if m := jobEndRE.FindStringSubmatch(line); m != nil {
 		// A boot ended: L1 is making progress, whatever it reported before.
@@ -295,9 +304,9 @@ func (w *hostWatch) check() string {
 	case !w.lockupAt.IsZero() && now.Sub(w.lockupAt) >= w.grace:
 		w.reason = "L1 soft lockup in " + w.whereLocked()
 	case w.cur != "" && now.After(w.deadline) && alive:
-		w.hang = true
-		w.reason = fmt.Sprintf("suspected flint hang: boot %s still running %v after its %v timeout while L1 stays alive (%s)",
-			w.cur, (10*time.Second + bootDeadlineSlack).Round(time.Second), w.timeouts[w.cur], w.lastBeat)
+		w.hang, w.hangBoot = true, w.cur
+		w.reason = fmt.Sprintf("suspected flint hang: boot %s still running %v after its %v timeout while L1 stays alive (%s)%s",
+			w.cur, (10*time.Second + bootDeadlineSlack).Round(time.Second), w.timeouts[w.cur], w.lastBeat, w.afterGuestExit())
 	case w.cur != "" && now.After(w.deadline):
 		w.reason = fmt.Sprintf("boot %s still running %v after its %v timeout (L1 could not stop flint)",
 			w.cur, (10*time.Second + bootDeadlineSlack).Round(time.Second), w.timeouts[w.cur])
@@ -305,11 +314,32 @@ func (w *hostWatch) check() string {
 			w.reason += "; L1 soft lockup in " + w.whereLocked()
 		}
 	case w.cur != "" && w.quiet[w.cur] > 0 && now.Sub(w.lastOut) >= w.quiet[w.cur] && alive:
-		w.hang = true
-		w.reason = fmt.Sprintf("suspected flint hang: boot %s printed nothing for %v while L1 stays alive (%s)",
-			w.cur, now.Sub(w.lastOut).Round(time.Second), w.lastBeat)
+		w.hang, w.hangBoot = true, w.cur
+		w.reason = fmt.Sprintf("suspected flint hang: boot %s printed nothing for %v while L1 stays alive (%s)%s",
+			w.cur, now.Sub(w.lastOut).Round(time.Second), w.lastBeat, w.afterGuestExit())
 	}
 	return w.reason
+}
+
+// guestExitMarker is what a --script guest prints when its script is done
+// (mkinitramfs-guest.sh), before it reboots.
+const guestExitMarker = "FLINT-SCRIPT-EXIT="
+
+// afterGuestExit qualifies a hang seen after the guest's script was done:
+// the guest finished its work and rebooted, and the VMM did not exit (a
+// different failure from a guest stalled in its transfers).
+func (w *hostWatch) afterGuestExit() string {
+	if !w.guestDone {
+		return ""
+	}
+	return "; the guest had finished (" + guestExitMarker + " printed): the VMM did not exit"
+}
+
+// hungIn names the boot a suspected hang was seen in ("" if none).
+func (w *hostWatch) hungIn() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hangBoot
 }
 
 // hung reports whether check's reason is a suspected flint hang (L1 alive)

@@ -170,8 +170,10 @@ func TestHostWatchQuiet(t *testing.T) {
 // lines, then silence); crash: L1 panics during boot c (crash2: in the first two
 // sessions; crashall: in every session); lost: boot b also shows a vCPU state the
 // nested virtualization lost (lost2: in the first two sessions); hang: boot c
-// stays silent while L1 keeps beating (a flint hang); silent: L1's heartbeat
-// and output stop during boot c (a lost L1).
+// stays silent while L1 keeps beating (a flint hang); exitlate: boot c's guest
+// finishes, then its VMM stays silent until L1 is asked for a dump, and ends
+// while d starts; silent: L1's heartbeat and output stop during boot c (a lost
+// L1).
 const fakeNestedHost = `#!/bin/bash
 while (($#)); do
 	case $1 in
@@ -196,7 +198,7 @@ fi
 if [[ -n $ctl ]]; then
 	mkfifo "$ctl.in"
 	( while read -r c; do
-		[[ $c == dump ]] && echo 'level=WARN msg="virtio queue" fake=dump'
+		[[ $c == dump ]] && echo 'level=WARN msg="virtio queue" fake=dump' && : >"$FAKE_DIR/dumped$n"
 		[[ $c == dump && $FAKE_MODE == hanglost ]] && echo 'level=WARN msg="vCPU state is impossible for this guest: its page tables (CR3) are outside guest RAM" vcpu=1'
 	done <>"$ctl.in" ) &
 fi
@@ -205,6 +207,13 @@ for name in $(sed -n "s/^run_boot '\([^']*\)'.*/\1/p" "$job"); do
 	echo "JOB-START $name"
 	if [[ $n == 1 && $name == c && ( $FAKE_MODE == hang || $FAKE_MODE == hanglost ) ]]; then
 		sleep 600 & wait $! # flint hangs; L1 keeps beating
+	fi
+	if [[ $n == 1 && $name == c && $FAKE_MODE == exitlate ]]; then
+		echo "FLINT-SCRIPT-EXIT=0" # the guest is done; its VMM exits only once dumped
+		while [[ ! -e $FAKE_DIR/dumped$n ]]; do sleep 0.1; done
+	fi
+	if [[ $n == 1 && $name == d && $FAKE_MODE == exitlate ]]; then
+		sleep 600 & wait $! # started during the dump's wait; stopped with the session
 	fi
 	if [[ $n == 1 && $name == c && $FAKE_MODE == silent ]]; then
 		: >"$FAKE_DIR/silent$n" # L1 is gone: no beat, no output
@@ -421,6 +430,32 @@ func TestNestedFlintHang(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "job3.sh")); err == nil {
 		t.Errorf("a third session ran")
+	}
+}
+
+// TestNestedHangAfterGuestExit: boot c's guest finished, then its VMM fell
+// silent and ended only during the dump's wait, after which d started. The
+// hang is c's (a VMM that did not exit, said so in the reason), not d's: d,
+// cut short when the session was stopped, runs again in a fresh L1.
+func TestNestedHangAfterGuestExit(t *testing.T) {
+	t.Setenv("FAKE_MODE", "exitlate")
+	e, boots, dir := fakeNested(t)
+	for i := range boots {
+		boots[i].quiet = 3 * time.Second
+	}
+	res, err := e.runNested(t, boots)
+	if err == nil || !strings.Contains(err.Error(), "suspected flint hang in c") {
+		t.Errorf("runNested: %v, want a suspected flint hang in c", err)
+	}
+	if c := res["c"]; c == nil || !c.hung || !strings.Contains(c.host, "the VMM did not exit") {
+		t.Errorf("c: %+v, want hung, the reason saying the guest had finished and the VMM did not exit", c)
+	}
+	job2, err := os.ReadFile(filepath.Join(dir, "job2.sh"))
+	if err != nil || strings.Contains(string(job2), "run_boot 'c'") || !strings.Contains(string(job2), "run_boot 'd'") {
+		t.Errorf("second session should run d only (%v):\n%s", err, job2)
+	}
+	if d := res["d"]; d == nil || d.hung || d.unfinished || d.rc != 0 {
+		t.Errorf("d: %+v, want run again and finished, not hung", d)
 	}
 }
 
