@@ -402,11 +402,7 @@ func testNestedRetry(t *testing.T, mode, why string) {
 // harness asks L1 for flint's state, fails c without rerunning it, and runs
 // d, which never started, in a fresh L1 (not counted as a lost host).
 func TestNestedFlintHang(t *testing.T) {
-	t.Setenv("FAKE_MODE", "hang")
-	e, boots, dir := fakeNested(t)
-	for i := range boots {
-		boots[i].quiet = 3 * time.Second
-	}
+	e, boots, dir := quietNested(t, "hang")
 	start := time.Now()
 	res, err := e.runNested(t, boots)
 	if err == nil || !strings.Contains(err.Error(), "suspected flint hang in c") {
@@ -438,11 +434,7 @@ func TestNestedFlintHang(t *testing.T) {
 // hang is c's (a VMM that did not exit, said so in the reason), not d's: d,
 // cut short when the session was stopped, runs again in a fresh L1.
 func TestNestedHangAfterGuestExit(t *testing.T) {
-	t.Setenv("FAKE_MODE", "exitlate")
-	e, boots, dir := fakeNested(t)
-	for i := range boots {
-		boots[i].quiet = 3 * time.Second
-	}
+	e, boots, dir := quietNested(t, "exitlate")
 	res, err := e.runNested(t, boots)
 	if err == nil || !strings.Contains(err.Error(), "suspected flint hang in c") {
 		t.Errorf("runNested: %v, want a suspected flint hang in c", err)
@@ -457,6 +449,17 @@ func TestNestedHangAfterGuestExit(t *testing.T) {
 	if d := res["d"]; d == nil || d.hung || d.unfinished || d.rc != 0 {
 		t.Errorf("d: %+v, want run again and finished, not hung", d)
 	}
+}
+
+// quietNested is fakeNested in FAKE_MODE mode with every boot's console
+// watched for 3 s of silence (the hang cases).
+func quietNested(t *testing.T, mode string) (*env, []boot, string) {
+	t.Setenv("FAKE_MODE", mode)
+	e, boots, dir := fakeNested(t)
+	for i := range boots {
+		boots[i].quiet = 3 * time.Second
+	}
+	return e, boots, dir
 }
 
 // TestNestedL1Silent: L1's heartbeat and output stop during boot c: a lost
@@ -509,11 +512,7 @@ func TestHostWatchHeartbeat(t *testing.T) {
 // dump flint gives shows a vCPU state the emulator lost: that is the
 // nested host's loss, so c and d run again in a fresh L1 and pass.
 func TestNestedHangWithLostState(t *testing.T) {
-	t.Setenv("FAKE_MODE", "hanglost")
-	e, boots, dir := fakeNested(t)
-	for i := range boots {
-		boots[i].quiet = 3 * time.Second
-	}
+	e, boots, dir := quietNested(t, "hanglost")
 	res, err := e.runNested(t, boots)
 	if err != nil {
 		t.Fatalf("runNested: %v", err)
