@@ -43,7 +43,10 @@
 //     with a quiet limit (the network cases, whose guests print a heartbeat) prints
 //     nothing. The harness asks L1 for flint's state through the control channel
 //     (nested-host.sh --control: SIGUSR1 to flint, which logs its vCPUs, queues and
-//     interrupts), fails the boot and never reruns it.
+//     interrupts), fails the boot and never reruns it. The failed boot is the one the
+//     silence was seen in (a boot that started during the dump's wait runs again), and
+//     when its guest had already printed FLINT-SCRIPT-EXIT the reason says the VMM did
+//     not exit, which is not a stalled guest.
 //
 // A boot in which the nested virtualization lost the guest's vCPU state (rerunLostStates)
 // runs again too, loudly.
