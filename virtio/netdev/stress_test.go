@@ -1,0 +1,806 @@
+package netdev
+
+// TestNetStress: the real device, its engine goroutines, real kick files
+// (an eventfd, as KVM's ioeventfd signals it, or a pipe) and a TAP-like
+// socketpair backend (stressbe_test.go), against a guest that runs
+// Linux 6.1's virtio_net small-buffer receive and NAPI transmit paths
+// over virtio_ring's split or packed ring (stressring_test.go), with
+// random frames both ways checked end to end, in order and byte for
+// byte. The guest is goroutines: an interrupt handler per queue
+// (vring_interrupt and the virtio_net callbacks), a NAPI poller per
+// queue (virtnet_poll with its refill and TX clean-up, virtnet_poll_tx)
+// and a sender (the qdisc and start_xmit, stopping and waking the
+// queue). A direction that moves nothing for stallAfter while it has
+// work fails the test with a dump of both sides of both rings.
+//
+// Default: one round over the matrix (ring format, sizes including
+// non-powers of two for packed rings, EVENT_IDX, indirect descriptors,
+// eventfd or pipe kicks, GOMAXPROCS 1 and 2), 25 ms of traffic each.
+// Soak: FLINT_STRESS_SECS=1200 repeats the matrix with new seeds until
+// that many seconds passed, FLINT_STRESS_VARIANT_SECS (default 1 in a
+// soak) of traffic per variant; -run 'TestNetStress/.*/packed' picks
+// variants; FLINT_STRESS_SEED fixes the seeds.
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/virtio"
+	"github.com/flintvm/flint/virtio/queue"
+)
+
+type stressVariant struct {
+	packed, event, indirect bool
+	size                    uint16
+	pipe                    bool // pipe kicks, else eventfd
+	procs                   int
+}
+
+func (v stressVariant) String() string {
+	ring := "split"
+	if v.packed {
+		ring = "packed"
+	}
+	kick := "eventfd"
+	if v.pipe {
+		kick = "pipe"
+	}
+	return fmt.Sprintf("%s-%d-event=%v-indirect=%v-%s-procs=%d", ring, v.size, v.event, v.indirect, kick, v.procs)
+}
+
+// stressMatrix is every variant; a soak runs all, the default run the
+// ones with a kick kind alternating (each format, size and feature set
+// still sees both kinds across GOMAXPROCS values).
+func stressMatrix(soak bool) []stressVariant {
+	var out []stressVariant
+	sizes := map[bool][]uint16{false: {8, 256}, true: {7, 16, 256}}
+	if soak {
+		sizes = map[bool][]uint16{false: {8, 16, 256}, true: {5, 7, 8, 16, 100, 256}}
+	}
+	n := 0
+	for pi, procs := range []int{1, 2} {
+		for _, packed := range []bool{true, false} {
+			for si, size := range sizes[packed] {
+				for _, event := range []bool{true, false} {
+					for _, indirect := range []bool{true, false} {
+						n++
+						for _, pipe := range []bool{false, true} {
+							if !soak && pipe != ((n+si+pi)%2 == 0) {
+								continue
+							}
+							out = append(out, stressVariant{packed, event, indirect, size, pipe, procs})
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func envFloat(name string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func TestNetStress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stress: not in -short")
+	}
+	budget := envFloat("FLINT_STRESS_SECS", 0)
+	soak := budget > 0
+	per := envFloat("FLINT_STRESS_VARIANT_SECS", 0.025)
+	if soak && os.Getenv("FLINT_STRESS_VARIANT_SECS") == "" {
+		per = 1
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s, err := strconv.ParseUint(os.Getenv("FLINT_STRESS_SEED"), 0, 64); err == nil {
+		seed = s
+	}
+	start := time.Now()
+	matrix := stressMatrix(soak)
+	for round := 0; round == 0 || time.Since(start).Seconds() < budget; round++ {
+		for i, v := range matrix {
+			if soak && time.Since(start).Seconds() >= budget {
+				break
+			}
+			vs := seed + uint64(round)*1_000_003 + uint64(i)*7919
+			ok := t.Run(fmt.Sprintf("r%d/%v", round, v), func(t *testing.T) {
+				runStress(t, v, vs, time.Duration(per*float64(time.Second)))
+			})
+			if !ok {
+				return
+			}
+		}
+	}
+}
+
+const (
+	stressBudget = 64   // NAPI weight
+	stressMaxSG  = 4    // transmit elements per packet at most
+	rxBufLen     = 1530 // virtio_net's small buffer: header + GOOD_PACKET_LEN
+	minFrame     = 60
+	maxFrame     = 1514
+)
+
+// stressIRQ delivers used-buffer notifications as an MSI would: each
+// queue's vector latches one pending interrupt for its handler.
+type stressIRQ struct {
+	ch    [2]chan struct{}
+	n     [2]atomic.Uint64
+	reset atomic.Bool
+}
+
+func (i *stressIRQ) Signal(q int) error {
+	if q < 0 || q > 1 {
+		return fmt.Errorf("stress: interrupt for queue %d", q)
+	}
+	i.n[q].Add(1)
+	select {
+	case i.ch[q] <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (i *stressIRQ) SignalConfig() error { return nil }
+func (i *stressIRQ) NeedsReset() error   { i.reset.Store(true); return nil }
+
+// napi is a NAPI instance's SCHED and MISSED bits (net/core/dev.c).
+type napi struct {
+	state atomic.Uint32
+	run   chan struct{}
+}
+
+const (
+	napiSched  = 1
+	napiMissed = 2
+)
+
+func (n *napi) schedulePrep() bool {
+	for {
+		v := n.state.Load()
+		nv := v | napiSched
+		if v&napiSched != 0 {
+			nv = v | napiMissed
+		}
+		if n.state.CompareAndSwap(v, nv) {
+			return v&napiSched == 0
+		}
+	}
+}
+
+func (n *napi) schedule() {
+	select {
+	case n.run <- struct{}{}:
+	default:
+	}
+}
+
+// completeDone is napi_complete_done: with MISSED set it keeps SCHED
+// and polls again.
+func (n *napi) completeDone() bool {
+	for {
+		v := n.state.Load()
+		nv := v &^ (napiSched | napiMissed)
+		if v&napiMissed != 0 {
+			nv |= napiSched
+		}
+		if n.state.CompareAndSwap(v, nv) {
+			if v&napiMissed != 0 {
+				n.schedule()
+				return false
+			}
+			return true
+		}
+	}
+}
+
+// napiSchedule is virtio_net's virtqueue_napi_schedule.
+func napiSchedule(n *napi, v *vq) {
+	if n.schedulePrep() {
+		v.disableCB()
+		n.schedule()
+	}
+}
+
+type stress struct {
+	t    *testing.T
+	v    stressVariant
+	seed uint64
+
+	g              *guestMem
+	rx, tx         *vq
+	rxNapi, txNapi napi
+	irq            *stressIRQ
+	d              *Device
+	queues         [2]*queue.Queue
+	be             *sockQueue
+	peer           int
+
+	rxSeg     map[int]seg // RX NAPI's goroutine only
+	rxTok     int
+	rxNext    uint32
+	txLock    sync.Mutex
+	txStopped atomic.Bool
+	txWake    chan struct{}
+	thresh    int // 2+MAX_SKB_FRAGS, scaled down for tiny rings
+	jitterP   int
+
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	genDone atomic.Bool
+	injDone atomic.Bool
+
+	rxGot, txXmit, txFreed, peerRx, peerTx atomic.Uint64
+
+	errMu sync.Mutex
+	errs  []string
+}
+
+func (s *stress) errorf(format string, args ...any) {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if len(s.errs) < 5 {
+		s.errs = append(s.errs, fmt.Sprintf(format, args...))
+	}
+}
+
+func (s *stress) failed() bool {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return len(s.errs) > 0
+}
+
+// jitter perturbs the guest's timing: yields and, rarely, short sleeps.
+func (s *stress) jitter() {
+	switch r := rand.IntN(1024); {
+	case r < s.jitterP:
+		runtime.Gosched()
+	case r < s.jitterP+2:
+		time.Sleep(time.Duration(rand.IntN(40)) * time.Microsecond)
+	}
+}
+
+func runStress(t *testing.T, v stressVariant, seed uint64, dur time.Duration) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(v.procs))
+	rnd := rand.New(rand.NewPCG(seed, 1))
+	s := &stress{t: t, v: v, seed: seed, irq: &stressIRQ{}, stop: make(chan struct{}), txWake: make(chan struct{}, 1),
+		rxSeg: map[int]seg{}, jitterP: []int{0, 16, 128}[rnd.IntN(3)]}
+	for i := range s.irq.ch {
+		s.irq.ch[i] = make(chan struct{}, 1)
+	}
+	s.rxNapi.run, s.txNapi.run = make(chan struct{}, 1), make(chan struct{}, 1)
+	s.thresh = min(2+17, max(stressMaxSG, int(v.size)/2))
+	sndbuf := []int{0, 0, 16 << 10}[rnd.IntN(3)]
+	s.be, s.peer = newSockPair(t, sndbuf)
+	s.setup(t)
+	// virtnet_open: fill the receive ring before anything runs, then
+	// enable both NAPIs (below).
+	s.fillRx()
+
+	s.wg.Add(7)
+	go s.irqLoop(0, s.rx, func() { napiSchedule(&s.rxNapi, s.rx) })
+	go s.irqLoop(1, s.tx, func() {
+		s.tx.disableCB() // skb_xmit_done
+		napiSchedule(&s.txNapi, s.tx)
+	})
+	go s.napiLoop(&s.rxNapi, s.rxPoll)
+	go s.napiLoop(&s.txNapi, func() bool { s.txPoll(); return true })
+	go s.sender(rand.New(rand.NewPCG(seed, 2)), dur)
+	go s.injector(rand.New(rand.NewPCG(seed, 3)), dur)
+	go s.receiver()
+	napiSchedule(&s.rxNapi, s.rx)
+	napiSchedule(&s.txNapi, s.tx)
+
+	stall := s.watch()
+	dump := ""
+	if stall != "" {
+		dump = s.dump()
+	}
+	s.shutdown()
+	if stall != "" {
+		t.Fatalf("%v seed %#x: %s\n%s", v, seed, stall, dump)
+	}
+	if s.failed() {
+		t.Fatalf("%v seed %#x: %s", v, seed, strings.Join(s.errs, "\n"))
+	}
+	if s.peerTx.Load() != s.rxGot.Load() || s.peerRx.Load() != s.txXmit.Load() {
+		t.Fatalf("%v seed %#x: rx %d of %d, tx %d of %d", v, seed, s.rxGot.Load(), s.peerTx.Load(), s.peerRx.Load(), s.txXmit.Load())
+	}
+	if st := s.d.Stats(); st.RxMalformed+st.TxMalformed+st.RxDropOversize+st.RxDropShort+st.RxDropHeader+st.TxDropShort+st.TxDropHeader != 0 || st.Broken != 0 {
+		t.Fatalf("%v: device counted errors: %+v", v, st)
+	}
+	t.Logf("rx %d tx %d packets, irqs rx %d tx %d, kicks rx %d tx %d", s.rxGot.Load(), s.txXmit.Load(),
+		s.irq.n[0].Load(), s.irq.n[1].Load(), s.rx.kicks, s.tx.kicks)
+}
+
+// setup builds the guest's rings, the device over the backend, and the
+// kick files, and activates the device as a transport does at DRIVER_OK.
+func (s *stress) setup(t *testing.T) {
+	v := s.v
+	s.g = newGuestMem(8 << 20)
+	rcfg := ringCfg{num: v.size, event: v.event, indirect: v.indirect, stride: 2048, maxSG: 1}
+	tcfg := ringCfg{num: v.size, event: v.event, indirect: v.indirect, stride: 4096, maxSG: stressMaxSG}
+	var rr, tr vring
+	if v.packed {
+		rr, tr = newPackedRing(s.g, rcfg), newPackedRing(s.g, tcfg)
+	} else {
+		rr, tr = newSplitRing(s.g, rcfg), newSplitRing(s.g, tcfg)
+	}
+	s.rx, s.tx = &vq{r: rr, event: v.event}, &vq{r: tr, event: v.event}
+	offered := fCommon | fIndir | fEvent | virtio.FeatureRingPacked.Mask()
+	d, err := New(s.be, Options{Features: offered})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := fCommon
+	if v.event {
+		acked |= fEvent
+	}
+	if v.indirect {
+		acked |= fIndir
+	}
+	if v.packed {
+		acked |= virtio.FeatureRingPacked.Mask()
+	}
+	neg, err := virtio.Negotiate(d.Features(), acked)
+	if err == nil {
+		err = d.AckFeatures(neg)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.d = d
+	var qs []virtio.Queue
+	for i, r := range []vring{rr, tr} {
+		q, err := queue.New(d.QueueMaxSizes()[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc, drv, dev := r.areas()
+		if err := q.SetFeatures(neg); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.SetSize(r.size()); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.SetAddrs(desc, drv, dev); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Validate(s.g.m); err != nil {
+			t.Fatal(err)
+		}
+		s.queues[i] = q
+		kf, kick := stressKick(t, v.pipe)
+		[]*vq{s.rx, s.tx}[i].kick = kick
+		qs = append(qs, virtio.Queue{Ring: q, Kick: kf})
+	}
+	if err := d.Activate(s.g.m, qs, s.irq); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stressKick returns a kick file and the guest's notify: an eventfd
+// signalled with 1 per kick (KVM's ioeventfd does eventfd_signal), or a
+// pipe carrying 8 bytes per kick (vhost-user frontends that use one).
+// Both are closed when the test ends, after the device's Reset.
+func stressKick(t *testing.T, pipe bool) (*os.File, func()) {
+	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	if pipe {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close(); w.Close() })
+		return r, func() { w.Write(one) }
+	}
+	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "kick")
+	t.Cleanup(func() { f.Close() })
+	return f, func() { unix.Write(fd, one) }
+}
+
+func (s *stress) irqLoop(q int, v *vq, callback func()) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.irq.ch[q]:
+			v.interrupt(callback)
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// napiLoop runs a NAPI instance's polls while it is scheduled; poll
+// reports whether it completed (else the budget ran out: poll again).
+func (s *stress) napiLoop(n *napi, poll func() bool) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-n.run:
+		case <-s.stop:
+			return
+		}
+		for !poll() {
+			s.jitter()
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+		}
+	}
+}
+
+// rxPoll is virtnet_poll for small buffers.
+func (s *stress) rxPoll() bool {
+	s.cleanTx()
+	received := 0
+	for received < stressBudget {
+		tok, n, ok := s.rx.getBuf()
+		if !ok {
+			break
+		}
+		s.receive(tok, n)
+		received++
+		s.jitter()
+	}
+	if s.rx.numFree() > min(stressBudget, int(s.v.size))/2 {
+		s.fillRx()
+	}
+	if received == stressBudget {
+		return false
+	}
+	opaque := s.rx.enableCBPrepare()
+	s.jitter()
+	if s.rxNapi.completeDone() {
+		if s.rx.poll(opaque) {
+			napiSchedule(&s.rxNapi, s.rx)
+		}
+	} else {
+		s.rx.disableCB()
+	}
+	return true
+}
+
+// fillRx is try_fill_recv with add_recvbuf_small.
+func (s *stress) fillRx() {
+	for {
+		tok := s.rxTok
+		if !s.rx.add([]uint32{rxBufLen}, true, tok, func(g []seg) { s.rxSeg[tok] = g[0] }) {
+			break
+		}
+		s.rxTok++
+		if s.rx.numFree() == 0 {
+			break
+		}
+	}
+	s.rx.kickPrepareNotify()
+}
+
+func (s *stress) receive(tok int, n uint32) {
+	sg, ok := s.rxSeg[tok]
+	delete(s.rxSeg, tok)
+	switch {
+	case !ok:
+		s.errorf("rx: used buffer token %d was not posted", tok)
+		return
+	case n > sg.len || n < HdrLen+minFrame:
+		s.errorf("rx: used length %d for a %d-byte buffer", n, sg.len)
+		return
+	}
+	b := s.g.bytes(sg.addr, uint64(n))
+	if b[0] != 0 || b[1] != 0 {
+		s.errorf("rx: header flags %#x gso %#x", b[0], b[1])
+	}
+	if err := checkStressFrame(b[HdrLen:], s.rxNext); err != nil {
+		s.errorf("rx: %v", err)
+	}
+	s.rxNext++
+	s.rxGot.Add(1)
+}
+
+// sender is the qdisc: bursts of packets (xmit_more on all but the
+// last), each waiting while the queue is stopped.
+func (s *stress) sender(rnd *rand.Rand, dur time.Duration) {
+	defer s.wg.Done()
+	defer s.genDone.Store(true)
+	end := time.Now().Add(dur)
+	for seq := uint32(0); time.Now().Before(end); {
+		burst := 1 + rnd.IntN(8)
+		for k := 0; k < burst; {
+			if s.txStopped.Load() {
+				select {
+				case <-s.txWake:
+				case <-s.stop:
+					return
+				}
+				continue
+			}
+			s.txLock.Lock()
+			if s.txStopped.Load() {
+				s.txLock.Unlock()
+				continue
+			}
+			s.startXmit(rnd, seq, k+1 < burst)
+			s.txLock.Unlock()
+			seq++
+			k++
+			s.jitter()
+		}
+	}
+}
+
+// startXmit is virtio_net's start_xmit with napi_tx (txLock held).
+func (s *stress) startXmit(rnd *rand.Rand, seq uint32, more bool) {
+	kick := !more
+	for {
+		s.tx.disableCB()
+		s.freeOldXmit()
+		if !kick || s.tx.enableCBDelayed() {
+			break
+		}
+	}
+	n := minFrame + rnd.IntN(maxFrame-minFrame+1)
+	pkt := make([]byte, HdrLen+n)
+	putStressFrame(pkt[HdrLen:], seq)
+	lens := splitLens(rnd, len(pkt))
+	if !s.tx.add(lens, false, int(seq), func(g []seg) {
+		off := 0
+		for _, e := range g {
+			off += copy(s.g.bytes(e.addr, uint64(e.len)), pkt[off:])
+		}
+	}) {
+		s.errorf("tx: no room for packet %d with %d free: the stop threshold is wrong", seq, s.tx.numFree())
+		return
+	}
+	s.txXmit.Add(1)
+	if s.tx.numFree() < s.thresh {
+		s.txStopped.Store(true) // netif_stop_subqueue
+		if !s.tx.enableCBDelayed() {
+			napiSchedule(&s.txNapi, s.tx)
+		}
+	}
+	if kick || s.txStopped.Load() {
+		s.tx.kickPrepareNotify()
+	}
+}
+
+// splitLens cuts a packet of n bytes into 1 to stressMaxSG elements:
+// the header alone first when there are several (as when virtio_net
+// cannot push it into the skb's headroom), then the data.
+func splitLens(rnd *rand.Rand, n int) []uint32 {
+	k := 1 + rnd.IntN(stressMaxSG)
+	if k == 1 {
+		return []uint32{uint32(n)}
+	}
+	lens := []uint32{HdrLen}
+	left := n - HdrLen
+	for i := 1; i < k; i++ {
+		take := left
+		if i+1 < k {
+			take = 1 + rnd.IntN(left-(k-i-1))
+		}
+		lens = append(lens, uint32(take))
+		left -= take
+	}
+	return lens
+}
+
+func (s *stress) freeOldXmit() {
+	for {
+		if _, _, ok := s.tx.getBuf(); !ok {
+			return
+		}
+		s.txFreed.Add(1)
+	}
+}
+
+// wakeTx is netif_tx_wake_queue (txLock held).
+func (s *stress) wakeTx() {
+	if s.txStopped.CompareAndSwap(true, false) {
+		select {
+		case s.txWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// txPoll is virtnet_poll_tx.
+func (s *stress) txPoll() {
+	s.txLock.Lock()
+	s.tx.disableCB()
+	s.freeOldXmit()
+	if s.tx.numFree() >= s.thresh {
+		s.wakeTx()
+	}
+	opaque := s.tx.enableCBPrepare()
+	done := s.txNapi.completeDone()
+	if !done {
+		s.tx.disableCB()
+	}
+	s.txLock.Unlock()
+	s.jitter()
+	if done && s.tx.poll(opaque) && s.txNapi.schedulePrep() {
+		s.txLock.Lock()
+		s.tx.disableCB()
+		s.txLock.Unlock()
+		s.txNapi.schedule()
+	}
+}
+
+// cleanTx is virtnet_poll_cleantx, from the receive NAPI.
+func (s *stress) cleanTx() {
+	if !s.txLock.TryLock() {
+		return
+	}
+	for {
+		s.tx.disableCB()
+		s.freeOldXmit()
+		if s.tx.enableCBDelayed() {
+			break
+		}
+	}
+	if s.tx.numFree() >= s.thresh {
+		s.wakeTx()
+	}
+	s.txLock.Unlock()
+}
+
+// injector is the host sending frames to the guest through the
+// backend, in bursts with pauses (so the device's receive engine both
+// parks on the backend and runs out of guest buffers).
+func (s *stress) injector(rnd *rand.Rand, dur time.Duration) {
+	defer s.wg.Done()
+	defer s.injDone.Store(true)
+	end := time.Now().Add(dur)
+	for seq := uint32(0); time.Now().Before(end); seq++ {
+		n := minFrame + rnd.IntN(maxFrame-minFrame+1)
+		f := make([]byte, HdrLen+n)
+		putStressFrame(f[HdrLen:], seq)
+		if _, err := unix.Write(s.peer, f); err != nil {
+			return // shut down
+		}
+		s.peerTx.Add(1)
+		switch r := rnd.IntN(64); {
+		case r == 0:
+			time.Sleep(time.Duration(rnd.IntN(2000)) * time.Microsecond)
+		case r < 8:
+			time.Sleep(time.Duration(rnd.IntN(50)) * time.Microsecond)
+		}
+	}
+}
+
+// receiver is the host reading the guest's frames from the backend.
+func (s *stress) receiver() {
+	defer s.wg.Done()
+	buf := make([]byte, 4096)
+	for seq := uint32(0); ; seq++ {
+		n, err := unix.Read(s.peer, buf)
+		if err != nil || n == 0 {
+			return
+		}
+		if buf[0] != 0 || buf[1] != 0 {
+			s.errorf("tx: header flags %#x gso %#x", buf[0], buf[1])
+		}
+		if err := checkStressFrame(buf[HdrLen:n], seq); err != nil {
+			s.errorf("tx: %v", err)
+		}
+		s.peerRx.Add(1)
+	}
+}
+
+// putStressFrame fills f with frame seq: its number, its length, then
+// a pattern of both.
+func putStressFrame(f []byte, seq uint32) {
+	binary.LittleEndian.PutUint32(f, seq)
+	binary.LittleEndian.PutUint16(f[4:], uint16(len(f)))
+	for i := 6; i < len(f); i++ {
+		f[i] = byte(seq*13) ^ byte(i*7+i>>8)
+	}
+}
+
+func checkStressFrame(f []byte, seq uint32) error {
+	if len(f) < 6 {
+		return fmt.Errorf("frame of %d bytes", len(f))
+	}
+	got, n := binary.LittleEndian.Uint32(f), int(binary.LittleEndian.Uint16(f[4:]))
+	if got != seq || n != len(f) {
+		return fmt.Errorf("frame %d (%d bytes) where frame %d was due (%d bytes)", got, n, seq, len(f))
+	}
+	for i := 6; i < len(f); i++ {
+		if f[i] != byte(seq*13)^byte(i*7+i>>8) {
+			return fmt.Errorf("frame %d: byte %d corrupt", seq, i)
+		}
+	}
+	return nil
+}
+
+// stallAfter is how long a direction with work may move nothing.
+var stallAfter = time.Duration(envFloat("FLINT_STRESS_STALL_SECS", 3) * float64(time.Second))
+
+// watch waits until both directions delivered everything the
+// generators sent, or an error, or a stall (its description).
+func (s *stress) watch() string {
+	type dir struct {
+		last uint64
+		at   time.Time
+	}
+	now := time.Now()
+	rxd, txd := dir{at: now}, dir{at: now}
+	for !s.failed() {
+		time.Sleep(2 * time.Millisecond)
+		now = time.Now()
+		rxGot, peerTx := s.rxGot.Load(), s.peerTx.Load()
+		xmit, peerRx := s.txXmit.Load(), s.peerRx.Load()
+		rxWork := peerTx > rxGot || !s.injDone.Load()
+		txWork := peerRx < xmit || !s.genDone.Load()
+		if !rxWork && !txWork {
+			return ""
+		}
+		if rxGot != rxd.last || !rxWork {
+			rxd = dir{rxGot, now}
+		}
+		if xmit+peerRx != txd.last || !txWork {
+			txd = dir{xmit + peerRx, now}
+		}
+		if now.Sub(rxd.at) > stallAfter {
+			return fmt.Sprintf("RX stalled: guest received %d of %d frames the host sent, nothing for %v", rxGot, peerTx, stallAfter)
+		}
+		if now.Sub(txd.at) > stallAfter {
+			return fmt.Sprintf("TX stalled: guest sent %d (queue stopped %v), host received %d, nothing for %v", xmit, s.txStopped.Load(), peerRx, stallAfter)
+		}
+	}
+	return ""
+}
+
+// dump is both sides of both rings, the guest's NAPI and queue state
+// and the engines' activity, while stalled.
+func (s *stress) dump() string {
+	var b strings.Builder
+	states := s.d.EngineStates()
+	for i, name := range []string{"rx", "tx"} {
+		v := []*vq{s.rx, s.tx}[i]
+		n := []*napi{&s.rxNapi, &s.txNapi}[i]
+		fmt.Fprintf(&b, "%s guest: %s napi_state=%d irqs_sent=%d\n", name, v.dump(), n.state.Load(), s.irq.n[i].Load())
+		fmt.Fprintf(&b, "%s device: engine %v ring %v\n", name, states[i].Attrs(), s.queues[i].RingState().Attrs())
+	}
+	fmt.Fprintf(&b, "tx stopped=%v xmit=%d freed=%d host got %d; rx host sent %d guest got %d; device stats %+v\n",
+		s.txStopped.Load(), s.txXmit.Load(), s.txFreed.Load(), s.peerRx.Load(), s.peerTx.Load(), s.rxGot.Load(), s.d.Stats())
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "flint/virtio.(*Engine)") {
+			b.WriteString(g + "\n\n")
+		}
+	}
+	return b.String()
+}
+
+// shutdown stops the guest and the host, then resets the device.
+func (s *stress) shutdown() {
+	close(s.stop)
+	s.d.Reset() // before the host's end closes: the device would read EOFs
+	unix.Shutdown(s.peer, unix.SHUT_RDWR)
+	s.wg.Wait()
+	unix.Close(s.peer)
+	s.be.Close()
+}
