@@ -239,6 +239,7 @@ type stress struct {
 	txWake    chan struct{}
 	thresh    int // 2+MAX_SKB_FRAGS, scaled down for tiny rings
 	jitterP   int
+	pauses    bool
 
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -265,13 +266,16 @@ func (s *stress) failed() bool {
 	return len(s.errs) > 0
 }
 
-// jitter perturbs the guest's timing: yields and, rarely, short sleeps.
+// jitter perturbs the guest's timing: yields, short sleeps and, with
+// pauses set, a vCPU that stops for a while (a nested host's vCPUs do).
 func (s *stress) jitter() {
 	switch r := rand.IntN(1024); {
 	case r < s.jitterP:
 		runtime.Gosched()
 	case r < s.jitterP+2:
 		time.Sleep(time.Duration(rand.IntN(40)) * time.Microsecond)
+	case s.pauses && r == 1023 && rand.IntN(4) == 0:
+		time.Sleep(time.Duration(500+rand.IntN(2000)) * time.Microsecond)
 	}
 }
 
@@ -279,7 +283,7 @@ func runStress(t *testing.T, v stressVariant, seed uint64, dur time.Duration) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(v.procs))
 	rnd := rand.New(rand.NewPCG(seed, 1))
 	s := &stress{t: t, v: v, seed: seed, irq: &stressIRQ{}, stop: make(chan struct{}), txWake: make(chan struct{}, 1),
-		rxSeg: map[int]seg{}, jitterP: []int{0, 16, 128}[rnd.IntN(3)]}
+		rxSeg: map[int]seg{}, jitterP: []int{0, 16, 128, 512}[rnd.IntN(4)], pauses: rnd.IntN(2) == 0}
 	for i := range s.irq.ch {
 		s.irq.ch[i] = make(chan struct{}, 1)
 	}
@@ -324,8 +328,8 @@ func runStress(t *testing.T, v stressVariant, seed uint64, dur time.Duration) {
 	if st := s.d.Stats(); st.RxMalformed+st.TxMalformed+st.RxDropOversize+st.RxDropShort+st.RxDropHeader+st.TxDropShort+st.TxDropHeader != 0 || st.Broken != 0 {
 		t.Fatalf("%v: device counted errors: %+v", v, st)
 	}
-	t.Logf("rx %d tx %d packets, irqs rx %d tx %d, kicks rx %d tx %d", s.rxGot.Load(), s.txXmit.Load(),
-		s.irq.n[0].Load(), s.irq.n[1].Load(), s.rx.kicks, s.tx.kicks)
+	t.Logf("rx %d tx %d packets, irqs rx %d (no work %d) tx %d (no work %d), kicks rx %d tx %d", s.rxGot.Load(), s.txXmit.Load(),
+		s.irq.n[0].Load(), s.rx.spurious, s.irq.n[1].Load(), s.tx.spurious, s.rx.kicks, s.tx.kicks)
 }
 
 // setup builds the guest's rings, the device over the backend, and the
@@ -705,6 +709,9 @@ func (s *stress) receiver() {
 			s.errorf("tx: %v", err)
 		}
 		s.peerRx.Add(1)
+		if s.pauses && rand.IntN(256) == 0 {
+			time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond) // the host is busy: the socket fills
+		}
 	}
 }
 
