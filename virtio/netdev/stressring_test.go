@@ -377,14 +377,21 @@ func (r *packedRing) addIndirect(lens []uint32, write bool, token int, fill func
 	return true
 }
 
-// kickPrepare reads the device area's flags, then its off_wrap (Linux
-// reads both in one 32-bit load; flags first gives an off_wrap at least
-// as new as the flags, which the device writes after it).
+// kickPrepare reads the device area as Linux does, in one snapshot:
+// off_wrap, flags, off_wrap again until both off_wrap reads agree (the
+// device's off_wrap only moves forward, so the pair then held together
+// when the flags were read).
 func (r *packedRing) kickPrepare() bool {
 	old, cur := r.nextAvail-r.numAdded, r.nextAvail
 	r.numAdded = 0
-	flags := r.devFlags.Load()
-	offWrap := r.devOffWrap.Load()
+	var flags, offWrap uint16
+	for {
+		offWrap = r.devOffWrap.Load()
+		flags = r.devFlags.Load()
+		if r.devOffWrap.Load() == offWrap {
+			break
+		}
+	}
 	if flags != evDesc {
 		return flags != evDisable
 	}
