@@ -45,6 +45,7 @@ type stressVariant struct {
 	size                    uint16
 	pipe                    bool // pipe kicks, else eventfd
 	procs                   int
+	big                     bool // big receive buffers (GUEST_TSO4 without MRG_RXBUF), else small
 }
 
 func (v stressVariant) String() string {
@@ -56,17 +57,23 @@ func (v stressVariant) String() string {
 	if v.pipe {
 		kick = "pipe"
 	}
-	return fmt.Sprintf("%s-%d-event=%v-indirect=%v-%s-procs=%d", ring, v.size, v.event, v.indirect, kick, v.procs)
+	rx := "small"
+	if v.big {
+		rx = "big"
+	}
+	return fmt.Sprintf("%s-%d-%s-event=%v-indirect=%v-%s-procs=%d", ring, v.size, rx, v.event, v.indirect, kick, v.procs)
 }
 
 // stressMatrix is every variant; a soak runs all, the default run the
 // ones with a kick kind alternating (each format, size and feature set
-// still sees both kinds across GOMAXPROCS values).
+// still sees both kinds across GOMAXPROCS values). Big receive buffers
+// take 19 descriptors without indirect tables, so they run on rings of
+// at least 64 (Linux's try_fill_recv posts none on a smaller one).
 func stressMatrix(soak bool) []stressVariant {
 	var out []stressVariant
 	sizes := map[bool][]uint16{false: {8, 256}, true: {7, 16, 256}}
 	if soak {
-		sizes = map[bool][]uint16{false: {8, 16, 256}, true: {5, 7, 8, 16, 100, 256}}
+		sizes = map[bool][]uint16{false: {8, 16, 64, 256}, true: {5, 7, 8, 16, 100, 256}}
 	}
 	n := 0
 	for pi, procs := range []int{1, 2} {
@@ -79,7 +86,10 @@ func stressMatrix(soak bool) []stressVariant {
 							if !soak && pipe != ((n+si+pi)%2 == 0) {
 								continue
 							}
-							out = append(out, stressVariant{packed, event, indirect, size, pipe, procs})
+							out = append(out, stressVariant{packed, event, indirect, size, pipe, procs, false})
+							if size >= 64 {
+								out = append(out, stressVariant{packed, event, indirect, size, pipe, procs, true})
+							}
 						}
 					}
 				}
@@ -132,8 +142,10 @@ const (
 	stressBudget = 64   // NAPI weight
 	stressMaxSG  = 4    // transmit elements per packet at most
 	rxBufLen     = 1530 // virtio_net's small buffer: header + GOOD_PACKET_LEN
+	bigSGs       = 19   // a big buffer: header, then 1+MAX_SKB_FRAGS pages
 	minFrame     = 60
 	maxFrame     = 1514
+	maxBigFrame  = 9000 // no GSO here, but frames that span pages
 )
 
 // stressIRQ delivers used-buffer notifications as an MSI would: each
@@ -173,7 +185,8 @@ type stress struct {
 	be             *sockQueue
 	peer           int
 
-	rxSeg     map[int]seg // RX NAPI's goroutine only
+	rxSeg     map[int][]seg // RX NAPI's goroutine only
+	rxLens    []uint32      // one receive buffer's elements
 	rxTok     int
 	rxNext    uint32
 	txLock    sync.Mutex
@@ -225,7 +238,7 @@ func runStress(t *testing.T, v stressVariant, seed uint64, dur time.Duration) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(v.procs))
 	rnd := rand.New(rand.NewPCG(seed, 1))
 	s := &stress{t: t, v: v, seed: seed, irq: &stressIRQ{}, stop: make(chan struct{}), txWake: make(chan struct{}, 1),
-		rxSeg: map[int]seg{}, jitterP: []int{0, 16, 128, 512}[rnd.IntN(4)], pauses: rnd.IntN(2) == 0}
+		rxSeg: map[int][]seg{}, jitterP: []int{0, 16, 128, 512}[rnd.IntN(4)], pauses: rnd.IntN(2) == 0}
 	for i := range s.irq.ch {
 		s.irq.ch[i] = make(chan struct{}, 1)
 	}
@@ -278,8 +291,16 @@ func runStress(t *testing.T, v stressVariant, seed uint64, dur time.Duration) {
 // kick files, and activates the device as a transport does at DRIVER_OK.
 func (s *stress) setup(t *testing.T) {
 	v := s.v
-	s.g = newGuestMem(8 << 20)
 	rcfg := ringCfg{num: v.size, event: v.event, indirect: v.indirect, stride: 2048, maxSG: 1}
+	s.rxLens = []uint32{rxBufLen}
+	if v.big { // add_recvbuf_big: the header, the rest of its page, 17 pages
+		s.rxLens = []uint32{HdrLen, 4096 - 16}
+		for range bigSGs - 2 {
+			s.rxLens = append(s.rxLens, 4096)
+		}
+		rcfg.stride, rcfg.maxSG = 76<<10, bigSGs
+	}
+	s.g = newGuestMem(uint64(v.size)*(rcfg.stride+16*bigSGs+4096+16*stressMaxSG) + 1<<20)
 	tcfg := ringCfg{num: v.size, event: v.event, indirect: v.indirect, stride: 4096, maxSG: stressMaxSG}
 	var rr, tr vring
 	if v.packed {
@@ -288,7 +309,8 @@ func (s *stress) setup(t *testing.T) {
 		rr, tr = newSplitRing(s.g, rcfg), newSplitRing(s.g, tcfg)
 	}
 	s.rx, s.tx = &vq{r: rr, event: v.event}, &vq{r: tr, event: v.event}
-	offered := fCommon | fIndir | fEvent | virtio.FeatureRingPacked.Mask()
+	bigRx := fCsum | FeatureGuestTSO4.Mask()
+	offered := fCommon | fIndir | fEvent | virtio.FeatureRingPacked.Mask() | bigRx
 	d, err := New(s.be, Options{Features: offered})
 	if err != nil {
 		t.Fatal(err)
@@ -296,6 +318,9 @@ func (s *stress) setup(t *testing.T) {
 	acked := fCommon
 	if v.event {
 		acked |= fEvent
+	}
+	if v.big {
+		acked |= bigRx
 	}
 	if v.indirect {
 		acked |= fIndir
@@ -372,6 +397,9 @@ func (s *stress) injector(rnd *rand.Rand, dur time.Duration) {
 	end := time.Now().Add(dur)
 	for seq := uint32(0); time.Now().Before(end); seq++ {
 		n := minFrame + rnd.IntN(maxFrame-minFrame+1)
+		if s.v.big && rnd.IntN(4) == 0 {
+			n = minFrame + rnd.IntN(maxBigFrame-minFrame+1)
+		}
 		f := make([]byte, HdrLen+n)
 		putStressFrame(f[HdrLen:], seq)
 		if _, err := unix.Write(s.peer, f); err != nil {

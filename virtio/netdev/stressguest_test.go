@@ -137,11 +137,11 @@ func (s *stress) rxPoll() bool {
 	return true
 }
 
-// fillRx is try_fill_recv with add_recvbuf_small.
+// fillRx is try_fill_recv with add_recvbuf_small or add_recvbuf_big.
 func (s *stress) fillRx() {
 	for {
 		tok := s.rxTok
-		if !s.rx.add([]uint32{rxBufLen}, true, tok, func(g []seg) { s.rxSeg[tok] = g[0] }) {
+		if !s.rx.add(s.rxLens, true, tok, func(g []seg) { s.rxSeg[tok] = g }) {
 			break
 		}
 		s.rxTok++
@@ -153,17 +153,20 @@ func (s *stress) fillRx() {
 }
 
 func (s *stress) receive(tok int, n uint32) {
-	sg, ok := s.rxSeg[tok]
+	sgs, ok := s.rxSeg[tok]
 	delete(s.rxSeg, tok)
+	var b []byte
+	for _, e := range sgs {
+		b = append(b, s.g.bytes(e.addr, uint64(min(e.len, n-uint32(len(b)))))...)
+	}
 	switch {
 	case !ok:
 		s.errorf("rx: used buffer token %d was not posted", tok)
 		return
-	case n > sg.len || n < HdrLen+minFrame:
-		s.errorf("rx: used length %d for a %d-byte buffer", n, sg.len)
+	case int(n) > len(b) || n < HdrLen+minFrame:
+		s.errorf("rx: used length %d for a buffer of %d elements", n, len(sgs))
 		return
 	}
-	b := s.g.bytes(sg.addr, uint64(n))
 	if b[0] != 0 || b[1] != 0 {
 		s.errorf("rx: header flags %#x gso %#x", b[0], b[1])
 	}
