@@ -45,8 +45,20 @@ type stressVariant struct {
 	size                    uint16
 	pipe                    bool // pipe kicks, else eventfd
 	procs                   int
-	big                     bool // big receive buffers (GUEST_TSO4 without MRG_RXBUF), else small
+	rx                      stressRx
 }
+
+// stressRx is virtio_net's receive mode: small buffers, big ones
+// (GUEST_TSO4 without MRG_RXBUF) or mergeable ones (MRG_RXBUF).
+type stressRx uint8
+
+const (
+	stressSmall stressRx = iota
+	stressBig
+	stressMrg
+)
+
+func (m stressRx) String() string { return [...]string{"small", "big", "mrg"}[m] }
 
 func (v stressVariant) String() string {
 	ring := "split"
@@ -57,18 +69,16 @@ func (v stressVariant) String() string {
 	if v.pipe {
 		kick = "pipe"
 	}
-	rx := "small"
-	if v.big {
-		rx = "big"
-	}
-	return fmt.Sprintf("%s-%d-%s-event=%v-indirect=%v-%s-procs=%d", ring, v.size, rx, v.event, v.indirect, kick, v.procs)
+	return fmt.Sprintf("%s-%d-%v-event=%v-indirect=%v-%s-procs=%d", ring, v.size, v.rx, v.event, v.indirect, kick, v.procs)
 }
 
 // stressMatrix is every variant; a soak runs all, the default run the
 // ones with a kick kind alternating (each format, size and feature set
-// still sees both kinds across GOMAXPROCS values). Big receive buffers
-// take 19 descriptors without indirect tables, so they run on rings of
-// at least 64 (Linux's try_fill_recv posts none on a smaller one).
+// still sees both kinds across GOMAXPROCS values; big and mergeable
+// receive buffers at size 256 only, one GOMAXPROCS value each). Big
+// receive buffers take 19 descriptors without indirect tables, so they
+// run on rings of at least 64 (Linux's try_fill_recv posts none on a
+// smaller one).
 func stressMatrix(soak bool) []stressVariant {
 	var out []stressVariant
 	sizes := map[bool][]uint16{false: {8, 256}, true: {7, 16, 256}}
@@ -86,9 +96,15 @@ func stressMatrix(soak bool) []stressVariant {
 							if !soak && pipe != ((n+si+pi)%2 == 0) {
 								continue
 							}
-							out = append(out, stressVariant{packed, event, indirect, size, pipe, procs, false})
-							if size >= 64 {
-								out = append(out, stressVariant{packed, event, indirect, size, pipe, procs, true})
+							modes := []stressRx{stressSmall}
+							if size >= 64 && (soak || procs == 1) {
+								modes = append(modes, stressBig)
+							}
+							if soak || size == 256 && procs == 2 {
+								modes = append(modes, stressMrg)
+							}
+							for _, m := range modes {
+								out = append(out, stressVariant{packed, event, indirect, size, pipe, procs, m})
 							}
 						}
 					}
@@ -293,7 +309,10 @@ func (s *stress) setup(t *testing.T) {
 	v := s.v
 	rcfg := ringCfg{num: v.size, event: v.event, indirect: v.indirect, stride: 2048, maxSG: 1}
 	s.rxLens = []uint32{rxBufLen}
-	if v.big { // add_recvbuf_big: the header, the rest of its page, 17 pages
+	switch v.rx {
+	case stressMrg: // add_recvbuf_mergeable: one page fragment, sized by fillRx
+		rcfg.stride = 4096 + 64
+	case stressBig: // add_recvbuf_big: the header, the rest of its page, 17 pages
 		s.rxLens = []uint32{HdrLen, 4096 - 16}
 		for range bigSGs - 2 {
 			s.rxLens = append(s.rxLens, 4096)
@@ -310,7 +329,7 @@ func (s *stress) setup(t *testing.T) {
 	}
 	s.rx, s.tx = &vq{r: rr, event: v.event}, &vq{r: tr, event: v.event}
 	bigRx := fCsum | FeatureGuestTSO4.Mask()
-	offered := fCommon | fIndir | fEvent | virtio.FeatureRingPacked.Mask() | bigRx
+	offered := fCommon | fIndir | fEvent | virtio.FeatureRingPacked.Mask() | bigRx | fMrg
 	d, err := New(s.be, Options{Features: offered})
 	if err != nil {
 		t.Fatal(err)
@@ -319,8 +338,11 @@ func (s *stress) setup(t *testing.T) {
 	if v.event {
 		acked |= fEvent
 	}
-	if v.big {
+	switch v.rx {
+	case stressBig:
 		acked |= bigRx
+	case stressMrg: // with GUEST_TSO4: frames past the MTU (and the device holds 64 KiB of buffers)
+		acked |= fMrg | bigRx
 	}
 	if v.indirect {
 		acked |= fIndir
@@ -397,7 +419,7 @@ func (s *stress) injector(rnd *rand.Rand, dur time.Duration) {
 	end := time.Now().Add(dur)
 	for seq := uint32(0); time.Now().Before(end); seq++ {
 		n := minFrame + rnd.IntN(maxFrame-minFrame+1)
-		if s.v.big && rnd.IntN(4) == 0 {
+		if s.v.rx != stressSmall && rnd.IntN(4) == 0 {
 			n = minFrame + rnd.IntN(maxBigFrame-minFrame+1)
 		}
 		f := make([]byte, HdrLen+n)

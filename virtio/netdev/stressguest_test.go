@@ -10,9 +10,12 @@ package netdev
 // runs them over stressring_test.go's rings.
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
+
+	"github.com/flintvm/flint/internal/vnethdr"
 )
 
 // napi is a NAPI instance's SCHED and MISSED bits (net/core/dev.c).
@@ -106,7 +109,10 @@ func (s *stress) napiLoop(n *napi, poll func() bool) {
 	}
 }
 
-// rxPoll is virtnet_poll for small buffers.
+// rxPoll is virtnet_poll: a packet is one used buffer, or with
+// mergeable buffers as many as its header's num_buffers says (all of
+// them published together: Linux drops a packet whose buffers are not
+// all there, "rx error: buffers missing").
 func (s *stress) rxPoll() bool {
 	s.cleanTx()
 	received := 0
@@ -115,7 +121,19 @@ func (s *stress) rxPoll() bool {
 		if !ok {
 			break
 		}
-		s.receive(tok, n)
+		b := s.rxBytes(tok, n)
+		if s.v.rx == stressMrg && len(b) >= HdrLen {
+			nb := int(binary.LittleEndian.Uint16(b[vnethdr.NumBuffersOffset:]))
+			for k := 1; k < nb; k++ {
+				tok, n, ok := s.rx.getBuf()
+				if !ok {
+					s.errorf("rx: packet %d: %d of %d buffers missing", s.rxNext, nb-k, nb)
+					break
+				}
+				b = append(b, s.rxBytes(tok, n)...)
+			}
+		}
+		s.receive(b)
 		received++
 		s.jitter()
 	}
@@ -137,11 +155,16 @@ func (s *stress) rxPoll() bool {
 	return true
 }
 
-// fillRx is try_fill_recv with add_recvbuf_small or add_recvbuf_big.
+// fillRx is try_fill_recv with add_recvbuf_small, _big or _mergeable
+// (whose buffer sizes follow an average: here anything from a small
+// buffer to a page).
 func (s *stress) fillRx() {
 	for {
-		tok := s.rxTok
-		if !s.rx.add(s.rxLens, true, tok, func(g []seg) { s.rxSeg[tok] = g }) {
+		tok, lens := s.rxTok, s.rxLens
+		if s.v.rx == stressMrg {
+			lens = []uint32{rxBufLen + uint32(rand.IntN(4096-HdrLen-rxBufLen+1))}
+		}
+		if !s.rx.add(lens, true, tok, func(g []seg) { s.rxSeg[tok] = g }) {
 			break
 		}
 		s.rxTok++
@@ -152,7 +175,8 @@ func (s *stress) fillRx() {
 	s.rx.kickPrepareNotify()
 }
 
-func (s *stress) receive(tok int, n uint32) {
+// rxBytes is what the device wrote into used buffer tok, n bytes.
+func (s *stress) rxBytes(tok int, n uint32) []byte {
 	sgs, ok := s.rxSeg[tok]
 	delete(s.rxSeg, tok)
 	var b []byte
@@ -162,9 +186,16 @@ func (s *stress) receive(tok int, n uint32) {
 	switch {
 	case !ok:
 		s.errorf("rx: used buffer token %d was not posted", tok)
-		return
-	case int(n) > len(b) || n < HdrLen+minFrame:
+	case int(n) > len(b):
 		s.errorf("rx: used length %d for a buffer of %d elements", n, len(sgs))
+	}
+	return b
+}
+
+// receive checks packet b, header first, against the next one due.
+func (s *stress) receive(b []byte) {
+	if len(b) < HdrLen+minFrame {
+		s.errorf("rx: packet %d of %d bytes", s.rxNext, len(b))
 		return
 	}
 	if b[0] != 0 || b[1] != 0 {
