@@ -3,19 +3,22 @@ package netdev
 // TestNetStress: the real device, its engine goroutines, real kick files
 // (an eventfd, as KVM's ioeventfd signals it, or a pipe) and a TAP-like
 // socketpair backend (stressbe_test.go), against a guest that runs
-// Linux 6.1's virtio_net small-buffer receive and NAPI transmit paths
-// over virtio_ring's split or packed ring (stressring_test.go), with
-// random frames both ways checked end to end, in order and byte for
-// byte. The guest is goroutines: an interrupt handler per queue
-// (vring_interrupt and the virtio_net callbacks), a NAPI poller per
-// queue (virtnet_poll with its refill and TX clean-up, virtnet_poll_tx)
-// and a sender (the qdisc and start_xmit, stopping and waking the
-// queue). A direction that moves nothing for stallAfter while it has
-// work fails the test with a dump of both sides of both rings.
+// Linux 6.1's virtio_net receive (small, big or mergeable buffers) and
+// NAPI transmit paths (stressguest_test.go) over virtio_ring's split or
+// packed ring (stresssplit_test.go, stressring_test.go), with random
+// frames both ways checked end to end, in order and byte for byte. The
+// guest is goroutines: an interrupt handler per queue (vring_interrupt
+// and the virtio_net callbacks), a NAPI poller per queue (virtnet_poll
+// with its refill and TX clean-up, virtnet_poll_tx) and a sender (the
+// qdisc and start_xmit, stopping and waking the queue). A direction
+// that moves nothing for stallAfter (FLINT_STRESS_STALL_SECS, default
+// 3) while it has work fails the test with a dump of both sides of both
+// rings.
 //
 // Default: one round over the matrix (ring format, sizes including
 // non-powers of two for packed rings, EVENT_IDX, indirect descriptors,
-// eventfd or pipe kicks, GOMAXPROCS 1 and 2), 25 ms of traffic each.
+// eventfd or pipe kicks, GOMAXPROCS 1 and 2, receive modes), 25 ms of
+// traffic each, about 3 s in all.
 // Soak: FLINT_STRESS_SECS=1200 repeats the matrix with new seeds until
 // that many seconds passed, FLINT_STRESS_VARIANT_SECS (default 1 in a
 // soak) of traffic per variant; -run 'TestNetStress/.*/packed' picks
