@@ -265,7 +265,7 @@ func l61TX(t *testing.T, num uint16, seed uint64, packets int, fixed bool) error
 	sim := newL61Sim(t, num, seed)
 	d := &l61Dev{q: q, held: -1, disable: true}
 	var nap napi
-	queued, injected, sent, stopped := 0, 0, 0, false
+	queued, injected, sent, stopped, kickDue := 0, 0, 0, false, false
 	freeOld := func() {
 		for {
 			if _, ok := r.getBuf(t); !ok {
@@ -291,7 +291,16 @@ func l61TX(t *testing.T, num uint16, seed uint64, packets int, fixed bool) error
 				return "rx napi clean"
 			})
 		}
-		if queued > 0 && !stopped {
+		if kickDue {
+			drv = append(drv, func() string { // start_xmit's end, a step of its own
+				kickDue = false
+				if r.kickPrepare() {
+					d.notify()
+					return "xmit kick"
+				}
+				return "xmit no kick"
+			})
+		} else if queued > 0 && !stopped {
 			drv = append(drv, func() string { // start_xmit
 				kick := queued == 1 || sim.rng.IntN(4) == 0 // !netdev_xmit_more()
 				for {
@@ -321,9 +330,7 @@ func l61TX(t *testing.T, num uint16, seed uint64, packets int, fixed bool) error
 						nap.schedule(r)
 					}
 				}
-				if (kick || stopped) && r.kickPrepare() {
-					d.notify()
-				}
+				kickDue = kick || stopped
 				return "xmit"
 			})
 		}
