@@ -30,7 +30,25 @@ const dumpWait = 2 * time.Second
 type vcpuDump struct {
 	want atomic.Bool
 	done chan struct{} // capacity 1
+
+	unmapped unmappedRIP // the last state seen whose RIP its page tables do not map (the vCPU's goroutine only)
+	recheck  atomic.Bool // that state is new: DumpState looks again
 }
+
+// unmappedRIP is a vCPU state whose instruction pointer its own page
+// tables do not map, and when it was seen.
+type unmappedRIP struct {
+	rip, cr3 uint64
+	at       time.Time
+}
+
+// Two looks at a vCPU whose RIP is unmapped (see unmappedImpossible):
+// the second comes recheckAfter after the first, and a pair further apart
+// than recheckWithin is not compared.
+const (
+	recheckAfter  = time.Second
+	recheckWithin = 30 * time.Second
+)
 
 // watchDumpSignal logs a state dump on every SIGUSR1 until the machine
 // stops.
@@ -62,24 +80,54 @@ func onDumpSignal(stop <-chan struct{}, dump func()) {
 // out of KVM_RUN to read their registers and continue at once; a vCPU
 // that does not come out within dumpWait is reported as such. --timeout
 // calls it before it stops the guest.
+//
+// A vCPU whose RIP its page tables do not map is looked at once more,
+// recheckAfter later (see unmappedImpossible).
 func (m *Machine) DumpState() {
 	m.logDeviceState("dump")
-	for i, v := range m.vcpus {
-		d := &m.dumps[i]
-		select {
-		case <-d.done: // a stale answer from an earlier timed-out request
-		default:
+	var again []int
+	for i := range m.vcpus {
+		if !m.dumpVCPU(i) {
+			return
 		}
-		d.want.Store(true)
-		v.Kick()
-		select {
-		case <-d.done:
-		case <-time.After(dumpWait):
-			m.log.Warn(VCPUStuckMsg, "vcpu", v.ID(), "waited", dumpWait)
-		case <-m.stopped:
+		if m.dumps[i].recheck.Load() {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	select {
+	case <-time.After(recheckAfter):
+	case <-m.stopped:
+		return
+	}
+	for _, i := range again {
+		if !m.dumpVCPU(i) {
 			return
 		}
 	}
+}
+
+// dumpVCPU asks vCPU i for its state and waits up to dumpWait for it;
+// false: the machine stopped.
+func (m *Machine) dumpVCPU(i int) bool {
+	v, d := m.vcpus[i], &m.dumps[i]
+	select {
+	case <-d.done: // a stale answer from an earlier timed-out request
+	default:
+	}
+	d.recheck.Store(false)
+	d.want.Store(true)
+	v.Kick()
+	select {
+	case <-d.done:
+	case <-time.After(dumpWait):
+		m.log.Warn(VCPUStuckMsg, "vcpu", v.ID(), "waited", dumpWait)
+	case <-m.stopped:
+		return false
+	}
+	return true
 }
 
 // answerDump logs v's state if a dump was requested. It runs on v's own
@@ -142,7 +190,44 @@ func (m *Machine) logVCPUState(v *kvm.VCPU, counts *vcpuExitCounts, why string) 
 	if !m.pageTablesInRAM(s.CR0, s.CR3) {
 		m.log.Warn(ImpossibleStateMsg+": its page tables (CR3) are outside guest RAM, so KVM or the hypervisor under it lost the guest's state",
 			"vcpu", v.ID(), "why", why, "cr3", hex(s.CR3), "rip", hex(r.RIP), "guest_ram", m.mem.Size())
+		return
 	}
+	if s.CR0&(1<<31) == 0 || s.EFER&(1<<10) == 0 {
+		return // not in long mode: translate does not apply
+	}
+	d := &m.dumps[v.ID()]
+	if _, ok := m.translate(s.CR3, s.CR4, r.RIP); ok {
+		d.unmapped = unmappedRIP{}
+		return
+	}
+	now := unmappedRIP{rip: r.RIP, cr3: s.CR3, at: time.Now()}
+	if gap, lost := unmappedImpossible(d.unmapped, now); lost {
+		m.log.Warn(ImpossibleStateMsg+": its instruction pointer is not mapped by its own page tables, the same at two looks, so KVM or the hypervisor under it lost the guest's state",
+			"vcpu", v.ID(), "why", why, "cr3", hex(s.CR3), "rip", hex(r.RIP), "apart", gap.Round(time.Millisecond))
+	} else {
+		m.log.Warn(why+": the vCPU's instruction pointer is not mapped by its page tables (a lost state if a second look finds the same)",
+			"vcpu", v.ID(), "cr3", hex(s.CR3), "rip", hex(r.RIP))
+		d.recheck.Store(true)
+	}
+	d.unmapped = now
+}
+
+// unmappedImpossible reports whether two looks at a vCPU, prev and then
+// now, both with a RIP that the page tables at CR3 do not map, prove its
+// state lost, and how far apart they were. A guest never runs there: its
+// first fetch faults and the #PF handler (mapped) takes over. An exit can
+// fall between a jump to an unmapped page and that fault, so one look
+// proves nothing; but a vCPU that entered the guest again between two
+// looks at least recheckAfter apart cannot be at the same unmapped RIP
+// with the same CR3 at both. Seen in the nested test host: QEMU's TCG
+// emulation of SVM handing the L1 kernel's registers (a RIP in kvm_amd)
+// to the L2 vCPU, with a CR3 that happens to lie inside the guest's RAM.
+func unmappedImpossible(prev, now unmappedRIP) (time.Duration, bool) {
+	if prev.at.IsZero() || prev.rip != now.rip || prev.cr3 != now.cr3 {
+		return 0, false
+	}
+	gap := now.at.Sub(prev.at)
+	return gap, gap >= recheckAfter-recheckAfter/10 && gap <= recheckWithin
 }
 
 // pageTablesInRAM reports whether a vCPU with cr0 and cr3 could fetch

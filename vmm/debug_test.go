@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"testing"
+	"time"
 
 	"github.com/flintvm/flint/mem"
 )
@@ -99,6 +100,33 @@ func TestPageTablesInRAM(t *testing.T) {
 	} {
 		if got := mc.pageTablesInRAM(c.cr0, c.cr3); got != c.want {
 			t.Errorf("cr0 %#x cr3 %#x: %v, want %v", c.cr0, c.cr3, got, c.want)
+		}
+	}
+}
+
+// TestUnmappedImpossible: a RIP its page tables do not map proves a lost
+// state only when a second look, about recheckAfter later and not too
+// late, finds the same RIP and CR3.
+func TestUnmappedImpossible(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 18, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	first := unmappedRIP{rip: 0xffffffffc052120c, cr3: 0x1a248000, at: t0}
+	for _, c := range []struct {
+		name string
+		prev unmappedRIP
+		now  unmappedRIP
+		want bool
+	}{
+		{"first look", unmappedRIP{}, first, false},
+		{"same state a second later", first, unmappedRIP{first.rip, first.cr3, at(time.Second)}, true},
+		{"same state 3 s later (two SIGUSR1 dumps)", first, unmappedRIP{first.rip, first.cr3, at(3 * time.Second)}, true},
+		{"too soon: the vCPU may not have run", first, unmappedRIP{first.rip, first.cr3, at(100 * time.Millisecond)}, false},
+		{"too late to compare", first, unmappedRIP{first.rip, first.cr3, at(time.Minute)}, false},
+		{"the guest moved on", first, unmappedRIP{first.rip + 2, first.cr3, at(time.Second)}, false},
+		{"another address space", first, unmappedRIP{first.rip, first.cr3 + 0x1000, at(time.Second)}, false},
+	} {
+		if _, got := unmappedImpossible(c.prev, c.now); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
 }
