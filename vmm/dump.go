@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/flintvm/flint/virtio"
+	"github.com/flintvm/flint/virtio/queue"
 	"github.com/flintvm/flint/virtio/transport"
 )
 
@@ -111,10 +112,12 @@ func deviceAttrs(s transport.Snapshot) []slog.Attr {
 }
 
 // queueAttrs is one queue's line: index and name, the ring words, the
-// engine's state, how many buffers the driver made available beyond the
-// engine's last_avail (avail_pending), and the queue's interrupt: the ISR
-// bits, and for PCI its MSI-X vector with that vector's mask and pending
-// bits.
+// engine's state, and the queue's interrupt: the ISR bits, and for PCI its
+// MSI-X vector with that vector's mask and pending bits. For a split ring
+// it says how many buffers the driver made available beyond the engine's
+// last_avail (avail_pending); a packed ring has no avail.idx, so instead
+// its positions are slot/wrap and it says whether a kick or an interrupt
+// is owed (packedOwed).
 func queueAttrs(s transport.Snapshot, q transport.QueueSnapshot) []slog.Attr {
 	name := "q" + strconv.Itoa(q.Index)
 	if q.HasEngine && q.Engine.Name != "" {
@@ -122,7 +125,16 @@ func queueAttrs(s transport.Snapshot, q transport.QueueSnapshot) []slog.Attr {
 	}
 	a := []slog.Attr{slog.Int("q", q.Index), slog.String("name", name), slog.Bool("enabled", q.Enabled)}
 	a = append(a, q.Ring.Attrs()...)
-	if q.HasEngine {
+	switch {
+	case q.HasEngine && q.Ring.Packed:
+		e := q.Engine
+		a = append(a, slog.String("engine", e.Activity.String()),
+			slog.String("last_avail", queue.PackedPos(e.NextAvail)), slog.String("next_used", queue.PackedPos(e.NextUsed)),
+			slog.Uint64("transitions", uint64(e.Transitions)))
+		if q.Ring.Ready && e.Activity != virtio.ActivityInactive {
+			a = append(a, packedOwed(q.Ring, e)...)
+		}
+	case q.HasEngine:
 		a = append(a, q.Engine.Attrs()...)
 		if q.Ring.Ready && q.Engine.Activity != virtio.ActivityInactive {
 			a = append(a, slog.Int("avail_pending", int(q.Ring.AvailIdx-q.Engine.NextAvail)))
@@ -137,6 +149,24 @@ func queueAttrs(s transport.Snapshot, q transport.QueueSnapshot) []slog.Attr {
 		if vs, ok := x.Vector(v); ok {
 			a = append(a, slog.Bool("vector_masked", vs.Masked), slog.Bool("vector_pending", vs.Pending))
 		}
+	}
+	return a
+}
+
+// packedOwed says, for a packed ring, whether a notification asked for
+// is owed: kick_owed (shown while the engine waits for a kick and the
+// device's flags are DESC) when the descriptor at the device's off_wrap
+// (its last_avail when it asked) is available, so the driver should have
+// kicked; irq_owed (shown when the driver's flags are DESC) when the
+// descriptor at the driver's off_wrap is used, so the device should have
+// interrupted. Without DESC the off_wraps are not in use.
+func packedOwed(r queue.RingState, e virtio.EngineState) []slog.Attr {
+	var a []slog.Attr
+	if r.UsedFlags&3 == queue.EventFlagsDesc && e.Activity == virtio.ActivityWaitKick {
+		a = append(a, slog.Bool("kick_owed", r.AvailAtDeviceEvent))
+	}
+	if r.AvailFlags&3 == queue.EventFlagsDesc {
+		a = append(a, slog.Bool("irq_owed", r.UsedAtDriverEvent))
 	}
 	return a
 }

@@ -110,6 +110,38 @@ func TestDumpLinesVhostUser(t *testing.T) {
 	wantIn(t, lines[1], `name=rx`, `enabled=false`, `ready=false`, `engine=inactive`)
 }
 
+// TestDumpLinesPacked: a packed queue's line has no avail_pending (a
+// packed ring has no avail.idx, and its positions carry the wrap counter
+// in bit 15: a reviewer's dump of an RX queue waiting at slot 64, wrap 1
+// read avail_pending=32704, a lost kick that was not), its positions are
+// slot/wrap, and it says whether a kick or an interrupt is owed.
+func TestDumpLinesPacked(t *testing.T) {
+	waiting := transport.QueueSnapshot{Index: 0, Enabled: true, HasEngine: true,
+		Ring:   queue.RingState{Size: 256, Ready: true, EventIdx: true, Packed: true, UsedFlags: queue.EventFlagsDesc, AvailEvent: 0x8040},
+		Engine: virtio.EngineState{Name: "rx", Activity: virtio.ActivityWaitKick, NextAvail: 0x8040, NextUsed: 0x8040, Transitions: 9}}
+	s := transport.Snapshot{Kind: "pci", Device: virtio.DeviceNet, Active: true,
+		Queues: []transport.QueueSnapshot{waiting}}
+	line := dumpLines(t, "net0", nil, s)[1]
+	if strings.Contains(line, "avail_pending=") || strings.Contains(line, "irq_owed") {
+		t.Fatalf("avail_pending for a packed ring, or irq_owed without the driver's DESC: %s", line)
+	}
+	wantIn(t, line, `packed=true`, `device_event_flags=2`, `device_off_wrap=64/w1`, `avail_at_device_event=false`,
+		`engine=waiting-kick`, `last_avail=64/w1`, `next_used=64/w1`, `transitions=9`, `kick_owed=false`)
+
+	// The driver made the buffer available at the device's off_wrap and
+	// asked for an interrupt at a used descriptor: both are owed.
+	s.Queues[0].Ring.AvailAtDeviceEvent = true
+	s.Queues[0].Ring.AvailFlags, s.Queues[0].Ring.UsedEvent, s.Queues[0].Ring.UsedAtDriverEvent = queue.EventFlagsDesc, 0x803f, true
+	wantIn(t, dumpLines(t, "net0", nil, s)[1], `driver_event_flags=2`, `driver_off_wrap=63/w1`, `used_at_driver_event=true`,
+		`kick_owed=true`, `irq_owed=true`)
+
+	// An engine at work, not waiting for a kick: no kick owed either way.
+	s.Queues[0].Engine.Activity = virtio.ActivityWaitReadable
+	if line := dumpLines(t, "net0", nil, s)[1]; strings.Contains(line, "kick_owed") {
+		t.Fatalf("kick_owed for an engine that waits for no kick: %s", line)
+	}
+}
+
 type fakeTransport struct {
 	snap  transport.Snapshot
 	calls int

@@ -4,6 +4,7 @@ package queue
 
 import (
 	"log/slog"
+	"strconv"
 )
 
 // RingState is a queue's shared ring words as they are in guest memory
@@ -34,6 +35,42 @@ type RingState struct {
 	// suppression's flags and off_wrap, UsedFlags and AvailEvent the
 	// device's.
 	Packed bool
+	// For a packed ring, the descriptors the two off_wraps point at:
+	// AvailAtDeviceEvent reports whether the descriptor at the device
+	// event's off_wrap slot (AvailEvent) is available for that off_wrap's
+	// wrap counter (a kick is owed if the device asked for one there:
+	// DeviceEventDesc, and its engine waits for a kick); UsedAtDriverEvent
+	// whether the descriptor at the driver event's off_wrap slot
+	// (UsedEvent) is used for its wrap counter (with the driver's flags
+	// DriverEventDesc, an interrupt is owed). Both are false when the
+	// off_wrap's slot is outside the ring.
+	AvailAtDeviceEvent, UsedAtDriverEvent bool
+}
+
+// Packed event suppression flags values (struct pvirtq_event_suppress):
+// the low two bits of AvailFlags (the driver's) and UsedFlags (the
+// device's) of a packed RingState.
+const (
+	EventFlagsEnable  = ringEventEnable
+	EventFlagsDisable = ringEventDisable
+	EventFlagsDesc    = ringEventDesc
+)
+
+// PackedPos formats a packed ring position (bits 0-14 the slot, bit 15
+// the wrap counter) as "slot/wN": 0x8040 is "64/w1".
+func PackedPos(p uint16) string {
+	w := "/w0"
+	if p&posWrap != 0 {
+		w = "/w1"
+	}
+	return strconv.Itoa(int(p&^posWrap)) + w
+}
+
+// isUsed reports whether a descriptor with flags f is used for wrap
+// counter w (0 or posWrap): AVAIL and USED both equal the wrap counter.
+func isUsed(f, w uint16) bool {
+	a, u := f&pdescFAvail != 0, f&pdescFUsed != 0
+	return a == u && u == (w != 0)
 }
 
 // NoInterrupt reports VIRTQ_AVAIL_F_NO_INTERRUPT: the driver asks for no
@@ -61,8 +98,10 @@ func (s RingState) Attrs() []slog.Attr {
 	}
 	if s.Packed {
 		return append(a, slog.Bool("packed", true),
-			slog.Int("driver_event_flags", int(s.AvailFlags)), slog.Int("driver_off_wrap", int(s.UsedEvent)),
-			slog.Int("device_event_flags", int(s.UsedFlags)), slog.Int("device_off_wrap", int(s.AvailEvent)))
+			slog.Int("driver_event_flags", int(s.AvailFlags)), slog.String("driver_off_wrap", PackedPos(s.UsedEvent)),
+			slog.Bool("used_at_driver_event", s.UsedAtDriverEvent),
+			slog.Int("device_event_flags", int(s.UsedFlags)), slog.String("device_off_wrap", PackedPos(s.AvailEvent)),
+			slog.Bool("avail_at_device_event", s.AvailAtDeviceEvent))
 	}
 	a = append(a,
 		slog.Int("avail_idx", int(s.AvailIdx)), slog.Int("used_idx", int(s.UsedIdx)),
@@ -80,9 +119,10 @@ func (s RingState) Attrs() []slog.Attr {
 // stays mapped: with the transport's lock that serialises Validate and
 // Reset held (transport.Core's). It reads only fields the transport
 // writes (size, features, the word handles) and the shared words
-// themselves, never the device's running state, so it races with
-// neither the device nor the driver. A queue that is not ready reports
-// its size and Ready false.
+// themselves (for a packed ring also the flags of the descriptors at the
+// two off_wraps, through the per-slot handles Validate built), never the
+// device's running state, so it races with neither the device nor the
+// driver. A queue that is not ready reports its size and Ready false.
 func (q *Queue) RingState() RingState {
 	s := RingState{Size: q.size, Ready: q.ready, EventIdx: q.eventIdx, Packed: q.packed}
 	if !q.ready {
@@ -91,6 +131,12 @@ func (q *Queue) RingState() RingState {
 	if q.packed {
 		s.AvailFlags, s.UsedEvent = q.pk.drvFlags.Load(), q.pk.drvOffWrap.Load()
 		s.UsedFlags, s.AvailEvent = q.pk.devFlags.Load(), q.pk.devOffWrap.Load()
+		if i := s.AvailEvent &^ posWrap; i < q.size {
+			s.AvailAtDeviceEvent = isAvail(q.pk.flags[i].Load(), s.AvailEvent&posWrap)
+		}
+		if i := s.UsedEvent &^ posWrap; i < q.size {
+			s.UsedAtDriverEvent = isUsed(q.pk.flags[i].Load(), s.UsedEvent&posWrap)
+		}
 		return s
 	}
 	s.AvailIdx, s.AvailFlags, s.UsedEvent = q.availIdx.Load(), q.availFlags.Load(), q.usedEvent.Load()

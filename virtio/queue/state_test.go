@@ -230,3 +230,58 @@ func TestRingStateConcurrent(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestRingStatePacked follows a packed ring's event words and the
+// descriptors at their off_wraps through a round with EVENT_IDX: the
+// device asks for a kick at slot 0 wrap 1 and the driver makes a buffer
+// available there (a kick owed), the driver asks for an interrupt at the
+// same position and the device uses the buffer (an interrupt owed); the
+// ring wraps and the same slot, now at wrap 0, is neither.
+func TestRingStatePacked(t *testing.T) {
+	d := qt.MustNewPacked(t, qt.Config{Size: 4, Features: qt.FeatureEventIdx})
+	q := d.MustQueue(t)
+	s := q.RingState()
+	if !s.Packed || s.AvailAtDeviceEvent {
+		t.Fatalf("fresh: %+v", s)
+	}
+	q.EnableNotifications()
+	if s = q.RingState(); s.UsedFlags != queue.EventFlagsDesc || s.AvailEvent != 0x8000 || s.AvailAtDeviceEvent {
+		t.Fatalf("device waits at 0/w1: %+v", s)
+	}
+	if _, err := d.Add(qt.W(64)); err != nil {
+		t.Fatal(err)
+	}
+	d.Kick()
+	if s = q.RingState(); !s.AvailAtDeviceEvent {
+		t.Fatalf("a buffer at the device's off_wrap: %+v", s)
+	}
+	d.EnableInterrupts()
+	if s = q.RingState(); s.AvailFlags != queue.EventFlagsDesc || s.UsedEvent != 0x8000 || s.UsedAtDriverEvent {
+		t.Fatalf("driver waits at 0/w1, nothing used: %+v", s)
+	}
+	popPush(t, q, 1)
+	q.Publish()
+	if s = q.RingState(); !s.UsedAtDriverEvent || s.AvailAtDeviceEvent {
+		t.Fatalf("used at the driver's off_wrap: %+v", s)
+	}
+	// Around the ring: slot 0's descriptor is the one used at wrap 1, so
+	// off_wraps at slot 0 wrap 0 see neither an available nor a used one.
+	d.SetDriverEvent(qt.EventDesc, 0)
+	if s = q.RingState(); s.UsedAtDriverEvent {
+		t.Fatalf("0/w0 after wrap 1's use: %+v", s)
+	}
+	// An off_wrap outside the ring reads nothing.
+	d.SetDriverEvent(qt.EventDesc, 9)
+	if s = q.RingState(); s.UsedAtDriverEvent {
+		t.Fatalf("off_wrap slot 9 of 4: %+v", s)
+	}
+}
+
+// TestPackedPos: slot and wrap counter as dumps print them.
+func TestPackedPos(t *testing.T) {
+	for p, want := range map[uint16]string{0x8040: "64/w1", 0x40: "64/w0", 0: "0/w0", 0xffff: "32767/w1"} {
+		if got := queue.PackedPos(p); got != want {
+			t.Errorf("PackedPos(%#x) = %q, want %q", p, got, want)
+		}
+	}
+}
