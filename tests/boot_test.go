@@ -87,7 +87,7 @@ func TestStockKernelBoot(t *testing.T) {
 				if r.host != "" {
 					why = "nested host " + r.host
 				}
-				t.Fatalf("boot cut off: %s; its output so far:\n%s", why, tail(r.output, 60))
+				cutOff(t, "boot cut off: "+why, r)
 			}
 			if r.retried != "" {
 				t.Logf("second run: the first nested host wedged during or before this boot (%s)", r.retried)
@@ -151,7 +151,7 @@ func checkDumps(t *testing.T, r *result) {
 	case r == nil:
 		t.Fatal("boot never started (the nested host ended first)")
 	case r.unfinished:
-		t.Fatalf("boot cut off; its output so far:\n%s", tail(r.output, 60))
+		cutOff(t, "boot cut off (nested host "+r.host+")", r)
 	}
 	if r.rc != 3 {
 		t.Errorf("flint exit status %d, want 3 (--timeout expired); 159 would be SIGSYS from the seccomp filter", r.rc)

@@ -556,7 +556,7 @@ func checkCommandCase(t *testing.T, c cmdCase, res *result, nested bool) {
 		t.Fatalf("case never started (the nested host ended first)")
 	}
 	if res.unfinished {
-		t.Fatalf("case cut off (nested host %s); its output so far:\n%s", res.host, tail(res.output, 60))
+		cutOff(t, "case cut off (nested host "+res.host+")", res)
 	}
 	r, err := parseCmdCase(res.output)
 	if err != nil {

@@ -51,6 +51,16 @@
 // A boot in which the nested virtualization lost the guest's vCPU state (rerunLostStates)
 // runs again too, loudly.
 //
+// CI keeps only the end of a failing test's output and `make test`'s summary, and a
+// stalled boot's output ends in flint's goroutine dump. So every cut-off or hung boot's
+// failure starts with a one-line evidence digest (digest_test.go: the guest's last
+// heartbeat, guest lockups, NET-HOST-STALL, what changed between the state dumps in each
+// vCPU and queue, the vCPUs that did not leave KVM_RUN or lost their state, where
+// flint's threads wait), also logged just before it in lines that the summary keeps
+// whole, and its output's tail leaves the goroutine dump's bulk out. A network case
+// that failed its checks after net-case.sh's stall detector fired ends with the same
+// digest.
+//
 // Environment:
 //
 //	FLINT_TEST_REQUIRE        "all": a test that cannot run fails instead of skipping

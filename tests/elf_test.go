@@ -87,7 +87,7 @@ func checkELFBoot(t *testing.T, b boot, entry string, r *result) {
 	case r == nil:
 		t.Fatal("boot never started (the nested host ended first)")
 	case r.unfinished:
-		t.Fatalf("boot cut off (nested host %q); its output so far:\n%s", r.host, tail(r.output, 60))
+		cutOff(t, "boot cut off (nested host "+strconv.Quote(r.host)+")", r)
 	}
 	t.Logf("flint exit status %d after %.1fs", r.rc, r.elapsed.Seconds())
 	if r.timedOut || r.rc != 0 {

@@ -335,6 +335,9 @@ type result struct {
 	// retried: this is the second run of a boot that the first nested host never
 	// finished because L1 wedged; the wedge description.
 	retried string
+	// l1ps: L1's last process dump (L1-PS lines, flint's threads' wait
+	// channels among them) when this boot hung; evidence reads it.
+	l1ps []string
 }
 
 // guestCmdline returns the L2 kernel command line ($FLINT_E2E_CMDLINE overrides).
@@ -481,7 +484,7 @@ func finished(t *testing.T, results map[string]*result, name string) *result {
 		if r.host != "" {
 			why = "nested host " + r.host
 		}
-		t.Fatalf("case cut off: %s; its output so far:\n%s", why, tail(r.output, 80))
+		cutOff(t, "case cut off: "+why, r)
 	}
 	if r.retried != "" {
 		t.Logf("rerun: %s", r.retried)

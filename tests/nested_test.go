@@ -341,9 +341,10 @@ func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result,
 			// after it while the dump was taken is unfinished, to run
 			// again like the boots that never started.
 			hungIn := watch.hungIn()
+			ps := watch.processes()
 			for name, r := range res {
 				if r.unfinished && (name == hungIn || hungIn == "") {
-					r.hung, r.host = true, reason
+					r.hung, r.host, r.l1ps = true, reason, ps
 				}
 			}
 			if hr := res[hungIn]; hungIn != "" && (hr == nil || !hr.unfinished) {
@@ -353,7 +354,7 @@ func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result,
 					hr = &result{}
 					res[hungIn] = hr
 				}
-				hr.hung, hr.host = true, reason
+				hr.hung, hr.host, hr.l1ps = true, reason, ps
 			}
 			return res, "", errors.New(reason)
 		}
