@@ -361,7 +361,8 @@ func TestStockKernelNetwork(t *testing.T) {
 				for _, l := range failureDigest(r.output) {
 					summary = append(summary, "    "+l)
 				}
-				t.Logf("last 100 lines of output:\n%s", tail(r.output, 100))
+				summary = append(summary, "    "+evidence(r.evidenceText()))
+				logFailedOutput(t, "FAILED: "+fe.first, r)
 			}
 		})
 	}
