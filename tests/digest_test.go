@@ -56,6 +56,7 @@ var (
 type dumpRec struct {
 	at       time.Time
 	vcpus    map[string]map[string]string // vcpu id -> fields
+	again    map[string]map[string]string // vcpu id -> fields of a second look in the same dump
 	queues   map[string]map[string]string // "dev qN" -> fields
 	qorder   []string
 	devs     map[string]map[string]string // dev -> its device line's fields
@@ -65,7 +66,7 @@ type dumpRec struct {
 }
 
 func newDump(at time.Time) *dumpRec {
-	return &dumpRec{at: at, vcpus: map[string]map[string]string{}, queues: map[string]map[string]string{},
+	return &dumpRec{at: at, vcpus: map[string]map[string]string{}, again: map[string]map[string]string{}, queues: map[string]map[string]string{},
 		devs: map[string]map[string]string{}, counters: map[string]map[string]string{}}
 }
 
@@ -128,11 +129,18 @@ func (d *digest) dumpLine(msg string, at time.Time, f map[string]string) {
 			c.counters[f["tap"]] = f
 		}
 	case "dump: vCPU":
-		if c.vcpus[f["vcpu"]] != nil {
+		switch {
+		case c.vcpus[f["vcpu"]] == nil:
+			c.vcpus[f["vcpu"]] = f
+		case len(c.devs) > 0 && c.again[f["vcpu"]] == nil:
+			// A dump looks again at a vCPU whose RIP was unmapped
+			// (vmm.DumpState); the next dump starts with its devices.
+			c.again[f["vcpu"]] = f
+		default:
 			c = newDump(at)
 			d.dumps = append(d.dumps, c)
+			c.vcpus[f["vcpu"]] = f
 		}
-		c.vcpus[f["vcpu"]] = f
 	case vmm.VCPUStuckMsg:
 		c.stuck = append(c.stuck, "vcpu"+f["vcpu"])
 	default:
@@ -314,7 +322,11 @@ func (d *digest) dumpPart() string {
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		p = append(p, vcpuDelta(id, cur.vcpus[id], prevOf(prev, func(r *dumpRec) map[string]string { return r.vcpus[id] })))
+		v := vcpuDelta(id, cur.vcpus[id], prevOf(prev, func(r *dumpRec) map[string]string { return r.vcpus[id] }))
+		if a := cur.again[id]; a != nil {
+			v += " (2nd look " + a["rip"] + ")"
+		}
+		p = append(p, v)
 	}
 	if len(p) == 0 {
 		p = append(p, "no vCPU lines")
