@@ -170,6 +170,9 @@ func (d *digest) line(l string) {
 	}
 	if netStepRE.MatchString(l) && !strings.Contains(l, "NET-GUEST-BEAT") {
 		d.lastStep = l
+		if i := flintTimeRE.FindStringIndex(l); i != nil {
+			d.lastStep = l[:i[0]] // a log line that landed in it
+		}
 	}
 	if m := stallRE.FindStringSubmatch(l); m != nil {
 		d.stall = m[1:]
@@ -386,8 +389,8 @@ func vcpuDelta(id string, f, old map[string]string) string {
 	return s
 }
 
-// queuesPart describes the net devices' queues, and any other queue that
-// owes a notification (a split queue waiting for a kick with buffers
+// queuesPart describes the net devices' queues that were used, and any
+// other queue that owes a notification (a split queue waiting for a kick with buffers
 // pending, a packed one with kick_owed or irq_owed), and the net
 // counters' change.
 func queuesPart(cur, prev *dumpRec) string {
@@ -398,7 +401,8 @@ func queuesPart(cur, prev *dumpRec) string {
 		isNet := cur.devs[dev]["type"] == "net" || strings.HasPrefix(dev, "net")
 		owes := f["kick_owed"] == "true" || f["irq_owed"] == "true" ||
 			(f["engine"] == "waiting-kick" && f["avail_pending"] != "" && f["avail_pending"] != "0")
-		if !isNet && !owes {
+		unused := f["packed"] != "true" && f["avail_idx"] == "0" && f["used_idx"] == "0" && f["last_avail"] == "0"
+		if !isNet && !owes || unused {
 			continue
 		}
 		if f["ready"] != "true" {
