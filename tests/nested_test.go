@@ -189,7 +189,15 @@ func (e *env) runNested(t *testing.T, boots []boot) (map[string]*result, error) 
 	t.Logf("nested hosts lost in this test: %d%s", len(losses), prefixed(": ", strings.Join(losses, "; ")))
 	e.lost = append(e.lost, losses...)
 	if len(hangs) > 0 && err == nil {
-		err = fmt.Errorf("suspected flint hang in %s (L1 stayed alive)", strings.Join(hangs, ", "))
+		// The digest of each: when the boot ended during the dump's wait
+		// and passed its checks, this error is the only failure.
+		var ev []string
+		for _, n := range hangs {
+			if r := res[n]; r != nil {
+				ev = append(ev, n+": "+evidence(r.evidenceText()))
+			}
+		}
+		err = fmt.Errorf("suspected flint hang in %s (L1 stayed alive)%s", strings.Join(hangs, ", "), prefixed("; ", strings.Join(ev, "; ")))
 	}
 	return res, err
 }

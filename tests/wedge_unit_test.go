@@ -405,8 +405,11 @@ func TestNestedFlintHang(t *testing.T) {
 	e, boots, dir := quietNested(t, "hang")
 	start := time.Now()
 	res, err := e.runNested(t, boots)
-	if err == nil || !strings.Contains(err.Error(), "suspected flint hang in c") {
-		t.Errorf("runNested: %v, want a suspected flint hang in c", err)
+	if err == nil || !strings.Contains(err.Error(), "suspected flint hang in c") || !strings.Contains(err.Error(), "c: "+evidencePrefix) {
+		t.Errorf("runNested: %v, want a suspected flint hang in c, with c's evidence digest", err)
+	}
+	if c := res["c"]; c == nil || len(c.l1ps) == 0 {
+		t.Errorf("c: %+v, want L1's last process dump kept for the digest", c)
 	}
 	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("the hang was not noticed promptly (%v)", d)
