@@ -59,13 +59,19 @@ func (b *parkBackend) lastPark() (parkSeen, int) {
 // newParkDevice is newDevice over a parkBackend, activated with acked.
 func newParkDevice(t *testing.T, acked uint64) (*Device, *parkBackend, *virtiotest.Harness) {
 	t.Helper()
+	return newParkDeviceOpt(t, acked, virtiotest.Options{})
+}
+
+// newParkDeviceOpt is newParkDevice with the harness's options.
+func newParkDeviceOpt(t *testing.T, acked uint64, opt virtiotest.Options) (*Device, *parkBackend, *virtiotest.Harness) {
+	t.Helper()
 	be := &parkBackend{fakeBackend: newFake()}
 	d, err := New(be, Options{SetOffload: be.SetOffload})
 	if err != nil {
 		t.Fatal(err)
 	}
 	be.mu.Lock()
-	h := activate(t, d, acked, virtiotest.Options{})
+	h := activate(t, d, acked, opt)
 	be.h = h
 	be.mu.Unlock()
 	return d, be, h

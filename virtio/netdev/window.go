@@ -97,7 +97,11 @@ func (w *window) at(k int) heldChain { return w.held[w.h0+k] }
 // segments than one readv takes, it uses whole chains up to the limit,
 // in the separate cut array (the tail must not overwrite a segment of a
 // later chain).
-func (w *window) iovecs() ([][]byte, uint64) {
+func (w *window) iovecs() ([][]byte, uint64) { return w.iovecsTail(w.tail[:]) }
+
+// iovecsTail is iovecs with tail as the overflow (the receive engine's
+// bounce buffer when it reads while starved).
+func (w *window) iovecsTail(tail []byte) ([][]byte, uint64) {
 	end := len(w.segv)
 	if end-w.s0 >= maxIovecs {
 		cut, space, at := w.cut[:0], uint64(0), w.s0
@@ -109,21 +113,31 @@ func (w *window) iovecs() ([][]byte, uint64) {
 			at += int(h.nseg)
 			space += uint64(h.wlen)
 		}
-		w.cut = append(cut, w.tail[:])
+		w.cut = append(cut, tail)
 		return w.cut, space
 	}
-	return w.withTail(end), w.space
+	return w.withTail(end, tail), w.space
 }
 
-// withTail is segv[s0:end] followed by the tail, in place: the tail goes
+// withTail is segv[s0:end] followed by tail, in place: the tail goes
 // past len(segv), where the next hold overwrites it.
-func (w *window) withTail(end int) [][]byte {
+func (w *window) withTail(end int, tail []byte) [][]byte {
 	if end == cap(w.segv) {
 		w.segv = append(w.segv, nil)[:end]
 	}
 	iov := w.segv[w.s0 : end+1]
-	iov[end-w.s0] = w.tail[:]
+	iov[end-w.s0] = tail
 	return iov
+}
+
+// segsFrom is the writable segments of the held chains from the k-th
+// oldest on.
+func (w *window) segsFrom(k int) [][]byte {
+	at := w.s0
+	for _, h := range w.held[w.h0 : w.h0+k] {
+		at += int(h.nseg)
+	}
+	return w.segv[at:]
 }
 
 // take removes the k oldest held chains (a frame used them; the caller
