@@ -38,7 +38,9 @@ const (
 // held for the next frame, across flushes. They are given back to the
 // ring (queue.Undo) before the engine waits for the backend and when it
 // stops, so that an idle or reset device's next-avail index counts
-// exactly the buffers it completed.
+// exactly the buffers it completed. A mergeable device that holds less
+// than the largest frame while the ring is empty reads anyway, with a
+// bounce buffer behind the held ones (see starved).
 type rx struct {
 	engineEnv
 	eng virtio.Engine
@@ -58,6 +60,15 @@ type rx struct {
 
 	parker ReadvParker // the backend, when it reads or parks in one call
 	idleFn func()      // r.idle, bound once
+
+	// A frame read while starved that did not fit the held chains: its
+	// first spillSpace bytes fill the k0 oldest, the other restLen wait
+	// in bounce (r.need bytes, mergeable only) for more chains.
+	bounce     []byte
+	frameLen   int
+	restLen    int
+	spillSpace uint64
+	k0         int
 }
 
 var _ virtio.Handler = (*rx)(nil)
@@ -80,6 +91,11 @@ func (r *rx) init(env engineEnv, q *queue.Queue, acked uint64, mtu uint16) {
 	}
 	r.off = newOffloads(acked, guestOffloads)
 	r.win.reset()
+	r.restLen = 0
+	if r.mergeable && uint64(cap(r.bounce)) < r.need {
+		r.bounce = make([]byte, r.need)
+	}
+	r.bounce = r.bounce[:min(uint64(cap(r.bounce)), r.need)]
 	r.parker, _ = env.be.(ReadvParker)
 	if r.idleFn == nil {
 		r.idleFn = r.idle
@@ -101,13 +117,28 @@ func (r *rx) Next() virtio.Result {
 		if r.engines.Stopping() {
 			return virtio.Result{Do: virtio.Stop}
 		}
+		if r.restLen > 0 {
+			if !r.finish() {
+				return virtio.Result{} // pop: the spilled frame needs more buffers
+			}
+			continue
+		}
 		if wait := r.lim.Ready(); wait > 0 {
 			return virtio.Result{Do: virtio.Throttle, Wait: wait}
 		}
+		starved := false
 		if !r.enough() {
-			return virtio.Result{} // pop
+			if starved = r.starved(); !starved {
+				return virtio.Result{} // pop
+			}
 		}
-		iov, space := r.win.iovecs()
+		var iov [][]byte
+		var space uint64
+		if starved {
+			iov, space = r.win.iovecsTail(r.bounce)
+		} else {
+			iov, space = r.win.iovecs()
+		}
 		r.iovSpace = space
 		n, err := r.read(iov)
 		switch {
@@ -124,10 +155,71 @@ func (r *rx) Next() virtio.Result {
 		default:
 			return virtio.Result{Do: virtio.Fail}
 		}
+		if starved && uint64(n) > space {
+			r.spill(n)
+			continue
+		}
 		if r.deliver(n) {
 			r.eng.Completed(1)
 		}
 	}
+}
+
+// starved reports whether the held buffers, too few for the largest
+// frame, may be all the device gets until it delivers something:
+// mergeable buffers that take at least half the ring held, and none left
+// in it. Waiting for more would wait for good on a driver that posts
+// buffers only after it received into some: Linux refills when more
+// than min(64, size)/2 are used, so on a ring of 64 or fewer it can
+// leave the device below 64 KiB of buffers, with frames queued, forever.
+// A starved device reads the next frame into what it holds, with the
+// bounce buffer behind: a frame that fits is delivered, one that does
+// not waits in the bounce buffer for the buffers it needs (spill,
+// finish), as QEMU waits holding the frame it read. Below half the ring
+// the device waits for the driver's kick as before: a driver keeps more
+// than that posted (Linux at least size - min(64, size)/2), and a read
+// now would copy a large frame twice, through the bounce buffer, each
+// time a guest slower than its backend lets the ring run dry.
+func (r *rx) starved() bool {
+	if !r.mergeable || r.win.count() == 0 || len(r.bounce) == 0 || 2*r.win.descs < int(r.q.Size()) {
+		return false
+	}
+	n, err := r.q.Available()
+	return err == nil && n == 0
+}
+
+// spill keeps a frame of n bytes read while starved that ran past the
+// held chains into the bounce buffer, if the device would deliver it,
+// until finish can complete it.
+func (r *rx) spill(n int) {
+	if uint64(n) > r.need { // also a frame readv cut at the bounce buffer's end
+		r.dl[cRxDropOversize]++
+		return
+	}
+	_, first := r.win.oldest()
+	switch r.checkHeader(first, uint64(n)) {
+	case hdrBad:
+		r.dl[cRxDropHeader]++
+		return
+	case hdrTooBig:
+		r.dl[cRxDropOversize]++
+		return
+	}
+	r.frameLen, r.restLen, r.spillSpace, r.k0 = n, n-int(r.iovSpace), r.iovSpace, r.win.count()
+}
+
+// finish delivers the spilled frame once the chains held after the ones
+// it filled can take its rest, copied out of the bounce buffer; false
+// means it needs more.
+func (r *rx) finish() bool {
+	if r.win.space-r.spillSpace < uint64(r.restLen) {
+		return false
+	}
+	queue.CopySegs(r.bounce[:r.restLen], r.win.segsFrom(r.k0), 0, true)
+	r.restLen = 0
+	r.complete(r.frameLen)
+	r.eng.Completed(1)
+	return true
 }
 
 // errParked: read waited for the backend (not an error).
@@ -197,6 +289,7 @@ func (r *rx) Event(e virtio.Event) {
 		r.dl[cRxBackendErrors]++
 		r.win.giveBack(r.q)
 	case virtio.EventBackendWait, virtio.EventStop:
+		r.restLen = 0 // a spilled frame is lost with its chains (only at the reset: it never waits for the backend)
 		r.win.giveBack(r.q)
 	}
 }
@@ -234,6 +327,14 @@ func (r *rx) deliver(n int) bool {
 		r.dl[cRxDropOversize]++
 		return false
 	}
+	r.complete(n)
+	return true
+}
+
+// complete pushes the chains a checked frame of n bytes filled, oldest
+// first, writes their number into its header and counts the frame.
+func (r *rx) complete(n int) {
+	_, first := r.win.oldest()
 	k, left := 0, uint32(n)
 	for left > 0 {
 		h := r.win.at(k)
@@ -249,7 +350,6 @@ func (r *rx) deliver(n int) bool {
 	r.dl[cRxBytes] += uint64(n - HdrLen)
 	r.dl[cRxBuffers] += uint64(k)
 	r.lim.Charge(uint64(n - HdrLen))
-	return true
 }
 
 // checkHeader checks the header the backend wrote for a frame of n
