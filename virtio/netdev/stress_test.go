@@ -423,7 +423,7 @@ func (s *stress) injector(rnd *rand.Rand, dur time.Duration) {
 	for seq := uint32(0); time.Now().Before(end); seq++ {
 		n := minFrame + rnd.IntN(maxFrame-minFrame+1)
 		if s.v.rx != stressSmall && rnd.IntN(4) == 0 {
-			n = minFrame + rnd.IntN(maxBigFrame-minFrame+1)
+			n = minFrame + rnd.IntN(s.maxFrame()-minFrame+1)
 		}
 		f := make([]byte, HdrLen+n)
 		putStressFrame(f[HdrLen:], seq)
@@ -438,6 +438,20 @@ func (s *stress) injector(rnd *rand.Rand, dur time.Duration) {
 			time.Sleep(time.Duration(rnd.IntN(50)) * time.Microsecond)
 		}
 	}
+}
+
+// maxFrame is the largest frame the injector sends: maxBigFrame, or
+// with mergeable buffers what the buffers Linux keeps posted can hold.
+// It refills only after more than min(64, size)/2 were used, so the
+// device may never see more than the rest of the ring, and a frame
+// larger than those buffers would wait for them for good, whatever the
+// device (QEMU's waits too; its rings have at least 256 entries).
+func (s *stress) maxFrame() int {
+	if s.v.rx != stressMrg {
+		return maxBigFrame
+	}
+	posted := int(s.v.size) - min(stressBudget, int(s.v.size))/2
+	return min(maxBigFrame, posted*rxBufLen-HdrLen)
 }
 
 // receiver is the host reading the guest's frames from the backend.
