@@ -552,6 +552,12 @@ func skipReason(r *result) string {
 	return "(no reason given)"
 }
 
+// maxFailLine is how much of one message failLines keeps: enough for a
+// hung boot's one-line evidence digest (tests/digest_test.go, at most 700
+// characters after its reason), which is often all that a CI log's last
+// lines show of why a boot failed.
+const maxFailLine = 1000
+
 // failLines is up to n of the messages a failed test logged last; for a
 // failed package, its last lines of its own (build errors, a panic), without
 // go test's closing FAIL lines.
@@ -564,8 +570,8 @@ func failLines(r *result, n int) []string {
 		} else if r.test != "(package)" || strings.TrimSpace(l) == "" || strings.HasPrefix(l, "FAIL") {
 			continue
 		}
-		if len(l) > 200 {
-			l = l[:200] + "..."
+		if len(l) > maxFailLine {
+			l = l[:maxFailLine] + "..."
 		}
 		out = append([]string{l}, out...)
 	}

@@ -155,3 +155,25 @@ func TestReport(t *testing.T) {
 		t.Errorf("report does not end with the totals line:\n%s", s)
 	}
 }
+
+// TestFailLinesKeepsDigest: a failure's message of several hundred
+// characters (a hung boot's reason and evidence digest) reaches the
+// summary whole; a longer one is cut at maxFailLine.
+func TestFailLinesKeepsDigest(t *testing.T) {
+	digest := "case cut off: suspected flint hang; evidence: " + strings.Repeat("vcpu0 rip 0xffffffff81000000 same; ", 20)
+	long := strings.Repeat("x", 2*maxFailLine)
+	r := &result{test: "TestNet/pci", output: []string{
+		"    net_test.go:1: " + digest,
+		"    net_test.go:2: " + long,
+	}}
+	got := failLines(r, 4)
+	if len(got) != 2 {
+		t.Fatalf("failLines: %q", got)
+	}
+	if !strings.Contains(got[0], strings.TrimSpace(digest)) {
+		t.Errorf("digest cut: %q", got[0])
+	}
+	if want := maxFailLine + len("..."); len(got[1]) != want {
+		t.Errorf("long line kept %d characters, want %d", len(got[1]), want)
+	}
+}
