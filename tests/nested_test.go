@@ -512,12 +512,14 @@ func l1Crash(out string) string {
 // boots they need):
 //
 //   - flint found a vCPU state that cannot be the guest's (its page tables
-//     outside guest RAM: vmm.ImpossibleStateMsg, in a dump that net-case.sh
-//     asks for when the guest stalls, or that flint logs when --timeout
-//     ends a guest). Seen as the L1 kernel's own registers (RIP inside
-//     kvm_amd's __svm_vcpu_run) in the L2 vCPU: QEMU 7.2's TCG emulation of
-//     SVM swaps states wrongly on some #VMEXITs, and the guest hangs (its
-//     other vCPU spins on a lock or an IPI the lost one never answers).
+//     outside guest RAM, or its RIP unmapped by its own page tables at two
+//     looks a second apart: vmm.ImpossibleStateMsg, in a dump that
+//     net-case.sh or the hang watch asks for when the guest stalls, or that
+//     flint logs when --timeout ends a guest). Seen as the L1 kernel's own
+//     registers (RIP inside kvm_amd's __svm_vcpu_run) in the L2 vCPU: QEMU
+//     7.2's TCG emulation of SVM swaps states wrongly on some #VMEXITs, and
+//     the guest hangs (its other vCPU spins on a lock or an IPI the lost one
+//     never answers).
 //   - the guest triple-faulted (KVM_EXIT_SHUTDOWN) in the nested host: the
 //     same loss when the bogus state faults at once. On SVM, KVM resets the
 //     vCPU on a shutdown, so flint cannot show the faulting state there.
