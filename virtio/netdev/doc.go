@@ -64,7 +64,12 @@
 // receive queue. It never reads a frame it might have to drop for lack
 // of room. In mergeable mode, a ring that is entirely posted yet smaller
 // than a maximum frame (e.g. 16 buffers of 1.5 KiB with GSO) is read
-// into anyway, so it cannot stall.
+// into anyway, so it cannot stall; so is one of which the device holds
+// at least half with nothing more posted (a driver that refills only
+// after it received, as Linux does below min(64, size)/2 free buffers,
+// would never kick): the frame goes into the held buffers and a bounce
+// buffer behind them, and one that ran past the held buffers waits there,
+// read and checked, until the driver adds buffers for its rest.
 //
 // Drops (counted in Stats, never shown to the guest): a frame larger
 // than the buffers (readv has a small device-owned overflow buffer after
