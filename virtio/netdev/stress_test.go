@@ -214,6 +214,7 @@ type stress struct {
 	thresh    int // 2+MAX_SKB_FRAGS, scaled down for tiny rings
 	jitterP   int
 	pauses    bool
+	slowRx    bool // a slow receive NAPI, flooded: its ring runs dry, the device waits for kicks
 
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -257,7 +258,8 @@ func runStress(t *testing.T, v stressVariant, seed uint64, dur time.Duration) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(v.procs))
 	rnd := rand.New(rand.NewPCG(seed, 1))
 	s := &stress{t: t, v: v, seed: seed, irq: &stressIRQ{}, stop: make(chan struct{}), txWake: make(chan struct{}, 1),
-		rxSeg: map[int][]seg{}, jitterP: []int{0, 16, 128, 512}[rnd.IntN(4)], pauses: rnd.IntN(2) == 0}
+		rxSeg: map[int][]seg{}, jitterP: []int{0, 16, 128, 512}[rnd.IntN(4)], pauses: rnd.IntN(2) == 0,
+		slowRx: rnd.IntN(3) == 0}
 	for i := range s.irq.ch {
 		s.irq.ch[i] = make(chan struct{}, 1)
 	}
@@ -431,6 +433,9 @@ func (s *stress) injector(rnd *rand.Rand, dur time.Duration) {
 			return // shut down
 		}
 		s.peerTx.Add(1)
+		if s.slowRx {
+			continue // flood the slow guest: its ring runs dry
+		}
 		switch r := rnd.IntN(64); {
 		case r == 0:
 			time.Sleep(time.Duration(rnd.IntN(2000)) * time.Microsecond)

@@ -136,6 +136,9 @@ func (s *stress) rxPoll() bool {
 		s.receive(b)
 		received++
 		s.jitter()
+		if s.slowRx && rand.IntN(4) == 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
 	}
 	if s.rx.numFree() > min(stressBudget, int(s.v.size))/2 {
 		s.fillRx()
