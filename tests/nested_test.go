@@ -32,7 +32,11 @@ var (
 
 // nestedJobScript writes the L1 job: each boot under busybox timeout, framed by
 // "JOB-START <name>" and "JOB <name> rc=<rc> secs=<s>" lines; it exits with the
-// number of failed boots.
+// number of failed boots. A boot that runs flint itself (no wrapper) and is
+// still running dumpBefore its timeout gets a SIGUSR1 first, so that its
+// output shows flint's state (vCPUs, queues: a lost vCPU state is then
+// rerun by rerunLostStates, anything else fails with the evidence), and is
+// killed dumpBefore-dumpGrace early instead of at the timeout.
 func nestedJobScript(boots []boot, payloadName map[string]string) string {
 	var s strings.Builder
 	s.WriteString(`#!/bin/sh
@@ -40,10 +44,15 @@ func nestedJobScript(boots []boot, payloadName map[string]string) string {
 failed=0
 now() { cut -d' ' -f1 /proc/uptime; }
 run_boot() {
-	name=$1; secs=$2; shift 2
+	name=$1; secs=$2; dump=$3; shift 3
 	echo "JOB-START $name"
 	t0=$(now)
-	timeout -k 10 "$secs" "$@" </dev/null
+	if [ "$dump" -gt 0 ]; then
+		# SIGUSR1 at $dump s (flint logs its state), SIGKILL ` + strconv.Itoa(dumpGrace) + ` s later.
+		timeout -k 10 "$secs" timeout -s USR1 -k ` + strconv.Itoa(dumpGrace) + ` "$dump" "$@" </dev/null
+	else
+		timeout -k 10 "$secs" "$@" </dev/null
+	fi
 	rc=$?
 	t1=$(now)
 	echo
@@ -66,11 +75,24 @@ run_boot() {
 		if secs < 1 {
 			secs = 1
 		}
-		fmt.Fprintf(&s, "run_boot %s %d %s\n", shQuote(b.name), secs, strings.Join(q, " "))
+		dump := 0
+		if len(b.wrap) == 0 && secs > 3*dumpBefore {
+			dump = secs - dumpBefore
+		}
+		fmt.Fprintf(&s, "run_boot %s %d %d %s\n", shQuote(b.name), secs, dump, strings.Join(q, " "))
 	}
 	s.WriteString("exit $failed\n")
 	return s.String()
 }
+
+// A boot that runs flint directly gets a SIGUSR1 dumpBefore seconds before
+// its timeout and is killed dumpGrace seconds after it: time for a dump of
+// two vCPUs (dumpWait each, and vmm's second look at an unmapped RIP).
+// Variables for the tests.
+var (
+	dumpBefore = 20
+	dumpGrace  = 12
+)
 
 // parseJobs splits nested host output into per-boot results.
 func parseJobs(out string) map[string]*result {
