@@ -20,6 +20,7 @@ import (
 	"sync"
 
 	"github.com/flintvm/flint/mem"
+	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 )
 
 // guestMem is the stress test's guest RAM: one region, a bump allocator.
@@ -221,15 +222,15 @@ func (v *vq) dump() string {
 // Packed ring (virtio 1.2 §2.8; Linux's *_packed functions).
 
 const (
-	pAvail = 1 << 7
-	pUsed  = 1 << 15
-	pNext  = 1
-	pWrite = 2
-	pIndir = 4
+	pAvail = qt.DescAvail
+	pUsed  = qt.DescUsed
+	pNext  = qt.DescNext
+	pWrite = qt.DescWrite
+	pIndir = qt.DescIndirect
 
-	evEnable  = 0
-	evDisable = 1
-	evDesc    = 2
+	evEnable  = qt.EventEnable
+	evDisable = qt.EventDisable
+	evDesc    = qt.EventDesc
 )
 
 type pstate struct {

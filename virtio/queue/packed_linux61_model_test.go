@@ -42,17 +42,18 @@ import (
 
 	"github.com/flintvm/flint/mem"
 	"github.com/flintvm/flint/virtio/queue"
+	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 )
 
 const (
-	l61Avail    = 1 << 7
-	l61Used     = 1 << 15
-	l61Next     = 1
-	l61Write    = 2
-	l61Indirect = 4
-	l61Enable   = 0
-	l61Disable  = 1
-	l61Desc     = 2
+	l61Avail    = qt.DescAvail
+	l61Used     = qt.DescUsed
+	l61Next     = qt.DescNext
+	l61Write    = qt.DescWrite
+	l61Indirect = qt.DescIndirect
+	l61Enable   = qt.EventEnable
+	l61Disable  = qt.EventDisable
+	l61Desc     = qt.EventDesc
 	l61WrapBit  = 15
 	l61MaxTab   = 19 // 2 + MAX_SKB_FRAGS
 )
