@@ -50,6 +50,11 @@ type FlintNet struct {
 	// Queues is the number of queue pairs (--net ...,queues=N); 0 keeps
 	// the default, 1.
 	Queues int `json:"queues,omitempty"`
+	// RxIRQGap and TxIRQGap are the interrupt gaps (--net
+	// ...,rx_irq_gap=D,tx_irq_gap=D) as duration strings ("50us", "0");
+	// nil keeps the defaults.
+	RxIRQGap *Duration `json:"rx_irq_gap,omitempty"`
+	TxIRQGap *Duration `json:"tx_irq_gap,omitempty"`
 }
 
 // FlintDrive is one drive's transport and ring layout.
@@ -65,7 +70,25 @@ type Duration time.Duration
 // MarshalJSON writes d as a duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-var flintNetKeys = []string{"transport", "mrg_rxbuf", "tso", "csum", "ufo", "indirect", "event_idx", "packed", "queues"}
+var flintNetKeys = []string{"transport", "mrg_rxbuf", "tso", "csum", "ufo", "indirect", "event_idx", "packed", "queues",
+	"rx_irq_gap", "tx_irq_gap"}
+
+// irqGap decodes an interrupt gap, a duration string from 0 to
+// MaxIRQGap, into a newly allocated Duration.
+func (o *object) irqGap(key string, dst **Duration) {
+	var s string
+	o.str(key, &s)
+	if o.err != nil || !o.has(key) {
+		return
+	}
+	d, err := parseIRQGap(s)
+	if err != nil {
+		o.fail(fieldErrorf(joinPath(o.path, key), "%q: %v", s, err))
+		return
+	}
+	g := Duration(d)
+	*dst = &g
+}
 
 func decodeFlint(path string, raw json.RawMessage) (Flint, error) {
 	var f Flint
@@ -97,6 +120,8 @@ func decodeFlint(path string, raw json.RawMessage) (Flint, error) {
 		e.optBool("event_idx", &n.EventIdx)
 		e.optBool("packed", &n.Packed)
 		e.integer("queues", 1, MaxNetQueues, &n.Queues)
+		e.irqGap("rx_irq_gap", &n.RxIRQGap)
+		e.irqGap("tx_irq_gap", &n.TxIRQGap)
 		if f.NetworkInterfaces == nil {
 			f.NetworkInterfaces = map[string]FlintNet{}
 		}
@@ -231,6 +256,12 @@ func (c *VMConfig) NetInterfaces() ([]NetInterface, error) {
 				}
 				if f.Queues != 0 {
 					n.Queues = f.Queues
+				}
+				if f.RxIRQGap != nil {
+					n.RxIRQGap = time.Duration(*f.RxIRQGap)
+				}
+				if f.TxIRQGap != nil {
+					n.TxIRQGap = time.Duration(*f.TxIRQGap)
 				}
 				for _, s := range []struct {
 					v   *bool

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Transport selects how a virtio device appears to the guest.
@@ -64,17 +65,31 @@ type NetInterface struct {
 	// interface (--net ...,ip=CIDR, IPv4); the zero Prefix means none.
 	// Plain `flint run` refuses it: there the guest configures itself.
 	GuestIP netip.Prefix
+	// RxIRQGap and TxIRQGap are the least time between two interrupts of
+	// one receive or transmit queue (interrupt moderation), 0 to
+	// MaxIRQGap; 0 interrupts at once. Defaults: DefaultRxIRQGap and 0.
+	RxIRQGap, TxIRQGap time.Duration
 }
+
+// DefaultRxIRQGap is the receive queues' default interrupt gap: at most
+// one receive interrupt per queue every 50 µs under load, none delayed
+// when packets come further apart (BENCHMARKS.md, "Interrupt spacing").
+const DefaultRxIRQGap = 50 * time.Microsecond
+
+// MaxIRQGap is the longest interrupt gap a configuration may ask for.
+const MaxIRQGap = time.Millisecond
 
 // DefaultNetInterface returns an interface on tap with every default.
 func DefaultNetInterface(tap string) NetInterface {
 	return NetInterface{TAP: tap, Transport: TransportPCI, MTU: DefaultMTU,
-		MrgRxbuf: true, TSO: true, Csum: true, UFO: true, Indirect: true, EventIdx: true, Queues: 1}
+		MrgRxbuf: true, TSO: true, Csum: true, UFO: true, Indirect: true, EventIdx: true, Queues: 1,
+		RxIRQGap: DefaultRxIRQGap}
 }
 
 // ParseNetFlag parses a --net value:
 // tap=NAME[,mac=MAC][,transport=pci|mmio][,mtu=N][,mrg_rxbuf=on|off][,tso=on|off]
-// [,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off][,packed=on|off][,queues=N][,ip=CIDR].
+// [,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off][,packed=on|off][,queues=N]
+// [,rx_irq_gap=DURATION][,tx_irq_gap=DURATION][,ip=CIDR].
 func ParseNetFlag(s string) (NetInterface, error) {
 	n := DefaultNetInterface("")
 	seen := map[string]bool{}
@@ -128,10 +143,14 @@ func ParseNetFlag(s string) (NetInterface, error) {
 			} else if err != nil {
 				err = fmt.Errorf("not a number")
 			}
+		case "rx_irq_gap":
+			n.RxIRQGap, err = parseIRQGap(val)
+		case "tx_irq_gap":
+			n.TxIRQGap, err = parseIRQGap(val)
 		case "ip":
 			n.GuestIP, err = parseGuestIP(val)
 		default:
-			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx, packed, queues, ip)", s, key)
+			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx, packed, queues, rx_irq_gap, tx_irq_gap, ip)", s, key)
 		}
 		if err != nil {
 			return n, fmt.Errorf("--net %q: %s=%q: %v", s, key, val, err)
@@ -166,6 +185,14 @@ func (n NetInterface) Validate() error {
 	if n.UFO && !n.Csum {
 		return fmt.Errorf("ufo=on needs csum=on (UDP fragmentation offload needs checksum offload)")
 	}
+	for _, g := range []struct {
+		key string
+		d   time.Duration
+	}{{"rx_irq_gap", n.RxIRQGap}, {"tx_irq_gap", n.TxIRQGap}} {
+		if g.d < 0 || g.d > MaxIRQGap {
+			return fmt.Errorf("%s=%v: out of range [0, %v]", g.key, g.d, MaxIRQGap)
+		}
+	}
 	return nil
 }
 
@@ -188,6 +215,16 @@ func checkTAPName(name string) error {
 		return fmt.Errorf("not a valid interface name (at most 15 characters, no '/' or spaces)")
 	}
 	return nil
+}
+
+// parseIRQGap parses an interrupt gap: a Go duration ("50us", "0") from
+// 0 to MaxIRQGap.
+func parseIRQGap(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > MaxIRQGap {
+		return 0, fmt.Errorf("want a duration from 0 to %v, such as 50us", MaxIRQGap)
+	}
+	return d, nil
 }
 
 func parseOnOff(v string) (bool, error) {

@@ -74,6 +74,9 @@ type EngineState struct {
 	// Transitions counts the engine's transitions (modulo 2^24): two
 	// dumps with the same count show an engine that did not move.
 	Transitions uint32
+	// IRQDeferred: a notification waits for the queue's interrupt gap
+	// to pass (EngineConfig.IRQGap); a timer sends it.
+	IRQDeferred bool
 }
 
 // Attrs returns the state as slog attributes: engine, last_avail,
@@ -83,6 +86,7 @@ func (s EngineState) Attrs() []slog.Attr {
 		slog.String("engine", s.Activity.String()),
 		slog.Int("last_avail", int(s.NextAvail)), slog.Int("next_used", int(s.NextUsed)),
 		slog.Uint64("transitions", uint64(s.Transitions)),
+		slog.Bool("irq_deferred", s.IRQDeferred),
 	}
 }
 

@@ -22,6 +22,9 @@ type Lane struct {
 	// Batch is how many completions the engine publishes at once at
 	// most; 0 means 1.
 	Batch int
+	// IRQGap is the least time between two of the queue's used-buffer
+	// notifications (EngineConfig.IRQGap); 0 sends each at once.
+	IRQGap time.Duration
 }
 
 // Engines runs a device's lanes: Start checks the queues Activate got and
@@ -157,7 +160,7 @@ func (g *Engines) begin(queues []Queue, irq Interrupt, lanes []int) []int {
 	for _, l := range picked {
 		ln := g.lanes[l]
 		ln.Engine.Bind(EngineConfig{Handler: ln.Handler, Queue: queues[ln.Queue], Index: ln.Queue, IRQ: irq,
-			Stopping: &g.stopping, Stop: g.stop, Batch: ln.Batch})
+			Stopping: &g.stopping, Stop: g.stop, Batch: ln.Batch, IRQGap: ln.IRQGap})
 	}
 	return picked
 }
@@ -256,6 +259,7 @@ func (g *Engines) States() []EngineState {
 	for i, l := range g.lanes {
 		out[i] = l.Engine.Status.Load()
 		out[i].Queue, out[i].Name = l.Queue, l.Name
+		out[i].IRQDeferred = l.Engine.gap.owed.Load()
 	}
 	return out
 }

@@ -126,6 +126,7 @@ type Engine struct {
 	dead    bool // the queue broke: nothing more is published
 	timer   *time.Timer
 	kicks   kickReader
+	gap     irqGap // spaces the queue's notifications (EngineConfig.IRQGap)
 
 	// Status is what the engine is doing, for dumps.
 	Status EngineStatus
@@ -145,6 +146,9 @@ type EngineConfig struct {
 	// Batch is how many completions (Done, Completed) are published at
 	// once at most; 0 means 1.
 	Batch int
+	// IRQGap is the least time between two used-buffer notifications of
+	// the queue (see irqGap); 0 sends each one at once.
+	IRQGap time.Duration
 }
 
 // Bind prepares e to Run on c's queue.
@@ -153,6 +157,7 @@ func (e *Engine) Bind(c EngineConfig) {
 	e.stopping, e.stop, e.batch = c.Stopping, c.Stop, max(c.Batch, 1)
 	e.pending, e.dead = 0, false
 	e.kicks.bind(e.kick)
+	e.gap.bind(e.irq, e.index, c.IRQGap)
 	if e.kicks.ready == nil {
 		e.kicks.ready = e.ringReady // bound once: no allocation per activation
 	}
@@ -166,7 +171,12 @@ func (e *Engine) Bind(c EngineConfig) {
 func (e *Engine) Release() {
 	e.h, e.q, e.kick, e.irq, e.stop = nil, nil, nil, nil, nil
 	e.kicks.bind(nil)
+	e.gap.settle(false)
 }
+
+// IRQGap is the least time between two of the queue's notifications in
+// this activation (EngineConfig.IRQGap).
+func (e *Engine) IRQGap() time.Duration { return e.gap.gap }
 
 // Queue is the queue the engine serves (for a Handler that pushes Held
 // chains itself).
@@ -299,8 +309,7 @@ func (e *Engine) Flush() {
 		e.busy = 0
 		nudge()
 	}
-	if e.q.Publish() && e.q.NeedsInterrupt() {
-		e.irq.Signal(e.index)
+	if e.q.Publish() && e.q.NeedsInterrupt() && e.gap.signal() {
 		e.h.Event(EventInterrupt)
 	}
 	e.publishCounters()
@@ -395,8 +404,10 @@ func (e *Engine) exit() {
 	if !e.dead {
 		e.h.Event(EventStop)
 		e.Flush()
+		e.gap.settle(true) // not left to the timer: the ring may be stopped to move on
 		e.publishCounters()
 	} else {
+		e.gap.settle(false)
 		e.safeEvent(EventPublished)
 	}
 	e.Status.Set(ActivityStopped, e.q)

@@ -164,6 +164,8 @@ func openNetDeviceWith(n configs.NetInterface, patchable bool) (*netDevice, erro
 		Features:  netFeatures(n),
 		MAC:       macFor(n),
 		MTU:       uint16(n.MTU),
+		RxIRQGap:  n.RxIRQGap,
+		TxIRQGap:  n.TxIRQGap,
 		SetOffload: func(f uint64) error {
 			_, err := t.SetOffload(tap.OffloadsForGuest(f))
 			return err

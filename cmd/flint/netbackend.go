@@ -25,7 +25,7 @@ func netBackendCommand(a *app) *cli.Command {
 	return &cli.Command{
 		Name:      "net-backend",
 		Usage:     "serve Flint's virtio-net device bridged to a TAP to a vhost-user frontend",
-		UsageText: "flint net-backend --socket PATH --tap NAME [--mac MAC] [--mtu N] [--mrg-rxbuf on|off] [--tso on|off] [--indirect on|off] [--event-idx on|off] [--queues N]",
+		UsageText: "flint net-backend --socket PATH --tap NAME [--mac MAC] [--mtu N] [--mrg-rxbuf on|off] [--tso on|off] [--indirect on|off] [--event-idx on|off] [--queues N] [--rx-irq-gap D] [--tx-irq-gap D]",
 		Flags: append([]cli.Flag{
 			// Required by hand, in Action: urfave/cli would print the usage text.
 			&cli.StringFlag{Name: "socket", Usage: "unix socket to listen on (required)"},
@@ -37,6 +37,8 @@ func netBackendCommand(a *app) *cli.Command {
 			onOff("indirect", "indirect descriptors"),
 			onOff("event-idx", "event-index notification suppression"),
 			&cli.IntFlag{Name: "queues", Usage: fmt.Sprintf("queue pairs, 1 to %d (multiqueue: one TAP queue each)", configs.MaxNetQueues), Value: 1},
+			&cli.StringFlag{Name: "rx-irq-gap", Usage: "least time between two receive interrupts of a queue (0: at once)", Value: configs.DefaultRxIRQGap.String()},
+			&cli.StringFlag{Name: "tx-irq-gap", Usage: "least time between two transmit-completion interrupts of a queue (0: at once)", Value: "0"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		}, seccompFlags()...),
 		Action: func(c *cli.Context) error {
@@ -52,7 +54,8 @@ func netBackendCommand(a *app) *cli.Command {
 			if m := c.String("mac"); m != "" {
 				spec = append(spec, "mac="+m)
 			}
-			for flag, key := range map[string]string{"mrg-rxbuf": "mrg_rxbuf", "tso": "tso", "indirect": "indirect", "event-idx": "event_idx"} {
+			for flag, key := range map[string]string{"mrg-rxbuf": "mrg_rxbuf", "tso": "tso", "indirect": "indirect", "event-idx": "event_idx",
+				"rx-irq-gap": "rx_irq_gap", "tx-irq-gap": "tx_irq_gap"} {
 				spec = append(spec, key+"="+c.String(flag))
 			}
 			n, err := configs.ParseNetFlag(strings.Join(spec, ","))

@@ -83,6 +83,8 @@ var syscalls = map[string]uint32{
 	"fstatfs": unix.SYS_FSTATFS, "readlinkat": unix.SYS_READLINKAT, "readlink": unix.SYS_READLINK,
 	"eventfd2": unix.SYS_EVENTFD2,
 	"pipe2":    unix.SYS_PIPE2,
+	// Queue engines' interrupt gaps (virtio's irqgap.go): a timerfd each.
+	"timerfd_create": unix.SYS_TIMERFD_CREATE, "timerfd_settime": unix.SYS_TIMERFD_SETTIME,
 	"ppoll":    unix.SYS_PPOLL,                               // TAP queue waits; kickkind.go without /proc
 	"unlinkat": unix.SYS_UNLINKAT, "unlink": unix.SYS_UNLINK, // the API socket on exit
 	"getrandom": unix.SYS_GETRANDOM,

@@ -97,7 +97,17 @@ type Options struct {
 	// max_virtqueue_pairs and serves the control queue's VQ_PAIRS_SET;
 	// the limiters are shared by all pairs.
 	Queues int
+	// RxIRQGap and TxIRQGap are the least time between two used-buffer
+	// notifications of each receive and each transmit queue, 0 to
+	// MaxIRQGap (interrupt moderation, see virtio.EngineConfig.IRQGap);
+	// 0 sends each at once.
+	RxIRQGap, TxIRQGap time.Duration
 }
+
+// MaxIRQGap is the longest Options.RxIRQGap and TxIRQGap: a notification
+// held longer than a millisecond would cost TCP more than the interrupts
+// it saves.
+const MaxIRQGap = time.Millisecond
 
 // Device is a virtio-net device with one or more queue pairs, each over
 // a Backend. It implements virtio.Device. Create it with New or
@@ -157,6 +167,8 @@ func NewMulti(bes []Backend, opts Options) (*Device, error) {
 		return nil, fmt.Errorf("virtio-net: %d queue pairs, at most %d", n, MaxQueuePairs)
 	case opts.Queues != 0 && opts.Queues != n:
 		return nil, fmt.Errorf("virtio-net: %d queue pairs with %d backends", opts.Queues, n)
+	case opts.RxIRQGap < 0 || opts.RxIRQGap > MaxIRQGap || opts.TxIRQGap < 0 || opts.TxIRQGap > MaxIRQGap:
+		return nil, fmt.Errorf("virtio-net: interrupt gaps %v (rx) and %v (tx): each must be 0 to %v", opts.RxIRQGap, opts.TxIRQGap, MaxIRQGap)
 	}
 	f := opts.Features
 	if f == 0 {
@@ -204,8 +216,8 @@ func NewMulti(bes []Backend, opts Options) (*Device, error) {
 		p.rx.lim, p.tx.lim = opts.RxLimiter, opts.TxLimiter
 		d.maxSizes = append(d.maxSizes, qs, qs)
 		lanes = append(lanes,
-			virtio.Lane{Engine: &p.rx.eng, Handler: &p.rx, Queue: RxQueueOf(k), Name: laneName("rx", k), Batch: rxBatch},
-			virtio.Lane{Engine: &p.tx.eng, Handler: &p.tx, Queue: TxQueueOf(k), Name: laneName("tx", k), Batch: txBatch})
+			virtio.Lane{Engine: &p.rx.eng, Handler: &p.rx, Queue: RxQueueOf(k), Name: laneName("rx", k), Batch: rxBatch, IRQGap: opts.RxIRQGap},
+			virtio.Lane{Engine: &p.tx.eng, Handler: &p.tx, Queue: TxQueueOf(k), Name: laneName("tx", k), Batch: txBatch, IRQGap: opts.TxIRQGap})
 	}
 	if virtio.Has(f, FeatureCtrlVQ) {
 		// As large as the others: UML's virtio_uml gives every ring 256
