@@ -80,14 +80,18 @@ type EngineState struct {
 }
 
 // Attrs returns the state as slog attributes: engine, last_avail,
-// next_used, transitions.
+// next_used, transitions, and irq_deferred when a notification waits for
+// the queue's interrupt gap.
 func (s EngineState) Attrs() []slog.Attr {
-	return []slog.Attr{
+	a := []slog.Attr{
 		slog.String("engine", s.Activity.String()),
 		slog.Int("last_avail", int(s.NextAvail)), slog.Int("next_used", int(s.NextUsed)),
 		slog.Uint64("transitions", uint64(s.Transitions)),
-		slog.Bool("irq_deferred", s.IRQDeferred),
 	}
+	if s.IRQDeferred {
+		a = append(a, slog.Bool("irq_deferred", true))
+	}
+	return a
 }
 
 // EngineStatus is where an engine records its state for dumps: one

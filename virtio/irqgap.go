@@ -67,9 +67,9 @@ func (g *irqGap) signal() bool {
 		g.irq.Signal(g.index)
 		return true
 	}
-	now := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := time.Now() // under mu: the gap counts from the last send
 	if g.owed.Load() {
 		return false
 	}

@@ -38,7 +38,7 @@ func waitCount(t *testing.T, r *rig, n uint64, limit time.Duration) time.Time {
 // the engine waits for a kick (a lost notification would leave a driver
 // that waits for it hung), and never sooner.
 func TestIRQGapSpacesNotifications(t *testing.T) {
-	const gap = 150 * time.Millisecond
+	const gap = 300 * time.Millisecond
 	r, h := gapRig(t, gap)
 	r.start()
 	defer r.close(t)
@@ -54,8 +54,11 @@ func TestIRQGapSpacesNotifications(t *testing.T) {
 		t.Fatalf("%d notifications within the gap, want 1", n)
 	}
 	second := waitCount(t, r, 2, 5*time.Second) // the engine waits for a kick meanwhile
-	if d := second.Sub(first); d < gap-time.Millisecond {
-		t.Errorf("second notification %v after the first, want at least the gap %v", d, gap)
+	// Both times are when this goroutine saw the count change, which may
+	// be late under load: half the gap is the bound (irqgap_internal_test
+	// stamps inside Signal and checks the whole gap).
+	if d := second.Sub(first); d < gap/2 {
+		t.Errorf("second notification %v after the first, want about the gap %v", d, gap)
 	}
 	time.Sleep(gap + 50*time.Millisecond)
 	if n := r.irq.Count(0); n != 2 {
