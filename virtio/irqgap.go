@@ -39,24 +39,57 @@ type irqGap struct {
 }
 
 // bind sets the interrupt to send through and the gap, for one
-// activation. Without a timerfd (the system refuses one) it sends every
-// notification at once, as with no gap.
+// activation. Without a timerfd the netpoller can wait on (the system
+// refuses one, or epoll refuses to watch it) it sends every notification
+// at once, as with no gap: an owed notification nobody would send would
+// leave the driver waiting forever.
 func (g *irqGap) bind(irq Interrupt, index int, gap time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.closeTimer() // a Bind without Release: not left open
 	g.irq, g.index, g.gap = irq, index, 0
 	g.owed.Store(false)
 	g.last = time.Time{}
 	if gap <= 0 {
 		return
 	}
-	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	tf, err := newTimerFile()
 	if err != nil {
 		return
 	}
-	g.tfd, g.tfdNo = os.NewFile(uintptr(fd), "irq-gap-timer"), fd
+	// os.NewFile ignores epoll's refusal (ENOSPC past max_user_watches);
+	// such a file has no deadlines, and its reader could never park.
+	no, ok := -1, false
+	if tf.SetReadDeadline(time.Time{}) == nil {
+		if rc, err := tf.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { no, ok = int(fd), true }) // not tf.Fd: that ends the deadlines
+		}
+	}
+	if !ok {
+		tf.Close()
+		return
+	}
+	g.tfd, g.tfdNo = tf, no
 	g.gap = gap
-	go g.wait(g.tfd)
+	go g.wait(tf)
+}
+
+// newTimerFile opens a non-blocking CLOCK_MONOTONIC timerfd (a variable
+// for tests: a file the netpoller cannot wait on).
+var newTimerFile = func() (*os.File, error) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "irq-gap-timer"), nil
+}
+
+// closeTimer closes the timerfd, which ends its goroutine. Called under mu.
+func (g *irqGap) closeTimer() {
+	if g.tfd != nil {
+		g.tfd.Close()
+		g.tfd = nil
+	}
 }
 
 // signal sends the queue's notification now, or has the timer send it
@@ -134,9 +167,6 @@ func (g *irqGap) settle(send bool) {
 		g.irq.Signal(g.index)
 	}
 	g.owed.Store(false)
-	g.irq = nil
-	if g.tfd != nil {
-		g.tfd.Close()
-		g.tfd = nil
-	}
+	g.irq, g.gap = nil, 0
+	g.closeTimer()
 }

@@ -1,8 +1,11 @@
 package virtio
 
 import (
+	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // stampIRQ records when queue 0's notifications are sent.
@@ -70,5 +73,35 @@ func TestIRQGapInDumps(t *testing.T) {
 	}
 	if a := s.Attrs(); len(a) != 5 || a[4].Key != "irq_deferred" || !a[4].Value.Bool() {
 		t.Fatalf("attributes %v", a)
+	}
+}
+
+// TestIRQGapUnpollableTimer: a timer file the netpoller cannot wait on
+// (epoll refuses it past max_user_watches; os.NewFile hides that) turns
+// the gap off instead of owing notifications nobody would send.
+func TestIRQGapUnpollableTimer(t *testing.T) {
+	defer func(f func() (*os.File, error)) { newTimerFile = f }(newTimerFile)
+	// A timerfd opened blocking, which os.NewFile does not hand to the
+	// netpoller, then made non-blocking behind its back: its reads say
+	// EAGAIN and nothing can wait for them, as when epoll refuses it.
+	newTimerFile = func() (*os.File, error) {
+		fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC)
+		if err != nil {
+			return nil, err
+		}
+		f := os.NewFile(uintptr(fd), "unpolled-timer")
+		return f, unix.SetNonblock(fd, true)
+	}
+	irq := &stampIRQ{at: make(chan time.Time, 4)}
+	var g irqGap
+	g.bind(irq, 0, time.Second)
+	defer g.settle(false)
+	for i := range 2 {
+		g.signal()
+		select {
+		case <-irq.at:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("notification %d owed to a timer that cannot fire", i+1)
+		}
 	}
 }

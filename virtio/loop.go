@@ -407,7 +407,9 @@ func (e *Engine) exit() {
 		e.gap.settle(true) // not left to the timer: the ring may be stopped to move on
 		e.publishCounters()
 	} else {
-		e.gap.settle(false)
+		// Sent too: entries published before the queue broke are the
+		// driver's, and Signal touches no guest memory.
+		e.gap.settle(true)
 		e.safeEvent(EventPublished)
 	}
 	e.Status.Set(ActivityStopped, e.q)
