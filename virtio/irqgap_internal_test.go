@@ -105,3 +105,28 @@ func TestIRQGapUnpollableTimer(t *testing.T) {
 		}
 	}
 }
+
+// TestIRQGapNoAllocs: sending, owing (arming the timerfd) and joining
+// allocate nothing: they run per publish on the data path.
+func TestIRQGapNoAllocs(t *testing.T) {
+	irq := &stampIRQ{at: make(chan time.Time, 1)}
+	var g irqGap
+	g.bind(irq, 0, time.Hour)
+	defer g.settle(false)
+	if g.gap == 0 {
+		t.Skip("no timerfd on this system")
+	}
+	n := testing.AllocsPerRun(200, func() {
+		g.mu.Lock()
+		g.last = time.Time{}
+		g.owed.Store(false)
+		g.mu.Unlock()
+		g.signal() // sent
+		<-irq.at
+		g.signal() // owed: arms the timer
+		g.signal() // joins
+	})
+	if n != 0 {
+		t.Fatalf("%v allocations per send, owe and join", n)
+	}
+}
