@@ -171,7 +171,7 @@ func (e *Engine) Bind(c EngineConfig) {
 func (e *Engine) Release() {
 	e.h, e.q, e.kick, e.irq, e.stop = nil, nil, nil, nil, nil
 	e.kicks.bind(nil)
-	e.gap.settle(false)
+	e.gap.settle(true)
 }
 
 // IRQGap is the least time between two of the queue's notifications in
@@ -404,14 +404,14 @@ func (e *Engine) exit() {
 	if !e.dead {
 		e.h.Event(EventStop)
 		e.Flush()
-		e.gap.settle(true) // not left to the timer: the ring may be stopped to move on
 		e.publishCounters()
 	} else {
-		// Sent too: entries published before the queue broke are the
-		// driver's, and Signal touches no guest memory.
-		e.gap.settle(true)
 		e.safeEvent(EventPublished)
 	}
+	// An owed notification goes now, not left to the timer (the ring may
+	// be stopped to move on); on a broken queue too: entries published
+	// before it broke are the driver's, and Signal touches no guest memory.
+	e.gap.settle(true)
 	e.Status.Set(ActivityStopped, e.q)
 }
 

@@ -13,11 +13,7 @@ import (
 // does with its gap), and the device still moves frames both ways.
 func TestIRQGap(t *testing.T) {
 	const rxGap, txGap = 40 * time.Microsecond, 70 * time.Microsecond
-	be0, be1 := newFake(), newFake()
-	d, err := NewMulti([]Backend{be0, be1}, Options{RxIRQGap: rxGap, TxIRQGap: txGap, SetOffload: be0.SetOffload})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, be0 := newDevice(t, Options{RxIRQGap: rxGap, TxIRQGap: txGap})
 	h := activate(t, d, fMrg|fEvent, virtiotest.Options{})
 	if rx, tx := d.pairs[0].rx.eng.IRQGap(), d.pairs[0].tx.eng.IRQGap(); rx != rxGap || tx != txGap {
 		t.Errorf("rx gap %v, tx gap %v; want %v, %v", rx, tx, rxGap, txGap)
