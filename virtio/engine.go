@@ -77,11 +77,15 @@ type EngineState struct {
 	// IRQDeferred: a notification waits for the queue's interrupt gap
 	// to pass (EngineConfig.IRQGap); a timer sends it.
 	IRQDeferred bool
+	// IRQDropped counts the queue's owed notifications the driver no
+	// longer wanted when the gap had passed (queue.StillWants), since the
+	// engine was made.
+	IRQDropped uint64
 }
 
 // Attrs returns the state as slog attributes: engine, last_avail,
-// next_used, transitions, and irq_deferred when a notification waits for
-// the queue's interrupt gap.
+// next_used, transitions, irq_deferred when a notification waits for
+// the queue's interrupt gap and irq_dropped when owed ones were dropped.
 func (s EngineState) Attrs() []slog.Attr {
 	a := []slog.Attr{
 		slog.String("engine", s.Activity.String()),
@@ -90,6 +94,9 @@ func (s EngineState) Attrs() []slog.Attr {
 	}
 	if s.IRQDeferred {
 		a = append(a, slog.Bool("irq_deferred", true))
+	}
+	if s.IRQDropped != 0 {
+		a = append(a, slog.Uint64("irq_dropped", s.IRQDropped))
 	}
 	return a
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/virtio/queue"
 )
 
 // irqGap sends one queue's used-buffer notifications at least gap
@@ -19,7 +21,10 @@ import (
 // published at once either way: a driver that polls (Linux's NAPI, a
 // transmit path that reclaims its buffers before adding more) sees them
 // without waiting. A queue notified less often than every gap never
-// waits, so a lone packet (a ping) is not delayed.
+// waits, so a lone packet (a ping) is not delayed. When the timer fires
+// the driver is asked again (queue.StillWants): one that consumed the
+// entries meanwhile and moved its suppression past them gets no
+// notification, which would only wake it to find nothing new.
 //
 // The timer is a timerfd (CLOCK_MONOTONIC), read by a goroutine of the
 // gap's own: the Go runtime's timers fire up to a millisecond late in a
@@ -32,10 +37,15 @@ type irqGap struct {
 	gap   time.Duration // 0: every notification is sent at once
 	irq   Interrupt     // nil while unbound: nothing is sent
 	index int
-	last  time.Time   // when the last notification was sent
-	owed  atomic.Bool // the timer will send a notification (written under mu)
-	tfd   *os.File    // the timerfd, while bound with a gap
-	tfdNo int         // its descriptor (closed only by settle, under mu)
+	q     *queue.Queue // asked again when the timer fires; nil: never
+	from  queue.Mark   // where the span the owed notification is about began
+	last  time.Time    // when the last notification was sent
+	owed  atomic.Bool  // the timer will send a notification (written under mu)
+	// dropped counts owed notifications the driver no longer wanted when
+	// the timer fired (the engine's irq_dropped counter).
+	dropped atomic.Uint64
+	tfd     *os.File // the timerfd, while bound with a gap
+	tfdNo   int      // its descriptor (closed only by settle, under mu)
 }
 
 // bind sets the interrupt to send through and the gap, for one
@@ -43,11 +53,11 @@ type irqGap struct {
 // refuses one, or epoll refuses to watch it) it sends every notification
 // at once, as with no gap: an owed notification nobody would send would
 // leave the driver waiting forever.
-func (g *irqGap) bind(irq Interrupt, index int, gap time.Duration) {
+func (g *irqGap) bind(irq Interrupt, index int, gap time.Duration, q *queue.Queue) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.closeTimer() // a Bind without Release: not left open
-	g.irq, g.index, g.gap = irq, index, 0
+	g.irq, g.index, g.gap, g.q = irq, index, 0, q
 	g.owed.Store(false)
 	g.last = time.Time{}
 	if gap <= 0 {
@@ -93,9 +103,12 @@ func (g *irqGap) closeTimer() {
 }
 
 // signal sends the queue's notification now, or has the timer send it
-// when the gap has passed. It reports whether a notification was sent
-// or newly owed (false: it joined one already owed).
-func (g *irqGap) signal() bool {
+// when the gap has passed. from is where the span of entries the driver
+// asked about began (queue.Decided); a request joining an owed
+// notification extends its span to the entries published since. It
+// reports whether a notification was sent or newly owed (false: it
+// joined one already owed).
+func (g *irqGap) signal(from queue.Mark) bool {
 	if g.gap == 0 { // set only by bind, on the engine's goroutine
 		g.irq.Signal(g.index)
 		return true
@@ -108,6 +121,7 @@ func (g *irqGap) signal() bool {
 	}
 	if wait := g.gap - now.Sub(g.last); wait > 0 && g.arm(wait) {
 		g.owed.Store(true)
+		g.from = from
 		return true
 	}
 	g.last = now
@@ -145,7 +159,9 @@ func (g *irqGap) wait(tf *os.File) {
 	}
 }
 
-// fire sends the owed notification.
+// fire sends the owed notification, if the driver still wants it. One
+// it no longer wants is dropped without counting as sent: the next
+// request goes at once if the gap since the last one sent has passed.
 func (g *irqGap) fire() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -153,6 +169,10 @@ func (g *irqGap) fire() {
 		return
 	}
 	g.owed.Store(false)
+	if g.q != nil && !g.q.StillWants(g.from) {
+		g.dropped.Add(1)
+		return
+	}
 	g.last = time.Now()
 	g.irq.Signal(g.index)
 }
@@ -167,6 +187,6 @@ func (g *irqGap) settle(send bool) {
 		g.irq.Signal(g.index)
 	}
 	g.owed.Store(false)
-	g.irq, g.gap = nil, 0
+	g.irq, g.gap, g.q = nil, 0, nil
 	g.closeTimer()
 }

@@ -23,7 +23,7 @@ func TestIRQGapTimerPrecise(t *testing.T) {
 	const gap = 200 * time.Microsecond
 	irq := &stampIRQ{at: make(chan time.Time, 4)}
 	var g irqGap
-	g.bind(irq, 0, gap)
+	g.bind(irq, 0, gap, nil)
 	defer g.settle(false)
 	if g.gap != gap {
 		t.Skip("no timerfd on this system: the gap falls back to none")
@@ -31,9 +31,9 @@ func TestIRQGapTimerPrecise(t *testing.T) {
 	best := time.Hour
 	for range 20 {
 		time.Sleep(2 * gap) // a quiet spell: the next one goes at once
-		g.signal()
+		g.signal(0)
 		first := <-irq.at
-		if !g.signal() { // joining is TestIRQGapSpacesNotifications's (a longer gap)
+		if !g.signal(0) { // joining is TestIRQGapSpacesNotifications's (a longer gap)
 			t.Fatal("the second notification joined nothing yet it was not owed")
 		}
 		select {
@@ -57,8 +57,8 @@ func TestIRQGapTimerPrecise(t *testing.T) {
 }
 
 // TestIRQGapInDumps: an engine whose notification waits for its gap says
-// so in Engines.States and in its dump attributes; one that owes none
-// does not add the key.
+// so in Engines.States and in its dump attributes, as does one that
+// dropped owed ones; one that did neither does not add the keys.
 func TestIRQGapInDumps(t *testing.T) {
 	var e Engine
 	var g Engines
@@ -72,6 +72,14 @@ func TestIRQGapInDumps(t *testing.T) {
 		t.Fatal("States does not report the owed notification")
 	}
 	if a := s.Attrs(); len(a) != 5 || a[4].Key != "irq_deferred" || !a[4].Value.Bool() {
+		t.Fatalf("attributes %v", a)
+	}
+	e.gap.dropped.Store(3)
+	s = g.States()[0]
+	if s.IRQDropped != 3 {
+		t.Fatalf("States reports %d dropped notifications, want 3", s.IRQDropped)
+	}
+	if a := s.Attrs(); len(a) != 6 || a[5].Key != "irq_dropped" || a[5].Value.Uint64() != 3 {
 		t.Fatalf("attributes %v", a)
 	}
 }
@@ -94,10 +102,10 @@ func TestIRQGapUnpollableTimer(t *testing.T) {
 	}
 	irq := &stampIRQ{at: make(chan time.Time, 4)}
 	var g irqGap
-	g.bind(irq, 0, time.Second)
+	g.bind(irq, 0, time.Second, nil)
 	defer g.settle(false)
 	for i := range 2 {
-		g.signal()
+		g.signal(0)
 		select {
 		case <-irq.at:
 		case <-time.After(5 * time.Second):
@@ -111,7 +119,7 @@ func TestIRQGapUnpollableTimer(t *testing.T) {
 func TestIRQGapNoAllocs(t *testing.T) {
 	irq := &stampIRQ{at: make(chan time.Time, 1)}
 	var g irqGap
-	g.bind(irq, 0, time.Hour)
+	g.bind(irq, 0, time.Hour, nil)
 	defer g.settle(false)
 	if g.gap == 0 {
 		t.Skip("no timerfd on this system")
@@ -121,10 +129,10 @@ func TestIRQGapNoAllocs(t *testing.T) {
 		g.last = time.Time{}
 		g.owed.Store(false)
 		g.mu.Unlock()
-		g.signal() // sent
+		g.signal(0) // sent
 		<-irq.at
-		g.signal() // owed: arms the timer
-		g.signal() // joins
+		g.signal(0) // owed: arms the timer
+		g.signal(0) // joins
 	})
 	if n != 0 {
 		t.Fatalf("%v allocations per send, owe and join", n)

@@ -260,6 +260,7 @@ func (g *Engines) States() []EngineState {
 		out[i] = l.Engine.Status.Load()
 		out[i].Queue, out[i].Name = l.Queue, l.Name
 		out[i].IRQDeferred = l.Engine.gap.owed.Load()
+		out[i].IRQDropped = l.Engine.gap.dropped.Load()
 	}
 	return out
 }

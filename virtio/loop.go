@@ -157,7 +157,7 @@ func (e *Engine) Bind(c EngineConfig) {
 	e.stopping, e.stop, e.batch = c.Stopping, c.Stop, max(c.Batch, 1)
 	e.pending, e.dead = 0, false
 	e.kicks.bind(e.kick)
-	e.gap.bind(e.irq, e.index, c.IRQGap)
+	e.gap.bind(e.irq, e.index, c.IRQGap, e.q)
 	if e.kicks.ready == nil {
 		e.kicks.ready = e.ringReady // bound once: no allocation per activation
 	}
@@ -309,7 +309,7 @@ func (e *Engine) Flush() {
 		e.busy = 0
 		nudge()
 	}
-	if e.q.Publish() && e.q.NeedsInterrupt() && e.gap.signal() {
+	if e.q.Publish() && e.q.NeedsInterrupt() && e.gap.signal(e.q.Decided()) {
 		e.h.Event(EventInterrupt)
 	}
 	e.publishCounters()

@@ -339,6 +339,7 @@ func (q *Queue) publishPacked() bool {
 	q.storeIDFlags(q.pubUsed&^posWrap, q.pk.pubID, q.pk.pubFlags)
 	q.pubUsed = q.nextUsed
 	q.sigPending = uint32(min(uint64(q.sigPending)+uint64(q.pk.pendSlot), math.MaxUint32))
+	q.marks.published(uint64(q.pk.pendSlot), q.pubUsed)
 	q.pk.pending, q.pk.pendSlot = 0, 0
 	return true
 }
@@ -349,6 +350,7 @@ func (q *Queue) publishPacked() bool {
 func (q *Queue) needsInterruptPacked() bool {
 	old, slots := q.sigUsed, q.sigPending
 	q.sigUsed, q.sigPending = q.pubUsed, 0
+	q.marks.decide()
 	switch q.pk.drvFlags.Load() & 3 {
 	case ringEventDisable:
 		return false
@@ -465,6 +467,7 @@ func (q *Queue) validatePacked(m *mem.Memory) error {
 		q.lastAvail = av
 		q.nextUsed, q.pubUsed, q.sigUsed = used, used, used
 		q.sigPending, q.undoable = 0, 0
+		q.marks.reset(used)
 		q.broken = false
 		q.pk.counts = reuse(q.pk.counts, int(n))
 		q.pk.undoLog = reuse(q.pk.undoLog, int(n))

@@ -62,14 +62,7 @@ func TestPackedDriverEvent(t *testing.T) {
 	var c queue.Chain
 	cycle := func() bool {
 		t.Helper()
-		if _, err := d.Add(qt.W(4)); err != nil {
-			t.Fatal(err)
-		}
-		d.Kick()
-		mustPop(t, q, &c)
-		q.Push(c.Head, 1)
-		q.Publish()
-		d.AllUsed()
+		packedUseOne(t, d, q, &c)
 		return q.NeedsInterrupt()
 	}
 	d.SetDriverEvent(qt.EventEnable, 0)
@@ -114,6 +107,20 @@ func TestPackedDriverEvent(t *testing.T) {
 	if !q.NeedsInterrupt() {
 		t.Fatal("batch over off_wrap: no interrupt")
 	}
+}
+
+// packedUseOne has the driver add one buffer and kick, the device use
+// and publish it, and the driver take it back (no decision).
+func packedUseOne(t *testing.T, d *qt.PackedDriver, q *queue.Queue, c *queue.Chain) {
+	t.Helper()
+	if _, err := d.Add(qt.W(4)); err != nil {
+		t.Fatal(err)
+	}
+	d.Kick()
+	mustPop(t, q, c)
+	q.Push(c.Head, 1)
+	q.Publish()
+	d.AllUsed()
 }
 
 func advancePos(p, n, size uint16) uint16 {

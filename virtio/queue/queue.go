@@ -104,6 +104,7 @@ type Queue struct {
 	pubUsed     uint16 // used.idx as last published
 	sigUsed     uint16 // used.idx when NeedsInterrupt last decided
 	sigPending  uint32 // entries published since then (saturating)
+	marks       marks  // the published and decided spans as Marks, for StillWants (recheck.go)
 	usedFlags   uint16 // shadow of used.flags
 	undoable    int    // chains Undo may still give back
 	broken      bool
@@ -152,6 +153,7 @@ func (q *Queue) Reset() {
 	q.usedFlagsW, q.usedIdxW, q.availEvent = mem.AtomicU16{}, mem.AtomicU16{}, mem.AtomicU16{}
 	q.lastAvail, q.availShadow, q.nextUsed, q.pubUsed, q.sigUsed = 0, 0, 0, 0, 0
 	q.sigPending, q.usedFlags, q.undoable = 0, 0, 0
+	q.marks.reset(0)
 	q.broken = false
 	for i := range q.cache {
 		q.cache[i].Reset()
@@ -371,6 +373,7 @@ func (q *Queue) Validate(m *mem.Memory) error {
 		q.lastAvail, q.availShadow = q.startAv, q.startAv
 		q.nextUsed, q.pubUsed, q.sigUsed = q.startUsed, q.startUsed, q.startUsed
 		q.sigPending, q.undoable = 0, 0
+		q.marks.reset(q.startUsed)
 		q.usedFlags = 0
 		q.broken = false
 	}

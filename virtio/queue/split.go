@@ -316,6 +316,7 @@ func (q *Queue) Publish() bool {
 	q.usedIdxW.Store(q.nextUsed)
 	q.pubUsed = q.nextUsed
 	q.sigPending = uint32(min(uint64(q.sigPending)+uint64(d), math.MaxUint32))
+	q.marks.published(uint64(d), q.pubUsed)
 	return true
 }
 
@@ -336,6 +337,7 @@ func (q *Queue) NeedsInterrupt() bool {
 	}
 	old, cur, pending := q.sigUsed, q.pubUsed, q.sigPending
 	q.sigUsed, q.sigPending = cur, 0
+	q.marks.decide()
 	if !q.eventIdx {
 		return q.availFlags.Load()&availFNoInterrupt == 0
 	}
