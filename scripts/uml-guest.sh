@@ -26,6 +26,14 @@ mode=$(arg mode test)
 host=$(arg host 10.0.3.1)
 size=$(arg size 64)
 dev=${FLINTUML_DEV:-eth0}
+# flintuml.kallsyms=DIR: copy /proc/kallsyms to the host's DIR/kallsyms through hostfs
+# (uml-net-case.sh --perf-uml: Debian's linux.uml is stripped, and modules load at run time).
+ksdir=$(arg kallsyms "")
+if [ -n "$ksdir" ]; then
+	mkdir -p /mnt/host && mount -t hostfs none /mnt/host -o "$ksdir" &&
+		cat /proc/kallsyms >/mnt/host/kallsyms && umount /mnt/host ||
+		echo "UML-GUEST-KALLSYMS result=fail"
+fi
 
 if [ "$mode" = serve ]; then
 	iperf3 -s -D -p 5201 || echo "UML-GUEST-SERVE result=fail reason=iperf3"

@@ -38,6 +38,12 @@
 #   --perf DIR       bench, flint: during every iperf3 run, `perf record -e cpu-clock -g` of
 #                    the backend into DIR/TEST-DIR-RUN.data and `perf stat` of its syscalls
 #                    (reads, writes, readv, writev, ppoll, futex) into DIR/TEST-DIR-RUN.stat
+#   --perf-uml DIR   bench, any backend: during every iperf3 run, a system-wide
+#                    `perf record -a -g -e cpu-clock` into DIR/TEST-DIR-RUN.uml.data, and the
+#                    guest's /proc/kallsyms copied to DIR/kallsyms (through hostfs: Debian's
+#                    linux.uml is stripped); internal/umlperf names UML's frames:
+#                      perf script -i DIR/tcp-h2g-1.uml.data -F comm,time,ip,sym,dso |
+#                        go run ./internal/umlperf -kallsyms DIR/kallsyms
 #
 # Output: facts only, as key=value lines; this script judges nothing. The verdict (did the
 # streams arrive whole, were the right features negotiated, did the backend survive) is
@@ -78,11 +84,11 @@ usage() {
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 backend=flint rx=mergeable indirect=on mode=test size=64 boots=1 kill_boot=0 soak_secs=600 pid_file='' log_lines=60
-secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=case vumask= umlexec= perf=''
+secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=case vumask= umlexec= perf='' perf_uml=''
 while (($#)); do
 	case $1 in
 	--backend | --rx | --indirect | --mode | --size | --boots | --kill-boot | --secs | --udp-secs | \
-		--reps | --flint | --initrd | --mem | --timeout | --name | --vumask | --umlexec | --soak-secs | --pid-file | --log-lines | --perf)
+		--reps | --flint | --initrd | --mem | --timeout | --name | --vumask | --umlexec | --soak-secs | --pid-file | --log-lines | --perf | --perf-uml)
 		[[ $# -ge 2 ]] || flint_die "$1 needs a value"
 		v=${1#--}
 		printf -v "${v//-/_}" '%s' "$2"
@@ -109,6 +115,13 @@ PATH=$PATH:/usr/sbin:/sbin
 flint_need_tools ip busybox linux.uml setsid sha256sum
 [[ $mode == test ]] || flint_need_tools iperf3 jq
 [[ -z $perf ]] || { flint_need_tools perf && mkdir -p "$perf"; } || flint_die "--perf $perf: cannot make it"
+if [[ -n $perf_uml ]]; then
+	flint_need_tools perf
+	mkdir -p "$perf_uml" && perf_uml=$(cd "$perf_uml" && pwd) || flint_die "--perf-uml $perf_uml: cannot make it"
+	umlks=("flintuml.kallsyms=$perf_uml")
+else
+	umlks=()
+fi
 [[ $backend != flint || -x $flint ]] || flint_die "no flint binary at $flint (run: make build)"
 [[ $backend != dpdk ]] || command -v dpdk-testpmd >/dev/null ||
 	flint_die "no dpdk-testpmd (Debian 12: apt-get install -y dpdk-dev)"
@@ -226,7 +239,7 @@ boot() {
 	local k=$1 gmode=$2
 	TMPDIR=$umltmp "${nsx[@]}" setsid "$umlexec" linux.uml "mem=${mem}M" "initrd=$initrd" con=null con0=null,fd:1 \
 		"$netarg" "flintuml.mode=$gmode" "flintuml.size=$size" "flintuml.host=$host" \
-		"flintuml.addr=$guest/24" quiet </dev/null >"$w/uml.$k" 2>&1 &
+		"flintuml.addr=$guest/24" "${umlks[@]}" quiet </dev/null >"$w/uml.$k" 2>&1 &
 	umlpid=$!
 }
 # wait_boot K KILLED: waits (at most --timeout) for boot K and reports it.
@@ -348,6 +361,10 @@ bench_line() {
 			perfpids=($!)
 			perf stat -x, -p "$bepid" -o "$perf/$test-$dir-$r.stat" -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_readv,syscalls:sys_enter_writev,syscalls:sys_enter_ppoll,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_pwait \
 				</dev/null >/dev/null 2>&1 &
+			perfpids+=($!)
+		fi
+		if [[ -n $perf_uml ]]; then
+			perf record -q -a -g -e cpu-clock -F 999 -o "$perf_uml/$test-$dir-$r.uml.data" </dev/null >/dev/null 2>&1 &
 			perfpids+=($!)
 		fi
 		# The CPU window: from 2 s after the client starts (UML's iperf3 is connected by
