@@ -5,6 +5,7 @@ package virtio
 
 import (
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,12 +170,32 @@ func (g *irqGap) fire() {
 		return
 	}
 	g.owed.Store(false)
-	if g.q != nil && !g.q.StillWants(g.from) {
+	if g.q != nil && !g.stillWants() {
 		g.dropped.Add(1)
 		return
 	}
 	g.last = time.Now()
 	g.irq.Signal(g.index)
+}
+
+// stillWants asks the queue again (queue.StillWants), which loads the
+// driver's words from guest memory: a vhost-user frontend may truncate
+// its memory file under the device, and a load past the file's new end
+// faults (SIGBUS), which on this goroutine (no recover of the engine's)
+// would end the process. The fault is a panic here instead, recovered as
+// "wanted": the notification goes (Signal touches no guest memory) and
+// the engine meets the fault on its own. Called under mu.
+func (g *irqGap) stillWants() (want bool) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r) // a bug, not the guest's memory
+			}
+			want = true
+		}
+	}()
+	return g.q.StillWants(g.from)
 }
 
 // settle sends an owed notification at once (send) or drops it, and
