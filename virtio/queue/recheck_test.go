@@ -125,3 +125,35 @@ func TestStillWantsPacked(t *testing.T) {
 		t.Fatal("two laps since the decision: not wanted")
 	}
 }
+
+// TestStillWantsSplitAcrossWrap: a span that crosses used.idx's 16-bit
+// wrap (a queue resumed near it, as after a vhost-user reconnect) is
+// tested modulo 2^16: used_event past the wrap but within the span is
+// wanted, one at the span's end or behind its start is not.
+func TestStillWantsSplitAcrossWrap(t *testing.T) {
+	d := qt.MustNew(t, qt.Config{Size: 8, Features: qt.FeatureEventIdx})
+	const start = 0xfffe
+	d.Resume(start, start)
+	q, _ := queue.New(8)
+	q.SetNextAvail(start)
+	q.SetNextUsed(start)
+	if err := d.Configure(q); err != nil {
+		t.Fatal(err)
+	}
+	d.SetUsedEvent(start)
+	addUse(t, d, q, 1) // 0xfffe -> 0xffff
+	if !q.NeedsInterrupt() {
+		t.Fatal("no notification decided")
+	}
+	from := q.Decided()
+	addUse(t, d, q, 3) // 0xffff -> 0x0002: the span is [0xfffe, 0x0002)
+	for _, tc := range []struct {
+		event uint16
+		want  bool
+	}{{0xfffe, true}, {0x0000, true}, {0x0001, true}, {0x0002, false}, {0xfffd, false}, {0x8000, false}} {
+		d.SetUsedEvent(tc.event)
+		if got := q.StillWants(from); got != tc.want {
+			t.Errorf("used_event %#04x: wanted %v, want %v", tc.event, got, tc.want)
+		}
+	}
+}
