@@ -135,10 +135,8 @@ func TestStillWantsSplitAcrossWrap(t *testing.T) {
 	const start = 0xfffe
 	d.Resume(start, start)
 	q, _ := queue.New(8)
-	q.SetNextAvail(start)
-	q.SetNextUsed(start)
-	if err := d.Configure(q); err != nil {
-		t.Fatal(err)
+	if q.SetNextAvail(start) != nil || q.SetNextUsed(start) != nil || d.Configure(q) != nil {
+		t.Fatal("the queue does not resume at 0xfffe")
 	}
 	d.SetUsedEvent(start)
 	addUse(t, d, q, 1) // 0xfffe -> 0xffff
