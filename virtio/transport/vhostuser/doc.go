@@ -70,8 +70,10 @@
 // and Snapshot run with debug.SetPanicOnFault (memfault.go): such a
 // fault ends the session with the reason logged and the backend serves
 // the next frontend. A fault on the device's own goroutines (its queue
-// engines, while the device runs) is contained only if the device's
-// engine recovers it the same way.
+// engines, while the device runs, and an interrupt gap's timer, which
+// re-reads the driver's suppression words) is contained only if the
+// device's engine recovers it the same way (virtio.Engine and its
+// irqGap do).
 //
 // # Imports
 //

@@ -10,9 +10,12 @@ package vhostuser
 // turns back into an error: the session ends with the reason logged, its
 // memory is unmapped, and the next frontend is served.
 //
-// The device's own goroutines (the queue engines) are the device's:
-// virtio.Engine.Run gives them the same treatment (DEVICE_NEEDS_RESET
-// through the activation's Fault).
+// The device's own goroutines (the queue engines, and the interrupt
+// gaps' timers, which re-read the driver's suppression words) are the
+// device's: virtio.Engine.Run gives them the same treatment
+// (DEVICE_NEEDS_RESET through the activation's Fault), and a gap's timer
+// treats a fault as "notification wanted", leaving the fault to the
+// engine.
 
 import (
 	"fmt"
