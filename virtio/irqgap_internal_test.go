@@ -154,8 +154,9 @@ func TestIRQGapNoAllocs(t *testing.T) {
 // memfdQueue returns a split queue of size 8 (no ring features) whose
 // guest memory is a page of a memory file, as a vhost-user frontend's
 // is, with one used entry published and a notification decided, and the
-// file: truncating it makes the rings' page fault (SIGBUS).
-func memfdQueue(t *testing.T) (*queue.Queue, int) {
+// file (truncating it makes the rings' page fault: SIGBUS) and the page
+// (the driver's view: avail.flags is its first 16 bits).
+func memfdQueue(t *testing.T) (*queue.Queue, int, []byte) {
 	t.Helper()
 	const page = 4096
 	fd, err := unix.MemfdCreate("irq-gap-test", unix.MFD_CLOEXEC)
@@ -201,7 +202,22 @@ func memfdQueue(t *testing.T) (*queue.Queue, int) {
 	if !q.Publish() || !q.NeedsInterrupt() {
 		t.Fatal("no notification decided")
 	}
-	return q, fd
+	return q, fd, host
+}
+
+// owedOnMemfd binds a gap to memfdQueue's queue, has it send one
+// notification and owe the next, and returns the memory file, its page,
+// the gap and its interrupt.
+func owedOnMemfd(t *testing.T, gap time.Duration) (int, []byte, *irqGap, *stampIRQ) {
+	t.Helper()
+	q, fd, host := memfdQueue(t)
+	g, irq := timedGap(t, gap, q)
+	g.signal(q.Decided()) // the first: at once
+	<-irq.at
+	if !g.signal(q.Decided()) || !g.owed.Load() {
+		t.Fatal("the second notification within the gap is not owed")
+	}
+	return fd, host, g, irq
 }
 
 // TestIRQGapFireSurvivesMemoryFault: the timer's second look at the
@@ -212,13 +228,7 @@ func memfdQueue(t *testing.T) (*queue.Queue, int) {
 // SetPanicOnFault there, SIGBUS kills this test binary): the owed
 // notification is sent, as Signal touches no guest memory.
 func TestIRQGapFireSurvivesMemoryFault(t *testing.T) {
-	q, fd := memfdQueue(t)
-	g, irq := timedGap(t, 50*time.Millisecond, q)
-	g.signal(q.Decided()) // the first: at once
-	<-irq.at
-	if !g.signal(q.Decided()) || !g.owed.Load() {
-		t.Fatal("the second notification within the gap is not owed")
-	}
+	fd, _, g, irq := owedOnMemfd(t, 50*time.Millisecond)
 	if err := unix.Ftruncate(fd, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -229,5 +239,33 @@ func TestIRQGapFireSurvivesMemoryFault(t *testing.T) {
 	}
 	if n := g.dropped.Load(); n != 0 {
 		t.Fatalf("%d notifications dropped on a fault", n)
+	}
+}
+
+// TestIRQGapFireDropsUnwanted: when the timer fires, the driver is asked
+// again; one that turned notifications off meanwhile (NO_INTERRUPT, as
+// Linux does while it polls) gets none, and the drop is counted. The
+// test waits for the timer's answer itself, so a late timer cannot let
+// it pass without the drop happening (TestIRQGapDropsUnwanted checks
+// the same through an engine, by time).
+func TestIRQGapFireDropsUnwanted(t *testing.T) {
+	_, host, g, irq := owedOnMemfd(t, 20*time.Millisecond)
+	binary.LittleEndian.PutUint16(host[0x100:], 1) // avail.flags: VIRTQ_AVAIL_F_NO_INTERRUPT
+	deadline := time.Now().Add(5 * time.Second)
+	for g.owed.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the timer never answered the owed notification")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	g.mu.Lock() // fire clears owed before it decides: wait for it to finish
+	g.mu.Unlock()
+	select {
+	case <-irq.at:
+		t.Fatal("the owed notification was sent although the driver turned notifications off")
+	default:
+	}
+	if n := g.dropped.Load(); n != 1 {
+		t.Fatalf("%d notifications counted as dropped, want 1", n)
 	}
 }
