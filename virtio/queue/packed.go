@@ -7,7 +7,7 @@ package queue
 // Positions in the ring are kept as 16-bit words in the encoding the
 // vhost-user protocol uses for packed rings (GET/SET_VRING_BASE): bits
 // 0-14 the slot index (< size <= 32768), bit 15 the wrap counter. The
-// Queue's lastAvail, nextUsed, pubUsed and sigUsed fields hold such
+// Queue's lastAvail, nextUsed and pubUsed fields (and its Marks) hold such
 // positions when the queue is packed, so NextAvail/NextUsed report them
 // as vhost-user expects.
 //
@@ -338,7 +338,6 @@ func (q *Queue) publishPacked() bool {
 	}
 	q.storeIDFlags(q.pubUsed&^posWrap, q.pk.pubID, q.pk.pubFlags)
 	q.pubUsed = q.nextUsed
-	q.sigPending = uint32(min(uint64(q.sigPending)+uint64(q.pk.pendSlot), math.MaxUint32))
 	q.marks.published(uint64(q.pk.pendSlot), q.pubUsed)
 	q.pk.pending, q.pk.pendSlot = 0, 0
 	return true
@@ -348,9 +347,8 @@ func (q *Queue) publishPacked() bool {
 // DISABLE never, DESC (with EVENT_IDX) when the used position moved past
 // the driver's off_wrap since the last decision, anything else always.
 func (q *Queue) needsInterruptPacked() bool {
-	old, slots := q.sigUsed, q.sigPending
-	q.sigUsed, q.sigPending = q.pubUsed, 0
-	q.marks.decide()
+	slots := q.marks.pending()
+	old := q.marks.decide().pos()
 	switch q.pk.drvFlags.Load() & 3 {
 	case ringEventDisable:
 		return false
@@ -358,10 +356,10 @@ func (q *Queue) needsInterruptPacked() bool {
 		if !q.eventIdx {
 			return true
 		}
-		if slots >= 2*uint32(q.size) {
+		if slots >= 2*uint64(q.size) {
 			return true
 		}
-		return packedDist(old, q.pk.drvOffWrap.Load(), q.size) < slots
+		return uint64(packedDist(old, q.pk.drvOffWrap.Load(), q.size)) < slots
 	}
 	return true
 }
@@ -465,8 +463,8 @@ func (q *Queue) validatePacked(m *mem.Memory) error {
 	q.desc = desc
 	if !q.ready {
 		q.lastAvail = av
-		q.nextUsed, q.pubUsed, q.sigUsed = used, used, used
-		q.sigPending, q.undoable = 0, 0
+		q.nextUsed, q.pubUsed = used, used
+		q.undoable = 0
 		q.marks.reset(used)
 		q.broken = false
 		q.pk.counts = reuse(q.pk.counts, int(n))

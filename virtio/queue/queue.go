@@ -102,9 +102,7 @@ type Queue struct {
 	availShadow uint16 // avail.idx as last read
 	nextUsed    uint16 // next used ring slot to fill
 	pubUsed     uint16 // used.idx as last published
-	sigUsed     uint16 // used.idx when NeedsInterrupt last decided
-	sigPending  uint32 // entries published since then (saturating)
-	marks       marks  // the published and decided spans as Marks, for StillWants (recheck.go)
+	marks       marks  // published and decided spans (recheck.go): what NeedsInterrupt decides over
 	usedFlags   uint16 // shadow of used.flags
 	undoable    int    // chains Undo may still give back
 	broken      bool
@@ -151,8 +149,8 @@ func (q *Queue) Reset() {
 	q.desc, q.availRing, q.usedRing = nil, nil, nil
 	q.availFlags, q.availIdx, q.usedEvent = mem.AtomicU16{}, mem.AtomicU16{}, mem.AtomicU16{}
 	q.usedFlagsW, q.usedIdxW, q.availEvent = mem.AtomicU16{}, mem.AtomicU16{}, mem.AtomicU16{}
-	q.lastAvail, q.availShadow, q.nextUsed, q.pubUsed, q.sigUsed = 0, 0, 0, 0, 0
-	q.sigPending, q.usedFlags, q.undoable = 0, 0, 0
+	q.lastAvail, q.availShadow, q.nextUsed, q.pubUsed = 0, 0, 0, 0
+	q.usedFlags, q.undoable = 0, 0
 	q.marks.reset(0)
 	q.broken = false
 	for i := range q.cache {
@@ -371,8 +369,8 @@ func (q *Queue) Validate(m *mem.Memory) error {
 	q.usedRing = used[4 : 4+usedElem*int(n)]
 	if !q.ready {
 		q.lastAvail, q.availShadow = q.startAv, q.startAv
-		q.nextUsed, q.pubUsed, q.sigUsed = q.startUsed, q.startUsed, q.startUsed
-		q.sigPending, q.undoable = 0, 0
+		q.nextUsed, q.pubUsed = q.startUsed, q.startUsed
+		q.undoable = 0
 		q.marks.reset(q.startUsed)
 		q.usedFlags = 0
 		q.broken = false

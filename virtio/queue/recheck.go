@@ -19,7 +19,13 @@ func (m Mark) pos() uint16    { return uint16(m) }
 func (m Mark) count() uint64  { return uint64(m) >> 16 }
 func newMark(pos uint16) Mark { return Mark(pos) }
 
-// marks is the Queue's published-entry bookkeeping for StillWants.
+// since is how many entries were published from m0 to m (the count
+// wraps at 2^48).
+func (m Mark) since(m0 Mark) uint64 { return (m.count() - m0.count()) & (1<<48 - 1) }
+
+// marks is the Queue's published-entry bookkeeping: what NeedsInterrupt
+// decides over (the entries from sig to pub) and what StillWants asks
+// about again.
 type marks struct {
 	pub     Mark          // after the last Publish (the device's goroutine)
 	pubA    atomic.Uint64 // pub, for StillWants's goroutine
@@ -40,8 +46,15 @@ func (k *marks) published(n uint64, pos uint16) {
 	k.pubA.Store(uint64(k.pub))
 }
 
-// decide records a NeedsInterrupt decision over the span since the last.
-func (k *marks) decide() { k.decided, k.sig = k.sig, k.pub }
+// pending is how many entries were published since the last decision.
+func (k *marks) pending() uint64 { return k.pub.since(k.sig) }
+
+// decide records a NeedsInterrupt decision over the span since the last,
+// returning its start.
+func (k *marks) decide() Mark {
+	k.decided, k.sig = k.sig, k.pub
+	return k.decided
+}
 
 // Decided returns where the span of the last NeedsInterrupt decision
 // began: what a notification held back after that decision is about.
@@ -64,7 +77,7 @@ func (q *Queue) Decided() Mark { return q.marks.decided }
 // published mark (an atomic), besides what Validate set.
 func (q *Queue) StillWants(from Mark) bool {
 	now := Mark(q.marks.pubA.Load())
-	n := now.count() - from.count()
+	n := now.since(from)
 	switch {
 	case n == 0:
 		return false // nothing published since: nothing to notify about

@@ -315,7 +315,6 @@ func (q *Queue) Publish() bool {
 	d := q.nextUsed - q.pubUsed
 	q.usedIdxW.Store(q.nextUsed)
 	q.pubUsed = q.nextUsed
-	q.sigPending = uint32(min(uint64(q.sigPending)+uint64(d), math.MaxUint32))
 	q.marks.published(uint64(d), q.pubUsed)
 	return true
 }
@@ -329,22 +328,21 @@ func (q *Queue) Publish() bool {
 // after Publish's store of used.idx (both are sequentially consistent),
 // which pairs with the driver's barrier when it re-enables interrupts.
 func (q *Queue) NeedsInterrupt() bool {
-	if !q.ready || q.sigPending == 0 {
+	pending := q.marks.pending()
+	if !q.ready || pending == 0 {
 		return false
 	}
 	if q.packed {
 		return q.needsInterruptPacked()
 	}
-	old, cur, pending := q.sigUsed, q.pubUsed, q.sigPending
-	q.sigUsed, q.sigPending = cur, 0
-	q.marks.decide()
+	old := q.marks.decide().pos()
 	if !q.eventIdx {
 		return q.availFlags.Load()&availFNoInterrupt == 0
 	}
 	if pending >= 1<<16 {
 		return true // the 16-bit window wrapped since the last decision
 	}
-	return needEvent(q.usedEvent.Load(), cur, old)
+	return needEvent(q.usedEvent.Load(), q.pubUsed, old)
 }
 
 // needEvent is vring_need_event: whether moving an index from old to cur
