@@ -343,12 +343,11 @@ func (q *Queue) publishPacked() bool {
 	return true
 }
 
-// needsInterruptPacked applies the driver's event suppression (§2.8.10):
-// DISABLE never, DESC (with EVENT_IDX) when the used position moved past
-// the driver's off_wrap since the last decision, anything else always.
-func (q *Queue) needsInterruptPacked() bool {
-	slots := q.marks.pending()
-	old := q.marks.decide().pos()
+// wantsPacked applies the driver's event suppression (§2.8.10) to slots
+// used slots published from position old: DISABLE never, DESC (with
+// EVENT_IDX) when the used position moved past the driver's off_wrap,
+// anything else always.
+func (q *Queue) wantsPacked(old uint16, slots uint64) bool {
 	switch q.pk.drvFlags.Load() & 3 {
 	case ringEventDisable:
 		return false

@@ -78,23 +78,8 @@ func (q *Queue) Decided() Mark { return q.marks.decided }
 func (q *Queue) StillWants(from Mark) bool {
 	now := Mark(q.marks.pubA.Load())
 	n := now.since(from)
-	switch {
-	case n == 0:
+	if n == 0 {
 		return false // nothing published since: nothing to notify about
-	case q.packed:
-		switch q.pk.drvFlags.Load() & 3 {
-		case ringEventDisable:
-			return false
-		case ringEventDesc:
-			// packedDist is under two laps: a span of two or more is
-			// always wanted.
-			return !q.eventIdx || uint64(packedDist(from.pos(), q.pk.drvOffWrap.Load(), q.size)) < n
-		}
-		return true
-	case !q.eventIdx:
-		return q.availFlags.Load()&availFNoInterrupt == 0
-	case n >= 1<<16:
-		return true // the 16-bit window wrapped: the position test cannot tell
 	}
-	return needEvent(q.usedEvent.Load(), now.pos(), from.pos())
+	return q.wants(from, n, now)
 }

@@ -332,17 +332,24 @@ func (q *Queue) NeedsInterrupt() bool {
 	if !q.ready || pending == 0 {
 		return false
 	}
-	if q.packed {
-		return q.needsInterruptPacked()
-	}
-	old := q.marks.decide().pos()
-	if !q.eventIdx {
+	return q.wants(q.marks.decide(), pending, q.marks.pub)
+}
+
+// wants applies the driver's suppression, as it reads now, to n entries
+// published from mark from to mark to: on a split ring the NO_INTERRUPT
+// flag, or with EVENT_IDX whether the used index moved past used_event
+// (vring_need_event, 16-bit wrapping); on a packed ring wantsPacked.
+// NeedsInterrupt and StillWants (recheck.go) both decide with it.
+func (q *Queue) wants(from Mark, n uint64, to Mark) bool {
+	switch {
+	case q.packed:
+		return q.wantsPacked(from.pos(), n)
+	case !q.eventIdx:
 		return q.availFlags.Load()&availFNoInterrupt == 0
+	case n >= 1<<16:
+		return true // the 16-bit window wrapped: the position test cannot tell
 	}
-	if pending >= 1<<16 {
-		return true // the 16-bit window wrapped since the last decision
-	}
-	return needEvent(q.usedEvent.Load(), q.pubUsed, old)
+	return needEvent(q.usedEvent.Load(), to.pos(), from.pos())
 }
 
 // needEvent is vring_need_event: whether moving an index from old to cur
