@@ -70,9 +70,15 @@ func (o *object) where() string {
 	return o.path
 }
 
+// jsonSpace is JSON's white space (RFC 8259): the only bytes a document
+// may have around its value.
+const jsonSpace = " \t\r\n"
+
 // parseObject decodes raw as a JSON object at path, without checking keys.
+// A key given twice is an error (as in Firecracker, whose decoder says
+// "duplicate field"): encoding/json would keep the last value silently.
 func parseObject(path string, raw json.RawMessage) (*object, error) {
-	raw = bytes.TrimSpace(raw)
+	raw = bytes.Trim(raw, jsonSpace)
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, typeError(path, "an object", raw)
 	}
@@ -80,7 +86,37 @@ func parseObject(path string, raw json.RawMessage) (*object, error) {
 	if err := json.Unmarshal(raw, &o.fields); err != nil {
 		return nil, syntaxError(path, raw, err)
 	}
+	if k, ok := repeatedKey(raw); ok {
+		return nil, &FieldError{Path: joinPath(path, k),
+			Msg: fmt.Sprintf("duplicate field %q at %s: give each key once", k, o.where())}
+	}
 	return o, nil
+}
+
+// repeatedKey returns the first key that occurs twice among the members
+// of the object raw (valid JSON: encoding/json has decoded it).
+func repeatedKey(raw json.RawMessage) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // '{'
+		return "", false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		k, isKey := t.(string)
+		if err != nil || !isKey {
+			return "", false
+		}
+		if seen[k] {
+			return k, true
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // openObject decodes raw as a JSON object at path. Keys in unsupportedKeys

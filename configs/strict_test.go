@@ -1,0 +1,63 @@
+package configs
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestDuplicateKeys: a key given twice in one object is refused wherever
+// it is (encoding/json alone keeps the last value, so {"mem_size_mib":
+// 256, "mem_size_mib": 128} was a 128 MiB VM without a word), naming
+// the key; the same key in two different objects is fine.
+func TestDuplicateKeys(t *testing.T) {
+	const boot = `"boot-source": {"kernel_image_path": "k"}`
+	cases := []struct {
+		name, doc, path string
+	}{
+		{"top level", `{` + boot + `, ` + boot + `}`, "boot-source"},
+		{"machine", `{` + boot + `, "machine-config": {"vcpu_count": 2, "mem_size_mib": 256, "mem_size_mib": 128}}`, "machine-config.mem_size_mib"},
+		{"escaped spelling", `{` + boot + `, "machine-config": {"vcpu_count": 2, "mem_size_mib": 256, "mem\u005fsize_mib": 128}}`, "machine-config.mem_size_mib"},
+		{"root flag", `{` + boot + `, "drives": [{"drive_id": "a", "path_on_host": "p", "is_root_device": true, "is_root_device": false}]}`, "drives[0].is_root_device"},
+		{"bucket", `{` + boot + `, "network-interfaces": [{"iface_id": "a", "host_dev_name": "t0", "rx_rate_limiter": {"ops": {"size": 1, "refill_time": 5, "size": 0}}}]}`, "network-interfaces[0].rx_rate_limiter.ops.size"},
+		{"flint id", `{` + boot + `, "drives": [{"drive_id": "a", "path_on_host": "p", "is_root_device": true}], "flint": {"drives": {"a": {"packed": true}, "a": {}}}}`, "flint.drives.a"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeVMConfig([]byte(tc.doc))
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Path != tc.path || !strings.Contains(fe.Msg, "duplicate field") {
+				t.Fatalf("DecodeVMConfig: %v; want a duplicate field error at %s", err, tc.path)
+			}
+		})
+	}
+	bodies := map[string]func([]byte) error{
+		`{"vcpu_count": 2, "mem_size_mib": 256, "vcpu_count": 1}`:         func(b []byte) error { _, err := DecodeMachineConfig(b); return err },
+		`{"mem_size_mib": 256, "mem_size_mib": 512}`:                      func(b []byte) error { _, err := PatchMachineConfig(DefaultMachineConfig(), b); return err },
+		`{"drive_id": "a", "path_on_host": "/x", "path_on_host": "/y"}`:   func(b []byte) error { _, err := DecodeDrivePatch(b); return err },
+		`{"action_type": "FlushMetrics", "action_type": "InstanceStart"}`: func(b []byte) error { _, err := DecodeAction(b); return err },
+	}
+	for body, decode := range bodies {
+		if err := decode([]byte(body)); err == nil || !strings.Contains(err.Error(), "duplicate field") {
+			t.Errorf("%s: %v; want a duplicate field error", body, err)
+		}
+	}
+	ok := `{` + boot + `, "network-interfaces": [{"iface_id": "a", "host_dev_name": "t0", "rx_rate_limiter": {"ops": {"size": 1, "refill_time": 5}, "bandwidth": {"size": 1, "refill_time": 5}}}]}`
+	if _, err := DecodeVMConfig([]byte(ok)); err != nil {
+		t.Errorf("the same keys in sibling objects: %v", err)
+	}
+}
+
+// TestOnlyJSONSpaceAroundDocument: a document may be surrounded by JSON's
+// white space only; a no-break space or NEL after it is not JSON.
+func TestOnlyJSONSpaceAroundDocument(t *testing.T) {
+	body := `{"vcpu_count": 2, "mem_size_mib": 256}`
+	if _, err := DecodeMachineConfig([]byte(" \t\r\n" + body + " \t\r\n")); err != nil {
+		t.Fatalf("JSON white space around a body: %v", err)
+	}
+	for _, junk := range []string{"\u00a0", "\u0085", "\u2028", "\v", "\f"} {
+		if _, err := DecodeMachineConfig([]byte(body + junk)); err == nil {
+			t.Errorf("body followed by %q accepted", junk)
+		}
+	}
+}
