@@ -60,8 +60,10 @@ type Options struct {
 	// writes are answered IOERR.
 	ReadOnly bool
 	// Writeback offers VIRTIO_BLK_F_FLUSH and makes FLUSH an fdatasync of
-	// the image (Firecracker's cache_type "Writeback"). Without it
-	// ("Unsafe") FLUSH is not offered and a flush request is a no-op.
+	// the image (Firecracker's cache_type "Writeback"); a driver that
+	// does not negotiate FLUSH gets each write synced before it
+	// completes. Without it ("Unsafe") FLUSH is not offered and a flush
+	// request is a no-op.
 	Writeback bool
 	// Features are the features offered; 0 means DefaultFeatures. Clear
 	// ring feature bits to switch them off. Bits outside

@@ -19,11 +19,14 @@
 //     IOERR. Data moves with preadv/pwritev straight between the image
 //     and guest memory: no staging copy, no allocation per request.
 //   - FLUSH: with Options.Writeback the device offers VIRTIO_BLK_F_FLUSH
-//     and a flush is fdatasync(2) on the image. Without it ("Unsafe",
-//     Firecracker's default cache type) FLUSH is not offered, writes sit
-//     in the host page cache until the host writes them back, and a flush
-//     request a driver sends anyway is answered OK without syncing: data
-//     the guest considers durable can be lost if the host crashes.
+//     and a flush is fdatasync(2) on the image; a driver that does not
+//     negotiate FLUSH was told of no write cache, so each of its writes
+//     is synced before it completes (virtio 1.2 §5.2.6.2). Without
+//     Writeback ("Unsafe", Firecracker's default cache type) FLUSH is
+//     not offered, writes sit in the host page cache until the host
+//     writes them back, and a flush request a driver sends anyway is
+//     answered OK without syncing: data the guest considers durable can
+//     be lost if the host crashes.
 //   - GET_ID: the drive's ID (at most 20 bytes, zero-padded) into the
 //     data buffer.
 //   - Anything else: UNSUPP.

@@ -56,6 +56,10 @@ type engine struct {
 	hdr    [HeaderLen]byte
 	status [1]byte
 	iov    []unix.Iovec
+
+	// syncData syncs the image's data (fdatasync; tests count or fail
+	// it).
+	syncData func(fd int) error
 }
 
 var _ virtio.Handler = (*engine)(nil)
@@ -63,6 +67,7 @@ var _ virtio.Handler = (*engine)(nil)
 func (e *engine) alloc(d *Device) {
 	e.d = d
 	e.iov = make([]unix.Iovec, 0, iovMax)
+	e.syncData = fdatasync
 }
 
 // Chain executes one request; a request the rate limiter refuses is
@@ -111,11 +116,8 @@ func (e *engine) handle(c *queue.Chain) (used uint32, wait time.Duration) {
 		if ok, w := e.d.limiter.Consume(0); !ok {
 			return 0, w
 		}
-		if e.d.flush && !e.d.readOnly {
-			if err := fdatasync(e.d.fd); err != nil {
-				e.d.stats.Inc(cHostErrors)
-				return e.finish(c, StatusIOErr, 0)
-			}
+		if e.d.flush && !e.d.readOnly && !e.sync() {
+			return e.finish(c, StatusIOErr, 0)
 		}
 		e.d.stats.Inc(cFlushes)
 		return e.finish(c, StatusOK, 0)
@@ -150,6 +152,11 @@ func (e *engine) read(c *queue.Chain, sector, n uint64) (uint32, time.Duration) 
 func (e *engine) write(c *queue.Chain, sector, n uint64) (uint32, time.Duration) {
 	if err := e.transfer(true, c.Readable, HeaderLen, n, sector*SectorSize); err != nil {
 		e.d.stats.Inc(cHostErrors)
+		return e.finish(c, StatusIOErr, 0)
+	}
+	// FLUSH offered but not negotiated: the driver was told of no write
+	// cache, so a completed write must be stable (virtio 1.2 §5.2.6.2).
+	if e.d.flush && !virtio.Has(e.d.Negotiated(), FeatureFlush) && !e.sync() {
 		return e.finish(c, StatusIOErr, 0)
 	}
 	e.d.stats.Inc(cWriteOps)
@@ -200,6 +207,16 @@ func (e *engine) transfer(write bool, segs [][]byte, skip, n uint64, pos uint64)
 		done += uint64(got)
 	}
 	return nil
+}
+
+// sync makes the image's written data stable and reports whether it
+// did (a failure is counted as a host error).
+func (e *engine) sync() bool {
+	if e.syncData(e.d.fd) == nil {
+		return true
+	}
+	e.d.stats.Inc(cHostErrors)
+	return false
 }
 
 // fdatasync syncs the image's data, retrying EINTR.

@@ -54,15 +54,22 @@ type rig struct {
 
 func newRig(tb testing.TB, sectors int, opts Options, acked uint64) *rig {
 	tb.Helper()
+	r := openRig(tb, sectors, opts)
+	r.activate(acked)
+	return r
+}
+
+// openRig is newRig before the activation (the test sets the device up
+// first, then calls activate).
+func openRig(tb testing.TB, sectors int, opts Options) *rig {
+	tb.Helper()
 	p := image(tb, sectors)
 	d, err := Open(p, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { d.Close() })
-	r := &rig{tb: tb, path: p, dev: d}
-	r.activate(acked)
-	return r
+	return &rig{tb: tb, path: p, dev: d}
 }
 
 func (r *rig) activate(acked uint64) {
