@@ -21,7 +21,10 @@
 //   - FLUSH: with Options.Writeback the device offers VIRTIO_BLK_F_FLUSH
 //     and a flush is fdatasync(2) on the image; a driver that does not
 //     negotiate FLUSH was told of no write cache, so each of its writes
-//     is synced before it completes (virtio 1.2 §5.2.6.2). Without
+//     is synced before it completes (virtio 1.2 §5.2.6.2). Once a sync
+//     failed, every later flush (and synced write) is IOERR until
+//     ReplaceImage: the host may have dropped the pages that failed to
+//     reach the disk, and a new fdatasync would not report it. Without
 //     Writeback ("Unsafe", Firecracker's default cache type) FLUSH is
 //     not offered, writes sit in the host page cache until the host
 //     writes them back, and a flush request a driver sends anyway is

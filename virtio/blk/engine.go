@@ -6,6 +6,7 @@ package blk
 import (
 	"encoding/binary"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -58,8 +59,13 @@ type engine struct {
 	iov    []unix.Iovec
 
 	// syncData syncs the image's data (fdatasync; tests count or fail
-	// it).
-	syncData func(fd int) error
+	// it). syncFailed: a sync of the image failed, so the host may have
+	// dropped written pages it then marks clean, and a later sync would
+	// report success for data that is lost: every later flush (and
+	// write-through write) answers IOERR instead, until ReplaceImage
+	// installs another file.
+	syncData   func(fd int) error
+	syncFailed atomic.Bool
 }
 
 var _ virtio.Handler = (*engine)(nil)
@@ -210,11 +216,14 @@ func (e *engine) transfer(write bool, segs [][]byte, skip, n uint64, pos uint64)
 }
 
 // sync makes the image's written data stable and reports whether it
-// did (a failure is counted as a host error).
+// did. After one failed sync it reports false without trying: the host
+// may have dropped the pages that failed, and a new fdatasync would not
+// say so (counted as a host error each time).
 func (e *engine) sync() bool {
-	if e.syncData(e.d.fd) == nil {
+	if !e.syncFailed.Load() && e.syncData(e.d.fd) == nil {
 		return true
 	}
+	e.syncFailed.Store(true)
 	e.d.stats.Inc(cHostErrors)
 	return false
 }

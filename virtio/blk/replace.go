@@ -55,6 +55,7 @@ func (d *Device) ReplaceImage(path string) error {
 	if err := unix.Dup3(int(f.Fd()), d.fd, unix.O_CLOEXEC); err != nil {
 		return fmt.Errorf("virtio-blk: installing %s: %w", path, err)
 	}
+	d.eng.syncFailed.Store(false) // the failed sync was the old file's
 	if d.flush && !d.readOnly {
 		if err := fdatasync(old); err != nil {
 			return fmt.Errorf("virtio-blk: syncing the old image: %w", err)

@@ -19,8 +19,8 @@ type Stats struct {
 	// length that is not a multiple of 512, a write to a read-only drive,
 	// a truncated header, or a failed host I/O (HostErrors).
 	IOErrors uint64
-	// HostErrors counts host preadv/pwritev/fdatasync failures (also in
-	// IOErrors).
+	// HostErrors counts host preadv/pwritev/fdatasync failures, and the
+	// syncs refused after a failed one (also in IOErrors).
 	HostErrors uint64
 	// Unsupported counts requests of a type the device does not
 	// implement, answered UNSUPP.

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 )
 
@@ -80,4 +82,47 @@ func TestWriteThroughWithoutFlush(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSyncErrorSticks: once a sync of the image failed (EIO), the host may
+// have dropped the written pages and a later fdatasync reports success for
+// data that is lost, so every later flush, and every write-through
+// write, is IOERR without syncing again; a new image (ReplaceImage) is
+// synced again.
+func TestSyncErrorSticks(t *testing.T) {
+	failFirst := func(call int32) error {
+		if call == 1 {
+			return unix.EIO
+		}
+		return nil
+	}
+	t.Run("flush", func(t *testing.T) {
+		r := newSyncRig(t, Options{Writeback: true}, FeatureFlush.Mask(), failFirst)
+		r.writeSector(1, 0x11)
+		for i := range 3 {
+			if st := r.flush(); st != StatusIOErr {
+				t.Fatalf("flush %d after a failed sync: status %d, want IOERR", i, st)
+			}
+		}
+		if s := r.dev.Stats(); r.calls.Load() != 1 || s.HostErrors != 3 || s.IOErrors != 3 || s.Flushes != 0 {
+			t.Fatalf("%d syncs, stats %+v", r.calls.Load(), s)
+		}
+		if err := r.dev.ReplaceImage(filled(t, "next.img", testSectors, 0)); err != nil {
+			t.Fatal(err)
+		}
+		if st := r.flush(); st != StatusOK || r.calls.Load() != 2 {
+			t.Fatalf("flush on a new image: status %d, %d syncs", st, r.calls.Load())
+		}
+	})
+	t.Run("write-through", func(t *testing.T) {
+		r := newSyncRig(t, Options{Writeback: true}, 0, failFirst)
+		for i := range 2 {
+			if st := r.writeSector(uint64(i), 0x22); st != StatusIOErr {
+				t.Fatalf("write-through write %d: status %d, want IOERR", i, st)
+			}
+		}
+		if st := r.flush(); st != StatusIOErr || r.calls.Load() != 1 {
+			t.Fatalf("flush: status %d, %d syncs", st, r.calls.Load())
+		}
+	})
 }
