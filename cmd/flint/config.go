@@ -198,8 +198,14 @@ func driveConfigs(fc *configs.VMConfig, src string) ([]vmm.DriveConfig, error) {
 	var out []vmm.DriveConfig
 	for i, d := range fc.Drives {
 		dc := vmm.DriveConfig{ID: d.DriveID, Path: d.PathOnHost, ReadOnly: d.IsReadOnly, Root: d.IsRootDevice,
-			PartUUID: d.PartUUID, CacheType: d.CacheType, Transport: string(fc.DriveTransport(d.DriveID)),
+			CacheType: d.CacheType, Transport: string(fc.DriveTransport(d.DriveID)),
 			Packed: fc.DrivePacked(d.DriveID), RateLimit: vmm.RateLimitConfig(d.RateLimiter)}
+		if d.IsRootDevice {
+			// Firecracker reads partuuid only for the root device
+			// and ignores it on any other drive (its API docs); vmm
+			// refuses one there, so a data drive's is dropped.
+			dc.PartUUID = d.PartUUID
+		}
 		if err := dc.Validate(); err != nil {
 			return nil, usagef("%s: drives[%d]: %v", src, i, err)
 		}

@@ -142,6 +142,25 @@ func TestConfigDrives(t *testing.T) {
 	}
 }
 
+// TestConfigPartUUIDOnDataDrive: Firecracker takes partuuid into account
+// only for the root device and ignores it on another drive, so a
+// Firecracker config with one there boots (it was exit 2: "partuuid: only
+// meaningful with is_root_device"); the root device keeps its own.
+func TestConfigPartUUIDOnDataDrive(t *testing.T) {
+	k, _ := vmFiles(t)
+	r, d := writeFile(t, "r.ext4", nil), writeFile(t, "d.img", nil)
+	p := configFile(t, fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q},
+	  "drives": [{"drive_id": "rootfs", "path_on_host": %q, "is_root_device": true, "partuuid": "0eaa91a0-01"},
+	             {"drive_id": "data", "path_on_host": %q, "is_root_device": false, "partuuid": "1234-02"}]}`, k, r, d))
+	code, _, stderr, cfg := runArgs(t, "run", "--config", p)
+	if code != 0 || cfg == nil {
+		t.Fatalf("code %d: %s", code, stderr)
+	}
+	if len(cfg.Drives) != 2 || cfg.Drives[0].PartUUID != "0eaa91a0-01" || cfg.Drives[1].PartUUID != "" {
+		t.Fatalf("drives %+v", cfg.Drives)
+	}
+}
+
 // TestConfigFlagsOverride: every flag given on the command line wins over
 // the file; --net adds interfaces.
 func TestConfigFlagsOverride(t *testing.T) {
