@@ -52,6 +52,9 @@ type Server struct {
 	busy  atomic.Bool
 	conns atomic.Uint64
 	cur   atomic.Pointer[session] // the session being served, for Snapshot
+	// refused bounds the lines of connections refused while another
+	// frontend is served: a local process can connect in a loop.
+	refused transport.LogLimit
 }
 
 // ErrBusy is returned by ServeConn while another frontend is served.
@@ -171,7 +174,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			continue
 		}
 		if !s.busy.CompareAndSwap(false, true) {
-			s.log.Warn("vhost-user: refused a second frontend while one is connected")
+			s.refused.Log(s.log, slog.LevelWarn, "vhost-user: refused a second frontend while one is connected")
 			c.Close()
 			continue
 		}

@@ -240,7 +240,7 @@ func (s *session) setMemTable(m *message) error {
 	s.quiesce()
 	s.mem.close()
 	s.mem = t
-	s.log.Info("vhost-user memory table", "regions", len(descs), "bytes", t.size())
+	s.limit.Log(s.log, slog.LevelInfo, "vhost-user memory table", "regions", len(descs), "bytes", t.size())
 	return s.tryActivate()
 }
 
