@@ -81,11 +81,15 @@ type EngineState struct {
 	// longer wanted when the gap had passed (queue.StillWants), since the
 	// engine was made.
 	IRQDropped uint64
+	// PollHits and PollMisses count the engine's busy polls (EngineConfig.Poll)
+	// that found work and that ran out their window, since it was made.
+	PollHits, PollMisses uint64
 }
 
 // Attrs returns the state as slog attributes: engine, last_avail,
 // next_used, transitions, irq_deferred when a notification waits for
-// the queue's interrupt gap and irq_dropped when owed ones were dropped.
+// the queue's interrupt gap, irq_dropped when owed ones were dropped and
+// poll_hits and poll_misses once the engine busy-polled.
 func (s EngineState) Attrs() []slog.Attr {
 	a := []slog.Attr{
 		slog.String("engine", s.Activity.String()),
@@ -97,6 +101,9 @@ func (s EngineState) Attrs() []slog.Attr {
 	}
 	if s.IRQDropped != 0 {
 		a = append(a, slog.Uint64("irq_dropped", s.IRQDropped))
+	}
+	if s.PollHits != 0 || s.PollMisses != 0 {
+		a = append(a, slog.Uint64("poll_hits", s.PollHits), slog.Uint64("poll_misses", s.PollMisses))
 	}
 	return a
 }

@@ -127,6 +127,9 @@ type Engine struct {
 	timer   *time.Timer
 	kicks   kickReader
 	gap     irqGap // spaces the queue's notifications (EngineConfig.IRQGap)
+	poll    busyPoll
+	// ringWork is ringHasWork, bound once (no allocation per poll).
+	ringWork func() bool
 
 	// Status is what the engine is doing, for dumps.
 	Status EngineStatus
@@ -149,6 +152,10 @@ type EngineConfig struct {
 	// IRQGap is the least time between two used-buffer notifications of
 	// the queue (see irqGap); 0 sends each one at once.
 	IRQGap time.Duration
+	// Poll is the longest busy-poll window (see busyPoll), up to MaxPoll:
+	// before the engine parks for a kick it polls the ring that long at
+	// most, and a Handler may poll its backend (Spin). 0: no polling.
+	Poll time.Duration
 }
 
 // Bind prepares e to Run on c's queue.
@@ -158,8 +165,10 @@ func (e *Engine) Bind(c EngineConfig) {
 	e.pending, e.dead = 0, false
 	e.kicks.bind(e.kick)
 	e.gap.bind(e.irq, e.index, c.IRQGap, e.q)
+	e.poll.bind(c.Poll)
 	if e.kicks.ready == nil {
 		e.kicks.ready = e.ringReady // bound once: no allocation per activation
+		e.ringWork = e.ringHasWork
 	}
 	if e.timer == nil {
 		e.timer = time.NewTimer(time.Hour)
@@ -191,6 +200,9 @@ func (e *Engine) Run() {
 	for {
 		switch r := e.Step(); r.Do {
 		case Pop: // the ring is empty
+			if e.pollRing() {
+				continue // buffers arrived while polling: no kick needed
+			}
 			if e.q.EnableNotifications() {
 				continue // buffers arrived before the driver saw the change
 			}
@@ -198,7 +210,7 @@ func (e *Engine) Run() {
 			e.publishCounters()
 			e.Status.Set(ActivityWaitKick, e.q)
 			e.busy = 0
-			if !e.waitKick() {
+			if !e.waitKickTimed() {
 				return
 			}
 		case Throttle:
@@ -443,6 +455,18 @@ func (e *Engine) waitKick() bool {
 		return false
 	}
 	return true
+}
+
+// waitKickTimed is waitKick, timed for the busy-poll window when the
+// engine has one.
+func (e *Engine) waitKickTimed() bool {
+	if !e.poll.on() {
+		return e.waitKick()
+	}
+	start := time.Now()
+	ok := e.waitKick()
+	e.poll.parked(time.Since(start))
+	return ok
 }
 
 // ringReady is the kick wait's last check before it parks: the reset

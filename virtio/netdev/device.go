@@ -102,6 +102,12 @@ type Options struct {
 	// MaxIRQGap (interrupt moderation, see virtio.EngineConfig.IRQGap);
 	// 0 sends each at once.
 	RxIRQGap, TxIRQGap time.Duration
+	// Poll is the busy-poll window of every receive and transmit engine,
+	// 0 to virtio.MaxPoll (see virtio.EngineConfig.Poll): an opt-in that
+	// spends CPU for latency. A transmit engine polls its ring before it
+	// waits for a kick, a receive engine its backend (a ReadvParker)
+	// before it parks. 0: no polling.
+	Poll time.Duration
 }
 
 // MaxIRQGap is the longest Options.RxIRQGap and TxIRQGap: a notification
@@ -169,6 +175,8 @@ func NewMulti(bes []Backend, opts Options) (*Device, error) {
 		return nil, fmt.Errorf("virtio-net: %d queue pairs with %d backends", opts.Queues, n)
 	case opts.RxIRQGap < 0 || opts.RxIRQGap > MaxIRQGap || opts.TxIRQGap < 0 || opts.TxIRQGap > MaxIRQGap:
 		return nil, fmt.Errorf("virtio-net: interrupt gaps %v (rx) and %v (tx): each must be 0 to %v", opts.RxIRQGap, opts.TxIRQGap, MaxIRQGap)
+	case opts.Poll < 0 || opts.Poll > virtio.MaxPoll:
+		return nil, fmt.Errorf("virtio-net: busy-poll window %v: must be 0 to %v", opts.Poll, virtio.MaxPoll)
 	}
 	f := opts.Features
 	if f == 0 {
@@ -216,8 +224,8 @@ func NewMulti(bes []Backend, opts Options) (*Device, error) {
 		p.rx.lim, p.tx.lim = opts.RxLimiter, opts.TxLimiter
 		d.maxSizes = append(d.maxSizes, qs, qs)
 		lanes = append(lanes,
-			virtio.Lane{Engine: &p.rx.eng, Handler: &p.rx, Queue: RxQueueOf(k), Name: laneName("rx", k), Batch: rxBatch, IRQGap: opts.RxIRQGap},
-			virtio.Lane{Engine: &p.tx.eng, Handler: &p.tx, Queue: TxQueueOf(k), Name: laneName("tx", k), Batch: txBatch, IRQGap: opts.TxIRQGap})
+			virtio.Lane{Engine: &p.rx.eng, Handler: &p.rx, Queue: RxQueueOf(k), Name: laneName("rx", k), Batch: rxBatch, IRQGap: opts.RxIRQGap, Poll: opts.Poll},
+			virtio.Lane{Engine: &p.tx.eng, Handler: &p.tx, Queue: TxQueueOf(k), Name: laneName("tx", k), Batch: txBatch, IRQGap: opts.TxIRQGap, Poll: opts.Poll})
 	}
 	if virtio.Has(f, FeatureCtrlVQ) {
 		// As large as the others: UML's virtio_uml gives every ring 256

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -61,6 +62,14 @@ type rx struct {
 	parker ReadvParker // the backend, when it reads or parks in one call
 	idleFn func()      // r.idle, bound once
 
+	// The busy poll of the backend (virtio.Engine.Spin): pollFn is
+	// r.tryRead, bound once, reading into pollIov; a frame it read is
+	// pollN bytes, or pollErr.
+	pollFn  func() bool
+	pollIov [][]byte
+	pollN   int
+	pollErr error
+
 	// A frame read while starved that did not fit the held chains: its
 	// first spillSpace bytes fill the k0 oldest, the other restLen wait
 	// in bounce (r.need bytes, mergeable only) for more chains.
@@ -99,6 +108,7 @@ func (r *rx) init(env engineEnv, q *queue.Queue, acked uint64, mtu uint16) {
 	r.parker, _ = env.be.(ReadvParker)
 	if r.idleFn == nil {
 		r.idleFn = r.idle
+		r.pollFn = r.tryRead
 	}
 }
 
@@ -108,6 +118,7 @@ func (r *rx) release() {
 	r.q = nil
 	r.engineEnv = engineEnv{}
 	r.parker = nil
+	r.pollIov = nil
 }
 
 // Next delivers frames from the backend while the held buffers can take
@@ -236,11 +247,52 @@ func (r *rx) read(iov [][]byte) (int, error) {
 	if r.parker == nil {
 		return r.be.TryReadv(iov)
 	}
+	if r.eng.Polling() {
+		return r.pollRead(iov)
+	}
+	return r.readOrPark(iov)
+}
+
+func (r *rx) readOrPark(iov [][]byte) (int, error) {
 	n, parked, err := r.parker.ReadvOrPark(iov, r.idleFn)
 	if parked && (err == nil || os.IsTimeout(err)) {
 		return 0, errParked
 	}
 	return n, err
+}
+
+// pollRead is read with the engine's busy-poll window: when no frame is
+// queued it publishes what is complete (the driver gets it now, not
+// after the poll) and polls the backend; only when the window passes
+// does it park, timing the park for the window's next length.
+func (r *rx) pollRead(iov [][]byte) (int, error) {
+	r.pollIov = iov
+	got := r.tryRead()
+	if !got {
+		r.eng.Flush()
+		got = r.eng.Spin(r.pollFn)
+	}
+	r.pollIov = nil
+	if got {
+		return r.pollN, r.pollErr
+	}
+	start := time.Now()
+	n, err := r.readOrPark(iov)
+	if err == errParked {
+		r.eng.Parked(time.Since(start))
+	}
+	return n, err
+}
+
+// tryRead is the busy poll's check: one non-blocking read into pollIov;
+// false when no frame is queued.
+func (r *rx) tryRead() bool {
+	n, err := r.be.TryReadv(r.pollIov)
+	if err == unix.EAGAIN {
+		return false
+	}
+	r.pollN, r.pollErr = n, err
+	return true
 }
 
 // idle is ReadvOrPark's hook: the engine publishes (and maybe signals

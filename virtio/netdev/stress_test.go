@@ -49,6 +49,7 @@ type stressVariant struct {
 	pipe                    bool // pipe kicks, else eventfd
 	procs                   int
 	rx                      stressRx
+	poll                    bool // busy-poll window virtio.MaxPoll
 }
 
 // stressRx is virtio_net's receive mode: small buffers, big ones
@@ -72,7 +73,7 @@ func (v stressVariant) String() string {
 	if v.pipe {
 		kick = "pipe"
 	}
-	return fmt.Sprintf("%s-%d-%v-event=%v-indirect=%v-%s-procs=%d", ring, v.size, v.rx, v.event, v.indirect, kick, v.procs)
+	return fmt.Sprintf("%s-%d-%v-event=%v-indirect=%v-%s-procs=%d-poll=%v", ring, v.size, v.rx, v.event, v.indirect, kick, v.procs, v.poll)
 }
 
 // stressMatrix is every variant; a soak runs all, the default run the
@@ -81,7 +82,7 @@ func (v stressVariant) String() string {
 // receive buffers at size 256 only, one GOMAXPROCS value each). Big
 // receive buffers take 19 descriptors without indirect tables, so they
 // run on rings of at least 64 (Linux's try_fill_recv posts none on a
-// smaller one).
+// smaller one). Every third feature set busy-polls (Options.Poll).
 func stressMatrix(soak bool) []stressVariant {
 	var out []stressVariant
 	sizes := map[bool][]uint16{false: {8, 256}, true: {7, 16, 256}}
@@ -107,7 +108,7 @@ func stressMatrix(soak bool) []stressVariant {
 								modes = append(modes, stressMrg)
 							}
 							for _, m := range modes {
-								out = append(out, stressVariant{packed, event, indirect, size, pipe, procs, m})
+								out = append(out, stressVariant{packed, event, indirect, size, pipe, procs, m, n%3 == 0})
 							}
 						}
 					}
@@ -335,7 +336,11 @@ func (s *stress) setup(t *testing.T) {
 	s.rx, s.tx = &vq{r: rr, event: v.event}, &vq{r: tr, event: v.event}
 	bigRx := fCsum | FeatureGuestTSO4.Mask()
 	offered := fCommon | fIndir | fEvent | virtio.FeatureRingPacked.Mask() | bigRx | fMrg
-	d, err := New(s.be, Options{Features: offered})
+	var poll time.Duration
+	if v.poll {
+		poll = virtio.MaxPoll
+	}
+	d, err := New(s.be, Options{Features: offered, Poll: poll})
 	if err != nil {
 		t.Fatal(err)
 	}
