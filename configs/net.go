@@ -209,10 +209,19 @@ func parseGuestIP(v string) (netip.Prefix, error) {
 	return p, nil
 }
 
-// checkTAPName checks that name can be a Linux network interface's name.
+// checkTAPName checks that name can be an existing Linux network
+// interface's name (the kernel's dev_valid_name: 1 to 15 bytes, not "."
+// or "..", no '/', ':' or white space), and that it has no '%': TUNSETIFF
+// takes a name with '%' as a pattern ("tap%d") and creates a new device
+// instead of attaching to the one named.
 func checkTAPName(name string) error {
-	if name == "" || len(name) >= 16 || strings.ContainsAny(name, "/ \t\n\x00") {
-		return fmt.Errorf("not a valid interface name (at most 15 characters, no '/' or spaces)")
+	switch {
+	case name == "" || len(name) >= 16 || name == "." || name == "..":
+		return fmt.Errorf("not a valid interface name (1 to 15 characters, not \".\" or \"..\")")
+	case strings.ContainsAny(name, "/: \t\n\v\f\r\x00"):
+		return fmt.Errorf("not a valid interface name (no '/', ':' or white space)")
+	case strings.Contains(name, "%"):
+		return fmt.Errorf("not a valid interface name: a '%%' would make the kernel create a new device (\"tap%%d\") instead of using the one named")
 	}
 	return nil
 }

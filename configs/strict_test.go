@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -58,6 +59,29 @@ func TestOnlyJSONSpaceAroundDocument(t *testing.T) {
 	for _, junk := range []string{"\u00a0", "\u0085", "\u2028", "\v", "\f"} {
 		if _, err := DecodeMachineConfig([]byte(body + junk)); err == nil {
 			t.Errorf("body followed by %q accepted", junk)
+		}
+	}
+}
+
+// TestTAPNames: a host_dev_name (or --net tap=) the kernel refuses is an
+// error naming the key, not a failed TUNSETIFF (exit 1, EINVAL) after the
+// VM's memory exists; one with '%' is refused, since TUNSETIFF takes it as
+// a pattern and creates a new TAP instead of using the named one.
+func TestTAPNames(t *testing.T) {
+	for _, name := range []string{"tap0", "t", "tap-0.1", "br_tap_123456789"[:15]} {
+		if _, err := ParseNetFlag("tap=" + name); err != nil {
+			t.Errorf("tap=%q: %v", name, err)
+		}
+	}
+	for _, name := range []string{"", ".", "..", "tap:0", "tap%d", "t%", "a b", "a/b", "a\rb", "a\vb", "a\fb", "a\nb", "a\x00b", "0123456789abcdef"} {
+		if _, err := ParseNetFlag("tap=" + name); err == nil || !strings.Contains(err.Error(), "interface name") && name != "" {
+			t.Errorf("tap=%q: %v, want an invalid name", name, err)
+		}
+		q, _ := json.Marshal(name)
+		doc := `{"boot-source": {"kernel_image_path": "k"}, "network-interfaces": [{"iface_id": "a", "host_dev_name": ` + string(q) + `}]}`
+		var fe *FieldError
+		if _, err := DecodeVMConfig([]byte(doc)); !errors.As(err, &fe) || fe.Path != "network-interfaces[0].host_dev_name" {
+			t.Errorf("host_dev_name %q: %v, want an error at network-interfaces[0].host_dev_name", name, err)
 		}
 	}
 }
