@@ -39,7 +39,8 @@
 //     validates it against memory, calls Device.AckFeatures and
 //     Device.Activate. A device that refuses the set (a required queue
 //     not there yet) is retried on the next change. Any change to a
-//     running ring, the memory table or the features quiesces the device
+//     running ring, the memory table or the features, and a ring started
+//     while the device runs without it, quiesces the device
 //     (Device.Reset), saves each ring's next avail index and restarts it;
 //     GET_VRING_BASE replies with that index.
 //   - The device's virtio.Interrupt (irq.go): Signal writes 8 bytes to

@@ -20,6 +20,7 @@ import (
 // mistake cannot reach a later activation's fds.
 type activation struct {
 	s       *session
+	rings   int // the rings it started
 	dead    atomic.Bool
 	faulted atomic.Bool
 }

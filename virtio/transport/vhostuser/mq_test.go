@@ -19,104 +19,14 @@ import (
 // control ring (4), then a frame each way on pair 2 (rings 2 and 3),
 // through pair 2's backend; a ring index past the last is refused.
 func TestMultiqueue(t *testing.T) {
-	bes := []*fakeBackend{newFake(), newFake()}
-	dev, err := netdev.NewMulti([]netdev.Backend{bes[0], bes[1]}, netdev.Options{MAC: testMAC, MTU: 1500})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := &logBuffer{}
-	srv, err := vhostuser.New(vhostuser.Config{Device: dev, Log: slog.New(slog.NewTextHandler(log, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := vut.Dial(serveOn(t, srv))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(f.Do(vut.SetOwner, nil))
-	feat, err := f.GetU64(vut.GetFeatures)
-	must(err)
-	mq := netdev.FeatureMQ.Mask() | netdev.FeatureCtrlVQ.Mask()
-	if feat&mq != mq {
-		t.Fatalf("GET_FEATURES %#x: no MQ", feat)
-	}
-	pf, err := f.GetU64(vut.GetProtocolFeatures)
-	must(err)
-	if pf&vut.ProtocolMQ == 0 {
-		t.Fatalf("protocol features %#x: no MQ", pf)
-	}
-	must(f.SetU64(vut.SetProtocolFeatures, vut.ProtocolMQ|vut.ProtocolReplyAck|vut.ProtocolConfig))
-	f.ReplyAck = true
-	if n, err := f.GetU64(vut.GetQueueNum); err != nil || n != 5 {
-		t.Fatalf("GET_QUEUE_NUM %d, %v; want 5", n, err)
-	}
-	cfg, err := f.GetConfig(0, 12)
-	must(err)
-	if binary.LittleEndian.Uint16(cfg[8:]) != 2 {
-		t.Fatalf("config space %x: max_virtqueue_pairs", cfg)
-	}
-	must(f.SetU64(vut.SetFeatures, guestFeatures|mq|vut.ProtocolFeatures))
-	m, err := vut.NewMemory(8<<20, 0x100000, 0x100000)
-	must(err)
-	defer m.Close()
-	must(f.SetMemTable(m.Region()))
+	mq := newMQ(t)
 	rings := make([]*vut.Ring, 5)
 	for i := range rings {
-		r, err := vut.NewRing(m, 64, true, false)
-		must(err)
-		defer r.Close()
-		rings[i] = r
-		idx := uint32(i)
-		must(f.SetVringFD(vut.SetVringCall, idx, int(r.CallW.Fd())))
-		must(f.SetState(vut.SetVringNum, idx, 64))
-		must(f.SetState(vut.SetVringBase, idx, 0))
-		d, u, a := r.UserAddrs()
-		must(f.Do(vut.SetVringAddr, vut.VringAddr(idx, 0, d, u, a, ^uint64(0))))
-		must(f.SetVringFD(vut.SetVringKick, idx, int(r.Kick.Fd())))
-		must(f.SetState(vut.SetVringEnable, idx, 1))
+		rings[i] = mq.start(i)
 	}
-	next := m.Alloc(4<<20, 4096)
-	alloc := func(n uint64) uint64 { a := next; next += n; return a }
-
-	// VQ_PAIRS_SET 2 on the control ring.
-	cmd, ack := alloc(4), alloc(1)
-	copy(m.Bytes(cmd, 4), []byte{4, 0, 2, 0})
-	m.Bytes(ack, 1)[0] = 0xff
-	_, err = rings[4].Add(vut.Buf{Addr: cmd, Len: 4}, vut.Buf{Addr: ack, Len: 1, Write: true})
-	must(err)
-	must(rings[4].PublishAndNotify())
-	if _, n, err := rings[4].WaitUsed(5 * time.Second); err != nil || n != 1 || m.Bytes(ack, 1)[0] != 0 {
-		t.Fatalf("VQ_PAIRS_SET: used len %d, ack %d, %v", n, m.Bytes(ack, 1)[0], err)
-	}
-	if dev.ActivePairs() != 2 {
-		t.Fatalf("%d pairs in use", dev.ActivePairs())
-	}
-
-	// A frame each way on pair 2.
-	buf := alloc(2048)
-	_, err = rings[2].Add(vut.Buf{Addr: buf, Len: 2048, Write: true})
-	must(err)
-	must(rings[2].PublishAndNotify())
-	bes[1].inject(frame(7))
-	if _, n, err := rings[2].WaitUsed(5 * time.Second); err != nil || !bytes.Equal(m.Bytes(buf+netdev.HdrLen, uint64(n)-netdev.HdrLen), frame(7)[netdev.HdrLen:]) {
-		t.Fatalf("pair 2 receive: %d bytes, %v", n, err)
-	}
-	out := alloc(2048)
-	copy(m.Bytes(out, uint64(len(frame(9)))), frame(9))
-	_, err = rings[3].Add(vut.Buf{Addr: out, Len: uint32(len(frame(9)))})
-	must(err)
-	must(rings[3].PublishAndNotify())
-	bes[1].waitTx(t, 1)
-	if len(bes[0].sent()) != 0 || !waitPairTx(dev) {
-		t.Fatalf("pair 2's frame: pair 1 sent %d, pair stats %+v", len(bes[0].sent()), dev.PairStats())
-	}
+	mq.pairsSet(rings[4], 2)
+	mq.pair2Traffic(rings[2], rings[3])
+	f, log := mq.f, mq.log
 
 	// Ring 5 does not exist.
 	if err := f.SetState(vut.SetVringNum, 5, 64); err == nil {
@@ -148,4 +58,156 @@ func waitPairTx(dev *netdev.Device) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return false
+}
+
+// mqFrontend is a frontend of a two-pair virtio-net device (five rings)
+// that negotiated MQ, REPLY_ACK, CONFIG and PROTOCOL_FEATURES and set
+// its memory table.
+type mqFrontend struct {
+	t   *testing.T
+	f   *vut.Frontend
+	m   *vut.Memory
+	dev *netdev.Device
+	bes []*fakeBackend
+	log *logBuffer
+	buf uint64 // next free buffer address
+}
+
+// alloc returns n bytes of the guest's buffer area.
+func (q *mqFrontend) alloc(n uint64) uint64 {
+	if q.buf == 0 {
+		q.buf = q.m.Alloc(4<<20, 4096)
+	}
+	a := q.buf
+	q.buf += n
+	return a
+}
+
+// pairsSet sends VQ_PAIRS_SET n on the control ring and waits for its
+// OK.
+func (q *mqFrontend) pairsSet(ctrl *vut.Ring, n byte) {
+	q.t.Helper()
+	m := q.m
+	cmd, ack := q.alloc(4), q.alloc(1)
+	copy(m.Bytes(cmd, 4), []byte{4, 0, n, 0})
+	m.Bytes(ack, 1)[0] = 0xff
+	_, err := ctrl.Add(vut.Buf{Addr: cmd, Len: 4}, vut.Buf{Addr: ack, Len: 1, Write: true})
+	q.must(err)
+	q.must(ctrl.PublishAndNotify())
+	if _, used, err := ctrl.WaitUsed(5 * time.Second); err != nil || used != 1 || m.Bytes(ack, 1)[0] != 0 {
+		q.t.Fatalf("VQ_PAIRS_SET %d: used len %d, ack %d, %v", n, used, m.Bytes(ack, 1)[0], err)
+	}
+	if q.dev.ActivePairs() != int(n) {
+		q.t.Fatalf("%d pairs in use", q.dev.ActivePairs())
+	}
+}
+
+// pair2Traffic passes a frame each way on pair 2 (rings rx and tx),
+// through pair 2's backend only.
+func (q *mqFrontend) pair2Traffic(rx, tx *vut.Ring) {
+	q.t.Helper()
+	m := q.m
+	buf := q.alloc(2048)
+	_, err := rx.Add(vut.Buf{Addr: buf, Len: 2048, Write: true})
+	q.must(err)
+	q.must(rx.PublishAndNotify())
+	q.bes[1].inject(frame(7))
+	if _, n, err := rx.WaitUsed(5 * time.Second); err != nil || !bytes.Equal(m.Bytes(buf+netdev.HdrLen, uint64(n)-netdev.HdrLen), frame(7)[netdev.HdrLen:]) {
+		q.t.Fatalf("pair 2 receive: %d bytes, %v", n, err)
+	}
+	out := q.alloc(2048)
+	copy(m.Bytes(out, uint64(len(frame(9)))), frame(9))
+	_, err = tx.Add(vut.Buf{Addr: out, Len: uint32(len(frame(9)))})
+	q.must(err)
+	q.must(tx.PublishAndNotify())
+	q.bes[1].waitTx(q.t, 1)
+	if len(q.bes[0].sent()) != 0 || !waitPairTx(q.dev) {
+		q.t.Fatalf("pair 2's frame: pair 1 sent %d, pair stats %+v", len(q.bes[0].sent()), q.dev.PairStats())
+	}
+}
+
+func (q *mqFrontend) must(err error) {
+	q.t.Helper()
+	if err != nil {
+		q.t.Fatal(err)
+	}
+}
+
+// newMQ serves a two-pair device and negotiates as TestMultiqueue
+// describes, up to the memory table.
+func newMQ(t *testing.T) *mqFrontend {
+	q := &mqFrontend{t: t, bes: []*fakeBackend{newFake(), newFake()}, log: &logBuffer{}}
+	var err error
+	q.dev, err = netdev.NewMulti([]netdev.Backend{q.bes[0], q.bes[1]}, netdev.Options{MAC: testMAC, MTU: 1500})
+	q.must(err)
+	srv, err := vhostuser.New(vhostuser.Config{Device: q.dev, Log: slog.New(slog.NewTextHandler(q.log, nil))})
+	q.must(err)
+	q.f, err = vut.Dial(serveOn(t, srv))
+	q.must(err)
+	t.Cleanup(func() { q.f.Close() })
+	f := q.f
+	q.must(f.Do(vut.SetOwner, nil))
+	feat, err := f.GetU64(vut.GetFeatures)
+	q.must(err)
+	mq := netdev.FeatureMQ.Mask() | netdev.FeatureCtrlVQ.Mask()
+	if feat&mq != mq {
+		t.Fatalf("GET_FEATURES %#x: no MQ", feat)
+	}
+	pf, err := f.GetU64(vut.GetProtocolFeatures)
+	q.must(err)
+	if pf&vut.ProtocolMQ == 0 {
+		t.Fatalf("protocol features %#x: no MQ", pf)
+	}
+	q.must(f.SetU64(vut.SetProtocolFeatures, vut.ProtocolMQ|vut.ProtocolReplyAck|vut.ProtocolConfig))
+	f.ReplyAck = true
+	if n, err := f.GetU64(vut.GetQueueNum); err != nil || n != 5 {
+		t.Fatalf("GET_QUEUE_NUM %d, %v; want 5", n, err)
+	}
+	cfg, err := f.GetConfig(0, 12)
+	q.must(err)
+	if binary.LittleEndian.Uint16(cfg[8:]) != 2 {
+		t.Fatalf("config space %x: max_virtqueue_pairs", cfg)
+	}
+	q.must(f.SetU64(vut.SetFeatures, guestFeatures|mq|vut.ProtocolFeatures))
+	q.m, err = vut.NewMemory(8<<20, 0x100000, 0x100000)
+	q.must(err)
+	t.Cleanup(q.m.Close)
+	q.must(f.SetMemTable(q.m.Region()))
+	return q
+}
+
+// TestMultiqueueLateRings: a frontend that starts pair 2's rings after
+// the device already runs on pair 1 and the control ring (a driver that
+// brings its queues up one after the other) has them served: the
+// device restarts with the new pair instead of running without it.
+func TestMultiqueueLateRings(t *testing.T) {
+	mq := newMQ(t)
+	rings := make([]*vut.Ring, 5)
+	for _, i := range []int{0, 1, 4} {
+		rings[i] = mq.start(i)
+	}
+	mq.pairsSet(rings[4], 1) // the device runs, on pair 1
+	for _, i := range []int{2, 3} {
+		rings[i] = mq.start(i)
+	}
+	mq.pairsSet(rings[4], 2)
+	mq.pair2Traffic(rings[2], rings[3])
+}
+
+// start programs ring i (64 entries), kicks and enables it.
+func (q *mqFrontend) start(i int) *vut.Ring {
+	q.t.Helper()
+	f := q.f
+	r, err := vut.NewRing(q.m, 64, true, false)
+	q.must(err)
+	q.t.Cleanup(r.Close)
+	idx := uint32(i)
+	q.must(f.SetVringFD(vut.SetVringCall, idx, int(r.CallW.Fd())))
+	q.must(f.SetState(vut.SetVringNum, idx, 64))
+	q.must(f.SetState(vut.SetVringBase, idx, 0))
+	d, u, a := r.UserAddrs()
+	q.must(f.Do(vut.SetVringAddr, vut.VringAddr(idx, 0, d, u, a, ^uint64(0))))
+	q.must(f.SetVringFD(vut.SetVringKick, idx, int(r.Kick.Fd())))
+	q.must(f.SetState(vut.SetVringEnable, idx, 1))
+	return r
 }

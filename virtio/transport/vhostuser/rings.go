@@ -111,8 +111,11 @@ func (s *session) retireCall(fd int) error {
 // returns an error only for a frontend fault (rings outside memory,
 // refused features): the connection is then dropped. If the device
 // itself refuses the rings (a required queue missing), it waits for more.
+// A running device restarts when a ring the frontend started since
+// (a second queue pair after the first) completes the set, so the rings
+// it runs on do not depend on the order the frontend started them in.
 func (s *session) tryActivate() error {
-	if s.act != nil || s.mem == nil || !s.featuresSet || s.closed {
+	if s.mem == nil || !s.featuresSet || s.closed {
 		return nil
 	}
 	started := 0
@@ -126,8 +129,14 @@ func (s *session) tryActivate() error {
 		}
 		started++
 	}
-	if started == 0 {
+	if started == 0 || s.act != nil && started == s.act.rings {
 		return nil
+	}
+	if s.act != nil {
+		// The running rings are always among the started ones (stopping
+		// or disabling one quiesces the device): one was added.
+		s.limit.Log(s.log, slog.LevelInfo, "vhost-user ring started while the device runs; restarting it", "rings", started)
+		s.quiesce()
 	}
 	neg := s.features &^ (1 << FeatureProtocolFeatures)
 	queues := make([]virtio.Queue, len(s.rings))
@@ -146,7 +155,7 @@ func (s *session) tryActivate() error {
 		s.resetQueues()
 		return fmt.Errorf("the device refused features %#x: %w", neg, err)
 	}
-	act := &activation{s: s}
+	act := &activation{s: s, rings: started}
 	if err := s.dev.Activate(s.mem.m, queues, act); err != nil {
 		act.dead.Store(true)
 		s.dev.Reset()
