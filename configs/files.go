@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
+	"unicode"
 
 	"github.com/flintvm/flint/internal/hostfile"
 )
@@ -69,9 +72,9 @@ func checkInputFile(key, name, what string, blockOK bool) error {
 	if err != nil {
 		var errno syscall.Errno
 		if errors.As(err, &errno) {
-			return fail("%s: %s%s", name, what, osErrorText(errno))
+			return fail("%s: %s%s", shown(name), what, osErrorText(errno))
 		}
-		return fail("%s: %s%v", name, what, err)
+		return fail("%s: %s%v", shown(name), what, withoutPath(err))
 	}
 	mode := fi.Mode()
 	if mode.IsRegular() || blockOK && mode.Type() == fs.ModeDevice {
@@ -85,7 +88,27 @@ func checkInputFile(key, name, what string, blockOK bool) error {
 	if blockOK {
 		want = "a regular file or block device"
 	}
-	return fail("%s is %s, not %s", name, kind, want)
+	return fail("%s is %s, not %s", shown(name), kind, want)
+}
+
+// shown is a file name as messages write it: as it is, or quoted (Go
+// syntax) when it has a control character, so that the message stays on
+// one line.
+func shown(name string) string {
+	if strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		return strconv.Quote(name)
+	}
+	return name
+}
+
+// withoutPath is err without the file name an *fs.PathError repeats (the
+// message names the file already, through shown).
+func withoutPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // osErrorText writes errno the way Firecracker (Rust's io::Error) does:

@@ -293,6 +293,9 @@ func FuzzDecodeVMConfig(f *testing.F) {
 			if !errors.As(err, &fe) || fe.Msg == "" {
 				t.Fatalf("error %v (%T) is not a FieldError", err, err)
 			}
+			if strings.ContainsAny(fe.Msg, "\r\n") {
+				t.Fatalf("error %q is not one line", fe.Msg)
+			}
 			return
 		}
 		if err := c.Validate(); err != nil {

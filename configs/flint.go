@@ -171,6 +171,12 @@ func (o *object) objectMap(key string, keys []string, fn func(id string, e *obje
 		return
 	}
 	for _, id := range sortedKeys(m.fields) {
+		// An id names an interface or drive: checked here, so that
+		// no message writes a malformed one into a path.
+		if err := checkID(m.path, id); err != nil {
+			o.fail(err)
+			return
+		}
 		e, err := openObject(joinPath(m.path, id), m.fields[id], keys)
 		if err != nil {
 			o.fail(err)

@@ -3,6 +3,7 @@ package configs
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -82,6 +83,43 @@ func TestTAPNames(t *testing.T) {
 		var fe *FieldError
 		if _, err := DecodeVMConfig([]byte(doc)); !errors.As(err, &fe) || fe.Path != "network-interfaces[0].host_dev_name" {
 			t.Errorf("host_dev_name %q: %v, want an error at network-interfaces[0].host_dev_name", name, err)
+		}
+	}
+}
+
+// TestErrorsAreOneLine: a file name or "flint" id with a newline in it is
+// quoted in the message, which stays one line (the CLI prints it as its
+// one-line error; it was two).
+func TestErrorsAreOneLine(t *testing.T) {
+	dir := t.TempDir()
+	nlDir := dir + "/log\ndir"
+	if err := os.Mkdir(nlDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const boot = `"boot-source": {"kernel_image_path": "k"}`
+	docs := []string{
+		`{` + boot + `, "flint": {"drives": {"a\nb": {}}}}`,
+		`{` + boot + `, "flint": {"network-interfaces": {"a\rb": {"mtu": 1}}}}`,
+		`{"boot-source": {"kernel_image_path": "` + dir + `/no\nkernel"}}`,
+		`{"boot-source": {"kernel_image_path": "` + dir + `"}}`,
+	}
+	for _, doc := range docs {
+		c, err := DecodeVMConfig([]byte(doc))
+		if err == nil {
+			err = c.CheckFiles()
+		}
+		if err == nil || strings.ContainsAny(err.Error(), "\r\n") {
+			t.Errorf("%s: %q, want a one-line error", doc, err)
+		}
+	}
+	for _, err := range []error{
+		(&Drive{PathOnHost: dir + "/x\ny"}).CheckFile("drives"),
+		(&DrivePatch{PathOnHost: dir + "/x\ny"}).CheckFile(),
+		(&Metrics{MetricsPath: dir + "/no\ndir/m"}).CheckPath("metrics"),
+		(&Logger{LogPath: nlDir}).CheckPath("logger"),
+	} {
+		if err == nil || strings.ContainsAny(err.Error(), "\r\n") {
+			t.Errorf("%q, want a one-line error", err)
 		}
 	}
 }
