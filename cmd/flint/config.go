@@ -255,22 +255,23 @@ func checkRanges(cfg *vmm.Config) error {
 }
 
 // newLogger builds Flint's logger: to l's log_path (appended) or stderr, at
-// levelFlag when given, else l's level, else warn. l's show_level and
-// show_log_origin choose the level and source attributes.
+// levelFlag when given, else l's level (Info when l has none, as in
+// Firecracker), else, without l, warn. l's show_level and show_log_origin
+// choose the level and source attributes.
 func newLogger(l *configs.Logger, levelFlag, src string) (*slog.Logger, func(), error) {
 	release := func() {}
-	if l == nil {
-		l = &configs.Logger{ShowLevel: true}
-	}
 	var level slog.Level
 	var err error
 	switch {
 	case levelFlag != "":
 		level, err = parseLevel(levelFlag)
-	case l.Level != "":
+	case l != nil:
 		level = firecrackerLevel(l.Level)
 	default:
 		level = slog.LevelWarn
+	}
+	if l == nil {
+		l = &configs.Logger{ShowLevel: true}
 	}
 	if err != nil {
 		return nil, release, err
@@ -296,14 +297,15 @@ func newLogger(l *configs.Logger, levelFlag, src string) (*slog.Logger, func(), 
 }
 
 // firecrackerLevel maps a logger.level (validated by configs) to slog:
-// Trace is Debug, Off is above every level.
+// none is Info (Firecracker's default level), Trace is Debug, Off is above
+// every level.
 func firecrackerLevel(s string) slog.Level {
 	switch strings.ToLower(s) {
 	case "error":
 		return slog.LevelError
 	case "warning":
 		return slog.LevelWarn
-	case "info":
+	case "", "info":
 		return slog.LevelInfo
 	case "debug", "trace":
 		return slog.LevelDebug

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -269,6 +270,24 @@ func TestLoggerFromConfig(t *testing.T) {
 	release()
 	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "level=DEBUG msg=shown") {
 		t.Fatalf("log %q", b)
+	}
+	// A logger without a level logs at Info, Firecracker's default
+	// (it was Warn: Info lines were lost); `flint firecracker
+	// --log-path` without --level logs its requests at Info too (they
+	// were Off).
+	other := filepath.Join(t.TempDir(), "other.log")
+	l, release, err = newLogger(&configs.Logger{LogPath: other}, "", "--config x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Info("info line")
+	l.Debug("debug line")
+	release()
+	if b, _ := os.ReadFile(other); !strings.Contains(string(b), "info line") || strings.Contains(string(b), "debug line") {
+		t.Fatalf("log without a level %q", b)
+	}
+	if lv := firecrackerLevel(""); lv != slog.LevelInfo {
+		t.Fatalf("firecrackerLevel(\"\") = %v, want INFO", lv)
 	}
 }
 
