@@ -17,7 +17,7 @@
 //     block on.
 //   - The session (session.go): features (the device's, plus
 //     VHOST_USER_F_PROTOCOL_FEATURES), the protocol features it offers
-//     (REPLY_ACK, BACKEND_REQ, CONFIG; not MQ), the memory table, the
+//     (MQ, REPLY_ACK, BACKEND_REQ, CONFIG), the memory table, the
 //     rings' size, addresses, base, kick/call/err fds and enable state,
 //     and GET_CONFIG/SET_CONFIG over Device.ReadConfig/WriteConfig.
 //   - Guest memory (memtable.go): each SET_MEM_TABLE region is mmap'd
