@@ -9,6 +9,7 @@ package main
 
 import (
 	"cmp"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -125,20 +126,18 @@ func parseFirecracker(c *cli.Context) (fcFlags, error) {
 		return f, usagef("firecracker: --log-path: empty path")
 	}
 	if c.IsSet("level") || c.IsSet("log-path") || c.IsSet("show-level") || c.IsSet("show-log-origin") {
-		l, err := configs.DecodeLogger(loggerJSON(c))
+		// configs checks the level as it checks PUT /logger's. The
+		// path is taken as it is: a file name may hold any byte but
+		// NUL, which no JSON string carries unchanged.
+		level, _ := json.Marshal(c.String("level"))
+		l, err := configs.DecodeLogger(fmt.Appendf(nil, `{"level": %s}`, level))
 		if err != nil {
 			return f, usagef("firecracker: --level %q: want one of %s (any case)", c.String("level"), strings.Join(configs.LogLevels, ", "))
 		}
+		l.LogPath, l.ShowLevel, l.ShowLogOrigin = c.String("log-path"), c.Bool("show-level"), c.Bool("show-log-origin")
 		f.logger = &l
 	}
 	return f, nil
-}
-
-// loggerJSON writes the logger flags as a PUT /logger body, so configs
-// checks them as it checks the API's.
-func loggerJSON(c *cli.Context) []byte {
-	return fmt.Appendf(nil, `{"log_path": %q, "level": %q, "show_level": %t, "show_log_origin": %t}`,
-		c.String("log-path"), c.String("level"), c.Bool("show-level"), c.Bool("show-log-origin"))
 }
 
 // validInstanceID is Firecracker's rule for --id: 1 to 64 ASCII letters,

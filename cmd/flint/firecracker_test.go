@@ -201,6 +201,24 @@ func TestFirecrackerFlagErrors(t *testing.T) {
 	}
 }
 
+// TestFirecrackerLogPathAnyBytes: --log-path is a file name, which may
+// hold a control byte or bytes that are not UTF-8; it is used as it is
+// (it was written into JSON with Go's %q, which is not JSON, and refused
+// as "--level \"\": want one of ...").
+func TestFirecrackerLogPathAnyBytes(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"a\x01b.log", "a\xffb.log", "tab\there.log"} {
+		logf := filepath.Join(dir, name)
+		r := newFCRun()
+		if code := r.run("flint", "firecracker", "--no-api", "--config-file", fcConfig(t, ""), "--log-path", logf); code != 0 {
+			t.Fatalf("--log-path %q: exit %d, stderr %q", logf, code, &r.stderr)
+		}
+		if _, err := os.Stat(logf); err != nil {
+			t.Errorf("--log-path %q: %v", logf, err)
+		}
+	}
+}
+
 // TestFirecrackerAsArgv0: run under the name firecracker (a symbolic
 // link), the binary is flint firecracker; other names are not.
 func TestFirecrackerAsArgv0(t *testing.T) {
