@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // FieldError is a problem with one value of a config file or API body.
@@ -192,7 +193,9 @@ func (o *object) require(keys ...string) {
 }
 
 // str decodes a string; NUL bytes are refused (paths and command lines
-// cannot hold them).
+// cannot hold them), and so are bytes that are not UTF-8, which
+// encoding/json would silently turn into U+FFFD (a path or command line
+// other than the one written).
 func (o *object) str(key string, dst *string) {
 	v := o.raw(key)
 	if v == nil || o.err != nil {
@@ -201,6 +204,10 @@ func (o *object) str(key string, dst *string) {
 	p := joinPath(o.path, key)
 	if v[0] != '"' {
 		o.fail(typeError(p, "a string", v))
+		return
+	}
+	if !utf8.Valid(v) {
+		o.fail(fieldErrorf(p, "is not valid UTF-8 (JSON text must be)"))
 		return
 	}
 	var s string

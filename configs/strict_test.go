@@ -123,3 +123,17 @@ func TestErrorsAreOneLine(t *testing.T) {
 		}
 	}
 }
+
+// TestStringsMustBeUTF8: a string value with bytes that are not UTF-8 is
+// refused, naming the key; encoding/json alone turns them into U+FFFD,
+// so a boot_args or exit_marker changed without a word.
+func TestStringsMustBeUTF8(t *testing.T) {
+	doc := "{\"boot-source\": {\"kernel_image_path\": \"k\", \"boot_args\": \"console=ttyS0 x=\xff\"}}"
+	var fe *FieldError
+	if _, err := DecodeVMConfig([]byte(doc)); !errors.As(err, &fe) || fe.Path != "boot-source.boot_args" || !strings.Contains(fe.Msg, "UTF-8") {
+		t.Fatalf("boot_args with a 0xff byte: %v", err)
+	}
+	if _, err := DecodeVMConfig([]byte("{\"boot-source\": {\"kernel_image_path\": \"k\", \"boot_args\": \"é \\u00e9\"}}")); err != nil {
+		t.Fatalf("UTF-8 and escapes: %v", err)
+	}
+}
