@@ -220,9 +220,14 @@ func notSupported(_ *Server, r *http.Request, _ []byte) (any, error) {
 	return nil, faultf("%s %s is not supported by flint yet", r.Method, r.URL.Path)
 }
 
-// match finds the route for r and the {id} path element, if any.
+// match finds the route for r and the {id} path element, if any. The
+// path is read as Firecracker's router reads it: leading slashes and one
+// trailing slash do not count ("//actions/" is /actions).
 func match(r *http.Request) (handler, string, bool) {
-	p := r.URL.Path
+	p := "/" + strings.TrimLeft(r.URL.Path, "/")
+	if len(p) > 1 {
+		p = strings.TrimSuffix(p, "/")
+	}
 	if rt, ok := routes[r.Method+" "+p]; ok {
 		return rt, "", true
 	}

@@ -1,0 +1,23 @@
+package api
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestPathSlashes: Firecracker's router trims leading slashes and ignores
+// one trailing slash, so clients that join URLs with an extra '/' work
+// there; they work here too (they were 400 "Invalid request method and/or
+// path"). An empty id is still no id.
+func TestPathSlashes(t *testing.T) {
+	_, c, _ := serve(t, Options{Controller: &fakeVM{}, ID: "vm1", Version: "v9"})
+	c.ok(204, "PUT", "/machine-config/", `{"vcpu_count": 2, "mem_size_mib": 256}`)
+	c.ok(204, "PATCH", "//machine-config", `{"mem_size_mib": 512}`)
+	c.ok(204, "PUT", "/drives/rootfs/", `{"drive_id": "rootfs", "path_on_host": "r.ext4", "is_root_device": true}`)
+	c.ok(200, "GET", "//", "")
+	if out := c.ok(200, "GET", "/vm/config/", ""); !strings.Contains(out, `"mem_size_mib":512`) || !strings.Contains(out, `"drive_id":"rootfs"`) {
+		t.Fatalf("GET /vm/config/: %s", out)
+	}
+	c.fault("PUT", "/drives//", `{"drive_id": "x", "path_on_host": "r.ext4", "is_root_device": false}`, "Invalid request method and/or path")
+	c.fault("PUT", "/drives/a//", `{"drive_id": "a", "path_on_host": "r.ext4", "is_root_device": false}`, `does not match the path's "a/"`)
+}
