@@ -254,5 +254,10 @@ func parseMAC(v string) (net.HardwareAddr, error) {
 	if mac[0]&1 != 0 {
 		return nil, fmt.Errorf("a multicast address cannot be an interface's MAC")
 	}
+	if string(mac) == "\x00\x00\x00\x00\x00\x00" {
+		// Linux's eth_validate_addr refuses it: the guest could not
+		// bring the interface up.
+		return nil, fmt.Errorf("the all-zero address cannot be an interface's MAC")
+	}
 	return mac, nil
 }

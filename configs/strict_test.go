@@ -137,3 +137,20 @@ func TestStringsMustBeUTF8(t *testing.T) {
 		t.Fatalf("UTF-8 and escapes: %v", err)
 	}
 }
+
+// TestZeroMAC: 00:00:00:00:00:00 is no interface's address (the guest's
+// eth_validate_addr refuses to bring such an interface up), so
+// guest_mac and --net mac= refuse it.
+func TestZeroMAC(t *testing.T) {
+	if _, err := ParseNetFlag("tap=t0,mac=00:00:00:00:00:00"); err == nil || !strings.Contains(err.Error(), "all-zero") {
+		t.Errorf("--net mac=00:00:00:00:00:00: %v", err)
+	}
+	doc := `{"boot-source": {"kernel_image_path": "k"}, "network-interfaces": [{"iface_id": "a", "host_dev_name": "t0", "guest_mac": "00-00-00-00-00-00"}]}`
+	var fe *FieldError
+	if _, err := DecodeVMConfig([]byte(doc)); !errors.As(err, &fe) || fe.Path != "network-interfaces[0].guest_mac" {
+		t.Errorf("guest_mac all zero: %v", err)
+	}
+	if _, err := ParseNetFlag("tap=t0,mac=02:00:00:00:00:00"); err != nil {
+		t.Errorf("a locally administered MAC: %v", err)
+	}
+}
