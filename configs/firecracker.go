@@ -16,6 +16,10 @@ const (
 	DefaultMemSizeMiB = 128 // Firecracker's default
 	// MaxIDLength bounds iface_id and drive_id (as in Firecracker).
 	MaxIDLength = 64
+	// MaxDriveIDLength bounds drive_id further: Flint gives it to the
+	// guest as the disk's serial number, which has 20 bytes
+	// (VIRTIO_BLK_ID_BYTES; cmd/flint's tests check that they agree).
+	MaxDriveIDLength = 20
 )
 
 // Drive cache types and I/O engines (Firecracker's enums).
@@ -449,6 +453,9 @@ func decodeDrive(path string, raw json.RawMessage) (Drive, error) {
 func (d *Drive) validate(path string) error {
 	if err := checkID(joinPath(path, "drive_id"), d.DriveID); err != nil {
 		return err
+	}
+	if len(d.DriveID) > MaxDriveIDLength {
+		return fieldErrorf(joinPath(path, "drive_id"), "%q: at most %d bytes for flint (it is the disk's serial number)", d.DriveID, MaxDriveIDLength)
 	}
 	if d.PathOnHost == "" {
 		return fieldErrorf(joinPath(path, "path_on_host"), "must not be empty")

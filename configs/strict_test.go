@@ -154,3 +154,18 @@ func TestZeroMAC(t *testing.T) {
 		t.Errorf("a locally administered MAC: %v", err)
 	}
 }
+
+// TestDriveIDLength: a drive_id longer than the disk serial it becomes is
+// refused when the drive is decoded (PUT /drives answers 400 at once), not
+// only when the VM is built at InstanceStart after a 204.
+func TestDriveIDLength(t *testing.T) {
+	ok := `{"drive_id": "` + strings.Repeat("d", MaxDriveIDLength) + `", "path_on_host": "p", "is_root_device": false}`
+	if _, err := DecodeDrive([]byte(ok)); err != nil {
+		t.Fatalf("%d-byte drive_id: %v", MaxDriveIDLength, err)
+	}
+	long := `{"drive_id": "` + strings.Repeat("d", MaxDriveIDLength+1) + `", "path_on_host": "p", "is_root_device": false}`
+	var fe *FieldError
+	if _, err := DecodeDrive([]byte(long)); !errors.As(err, &fe) || fe.Path != "drives.drive_id" || !strings.Contains(fe.Msg, "serial number") {
+		t.Fatalf("%d-byte drive_id: %v", MaxDriveIDLength+1, err)
+	}
+}

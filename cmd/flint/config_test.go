@@ -17,6 +17,7 @@ import (
 	"github.com/flintvm/flint/api"
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/ratelimit"
+	"github.com/flintvm/flint/virtio/blk"
 	"github.com/flintvm/flint/vmm"
 	"github.com/flintvm/flint/vmm/vmmtest"
 )
@@ -79,6 +80,9 @@ func TestBucketLimitsAgree(t *testing.T) {
 	if configs.MaxBucketSize != ratelimit.MaxSize || configs.MaxRefillTime != ratelimit.MaxRefillTime {
 		t.Fatalf("configs limits %d/%d, ratelimit %d/%d", configs.MaxBucketSize, configs.MaxRefillTime,
 			uint64(ratelimit.MaxSize), uint64(ratelimit.MaxRefillTime))
+	}
+	if configs.MaxDriveIDLength != blk.IDBytes {
+		t.Fatalf("configs.MaxDriveIDLength %d, virtio/blk's serial %d bytes", configs.MaxDriveIDLength, blk.IDBytes)
 	}
 }
 
@@ -220,7 +224,7 @@ func TestConfigErrors(t *testing.T) {
 		{"missing drive file", `{` + boot + `, "drives": [{"drive_id": "rootfs", "path_on_host": "/nonexistent/r", "is_root_device": true}]}`, "drives[0].path_on_host: /nonexistent/r: No such file or directory (os error 2)"},
 		{"Firecracker's null sections, missing drive", `{` + boot + `, "drives": [{"drive_id": "rootfs", "path_on_host": "/nonexistent/r", "is_root_device": true, "socket": null, "partuuid": null}], "balloon": null, "vsock": null, "pmem": []}`, "drives[0].path_on_host: /nonexistent/r"},
 		{"bad console", `{` + boot + `, "flint": {"console": "tty"}}`, "flint.console"},
-		{"drive id too long for a serial", `{` + boot + `, "drives": [{"drive_id": "abcdefghijklmnopqrstuvwxyz", "path_on_host": "/r", "is_root_device": true}]}`, "drives[0]: drive_id"},
+		{"drive id too long for a serial", `{` + boot + `, "drives": [{"drive_id": "abcdefghijklmnopqrstuvwxyz", "path_on_host": "/r", "is_root_device": true}]}`, "drives[0].drive_id \"abcdefghijklmnopqrstuvwxyz\": at most 20 bytes"},
 		{"net rate limiter without refill time", `{` + boot + `, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 0}}}]}`,
 			"network-interfaces[0].rx_rate_limiter.bandwidth.refill_time"},
 		{"flint switches", `{` + boot + `, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}], "flint": {"network-interfaces": {"eth0": {"csum": false}}}}`, "tso=on needs csum=on"},
