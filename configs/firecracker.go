@@ -460,8 +460,8 @@ func (d *Drive) validate(path string) error {
 	if d.PathOnHost == "" {
 		return fieldErrorf(joinPath(path, "path_on_host"), "must not be empty")
 	}
-	if strings.ContainsAny(d.PartUUID, " \t\n\"") {
-		return fieldErrorf(joinPath(path, "partuuid"), "%q: must not contain spaces or quotes", d.PartUUID)
+	if d.IsRootDevice && !validPartUUID(d.PartUUID) {
+		return fieldErrorf(joinPath(path, "partuuid"), "%q: want at most %d letters, digits, '-', '/' or '=' (no spaces or quotes)", d.PartUUID, MaxPartUUID)
 	}
 	switch d.CacheType {
 	case "", CacheUnsafe, CacheWriteback:
@@ -476,6 +476,17 @@ func (d *Drive) validate(path string) error {
 		return fieldErrorf(joinPath(path, "io_engine"), "%q: want %q or %q", d.IOEngine, IOEngineSync, IOEngineAsync)
 	}
 	return d.RateLimiter.validate(joinPath(path, "rate_limiter"))
+}
+
+// MaxPartUUID bounds a root drive's partuuid (root=PARTUUID=...): a GUID
+// or an MBR "SSSSSSSS-PP", optionally with "/PARTNROFF=N"; vmm's bound.
+const MaxPartUUID = 64
+
+// validPartUUID reports whether s can follow root=PARTUUID= on the kernel
+// command line ("" is none). A partuuid on another drive is ignored, as in
+// Firecracker, so only the root device's is checked.
+func validPartUUID(s string) bool {
+	return len(s) <= MaxPartUUID && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-/=") == ""
 }
 
 // DecodeLogger decodes a PUT /logger body.

@@ -3,6 +3,7 @@ package configs
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -167,5 +168,29 @@ func TestDriveIDLength(t *testing.T) {
 	var fe *FieldError
 	if _, err := DecodeDrive([]byte(long)); !errors.As(err, &fe) || fe.Path != "drives.drive_id" || !strings.Contains(fe.Msg, "serial number") {
 		t.Fatalf("%d-byte drive_id: %v", MaxDriveIDLength+1, err)
+	}
+}
+
+// TestRootPartUUID: a root device's partuuid is checked when the drive is
+// decoded with the rule vmm applies when it builds the VM, so PUT /drives
+// refuses what InstanceStart would; another drive's is ignored.
+func TestRootPartUUID(t *testing.T) {
+	drive := func(root bool, partuuid string) error {
+		q, _ := json.Marshal(partuuid)
+		_, err := DecodeDrive([]byte(fmt.Sprintf(`{"drive_id": "d", "path_on_host": "p", "is_root_device": %t, "partuuid": %s}`, root, q)))
+		return err
+	}
+	for _, ok := range []string{"", "0eaa91a0-01", "6a2b4c3d-1e5f-4a6b-8c7d-9e0f1a2b3c4d", "0eaa91a0-01/PARTNROFF=1"} {
+		if err := drive(true, ok); err != nil {
+			t.Errorf("partuuid %q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"a_b", "a;b", "a\rb", strings.Repeat("a", MaxPartUUID+1)} {
+		if err := drive(true, bad); err == nil {
+			t.Errorf("root partuuid %q accepted", bad)
+		}
+		if err := drive(false, bad); err != nil {
+			t.Errorf("partuuid %q on a data drive (ignored): %v", bad, err)
+		}
 	}
 }

@@ -74,8 +74,9 @@ func TestGuestResetIsExitZero(t *testing.T) {
 	}
 }
 
-// TestBucketLimitsAgree: configs checks rate limiters with its own copy of
-// ratelimit's limits (configs imports nothing); they must not drift.
+// TestBucketLimitsAgree: configs checks rate limiters, drive ids and
+// partuuids with its own copies of ratelimit's, virtio/blk's and vmm's
+// limits (configs imports nothing); they must not drift.
 func TestBucketLimitsAgree(t *testing.T) {
 	if configs.MaxBucketSize != ratelimit.MaxSize || configs.MaxRefillTime != ratelimit.MaxRefillTime {
 		t.Fatalf("configs limits %d/%d, ratelimit %d/%d", configs.MaxBucketSize, configs.MaxRefillTime,
@@ -83,6 +84,12 @@ func TestBucketLimitsAgree(t *testing.T) {
 	}
 	if configs.MaxDriveIDLength != blk.IDBytes {
 		t.Fatalf("configs.MaxDriveIDLength %d, virtio/blk's serial %d bytes", configs.MaxDriveIDLength, blk.IDBytes)
+	}
+	root := func(partuuid string) error {
+		return vmm.DriveConfig{ID: "r", Path: "/r", Root: true, PartUUID: partuuid}.Validate()
+	}
+	if long := strings.Repeat("a", configs.MaxPartUUID); root(long) != nil || root(long+"a") == nil {
+		t.Fatalf("vmm's partuuid bound is not configs.MaxPartUUID (%d)", configs.MaxPartUUID)
 	}
 }
 
