@@ -172,6 +172,9 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 		}
 		cfg.Net = append(cfg.Net, n)
 	}
+	if err := uniqueMACs(cfg.Net); err != nil {
+		return cfg, release, err
+	}
 	if cfg.Kernel, err = readKernel(kernelFlag, kernel); err != nil {
 		return cfg, release, err
 	}
@@ -189,6 +192,29 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 	}
 	cfg.Log, release, err = newLogger(logger, levelFlag, src)
 	return cfg, release, err
+}
+
+// uniqueMACs refuses two interfaces with one MAC (configs checks a
+// config's own interfaces; this also covers --net and the mix): the
+// guest's NICs would share the address.
+func uniqueMACs(nets []configs.NetInterface) error {
+	name := func(n configs.NetInterface) string {
+		if n.ID != "" {
+			return fmt.Sprintf("interface %q", n.ID)
+		}
+		return "--net tap=" + n.TAP
+	}
+	seen := map[string]configs.NetInterface{}
+	for _, n := range nets {
+		if n.MAC == nil {
+			continue
+		}
+		if first, ok := seen[n.MAC.String()]; ok {
+			return usagef("%s: mac %s is %s's too: each interface needs its own MAC", name(n), n.MAC, name(first))
+		}
+		seen[n.MAC.String()] = n
+	}
+	return nil
 }
 
 // driveConfigs maps the config's drives to vmm's, with their transports

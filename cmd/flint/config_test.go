@@ -173,6 +173,21 @@ func TestConfigPartUUIDOnDataDrive(t *testing.T) {
 	}
 }
 
+// TestDuplicateMACs: two interfaces with one MAC are refused whether both
+// come from --net or one from the config file (the guest's NICs would
+// share an address; only a config's own interfaces were checked).
+func TestDuplicateMACs(t *testing.T) {
+	k, _ := vmFiles(t)
+	wantUsageError(t, []string{"run", "--kernel", k, "--net", "tap=ta,mac=52:54:00:00:00:01", "--net", "tap=tb,mac=52:54:00:00:00:01"},
+		"--net tap=tb: mac 52:54:00:00:00:01 is --net tap=ta's too")
+	p := configFile(t, fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q},
+	  "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "ta", "guest_mac": "52:54:00:00:00:02"}]}`, k))
+	wantUsageError(t, []string{"run", "--config", p, "--net", "tap=tb,mac=52-54-00-00-00-02"}, `interface "eth0"'s too`)
+	if code, _, stderr, _ := runArgs(t, "run", "--kernel", k, "--net", "tap=ta", "--net", "tap=tb"); code != 0 {
+		t.Fatalf("two TAPs with derived MACs: exit %d, %s", code, stderr)
+	}
+}
+
 // TestConfigFlagsOverride: every flag given on the command line wins over
 // the file; --net adds interfaces.
 func TestConfigFlagsOverride(t *testing.T) {
