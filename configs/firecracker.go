@@ -508,11 +508,16 @@ func decodeLogger(path string, raw json.RawMessage) (Logger, error) {
 	return l, l.validate(path)
 }
 
-// LogLevels are the logger levels (case-insensitive), as in Firecracker.
+// LogLevels are the logger levels (case-insensitive), as in Firecracker,
+// which also takes "Warn" for "Warning" (and writes "Warn" in GET
+// /vm/config).
 var LogLevels = []string{"Error", "Warning", "Info", "Debug", "Trace", "Off"}
 
 func (l *Logger) validate(path string) error {
 	if l.Level == "" {
+		return nil
+	}
+	if strings.EqualFold(l.Level, "Warn") {
 		return nil
 	}
 	for _, v := range LogLevels {

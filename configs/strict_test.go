@@ -194,3 +194,16 @@ func TestRootPartUUID(t *testing.T) {
 		}
 	}
 }
+
+// TestLoggerLevelWarn: Firecracker takes "warn" as well as "warning" (any
+// case) and writes "Warn" in GET /vm/config; Flint refused both spellings.
+func TestLoggerLevelWarn(t *testing.T) {
+	for _, level := range []string{"Warn", "warn", "WARNING", "Warning"} {
+		if _, err := DecodeLogger([]byte(`{"level": "` + level + `"}`)); err != nil {
+			t.Errorf("level %q: %v", level, err)
+		}
+	}
+	if _, err := DecodeLogger([]byte(`{"level": "Warnings"}`)); err == nil {
+		t.Error(`level "Warnings" accepted`)
+	}
+}

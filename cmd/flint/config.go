@@ -329,7 +329,7 @@ func firecrackerLevel(s string) slog.Level {
 	switch strings.ToLower(s) {
 	case "error":
 		return slog.LevelError
-	case "warning":
+	case "warning", "warn":
 		return slog.LevelWarn
 	case "", "info":
 		return slog.LevelInfo

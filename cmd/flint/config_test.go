@@ -315,6 +315,9 @@ func TestLoggerFromConfig(t *testing.T) {
 	if lv := firecrackerLevel(""); lv != slog.LevelInfo {
 		t.Fatalf("firecrackerLevel(\"\") = %v, want INFO", lv)
 	}
+	if lv := firecrackerLevel("Warn"); lv != slog.LevelWarn { // Firecracker's GET /vm/config spelling
+		t.Fatalf("firecrackerLevel(\"Warn\") = %v, want WARN", lv)
+	}
 }
 
 func call(t *testing.T, c *http.Client, method, path, body string) (int, string) {
