@@ -55,6 +55,9 @@ type FlintNet struct {
 	// nil keeps the defaults.
 	RxIRQGap *Duration `json:"rx_irq_gap,omitempty"`
 	TxIRQGap *Duration `json:"tx_irq_gap,omitempty"`
+	// Poll is the busy-poll window (--net ...,poll=D); nil keeps the
+	// default, 0 (no polling).
+	Poll *Duration `json:"poll,omitempty"`
 }
 
 // FlintDrive is one drive's transport and ring layout.
@@ -71,10 +74,10 @@ type Duration time.Duration
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 var flintNetKeys = []string{"transport", "mrg_rxbuf", "tso", "csum", "ufo", "indirect", "event_idx", "packed", "queues",
-	"rx_irq_gap", "tx_irq_gap"}
+	"rx_irq_gap", "tx_irq_gap", "poll"}
 
-// irqGap decodes an interrupt gap, a duration string from 0 to
-// MaxIRQGap, into a newly allocated Duration.
+// irqGap decodes an interrupt gap or a busy-poll window, a duration
+// string from 0 to MaxIRQGap, into a newly allocated Duration.
 func (o *object) irqGap(key string, dst **Duration) {
 	var s string
 	o.str(key, &s)
@@ -122,6 +125,7 @@ func decodeFlint(path string, raw json.RawMessage) (Flint, error) {
 		e.integer("queues", 1, MaxNetQueues, &n.Queues)
 		e.irqGap("rx_irq_gap", &n.RxIRQGap)
 		e.irqGap("tx_irq_gap", &n.TxIRQGap)
+		e.irqGap("poll", &n.Poll)
 		if f.NetworkInterfaces == nil {
 			f.NetworkInterfaces = map[string]FlintNet{}
 		}
@@ -263,11 +267,13 @@ func (c *VMConfig) NetInterfaces() ([]NetInterface, error) {
 				if f.Queues != 0 {
 					n.Queues = f.Queues
 				}
-				if f.RxIRQGap != nil {
-					n.RxIRQGap = time.Duration(*f.RxIRQGap)
-				}
-				if f.TxIRQGap != nil {
-					n.TxIRQGap = time.Duration(*f.TxIRQGap)
+				for _, d := range []struct {
+					v   *Duration
+					dst *time.Duration
+				}{{f.RxIRQGap, &n.RxIRQGap}, {f.TxIRQGap, &n.TxIRQGap}, {f.Poll, &n.Poll}} {
+					if d.v != nil {
+						*d.dst = time.Duration(*d.v)
+					}
 				}
 				for _, s := range []struct {
 					v   *bool

@@ -69,6 +69,11 @@ type NetInterface struct {
 	// one receive or transmit queue (interrupt moderation), 0 to
 	// MaxIRQGap; 0 interrupts at once. Defaults: DefaultRxIRQGap and 0.
 	RxIRQGap, TxIRQGap time.Duration
+	// Poll is the busy-poll window of every queue's engine, 0 to MaxPoll
+	// (an opt-in that spends CPU for latency: an engine polls its ring or
+	// its TAP that long at most before it waits, and the window adapts
+	// to how soon work comes back); default 0, no polling.
+	Poll time.Duration
 }
 
 // DefaultRxIRQGap is the receive queues' default interrupt gap: at most
@@ -78,6 +83,10 @@ const DefaultRxIRQGap = 50 * time.Microsecond
 
 // MaxIRQGap is the longest interrupt gap a configuration may ask for.
 const MaxIRQGap = time.Millisecond
+
+// MaxPoll is the longest busy-poll window a configuration may ask for:
+// MaxIRQGap's bound, so that one parser serves both.
+const MaxPoll = MaxIRQGap
 
 // DefaultNetInterface returns an interface on tap with every default.
 func DefaultNetInterface(tap string) NetInterface {
@@ -89,7 +98,7 @@ func DefaultNetInterface(tap string) NetInterface {
 // ParseNetFlag parses a --net value:
 // tap=NAME[,mac=MAC][,transport=pci|mmio][,mtu=N][,mrg_rxbuf=on|off][,tso=on|off]
 // [,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off][,packed=on|off][,queues=N]
-// [,rx_irq_gap=DURATION][,tx_irq_gap=DURATION][,ip=CIDR].
+// [,rx_irq_gap=DURATION][,tx_irq_gap=DURATION][,poll=DURATION][,ip=CIDR].
 func ParseNetFlag(s string) (NetInterface, error) {
 	n := DefaultNetInterface("")
 	seen := map[string]bool{}
@@ -147,10 +156,12 @@ func ParseNetFlag(s string) (NetInterface, error) {
 			n.RxIRQGap, err = parseIRQGap(val)
 		case "tx_irq_gap":
 			n.TxIRQGap, err = parseIRQGap(val)
+		case "poll":
+			n.Poll, err = parseIRQGap(val)
 		case "ip":
 			n.GuestIP, err = parseGuestIP(val)
 		default:
-			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx, packed, queues, rx_irq_gap, tx_irq_gap, ip)", s, key)
+			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx, packed, queues, rx_irq_gap, tx_irq_gap, poll, ip)", s, key)
 		}
 		if err != nil {
 			return n, fmt.Errorf("--net %q: %s=%q: %v", s, key, val, err)
@@ -188,7 +199,7 @@ func (n NetInterface) Validate() error {
 	for _, g := range []struct {
 		key string
 		d   time.Duration
-	}{{"rx_irq_gap", n.RxIRQGap}, {"tx_irq_gap", n.TxIRQGap}} {
+	}{{"rx_irq_gap", n.RxIRQGap}, {"tx_irq_gap", n.TxIRQGap}, {"poll", n.Poll}} {
 		if g.d < 0 || g.d > MaxIRQGap {
 			return fmt.Errorf("%s=%v: out of range [0, %v]", g.key, g.d, MaxIRQGap)
 		}
@@ -226,8 +237,8 @@ func checkTAPName(name string) error {
 	return nil
 }
 
-// parseIRQGap parses an interrupt gap: a Go duration ("50us", "0") from
-// 0 to MaxIRQGap.
+// parseIRQGap parses an interrupt gap or a busy-poll window: a Go
+// duration ("50us", "0") from 0 to MaxIRQGap (MaxPoll is the same).
 func parseIRQGap(v string) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 || d > MaxIRQGap {

@@ -113,6 +113,8 @@ func TestBadInputIsOneLineAndExitCode2(t *testing.T) {
 		{"net-backend bad switch", []string{"net-backend", "--socket", "/tmp/x", "--tap", "t0", "--tso", "maybe"}, "tso"},
 		{"net-backend queues", []string{"net-backend", "--socket", "/tmp/x", "--tap", "t0", "--queues", "65"}, "queues=\"65\""},
 		{"net-backend no queues", []string{"net-backend", "--socket", "/tmp/x", "--tap", "t0", "--queues", "0"}, "queues"},
+		{"net-backend poll", []string{"net-backend", "--socket", "/tmp/x", "--tap", "t0", "--poll", "2ms"}, "poll=\"2ms\""},
+		{"net poll", []string{"run", "--kernel", good, "--net", "tap=t0,poll=fast"}, "poll"},
 		{"cmdline with NUL", []string{"run", "--kernel", good, "--cmdline", "a\x00b"}, "NUL"},
 		{"bad kernel entry", []string{"run", "--kernel", good, "--kernel-entry", "efi"}, "--kernel-entry"},
 	}

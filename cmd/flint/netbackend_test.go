@@ -9,11 +9,12 @@ import (
 	"github.com/flintvm/flint/configs"
 )
 
-// TestNetBackendIRQGapDefaults: net-backend's --rx-irq-gap and
+// TestNetBackendIRQGapDefaults: net-backend's --rx-irq-gap, --poll and
 // --tx-irq-gap defaults are --net's (the flags spell them for the help
 // text, so they could drift apart).
 func TestNetBackendIRQGapDefaults(t *testing.T) {
-	want := map[string]time.Duration{"rx-irq-gap": configs.DefaultRxIRQGap, "tx-irq-gap": configs.DefaultNetInterface("t").TxIRQGap}
+	want := map[string]time.Duration{"rx-irq-gap": configs.DefaultRxIRQGap, "tx-irq-gap": configs.DefaultNetInterface("t").TxIRQGap,
+		"poll": configs.DefaultNetInterface("t").Poll}
 	for _, f := range netBackendCommand(&app{}).Flags {
 		sf, ok := f.(*cli.StringFlag)
 		if !ok {
