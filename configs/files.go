@@ -72,9 +72,9 @@ func checkInputFile(key, name, what string, blockOK bool) error {
 	if err != nil {
 		var errno syscall.Errno
 		if errors.As(err, &errno) {
-			return fail("%s: %s%s", shown(name), what, osErrorText(errno))
+			return fail("%s: %s%s", Shown(name), what, osErrorText(errno))
 		}
-		return fail("%s: %s%v", shown(name), what, withoutPath(err))
+		return fail("%s: %s%v", Shown(name), what, withoutPath(err))
 	}
 	mode := fi.Mode()
 	if mode.IsRegular() || blockOK && mode.Type() == fs.ModeDevice {
@@ -88,13 +88,13 @@ func checkInputFile(key, name, what string, blockOK bool) error {
 	if blockOK {
 		want = "a regular file or block device"
 	}
-	return fail("%s is %s, not %s", shown(name), kind, want)
+	return fail("%s is %s, not %s", Shown(name), kind, want)
 }
 
-// shown is a file name as messages write it: as it is, or quoted (Go
-// syntax) when it has a control character, so that the message stays on
-// one line.
-func shown(name string) string {
+// Shown is a file name (or an id, or a request path) as messages write
+// it: as it is, or quoted (Go syntax) when it has a control character, so
+// that the message stays on one line.
+func Shown(name string) string {
 	if strings.IndexFunc(name, unicode.IsControl) >= 0 {
 		return strconv.Quote(name)
 	}
@@ -102,7 +102,7 @@ func shown(name string) string {
 }
 
 // withoutPath is err without the file name an *fs.PathError repeats (the
-// message names the file already, through shown).
+// message names the file already, through Shown).
 func withoutPath(err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {

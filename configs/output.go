@@ -32,7 +32,7 @@ func (m *Metrics) CheckPath(path string) error {
 // non-FIFO, or a missing one whose directory does not exist.
 func checkOutputFile(key, name string) error {
 	fail := func(format string, a ...any) error {
-		return &FieldError{Path: key, Msg: key + ": " + shown(name) + ": " + fmt.Sprintf(format, a...)}
+		return &FieldError{Path: key, Msg: key + ": " + Shown(name) + ": " + fmt.Sprintf(format, a...)}
 	}
 	fi, err := os.Lstat(name)
 	switch {
@@ -49,7 +49,7 @@ func checkOutputFile(key, name string) error {
 	}
 	dir := filepath.Dir(name)
 	if di, derr := os.Stat(dir); derr != nil || !di.IsDir() {
-		return fail("%s: its directory %s does not exist", osErrorText(errno), shown(dir))
+		return fail("%s: its directory %s does not exist", osErrorText(errno), Shown(dir))
 	}
 	return nil // created when opened
 }

@@ -129,7 +129,7 @@ func (p *DrivePatch) CheckFile() error {
 	var errno syscall.Errno
 	if _, serr := os.Stat(p.PathOnHost); errors.As(serr, &errno) {
 		return &FieldError{Path: "drives.path_on_host", Msg: fmt.Sprintf("drives.path_on_host: Error manipulating the backing file: %s %s",
-			osErrorText(errno), shown(p.PathOnHost))}
+			osErrorText(errno), Shown(p.PathOnHost))}
 	}
 	return err
 }

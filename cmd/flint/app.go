@@ -257,15 +257,23 @@ func readInputWith(flag, path string, read func(path string) ([]byte, error)) ([
 	}
 	b, err := read(path)
 	if err != nil {
-		return nil, usagef("%s: %v", flag, unwrapPathError(err))
+		msg := unwrapPathError(err).Error()
+		if q := configs.Shown(path); q != path {
+			// read's own errors may write the name as it is.
+			msg = strings.ReplaceAll(msg, path, q)
+		}
+		return nil, usagef("%s: %s", flag, msg)
 	}
 	return b, nil
 }
 
+// unwrapPathError writes an *os.PathError as "<file>: <problem>", the
+// file quoted when it has a control character (configs.Shown), so that
+// the message stays one line.
 func unwrapPathError(err error) error {
 	var pe *os.PathError
 	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
+		return fmt.Errorf("%s: %v", configs.Shown(pe.Path), pe.Err)
 	}
 	return err
 }

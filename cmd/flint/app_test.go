@@ -117,6 +117,10 @@ func TestBadInputIsOneLineAndExitCode2(t *testing.T) {
 		{"net poll", []string{"run", "--kernel", good, "--net", "tap=t0,poll=fast"}, "poll"},
 		{"cmdline with NUL", []string{"run", "--kernel", good, "--cmdline", "a\x00b"}, "NUL"},
 		{"bad kernel entry", []string{"run", "--kernel", good, "--kernel-entry", "efi"}, "--kernel-entry"},
+		// File names with a line break are named quoted, not cut at it.
+		{"missing kernel with a newline", []string{"run", "--kernel", "/nonexistent/a\nb"}, `"/nonexistent/a\nb"`},
+		{"missing initrd with a newline", []string{"run", "--kernel", good, "--initrd", "/nonexistent/i\rd"}, `"/nonexistent/i\rd"`},
+		{"missing config with a newline", []string{"run", "--config", "/nonexistent/c\nfg.json"}, `"/nonexistent/c\nfg.json"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { wantUsageError(t, c.args, c.want) })
