@@ -21,3 +21,20 @@ func TestPathSlashes(t *testing.T) {
 	c.fault("PUT", "/drives//", `{"drive_id": "x", "path_on_host": "r.ext4", "is_root_device": false}`, "Invalid request method and/or path")
 	c.fault("PUT", "/drives/a//", `{"drive_id": "a", "path_on_host": "r.ext4", "is_root_device": false}`, `does not match the path's "a/"`)
 }
+
+// TestPathFaultOneLine: a path that matches no endpoint is named in the
+// fault quoted when it holds a control character (a %0A decodes to a
+// newline), so the message, which is also logged, stays one line; a
+// plain path is written as it is, as in Firecracker's phrase.
+func TestPathFaultOneLine(t *testing.T) {
+	_, c, _ := serve(t, Options{Controller: &fakeVM{}, ID: "vm1", Version: "v9"})
+	for _, tc := range []struct{ method, path, want string }{
+		{"GET", "/no%0Ape", `Invalid request method and/or path: GET "/no\npe"`},
+		{"GET", "/nope", "Invalid request method and/or path: GET /nope"},
+		{"PUT", "/pmem/a%0Db", `PUT "/pmem/a\rb" is not supported`},
+	} {
+		if msg := c.fault(tc.method, tc.path, "", tc.want); strings.ContainsAny(msg, "\r\n") {
+			t.Errorf("%s %s: %q spans lines", tc.method, tc.path, msg)
+		}
+	}
+}
