@@ -266,9 +266,11 @@ func (c *VMConfig) ValidatePending() error {
 		}
 	}
 	if c.Flint != nil {
-		return c.Flint.validate("flint", ifaces, drives, c.Vsock != nil, c.Entropy != nil)
+		if err := c.Flint.validate("flint", ifaces, drives, c.Vsock != nil, c.Entropy != nil); err != nil {
+			return err
+		}
 	}
-	return nil
+	return c.checkDeviceCount()
 }
 
 func unique(seen map[string]bool, path, v string) error {

@@ -153,7 +153,7 @@ func (c *Config) Validate() error {
 		}
 		taps[n.TAP] = true
 	}
-	return nil
+	return c.checkDeviceCount()
 }
 
 // StopReason says why a VM stopped.

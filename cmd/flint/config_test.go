@@ -252,6 +252,8 @@ func TestConfigErrors(t *testing.T) {
 		{"flint switches", `{` + boot + `, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}], "flint": {"network-interfaces": {"eth0": {"csum": false}}}}`, "tso=on needs csum=on"},
 		{"bad log path", `{` + boot + `, "logger": {"log_path": "/nonexistent/dir/log"}}`, "logger.log_path"},
 		{"not JSON", `{` + boot, "invalid JSON"},
+		{"40 drives", `{` + boot + `, "drives": [` + manyDrives(40) + `]}`,
+			"is virtio device 32 on the pci transport: at most 31 fit"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -471,4 +473,13 @@ func TestVsockEntropyMapping(t *testing.T) {
 	if v, e := vsockEntropy(&fc); v != nil || e != nil {
 		t.Errorf("absent sections mapped to %+v, %+v", v, e)
 	}
+}
+
+// manyDrives is a "drives" array's elements: n drives d0, d1...
+func manyDrives(n int) string {
+	d := make([]string, n)
+	for i := range d {
+		d[i] = fmt.Sprintf(`{"drive_id": "d%d", "path_on_host": "/r", "is_root_device": false}`, i)
+	}
+	return strings.Join(d, ", ")
 }
