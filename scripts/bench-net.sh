@@ -7,12 +7,13 @@
 # runs are interleaved (run 1 of every configuration, then run 2, ...), so slow phases
 # of a shared machine hit all of them alike.
 #
-# Usage: scripts/bench-net.sh [--runs N] [--secs S] [--udp-secs S] [--only REGEX]
+# Usage: scripts/bench-net.sh [--runs N] [--secs S] [--udp-secs S] [--rr N] [--only REGEX]
 #                             [--no-dpdk] [--out FILE] [--raw FILE] [--perf DIR]
 #
 #   --runs N      runs per configuration; figures are medians [3]
 #   --secs S      seconds per iperf3 TCP run, each direction [10]
 #   --udp-secs S  seconds per iperf3 UDP run (64-byte datagrams, unlimited rate) [5]
+#   --rr N        TCP request-response round trips per run (uml-net-case.sh --rr; 0: none) [2000]
 #   --only REGEX  configurations whose names match (flint/mergeable/indirect=on, vec, dpdk, ...)
 #   --no-dpdk     leave DPDK out (it needs Debian's dpdk-dev for dpdk-testpmd, and a CPU:
 #                 its forwarding core busy-polls)
@@ -44,10 +45,10 @@ usage() {
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-runs=3 secs=10 udp_secs=5 only='' dpdk=1 out='' raw='' perf=''
+runs=3 secs=10 udp_secs=5 rr=2000 only='' dpdk=1 out='' raw='' perf=''
 while (($#)); do
 	case $1 in
-	--runs | --secs | --udp-secs | --only | --out | --raw | --perf)
+	--runs | --secs | --udp-secs | --rr | --only | --out | --raw | --perf)
 		[[ $# -ge 2 ]] || flint_die "$1 needs a value"
 		v=${1#--}
 		printf -v "${v//-/_}" '%s' "$2"
@@ -94,7 +95,7 @@ lines=$w/bench.lines
 : >"$lines"
 for ((r = 1; r <= runs; r++)); do
 	for c in "${sel[@]}"; do
-		args=(--mode bench --secs "$secs" --udp-secs "$udp_secs" --initrd "$initrd" --name "bench$$" --umlexec "$w/umlexec")
+		args=(--mode bench --secs "$secs" --udp-secs "$udp_secs" --rr "$rr" --initrd "$initrd" --name "bench$$" --umlexec "$w/umlexec")
 		case $c in
 		flint/*)
 			IFS=/ read -r _ rx ind <<<"$c"
@@ -120,7 +121,7 @@ load1=$(cut -d' ' -f1-3 /proc/loadavg)
 # configuration's ratio to the best peer).
 report() {
 	echo "Date: $date0. Commit: $commit. Load average (1/5/15 min) at the start: $load0, at the end: $load1."
-	local cmd="scripts/bench-net.sh --runs $runs --secs $secs --udp-secs $udp_secs"
+	local cmd="scripts/bench-net.sh --runs $runs --secs $secs --udp-secs $udp_secs --rr $rr"
 	[[ -z $only ]] || cmd+=" --only '$only'"
 	((dpdk)) || cmd+=" --no-dpdk"
 	echo "Command: \`$cmd\`"

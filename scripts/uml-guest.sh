@@ -7,8 +7,9 @@
 #   flintuml.mode=test|serve  [test]
 #       test:  ping the host, wait for the host's ping (it tells us on TCP 6000), send
 #              SIZE MiB to host:5001 and receive host:5002's stream, with SHA-256 sums
-#       serve: run `iperf3 -s` (port 5201) for the host's benchmark until the host
-#              connects to TCP 6001
+#       serve: run `iperf3 -s` (port 5201) and a TCP echo server (port 7007: the
+#              host's round trips, uml-net-case.sh --rr) for the host's benchmark until the
+#              host connects to TCP 6001
 #   flintuml.host=H [10.0.3.1]   flintuml.size=MiB [64]
 # Lines (key=value; the test parses them):
 #   UML-GUEST-PING      we pinged the host      UML-GUEST-HOSTPING  the host pinged us
@@ -37,6 +38,7 @@ fi
 
 if [ "$mode" = serve ]; then
 	iperf3 -s -D -p 5201 || echo "UML-GUEST-SERVE result=fail reason=iperf3"
+	nc -ll -p 7007 -e cat </dev/null >/dev/null 2>&1 &
 	# -D returns before the daemon listens.
 	i=0
 	until netstat -ltn 2>/dev/null | grep -q ':5201 ' || [ $i -ge 50 ]; do

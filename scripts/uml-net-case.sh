@@ -29,6 +29,9 @@
 #                    abrupt frontend disconnect); the boots after it must pass [0: none]
 #   --secs S         bench: seconds per iperf3 TCP run [10]; --udp-secs S: UDP [5]
 #   --reps N         bench: runs of each measurement in one boot [1]
+#   --rr N           bench: also N TCP request-response round trips of 64 B per run
+#                    (internal/netrr against the guest's `nc -ll -e cat`, one at a time, like
+#                    netperf's TCP_RR) [0: none]
 #   --flint BIN      [<repo>/bin/flint]    --initrd FILE  [scripts/mkuml-guest.sh output]
 #   --mem MiB        UML memory [256]      --timeout S    per boot [120]
 #   --vumask BIN     internal/vumask binary for --backend dpdk [built with go into a temp dir]
@@ -67,6 +70,9 @@
 #                   kernel process); uml_cpu: the same for every process of the UML session
 #                   (UML's kernel, its guest processes: with vec, its driver too); win_bytes and
 #                   win_pkts: what the TAP carried in the test's direction in the window
+#   UML-BENCH backend= rx= indirect= test=rr dir=rt run= rr= lost= min_us= p50_us= p90_us= p99_us=
+#             max_us= mean_us= rate= boot=K win= be_cpu= uml_cpu=   (--rr: netrr's line, see
+#                                                 internal/netrr; the CPU window is the whole run)
 #   UML-HOST-BACKEND running=yes|no connections=N warnings=N   flint's log, at the end
 #   UML-BACKEND-LOG ...                           the last --log-lines lines of the backend's log
 #   UML-HOST-ABORT reason=...                     the case could not be set up (exit status 1)
@@ -84,11 +90,11 @@ usage() {
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 backend=flint rx=mergeable indirect=on mode=test size=64 boots=1 kill_boot=0 soak_secs=600 pid_file='' log_lines=60
-secs=10 udp_secs=5 reps=1 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=case vumask= umlexec= perf='' perf_uml=''
+secs=10 udp_secs=5 reps=1 rr=0 flint=$here/../bin/flint initrd='' mem=256 timeout=120 name=case vumask= umlexec= perf='' perf_uml=''
 while (($#)); do
 	case $1 in
 	--backend | --rx | --indirect | --mode | --size | --boots | --kill-boot | --secs | --udp-secs | \
-		--reps | --flint | --initrd | --mem | --timeout | --name | --vumask | --umlexec | --soak-secs | --pid-file | --log-lines | --perf | --perf-uml)
+		--reps | --rr | --flint | --initrd | --mem | --timeout | --name | --vumask | --umlexec | --soak-secs | --pid-file | --log-lines | --perf | --perf-uml)
 		[[ $# -ge 2 ]] || flint_die "$1 needs a value"
 		v=${1#--}
 		printf -v "${v//-/_}" '%s' "$2"
@@ -126,6 +132,7 @@ fi
 [[ $backend != dpdk ]] || command -v dpdk-testpmd >/dev/null ||
 	flint_die "no dpdk-testpmd (Debian 12: apt-get install -y dpdk-dev)"
 [[ -n $initrd ]] || initrd=$(bash "$here/mkuml-guest.sh")
+[[ $rr =~ ^[0-9]+$ ]] || flint_die "--rr $rr: want a number of round trips"
 # The RX mode and indirect flags are flint's; the peers' lines say "-".
 [[ $backend == flint ]] || rx=- indirect=-
 
@@ -184,6 +191,10 @@ ip -n "$ns" link set lo up
 # The TAP: made here for flint and the vector driver (both attach to it); testpmd's
 # TAP PMD makes its own (multi-queue). It gets the host address once it exists.
 [[ $backend == dpdk ]] || ip -n "$ns" tuntap add dev "$tap" mode tap vnet_hdr
+if ((rr)); then
+	(cd "$here/.." && CGO_ENABLED=0 go build -o "$w/netrr" ./internal/netrr) || flint_die "building internal/netrr"
+	netrr=$w/netrr
+fi
 if [[ -z $umlexec ]]; then
 	flint_need_tools go
 	(cd "$here/.." && CGO_ENABLED=0 go build -o "$w/umlexec" ./internal/umlexec) || flint_die "building internal/umlexec"
@@ -399,6 +410,15 @@ bench_line() {
 	echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=$test dir=$dir run=$r $figs $(cpu_figs "$dir" "$m0" "$m1")"
 }
 
+# rr_line RUN BOOT: --rr round trips against the guest's echo server, as a UML-BENCH line.
+rr_line() {
+	local r=$1 k=$2 m0 m1 out
+	m0=$(cpu_mark)
+	out=$(inns timeout 120 "$netrr" -addr "$guest:7007" -n "$rr" 2>&1) || out="result=fail error=$(tr -s ' \n\t' _ <<<"$out")"
+	m1=$(cpu_mark)
+	echo "UML-BENCH backend=$backend rx=$rx indirect=$indirect test=rr dir=rt run=$r $out boot=$k $(cpu_figs h2g "$m0" "$m1")"
+}
+
 # bench_boot K: one benchmark boot: the guest serves iperf3; the host measures
 # through the TAP (TCP only in soak mode).
 bench_boot() {
@@ -428,6 +448,7 @@ bench_boot() {
 			bench_line udp64 "$dir" "$r" '.end.sum | "pps=\((.packets - .lost_packets) / .seconds | floor) lost=\(.lost_packets) sent=\(.packets) secs=\(.seconds)"' \
 				-u -l 64 -b 0 -t "$udp_secs" "${rev[@]}"
 		done
+		((rr == 0)) || rr_line "$r" "$k"
 	done
 	if ((up)); then
 		inns timeout 10 busybox nc "$guest" 6001 -e true </dev/null >/dev/null 2>&1 || true

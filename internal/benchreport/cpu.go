@@ -46,6 +46,10 @@ func cpuDerived(kv map[string]string) map[string]float64 {
 	if !ok || win == 0 {
 		return out
 	}
+	if kv["test"] == "rr" {
+		rrDerived(kv, out, num)
+		return out
+	}
 	suffix := kv["test"] + "-" + kv["dir"]
 	be, beOK := num("be_cpu")
 	if v, ok := num("uml_cpu"); ok && kv["test"] == "tcp" {

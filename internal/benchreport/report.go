@@ -34,6 +34,9 @@ var figures = []figure{
 	{"udp64-h2g", "udp64", "h2g", "pps", "UDP 64 B host→guest kpps", 1000, 1, true},
 }
 
+// parsedFigures are the figures read from the lines' keys as they are.
+var parsedFigures = append(append([]figure(nil), figures...), rrFigures[:4]...)
+
 // results holds every measurement of a run, by configuration and figure
 // name, and the lines of the measurements that failed.
 type results struct {
@@ -73,7 +76,7 @@ func parse(r io.Reader) (*results, error) {
 		if c == "" {
 			continue
 		}
-		for _, fig := range figures {
+		for _, fig := range parsedFigures {
 			if kv["test"] != fig.test || kv["dir"] != fig.dir {
 				continue
 			}
@@ -197,6 +200,7 @@ func write(w io.Writer, res *results, order []string) error {
 		b.WriteString("\n")
 	}
 	writeCPU(b, res, order)
+	writeRR(b, res, order)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
