@@ -84,7 +84,7 @@ func (s *Server) putNetworkInterface(r *http.Request, body []byte) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := matchID("iface_id", n.IfaceID, r); err != nil {
+	if err := matchID("network-interfaces", "iface_id", n.IfaceID, r); err != nil {
 		return nil, err
 	}
 	return nil, s.update(r, func(c *configs.VMConfig) error {
@@ -102,7 +102,7 @@ func (s *Server) putDrive(r *http.Request, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := matchID("drive_id", d.DriveID, r); err != nil {
+	if err := matchID("drives", "drive_id", d.DriveID, r); err != nil {
 		return nil, err
 	}
 	return nil, s.update(r, func(c *configs.VMConfig) error {
@@ -137,8 +137,13 @@ func netConflict(list []configs.NetworkInterface, n configs.NetworkInterface) er
 	return nil
 }
 
-// matchID checks that a body's id (key) is the one in the request's path.
-func matchID(key, id string, r *http.Request) error {
+// matchID checks that a body's id (key, in the body of the object at
+// path) passes the API's id rule (configs.CheckPathID, which a config
+// file's ids need not) and is the one in the request's path.
+func matchID(path, key, id string, r *http.Request) error {
+	if err := configs.CheckPathID(path+"."+key, id); err != nil {
+		return err
+	}
 	if p := pathID(r); id != p {
 		return faultf("the body's %s %q does not match the path's %q", key, id, p)
 	}

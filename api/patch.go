@@ -32,7 +32,7 @@ func (s *Server) patchDrive(r *http.Request, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := matchID("drive_id", p.DriveID, r); err != nil {
+	if err := matchID("drives", "drive_id", p.DriveID, r); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -83,7 +83,7 @@ func (s *Server) patchNetworkInterface(r *http.Request, body []byte) (any, error
 	if err != nil {
 		return nil, err
 	}
-	if err := matchID("iface_id", p.IfaceID, r); err != nil {
+	if err := matchID("network-interfaces", "iface_id", p.IfaceID, r); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()

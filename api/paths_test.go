@@ -38,3 +38,20 @@ func TestPathFaultOneLine(t *testing.T) {
 		}
 	}
 }
+
+// TestPathIDRule: the API keeps its id rule for the ids in its paths
+// (letters, digits, '_', at most 64), which a config file's ids need not
+// follow: configs no longer applies it when decoding a drive or an
+// interface, the API does.
+func TestPathIDRule(t *testing.T) {
+	_, c, _ := serve(t, Options{Controller: &fakeVM{}, ID: "vm1", Version: "v9"})
+	c.fault("PUT", "/drives/root-fs", `{"drive_id": "root-fs", "path_on_host": "r.ext4", "is_root_device": true}`,
+		`drives.drive_id "root-fs": want 1 to 64 letters, digits or underscores`)
+	c.fault("PUT", "/network-interfaces/eth-0", `{"iface_id": "eth-0", "host_dev_name": "tap0"}`,
+		`network-interfaces.iface_id "eth-0": want 1 to 64`)
+	long := strings.Repeat("d", 65)
+	c.fault("PUT", "/drives/"+long, `{"drive_id": "`+long+`", "path_on_host": "r.ext4", "is_root_device": true}`, "want 1 to 64")
+	// 21 to 64 bytes is an API id (the disk serial is its first 20).
+	id := strings.Repeat("d", 64)
+	c.ok(204, "PUT", "/drives/"+id, `{"drive_id": "`+id+`", "path_on_host": "r.ext4", "is_root_device": true}`)
+}

@@ -3,6 +3,7 @@ package configs
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -14,12 +15,10 @@ const (
 	MaxMemSizeMiB     = 1 << 20 // 1 TiB
 	DefaultVCPUCount  = 1
 	DefaultMemSizeMiB = 128 // Firecracker's default
-	// MaxIDLength bounds iface_id and drive_id (as in Firecracker).
+	// MaxIDLength bounds an id in an API path (/drives/{id},
+	// /network-interfaces/{id}); a config file's ids are not bounded,
+	// as in Firecracker.
 	MaxIDLength = 64
-	// MaxDriveIDLength bounds drive_id further: Flint gives it to the
-	// guest as the disk's serial number, which has 20 bytes
-	// (VIRTIO_BLK_ID_BYTES; cmd/flint's tests check that they agree).
-	MaxDriveIDLength = 20
 )
 
 // Drive cache types and I/O engines (Firecracker's enums).
@@ -371,15 +370,32 @@ func (m *MachineConfig) validate(path string) error {
 	return nil
 }
 
-// checkID applies Firecracker's rule for iface_id and drive_id: 1 to 64
-// ASCII letters, digits or underscores.
-func checkID(path, id string) error {
-	if id == "" || len(id) > MaxIDLength || strings.IndexFunc(id, func(r rune) bool {
-		return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
-	}) >= 0 {
+// CheckPathID applies the API's rule for the id in a request path
+// (Firecracker's checked_id: not empty, letters, digits or underscores;
+// Flint takes ASCII ones, at most MaxIDLength) to id, the value of key
+// path. A config file's iface_id and drive_id are any string, as
+// Firecracker's --config-file takes them: only the API checks this.
+func CheckPathID(path, id string) error {
+	if !plainID(id) {
 		return fieldErrorf(path, "%q: want 1 to %d letters, digits or underscores", id, MaxIDLength)
 	}
 	return nil
+}
+
+func plainID(id string) bool {
+	return id != "" && len(id) <= MaxIDLength && strings.IndexFunc(id, func(r rune) bool {
+		return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}) < 0
+}
+
+// idPath appends an id to a JSON path: as it is when it passes the API's
+// rule, else quoted (Go syntax), so that a message naming the path stays
+// one line and shows where the id ends.
+func idPath(path, id string) string {
+	if plainID(id) {
+		return joinPath(path, id)
+	}
+	return joinPath(path, strconv.Quote(id))
 }
 
 // DecodeNetworkInterface decodes a PUT /network-interfaces/{id} body.
@@ -407,9 +423,6 @@ func decodeNetworkInterface(path string, raw json.RawMessage) (NetworkInterface,
 }
 
 func (n *NetworkInterface) validate(path string) error {
-	if err := checkID(joinPath(path, "iface_id"), n.IfaceID); err != nil {
-		return err
-	}
 	if err := checkTAPName(n.HostDevName); err != nil {
 		return fieldErrorf(joinPath(path, "host_dev_name"), "%q: %v", n.HostDevName, err)
 	}
@@ -453,12 +466,6 @@ func decodeDrive(path string, raw json.RawMessage) (Drive, error) {
 }
 
 func (d *Drive) validate(path string) error {
-	if err := checkID(joinPath(path, "drive_id"), d.DriveID); err != nil {
-		return err
-	}
-	if len(d.DriveID) > MaxDriveIDLength {
-		return fieldErrorf(joinPath(path, "drive_id"), "%q: at most %d bytes for flint (it is the disk's serial number)", d.DriveID, MaxDriveIDLength)
-	}
 	if d.PathOnHost == "" {
 		return fieldErrorf(joinPath(path, "path_on_host"), "must not be empty")
 	}

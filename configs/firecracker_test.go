@@ -144,7 +144,6 @@ func TestInvalidFiles(t *testing.T) {
 		{"interfaces not array", `{` + boot + `, "network-interfaces": {}}`, "network-interfaces", "must be an array"},
 		{"iface unknown key", net(`, "mac": "x"`), "network-interfaces[0].mac", `unknown key "mac" at network-interfaces[0]`},
 		{"iface no tap", `{` + boot + `, "network-interfaces": [{"iface_id": "eth0"}]}`, "network-interfaces[0].host_dev_name", "is required"},
-		{"iface bad id", `{` + boot + `, "network-interfaces": [{"iface_id": "eth-0", "host_dev_name": "t"}]}`, "network-interfaces[0].iface_id", "letters, digits or underscores"},
 		{"iface long tap", `{` + boot + `, "network-interfaces": [{"iface_id": "e", "host_dev_name": "abcdefghijklmnopq"}]}`, "network-interfaces[0].host_dev_name", "not a valid interface name"},
 		{"iface bad mac", net(`, "guest_mac": "zz"`), "network-interfaces[0].guest_mac", "want a MAC"},
 		{"iface multicast mac", net(`, "guest_mac": "01:00:5e:00:00:01"`), "network-interfaces[0].guest_mac", "multicast"},

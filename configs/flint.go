@@ -175,13 +175,9 @@ func (o *object) objectMap(key string, keys []string, fn func(id string, e *obje
 		return
 	}
 	for _, id := range sortedKeys(m.fields) {
-		// An id names an interface or drive: checked here, so that
-		// no message writes a malformed one into a path.
-		if err := checkID(m.path, id); err != nil {
-			o.fail(err)
-			return
-		}
-		e, err := openObject(joinPath(m.path, id), m.fields[id], keys)
+		// An id is any string, as a config file's iface_id and
+		// drive_id are: idPath quotes an odd one in messages.
+		e, err := openObject(idPath(m.path, id), m.fields[id], keys)
 		if err != nil {
 			o.fail(err)
 			return
@@ -212,12 +208,12 @@ func (f *Flint) validate(path string, ifaces, drives map[string]bool, vsock, ent
 	}
 	for _, id := range sortedKeys(f.NetworkInterfaces) {
 		if !ifaces[id] {
-			return fieldErrorf(joinPath(path, "network-interfaces."+id), "names no interface in network-interfaces (no iface_id %q)", id)
+			return fieldErrorf(idPath(joinPath(path, "network-interfaces"), id), "names no interface in network-interfaces (no iface_id %q)", id)
 		}
 	}
 	for _, id := range sortedKeys(f.Drives) {
 		if !drives[id] {
-			return fieldErrorf(joinPath(path, "drives."+id), "names no drive in drives (no drive_id %q)", id)
+			return fieldErrorf(idPath(joinPath(path, "drives"), id), "names no drive in drives (no drive_id %q)", id)
 		}
 	}
 	if f.Vsock != nil && !vsock {
@@ -260,7 +256,7 @@ func (c *VMConfig) NetInterfaces() ([]NetInterface, error) {
 		path := fmt.Sprintf("network-interfaces[%d]", i)
 		if c.Flint != nil {
 			if f, ok := c.Flint.NetworkInterfaces[ni.IfaceID]; ok {
-				path = "flint.network-interfaces." + ni.IfaceID
+				path = idPath("flint.network-interfaces", ni.IfaceID)
 				if f.Transport != "" {
 					n.Transport = f.Transport
 				}

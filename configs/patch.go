@@ -44,7 +44,7 @@ func DecodeDrivePatch(data []byte) (DrivePatch, error) {
 	if o.err != nil {
 		return p, o.err
 	}
-	if err := checkID("drives.drive_id", p.DriveID); err != nil {
+	if err := CheckPathID("drives.drive_id", p.DriveID); err != nil {
 		return p, err
 	}
 	if o.has("path_on_host") && p.PathOnHost == "" {
@@ -68,7 +68,7 @@ func DecodeNetworkInterfacePatch(data []byte) (NetworkInterfacePatch, error) {
 	if o.err != nil {
 		return p, o.err
 	}
-	if err := checkID("network-interfaces.iface_id", p.IfaceID); err != nil {
+	if err := CheckPathID("network-interfaces.iface_id", p.IfaceID); err != nil {
 		return p, err
 	}
 	if err := p.RxRateLimiter.validate("network-interfaces.rx_rate_limiter"); err != nil {

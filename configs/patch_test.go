@@ -110,12 +110,12 @@ func FuzzDecodePatch(f *testing.F) {
 	f.Add([]byte(`{"iface_id": "eth0", "rx_rate_limiter": {"ops": {"size": 1, "one_time_burst": 9, "refill_time": 1}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if p, err := DecodeDrivePatch(data); err == nil {
-			if checkID("", p.DriveID) != nil || p.RateLimiter.validate("") != nil {
+			if CheckPathID("", p.DriveID) != nil || p.RateLimiter.validate("") != nil {
 				t.Fatalf("accepted an invalid drive patch %+v", p)
 			}
 		}
 		if p, err := DecodeNetworkInterfacePatch(data); err == nil {
-			if checkID("", p.IfaceID) != nil || p.RxRateLimiter.validate("") != nil || p.TxRateLimiter.validate("") != nil {
+			if CheckPathID("", p.IfaceID) != nil || p.RxRateLimiter.validate("") != nil || p.TxRateLimiter.validate("") != nil {
 				t.Fatalf("accepted an invalid interface patch %+v", p)
 			}
 		}

@@ -3,7 +3,6 @@ package configs
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -156,54 +155,42 @@ func TestZeroMAC(t *testing.T) {
 	}
 }
 
-// TestDriveIDLength: a drive_id longer than the disk serial it becomes is
-// refused when the drive is decoded (PUT /drives answers 400 at once), not
-// only when the VM is built at InstanceStart after a 204.
-func TestDriveIDLength(t *testing.T) {
-	ok := `{"drive_id": "` + strings.Repeat("d", MaxDriveIDLength) + `", "path_on_host": "p", "is_root_device": false}`
-	if _, err := DecodeDrive([]byte(ok)); err != nil {
-		t.Fatalf("%d-byte drive_id: %v", MaxDriveIDLength, err)
-	}
-	long := `{"drive_id": "` + strings.Repeat("d", MaxDriveIDLength+1) + `", "path_on_host": "p", "is_root_device": false}`
-	var fe *FieldError
-	if _, err := DecodeDrive([]byte(long)); !errors.As(err, &fe) || fe.Path != "drives.drive_id" || !strings.Contains(fe.Msg, "serial number") {
-		t.Fatalf("%d-byte drive_id: %v", MaxDriveIDLength+1, err)
-	}
-}
-
-// TestRootPartUUID: a root device's partuuid is checked when the drive is
-// decoded with the rule vmm applies when it builds the VM, so PUT /drives
-// refuses what InstanceStart would; another drive's is ignored.
-func TestRootPartUUID(t *testing.T) {
-	drive := func(root bool, partuuid string) error {
-		q, _ := json.Marshal(partuuid)
-		_, err := DecodeDrive([]byte(fmt.Sprintf(`{"drive_id": "d", "path_on_host": "p", "is_root_device": %t, "partuuid": %s}`, root, q)))
-		return err
-	}
-	for _, ok := range []string{"", "0eaa91a0-01", "6a2b4c3d-1e5f-4a6b-8c7d-9e0f1a2b3c4d", "0eaa91a0-01/PARTNROFF=1"} {
-		if err := drive(true, ok); err != nil {
-			t.Errorf("partuuid %q: %v", ok, err)
+// TestConfigIDsAsFirecracker: a config file's drive_id and iface_id are
+// any string, as Firecracker's --config-file takes them (it checks ids
+// only in API paths): "root-fs", "eth-0", longer than 20 or 64 bytes,
+// even empty or with a line break. The "flint" section's maps find such
+// ids, and messages quote them (one line). They were refused ("want 1 to
+// 64 letters, digits or underscores"; a drive_id over 20 bytes "at most
+// 20 bytes for flint").
+func TestConfigIDsAsFirecracker(t *testing.T) {
+	long := strings.Repeat("d", 100)
+	for _, id := range []string{"root-fs", "rootfs.v2", strings.Repeat("x", 21), long, "", "a\nb", "é"} {
+		js, _ := json.Marshal(id)
+		doc := `{"boot-source": {"kernel_image_path": "k"},
+			"network-interfaces": [{"iface_id": ` + string(js) + `, "host_dev_name": "tap0"}],
+			"drives": [{"drive_id": ` + string(js) + `, "path_on_host": "p", "is_root_device": true}],
+			"flint": {"drives": {` + string(js) + `: {"transport": "mmio"}}, "network-interfaces": {` + string(js) + `: {"transport": "mmio"}}}}`
+		c, err := DecodeVMConfig([]byte(doc))
+		if err != nil {
+			t.Fatalf("id %q: %v", id, err)
+		}
+		if c.Drives[0].DriveID != id || c.NetworkInterfaces[0].IfaceID != id || c.DriveTransport(id) != TransportMMIO {
+			t.Fatalf("id %q: %+v", id, c)
+		}
+		ns, err := c.NetInterfaces()
+		if err != nil || ns[0].ID != id || ns[0].Transport != TransportMMIO {
+			t.Fatalf("id %q: %+v, %v", id, ns, err)
 		}
 	}
-	for _, bad := range []string{"a_b", "a;b", "a\rb", strings.Repeat("a", MaxPartUUID+1)} {
-		if err := drive(true, bad); err == nil {
-			t.Errorf("root partuuid %q accepted", bad)
-		}
-		if err := drive(false, bad); err != nil {
-			t.Errorf("partuuid %q on a data drive (ignored): %v", bad, err)
-		}
+	// A "flint" key naming no drive is quoted in the message.
+	doc := `{"boot-source": {"kernel_image_path": "k"}, "drives": [{"drive_id": "a-b", "path_on_host": "p", "is_root_device": true}],
+		"flint": {"drives": {"a\nb": {"transport": "mmio"}}}}`
+	if _, err := DecodeVMConfig([]byte(doc)); err == nil || !strings.Contains(err.Error(), `flint.drives."a\nb" names no drive`) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("unknown odd id: %v", err)
 	}
-}
-
-// TestLoggerLevelWarn: Firecracker takes "warn" as well as "warning" (any
-// case) and writes "Warn" in GET /vm/config; Flint refused both spellings.
-func TestLoggerLevelWarn(t *testing.T) {
-	for _, level := range []string{"Warn", "warn", "WARNING", "Warning"} {
-		if _, err := DecodeLogger([]byte(`{"level": "` + level + `"}`)); err != nil {
-			t.Errorf("level %q: %v", level, err)
-		}
-	}
-	if _, err := DecodeLogger([]byte(`{"level": "Warnings"}`)); err == nil {
-		t.Error(`level "Warnings" accepted`)
+	// The API's rule is still there for its paths.
+	if CheckPathID("p", "root-fs") == nil || CheckPathID("p", strings.Repeat("d", MaxIDLength+1)) == nil || CheckPathID("p", "") == nil ||
+		CheckPathID("p", strings.Repeat("d", MaxIDLength)) != nil {
+		t.Fatal("CheckPathID")
 	}
 }
