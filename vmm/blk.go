@@ -230,10 +230,13 @@ func closeDrives(log *slog.Logger, drives []*blk.Device, ids []string, trs []vir
 
 // UpdateDrive changes the running drive id, as the API's PATCH
 // /drives/{id} does: path, when not empty, becomes its image (see
-// blk.Device.ReplaceImage: same size, swapped atomically under in-flight
-// requests), and rl, when not nil, its rate limiter (both buckets start
-// over full). Both are checked before either changes. A rate limiter
-// needs Config.PatchableLimiters or a limiter configured at start.
+// blk.Device.ReplaceImage: same size, swapped between two requests once
+// a Writeback drive's old image is synced), and rl, when not nil, its
+// rate limiter (both buckets start over full). Both are checked before
+// either changes, and the image is swapped first: on error nothing
+// changed (a failed sync of the old image fails the update and keeps
+// the image, whose later flushes are IOERR). A rate limiter needs
+// Config.PatchableLimiters or a limiter configured at start.
 func (m *Machine) UpdateDrive(id, path string, rl *ratelimit.Config) error {
 	m.dumpMu.Lock() // Close marks the devices closed under it
 	defer m.dumpMu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/flintvm/flint/internal/hostfile"
 	"os"
+	"sync"
 
 	"github.com/flintvm/flint/mem"
 	"github.com/flintvm/flint/ratelimit"
@@ -103,6 +104,10 @@ type Device struct {
 	// engines: the request queue's lane; its lock serializes the
 	// transport's calls, Close and the image's replacement.
 	engines virtio.Engines
+	// io is held by the request engine while it serves a request and by
+	// ReplaceImage while it syncs and swaps the image: no request runs
+	// meanwhile. It guards the engine's sync state (failed, owed).
+	io sync.Mutex
 
 	eng   engine // reused across activations: its buffers stay warm
 	stats virtio.Tally[Stats, counter]

@@ -24,12 +24,16 @@
 //     is synced before it completes (virtio 1.2 §5.2.6.2). Once a sync
 //     failed, every later flush (and synced write) is IOERR until
 //     ReplaceImage: the host may have dropped the pages that failed to
-//     reach the disk, and a new fdatasync would not report it. Without
-//     Writeback ("Unsafe", Firecracker's default cache type) FLUSH is
-//     not offered, writes sit in the host page cache until the host
-//     writes them back, and a flush request a driver sends anyway is
-//     answered OK without syncing: data the guest considers durable can
-//     be lost if the host crashes.
+//     reach the disk, and a new fdatasync would not report it.
+//     ReplaceImage syncs the image before it swaps it, with requests
+//     held off, and fails without a swap if that sync fails; a loss the
+//     guest was not yet answered IOERR for is reported by the first
+//     flush on the new image. Without Writeback ("Unsafe",
+//     Firecracker's default cache type) FLUSH is not offered, writes sit
+//     in the host page cache until the host writes them back, and a
+//     flush request a driver sends anyway is answered OK without
+//     syncing: data the guest considers durable can be lost if the host
+//     crashes.
 //   - GET_ID: the drive's ID (at most 20 bytes, zero-padded) into the
 //     data buffer.
 //   - Anything else: UNSUPP.

@@ -6,7 +6,6 @@ package blk
 import (
 	"encoding/binary"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -59,13 +58,19 @@ type engine struct {
 	iov    []unix.Iovec
 
 	// syncData syncs the image's data (fdatasync; tests count or fail
-	// it). syncFailed: a sync of the image failed, so the host may have
-	// dropped written pages it then marks clean, and a later sync would
-	// report success for data that is lost: every later flush (and
+	// it). The rest is guarded by Device.io.
+	syncData func(fd int) error
+	// failed: a sync of the image failed, so the host may have dropped
+	// written pages it then marks clean, and a later sync would report
+	// success for data that is lost: every later flush (and
 	// write-through write) answers IOERR instead, until ReplaceImage
 	// installs another file.
-	syncData   func(fd int) error
-	syncFailed atomic.Bool
+	failed bool
+	// owed: writes completed OK may be lost to a failed sync and no
+	// request was answered IOERR since: the next sync answers IOERR,
+	// even on an image ReplaceImage installed since then (the guest
+	// hears of the loss once, whatever the image).
+	owed bool
 }
 
 var _ virtio.Handler = (*engine)(nil)
@@ -79,6 +84,8 @@ func (e *engine) alloc(d *Device) {
 // Chain executes one request; a request the rate limiter refuses is
 // given back and popped again after the wait.
 func (e *engine) Chain(c *queue.Chain) virtio.Result {
+	e.d.io.Lock()
+	defer e.d.io.Unlock() // deferred: a fault the engine contains must not keep it
 	used, wait := e.handle(c)
 	if wait > 0 {
 		return virtio.Result{Do: virtio.Throttle, Wait: wait}
@@ -160,6 +167,7 @@ func (e *engine) write(c *queue.Chain, sector, n uint64) (uint32, time.Duration)
 		e.d.stats.Inc(cHostErrors)
 		return e.finish(c, StatusIOErr, 0)
 	}
+	e.owed = e.owed || e.failed // in the host's cache, which may drop it
 	// FLUSH offered but not negotiated: the driver was told of no write
 	// cache, so a completed write must be stable (virtio 1.2 §5.2.6.2).
 	if e.d.flush && !virtio.Has(e.d.Negotiated(), FeatureFlush) && !e.sync() {
@@ -218,14 +226,37 @@ func (e *engine) transfer(write bool, segs [][]byte, skip, n uint64, pos uint64)
 // sync makes the image's written data stable and reports whether it
 // did. After one failed sync it reports false without trying: the host
 // may have dropped the pages that failed, and a new fdatasync would not
-// say so (counted as a host error each time).
+// say so (counted as a host error each time). A loss owed to the guest
+// (owed) is reported first, once.
 func (e *engine) sync() bool {
-	if !e.syncFailed.Load() && e.syncData(e.d.fd) == nil {
+	switch {
+	case e.owed:
+		e.owed = false
+	case e.failed:
+	case e.syncData(e.d.fd) == nil:
 		return true
+	default:
+		e.failed = true
 	}
-	e.syncFailed.Store(true)
 	e.d.stats.Inc(cHostErrors)
 	return false
+}
+
+// retire syncs the image before ReplaceImage swaps it (under Device.io),
+// for a Writeback drive, so every write completed on it is stable; it
+// returns the sync's error, after which the image is failed and the loss
+// owed (its writes were answered OK). An image already failed is not
+// synced again: its loss was reported or is owed.
+func (e *engine) retire() error {
+	if !e.d.flush || e.d.readOnly || e.failed {
+		return nil
+	}
+	if err := e.syncData(e.d.fd); err != nil {
+		e.failed, e.owed = true, true
+		e.d.stats.Inc(cHostErrors)
+		return err
+	}
+	return nil
 }
 
 // fdatasync syncs the image's data, retrying EINTR.

@@ -16,13 +16,18 @@ import (
 // device may be running. It opens path as Open would (read-only for a
 // read-only drive) and checks it before anything changes: its size must
 // be the drive's capacity (the guest was told that capacity; a new size
-// is not supported yet). The swap itself is one dup3 onto the image's
-// file descriptor: the kernel replaces the file atomically, so a request
-// in progress finishes its current read or write on the old file and
-// every later one uses the new file; no request ever sees a closed or
-// reused descriptor. The old file is closed once no request uses it
-// (and, for a Writeback drive, synced first, so writes the guest made
-// before the swap reach it). On error the drive keeps its image.
+// is not supported yet). It then waits for the request in progress, if
+// any, and holds off the next ones while it syncs the old image (a
+// Writeback drive, so every write the guest completed on it is stable
+// before any request uses the new file) and swaps the file with one dup3
+// onto the image's descriptor, which closes the old file. On error
+// nothing changed: the drive keeps its image, and when the old image's
+// sync failed it stays failed (every later flush IOERR, as after a
+// failed FLUSH). An image already failed is swapped without a sync (a
+// new fdatasync would not report the lost pages); if the guest was not
+// answered IOERR since its last write completed there, the first flush
+// (or write-through write) on the new image is IOERR: the loss is
+// reported once, whatever the image.
 func (d *Device) ReplaceImage(path string) error {
 	flag := unix.O_RDWR
 	if d.readOnly {
@@ -46,20 +51,14 @@ func (d *Device) ReplaceImage(path string) error {
 	if d.engines.Closed() {
 		return errors.New("virtio-blk: device closed")
 	}
-	// Keep the old file open until the swap is done, to sync it.
-	old, err := unix.FcntlInt(uintptr(d.fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("virtio-blk: keeping the old image: %w", err)
+	d.io.Lock()
+	defer d.io.Unlock()
+	if err := d.eng.retire(); err != nil {
+		return fmt.Errorf("virtio-blk: syncing the image before replacing it (the drive keeps it): %w", err)
 	}
-	defer unix.Close(old)
 	if err := unix.Dup3(int(f.Fd()), d.fd, unix.O_CLOEXEC); err != nil {
 		return fmt.Errorf("virtio-blk: installing %s: %w", path, err)
 	}
-	d.eng.syncFailed.Store(false) // the failed sync was the old file's
-	if d.flush && !d.readOnly {
-		if err := fdatasync(old); err != nil {
-			return fmt.Errorf("virtio-blk: syncing the old image: %w", err)
-		}
-	}
+	d.eng.failed = false // the old file's; a loss still owed stays owed
 	return nil
 }

@@ -8,6 +8,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 )
@@ -107,4 +110,120 @@ func TestReplaceImageUnderLoad(t *testing.T) {
 	}
 	close(done)
 	wg.Wait()
+}
+
+// failFirst fails a syncRig's first sync with EIO.
+func failFirst(call int32) error {
+	if call == 1 {
+		return unix.EIO
+	}
+	return nil
+}
+
+// TestReplaceImageSyncsFirst: ReplaceImage syncs a Writeback drive's image
+// before the swap, with requests held off, so that a write the guest
+// completed on the old image is durable before any request uses the new
+// one. A FLUSH the guest sends during that sync waits for it: it is not
+// answered OK from the new image while the old one's sync may still fail.
+// When that sync fails ReplaceImage fails and nothing changed: the drive
+// keeps its image, whose failure sticks (the FLUSH and later ones IOERR).
+func TestReplaceImageSyncsFirst(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan error, 1)
+	r := newSyncRig(t, Options{Writeback: true}, FeatureFlush.Mask(), func(call int32) error {
+		if call == 1 {
+			close(entered)
+			return <-release
+		}
+		return nil
+	})
+	t.Cleanup(func() { // before the rig's Close, which waits for ReplaceImage
+		select {
+		case release <- nil:
+		default:
+		}
+	})
+	if st := r.writeSector(2, 0x5a); st != StatusOK {
+		t.Fatalf("write status %d", st)
+	}
+	swapped := make(chan error, 1)
+	go func() { swapped <- r.dev.ReplaceImage(filled(t, "next.img", testSectors, 0xbb)) }()
+	select {
+	case <-entered:
+	case err := <-swapped:
+		t.Fatalf("ReplaceImage returned (%v) without syncing the old image", err)
+	}
+	if _, err := r.drv.Add(qt.R(hdr(TypeFlush, 0)), qt.W(1)); err != nil {
+		t.Fatal(err)
+	}
+	r.h.Kick(0)
+	time.Sleep(50 * time.Millisecond) // time for the engine to (wrongly) answer it
+	if u, ok := r.drv.Used(); ok {
+		t.Fatalf("a FLUSH was answered (status %d, %d syncs) while the old image's sync was pending", r.status(u), r.calls.Load())
+	}
+	release <- unix.EIO
+	if err := <-swapped; err == nil || !strings.Contains(err.Error(), "input/output error") {
+		t.Fatalf("ReplaceImage whose sync failed: %v, want the EIO", err)
+	}
+	if st := r.status(r.waitUsed()); st != StatusIOErr {
+		t.Fatalf("the FLUSH sent during the failed sync: status %d, want IOERR", st)
+	}
+	if got, st := r.read(2, SectorSize); st != StatusOK || got[0] != 0x5a {
+		t.Fatalf("after the failed swap: status %d, data % x..., want the old image's", st, got[:4])
+	}
+	if st := r.flush(); st != StatusIOErr || r.calls.Load() != 1 {
+		t.Fatalf("a later flush: status %d after %d syncs, want IOERR without a sync", st, r.calls.Load())
+	}
+	if s := r.dev.Stats(); s.HostErrors != 3 {
+		t.Fatalf("stats %+v, want 3 host errors (the swap's sync, 2 flushes refused)", s)
+	}
+}
+
+// TestReplaceImageOwesTheLoss: writes the guest completed on an image whose
+// sync failed may be lost. When the guest was not answered IOERR after
+// them (ReplaceImage's own sync failed, or it wrote again after a failed
+// flush), the first flush on the next image is IOERR, once; later flushes
+// sync the new image. A swap after a failure does not sync the failed
+// image again (a new fdatasync would report success for lost pages).
+func TestReplaceImageOwesTheLoss(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before func(t *testing.T, r *syncRig)
+	}{
+		{"the swap's own sync failed", func(t *testing.T, r *syncRig) {
+			if err := r.dev.ReplaceImage(filled(t, "other.img", testSectors, 0xaa)); err == nil {
+				t.Fatal("ReplaceImage whose sync failed succeeded")
+			}
+		}},
+		{"a write after a failed flush", func(t *testing.T, r *syncRig) {
+			if st := r.flush(); st != StatusIOErr {
+				t.Fatalf("flush status %d, want IOERR", st)
+			}
+			if st := r.writeSector(4, 0x44); st != StatusOK {
+				t.Fatalf("write status %d", st)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSyncRig(t, Options{Writeback: true}, FeatureFlush.Mask(), failFirst)
+			r.writeSector(1, 0x11)
+			tc.before(t, r)
+			if err := r.dev.ReplaceImage(filled(t, "next.img", testSectors, 0xbb)); err != nil {
+				t.Fatal(err)
+			}
+			if n := r.calls.Load(); n != 1 {
+				t.Fatalf("%d syncs: the failed image was synced again", n)
+			}
+			if got, st := r.read(0, SectorSize); st != StatusOK || got[0] != 0xbb {
+				t.Fatalf("after the swap: status %d, data % x...", st, got[:4])
+			}
+			for i, want := range []byte{StatusIOErr, StatusOK, StatusOK} {
+				if st := r.flush(); st != want {
+					t.Fatalf("flush %d on the new image: status %d, want %d", i, st, want)
+				}
+			}
+			if n := r.calls.Load(); n != 3 {
+				t.Fatalf("%d syncs, want 3 (the failed one, 2 flushes of the new image)", n)
+			}
+		})
+	}
 }

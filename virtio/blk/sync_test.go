@@ -5,8 +5,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 )
 
@@ -90,12 +88,6 @@ func TestWriteThroughWithoutFlush(t *testing.T) {
 // write, is IOERR without syncing again; a new image (ReplaceImage) is
 // synced again.
 func TestSyncErrorSticks(t *testing.T) {
-	failFirst := func(call int32) error {
-		if call == 1 {
-			return unix.EIO
-		}
-		return nil
-	}
 	t.Run("flush", func(t *testing.T) {
 		r := newSyncRig(t, Options{Writeback: true}, FeatureFlush.Mask(), failFirst)
 		r.writeSector(1, 0x11)
