@@ -197,7 +197,7 @@ func (a *app) runAPI(c *cli.Context, sock string) error {
 		if err != nil {
 			return err
 		}
-		r.boot, r.src = fc, "--config "+p
+		r.boot, r.src = fc, "--config "+configs.Shown(p)
 	}
 	before, err := a.seccompHook(c)
 	if err != nil {

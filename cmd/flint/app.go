@@ -228,7 +228,7 @@ func runConfig(c *cli.Context) (vmm.Config, func(), error) {
 		if fc, err = loadConfigFile(p); err != nil {
 			return vmm.Config{}, func() {}, err
 		}
-		src = "--config " + p
+		src = "--config " + configs.Shown(p)
 	}
 	return buildConfig(c, fc, src)
 }
@@ -257,14 +257,20 @@ func readInputWith(flag, path string, read func(path string) ([]byte, error)) ([
 	}
 	b, err := read(path)
 	if err != nil {
-		msg := unwrapPathError(err).Error()
-		if q := configs.Shown(path); q != path {
-			// read's own errors may write the name as it is.
-			msg = strings.ReplaceAll(msg, path, q)
-		}
-		return nil, usagef("%s: %s", flag, msg)
+		return nil, usagef("%s: %s", flag, fileError(path, err))
 	}
 	return b, nil
+}
+
+// fileError is the message of err, an error about the file name, on one
+// line: unwrapPathError's, with name quoted also where err's own text
+// (hostfile's, boot's) writes it as it is.
+func fileError(name string, err error) string {
+	msg := unwrapPathError(err).Error()
+	if q := configs.Shown(name); q != name {
+		msg = strings.ReplaceAll(msg, name, q)
+	}
+	return msg
 }
 
 // unwrapPathError writes an *os.PathError as "<file>: <problem>", the

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -85,6 +86,7 @@ func TestBadInputIsOneLineAndExitCode2(t *testing.T) {
 	truncated := writeFile(t, "truncated", vmmtest.BzImage(vmmtest.Spin)[:700])
 	bigInitrd := writeFile(t, "big", make([]byte, 17<<20))
 	dir := t.TempDir()
+	nlConfig := writeFile(t, "c\nfg.json", []byte(`{"boot-source": {"kernel_image_path": "/nonexistent/k"}, "logger": {"log_path": "/nonexistent/l"}}`))
 	cases := []struct {
 		name string
 		args []string
@@ -120,6 +122,7 @@ func TestBadInputIsOneLineAndExitCode2(t *testing.T) {
 		// File names with a line break are named quoted, not cut at it.
 		{"missing kernel with a newline", []string{"run", "--kernel", "/nonexistent/a\nb"}, `"/nonexistent/a\nb"`},
 		{"missing initrd with a newline", []string{"run", "--kernel", good, "--initrd", "/nonexistent/i\rd"}, `"/nonexistent/i\rd"`},
+		{"bad config with a newline", []string{"run", "--config", nlConfig, "--kernel", good}, "--config " + strconv.Quote(nlConfig) + ": logger.log_path"},
 		{"missing config with a newline", []string{"run", "--config", "/nonexistent/c\nfg.json"}, `"/nonexistent/c\nfg.json"`},
 	}
 	for _, c := range cases {

@@ -29,7 +29,7 @@ func loadConfigFile(path string) (*configs.VMConfig, error) {
 	}
 	fc, err := configs.DecodeVMConfig(b)
 	if err != nil {
-		return nil, usagef("--config %s: %v", path, err)
+		return nil, usagef("--config %s: %v", configs.Shown(path), err)
 	}
 	return &fc, nil
 }
@@ -306,7 +306,7 @@ func newLogger(l *configs.Logger, levelFlag, src string) (*slog.Logger, func(), 
 	if l.LogPath != "" {
 		f, err := hostfile.OpenOutput(l.LogPath)
 		if err != nil {
-			return nil, release, usagef("%s: logger.log_path: %v", src, unwrapPathError(err))
+			return nil, release, usagef("%s: logger.log_path: %s", src, fileError(l.LogPath, err))
 		}
 		w, release = f, func() { f.Close() }
 	}

@@ -182,7 +182,7 @@ func (a *app) runFirecracker(c *cli.Context, launch launcher) error {
 		if f.logger.LogPath != "" {
 			lf, err := hostfile.OpenOutput(f.logger.LogPath)
 			if err != nil {
-				return usagef("firecracker: --log-path: %v", unwrapPathError(err))
+				return usagef("firecracker: --log-path: %s", fileError(f.logger.LogPath, err))
 			}
 			defer lf.Close()
 			reqLog = slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: firecrackerLevel(f.logger.Level)}))
@@ -194,13 +194,13 @@ func (a *app) runFirecracker(c *cli.Context, launch launcher) error {
 		// through its own descriptor.
 		mf, err := hostfile.OpenOutput(f.metricsPath)
 		if err != nil {
-			return usagef("firecracker: --metrics-path: %v", unwrapPathError(err))
+			return usagef("firecracker: --metrics-path: %s", fileError(f.metricsPath, err))
 		}
 		defer mf.Close()
 		preset.Metrics = &configs.Metrics{MetricsPath: f.metricsPath}
 	}
 	var boot *configs.VMConfig
-	src := "--config-file " + f.configFile
+	src := "--config-file " + configs.Shown(f.configFile)
 	if f.configFile != "" {
 		if boot, err = loadConfigFile(f.configFile); err != nil {
 			return usagef("firecracker: %s", strings.Replace(err.Error(), "--config", "--config-file", 1))

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -161,10 +162,22 @@ func TestFirecrackerFlagErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := fcConfig(t, "")
+	// File names with a line break are quoted, not cut at it.
+	nlFifo := filepath.Join(dir, "fi\nfo")
+	if err := syscall.Mkfifo(nlFifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nlConfig := filepath.Join(dir, "c\nfg.json")
+	if err := os.WriteFile(nlConfig, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"--metrics-path", nlFifo, "--api-sock", filepath.Join(dir, "s4")}, "--metrics-path: " + strconv.Quote(nlFifo) + ": a FIFO"},
+		{[]string{"--log-path", nlFifo, "--api-sock", filepath.Join(dir, "s5")}, "--log-path: " + strconv.Quote(nlFifo) + ": a FIFO"},
+		{[]string{"--config-file", nlConfig, "--api-sock", filepath.Join(dir, "s6")}, "--config-file " + strconv.Quote(nlConfig) + ": boot-source"},
 		{[]string{"--bogus"}, "unknown flag --bogus"},
 		{[]string{"--api-sock"}, "--api-sock needs a value"},
 		{[]string{"stray"}, `unexpected argument "stray"`},
