@@ -51,13 +51,16 @@ func netBackendCommand(a *app) *cli.Command {
 					return usagef("net-backend: --%s is required", f)
 				}
 			}
-			spec := []string{"tap=" + c.String("tap"), fmt.Sprintf("mtu=%d", c.Int("mtu")), fmt.Sprintf("queues=%d", c.Int("queues"))}
-			if m := c.String("mac"); m != "" {
-				spec = append(spec, "mac="+m)
-			}
-			for flag, key := range map[string]string{"mrg-rxbuf": "mrg_rxbuf", "tso": "tso", "indirect": "indirect", "event-idx": "event_idx",
-				"rx-irq-gap": "rx_irq_gap", "tx-irq-gap": "tx_irq_gap", "poll": "poll"} {
-				spec = append(spec, key+"="+c.String(flag))
+			spec := []string{fmt.Sprintf("mtu=%d", c.Int("mtu")), fmt.Sprintf("queues=%d", c.Int("queues"))}
+			for flag, key := range map[string]string{"tap": "tap", "mac": "mac", "mrg-rxbuf": "mrg_rxbuf", "tso": "tso", "indirect": "indirect",
+				"event-idx": "event_idx", "rx-irq-gap": "rx_irq_gap", "tx-irq-gap": "tx_irq_gap", "poll": "poll"} {
+				v := c.String(flag)
+				if strings.Contains(v, ",") { // one field of the spec, not more keys
+					return usagef("net-backend: --%s %q: a comma is not allowed", flag, v)
+				}
+				if v != "" || flag != "mac" { // no --mac: derived from the TAP name
+					spec = append(spec, key+"="+v)
+				}
 			}
 			n, err := configs.ParseNetFlag(strings.Join(spec, ","))
 			if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -30,4 +31,27 @@ func TestNetBackendIRQGapDefaults(t *testing.T) {
 	if len(want) != 0 {
 		t.Errorf("flags missing: %v", want)
 	}
+}
+
+// TestNetBackendCommaInValue: a flag's value is one field of the
+// device's spec, so a comma in it is refused (naming the flag) instead of
+// being read as more keys: --tap "t0,csum=off" must not turn checksum
+// offload off, nor --mac or a switch carry options net-backend has no
+// flag for.
+func TestNetBackendCommaInValue(t *testing.T) {
+	base := []string{"net-backend", "--socket", "/nonexistent/nb.sock"}
+	for _, c := range []struct{ flag, val string }{
+		{"tap", "t0,packed=maybe"},
+		{"mac", "x,tso=on"},
+		{"tso", "on,mtu=1"},
+		{"poll", "0,queues=2"},
+	} {
+		args := append(append([]string{}, base...), "--"+c.flag, c.val)
+		if c.flag != "tap" {
+			args = append(args, "--tap", "t0")
+		}
+		t.Run(c.flag, func(t *testing.T) { wantUsageError(t, args, fmt.Sprintf("--%s %q", c.flag, c.val)) })
+	}
+	// An empty switch is still refused, not taken as its default.
+	wantUsageError(t, append(base, "--tap", "t0", "--tso", ""), `tso=""`)
 }
