@@ -65,7 +65,8 @@ func (m Mode) action() uint32 {
 
 // syscalls is every system call Flint and the Go runtime make after setup,
 // allowed with any arguments. Calls allowed with argument checks are in
-// Build (ioctl, socket, clone, kill, tgkill, mmap).
+// Build (ioctl, socket, clone, kill, tgkill, mmap, mprotect, fcntl,
+// madvise).
 var syscalls = map[string]uint32{
 	// Files, TAP queues, eventfds, disk images, the console and logs.
 	"read": unix.SYS_READ, "write": unix.SYS_WRITE,
@@ -75,7 +76,6 @@ var syscalls = map[string]uint32{
 	"fdatasync": unix.SYS_FDATASYNC, "fsync": unix.SYS_FSYNC, // virtio-blk flush
 	"lseek": unix.SYS_LSEEK, "close": unix.SYS_CLOSE,
 	"fstat": unix.SYS_FSTAT, "newfstatat": unix.SYS_NEWFSTATAT, // vhost-user fd checks, os.File.Stat
-	"fcntl": unix.SYS_FCNTL, // SetNonblock on fds a vhost-user frontend passes
 	// vhost-user's check of what a passed fd is (fdkind.go) and the
 	// queue engine's of its kick file at each activation (virtio's
 	// kickkind.go): the file system, and /proc/self/fd/N's link to tell
@@ -94,8 +94,8 @@ var syscalls = map[string]uint32{
 	"getsockname": unix.SYS_GETSOCKNAME, "getpeername": unix.SYS_GETPEERNAME,
 	"getsockopt": unix.SYS_GETSOCKOPT, "setsockopt": unix.SYS_SETSOCKOPT,
 	// The Go runtime: memory, threads, scheduling, timers, the netpoller.
-	"munmap": unix.SYS_MUNMAP, "madvise": unix.SYS_MADVISE,
-	"futex": unix.SYS_FUTEX, "sched_yield": unix.SYS_SCHED_YIELD,
+	"munmap": unix.SYS_MUNMAP,
+	"futex":  unix.SYS_FUTEX, "sched_yield": unix.SYS_SCHED_YIELD,
 	"sched_getaffinity": unix.SYS_SCHED_GETAFFINITY, // GOMAXPROCS updates
 	"nanosleep":         unix.SYS_NANOSLEEP, "clock_nanosleep": unix.SYS_CLOCK_NANOSLEEP,
 	"clock_gettime": unix.SYS_CLOCK_GETTIME, "gettimeofday": unix.SYS_GETTIMEOFDAY, // when the vDSO is missing
@@ -191,6 +191,10 @@ const (
 
 func argLow(i int) uint32 { return uint32(offArg0 + 8*i) }
 
+// namespaceFlags are clone's flags that create namespaces.
+const namespaceFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC |
+	unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET
+
 // x32 system calls have this bit set in nr; they share the x86_64 arch
 // value, so the number itself must be checked.
 const x32SyscallBit = 0x40000000
@@ -272,8 +276,20 @@ func Build(o Options) ([]unix.SockFilter, error) {
 		// The API socket and the vhost-user channel are unix sockets;
 		// no other family is opened after setup.
 		{unix.SYS_SOCKET, equalCheck(argLow(0), []uint32{unix.AF_UNIX}, deny)},
-		// Threads only: a clone without CLONE_THREAD would be a fork.
-		{unix.SYS_CLONE, bitCheck(argLow(0), unix.CLONE_THREAD, 0, deny)},
+		// Threads only: a clone without CLONE_THREAD would be a fork,
+		// and a thread in namespaces of its own is not the runtime's.
+		{unix.SYS_CLONE, bitCheck(argLow(0), unix.CLONE_THREAD, namespaceFlags, deny)},
+		// Descriptor flags, close-on-exec and F_DUPFD_CLOEXEC (Go's os,
+		// net and runtime; SetNonblock on fds a vhost-user frontend
+		// passes; the kick kind check). Not F_SETOWN/F_SETSIG: with
+		// O_ASYNC they have the kernel signal any process, around the
+		// kill check; not leases, locks or pipe sizes.
+		{unix.SYS_FCNTL, equalCheck(argLow(1), []uint32{unix.F_GETFD, unix.F_SETFD, unix.F_GETFL, unix.F_SETFL, unix.F_DUPFD_CLOEXEC}, deny)},
+		// The runtime's and glibc's advice (DONTNEED, FREE, HUGEPAGE,
+		// NOHUGEPAGE, COLLAPSE: all below 100), never MADV_HWPOISON (100)
+		// or MADV_SOFT_OFFLINE (101), which take host pages out of
+		// service for good.
+		{unix.SYS_MADVISE, belowCheck(argLow(2), unix.MADV_HWPOISON, deny)},
 		// Signals to this process only (the runtime's preemption and
 		// crash paths, the vCPU kick).
 		{unix.SYS_KILL, equalCheck(argLow(0), []uint32{uint32(o.PID)}, deny)},
@@ -337,6 +353,17 @@ func equalCheck(off uint32, vals []uint32, deny uint32) program {
 		b.allowIf(v)
 	}
 	b.ret(deny)
+	return b
+}
+
+// belowCheck allows the call when the 32-bit word at off, unsigned, is
+// below limit.
+func belowCheck(off, limit, deny uint32) program {
+	var b program
+	b.load(off)
+	b.jump(unix.BPF_JMP|unix.BPF_JGE|unix.BPF_K, limit, 0, 1)
+	b.ret(deny)
+	b.ret(unix.SECCOMP_RET_ALLOW)
 	return b
 }
 

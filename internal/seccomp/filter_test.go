@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 	"testing"
 
@@ -76,6 +77,9 @@ func sys(nr uint32, args ...uint64) call {
 	return c
 }
 
+// goClone is the Go runtime's clone flags for a new thread.
+const goClone = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND | unix.CLONE_SYSVSEM | unix.CLONE_THREAD
+
 func TestFilterDecisions(t *testing.T) {
 	const pid = 4242
 	const allow, kill, log = unix.SECCOMP_RET_ALLOW, unix.SECCOMP_RET_KILL_PROCESS, unix.SECCOMP_RET_LOG
@@ -111,6 +115,42 @@ func TestFilterDecisions(t *testing.T) {
 		{"mprotect rw", sys(unix.SYS_MPROTECT, 0, 4096, unix.PROT_READ|unix.PROT_WRITE), allow},
 		{"mprotect exec", sys(unix.SYS_MPROTECT, 0, 4096, unix.PROT_READ|unix.PROT_EXEC), kill},
 		{"beyond the table", sys(1000), kill},
+		// clone: a thread, never one in new namespaces (the kernel takes
+		// CLONE_THREAD with CLONE_NEWNET, NEWNS, NEWUTS, NEWIPC, NEWCGROUP).
+		{"clone thread newnet", sys(unix.SYS_CLONE, goClone|unix.CLONE_NEWNET), kill},
+		{"clone thread newns", sys(unix.SYS_CLONE, goClone&^unix.CLONE_FS|unix.CLONE_NEWNS), kill},
+		{"clone thread newuts", sys(unix.SYS_CLONE, goClone|unix.CLONE_NEWUTS), kill},
+		{"clone thread newipc", sys(unix.SYS_CLONE, goClone&^unix.CLONE_SYSVSEM|unix.CLONE_NEWIPC), kill},
+		{"clone thread newcgroup", sys(unix.SYS_CLONE, goClone|unix.CLONE_NEWCGROUP), kill},
+		{"clone thread newuser", sys(unix.SYS_CLONE, goClone|unix.CLONE_NEWUSER), kill},
+		{"clone thread newpid", sys(unix.SYS_CLONE, goClone|unix.CLONE_NEWPID), kill},
+		// fcntl: what Go's runtime, os and net packages and Flint issue
+		// (flags, close-on-exec, F_DUPFD_CLOEXEC); F_SETOWN/F_SETSIG
+		// would have the kernel signal any process (SIGIO) for I/O on
+		// an fd, around the kill/tgkill check; leases and locks are
+		// not Flint's either.
+		{"fcntl F_GETFD", sys(unix.SYS_FCNTL, 3, unix.F_GETFD), allow},
+		{"fcntl F_SETFD", sys(unix.SYS_FCNTL, 3, unix.F_SETFD, unix.FD_CLOEXEC), allow},
+		{"fcntl F_GETFL", sys(unix.SYS_FCNTL, 3, unix.F_GETFL), allow},
+		{"fcntl F_SETFL", sys(unix.SYS_FCNTL, 3, unix.F_SETFL, unix.O_NONBLOCK), allow},
+		{"fcntl F_DUPFD_CLOEXEC", sys(unix.SYS_FCNTL, 3, unix.F_DUPFD_CLOEXEC), allow},
+		{"fcntl F_GETFL high bits", sys(unix.SYS_FCNTL, 3, 0xffffffff_00000000|unix.F_GETFL), allow},
+		{"fcntl F_SETOWN", sys(unix.SYS_FCNTL, 3, unix.F_SETOWN, 1), kill},
+		{"fcntl F_SETOWN_EX", sys(unix.SYS_FCNTL, 3, unix.F_SETOWN_EX), kill},
+		{"fcntl F_SETSIG", sys(unix.SYS_FCNTL, 3, unix.F_SETSIG, uint64(unix.SIGKILL)), kill},
+		{"fcntl F_SETLEASE", sys(unix.SYS_FCNTL, 3, unix.F_SETLEASE), kill},
+		{"fcntl F_DUPFD", sys(unix.SYS_FCNTL, 3, unix.F_DUPFD), kill},
+		{"fcntl F_SETOWN high bits", sys(unix.SYS_FCNTL, 3, 0x1_00000000|unix.F_SETOWN, 1), kill},
+		// madvise: the runtime's and glibc's advice; never
+		// MADV_HWPOISON/MADV_SOFT_OFFLINE, which (as root) take host
+		// pages out of service for good.
+		{"madvise DONTNEED", sys(unix.SYS_MADVISE, 0, 4096, unix.MADV_DONTNEED), allow},
+		{"madvise FREE", sys(unix.SYS_MADVISE, 0, 4096, unix.MADV_FREE), allow},
+		{"madvise HUGEPAGE", sys(unix.SYS_MADVISE, 0, 4096, unix.MADV_HUGEPAGE), allow},
+		{"madvise NOHUGEPAGE", sys(unix.SYS_MADVISE, 0, 4096, unix.MADV_NOHUGEPAGE), allow},
+		{"madvise COLLAPSE", sys(unix.SYS_MADVISE, 0, 4096, unix.MADV_COLLAPSE), allow},
+		{"madvise HWPOISON", sys(unix.SYS_MADVISE, 0, 4096, unix.MADV_HWPOISON), kill},
+		{"madvise SOFT_OFFLINE", sys(unix.SYS_MADVISE, 0, 4096, 101), kill}, // MADV_SOFT_OFFLINE
 	}
 	for _, mode := range []Mode{Kill, Log} {
 		prog, err := Build(Options{Mode: mode, PID: pid})
@@ -231,6 +271,8 @@ func TestInstall(t *testing.T) {
 		{"log-socket-inet", false},
 		{"openat2", true},
 		{"fileserver-openat2", false},
+		{"runtime-fds", false},
+		{"fcntl-setown", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.what, func(t *testing.T) {
@@ -292,6 +334,35 @@ func child(what string) int {
 		done := make(chan struct{})
 		go func() { unix.Write(p[1], []byte("x")); close(done) }()
 		<-done
+		return 0
+	case "runtime-fds":
+		// What Go's os package and Flint do with descriptors after
+		// setup: an *os.File around a pipe (F_GETFL), Fd (F_SETFL),
+		// SetNonblock, close-on-exec, a duplicate; and the runtime
+		// returning memory (madvise).
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return 4
+		}
+		f := os.NewFile(uintptr(p[0]), "pipe")
+		f.Fd()
+		if err := unix.SetNonblock(p[1], true); err != nil {
+			return 4
+		}
+		syscall.CloseOnExec(p[1])
+		d, err := unix.FcntlInt(uintptr(p[1]), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return 4
+		}
+		unix.Close(d)
+		debug.FreeOSMemory()
+		return 0
+	case "fcntl-setown":
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return 4
+		}
+		unix.FcntlInt(uintptr(p[0]), unix.F_SETOWN, os.Getpid())
 		return 0
 	case "socket-inet", "log-socket-inet":
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
