@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"bytes"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -93,6 +96,7 @@ func FuzzDecodeSpec(f *testing.F) {
 	f.Add([]byte(goodSpec))
 	f.Add([]byte(`{"argv":["true"]}`))
 	f.Add([]byte(`{"argv":["x"],"mounts":[{"source":"a","target":"/b","fstype":"t","options":["ro","x=y"]}]}`))
+	f.Add([]byte(`{"argv":["x",{"b64":"/w=="}],"env":[{"b64":"WD2A"}],"dir":{"b64":"L+k="}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := DecodeSpec(strings.NewReader(string(b)))
 		if err != nil {
@@ -101,5 +105,41 @@ func FuzzDecodeSpec(f *testing.F) {
 		if err := s.Validate(); err != nil {
 			t.Fatalf("accepted spec fails validation: %v", err)
 		}
+		// What the host writes back decodes to the same Spec.
+		again, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2, err := DecodeSpec(bytes.NewReader(again))
+		if err != nil || !slices.Equal(s2.Argv, s.Argv) || !slices.Equal(s2.Env, s.Env) || s2.Dir != s.Dir {
+			t.Fatalf("round trip of %s: %+v, %v", again, s2, err)
+		}
 	})
+}
+
+// TestSpecKeepsBytes: arguments, environment and working directory reach
+// the agent byte for byte, valid UTF-8 or not (a file name in Latin-1, a
+// test feeding a program raw bytes); JSON alone would turn each invalid
+// byte into U+FFFD.
+func TestSpecKeepsBytes(t *testing.T) {
+	in := Spec{Argv: []string{"printf", "\xff\xfe|%s", "caf\xe9", "ok é"}, Env: []string{"PATH=/bin", "X=\x80"}, Dir: "/home/\xe9t\xe9"}
+	b, err := json.Marshal(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := DecodeSpec(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if !slices.Equal(out.Argv, in.Argv) || !slices.Equal(out.Env, in.Env) || out.Dir != in.Dir {
+		t.Errorf("decoded argv %q env %q dir %q, want %q %q %q (JSON %s)", out.Argv, out.Env, out.Dir, in.Argv, in.Env, in.Dir, b)
+	}
+	if !strings.Contains(string(b), `"ok é"`) {
+		t.Errorf("a valid UTF-8 argument should stay a plain JSON string: %s", b)
+	}
+	for _, bad := range []string{`{"argv":[{"b64":"eA==","x":1}]}`, `{"argv":[{"b64":"!"}]}`, `{"argv":[{}]}`} {
+		if _, err := DecodeSpec(strings.NewReader(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
 }

@@ -122,7 +122,7 @@ func TestCommandModeConfig(t *testing.T) {
 	user := writeFile(t, "initrd", []byte("USER-INITRD"))
 	tree := fakeTree(t)
 	code, _, stderr, cfg := runCommandArgs(t, passed(), nil, "run", "--kernel", k, "--initrd", user, "--modules", tree,
-		"--no-host-root", "--cmdline", "quiet", "--idle-timeout", "30s", "--fail-on", "all,-warn", "--", "sh", "-c", "uname -r; exit 7")
+		"--no-host-root", "--cmdline", "quiet", "--idle-timeout", "30s", "--fail-on", "all,-warn", "--", "sh", "-c", "uname -r; exit 7", "caf\xe9")
 	if code != 0 || cfg == nil {
 		t.Fatalf("code %d, stderr %q", code, stderr)
 	}
@@ -147,7 +147,7 @@ func TestCommandModeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(s.Argv, "|") != "sh|-c|uname -r; exit 7" || s.Stdout != vmm.StdoutDevice || s.Stderr != vmm.StderrDevice || s.Stdin != "" ||
+	if strings.Join(s.Argv, "|") != "sh|-c|uname -r; exit 7|caf\xe9" || s.Stdout != vmm.StdoutDevice || s.Stderr != vmm.StderrDevice || s.Stdin != "" ||
 		s.Root != "" || s.Dir != "/" || len(s.Mounts) != 0 || len(cfg.Command.Shares) != 0 {
 		t.Errorf("spec %+v", s)
 	}

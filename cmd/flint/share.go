@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/flintvm/flint/agent"
 	"github.com/flintvm/flint/vmm"
@@ -63,6 +64,9 @@ func parseShare(v string) (shareFlag, error) {
 	s.host = abs
 	if !path.IsAbs(s.guest) || path.Clean(s.guest) != s.guest || s.guest == "/" || strings.ContainsRune(s.guest, 0) {
 		return s, usagef("--share %q: the guest directory %q must be a clean absolute path other than /", v, s.guest)
+	}
+	if !utf8.ValidString(s.guest) {
+		return s, usagef("--share %q: the guest directory %q is not UTF-8", v, s.guest)
 	}
 	return s, nil
 }
