@@ -55,6 +55,10 @@ func FuzzServeHTTP(f *testing.F) {
 			if json.Unmarshal(out, &fm) != nil || fm.FaultMessage == "" {
 				t.Fatalf("%s %s: 400 with %q", method, path, out)
 			}
+			// A fault is one line (clients and logs show it so).
+			if strings.ContainsAny(fm.FaultMessage, "\r\n") {
+				t.Fatalf("%s %s: fault on several lines: %q", method, path, fm.FaultMessage)
+			}
 		default:
 			t.Fatalf("%s %s: status %d %q", method, path, w.Code, w.Body)
 		}

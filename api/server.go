@@ -217,7 +217,7 @@ var (
 )
 
 func notSupported(_ *Server, r *http.Request, _ []byte) (any, error) {
-	return nil, faultf("%s %s is not supported by flint yet", r.Method, configs.Shown(r.URL.Path))
+	return nil, faultf("%s %s is not supported by flint yet", configs.Shown(r.Method), configs.Shown(r.URL.Path))
 }
 
 // match finds the route for r and the {id} path element, if any. The
@@ -262,7 +262,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Firecracker's phrase, which its clients match on.
 		// The path is quoted when it has a control character (a
 		// decoded %0A), so that the message stays one line.
-		err = faultf("Invalid request method and/or path: %s %s", r.Method, configs.Shown(r.URL.Path))
+		err = faultf("Invalid request method and/or path: %s %s", configs.Shown(r.Method), configs.Shown(r.URL.Path))
 	default:
 		var body []byte
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
