@@ -11,7 +11,7 @@ import (
 
 // TestMain runs the tests in a directory that holds the files their
 // bodies name ("k", "r.ext4"), since PUT /boot-source and PUT /drives
-// check them.
+// check them, and a link to testdata.
 func TestMain(m *testing.M) {
 	os.Exit(runInFiles(m))
 }
@@ -28,6 +28,16 @@ func runInFiles(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+	}
+	// The fuzz targets' kept corpus (testdata/fuzz) is read relative to
+	// the working directory: a link keeps it found after the Chdir.
+	wd, err := os.Getwd()
+	if err == nil {
+		err = os.Symlink(filepath.Join(wd, "testdata"), filepath.Join(dir, "testdata"))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	if err := os.Chdir(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
