@@ -29,7 +29,8 @@
 //     be that directory (same device and inode) when the child binds it and
 //     changes into it, so a directory swapped in between is refused.
 //   - Nothing else: every other fd of the launcher is close-on-exec (Go
-//     opens everything O_CLOEXEC).
+//     opens everything O_CLOEXEC, and Launch marks the ones the launcher
+//     inherited without it, from a shell or a supervisor, before the exec).
 //
 // The child then parses the same flags and opens every host resource
 // itself, through Flint's ordinary code paths (/dev/kvm, TAPs, drive

@@ -88,6 +88,9 @@ func Launch(s Spec, args []string) (int, error) {
 	if err := s.Validate(); err != nil {
 		return 0, err
 	}
+	if err := closeOnExecFrom(childFD); err != nil {
+		return 0, err
+	}
 	dir, err := os.OpenFile(s.Dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("jail directory: %w", err)
@@ -132,6 +135,29 @@ func Launch(s Spec, args []string) (int, error) {
 	close(done)
 	term.restore()
 	return exitCode(cmd.ProcessState, err)
+}
+
+// closeOnExecFrom marks every descriptor from first up close-on-exec,
+// so that the child inherits only stdin, stdout, stderr and the jail
+// directory: Go opens its own files O_CLOEXEC, but descriptors the
+// launcher inherited without it (from a shell or a supervisor) would
+// cross the exec into the jail, and a host directory's descriptor there
+// reaches the host through openat.
+func closeOnExecFrom(first int) error {
+	if unix.CloseRange(uint(first), ^uint(0), unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return nil
+	}
+	// Before Linux 5.11: each open descriptor, from /proc.
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("jail: listing inherited descriptors to close: %w", err)
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= first {
+			unix.CloseOnExec(fd)
+		}
+	}
+	return nil
 }
 
 // exitCode maps how the child ended to a process exit code.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,6 +40,7 @@ type report struct {
 	SecretByPath           string // the error opening the secret's host path
 	ProcErr                string // the error opening /proc/self/status
 	Marker                 bool   // the marker is still in the environment
+	Leaked                 string // a host file read through the launcher's inherited directory fd
 }
 
 // childMain is the fake VM: like flint, it opens its host resource (the
@@ -103,6 +105,12 @@ func childMain() int {
 		r.ProcErr = err.Error()
 	}
 	_, r.Marker = os.LookupEnv(FDEnv)
+	if n, err := strconv.Atoi(os.Getenv("JAIL_TEST_LEAK")); err == nil {
+		if fd, err := unix.Openat(n, "public", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			n, _ := unix.Read(fd, b)
+			r.Leaked = string(b[:max(n, 0)])
+		}
+	}
 	json.NewEncoder(os.Stdout).Encode(r)
 	return 0
 }
@@ -151,6 +159,17 @@ func launchAndEnter(t *testing.T) {
 	t.Setenv(childEnv, "1")
 	t.Setenv("JAIL_TEST_SECRET", secretPath)
 	t.Setenv("JAIL_TEST_SPEC", string(js))
+	// A host directory fd the launcher inherited without O_CLOEXEC (from
+	// a shell or supervisor) must not cross into the jail: through it,
+	// openat reaches the host.
+	os.Chmod(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "public"), []byte("host file"), 0o644)
+	leak, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(leak)
+	t.Setenv("JAIL_TEST_LEAK", strconv.Itoa(leak))
 	stdout := os.Stdout
 	os.Stdout = out // the child's stdout: Launch passes the launcher's
 	code, err := Launch(s, []string{"jailtest", "-test.run=^$"})
