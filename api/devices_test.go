@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/flintvm/flint/configs"
@@ -45,4 +46,17 @@ func TestVsockAndEntropy(t *testing.T) {
 	}
 	c.fault("PUT", "/vsock", `{"guest_cid": 3, "uds_path": "/run/b.sock"}`, notAfterStart)
 	c.fault("PUT", "/entropy", `{}`, notAfterStart)
+}
+
+// TestTooManyDrives: the drive that would be virtio device 32 on the pci
+// transport is refused at PUT time (400 naming the limit), not at
+// InstanceStart by a failed attach.
+func TestTooManyDrives(t *testing.T) {
+	_, c, _ := serve(t, Options{Controller: &fakeVM{}, ID: "vm1", Version: "v9"})
+	for i := range configs.MaxPCIDevices {
+		c.ok(204, "PUT", fmt.Sprintf("/drives/d%d", i), fmt.Sprintf(`{"drive_id": "d%d", "path_on_host": "r.ext4", "is_root_device": false}`, i))
+	}
+	c.fault("PUT", "/drives/last", `{"drive_id": "last", "path_on_host": "r.ext4", "is_root_device": false}`, "virtio device 32 on the pci transport: at most 31")
+	// Replacing one that is there is still fine.
+	c.ok(204, "PUT", "/drives/d0", `{"drive_id": "d0", "path_on_host": "r.ext4", "is_root_device": true}`)
 }
