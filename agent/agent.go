@@ -282,28 +282,3 @@ func Run(s *Spec, sys System) (uint32, error) {
 func logf(w io.Writer, format string, args ...any) {
 	fmt.Fprintf(w, "flint-agent: "+format+"\n", args...)
 }
-
-// statInRoot stats p (absolute) as a process chrooted into root would see
-// it: symbolic links, absolute ones included, resolve inside root
-// (openat2 RESOLVE_IN_ROOT; a shared host root's /bin/sh -> /bin/busybox
-// must not be looked up in the agent's own root). root "" is "/".
-func statInRoot(root, p string) (*unix.Stat_t, error) {
-	if root == "" {
-		root = "/"
-	}
-	dfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(dfd)
-	fd, err := unix.Openat2(dfd, "."+p, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, err
-	}
-	return &st, nil
-}

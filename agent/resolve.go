@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"errors"
+	"path"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// openat2 is unix.Openat2 (tests stand in a kernel without it).
+var openat2 = unix.Openat2
+
+// maxLinks is how many symbolic links one lookup follows, as Linux's
+// MAXSYMLINKS (ELOOP beyond).
+const maxLinks = 40
+
+// statInRoot stats p (absolute) as a process chrooted into root would see
+// it: symbolic links, absolute ones included, resolve inside root
+// (openat2 RESOLVE_IN_ROOT; a shared host root's /bin/sh -> /bin/busybox
+// must not be looked up in the agent's own root). A kernel older than
+// 5.6 has no openat2 (ENOSYS): walkInRoot resolves the same way. root ""
+// is "/".
+func statInRoot(root, p string) (*unix.Stat_t, error) {
+	if root == "" {
+		root = "/"
+	}
+	dfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(dfd)
+	fd, err := openat2(dfd, "."+p, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
+	if errors.Is(err, unix.ENOSYS) {
+		return walkInRoot(dfd, p)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// walkInRoot resolves p below the directory dfd one component at a time,
+// as RESOLVE_IN_ROOT does: ".." stops at the root, and a symbolic link's
+// target (an absolute one from the root) replaces the component.
+func walkInRoot(dfd int, p string) (*unix.Stat_t, error) {
+	todo := strings.Split(p, "/")
+	cur := "." // resolved so far, relative to dfd, no symbolic links
+	links := 0
+	var st unix.Stat_t
+	for len(todo) > 0 {
+		c := todo[0]
+		todo = todo[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			cur = path.Dir(cur)
+			continue
+		}
+		next := path.Join(cur, c)
+		if err := unix.Fstatat(dfd, next, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return nil, err
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+			cur = next
+			continue
+		}
+		if links++; links > maxLinks {
+			return nil, unix.ELOOP
+		}
+		target, err := readlinkat(dfd, next)
+		if err != nil {
+			return nil, err
+		}
+		if path.IsAbs(target) {
+			cur = "."
+		}
+		todo = append(strings.Split(target, "/"), todo...)
+	}
+	if err := unix.Fstatat(dfd, cur, &st, 0); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// readlinkat is readlinkat(2) into a buffer that grows to fit.
+func readlinkat(dfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dfd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
