@@ -48,7 +48,8 @@
 // # Enter
 //
 // Enter makes every mount private (nothing propagates back to the host),
-// bind-mounts the jail directory onto itself (nosuid, nodev), pivots into
+// bind-mounts the jail directory onto itself (nosuid, nodev, and read-only
+// or noexec if its mount was), pivots into
 // it and detaches the old root; then drops the capability bounding and
 // ambient sets, sets supplementary groups to none, the gid and the uid
 // (setresgid, setresuid on every thread: a uid other than 0 loses every

@@ -51,7 +51,13 @@ func pivot(path string, want unix.Stat_t) error {
 	if err := unix.Mount(path, path, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("jail: bind-mounting %s: %w", path, err)
 	}
-	if err := unix.Mount("", path, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+	// A bind remount sets the mount's flags to exactly those given: the
+	// ones the directory's mount had (read-only above all) are kept.
+	var fs unix.Statfs_t
+	if err := unix.Statfs(path, &fs); err != nil {
+		return fmt.Errorf("jail: %w", err)
+	}
+	if err := unix.Mount("", path, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV|mountFlags(fs.Flags), ""); err != nil {
 		return fmt.Errorf("jail: remounting %s nosuid,nodev: %w", path, err)
 	}
 	if err := unix.Chdir(path); err != nil {
@@ -87,6 +93,25 @@ func pivot(path string, want unix.Stat_t) error {
 		return fmt.Errorf("jail: %w", err)
 	}
 	return nil
+}
+
+// mountFlags maps statfs's per-mount ST_* flags to the MS_* flags that
+// keep them on a remount.
+func mountFlags(st int64) uintptr {
+	var ms uintptr
+	for _, f := range []struct {
+		st int64
+		ms uintptr
+	}{
+		{unix.ST_RDONLY, unix.MS_RDONLY}, {unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_NOATIME, unix.MS_NOATIME}, {unix.ST_NODIRATIME, unix.MS_NODIRATIME},
+		{unix.ST_RELATIME, unix.MS_RELATIME},
+	} {
+		if st&f.st != 0 {
+			ms |= f.ms
+		}
+	}
+	return ms
 }
 
 // limit sets the resource limits (before the capabilities go: raising a

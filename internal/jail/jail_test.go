@@ -41,6 +41,7 @@ type report struct {
 	ProcErr                string // the error opening /proc/self/status
 	Marker                 bool   // the marker is still in the environment
 	Leaked                 string // a host file read through the launcher's inherited directory fd
+	WriteErr               string // the error creating a file in a read-only jail directory
 }
 
 // childMain is the fake VM: like flint, it opens its host resource (the
@@ -67,8 +68,29 @@ func childMain() int {
 	if err := json.Unmarshal([]byte(os.Getenv("JAIL_TEST_SPEC")), &s); err != nil {
 		return fail(err)
 	}
+	if os.Getenv("JAIL_TEST_RO") != "" {
+		// The jail directory on a read-only mount (in this child's own
+		// mount namespace, private so nothing reaches the host).
+		for _, m := range []struct {
+			src, fstype string
+			flags       uintptr
+		}{{"", "", unix.MS_REC | unix.MS_PRIVATE}, {s.Dir, "", unix.MS_BIND}, {"", "", unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY}} {
+			target := s.Dir
+			if m.flags&unix.MS_PRIVATE != 0 {
+				target = "/"
+			}
+			if err := unix.Mount(m.src, target, m.fstype, m.flags, ""); err != nil {
+				return fail(err)
+			}
+		}
+	}
 	if err := Enter(s, dir); err != nil {
 		return fail(err)
+	}
+	if os.Getenv("JAIL_TEST_RO") != "" {
+		err := os.WriteFile("/written", nil, 0o644)
+		fmt.Fprintf(os.Stdout, "write: %v\n", err)
+		return 0
 	}
 	r := report{Pid: os.Getpid(), UID: os.Getuid(), EUID: os.Geteuid(), GID: os.Getgid(), EGID: os.Getegid()}
 	r.Groups, _ = os.Getgroups()
@@ -196,6 +218,38 @@ func launchAndEnter(t *testing.T) {
 	}
 	if !strings.Contains(r.SecretByPath, "no such file") || !strings.Contains(r.ProcErr, "no such file") {
 		t.Errorf("host paths reachable: secret %q, /proc %q", r.SecretByPath, r.ProcErr)
+	}
+}
+
+// TestReadOnlyJailStaysReadOnly: a jail directory on a read-only mount
+// is read-only inside the jail too (the nosuid,nodev remount keeps the
+// mount's flags), though the dropped uid may write the directory.
+func TestReadOnlyJailStaysReadOnly(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	root := t.TempDir()
+	os.Chmod(root, 0o777)
+	out, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Spec{Dir: root, UID: 65534, GID: 65534}
+	js, _ := json.Marshal(s)
+	t.Setenv(childEnv, "1")
+	t.Setenv("JAIL_TEST_RO", "1")
+	t.Setenv("JAIL_TEST_SECRET", out.Name())
+	t.Setenv("JAIL_TEST_SPEC", string(js))
+	stdout := os.Stdout
+	os.Stdout = out
+	code, err := Launch(s, []string{"jailtest", "-test.run=^$"})
+	os.Stdout = stdout
+	b, _ := os.ReadFile(out.Name())
+	if err != nil || code != 0 {
+		t.Fatalf("Launch: code %d err %v\n%s", code, err, b)
+	}
+	if !strings.Contains(string(b), "read-only file system") {
+		t.Fatalf("writing in the read-only jail: %q, want EROFS", b)
 	}
 }
 
