@@ -3,6 +3,7 @@ package configs
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -192,5 +193,42 @@ func TestConfigIDsAsFirecracker(t *testing.T) {
 	if CheckPathID("p", "root-fs") == nil || CheckPathID("p", strings.Repeat("d", MaxIDLength+1)) == nil || CheckPathID("p", "") == nil ||
 		CheckPathID("p", strings.Repeat("d", MaxIDLength)) != nil {
 		t.Fatal("CheckPathID")
+	}
+}
+
+// TestRootPartUUID: a root device's partuuid is checked when the drive is
+// decoded with the rule vmm applies when it builds the VM, so PUT /drives
+// refuses what InstanceStart would; another drive's is ignored.
+func TestRootPartUUID(t *testing.T) {
+	drive := func(root bool, partuuid string) error {
+		q, _ := json.Marshal(partuuid)
+		_, err := DecodeDrive([]byte(fmt.Sprintf(`{"drive_id": "d", "path_on_host": "p", "is_root_device": %t, "partuuid": %s}`, root, q)))
+		return err
+	}
+	for _, ok := range []string{"", "0eaa91a0-01", "6a2b4c3d-1e5f-4a6b-8c7d-9e0f1a2b3c4d", "0eaa91a0-01/PARTNROFF=1"} {
+		if err := drive(true, ok); err != nil {
+			t.Errorf("partuuid %q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"a_b", "a;b", "a\rb", strings.Repeat("a", MaxPartUUID+1)} {
+		if err := drive(true, bad); err == nil {
+			t.Errorf("root partuuid %q accepted", bad)
+		}
+		if err := drive(false, bad); err != nil {
+			t.Errorf("partuuid %q on a data drive (ignored): %v", bad, err)
+		}
+	}
+}
+
+// TestLoggerLevelWarn: Firecracker takes "warn" as well as "warning" (any
+// case) and writes "Warn" in GET /vm/config; Flint refused both spellings.
+func TestLoggerLevelWarn(t *testing.T) {
+	for _, level := range []string{"Warn", "warn", "WARNING", "Warning"} {
+		if _, err := DecodeLogger([]byte(`{"level": "` + level + `"}`)); err != nil {
+			t.Errorf("level %q: %v", level, err)
+		}
+	}
+	if _, err := DecodeLogger([]byte(`{"level": "Warnings"}`)); err == nil {
+		t.Error(`level "Warnings" accepted`)
 	}
 }
