@@ -273,9 +273,12 @@ func Build(o Options) ([]unix.SockFilter, error) {
 	}
 	checks := []check{
 		{unix.SYS_IOCTL, ioctlCheck(deny)},
-		// The API socket and the vhost-user channel are unix sockets;
-		// no other family is opened after setup.
-		{unix.SYS_SOCKET, equalCheck(argLow(0), []uint32{unix.AF_UNIX}, deny)},
+		// The API socket and the vhost-user channel are unix sockets,
+		// accepted; the only socket opened after setup is a vsock
+		// device's stream to <uds_path>_<port>. A datagram socket would
+		// reach any datagram socket on the host (journald, /dev/log,
+		// sd_notify) by sendto or sendmsg, without connect.
+		{unix.SYS_SOCKET, socketCheck(deny)},
 		// Threads only: a clone without CLONE_THREAD would be a fork,
 		// and a thread in namespaces of its own is not the runtime's.
 		{unix.SYS_CLONE, bitCheck(argLow(0), unix.CLONE_THREAD, namespaceFlags, deny)},
@@ -344,6 +347,23 @@ func ioctlCheck(deny uint32) program {
 	}
 	return equalCheck(argLow(1), reqs, deny)
 }
+
+// socketCheck allows socket(AF_UNIX, SOCK_STREAM with any flags).
+func socketCheck(deny uint32) program {
+	var b program
+	b.load(argLow(0))
+	b.jump(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, unix.AF_UNIX, 1, 0)
+	b.ret(deny)
+	b.load(argLow(1))
+	b.stmt(unix.BPF_ALU|unix.BPF_AND|unix.BPF_K, sockTypeMask)
+	b.allowIf(unix.SOCK_STREAM)
+	b.ret(deny)
+	return b
+}
+
+// sockTypeMask is socket(2)'s type without its SOCK_NONBLOCK and
+// SOCK_CLOEXEC flags (the kernel's SOCK_TYPE_MASK).
+const sockTypeMask = 0xf
 
 // equalCheck allows the call when the 32-bit word at off is one of vals.
 func equalCheck(off uint32, vals []uint32, deny uint32) program {

@@ -98,6 +98,13 @@ func TestFilterDecisions(t *testing.T) {
 		{"TUNSETIFF", sys(unix.SYS_IOCTL, 5, unix.TUNSETIFF), kill},
 		{"socket AF_UNIX", sys(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM), allow},
 		{"socket AF_INET", sys(unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_DGRAM), kill},
+		{"socket AF_UNIX stream, Go's flags", sys(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC), allow},
+		// A datagram socket reaches any datagram socket on the host
+		// (journald, /dev/log, sd_notify) with sendto or sendmsg,
+		// no connect needed.
+		{"socket AF_UNIX dgram", sys(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC), kill},
+		{"socket AF_UNIX seqpacket", sys(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_SEQPACKET), kill},
+		{"socket AF_UNIX dgram, stream in the high word", sys(unix.SYS_SOCKET, unix.AF_UNIX, 1<<32|unix.SOCK_DGRAM), kill},
 		{"socket AF_NETLINK", sys(unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_RAW), kill},
 		{"clone thread", sys(unix.SYS_CLONE, unix.CLONE_VM|unix.CLONE_FS|unix.CLONE_FILES|unix.CLONE_SIGHAND|unix.CLONE_SYSVSEM|unix.CLONE_THREAD|unix.CLONE_SETTLS), allow},
 		{"clone fork", sys(unix.SYS_CLONE, uint64(unix.SIGCHLD)), kill},
@@ -273,6 +280,8 @@ func TestInstall(t *testing.T) {
 		{"fileserver-openat2", false},
 		{"runtime-fds", false},
 		{"fcntl-setown", true},
+		{"socket-unix-stream", false},
+		{"socket-unix-dgram", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.what, func(t *testing.T) {
@@ -364,8 +373,15 @@ func child(what string) int {
 		}
 		unix.FcntlInt(uintptr(p[0]), unix.F_SETOWN, os.Getpid())
 		return 0
-	case "socket-inet", "log-socket-inet":
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	case "socket-inet", "log-socket-inet", "socket-unix-stream", "socket-unix-dgram":
+		family, typ := unix.AF_INET, unix.SOCK_DGRAM
+		switch what {
+		case "socket-unix-stream":
+			family, typ = unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC
+		case "socket-unix-dgram":
+			family = unix.AF_UNIX
+		}
+		fd, err := unix.Socket(family, typ, 0)
 		if err != nil {
 			return 5
 		}
