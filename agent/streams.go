@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,8 +17,15 @@ import (
 
 // OutputDrain bounds how long the agent waits, after the command exited,
 // for its output pipes to reach EOF (a background process the command left
-// behind may hold them open) before it reports.
+// behind may hold them open) before it reports. Time a relay spends in a
+// device write that the host holds up (stuckWrite or longer: its stdout
+// piped to a slow reader) does not count: that output was written before
+// the command exited, and the host is alive to take it.
 const OutputDrain = 2 * time.Second
+
+// stuckWrite is how long a device write may take before it counts as the
+// host's back-pressure rather than a steady stream.
+const stuckWrite = 50 * time.Millisecond
 
 // streams connects the command's standard streams to the Spec's devices
 // through pipes the agent relays: the command sees pipes (as under a CI
@@ -29,6 +37,7 @@ type streams struct {
 	child                 []*os.File // closed once the command started
 	devs                  []*os.File // the devices, closed by finish
 	outs                  []*os.File // devices the output relays write
+	writers               []*relayWriter
 	relays                sync.WaitGroup
 	relayErr              error
 	mu                    sync.Mutex
@@ -109,11 +118,13 @@ func (st *streams) output(name string) (*os.File, error) {
 	}
 	st.child = append(st.child, w)
 	st.outs = append(st.outs, dev)
+	rw := &relayWriter{dst: dev}
+	st.writers = append(st.writers, rw)
 	st.relays.Add(1)
 	go func() {
 		defer st.relays.Done()
 		defer r.Close()
-		if _, err := io.Copy(dev, r); err != nil {
+		if _, err := io.Copy(rw, r); err != nil {
 			st.mu.Lock()
 			st.relayErr = errors.Join(st.relayErr, err)
 			st.mu.Unlock()
@@ -160,19 +171,55 @@ func (st *streams) closeStdin() {
 	}
 }
 
-// finish waits (up to drain) for the output relays, waits until each
-// output device has sent what it holds (tcdrain: the host has the bytes
-// before the agent reports), and closes everything. It returns the relays'
-// errors.
+// relayWriter is an output relay's device, with the start of the write
+// in progress (UnixNano, 0 for none).
+type relayWriter struct {
+	dst   *os.File
+	since atomic.Int64
+}
+
+func (w *relayWriter) Write(p []byte) (int, error) {
+	w.since.Store(time.Now().UnixNano())
+	defer w.since.Store(0)
+	return w.dst.Write(p)
+}
+
+// stuck reports whether a device write has been held up since before
+// now-stuckWrite.
+func (st *streams) stuck(now time.Time) bool {
+	for _, w := range st.writers {
+		if s := w.since.Load(); s != 0 && now.Sub(time.Unix(0, s)) >= stuckWrite {
+			return true
+		}
+	}
+	return false
+}
+
+// finish waits for the output relays (drain, not counting device writes
+// the host holds up: OutputDrain), waits until each output device has
+// sent what it holds (tcdrain: the host has the bytes before the agent
+// reports), and closes everything. It returns the relays' errors.
 func (st *streams) finish(drain time.Duration) error {
 	done := make(chan struct{})
 	go func() {
 		st.relays.Wait()
 		close(done)
 	}()
-	select {
-	case <-done:
-	case <-time.After(drain):
+	tick := time.NewTicker(min(drain/4+1, 10*time.Millisecond))
+	defer tick.Stop()
+	deadline := time.Now().Add(drain)
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case now := <-tick.C:
+			if st.stuck(now) {
+				deadline = now.Add(drain)
+			} else if !now.Before(deadline) {
+				break wait
+			}
+		}
 	}
 	for _, d := range st.outs {
 		// TCSBRK with a non-zero argument is tcdrain(3); a plain file
