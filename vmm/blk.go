@@ -30,7 +30,7 @@ const maxPartUUID = 64
 
 // DriveConfig describes one virtio-blk drive of the VM.
 type DriveConfig struct {
-	ID        string // drive_id: the virtio-blk serial (GET_ID), at most 20 bytes
+	ID        string // drive_id, any string as in Firecracker's config files; its first 20 bytes are the virtio-blk serial (GET_ID)
 	Path      string // raw image on the host
 	ReadOnly  bool
 	Root      bool   // the kernel command line gets root=/dev/vdX (or root=PARTUUID=... when PartUUID is set) and rw/ro
@@ -48,37 +48,37 @@ type DriveConfig struct {
 // cache_type, transport, rate_limiter.<bucket>.<field>).
 func (d DriveConfig) Validate() error {
 	switch {
-	case d.ID == "":
-		return fmt.Errorf("drive_id: must not be empty")
-	case len(d.ID) > blk.IDBytes:
-		return fmt.Errorf("drive_id %q: at most %d bytes (it is the disk's serial number)", d.ID, blk.IDBytes)
-	case strings.IndexFunc(d.ID, func(r rune) bool { return !isAlnum(r) && r != '_' }) >= 0:
-		return fmt.Errorf("drive_id %q: only letters, digits and '_' are allowed", d.ID)
 	case d.Path == "":
-		return fmt.Errorf("drive %s: path_on_host: must not be empty", d.ID)
+		return fmt.Errorf("drive %q: path_on_host: must not be empty", d.ID)
 	case d.PartUUID != "" && !d.Root:
-		return fmt.Errorf("drive %s: partuuid: only meaningful with is_root_device", d.ID)
+		return fmt.Errorf("drive %q: partuuid: only meaningful with is_root_device", d.ID)
 	case len(d.PartUUID) > maxPartUUID ||
 		strings.IndexFunc(d.PartUUID, func(r rune) bool { return !isAlnum(r) && !strings.ContainsRune("-/=", r) }) >= 0:
-		return fmt.Errorf("drive %s: partuuid %q: at most %d letters, digits, '-', '/' or '='", d.ID, d.PartUUID, maxPartUUID)
+		return fmt.Errorf("drive %q: partuuid %q: at most %d letters, digits, '-', '/' or '='", d.ID, d.PartUUID, maxPartUUID)
 	}
 	switch d.CacheType {
 	case "", CacheUnsafe, CacheWriteback:
 	default:
-		return fmt.Errorf("drive %s: cache_type %q: must be %q or %q", d.ID, d.CacheType, CacheUnsafe, CacheWriteback)
+		return fmt.Errorf("drive %q: cache_type %q: must be %q or %q", d.ID, d.CacheType, CacheUnsafe, CacheWriteback)
 	}
 	switch configs.Transport(d.Transport) {
 	case "", configs.TransportPCI, configs.TransportMMIO:
 	default:
-		return fmt.Errorf("drive %s: transport %q: must be %q or %q", d.ID, d.Transport, configs.TransportPCI, configs.TransportMMIO)
+		return fmt.Errorf("drive %q: transport %q: must be %q or %q", d.ID, d.Transport, configs.TransportPCI, configs.TransportMMIO)
 	}
 	if d.RateLimit != nil {
 		if err := d.RateLimit.Validate(); err != nil {
-			return fmt.Errorf("drive %s: %w", d.ID, err.(*ratelimit.FieldError).Under("rate_limiter"))
+			return fmt.Errorf("drive %q: %w", d.ID, err.(*ratelimit.FieldError).Under("rate_limiter"))
 		}
 	}
 	return nil
 }
+
+// driveSerial is the virtio-blk serial (GET_ID) of drive id: its first
+// blk.IDBytes bytes. Firecracker's ids run to 64 characters (any length
+// in a config file); two drives whose ids share their first 20 bytes get
+// the same serial.
+func driveSerial(id string) string { return id[:min(len(id), blk.IDBytes)] }
 
 func isAlnum(r rune) bool {
 	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
@@ -99,7 +99,7 @@ func validateDrives(drives []DriveConfig) error {
 		ids[d.ID] = true
 		if d.Root {
 			if root != "" {
-				return fmt.Errorf("drive %s: is_root_device: drive %s is already the root device", d.ID, root)
+				return fmt.Errorf("drive %q: is_root_device: drive %q is already the root device", d.ID, root)
 			}
 			root = d.ID
 		}
@@ -191,15 +191,15 @@ func (m *Machine) addDrive(d DriveConfig) (*blk.Device, virtioTransport, error) 
 	if err != nil {
 		return nil, nil, &ConfigError{Err: err}
 	}
-	dev, err := blk.Open(d.Path, blk.Options{ID: d.ID, ReadOnly: d.ReadOnly,
+	dev, err := blk.Open(d.Path, blk.Options{ID: driveSerial(d.ID), ReadOnly: d.ReadOnly,
 		Writeback: d.CacheType == CacheWriteback, Packed: d.Packed, Limiter: lim})
 	if err != nil {
-		return nil, nil, fmt.Errorf("drive %s: %w", d.ID, err)
+		return nil, nil, fmt.Errorf("drive %q: %w", d.ID, err)
 	}
 	tr, err := m.attachVirtio(dev, configs.Transport(d.Transport), "drive", d.ID)
 	if err != nil {
 		dev.Close()
-		return nil, nil, fmt.Errorf("drive %s: %w", d.ID, err)
+		return nil, nil, fmt.Errorf("drive %q: %w", d.ID, err)
 	}
 	m.log.Info("virtio-blk device", "drive", d.ID, "path", d.Path, "transport", d.Transport,
 		"sectors", dev.Capacity(), "read_only", d.ReadOnly, "cache", d.CacheType, "rate_limited", lim != nil)

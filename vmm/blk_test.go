@@ -25,9 +25,12 @@ func TestDriveValidate(t *testing.T) {
 			d.RateLimit = &ratelimit.Config{Ops: ratelimit.BucketConfig{Size: 10, RefillTime: 100}}
 		}, ""},
 		{"20-byte id", func(d *DriveConfig) { d.ID = strings.Repeat("a", 20) }, ""},
-		{"empty id", func(d *DriveConfig) { d.ID = "" }, "drive_id"},
-		{"long id", func(d *DriveConfig) { d.ID = strings.Repeat("a", 21) }, "drive_id"},
-		{"id with a dash", func(d *DriveConfig) { d.ID = "root-fs" }, "drive_id"},
+		// Firecracker's config files take any drive_id; the API path's
+		// rule is configs.CheckPathID's.
+		{"empty id", func(d *DriveConfig) { d.ID = "" }, ""},
+		{"long id", func(d *DriveConfig) { d.ID = strings.Repeat("a", 65) }, ""},
+		{"id with a dash", func(d *DriveConfig) { d.ID = "root-fs" }, ""},
+		{"id with a newline", func(d *DriveConfig) { d.ID, d.Path = "a\nb", "" }, `drive "a\nb": path_on_host`},
 		{"no path", func(d *DriveConfig) { d.Path = "" }, "path_on_host"},
 		{"partuuid without root", func(d *DriveConfig) { d.PartUUID = "abcd" }, "partuuid"},
 		{"partuuid with a space", func(d *DriveConfig) { d.Root, d.PartUUID = true, "ab cd" }, "partuuid"},
@@ -48,6 +51,17 @@ func TestDriveValidate(t *testing.T) {
 				t.Fatalf("error %v, want one naming %s", err, tc.field)
 			}
 		})
+	}
+}
+
+// TestDriveSerial: the serial is the drive_id's first 20 bytes
+// (blk.Open refuses a longer one).
+func TestDriveSerial(t *testing.T) {
+	for id, want := range map[string]string{"": "", "rootfs": "rootfs", "root-fs-of-the-web-server": "root-fs-of-the-web-s",
+		strings.Repeat("x", 20): strings.Repeat("x", 20)} {
+		if got := driveSerial(id); got != want {
+			t.Errorf("driveSerial(%q) = %q, want %q", id, got, want)
+		}
 	}
 }
 

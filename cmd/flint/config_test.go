@@ -486,11 +486,6 @@ func manyDrives(n int) string {
 // the serial); they were refused with exit 2.
 func TestFirecrackerIDs(t *testing.T) {
 	id := "root-fs-of-the-web-server"
-	if err := (vmm.DriveConfig{ID: id, Path: "p"}).Validate(); err != nil {
-		// vmm/blk.go's DriveConfig.Validate still applies the API's
-		// rule and a 20-byte bound; the lead's change lifts them.
-		t.Skipf("vmm refuses the drive_id: %v", err)
-	}
 	k, _ := vmFiles(t)
 	disk := writeFile(t, "rootfs.ext4", make([]byte, 4096))
 	p := configFile(t, fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q},
