@@ -130,6 +130,9 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func(seccomp.
 		if g.cwd, err = os.Getwd(); err != nil {
 			return usagef("run: the current directory: %v", err)
 		}
+		if d := guestOwnDir(g.cwd); d != "" {
+			return usagef("run: the current directory %q lies in %s, which the guest replaces with its own: run flint from another directory, or use --no-host-root", g.cwd, d)
+		}
 	}
 	if err := g.prepare(&cfg); err != nil {
 		return err

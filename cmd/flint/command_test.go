@@ -330,3 +330,21 @@ func TestCommandModeHostRoot(t *testing.T) {
 		t.Errorf("filter options %+v, want kill with the file server's calls", opts)
 	}
 }
+
+// TestCommandModeCwdInGuestOwnDir: run from a host directory the guest
+// covers with its own /dev, /proc or /sys (a build in /dev/shm), the
+// command could not start there and the run ended as "command not found"
+// (127); it is exit 2 naming the directory.
+func TestCommandModeCwdInGuestOwnDir(t *testing.T) {
+	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	t.Chdir("/dev")
+	code, _, stderr, cfg := runCommandArgs(t, passed(), nil, "run", "--kernel", k, "--modules", fakeTree(t), "--", "true")
+	if code != 2 || cfg != nil || !strings.Contains(stderr, `"/dev"`) || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("code %d, stderr %q: want exit 2 naming /dev", code, stderr)
+	}
+	for dir, want := range map[string]string{"/dev/shm/b": "/dev", "/proc": "/proc", "/sys/x": "/sys", "/device": "", "/home/dev": "", "/": ""} {
+		if got := guestOwnDir(dir); got != want {
+			t.Errorf("guestOwnDir(%q) = %q, want %q", dir, got, want)
+		}
+	}
+}

@@ -24,6 +24,21 @@ const (
 	guestRoot = "/flint/root"  // the overlay the command is chrooted into
 )
 
+// guestOwn are the host root's directories the guest covers with its own
+// (the agent's rootMounts), opaque in the overlay.
+var guestOwn = []string{"proc", "sys", "dev"}
+
+// guestOwnDir is the directory of guestOwn that dir (absolute) lies in, or
+// "": the command cannot start in such a directory of the host.
+func guestOwnDir(dir string) string {
+	for _, d := range guestOwn {
+		if d = "/" + d; dir == d || strings.HasPrefix(dir, d+"/") {
+			return d
+		}
+	}
+	return ""
+}
+
 // shareFlag is one --share HOSTDIR:GUESTDIR[:rw].
 type shareFlag struct {
 	host, guest string
@@ -105,7 +120,7 @@ func shareLayout(s *agent.Spec, shares []shareFlag, noHostRoot bool, cwd string)
 			agent.Mount{Source: "tmpfs", Target: rwDir, FSType: "tmpfs", Options: []string{"mode=755"}},
 			agent.Mount{Source: "overlay", Target: guestRoot, FSType: "overlay",
 				Options: []string{"lowerdir=" + lowerDir, "upperdir=" + rwDir + "/upper", "workdir=" + rwDir + "/work"},
-				Opaque:  []string{"proc", "sys", "dev"}})
+				Opaque:  guestOwn})
 		s.Root, prefix = guestRoot, guestRoot
 		if cwd != "" {
 			s.Dir = cwd
