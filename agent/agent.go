@@ -227,24 +227,31 @@ func lookPath(root, dir, argv0 string, env []string) (string, error) {
 // failed. Its output has reached the devices when it returns. progress
 // hears StageWait once the command runs.
 func RunCommand(s *Spec, progress func(exitdev.Stage)) uint32 {
+	word, _ := runCommand(s, progress)
+	return word
+}
+
+// runCommand is RunCommand, with the error of a step that failed (the
+// command not found, its working directory missing...) to log.
+func runCommand(s *Spec, progress func(exitdev.Stage)) (uint32, error) {
 	cmd, st, err := Command(s)
 	if err != nil {
-		return stepWord(err, exitdev.StageExec)
+		return stepWord(err, exitdev.StageExec), err
 	}
 	err = cmd.Start()
 	st.started()
 	if err != nil {
 		st.finish(0)
-		return stepWord(err, exitdev.StageExec)
+		return stepWord(err, exitdev.StageExec), err
 	}
 	progress(exitdev.StageWait)
 	err = cmd.Wait()
 	st.finish(OutputDrain)
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
-		return stepWord(err, exitdev.StageWait)
+		return stepWord(err, exitdev.StageWait), err
 	}
-	return StatusWord(cmd.ProcessState)
+	return StatusWord(cmd.ProcessState), nil
 }
 
 // StatusWord turns a finished process's state into the exit device's word.
@@ -269,12 +276,13 @@ func stepWord(err error, stage exitdev.Stage) uint32 {
 }
 
 // Run does everything but the report: Prepare, then the command. It
-// returns the status word and, when a step failed, the error to log.
+// returns the status word and, when a step failed (the command's start
+// included), the error to log.
 func Run(s *Spec, sys System) (uint32, error) {
 	if err := Prepare(s, sys); err != nil {
 		return stepWord(err, exitdev.StageEarly), err
 	}
-	return RunCommand(s, sys.Progress), nil
+	return runCommand(s, sys.Progress)
 }
 
 // logf writes one agent line to w (the kernel console), prefixed so the host

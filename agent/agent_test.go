@@ -223,3 +223,18 @@ func TestWaitDeviceMissing(t *testing.T) {
 		t.Errorf("status word %s", r)
 	}
 }
+
+// TestRunLogsExecFailure: a command that cannot start is an error for the
+// console log naming what failed (here the working directory), beside its
+// status word; before, only Prepare's steps were logged.
+func TestRunLogsExecFailure(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "gone")
+	s := &Spec{Argv: []string{"true"}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: missing}
+	word, err := Run(s, &recSystem{})
+	if r := decoded(t, word); r.Kind != exitdev.KindAgentFailed || r.Stage != exitdev.StageExec {
+		t.Errorf("status %s, want an exec-stage failure", r)
+	}
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("error %v, want one naming %s", err, missing)
+	}
+}
