@@ -66,7 +66,7 @@ func (m Mode) action() uint32 {
 // syscalls is every system call Flint and the Go runtime make after setup,
 // allowed with any arguments. Calls allowed with argument checks are in
 // Build (ioctl, socket, clone, kill, tgkill, mmap, mprotect, fcntl,
-// madvise).
+// madvise, prctl).
 var syscalls = map[string]uint32{
 	// Files, TAP queues, eventfds, disk images, the console and logs.
 	"read": unix.SYS_READ, "write": unix.SYS_WRITE,
@@ -293,6 +293,12 @@ func Build(o Options) ([]unix.SockFilter, error) {
 		// or MADV_SOFT_OFFLINE (101), which take host pages out of
 		// service for good.
 		{unix.SYS_MADVISE, belowCheck(argLow(2), unix.MADV_HWPOISON, deny)},
+		// The runtime names each anonymous mapping it makes (Go 1.25+,
+		// GODEBUG decoratemappings, on by default for this module's go
+		// version) with prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME) when the
+		// kernel has CONFIG_ANON_VMA_NAME: on every heap growth after
+		// setup. No other prctl option.
+		{unix.SYS_PRCTL, prctlCheck(deny)},
 		// Signals to this process only (the runtime's preemption and
 		// crash paths, the vCPU kick).
 		{unix.SYS_KILL, equalCheck(argLow(0), []uint32{uint32(o.PID)}, deny)},
@@ -348,12 +354,26 @@ func ioctlCheck(deny uint32) program {
 	return equalCheck(argLow(1), reqs, deny)
 }
 
+// requireEqual appends "if the 32-bit word at off != v: deny".
+func (p *program) requireEqual(off, v, deny uint32) {
+	p.load(off)
+	p.jump(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, v, 1, 0)
+	p.ret(deny)
+}
+
+// prctlCheck allows prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, ...).
+func prctlCheck(deny uint32) program {
+	var b program
+	b.requireEqual(argLow(0), unix.PR_SET_VMA, deny)
+	b.requireEqual(argLow(1), unix.PR_SET_VMA_ANON_NAME, deny)
+	b.ret(unix.SECCOMP_RET_ALLOW)
+	return b
+}
+
 // socketCheck allows socket(AF_UNIX, SOCK_STREAM with any flags).
 func socketCheck(deny uint32) program {
 	var b program
-	b.load(argLow(0))
-	b.jump(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, unix.AF_UNIX, 1, 0)
-	b.ret(deny)
+	b.requireEqual(argLow(0), unix.AF_UNIX, deny)
 	b.load(argLow(1))
 	b.stmt(unix.BPF_ALU|unix.BPF_AND|unix.BPF_K, sockTypeMask)
 	b.allowIf(unix.SOCK_STREAM)

@@ -122,6 +122,14 @@ func TestFilterDecisions(t *testing.T) {
 		{"mprotect rw", sys(unix.SYS_MPROTECT, 0, 4096, unix.PROT_READ|unix.PROT_WRITE), allow},
 		{"mprotect exec", sys(unix.SYS_MPROTECT, 0, 4096, unix.PROT_READ|unix.PROT_EXEC), kill},
 		{"beyond the table", sys(1000), kill},
+		// prctl: only the runtime's naming of its anonymous mappings
+		// (Go 1.25+, on every heap growth where the kernel has
+		// CONFIG_ANON_VMA_NAME).
+		{"prctl PR_SET_VMA anon name", sys(unix.SYS_PRCTL, unix.PR_SET_VMA, unix.PR_SET_VMA_ANON_NAME, 0x7f0000000000, 4096, 0x7f0000001000), allow},
+		{"prctl PR_SET_VMA other", sys(unix.SYS_PRCTL, unix.PR_SET_VMA, 1), kill},
+		{"prctl PR_SET_NO_NEW_PRIVS", sys(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1), kill},
+		{"prctl PR_SET_DUMPABLE", sys(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 1), kill},
+		{"prctl PR_SET_SECCOMP", sys(unix.SYS_PRCTL, unix.PR_SET_SECCOMP, 0), kill},
 		// clone: a thread, never one in new namespaces (the kernel takes
 		// CLONE_THREAD with CLONE_NEWNET, NEWNS, NEWUTS, NEWIPC, NEWCGROUP).
 		{"clone thread newnet", sys(unix.SYS_CLONE, goClone|unix.CLONE_NEWNET), kill},
@@ -282,6 +290,9 @@ func TestInstall(t *testing.T) {
 		{"fcntl-setown", true},
 		{"socket-unix-stream", false},
 		{"socket-unix-dgram", true},
+		{"heap-growth", false},
+		{"prctl-vma-name", false},
+		{"prctl-other", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.what, func(t *testing.T) {
@@ -365,6 +376,28 @@ func child(what string) int {
 		}
 		unix.Close(d)
 		debug.FreeOSMemory()
+		return 0
+	case "heap-growth":
+		// The heap grows after setup (new arenas, stacks, spans): the
+		// runtime maps memory and names it (prctl PR_SET_VMA), then
+		// gives it back.
+		var keep [][]byte
+		for i := 0; i < 64; i++ {
+			keep = append(keep, make([]byte, 4<<20))
+		}
+		runtime.KeepAlive(keep)
+		keep = nil
+		debug.FreeOSMemory()
+		return 0
+	case "prctl-vma-name", "prctl-other":
+		// The runtime's own call (an empty range: the filter reads
+		// only the option), made here for kernels without
+		// CONFIG_ANON_VMA_NAME, where its first EINVAL (before the
+		// filter) turned it off; then one it never makes.
+		if what == "prctl-other" {
+			unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
+		}
+		unix.Prctl(unix.PR_SET_VMA, unix.PR_SET_VMA_ANON_NAME, 0, 0, 0)
 		return 0
 	case "fcntl-setown":
 		var p [2]int
