@@ -22,6 +22,7 @@ import (
 var (
 	_ netdev.Backend     = (*tap.Queue)(nil)
 	_ netdev.Steerer     = (*tap.Queue)(nil)
+	_ netdev.Drainer     = (*tap.Queue)(nil) // VQ_PAIRS_SET drains a queue before it detaches it
 	_ netdev.ReadvParker = (*tap.Queue)(nil) // RX reads or parks in one call (else it falls back to TryReadv + WaitReadable)
 )
 

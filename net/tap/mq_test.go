@@ -15,7 +15,8 @@ import (
 // the kernel spreads frames for the guest only over attached queues, a
 // queue attached again gets its share, and detaching a queue drops what
 // was still queued on it (Linux's tun_queue_purge), which is why the
-// device reads every queue whenever the guest has buffers.
+// device reads every queue whenever the guest has buffers and waits for
+// Pending to clear before it detaches one.
 func TestMultiQueueSteering(t *testing.T) {
 	ns := enterNetns(t)
 	l := ns.openLink("flt-steer", 3, Options{Queues: 2})
@@ -62,7 +63,13 @@ func TestMultiQueueSteering(t *testing.T) {
 	}
 	send(64)
 	settle()
+	if !qs[0].Pending() || !qs[1].Pending() {
+		t.Fatalf("frames on both queues: Pending %v and %v", qs[0].Pending(), qs[1].Pending())
+	}
 	n0, n1 := count(qs[0]), count(qs[1])
+	if qs[0].Pending() || qs[1].Pending() {
+		t.Fatalf("queues read dry: Pending %v and %v", qs[0].Pending(), qs[1].Pending())
+	}
 	if n0+n1 != 64 || n1 == 0 || n0 == 0 {
 		t.Fatalf("both attached: %d and %d frames of 64 flows", n0, n1)
 	}

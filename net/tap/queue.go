@@ -235,6 +235,20 @@ func (q *Queue) SetEnabled(enabled bool) error {
 	})
 }
 
+// Pending reports whether a frame waits to be read (a zero-timeout poll
+// of the descriptor); false also when the poll fails. Not for the data
+// path: it allocates.
+func (q *Queue) Pending() bool {
+	ready := false
+	q.control("poll", func(fd int) error {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 0)
+		ready = err == nil && n == 1 && pfd[0].Revents&unix.POLLIN != 0
+		return nil
+	})
+	return ready
+}
+
 // SyscallConn gives raw access to the descriptor for callers that must
 // hand it to the kernel (e.g. VHOST_NET_SET_BACKEND) while this Queue
 // keeps owning it.

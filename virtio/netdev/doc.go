@@ -24,8 +24,10 @@
 //     backends of the others are detached (Steerer: a TAP queue's
 //     TUNSETQUEUE), so the host steers nothing to them. VQ_PAIRS_SET
 //     (exactly a le16 of 1 to N) attaches the first pairs and detaches
-//     the rest before it is acknowledged; a detached pair's engines keep
-//     running, so what its backend still holds is delivered. RSS and
+//     the rest before it is acknowledged, each once nothing waits on it
+//     (Drainer, at most drainWait: a TAP drops what is queued on a queue
+//     it detaches, so the pair's engines deliver it first); a detached
+//     pair's engines keep running. RSS and
 //     HASH_REPORT are not offered (RSS_CONFIG and HASH_CONFIG get ERR).
 //     PairStats counts each pair's traffic.
 //   - Mapping the negotiated GUEST_* features onto the backend's receive

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Steerer is implemented by a backend that can leave and rejoin the set
@@ -18,12 +19,28 @@ import (
 // delivers what it reads there all the same.
 //
 // Note for a TAP: Linux drops the frames still queued on a queue it
-// detaches (tun_queue_purge). The device reads every queue whenever the
-// guest has buffers, so what is lost is what arrived since the last
-// read: a few frames at most, which TCP retransmits.
+// detaches (tun_queue_purge). So before it detaches a backend that is
+// also a Drainer, the device waits (at most drainWait) until nothing is
+// queued on it: the pair's RX engine, which reads every queue whenever
+// the guest has buffers, delivers those frames first, while the driver
+// still polls that pair (it waits for VQ_PAIRS_SET's answer). What can
+// still be lost is a frame the host steered there in the moment between
+// the check and the detach, or the frames of a driver that posts no
+// buffers on the pair within drainWait.
 type Steerer interface {
 	SetEnabled(enabled bool) error
 }
+
+// Drainer is a Steerer that can tell whether frames wait on it
+// (*tap.Queue polls its descriptor).
+type Drainer interface {
+	Pending() bool
+}
+
+// drainWait bounds how long VQ_PAIRS_SET waits for a backend it
+// detaches to drain (a variable for tests): a driver answered only after
+// it would wait, and Linux waits for the answer holding the RTNL lock.
+var drainWait = 100 * time.Millisecond
 
 // pairSet is the device's queue pairs' backends, which of them receive
 // (attached), and how many pairs the driver uses. mu serialises the
@@ -55,7 +72,9 @@ func (p *pairSet) activate(started int) error {
 	defer p.mu.Unlock()
 	p.started = started
 	p.active.Store(1)
-	if err := p.steer(1); err != nil {
+	// No drain: what waits on the other pairs' backends came before this
+	// activation, and the driver has posted no buffers there.
+	if err := p.steer(1, time.Time{}); err != nil {
 		return fmt.Errorf("virtio-net: %w", err)
 	}
 	return nil
@@ -69,7 +88,7 @@ func (p *pairSet) set(n int) error {
 	if n < 1 || n > p.started {
 		return fmt.Errorf("%d queue pairs, want 1 to %d", n, p.started)
 	}
-	if err := p.steer(n); err != nil {
+	if err := p.steer(n, time.Now().Add(drainWait)); err != nil {
 		return err
 	}
 	p.active.Store(int32(n))
@@ -77,34 +96,47 @@ func (p *pairSet) set(n int) error {
 }
 
 // steer attaches the backends of the first n pairs (attach first, so
-// that frames always have a queue to go to) and then detaches the rest.
+// that frames always have a queue to go to) and then detaches the rest,
+// each drained first until drained at most (the zero time: not at all).
 // It goes on past an error and returns the first.
-func (p *pairSet) steer(n int) error {
+func (p *pairSet) steer(n int, drained time.Time) error {
 	var errs []error
 	for k := range p.bes {
 		if want := k < n; want && !p.attached[k] {
-			errs = append(errs, p.switchPair(k, true))
+			errs = append(errs, p.switchPair(k, true, time.Time{}))
 		}
 	}
 	for k := range p.bes {
 		if want := k < n; !want && p.attached[k] {
-			errs = append(errs, p.switchPair(k, false))
+			errs = append(errs, p.switchPair(k, false, drained))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (p *pairSet) switchPair(k int, on bool) error {
+// switchPair attaches or detaches pair k's backend; a Drainer detached
+// is drained first, until deadline at most.
+func (p *pairSet) switchPair(k int, on bool, deadline time.Time) error {
 	s, ok := p.bes[k].(Steerer)
 	if !ok {
 		p.attached[k] = on
 		return nil
+	}
+	if d, ok := s.(Drainer); ok && !on {
+		drain(d, deadline)
 	}
 	if err := s.SetEnabled(on); err != nil {
 		return fmt.Errorf("queue pair %d: attach %v: %w", k+1, on, err)
 	}
 	p.attached[k] = on
 	return nil
+}
+
+// drain waits until nothing is queued on d, or deadline.
+func drain(d Drainer, deadline time.Time) {
+	for d.Pending() && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Microsecond)
+	}
 }
 
 // ActivePairs is the number of queue pairs the driver uses: 1 after

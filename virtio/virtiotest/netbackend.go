@@ -88,6 +88,16 @@ func (b *NetBackend) Queued() int {
 	return b.n
 }
 
+// Purge drops every injected frame the device has not read, as Linux
+// drops what waits on a TAP queue it detaches, and returns how many.
+func (b *NetBackend) Purge() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.n
+	b.n = 0
+	return n
+}
+
 // Reads is the number of frames the device read.
 func (b *NetBackend) Reads() int {
 	b.mu.Lock()
