@@ -187,3 +187,54 @@ func TestStdinReadyByteOnTTY(t *testing.T) {
 		t.Errorf("stdout %q, want %q", b, "got=late line\n")
 	}
 }
+
+// chunkReader returns data in reads of the sizes in sizes (cycled; 0 is
+// an empty read with no error), and EOF with the last bytes when
+// eofWithData.
+type chunkReader struct {
+	data, sizes []byte
+	i           int
+	eofWithData bool
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := len(c.data)
+	if len(c.sizes) > 0 {
+		n = min(n, int(c.sizes[c.i%len(c.sizes)]))
+		c.i++
+		if c.i > 64 && n == 0 {
+			n = 1 // no endless run of empty reads
+		}
+	}
+	n = copy(p, c.data[:n])
+	c.data = c.data[n:]
+	if len(c.data) == 0 && c.eofWithData {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// FuzzFrameRoundTrip: whatever the host's stdin yields, in whatever read
+// sizes (empty reads, data with EOF), the agent decodes exactly those
+// bytes, also when the framed stream reaches it in other pieces.
+func FuzzFrameRoundTrip(f *testing.F) {
+	f.Add([]byte("hello\n"), []byte{1, 0, 3}, false, []byte{1})
+	f.Add(bytes.Repeat([]byte{0, 0xff}, 5000), []byte{255, 0}, true, []byte{2, 7})
+	f.Add([]byte{}, []byte{}, true, []byte{})
+	f.Fuzz(func(t *testing.T, data, sizes []byte, eofWithData bool, guestSizes []byte) {
+		var framed bytes.Buffer
+		if _, err := io.Copy(&framed, NewFrameReader(&chunkReader{data: data, sizes: sizes, eofWithData: eofWithData})); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := copyFrames(&out, &chunkReader{data: framed.Bytes(), sizes: guestSizes}); err != nil {
+			t.Fatalf("decoding: %v", err)
+		}
+		if !bytes.Equal(out.Bytes(), data) {
+			t.Fatalf("decoded %d bytes, want %d", out.Len(), len(data))
+		}
+	})
+}
