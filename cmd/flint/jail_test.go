@@ -61,6 +61,7 @@ func TestJailFlags(t *testing.T) {
 		{[]string{"--jail", dir, "--uid", "1000"}, "--jail needs --uid and --gid"},
 		{[]string{"--jail", filepath.Join(dir, "missing"), "--uid", "1000", "--gid", "1000"}, "no such file"},
 		{[]string{"--jail", file, "--uid", "1000", "--gid", "1000"}, "not a directory"},
+		{[]string{"--jail", "/", "--uid", "1000", "--gid", "1000"}, "the host's root"},
 		{[]string{"--jail", dir, "--uid", "nobody", "--gid", "1000"}, `--uid "nobody": not a number`},
 		{[]string{"--jail", dir, "--uid", "1000", "--gid", "-3"}, `--gid "-3": not a number`},
 		{[]string{"--jail", dir, "--uid", "0", "--gid", "1000"}, "uid 0"},

@@ -42,7 +42,8 @@ type Spec struct {
 	FSize uint64
 }
 
-// Validate checks s: Dir an existing directory, UID and GID in
+// Validate checks s: Dir an existing directory other than the host's
+// root (which would confine nothing), UID and GID in
 // [1, 2^32-2]. Errors are one line naming the flag-like field.
 func (s Spec) Validate() error {
 	if s.Dir == "" {
@@ -54,6 +55,9 @@ func (s Spec) Validate() error {
 	}
 	if !st.IsDir() {
 		return fmt.Errorf("jail directory %s: not a directory", s.Dir)
+	}
+	if root, err := os.Stat("/"); err == nil && os.SameFile(st, root) {
+		return fmt.Errorf("jail directory %s: the host's root; a jail needs a directory of its own", s.Dir)
 	}
 	for _, id := range []struct {
 		name string

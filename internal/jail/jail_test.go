@@ -327,6 +327,9 @@ func TestValidate(t *testing.T) {
 		{Spec{Dir: dir, UID: 0, GID: 1}, "uid 0"},
 		{Spec{Dir: dir, UID: 1, GID: 0}, "gid 0"},
 		{Spec{Dir: dir, UID: -1, GID: 1}, "out of range"},
+		// The host's root, by any name: a jail that confines nothing.
+		{Spec{Dir: "/", UID: 1, GID: 1}, "the host's root"},
+		{Spec{Dir: "/.", UID: 1, GID: 1}, "the host's root"},
 	} {
 		err := tc.s.Validate()
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
