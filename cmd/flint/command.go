@@ -120,7 +120,7 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func(seccomp.
 		return err
 	}
 	g := guest{argv: argv, kernel: c.String("kernel"), modules: c.String("modules"), noHostRoot: c.Bool("no-host-root"),
-		stdin: a.stdinIsPipe(), shares: shares}
+		stdin: a.stdinIsPipe(), shares: shares, mergeOutput: sameFile(a.cli.Writer, a.stderr)}
 	if g.modules == "" {
 		g.buildTree = initramfs.FindBuildTree(g.kernel)
 	}
@@ -219,6 +219,21 @@ func (a *app) stdinIsPipe() bool {
 	}
 	_, err := unix.IoctlGetTermios(int(a.stdin.Fd()), unix.TCGETS)
 	return err != nil
+}
+
+// sameFile reports whether two writers are one open file or the same
+// file (flint ... >log 2>&1, 2>&1 | tee): the command's stdout and stderr
+// then share one pipe, as on the host, and keep the order they were
+// written in.
+func sameFile(w1, w2 io.Writer) bool {
+	f1, ok1 := w1.(*os.File)
+	f2, ok2 := w2.(*os.File)
+	if !ok1 || !ok2 {
+		return false
+	}
+	s1, err1 := f1.Stat()
+	s2, err2 := f2.Stat()
+	return err1 == nil && err2 == nil && os.SameFile(s1, s2)
 }
 
 // reportFiles are --report and --junit, opened before the VM starts: the

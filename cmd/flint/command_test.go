@@ -99,8 +99,15 @@ func newcFiles(t *testing.T, b []byte) map[string][]byte {
 func runCommandArgs(t *testing.T, res vmm.CommandResult, stdin *os.File, args ...string) (int, string, string, *vmm.Config) {
 	t.Helper()
 	var out, errb bytes.Buffer
+	code, cfg := runCommandOn(t, &out, &errb, res, stdin, args...)
+	return code, out.String(), errb.String(), cfg
+}
+
+// runCommandOn is runCommandArgs with Flint's stdout and stderr given.
+func runCommandOn(t *testing.T, out, errb io.Writer, res vmm.CommandResult, stdin *os.File, args ...string) (int, *vmm.Config) {
+	t.Helper()
 	var got *vmm.Config
-	a := newApp(&out, &errb, func(vmm.Config, io.Writer) int { t.Fatal("plain launcher used"); return 0 })
+	a := newApp(out, errb, func(vmm.Config, io.Writer) int { t.Fatal("plain launcher used"); return 0 })
 	a.installFilter = recordFilter
 	a.stdin = stdin
 	a.launchCmd = func(cfg vmm.Config) (vmm.CommandResult, error) {
@@ -108,7 +115,7 @@ func runCommandArgs(t *testing.T, res vmm.CommandResult, stdin *os.File, args ..
 		return res, nil
 	}
 	code := a.run(append([]string{"flint"}, args...))
-	return code, out.String(), errb.String(), got
+	return code, got
 }
 
 func passed() vmm.CommandResult {
@@ -345,6 +352,44 @@ func TestCommandModeCwdInGuestOwnDir(t *testing.T) {
 	for dir, want := range map[string]string{"/dev/shm/b": "/dev", "/proc": "/proc", "/sys/x": "/sys", "/device": "", "/home/dev": "", "/": ""} {
 		if got := guestOwnDir(dir); got != want {
 			t.Errorf("guestOwnDir(%q) = %q, want %q", dir, got, want)
+		}
+	}
+}
+
+// TestCommandModeMergedOutput: when Flint's stdout and stderr are one
+// file (flint run ... >log 2>&1, or | tee), the command's are one pipe
+// too, as they would be on the host, so the file keeps the order the
+// command wrote in; two stream devices relayed apart could swap an
+// "error" line with the output around it. Separate files keep separate
+// streams.
+func TestCommandModeMergedOutput(t *testing.T) {
+	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	dir := t.TempDir()
+	log, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	other, err := os.Create(filepath.Join(dir, "err"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, tc := range []struct {
+		name       string
+		stderr     *os.File
+		wantStderr string
+	}{{"2>&1", log, vmm.StdoutDevice}, {"apart", other, vmm.StderrDevice}} {
+		code, cfg := runCommandOn(t, log, tc.stderr, passed(), nil, "run", "--kernel", k, "--modules", fakeTree(t), "--no-host-root", "--", "true")
+		if code != 0 || cfg == nil {
+			t.Fatalf("%s: code %d", tc.name, code)
+		}
+		s, err := agent.DecodeSpec(bytes.NewReader(newcFiles(t, cfg.Initrd)["flint/agent.json"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Stdout != vmm.StdoutDevice || s.Stderr != tc.wantStderr {
+			t.Errorf("%s: spec stdout %q stderr %q, want stderr %q", tc.name, s.Stdout, s.Stderr, tc.wantStderr)
 		}
 	}
 }

@@ -43,6 +43,9 @@ type guest struct {
 	cwd        string       // the host's working directory, the command's in a shared root
 	// vmShares is what prepare decided the VMM serves.
 	vmShares []vmm.Share
+	// mergeOutput: Flint's stdout and stderr are one file, so the
+	// command's stderr is its stdout pipe (the stdout device).
+	mergeOutput bool
 }
 
 // wantedModules are the modules the guest needs for cfg: command mode's
@@ -186,6 +189,9 @@ func (g *guest) spec(mods []initramfs.Module, nets []configs.NetInterface) *agen
 	s := &agent.Spec{Argv: g.argv, Env: commandEnv(!g.noHostRoot), Dir: "/", Stdout: vmm.StdoutDevice, Stderr: vmm.StderrDevice}
 	if g.stdin {
 		s.Stdin = vmm.StdinDevice
+	}
+	if g.mergeOutput {
+		s.Stderr = s.Stdout
 	}
 	for _, n := range nets {
 		if n.GuestIP.IsValid() {
