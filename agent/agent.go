@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path"
 	"strings"
@@ -245,26 +244,40 @@ func runCommand(s *Spec, progress func(exitdev.Stage)) (uint32, error) {
 		return stepWord(err, exitdev.StageExec), err
 	}
 	progress(exitdev.StageWait)
-	err = cmd.Wait()
+	ws, err := reapUntil(cmd.Process.Pid)
+	cmd.Process.Release()
 	st.finish(OutputDrain)
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
+	if err != nil {
 		return stepWord(err, exitdev.StageWait), err
 	}
-	return StatusWord(cmd.ProcessState), nil
+	return StatusWord(ws), nil
 }
 
-// StatusWord turns a finished process's state into the exit device's word.
-func StatusWord(ps *os.ProcessState) uint32 {
-	ws, ok := ps.Sys().(syscall.WaitStatus)
-	switch {
-	case !ok:
-		return exitdev.Exited(uint8(ps.ExitCode()))
-	case ws.Signaled():
-		return exitdev.Signaled(uint8(ws.Signal()), ws.CoreDump())
-	default:
-		return exitdev.Exited(uint8(ws.ExitStatus()))
+// reapUntil waits for any child until pid exits and returns pid's
+// status. As PID 1 the agent is the parent of every process the command
+// orphans; waiting for pid alone (exec.Cmd.Wait) left each of them a
+// zombie until the guest powered off.
+func reapUntil(pid int) (syscall.WaitStatus, error) {
+	for {
+		var ws syscall.WaitStatus
+		got, err := syscall.Wait4(-1, &ws, 0, nil)
+		switch {
+		case err == syscall.EINTR:
+		case err != nil:
+			return 0, fmt.Errorf("wait4: %w", err)
+		case got == pid && (ws.Exited() || ws.Signaled()):
+			return ws, nil
+		}
 	}
+}
+
+// StatusWord turns a finished process's wait status into the exit
+// device's word.
+func StatusWord(ws syscall.WaitStatus) uint32 {
+	if ws.Signaled() {
+		return exitdev.Signaled(uint8(ws.Signal()), ws.CoreDump())
+	}
+	return exitdev.Exited(uint8(ws.ExitStatus()))
 }
 
 func stepWord(err error, stage exitdev.Stage) uint32 {

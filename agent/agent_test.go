@@ -238,3 +238,34 @@ func TestRunLogsExecFailure(t *testing.T) {
 		t.Errorf("error %v, want one naming %s", err, missing)
 	}
 }
+
+// TestRunCommandReapsOrphans: the agent is PID 1, so every process the
+// command orphans becomes its child; one that exits while the command
+// runs was left a zombie for the rest of the run (a test suite that
+// orphans thousands runs out of PIDs). The test process stands in for
+// PID 1 as a child subreaper; the command's own status still comes
+// through.
+func TestRunCommandReapsOrphans(t *testing.T) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Skipf("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	// Each subshell forks a child and exits at once: the child is
+	// orphaned, reparented to the subreaper, and exits.
+	s := &Spec{Argv: []string{"sh", "-c", "for i in 1 2 3 4 5; do (true &); done; sleep 0.3; exit 3"}, Env: []string{"PATH=/usr/bin:/bin"}}
+	if r := decoded(t, RunCommand(s, func(exitdev.Stage) {})); r.Kind != exitdev.KindExited || r.Code != 3 {
+		t.Fatalf("status %s, want exit 3", r)
+	}
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	if err == nil && info.Signo != 0 {
+		t.Errorf("a zombie child is left (waitid found one): %+v", info)
+	}
+	// Reap what this test left, if anything, so later tests see no strays.
+	for {
+		var ws unix.WaitStatus
+		if pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil); pid <= 0 || err != nil {
+			break
+		}
+	}
+}
