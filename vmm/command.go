@@ -110,6 +110,7 @@ type commandRun struct {
 	cmdAt     atomic.Int64
 	reportAt  atomic.Int64
 	stage     atomic.Uint32 // the last exitdev.Stage written, 0 before /init
+	writing   atomic.Int32  // output writes under way (activityWriter)
 	timersMu  sync.Mutex
 	timers    []*time.Timer
 	panicOnce sync.Once
@@ -168,7 +169,8 @@ func (c *commandRun) onReport(exitdev.Report) {
 }
 
 // watchIdle stops the run with stopIdle once nothing happened for the idle
-// timeout; it returns when done is closed.
+// timeout, a write of output that the host holds up counting as
+// something; it returns when done is closed.
 func (c *commandRun) watchIdle(done <-chan struct{}) {
 	idle := c.cfg.IdleTimeout
 	if idle <= 0 {
@@ -182,7 +184,7 @@ func (c *commandRun) watchIdle(done <-chan struct{}) {
 		case <-done:
 			return
 		case <-tick.C:
-			if time.Duration(c.now()-c.activity.Load()) >= idle {
+			if c.writing.Load() == 0 && time.Duration(c.now()-c.activity.Load()) >= idle {
 				c.stop(stopIdle, nil)
 				return
 			}
@@ -190,7 +192,9 @@ func (c *commandRun) watchIdle(done <-chan struct{}) {
 	}
 }
 
-// activityWriter records activity before passing bytes on.
+// activityWriter records activity before and after passing bytes on:
+// while its writer blocks (Flint's stdout piped to a slow reader), the
+// guest waits for the host and is not idle.
 type activityWriter struct {
 	c *commandRun
 	w io.Writer
@@ -201,6 +205,11 @@ func (a activityWriter) Write(p []byte) (int, error) {
 	if a.w == nil {
 		return len(p), nil
 	}
+	a.c.writing.Add(1)
+	defer func() {
+		a.c.touch()
+		a.c.writing.Add(-1)
+	}()
 	return a.w.Write(p)
 }
 

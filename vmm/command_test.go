@@ -174,3 +174,42 @@ func TestParseConsoleStderr(t *testing.T) {
 		t.Fatal("stdout accepted")
 	}
 }
+
+// blockingWriter holds each Write until release is closed.
+type blockingWriter struct{ release chan struct{} }
+
+func (b blockingWriter) Write(p []byte) (int, error) {
+	<-b.release
+	return len(p), nil
+}
+
+// TestCommandIdleNotWhileHostBlocks: a command whose output Flint's own
+// stdout holds up (flint run --idle-timeout 1m -- make | less, the reader
+// on one page) is not idle: the guest waits for the host. The idle clock
+// stopped at the write's start and the run was killed as silent (122).
+func TestCommandIdleNotWhileHostBlocks(t *testing.T) {
+	f := newFakeCommandMachine(CommandConfig{IdleTimeout: 100 * time.Millisecond})
+	done := make(chan struct{})
+	go f.c.watchIdle(done)
+	defer close(done)
+	bw := blockingWriter{release: make(chan struct{})}
+	wrote := make(chan struct{})
+	go func() {
+		activityWriter{c: f.c, w: bw}.Write([]byte("page two"))
+		close(wrote)
+	}()
+	time.Sleep(400 * time.Millisecond)
+	if s := f.stopped(); len(s) != 0 {
+		t.Errorf("stopped %v while the host held the command's output", s)
+	}
+	close(bw.release)
+	<-wrote
+	// Silence after the write counts again.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(f.stopped()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := f.stopped(); len(s) != 1 || s[0] != stopIdle {
+		t.Errorf("stops %v after the write, want the idle stop", s)
+	}
+}
