@@ -100,6 +100,7 @@ type commandRun struct {
 	scanner  *verdict.Scanner
 	exit     *exitdev.Device
 	consoles []*vconsole.Device
+	spools   []*spool
 	shares   []*fs.Device
 	trs      []virtioTransport
 	stop     func(StopReason, error)
@@ -213,6 +214,17 @@ func (a activityWriter) Write(p []byte) (int, error) {
 	return a.w.Write(p)
 }
 
+// streamOut is a stream device's writer: activity, then a spool to out
+// (nil discards), flushed by flush.
+func (c *commandRun) streamOut(out io.Writer) io.Writer {
+	if out == nil {
+		return activityWriter{c: c}
+	}
+	sp := newSpool(out, SpoolBytes)
+	c.spools = append(c.spools, sp)
+	return activityWriter{c: c, w: sp}
+}
+
 // consoleTap is the serial console's extra reader: the scanner sees every
 // byte, and every byte is activity.
 func (c *commandRun) consoleTap(out io.Writer) io.Writer {
@@ -293,7 +305,7 @@ func (m *Machine) addCommandDevices() error {
 	for _, s := range streams {
 		// The agent writes once to the stdin port when it is ready to
 		// read (agent.ReadyByte); input sent before would be dropped.
-		dev, err := vconsole.New(vconsole.Options{In: s.in, Out: activityWriter{c: c, w: s.out}, InputAfterGuestWrite: s.in != nil})
+		dev, err := vconsole.New(vconsole.Options{In: s.in, Out: c.streamOut(s.out), InputAfterGuestWrite: s.in != nil})
 		if err != nil {
 			return err
 		}
@@ -317,7 +329,15 @@ func (m *Machine) RunCommand() CommandResult {
 	go m.cmd.watchIdle(done)
 	res := m.Run()
 	close(done)
+	m.cmd.flush()
 	return m.cmd.judge(res)
+}
+
+// flush waits until the command's output has reached Stdout and Stderr.
+func (c *commandRun) flush() {
+	for _, sp := range c.spools {
+		sp.Close()
+	}
 }
 
 // closeCommand resets the stream devices and ends their goroutines.
@@ -334,5 +354,6 @@ func (m *Machine) closeCommand() {
 	for _, d := range m.cmd.shares {
 		d.Close()
 	}
+	m.cmd.flush()
 	m.cmd.trs, m.cmd.consoles, m.cmd.shares = nil, nil, nil
 }
