@@ -238,6 +238,10 @@ func runCommand(s *Spec, progress func(exitdev.Stage)) (uint32, error) {
 		return stepWord(err, exitdev.StageExec), err
 	}
 	err = cmd.Start()
+	if errors.Is(err, syscall.ENOEXEC) && !isELF(s.Root, cmd.Dir, cmd.Path) {
+		cmd = underShell(cmd)
+		err = cmd.Start()
+	}
 	st.started()
 	if err != nil {
 		st.finish(0)
@@ -251,6 +255,32 @@ func runCommand(s *Spec, progress func(exitdev.Stage)) (uint32, error) {
 		return stepWord(err, exitdev.StageWait), err
 	}
 	return StatusWord(ws), nil
+}
+
+// underShell is c as execvp(3) runs a file the kernel cannot execute (a
+// script without a #! line): /bin/sh with the file's path and c's
+// arguments, as every shell (and virtme-ng and vmtest, which start the
+// command through one) runs it.
+func underShell(c *exec.Cmd) *exec.Cmd {
+	return &exec.Cmd{Path: "/bin/sh", Args: append([]string{"/bin/sh", c.Path}, c.Args[1:]...), Env: c.Env, Dir: c.Dir,
+		SysProcAttr: c.SysProcAttr, Stdin: c.Stdin, Stdout: c.Stdout, Stderr: c.Stderr}
+}
+
+// isELF reports whether the file at p (relative to dir) in root starts
+// with the ELF magic: a binary for another machine stays "cannot execute"
+// (126) instead of being read as a script.
+func isELF(root, dir, p string) bool {
+	if !path.IsAbs(p) {
+		p = path.Join(dir, p)
+	}
+	fd, err := openInRoot(root, p, unix.O_RDONLY)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var magic [4]byte
+	n, _ := unix.Read(fd, magic[:])
+	return n == len(magic) && string(magic[:]) == "\x7fELF"
 }
 
 // reapUntil waits for any child until pid exits and returns pid's

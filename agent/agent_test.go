@@ -269,3 +269,34 @@ func TestRunCommandReapsOrphans(t *testing.T) {
 		}
 	}
 }
+
+// TestRunCommandScriptWithoutShebang: a script with no #! line runs under
+// /bin/sh, as execvp(3) and every shell run it (and virtme-ng and vmtest,
+// which start the command through a shell); it was "could not be
+// executed" (126, ENOEXEC).
+func TestRunCommandScriptWithoutShebang(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "script")
+	if err := os.WriteFile(script, []byte("echo \"$0 $1\"; exit 5\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	if err := os.WriteFile(out, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &Spec{Argv: []string{"./script", "arg"}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: dir, Stdout: out}
+	if r := decoded(t, RunCommand(s, func(exitdev.Stage) {})); r.Kind != exitdev.KindExited || r.Code != 5 {
+		t.Fatalf("status %s, want exit 5", r)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "./script arg\n" {
+		t.Errorf("stdout %q, want the script's own name and argument", b)
+	}
+	// A binary the kernel cannot run (another machine's) is not a script.
+	if err := os.WriteFile(script, []byte("\x7fELF\x02\x01\x01 not for this machine\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := decoded(t, RunCommand(s, func(exitdev.Stage) {}))
+	if r.Kind != exitdev.KindAgentFailed || r.Stage != exitdev.StageExec || r.Errno != uint16(syscall.ENOEXEC) {
+		t.Errorf("ELF file: status %s, want an exec failure with ENOEXEC", r)
+	}
+}

@@ -16,24 +16,9 @@ var openat2 = unix.Openat2
 const maxLinks = 40
 
 // statInRoot stats p (absolute) as a process chrooted into root would see
-// it: symbolic links, absolute ones included, resolve inside root
-// (openat2 RESOLVE_IN_ROOT; a shared host root's /bin/sh -> /bin/busybox
-// must not be looked up in the agent's own root). A kernel older than
-// 5.6 has no openat2 (ENOSYS): walkInRoot resolves the same way. root ""
-// is "/".
+// it (openInRoot).
 func statInRoot(root, p string) (*unix.Stat_t, error) {
-	if root == "" {
-		root = "/"
-	}
-	dfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(dfd)
-	fd, err := openat2(dfd, "."+p, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
-	if errors.Is(err, unix.ENOSYS) {
-		return walkInRoot(dfd, p)
-	}
+	fd, err := openInRoot(root, p, unix.O_PATH)
 	if err != nil {
 		return nil, err
 	}
@@ -45,10 +30,37 @@ func statInRoot(root, p string) (*unix.Stat_t, error) {
 	return &st, nil
 }
 
+// openInRoot opens p (absolute) with flags as a process chrooted into
+// root would: symbolic links, absolute ones included, resolve inside root
+// (openat2 RESOLVE_IN_ROOT; a shared host root's /bin/sh -> /bin/busybox
+// must not be looked up in the agent's own root). A kernel older than 5.6
+// has no openat2 (ENOSYS): walkInRoot resolves the same way. root "" is
+// "/".
+func openInRoot(root, p string, flags int) (int, error) {
+	if root == "" {
+		root = "/"
+	}
+	dfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(dfd)
+	fd, err := openat2(dfd, "."+p, &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_IN_ROOT})
+	if !errors.Is(err, unix.ENOSYS) {
+		return fd, err
+	}
+	rel, err := walkInRoot(dfd, p)
+	if err != nil {
+		return -1, err
+	}
+	return unix.Openat(dfd, rel, flags|unix.O_CLOEXEC, 0)
+}
+
 // walkInRoot resolves p below the directory dfd one component at a time,
 // as RESOLVE_IN_ROOT does: ".." stops at the root, and a symbolic link's
-// target (an absolute one from the root) replaces the component.
-func walkInRoot(dfd int, p string) (*unix.Stat_t, error) {
+// target (an absolute one from the root) replaces the component. It
+// returns the path relative to dfd, free of symbolic links.
+func walkInRoot(dfd int, p string) (string, error) {
 	todo := strings.Split(p, "/")
 	cur := "." // resolved so far, relative to dfd, no symbolic links
 	links := 0
@@ -65,28 +77,25 @@ func walkInRoot(dfd int, p string) (*unix.Stat_t, error) {
 		}
 		next := path.Join(cur, c)
 		if err := unix.Fstatat(dfd, next, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return nil, err
+			return "", err
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFLNK {
 			cur = next
 			continue
 		}
 		if links++; links > maxLinks {
-			return nil, unix.ELOOP
+			return "", unix.ELOOP
 		}
 		target, err := readlinkat(dfd, next)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		if path.IsAbs(target) {
 			cur = "."
 		}
 		todo = append(strings.Split(target, "/"), todo...)
 	}
-	if err := unix.Fstatat(dfd, cur, &st, 0); err != nil {
-		return nil, err
-	}
-	return &st, nil
+	return cur, nil
 }
 
 // readlinkat is readlinkat(2) into a buffer that grows to fit.

@@ -57,7 +57,7 @@ func TestWalkInRootMatchesOpenat2(t *testing.T) {
 		if errors.Is(werr, unix.ENOSYS) {
 			t.Skip("this kernel has no openat2 to compare with")
 		}
-		got, gerr := walkInRoot(dfd, p)
+		got, gerr := walkStat(dfd, p)
 		switch {
 		case werr != nil || gerr != nil:
 			if !errors.Is(gerr, werr) && !errors.Is(werr, gerr) {
@@ -91,4 +91,17 @@ func TestLookPathWithoutOpenat2(t *testing.T) {
 	if _, err := lookPath(root, "/", "/opt/loop1", nil); !errors.Is(err, syscall.ELOOP) {
 		t.Errorf("a link loop: %v, want ELOOP", err)
 	}
+}
+
+// walkStat is walkInRoot, then a stat of what it resolved.
+func walkStat(dfd int, p string) (*unix.Stat_t, error) {
+	rel, err := walkInRoot(dfd, p)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(dfd, rel, &st, 0); err != nil {
+		return nil, err
+	}
+	return &st, nil
 }
