@@ -193,8 +193,8 @@ func (e *Engine) Queue() *queue.Queue { return e.q }
 
 // Run serves the queue until the device's reset.
 func (e *Engine) Run() {
-	defer e.exit()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer e.exit()
 	defer e.recoverFault()
 	e.Status.Set(ActivityRunning, e.q)
 	for {
@@ -414,9 +414,7 @@ func (e *Engine) failed() {
 // (not on a broken queue: the driver must reset it).
 func (e *Engine) exit() {
 	if !e.dead {
-		e.h.Event(EventStop)
-		e.Flush()
-		e.publishCounters()
+		e.publishAtStop()
 	} else {
 		e.safeEvent(EventPublished)
 	}
@@ -425,6 +423,18 @@ func (e *Engine) exit() {
 	// before it broke are the driver's, and Signal touches no guest memory.
 	e.gap.settle(true)
 	e.Status.Set(ActivityStopped, e.q)
+}
+
+// publishAtStop gives back what the handler holds and publishes what is
+// complete. It runs, as all of Run, with faults turned into panics: a
+// vhost-user frontend that truncated its memory file before it stopped
+// the ring makes the publish fault, which ends this device's service
+// (recoverFault), not the process.
+func (e *Engine) publishAtStop() {
+	defer e.recoverFault()
+	e.h.Event(EventStop)
+	e.Flush()
+	e.publishCounters()
 }
 
 // pause waits d (a rate limiter's answer), or for the reset; false means
