@@ -127,7 +127,13 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func(seccomp.
 	g.kver, g.kverErr = kernelRelease(cfg.Kernel, g.releaseTree())
 	kver := g.kver
 	if !g.noHostRoot {
-		if g.cwd, err = os.Getwd(); err != nil {
+		if g.cwd, err = os.Getwd(); err == nil && filepath.Clean(g.cwd) != g.cwd {
+			// os.Getwd's answer is $PWD when it names the directory,
+			// as a shell wrote it (cd //tmp keeps the //); the kernel's
+			// is clean.
+			g.cwd, err = unix.Getwd()
+		}
+		if err != nil {
 			return usagef("run: the current directory: %v", err)
 		}
 		if d := guestOwnDir(g.cwd); d != "" {

@@ -393,3 +393,25 @@ func TestCommandModeMergedOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandModeUncleanPWD: os.Getwd returns $PWD as it is when it names
+// the current directory, and a shell keeps a leading // there (cd //tmp);
+// the agent's Spec wants a clean path, so the run was exit 2 ("dir is not
+// a clean absolute path"). The command now starts in the real directory.
+func TestCommandModeUncleanPWD(t *testing.T) {
+	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	dir := t.TempDir()
+	t.Chdir(dir)
+	t.Setenv("PWD", "/"+dir)
+	code, _, stderr, cfg := runCommandArgs(t, passed(), nil, "run", "--kernel", k, "--modules", fakeTree(t), "--", "true")
+	if code != 0 || cfg == nil {
+		t.Fatalf("code %d, stderr %q", code, stderr)
+	}
+	s, err := agent.DecodeSpec(bytes.NewReader(newcFiles(t, cfg.Initrd)["flint/agent.json"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Dir != dir {
+		t.Errorf("spec dir %q, want %q", s.Dir, dir)
+	}
+}
