@@ -37,6 +37,30 @@ const (
 	fullLog        = "loglevel=7"
 )
 
+// keepLoglevel is what follows --cmdline ARGS: when ARGS say quiet (the
+// console shows only errors: no WARNING, no lockdep report) without a
+// loglevel= of their own, verdict.KernelArgs's loglevel again, so a habit
+// of booting quiet does not silently pass a run that warned. An explicit
+// loglevel= is the user's choice.
+func keepLoglevel(args string) string {
+	quiet := false
+	for _, a := range strings.Fields(args) {
+		if strings.HasPrefix(a, "loglevel=") {
+			return ""
+		}
+		quiet = quiet || a == "quiet"
+	}
+	if !quiet {
+		return ""
+	}
+	for _, a := range strings.Fields(verdict.KernelArgs) {
+		if strings.HasPrefix(a, "loglevel=") {
+			return " " + a
+		}
+	}
+	return ""
+}
+
 // commandOnlyFlags are the flags only command mode takes.
 var commandOnlyFlags = []string{"modules", "fail-on", "idle-timeout", "report", "junit", "no-host-root", "share"}
 
@@ -113,7 +137,7 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func(seccomp.
 		cfg.Cmdline += " " + fullLog
 	}
 	if c.IsSet("cmdline") {
-		cfg.Cmdline += " " + c.String("cmdline")
+		cfg.Cmdline += " " + c.String("cmdline") + keepLoglevel(c.String("cmdline"))
 	}
 	shares, err := parseShares(c.StringSlice("share"))
 	if err != nil {

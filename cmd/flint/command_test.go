@@ -136,7 +136,7 @@ func TestCommandModeConfig(t *testing.T) {
 	if cfg.Command == nil || cfg.Console != "none" || cfg.Command.IdleTimeout.Seconds() != 30 || cfg.Command.FailOn.Has(verdict.Warn) || cfg.Command.Stdin != nil {
 		t.Fatalf("command config %+v, console %q", cfg.Command, cfg.Console)
 	}
-	if want := commandCmdline + " quiet"; cfg.Cmdline != want || !strings.Contains(cfg.Cmdline, "panic=-1") {
+	if want := commandCmdline + " quiet loglevel=5"; cfg.Cmdline != want || !strings.Contains(cfg.Cmdline, "panic=-1") {
 		t.Fatalf("cmdline %q, want %q", cfg.Cmdline, want)
 	}
 	if !bytes.HasPrefix(cfg.Initrd, []byte("USER-INITRD")) {
@@ -413,5 +413,24 @@ func TestCommandModeUncleanPWD(t *testing.T) {
 	}
 	if s.Dir != dir {
 		t.Errorf("spec dir %q, want %q", s.Dir, dir)
+	}
+}
+
+// TestKeepLoglevel: --cmdline quiet would lower the console to errors
+// only (the kernel takes the last of quiet and loglevel=), hiding the
+// WARNING and lockdep reports --fail-on counts: the run passed over them.
+// The verdict's loglevel follows quiet again, unless the user set one.
+func TestKeepLoglevel(t *testing.T) {
+	for args, want := range map[string]string{
+		"quiet":                         " loglevel=5",
+		"nokaslr quiet mitigations=off": " loglevel=5",
+		"quiet loglevel=3":              "",
+		"loglevel=7 quiet":              "",
+		"nokaslr":                       "",
+		"quietly=1":                     "",
+	} {
+		if got := keepLoglevel(args); got != want {
+			t.Errorf("keepLoglevel(%q) = %q, want %q", args, got, want)
+		}
 	}
 }
