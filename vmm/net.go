@@ -155,6 +155,12 @@ func openNetDeviceWith(n configs.NetInterface, patchable bool) (*netDevice, erro
 			return nil, fmt.Errorf("setting the TAP's MTU to %d: %w", n.MTU, err)
 		}
 	}
+	// The last SIOC* call: the control socket (AF_INET) must not outlive
+	// the setup into the sandbox.
+	if err := t.CloseControl(); err != nil {
+		t.Close()
+		return nil, err
+	}
 	bes := make([]netdev.Backend, t.NumQueues())
 	for i, q := range t.Queues() {
 		bes[i] = q

@@ -24,6 +24,12 @@ import (
 func inNetns(t *testing.T, fn func()) {
 	t.Helper()
 	needKVM(t)
+	inNetnsNoKVM(t, fn)
+}
+
+// inNetnsNoKVM is inNetns for a test that builds devices without a VM.
+func inNetnsNoKVM(t *testing.T, fn func()) {
+	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil || os.Geteuid() != 0 {
 		testenv.SkipOrFail(t, fmt.Sprintf("TAP tests need root and iproute2 (ip: %v, euid %d)", err, os.Geteuid()))
 	}
@@ -50,6 +56,29 @@ func inNetns(t *testing.T, fn func()) {
 		fn()
 	}()
 	<-done
+}
+
+// TestNetDeviceDropsControlSocket: once the TAP is set up the device
+// keeps no AF_INET control socket (a sandboxed VMM could send UDP to
+// the host's network through it): the TAP's SIOC* calls fail after.
+func TestNetDeviceDropsControlSocket(t *testing.T) {
+	inNetnsNoKVM(t, func() {
+		n := configs.DefaultNetInterface("fltctl0")
+		n.MTU = 9000
+		nd, err := openNetDeviceWith(n, false)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer nd.tap.Close()
+		if _, err := nd.tap.MTU(); err != os.ErrClosed {
+			t.Errorf("the TAP's control socket is open: MTU() = %v", err)
+		}
+		out, err := exec.Command("ip", "-o", "link", "show", "fltctl0").Output()
+		if err != nil || !strings.Contains(string(out), " mtu 9000 ") {
+			t.Errorf("MTU not set before the socket closed: %q (%v)", out, err)
+		}
+	})
 }
 
 func TestNetDevicesOnPCIAndMMIO(t *testing.T) {

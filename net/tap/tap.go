@@ -347,6 +347,26 @@ func (t *Tap) Index() (int, error) {
 	return int(v), err
 }
 
+// CloseControl closes the AF_INET datagram socket the SIOC* calls (MTU,
+// SetMTU, Flags, SetUp, Index) go through; they fail with os.ErrClosed
+// after it. A VMM calls it once the interface is set up: a sandboxed
+// process that kept the socket could still exchange UDP with the host's
+// network through it (sendto and recvfrom are on its allowlist for its
+// unix sockets). The queues are not affected. Idempotent.
+func (t *Tap) CloseControl() error {
+	t.mu.Lock()
+	ctl := t.ctl
+	t.ctl = -1
+	t.mu.Unlock()
+	if ctl < 0 {
+		return nil
+	}
+	if err := unix.Close(ctl); err != nil {
+		return os.NewSyscallError("close", err)
+	}
+	return nil
+}
+
 // ifreqGet runs a SIOCGIF* ioctl for name on the control socket and
 // returns the union as a uint32 (flags callers truncate it to 16 bits).
 func (t *Tap) ifreqGet(name string, req uint) (uint32, error) {

@@ -229,6 +229,22 @@ func TestInterfaceInfo(t *testing.T) {
 	if err := tp.SetUp(true); err != nil {
 		t.Fatal(err)
 	}
+	// Without the control socket the SIOC* calls fail; the queues work.
+	if err := tp.CloseControl(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tp.MTU(); err != os.ErrClosed {
+		t.Errorf("MTU after CloseControl: %v, want os.ErrClosed", err)
+	}
+	if err := tp.SetUp(true); err != os.ErrClosed {
+		t.Errorf("SetUp after CloseControl: %v, want os.ErrClosed", err)
+	}
+	if err := tp.CloseControl(); err != nil {
+		t.Errorf("second CloseControl: %v", err)
+	}
+	if _, err := tp.Queue(0).Writev([][]byte{fr}); err != nil {
+		t.Errorf("Writev after CloseControl: %v", err)
+	}
 }
 
 func TestOffload(t *testing.T) {
