@@ -214,8 +214,8 @@ func (a activityWriter) Write(p []byte) (int, error) {
 	return a.w.Write(p)
 }
 
-// streamOut is a stream device's writer: activity, then a spool to out
-// (nil discards), flushed by flush.
+// streamOut is a stream device's (or the console's) writer: activity,
+// then a spool to out (nil discards), flushed by flush.
 func (c *commandRun) streamOut(out io.Writer) io.Writer {
 	if out == nil {
 		return activityWriter{c: c}
@@ -226,9 +226,14 @@ func (c *commandRun) streamOut(out io.Writer) io.Writer {
 }
 
 // consoleTap is the serial console's extra reader: the scanner sees every
-// byte, and every byte is activity.
+// byte at once, every byte is activity, and out (--console) gets them
+// through a spool: a vCPU whose UART write waited for a paused reader of
+// Flint's stderr would stall the guest into a soft-lockup report.
 func (c *commandRun) consoleTap(out io.Writer) io.Writer {
-	return io.MultiWriter(c.scanner, activityWriter{c: c, w: out})
+	if out == io.Discard {
+		out = nil
+	}
+	return io.MultiWriter(c.scanner, c.streamOut(out))
 }
 
 // stageName names the last stage the agent reported, for a boot failure.

@@ -121,3 +121,31 @@ func TestCommandStreamSpooled(t *testing.T) {
 		t.Errorf("after flush %q", got)
 	}
 }
+
+// TestConsoleTapSpooled: the kernel console's bytes reach the scanner at
+// once while --console's writer (Flint's stderr, its reader paused) takes
+// nothing: the vCPU's UART write does not wait, a panic is seen, and
+// flush delivers the log.
+func TestConsoleTapSpooled(t *testing.T) {
+	f := newFakeCommandMachine(CommandConfig{PanicGrace: time.Hour})
+	g := &gatedWriter{open: make(chan struct{})}
+	con := f.c.consoleTap(g)
+	wrote := make(chan struct{})
+	go func() {
+		con.Write([]byte(panicLog))
+		close(wrote)
+	}()
+	select {
+	case <-wrote:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the console write waited for --console's writer")
+	}
+	if sp := f.c.scanner.Splats(); len(sp) == 0 {
+		t.Error("the scanner did not see the panic")
+	}
+	close(g.open)
+	f.c.flush()
+	if g.buf.String() != panicLog {
+		t.Errorf("console log %q", g.buf.String())
+	}
+}
