@@ -55,6 +55,9 @@ type FlintNet struct {
 	// nil keeps the defaults.
 	RxIRQGap *Duration `json:"rx_irq_gap,omitempty"`
 	TxIRQGap *Duration `json:"tx_irq_gap,omitempty"`
+	// IRQResend is the interrupt resend interval (--net
+	// ...,irq_resend=D); nil keeps the default, 0.
+	IRQResend *Duration `json:"irq_resend,omitempty"`
 	// Poll is the busy-poll window (--net ...,poll=D); nil keeps the
 	// default, 0 (no polling).
 	Poll *Duration `json:"poll,omitempty"`
@@ -74,7 +77,7 @@ type Duration time.Duration
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 var flintNetKeys = []string{"transport", "mrg_rxbuf", "tso", "csum", "ufo", "indirect", "event_idx", "packed", "queues",
-	"rx_irq_gap", "tx_irq_gap", "poll"}
+	"rx_irq_gap", "tx_irq_gap", "irq_resend", "poll"}
 
 // irqGap decodes an interrupt gap or a busy-poll window, a duration
 // string from 0 to MaxIRQGap, into a newly allocated Duration.
@@ -125,6 +128,7 @@ func decodeFlint(path string, raw json.RawMessage) (Flint, error) {
 		e.integer("queues", 1, MaxNetQueues, &n.Queues)
 		e.irqGap("rx_irq_gap", &n.RxIRQGap)
 		e.irqGap("tx_irq_gap", &n.TxIRQGap)
+		e.irqGap("irq_resend", &n.IRQResend)
 		e.irqGap("poll", &n.Poll)
 		if f.NetworkInterfaces == nil {
 			f.NetworkInterfaces = map[string]FlintNet{}
@@ -266,7 +270,7 @@ func (c *VMConfig) NetInterfaces() ([]NetInterface, error) {
 				for _, d := range []struct {
 					v   *Duration
 					dst *time.Duration
-				}{{f.RxIRQGap, &n.RxIRQGap}, {f.TxIRQGap, &n.TxIRQGap}, {f.Poll, &n.Poll}} {
+				}{{f.RxIRQGap, &n.RxIRQGap}, {f.TxIRQGap, &n.TxIRQGap}, {f.IRQResend, &n.IRQResend}, {f.Poll, &n.Poll}} {
 					if d.v != nil {
 						*d.dst = time.Duration(*d.v)
 					}

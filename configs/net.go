@@ -69,6 +69,11 @@ type NetInterface struct {
 	// one receive or transmit queue (interrupt moderation), 0 to
 	// MaxIRQGap; 0 interrupts at once. Defaults: DefaultRxIRQGap and 0.
 	RxIRQGap, TxIRQGap time.Duration
+	// IRQResend, 0 to MaxIRQGap, has each queue's notifications checked
+	// that long after they were sent and sent again if the guest still
+	// wants them then (for a frontend that can lose one: UML; net-backend
+	// sets it by default, flint run does not need it); default 0.
+	IRQResend time.Duration
 	// Poll is the busy-poll window of every queue's engine, 0 to MaxPoll
 	// (an opt-in that spends CPU for latency: an engine polls its ring or
 	// its TAP that long at most before it waits, and the window adapts
@@ -80,6 +85,13 @@ type NetInterface struct {
 // one receive interrupt per queue every 50 µs under load, none delayed
 // when packets come further apart (BENCHMARKS.md, "Interrupt spacing").
 const DefaultRxIRQGap = 50 * time.Microsecond
+
+// DefaultBackendIRQResend is net-backend's default IRQResend: a
+// notification UML lost (it loses about one in fifteen in a
+// request-response exchange: BENCHMARKS.md, "A lost notification") is
+// sent again within a quarter of a millisecond instead of UML's next
+// timer tick, up to 10 ms later.
+const DefaultBackendIRQResend = 250 * time.Microsecond
 
 // MaxIRQGap is the longest interrupt gap a configuration may ask for.
 const MaxIRQGap = time.Millisecond
@@ -98,7 +110,7 @@ func DefaultNetInterface(tap string) NetInterface {
 // ParseNetFlag parses a --net value:
 // tap=NAME[,mac=MAC][,transport=pci|mmio][,mtu=N][,mrg_rxbuf=on|off][,tso=on|off]
 // [,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off][,packed=on|off][,queues=N]
-// [,rx_irq_gap=DURATION][,tx_irq_gap=DURATION][,poll=DURATION][,ip=CIDR].
+// [,rx_irq_gap=DURATION][,tx_irq_gap=DURATION][,irq_resend=DURATION][,poll=DURATION][,ip=CIDR].
 func ParseNetFlag(s string) (NetInterface, error) {
 	n := DefaultNetInterface("")
 	seen := map[string]bool{}
@@ -156,12 +168,14 @@ func ParseNetFlag(s string) (NetInterface, error) {
 			n.RxIRQGap, err = parseIRQGap(val)
 		case "tx_irq_gap":
 			n.TxIRQGap, err = parseIRQGap(val)
+		case "irq_resend":
+			n.IRQResend, err = parseIRQGap(val)
 		case "poll":
 			n.Poll, err = parseIRQGap(val)
 		case "ip":
 			n.GuestIP, err = parseGuestIP(val)
 		default:
-			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx, packed, queues, rx_irq_gap, tx_irq_gap, poll, ip)", s, key)
+			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx, packed, queues, rx_irq_gap, tx_irq_gap, irq_resend, poll, ip)", s, key)
 		}
 		if err != nil {
 			return n, fmt.Errorf("--net %q: %s=%q: %v", s, key, val, err)
@@ -199,7 +213,7 @@ func (n NetInterface) Validate() error {
 	for _, g := range []struct {
 		key string
 		d   time.Duration
-	}{{"rx_irq_gap", n.RxIRQGap}, {"tx_irq_gap", n.TxIRQGap}, {"poll", n.Poll}} {
+	}{{"rx_irq_gap", n.RxIRQGap}, {"tx_irq_gap", n.TxIRQGap}, {"irq_resend", n.IRQResend}, {"poll", n.Poll}} {
 		if g.d < 0 || g.d > MaxIRQGap {
 			return fmt.Errorf("%s=%v: out of range [0, %v]", g.key, g.d, MaxIRQGap)
 		}

@@ -81,6 +81,9 @@ type EngineState struct {
 	// longer wanted when the gap had passed (queue.StillWants), since the
 	// engine was made.
 	IRQDropped uint64
+	// IRQResent counts the queue's notifications sent again because the
+	// driver still wanted them after EngineConfig.IRQResend.
+	IRQResent uint64
 	// PollHits and PollMisses count the engine's busy polls (EngineConfig.Poll)
 	// that found work and that ran out their window, since it was made.
 	PollHits, PollMisses uint64
@@ -88,7 +91,8 @@ type EngineState struct {
 
 // Attrs returns the state as slog attributes: engine, last_avail,
 // next_used, transitions, irq_deferred when a notification waits for
-// the queue's interrupt gap, irq_dropped when owed ones were dropped and
+// the queue's interrupt gap, irq_dropped when owed ones were dropped,
+// irq_resent when some were sent again, and
 // poll_hits and poll_misses once the engine busy-polled.
 func (s EngineState) Attrs() []slog.Attr {
 	a := []slog.Attr{
@@ -101,6 +105,9 @@ func (s EngineState) Attrs() []slog.Attr {
 	}
 	if s.IRQDropped != 0 {
 		a = append(a, slog.Uint64("irq_dropped", s.IRQDropped))
+	}
+	if s.IRQResent != 0 {
+		a = append(a, slog.Uint64("irq_resent", s.IRQResent))
 	}
 	if s.PollHits != 0 || s.PollMisses != 0 {
 		a = append(a, slog.Uint64("poll_hits", s.PollHits), slog.Uint64("poll_misses", s.PollMisses))

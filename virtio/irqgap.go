@@ -27,6 +27,16 @@ import (
 // entries meanwhile and moved its suppression past them gets no
 // notification, which would only wake it to find nothing new.
 //
+// With a resend interval it also checks each notification it sent that
+// long after: if the driver still wants it then (queue.StillWants: it
+// neither took the entries nor moved its suppression), the notification
+// was lost on the way and is sent once more (irq_resent in dumps). The
+// interval is for frontends that can lose one: UML's virtio_uml (Linux
+// 6.1) takes the call fd's SIGIO with its interrupts off while it enters
+// its idle sleep and then sleeps to its next timer tick, up to 10 ms
+// (BENCHMARKS.md, "A lost notification"). KVM's interrupt paths lose
+// none, so flint run leaves it off and net-backend sets it.
+//
 // The timer is a timerfd (CLOCK_MONOTONIC), read by a goroutine of the
 // gap's own: the Go runtime's timers fire up to a millisecond late in a
 // process with nothing else to do (its netpoller sleeps in whole
@@ -42,6 +52,13 @@ type irqGap struct {
 	from  queue.Mark   // where the span the owed notification is about began
 	last  time.Time    // when the last notification was sent
 	owed  atomic.Bool  // the timer will send a notification (written under mu)
+	// resend is how long after a notification it is checked (0: never);
+	// check says the timer will check the last one sent, whose span began
+	// at checkFrom.
+	resend    time.Duration
+	check     bool
+	checkFrom queue.Mark
+	resent    atomic.Uint64 // notifications sent again (irq_resent)
 	// dropped counts owed notifications the driver no longer wanted when
 	// the timer fired (the engine's irq_dropped counter).
 	dropped atomic.Uint64
@@ -49,19 +66,25 @@ type irqGap struct {
 	tfdNo   int      // its descriptor (closed only by settle, under mu)
 }
 
-// bind sets the interrupt to send through and the gap, for one
-// activation. Without a timerfd the netpoller can wait on (the system
-// refuses one, or epoll refuses to watch it) it sends every notification
-// at once, as with no gap: an owed notification nobody would send would
-// leave the driver waiting forever.
-func (g *irqGap) bind(irq Interrupt, index int, gap time.Duration, q *queue.Queue) {
+// bind sets the interrupt to send through, the gap and the resend
+// interval, for one activation. Without a timerfd the netpoller can wait
+// on (the system refuses one, or epoll refuses to watch it) it sends
+// every notification at once, as with no gap, and checks none: an owed
+// notification nobody would send would leave the driver waiting forever.
+func (g *irqGap) bind(irq Interrupt, index int, gap, resend time.Duration, q *queue.Queue) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.closeTimer() // a Bind without Release: not left open
-	g.irq, g.index, g.gap, g.q = irq, index, 0, q
+	g.irq, g.index, g.gap, g.resend, g.q = irq, index, 0, 0, q
 	g.owed.Store(false)
+	g.check = false
 	g.last = time.Time{}
-	if gap <= 0 {
+	if q == nil || !q.EventIdx() {
+		// Nothing to ask again; and the driver's flags alone cannot tell
+		// entries it took from a notification it lost.
+		resend = 0
+	}
+	if gap <= 0 && resend <= 0 {
 		return
 	}
 	tf, err := newTimerFile()
@@ -81,7 +104,7 @@ func (g *irqGap) bind(irq Interrupt, index int, gap time.Duration, q *queue.Queu
 		return
 	}
 	g.tfd, g.tfdNo = tf, no
-	g.gap = gap
+	g.gap, g.resend = max(gap, 0), max(resend, 0)
 	go g.wait(tf)
 }
 
@@ -110,7 +133,7 @@ func (g *irqGap) closeTimer() {
 // reports whether a notification was sent or newly owed (false: it
 // joined one already owed).
 func (g *irqGap) signal(from queue.Mark) bool {
-	if g.gap == 0 { // set only by bind, on the engine's goroutine
+	if g.gap == 0 && g.resend == 0 { // set only by bind, on the engine's goroutine
 		g.irq.Signal(g.index)
 		return true
 	}
@@ -120,14 +143,23 @@ func (g *irqGap) signal(from queue.Mark) bool {
 	if g.owed.Load() {
 		return false
 	}
-	if wait := g.gap - now.Sub(g.last); wait > 0 && g.arm(wait) {
+	if wait := g.gap - now.Sub(g.last); g.gap > 0 && wait > 0 && g.arm(wait) {
 		g.owed.Store(true)
 		g.from = from
 		return true
 	}
+	g.send(now, from)
+	return true
+}
+
+// send sends the notification about the span from, and has the timer
+// check it after the resend interval. Called under mu.
+func (g *irqGap) send(now time.Time, from queue.Mark) {
 	g.last = now
 	g.irq.Signal(g.index)
-	return true
+	if g.resend > 0 && g.arm(g.resend) {
+		g.check, g.checkFrom = true, from
+	}
 }
 
 // arm starts the timer to expire once, d from now; false if it cannot
@@ -163,29 +195,41 @@ func (g *irqGap) wait(tf *os.File) {
 // fire sends the owed notification, if the driver still wants it. One
 // it no longer wants is dropped without counting as sent: the next
 // request goes at once if the gap since the last one sent has passed.
+// With nothing owed it checks the last notification sent (resend): one
+// the driver still wants is sent again, once.
 func (g *irqGap) fire() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !g.owed.Load() || g.irq == nil {
+	if g.irq == nil {
+		return
+	}
+	if !g.owed.Load() {
+		if g.check {
+			g.check = false
+			if g.stillWants(g.checkFrom) {
+				g.resent.Add(1)
+				g.last = time.Now()
+				g.irq.Signal(g.index)
+			}
+		}
 		return
 	}
 	g.owed.Store(false)
-	if g.q != nil && !g.stillWants() {
+	if g.q != nil && !g.stillWants(g.from) {
 		g.dropped.Add(1)
 		return
 	}
-	g.last = time.Now()
-	g.irq.Signal(g.index)
+	g.send(time.Now(), g.from)
 }
 
-// stillWants asks the queue again (queue.StillWants), which loads the
+// stillWants asks the queue again about the span from (queue.StillWants), which loads the
 // driver's words from guest memory: a vhost-user frontend may truncate
 // its memory file under the device, and a load past the file's new end
 // faults (SIGBUS), which on this goroutine (no recover of the engine's)
 // would end the process. The fault is a panic here instead, recovered as
 // "wanted": the notification goes (Signal touches no guest memory) and
 // the engine meets the fault on its own. Called under mu.
-func (g *irqGap) stillWants() (want bool) {
+func (g *irqGap) stillWants(from queue.Mark) (want bool) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -195,7 +239,7 @@ func (g *irqGap) stillWants() (want bool) {
 			want = true
 		}
 	}()
-	return g.q.StillWants(g.from)
+	return g.q.StillWants(from)
 }
 
 // settle sends an owed notification at once (send) or drops it, and
@@ -208,6 +252,7 @@ func (g *irqGap) settle(send bool) {
 		g.irq.Signal(g.index)
 	}
 	g.owed.Store(false)
-	g.irq, g.gap, g.q = nil, 0, nil
+	g.check = false
+	g.irq, g.gap, g.resend, g.q = nil, 0, 0, nil
 	g.closeTimer()
 }

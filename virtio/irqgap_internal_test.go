@@ -25,7 +25,7 @@ func timedGap(t *testing.T, gap time.Duration, q *queue.Queue) (*irqGap, *stampI
 	t.Helper()
 	irq := &stampIRQ{at: make(chan time.Time, 4)}
 	g := new(irqGap)
-	g.bind(irq, 0, gap, q)
+	g.bind(irq, 0, gap, 0, q)
 	t.Cleanup(func() { g.settle(false) })
 	if g.gap != gap {
 		t.Skip("no timerfd on this system: the gap falls back to none")
@@ -114,7 +114,7 @@ func TestIRQGapUnpollableTimer(t *testing.T) {
 	}
 	irq := &stampIRQ{at: make(chan time.Time, 4)}
 	var g irqGap
-	g.bind(irq, 0, time.Second, nil)
+	g.bind(irq, 0, time.Second, 0, nil)
 	defer g.settle(false)
 	for i := range 2 {
 		g.signal(0)
@@ -131,7 +131,7 @@ func TestIRQGapUnpollableTimer(t *testing.T) {
 func TestIRQGapNoAllocs(t *testing.T) {
 	irq := &stampIRQ{at: make(chan time.Time, 1)}
 	var g irqGap
-	g.bind(irq, 0, time.Hour, nil)
+	g.bind(irq, 0, time.Hour, 0, nil)
 	defer g.settle(false)
 	if g.gap == 0 {
 		t.Skip("no timerfd on this system")
@@ -151,12 +151,13 @@ func TestIRQGapNoAllocs(t *testing.T) {
 	}
 }
 
-// memfdQueue returns a split queue of size 8 (no ring features) whose
+// memfdQueue returns a split queue of size 8 with ring features (0 or
+// EVENT_IDX: used_event is at 0x114, 0 at first) whose
 // guest memory is a page of a memory file, as a vhost-user frontend's
 // is, with one used entry published and a notification decided, and the
 // file (truncating it makes the rings' page fault: SIGBUS) and the page
 // (the driver's view: avail.flags is its first 16 bits).
-func memfdQueue(t *testing.T) (*queue.Queue, int, []byte) {
+func memfdQueue(t *testing.T, features uint64) (*queue.Queue, int, []byte) {
 	t.Helper()
 	const page = 4096
 	fd, err := unix.MemfdCreate("irq-gap-test", unix.MFD_CLOEXEC)
@@ -179,6 +180,9 @@ func memfdQueue(t *testing.T) (*queue.Queue, int, []byte) {
 	const desc, avail, used, buf = 0, 0x100, 0x200, 0x400
 	q, err := queue.New(8)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.SetFeatures(features); err != nil {
 		t.Fatal(err)
 	}
 	if err := q.SetAddrs(desc, avail, used); err != nil {
@@ -210,7 +214,7 @@ func memfdQueue(t *testing.T) (*queue.Queue, int, []byte) {
 // the gap and its interrupt.
 func owedOnMemfd(t *testing.T, gap time.Duration) (int, []byte, *irqGap, *stampIRQ) {
 	t.Helper()
-	q, fd, host := memfdQueue(t)
+	q, fd, host := memfdQueue(t, 0)
 	g, irq := timedGap(t, gap, q)
 	g.signal(q.Decided()) // the first: at once
 	<-irq.at

@@ -25,6 +25,9 @@ type Lane struct {
 	// IRQGap is the least time between two of the queue's used-buffer
 	// notifications (EngineConfig.IRQGap); 0 sends each at once.
 	IRQGap time.Duration
+	// IRQResend is EngineConfig.IRQResend; 0: no notification is sent
+	// again.
+	IRQResend time.Duration
 	// Poll is the engine's busy-poll window (EngineConfig.Poll); 0: none.
 	Poll time.Duration
 }
@@ -162,7 +165,7 @@ func (g *Engines) begin(queues []Queue, irq Interrupt, lanes []int) []int {
 	for _, l := range picked {
 		ln := g.lanes[l]
 		ln.Engine.Bind(EngineConfig{Handler: ln.Handler, Queue: queues[ln.Queue], Index: ln.Queue, IRQ: irq,
-			Stopping: &g.stopping, Stop: g.stop, Batch: ln.Batch, IRQGap: ln.IRQGap, Poll: ln.Poll})
+			Stopping: &g.stopping, Stop: g.stop, Batch: ln.Batch, IRQGap: ln.IRQGap, IRQResend: ln.IRQResend, Poll: ln.Poll})
 	}
 	return picked
 }
@@ -263,6 +266,7 @@ func (g *Engines) States() []EngineState {
 		out[i].Queue, out[i].Name = l.Queue, l.Name
 		out[i].IRQDeferred = l.Engine.gap.owed.Load()
 		out[i].IRQDropped = l.Engine.gap.dropped.Load()
+		out[i].IRQResent = l.Engine.gap.resent.Load()
 		out[i].PollHits = l.Engine.poll.hits.Load()
 		out[i].PollMisses = l.Engine.poll.misses.Load()
 	}

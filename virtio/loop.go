@@ -152,6 +152,10 @@ type EngineConfig struct {
 	// IRQGap is the least time between two used-buffer notifications of
 	// the queue (see irqGap); 0 sends each one at once.
 	IRQGap time.Duration
+	// IRQResend, when above 0, has each notification checked that long
+	// after it was sent and sent again if the driver still wants it then
+	// (a frontend that can lose one: see irqGap).
+	IRQResend time.Duration
 	// Poll is the longest busy-poll window (see busyPoll), up to MaxPoll:
 	// before the engine parks for a kick it polls the ring that long at
 	// most, and a Handler may poll its backend (Spin). 0: no polling.
@@ -164,7 +168,7 @@ func (e *Engine) Bind(c EngineConfig) {
 	e.stopping, e.stop, e.batch = c.Stopping, c.Stop, max(c.Batch, 1)
 	e.pending, e.dead = 0, false
 	e.kicks.bind(e.kick)
-	e.gap.bind(e.irq, e.index, c.IRQGap, e.q)
+	e.gap.bind(e.irq, e.index, c.IRQGap, c.IRQResend, e.q)
 	e.poll.bind(c.Poll)
 	if e.kicks.ready == nil {
 		e.kicks.ready = e.ringReady // bound once: no allocation per activation

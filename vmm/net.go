@@ -173,6 +173,7 @@ func openNetDeviceWith(n configs.NetInterface, patchable bool) (*netDevice, erro
 		MTU:       uint16(n.MTU),
 		RxIRQGap:  n.RxIRQGap,
 		TxIRQGap:  n.TxIRQGap,
+		IRQResend: n.IRQResend,
 		Poll:      n.Poll,
 		SetOffload: func(f uint64) error {
 			_, err := t.SetOffload(tap.OffloadsForGuest(f))

@@ -25,7 +25,7 @@ func netBackendCommand(a *app) *cli.Command {
 	return &cli.Command{
 		Name:      "net-backend",
 		Usage:     "serve Flint's virtio-net device bridged to a TAP to a vhost-user frontend",
-		UsageText: "flint net-backend --socket PATH --tap NAME [--mac MAC] [--mtu N] [--mrg-rxbuf on|off] [--tso on|off] [--indirect on|off] [--event-idx on|off] [--queues N] [--rx-irq-gap D] [--tx-irq-gap D] [--poll D]",
+		UsageText: "flint net-backend --socket PATH --tap NAME [--mac MAC] [--mtu N] [--mrg-rxbuf on|off] [--tso on|off] [--indirect on|off] [--event-idx on|off] [--queues N] [--rx-irq-gap D] [--tx-irq-gap D] [--irq-resend D] [--poll D]",
 		Flags: append([]cli.Flag{
 			// Required by hand, in Action: urfave/cli would print the usage text.
 			&cli.StringFlag{Name: "socket", Usage: "unix socket to listen on (required)"},
@@ -39,6 +39,7 @@ func netBackendCommand(a *app) *cli.Command {
 			&cli.IntFlag{Name: "queues", Usage: fmt.Sprintf("queue pairs, 1 to %d (multiqueue: one TAP queue each)", configs.MaxNetQueues), Value: 1},
 			&cli.StringFlag{Name: "rx-irq-gap", Usage: "least time between two receive interrupts of a queue (0: at once)", Value: "50us"}, // configs.DefaultRxIRQGap, spelled as the README does
 			&cli.StringFlag{Name: "tx-irq-gap", Usage: "least time between two transmit-completion interrupts of a queue (0: at once)", Value: "0"},
+			&cli.StringFlag{Name: "irq-resend", Usage: "send a notification again if the frontend still wants it this long after (UML can lose one; 0: never)", Value: "250us"}, // configs.DefaultBackendIRQResend
 			&cli.StringFlag{Name: "poll", Usage: "busy-poll window of each queue, adaptive, 0 to 1ms: spends CPU for latency (0: off)", Value: "0"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		}, seccompFlags()...),
@@ -53,7 +54,7 @@ func netBackendCommand(a *app) *cli.Command {
 			}
 			spec := []string{fmt.Sprintf("mtu=%d", c.Int("mtu")), fmt.Sprintf("queues=%d", c.Int("queues"))}
 			for flag, key := range map[string]string{"tap": "tap", "mac": "mac", "mrg-rxbuf": "mrg_rxbuf", "tso": "tso", "indirect": "indirect",
-				"event-idx": "event_idx", "rx-irq-gap": "rx_irq_gap", "tx-irq-gap": "tx_irq_gap", "poll": "poll"} {
+				"event-idx": "event_idx", "rx-irq-gap": "rx_irq_gap", "tx-irq-gap": "tx_irq_gap", "irq-resend": "irq_resend", "poll": "poll"} {
 				v := c.String(flag)
 				if strings.Contains(v, ",") { // one field of the spec, not more keys
 					return usagef("net-backend: --%s %q: a comma is not allowed", flag, v)

@@ -15,7 +15,7 @@ import (
 // text, so they could drift apart).
 func TestNetBackendIRQGapDefaults(t *testing.T) {
 	want := map[string]time.Duration{"rx-irq-gap": configs.DefaultRxIRQGap, "tx-irq-gap": configs.DefaultNetInterface("t").TxIRQGap,
-		"poll": configs.DefaultNetInterface("t").Poll}
+		"poll": configs.DefaultNetInterface("t").Poll, "irq-resend": configs.DefaultBackendIRQResend}
 	for _, f := range netBackendCommand(&app{}).Flags {
 		sf, ok := f.(*cli.StringFlag)
 		if !ok {

@@ -79,6 +79,15 @@ func TestRxBusyPoll(t *testing.T) {
 	}
 }
 
+// TestIRQResendRange: an interval below 0 or above MaxIRQGap is refused.
+func TestIRQResendRange(t *testing.T) {
+	for _, d := range []time.Duration{-1, MaxIRQGap + 1} {
+		if _, err := New(newFake(), Options{IRQResend: d}); err == nil || !strings.Contains(err.Error(), "resend") {
+			t.Errorf("resend %v: %v", d, err)
+		}
+	}
+}
+
 // TestBusyPollRange: a window below 0 or above virtio.MaxPoll is refused.
 func TestBusyPollRange(t *testing.T) {
 	for _, p := range []time.Duration{-1, virtio.MaxPoll + 1} {

@@ -102,6 +102,12 @@ type Options struct {
 	// MaxIRQGap (interrupt moderation, see virtio.EngineConfig.IRQGap);
 	// 0 sends each at once.
 	RxIRQGap, TxIRQGap time.Duration
+	// IRQResend, 0 to MaxIRQGap, has every receive and transmit queue's
+	// notifications checked that long after they were sent, and sent
+	// again if the driver still wants them (virtio.EngineConfig.IRQResend:
+	// for a vhost-user frontend that can lose one, as UML's does); 0:
+	// never.
+	IRQResend time.Duration
 	// Poll is the busy-poll window of every receive and transmit engine,
 	// 0 to virtio.MaxPoll (see virtio.EngineConfig.Poll): an opt-in that
 	// spends CPU for latency. A transmit engine polls its ring before it
@@ -175,6 +181,8 @@ func NewMulti(bes []Backend, opts Options) (*Device, error) {
 		return nil, fmt.Errorf("virtio-net: %d queue pairs with %d backends", opts.Queues, n)
 	case opts.RxIRQGap < 0 || opts.RxIRQGap > MaxIRQGap || opts.TxIRQGap < 0 || opts.TxIRQGap > MaxIRQGap:
 		return nil, fmt.Errorf("virtio-net: interrupt gaps %v (rx) and %v (tx): each must be 0 to %v", opts.RxIRQGap, opts.TxIRQGap, MaxIRQGap)
+	case opts.IRQResend < 0 || opts.IRQResend > MaxIRQGap:
+		return nil, fmt.Errorf("virtio-net: interrupt resend interval %v: must be 0 to %v", opts.IRQResend, MaxIRQGap)
 	case opts.Poll < 0 || opts.Poll > virtio.MaxPoll:
 		return nil, fmt.Errorf("virtio-net: busy-poll window %v: must be 0 to %v", opts.Poll, virtio.MaxPoll)
 	}
@@ -224,8 +232,8 @@ func NewMulti(bes []Backend, opts Options) (*Device, error) {
 		p.rx.lim, p.tx.lim = opts.RxLimiter, opts.TxLimiter
 		d.maxSizes = append(d.maxSizes, qs, qs)
 		lanes = append(lanes,
-			virtio.Lane{Engine: &p.rx.eng, Handler: &p.rx, Queue: RxQueueOf(k), Name: laneName("rx", k), Batch: rxBatch, IRQGap: opts.RxIRQGap, Poll: opts.Poll},
-			virtio.Lane{Engine: &p.tx.eng, Handler: &p.tx, Queue: TxQueueOf(k), Name: laneName("tx", k), Batch: txBatch, IRQGap: opts.TxIRQGap, Poll: opts.Poll})
+			virtio.Lane{Engine: &p.rx.eng, Handler: &p.rx, Queue: RxQueueOf(k), Name: laneName("rx", k), Batch: rxBatch, IRQGap: opts.RxIRQGap, IRQResend: opts.IRQResend, Poll: opts.Poll},
+			virtio.Lane{Engine: &p.tx.eng, Handler: &p.tx, Queue: TxQueueOf(k), Name: laneName("tx", k), Batch: txBatch, IRQGap: opts.TxIRQGap, IRQResend: opts.IRQResend, Poll: opts.Poll})
 	}
 	if virtio.Has(f, FeatureCtrlVQ) {
 		// As large as the others: UML's virtio_uml gives every ring 256

@@ -340,7 +340,8 @@ func (s *stress) setup(t *testing.T) {
 	if v.poll {
 		poll = virtio.MaxPoll
 	}
-	d, err := New(s.be, Options{Features: offered, Poll: poll})
+	// Resends need EVENT_IDX; every such variant checks its notifications.
+	d, err := New(s.be, Options{Features: offered, Poll: poll, IRQResend: 250 * time.Microsecond})
 	if err != nil {
 		t.Fatal(err)
 	}
