@@ -31,9 +31,11 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -236,4 +238,21 @@ func RequireTinyGuests(t testing.TB) {
 		t.Skip(msg + "; " + NestedTest + " runs it in the nested test host")
 	}
 	t.Skip(msg)
+}
+
+// RunSelf runs this test binary again as a child that runs only the
+// test named test (an exact match), with env added to its environment
+// (KEY=VALUE: the child tells itself apart by it), and returns how it
+// ended and its combined output. Tests that must run something a process
+// cannot undo (a seccomp filter, a namespace) do it in such a child.
+func RunSelf(t testing.TB, test, env string) (syscall.WaitStatus, []byte) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env)
+	out, err := cmd.CombinedOutput()
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok {
+		t.Fatalf("%s: no wait status: %v", test, err)
+	}
+	return ws, out
 }

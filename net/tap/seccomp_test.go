@@ -3,15 +3,14 @@ package tap
 import (
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/flintvm/flint/internal/seccomp"
+	"github.com/flintvm/flint/internal/testenv"
 )
 
 // seccompNSEnv names the network namespace the re-executed test binary
@@ -28,12 +27,9 @@ func TestQueueUnderSeccomp(t *testing.T) {
 		os.Exit(seccompChild(t, name))
 	}
 	ns := enterNetns(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestQueueUnderSeccomp$")
-	cmd.Env = append(os.Environ(), seccompNSEnv+"="+ns.name)
-	out, err := cmd.CombinedOutput()
-	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if !ok || ws.Signaled() || ws.ExitStatus() != 0 {
-		t.Fatalf("child under the filter: %v (signal %v): %s", err, ws.Signal(), out)
+	ws, out := testenv.RunSelf(t, "TestQueueUnderSeccomp", seccompNSEnv+"="+ns.name)
+	if ws.Signaled() || ws.ExitStatus() != 0 {
+		t.Fatalf("child under the filter: exit %d, signal %v: %s", ws.ExitStatus(), ws.Signal(), out)
 	}
 }
 

@@ -2,13 +2,13 @@ package fs
 
 import (
 	"os"
-	"os/exec"
 	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/flintvm/flint/internal/seccomp"
+	"github.com/flintvm/flint/internal/testenv"
 )
 
 // seccompChildEnv makes the re-executed test binary serve requests under
@@ -28,18 +28,12 @@ func TestUnderSeccomp(t *testing.T) {
 		killed bool
 	}{{"fileserver", false}, {"plain", true}} {
 		t.Run(c.what, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestUnderSeccomp$")
-			cmd.Env = append(os.Environ(), seccompChildEnv+"="+c.what)
-			out, err := cmd.CombinedOutput()
-			ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-			if !ok {
-				t.Fatalf("no wait status: %v", err)
-			}
+			ws, out := testenv.RunSelf(t, "TestUnderSeccomp", seccompChildEnv+"="+c.what)
 			switch {
 			case c.killed && !(ws.Signaled() && ws.Signal() == syscall.SIGSYS):
-				t.Fatalf("want death by SIGSYS, got %v: %s", err, out)
+				t.Fatalf("want death by SIGSYS, got exit %d, signal %v: %s", ws.ExitStatus(), ws.Signal(), out)
 			case !c.killed && (ws.Signaled() || ws.ExitStatus() != 0):
-				t.Fatalf("want exit 0, got %v: %s", err, out)
+				t.Fatalf("want exit 0, got exit %d, signal %v: %s", ws.ExitStatus(), ws.Signal(), out)
 			}
 		})
 	}
