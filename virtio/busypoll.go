@@ -100,18 +100,10 @@ func (e *Engine) Parked(d time.Duration) { e.poll.parked(d) }
 // does not time its parks.
 func (e *Engine) Polling() bool { return e.poll.on() }
 
-// pollRing polls the engine's ring for the driver's next buffers before
-// Run enables notifications and waits for a kick: while it polls,
-// notifications stay as Step left them (disabled, or EVENT_IDX's
-// avail_event behind), so a driver adding buffers need not notify.
-func (e *Engine) pollRing() bool {
-	if !e.poll.on() {
-		return false
-	}
-	return e.poll.spin(e.ringWork, e.stopping)
-}
-
-// ringHasWork reports whether the driver made buffers available, or
+// ringHasWork is Run's busy poll of the ring (Spin) before it enables
+// notifications and waits for a kick: while it polls, notifications stay
+// as Step left them (disabled, or EVENT_IDX's avail_event behind), so a
+// driver adding buffers need not notify. It reports whether the driver made buffers available, or
 // broke the ring (the next Step finds out which).
 func (e *Engine) ringHasWork() bool {
 	n, err := e.q.Available()

@@ -204,7 +204,7 @@ func (e *Engine) Run() {
 	for {
 		switch r := e.Step(); r.Do {
 		case Pop: // the ring is empty
-			if e.pollRing() {
+			if e.Spin(e.ringWork) {
 				continue // buffers arrived while polling: no kick needed
 			}
 			if e.q.EnableNotifications() {

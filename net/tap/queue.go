@@ -242,8 +242,8 @@ func (q *Queue) Pending() bool {
 	ready := false
 	q.control("poll", func(fd int) error {
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Ppoll(pfd, &unix.Timespec{}, nil) // ppoll: the seccomp allowlist's (not poll)
-		ready = err == nil && n == 1 && pfd[0].Revents&unix.POLLIN != 0
+		n, errno := pollNow(pfd, &unix.Timespec{})
+		ready = errno == 0 && n == 1 && pfd[0].Revents&unix.POLLIN != 0
 		return nil
 	})
 	return ready
