@@ -32,6 +32,8 @@
 #   CMDCASE-REPORT|line   D/report.json      CMDCASE-JUNIT|line   D/junit.xml
 #   CMDCASE-RWFILE|line   D/rw/out.txt, when the guest wrote it
 #   CMDCASE-HOST ro-new=yes|no overlay-leak=yes|no   what the guest's writes did on L1
+# and, while flint still runs, CMDCASE-LIVE|line for its log lines saying a vCPU did
+# not leave KVM_RUN.
 dir='' stdin=/dev/null limit='' kernel_into=''
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -78,10 +80,24 @@ fi
 cd "$dir/cwd" || exit 1
 t0=$(cut -d' ' -f1 /proc/uptime)
 if [ -n "$limit" ]; then
-	timeout -s USR1 -k 10 "$limit" "$@" <"$stdin" >"$dir/out" 2>"$dir/err"
+	timeout -s USR1 -k 10 "$limit" "$@" <"$stdin" >"$dir/out" 2>"$dir/err" &
 else
-	"$@" <"$stdin" >"$dir/out" 2>"$dir/err"
+	"$@" <"$stdin" >"$dir/out" 2>"$dir/err" &
 fi
+pid=$!
+# While flint runs, its log is only in $dir/err; a vCPU that does not leave
+# KVM_RUN (for a dump, or at the stop) is shown at once: the emulator lost
+# it, the thread outlives SIGKILL, and flint never exits, so the harness must
+# see it now to rerun the case in a fresh L1.
+stuck=''
+while kill -0 "$pid" 2>/dev/null; do
+	if [ -z "$stuck" ] && grep -q 'did not leave KVM_RUN' "$dir/err" 2>/dev/null; then
+		stuck=1
+		grep 'did not leave KVM_RUN' "$dir/err" | sed 's/^/CMDCASE-LIVE|/'
+	fi
+	sleep 1
+done
+wait "$pid"
 rc=$?
 t1=$(cut -d' ' -f1 /proc/uptime)
 echo

@@ -219,11 +219,12 @@ func (w *hostWatch) line(line string) {
 		w.lockupAt = time.Time{}
 		return
 	}
-	if w.cur != "" && w.reason == "" && strings.Contains(line, vmm.VCPUStuckMsg) {
-		// A kicked vCPU thread that never comes out of KVM_RUN is stuck
-		// in L1's kernel: the emulator lost that vCPU (its SVM emulation,
-		// as in rerunLostStates), and the thread cannot be killed, so the
-		// L1 is spent for later boots too (seen 2026-12-06: the boots
+	if w.cur != "" && w.reason == "" && (strings.Contains(line, vmm.VCPUStuckMsg) || strings.Contains(line, vmm.VCPUStopStuckMsg)) {
+		// A kicked vCPU thread that never comes out of KVM_RUN (for a
+		// dump, or at the stop) is stuck in L1's kernel: the emulator
+		// lost that vCPU (its SVM emulation, as in rerunLostStates), and
+		// the thread cannot be killed, so the L1 is spent for later
+		// boots too (seen 2026-12-06: the boots
 		// after such a one ran to their timeouts printing nothing). A
 		// lost host: the unfinished boots run again in a fresh one.
 		w.reason = fmt.Sprintf("L1 lost boot %s's vCPU: flint's kicked vCPU thread never left KVM_RUN (%q)", w.cur, strings.TrimSpace(line))

@@ -85,6 +85,13 @@ func TestHostWatchVCPUStuck(t *testing.T) {
 	if w.hung() {
 		t.Error("a vCPU stuck in L1's KVM_RUN counted as a flint hang")
 	}
+	// The same at a stop (seen 2026-12-07: a panicked guest's stop never
+	// returned its vCPU; the thread outlived SIGKILL).
+	ws, _ := watchFixture()
+	feed(ws, "JOB-START cmd/cloud/panic", `time=2026-12-07T05:01:02.003Z level=ERROR msg="stop: vCPU did not leave KVM_RUN: the kernel (or what virtualizes the CPU under it) does not return it; kicking it again" vcpu=0 waited=5s`)
+	if r := ws.check(); !strings.Contains(r, "L1 lost boot cmd/cloud/panic's vCPU") || ws.hung() {
+		t.Errorf("at a stop: reason %q, hung %v", r, ws.hung())
+	}
 	w2, _ := watchFixture()
 	feed(w2, "JOB-START a", "JOB a rc=0 secs=1", `msg="dump: vCPU did not leave KVM_RUN" vcpu=0`)
 	if r := w2.check(); r != "" {

@@ -428,16 +428,15 @@ func (m *Machine) Run() Result {
 			vcpus = nil
 		}
 	}
-	var wg sync.WaitGroup
-	for _, v := range vcpus {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m.runContained(fmt.Sprintf("vCPU %d", v.ID()), func() { m.runVCPU(v) })
-		}()
+	g := newVCPUGroup(len(vcpus))
+	for i, v := range vcpus {
+		g.run(i, func() { m.runContained(fmt.Sprintf("vCPU %d", v.ID()), func() { m.runVCPU(v) }) })
 	}
 	<-m.stopped
-	wg.Wait()
+	g.await(stopWait, rekickEvery, func(i int) { vcpus[i].Kick() }, func(i int, waited time.Duration) {
+		m.log.Error(VCPUStopStuckMsg+": the kernel (or what virtualizes the CPU under it) does not return it; kicking it again",
+			"vcpu", vcpus[i].ID(), "waited", waited)
+	})
 	m.plat.flush()
 	if m.cfg.ExitMarker != "" && (m.result.Reason == stopReset || m.result.Reason == stopPowerOff) {
 		m.result.Reason = stopNoMarker
