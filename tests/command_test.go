@@ -227,7 +227,7 @@ func (e *env) kver(t *testing.T, flavour string) string {
 // shareScript is the main case's command: everything the issue asks of a
 // command in one guest run (exit status, uname, stdin, exact bytes on
 // stdout, stderr apart, shares, the overlay on the host's root, the
-// working directory, a dynamically linked host program).
+// working directory, --env, a dynamically linked host program).
 const shareScript = `uname -r
 read line; echo "stdin=$line"
 printf 'raw\r\n'
@@ -237,6 +237,7 @@ echo written >/mnt/rw/out.txt
 if touch /mnt/ro/new 2>/dev/null; then echo ro=writable; else echo ro=refused; fi
 if echo x >/etc/flint-overlay-test && [ -e /etc/flint-overlay-test ]; then echo overlay=writable; fi
 echo "pwd=$(pwd)"
+echo "env=$FLINT_E2E_ENV term=$TERM"
 /usr/local/bin/iperf3 --version | head -n 1
 exit 7`
 
@@ -308,7 +309,8 @@ func (e *env) commandCases(t *testing.T, kernels map[string]string, timeout time
 	cases = append(cases, cmdCase{
 		b: mk(share, "cloud", cloudTree, cloudKver, treeAuto,
 			[]string{"--stdin", "line-from-host"},
-			[]string{"--share", d(share) + "/ro:/mnt/ro", "--share", d(share) + "/rw:/mnt/rw:rw"},
+			[]string{"--share", d(share) + "/ro:/mnt/ro", "--share", d(share) + "/rw:/mnt/rw:rw",
+				"--env", "FLINT_E2E_ENV=a,b c=d", "--env", "TERM=vt100"},
 			[]string{"sh", "-c", shareScript}),
 		check: func(t *testing.T, r *cmdResult) {
 			rep := r.wantRC(t, 7, "command-failed")
@@ -320,7 +322,7 @@ func (e *env) commandCases(t *testing.T, kernels map[string]string, timeout time
 				t.Errorf("report lacks boot_to_init_seconds or command_seconds: %s", r.report)
 			}
 			for _, want := range []string{cloudKver + "\n", "stdin=line-from-host\n", "hello-from-host\n",
-				"ro=refused\n", "overlay=writable\n", "pwd=" + d(share) + "/cwd\n", "iperf 3."} {
+				"ro=refused\n", "overlay=writable\n", "pwd=" + d(share) + "/cwd\n", "env=a,b c=d term=vt100\n", "iperf 3."} {
 				if !strings.Contains(r.stdout, want) {
 					t.Errorf("stdout lacks %q", want)
 				}

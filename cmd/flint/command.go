@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -62,7 +63,7 @@ func keepLoglevel(args string) string {
 }
 
 // commandOnlyFlags are the flags only command mode takes.
-var commandOnlyFlags = []string{"modules", "fail-on", "idle-timeout", "report", "junit", "no-host-root", "share"}
+var commandOnlyFlags = []string{"modules", "fail-on", "idle-timeout", "report", "junit", "no-host-root", "share", "env"}
 
 // commandFlags are `flint run`'s command-mode flags.
 func commandFlags() []cli.Flag {
@@ -74,6 +75,7 @@ func commandFlags() []cli.Flag {
 		&cli.StringFlag{Name: "junit", Usage: "command mode: write the run's result as JUnit XML to this file"},
 		&cli.BoolFlag{Name: "no-host-root", Usage: "command mode: run the command in the initramfs's own root (the --initrd's files and Flint's) instead of the host's root (shared read-only, with a writable tmpfs overlay in the guest)"},
 		&cli.StringSliceFlag{Name: "share", Usage: "command mode: share a host directory with the guest at GUESTDIR, read-only unless :rw (repeatable): HOSTDIR:GUESTDIR[:rw]"},
+		&cli.StringSliceFlag{Name: "env", Usage: "command mode: set NAME to VALUE in the command's environment, or pass the host's NAME on (not set on the host: left out) (repeatable): NAME=VALUE or NAME; the command otherwise gets only PATH, HOME and TERM"},
 	}
 }
 
@@ -143,8 +145,12 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func(seccomp.
 	if err != nil {
 		return err
 	}
+	env, err := parseEnv(c.StringSlice("env"), os.LookupEnv)
+	if err != nil {
+		return err
+	}
 	g := guest{argv: argv, kernel: c.String("kernel"), modules: c.String("modules"), noHostRoot: c.Bool("no-host-root"),
-		stdin: a.stdinIsPipe(), shares: shares, mergeOutput: sameFile(a.cli.Writer, a.stderr)}
+		stdin: a.stdinIsPipe(), shares: shares, env: env, mergeOutput: sameFile(a.cli.Writer, a.stderr)}
 	if g.modules == "" {
 		g.buildTree = initramfs.FindBuildTree(g.kernel)
 	}
@@ -327,13 +333,58 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 // commandEnv is the command's environment in the guest: in the host's
 // shared root the host's PATH (the same programs are found), else
-// defaultPath.
-func commandEnv(hostRoot bool) []string {
+// defaultPath; HOME and TERM; then the --env entries, each replacing a
+// variable of the same name.
+func commandEnv(hostRoot bool, extra []string) []string {
 	p := defaultPath
 	if hostRoot {
 		if hp := os.Getenv("PATH"); hp != "" && !strings.ContainsRune(hp, 0) {
 			p = hp
 		}
 	}
-	return []string{"PATH=" + p, "HOME=/root", "TERM=dumb"}
+	env := []string{"PATH=" + p, "HOME=/root", "TERM=dumb"}
+	for _, kv := range extra {
+		name := kv[:strings.IndexByte(kv, '=')+1]
+		env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, name) })
+		env = append(env, kv)
+	}
+	return env
+}
+
+// parseEnv turns --env values into NAME=VALUE entries: NAME=VALUE as
+// given, a bare NAME with the host's value (lookup), or nothing when the
+// host has none, as `docker run -e NAME` does. A later entry for a name
+// replaces an earlier one. A name must be a shell variable's (letters,
+// digits, underscores, not starting with a digit): the guest's shell
+// could not use another; a NUL cannot be passed at all.
+func parseEnv(vals []string, lookup func(string) (string, bool)) ([]string, error) {
+	var env []string
+	for _, v := range vals {
+		name, value, given := strings.Cut(v, "=")
+		if !validEnvName(name) {
+			return nil, usagef("--env %q: %q is not a variable name (letters, digits and _, not starting with a digit)", v, name)
+		}
+		if !given {
+			hv, ok := lookup(name)
+			if !ok {
+				continue
+			}
+			value = hv
+		}
+		if strings.ContainsRune(value, 0) {
+			return nil, usagef("--env %q: the value holds a NUL byte", name)
+		}
+		env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, name+"=") })
+		env = append(env, name+"="+value)
+	}
+	return env, nil
+}
+
+func validEnvName(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || 'A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || i > 0 && '0' <= r && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }

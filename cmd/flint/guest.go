@@ -38,6 +38,7 @@ type guest struct {
 	noHostRoot bool
 	stdin      bool // the command gets a stdin device
 	shares     []shareFlag
+	env        []string     // --env: NAME=VALUE entries
 	source     moduleSource // where prepare took the modules from
 	loaded     int          // how many modules the guest loads
 	cwd        string       // the host's working directory, the command's in a shared root
@@ -186,7 +187,7 @@ func (g *guest) checkModuleRelease(mods []initramfs.Module, src moduleSource, lo
 // spec is the agent's Spec for modules (load order) and the interfaces
 // (those with an ip= address).
 func (g *guest) spec(mods []initramfs.Module, nets []configs.NetInterface) *agent.Spec {
-	s := &agent.Spec{Argv: g.argv, Env: commandEnv(!g.noHostRoot), Dir: "/", Stdout: vmm.StdoutDevice, Stderr: vmm.StderrDevice}
+	s := &agent.Spec{Argv: g.argv, Env: commandEnv(!g.noHostRoot, g.env), Dir: "/", Stdout: vmm.StdoutDevice, Stderr: vmm.StderrDevice}
 	if g.stdin {
 		s.Stdin = vmm.StdinDevice
 	}

@@ -82,6 +82,9 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{"command-mode flag without --", []string{"run", "--kernel", k, "--fail-on", "all"}, `run: --fail-on needs command mode`},
 		{"--net ip= without --", []string{"run", "--kernel", k, "--net", "tap=t0,ip=10.0.0.2/24"}, `ip= needs command mode`},
 		{"--report without --", []string{"run", "--kernel", k, "--report", "r.json"}, `run: --report needs command mode`},
+		{"--env without --", []string{"run", "--kernel", k, "--env", "A=1"}, `run: --env needs command mode`},
+		{"--env bad name", []string{"run", "--kernel", k, "--env", "1A=x", "--", "true"}, `--env "1A=x": "1A" is not a variable name`},
+		{"--env empty name", []string{"run", "--kernel", k, "--env", "=x", "--", "true"}, `--env "=x": "" is not a variable name`},
 		{"--exit-marker in command mode", []string{"run", "--kernel", k, "--exit-marker", "OK", "--", "true"}, `run: --exit-marker cannot be used with a command after --`},
 		{"net-backend after --", append(nb, "--", "x"), `net-backend: unexpected argument "x"`},
 	}
