@@ -100,6 +100,9 @@ func Judge(o Outcome) Verdict {
 	switch {
 	case o.Err != nil:
 		return Verdict{Result: FlintFailed, Code: CodeFlintFailed, Reason: "flint failed: " + o.Err.Error()}
+	case agentDied(o.Splats):
+		return Verdict{Result: FlintFailed, Code: CodeFlintFailed, Failing: failing,
+			Reason: "flint failed: its guest agent (/init, PID 1) died and the kernel panicked; the agent's last words are in the kernel log (--console stderr shows it)"}
 	case len(failing) > 0:
 		return Verdict{Result: KernelFailed, Code: CodeKernelFailed, Reason: kernelReason(failing), Failing: failing}
 	case o.Timeout:
@@ -110,6 +113,29 @@ func Judge(o Outcome) Verdict {
 		return Verdict{Result: BootFailed, Code: CodeBootFailed, Reason: "the guest stopped before the command reported" + stageSuffix(o)}
 	}
 	return commandVerdict(*o.Command)
+}
+
+// initDeath is the panic Linux raises when PID 1 exits or is killed.
+const initDeath = "Attempted to kill init!"
+
+// agentDied reports whether the kernel's only serious report is PID 1's
+// death: in command mode PID 1 is Flint's agent, so a Go panic or fatal
+// error of the agent, not a kernel failure. A kernel that oopsed (or
+// worse) first may have killed it: that stays the kernel's failure.
+func agentDied(splats []Splat) bool {
+	died := false
+	for _, sp := range splats {
+		switch sp.Kind {
+		case Panic:
+			if !strings.Contains(sp.Title, initDeath) {
+				return false
+			}
+			died = true
+		case Oops, Bug, KASAN, KFENCE:
+			return false
+		}
+	}
+	return died
 }
 
 // ExitCode is Judge(o).Code.

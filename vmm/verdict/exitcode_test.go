@@ -23,6 +23,9 @@ func report(w uint32) *exitdev.Report {
 var (
 	panicSplat = Splat{Kind: Panic, Title: "Kernel panic - not syncing: sysrq triggered crash"}
 	warnSplat  = Splat{Kind: Warn, Title: "WARNING: CPU: 0 PID: 1 at x.c:1"}
+	// initSplat: PID 1 (in command mode Flint's agent) died.
+	initSplat = Splat{Kind: Panic, Title: "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000200"}
+	oopsSplat = Splat{Kind: Oops, Title: "BUG: kernel NULL pointer dereference, address: 0000000000000000"}
 )
 
 var exitCases = []struct {
@@ -53,6 +56,10 @@ var exitCases = []struct {
 	{"timeout", Outcome{FailOn: All, Timeout: true, Stage: "command"}, 124, TimedOut},
 	{"timeout beats a late report", Outcome{Command: report(exitdev.Exited(0)), FailOn: All, Timeout: true}, 124, TimedOut},
 	{"idle", Outcome{FailOn: All, Idle: true}, 122, IdleTimedOut},
+	{"agent died", Outcome{Splats: []Splat{initSplat}, FailOn: All, Stage: "command"}, 125, FlintFailed},
+	{"agent died, a warning before", Outcome{Splats: []Splat{warnSplat, initSplat}, FailOn: All}, 125, FlintFailed},
+	{"oops killed init", Outcome{Splats: []Splat{oopsSplat, initSplat}, FailOn: None}, 121, KernelFailed},
+	{"init died after another panic", Outcome{Splats: []Splat{panicSplat, initSplat}, FailOn: All}, 121, KernelFailed},
 	{"flint failed", Outcome{Splats: []Splat{panicSplat}, FailOn: All, Err: errors.New("KVM_RUN: EFAULT")}, 125, FlintFailed},
 }
 
