@@ -135,6 +135,9 @@ type Device struct {
 	qsize    uint16
 	maxSizes []uint16
 	linkUp   atomic.Bool
+	// frontendCtrl: a driver may negotiate MQ without CTRL_VQ (see
+	// AllowFrontendControlQueue).
+	frontendCtrl atomic.Bool
 
 	mu      sync.Mutex // guards the fields below (transport calls, SetLinkUp)
 	engines virtio.Engines
@@ -261,7 +264,11 @@ func (d *Device) AckFeatures(negotiated uint64) error {
 	if err := d.CheckOffered(negotiated); err != nil {
 		return err
 	}
-	if err := checkDeps(negotiated); err != nil {
+	deps := negotiated
+	if d.frontendCtrl.Load() && !virtio.Has(negotiated, FeatureCtrlVQ) {
+		deps &^= FeatureMQ.Mask() // the frontend serves the control queue
+	}
+	if err := checkDeps(deps); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -316,11 +323,12 @@ func (d *Device) SetLinkUp(up bool) {
 
 // Activate starts one RX and one TX goroutine per queue pair in use
 // (and the control queue's with FeatureCtrlVQ). Without FeatureMQ that
-// is pair 0, with the control queue at 2; with it, every pair whose two
-// queues the driver enabled (pair 0 must be), with the control queue at
-// 2N. Enabled queues must also include the control queue when CTRL_VQ
+// is pair 0, with the control queue at 2; with it, the first pairs whose
+// two queues the driver enabled (pair 0 must be), with the control queue
+// at 2N. Enabled queues must also include the control queue when CTRL_VQ
 // was negotiated. Traffic flows on pair 0 only until the driver's
-// VQ_PAIRS_SET.
+// VQ_PAIRS_SET; with FeatureMQ but no CTRL_VQ (AllowFrontendControlQueue)
+// it flows on every pair started at once.
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -353,19 +361,28 @@ func (d *Device) lanes(queues []virtio.Queue) ([]int, int) {
 		}
 		lanes = append(lanes, 2*k, 2*k+1)
 	}
+	pairs := len(lanes) / 2
+	if !virtio.Has(acked, FeatureCtrlVQ) {
+		return lanes, pairs // AllowFrontendControlQueue: the frontend has it
+	}
 	ctrl := 2 * n // the control queue's lane: at 2 with one pair
 	if n > 1 {
 		ctrl++ // the one at 2N
 	}
-	return append(lanes, ctrl), len(lanes) / 2
+	return append(lanes, ctrl), pairs
 }
 
 // configure prepares the handlers of the first started pairs for an
 // activation on queues with the negotiated features and steers the
-// backend's traffic to pair 0; Reset undoes it.
+// backend's traffic to pair 0 (to every started pair when the frontend
+// has the control queue); Reset undoes it.
 func (d *Device) configure(queues []virtio.Queue, started int) error {
 	acked := d.Negotiated()
-	if err := d.mq.activate(started); err != nil {
+	use := 1
+	if virtio.Has(acked, FeatureMQ) && !virtio.Has(acked, FeatureCtrlVQ) {
+		use = started // no VQ_PAIRS_SET will come
+	}
+	if err := d.mq.activate(started, use); err != nil {
 		return err
 	}
 	for k := range started {

@@ -65,16 +65,18 @@ func (p *pairSet) init(bes []Backend) {
 }
 
 // activate starts an activation with started pairs running and the
-// driver using the first one only (virtio 1.2 §5.1.6.5.5: until
-// VQ_PAIRS_SET the device uses only the first pair).
-func (p *pairSet) activate(started int) error {
+// driver using the first use of them: 1 (virtio 1.2 §5.1.6.5.5: until
+// VQ_PAIRS_SET the device uses only the first pair), or all of them when
+// a vhost-user frontend serves the control queue itself (it enables the
+// pairs in use and never sends VQ_PAIRS_SET).
+func (p *pairSet) activate(started, use int) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.started = started
-	p.active.Store(1)
+	p.active.Store(int32(use))
 	// No drain: what waits on the other pairs' backends came before this
 	// activation, and the driver has posted no buffers there.
-	if err := p.steer(1, time.Time{}); err != nil {
+	if err := p.steer(use, time.Time{}); err != nil {
 		return fmt.Errorf("virtio-net: %w", err)
 	}
 	return nil
@@ -140,8 +142,21 @@ func drain(d Drainer, deadline time.Time) {
 }
 
 // ActivePairs is the number of queue pairs the driver uses: 1 after
-// activation, then what its last VQ_PAIRS_SET said.
+// activation, then what its last VQ_PAIRS_SET said (without a control
+// queue, see AllowFrontendControlQueue: the pairs started).
 func (d *Device) ActivePairs() int { return int(d.mq.active.Load()) }
+
+// AllowFrontendControlQueue lets a driver negotiate FeatureMQ without
+// FeatureCtrlVQ, which a device refuses otherwise (virtio 1.2 §5.1.3.1).
+// vmm calls it for the vhost-user backend only: a vhost-user frontend
+// such as QEMU serves the control queue itself and passes MQ alone in
+// SET_FEATURES; it enables the rings of the pairs its guest uses, so
+// every pair started carries traffic (the backends of all of them are
+// attached) and the device restarts when that set changes. Flint's own
+// PCI and MMIO transports never call it: there a driver that acks MQ
+// without the control queue is broken. Call it before the device is
+// served.
+func (d *Device) AllowFrontendControlQueue() { d.frontendCtrl.Store(true) }
 
 // Pairs is the number of queue pairs the device has (max_virtqueue_pairs).
 func (d *Device) Pairs() int { return len(d.pairs) }

@@ -20,7 +20,7 @@ import (
 // mistake cannot reach a later activation's fds.
 type activation struct {
 	s       *session
-	rings   int // the rings it started
+	rings   []bool // per ring: it started it
 	dead    atomic.Bool
 	faulted atomic.Bool
 }

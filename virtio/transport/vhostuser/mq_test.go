@@ -25,7 +25,7 @@ func TestMultiqueue(t *testing.T) {
 		rings[i] = mq.start(i)
 	}
 	mq.pairsSet(rings[4], 2)
-	mq.pair2Traffic(rings[2], rings[3])
+	mq.pairTraffic(1, rings[2], rings[3], []int{0, 0})
 	f, log := mq.f, mq.log
 
 	// Ring 5 does not exist.
@@ -48,11 +48,11 @@ func waitLog(l *logBuffer, s string) bool {
 	return false
 }
 
-// waitPairTx waits for pair 2's transmit counter (published after the
-// backend took the frame).
-func waitPairTx(dev *netdev.Device) bool {
+// waitPairTx waits for pair k's transmit counter to reach n (published
+// after the backend took the frame).
+func waitPairTx(dev *netdev.Device, k int, n uint64) bool {
 	for range 500 {
-		if dev.PairStats()[1].TxPackets == 1 {
+		if dev.PairStats()[k].TxPackets == n {
 			return true
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -102,27 +102,34 @@ func (q *mqFrontend) pairsSet(ctrl *vut.Ring, n byte) {
 	}
 }
 
-// pair2Traffic passes a frame each way on pair 2 (rings rx and tx),
-// through pair 2's backend only.
-func (q *mqFrontend) pair2Traffic(rx, tx *vut.Ring) {
+// pairTraffic passes a frame each way on pair k (rings rx and tx) and
+// checks that it went through pair k's backend only; sent counts the
+// frames each backend took so far.
+func (q *mqFrontend) pairTraffic(k int, rx, tx *vut.Ring, sent []int) {
 	q.t.Helper()
 	m := q.m
 	buf := q.alloc(2048)
 	_, err := rx.Add(vut.Buf{Addr: buf, Len: 2048, Write: true})
 	q.must(err)
 	q.must(rx.PublishAndNotify())
-	q.bes[1].inject(frame(7))
-	if _, n, err := rx.WaitUsed(5 * time.Second); err != nil || !bytes.Equal(m.Bytes(buf+netdev.HdrLen, uint64(n)-netdev.HdrLen), frame(7)[netdev.HdrLen:]) {
-		q.t.Fatalf("pair 2 receive: %d bytes, %v", n, err)
+	in := frame(byte(10 + k))
+	q.bes[k].inject(in)
+	if _, n, err := rx.WaitUsed(5 * time.Second); err != nil || n < netdev.HdrLen ||
+		!bytes.Equal(m.Bytes(buf+netdev.HdrLen, uint64(n)-netdev.HdrLen), in[netdev.HdrLen:]) {
+		q.t.Fatalf("pair %d receive: %d bytes, %v; log:\n%s", k+1, n, err, q.log.String())
 	}
 	out := q.alloc(2048)
-	copy(m.Bytes(out, uint64(len(frame(9)))), frame(9))
-	_, err = tx.Add(vut.Buf{Addr: out, Len: uint32(len(frame(9)))})
+	f := frame(byte(20 + k))
+	copy(m.Bytes(out, uint64(len(f))), f)
+	_, err = tx.Add(vut.Buf{Addr: out, Len: uint32(len(f))})
 	q.must(err)
 	q.must(tx.PublishAndNotify())
-	q.bes[1].waitTx(q.t, 1)
-	if len(q.bes[0].sent()) != 0 || !waitPairTx(q.dev) {
-		q.t.Fatalf("pair 2's frame: pair 1 sent %d, pair stats %+v", len(q.bes[0].sent()), q.dev.PairStats())
+	sent[k]++
+	q.bes[k].waitTx(q.t, sent[k])
+	for j, b := range q.bes {
+		if b.SentCount() != sent[j] || !waitPairTx(q.dev, j, uint64(sent[j])) {
+			q.t.Fatalf("pair %d's frame: backends took %d and %d frames, want %v", k+1, q.bes[0].SentCount(), q.bes[1].SentCount(), sent)
+		}
 	}
 }
 
@@ -135,11 +142,19 @@ func (q *mqFrontend) must(err error) {
 
 // newMQ serves a two-pair device and negotiates as TestMultiqueue
 // describes, up to the memory table.
-func newMQ(t *testing.T) *mqFrontend {
+func newMQ(t *testing.T) *mqFrontend { return newMQWith(t, true) }
+
+// newMQWith is newMQ; without ctrl, the frontend keeps the control
+// queue as QEMU does (SET_FEATURES with MQ but not CTRL_VQ) and the
+// device allows it (netdev's AllowFrontendControlQueue).
+func newMQWith(t *testing.T, ctrl bool) *mqFrontend {
 	q := &mqFrontend{t: t, bes: []*fakeBackend{newFake(), newFake()}, log: &logBuffer{}}
 	var err error
 	q.dev, err = netdev.NewMulti([]netdev.Backend{q.bes[0], q.bes[1]}, netdev.Options{MAC: testMAC, MTU: 1500})
 	q.must(err)
+	if !ctrl {
+		q.dev.AllowFrontendControlQueue()
+	}
 	srv, err := vhostuser.New(vhostuser.Config{Device: q.dev, Log: slog.New(slog.NewTextHandler(q.log, nil))})
 	q.must(err)
 	q.f, err = vut.Dial(serveOn(t, srv))
@@ -168,6 +183,9 @@ func newMQ(t *testing.T) *mqFrontend {
 	if binary.LittleEndian.Uint16(cfg[8:]) != 2 {
 		t.Fatalf("config space %x: max_virtqueue_pairs", cfg)
 	}
+	if !ctrl {
+		mq = netdev.FeatureMQ.Mask()
+	}
 	q.must(f.SetU64(vut.SetFeatures, guestFeatures|mq|vut.ProtocolFeatures))
 	q.m, err = vut.NewMemory(8<<20, 0x100000, 0x100000)
 	q.must(err)
@@ -191,11 +209,20 @@ func TestMultiqueueLateRings(t *testing.T) {
 		rings[i] = mq.start(i)
 	}
 	mq.pairsSet(rings[4], 2)
-	mq.pair2Traffic(rings[2], rings[3])
+	mq.pairTraffic(1, rings[2], rings[3], []int{0, 0})
 }
 
 // start programs ring i (64 entries), kicks and enables it.
 func (q *mqFrontend) start(i int) *vut.Ring {
+	q.t.Helper()
+	r := q.startDisabled(i)
+	q.must(q.f.SetState(vut.SetVringEnable, uint32(i), 1))
+	return r
+}
+
+// startDisabled programs ring i (64 entries) and kicks it, leaving it
+// disabled.
+func (q *mqFrontend) startDisabled(i int) *vut.Ring {
 	q.t.Helper()
 	f := q.f
 	r, err := vut.NewRing(q.m, 64, true, false)
@@ -208,6 +235,5 @@ func (q *mqFrontend) start(i int) *vut.Ring {
 	d, u, a := r.UserAddrs()
 	q.must(f.Do(vut.SetVringAddr, vut.VringAddr(idx, 0, d, u, a, ^uint64(0))))
 	q.must(f.SetVringFD(vut.SetVringKick, idx, int(r.Kick.Fd())))
-	q.must(f.SetState(vut.SetVringEnable, idx, 1))
 	return r
 }

@@ -1,15 +1,17 @@
 package vhostuser
 
 // Ring state and the device's lifecycle behind vhost-user: when the
-// rings a frontend programmed are all started (and enabled), the device
-// is activated with them; any change to a running ring, the memory table
-// or the features first quiesces it (Device.Reset), saving each ring's
-// next avail index, and restarts it afterwards.
+// rings a frontend programmed and enabled are all started, the device is
+// activated with them (rings it disabled are left out); any change to a
+// running ring, to the set of enabled rings, the memory table or the
+// features first quiesces it (Device.Reset), saving each ring's next
+// avail index, and restarts it afterwards.
 
 import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -105,44 +107,51 @@ func (s *session) retireCall(fd int) error {
 	return s.tryActivate()
 }
 
-// tryActivate starts the device when every ring the frontend programmed
-// is started, has addresses and is enabled (always, without
-// PROTOCOL_FEATURES), and the memory table and features are set. It
-// returns an error only for a frontend fault (rings outside memory,
-// refused features): the connection is then dropped. If the device
-// itself refuses the rings (a required queue missing), it waits for more.
-// A running device restarts when a ring the frontend started since
-// (a second queue pair after the first) completes the set, so the rings
-// it runs on do not depend on the order the frontend started them in.
+// tryActivate starts the device on the rings the frontend programmed
+// and enabled (every programmed ring, without PROTOCOL_FEATURES) once
+// each of them is started and has addresses, and the memory table and
+// features are set. A ring the frontend started but disabled is left
+// out: the spec has it processed "without side effects", and QEMU starts
+// the rings of every queue pair but enables only the pairs its guest
+// uses. It returns an error only for a frontend fault (rings outside
+// memory, refused features): the connection is then dropped. If the
+// device itself refuses the rings (a required queue missing), it waits
+// for more. A running device restarts when the set of rings changes (a
+// ring enabled, or started, since it started), so the rings it runs on
+// do not depend on the order the frontend started or enabled them in.
 func (s *session) tryActivate() error {
 	if s.mem == nil || !s.featuresSet || s.closed {
 		return nil
 	}
+	set := make([]bool, len(s.rings))
 	started := 0
 	for i := range s.rings {
 		r := &s.rings[i]
-		if !r.programmed() {
+		if !r.programmed() || s.protocolNegotiated() && !r.enabled {
 			continue
 		}
-		if r.kick == nil || !r.addrSet || (s.protocolNegotiated() && !r.enabled) {
+		if r.kick == nil || !r.addrSet {
 			return nil
 		}
+		set[i] = true
 		started++
 	}
-	if started == 0 || s.act != nil && started == s.act.rings {
+	if started == 0 {
+		s.quiesce() // every ring disabled
+		return nil
+	}
+	if s.act != nil && slices.Equal(set, s.act.rings) {
 		return nil
 	}
 	if s.act != nil {
-		// The running rings are always among the started ones (stopping
-		// or disabling one quiesces the device): one was added.
-		s.limit.Log(s.log, slog.LevelInfo, "vhost-user ring started while the device runs; restarting it", "rings", started)
+		s.limit.Log(s.log, slog.LevelInfo, "vhost-user rings changed while the device runs; restarting it", "rings", started)
 		s.quiesce()
 	}
 	neg := s.features &^ (1 << FeatureProtocolFeatures)
 	queues := make([]virtio.Queue, len(s.rings))
 	for i := range s.rings {
 		r := &s.rings[i]
-		if !r.programmed() {
+		if !set[i] {
 			continue
 		}
 		if err := s.setupQueue(i, neg); err != nil {
@@ -155,7 +164,7 @@ func (s *session) tryActivate() error {
 		s.resetQueues()
 		return fmt.Errorf("the device refused features %#x: %w", neg, err)
 	}
-	act := &activation{s: s, rings: started}
+	act := &activation{s: s, rings: set}
 	if err := s.dev.Activate(s.mem.m, queues, act); err != nil {
 		act.dead.Store(true)
 		s.dev.Reset()

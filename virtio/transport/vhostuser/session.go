@@ -271,10 +271,9 @@ func (s *session) vringState(req Request, st vringState) error {
 		if st.Num > 1 {
 			return fmt.Errorf("SET_VRING_ENABLE: ring %d: %d is not 0 or 1", st.Index, st.Num)
 		}
+		// The device restarts only if the set of enabled rings changed
+		// (QEMU repeats these for every queue-pair change).
 		r.enabled = st.Num == 1
-		if !r.enabled && r.programmed() {
-			s.quiesce()
-		}
 		return s.tryActivate()
 	}
 	return nil
