@@ -16,7 +16,9 @@
 // pings, 64 MiB each way with checksums, iperf3), config_test.go (Firecracker config
 // files with a packed root ext4 drive over two boots, a read-only drive, the API socket
 // driven with curl, rate-limited interfaces measured with iperf3, vsock), uml_test.go (flint net-backend driven by Debian's
-// user-mode Linux through vhost-user: every RX mode, reconnects), kvmpkg_test.go (the
+// user-mode Linux through vhost-user: every RX mode, reconnects), qemu_vu_test.go (flint
+// net-backend --queues 2 with QEMU (TCG) as the vhost-user frontend: the pair count changed
+// between and during transfers, the driver bound again, checksums both ways), kvmpkg_test.go (the
 // KVM package tests of kvm, vmm and cmd/flint and the start-up benchmark, compiled with
 // `go test -c` and run in one nested host where this machine has no working /dev/kvm:
 // every test there is a subtest here, and a skip there is a failure; with a working
