@@ -55,12 +55,14 @@ const (
 func (m *Machine) watchDumpSignal() { onDumpSignal(m.stopped, m.DumpState) }
 
 // onDumpSignal calls dump, from a goroutine of its own, on every SIGUSR1
-// until stop is closed.
+// until stop is closed. After that SIGUSR1 is ignored, not restored to
+// its default action (ending the process): a dump asked for while Flint
+// shuts down (a CI job's watchdog) must not kill it before it reports.
 func onDumpSignal(stop <-chan struct{}, dump func()) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGUSR1)
 	go func() {
-		defer signal.Stop(sigs)
+		defer signal.Ignore(syscall.SIGUSR1)
 		for {
 			select {
 			case <-sigs:

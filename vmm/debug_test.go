@@ -1,6 +1,9 @@
 package vmm
 
 import (
+	"os"
+	"os/signal"
+	"syscall"
 	"testing"
 	"time"
 
@@ -129,4 +132,32 @@ func TestUnmappedImpossible(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
+}
+
+// TestDumpSignalAfterStop: a SIGUSR1 after the machine stopped is
+// ignored; with its default action it would end this process.
+func TestDumpSignalAfterStop(t *testing.T) {
+	stop := make(chan struct{})
+	dumped := make(chan struct{}, 1)
+	onDumpSignal(stop, func() { dumped <- struct{}{} })
+	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-dumped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no dump for a SIGUSR1 while running")
+	}
+	close(stop)
+	// The goroutine ignores SIGUSR1 once it has seen the stop.
+	for end := time.Now().Add(5 * time.Second); !signal.Ignored(syscall.SIGUSR1); time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("SIGUSR1 not ignored after the stop")
+		}
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // still alive: the signal was ignored
+	signal.Reset(syscall.SIGUSR1)
 }
