@@ -57,7 +57,9 @@
 // it inside its own mount. A node is reopened for I/O through
 // /proc/self/fd/N, the inode it already holds, so renames cannot redirect
 // it; creation, removal and renames take a parent descriptor and one
-// component. Mount points of the host kernel's pseudo file systems
+// component. Only regular files and directories are ever opened: OPEN,
+// and CREATE of a name that exists, answer ENXIO for a FIFO (whose
+// open(2) would block the device), a device node or a socket. Mount points of the host kernel's pseudo file systems
 // (/proc, /sys, debugfs, cgroup, ...) are refused (EACCES): a share of "/"
 // never shows the VMM's own /proc. A directory the host itself moves out
 // of Root stays reachable through the nodeids the guest already holds

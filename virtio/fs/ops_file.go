@@ -77,6 +77,11 @@ func (r *requests) open(h *inHeader, body []byte) (int, unix.Errno) {
 	return openOutLen, 0
 }
 
+// create answers CREATE. A new file is made with O_EXCL; a name that
+// already exists (unless the guest asked O_EXCL too) is looked up and
+// reopened as OPEN would, only if it is a regular file: open(2) of a FIFO
+// without a writer would block the device, and of a device node would
+// hand the guest the host's device. An existing file keeps its mode.
 func (r *requests) create(h *inHeader, body []byte) (int, unix.Errno) {
 	p, arg, name, _, e := r.dirName(h, body, 16)
 	if e != 0 {
@@ -90,29 +95,73 @@ func (r *requests) create(h *inHeader, body []byte) (int, unix.Errno) {
 	if r.d.full(2) { // the file and its node
 		return 0, unix.ENFILE
 	}
-	flags |= int(le32(arg, 0)) & unix.O_EXCL
-	fd, err := unix.Openat2(p.fd, name, &unix.OpenHow{Flags: uint64(flags | unix.O_CREAT | unix.O_NOFOLLOW | unix.O_CLOEXEC),
+	fd, err := unix.Openat2(p.fd, name, &unix.OpenHow{Flags: uint64(flags | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC),
 		Mode: uint64(mode), Resolve: beneath})
-	if err != nil {
+	var n *node
+	switch {
+	case err == nil:
+		if n, e = r.made(p, fd, mode); e != 0 {
+			return 0, e
+		}
+	case err == unix.EEXIST && le32(arg, 0)&unix.O_EXCL == 0:
+		if n, fd, e = r.openExisting(p, name, flags); e != 0 {
+			return 0, e
+		}
+	default:
 		return 0, errno(err)
 	}
+	b := r.answer()
+	r.d.fillEntry(b, n, &r.st)
+	openAnswer(b[entryOutLen:], r.d.handles.add(fd, false, n.id), false)
+	return entryOutLen + openOutLen, 0
+}
+
+// made gives fd, a file CREATE just made below p, the guest's mode and
+// its node (closing fd on failure).
+func (r *requests) made(p *node, fd int, mode uint32) (*node, unix.Errno) {
 	if mode&r.d.umask != 0 {
 		unix.Fchmod(fd, mode)
 	}
 	pfd, err := unix.Openat2(r.d.procFd, strconv.Itoa(fd), &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC})
 	if err != nil {
 		unix.Close(fd)
-		return 0, errno(err)
+		return nil, errno(err)
 	}
 	n, e := r.d.adopt(pfd, p.key.dev, &r.st)
 	if e != 0 {
 		unix.Close(fd)
-		return 0, e
 	}
-	b := r.answer()
-	r.d.fillEntry(b, n, &r.st)
-	openAnswer(b[entryOutLen:], r.d.handles.add(fd, false, n.id), false)
-	return entryOutLen + openOutLen, 0
+	return n, e
+}
+
+// openExisting is CREATE of a name that exists below p: its node (one
+// lookup counted) and a descriptor of it opened with flags, if it is a
+// regular file; EISDIR, ELOOP (a symlink, never followed) or ENXIO
+// otherwise.
+func (r *requests) openExisting(p *node, name string, flags int) (*node, int, unix.Errno) {
+	n, e := r.d.lookup(p, name, &r.st)
+	if e != 0 {
+		return nil, -1, e
+	}
+	switch n.mode {
+	case unix.S_IFREG:
+		fd, err := r.d.reopen(n, flags)
+		if err == nil {
+			if err = unix.Fstat(fd, &r.st); err == nil { // after O_TRUNC
+				return n, fd, 0
+			}
+			unix.Close(fd)
+		}
+		e = errno(err)
+	case unix.S_IFDIR:
+		e = unix.EISDIR
+	case unix.S_IFLNK:
+		e = unix.ELOOP
+	default:
+		e = unix.ENXIO // special files are the guest kernel's own
+	}
+	r.d.nodes.forget(n.id, 1) // the lookup the guest never sees
+	return nil, -1, e
 }
 
 // readIn decodes a fuse_read_in (READ, READDIR, READDIRPLUS): the open

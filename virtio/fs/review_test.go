@@ -1,0 +1,104 @@
+package fs
+
+// Attacks found in review: requests a hostile guest may send that the
+// device once got wrong.
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestCreateOverSpecialFile: CREATE of a name that already is a FIFO, a
+// device node or a socket never opens it on the host. A FIFO without a
+// writer would block the device (and every request after it) for good;
+// a device node would give the guest the host's device.
+func TestCreateOverSpecialFile(t *testing.T) {
+	root := t.TempDir()
+	fifo := filepath.Join(root, "fifo")
+	if err := unix.Mkfifo(fifo, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	// /dev/null's numbers: harmless if it were opened, but it must not be.
+	nodes := []string{"fifo"}
+	if err := unix.Mknod(filepath.Join(root, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err == nil {
+		nodes = append(nodes, "null")
+	} else {
+		t.Logf("no device node: %v", err)
+	}
+	sock, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sock)
+	if err := unix.Bind(sock, &unix.SockaddrUnix{Name: filepath.Join(root, "sock")}); err != nil {
+		t.Fatal(err)
+	}
+	nodes = append(nodes, "sock")
+	g := newGuest(t, Config{Root: root})
+	// Should the device block in open(2), a writer lets it go before
+	// Close waits for it (cleanups run last-registered first).
+	t.Cleanup(func() {
+		if fd, err := unix.Open(fifo, unix.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+			unix.Close(fd)
+		}
+	})
+	before := g.dev.OpenFiles()
+	for _, name := range nodes {
+		for _, flags := range []uint32{unix.O_RDONLY, unix.O_WRONLY, unix.O_RDWR | unix.O_TRUNC} {
+			if _, _, e := g.create(rootID, name, flags, 0o644); e != int(unix.ENXIO) {
+				t.Errorf("CREATE over %s flags %#x: errno %d, want ENXIO", name, flags, e)
+			}
+		}
+	}
+	if got := g.dev.OpenFiles(); got != before {
+		t.Errorf("%d descriptors held after the refused CREATEs, %d before", got, before)
+	}
+	// A directory and a symlink are refused as before; an existing
+	// regular file is opened (and truncated when asked).
+	os.Mkdir(filepath.Join(root, "dir"), 0o755)
+	if _, _, e := g.create(rootID, "dir", unix.O_RDONLY, 0o644); e != int(unix.EISDIR) {
+		t.Errorf("CREATE over a directory: errno %d", e)
+	}
+	os.Symlink("fifo", filepath.Join(root, "link"))
+	if _, _, e := g.create(rootID, "link", unix.O_RDONLY, 0o644); e != int(unix.ELOOP) {
+		t.Errorf("CREATE over a symlink: errno %d", e)
+	}
+	writeFile(t, filepath.Join(root, "f"), []byte("old data"))
+	e, b := g.call(opCreate, rootID, entryOutLen+openOutLen, le(uint32(unix.O_RDWR|unix.O_TRUNC), uint32(0o600), uint32(0), uint32(0)), cname("f"))
+	if e != 0 {
+		t.Fatalf("CREATE over a regular file: errno %d", e)
+	}
+	id, fh := le64(b, 0), le64(b, entryOutLen)
+	if a := parseAttr(b[40:]); a.size != 0 {
+		t.Errorf("CREATE O_TRUNC answered size %d", a.size)
+	}
+	if _, e := g.write(fh, 0, []byte("new")); e != 0 {
+		t.Fatalf("WRITE: errno %d", e)
+	}
+	if b := readFile(t, filepath.Join(root, "f")); string(b) != "new" {
+		t.Fatalf("file holds %q", b)
+	}
+	if id != g.mustLookup(rootID, "f") {
+		t.Fatal("CREATE over a regular file answered another nodeid than LOOKUP")
+	}
+	if _, _, e := g.create(rootID, "f", unix.O_RDWR|unix.O_EXCL, 0o600); e != int(unix.EEXIST) {
+		t.Errorf("CREATE O_EXCL over a regular file: errno %d", e)
+	}
+}
+
+// TestCreateKeepsExistingMode: CREATE of an existing file opens it and
+// leaves its mode alone, as open(2) with O_CREAT does.
+func TestCreateKeepsExistingMode(t *testing.T) {
+	g := newGuest(t, Config{})
+	writeFile(t, g.path("f"), []byte("x"))
+	os.Chmod(g.path("f"), 0o640)
+	if _, _, e := g.create(rootID, "f", unix.O_RDONLY, 0o777); e != 0 {
+		t.Fatalf("CREATE: errno %d", e)
+	}
+	if fi, err := os.Stat(g.path("f")); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("mode after CREATE of an existing file: %v %v", fi.Mode(), err)
+	}
+}
