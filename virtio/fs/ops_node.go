@@ -30,6 +30,16 @@ func (r *requests) dir(id uint64) (*node, unix.Errno) {
 	return n, e
 }
 
+// handleOf returns the open handle fh names if it was opened from n
+// (GETATTR's and SETATTR's optional fh), else nil: the guest's fh is a
+// hint, never a way to reach another file than the nodeid named.
+func (r *requests) handleOf(fh uint64, n *node) *handle {
+	if hd := r.d.handles.get(fh, n.mode == unix.S_IFDIR); hd != nil && hd.node == n.id {
+		return hd
+	}
+	return nil
+}
+
 // entry answers with n's fuse_entry_out.
 func (r *requests) entry(n *node) (int, unix.Errno) {
 	r.d.fillEntry(r.answer(), n, &r.st)
@@ -81,7 +91,7 @@ func (r *requests) getattr(h *inHeader, body []byte) (int, unix.Errno) {
 		return 0, e
 	}
 	if len(body) >= 16 && le32(body, 0)&getattrFH != 0 {
-		if hd := r.d.handles.get(le64(body, 8), n.mode == unix.S_IFDIR); hd != nil {
+		if hd := r.handleOf(le64(body, 8), n); hd != nil {
 			if err := unix.Fstat(hd.fd, &r.st); err != nil {
 				return 0, errno(err)
 			}
@@ -159,7 +169,7 @@ func (r *requests) truncate(n *node, valid uint32, body []byte) unix.Errno {
 		return unix.EINVAL
 	}
 	if valid&fattrFH != 0 {
-		if hd := r.d.handles.get(le64(body, 8), false); hd != nil {
+		if hd := r.handleOf(le64(body, 8), n); hd != nil {
 			return errnoOrZero(unix.Ftruncate(hd.fd, int64(size)))
 		}
 	}

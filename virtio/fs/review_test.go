@@ -102,3 +102,32 @@ func TestCreateKeepsExistingMode(t *testing.T) {
 		t.Fatalf("mode after CREATE of an existing file: %v %v", fi.Mode(), err)
 	}
 }
+
+// TestFileHandleOfAnotherNode: SETATTR's and GETATTR's fh must be a handle
+// of the nodeid the request names; another file's handle is ignored (the
+// node itself is truncated or statted), never used in its place.
+func TestFileHandleOfAnotherNode(t *testing.T) {
+	g := newGuest(t, Config{})
+	writeFile(t, g.path("a"), []byte("aaaa"))
+	writeFile(t, g.path("b"), []byte("bbbbbbbb"))
+	a, b := g.mustLookup(rootID, "a"), g.mustLookup(rootID, "b")
+	fhA, e := g.open(a, unix.O_RDWR, false)
+	if e != 0 {
+		t.Fatalf("OPEN: errno %d", e)
+	}
+	e, ans := g.call(opGetattr, b, attrOutLen, le(uint32(getattrFH), uint32(0), fhA))
+	if e != 0 || parseAttr(ans[16:]).size != 8 {
+		t.Errorf("GETATTR of b with a's fh: errno %d, %+v", e, parseAttr(ans[16:]))
+	}
+	in := setattrIn(fattrSize|fattrFH, 1)
+	put64(in, 8, fhA)
+	if e, _ := g.call(opSetattr, b, attrOutLen, in); e != 0 {
+		t.Fatalf("SETATTR: errno %d", e)
+	}
+	if got := readFile(t, g.path("a")); string(got) != "aaaa" {
+		t.Errorf("SETATTR of b with a's fh truncated a: %q", got)
+	}
+	if got := readFile(t, g.path("b")); string(got) != "b" {
+		t.Errorf("b holds %q after SETATTR size 1", got)
+	}
+}
