@@ -40,7 +40,8 @@
 // with used length 0. Arguments are copied into a fixed buffer (a request
 // other than WRITE with more than a few KiB of arguments is EINVAL); an
 // answer is written only into the chain's writable part, and one that
-// would not fit becomes EIO. READ goes with preadv straight from the host
+// would not fit becomes EIO (a request with a fixed-size answer, such as
+// LOOKUP, CREATE or SETATTR, is refused so before it changes anything). READ goes with preadv straight from the host
 // file into the guest's buffers, WRITE with pwritev straight out of them:
 // no staging copy and no allocation per request (BenchmarkRead,
 // BenchmarkWrite, TestReadWriteAllocs). Nothing a guest sends makes the

@@ -144,6 +144,12 @@ func (r *requests) serve(c *queue.Chain) uint32 {
 		d.stats.Inc(cBadRequests)
 		return 0
 	}
+	if h.opcode < numOps && c.WriteLen-outHeaderLen < uint32(answerLen[h.opcode]) {
+		// Refused before it changes anything: a file made or a
+		// lookup counted that the guest never learns of.
+		d.stats.Inc(cBadRequests)
+		return r.reply(c, h.unique, unix.EIO, 0)
+	}
 	r.direct = false
 	d.mu.Lock()
 	n, errno := r.dispatch(c, &h)
@@ -181,6 +187,13 @@ func (r *requests) reply(c *queue.Chain, unique uint64, errno unix.Errno, n int)
 var mutating = [numOps]bool{opSetattr: true, opSymlink: true, opMknod: true, opMkdir: true, opUnlink: true,
 	opRmdir: true, opRename: true, opLink: true, opWrite: true, opCreate: true, opFallocate: true,
 	opRename2: true, opSetxattr: true, opRemovexattr: true}
+
+// answerLen is the fixed answer size of the opcodes that have one: a
+// chain with less writable room is answered EIO before the request runs.
+var answerLen = [numOps]uint16{opLookup: entryOutLen, opGetattr: attrOutLen, opSetattr: attrOutLen,
+	opSymlink: entryOutLen, opMknod: entryOutLen, opMkdir: entryOutLen, opLink: entryOutLen, opOpen: openOutLen,
+	opOpendir: openOutLen, opCreate: entryOutLen + openOutLen, opWrite: writeOutLen, opStatfs: kstatfsLen,
+	opLseek: 8}
 
 // dispatch runs the request (under mu) and returns the answer's length
 // in r.out after the header, or an errno.

@@ -131,3 +131,42 @@ func TestFileHandleOfAnotherNode(t *testing.T) {
 		t.Errorf("b holds %q after SETATTR size 1", got)
 	}
 }
+
+// TestNoRoomNoChange: a request whose chain has no room for its answer is
+// refused (EIO) before it changes anything: no file made, no lookup
+// counted that the guest would never learn of and so never forget.
+func TestNoRoomNoChange(t *testing.T) {
+	g := newGuest(t, Config{})
+	writeFile(t, g.path("f"), []byte("data"))
+	f := g.mustLookup(rootID, "f")
+	before := g.dev.OpenFiles()
+	for _, c := range []struct {
+		op    uint32
+		node  uint64
+		room  uint32
+		args  [][]byte
+		check string // a host path that must not exist afterwards
+	}{
+		{opLookup, rootID, entryOutLen - 1, [][]byte{cname("f")}, ""},
+		{opCreate, rootID, entryOutLen, [][]byte{le(uint32(unix.O_RDWR), uint32(0o644), uint32(0), uint32(0)), cname("c")}, "c"},
+		{opMkdir, rootID, 8, [][]byte{le(uint32(0o755), uint32(0)), cname("m")}, "m"},
+		{opMknod, rootID, 0, [][]byte{le(uint32(unix.S_IFREG|0o644), uint32(0), uint32(0), uint32(0)), cname("n")}, "n"},
+		{opSymlink, rootID, 0, [][]byte{cname("s"), cname("f")}, "s"},
+		{opLink, rootID, 0, [][]byte{le(f), cname("l")}, "l"},
+		{opOpen, f, 8, [][]byte{le(uint32(unix.O_RDWR|unix.O_TRUNC), uint32(0))}, ""},
+		{opSetattr, f, 0, [][]byte{setattrIn(fattrSize, 0)}, ""},
+	} {
+		if e, _ := g.call(c.op, c.node, c.room, c.args...); e != int(unix.EIO) {
+			t.Errorf("opcode %d with %d bytes of room: errno %d, want EIO", c.op, c.room, e)
+		}
+		if _, err := os.Lstat(g.path(c.check)); c.check != "" && err == nil {
+			t.Errorf("opcode %d without room made %s", c.op, c.check)
+		}
+	}
+	if got := g.dev.OpenFiles(); got != before {
+		t.Errorf("%d descriptors held, %d before", got, before)
+	}
+	if got := readFile(t, g.path("f")); string(got) != "data" {
+		t.Errorf("f holds %q", got)
+	}
+}
