@@ -100,14 +100,7 @@ func exchange(t *testing.T, c *gconn, hr io.Reader, hc net.Conn, gdata, hdata []
 // TestGuestInitiated: the guest connects to host port 5000, which
 // connects to <uds>_5000; 1 MiB goes each way within the credit.
 func TestGuestInitiated(t *testing.T) {
-	uds := udsPath(t)
-	l := hostListener(t, uds, 5000)
-	g := newGuest(t, Options{Dial: UnixDialer(uds, time.Second)})
-	c := g.connectFromGuest(5000, 40000)
-	hc, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, c, hc := unixConn(t, Options{}, 5000, 40000)
 	if c.peerAlloc != DefaultBufSize {
 		t.Errorf("buf_alloc %d, want %d", c.peerAlloc, DefaultBufSize)
 	}

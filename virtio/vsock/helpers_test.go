@@ -242,6 +242,24 @@ func (g *guest) connectFromGuest(host, port uint32) *gconn {
 	return c
 }
 
+// unixConn opens a guest connection from guest port port to host port
+// host, which a unix listener at <uds>_<host> accepts: the guest's end,
+// and the host's (closed at the test's end).
+func unixConn(tb testing.TB, opts Options, host, port uint32) (*guest, *gconn, net.Conn) {
+	tb.Helper()
+	uds := udsPath(tb)
+	l := hostListener(tb, uds, host)
+	opts.Dial = UnixDialer(uds, time.Second)
+	g := newGuest(tb, opts)
+	c := g.connectFromGuest(host, port)
+	hc, err := l.Accept()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { hc.Close() })
+	return g, c, hc
+}
+
 // waitUntil polls cond (virtiotest.WaitUntil).
 var waitUntil = virtiotest.WaitUntil
 

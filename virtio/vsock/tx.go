@@ -91,6 +91,10 @@ func (d *Device) dispatch(h *Header, ch *queue.Chain) {
 		c.guestShut |= h.Flags
 		c.writerWake.Signal()
 		c.readerWake.Signal()
+		// SHUTDOWN(SEND) then SHUTDOWN(RCV|SEND) (shutdown(SHUT_WR),
+		// then close()): the writer already shut the socket's write side
+		// and waits no more, so the second ends the connection here.
+		d.maybeFinish(c)
 	case OpRW:
 		if c == nil || c.state != stateOpen || c.guestShut&ShutdownSend != 0 {
 			d.refuse(c, h)
