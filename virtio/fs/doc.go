@@ -76,7 +76,8 @@
 // a host inode has one nodeid while the guest holds it, counted per
 // lookup and released by FORGET. The descriptors the guest can make the
 // device hold (nodes plus open files) are capped by Config.MaxOpenFiles:
-// past it LOOKUP, CREATE and OPEN answer ENFILE and READDIRPLUS entries
+// past it LOOKUP, CREATE, OPEN, MKNOD, MKDIR and SYMLINK answer ENFILE
+// (before making anything) and READDIRPLUS entries
 // come without attributes, so a lookup flood never exhausts the VMM's own
 // descriptors. Reset (and DESTROY) closes them all.
 //

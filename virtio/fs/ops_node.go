@@ -60,6 +60,16 @@ func (r *requests) dirName(h *inHeader, body []byte, argLen int) (p *node, arg [
 	return p, body[:argLen], name, rest, e
 }
 
+// newName is dirName for the operations that make an entry and then look
+// it up (MKNOD, MKDIR, SYMLINK): past MaxOpenFiles they answer ENFILE
+// before making anything.
+func (r *requests) newName(h *inHeader, body []byte, argLen int) (p *node, arg []byte, name string, rest []byte, e unix.Errno) {
+	if p, arg, name, rest, e = r.dirName(h, body, argLen); e == 0 && r.d.full(1) {
+		e = unix.ENFILE
+	}
+	return p, arg, name, rest, e
+}
+
 func (r *requests) lookup(h *inHeader, body []byte) (int, unix.Errno) {
 	p, _, name, _, e := r.dirName(h, body, 0)
 	if e != 0 {
@@ -219,7 +229,7 @@ func (r *requests) created(p *node, name string, mode uint32) (int, unix.Errno) 
 }
 
 func (r *requests) symlink(h *inHeader, body []byte) (int, unix.Errno) {
-	p, _, name, rest, e := r.dirName(h, body, 0)
+	p, _, name, rest, e := r.newName(h, body, 0)
 	if e != 0 {
 		return 0, e
 	}
@@ -237,7 +247,7 @@ func (r *requests) symlink(h *inHeader, body []byte) (int, unix.Errno) {
 }
 
 func (r *requests) mknod(h *inHeader, body []byte) (int, unix.Errno) {
-	p, arg, name, _, e := r.dirName(h, body, 16)
+	p, arg, name, _, e := r.newName(h, body, 16)
 	if e != 0 {
 		return 0, e
 	}
@@ -254,7 +264,7 @@ func (r *requests) mknod(h *inHeader, body []byte) (int, unix.Errno) {
 }
 
 func (r *requests) mkdir(h *inHeader, body []byte) (int, unix.Errno) {
-	p, arg, name, _, e := r.dirName(h, body, 8)
+	p, arg, name, _, e := r.newName(h, body, 8)
 	if e != 0 {
 		return 0, e
 	}

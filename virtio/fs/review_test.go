@@ -170,3 +170,28 @@ func TestNoRoomNoChange(t *testing.T) {
 		t.Errorf("f holds %q", got)
 	}
 }
+
+// TestFullRefusesBeforeMaking: at MaxOpenFiles, MKDIR, MKNOD and SYMLINK
+// answer ENFILE without making the entry (which the guest, told the
+// request failed, would not know exists).
+func TestFullRefusesBeforeMaking(t *testing.T) {
+	g := newGuest(t, Config{MaxOpenFiles: 1})
+	writeFile(t, g.path("f"), nil)
+	g.mustLookup(rootID, "f")
+	for _, c := range []struct {
+		op   uint32
+		args [][]byte
+	}{
+		{opMkdir, [][]byte{le(uint32(0o755), uint32(0)), cname("new")}},
+		{opMknod, [][]byte{le(uint32(unix.S_IFREG|0o644), uint32(0), uint32(0), uint32(0)), cname("new")}},
+		{opSymlink, [][]byte{cname("new"), cname("f")}},
+	} {
+		if e, _ := g.call(c.op, rootID, entryOutLen, c.args...); e != int(unix.ENFILE) {
+			t.Errorf("opcode %d at the limit: errno %d", c.op, e)
+		}
+		if _, err := os.Lstat(g.path("new")); err == nil {
+			t.Errorf("opcode %d at the limit made the entry", c.op)
+			os.Remove(g.path("new"))
+		}
+	}
+}
