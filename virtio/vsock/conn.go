@@ -40,6 +40,7 @@ type conn struct {
 	uc          net.Conn
 	state       connState
 	dead        bool // removed from the device: the goroutines end
+	dialing     bool // its dial runs (see Device.orphans)
 
 	toHost  ring // guest -> unix; its size is the buf_alloc the guest sees
 	toGuest ring // unix -> guest
@@ -74,6 +75,11 @@ func (d *Device) newConn(local, peer uint32, st connState, uc net.Conn) *conn {
 	d.conns[key(local, peer)] = c
 	return c
 }
+
+// full reports whether a new connection would pass MaxConns: the live
+// ones and the orphans (removed while their dial runs) count. Called
+// with d.mu.
+func (d *Device) full() bool { return len(d.conns)+d.orphans >= d.opts.MaxConns }
 
 // credit is how many more bytes the guest can take now.
 func (c *conn) credit() uint32 {
@@ -128,6 +134,9 @@ func (d *Device) kill(c *conn, rst bool) {
 	}
 	c.dead = true
 	delete(d.conns, key(c.local, c.peer))
+	if c.dialing {
+		d.orphans++
+	}
 	if c.queued {
 		d.ready.remove(c)
 		c.queued = false

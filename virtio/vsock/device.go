@@ -96,9 +96,14 @@ type Device struct {
 
 	// mu guards the connections and everything the engines, the unix
 	// side's goroutines and the timers share (see conn).
-	mu       sync.Mutex
-	active   bool // between Activate and Reset: connections may exist
-	conns    map[uint64]*conn
+	mu     sync.Mutex
+	active bool // between Activate and Reset: connections may exist
+	conns  map[uint64]*conn
+	// orphans are connections removed while their dial ran (the guest's
+	// RST, a duplicate REQUEST, a reset): each keeps its place under
+	// MaxConns until the dial returns, so a guest cannot start dials
+	// (goroutines, sockets) without bound by taking REQUESTs back.
+	orphans  int
 	ready    fifo    // connections with something for the guest
 	rsts     []reply // RSTs to send for packets without a connection
 	nextPort uint32

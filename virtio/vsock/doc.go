@@ -39,8 +39,9 @@
 // the guest shuts down both at once, the device closes the socket and
 // sends RST. A unix peer that vanishes (a failed read or write) resets
 // the guest's connection; an RST from the guest closes the socket. At
-// most Options.MaxConns connections exist at once; a REQUEST beyond that
-// is answered with RST.
+// most Options.MaxConns connections exist at once (one the guest takes
+// back while its dial runs keeps its place until the dial returns); a
+// REQUEST beyond that is answered with RST.
 //
 // # Malformed packets
 //

@@ -61,7 +61,7 @@ func (d *Device) handshake(uc net.Conn) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.lines, uc)
-	if !ok || !d.active || d.shut || len(d.conns) >= d.opts.MaxConns {
+	if !ok || !d.active || d.shut || d.full() {
 		d.stats.Inc(cConnsRefused)
 		uc.Close()
 		return
@@ -152,7 +152,9 @@ func (d *Device) dial(c *conn) {
 	uc, err := d.opts.Dial(c.local)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	c.dialing = false
 	if c.dead {
+		d.orphans-- // its place under MaxConns is free now
 		if uc != nil {
 			uc.Close()
 		}

@@ -5,6 +5,8 @@ package vsock
 
 import (
 	"io"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -33,4 +35,51 @@ func TestShutdownSendThenBoth(t *testing.T) {
 			t.Error("the unix socket is still open after the guest's close")
 		}
 	}
+}
+
+// TestRequestChurnBoundsDials: a REQUEST that the guest takes back (RST,
+// or a second REQUEST) while its dial is in flight must keep its place
+// under MaxConns until the dial returns: otherwise REQUEST+RST in a loop
+// starts dials (goroutines, sockets, 2 x BufSize of buffers each)
+// without bound.
+func TestRequestChurnBoundsDials(t *testing.T) {
+	const maxConns = 4
+	var inFlight, peak atomic.Int32
+	release := make(chan struct{})
+	dial := func(uint32) (net.Conn, error) {
+		n := inFlight.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		<-release
+		inFlight.Add(-1)
+		return nil, net.ErrClosed
+	}
+	g := newGuest(t, Options{Dial: dial, MaxConns: maxConns})
+	released := false
+	defer func() {
+		if !released {
+			close(release) // before Close, which waits for the dials
+		}
+	}()
+	for i := range 50 {
+		c := &gconn{g: g, host: 80, port: 9000, alloc: 64 << 10}
+		c.send(OpRequest, 0, nil)
+		if i%2 == 0 {
+			c.send(OpRST, 0, nil)
+		} else {
+			c.send(OpRequest, 0, nil) // a duplicate: resets the first
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the dial goroutines start
+	if p := peak.Load(); p > maxConns {
+		t.Errorf("%d dials in flight at once, cap %d", p, maxConns)
+	}
+	// The places come back as the dials return.
+	close(release)
+	released = true
+	waitUntil(t, "the orphaned dials' places back", func() bool {
+		g.dev.mu.Lock()
+		defer g.dev.mu.Unlock()
+		return !g.dev.full() && g.dev.orphans == 0
+	})
 }

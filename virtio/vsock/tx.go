@@ -147,13 +147,14 @@ func (d *Device) refuse(c *conn, h *Header) {
 // guestRequest starts a guest-initiated connection to host port
 // h.DstPort: dialled on its own goroutine, answered RESPONSE or RST.
 func (d *Device) guestRequest(h *Header) {
-	if d.opts.Dial == nil || len(d.conns) >= d.opts.MaxConns {
+	if d.opts.Dial == nil || d.full() {
 		d.stats.Inc(cConnsRefused)
 		d.queueRST(h.DstPort, h.SrcPort)
 		return
 	}
 	c := d.newConn(h.DstPort, h.SrcPort, stateDialing, nil)
 	c.peerAlloc, c.peerFwd = h.BufAlloc, h.FwdCnt
+	c.dialing = true
 	d.host.Add(1)
 	go d.dial(c)
 }
