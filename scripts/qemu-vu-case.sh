@@ -203,19 +203,7 @@ host=10.0.4.1
 w=$(mktemp -d "${TMPDIR:-/tmp}/flint-qvu.XXXXXX")
 bepid='' qpid='' pids=() ns_made=0
 # shellcheck disable=SC2317 # called by the EXIT trap
-cleanup() {
-	local p
-	exec 2>/dev/null
-	[[ -z $qpid ]] || kill -KILL -- "-$qpid" 2>/dev/null || true
-	for p in "${pids[@]}" $bepid; do kill "$p" 2>/dev/null || true; done
-	[[ -z $bepid ]] || wait "$bepid" 2>/dev/null || true
-	if ((ns_made)); then
-		for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-		ip -n "$ns" link del "$tap" 2>/dev/null || true
-		ip netns del "$ns" 2>/dev/null || true
-	fi
-	rm -rf "$w"
-}
+cleanup() { flint_net_case_cleanup "$qpid" "$bepid" "$ns" "$tap" "$ns_made" "$w" "${pids[@]}"; }
 trap cleanup EXIT
 trap 'exit 143' TERM INT HUP
 nsx=(ip netns exec "$ns")

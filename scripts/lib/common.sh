@@ -220,3 +220,23 @@ flint_nested_reason() {
 	rm -f "$bin"
 	return "$rc"
 }
+
+# flint_net_case_cleanup FRONTEND_PGID BACKEND_PID NS TAP NS_MADE WORKDIR [PID...]: a network
+# case's EXIT trap (uml-net-case.sh, qemu-vu-case.sh): SIGKILL the frontend's process group
+# (UML or QEMU), stop the other PIDs and the backend (and wait for it: its log is complete
+# then), kill what still runs in the case's namespace NS, delete TAP and NS if the case made
+# the namespace (NS_MADE 1), and remove WORKDIR. Empty arguments are skipped; errors ignored.
+flint_net_case_cleanup() {
+	local fpg=$1 be=$2 ns=$3 tap=$4 made=$5 w=$6 p
+	shift 6
+	exec 2>/dev/null # bash would report every job killed below
+	[[ -z $fpg ]] || kill -KILL -- "-$fpg" 2>/dev/null || true
+	for p in "$@" $be; do kill "$p" 2>/dev/null || true; done
+	[[ -z $be ]] || wait "$be" 2>/dev/null || true
+	if ((made)); then
+		for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+		ip -n "$ns" link del "$tap" 2>/dev/null || true
+		ip netns del "$ns" 2>/dev/null || true
+	fi
+	[[ -z $w ]] || rm -rf "$w"
+}
