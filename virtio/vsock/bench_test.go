@@ -45,6 +45,7 @@ func benchDevice(tb testing.TB) (*Device, *conn) {
 	d.mu.Lock()
 	d.active = true
 	c := d.newConn(80, 1000, stateOpen, newDiscard())
+	d.openBuffers(c)
 	c.peerAlloc = 1 << 30
 	d.mu.Unlock()
 	return d, c

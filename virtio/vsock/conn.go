@@ -42,7 +42,10 @@ type conn struct {
 	dead        bool // removed from the device: the goroutines end
 	dialing     bool // its dial runs (see Device.orphans)
 
-	toHost  ring // guest -> unix; its size is the buf_alloc the guest sees
+	// The data buffers, of Options.BufSize (the buf_alloc the guest
+	// sees) each, exist from stateOpen on (openBuffers): a REQUEST that
+	// is refused costs no buffers.
+	toHost  ring // guest -> unix
 	toGuest ring // unix -> guest
 
 	rxCnt       uint32 // bytes received from the guest
@@ -66,14 +69,19 @@ type conn struct {
 
 func key(local, peer uint32) uint64 { return uint64(local)<<32 | uint64(peer) }
 
-// newConn adds a connection in state st (the caller checked the cap).
+// newConn adds a connection in state st (the caller checked the cap),
+// without its data buffers.
 func (d *Device) newConn(local, peer uint32, st connState, uc net.Conn) *conn {
 	c := &conn{local: local, peer: peer, uc: uc, state: st}
-	c.toHost.buf = make([]byte, d.opts.BufSize)
-	c.toGuest.buf = make([]byte, d.opts.BufSize)
 	c.readerWake.L, c.writerWake.L = &d.mu, &d.mu
 	d.conns[key(local, peer)] = c
 	return c
+}
+
+// openBuffers gives c its data buffers as it opens.
+func (d *Device) openBuffers(c *conn) {
+	c.toHost.buf = make([]byte, d.opts.BufSize)
+	c.toGuest.buf = make([]byte, d.opts.BufSize)
 }
 
 // full reports whether a new connection would pass MaxConns: the live

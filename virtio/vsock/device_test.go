@@ -131,6 +131,9 @@ func TestHostInitiated(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := g.expect(OpRequest, FirstHostPort, 52)
+	if req.h.BufAlloc != DefaultBufSize {
+		t.Errorf("REQUEST with buf_alloc %d, want %d", req.h.BufAlloc, DefaultBufSize)
+	}
 	c := &gconn{g: g, host: FirstHostPort, port: 52, alloc: 64 << 10}
 	c.handle(req)
 	c.send(OpResponse, 0, nil)

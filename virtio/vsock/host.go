@@ -184,6 +184,7 @@ func (d *Device) open(c *conn) {
 // start opens c for data and starts its goroutines. Called with d.mu.
 func (d *Device) start(c *conn) {
 	c.state = stateOpen
+	d.openBuffers(c)
 	d.host.Add(2)
 	go d.reader(c)
 	go d.writer(c)

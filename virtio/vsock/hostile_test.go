@@ -6,6 +6,7 @@ package vsock
 import (
 	"io"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,4 +83,28 @@ func TestRequestChurnBoundsDials(t *testing.T) {
 		defer g.dev.mu.Unlock()
 		return !g.dev.full() && g.dev.orphans == 0
 	})
+}
+
+// TestRefusedRequestAllocatesLittle: a REQUEST whose dial fails costs
+// the device a goroutine and an RST, not the connection's two buffers
+// (2 x 64 KiB): those come when the connection opens, so a guest that
+// REQUESTs closed ports in a loop does not make the VMM allocate and
+// collect 128 KiB per 44-byte packet.
+func TestRefusedRequestAllocatesLittle(t *testing.T) {
+	g := newGuest(t, Options{Dial: func(uint32) (net.Conn, error) { return nil, net.ErrClosed }})
+	c := &gconn{g: g, host: 80, port: 9000, alloc: 64 << 10}
+	c.send(OpRequest, 0, nil) // warm-up
+	g.expect(OpRST, 80, 9000)
+	const n = 50
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range n {
+		c.port = 9001 + uint32(i)
+		c.send(OpRequest, 0, nil)
+		g.expect(OpRST, 80, c.port)
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 16<<10 {
+		t.Errorf("%d bytes allocated per refused REQUEST, want under 16 KiB", per)
+	}
 }

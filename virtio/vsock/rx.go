@@ -78,7 +78,7 @@ func (r *rxHandler) put(ch *queue.Chain, h *Header) virtio.Result {
 func (r *rxHandler) fill(c *conn, ch *queue.Chain) (virtio.Result, bool) {
 	d := r.d
 	h := Header{SrcCID: HostCID, DstCID: d.opts.GuestCID, SrcPort: c.local, DstPort: c.peer,
-		Type: TypeStream, BufAlloc: uint32(c.toHost.size()), FwdCnt: c.fwdCnt}
+		Type: TypeStream, BufAlloc: uint32(d.opts.BufSize), FwdCnt: c.fwdCnt}
 	// Data fits the chain after the header (a chain of exactly a header
 	// takes only control packets).
 	n := min(c.sendable(), int(ch.WriteLen)-HeaderLen)
