@@ -48,7 +48,10 @@
 // Every transmit packet goes through ParseHeader: a bad length, type,
 // CID, operation, flags or port is answered with an RST (never an RST to
 // an RST) and, if it names a connection, resets that connection; so do
-// packets for connections that do not exist and data beyond the credit.
+// packets for connections that do not exist or are not in a state for
+// them (a RESPONSE before the device's REQUEST went out, a
+// CREDIT_REQUEST before the handshake completed) and data beyond the
+// credit.
 // Chains with buffers of the wrong direction, or receive buffers too
 // small for a header, are completed with used length 0 and counted.
 //

@@ -108,3 +108,68 @@ func TestRefusedRequestAllocatesLittle(t *testing.T) {
 		t.Errorf("%d bytes allocated per refused REQUEST, want under 16 KiB", per)
 	}
 }
+
+// TestControlBeforeHandshake: control packets of a connection whose
+// handshake has not completed are answered with RST, never acted on: a
+// CREDIT_REQUEST while the device dials must not put a CREDIT_UPDATE
+// ahead of the RESPONSE (Linux resets a connecting socket that gets
+// one), and a RESPONSE to a host-initiated REQUEST the device has not
+// sent yet (a guessed port) must not tell the host process "OK".
+func TestControlBeforeHandshake(t *testing.T) {
+	t.Run("credit request while dialling", func(t *testing.T) {
+		release := make(chan struct{})
+		ends := make(chan net.Conn, 1)
+		pipe := pipeDial(ends)
+		g := newGuest(t, Options{Dial: func(p uint32) (net.Conn, error) { <-release; return pipe(p) }})
+		c := &gconn{g: g, host: 80, port: 9100, alloc: 64 << 10}
+		c.send(OpRequest, 0, nil)
+		c.send(OpCreditRequest, 0, nil)
+		close(release)
+		g.expect(OpRST, 80, 9100)
+		select {
+		case hc := <-ends:
+			hc.Close()
+		case <-time.After(5 * time.Second):
+		}
+		g.quiet(20 * time.Millisecond)
+	})
+	t.Run("response before the request", func(t *testing.T) {
+		uds := udsPath(t)
+		ln, err := net.Listen("unix", uds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := newGuest(t, Options{Listener: ln})
+		// Use up the guest's receive buffers (RSTs for no connection):
+		// the device's REQUEST waits for the next one.
+		for i := range uint32(64) {
+			g.send(Header{SrcCID: testCID, DstCID: HostCID, SrcPort: 100 + i, DstPort: 9, Type: TypeStream, Op: OpRW}, nil)
+		}
+		waitUntil(t, "the receive buffers used", func() bool { return g.rx.PendingUsed() == 64 })
+		hc, err := net.Dial("unix", uds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hc.Close()
+		hc.Write([]byte("CONNECT 52\n"))
+		waitUntil(t, "the connection", func() bool { return g.dev.Conns() == 1 })
+		c := &gconn{g: g, host: FirstHostPort, port: 52, alloc: 64 << 10}
+		c.send(OpResponse, 0, nil)
+		hc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if b, err := io.ReadAll(hc); len(b) != 0 || err != nil {
+			t.Errorf("host process read %q, %v; want EOF without OK", b, err)
+		}
+		waitUntil(t, "the RST", func() bool {
+			g.poll()
+			for _, p := range g.pending {
+				if p.h.SrcPort == FirstHostPort {
+					if p.h.Op != OpRST || p.h.DstPort != 52 {
+						t.Fatalf("got %+v, want an RST to guest port 52", p.h)
+					}
+					return true
+				}
+			}
+			return false
+		})
+	})
+}

@@ -73,7 +73,8 @@ func (d *Device) dispatch(h *Header, ch *queue.Chain) {
 		}
 		d.guestRequest(h)
 	case OpResponse:
-		if c == nil || c.state != stateConnecting {
+		// Not before the REQUEST went out: a guessed port is no answer.
+		if c == nil || c.state != stateConnecting || c.pend&pRequest != 0 {
 			d.refuse(c, h)
 			return
 		}
@@ -124,7 +125,9 @@ func (d *Device) dispatch(h *Header, ch *queue.Chain) {
 			d.refuse(c, h)
 		}
 	case OpCreditRequest:
-		if c == nil {
+		// Not before the handshake completes: the CREDIT_UPDATE would go
+		// ahead of the RESPONSE.
+		if c == nil || c.state != stateOpen {
 			d.refuse(c, h)
 			return
 		}
