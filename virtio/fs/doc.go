@@ -77,9 +77,9 @@
 // lookup and released by FORGET. The descriptors the guest can make the
 // device hold (nodes plus open files) are capped by Config.MaxOpenFiles:
 // past it LOOKUP, CREATE, OPEN, MKNOD, MKDIR and SYMLINK answer ENFILE
-// (before making anything) and READDIRPLUS entries
-// come without attributes, so a lookup flood never exhausts the VMM's own
-// descriptors. Reset (and DESTROY) closes them all.
+// (before making anything) and READDIRPLUS entries come without
+// attributes, so a lookup flood never exhausts the VMM's own descriptors.
+// Reset (and DESTROY) closes them all.
 //
 // # Seccomp
 //
