@@ -6,6 +6,7 @@ package vsock
 import (
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -171,5 +172,87 @@ func TestControlBeforeHandshake(t *testing.T) {
 			}
 			return false
 		})
+	})
+}
+
+// openFDs counts the process's open file descriptors.
+func openFDs(tb testing.TB) int {
+	tb.Helper()
+	des, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		tb.Skip(err)
+	}
+	return len(des)
+}
+
+// TestResetLeavesNothing: a device reset ends every connection's
+// goroutines and closes its socket, whatever the connection was doing:
+// a unix peer that does not read (the writer blocked in Write), a guest
+// that gives no credit (the reader waiting), one half-closed, one the
+// guest never answered (host-initiated, REQUEST not delivered).
+func TestResetLeavesNothing(t *testing.T) {
+	uds := udsPath(t)
+	l := hostListener(t, uds, 80)
+	ln, err := net.Listen("unix", uds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, gos := openFDs(t), runtime.NumGoroutine()
+	g := newGuest(t, Options{Dial: UnixDialer(uds, time.Second), Listener: ln, BufSize: 4096})
+	var hosts []net.Conn
+	defer func() {
+		for _, hc := range hosts {
+			hc.Close()
+		}
+	}()
+	var cs []*gconn
+	for i := range uint32(4) {
+		cs = append(cs, g.connectFromGuest(80, 100+i))
+		hc, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hosts = append(hosts, hc)
+	}
+	// The host does not read: the guest sends until the unix socket and
+	// the device's buffer are full and the writer blocks in Write.
+	for c := cs[0]; c.peerAlloc-(c.txCnt-c.peerFwd) > 0; {
+		c.send(OpRW, 0, make([]byte, min(c.peerAlloc-(c.txCnt-c.peerFwd), 4096)))
+		time.Sleep(2 * time.Millisecond)
+		c.pump()
+	}
+	// The guest gives no credit: the reader waits with data in the socket.
+	cs[1].alloc = 0
+	cs[1].send(OpCreditUpdate, 0, nil)
+	hosts[1].Write(make([]byte, 1000))
+	cs[2].send(OpShutdown, ShutdownSend, nil) // half-closed
+	g.dev.mu.Lock()
+	blocked := g.dev.conns[key(80, 100)].toHost.n > 0
+	g.dev.mu.Unlock()
+	if !blocked {
+		t.Fatal("the writer of the first connection is not blocked")
+	}
+	hc, err := net.Dial("unix", uds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts = append(hosts, hc)
+	hc.Write([]byte("CONNECT 9\n"))
+	waitUntil(t, "five connections", func() bool { return g.dev.Conns() == 5 })
+	g.h.Close()
+	if n := g.dev.Conns(); n != 0 {
+		t.Fatalf("%d connections after the reset", n)
+	}
+	for _, hc := range hosts {
+		hc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, hc); err != nil {
+			t.Errorf("host side after the reset: %v, want EOF", err)
+		}
+		hc.Close()
+	}
+	hosts = nil
+	waitUntil(t, "the goroutines and sockets gone", func() bool {
+		// The listener's accept goroutine is the device's until Close.
+		return runtime.NumGoroutine() <= gos+1 && openFDs(t) <= fds+2
 	})
 }
