@@ -87,12 +87,16 @@ func statNode(n *node, st *unix.Stat_t) error {
 
 // pseudoFS reports file systems of the host kernel's own state that a
 // share must never expose (a share of "/" crosses their mount points):
-// /proc (the VMM's memory and descriptors), /sys, and their kin.
+// /proc (the VMM's memory and descriptors), /sys, and their kin; also
+// namespace files bind-mounted by `ip netns add` (an open one keeps its
+// namespace alive) and rpc_pipefs (opening an upcall pipe makes the
+// device a reader of the host's NFS upcalls).
 func pseudoFS(typ int64) bool {
 	switch uint32(typ) {
 	case unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC, unix.DEBUGFS_MAGIC, unix.SECURITYFS_MAGIC, unix.TRACEFS_MAGIC,
 		unix.BPF_FS_MAGIC, unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC, unix.EFIVARFS_MAGIC,
-		unix.PSTOREFS_MAGIC, unix.BINFMTFS_MAGIC, 0x62656570 /* configfs */, 0x65735543 /* fusectl */ :
+		unix.PSTOREFS_MAGIC, unix.BINFMTFS_MAGIC, unix.NSFS_MAGIC, 0x62656570 /* configfs */, 0x65735543, /* fusectl */
+		0x67596969 /* rpc_pipefs */ :
 		return true
 	}
 	return false

@@ -6,6 +6,7 @@ package fs
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -193,5 +194,36 @@ func TestFullRefusesBeforeMaking(t *testing.T) {
 			t.Errorf("opcode %d at the limit made the entry", c.op)
 			os.Remove(g.path("new"))
 		}
+	}
+}
+
+// TestNamespaceFileNotServed: a namespace file bind-mounted into the share
+// (what `ip netns add` leaves in /run/netns, under a share of "/") is a
+// pseudo file system's mount point like /proc: LOOKUP answers EACCES, so
+// the guest never makes the device hold a namespace open. The mount is
+// made in a mount namespace of the test's own thread (locked, never
+// unlocked: the thread ends with the test), which the synchronous device
+// serves on.
+func TestNamespaceFileNotServed(t *testing.T) {
+	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		t.Skipf("no mount namespace: %v", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		t.Skipf("mount: %v", err)
+	}
+	root := t.TempDir()
+	ns := filepath.Join(root, "netns")
+	writeFile(t, ns, nil)
+	if err := unix.Mount("/proc/self/ns/net", ns, "", unix.MS_BIND, ""); err != nil {
+		t.Skipf("bind mount: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(ns, unix.MNT_DETACH) })
+	g := newSyncGuest(t, Config{Root: root, ReadOnly: true})
+	if _, _, e := g.lookup(rootID, "netns"); e != int(unix.EACCES) {
+		t.Fatalf("LOOKUP of a namespace file: errno %d, want EACCES", e)
+	}
+	if g.dev.OpenFiles() != 0 {
+		t.Fatalf("%d descriptors held", g.dev.OpenFiles())
 	}
 }
