@@ -50,21 +50,22 @@
 // # Confinement
 //
 // A nodeid is an O_PATH descriptor of a host inode, never a path. Every
-// name the guest sends is one component: "", ".", "..", a name with "/"
-// or longer than 255 bytes is refused before any system call. A child is
+// name the guest sends is one component: "", ".", "..", a name with "/" or
+// longer than 255 bytes is refused before any system call. A child is
 // opened below its parent's descriptor with openat2(RESOLVE_BENEATH |
-// RESOLVE_NO_MAGICLINKS) and O_NOFOLLOW, so a symlink is never followed
-// by the device: READLINK hands its target to the guest, which resolves
-// it inside its own mount. A node is reopened for I/O through
+// RESOLVE_NO_MAGICLINKS) and O_NOFOLLOW, so a symlink is never followed by
+// the device: READLINK hands its target to the guest, which resolves it
+// inside its own mount. A node is reopened for I/O through
 // /proc/self/fd/N, the inode it already holds, so renames cannot redirect
 // it; creation, removal and renames take a parent descriptor and one
-// component. Only regular files and directories are ever opened: OPEN,
-// and CREATE of a name that exists, answer ENXIO for a FIFO (whose
-// open(2) would block the device), a device node or a socket. Mount points of the host kernel's pseudo file systems
-// (/proc, /sys, debugfs, cgroup, nsfs, ...) are refused (EACCES): a share of "/"
-// never shows the VMM's own /proc. A directory the host itself moves out
-// of Root stays reachable through the nodeids the guest already holds
-// (as with virtiofsd); the guest cannot move anything out of Root.
+// component. Only regular files and directories are ever opened: OPEN, and
+// CREATE of a name that exists, answer ENXIO for a FIFO (whose open(2)
+// would block the device), a device node or a socket. Mount points of the
+// host kernel's pseudo file systems (/proc, /sys, debugfs, cgroup, nsfs,
+// ...) are refused (EACCES): a share of "/" never shows the VMM's own
+// /proc. A directory the host itself moves out of Root stays reachable
+// through the nodeids the guest already holds (as with virtiofsd); the
+// guest cannot move anything out of Root.
 //
 // With Config.ReadOnly every changing operation (SETATTR, MKNOD, MKDIR,
 // SYMLINK, LINK, UNLINK, RMDIR, RENAME, CREATE, WRITE, FALLOCATE) is EROFS
