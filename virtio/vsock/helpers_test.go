@@ -149,6 +149,7 @@ type gconn struct {
 	fwd        uint32 // bytes the guest consumed
 	lastFwd    uint32 // fwd_cnt the device last heard
 	txCnt      uint32
+	rcv        uint32 // bytes received (the device's tx_cnt)
 	peerAlloc  uint32
 	peerFwd    uint32
 	got        bytes.Buffer
@@ -176,6 +177,10 @@ func (c *gconn) handle(p pkt) {
 	switch p.h.Op {
 	case OpRW:
 		c.got.Write(p.data)
+		c.rcv += p.h.Len
+		if c.rcv-c.fwd > c.alloc {
+			c.g.tb.Fatalf("the device sent %d bytes not yet consumed, beyond the guest's buf_alloc %d", c.rcv-c.fwd, c.alloc)
+		}
 		if !c.hold {
 			c.fwd += p.h.Len
 		}

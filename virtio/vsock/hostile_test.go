@@ -256,3 +256,19 @@ func TestResetLeavesNothing(t *testing.T) {
 		return runtime.NumGoroutine() <= gos+1 && openFDs(t) <= fds+2
 	})
 }
+
+// TestCountersWrap: the byte counters behind the credit (tx_cnt,
+// fwd_cnt, both ways) are u32 and wrap after 4 GiB; a connection whose
+// counters cross 2^32 goes on, within the credit, without a stall.
+func TestCountersWrap(t *testing.T) {
+	g, c, hc := unixConn(t, Options{BufSize: 4096}, 80, 7100)
+	const w = 1<<32 - 5000
+	g.dev.mu.Lock()
+	dc := g.dev.conns[key(80, 7100)]
+	dc.txCnt, dc.peerFwd = w, w
+	dc.rxCnt, dc.fwdCnt, dc.lastFwdSent = w, w, w
+	g.dev.mu.Unlock()
+	c.fwd, c.lastFwd, c.rcv, c.txCnt, c.peerFwd = w, w, w, w, w
+	c.alloc = 6000
+	exchange(t, c, hc, hc, pattern(100_000, 7), pattern(100_000, 8))
+}
