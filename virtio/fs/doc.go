@@ -70,7 +70,8 @@
 // With Config.ReadOnly every changing operation (SETATTR, MKNOD, MKDIR,
 // SYMLINK, LINK, UNLINK, RMDIR, RENAME, CREATE, WRITE, FALLOCATE) is EROFS
 // and OPEN refuses write access and O_TRUNC; host files are only ever
-// opened read-only. The guest should also mount it with -o ro.
+// opened read-only, with O_NOATIME when the VMM may (its own files, or
+// CAP_FOWNER), so reading leaves access times alone. The guest should also mount it with -o ro.
 //
 // Inode numbers are the host's (mixed with a small per-file-system index
 // off Root's file system, so a share spanning mounts never repeats one);

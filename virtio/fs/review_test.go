@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -225,5 +226,43 @@ func TestNamespaceFileNotServed(t *testing.T) {
 	}
 	if g.dev.OpenFiles() != 0 {
 		t.Fatalf("%d descriptors held", g.dev.OpenFiles())
+	}
+}
+
+// TestReadOnlyKeepsAtime: READ and READDIR through a read-only share leave
+// the host's access times alone (files and directories are opened with
+// O_NOATIME), as they leave everything else.
+func TestReadOnlyKeepsAtime(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "f"), []byte("data"))
+	os.Mkdir(filepath.Join(root, "d"), 0o755)
+	writeFile(t, filepath.Join(root, "d", "x"), nil)
+	old := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC) // before mtime: relatime would update it
+	for _, name := range []string{"f", "d"} {
+		os.Chtimes(filepath.Join(root, name), old, time.Time{})
+	}
+	g := newGuest(t, Config{Root: root, ReadOnly: true})
+	fh, e := g.open(g.mustLookup(rootID, "f"), unix.O_RDONLY, false)
+	if e != 0 {
+		t.Fatalf("OPEN: errno %d", e)
+	}
+	if b, e := g.read(fh, 0, 10); e != 0 || string(b) != "data" {
+		t.Fatalf("READ: %q errno %d", b, e)
+	}
+	dfh, e := g.open(g.mustLookup(rootID, "d"), unix.O_RDONLY, true)
+	if e != 0 {
+		t.Fatalf("OPENDIR: errno %d", e)
+	}
+	if ents := g.readdir(dfh, false, 4096); len(ents) != 3 {
+		t.Fatalf("READDIR: %v", ents)
+	}
+	for _, name := range []string{"f", "d"} {
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(root, name), &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := time.Unix(st.Atim.Unix()); !got.Equal(old) {
+			t.Errorf("%s: access time %v after reading through a read-only share", name, got)
+		}
 	}
 }
