@@ -24,11 +24,12 @@
 // (none before the handshake completes). The guest's data goes into the
 // first (whose size is the buf_alloc the device advertises) and a
 // writer goroutine drains it into the unix socket; fwd_cnt, and so the
-// guest's credit, grows only as the socket takes bytes, so a unix peer that does not read stops the guest (a
-// guest that sends beyond its credit is reset). A reader goroutine reads
-// the unix socket into the second buffer only as far as the guest's
-// credit (its buf_alloc and fwd_cnt) allows, so a guest that does not
-// read stops the reads. Nothing is buffered beyond the two buffers.
+// guest's credit, grows only as the socket takes bytes, so a unix peer
+// that does not read stops the guest (a guest that sends beyond its
+// credit is reset). A reader goroutine reads the unix socket into the
+// second buffer only as far as the guest's credit (its buf_alloc and
+// fwd_cnt) allows, so a guest that does not read stops the reads.
+// Nothing is buffered beyond the two buffers.
 //
 // # Connection life
 //
