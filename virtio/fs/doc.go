@@ -73,6 +73,16 @@
 // opened read-only, with O_NOATIME when the VMM may (its own files, or
 // CAP_FOWNER), so reading leaves access times alone. The guest should also mount it with -o ro.
 //
+// The guest's files are made as the VMM's user, root often, whatever
+// owner the guest asks for at creation. So no mode the guest gives
+// (CREATE, MKNOD, MKDIR, SETATTR) sets set-user-ID, or set-group-ID on a
+// file (a directory keeps it: it only hands down its group): a writable
+// share would otherwise hold root programs any host user could run. A
+// set-ID file opened for writing or truncated loses those bits first
+// (set-group-ID only when group-executable, as Linux does for a writer
+// without CAP_FSETID, which the VMM may have), so the guest cannot put
+// its code into a host set-ID program either.
+//
 // Inode numbers are the host's (mixed with a small per-file-system index
 // off Root's file system, so a share spanning mounts never repeats one);
 // a host inode has one nodeid while the guest holds it, counted per

@@ -73,7 +73,46 @@ func openChild(dir int, name string) (int, error) {
 // reopen opens the inode n holds with flags (O_CLOEXEC added), through
 // /proc/self/fd/N: the file n already is, whatever its name now.
 func (d *Device) reopen(n *node, flags int) (int, error) {
-	return unix.Openat2(d.procFd, strconv.Itoa(n.fd), &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC)})
+	fd, err := unix.Openat2(d.procFd, strconv.Itoa(n.fd), &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC)})
+	if err == nil && (flags&unix.O_ACCMODE != unix.O_RDONLY || flags&unix.O_TRUNC != 0) {
+		dropSetID(fd)
+	}
+	return fd, err
+}
+
+// Set-user-ID and set-group-ID files. The device makes the guest's files
+// as the VMM's user (root, often): a set-ID bit the guest set would make a
+// host program that runs as that user for whoever on the host executes
+// it. So the guest never sets one (setIDFree on every mode it gives), and
+// a set-ID file the guest opens for writing loses its bits first, as
+// Linux's own write path does for a writer without CAP_FSETID (the VMM
+// may have it): the guest cannot replace a host set-ID program's code
+// either. A directory keeps set-group-ID (its new files' group).
+
+// setIDFree is the guest's mode without set-user-ID, and without
+// set-group-ID unless dir.
+func setIDFree(mode uint32, dir bool) uint32 {
+	if dir {
+		return mode &^ unix.S_ISUID
+	}
+	return mode &^ (unix.S_ISUID | unix.S_ISGID)
+}
+
+// dropSetID clears fd's set-user-ID bit, and its set-group-ID bit if it
+// is group-executable (Linux's should_remove_suid), before the guest
+// writes it.
+func dropSetID(fd int) {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return
+	}
+	kill := st.Mode & unix.S_ISUID
+	if st.Mode&(unix.S_ISGID|unix.S_IXGRP) == unix.S_ISGID|unix.S_IXGRP {
+		kill |= unix.S_ISGID
+	}
+	if kill != 0 {
+		unix.Fchmod(fd, st.Mode&0o7777&^kill)
+	}
 }
 
 // procName is n's name under /proc/self/fd, for the calls that take a

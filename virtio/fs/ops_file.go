@@ -99,7 +99,7 @@ func (r *requests) create(h *inHeader, body []byte) (int, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	mode := le32(arg, 4) & 0o7777
+	mode := setIDFree(le32(arg, 4)&0o7777, false)
 	if r.d.full(2) { // the file and its node
 		return 0, unix.ENFILE
 	}

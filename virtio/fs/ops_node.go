@@ -127,7 +127,7 @@ func (r *requests) setattr(h *inHeader, body []byte) (int, unix.Errno) {
 		if n.mode == unix.S_IFLNK {
 			return 0, unix.EOPNOTSUPP
 		}
-		if err := unix.Fchmodat(r.d.procFd, procName(n), le32(body, 60)&0o7777, 0); err != nil {
+		if err := unix.Fchmodat(r.d.procFd, procName(n), setIDFree(le32(body, 60)&0o7777, n.mode == unix.S_IFDIR), 0); err != nil {
 			return 0, errno(err)
 		}
 	}
@@ -251,7 +251,7 @@ func (r *requests) mknod(h *inHeader, body []byte) (int, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	mode := le32(arg, 0)
+	mode := setIDFree(le32(arg, 0), false)
 	switch mode & unix.S_IFMT {
 	case unix.S_IFREG, unix.S_IFIFO, 0:
 	default:
@@ -268,7 +268,7 @@ func (r *requests) mkdir(h *inHeader, body []byte) (int, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	mode := le32(arg, 0) & 0o7777
+	mode := setIDFree(le32(arg, 0)&0o7777, true)
 	if err := unix.Mkdirat(p.fd, name, mode); err != nil {
 		return 0, errno(err)
 	}
