@@ -101,6 +101,18 @@ func (g *guest) poll() {
 	}
 }
 
+// useUpReceive has the device fill every posted receive buffer (RSTs
+// for packets of no connection, from host port 9) and leaves them
+// uncollected: what the device owes next waits for the next buffer.
+func (g *guest) useUpReceive() {
+	g.tb.Helper()
+	posted := g.rx.InFlight() - g.rx.PendingUsed()
+	for i := range uint32(posted) {
+		g.send(Header{SrcCID: testCID, DstCID: HostCID, SrcPort: 100 + i, DstPort: 9, Type: TypeStream, Op: OpRW}, nil)
+	}
+	waitUntil(g.tb, "the receive buffers used", func() bool { return g.rx.PendingUsed() == posted })
+}
+
 // decodeAny decodes a host -> guest header: ParseHeader fills every
 // field before it checks them (its guest-side checks do not apply).
 func decodeAny(b []byte) Header {

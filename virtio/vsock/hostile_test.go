@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 )
 
 // TestShutdownSendThenBoth: Linux's shutdown(SHUT_WR) followed by
@@ -141,12 +143,7 @@ func TestControlBeforeHandshake(t *testing.T) {
 			t.Fatal(err)
 		}
 		g := newGuest(t, Options{Listener: ln})
-		// Use up the guest's receive buffers (RSTs for no connection):
-		// the device's REQUEST waits for the next one.
-		for i := range uint32(64) {
-			g.send(Header{SrcCID: testCID, DstCID: HostCID, SrcPort: 100 + i, DstPort: 9, Type: TypeStream, Op: OpRW}, nil)
-		}
-		waitUntil(t, "the receive buffers used", func() bool { return g.rx.PendingUsed() == 64 })
+		g.useUpReceive() // the device's REQUEST waits for a buffer
 		hc, err := net.Dial("unix", uds)
 		if err != nil {
 			t.Fatal(err)
@@ -271,4 +268,68 @@ func TestCountersWrap(t *testing.T) {
 	c.fwd, c.lastFwd, c.rcv, c.txCnt, c.peerFwd = w, w, w, w, w
 	c.alloc = 6000
 	exchange(t, c, hc, hc, pattern(100_000, 7), pattern(100_000, 8))
+}
+
+// TestMalformedChains: a header split byte by byte across descriptors
+// is read like any other; a transmit chain with a device-writable
+// buffer, a receive chain with a readable one or too small for a header
+// are completed with used length 0 and counted, and the packet owed
+// goes into the next good receive chain.
+func TestMalformedChains(t *testing.T) {
+	g, c, hc := unixConn(t, Options{}, 80, 7200)
+	txChain := func(bufs ...qt.Buf) {
+		t.Helper()
+		if _, err := g.tx.Add(bufs...); err != nil {
+			t.Fatal(err)
+		}
+		g.h.Kick(TxQueue)
+		waitUntil(t, "the transmit chain used", func() bool { return g.tx.PendingUsed() == 1 })
+		if u := g.tx.AllUsed(); u[0].Len != 0 {
+			t.Fatalf("transmit chain used with %d bytes", u[0].Len)
+		}
+	}
+	payload := []byte("split")
+	h := c.hdr(OpRW)
+	h.Len = uint32(len(payload))
+	var hb [HeaderLen]byte
+	h.Put(hb[:])
+	var bufs []qt.Buf
+	for i := range hb {
+		bufs = append(bufs, qt.R(hb[i:i+1]))
+	}
+	txChain(append(bufs, qt.R(payload[:2]), qt.R(payload[2:]))...)
+	c.txCnt += h.Len
+	got := make([]byte, len(payload))
+	hc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(hc, got); err != nil || string(got) != "split" {
+		t.Fatalf("host read %q, %v", got, err)
+	}
+	// The payload in a device-writable buffer: not read, not answered.
+	h.Put(hb[:])
+	txChain(qt.R(hb[:]), qt.W(uint32(len(payload))))
+	if st := g.dev.Stats(); st.BadChains != 1 || g.dev.Conns() != 1 {
+		t.Fatalf("stats %+v, %d connections", st, g.dev.Conns())
+	}
+	// Use up the posted receive buffers, then post bad ones and a good one.
+	c.pump()
+	g.useUpReceive()
+	g.rx.AllUsed()
+	for _, b := range [][]qt.Buf{{qt.R(make([]byte, HeaderLen)), qt.W(rxBuf)}, {qt.W(HeaderLen - 1)}, {qt.W(rxBuf)}} {
+		if _, err := g.rx.Add(b...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.h.Kick(RxQueue)
+	g.send(Header{SrcCID: testCID, DstCID: HostCID, SrcPort: 99, DstPort: 9, Type: TypeStream, Op: OpRW}, nil)
+	waitUntil(t, "three receive chains used", func() bool { return g.rx.PendingUsed() == 3 })
+	us := g.rx.AllUsed()
+	if us[0].Len != 0 || us[1].Len != 0 || us[2].Len != HeaderLen {
+		t.Fatalf("receive chains used with %d, %d, %d bytes; want 0, 0, %d", us[0].Len, us[1].Len, us[2].Len, HeaderLen)
+	}
+	if p := decodeAny(g.rx.Written(us[2])); p.Op != OpRST || p.DstPort != 99 {
+		t.Fatalf("got %+v, want the RST to port 99", p)
+	}
+	if st := g.dev.Stats(); st.BadChains != 3 {
+		t.Errorf("stats %+v, want 3 bad chains", st)
+	}
 }
