@@ -318,11 +318,17 @@ func TestCreditViolation(t *testing.T) {
 }
 
 // pipeDial answers every dial with one end of a net.Pipe (no buffering
-// at all: the test decides when the "socket" drains).
+// at all: the test decides when the "socket" drains). The other end
+// goes to ends, or is closed when ends is full (a dial never blocks on
+// the test: Close waits for dials).
 func pipeDial(ends chan net.Conn) func(uint32) (net.Conn, error) {
 	return func(uint32) (net.Conn, error) {
 		a, b := net.Pipe()
-		ends <- b
+		select {
+		case ends <- b:
+		default:
+			b.Close()
+		}
 		return a, nil
 	}
 }
