@@ -333,3 +333,39 @@ func TestMalformedChains(t *testing.T) {
 		t.Errorf("stats %+v, want 3 bad chains", st)
 	}
 }
+
+// TestPortReuseWhileDialling: the guest resets a connection whose dial
+// runs and at once asks again for the same ports; of the two dials'
+// sockets, the first connection's is closed and answers nothing, the
+// second's carries the one connection.
+func TestPortReuseWhileDialling(t *testing.T) {
+	release := make(chan struct{})
+	ends := make(chan net.Conn, 2)
+	pipe := pipeDial(ends)
+	g := newGuest(t, Options{Dial: func(p uint32) (net.Conn, error) { <-release; return pipe(p) }})
+	c := &gconn{g: g, host: 80, port: 7300, alloc: 64 << 10}
+	c.send(OpRequest, 0, nil)
+	c.send(OpRST, 0, nil)
+	c.send(OpRequest, 0, nil)
+	close(release)
+	c.handle(g.expect(OpResponse, 80, 7300))
+	var live []net.Conn
+	for range 2 {
+		hc := <-ends
+		defer hc.Close()
+		hc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := hc.Read(make([]byte, 1)); err != io.EOF {
+			live = append(live, hc) // not closed: the read timed out
+		}
+	}
+	if len(live) != 1 {
+		t.Fatalf("%d of the two dialled sockets open, want 1", len(live))
+	}
+	live[0].SetReadDeadline(time.Time{})
+	go live[0].Write([]byte("second"))
+	c.readUntil("the connection's data", func() bool { return c.got.String() == "second" })
+	g.quiet(20 * time.Millisecond)
+	if n := g.dev.Conns(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
+	}
+}
