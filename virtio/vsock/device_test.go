@@ -134,7 +134,7 @@ func TestHostInitiated(t *testing.T) {
 	if req.h.BufAlloc != DefaultBufSize {
 		t.Errorf("REQUEST with buf_alloc %d, want %d", req.h.BufAlloc, DefaultBufSize)
 	}
-	c := &gconn{g: g, host: FirstHostPort, port: 52, alloc: 64 << 10}
+	c := g.gconn(FirstHostPort, 52)
 	c.handle(req)
 	c.send(OpResponse, 0, nil)
 	br := bufio.NewReader(hc)

@@ -249,10 +249,25 @@ func (c *gconn) readUntil(what string, cond func() bool) {
 	})
 }
 
+// gconn is the guest's end of a connection between host port host and
+// guest port port, with a buf_alloc of 64 KiB (nothing is sent).
+func (g *guest) gconn(host, port uint32) *gconn {
+	return &gconn{g: g, host: host, port: port, alloc: 64 << 10}
+}
+
+// heldGuest is a guest whose dials wait until the test closes release
+// and then answer like pipeDial(ends), ends holding n.
+func heldGuest(tb testing.TB, n int) (g *guest, release chan struct{}, ends chan net.Conn) {
+	release, ends = make(chan struct{}), make(chan net.Conn, n)
+	pipe := pipeDial(ends)
+	g = newGuest(tb, Options{Dial: func(p uint32) (net.Conn, error) { <-release; return pipe(p) }})
+	return g, release, ends
+}
+
 // connectFromGuest opens a guest-initiated connection to host port host.
 func (g *guest) connectFromGuest(host, port uint32) *gconn {
 	g.tb.Helper()
-	c := &gconn{g: g, host: host, port: port, alloc: 64 << 10}
+	c := g.gconn(host, port)
 	c.send(OpRequest, 0, nil)
 	p := g.expect(OpResponse, host, port)
 	c.handle(p)

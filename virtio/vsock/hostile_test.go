@@ -66,7 +66,7 @@ func TestRequestChurnBoundsDials(t *testing.T) {
 		}
 	}()
 	for i := range 50 {
-		c := &gconn{g: g, host: 80, port: 9000, alloc: 64 << 10}
+		c := g.gconn(80, 9000)
 		c.send(OpRequest, 0, nil)
 		if i%2 == 0 {
 			c.send(OpRST, 0, nil)
@@ -95,7 +95,7 @@ func TestRequestChurnBoundsDials(t *testing.T) {
 // collect 128 KiB per 44-byte packet.
 func TestRefusedRequestAllocatesLittle(t *testing.T) {
 	g := newGuest(t, Options{Dial: func(uint32) (net.Conn, error) { return nil, net.ErrClosed }})
-	c := &gconn{g: g, host: 80, port: 9000, alloc: 64 << 10}
+	c := g.gconn(80, 9000)
 	c.send(OpRequest, 0, nil) // warm-up
 	g.expect(OpRST, 80, 9000)
 	const n = 50
@@ -120,11 +120,8 @@ func TestRefusedRequestAllocatesLittle(t *testing.T) {
 // sent yet (a guessed port) must not tell the host process "OK".
 func TestControlBeforeHandshake(t *testing.T) {
 	t.Run("credit request while dialling", func(t *testing.T) {
-		release := make(chan struct{})
-		ends := make(chan net.Conn, 1)
-		pipe := pipeDial(ends)
-		g := newGuest(t, Options{Dial: func(p uint32) (net.Conn, error) { <-release; return pipe(p) }})
-		c := &gconn{g: g, host: 80, port: 9100, alloc: 64 << 10}
+		g, release, ends := heldGuest(t, 1)
+		c := g.gconn(80, 9100)
 		c.send(OpRequest, 0, nil)
 		c.send(OpCreditRequest, 0, nil)
 		close(release)
@@ -151,7 +148,7 @@ func TestControlBeforeHandshake(t *testing.T) {
 		defer hc.Close()
 		hc.Write([]byte("CONNECT 52\n"))
 		waitUntil(t, "the connection", func() bool { return g.dev.Conns() == 1 })
-		c := &gconn{g: g, host: FirstHostPort, port: 52, alloc: 64 << 10}
+		c := g.gconn(FirstHostPort, 52)
 		c.send(OpResponse, 0, nil)
 		hc.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if b, err := io.ReadAll(hc); len(b) != 0 || err != nil {
@@ -339,11 +336,8 @@ func TestMalformedChains(t *testing.T) {
 // sockets, the first connection's is closed and answers nothing, the
 // second's carries the one connection.
 func TestPortReuseWhileDialling(t *testing.T) {
-	release := make(chan struct{})
-	ends := make(chan net.Conn, 2)
-	pipe := pipeDial(ends)
-	g := newGuest(t, Options{Dial: func(p uint32) (net.Conn, error) { <-release; return pipe(p) }})
-	c := &gconn{g: g, host: 80, port: 7300, alloc: 64 << 10}
+	g, release, ends := heldGuest(t, 2)
+	c := g.gconn(80, 7300)
 	c.send(OpRequest, 0, nil)
 	c.send(OpRST, 0, nil)
 	c.send(OpRequest, 0, nil)

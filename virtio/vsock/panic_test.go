@@ -99,7 +99,7 @@ func TestDeviceGoroutinePanicIsContained(t *testing.T) {
 		{"dial", func(*fakeListener) Options {
 			return Options{Dial: func(uint32) (net.Conn, error) { bug(); return nil, nil }}
 		}, func(g *guest, _ *fakeListener) {
-			c := &gconn{g: g, host: 1234, port: 5000, alloc: 64 << 10}
+			c := g.gconn(1234, 5000)
 			c.send(OpRequest, 0, nil)
 		}},
 		{"reader", func(*fakeListener) Options {
