@@ -93,19 +93,7 @@ func TestActivateRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	run := func(req uint32, flags uint32, p []byte, fds ...int) {
-		t.Helper()
-		msg := &message{hdr: header{Request: Request(req), Flags: FlagVersion | flags, Size: uint32(len(p))}, payload: p}
-		if err := checkSize(msg.hdr); err != nil {
-			t.Fatal(err)
-		}
-		for _, fd := range fds {
-			msg.fds = append(msg.fds, dupFD(t, fd))
-		}
-		if err := s.handle(msg); err != nil {
-			t.Fatalf("%v: %v", Request(req), err)
-		}
-	}
+	run := handler(t, s)
 	run(vut.SetFeatures, 0, le64(1<<32))
 	run(vut.SetMemTable, 0, vut.MemTable(1, m.Region()), m.FD)
 	var rings []*vut.Ring

@@ -86,3 +86,21 @@ func dupFD(t *testing.T, fd int) int {
 	}
 	return n
 }
+
+// handler returns a function that hands s one message as the session's
+// reader would (size checked, fds duplicated); an error fails the test.
+func handler(t *testing.T, s *session) func(req, flags uint32, p []byte, fds ...int) {
+	return func(req, flags uint32, p []byte, fds ...int) {
+		t.Helper()
+		msg := &message{hdr: header{Request: Request(req), Flags: FlagVersion | flags, Size: uint32(len(p))}, payload: p}
+		if err := checkSize(msg.hdr); err != nil {
+			t.Fatal(err)
+		}
+		for _, fd := range fds {
+			msg.fds = append(msg.fds, dupFD(t, fd))
+		}
+		if err := s.handle(msg); err != nil {
+			t.Fatalf("%v: %v", Request(req), err)
+		}
+	}
+}

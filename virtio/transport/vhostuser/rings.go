@@ -118,26 +118,31 @@ func (s *session) retireCall(fd int) error {
 // device itself refuses the rings (a required queue missing), it waits
 // for more. A running device restarts when the set of rings changes (a
 // ring enabled, or started, since it started), so the rings it runs on
-// do not depend on the order the frontend started or enabled them in.
+// do not depend on the order the frontend started or enabled them in;
+// it stops at once when a ring it runs on is disabled, even if another
+// enabled ring still waits for its kick.
 func (s *session) tryActivate() error {
 	if s.mem == nil || !s.featuresSet || s.closed {
 		return nil
 	}
 	set := make([]bool, len(s.rings))
-	started := 0
+	started, waiting := 0, false
 	for i := range s.rings {
 		r := &s.rings[i]
 		if !r.programmed() || s.protocolNegotiated() && !r.enabled {
 			continue
 		}
 		if r.kick == nil || !r.addrSet {
-			return nil
+			waiting = true // enabled, not started yet
+			continue
 		}
 		set[i] = true
 		started++
 	}
-	if started == 0 {
-		s.quiesce() // every ring disabled
+	if !s.runsWithin(set) {
+		s.quiesce() // a ring it runs on was disabled (all of them, maybe)
+	}
+	if waiting || started == 0 {
 		return nil
 	}
 	if s.act != nil && slices.Equal(set, s.act.rings) {
@@ -176,6 +181,22 @@ func (s *session) tryActivate() error {
 	s.activations++
 	s.limit.Log(s.log, slog.LevelInfo, "vhost-user device started", "rings", started, "features", fmt.Sprintf("%#x", neg))
 	return nil
+}
+
+// runsWithin reports whether the device is stopped or runs on rings
+// that are all in set: a running ring leaves the set only when the
+// frontend disables it (stopping or reprogramming one quiesces the
+// device at once).
+func (s *session) runsWithin(set []bool) bool {
+	if s.act == nil {
+		return true
+	}
+	for i, on := range s.act.rings {
+		if on && !set[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *session) resetQueues() {
