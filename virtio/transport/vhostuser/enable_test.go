@@ -74,3 +74,42 @@ func TestDisableRunningRing(t *testing.T) {
 		t.Fatalf("after ring 2's kick: active %v, queues %v", dev.active, dev.queues)
 	}
 }
+
+// TestStopDisabledRing: stopping a started ring the device does not run
+// on (GET_VRING_BASE, a new kick or new addresses for a ring the
+// frontend disabled: pair 2 after ethtool -L combined 1) leaves the
+// device running on the enabled rings, and GET_VRING_BASE answers the
+// disabled ring's base, which nothing advanced.
+func TestStopDisabledRing(t *testing.T) {
+	dev, s, rings, run := enableSession(t)
+	run(vut.SetVringBase, 0, enableMsg(2, 7))
+	for i := range 3 {
+		run(vut.SetVringKick, 0, le64(uint64(i)), int(rings[i].Kick.Fd()))
+	}
+	run(vut.SetVringEnable, 0, enableMsg(0, 1))
+	run(vut.SetVringEnable, 0, enableMsg(1, 1))
+	if !dev.active || dev.queues[1].Ring == nil || dev.queues[2].Ring != nil {
+		t.Fatalf("not running on rings 0 and 1 alone: queues %v", dev.queues)
+	}
+	n := dev.activations
+	run(vut.SetVringKick, 0, le64(2), int(rings[2].Kick.Fd()))
+	if !dev.active || dev.activations != n {
+		t.Fatalf("a new kick for disabled ring 2: active %v, activations %d, want %d", dev.active, dev.activations, n)
+	}
+	if base := getBase(t, s, 2); base != 7 || !dev.active || dev.activations != n || s.rings[2].kick != nil {
+		t.Fatalf("GET_VRING_BASE 2: base %d (want 7), active %v, activations %d (want %d)", base, dev.active, dev.activations, n)
+	}
+	// The running ring 0 stops the device.
+	getBase(t, s, 0)
+	if dev.active || s.act != nil {
+		t.Fatal("GET_VRING_BASE 0 left the device running")
+	}
+}
+
+// getBase sends GET_VRING_BASE for ring i and returns the base it
+// answers (the session has no connection to reply on).
+func getBase(t *testing.T, s *session, i uint32) uint16 {
+	t.Helper()
+	handler(t, s)(vut.GetVringBase, 0, enableMsg(i, 0))
+	return s.rings[i].base
+}

@@ -81,11 +81,16 @@ func (s *session) quiesce() {
 	s.log.Debug("vhost-user device stopped")
 }
 
-// stopRing stops ring r (GET_VRING_BASE, or reprogramming a started
-// ring): the device is quiesced and the ring's kick fd closed, so it
-// stays stopped until the next SET_VRING_KICK.
-func (s *session) stopRing(r *ring) {
-	s.quiesce()
+// stopRing stops ring i (GET_VRING_BASE, or reprogramming a started
+// ring): the device is quiesced if it runs on the ring, and the ring's
+// kick fd closed, so it stays stopped until the next SET_VRING_KICK. A
+// ring the device does not run on (the frontend disabled it) keeps its
+// base, and the device keeps running on the others.
+func (s *session) stopRing(i int) {
+	if s.act != nil && s.act.rings[i] {
+		s.quiesce()
+	}
+	r := &s.rings[i]
 	if r.kick != nil {
 		r.kick.Close()
 		r.kick = nil
@@ -263,7 +268,7 @@ func (s *session) fault(a *activation, reason string, q int) {
 			return
 		}
 		for i := range s.rings {
-			s.stopRing(&s.rings[i])
+			s.stopRing(i)
 		}
 		for i := range s.rings {
 			if fd := s.rings[i].errFD; fd >= 0 {

@@ -154,7 +154,7 @@ func (s *session) dispatch(m *message) error {
 	case ReqResetOwner:
 		// Deprecated; the spec recommends disabling all rings.
 		for i := range s.rings {
-			s.stopRing(&s.rings[i])
+			s.stopRing(i)
 		}
 		return nil
 	case ReqSetMemTable:
@@ -263,7 +263,7 @@ func (s *session) vringState(req Request, st vringState) error {
 		s.reprogram(r, st.Index, req)
 		r.base = uint16(st.Num)
 	case ReqGetVringBase:
-		s.stopRing(r)
+		s.stopRing(int(st.Index))
 		var b [stateSize]byte
 		encodeState(b[:], vringState{Index: st.Index, Num: uint32(r.base)})
 		return s.reply(req, b[:])
@@ -285,7 +285,7 @@ func (s *session) vringState(req Request, st vringState) error {
 func (s *session) reprogram(r *ring, index uint32, req Request) {
 	if r.kick != nil {
 		s.limit.Log(s.log, slog.LevelInfo, "vhost-user ring reprogrammed while started; stopping it", "ring", index, "request", req)
-		s.stopRing(r)
+		s.stopRing(int(index))
 	}
 }
 
@@ -335,7 +335,7 @@ func (s *session) vringFD(m *message) error {
 			return fmt.Errorf("SET_VRING_KICK: ring %d without an fd (polling) is not supported", v.Index)
 		}
 		if r.kick != nil {
-			s.stopRing(r)
+			s.stopRing(int(v.Index))
 		}
 		r.kick = os.NewFile(uintptr(fd), fmt.Sprintf("vhost-user-kick%d", v.Index))
 		return s.tryActivate()
