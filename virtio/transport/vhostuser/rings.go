@@ -121,7 +121,8 @@ func (s *session) retireCall(fd int) error {
 // uses. It returns an error only for a frontend fault (rings outside
 // memory, refused features): the connection is then dropped. If the
 // device itself refuses the rings (a required queue missing), it waits
-// for more. A running device restarts when the set of rings changes (a
+// for more (logged at Debug only while some programmed ring is still
+// disabled, as UML's are until it enables each in turn). A running device restarts when the set of rings changes (a
 // ring enabled, or started, since it started), so the rings it runs on
 // do not depend on the order the frontend started or enabled them in;
 // it stops at once when a ring it runs on is disabled, even if another
@@ -131,10 +132,14 @@ func (s *session) tryActivate() error {
 		return nil
 	}
 	set := make([]bool, len(s.rings))
-	started, waiting := 0, false
+	started, waiting, disabled := 0, false, false
 	for i := range s.rings {
 		r := &s.rings[i]
-		if !r.programmed() || s.protocolNegotiated() && !r.enabled {
+		if !r.programmed() {
+			continue
+		}
+		if s.protocolNegotiated() && !r.enabled {
+			disabled = true
 			continue
 		}
 		if r.kick == nil || !r.addrSet {
@@ -179,6 +184,11 @@ func (s *session) tryActivate() error {
 		act.dead.Store(true)
 		s.dev.Reset()
 		s.resetQueues()
+		if disabled {
+			// UML enables its rings one by one: no log budget for each.
+			s.log.Debug("vhost-user device not started yet; rings disabled", "started_rings", started, "reason", err)
+			return nil
+		}
 		s.limit.Log(s.log, slog.LevelInfo, "vhost-user device not started yet", "started_rings", started, "reason", err)
 		return nil
 	}
