@@ -207,12 +207,13 @@ if [[ -n $ctl ]]; then
 	( while read -r c; do
 		[[ $c == dump ]] && echo 'level=WARN msg="virtio queue" fake=dump' && : >"$FAKE_DIR/dumped$n"
 		[[ $c == dump && $FAKE_MODE == hanglost ]] && echo 'level=WARN msg="vCPU state is impossible for this guest: its page tables (CR3) are outside guest RAM" vcpu=1'
+		[[ $c == dump && $FAKE_MODE == hangstuck ]] && echo 'level=WARN msg="dump: vCPU did not leave KVM_RUN" vcpu=0 waited=2s'
 	done <>"$ctl.in" ) &
 fi
 echo NESTED-JOB-START
 for name in $(sed -n "s/^run_boot '\([^']*\)'.*/\1/p" "$job"); do
 	echo "JOB-START $name"
-	if [[ $n == 1 && $name == c && ( $FAKE_MODE == hang || $FAKE_MODE == hanglost ) ]]; then
+	if [[ $n == 1 && $name == c && ( $FAKE_MODE == hang || $FAKE_MODE == hanglost || $FAKE_MODE == hangstuck ) ]]; then
 		sleep 600 & wait $! # flint hangs; L1 keeps beating
 	fi
 	if [[ $n == 1 && $name == c && $FAKE_MODE == exitlate ]]; then
@@ -519,10 +520,19 @@ func TestHostWatchHeartbeat(t *testing.T) {
 }
 
 // TestNestedHangWithLostState: boot c falls silent while L1 beats, and the
-// dump flint gives shows a vCPU state the emulator lost: that is the
-// nested host's loss, so c and d run again in a fresh L1 and pass.
+// dump flint gives shows a vCPU state (or a vCPU) the emulator lost: that
+// is the nested host's loss, so c and d run again in a fresh L1 and pass.
 func TestNestedHangWithLostState(t *testing.T) {
-	e, boots, dir := quietNested(t, "hanglost")
+	for _, mode := range []string{"hanglost", "hangstuck"} {
+		t.Run(mode, func(t *testing.T) { testNestedHangLost(t, mode) })
+	}
+}
+
+// testNestedHangLost: TestNestedHangWithLostState with the dump of mode
+// (hanglost: an impossible vCPU state; hangstuck: a vCPU that did not
+// leave KVM_RUN for the dump).
+func testNestedHangLost(t *testing.T, mode string) {
+	e, boots, dir := quietNested(t, mode)
 	res, err := e.runNested(t, boots)
 	if err != nil {
 		t.Fatalf("runNested: %v", err)
