@@ -245,10 +245,12 @@ func RequireTinyGuests(t testing.TB) {
 // (KEY=VALUE: the child tells itself apart by it), and returns how it
 // ended and its combined output. Tests that must run something a process
 // cannot undo (a seccomp filter, a namespace) do it in such a child.
+// The child's temporary directory is one of t's: a child that ends with
+// os.Exit never runs its own cleanups, and t's removes what it left.
 func RunSelf(t testing.TB, test, env string) (syscall.WaitStatus, []byte) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
-	cmd.Env = append(os.Environ(), env)
+	cmd.Env = append(os.Environ(), env, "TMPDIR="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if !ok {
