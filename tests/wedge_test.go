@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/flintvm/flint/vmm"
 )
 
 // The nested host (L1) can wedge while flint runs a guest in it: both L1 CPUs stay in
@@ -219,7 +217,7 @@ func (w *hostWatch) line(line string) {
 		w.lockupAt = time.Time{}
 		return
 	}
-	if w.cur != "" && w.reason == "" && (strings.Contains(line, vmm.VCPUStuckMsg) || strings.Contains(line, vmm.VCPUStopStuckMsg)) {
+	if w.cur != "" && w.reason == "" && vcpuStuck(line) {
 		// A kicked vCPU thread that never comes out of KVM_RUN (for a
 		// dump, or at the stop) is stuck in L1's kernel: the emulator
 		// lost that vCPU (its SVM emulation, as in rerunLostStates), and

@@ -344,11 +344,15 @@ func commandEnv(hostRoot bool, extra []string) []string {
 	}
 	env := []string{"PATH=" + p, "HOME=/root", "TERM=dumb"}
 	for _, kv := range extra {
-		name := kv[:strings.IndexByte(kv, '=')+1]
-		env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, name) })
-		env = append(env, kv)
+		env = setEnv(env, kv)
 	}
 	return env
+}
+
+// setEnv returns env with kv (NAME=VALUE) in place of any entry for NAME.
+func setEnv(env []string, kv string) []string {
+	prefix := kv[:strings.IndexByte(kv, '=')+1]
+	return append(slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, prefix) }), kv)
 }
 
 // parseEnv turns --env values into NAME=VALUE entries: NAME=VALUE as
@@ -374,8 +378,7 @@ func parseEnv(vals []string, lookup func(string) (string, bool)) ([]string, erro
 		if strings.ContainsRune(value, 0) {
 			return nil, usagef("--env %q: the value holds a NUL byte", name)
 		}
-		env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, name+"=") })
-		env = append(env, name+"="+value)
+		env = setEnv(env, name+"="+value)
 	}
 	return env, nil
 }
