@@ -10,7 +10,7 @@ import (
 
 // pollRig is a rig (EVENT_IDX or not) whose engine busy-polls for window
 // before it waits for a kick.
-func pollRig(t *testing.T, features uint64, window time.Duration) (*rig, func() (uint64, uint64)) {
+func pollRig(t *testing.T, features uint64, window time.Duration) (*rig, func() (uint64, uint64, uint64)) {
 	t.Helper()
 	r := newRig(t, &echo{}, features, 1)
 	return r, virtio.SetPollWindow(&r.eng, window)
@@ -33,16 +33,19 @@ func TestBusyPollServesWithoutKick(t *testing.T) {
 			r.kick(t)
 			waitFor(t, func() bool { return r.drv.UsedIdx() == 1 })
 			for i := 2; i <= 4; i++ {
-				// The engine polls the empty ring by now: added sooner,
-				// a buffer can be found by the check the engine makes
-				// after it publishes, before it polls (no hit counted).
-				time.Sleep(20 * time.Millisecond)
+				// Add once the engine polls the empty ring: added
+				// sooner, a buffer can be found by the check the engine
+				// makes after it publishes, before it polls (no hit
+				// counted). A sleep is not enough: a starved engine
+				// reached the poll more than 20 ms after publishing.
+				_, _, checked := counts()
+				waitFor(t, func() bool { _, _, c := counts(); return c > checked })
 				if r.add(t) {
 					t.Fatalf("buffer %d: the driver was asked to notify a polling engine", i)
 				}
 				waitFor(t, func() bool { return int(r.drv.UsedIdx()) == i })
 			}
-			if hits, _ := counts(); hits < 3 {
+			if hits, _, _ := counts(); hits < 3 {
 				t.Errorf("%d polls found work, want at least 3", hits)
 			}
 		})
@@ -56,8 +59,14 @@ func TestBusyPollStopsAtReset(t *testing.T) {
 	r.start()
 	r.kick(t)
 	waitFor(t, func() bool { return r.drv.UsedIdx() == 1 })
+	// Reset once the engine polls the empty ring: the buffer is used
+	// (published) before the engine's last check for a reset, so a reset
+	// the driver makes as soon as it sees the buffer can stop an engine
+	// that never polled.
+	_, _, checked := counts()
+	waitFor(t, func() bool { _, _, c := counts(); return c > checked })
 	r.close(t) // fails unless the engine stops within 5 s
-	if _, misses := counts(); misses != 1 {
+	if _, misses, _ := counts(); misses != 1 {
 		t.Errorf("%d polls ran out, want the one the reset ended", misses)
 	}
 }
@@ -69,8 +78,13 @@ func TestBusyPollOffWaitsForKick(t *testing.T) {
 	r.start()
 	defer r.close(t)
 	r.kick(t)
-	waitFor(t, func() bool { return r.drv.UsedIdx() == 1 })
-	time.Sleep(20 * time.Millisecond)
+	// Add once the engine waits for the kick (it enabled notifications
+	// first): a sleep let a starved engine find the buffer before it
+	// enabled them.
+	waitFor(t, func() bool {
+		s := r.eng.Status.Load()
+		return s.Activity == virtio.ActivityWaitKick && s.NextUsed == 1
+	})
 	if !r.add(t) {
 		t.Fatal("the driver was not asked to notify an engine that waits for a kick")
 	}
@@ -78,7 +92,7 @@ func TestBusyPollOffWaitsForKick(t *testing.T) {
 	if r.drv.UsedIdx() != 1 {
 		t.Fatal("served without a kick and without polling")
 	}
-	if hits, misses := counts(); hits+misses != 0 {
+	if hits, misses, _ := counts(); hits+misses != 0 {
 		t.Errorf("polled %d times with no window", hits+misses)
 	}
 }
