@@ -36,13 +36,18 @@ func timedGap(t *testing.T, gap time.Duration, q *queue.Queue) (*irqGap, *stampI
 // TestIRQGapTimerPrecise: an owed notification goes soon after the gap
 // has passed, not at the Go runtime's timer granularity (its timers fire
 // about 1.1 ms late in an idle process, whatever the gap): the quickest
-// of 20 rounds with a 200 µs gap must come within 800 µs.
+// of 20 rounds with a 200 µs gap must come within 800 µs. On a loaded
+// machine every one of 20 rounds can be late (with -race under load, 5
+// runs in 60 failed so): the rounds go on, for up to 5 s, until one is
+// quick; a timer that is never precise still fails.
 func TestIRQGapTimerPrecise(t *testing.T) {
 	const gap = 200 * time.Microsecond
 	g, irq := timedGap(t, gap, nil)
 	best := time.Hour
-	for range 20 {
+	start := time.Now()
+	for round := 0; round < 20 || best > 800*time.Microsecond && time.Since(start) < 5*time.Second; round++ {
 		time.Sleep(2 * gap) // a quiet spell: the next one goes at once
+		decided := time.Now()
 		g.signal(0)
 		first := <-irq.at
 		if !g.signal(0) { // joining is TestIRQGapSpacesNotifications's (a longer gap)
@@ -50,14 +55,14 @@ func TestIRQGapTimerPrecise(t *testing.T) {
 		}
 		select {
 		case second := <-irq.at:
-			// The gap counts from the first's decision, a moment before
-			// its stamp, and a goroutine can be preempted in between:
-			// half the gap is the bound that proves it was waited for.
-			d := second.Sub(first)
-			if d < gap/2 {
-				t.Fatalf("owed notification %v after the first, well before the gap %v", d, gap)
+			// The gap counts from the first's decision: after
+			// decided, and before the first's stamp by as long as the
+			// goroutine was preempted in between (under load, longer
+			// than the gap). So the bound is from decided.
+			if d := second.Sub(decided); d < gap {
+				t.Fatalf("owed notification %v after the first was decided, before the gap %v", d, gap)
 			}
-			best = min(best, d)
+			best = min(best, second.Sub(first))
 		case <-time.After(5 * time.Second):
 			t.Fatal("the owed notification was never sent")
 		}
