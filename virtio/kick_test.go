@@ -288,6 +288,13 @@ func TestKickReaderEventfdStaleWake(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- k.wait() }()
+	// The second check is waited for, not assumed within stillParked's
+	// 50 ms: the first sleeps 5 ms, and a starved goroutine took longer.
+	for deadline := time.Now().Add(5 * time.Second); checks.Load() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ring checked %d times, want 2 (before parking, after the stale wake)", checks.Load())
+		}
+	}
 	stillParked(t, done, "after a stale wake-up")
 	if n := checks.Load(); n != 2 {
 		t.Fatalf("ring checked %d times before the second kick, want 2 (before parking, after the stale wake)", n)
