@@ -212,13 +212,19 @@ func TestEnginePipeKicksDrained(t *testing.T) {
 	r.start()
 	most := 0
 	for i := 1; i <= rounds; i++ {
-		if i%2 == 0 {
+		waiting := i%2 == 0
+		if waiting {
 			spinFor(t, func() bool { return r.eng.Status.Load().Activity == virtio.ActivityWaitKick })
 		}
-		if !r.add(t) {
-			t.Fatal("the driver would not kick")
+		// In the other rounds the engine may not have enabled
+		// notifications yet (it was preempted after publishing): the
+		// driver need not kick, and the engine's re-check finds the
+		// buffer.
+		if r.add(t) {
+			kick()
+		} else if waiting {
+			t.Fatal("the driver would not kick an engine waiting for its kick")
 		}
-		kick()
 		spinFor(t, func() bool { return r.drv.UsedIdx() == uint16(i) })
 		rc, err := r.kr.SyscallConn()
 		if err != nil {
