@@ -1,6 +1,7 @@
 package tap
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -165,24 +166,41 @@ func TestWaitReadableStaleWake(t *testing.T) {
 }
 
 // parkWithNothingToRead starts a WaitReadable on q with nothing queued
-// and checks that it parks. One early return is allowed, and must be a
-// stale wake: when the first wait of the round found the frame with its
-// own ppoll (its goroutine ran after the write, as on a loaded machine)
-// the poller's edge for that frame was never consumed, and it ends the
-// next park at once. After that stale wake the read still sees EAGAIN,
-// and a second wait must park.
+// and checks that it parks (see parks: after a stale wake the read
+// still sees EAGAIN).
 func parkWithNothingToRead(t *testing.T, round int, q *Queue, done chan error) {
 	t.Helper()
 	buf := make([]byte, 64)
+	parks(t, fmt.Sprintf("round %d: WaitReadable with nothing to read", round), done, q.WaitReadable, func(err error) error {
+		if err != nil {
+			return err
+		}
+		if _, err := q.TryReadv([][]byte{buf}); err != unix.EAGAIN {
+			return fmt.Errorf("TryReadv after a stale wake = %v", err)
+		}
+		return nil
+	})
+}
+
+// parks runs wait on a new goroutine, which sends its result on done,
+// and checks that it parks (has not returned within 20 ms). One early
+// return is allowed, and must be a stale wake: when an earlier call
+// found its frame (or room) by its own system call, the poller's edge
+// for it was never consumed, and delivered late (after this wait's
+// reset, as on a loaded machine) it ends the park at once. stale says
+// what is wrong with such a result (nil: a stale wake, nothing to do
+// after it either); a second wait must park.
+func parks[R any](t *testing.T, what string, done chan R, wait func() R, stale func(R) error) {
+	t.Helper()
 	for attempt := range 2 {
-		go func() { done <- q.WaitReadable() }()
+		go func() { done <- wait() }()
 		select {
-		case err := <-done:
-			if err != nil || attempt > 0 {
-				t.Fatalf("round %d: WaitReadable returned (%v) with nothing to read", round, err)
+		case r := <-done:
+			if attempt > 0 {
+				t.Fatalf("%s: returned (%v) after a stale wake", what, r)
 			}
-			if _, err := q.TryReadv([][]byte{buf}); err != unix.EAGAIN {
-				t.Fatalf("round %d: TryReadv after a stale wake = %v", round, err)
+			if err := stale(r); err != nil {
+				t.Fatalf("%s: returned (%v): %v", what, r, err)
 			}
 		case <-time.After(20 * time.Millisecond):
 			return
@@ -230,12 +248,15 @@ func TestWaitWritableRoomBeforeWait(t *testing.T) {
 	}
 	fill()
 	done := make(chan error, 1)
-	go func() { done <- a.WaitWritable() }()
-	select {
-	case err := <-done:
-		t.Fatalf("WaitWritable returned (%v) with the peer's queue full", err)
-	case <-time.After(20 * time.Millisecond):
-	}
+	parks(t, "WaitWritable with the peer's queue full", done, a.WaitWritable, func(err error) error {
+		if err != nil {
+			return err
+		}
+		if _, err := a.TryWritev(frame); err != unix.EAGAIN {
+			return fmt.Errorf("TryWritev after a stale wake = %v", err)
+		}
+		return nil
+	})
 	drain()
 	select {
 	case err := <-done:
