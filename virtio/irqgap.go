@@ -27,22 +27,23 @@ import (
 // entries meanwhile and moved its suppression past them gets no
 // notification, which would only wake it to find nothing new.
 //
-// With a resend interval it also checks each notification it sent that
-// long after: if the driver still wants it then (queue.StillWants: it
-// neither took the entries nor moved its suppression), the notification
-// was lost on the way and is sent once more (irq_resent in dumps). The
-// interval is for frontends that can lose one: UML's virtio_uml (Linux
-// 6.1) takes the call fd's SIGIO with its interrupts off while it enters
-// its idle sleep and then sleeps to its next timer tick, up to 10 ms
-// (BENCHMARKS.md, "A lost notification"). KVM's interrupt paths lose
-// none, so flint run leaves it off and net-backend sets it.
+// With a resend interval it also checks the last notification it sent
+// once the device has sent none for that long (see resendClock): if the
+// driver still wants it then (queue.StillWants: it neither took the
+// entries nor moved its suppression), the notification was lost on the
+// way and is sent once more (irq_resent in dumps). The interval is for
+// frontends that can lose one: UML's virtio_uml (Linux 6.1) takes the
+// call fd's SIGIO with its interrupts off while it enters its idle sleep
+// and then sleeps to its next timer tick, up to 10 ms (BENCHMARKS.md, "A
+// lost notification"). KVM's interrupt paths lose none, so flint run
+// leaves it off and net-backend sets it.
 //
-// The timer is a timerfd (CLOCK_MONOTONIC), read by a goroutine of the
-// gap's own: the Go runtime's timers fire up to a millisecond late in a
-// process with nothing else to do (its netpoller sleeps in whole
-// milliseconds), twenty times a 50 µs gap. Its methods are safe from the
-// engine's goroutine and the timer's; the mutex keeps their
-// notifications in order, one at a time.
+// The gap's timer is a timerfd (CLOCK_MONOTONIC), read by a goroutine of
+// the gap's own (irqTimer): the Go runtime's timers fire up to a
+// millisecond late in a process with nothing else to do (its netpoller
+// sleeps in whole milliseconds), twenty times a 50 µs gap. Its methods
+// are safe from the engine's goroutine and the timers'; the mutex keeps
+// their notifications in order, one at a time.
 type irqGap struct {
 	mu    sync.Mutex
 	gap   time.Duration // 0: every notification is sent at once
@@ -52,47 +53,74 @@ type irqGap struct {
 	from  queue.Mark   // where the span the owed notification is about began
 	last  time.Time    // when the last notification was sent
 	owed  atomic.Bool  // the timer will send a notification (written under mu)
-	// resend is how long after a notification it is checked (0: never);
-	// check says the timer will check the last one sent, whose span began
-	// at checkFrom.
+	// resend is the interval of clock, which checks the last notification
+	// sent (0: none is checked); check says the clock will check it, and
+	// its span began at checkFrom. ownClock: bind opened clock for this
+	// gap alone (settle closes it); otherwise the device's Engines did.
 	resend    time.Duration
+	clock     *resendClock
+	ownClock  bool
 	check     bool
 	checkFrom queue.Mark
 	resent    atomic.Uint64 // notifications sent again (irq_resent)
 	// dropped counts owed notifications the driver no longer wanted when
 	// the timer fired (the engine's irq_dropped counter).
 	dropped atomic.Uint64
-	tfd     *os.File // the timerfd, while bound with a gap
+	tfd     *os.File // the gap's timerfd, while bound with a gap
 	tfdNo   int      // its descriptor (closed only by settle, under mu)
 }
 
 // bind sets the interrupt to send through, the gap and the resend
-// interval, for one activation. Without a timerfd the netpoller can wait
-// on (the system refuses one, or epoll refuses to watch it) it sends
-// every notification at once, as with no gap, and checks none: an owed
-// notification nobody would send would leave the driver waiting forever.
+// interval, for one activation, with a resend clock of the gap's own
+// (bindShared).
 func (g *irqGap) bind(irq Interrupt, index int, gap, resend time.Duration, q *queue.Queue) {
+	g.bindShared(irq, index, gap, resend, q, nil)
+}
+
+// bindShared is bind with the device's resend clock: the gap joins clock
+// when its interval is resend, and opens one of its own otherwise.
+// Without a timerfd the netpoller can wait on (the system refuses one, or
+// epoll refuses to watch it) the gap sends every notification at once,
+// as with no gap, and without a clock it checks none: an owed
+// notification nobody would send would leave the driver waiting forever.
+func (g *irqGap) bindShared(irq Interrupt, index int, gap, resend time.Duration, q *queue.Queue, clock *resendClock) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.closeTimer() // a Bind without Release: not left open
+	g.closeTimers() // a Bind without Release: not left open
 	g.irq, g.index, g.gap, g.resend, g.q = irq, index, 0, 0, q
 	g.owed.Store(false)
 	g.check = false
 	g.last = time.Time{}
-	if q == nil || !q.EventIdx() {
-		// Nothing to ask again; and the driver's flags alone cannot tell
-		// entries it took from a notification it lost.
-		resend = 0
+	if q != nil && q.EventIdx() && resend > 0 {
+		// Without EVENT_IDX there is nothing to ask again: the driver's
+		// flags alone cannot tell entries it took from a notification it
+		// lost.
+		if clock == nil || clock.interval != resend {
+			clock, g.ownClock = newResendClock(resend), true
+		}
+		if clock != nil {
+			clock.join(g)
+			g.clock, g.resend = clock, resend
+		}
 	}
-	if gap <= 0 && resend <= 0 {
-		return
+	if gap > 0 {
+		if tf, no, ok := openTimer(g.fire); ok {
+			g.tfd, g.tfdNo, g.gap = tf, no, gap
+		}
 	}
+}
+
+// openTimer opens a timerfd the netpoller waits on, and starts the
+// goroutine that calls fire at each of its expiries until it is closed.
+// It reports false when the system refuses the timer, or epoll refuses
+// to watch it: os.NewFile ignores that refusal (ENOSPC past
+// max_user_watches), and such a file has no deadlines, so its reader
+// could never park.
+func openTimer(fire func()) (*os.File, int, bool) {
 	tf, err := newTimerFile()
 	if err != nil {
-		return
+		return nil, -1, false
 	}
-	// os.NewFile ignores epoll's refusal (ENOSPC past max_user_watches);
-	// such a file has no deadlines, and its reader could never park.
 	no, ok := -1, false
 	if tf.SetReadDeadline(time.Time{}) == nil {
 		if rc, err := tf.SyscallConn(); err == nil {
@@ -101,11 +129,37 @@ func (g *irqGap) bind(irq Interrupt, index int, gap, resend time.Duration, q *qu
 	}
 	if !ok {
 		tf.Close()
+		return nil, -1, false
+	}
+	go runTimer(tf, fire)
+	return tf, no, true
+}
+
+// armTimer starts the timerfd no to expire once, d from now; false if it
+// cannot.
+func armTimer(no int, d time.Duration) bool {
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d.Nanoseconds())}
+	return unix.TimerfdSettime(no, 0, &spec, nil) == nil
+}
+
+// runTimer is a timer's goroutine: at each expiry of tf it calls fire.
+// It ends when tf is closed.
+func runTimer(tf *os.File, fire func()) {
+	rc, err := tf.SyscallConn()
+	if err != nil {
 		return
 	}
-	g.tfd, g.tfdNo = tf, no
-	g.gap, g.resend = max(gap, 0), max(resend, 0)
-	go g.wait(tf)
+	var buf [8]byte // the expiry count
+	for {
+		err := rc.Read(func(fd uintptr) bool {
+			_, err := unix.Read(int(fd), buf[:])
+			return err != unix.EAGAIN
+		})
+		if err != nil {
+			return
+		}
+		fire()
+	}
 }
 
 // newTimerFile opens a non-blocking CLOCK_MONOTONIC timerfd (a variable
@@ -118,12 +172,18 @@ var newTimerFile = func() (*os.File, error) {
 	return os.NewFile(uintptr(fd), "irq-gap-timer"), nil
 }
 
-// closeTimer closes the timerfd, which ends its goroutine. Called under mu.
-func (g *irqGap) closeTimer() {
+// closeTimers closes the gap's timerfd, which ends its goroutine, and
+// leaves the resend clock (closing it if it is the gap's own). Called
+// under mu.
+func (g *irqGap) closeTimers() {
 	if g.tfd != nil {
 		g.tfd.Close()
 		g.tfd = nil
 	}
+	if g.ownClock {
+		g.clock.close()
+	}
+	g.clock, g.ownClock = nil, false
 }
 
 // signal sends the queue's notification now, or has the timer send it
@@ -152,66 +212,50 @@ func (g *irqGap) signal(from queue.Mark) bool {
 	return true
 }
 
-// send sends the notification about the span from, and has the timer
-// check it after the resend interval. Called under mu.
+// send sends the notification about the span from, and has the resend
+// clock check it once the device has been quiet for the interval.
+// Called under mu.
 func (g *irqGap) send(now time.Time, from queue.Mark) {
 	g.last = now
 	g.irq.Signal(g.index)
-	if g.resend > 0 && g.arm(g.resend) {
+	if g.clock != nil && g.clock.arm() {
 		g.check, g.checkFrom = true, from
 	}
 }
 
-// arm starts the timer to expire once, d from now; false if it cannot
-// (then the caller sends at once). Called under mu.
+// arm starts the gap's timer to expire once, d from now; false if it
+// cannot (then the caller sends at once). Called under mu.
 func (g *irqGap) arm(d time.Duration) bool {
-	if g.tfd == nil {
-		return false
-	}
-	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d.Nanoseconds())}
-	return unix.TimerfdSettime(g.tfdNo, 0, &spec, nil) == nil
+	return g.tfd != nil && armTimer(g.tfdNo, d)
 }
 
-// wait is the timer's goroutine: at each expiry of tf it sends the owed
-// notification. It ends when tf is closed (settle).
-func (g *irqGap) wait(tf *os.File) {
-	rc, err := tf.SyscallConn()
-	if err != nil {
+// recheck is the resend clock c's check of the last notification sent:
+// one the driver still wants is sent again, once. An owed notification
+// is left to the gap's timer, whose send has the clock check it later; a
+// clock the gap no longer belongs to (a past activation's, firing late)
+// checks nothing.
+func (g *irqGap) recheck(c *resendClock) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.irq == nil || g.clock != c || !g.check || g.owed.Load() {
 		return
 	}
-	var buf [8]byte // the expiry count
-	for {
-		err := rc.Read(func(fd uintptr) bool {
-			_, err := unix.Read(int(fd), buf[:])
-			return err != unix.EAGAIN
-		})
-		if err != nil {
-			return
-		}
-		g.fire()
+	g.check = false
+	if g.stillWants(g.checkFrom) {
+		g.resent.Add(1)
+		g.last = time.Now()
+		g.irq.Signal(g.index)
 	}
 }
 
-// fire sends the owed notification, if the driver still wants it. One
-// it no longer wants is dropped without counting as sent: the next
-// request goes at once if the gap since the last one sent has passed.
-// With nothing owed it checks the last notification sent (resend): one
-// the driver still wants is sent again, once.
+// fire is the gap's timer: it sends the owed notification, if the driver
+// still wants it. One it no longer wants is dropped without counting as
+// sent: the next request goes at once if the gap since the last one sent
+// has passed.
 func (g *irqGap) fire() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.irq == nil {
-		return
-	}
-	if !g.owed.Load() {
-		if g.check {
-			g.check = false
-			if g.stillWants(g.checkFrom) {
-				g.resent.Add(1)
-				g.last = time.Now()
-				g.irq.Signal(g.index)
-			}
-		}
+	if g.irq == nil || !g.owed.Load() {
 		return
 	}
 	g.owed.Store(false)
@@ -254,5 +298,5 @@ func (g *irqGap) settle(send bool) {
 	g.owed.Store(false)
 	g.check = false
 	g.irq, g.gap, g.resend, g.q = nil, 0, 0, nil
-	g.closeTimer()
+	g.closeTimers()
 }

@@ -53,7 +53,8 @@ type Engines struct {
 	stopping        atomic.Bool
 	stop            chan struct{}
 	wg              sync.WaitGroup
-	kicks           []*os.File // of the running lanes
+	kicks           []*os.File   // of the running lanes
+	clock           *resendClock // the running lanes' resend checks (nil: none)
 }
 
 // Init names the device ("virtio-blk", the prefix of Start's errors),
@@ -163,9 +164,17 @@ func (g *Engines) begin(queues []Queue, irq Interrupt, lanes []int) []int {
 	g.stop = make(chan struct{})
 	picked := g.pick(lanes)
 	for _, l := range picked {
+		if r := g.lanes[l].IRQResend; r > 0 && g.clock == nil {
+			// One clock for the device (see resendClock); a lane with
+			// another interval opens its own.
+			g.clock = newResendClock(r)
+		}
+	}
+	for _, l := range picked {
 		ln := g.lanes[l]
 		ln.Engine.Bind(EngineConfig{Handler: ln.Handler, Queue: queues[ln.Queue], Index: ln.Queue, IRQ: irq,
-			Stopping: &g.stopping, Stop: g.stop, Batch: ln.Batch, IRQGap: ln.IRQGap, IRQResend: ln.IRQResend, Poll: ln.Poll})
+			Stopping: &g.stopping, Stop: g.stop, Batch: ln.Batch, IRQGap: ln.IRQGap, IRQResend: ln.IRQResend, Poll: ln.Poll,
+			clock: g.clock})
 	}
 	return picked
 }
@@ -205,6 +214,10 @@ func (g *Engines) Stop(wake func(deadline time.Time)) bool {
 	}
 	for _, l := range g.lanes {
 		l.Engine.Release()
+	}
+	if g.clock != nil {
+		g.clock.close()
+		g.clock = nil
 	}
 	g.running = false
 	return true

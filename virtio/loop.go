@@ -160,6 +160,9 @@ type EngineConfig struct {
 	// before the engine parks for a kick it polls the ring that long at
 	// most, and a Handler may poll its backend (Spin). 0: no polling.
 	Poll time.Duration
+	// clock is the device's resend clock (Engines: one for its lanes);
+	// nil: an engine with IRQResend opens its own.
+	clock *resendClock
 }
 
 // Bind prepares e to Run on c's queue.
@@ -168,7 +171,7 @@ func (e *Engine) Bind(c EngineConfig) {
 	e.stopping, e.stop, e.batch = c.Stopping, c.Stop, max(c.Batch, 1)
 	e.pending, e.dead = 0, false
 	e.kicks.bind(e.kick)
-	e.gap.bind(e.irq, e.index, c.IRQGap, c.IRQResend, e.q)
+	e.gap.bindShared(e.irq, e.index, c.IRQGap, c.IRQResend, e.q, c.clock)
 	e.poll.bind(c.Poll)
 	if e.kicks.ready == nil {
 		e.kicks.ready = e.ringReady // bound once: no allocation per activation
