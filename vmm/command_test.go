@@ -189,15 +189,22 @@ func (b blockingWriter) Write(p []byte) (int, error) {
 // stopped at the write's start and the run was killed as silent (122).
 func TestCommandIdleNotWhileHostBlocks(t *testing.T) {
 	f := newFakeCommandMachine(CommandConfig{IdleTimeout: 100 * time.Millisecond})
-	done := make(chan struct{})
-	go f.c.watchIdle(done)
-	defer close(done)
 	bw := blockingWriter{release: make(chan struct{})}
 	wrote := make(chan struct{})
 	go func() {
 		activityWriter{c: f.c, w: bw}.Write([]byte("page two"))
 		close(wrote)
 	}()
+	// The watcher starts once the write is held: a write goroutine that
+	// started over the idle timeout after it would make the stop right.
+	for deadline := time.Now().Add(5 * time.Second); f.c.writing.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the write never began")
+		}
+	}
+	done := make(chan struct{})
+	go f.c.watchIdle(done)
+	defer close(done)
 	time.Sleep(400 * time.Millisecond)
 	if s := f.stopped(); len(s) != 0 {
 		t.Errorf("stopped %v while the host held the command's output", s)
