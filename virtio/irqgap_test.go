@@ -33,13 +33,34 @@ func waitCount(t *testing.T, r *rig, n uint64, limit time.Duration) time.Time {
 }
 
 // firstOfGap kicks a quiet queue: its notification goes at once, not
-// after the gap. It returns when this goroutine saw it sent.
-func firstOfGap(t *testing.T, r *rig, gap time.Duration) time.Time {
+// after the gap. It returns when it kicked (before the engine could
+// decide anything: every bound from the gap counts from it) and when
+// this goroutine saw the notification sent. "At once" is timed from the
+// engine's publish of the buffer, which it decides the notification
+// right after, not from the kick: an engine starved before it ran took
+// longer than half the gap to wake.
+func firstOfGap(t *testing.T, r *rig, gap time.Duration) (kicked, first time.Time) {
 	t.Helper()
+	kicked = time.Now()
 	r.kick(t)
-	first := waitCount(t, r, 1, gap/2)
 	waitFor(t, func() bool { return r.drv.UsedIdx() == 1 })
-	return first
+	return kicked, waitCount(t, r, 1, gap/2)
+}
+
+// withGaps runs try with gap, then twice as long while it reports that
+// this goroutine was too slow to tell (a step meant to come within the
+// gap came after it), and fails if every try was.
+func withGaps(t *testing.T, gap time.Duration, try func(gap time.Duration) (slow string)) {
+	t.Helper()
+	for range 4 {
+		slow := try(gap)
+		if slow == "" {
+			return
+		}
+		t.Logf("gap %v: %s; again with twice the gap", gap, slow)
+		gap *= 2
+	}
+	t.Fatal("too slow to tell with every gap")
 }
 
 // TestIRQGapSpacesNotifications: with a gap, the first notification
@@ -48,57 +69,64 @@ func firstOfGap(t *testing.T, r *rig, gap time.Duration) time.Time {
 // the engine waits for a kick (a lost notification would leave a driver
 // that waits for it hung), and never sooner.
 func TestIRQGapSpacesNotifications(t *testing.T) {
-	const gap = 300 * time.Millisecond
-	r, h := gapRig(t, gap)
-	r.start()
-	defer r.close(t)
+	withGaps(t, 300*time.Millisecond, func(gap time.Duration) string {
+		r, h := gapRig(t, gap)
+		r.start()
+		defer r.close(t)
 
-	first := firstOfGap(t, r, gap)
-	for range 3 { // within the gap: one owed notification
-		r.kick(t)
-	}
-	waitFor(t, func() bool { return r.drv.UsedIdx() == 4 })
-	if n := r.irq.Count(0); n != 1 {
-		t.Fatalf("%d notifications within the gap, want 1", n)
-	}
-	second := waitCount(t, r, 2, 5*time.Second) // the engine waits for a kick meanwhile
-	// Both times are when this goroutine saw the count change, which may
-	// be late under load: half the gap is the bound (irqgap_internal_test
-	// stamps inside Signal and checks the whole gap).
-	if d := second.Sub(first); d < gap/2 {
-		t.Errorf("second notification %v after the first, want about the gap %v", d, gap)
-	}
-	time.Sleep(gap + 50*time.Millisecond)
-	if n := r.irq.Count(0); n != 2 {
-		t.Errorf("%d notifications, want 2: the owed one was sent once", n)
-	}
-	if h.interrupts != 2 {
-		t.Errorf("engine counted %d interrupts, want 2 (one sent, one owed; the others joined it)", h.interrupts)
-	}
+		kicked, _ := firstOfGap(t, r, gap)
+		for range 3 { // within the gap: one owed notification
+			r.kick(t)
+		}
+		waitFor(t, func() bool { return r.drv.UsedIdx() == 4 })
+		if n := r.irq.Count(0); n != 1 {
+			if d := time.Since(kicked); d >= gap {
+				return "the kicks were served " + d.String() + " after the first"
+			}
+			t.Fatalf("%d notifications within the gap, want 1", n)
+		}
+		second := waitCount(t, r, 2, 5*time.Second) // the engine waits for a kick meanwhile
+		// The gap counts from the first's decision, after kicked.
+		if d := second.Sub(kicked); d < gap {
+			t.Errorf("second notification %v after the first's kick, want the gap %v", d, gap)
+		}
+		time.Sleep(gap + 50*time.Millisecond)
+		if n := r.irq.Count(0); n != 2 {
+			t.Errorf("%d notifications, want 2: the owed one was sent once", n)
+		}
+		if h.interrupts != 2 {
+			t.Errorf("engine counted %d interrupts, want 2 (one sent, one owed; the others joined it)", h.interrupts)
+		}
+		return ""
+	})
 }
 
 // TestIRQGapOwedSentAtStop: a notification owed when the engine stops is
 // sent then, not dropped and not left to the timer after the engine
 // ended.
 func TestIRQGapOwedSentAtStop(t *testing.T) {
-	const gap = 400 * time.Millisecond
-	r, _ := gapRig(t, gap)
-	r.start()
-	firstOfGap(t, r, gap)
-	r.kick(t)
-	waitFor(t, func() bool { return r.drv.UsedIdx() == 2 })
-	stopped := time.Now()
-	r.close(t)
-	if n := r.irq.Count(0); n != 2 {
-		t.Fatalf("%d notifications after the stop, want 2 (the owed one sent at the stop)", n)
-	}
-	if d := time.Since(stopped); d >= gap {
-		t.Fatalf("stop took %v: it waited for the gap", d)
-	}
-	time.Sleep(gap + 50*time.Millisecond)
-	if n := r.irq.Count(0); n != 2 {
-		t.Errorf("%d notifications after the gap, want 2: the timer sent one after the engine ended", n)
-	}
+	withGaps(t, 400*time.Millisecond, func(gap time.Duration) string {
+		r, _ := gapRig(t, gap)
+		r.start()
+		kicked, _ := firstOfGap(t, r, gap)
+		r.kick(t)
+		waitFor(t, func() bool { return r.drv.UsedIdx() == 2 })
+		r.close(t)
+		// The timer sends it a gap after the first's decision, after
+		// kicked: sent sooner, it was sent at the stop.
+		d := time.Since(kicked)
+		if n := r.irq.Count(0); n != 2 {
+			t.Fatalf("%d notifications after the stop, want 2 (the owed one sent at the stop)", n)
+		}
+		if d >= gap {
+			return "the stop ended " + d.String() + " after the first kick"
+		}
+		time.Sleep(gap + 50*time.Millisecond)
+		if n := r.irq.Count(0); n != 2 {
+			t.Errorf("%d notifications after the gap, want 2: the timer sent one after the engine ended", n)
+		}
+		return ""
+	})
 }
 
 // TestIRQGapZeroSendsAtOnce: without a gap every notification the
@@ -118,20 +146,28 @@ func TestIRQGapZeroSendsAtOnce(t *testing.T) {
 // driver does while it polls the ring) is not sent, and it does not
 // count as sent: the next request after the gap goes at once.
 func TestIRQGapDropsUnwanted(t *testing.T) {
-	const gap = 300 * time.Millisecond
-	r, _ := gapRig(t, gap)
-	r.start()
-	defer r.close(t)
+	withGaps(t, 300*time.Millisecond, func(gap time.Duration) string {
+		r, _ := gapRig(t, gap)
+		r.start()
+		defer r.close(t)
 
-	firstOfGap(t, r, gap)
-	r.kick(t) // within the gap: owed
-	waitFor(t, func() bool { return r.drv.UsedIdx() == 2 })
-	r.drv.SetNoInterrupt(true)
-	time.Sleep(gap + 100*time.Millisecond)
-	if n := r.irq.Count(0); n != 1 {
-		t.Fatalf("%d notifications, want 1: the owed one went although the driver turned them off", n)
-	}
-	r.drv.SetNoInterrupt(false)
-	r.kick(t)
-	waitCount(t, r, 2, gap/2) // at once: the last one sent is over a gap old
+		kicked, _ := firstOfGap(t, r, gap)
+		r.kick(t) // within the gap: owed
+		waitFor(t, func() bool { return r.drv.UsedIdx() == 2 })
+		r.drv.SetNoInterrupt(true)
+		if d := time.Since(kicked); d >= gap {
+			return "notifications were turned off " + d.String() + " after the first kick"
+		}
+		time.Sleep(gap + 100*time.Millisecond)
+		if n := r.irq.Count(0); n != 1 {
+			t.Fatalf("%d notifications, want 1: the owed one went although the driver turned them off", n)
+		}
+		r.drv.SetNoInterrupt(false)
+		r.kick(t)
+		// At once (the last one sent is over a gap old): timed from the
+		// engine's publish, as in firstOfGap.
+		waitFor(t, func() bool { return r.drv.UsedIdx() == 3 })
+		waitCount(t, r, 2, gap/2)
+		return ""
+	})
 }
