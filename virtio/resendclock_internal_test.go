@@ -170,3 +170,19 @@ func TestEnginesShareResendClock(t *testing.T) {
 		t.Fatal("a clock is still bound after Stop")
 	}
 }
+
+// TestResendClockNoAllocs: a notification that arms the device's clock
+// allocates nothing (it runs per publish on the data path).
+func TestResendClockNoAllocs(t *testing.T) {
+	a, _, irq, _ := sharedPair(t, time.Hour)
+	n := testing.AllocsPerRun(200, func() {
+		a.signal(a.q.Decided())
+		<-irq.sent
+	})
+	if n != 0 {
+		t.Fatalf("%v allocations per notification", n)
+	}
+	if !a.check {
+		t.Fatal("the notification was not put up for a check")
+	}
+}
