@@ -69,10 +69,11 @@ type NetInterface struct {
 	// one receive or transmit queue (interrupt moderation), 0 to
 	// MaxIRQGap; 0 interrupts at once. Defaults: DefaultRxIRQGap and 0.
 	RxIRQGap, TxIRQGap time.Duration
-	// IRQResend, 0 to MaxIRQGap, has each queue's notifications checked
-	// that long after they were sent and sent again if the guest still
-	// wants them then (for a frontend that can lose one: UML; net-backend
-	// sets it by default, flint run does not need it); default 0.
+	// IRQResend, 0 to MaxIRQGap, has each queue's last notification
+	// checked once the interface has sent none for that long, and sent
+	// again if the guest still wants it then (for a frontend that can
+	// lose one: UML; net-backend sets it by default, flint run does not
+	// need it); default 0.
 	IRQResend time.Duration
 	// Poll is the busy-poll window of every queue's engine, 0 to MaxPoll
 	// (an opt-in that spends CPU for latency: an engine polls its ring or

@@ -152,9 +152,10 @@ type EngineConfig struct {
 	// IRQGap is the least time between two used-buffer notifications of
 	// the queue (see irqGap); 0 sends each one at once.
 	IRQGap time.Duration
-	// IRQResend, when above 0, has each notification checked that long
-	// after it was sent and sent again if the driver still wants it then
-	// (a frontend that can lose one: see irqGap).
+	// IRQResend, when above 0, has the queue's last notification checked
+	// once the device has sent none for that long (see resendClock), and
+	// sent again if the driver still wants it then (a frontend that can
+	// lose one: see irqGap).
 	IRQResend time.Duration
 	// Poll is the longest busy-poll window (see busyPoll), up to MaxPoll:
 	// before the engine parks for a kick it polls the ring that long at

@@ -39,7 +39,7 @@ func netBackendCommand(a *app) *cli.Command {
 			&cli.IntFlag{Name: "queues", Usage: fmt.Sprintf("queue pairs, 1 to %d (multiqueue: one TAP queue each)", configs.MaxNetQueues), Value: 1},
 			&cli.StringFlag{Name: "rx-irq-gap", Usage: "least time between two receive interrupts of a queue (0: at once)", Value: "50us"}, // configs.DefaultRxIRQGap, spelled as the README does
 			&cli.StringFlag{Name: "tx-irq-gap", Usage: "least time between two transmit-completion interrupts of a queue (0: at once)", Value: "0"},
-			&cli.StringFlag{Name: "irq-resend", Usage: "send a notification again if the frontend still wants it this long after (UML can lose one; 0: never)", Value: "250us"}, // configs.DefaultBackendIRQResend
+			&cli.StringFlag{Name: "irq-resend", Usage: "send a notification again if the frontend still wants it once the device has sent none for this long (UML can lose one; 0: never)", Value: "250us"}, // configs.DefaultBackendIRQResend
 			&cli.StringFlag{Name: "poll", Usage: "busy-poll window of each queue, adaptive, 0 to 1ms: spends CPU for latency (0: off)", Value: "0"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		}, seccompFlags()...),

@@ -103,10 +103,10 @@ type Options struct {
 	// 0 sends each at once.
 	RxIRQGap, TxIRQGap time.Duration
 	// IRQResend, 0 to MaxIRQGap, has every receive and transmit queue's
-	// notifications checked that long after they were sent, and sent
-	// again if the driver still wants them (virtio.EngineConfig.IRQResend:
-	// for a vhost-user frontend that can lose one, as UML's does); 0:
-	// never.
+	// last notification checked once the device has sent none for that
+	// long, and sent again if the driver still wants it
+	// (virtio.EngineConfig.IRQResend: for a vhost-user frontend that can
+	// lose one, as UML's does); 0: never.
 	IRQResend time.Duration
 	// Poll is the busy-poll window of every receive and transmit engine,
 	// 0 to virtio.MaxPoll (see virtio.EngineConfig.Poll): an opt-in that
