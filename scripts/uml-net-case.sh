@@ -40,7 +40,8 @@
 #   --name NAME      names the namespace (umlnet-PID-NAME) [case]
 #   --perf DIR       bench, flint: during every iperf3 run, `perf record -e cpu-clock -g` of
 #                    the backend into DIR/TEST-DIR-RUN.data and `perf stat` of its syscalls
-#                    (reads, writes, readv, writev, ppoll, futex) into DIR/TEST-DIR-RUN.stat
+#                    (reads, writes, readv, writev, ppoll, futex, epoll_pwait, timerfd_settime)
+#                    and its threads' context switches into DIR/TEST-DIR-RUN.stat
 #   --perf-uml DIR   bench, any backend: during every iperf3 run, a system-wide
 #                    `perf record -a -g -e cpu-clock` into DIR/TEST-DIR-RUN.uml.data, and the
 #                    guest's /proc/kallsyms copied to DIR/kallsyms (through hostfs: Debian's
@@ -358,7 +359,7 @@ bench_line() {
 		if [[ -n $perf && $backend == flint ]]; then
 			perf record -q -e cpu-clock -F 999 -g -p "$bepid" -o "$perf/$test-$dir-$r.data" </dev/null >/dev/null 2>&1 &
 			perfpids=($!)
-			perf stat -x, -p "$bepid" -o "$perf/$test-$dir-$r.stat" -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_readv,syscalls:sys_enter_writev,syscalls:sys_enter_ppoll,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_pwait \
+			perf stat -x, -p "$bepid" -o "$perf/$test-$dir-$r.stat" -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_readv,syscalls:sys_enter_writev,syscalls:sys_enter_ppoll,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_timerfd_settime,context-switches \
 				</dev/null >/dev/null 2>&1 &
 			perfpids+=($!)
 		fi
