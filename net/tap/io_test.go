@@ -140,13 +140,23 @@ func TestTryAndWait(t *testing.T) {
 	q := l.tap.Queue(0)
 	buf := make([]byte, 2048)
 
-	start := time.Now()
-	n, err := q.TryReadv([][]byte{buf})
-	if err != unix.EAGAIN || n != 0 {
-		t.Fatalf("TryReadv on an idle TAP = %d, %v; want 0, EAGAIN", n, err)
+	// "At once": one of five calls returns within 100 ms (a goroutine
+	// preempted that long in one call is not a TryReadv that waits).
+	var took []time.Duration
+	for len(took) < 5 {
+		start := time.Now()
+		n, err := q.TryReadv([][]byte{buf})
+		if err != unix.EAGAIN || n != 0 {
+			t.Fatalf("TryReadv on an idle TAP = %d, %v; want 0, EAGAIN", n, err)
+		}
+		if d := time.Since(start); d > 100*time.Millisecond {
+			took = append(took, d)
+			continue
+		}
+		break
 	}
-	if d := time.Since(start); d > 100*time.Millisecond {
-		t.Errorf("TryReadv took %v", d)
+	if len(took) == 5 {
+		t.Errorf("TryReadv took %v", took)
 	}
 	if _, err := q.TryReadv(nil); err != unix.EINVAL {
 		t.Errorf("TryReadv(nil) = %v, want EINVAL", err)
@@ -185,7 +195,7 @@ func TestTryAndWait(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("WaitReadable did not wake for a frame")
 	}
-	n, err = q.TryReadv([][]byte{buf[:vnethdr.Len], buf[vnethdr.Len:]})
+	n, err := q.TryReadv([][]byte{buf[:vnethdr.Len], buf[vnethdr.Len:]})
 	if err != nil || n <= vnethdr.Len {
 		t.Fatalf("TryReadv after WaitReadable = %d, %v", n, err)
 	}
