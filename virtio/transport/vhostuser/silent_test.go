@@ -36,14 +36,31 @@ func TestSilentFrontend(t *testing.T) {
 	for !srv.Connected() && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	h.log.waitLog(t, "sent no request within 200ms of connecting")
-	f, err := vut.Dial(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.GetU64(vut.GetFeatures); err != nil {
-		t.Fatalf("the next frontend was not served: %v", err)
+	const quiet = "sent no request within 200ms of connecting"
+	h.log.waitLog(t, quiet)
+	// The next frontend is served. It too must send its first request
+	// within 200 ms: one that is dropped as silent all the same (this
+	// goroutine or the server's preempted that long between the accept
+	// and the request's read) tries again, up to five times.
+	var f *vut.Frontend
+	for try := 1; ; try++ {
+		for deadline := time.Now().Add(5 * time.Second); srv.Connected() && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond) // the dropped frontend's end (else this one is refused as a second)
+		}
+		dropped := h.log.count(quiet)
+		var err error
+		if f, err = vut.Dial(path); err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		_, err = f.GetU64(vut.GetFeatures)
+		if err == nil {
+			break
+		}
+		if h.log.count(quiet) == dropped || try == 5 {
+			t.Fatalf("the next frontend was not served (try %d): %v\n%s", try, err, h.log.String())
+		}
+		t.Logf("try %d: the next frontend was dropped as silent: %v", try, err)
 	}
 	time.Sleep(400 * time.Millisecond) // past the handshake: silence is fine now
 	if _, err := f.GetU64(vut.GetFeatures); err != nil {
