@@ -306,29 +306,42 @@ func TestResetAndRenegotiate(t *testing.T) {
 }
 
 // TestRateLimited: with one op per 20 ms, three requests complete (none
-// dropped) and the queue waited in between.
+// dropped) and the queue waited in between. An engine delayed a whole
+// refill between two requests found the token there and rightly did not
+// wait, so a run that counted fewer than 2 waits runs again with twice
+// the refill time, up to 160 ms; fewer in each fails.
 func TestRateLimited(t *testing.T) {
-	lim, err := ratelimit.New(ratelimit.Config{Ops: ratelimit.BucketConfig{Size: 1, RefillTime: 20}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newRig(t, testSectors, Options{Limiter: lim}, 0)
-	start := time.Now()
-	for i := range 3 {
-		r.drv.Add(qt.R(hdr(TypeIn, uint64(i))), qt.W(513))
-	}
-	r.h.Kick(0)
-	for range 3 {
-		if u := r.waitUsed(); r.status(u) != StatusOK {
-			t.Fatal("throttled request failed")
+	var got []uint64
+	for refill := uint64(20); refill <= 160; refill *= 2 {
+		lim, err := ratelimit.New(ratelimit.Config{Ops: ratelimit.BucketConfig{Size: 1, RefillTime: refill}}, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
+		r := newRig(t, testSectors, Options{Limiter: lim}, 0)
+		start := time.Now()
+		for i := range 3 {
+			r.drv.Add(qt.R(hdr(TypeIn, uint64(i))), qt.W(513))
+		}
+		r.h.Kick(0)
+		for range 3 {
+			if u := r.waitUsed(); r.status(u) != StatusOK {
+				t.Fatal("throttled request failed")
+			}
+		}
+		if el, want := time.Since(start), time.Duration(2*refill-5)*time.Millisecond; el < want {
+			t.Fatalf("3 ops at 1 per %d ms took %v", refill, el)
+		}
+		s := r.dev.Stats()
+		if s.ReadOps != 3 || lim.Throttled() != s.Throttled {
+			t.Fatalf("stats %+v, limiter %d", s, lim.Throttled())
+		}
+		if s.Throttled >= 2 {
+			return
+		}
+		got = append(got, s.Throttled)
+		t.Logf("1 op per %d ms: %d waits, want 2 or more; again with twice the refill time", refill, s.Throttled)
 	}
-	if el := time.Since(start); el < 35*time.Millisecond {
-		t.Fatalf("3 ops at 1 per 20 ms took %v", el)
-	}
-	if s := r.dev.Stats(); s.Throttled < 2 || s.ReadOps != 3 || lim.Throttled() != s.Throttled {
-		t.Fatalf("stats %+v, limiter %d", s, lim.Throttled())
-	}
+	t.Fatalf("%v waits in the runs at 1 op per 20, 40, 80 and 160 ms, want 2 or more", got)
 }
 
 // TestResetWhileThrottled: Reset does not wait for the limiter's timer,
