@@ -111,10 +111,14 @@ func TestResetWhileThrottled(t *testing.T) {
 	}
 	h.Kick(TxQueue)
 	waitUntil(t, "throttled", func() bool { return stats(d).TxThrottled > 0 })
-	start := time.Now()
-	d.Reset()
-	if el := time.Since(start); el > time.Second {
-		t.Errorf("Reset took %v while throttled", el)
+	// Waiting for the hour's timer fails; a Reset slowed by a loaded
+	// machine (-race) does not.
+	reset := make(chan struct{})
+	go func() { d.Reset(); close(reset) }()
+	select {
+	case <-reset:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Reset waited over 10 s while throttled")
 	}
 	if n := len(be.Sent()); n != 1 {
 		t.Errorf("%d frames sent, want 1 (the second waits for tokens)", n)
