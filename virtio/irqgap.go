@@ -95,12 +95,13 @@ func (g *irqGap) bindShared(irq Interrupt, index int, gap, resend time.Duration,
 		// Without EVENT_IDX there is nothing to ask again: the driver's
 		// flags alone cannot tell entries it took from a notification it
 		// lost.
-		if clock == nil || clock.interval != resend {
-			clock, g.ownClock = newResendClock(resend), true
+		own := clock == nil || clock.interval != resend
+		if own {
+			clock = newResendClock(resend)
 		}
-		if clock != nil {
+		if clock != nil { // nil: the system refused its timer
 			clock.join(g)
-			g.clock, g.resend = clock, resend
+			g.clock, g.ownClock, g.resend = clock, own, resend
 		}
 	}
 	if gap > 0 {
