@@ -516,8 +516,14 @@ func checkStressFrame(f []byte, seq uint32) error {
 // stallAfter is how long a direction with work may move nothing.
 var stallAfter = time.Duration(envFloat("FLINT_STRESS_STALL_SECS", 3) * float64(time.Second))
 
+// watchTick is the watcher's poll interval; a tick that came over
+// watchLate after the one before does not count towards a stall (the
+// process was not running, so neither was the device).
+const watchTick, watchLate = 2 * time.Millisecond, 20 * time.Millisecond
+
 // watch waits until both directions delivered everything the
-// generators sent, or an error, or a stall (its description).
+// generators sent, or an error, or a stall (its description): stallAfter
+// of the watcher's own running time, not wall time.
 func (s *stress) watch() string {
 	type dir struct {
 		last uint64
@@ -526,8 +532,12 @@ func (s *stress) watch() string {
 	now := time.Now()
 	rxd, txd := dir{at: now}, dir{at: now}
 	for !s.failed() {
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(watchTick)
+		prev := now
 		now = time.Now()
+		if gap := now.Sub(prev); gap > watchLate {
+			rxd.at, txd.at = rxd.at.Add(gap-watchTick), txd.at.Add(gap-watchTick)
+		}
 		rxGot, peerTx := s.rxGot.Load(), s.peerTx.Load()
 		xmit, peerRx := s.txXmit.Load(), s.peerRx.Load()
 		rxWork := peerTx > rxGot || !s.injDone.Load()
