@@ -234,11 +234,14 @@ func (g *irqGap) arm(d time.Duration) bool {
 // one the driver still wants is sent again, once. An owed notification
 // is left to the gap's timer, whose send has the clock check it later; a
 // clock the gap no longer belongs to (a past activation's, firing late)
-// checks nothing.
+// checks nothing. Nor does an expiry read before the notification was
+// sent (c's goroutine waited for mu, or checked other members, while
+// send armed c again): that arm's expiry checks it, an interval after it
+// was sent (the timer counts from after last).
 func (g *irqGap) recheck(c *resendClock) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.irq == nil || g.clock != c || !g.check || g.owed.Load() {
+	if g.irq == nil || g.clock != c || !g.check || g.owed.Load() || time.Since(g.last) < c.interval {
 		return
 	}
 	g.check = false

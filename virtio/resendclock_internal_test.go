@@ -119,6 +119,9 @@ func TestResendClockOfPastActivation(t *testing.T) {
 	a, _, irq, clock := sharedPair(t, time.Hour)
 	a.signal(a.q.Decided())
 	expectSent(t, irq, 0, "the notification")
+	a.mu.Lock()
+	a.last = a.last.Add(-time.Hour) // sent an interval ago: a check is due
+	a.mu.Unlock()
 	past := newResendClock(time.Hour)
 	if past == nil {
 		t.Skip("no second timerfd")

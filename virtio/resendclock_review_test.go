@@ -41,3 +41,34 @@ func TestResendClockRefusedTimer(t *testing.T) {
 	}
 	eng.Stop(nil)
 }
+
+// TestResendClockExpiryBeforeSend: the clock's goroutine that read an
+// expiry (the device was quiet for the interval) and then meets a
+// notification sent meanwhile, which armed the clock again, leaves it to
+// that later expiry: checked at once, it would be sent again before the
+// driver could take it, and its check used up, a notification the
+// frontend lost would never be checked.
+func TestResendClockExpiryBeforeSend(t *testing.T) {
+	const interval = 50 * time.Millisecond
+	a, _, irq, clock := sharedPair(t, interval)
+	a.signal(a.q.Decided())
+	expectSent(t, irq, 0, "the notification")
+	sent := time.Now()
+	clock.fire() // the expiry read just before the send above
+	select {
+	case i := <-irq.sent:
+		if time.Since(sent) < interval {
+			t.Fatalf("queue %d's notification was checked and sent again at once", i)
+		}
+		// A test goroutine preempted for the interval: the check was due.
+		t.Logf("sent again after %v", time.Since(sent))
+	default:
+		expectSent(t, irq, 0, "the check once the device was quiet")
+		if d := time.Since(sent); d < interval {
+			t.Fatalf("sent again after %v, before the interval %v", d, interval)
+		}
+	}
+	if n := a.resent.Load(); n != 1 {
+		t.Fatalf("counted as resent: %d, want 1", n)
+	}
+}
