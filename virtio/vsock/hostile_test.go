@@ -343,20 +343,45 @@ func TestPortReuseWhileDialling(t *testing.T) {
 	c.send(OpRequest, 0, nil)
 	close(release)
 	c.handle(g.expect(OpResponse, 80, 7300))
-	var live []net.Conn
+	// Both sockets are read at once: the first to end must end with
+	// EOF (the reset connection's, closed whenever its dial returned, on
+	// a loaded machine perhaps long after the second), and the other
+	// must still be open 50 ms later.
+	type readEnd struct {
+		hc  net.Conn
+		err error
+	}
+	ended := make(chan readEnd, 2)
+	var hcs []net.Conn
 	for range 2 {
 		hc := <-ends
 		defer hc.Close()
-		hc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		if _, err := hc.Read(make([]byte, 1)); err != io.EOF {
-			live = append(live, hc) // not closed: the read timed out
-		}
+		hcs = append(hcs, hc)
+		hc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		go func() {
+			_, err := hc.Read(make([]byte, 1))
+			ended <- readEnd{hc, err}
+		}()
 	}
-	if len(live) != 1 {
-		t.Fatalf("%d of the two dialled sockets open, want 1", len(live))
+	first := <-ended
+	if first.err != io.EOF {
+		t.Fatalf("neither dialled socket was closed (the first read: %v)", first.err)
 	}
-	live[0].SetReadDeadline(time.Time{})
-	go live[0].Write([]byte("second"))
+	select {
+	case second := <-ended:
+		t.Fatalf("both dialled sockets ended (the second read: %v), want one open", second.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	live := hcs[0]
+	if live == first.hc {
+		live = hcs[1]
+	}
+	live.SetReadDeadline(time.Unix(1, 0)) // ends its read
+	if second := <-ended; second.err == io.EOF {
+		t.Fatal("both dialled sockets were closed, want one open")
+	}
+	live.SetReadDeadline(time.Time{})
+	go live.Write([]byte("second"))
 	c.readUntil("the connection's data", func() bool { return c.got.String() == "second" })
 	g.quiet(20 * time.Millisecond)
 	if n := g.dev.Conns(); n != 1 {
