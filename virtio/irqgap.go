@@ -39,7 +39,7 @@ import (
 // leaves it off and net-backend sets it.
 //
 // The gap's timer is a timerfd (CLOCK_MONOTONIC), read by a goroutine of
-// the gap's own (irqTimer): the Go runtime's timers fire up to a
+// the gap's own (openTimer): the Go runtime's timers fire up to a
 // millisecond late in a process with nothing else to do (its netpoller
 // sleeps in whole milliseconds), twenty times a 50 µs gap. Its methods
 // are safe from the engine's goroutine and the timers'; the mutex keeps
@@ -53,11 +53,10 @@ type irqGap struct {
 	from  queue.Mark   // where the span the owed notification is about began
 	last  time.Time    // when the last notification was sent
 	owed  atomic.Bool  // the timer will send a notification (written under mu)
-	// resend is the interval of clock, which checks the last notification
-	// sent (0: none is checked); check says the clock will check it, and
-	// its span began at checkFrom. ownClock: bind opened clock for this
-	// gap alone (settle closes it); otherwise the device's Engines did.
-	resend    time.Duration
+	// clock checks the last notification sent (nil: none is checked);
+	// check says it will check it, and its span began at checkFrom.
+	// ownClock: bind opened clock for this gap alone (settle closes it);
+	// otherwise the device's Engines did.
 	clock     *resendClock
 	ownClock  bool
 	check     bool
@@ -87,7 +86,7 @@ func (g *irqGap) bindShared(irq Interrupt, index int, gap, resend time.Duration,
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.closeTimers() // a Bind without Release: not left open
-	g.irq, g.index, g.gap, g.resend, g.q = irq, index, 0, 0, q
+	g.irq, g.index, g.gap, g.q = irq, index, 0, q
 	g.owed.Store(false)
 	g.check = false
 	g.last = time.Time{}
@@ -101,7 +100,7 @@ func (g *irqGap) bindShared(irq Interrupt, index int, gap, resend time.Duration,
 		}
 		if clock != nil { // nil: the system refused its timer
 			clock.join(g)
-			g.clock, g.ownClock, g.resend = clock, own, resend
+			g.clock, g.ownClock = clock, own
 		}
 	}
 	if gap > 0 {
@@ -194,7 +193,7 @@ func (g *irqGap) closeTimers() {
 // reports whether a notification was sent or newly owed (false: it
 // joined one already owed).
 func (g *irqGap) signal(from queue.Mark) bool {
-	if g.gap == 0 && g.resend == 0 { // set only by bind, on the engine's goroutine
+	if g.gap == 0 && g.clock == nil { // set only by bind, on the engine's goroutine
 		g.irq.Signal(g.index)
 		return true
 	}
@@ -301,6 +300,6 @@ func (g *irqGap) settle(send bool) {
 	}
 	g.owed.Store(false)
 	g.check = false
-	g.irq, g.gap, g.resend, g.q = nil, 0, 0, nil
+	g.irq, g.gap, g.q = nil, 0, nil
 	g.closeTimers()
 }

@@ -122,8 +122,9 @@ func (s *session) retireCall(fd int) error {
 // memory, refused features): the connection is then dropped. If the
 // device itself refuses the rings (a required queue missing), it waits
 // for more (logged at Debug only while some programmed ring is still
-// disabled, as UML's are until it enables each in turn). A running device restarts when the set of rings changes (a
-// ring enabled, or started, since it started), so the rings it runs on
+// disabled, as UML's are until it enables each in turn). A running
+// device restarts when the set of rings changes (a ring enabled, or
+// started, since it started), so the rings it runs on
 // do not depend on the order the frontend started or enabled them in;
 // it stops at once when a ring it runs on is disabled, even if another
 // enabled ring still waits for its kick.
