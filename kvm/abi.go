@@ -69,6 +69,104 @@ type LAPICState struct {
 	Regs [1024]byte
 }
 
+// LAPIC register offsets in LAPICState.Regs (Intel SDM vol. 3, table
+// 11-1): each 256-bit vector set is eight 32-bit registers 16 bytes apart.
+const (
+	lapicTPR = 0x80
+	lapicPPR = 0xa0
+	lapicISR = 0x100
+	lapicIRR = 0x200
+)
+
+// TPR is the task-priority register.
+func (l *LAPICState) TPR() uint32 { return l.reg(lapicTPR) }
+
+// PPR is the processor-priority register: the class a vector must exceed
+// to be delivered.
+func (l *LAPICState) PPR() uint32 { return l.reg(lapicPPR) }
+
+// IRR lists the vectors requested and not yet delivered, lowest first.
+func (l *LAPICState) IRR() []uint8 { return l.vectors(lapicIRR) }
+
+// ISR lists the vectors delivered and not yet acknowledged (EOI), lowest
+// first.
+func (l *LAPICState) ISR() []uint8 { return l.vectors(lapicISR) }
+
+func (l *LAPICState) reg(off int) uint32 {
+	return uint32(l.Regs[off]) | uint32(l.Regs[off+1])<<8 | uint32(l.Regs[off+2])<<16 | uint32(l.Regs[off+3])<<24
+}
+
+// vectors decodes the 256-bit vector set at off.
+func (l *LAPICState) vectors(off int) []uint8 {
+	var out []uint8
+	for i := range 8 {
+		bits := l.reg(off + 16*i)
+		for b := range 32 {
+			if bits&(1<<b) != 0 {
+				out = append(out, uint8(32*i+b))
+			}
+		}
+	}
+	return out
+}
+
+// IOAPICPins is the in-kernel IOAPIC's pin count (KVM_IOAPIC_NUM_PINS).
+const IOAPICPins = 24
+
+// IOAPICState is struct kvm_ioapic_state: the in-kernel IOAPIC's
+// registers, as KVM_GET_IRQCHIP reports them.
+type IOAPICState struct {
+	BaseAddress uint64
+	IORegSel    uint32
+	ID          uint32
+	IRR         uint32 // pins whose request is latched
+	_           uint32
+	RedirTbl    [IOAPICPins]RedirEntry
+}
+
+// RedirEntry is one IOAPIC redirection-table entry (82093AA layout).
+type RedirEntry uint64
+
+// Vector is the interrupt vector the pin delivers.
+func (e RedirEntry) Vector() uint8 { return uint8(e) }
+
+// Masked reports the mask bit.
+func (e RedirEntry) Masked() bool { return e&(1<<16) != 0 }
+
+// Level reports a level-triggered pin (false: edge).
+func (e RedirEntry) Level() bool { return e&(1<<15) != 0 }
+
+// RemoteIRR reports a level interrupt delivered and not yet EOIed.
+func (e RedirEntry) RemoteIRR() bool { return e&(1<<14) != 0 }
+
+// Dest is the destination field (an APIC ID, or a logical set).
+func (e RedirEntry) Dest() uint8 { return uint8(e >> 56) }
+
+// irqchipArgs is struct kvm_irqchip: a chip id and a 512-byte state.
+type irqchipArgs struct {
+	ChipID uint32
+	_      uint32
+	Chip   [512]byte
+}
+
+// VCPUEvents is the part of struct kvm_vcpu_events a dump reads: the
+// interrupt KVM is injecting, and whether the guest is in an interrupt
+// shadow (STI, MOV SS), which delays the next interrupt by an instruction.
+type VCPUEvents struct {
+	Exception    [8]byte
+	IntrInjected uint8
+	IntrNr       uint8
+	IntrSoft     uint8
+	IntrShadow   uint8
+	NMIInjected  uint8
+	NMIPending   uint8
+	NMIMasked    uint8
+	_            uint8
+	SIPIVector   uint32
+	Flags        uint32
+	_            [40]byte // smi, triple_fault, reserved, exception payload
+}
+
 // CPUIDEntry is struct kvm_cpuid_entry2: one CPUID leaf/subleaf.
 type CPUIDEntry struct {
 	Function uint32

@@ -16,6 +16,7 @@ const (
 	kvmSetIdentityMapAddr = 0x4008AE48
 	kvmCreateIRQChip      = 0xAE60
 	kvmIRQLine            = 0x4008AE61
+	kvmGetIRQChip         = 0xC208AE62
 	kvmSetGSIRouting      = 0x4008AE6A
 	kvmIRQFD              = 0x4020AE76
 	kvmCreatePIT2         = 0x4040AE77
@@ -35,6 +36,7 @@ const (
 	kvmSetCPUID2          = 0x4008AE90
 	kvmGetMPState         = 0x8004AE98
 	kvmSetMPState         = 0x4004AE99
+	kvmGetVCPUEvents      = 0x8040AE9F
 )
 
 // Capabilities queried with KVM_CHECK_EXTENSION.

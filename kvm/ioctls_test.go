@@ -34,6 +34,8 @@ func TestIoctlNumbersMatchEncoding(t *testing.T) {
 		lapic   LAPICState
 		cpuid   cpuid2Header
 		mp      MPState
+		chip    irqchipArgs
+		events  VCPUEvents
 		u64     uint64
 	)
 	cases := []struct {
@@ -52,6 +54,7 @@ func TestIoctlNumbersMatchEncoding(t *testing.T) {
 		{"KVM_SET_IDENTITY_MAP_ADDR", kvmSetIdentityMapAddr, iow(0x48, unsafe.Sizeof(u64))},
 		{"KVM_CREATE_IRQCHIP", kvmCreateIRQChip, io(0x60)},
 		{"KVM_IRQ_LINE", kvmIRQLine, iow(0x61, unsafe.Sizeof(irq))},
+		{"KVM_GET_IRQCHIP", kvmGetIRQChip, iowr(0x62, unsafe.Sizeof(chip))},
 		{"KVM_SET_GSI_ROUTING", kvmSetGSIRouting, iow(0x6a, unsafe.Sizeof(routing))},
 		{"KVM_IRQFD", kvmIRQFD, iow(0x76, unsafe.Sizeof(irqfd))},
 		{"KVM_CREATE_PIT2", kvmCreatePIT2, iow(0x77, unsafe.Sizeof(pit))},
@@ -71,6 +74,7 @@ func TestIoctlNumbersMatchEncoding(t *testing.T) {
 		{"KVM_SET_CPUID2", kvmSetCPUID2, iow(0x90, unsafe.Sizeof(cpuid))},
 		{"KVM_GET_MP_STATE", kvmGetMPState, ior(0x98, unsafe.Sizeof(mp))},
 		{"KVM_SET_MP_STATE", kvmSetMPState, iow(0x99, unsafe.Sizeof(mp))},
+		{"KVM_GET_VCPU_EVENTS", kvmGetVCPUEvents, ior(0x9f, unsafe.Sizeof(events))},
 	}
 	for _, c := range cases {
 		if c.got != c.want {
@@ -100,6 +104,8 @@ func TestABISizes(t *testing.T) {
 		{"kvm_pit_config", unsafe.Sizeof(pitConfig{}), 64},
 		{"kvm_irq_routing_entry", unsafe.Sizeof(IRQRoutingEntry{}), 48},
 		{"kvm_msi", unsafe.Sizeof(msiArgs{}), 32},
+		{"kvm_irqchip", unsafe.Sizeof(irqchipArgs{}), 520},
+		{"kvm_vcpu_events", unsafe.Sizeof(VCPUEvents{}), 64},
 	}
 	for _, s := range sizes {
 		if s.got != s.want {

@@ -263,6 +263,15 @@ func TestIRQChipAndRouting(t *testing.T) {
 	if err := vm.SetIRQLine(4, true); err != nil {
 		t.Fatal(err)
 	}
+	// KVM resets every IOAPIC pin masked (edge); a raised masked pin stays
+	// latched in IRR.
+	io, err := vm.IOAPIC()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if io.IRR&(1<<4) == 0 || !io.RedirTbl[4].Masked() || io.RedirTbl[4].Level() || io.BaseAddress != 0xfec00000 {
+		t.Fatalf("IOAPIC after raising pin 4: irr %#x, entry %#x, base %#x", io.IRR, io.RedirTbl[4], io.BaseAddress)
+	}
 	v, err := vm.CreateVCPU(0)
 	if err != nil {
 		t.Fatal(err)
@@ -270,6 +279,9 @@ func TestIRQChipAndRouting(t *testing.T) {
 	defer v.Close()
 	if _, err := v.LAPIC(); err != nil {
 		t.Fatal(err)
+	}
+	if ev, err := v.Events(); err != nil || ev.IntrInjected != 0 {
+		t.Fatalf("fresh vCPU's events: %+v, %v", ev, err)
 	}
 	if err := v.SetMSRs([]MSR{{Index: 0x2ff, Data: 0x806}}); err != nil {
 		t.Fatal(err)

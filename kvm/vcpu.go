@@ -223,6 +223,15 @@ func (v *VCPU) LAPIC() (LAPICState, error) {
 	return l, nil
 }
 
+// Events reads the vCPU's pending events (KVM_GET_VCPU_EVENTS).
+func (v *VCPU) Events() (VCPUEvents, error) {
+	var e VCPUEvents
+	if err := setStruct(v.fd, kvmGetVCPUEvents, &e); err != nil {
+		return e, fmt.Errorf("KVM_GET_VCPU_EVENTS: %w", err)
+	}
+	return e, nil
+}
+
 // SetLAPIC writes the local APIC registers.
 func (v *VCPU) SetLAPIC(l LAPICState) error {
 	if err := setStruct(v.fd, kvmSetLAPIC, &l); err != nil {

@@ -1,6 +1,7 @@
 package kvm
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -120,6 +121,32 @@ func DefaultGSIRouting() []IRQRoutingEntry {
 		}
 	}
 	return out
+}
+
+// IOAPIC reads the in-kernel IOAPIC's state (KVM_GET_IRQCHIP).
+func (vm *VM) IOAPIC() (IOAPICState, error) {
+	var a irqchipArgs
+	a.ChipID = IRQChipIOAPIC
+	var st IOAPICState
+	if err := setStruct(vm.fd, kvmGetIRQChip, &a); err != nil {
+		return st, fmt.Errorf("KVM_GET_IRQCHIP (IOAPIC): %w", err)
+	}
+	return decodeIOAPIC(a.Chip[:]), nil
+}
+
+// decodeIOAPIC reads struct kvm_ioapic_state from chip (little-endian).
+func decodeIOAPIC(chip []byte) IOAPICState {
+	le := binary.LittleEndian
+	st := IOAPICState{
+		BaseAddress: le.Uint64(chip[0:]),
+		IORegSel:    le.Uint32(chip[8:]),
+		ID:          le.Uint32(chip[12:]),
+		IRR:         le.Uint32(chip[16:]),
+	}
+	for i := range st.RedirTbl {
+		st.RedirTbl[i] = RedirEntry(le.Uint64(chip[24+8*i:]))
+	}
+	return st
 }
 
 // RegisterIRQFD makes a write to eventfd efd inject GSI gsi.

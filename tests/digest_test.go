@@ -63,6 +63,7 @@ type dumpRec struct {
 	counters map[string]map[string]string // tap -> net counters
 	stuck    []string                     // vCPUs that did not leave KVM_RUN
 	lost     []string                     // vCPUs with an impossible state or at the reset vector
+	ioapic   map[string]string            // the IOAPIC line's fields
 }
 
 func newDump(at time.Time) *dumpRec {
@@ -141,6 +142,8 @@ func (d *digest) dumpLine(msg string, at time.Time, f map[string]string) {
 			d.dumps = append(d.dumps, c)
 			c.vcpus[f["vcpu"]] = f
 		}
+	case "dump: IOAPIC":
+		c.ioapic = f
 	case vmm.VCPUStuckMsg:
 		c.stuck = append(c.stuck, "vcpu"+f["vcpu"])
 	default:
@@ -341,10 +344,33 @@ func (d *digest) dumpPart() string {
 	if len(cur.lost) > 0 {
 		s += "; " + strings.Join(cur.lost, " ") + " state lost (impossible or reset)"
 	}
+	if a := ioapicPart(cur.ioapic); a != "" {
+		s += "; " + a
+	}
 	if q := queuesPart(cur, prev); q != "" {
 		s += "; " + q
 	}
 	return s
+}
+
+// ioapicPart names the IOAPIC pins with an interrupt in flight: latched
+// (irr) or waiting for an EOI (remote_irr).
+func ioapicPart(f map[string]string) string {
+	if f == nil {
+		return ""
+	}
+	irr, _ := strconv.ParseUint(strings.TrimPrefix(f["irr"], "0x"), 16, 32)
+	var p []string
+	for pin := range 24 {
+		e, ok := f["pin"+strconv.Itoa(pin)]
+		if ok && (irr&(1<<pin) != 0 || strings.Contains(e, "remote_irr")) {
+			p = append(p, fmt.Sprintf("pin%d %s", pin, e))
+		}
+	}
+	if len(p) == 0 {
+		return ""
+	}
+	return "ioapic irr=" + f["irr"] + " " + strings.Join(p, " ")
 }
 
 func prevOf(prev *dumpRec, get func(*dumpRec) map[string]string) map[string]string {
@@ -377,6 +403,15 @@ func vcpuDelta(id string, f, old map[string]string) string {
 		s += " cs=" + f["cs"]
 	}
 	s += " if=" + ifl + " " + mp
+	// An interrupt requested at the LAPIC, in service, or being injected.
+	for _, k := range []string{"lapic_irr", "lapic_isr"} {
+		if v := f[k]; v != "" && v != "-" {
+			s += " " + strings.TrimPrefix(k, "lapic_") + "=" + v
+		}
+	}
+	if f["intr_injected"] == "true" {
+		s += " injecting=" + f["intr_nr"]
+	}
 	for _, k := range []string{"io", "mmio", "intr"} {
 		n, _ := strconv.ParseUint(f[k+"_exits"], 10, 64)
 		if old == nil {

@@ -253,3 +253,24 @@ func TestDigestSecondLook(t *testing.T) {
 		t.Errorf("a queue never used: %s", ev)
 	}
 }
+
+// TestDigestInterrupts: where a device's interrupt stands (the vCPUs'
+// LAPIC vectors, an injection under way, the IOAPIC pins with one in
+// flight) is in the digest; LAPICs with nothing pending and quiet pins are
+// not.
+func TestDigestInterrupts(t *testing.T) {
+	out := strings.Join([]string{
+		`time=2026-12-06T10:00:01Z level=WARN msg="dump: virtio device" dev=net0 tap=tap0 transport=mmio type=net isr=0x1 active=true`,
+		`time=2026-12-06T10:00:01Z level=WARN msg="dump: IOAPIC" irr=0x20 pin4=vec=0x24,edge,dest=0x1 pin5=vec=0x25,edge,dest=0x1 pin9=vec=0x29,level,remote_irr,dest=0x1`,
+		`time=2026-12-06T10:00:01Z level=WARN msg="dump: vCPU" vcpu=0 rip=0xffffffff81a17a1a interrupts_enabled=true cs=0x10 mp_state=3 io_exits=1 mmio_exits=2 intr_exits=3 lapic_irr=0x25,0xec lapic_isr=- tpr=0x0 ppr=0x0 intr_injected=false intr_nr=0x0 intr_shadow=0`,
+		`time=2026-12-06T10:00:01Z level=WARN msg="dump: vCPU" vcpu=1 rip=0xffffffff81a17a1a interrupts_enabled=true cs=0x10 mp_state=0 io_exits=1 mmio_exits=2 intr_exits=3 lapic_irr=- lapic_isr=0x29 tpr=0x0 ppr=0x20 intr_injected=true intr_nr=0xec intr_shadow=0`,
+	}, "\n")
+	ev := evidence(out)
+	checkDigestShape(t, ev)
+	wantAll(t, "digest", ev, "vcpu0 0xffffffff81a17a1a if=on halted irr=0x25,0xec io=1 mmio=2 intr=3,",
+		"vcpu1 0xffffffff81a17a1a if=on runnable isr=0x29 injecting=0xec io=1 mmio=2 intr=3",
+		"ioapic irr=0x20 pin5 vec=0x25,edge,dest=0x1 pin9 vec=0x29,level,remote_irr,dest=0x1")
+	if strings.Contains(ev, "pin4") || strings.Contains(ev, "irr=-") {
+		t.Errorf("a quiet pin, or an empty LAPIC set: %s", ev)
+	}
+}

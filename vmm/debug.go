@@ -87,6 +87,7 @@ func onDumpSignal(stop <-chan struct{}, dump func()) {
 // recheckAfter later (see unmappedImpossible).
 func (m *Machine) DumpState() {
 	m.logDeviceState("dump")
+	m.logIOAPIC("dump")
 	var again []int
 	for i := range m.vcpus {
 		if !m.dumpVCPU(i) {
@@ -177,14 +178,25 @@ func (m *Machine) logVCPUState(v *kvm.VCPU, counts *vcpuExitCounts, why string) 
 		return
 	}
 	mp, _ := v.MPState()
-	m.log.Warn(why+": vCPU", "vcpu", v.ID(),
+	// Where an interrupt stands: requested at the LAPIC (irr), delivered
+	// and not yet EOIed (isr), held back by priority (tpr, ppr), being
+	// injected by KVM, or delayed by an interrupt shadow.
+	var irq []any
+	if l, err := v.LAPIC(); err == nil {
+		irq = append(irq, "lapic_irr", vectorList(l.IRR()), "lapic_isr", vectorList(l.ISR()),
+			"tpr", hex(uint64(l.TPR())), "ppr", hex(uint64(l.PPR())))
+	}
+	if ev, err := v.Events(); err == nil {
+		irq = append(irq, "intr_injected", ev.IntrInjected != 0, "intr_nr", hex(uint64(ev.IntrNr)), "intr_shadow", ev.IntrShadow)
+	}
+	m.log.Warn(why+": vCPU", append([]any{"vcpu", v.ID(),
 		"rip", hex(r.RIP), "rsp", hex(r.RSP), "rflags", hex(r.RFLAGS),
 		"interrupts_enabled", r.RFLAGS&(1<<9) != 0,
 		"cr0", hex(s.CR0), "cr3", hex(s.CR3), "cr4", hex(s.CR4), "efer", hex(s.EFER),
 		"cs", hex(uint64(s.CS.Selector)), "mp_state", mp,
 		"rax", hex(r.RAX), "rbx", hex(r.RBX), "rcx", hex(r.RCX), "rdx", hex(r.RDX),
 		"rsi", hex(r.RSI), "rdi", hex(r.RDI), "rbp", hex(r.RBP),
-		"io_exits", counts.io.Load(), "mmio_exits", counts.mmio.Load(), "intr_exits", counts.intr.Load())
+		"io_exits", counts.io.Load(), "mmio_exits", counts.mmio.Load(), "intr_exits", counts.intr.Load()}, irq...)...)
 	m.logGuestMemory(why, v.ID(), s.CR3, s.CR4, r.RIP, r.RSP)
 	if s.CR0&1 == 0 && r.RIP == 0xfff0 && s.CS.Selector == 0xf000 {
 		m.log.Warn(why+": the vCPU is at its reset vector: KVM on AMD SVM reinitialises a vCPU on a shutdown, so the state that faulted is lost", "vcpu", v.ID())

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/flintvm/flint/kvm"
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
 	"github.com/flintvm/flint/virtio/transport"
@@ -202,4 +203,58 @@ func vectorsString(vs []transport.VectorSnapshot) string {
 		}
 	}
 	return b.String()
+}
+
+// logIOAPIC logs the in-kernel IOAPIC's latched pins and every pin the
+// guest has unmasked: vector, trigger, mask, remote IRR and destination.
+// With the vCPUs' LAPIC lines it shows where an interrupt a device raised
+// stopped (a masked pin, a level line waiting for EOI, a vector requested
+// at a LAPIC and never taken).
+func (m *Machine) logIOAPIC(why string) {
+	if m.vm == nil {
+		return
+	}
+	st, err := m.vm.IOAPIC()
+	if err != nil {
+		m.log.Warn(why+": IOAPIC", "err", err)
+		return
+	}
+	attrs := []any{"irr", hex(uint64(st.IRR))}
+	for pin, e := range st.RedirTbl {
+		if e.Masked() && st.IRR&(1<<pin) == 0 {
+			continue
+		}
+		attrs = append(attrs, "pin"+strconv.Itoa(pin), redirString(e))
+	}
+	m.log.Warn(why+": IOAPIC", attrs...)
+}
+
+// redirString formats a redirection entry: "vec=0x25,edge,dest=0x1",
+// with ",masked" and ",remote_irr" when set.
+func redirString(e kvm.RedirEntry) string {
+	s := "vec=" + hex(uint64(e.Vector()))
+	if e.Level() {
+		s += ",level"
+	} else {
+		s += ",edge"
+	}
+	if e.Masked() {
+		s += ",masked"
+	}
+	if e.RemoteIRR() {
+		s += ",remote_irr"
+	}
+	return s + ",dest=" + hex(uint64(e.Dest()))
+}
+
+// vectorList formats interrupt vectors as "0x22,0x41" ("-" for none).
+func vectorList(v []uint8) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = hex(uint64(x))
+	}
+	return strings.Join(parts, ",")
 }

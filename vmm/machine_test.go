@@ -160,6 +160,12 @@ func TestTimeoutStopsSpinningAndHaltedGuests(t *testing.T) {
 				!strings.Contains(log, `msg="dump: vCPU" vcpu=0`) || !strings.Contains(log, `msg="dump: vCPU" vcpu=1`) {
 				t.Errorf("no state dump of both vCPUs at the timeout; log:\n%s", log)
 			}
+			// ... and where interrupts stand: each LAPIC, and the IOAPIC
+			// (whose pins the tiny guest never unmasks).
+			if strings.Count(log, "lapic_irr=- lapic_isr=-") != 2 || !strings.Contains(log, "intr_injected=false") ||
+				!strings.Contains(log, `msg="dump: IOAPIC" irr=`) {
+				t.Errorf("no interrupt state in the dump; log:\n%s", log)
+			}
 		})
 	}
 }
