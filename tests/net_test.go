@@ -370,6 +370,35 @@ func TestStockKernelNetwork(t *testing.T) {
 		strings.Join(summary, "\n"))
 }
 
+// iperfError is iperf3's own word on why a run in direction dir failed:
+// the last of its output lines in the guest's log that says "error", or
+// else its last line, as "; iperf3 said: ..." ("" if it printed nothing).
+func iperfError(output, dir string) string {
+	prefix := "NET-IPERF-OUT " + dir + " "
+	var last, lastErr string
+	for _, l := range strings.Split(output, "\n") {
+		i := strings.Index(l, prefix)
+		if i < 0 {
+			continue
+		}
+		l = strings.TrimSpace(l[i+len(prefix):])
+		if l == "" {
+			continue
+		}
+		last = l
+		if strings.Contains(l, "error") {
+			lastErr = l
+		}
+	}
+	if lastErr != "" {
+		last = lastErr
+	}
+	if last == "" {
+		return ""
+	}
+	return "; iperf3 said: " + clip(last, 160)
+}
+
 // netRig is what every network case's boot shares: the guest kernel and image, the
 // host side script and tools, the per-case timeout.
 type netRig struct {
@@ -618,7 +647,7 @@ func checkNetCase(t reporter, c netCase, b boot, r *result, sizeMiB, iperfSecs i
 		for _, x := range m["NET-IPERF"] {
 			seen[x.kv["dir"]] = true
 			if x.kv["result"] != "ok" {
-				t.Errorf("iperf3 %s failed: %s", x.kv["dir"], x.line)
+				t.Errorf("iperf3 %s failed: %s%s", x.kv["dir"], x.line, iperfError(r.output, x.kv["dir"]))
 				continue
 			}
 			if v, err := strconv.ParseFloat(x.kv["mbps"], 64); err != nil || v <= 0 {

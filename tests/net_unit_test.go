@@ -296,3 +296,25 @@ func TestCheckHostCPUs(t *testing.T) {
 		}
 	}
 }
+
+// TestIperfError: a failed iperf3 run's message carries iperf3's own error
+// line for that direction (not the other direction's), or its last line.
+func TestIperfError(t *testing.T) {
+	out := strings.Join([]string{
+		"NET-IPERF-OUT g2h iperf3: error - g2h's own",
+		"NET-IPERF-OUT h2g Connecting to host 10.0.2.1, port 5201",
+		"NET-IPERF-OUT h2g iperf3: error - the server is busy running a test. try again later",
+		"NET-IPERF-OUT h2g ",
+		"NET-IPERF result=fail dir=h2g mbps=none",
+		"NET-IPERF-OUT x2y Connecting to host 10.0.2.1, port 5201",
+	}, "\n")
+	if got, want := iperfError(out, "h2g"), "; iperf3 said: iperf3: error - the server is busy running a test. try again later"; got != want {
+		t.Errorf("h2g: %q, want %q", got, want)
+	}
+	if got, want := iperfError(out, "x2y"), "; iperf3 said: Connecting to host 10.0.2.1, port 5201"; got != want {
+		t.Errorf("no error line: %q, want %q", got, want)
+	}
+	if got := iperfError(out, "none"); got != "" {
+		t.Errorf("no output: %q", got)
+	}
+}
