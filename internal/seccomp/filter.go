@@ -159,6 +159,8 @@ var RuntimeIoctls = []Ioctl{
 	{"kvmGetMSRs", 0xC008AE88},
 	{"kvmGetLAPIC", 0x8400AE8E},
 	{"kvmGetMPState", 0x8004AE98},
+	{"kvmGetVCPUEvents", 0x8040AE9F},
+	{"kvmGetIRQChip", 0xC208AE62},
 	{"TUNSETOFFLOAD", unix.TUNSETOFFLOAD},
 	{"TUNSETQUEUE", unix.TUNSETQUEUE},
 	{"TCGETS", unix.TCGETS},
