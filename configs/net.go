@@ -68,6 +68,8 @@ type NetInterface struct {
 	// RxIRQGap and TxIRQGap are the least time between two interrupts of
 	// one receive or transmit queue (interrupt moderation), 0 to
 	// MaxIRQGap; 0 interrupts at once. Defaults: DefaultRxIRQGap and 0.
+	// The transmit gap holds only small frames' completions (see
+	// netdev.Options).
 	RxIRQGap, TxIRQGap time.Duration
 	// IRQResend, 0 to MaxIRQGap, has each queue's last notification
 	// checked once the interface has sent none for that long, and sent

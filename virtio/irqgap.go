@@ -142,6 +142,12 @@ func armTimer(no int, d time.Duration) bool {
 	return unix.TimerfdSettime(no, 0, &spec, nil) == nil
 }
 
+// disarmTimer stops the timerfd no (a zero expiry disarms it).
+func disarmTimer(no int) {
+	var off unix.ItimerSpec
+	unix.TimerfdSettime(no, 0, &off, nil)
+}
+
 // runTimer is a timer's goroutine: at each expiry of tf it calls fire.
 // It ends when tf is closed.
 func runTimer(tf *os.File, fire func()) {
@@ -189,10 +195,12 @@ func (g *irqGap) closeTimers() {
 // signal sends the queue's notification now, or has the timer send it
 // when the gap has passed. from is where the span of entries the driver
 // asked about began (queue.Decided); a request joining an owed
-// notification extends its span to the entries published since. It
-// reports whether a notification was sent or newly owed (false: it
-// joined one already owed).
-func (g *irqGap) signal(from queue.Mark) bool {
+// notification extends its span to the entries published since. An
+// urgent request (Engine.Urgent) does not wait for the gap: it is sent
+// at once, and takes an owed notification with it (the owed span's
+// start). It reports whether a notification was sent or newly owed
+// (false: it joined one already owed).
+func (g *irqGap) signal(from queue.Mark, urgent bool) bool {
 	if g.gap == 0 && g.clock == nil { // set only by bind, on the engine's goroutine
 		g.irq.Signal(g.index)
 		return true
@@ -201,9 +209,17 @@ func (g *irqGap) signal(from queue.Mark) bool {
 	defer g.mu.Unlock()
 	now := time.Now() // under mu: the gap counts from the last send
 	if g.owed.Load() {
-		return false
+		if !urgent {
+			return false
+		}
+		// The timer is stopped; an expiry already read finds nothing
+		// owed (fire).
+		g.owed.Store(false)
+		disarmTimer(g.tfdNo)
+		g.send(now, g.from)
+		return true
 	}
-	if wait := g.gap - now.Sub(g.last); g.gap > 0 && wait > 0 && g.arm(wait) {
+	if wait := g.gap - now.Sub(g.last); !urgent && g.gap > 0 && wait > 0 && g.arm(wait) {
 		g.owed.Store(true)
 		g.from = from
 		return true

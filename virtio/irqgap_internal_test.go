@@ -48,9 +48,9 @@ func TestIRQGapTimerPrecise(t *testing.T) {
 	for round := 0; round < 20 || best > 800*time.Microsecond && time.Since(start) < 5*time.Second; round++ {
 		time.Sleep(2 * gap) // a quiet spell: the next one goes at once
 		decided := time.Now()
-		g.signal(0)
+		g.signal(0, false)
 		first := <-irq.at
-		if !g.signal(0) { // joining is TestIRQGapSpacesNotifications's (a longer gap)
+		if !g.signal(0, false) { // joining is TestIRQGapSpacesNotifications's (a longer gap)
 			t.Fatal("the second notification joined nothing yet it was not owed")
 		}
 		select {
@@ -122,7 +122,7 @@ func TestIRQGapUnpollableTimer(t *testing.T) {
 	g.bind(irq, 0, time.Second, 0, nil)
 	defer g.settle(false)
 	for i := range 2 {
-		g.signal(0)
+		g.signal(0, false)
 		select {
 		case <-irq.at:
 		case <-time.After(5 * time.Second):
@@ -146,10 +146,10 @@ func TestIRQGapNoAllocs(t *testing.T) {
 		g.last = time.Time{}
 		g.owed.Store(false)
 		g.mu.Unlock()
-		g.signal(0) // sent
+		g.signal(0, false) // sent
 		<-irq.at
-		g.signal(0) // owed: arms the timer
-		g.signal(0) // joins
+		g.signal(0, false) // owed: arms the timer
+		g.signal(0, false) // joins
 	})
 	if n != 0 {
 		t.Fatalf("%v allocations per send, owe and join", n)
@@ -221,9 +221,9 @@ func owedOnMemfd(t *testing.T, gap time.Duration) (int, []byte, *irqGap, *stampI
 	t.Helper()
 	q, fd, host := memfdQueue(t, 0)
 	g, irq := timedGap(t, gap, q)
-	g.signal(q.Decided()) // the first: at once
+	g.signal(q.Decided(), false) // the first: at once
 	<-irq.at
-	if !g.signal(q.Decided()) || !g.owed.Load() {
+	if !g.signal(q.Decided(), false) || !g.owed.Load() {
 		t.Fatal("the second notification within the gap is not owed")
 	}
 	return fd, host, g, irq
@@ -276,5 +276,46 @@ func TestIRQGapFireDropsUnwanted(t *testing.T) {
 	}
 	if n := g.dropped.Load(); n != 1 {
 		t.Fatalf("%d notifications counted as dropped, want 1", n)
+	}
+}
+
+// TestIRQGapUrgent: an urgent request inside the gap is sent at once, and
+// takes the owed notification with it: the gap's timer, expiring after,
+// sends nothing more; an urgent request with nothing owed goes at once
+// too, where a plain one would be owed. (The gap is an hour, so that no
+// stall of this goroutine can end it between the steps; the expiry is
+// played by calling fire.)
+func TestIRQGapUrgent(t *testing.T) {
+	g, irq := timedGap(t, time.Hour, nil)
+	sent := func() bool {
+		select {
+		case <-irq.at:
+			return true
+		default:
+			return false
+		}
+	}
+	g.signal(1, false)
+	if !sent() {
+		t.Fatal("the first notification was not sent at once")
+	}
+	if !g.signal(2, false) || !g.owed.Load() || sent() {
+		t.Fatal("a request inside the gap was not owed")
+	}
+	if !g.signal(3, true) || !sent() {
+		t.Fatal("the urgent request was not sent at once")
+	}
+	if g.owed.Load() {
+		t.Fatal("the owed notification is still owed after the urgent one took it")
+	}
+	g.fire()
+	if sent() {
+		t.Fatal("the gap's timer sent the notification the urgent one took")
+	}
+	if !g.signal(4, true) || !sent() || g.owed.Load() {
+		t.Fatal("an urgent request with nothing owed waited for the gap")
+	}
+	if !g.signal(5, false) || !g.owed.Load() || sent() {
+		t.Fatal("a plain request after the urgent one was not owed")
 	}
 }

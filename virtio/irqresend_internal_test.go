@@ -19,7 +19,7 @@ func resendGap(t *testing.T, features uint64, resend time.Duration) (*irqGap, *s
 	if features != 0 && (g.clock == nil || g.clock.interval != resend) {
 		t.Skip("no timerfd on this system: notifications are not checked")
 	}
-	g.signal(q.Decided())
+	g.signal(q.Decided(), false)
 	<-irq.at
 	return g, irq, host
 }

@@ -122,6 +122,7 @@ type Engine struct {
 	batch    int
 
 	pending int  // completions not yet published
+	urgent  bool // the next flush's notification skips the gap (Urgent)
 	busy    int  // flushes since the engine last waited (see nudgeEvery)
 	dead    bool // the queue broke: nothing more is published
 	timer   *time.Timer
@@ -170,7 +171,7 @@ type EngineConfig struct {
 func (e *Engine) Bind(c EngineConfig) {
 	e.h, e.q, e.kick, e.irq, e.index = c.Handler, c.Queue.Ring, c.Queue.Kick, c.IRQ, c.Index
 	e.stopping, e.stop, e.batch = c.Stopping, c.Stop, max(c.Batch, 1)
-	e.pending, e.dead = 0, false
+	e.pending, e.dead, e.urgent = 0, false, false
 	e.kicks.bind(e.kick)
 	e.gap.bindShared(e.irq, e.index, c.IRQGap, c.IRQResend, e.q, c.clock)
 	e.poll.bind(c.Poll)
@@ -329,11 +330,21 @@ func (e *Engine) Flush() {
 		e.busy = 0
 		nudge()
 	}
-	if e.q.Publish() && e.q.NeedsInterrupt() && e.gap.signal(e.q.Decided()) {
+	urgent := e.urgent
+	e.urgent = false
+	if e.q.Publish() && e.q.NeedsInterrupt() && e.gap.signal(e.q.Decided(), urgent) {
 		e.h.Event(EventInterrupt)
 	}
 	e.publishCounters()
 }
+
+// Urgent has the next flush's notification, if the driver asks for one,
+// sent without waiting for the queue's interrupt gap (EngineConfig.IRQGap),
+// with any notification the gap owes: for a completion the driver may be
+// waiting on to go on (a large transmitted frame, whose completion
+// returns TCP's small-queue budget to its socket). The handler calls it
+// as it completes such a chain.
+func (e *Engine) Urgent() { e.urgent = true }
 
 // BackendIdle is for a Handler whose Next waits for its backend itself
 // instead of returning WaitBackend (virtio/netdev's RX, with a backend

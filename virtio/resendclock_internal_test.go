@@ -60,12 +60,12 @@ func TestResendClockOneCheckPerDevice(t *testing.T) {
 	const step = interval / 10
 	for attempt := 1; ; attempt++ {
 		a, b, irq, _ := sharedPair(t, interval)
-		a.signal(a.q.Decided())
+		a.signal(a.q.Decided(), false)
 		expectSent(t, irq, 0, "queue 0's notification")
 		last, quiet := time.Now(), true
 		for start := last; time.Since(start) < 5*interval && quiet; {
 			time.Sleep(step)
-			b.signal(b.q.Decided())
+			b.signal(b.q.Decided(), false)
 			expectSent(t, irq, 1, "queue 1's notification")
 			// A sleep stretched past the interval on a loaded machine is
 			// a quiet device: a check then is right, and the attempt is
@@ -117,7 +117,7 @@ func TestResendClockOneCheckPerDevice(t *testing.T) {
 // clock does.
 func TestResendClockOfPastActivation(t *testing.T) {
 	a, _, irq, clock := sharedPair(t, time.Hour)
-	a.signal(a.q.Decided())
+	a.signal(a.q.Decided(), false)
 	expectSent(t, irq, 0, "the notification")
 	a.mu.Lock()
 	a.last = a.last.Add(-time.Hour) // sent an interval ago: a check is due
@@ -179,7 +179,7 @@ func TestEnginesShareResendClock(t *testing.T) {
 func TestResendClockNoAllocs(t *testing.T) {
 	a, _, irq, _ := sharedPair(t, time.Hour)
 	n := testing.AllocsPerRun(200, func() {
-		a.signal(a.q.Decided())
+		a.signal(a.q.Decided(), false)
 		<-irq.sent
 	})
 	if n != 0 {

@@ -22,7 +22,7 @@ func TestResendClockRefusedTimer(t *testing.T) {
 	if g.clock != nil {
 		t.Fatalf("bound to clock %p without a timer", g.clock)
 	}
-	g.signal(q.Decided())
+	g.signal(q.Decided(), false)
 	expectSent(t, irq, 0, "the notification")
 	g.bind(irq, 0, 0, time.Millisecond, q) // a Bind without Release
 	g.settle(false)
@@ -51,7 +51,7 @@ func TestResendClockRefusedTimer(t *testing.T) {
 func TestResendClockExpiryBeforeSend(t *testing.T) {
 	const interval = 50 * time.Millisecond
 	a, _, irq, clock := sharedPair(t, interval)
-	a.signal(a.q.Decided())
+	a.signal(a.q.Decided(), false)
 	expectSent(t, irq, 0, "the notification")
 	sent := time.Now()
 	clock.fire() // the expiry read just before the send above

@@ -38,7 +38,7 @@ func netBackendCommand(a *app) *cli.Command {
 			onOff("event-idx", "event-index notification suppression"),
 			&cli.IntFlag{Name: "queues", Usage: fmt.Sprintf("queue pairs, 1 to %d (multiqueue: one TAP queue each)", configs.MaxNetQueues), Value: 1},
 			&cli.StringFlag{Name: "rx-irq-gap", Usage: "least time between two receive interrupts of a queue (0: at once)", Value: "50us"}, // configs.DefaultRxIRQGap, spelled as the README does
-			&cli.StringFlag{Name: "tx-irq-gap", Usage: "least time between two transmit-completion interrupts of a queue (0: at once)", Value: "0"},
+			&cli.StringFlag{Name: "tx-irq-gap", Usage: "least time between two transmit-completion interrupts of a queue, for frames of 256 bytes or less (0: at once; a larger frame's completion goes at once)", Value: "0"},
 			&cli.StringFlag{Name: "irq-resend", Usage: "send a notification again if the frontend still wants it once the device has sent none for this long (UML can lose one; 0: never)", Value: "250us"}, // configs.DefaultBackendIRQResend
 			&cli.StringFlag{Name: "poll", Usage: "busy-poll window of each queue, adaptive, 0 to 1ms: spends CPU for latency (0: off)", Value: "0"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},

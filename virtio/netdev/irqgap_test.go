@@ -36,3 +36,30 @@ func TestIRQGapRange(t *testing.T) {
 		}
 	}
 }
+
+// TestTxIRQGapSmallFramesOnly: the transmit gap holds the completions of
+// small frames (txUrgentFrame bytes or less) only: a second small frame
+// inside the gap gets no interrupt, and a large frame's completion is
+// interrupted at once, taking the owed one with it (TCP's small-queue
+// budget waits for it).
+func TestTxIRQGapSmallFramesOnly(t *testing.T) {
+	irqGapLimit = time.Hour
+	t.Cleanup(func() { irqGapLimit = MaxIRQGap })
+	d, be0 := newDevice(t, Options{TxIRQGap: time.Hour})
+	h := activate(t, d, fMrg, virtiotest.Options{}) // no EVENT_IDX: the driver wants every notification
+	send := func(n, size int) {
+		t.Helper()
+		sendTx(t, h, frame(n, size, 0, 0), nil, false)
+		h.Kick(TxQueue)
+		waitUntil(t, "the frame sent", func() bool { return len(be0.Sent()) == n })
+	}
+	send(1, 60)
+	waitUntil(t, "the first interrupt (at once)", func() bool { return h.IRQ.Count(TxQueue) == 1 })
+	send(2, txUrgentFrame)
+	time.Sleep(50 * time.Millisecond)
+	if n := h.IRQ.Count(TxQueue); n != 1 {
+		t.Fatalf("%d transmit interrupts after a small frame inside the gap, want 1 (the gap holds it)", n)
+	}
+	send(3, txUrgentFrame+1)
+	waitUntil(t, "the large frame's interrupt (at once)", func() bool { return h.IRQ.Count(TxQueue) == 2 })
+}

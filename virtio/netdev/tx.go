@@ -16,6 +16,15 @@ import (
 // and before it waits for the backend.
 const txBatch = 64
 
+// txUrgentFrame is the largest frame (header excluded) whose completion
+// may wait for the transmit queue's interrupt gap (Options.TxIRQGap):
+// acknowledgements and small datagrams. A larger one is TCP data, whose
+// socket may be waiting for its completion (TCP small queues hold a
+// socket to about a millisecond of data in flight below it, counted
+// until the driver frees the frame on the completion), so its
+// notification goes at once (virtio.Engine.Urgent).
+const txUrgentFrame = 256
+
 // tx writes each transmit chain's readable buffers to the backend as one
 // frame, header and all, straight from guest memory. Chains come from
 // PopCached, so a driver that reuses heads (and Linux's cached indirect
@@ -89,6 +98,9 @@ func (t *tx) Chain(c *queue.Chain) virtio.Result {
 		case err == nil:
 			t.dl[cTxPackets]++
 			t.dl[cTxBytes] += uint64(c.ReadLen - HdrLen)
+			if c.ReadLen-HdrLen > txUrgentFrame {
+				t.eng.Urgent()
+			}
 		case t.engines.Stopping():
 			return virtio.Result{Do: virtio.Stop} // not sent: left to whoever resumes the ring
 		case err == unix.EINTR:
