@@ -148,6 +148,13 @@ func disarmTimer(no int) {
 	unix.TimerfdSettime(no, 0, &off, nil)
 }
 
+// timerArmed reports whether the timerfd no has an expiry to come (a
+// one-shot timer that expired has none).
+func timerArmed(no int) bool {
+	var cur unix.ItimerSpec
+	return unix.TimerfdGettime(no, &cur) == nil && (cur.Value.Sec != 0 || cur.Value.Nsec != 0)
+}
+
 // runTimer is a timer's goroutine: at each expiry of tf it calls fire.
 // It ends when tf is closed.
 func runTimer(tf *os.File, fire func()) {
@@ -199,7 +206,8 @@ func (g *irqGap) closeTimers() {
 // urgent request (Engine.Urgent) does not wait for the gap: it is sent
 // at once, and takes an owed notification with it (the owed span's
 // start). It reports whether a notification was sent or newly owed
-// (false: it joined one already owed).
+// (false: it joined one already owed, even when urgent sent it: that one
+// was counted when it was owed).
 func (g *irqGap) signal(from queue.Mark, urgent bool) bool {
 	if g.gap == 0 && g.clock == nil { // set only by bind, on the engine's goroutine
 		g.irq.Signal(g.index)
@@ -209,15 +217,10 @@ func (g *irqGap) signal(from queue.Mark, urgent bool) bool {
 	defer g.mu.Unlock()
 	now := time.Now() // under mu: the gap counts from the last send
 	if g.owed.Load() {
-		if !urgent {
-			return false
+		if urgent {
+			g.sendOwed(now)
 		}
-		// The timer is stopped; an expiry already read finds nothing
-		// owed (fire).
-		g.owed.Store(false)
-		disarmTimer(g.tfdNo)
-		g.send(now, g.from)
-		return true
+		return false
 	}
 	if wait := g.gap - now.Sub(g.last); !urgent && g.gap > 0 && wait > 0 && g.arm(wait) {
 		g.owed.Store(true)
@@ -226,6 +229,38 @@ func (g *irqGap) signal(from queue.Mark, urgent bool) bool {
 	}
 	g.send(now, from)
 	return true
+}
+
+// hurry is an urgent request the driver did not ask about (Engine.Flush):
+// with EVENT_IDX its used_event stays in the span of the notification
+// the gap owes, which it was never sent, so the entries published since
+// are past it. The owed notification goes at once instead of at the
+// gap's end, if the driver still wants it (as fire asks).
+func (g *irqGap) hurry() {
+	if !g.owed.Load() {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.irq == nil || !g.owed.Load() {
+		return
+	}
+	if g.q != nil && !g.stillWants(g.from) {
+		g.owed.Store(false)
+		disarmTimer(g.tfdNo)
+		g.dropped.Add(1)
+		return
+	}
+	g.sendOwed(time.Now())
+}
+
+// sendOwed sends the owed notification before the gap's end and stops
+// the timer (an expiry already read is stale: see fire). Called under mu
+// with a notification owed.
+func (g *irqGap) sendOwed(now time.Time) {
+	g.owed.Store(false)
+	disarmTimer(g.tfdNo)
+	g.send(now, g.from)
 }
 
 // send sends the notification about the span from, and has the resend
@@ -271,10 +306,16 @@ func (g *irqGap) recheck(c *resendClock) {
 // still wants it. One it no longer wants is dropped without counting as
 // sent: the next request goes at once if the gap since the last one sent
 // has passed.
+//
+// An expiry the timer's goroutine read before sendOwed stopped the timer
+// may reach fire after a later request armed it again and owes a new
+// notification: while the timer is still armed the expiry is not that
+// one's, and fire leaves it to the timer (else it would be sent before
+// the gap's end).
 func (g *irqGap) fire() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.irq == nil || !g.owed.Load() {
+	if g.irq == nil || !g.owed.Load() || g.tfd != nil && timerArmed(g.tfdNo) {
 		return
 	}
 	g.owed.Store(false)

@@ -332,8 +332,14 @@ func (e *Engine) Flush() {
 	}
 	urgent := e.urgent
 	e.urgent = false
-	if e.q.Publish() && e.q.NeedsInterrupt() && e.gap.signal(e.q.Decided(), urgent) {
-		e.h.Event(EventInterrupt)
+	if e.q.Publish() {
+		if e.q.NeedsInterrupt() {
+			if e.gap.signal(e.q.Decided(), urgent) {
+				e.h.Event(EventInterrupt)
+			}
+		} else if urgent {
+			e.gap.hurry() // the driver waits on an owed notification (counted when owed)
+		}
 	}
 	e.publishCounters()
 }

@@ -98,9 +98,6 @@ func (t *tx) Chain(c *queue.Chain) virtio.Result {
 		case err == nil:
 			t.dl[cTxPackets]++
 			t.dl[cTxBytes] += uint64(c.ReadLen - HdrLen)
-			if c.ReadLen-HdrLen > txUrgentFrame {
-				t.eng.Urgent()
-			}
 		case t.engines.Stopping():
 			return virtio.Result{Do: virtio.Stop} // not sent: left to whoever resumes the ring
 		case err == unix.EINTR:
@@ -110,6 +107,9 @@ func (t *tx) Chain(c *queue.Chain) virtio.Result {
 			return virtio.Result{Do: virtio.WaitBackend, Activity: virtio.ActivityWaitWritable}
 		default:
 			t.dl[cTxErrors]++ // refused: dropped
+		}
+		if c.ReadLen-HdrLen > txUrgentFrame { // sent or dropped, the driver frees it on the completion
+			t.eng.Urgent()
 		}
 		// Transmit buffers are device-readable only: used length 0.
 		return virtio.Result{Do: virtio.Done}
