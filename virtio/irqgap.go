@@ -51,6 +51,7 @@ type irqGap struct {
 	index int
 	q     *queue.Queue // asked again when the timer fires; nil: never
 	from  queue.Mark   // where the span the owed notification is about began
+	due   time.Time    // when the gap before the owed notification ends
 	last  time.Time    // when the last notification was sent
 	owed  atomic.Bool  // the timer will send a notification (written under mu)
 	// clock checks the last notification sent (nil: none is checked);
@@ -148,13 +149,6 @@ func disarmTimer(no int) {
 	unix.TimerfdSettime(no, 0, &off, nil)
 }
 
-// timerArmed reports whether the timerfd no has an expiry to come (a
-// one-shot timer that expired has none).
-func timerArmed(no int) bool {
-	var cur unix.ItimerSpec
-	return unix.TimerfdGettime(no, &cur) == nil && (cur.Value.Sec != 0 || cur.Value.Nsec != 0)
-}
-
 // runTimer is a timer's goroutine: at each expiry of tf it calls fire.
 // It ends when tf is closed.
 func runTimer(tf *os.File, fire func()) {
@@ -224,7 +218,7 @@ func (g *irqGap) signal(from queue.Mark, urgent bool) bool {
 	}
 	if wait := g.gap - now.Sub(g.last); !urgent && g.gap > 0 && wait > 0 && g.arm(wait) {
 		g.owed.Store(true)
-		g.from = from
+		g.from, g.due = from, now.Add(wait)
 		return true
 	}
 	g.send(now, from)
@@ -309,13 +303,17 @@ func (g *irqGap) recheck(c *resendClock) {
 //
 // An expiry the timer's goroutine read before sendOwed stopped the timer
 // may reach fire after a later request armed it again and owes a new
-// notification: while the timer is still armed the expiry is not that
-// one's, and fire leaves it to the timer (else it would be sent before
-// the gap's end).
+// notification: before that one's gap ends (due) the expiry is not its
+// own, and fire arms the timer for the rest of the gap again (the time it
+// is already armed for) instead of sending it early. (The timer and
+// time.Now both count CLOCK_MONOTONIC: its own expiry is never early.)
 func (g *irqGap) fire() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.irq == nil || !g.owed.Load() || g.tfd != nil && timerArmed(g.tfdNo) {
+	if g.irq == nil || !g.owed.Load() {
+		return
+	}
+	if wait := time.Until(g.due); wait > 0 && g.arm(wait) {
 		return
 	}
 	g.owed.Store(false)
