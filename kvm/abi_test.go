@@ -41,3 +41,43 @@ func TestDecodeIOAPIC(t *testing.T) {
 		t.Fatalf("decoded %+v", st)
 	}
 }
+
+// TestInterruptStateFromKVM reads the dump's interrupt state from a real
+// in-kernel irqchip, where a wrong offset shows (a fresh vCPU's state is
+// mostly zeros, which any offset reads alike): KVM_GET_VCPU_EVENTS always
+// sets KVM_VCPUEVENT_VALID_SHADOW in flags (offset 20), and KVM computes
+// the PPR from the TPR it was given (with nothing in service, PPR = TPR).
+func TestInterruptStateFromKVM(t *testing.T) {
+	tv := newTestVM(t, []byte{0xf4})
+	vm, err := tv.sys.CreateVM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	if err := vm.CreateIRQChip(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := vm.CreateVCPU(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	const validShadow = 0x4 // KVM_VCPUEVENT_VALID_SHADOW
+	if ev, err := v.Events(); err != nil || ev.Flags&validShadow == 0 || ev.IntrInjected != 0 {
+		t.Fatalf("fresh vCPU's events: %+v, %v", ev, err)
+	}
+	l, err := v.LAPIC()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Regs[lapicTPR] = 0x50
+	if err := v.SetLAPIC(l); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = v.LAPIC(); err != nil {
+		t.Fatal(err)
+	}
+	if l.TPR() != 0x50 || l.PPR() != 0x50 || len(l.ISR()) != 0 || len(l.IRR()) != 0 {
+		t.Fatalf("LAPIC after TPR 0x50: tpr %#x ppr %#x isr %#x irr %#x", l.TPR(), l.PPR(), l.ISR(), l.IRR())
+	}
+}
