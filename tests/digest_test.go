@@ -142,7 +142,11 @@ func (d *digest) dumpLine(msg string, at time.Time, f map[string]string) {
 			d.dumps = append(d.dumps, c)
 			c.vcpus[f["vcpu"]] = f
 		}
-	case "dump: IOAPIC":
+	case "dump: IOAPIC": // after the devices, before the vCPUs: first in a machine with no device
+		if len(c.vcpus) > 0 || len(c.stuck) > 0 || c.ioapic != nil {
+			c = newDump(at)
+			d.dumps = append(d.dumps, c)
+		}
 		c.ioapic = f
 	case vmm.VCPUStuckMsg:
 		c.stuck = append(c.stuck, "vcpu"+f["vcpu"])

@@ -274,3 +274,20 @@ func TestDigestInterrupts(t *testing.T) {
 		t.Errorf("a quiet pin, or an empty LAPIC set: %s", ev)
 	}
 }
+
+// TestDigestInterruptsNoDevices: a machine with no virtio device dumps
+// the IOAPIC first; a second dump's IOAPIC line starts that dump, not
+// the one before it (whose vCPUs it would otherwise join, leaving the
+// last dump without one and the earlier one with the later pins).
+func TestDigestInterruptsNoDevices(t *testing.T) {
+	vcpu := `time=2026-12-06T10:00:0%dZ level=WARN msg="dump: vCPU" vcpu=0 rip=0xffffffff81a17a1a interrupts_enabled=true cs=0x10 mp_state=3 io_exits=1 mmio_exits=2 intr_exits=3 lapic_irr=- lapic_isr=- tpr=0x0 ppr=0x0 intr_injected=false intr_nr=0x0 intr_shadow=0`
+	out := strings.Join([]string{
+		`time=2026-12-06T10:00:01Z level=WARN msg="dump: IOAPIC" irr=0x0 pin4=vec=0x24,edge,dest=0x1`,
+		fmt.Sprintf(vcpu, 1),
+		`time=2026-12-06T10:00:05Z level=WARN msg="dump: IOAPIC" irr=0x20 pin5=vec=0x25,edge,dest=0x1`,
+		fmt.Sprintf(vcpu, 5),
+	}, "\n")
+	ev := evidence(out)
+	checkDigestShape(t, ev)
+	wantAll(t, "digest", ev, "2 dumps", "ioapic irr=0x20 pin5 vec=0x25,edge,dest=0x1")
+}
