@@ -186,12 +186,14 @@ for spec in $(echo "$ifs" | tr ',' ' '); do
 		r=''
 		[ $dir = rx ] && r=-R
 		# The host's server refuses a test while it tears the last one down
-		# ("the server is busy"): try again, up to 5 times a second apart.
+		# ("the server is busy", or a reset control connection): a run that
+		# failed before its data connection came up (no "connected to" line)
+		# is tried again, up to 5 times a second apart (as in net-guest.sh).
 		for try in 1 2 3 4 5; do
 			# shellcheck disable=SC2086 # r is an option or nothing
 			/usr/local/bin/iperf3 -c "$host" -p 5201 -t "$secs" -O 1 -f m $r >/tmp/iperf3.out 2>&1
 			rc=$?
-			grep -q 'server is busy' /tmp/iperf3.out && [ $try -lt 5 ] || break
+			[ $rc != 0 ] && ! grep -q ' connected to ' /tmp/iperf3.out && [ $try -lt 5 ] || break
 			sleep 1
 		done
 		mbps=$(awk '/receiver/ { print $(NF - 2) }' /tmp/iperf3.out | tail -n1)

@@ -148,17 +148,20 @@ iperf_run() {
 	name=$1
 	shift
 	# Streamed (--forceflush), so a stall shows where it happened. The host's
-	# iperf3 server takes one test at a time and refuses the next ("the server
-	# is busy") until it has torn the last one down, which a slow host may
-	# not have done when the guest's next run connects: that run is tried
-	# again, up to 5 times a second apart.
+	# iperf3 server takes one test at a time and refuses the next until it has
+	# torn the last one down, which a slow host may not have done when the
+	# guest's next run connects. The refusal reads "the server is busy", or,
+	# when the server closes the control connection before reading the
+	# client's cookie, "Connection reset by peer". A run that failed before
+	# its data connection came up (no "connected to" line) is tried again, up
+	# to 5 times a second apart; one that failed later is not.
 	try=1
 	while :; do
 		{
 			timeout -k 5 $((iperf + 60)) $T/iperf3 -c "$host" -t "$iperf" -f m --forceflush "$@" 2>&1
 			echo $? >/tmp/iperf.rc
 		} | tee /tmp/iperf.out | sed "s/^/NET-IPERF-OUT $name /"
-		grep -q 'server is busy' /tmp/iperf.out && [ $try -lt 5 ] || break
+		[ "$(cat /tmp/iperf.rc)" != 0 ] && ! grep -q ' connected to ' /tmp/iperf.out && [ $try -lt 5 ] || break
 		try=$((try + 1))
 		sleep 1
 	done
