@@ -51,7 +51,6 @@ type irqGap struct {
 	index int
 	q     *queue.Queue // asked again when the timer fires; nil: never
 	from  queue.Mark   // where the span the owed notification is about began
-	due   time.Time    // when the gap before the owed notification ends
 	last  time.Time    // when the last notification was sent
 	owed  atomic.Bool  // the timer will send a notification (written under mu)
 	// clock checks the last notification sent (nil: none is checked);
@@ -212,13 +211,14 @@ func (g *irqGap) signal(from queue.Mark, urgent bool) bool {
 	now := time.Now() // under mu: the gap counts from the last send
 	if g.owed.Load() {
 		if urgent {
-			g.sendOwed(now)
+			g.stopOwed()
+			g.send(now, g.from)
 		}
 		return false
 	}
 	if wait := g.gap - now.Sub(g.last); !urgent && g.gap > 0 && wait > 0 && g.arm(wait) {
 		g.owed.Store(true)
-		g.from, g.due = from, now.Add(wait)
+		g.from = from
 		return true
 	}
 	g.send(now, from)
@@ -239,22 +239,27 @@ func (g *irqGap) hurry() {
 	if g.irq == nil || !g.owed.Load() {
 		return
 	}
+	g.stopOwed()
+	g.sendIfWanted()
+}
+
+// stopOwed ends the owed notification before the gap's end, stopping
+// the timer (an expiry already read is stale: see fire); the caller
+// sends it or drops it. Called under mu with a notification owed.
+func (g *irqGap) stopOwed() {
+	g.owed.Store(false)
+	disarmTimer(g.tfdNo)
+}
+
+// sendIfWanted sends the notification that was owed, about the span
+// g.from, if the driver still wants it; one it no longer wants is counted
+// dropped, not sent. Called under mu.
+func (g *irqGap) sendIfWanted() {
 	if g.q != nil && !g.stillWants(g.from) {
-		g.owed.Store(false)
-		disarmTimer(g.tfdNo)
 		g.dropped.Add(1)
 		return
 	}
-	g.sendOwed(time.Now())
-}
-
-// sendOwed sends the owed notification before the gap's end and stops
-// the timer (an expiry already read is stale: see fire). Called under mu
-// with a notification owed.
-func (g *irqGap) sendOwed(now time.Time) {
-	g.owed.Store(false)
-	disarmTimer(g.tfdNo)
-	g.send(now, g.from)
+	g.send(time.Now(), g.from)
 }
 
 // send sends the notification about the span from, and has the resend
@@ -301,11 +306,12 @@ func (g *irqGap) recheck(c *resendClock) {
 // sent: the next request goes at once if the gap since the last one sent
 // has passed.
 //
-// An expiry the timer's goroutine read before sendOwed stopped the timer
+// An expiry the timer's goroutine read before stopOwed stopped the timer
 // may reach fire after a later request armed it again and owes a new
-// notification: before that one's gap ends (due) the expiry is not its
-// own, and fire arms the timer for the rest of the gap again (the time it
-// is already armed for) instead of sending it early. (The timer and
+// notification: before that one's gap ends (last + gap: last does not
+// change while a notification is owed) the expiry is not its own, and
+// fire arms the timer for the rest of the gap again (the time it is
+// already armed for) instead of sending it early. (The timer and
 // time.Now both count CLOCK_MONOTONIC: its own expiry is never early.)
 func (g *irqGap) fire() {
 	g.mu.Lock()
@@ -313,15 +319,11 @@ func (g *irqGap) fire() {
 	if g.irq == nil || !g.owed.Load() {
 		return
 	}
-	if wait := time.Until(g.due); wait > 0 && g.arm(wait) {
+	if wait := time.Until(g.last.Add(g.gap)); wait > 0 && g.arm(wait) {
 		return
 	}
 	g.owed.Store(false)
-	if g.q != nil && !g.stillWants(g.from) {
-		g.dropped.Add(1)
-		return
-	}
-	g.send(time.Now(), g.from)
+	g.sendIfWanted()
 }
 
 // stillWants asks the queue again about the span from (queue.StillWants), which loads the
