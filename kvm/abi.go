@@ -142,6 +142,14 @@ func (e RedirEntry) RemoteIRR() bool { return e&(1<<14) != 0 }
 // Dest is the destination field (an APIC ID, or a logical set).
 func (e RedirEntry) Dest() uint8 { return uint8(e >> 56) }
 
+// DeliveryMode is the delivery mode field: 0 fixed, 1 lowest priority,
+// 2 SMI, 4 NMI, 5 INIT, 7 ExtINT.
+func (e RedirEntry) DeliveryMode() uint8 { return uint8(e>>8) & 7 }
+
+// LogicalDest reports a logical destination (Dest is then a set of
+// logical APIC IDs); false means physical (an APIC ID).
+func (e RedirEntry) LogicalDest() bool { return e&(1<<11) != 0 }
+
 // irqchipArgs is struct kvm_irqchip: a chip id and a 512-byte state.
 type irqchipArgs struct {
 	ChipID uint32

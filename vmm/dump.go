@@ -205,8 +205,9 @@ func vectorsString(vs []transport.VectorSnapshot) string {
 	return b.String()
 }
 
-// logIOAPIC logs the in-kernel IOAPIC's latched pins and every pin the
-// guest has unmasked: vector, trigger, mask, remote IRR and destination.
+// logIOAPIC logs the in-kernel IOAPIC's latched pins, the pins waiting
+// for an EOI (remote IRR, masked or not) and every pin the guest has
+// unmasked: vector, trigger, mask, remote IRR, delivery and destination.
 // With the vCPUs' LAPIC lines it shows where an interrupt a device raised
 // stopped (a masked pin, a level line waiting for EOI, a vector requested
 // at a LAPIC and never taken).
@@ -219,18 +220,26 @@ func (m *Machine) logIOAPIC(why string) {
 		m.log.Warn(why+": IOAPIC", "err", err)
 		return
 	}
+	m.log.Warn(why+": IOAPIC", ioapicAttrs(&st)...)
+}
+
+// ioapicAttrs is logIOAPIC's line: the latched pins (irr), then each pin
+// that is latched, waits for an EOI or is unmasked.
+func ioapicAttrs(st *kvm.IOAPICState) []any {
 	attrs := []any{"irr", hex(uint64(st.IRR))}
 	for pin, e := range st.RedirTbl {
-		if e.Masked() && st.IRR&(1<<pin) == 0 {
+		if e.Masked() && st.IRR&(1<<pin) == 0 && !e.RemoteIRR() {
 			continue
 		}
 		attrs = append(attrs, "pin"+strconv.Itoa(pin), redirString(e))
 	}
-	m.log.Warn(why+": IOAPIC", attrs...)
+	return attrs
 }
 
 // redirString formats a redirection entry: "vec=0x25,edge,dest=0x1",
-// with ",masked" and ",remote_irr" when set.
+// with ",masked" and ",remote_irr" when set, the delivery mode when it
+// is not fixed (",lowest", ",nmi", ...) and ",logical" for a logical
+// destination.
 func redirString(e kvm.RedirEntry) string {
 	s := "vec=" + hex(uint64(e.Vector()))
 	if e.Level() {
@@ -244,8 +253,18 @@ func redirString(e kvm.RedirEntry) string {
 	if e.RemoteIRR() {
 		s += ",remote_irr"
 	}
+	if m := e.DeliveryMode(); m != 0 {
+		s += "," + deliveryModes[m]
+	}
+	if e.LogicalDest() {
+		s += ",logical"
+	}
 	return s + ",dest=" + hex(uint64(e.Dest()))
 }
+
+// deliveryModes names the IOAPIC's delivery modes (bits 8-10 of a
+// redirection entry; 3 and 6 are reserved).
+var deliveryModes = [8]string{"fixed", "lowest", "smi", "mode3", "nmi", "init", "mode6", "extint"}
 
 // vectorList formats interrupt vectors as "0x22,0x41" ("-" for none).
 func vectorList(v []uint8) string {

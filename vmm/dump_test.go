@@ -2,10 +2,12 @@ package vmm
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 
+	"github.com/flintvm/flint/kvm"
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
 	"github.com/flintvm/flint/virtio/transport"
@@ -167,5 +169,42 @@ func TestLogDeviceState(t *testing.T) {
 	m.logDeviceState("dump")
 	if ft.calls != 1 || b.Len() != 0 {
 		t.Fatalf("dumped after Close: %d snapshots, log:\n%s", ft.calls, b.String())
+	}
+}
+
+// TestRedirString: a redirection entry's fields as the IOAPIC dump line
+// shows them; fixed delivery and a physical destination are not named.
+func TestRedirString(t *testing.T) {
+	for _, c := range []struct {
+		e    uint64
+		want string
+	}{
+		{0x01_000000_0000_0025, "vec=0x25,edge,dest=0x1"},
+		{0x03_000000_0001_c029, "vec=0x29,level,masked,remote_irr,dest=0x3"},
+		{0x0f_000000_0000_0931, "vec=0x31,edge,lowest,logical,dest=0xf"},
+		{0x00_000000_0000_0400, "vec=0x0,edge,nmi,dest=0x0"},
+		{0x00_000000_0000_0700, "vec=0x0,edge,extint,dest=0x0"},
+	} {
+		if got := redirString(kvm.RedirEntry(c.e)); got != c.want {
+			t.Errorf("redirString(%#x) = %q, want %q", c.e, got, c.want)
+		}
+	}
+}
+
+// TestIOAPICAttrs: the dump shows a pin that is latched, one waiting for
+// an EOI (even masked: the guest masks a level pin while it handles it)
+// and one unmasked, and leaves out a masked idle pin.
+func TestIOAPICAttrs(t *testing.T) {
+	var st kvm.IOAPICState
+	for pin := range st.RedirTbl {
+		st.RedirTbl[pin] = kvm.RedirEntry(1<<16 | 0x20 + uint64(pin)) // masked, idle
+	}
+	st.RedirTbl[4] = 0x24           // unmasked
+	st.RedirTbl[9] |= 1<<15 | 1<<14 // masked level pin waiting for EOI
+	st.IRR = 1 << 5                 // pin 5: masked, latched
+	got := fmt.Sprint(ioapicAttrs(&st))
+	want := "[irr 0x20 pin4 vec=0x24,edge,dest=0x0 pin5 vec=0x25,edge,masked,dest=0x0 pin9 vec=0x29,level,masked,remote_irr,dest=0x0]"
+	if got != want {
+		t.Fatalf("ioapicAttrs = %s\nwant          %s", got, want)
 	}
 }
