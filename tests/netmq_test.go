@@ -19,6 +19,7 @@ func flintLogRE(msg string) *regexp.Regexp {
 
 var (
 	flintPairRE     = flintLogRE("virtio-net queue pair")
+	flintPairsRE    = flintLogRE("virtio-net queue pairs")
 	flintCountersRE = flintLogRE("virtio-net counters")
 )
 
@@ -104,6 +105,22 @@ func checkMQ(t reporter, c netCase, m map[string][]netMarker, out string) string
 		}
 		host = append(host, "pair"+p["pair"]+"="+p["rx_packets"]+"/"+p["tx_packets"])
 	}
+	// Each channel change down detached pair 2 behind the TAP's steering
+	// pin, so no frame steered there as it went was dropped with it.
+	if ps := flintLog(out, flintPairsRE); len(ps) == 0 {
+		t.Errorf("no 'virtio-net queue pairs' exit line from flint")
+	} else {
+		p := ps[len(ps)-1]
+		downs := 0
+		if c.againMiB > 0 {
+			downs = 2
+		}
+		n, err := strconv.Atoi(p["shrinks"])
+		if err != nil || n < downs || p["shrinks_pinned"] != p["shrinks"] {
+			t.Errorf("flint: shrinks=%q shrinks_pinned=%q, want at least %d, all pinned", p["shrinks"], p["shrinks_pinned"], downs)
+		}
+		host = append(host, "shrinks="+p["shrinks"]+"/"+p["shrinks_pinned"]+"pinned")
+	}
 	if cs := flintLog(out, flintCountersRE); len(cs) == 0 {
 		t.Errorf("no 'virtio-net counters' exit line from flint")
 	} else {
@@ -144,6 +161,7 @@ NET-GUEST-QSTATS rx_queue_0_packets=900 rx_queue_0_drops=0 rx_queue_0_kicks=3 rx
 time=2026-12-06T12:00:00Z level=INFO msg="virtio-net counters" when=exit tap=tap0 rx_packets=1700 rx_drop_oversize=0 rx_drop_short=0 rx_malformed=0 tx_packets=1300 tx_drop_short=0 tx_errors=0 broken=0
 time=2026-12-06T12:00:00Z level=INFO msg="virtio-net queue pair" when=exit tap=tap0 pair=1 rx_packets=900 rx_bytes=1 tx_packets=700 tx_bytes=1
 time=2026-12-06T12:00:00Z level=INFO msg="virtio-net queue pair" when=exit tap=tap0 pair=2 rx_packets=800 rx_bytes=1 tx_packets=600 tx_bytes=1
+time=2026-12-06T12:00:00Z level=INFO msg="virtio-net queue pairs" when=exit tap=tap0 pairs=2 active=2 shrinks=2 shrinks_pinned=2
 NET-HOST-TAPSTATS rx_packets=1300 tx_packets=1700 rx_errors=0 tx_errors=0 rx_dropped=0 tx_dropped=4
 `
 
@@ -169,6 +187,9 @@ func TestCheckMQ(t *testing.T) {
 		"flint drops":           {"rx_drop_short=0", "rx_drop_short=2"},
 		"flint tx errors":       {"tx_errors=0 broken", "tx_errors=1 broken"},
 		"no counters":           {`msg="virtio-net counters"`, `msg="other"`},
+		"shrink not pinned":     {"shrinks=2 shrinks_pinned=2", "shrinks=2 shrinks_pinned=1"},
+		"too few shrinks":       {"shrinks=2 shrinks_pinned=2", "shrinks=1 shrinks_pinned=1"},
+		"no pairs line":         {`msg="virtio-net queue pairs"`, `msg="virtio-net queue pairz"`},
 		"tap errors":            {"rx_errors=0 tx_errors=0 rx_dropped", "rx_errors=1 tx_errors=0 rx_dropped"},
 		"no tap stats":          {"NET-HOST-TAPSTATS", "NET-HOST-OTHER"},
 		"no queue stats":        {"NET-GUEST-QSTATS", "NET-GUEST-OTHER"},

@@ -253,8 +253,9 @@ func (m *Machine) logNetStats(when string) {
 			m.log.Log(context.Background(), level, "virtio-net queue pair", "when", when, "tap", nd.cfg.TAP, "pair", k+1,
 				"rx_packets", p.RxPackets, "rx_bytes", p.RxBytes, "tx_packets", p.TxPackets, "tx_bytes", p.TxBytes)
 		}
+		shrinks, pinned := nd.dev.Shrinks()
 		m.log.Log(context.Background(), level, "virtio-net queue pairs", "when", when, "tap", nd.cfg.TAP,
-			"pairs", nd.dev.Pairs(), "active", nd.dev.ActivePairs())
+			"pairs", nd.dev.Pairs(), "active", nd.dev.ActivePairs(), "shrinks", shrinks, "shrinks_pinned", pinned)
 	}
 }
 

@@ -28,10 +28,11 @@ const tapQueueOK = "tap queues toggled after the drop"
 // the TAP's owner, group or CAP_NET_ADMIN (tun_not_capable) only when a
 // file attaches by name (TUNSETIFF); TUNSETQUEUE on a file that attached
 // before asks only the LSM. So, in a child that opens the TAP as root
-// and then drops exactly as Enter does, detach then attach works for a
-// TAP it created, for one that existed before (no owner) and for one
-// owned by some other uid, while creating a TAP is refused (the drop
-// took CAP_NET_ADMIN). Should a kernel start checking ownership at
+// and then drops exactly as Enter does, detach then attach (and the
+// steering pin a device puts around a detach, TUNSETSTEERINGEBPF with
+// the program Open loaded) works for a TAP it created, for one that
+// existed before (no owner) and for one owned by some other uid, while
+// creating a TAP is refused (the drop took CAP_NET_ADMIN). Should a kernel start checking ownership at
 // TUNSETQUEUE, this test fails and `--jail` with queues>1 needs the TAP
 // owned by the jail's uid.
 func TestTAPQueuesAfterDrop(t *testing.T) {
@@ -108,6 +109,14 @@ func TestTAPQueuesAfterDropChild(t *testing.T) {
 	// Attached again: a second attach is refused (nothing is detached).
 	if err := tp.Queue(1).SetEnabled(true); !errors.Is(err, unix.EINVAL) {
 		t.Fatalf("attaching an attached queue: %v, want EINVAL", err)
+	}
+	// The steering pin a shrink puts around the detach: its program was
+	// loaded by Open, as root; attaching it (TUNSETSTEERINGEBPF) needs
+	// no privilege.
+	for _, on := range []bool{true, false} {
+		if err := tp.Queue(0).PinToFirst(on); err != nil {
+			t.Fatalf("PinToFirst(%v) as uid %d: %v", on, os.Geteuid(), err)
+		}
 	}
 	fmt.Println(tapQueueOK)
 }

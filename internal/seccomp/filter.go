@@ -142,8 +142,9 @@ type Ioctl struct {
 // RuntimeIoctls are the ioctl requests Flint issues after setup: KVM_RUN,
 // interrupt delivery and routing (MSI-X and BAR changes happen at run
 // time), the SIGUSR1 state dump's reads, the TAP's offloads (set on every
-// feature negotiation) and queue attach/detach (TUNSETQUEUE: a multiqueue
-// device's VQ_PAIRS_SET, at run time), and the console terminal's mode
+// feature negotiation), queue attach/detach and the steering pin around
+// a detach (TUNSETQUEUE, TUNSETSTEERINGEBPF: a multiqueue device's
+// VQ_PAIRS_SET, at run time), and the console terminal's mode
 // (restored on exit).
 // Every other ioctl request is refused; SetupIoctls lists the ones used
 // before the filter is installed.
@@ -163,6 +164,7 @@ var RuntimeIoctls = []Ioctl{
 	{"kvmGetIRQChip", 0xC208AE62},
 	{"TUNSETOFFLOAD", unix.TUNSETOFFLOAD},
 	{"TUNSETQUEUE", unix.TUNSETQUEUE},
+	{"TUNSETSTEERINGEBPF", unix.TUNSETSTEERINGEBPF},
 	{"TCGETS", unix.TCGETS},
 	{"TCSETS", unix.TCSETS},
 }

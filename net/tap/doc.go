@@ -14,7 +14,10 @@
 // file is closed, which includes the Flint process dying. A persistent
 // interface (TUNSETPERSIST) outlives the process until SetPersist(false) and
 // Close, or `ip link del`. Options.Queues > 1 opens IFF_MULTI_QUEUE with one
-// file per queue on the same interface.
+// file per queue on the same interface, and loads a BPF steering program
+// that Queue.PinToFirst attaches (TUNSETSTEERINGEBPF) to steer every frame
+// to the first queue while another is drained and detached
+// (Queue.SetEnabled): Linux drops what is queued on a queue it detaches.
 //
 // Name-based queries (MTU, Flags, Index) go through a control socket that
 // Open creates next to the TAP, so they see the interface's network

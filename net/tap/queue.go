@@ -28,6 +28,7 @@ type Queue struct {
 	name   string
 	index  int
 	closed atomic.Bool // set by Close before the file is closed
+	steer  *steering   // the Tap's, shared by its queues; nil on a single-queue TAP
 
 	rx, tx ioDir
 }

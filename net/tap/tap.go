@@ -80,6 +80,8 @@ type Tap struct {
 	offload Offload
 	ctl     int // AF_INET datagram socket in the TAP's namespace, for SIOC* ioctls
 	closed  bool
+
+	steer *steering // multiqueue only: the program PinToFirst attaches
 }
 
 // Open opens (and, as opts.Mode allows, creates) the TAP interface
@@ -128,6 +130,12 @@ func (t *Tap) open(opts Options, nq int) error {
 	if nq > 1 {
 		flags |= unix.IFF_MULTI_QUEUE
 	}
+	if nq > 1 {
+		// Loaded now, while the process may still load programs; a
+		// failure only leaves PinToFirst unavailable.
+		t.steer = &steering{}
+		t.steer.load()
+	}
 	name := opts.Name
 	for i := range nq {
 		fl := flags
@@ -150,6 +158,7 @@ func (t *Tap) open(opts Options, nq int) error {
 		if err != nil {
 			return fmt.Errorf("tap %q: queue %d: %w", name, i, err)
 		}
+		q.steer = t.steer
 		t.queues = append(t.queues, q)
 	}
 	t.name = name
@@ -241,6 +250,9 @@ func (t *Tap) Close() error {
 		if err := q.Close(); err != nil && first == nil {
 			first = err
 		}
+	}
+	if t.steer != nil {
+		t.steer.close()
 	}
 	if ctl >= 0 {
 		if err := unix.Close(ctl); err != nil && first == nil {

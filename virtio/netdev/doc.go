@@ -26,8 +26,10 @@
 //     (exactly a le16 of 1 to N) attaches the first pairs and detaches
 //     the rest before it is acknowledged, each once nothing waits on it
 //     (Drainer, at most drainWait: a TAP drops what is queued on a queue
-//     it detaches, so the pair's engines deliver it first); a detached
-//     pair's engines keep running. RSS and
+//     it detaches, so the pair's engines deliver it first), with the
+//     host's steering pinned to pair 1 from the drain to the detach
+//     (Pinner: a TAP steering program), so that no frame reaches the
+//     queue in between; a detached pair's engines keep running. RSS and
 //     HASH_REPORT are not offered (RSS_CONFIG and HASH_CONFIG get ERR).
 //     PairStats counts each pair's traffic.
 //   - Mapping the negotiated GUEST_* features onto the backend's receive

@@ -23,13 +23,32 @@ import (
 // also a Drainer, the device waits (at most drainWait) until nothing is
 // queued on it: the pair's RX engine, which reads every queue whenever
 // the guest has buffers, delivers those frames first, while the driver
-// still polls that pair (it waits for VQ_PAIRS_SET's answer). What can
-// still be lost is a frame the host steered there in the moment between
-// the check and the detach, or the frames of a driver that posts no
-// buffers on the pair within drainWait.
+// still polls that pair (it waits for VQ_PAIRS_SET's answer). A frame
+// the host steers there between that check and the detach would still be
+// dropped, so when the first pair's backend is a Pinner the device pins
+// every frame to the first pair for the whole drain and detach (see
+// Pinner). What can still be lost is the frames of a driver that posts no
+// buffers on the pair within drainWait, or, without a pin, a frame
+// steered in that moment.
 type Steerer interface {
 	SetEnabled(enabled bool) error
 }
+
+// Pinner is a first pair's backend that can have the host steer every
+// frame to it for a while: *tap.Queue attaches a steering program that
+// picks the first queue (TUNSETSTEERINGEBPF). PinToFirst acts on the
+// whole interface; a Pinner whose program could not be loaded returns an
+// error and the device detaches without the pin, as before it.
+type Pinner interface {
+	PinToFirst(on bool) error
+}
+
+// pinSettle is how long the device waits after pinning before it trusts
+// Drainer.Pending (a variable for tests): Linux swaps the steering
+// program under RCU without waiting, so a frame whose queue was being
+// picked as the pin went on can still land on the old queue, within
+// microseconds.
+var pinSettle = time.Millisecond
 
 // Drainer is a Steerer that can tell whether frames wait on it
 // (*tap.Queue polls its descriptor).
@@ -53,6 +72,8 @@ type pairSet struct {
 	attached []bool // per pair: its backend gets frames (a new TAP queue is attached)
 	started  int    // pairs whose engines run in this activation
 	active   atomic.Int32
+
+	shrinks, pinnedShrinks atomic.Uint64 // detach rounds that drained; those with the pin on
 }
 
 func (p *pairSet) init(bes []Backend) {
@@ -101,6 +122,10 @@ func (p *pairSet) set(n int) error {
 // that frames always have a queue to go to) and then detaches the rest,
 // each drained first until drained at most (the zero time: not at all).
 // It goes on past an error and returns the first.
+// When it drains, the first pair's backend pins every frame to itself
+// (Pinner) from before the first drain until after the last detach, so
+// that nothing new is steered to a queue between its drain and its
+// detach.
 func (p *pairSet) steer(n int, drained time.Time) error {
 	var errs []error
 	for k := range p.bes {
@@ -108,12 +133,39 @@ func (p *pairSet) steer(n int, drained time.Time) error {
 			errs = append(errs, p.switchPair(k, true, time.Time{}))
 		}
 	}
+	pinned, shrunk := false, false
 	for k := range p.bes {
 		if want := k < n; !want && p.attached[k] {
+			if !shrunk && !drained.IsZero() {
+				shrunk, pinned = true, p.pin(true)
+			}
 			errs = append(errs, p.switchPair(k, false, drained))
 		}
 	}
+	if shrunk {
+		p.shrinks.Add(1)
+	}
+	if pinned {
+		p.pinnedShrinks.Add(1)
+	}
+	if pinned && !p.pin(false) {
+		errs = append(errs, errors.New("queue pair 1: cannot unpin the host's steering"))
+	}
 	return errors.Join(errs...)
+}
+
+// pin turns the first pair's pin on or off and reports whether that
+// worked; after pinning it waits pinSettle. Without a Pinner, or when
+// the pin fails, the drain goes on without it.
+func (p *pairSet) pin(on bool) bool {
+	pn, ok := p.bes[0].(Pinner)
+	if !ok || pn.PinToFirst(on) != nil {
+		return false
+	}
+	if on {
+		time.Sleep(pinSettle)
+	}
+	return true
 }
 
 // switchPair attaches or detaches pair k's backend; a Drainer detached
@@ -145,6 +197,15 @@ func drain(d Drainer, deadline time.Time) {
 // activation, then what its last VQ_PAIRS_SET said (without a control
 // queue, see AllowFrontendControlQueue: the pairs started).
 func (d *Device) ActivePairs() int { return int(d.mq.active.Load()) }
+
+// Shrinks counts the driver's VQ_PAIRS_SET commands that detached
+// pairs (each drains them first), and how many of those had the first
+// pair's pin on for the drain and detach (see Pinner): fewer means a
+// frame steered to a detached pair in that moment could have been
+// dropped.
+func (d *Device) Shrinks() (all, pinned uint64) {
+	return d.mq.shrinks.Load(), d.mq.pinnedShrinks.Load()
+}
 
 // AllowFrontendControlQueue lets a driver negotiate FeatureMQ without
 // FeatureCtrlVQ, which a device refuses otherwise (virtio 1.2 §5.1.3.1).

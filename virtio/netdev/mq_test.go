@@ -26,14 +26,56 @@ var (
 // does (counted in purged), and tells whether frames wait (Drainer).
 type steerFake struct {
 	*fakeBackend
-	mu     sync.Mutex
-	off    bool // detached
-	calls  []bool
-	fail   error
-	purged int
+	pin *pinFake // the interface's, shared by its queues
+
+	mu       sync.Mutex
+	off      bool // detached
+	calls    []bool
+	fail     error
+	purged   int
+	onDetach func() // runs as the detach begins, before the purge (without mu)
+}
+
+// pinFake is the fake TAP's steering program (Pinner, shared by every
+// queue): while on, tapSwitch steers every frame to the first queue.
+type pinFake struct {
+	mu    sync.Mutex
+	on    bool
+	fail  error
+	calls []bool
+}
+
+func (s *steerFake) PinToFirst(on bool) error {
+	p := s.pin
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls = append(p.calls, on)
+	if p.fail != nil {
+		return p.fail
+	}
+	p.on = on
+	return nil
+}
+
+func (p *pinFake) pinned() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.on
+}
+
+func (p *pinFake) history() []bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.calls)
 }
 
 func (s *steerFake) SetEnabled(on bool) error {
+	s.mu.Lock()
+	hook := s.onDetach
+	s.mu.Unlock()
+	if !on && hook != nil {
+		hook()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = append(s.calls, on)
@@ -71,8 +113,13 @@ func (s *steerFake) history() []bool {
 }
 
 // tapSwitch plays the kernel's queue selection: a frame of flow hash
-// goes to attached queue hash mod (number attached).
+// goes to attached queue hash mod (number attached), or to the first
+// queue while the pin is on.
 func tapSwitch(bes []*steerFake, hash int, f []byte) int {
+	if bes[0].pin.pinned() {
+		bes[0].Inject(f)
+		return 0
+	}
 	var on []int
 	for k, b := range bes {
 		if b.attached() {
@@ -89,8 +136,9 @@ func newMQ(tb testing.TB, n int) (*Device, []*steerFake) {
 	tb.Helper()
 	fakes := make([]*steerFake, n)
 	bes := make([]Backend, n)
+	pin := &pinFake{}
 	for k := range fakes {
-		fakes[k] = &steerFake{fakeBackend: newFake()}
+		fakes[k] = &steerFake{fakeBackend: newFake(), pin: pin}
 		bes[k] = fakes[k]
 	}
 	d, err := NewMulti(bes, Options{Features: DefaultFeatures &^ FeatureMAC.Mask()})
@@ -397,6 +445,58 @@ func TestMQShrinkLosesNothing(t *testing.T) {
 	}
 	if len(got) != 30 {
 		t.Fatalf("%d frames received, want 30", len(got))
+	}
+}
+
+// TestMQShrinkPinned: a frame the host steers to pair 2 after its
+// drain, as its TAP queue is being detached, is not dropped with the
+// queue: the first pair's pin (a TAP steering program) sends it to pair
+// 1 instead, and the pin is off again once the answer comes. Without the
+// pin the frame is purged; with a pin that cannot be set, the device
+// still detaches (the old way) and answers OK.
+func TestMQShrinkPinned(t *testing.T) {
+	setDrainWait(t, 10*time.Second)
+	for _, pinFails := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pinFails=%v", pinFails), func(t *testing.T) {
+			d, bes := newMQ(t, 2)
+			h := activate(t, d, fMQ, virtiotest.Options{})
+			if ack := ctrlCmd(t, h, CtrlQueueOf(2), pairsSet(2)...); ack != ctrlOK {
+				t.Fatalf("ack %d", ack)
+			}
+			postOn(t, h, RxQueue, 64)
+			if pinFails {
+				bes[0].pin.fail = unix.EPERM
+			}
+			// A flow that goes to pair 2 when both are attached and
+			// nothing is pinned (hash 1 of two queues).
+			var late int
+			bes[1].onDetach = func() { late = tapSwitch(bes, 1, frame(7, 60, 0, 0)) }
+			if ack := ctrlCmd(t, h, CtrlQueueOf(2), pairsSet(1)...); ack != ctrlOK {
+				t.Fatalf("ack %d", ack)
+			}
+			wantPinned := uint64(1)
+			if pinFails {
+				wantPinned = 0
+			}
+			if all, pinned := d.Shrinks(); all != 1 || pinned != wantPinned {
+				t.Errorf("Shrinks() = %d, %d; want 1, %d", all, pinned, wantPinned)
+			}
+			if pinFails {
+				if late != 1 || bes[1].purgedFrames() != 1 {
+					t.Fatalf("unpinned: late frame on pair %d, %d purged; want pair 2, 1 purged", late+1, bes[1].purgedFrames())
+				}
+				return
+			}
+			if late != 0 || bes[1].purgedFrames() != 0 {
+				t.Fatalf("pinned: late frame on pair %d, %d purged; want pair 1, none purged", late+1, bes[1].purgedFrames())
+			}
+			if got := receiveOn(t, h, RxQueue, 1); !slices.Equal(got, []uint32{7}) {
+				t.Fatalf("pair 1 received %v, want the late frame 7", got)
+			}
+			if hist := bes[0].pin.history(); !slices.Equal(hist, []bool{true, false}) || bes[0].pin.pinned() {
+				t.Fatalf("pin calls %v, pinned %v; want on then off", hist, bes[0].pin.pinned())
+			}
+		})
 	}
 }
 

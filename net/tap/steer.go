@@ -1,0 +1,80 @@
+package tap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoSteering is PinToFirst's error on a TAP whose steering program
+// could not be loaded (a kernel without BPF socket filters, or a process
+// without CAP_BPF or CAP_SYS_ADMIN when Open ran) and on a single-queue
+// TAP, which has no use for one.
+var ErrNoSteering = errors.New("tap: no steering program (needs a multiqueue TAP and BPF_PROG_LOAD when it was opened)")
+
+// steering is a multiqueue TAP's steering program: a BPF socket filter
+// that returns 0 for every frame, which TUNSETSTEERINGEBPF makes the
+// queue choice of every frame the host sends to the interface (the
+// kernel takes its result modulo the queues attached, and the first
+// queue is index 0). It is loaded once, by Open, because loading needs
+// privileges and the bpf system call that the process may lose later
+// (the jail drops capabilities, seccomp refuses bpf); attaching it needs
+// neither.
+type steering struct {
+	mu  sync.Mutex // serialises the ioctl with close, so fd is never a reused number
+	fd  int        // program fd, -1 when not loaded or closed
+	err error      // why it was not loaded
+}
+
+func (s *steering) load() {
+	s.fd, s.err = loadFirstQueueProgram()
+	if s.err != nil {
+		s.fd = -1
+	}
+}
+
+func (s *steering) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fd >= 0 {
+		unix.Close(s.fd)
+		s.fd = -1
+	}
+}
+
+// PinToFirst, on, steers every frame the host sends to the interface to
+// its first queue; off gives the choice back to the kernel's own flow
+// steering. It acts on the whole interface (whichever queue it is called
+// on) and is how a queue is detached without losing frames: Linux drops
+// what is still queued on a queue it detaches (tun_queue_purge), and with
+// the pin on no new frame is steered to it, so once its reader has drained
+// it nothing is left to drop. A frame already being steered when the pin
+// goes on can still land on the old queue: the kernel swaps the program
+// under RCU without waiting for the senders, so wait a moment (a
+// millisecond is ample) before trusting Pending. Call it on the first
+// queue (a detached queue's file is not the interface's). It fails with
+// ErrNoSteering when Open could not load the program.
+func (q *Queue) PinToFirst(on bool) error {
+	s := q.steer
+	if s == nil {
+		return ErrNoSteering
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fd < 0 {
+		if s.err != nil {
+			return fmt.Errorf("%w: %v", ErrNoSteering, s.err)
+		}
+		return os.ErrClosed
+	}
+	prog := -1
+	if on {
+		prog = s.fd
+	}
+	return q.control("ioctl TUNSETSTEERINGEBPF", func(fd int) error {
+		return unix.IoctlSetPointerInt(fd, unix.TUNSETSTEERINGEBPF, prog)
+	})
+}
