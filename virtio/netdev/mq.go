@@ -73,6 +73,8 @@ type pairSet struct {
 	started  int    // pairs whose engines run in this activation
 	active   atomic.Int32
 
+	pinLeft bool // a pin that could not be taken off; steer retries it
+
 	shrinks, pinnedShrinks atomic.Uint64 // detach rounds that drained; those with the pin on
 }
 
@@ -125,9 +127,16 @@ func (p *pairSet) set(n int) error {
 // When it drains, the first pair's backend pins every frame to itself
 // (Pinner) from before the first drain until after the last detach, so
 // that nothing new is steered to a queue between its drain and its
-// detach.
+// detach. A pin that cannot be taken off again is no error of steer's:
+// the pairs are as asked and every frame still reaches pair 1, only not
+// spread over the pairs; answering ERR would make the driver keep
+// using the pairs just detached (a detached TAP queue refuses writes).
+// The next steer (a VQ_PAIRS_SET or an activation) tries again.
 func (p *pairSet) steer(n int, drained time.Time) error {
 	var errs []error
+	if p.pinLeft && p.pin(false) {
+		p.pinLeft = false
+	}
 	for k := range p.bes {
 		if want := k < n; want && !p.attached[k] {
 			errs = append(errs, p.switchPair(k, true, time.Time{}))
@@ -149,7 +158,7 @@ func (p *pairSet) steer(n int, drained time.Time) error {
 		p.pinnedShrinks.Add(1)
 	}
 	if pinned && !p.pin(false) {
-		errs = append(errs, errors.New("queue pair 1: cannot unpin the host's steering"))
+		p.pinLeft = true
 	}
 	return errors.Join(errs...)
 }

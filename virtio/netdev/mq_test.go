@@ -39,10 +39,11 @@ type steerFake struct {
 // pinFake is the fake TAP's steering program (Pinner, shared by every
 // queue): while on, tapSwitch steers every frame to the first queue.
 type pinFake struct {
-	mu    sync.Mutex
-	on    bool
-	fail  error
-	calls []bool
+	mu      sync.Mutex
+	on      bool
+	fail    error
+	failOff error // fail only the calls that take the pin off
+	calls   []bool
 }
 
 func (s *steerFake) PinToFirst(on bool) error {
@@ -52,6 +53,9 @@ func (s *steerFake) PinToFirst(on bool) error {
 	p.calls = append(p.calls, on)
 	if p.fail != nil {
 		return p.fail
+	}
+	if !on && p.failOff != nil {
+		return p.failOff
 	}
 	p.on = on
 	return nil
@@ -497,6 +501,40 @@ func TestMQShrinkPinned(t *testing.T) {
 				t.Fatalf("pin calls %v, pinned %v; want on then off", hist, bes[0].pin.pinned())
 			}
 		})
+	}
+}
+
+// TestMQUnpinFails: a pin that cannot be taken off after the detach
+// does not turn VQ_PAIRS_SET into ERR: the pairs were detached as asked
+// (a driver told ERR would keep sending on them, into detached TAP
+// queues) and every frame still reaches pair 1. The next VQ_PAIRS_SET
+// takes the pin off.
+func TestMQUnpinFails(t *testing.T) {
+	setDrainWait(t, 10*time.Second)
+	d, bes := newMQ(t, 2)
+	h := activate(t, d, fMQ, virtiotest.Options{})
+	if ack := ctrlCmd(t, h, CtrlQueueOf(2), pairsSet(2)...); ack != ctrlOK {
+		t.Fatalf("set 2: ack %d", ack)
+	}
+	pin := bes[0].pin
+	pin.mu.Lock()
+	pin.failOff = unix.EBADF
+	pin.mu.Unlock()
+	if ack := ctrlCmd(t, h, CtrlQueueOf(2), pairsSet(1)...); ack != ctrlOK || d.ActivePairs() != 1 || bes[1].attached() {
+		t.Fatalf("set 1 with the unpin failing: ack %d, %d pairs active, pair 2 attached %v; want OK, 1, false",
+			ack, d.ActivePairs(), bes[1].attached())
+	}
+	if !pin.pinned() {
+		t.Fatal("the pin is off although taking it off failed")
+	}
+	pin.mu.Lock()
+	pin.failOff = nil
+	pin.mu.Unlock()
+	if ack := ctrlCmd(t, h, CtrlQueueOf(2), pairsSet(2)...); ack != ctrlOK || d.ActivePairs() != 2 {
+		t.Fatalf("set 2: ack %d, %d pairs active", ack, d.ActivePairs())
+	}
+	if hist := pin.history(); pin.pinned() || !slices.Equal(hist, []bool{true, false, false}) {
+		t.Fatalf("pin calls %v, pinned %v; want on, off (failed), off and not pinned", hist, pin.pinned())
 	}
 }
 
