@@ -11,8 +11,9 @@ import (
 
 // ErrNoSteering is PinToFirst's error on a TAP whose steering program
 // could not be loaded (a kernel without BPF socket filters, or a process
-// without CAP_BPF or CAP_SYS_ADMIN when Open ran) and on a single-queue
-// TAP, which has no use for one.
+// without CAP_BPF or CAP_SYS_ADMIN when Open ran and
+// kernel.unprivileged_bpf_disabled set, as most distributions ship it)
+// and on a single-queue TAP, which has no use for one.
 var ErrNoSteering = errors.New("tap: no steering program (needs a multiqueue TAP and BPF_PROG_LOAD when it was opened)")
 
 // steering is a multiqueue TAP's steering program: a BPF socket filter
@@ -54,9 +55,11 @@ func (s *steering) close() {
 // it nothing is left to drop. A frame already being steered when the pin
 // goes on can still land on the old queue: the kernel swaps the program
 // under RCU without waiting for the senders, so wait a moment (a
-// millisecond is ample) before trusting Pending. Call it on the first
-// queue (a detached queue's file is not the interface's). It fails with
-// ErrNoSteering when Open could not load the program.
+// millisecond is ample) before trusting Pending. Any of the TAP's queue
+// files will do, even a detached one (TUNSETSTEERINGEBPF acts on the
+// interface the file belongs to); a device calls it on its first queue,
+// which it never detaches. It fails with ErrNoSteering when Open could
+// not load the program.
 func (q *Queue) PinToFirst(on bool) error {
 	s := q.steer
 	if s == nil {

@@ -72,6 +72,19 @@ func TestPinToFirst(t *testing.T) {
 		t.Fatalf("unpinned: %d and %d frames of 64 flows, want both queues used", n0, n1)
 	}
 
+	// The pin is the interface's: a detached queue's file sets it too.
+	if err := qs[1].SetEnabled(false); err != nil {
+		t.Fatal(err)
+	}
+	for _, on := range []bool{true, false} {
+		if err := qs[1].PinToFirst(on); err != nil {
+			t.Fatalf("PinToFirst(%v) on a detached queue: %v", on, err)
+		}
+	}
+	if err := qs[1].SetEnabled(true); err != nil {
+		t.Fatal(err)
+	}
+
 	single := ns.openLink("flt-pin1", 5, Options{})
 	if err := single.tap.Queue(0).PinToFirst(true); !errors.Is(err, ErrNoSteering) {
 		t.Fatalf("single-queue PinToFirst: %v, want ErrNoSteering", err)
