@@ -129,9 +129,10 @@ func (p *pairSet) set(n int) error {
 // that nothing new is steered to a queue between its drain and its
 // detach. A pin that cannot be taken off again is no error of steer's:
 // the pairs are as asked and every frame still reaches pair 1, only not
-// spread over the pairs; answering ERR would make the driver keep
-// using the pairs just detached (a detached TAP queue refuses writes).
-// The next steer (a VQ_PAIRS_SET or an activation) tries again.
+// spread over the pairs; answering ERR would tell the driver that a
+// change that took effect failed (Linux's ethtool -L reports an error
+// and the driver keeps its old pair count, ActivePairs too). The next
+// steer (a VQ_PAIRS_SET or an activation) tries again.
 func (p *pairSet) steer(n int, drained time.Time) error {
 	var errs []error
 	if p.pinLeft && p.pin(false) {

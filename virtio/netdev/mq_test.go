@@ -506,9 +506,8 @@ func TestMQShrinkPinned(t *testing.T) {
 
 // TestMQUnpinFails: a pin that cannot be taken off after the detach
 // does not turn VQ_PAIRS_SET into ERR: the pairs were detached as asked
-// (a driver told ERR would keep sending on them, into detached TAP
-// queues) and every frame still reaches pair 1. The next VQ_PAIRS_SET
-// takes the pin off.
+// (a driver told ERR keeps its old count, as ActivePairs did) and every
+// frame still reaches pair 1. The next VQ_PAIRS_SET takes the pin off.
 func TestMQUnpinFails(t *testing.T) {
 	setDrainWait(t, 10*time.Second)
 	d, bes := newMQ(t, 2)
