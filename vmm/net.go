@@ -23,6 +23,7 @@ var (
 	_ netdev.Backend     = (*tap.Queue)(nil)
 	_ netdev.Steerer     = (*tap.Queue)(nil)
 	_ netdev.Drainer     = (*tap.Queue)(nil) // VQ_PAIRS_SET drains a queue before it detaches it
+	_ netdev.Pinner      = (*tap.Queue)(nil) // ... with every frame steered to pair 1 meanwhile
 	_ netdev.ReadvParker = (*tap.Queue)(nil) // RX reads or parks in one call (else it falls back to TryReadv + WaitReadable)
 )
 
@@ -118,9 +119,20 @@ func (m *Machine) addNetDevice(n configs.NetInterface) error {
 		return err
 	}
 	nd.transport = tr
+	warnNoSteering(m.log, nd.tap)
 	m.log.Info("virtio-net device", "tap", n.TAP, "transport", n.Transport, "mac", net.HardwareAddr(mac[:]).String(),
 		"mtu", n.MTU, "queues", nd.dev.Pairs(), "features", fmt.Sprintf("%#x", netFeatures(n)))
 	return nil
+}
+
+// warnNoSteering logs, for a multiqueue TAP whose steering program could
+// not be loaded, that a pair-count change down can drop the frames the
+// host steers to a queue as it is detached.
+func warnNoSteering(log *slog.Logger, t *tap.Tap) {
+	if err := t.SteeringError(); err != nil {
+		log.Warn("virtio-net: no steering pin for the multiqueue TAP: when the guest uses fewer pairs, frames steered to a queue as it is detached can be dropped",
+			"tap", t.Name(), "err", err)
+	}
 }
 
 // openNetDevice opens (or creates) n's TAP, gives it n's MTU, and builds

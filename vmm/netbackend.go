@@ -26,6 +26,7 @@ func ServeNetBackend(ctx context.Context, socket string, n configs.NetInterface,
 		return fmt.Errorf("tap %s: %w", n.TAP, err)
 	}
 	defer t.Close()
+	warnNoSteering(log, t)
 	// QEMU keeps the control queue and negotiates MQ without CTRL_VQ.
 	dev.AllowFrontendControlQueue()
 	srv, err := vhostuser.New(vhostuser.Config{Device: dev, Log: log})

@@ -54,11 +54,14 @@ func (s *steering) close() {
 // the pin on no new frame is steered to it, so once its reader has drained
 // it nothing is left to drop. A frame already being steered when the pin
 // goes on can still land on the old queue: the kernel swaps the program
-// under RCU without waiting for the senders, so wait a moment (a
-// millisecond is ample) before trusting Pending. Any of the TAP's queue
-// files will do, even a detached one (TUNSETSTEERINGEBPF acts on the
-// interface the file belongs to); a device calls it on its first queue,
-// which it never detaches. It fails with ErrNoSteering when Open could
+// under RCU without waiting for the senders, so PinToFirst(true) waits
+// for an RCU grace period (membarrier) before it returns; a frame that
+// sits in the queue's qdisc (when another CPU was running it) is handed
+// on by the next qdisc run, so wait a moment more (a millisecond is
+// ample) before trusting Pending. Any of the TAP's queue files will do,
+// even a detached one (TUNSETSTEERINGEBPF acts on the interface the file
+// belongs to); a device calls it on its first queue, which it never
+// detaches. It fails with ErrNoSteering when Open could
 // not load the program.
 func (q *Queue) PinToFirst(on bool) error {
 	s := q.steer
@@ -69,7 +72,7 @@ func (q *Queue) PinToFirst(on bool) error {
 	defer s.mu.Unlock()
 	if s.fd < 0 {
 		if s.err != nil {
-			return fmt.Errorf("%w: %v", ErrNoSteering, s.err)
+			return fmt.Errorf("%w: %w", ErrNoSteering, s.err)
 		}
 		return os.ErrClosed
 	}
@@ -77,7 +80,48 @@ func (q *Queue) PinToFirst(on bool) error {
 	if on {
 		prog = s.fd
 	}
-	return q.control("ioctl TUNSETSTEERINGEBPF", func(fd int) error {
+	err := q.control("ioctl TUNSETSTEERINGEBPF", func(fd int) error {
 		return unix.IoctlSetPointerInt(fd, unix.TUNSETSTEERINGEBPF, prog)
 	})
+	if err == nil && on {
+		// Best effort: without it the caller's wait is all there is.
+		waitGracePeriod()
+	}
+	return err
+}
+
+// memBarrierCmdGlobal is MEMBARRIER_CMD_GLOBAL (linux/membarrier.h).
+const memBarrierCmdGlobal = 1
+
+// waitGracePeriod waits until every CPU has left the RCU read-side
+// sections it was in: membarrier(MEMBARRIER_CMD_GLOBAL) runs
+// synchronize_rcu. A sender picks a TAP queue inside one
+// (__dev_queue_xmit), and the frame is on that queue's ring, or in its
+// qdisc, before the section ends. It fails with EINVAL on a nohz_full
+// kernel and ENOSYS on one without membarrier.
+func waitGracePeriod() error {
+	_, _, errno := unix.Syscall(unix.SYS_MEMBARRIER, memBarrierCmdGlobal, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// clearStalePin takes off a steering program the interface kept from an
+// earlier process: Linux keeps it as long as the interface exists, so a
+// persistent TAP whose last user died while pinned would otherwise send
+// every frame to its first queue. Errors are ignored (a kernel without
+// TUNSETSTEERINGEBPF has nothing to clear).
+func clearStalePin(fd int) {
+	unix.IoctlSetPointerInt(fd, unix.TUNSETSTEERINGEBPF, -1)
+}
+
+// SteeringError says why PinToFirst cannot work on a multiqueue TAP (the
+// program could not be loaded at Open), or nil when it can; nil too for
+// a single-queue TAP.
+func (t *Tap) SteeringError() error {
+	if t.steer == nil || t.steer.err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrNoSteering, t.steer.err)
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -96,6 +97,67 @@ func TestPinToFirst(t *testing.T) {
 	l.tap.Close()
 	if err := qs[0].PinToFirst(true); err == nil {
 		t.Fatal("PinToFirst after Close succeeded")
+	}
+}
+
+// TestStalePinCleared: a persistent TAP keeps a steering program after
+// the files that attached it are closed (Linux drops it only with the
+// interface), as when Flint dies while it shrinks; Open takes it off, so
+// the next user's frames are spread over its queues again.
+func TestStalePinCleared(t *testing.T) {
+	ns := enterNetns(t)
+	l := ns.openLink("flt-pinstale", 7, Options{Queues: 2, Persist: true})
+	if err := l.tap.Queue(0).PinToFirst(true); err != nil {
+		t.Fatal(err)
+	}
+	l.tap.Close() // the interface stays, pinned
+	again, err := Open(Options{Name: "flt-pinstale", Mode: OpenExisting, Queues: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		again.SetPersist(false)
+		again.Close()
+	}()
+	c := udpSocket(t, l.hostIP, 0)
+	sendFlows(t, c, l, 64)
+	time.Sleep(50 * time.Millisecond)
+	buf := make([]byte, 2048)
+	if n0, n1 := udpFrames(t, again.Queue(0), buf), udpFrames(t, again.Queue(1), buf); n0+n1 != 64 || n1 == 0 {
+		t.Fatalf("reopened: %d and %d frames of 64 flows; want both queues used (a stale pin sends all to queue 0)", n0, n1)
+	}
+}
+
+// TestNoSteeringWithoutPrivilege: where the steering program cannot be
+// loaded (no CAP_BPF or CAP_SYS_ADMIN, and unprivileged BPF disabled, as
+// Debian ships it), Open still opens the multiqueue TAP, SteeringError
+// says why, and PinToFirst fails with ErrNoSteering (the device then
+// detaches unpinned). The test drops the two capabilities on its own
+// thread, which enterNetns locked and the runtime retires after it.
+func TestNoSteeringWithoutPrivilege(t *testing.T) {
+	ns := enterNetns(t)
+	if b, err := os.ReadFile("/proc/sys/kernel/unprivileged_bpf_disabled"); err != nil || strings.TrimSpace(string(b)) == "0" {
+		t.Skipf("unprivileged BPF is allowed here (%q, %v): the program loads without privilege", b, err)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var caps [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &caps[0]); err != nil {
+		t.Fatal(err)
+	}
+	caps[unix.CAP_SYS_ADMIN/32].Effective &^= 1 << (unix.CAP_SYS_ADMIN % 32)
+	caps[unix.CAP_BPF/32].Effective &^= 1 << (unix.CAP_BPF % 32)
+	if err := unix.Capset(&hdr, &caps[0]); err != nil {
+		t.Fatal(err)
+	}
+	l := ns.openLink("flt-nosteer", 8, Options{Queues: 2})
+	if err := l.tap.SteeringError(); !errors.Is(err, ErrNoSteering) || !errors.Is(err, unix.EPERM) {
+		t.Fatalf("SteeringError() = %v, want ErrNoSteering with EPERM", err)
+	}
+	if err := l.tap.Queue(0).PinToFirst(true); !errors.Is(err, ErrNoSteering) {
+		t.Fatalf("PinToFirst(true) = %v, want ErrNoSteering", err)
+	}
+	if err := l.tap.Queue(1).SetEnabled(false); err != nil {
+		t.Fatalf("detaching without the pin: %v", err)
 	}
 }
 

@@ -38,10 +38,13 @@ type progLoadAttr struct {
 	progName    [16]byte
 }
 
-// firstQueueInsns is the steering program: r0 = 0; exit.
-var firstQueueInsns = [2]uint64{
-	0x00000000_0000_00_b7, // BPF_ALU64|BPF_MOV|BPF_K, dst r0, imm 0
-	0x00000000_0000_00_95, // BPF_JMP|BPF_EXIT
+// firstQueueInsns is the steering program: r0 = 0; exit. Two struct
+// bpf_insn of 8 bytes (opcode, registers, 16-bit offset, 32-bit
+// immediate): only the opcode bytes are not zero, so the bytes are the
+// same on either byte order.
+var firstQueueInsns = [16]byte{
+	0: 0xb7, // BPF_ALU64|BPF_MOV|BPF_K, dst r0, imm 0
+	8: 0x95, // BPF_JMP|BPF_EXIT
 }
 
 // bpfLicense is the empty license string: the program calls no helper,
@@ -51,7 +54,7 @@ var bpfLicense = [1]byte{0}
 func loadFirstQueueProgram() (int, error) {
 	attr := progLoadAttr{
 		progType: unix.BPF_PROG_TYPE_SOCKET_FILTER,
-		insnCnt:  uint32(len(firstQueueInsns)),
+		insnCnt:  uint32(len(firstQueueInsns) / 8),
 		insns:    uint64(uintptr(unsafe.Pointer(&firstQueueInsns[0]))),
 		license:  uint64(uintptr(unsafe.Pointer(&bpfLicense[0]))),
 	}

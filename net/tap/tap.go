@@ -148,6 +148,9 @@ func (t *Tap) open(opts Options, nq int) error {
 		}
 		name = got // later queues attach to the name the kernel chose
 		if i == 0 {
+			if nq > 1 {
+				clearStalePin(fd)
+			}
 			if err := configure(fd); err != nil {
 				unix.Close(fd)
 				return fmt.Errorf("tap %q: %w", name, err)

@@ -44,10 +44,14 @@ type Pinner interface {
 }
 
 // pinSettle is how long the device waits after pinning before it trusts
-// Drainer.Pending (a variable for tests): Linux swaps the steering
+// Drainer.Pending (a variable for tests). Linux swaps the steering
 // program under RCU without waiting, so a frame whose queue was being
-// picked as the pin went on can still land on the old queue, within
-// microseconds.
+// picked as the pin went on can still land on the old queue; the TAP's
+// PinToFirst waits out an RCU grace period for those, and this margin
+// is for a frame that waits in the old queue's qdisc for the next qdisc
+// run, within microseconds as a rule. A sender descheduled for longer
+// (a nested host's vCPU) can still be late: the pin makes a loss
+// unlikely, not impossible.
 var pinSettle = time.Millisecond
 
 // Drainer is a Steerer that can tell whether frames wait on it
