@@ -29,7 +29,8 @@ type memTable struct {
 // mapMemTable maps each region from its fd. The fds stay owned by the
 // caller (a mapping outlives its fd). Each fd must be a regular file
 // (memfd, tmpfs, hugetlbfs) at least mmap_offset+size long: mapping past
-// the end of a file would turn the device's first access into SIGBUS.
+// the end of a file would turn the device's first access into SIGBUS. A
+// file on FUSE or a network file system is refused (see waitingFS).
 func mapMemTable(descs []memRegionDesc, fds []int) (*memTable, error) {
 	t := &memTable{}
 	hosts := make([]mem.Region, 0, len(descs))
@@ -43,6 +44,15 @@ func mapMemTable(descs []memRegionDesc, fds []int) (*memTable, error) {
 		if st.Mode&unix.S_IFMT != unix.S_IFREG {
 			t.close()
 			return nil, fmt.Errorf("SET_MEM_TABLE: region %d: fd is not a regular file or memfd (mode %#o)", i, st.Mode)
+		}
+		var fs unix.Statfs_t
+		if err := unix.Fstatfs(fds[i], &fs); err != nil {
+			t.close()
+			return nil, fmt.Errorf("SET_MEM_TABLE: region %d: fstatfs: %w", i, err)
+		}
+		if name := waitingFS(fs.Type); name != "" {
+			t.close()
+			return nil, fmt.Errorf("SET_MEM_TABLE: region %d: the file is on %s, where a page fault waits for a server: use a memfd, tmpfs or hugetlbfs", i, name)
 		}
 		if st.Size < 0 || uint64(st.Size) < d.MmapOffset+d.Size {
 			t.close()
@@ -73,6 +83,38 @@ func mapMemTable(descs []memRegionDesc, fds []int) (*memTable, error) {
 	}
 	t.m = m
 	return t, nil
+}
+
+// waitingFS names the file systems whose page faults wait for another
+// process or another machine: FUSE (whose server may be the frontend
+// itself, which then never answers: the device goroutine that touched
+// the page would hang holding the process's mmap lock, and with it every
+// goroutine that maps memory) and the network file systems. "" for any
+// other (tmpfs, which holds memfds, hugetlbfs, local disks).
+//
+// The fstat and fstatfs that lead here ask a FUSE server too. One that
+// does not answer them stalls only the session's goroutine, which holds
+// no lock, as a frontend that stops sending requests would: the backend
+// serves one frontend at a time either way, and the calls fail once the
+// server (the frontend's process) goes away.
+func waitingFS(magic int64) string {
+	switch uint32(magic) {
+	case unix.FUSE_SUPER_MAGIC:
+		return "FUSE"
+	case unix.NFS_SUPER_MAGIC:
+		return "NFS"
+	case unix.CIFS_SUPER_MAGIC, unix.SMB2_SUPER_MAGIC, unix.SMB_SUPER_MAGIC:
+		return "SMB"
+	case unix.V9FS_MAGIC:
+		return "9p"
+	case unix.CEPH_SUPER_MAGIC:
+		return "Ceph"
+	case unix.AFS_FS_MAGIC, unix.AFS_SUPER_MAGIC:
+		return "AFS"
+	case unix.CODA_SUPER_MAGIC:
+		return "Coda"
+	}
+	return ""
 }
 
 // close unmaps every region. Nothing may use the table afterwards: the
