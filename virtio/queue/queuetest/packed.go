@@ -74,7 +74,23 @@ type pendingHead struct {
 }
 
 // NewPacked builds the fake memory and an empty packed ring.
-func NewPacked(cfg Config) (*PackedDriver, error) {
+func NewPacked(cfg Config) (*PackedDriver, error) { return newPacked(cfg, nil, nil) }
+
+// NewPackedIn lays an empty packed ring and its data area out in ram,
+// memory the caller owns (shared with a device elsewhere, as a
+// vhost-user frontend's memfd): ram backs guest addresses
+// [cfg.MemBase, cfg.MemBase+len(ram)) of m. The areas go at the start of
+// ram unless placed; the data area runs from after them to the end of
+// ram (cfg.MemSize and DataSize are ignored). The ring and data area
+// must fit in ram.
+func NewPackedIn(cfg Config, m *mem.Memory, ram []byte) (*PackedDriver, error) {
+	if m == nil || len(ram) == 0 || cfg.MemBase == 0 {
+		return nil, fmt.Errorf("queuetest: NewPackedIn needs memory, its RAM and MemBase")
+	}
+	return newPacked(cfg, m, ram)
+}
+
+func newPacked(cfg Config, m *mem.Memory, ram []byte) (*PackedDriver, error) {
 	if cfg.Size == 0 {
 		cfg.Size = 256
 	}
@@ -99,11 +115,19 @@ func NewPacked(cfg Config) (*PackedDriver, error) {
 		cfg.UsedAddr = cfg.AvailAddr + 4
 	}
 	data := (max(cfg.DescAddr+16*n, cfg.AvailAddr+4, cfg.UsedAddr+4) + 63) &^ 63
-	cfg.MemSize = data - cfg.MemBase + cfg.DataSize
-	ram := make([]byte, cfg.MemSize)
-	m, err := mem.FromRegions(mem.NewRegion(cfg.MemBase, ram))
-	if err != nil {
-		return nil, err
+	if m == nil {
+		cfg.MemSize = data - cfg.MemBase + cfg.DataSize
+		ram = make([]byte, cfg.MemSize)
+		var err error
+		if m, err = mem.FromRegions(mem.NewRegion(cfg.MemBase, ram)); err != nil {
+			return nil, err
+		}
+	} else {
+		cfg.MemSize = uint64(len(ram))
+		if data > cfg.MemBase+cfg.MemSize || data < cfg.MemBase {
+			return nil, fmt.Errorf("queuetest: packed ring of %d slots does not fit %d bytes at %#x", cfg.Size, len(ram), cfg.MemBase)
+		}
+		cfg.DataSize = cfg.MemBase + cfg.MemSize - data
 	}
 	d := &PackedDriver{Mem: m, RAM: ram, cfg: cfg, availPos: 1 << 15, usedPos: 1 << 15, kickedAt: 1 << 15}
 	d.kickedAt = d.availPos

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/flintvm/flint/mem"
 	"github.com/flintvm/flint/virtio/queue"
 	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 )
@@ -64,5 +65,60 @@ func TestAllocatorRecyclesAndFills(t *testing.T) {
 	}
 	if _, err := d.Add(qt.W(1), qt.W(1), qt.W(1), qt.W(1), qt.W(1)); err == nil {
 		t.Fatal("more buffers than descriptors accepted")
+	}
+}
+
+// TestNewPackedIn: a packed ring laid out in caller-provided RAM (a
+// window of a larger memory, as a vhost-user frontend's memfd) keeps its
+// ring and buffers inside that window, which the device reads and writes
+// through the caller's memory.
+func TestNewPackedIn(t *testing.T) {
+	const base, off, size = 1 << 20, 8192, 4096
+	host := make([]byte, 64<<10)
+	m, err := mem.FromRegions(mem.NewRegion(base, host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ram := host[off : off+size]
+	d, err := qt.NewPackedIn(qt.Config{Size: 4, MemBase: base + off}, m, ram)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := d.Config(); c.DescAddr != base+off || c.MemSize != size || c.DataSize == 0 || c.UsedAddr+4 > base+off+size {
+		t.Fatalf("layout %+v", c)
+	}
+	q := d.MustQueue(t)
+	for i := range 6 { // two slots each: wraps the 4-slot ring three times
+		if _, err := d.Add(qt.R([]byte{byte(i)}), qt.W(8)); err != nil {
+			t.Fatal(err)
+		}
+		d.Kick()
+		var c queue.Chain
+		if ok, err := q.Pop(&c); !ok || err != nil || c.Readable[0][0] != byte(i) {
+			t.Fatalf("pop %d: %v %v", i, ok, err)
+		}
+		c.WriteAt([]byte("reply"), 0)
+		q.Push(c.Head, 5)
+		q.Publish()
+		u, ok := d.Used()
+		if !ok || !bytes.Equal(d.Written(u), []byte("reply")) {
+			t.Fatalf("used %d: %+v", i, u)
+		}
+		if a := u.Bufs[1].Addr; a < base+off || a+8 > base+off+size {
+			t.Fatalf("buffer %#x outside the caller's RAM", a)
+		}
+	}
+	// 12 slots: three wraps, slot 0 with wrap counter 0.
+	if d.AvailPos() != 0 || d.UsedPos() != 0 || q.NextAvail() != 0 || q.NextUsed() != 0 {
+		t.Fatalf("positions %#x/%#x, queue %#x/%#x", d.AvailPos(), d.UsedPos(), q.NextAvail(), q.NextUsed())
+	}
+	if d.Alloc(size) != 0 {
+		t.Fatal("data area runs past the caller's RAM")
+	}
+	if bytes.Count(host[:off], []byte{0}) != off || bytes.Count(host[off+size:], []byte{0}) != len(host)-off-size {
+		t.Fatal("wrote outside the caller's RAM")
+	}
+	if _, err := qt.NewPackedIn(qt.Config{Size: 512, MemBase: base + off}, m, ram); err == nil {
+		t.Fatal("a ring larger than the RAM accepted")
 	}
 }
