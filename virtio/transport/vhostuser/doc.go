@@ -34,7 +34,7 @@
 //     UML 6.1 keep the bit and send it; frontends that drop the bit
 //     never do).
 //     When every ring the frontend programmed is started and enabled, the
-//     transport builds one queue.Queue per ring (avail index from
+//     transport builds one queue.Queue per ring (split: avail index from
 //     SET_VRING_BASE, used index read from the ring's used->idx),
 //     validates it against memory, calls Device.AckFeatures and
 //     Device.Activate. A device that refuses the set (a required queue
@@ -43,6 +43,18 @@
 //     while the device runs without it, quiesces the device
 //     (Device.Reset), saves each ring's next avail index and restarts it;
 //     GET_VRING_BASE replies with that index.
+//   - Packed rings (VIRTIO_F_RING_PACKED), offered only when the device
+//     offers them (net-backend: --packed on; off by default, as UML
+//     negotiates them and then breaks them with SET_VRING_BASE 0, wrap
+//     counter 0). SET_VRING_ADDR's avail and used addresses are then
+//     the driver and device event suppression areas (4 bytes each), and
+//     the base is two ring positions: bits 0-14 the next avail slot, bit
+//     15 its wrap counter, bits 16-31 the same for used (QEMU sends and
+//     expects both; a fresh ring is 0x80008000). A base whose upper 16
+//     bits are 0 means used = avail (DPDK-style frontends send the avail
+//     half only, for a quiescent ring). A packed ring has no used index
+//     in memory, so quiescing saves both positions, and GET_VRING_BASE
+//     replies avail | used<<16.
 //   - The device's virtio.Interrupt (irq.go): Signal writes 8 bytes to
 //     the ring's call fd (an eventfd, or the write end of UML's pipe)
 //     without allocating or locking; SignalConfig sends

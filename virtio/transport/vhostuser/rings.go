@@ -5,7 +5,9 @@ package vhostuser
 // activated with them (rings it disabled are left out); any change to a
 // running ring, to the set of enabled rings, the memory table or the
 // features first quiesces it (Device.Reset), saving each ring's next
-// avail index, and restarts it afterwards.
+// avail index (and, for a packed ring, its next used position), and
+// restarts it afterwards. Split and packed (VIRTIO_F_RING_PACKED) rings
+// are both served.
 
 import (
 	"fmt"
@@ -32,11 +34,23 @@ type ring struct {
 	num     uint16 // SET_VRING_NUM; 0: not set (the maximum)
 	addr    vringAddr
 	addrSet bool
-	base    uint16   // next avail index to start from
+	base    uint16   // next avail index (packed: avail position) to start from
+	used    uint16   // packed: next used position, if usedSet (else = base)
+	usedSet bool     // packed: used was given (SET_VRING_BASE's upper half) or saved
 	kick    *os.File // non-nil: the ring is started
 	enabled bool     // SET_VRING_ENABLE (matters with PROTOCOL_FEATURES)
 	call    atomic.Int64
 	errFD   int
+}
+
+// usedPos is a packed ring's next used position: the one SET_VRING_BASE
+// gave or quiesce saved, else (a DPDK-style base of the avail half only,
+// on a quiescent ring) the avail position.
+func (r *ring) usedPos() uint16 {
+	if r.usedSet {
+		return r.used
+	}
+	return r.base
 }
 
 // programmed reports whether the frontend set this ring up (addresses or
@@ -57,7 +71,9 @@ func (s *session) protocolNegotiated() bool { return s.features&(1<<FeatureProto
 
 // quiesce stops the device if it runs: Device.Reset (which waits for the
 // device's goroutines), then each running ring's next avail index is
-// saved as its base and its queue reset, and the retired call fds are
+// saved as its base (for a packed ring its next used position too: it
+// has no used index in memory to re-read at restart, as a split ring's
+// used->idx is) and its queue reset, and the retired call fds are
 // closed. Rings keep their started/enabled state, so tryActivate resumes
 // them where they stopped.
 func (s *session) quiesce() {
@@ -71,6 +87,7 @@ func (s *session) quiesce() {
 		r := &s.rings[i]
 		if r.q.Ready() {
 			r.base = r.q.NextAvail()
+			r.used, r.usedSet = r.q.NextUsed(), r.q.Packed()
 		}
 		r.q.Reset()
 	}
@@ -222,9 +239,14 @@ func (s *session) resetQueues() {
 }
 
 // setupQueue programs ring i's queue: guest-physical addresses translated
-// from the frontend's user addresses (each whole ring inside one region),
-// size, ring features, the avail index to start from and the used index
-// the ring's used->idx holds now, then validates it against memory.
+// from the frontend's user addresses (each whole area inside one
+// region), size, ring features and the positions to start from, then
+// validates it against memory. A split ring has a descriptor table,
+// avail and used rings; it starts at the base's avail index and the used
+// index its used->idx holds now. A packed ring (RING_PACKED negotiated)
+// has a descriptor ring and, at SET_VRING_ADDR's avail and used
+// addresses, the driver and device event suppression areas (4 bytes
+// each); it starts at the base's avail and used positions.
 func (s *session) setupQueue(i int, neg uint64) error {
 	r := &s.rings[i]
 	n := r.num
@@ -233,9 +255,14 @@ func (s *session) setupQueue(i int, neg uint64) error {
 	}
 	q := r.q
 	q.Reset()
+	packed := virtio.Has(neg, virtio.FeatureRingPacked)
+	availBytes, usedBytes := queue.AvailRingBytes(n), queue.UsedRingBytes(n)
+	if packed {
+		availBytes, usedBytes = queue.PackedEventBytes, queue.PackedEventBytes
+	}
 	desc, ok1 := s.mem.userToGuest(r.addr.Desc, queue.DescTableBytes(n))
-	avail, ok2 := s.mem.userToGuest(r.addr.Avail, queue.AvailRingBytes(n))
-	used, ok3 := s.mem.userToGuest(r.addr.Used, queue.UsedRingBytes(n))
+	avail, ok2 := s.mem.userToGuest(r.addr.Avail, availBytes)
+	used, ok3 := s.mem.userToGuest(r.addr.Used, usedBytes)
 	if !ok1 || !ok2 || !ok3 {
 		return fmt.Errorf("ring %d (size %d): desc %#x, avail %#x or used %#x is not inside the memory table",
 			i, n, r.addr.Desc, r.addr.Avail, r.addr.Used)
@@ -249,12 +276,17 @@ func (s *session) setupQueue(i int, neg uint64) error {
 	if err := q.SetFeatures(neg); err != nil {
 		return fmt.Errorf("ring %d: %w", i, err)
 	}
-	usedIdx, err := s.mem.m.ReadU16(used + 2)
-	if err != nil {
-		return fmt.Errorf("ring %d: used index: %w", i, err)
+	if packed {
+		q.SetNextAvail(r.base)
+		q.SetNextUsed(r.usedPos())
+	} else {
+		usedIdx, err := s.mem.m.ReadU16(used + 2)
+		if err != nil {
+			return fmt.Errorf("ring %d: used index: %w", i, err)
+		}
+		q.SetNextAvail(r.base)
+		q.SetNextUsed(usedIdx)
 	}
-	q.SetNextAvail(r.base)
-	q.SetNextUsed(usedIdx)
 	if err := q.Validate(s.mem.m); err != nil {
 		return fmt.Errorf("ring %d: %w", i, err)
 	}

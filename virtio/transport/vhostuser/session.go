@@ -197,17 +197,18 @@ func (s *session) dispatch(m *message) error {
 	return fmt.Errorf("%v: %w", m.hdr.Request, errUnknown) // checkSize let it through: a bug
 }
 
-// offered is what the backend offers the frontend: the device's features
-// less VIRTIO_F_RING_PACKED. The ring setup here (ring addresses,
-// SET/GET_VRING_BASE, the used index read at start) is split-ring only,
-// and UML, the frontend this backend serves, negotiates packed rings and
-// then breaks them (SET_VRING_BASE 0: wrap counter 0).
-func (s *session) offered() uint64 { return s.dev.Features() &^ virtio.FeatureRingPacked.Mask() }
+// offered is what the backend offers the frontend: the device's
+// features. VIRTIO_F_RING_PACKED among them only when the device offers
+// it (net-backend: --packed on, off by default, since UML negotiates
+// packed rings and then breaks them: SET_VRING_BASE 0, wrap counter 0).
+func (s *session) offered() uint64 { return s.dev.Features() }
+
+// packed reports whether the last SET_FEATURES negotiated packed rings.
+func (s *session) packed() bool {
+	return s.featuresSet && virtio.Has(s.features, virtio.FeatureRingPacked)
+}
 
 func (s *session) setFeatures(v uint64) error {
-	if virtio.Has(v, virtio.FeatureRingPacked) {
-		return fmt.Errorf("SET_FEATURES %#x: VIRTIO_F_RING_PACKED is not supported over vhost-user (split rings only)", v)
-	}
 	offered := s.offered()
 	if extra := v &^ (offered | 1<<FeatureProtocolFeatures); extra != 0 {
 		return fmt.Errorf("SET_FEATURES %#x: %#x were not offered", v, extra)
@@ -257,15 +258,23 @@ func (s *session) vringState(req Request, st vringState) error {
 		s.reprogram(r, st.Index, req)
 		r.num = uint16(st.Num)
 	case ReqSetVringBase:
-		if st.Num > 0xffff {
+		// Split: the next avail index. Packed (vhost-user spec): bits
+		// 0-14 the next avail slot, bit 15 the avail wrap counter, bits
+		// 16-30 the next used slot, bit 31 the used wrap counter, as
+		// QEMU sends them (a fresh ring: 0x80008000). Upper 16 bits of 0
+		// mean used = avail: DPDK-style frontends send the avail half
+		// only, for a quiescent ring. (A used position of slot 0, wrap
+		// 0 with avail elsewhere cannot be told from that; it is read
+		// as used = avail too.)
+		if st.Num > 0xffff && !s.packed() {
 			return fmt.Errorf("SET_VRING_BASE: ring %d base %#x does not fit a split ring index", st.Index, st.Num)
 		}
 		s.reprogram(r, st.Index, req)
-		r.base = uint16(st.Num)
+		r.base, r.used, r.usedSet = uint16(st.Num), uint16(st.Num>>16), st.Num>>16 != 0
 	case ReqGetVringBase:
 		s.stopRing(int(st.Index))
 		var b [stateSize]byte
-		encodeState(b[:], vringState{Index: st.Index, Num: uint32(r.base)})
+		encodeState(b[:], vringState{Index: st.Index, Num: s.vringBase(r)})
 		return s.reply(req, b[:])
 	case ReqSetVringEnable:
 		if st.Num > 1 {
@@ -277,6 +286,16 @@ func (s *session) vringState(req Request, st vringState) error {
 		return s.tryActivate()
 	}
 	return nil
+}
+
+// vringBase is GET_VRING_BASE's answer for a stopped ring: split, the
+// next avail index; packed, the next avail position | the next used
+// position<<16 (each slot | wrap counter<<15).
+func (s *session) vringBase(r *ring) uint32 {
+	if s.packed() {
+		return uint32(r.base) | uint32(r.usedPos())<<16
+	}
+	return uint32(r.base)
 }
 
 // reprogram stops a started ring before its size, addresses or base
