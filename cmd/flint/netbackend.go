@@ -25,7 +25,7 @@ func netBackendCommand(a *app) *cli.Command {
 	return &cli.Command{
 		Name:      "net-backend",
 		Usage:     "serve Flint's virtio-net device bridged to a TAP to a vhost-user frontend",
-		UsageText: "flint net-backend --socket PATH --tap NAME [--mac MAC] [--mtu N] [--mrg-rxbuf on|off] [--tso on|off] [--indirect on|off] [--event-idx on|off] [--queues N] [--rx-irq-gap D] [--tx-irq-gap D] [--irq-resend D] [--poll D]",
+		UsageText: "flint net-backend --socket PATH --tap NAME [--mac MAC] [--mtu N] [--mrg-rxbuf on|off] [--tso on|off] [--indirect on|off] [--event-idx on|off] [--packed on|off] [--queues N] [--rx-irq-gap D] [--tx-irq-gap D] [--irq-resend D] [--poll D]",
 		Flags: append([]cli.Flag{
 			// Required by hand, in Action: urfave/cli would print the usage text.
 			&cli.StringFlag{Name: "socket", Usage: "unix socket to listen on (required)"},
@@ -36,6 +36,9 @@ func netBackendCommand(a *app) *cli.Command {
 			onOff("tso", "TCP segmentation offload both ways"),
 			onOff("indirect", "indirect descriptors"),
 			onOff("event-idx", "event-index notification suppression"),
+			// Off by default: UML negotiates packed rings and then breaks
+			// them (SET_VRING_BASE 0, wrap counter 0).
+			&cli.StringFlag{Name: "packed", Usage: "offer packed virtqueues (on|off; UML's frontend breaks them)", Value: "off"},
 			&cli.IntFlag{Name: "queues", Usage: fmt.Sprintf("queue pairs, 1 to %d (multiqueue: one TAP queue each)", configs.MaxNetQueues), Value: 1},
 			&cli.StringFlag{Name: "rx-irq-gap", Usage: "least time between two receive interrupts of a queue (0: at once)", Value: "50us"}, // configs.DefaultRxIRQGap, spelled as the README does
 			&cli.StringFlag{Name: "tx-irq-gap", Usage: "least time between two transmit-completion interrupts of a queue, for frames of 256 bytes or less (0: at once; a larger frame's completion goes at once)", Value: "0"},
@@ -52,20 +55,9 @@ func netBackendCommand(a *app) *cli.Command {
 					return usagef("net-backend: --%s is required", f)
 				}
 			}
-			spec := []string{fmt.Sprintf("mtu=%d", c.Int("mtu")), fmt.Sprintf("queues=%d", c.Int("queues"))}
-			for flag, key := range map[string]string{"tap": "tap", "mac": "mac", "mrg-rxbuf": "mrg_rxbuf", "tso": "tso", "indirect": "indirect",
-				"event-idx": "event_idx", "rx-irq-gap": "rx_irq_gap", "tx-irq-gap": "tx_irq_gap", "irq-resend": "irq_resend", "poll": "poll"} {
-				v := c.String(flag)
-				if strings.Contains(v, ",") { // one field of the spec, not more keys
-					return usagef("net-backend: --%s %q: a comma is not allowed", flag, v)
-				}
-				if v != "" || flag != "mac" { // no --mac: derived from the TAP name
-					spec = append(spec, key+"="+v)
-				}
-			}
-			n, err := configs.ParseNetFlag(strings.Join(spec, ","))
+			n, err := netBackendInterface(c)
 			if err != nil {
-				return usageError{strings.Replace(err.Error(), "--net", "net-backend", 1)}
+				return err
 			}
 			level, err := parseLevel(c.String("log-level"))
 			if err != nil {
@@ -88,4 +80,27 @@ func netBackendCommand(a *app) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// netBackendInterface is the device net-backend's flags describe, parsed
+// as a --net spec (so both share defaults and checks): --packed maps to
+// the spec's packed key, which vmm's netFeatures turns into
+// VIRTIO_F_RING_PACKED.
+func netBackendInterface(c *cli.Context) (configs.NetInterface, error) {
+	spec := []string{fmt.Sprintf("mtu=%d", c.Int("mtu")), fmt.Sprintf("queues=%d", c.Int("queues"))}
+	for flag, key := range map[string]string{"tap": "tap", "mac": "mac", "mrg-rxbuf": "mrg_rxbuf", "tso": "tso", "indirect": "indirect",
+		"event-idx": "event_idx", "packed": "packed", "rx-irq-gap": "rx_irq_gap", "tx-irq-gap": "tx_irq_gap", "irq-resend": "irq_resend", "poll": "poll"} {
+		v := c.String(flag)
+		if strings.Contains(v, ",") { // one field of the spec, not more keys
+			return configs.NetInterface{}, usagef("net-backend: --%s %q: a comma is not allowed", flag, v)
+		}
+		if v != "" || flag != "mac" { // no --mac: derived from the TAP name
+			spec = append(spec, key+"="+v)
+		}
+	}
+	n, err := configs.ParseNetFlag(strings.Join(spec, ","))
+	if err != nil {
+		return n, usageError{strings.Replace(err.Error(), "--net", "net-backend", 1)}
+	}
+	return n, nil
 }

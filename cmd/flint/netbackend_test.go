@@ -55,3 +55,31 @@ func TestNetBackendCommaInValue(t *testing.T) {
 	// An empty switch is still refused, not taken as its default.
 	wantUsageError(t, append(base, "--tap", "t0", "--tso", ""), `tso=""`)
 }
+
+// TestNetBackendPacked: --packed is off by default (UML's frontend
+// negotiates packed rings and breaks them), on when asked, and a value
+// other than on|off is a usage error naming it.
+func TestNetBackendPacked(t *testing.T) {
+	parse := func(extra ...string) (configs.NetInterface, error) {
+		t.Helper()
+		var n configs.NetInterface
+		var perr error
+		cmd := netBackendCommand(&app{})
+		cmd.Action = func(c *cli.Context) error { n, perr = netBackendInterface(c); return nil }
+		args := append([]string{"flint", "net-backend", "--socket", "/nonexistent/nb.sock", "--tap", "t0"}, extra...)
+		if err := (&cli.App{Commands: []*cli.Command{cmd}}).Run(args); err != nil {
+			t.Fatal(err)
+		}
+		return n, perr
+	}
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{{nil, false}, {[]string{"--packed", "off"}, false}, {[]string{"--packed", "on"}, true}} {
+		n, err := parse(c.args...)
+		if err != nil || n.Packed != c.want || !n.EventIdx || n.TAP != "t0" {
+			t.Errorf("%v: packed %v (want %v), event_idx %v, tap %q, err %v", c.args, n.Packed, c.want, n.EventIdx, n.TAP, err)
+		}
+	}
+	wantUsageError(t, []string{"net-backend", "--socket", "/nonexistent/nb.sock", "--tap", "t0", "--packed", "maybe"}, `packed="maybe"`)
+}
