@@ -22,6 +22,8 @@
 #                    segfaults with MSI-X as soon as a vhost-user net device starts (even with one
 #                    queue pair, before it sends SET_FEATURES): virtio_pci's vector unmask takes the
 #                    KVM irqfd path (kvm_virtio_pci_irqfd_use) with no irqfd state. 2N+2 to try it.
+#   --packed on|off  packed virtqueues (VIRTIO_F_RING_PACKED): the backend's --packed and
+#                    virtio-net-pci's packed= [off]
 #   --timeout S      the QEMU run [150]          --log-lines N  backend log lines at the end [80]
 #   --name NAME      names the namespace (qemuvu-PID-NAME) [case]
 #   --log-level L    the backend's --log-level (debug lists every vhost-user request) [info]
@@ -64,9 +66,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=$(flint_cache_dir)
 queues=2 size=4 flows=2 phases=2,1,2 flint=$here/../bin/flint kernel=$cache/kernels/cloud/vmlinuz
 modules=$cache/kernels/cloud/modules vectors=0 initrd='' make_initrd='' timeout=150 log_lines=80 name=case log_level=info
+packed=off
 while (($#)); do
 	case $1 in
-	--queues | --size | --flows | --phases | --vectors | --flint | --kernel | --modules | --initrd | --make-initrd | --timeout | --log-lines | --name | --log-level)
+	--queues | --size | --flows | --phases | --vectors | --flint | --kernel | --modules | --initrd | --make-initrd | --timeout | --log-lines | --name | --log-level | --packed)
 		[[ $# -ge 2 ]] || flint_die "$1 needs a value"
 		v=${1#--}
 		printf -v "${v//-/_}" '%s' "$2"
@@ -78,6 +81,7 @@ while (($#)); do
 	shift
 done
 [[ $vectors =~ ^[0-9]+$ ]] || flint_die "--vectors $vectors: want a number"
+[[ $packed == on || $packed == off ]] || flint_die "--packed $packed: want on or off"
 for v in queues size flows timeout; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || flint_die "--$v ${!v}: want a positive number"
 done
@@ -224,7 +228,7 @@ abort() {
 	finish
 }
 
-echo "QVU-CASE-START queues=$queues size=$size flows=$flows phases=$phases vectors=$vectors ns=$ns"
+echo "QVU-CASE-START queues=$queues size=$size flows=$flows phases=$phases vectors=$vectors packed=$packed ns=$ns"
 if [[ -z $initrd ]]; then
 	initrd=$w/guest.cpio.gz
 	build_initrd "$initrd" || abort initrd-build-failed
@@ -235,7 +239,7 @@ ip -n "$ns" link set lo up
 ip -n "$ns" tuntap add dev "$tap" mode tap vnet_hdr multi_queue
 sock=$w/vhost.sock
 "${nsx[@]}" "$flint" net-backend --socket "$sock" --tap "$tap" --queues "$queues" --log-level "$log_level" \
-	</dev/null 2>"$w/backend.log" &
+	--packed "$packed" </dev/null 2>"$w/backend.log" &
 bepid=$!
 i=0
 until [[ -S $sock ]]; do
@@ -263,7 +267,7 @@ t0=$SECONDS
 setsid qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 512 \
 	-object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem \
 	-chardev socket,id=vu,path="$sock" -netdev vhost-user,id=n0,chardev=vu,queues="$queues" \
-	-device virtio-net-pci,netdev=n0,mq=on,vectors=$vectors \
+	-device virtio-net-pci,netdev=n0,mq=on,vectors=$vectors,packed=$packed \
 	-kernel "$kernel" -initrd "$initrd" \
 	-append "console=ttyS0 reboot=k panic=-1 qvu.size=$size qvu.flows=$flows qvu.phases=$phases" \
 	-nographic -serial mon:stdio -no-reboot -nodefaults </dev/null >"$w/console" 2>"$w/qemu.err" &
