@@ -128,18 +128,25 @@ func statNode(n *node, st *unix.Stat_t) error {
 // share must never expose (a share of "/" crosses their mount points):
 // /proc (the VMM's memory and descriptors), /sys, and their kin; also
 // namespace files bind-mounted by `ip netns add` (an open one keeps its
-// namespace alive) and rpc_pipefs (opening an upcall pipe makes the
-// device a reader of the host's NFS upcalls).
+// namespace alive), rpc_pipefs (opening an upcall pipe makes the device a
+// reader of the host's NFS upcalls), mqueue (the host's POSIX message
+// queues: a guest could unlink or read other processes' queues),
+// hugetlbfs (a file there reserves the host's huge pages) and autofs (a
+// lookup inside waits for the host's automount daemon, or mounts
+// something on the host).
 func pseudoFS(typ int64) bool {
 	switch uint32(typ) {
 	case unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC, unix.DEBUGFS_MAGIC, unix.SECURITYFS_MAGIC, unix.TRACEFS_MAGIC,
 		unix.BPF_FS_MAGIC, unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC, unix.EFIVARFS_MAGIC,
 		unix.PSTOREFS_MAGIC, unix.BINFMTFS_MAGIC, unix.NSFS_MAGIC, 0x62656570 /* configfs */, 0x65735543, /* fusectl */
-		0x67596969 /* rpc_pipefs */ :
+		0x67596969 /* rpc_pipefs */, mqueueMagic, unix.HUGETLBFS_MAGIC, unix.AUTOFS_SUPER_MAGIC:
 		return true
 	}
 	return false
 }
+
+// mqueueMagic is MQUEUE_MAGIC (linux/magic.h), which x/sys/unix lacks.
+const mqueueMagic = 0x19800202
 
 // lookup opens name below parent and returns its node, with one more
 // lookup counted, and its attributes in st. A host inode already known

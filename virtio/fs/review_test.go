@@ -229,6 +229,40 @@ func TestNamespaceFileNotServed(t *testing.T) {
 	}
 }
 
+// TestHostStateMountsNotServed: mounts of the host's message queues
+// (mqueue) and huge pages (hugetlbfs) under the share are refused like
+// /proc: LOOKUP answers EACCES, so a guest can neither unlink the host's
+// queues nor reserve its huge pages. The mounts are made in a mount
+// namespace of the test's own thread, as in TestNamespaceFileNotServed.
+func TestHostStateMountsNotServed(t *testing.T) {
+	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		t.Skipf("no mount namespace: %v", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		t.Skipf("mount: %v", err)
+	}
+	root := t.TempDir()
+	for _, fs := range []string{"mqueue", "hugetlbfs"} {
+		dir := filepath.Join(root, fs)
+		os.Mkdir(dir, 0o755)
+		if err := unix.Mount("none", dir, fs, 0, ""); err != nil {
+			t.Skipf("mount -t %s: %v", fs, err)
+		}
+		t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	}
+	os.Mkdir(filepath.Join(root, "plain"), 0o755)
+	g := newSyncGuest(t, Config{Root: root})
+	for _, fs := range []string{"mqueue", "hugetlbfs"} {
+		if _, _, e := g.lookup(rootID, fs); e != int(unix.EACCES) {
+			t.Errorf("LOOKUP of a %s mount: errno %d, want EACCES", fs, e)
+		}
+	}
+	if _, _, e := g.lookup(rootID, "plain"); e != 0 {
+		t.Fatalf("LOOKUP of a plain directory: errno %d", e)
+	}
+}
+
 // TestReadOnlyKeepsAtime: READ and READDIR through a read-only share leave
 // the host's access times alone (files and directories are opened with
 // O_NOATIME), as they leave everything else.
