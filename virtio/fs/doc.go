@@ -61,10 +61,9 @@
 // component. Only regular files and directories are ever opened: OPEN, and
 // CREATE of a name that exists, answer ENXIO for a FIFO (whose open(2)
 // would block the device), a device node or a socket. Mount points of the
-// host kernel's pseudo file systems and shared state (/proc, /sys, debugfs,
-// cgroup, nsfs, mqueue, hugetlbfs, autofs,
-// ...) are refused (EACCES): a share of "/" never shows the VMM's own
-// /proc. A directory the host itself moves out of Root stays reachable
+// host kernel's pseudo file systems and shared state (/proc, /sys,
+// debugfs, cgroup, nsfs, mqueue, hugetlbfs, autofs, ...) are refused
+// (EACCES): a share of "/" never shows the VMM's own /proc. A directory the host itself moves out of Root stays reachable
 // through the nodeids the guest already holds (as with virtiofsd); the
 // guest cannot move anything out of Root.
 //
