@@ -19,7 +19,8 @@
 //     running cleanups (killed, os.Exit, a -timeout panic) aborts the
 //     connection as its fds close but leaves the dead mount in place
 //     until `umount -l` (mounts with source "flinttest").
-//   - Hang: the hostile server, which stops answering.
+//   - Hang: the hostile server, which stops answering (but for close's
+//     FLUSH and RELEASE).
 //
 // The server answers INIT (protocol 7.31, no optional flags), LOOKUP,
 // GETATTR, OPEN, RELEASE, FLUSH, STATFS and READ; anything else is ENOSYS.
@@ -187,7 +188,8 @@ func (f *FS) shutdown() {
 func (f *FS) Path() string { return filepath.Join(f.dir, fileName) }
 
 // Hang makes the server stop answering: every request read after it is
-// set, READ included, is left unanswered (FORGET needs no answer, and
+// set, READ included, is left unanswered, except FLUSH and RELEASE, so
+// that closing the file does not wait (FORGET needs no answer, and
 // unmounting a "fuse" mount sends none), so a read of the file, a page
 // fault on a mapping of it, or an fstatfs waits until the test's cleanup
 // closes /dev/fuse. Do the access that hangs in another goroutine (or
@@ -276,7 +278,12 @@ func (f *FS) handle(req []byte) error {
 		// Answering ENOSYS tells the kernel not to send more.
 		return f.reply(unique, unix.ENOSYS, nil)
 	}
-	if f.hang.Load() && opcode != opDestroy {
+	// FLUSH and RELEASE (close) are answered even after Hang: a close
+	// left waiting can end only when the connection is aborted, which
+	// the cleanup does after the test function returns, so a test that
+	// closes the file itself (a deferred Close, an os.File finalizer)
+	// would hang its binary, unkillably (the wait is in D state).
+	if f.hang.Load() && opcode != opDestroy && opcode != opFlush && opcode != opRelease {
 		return nil
 	}
 	switch opcode {

@@ -216,3 +216,34 @@ func TestFailMidway(t *testing.T) {
 		t.Fatalf("child's mount %s is still in /proc/self/mounts after it failed", dir)
 	}
 }
+
+// TestHangClose: closing the file after Hang does not wait (FLUSH and
+// RELEASE are still answered), so a test's deferred Close cannot hang
+// its binary; fstatfs, like the other requests, still waits.
+func TestHangClose(t *testing.T) {
+	f := Mount(t, fileSize)
+	fd, err := unix.Open(f.Path(), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	f.Hang()
+	closed, statfs := make(chan error, 1), make(chan error, 1)
+	go func() { closed <- unix.Close(fd) }()
+	go func() {
+		var st unix.Statfs_t
+		statfs <- unix.Statfs(f.dir, &st)
+	}()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("close after Hang: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("close after Hang still waits after 5s") // the cleanup's abort ends it
+	}
+	select {
+	case err := <-statfs:
+		t.Errorf("statfs after Hang returned (%v), want it to wait", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
