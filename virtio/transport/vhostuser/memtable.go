@@ -92,11 +92,16 @@ func mapMemTable(descs []memRegionDesc, fds []int) (*memTable, error) {
 // goroutine that maps memory) and the network file systems. "" for any
 // other (tmpfs, which holds memfds, hugetlbfs, local disks).
 //
-// The fstat and fstatfs that lead here ask a FUSE server too. One that
-// does not answer them stalls only the session's goroutine, which holds
-// no lock, as a frontend that stops sending requests would: the backend
-// serves one frontend at a time either way, and the calls fail once the
-// server (the frontend's process) goes away.
+// The fstat and fstatfs that lead here ask a FUSE server too (fstatfs
+// always; fstat once the cached attributes expire), and once the server
+// has read the request no signal but a fatal one ends the wait. One that
+// never answers stalls the session goroutine: it maps the table before
+// it takes the session's lock (session.handle), so debug dumps
+// (Snapshot) and device faults go on, and the backend serves one
+// frontend at a time either way. But the session cannot end while it
+// waits: closing the connection does not wake it, so Serve's return
+// (net-backend's shutdown on SIGTERM) waits until the server answers or
+// its connection to the kernel is aborted (the server process exits).
 func waitingFS(magic int64) string {
 	switch uint32(magic) {
 	case unix.FUSE_SUPER_MAGIC:

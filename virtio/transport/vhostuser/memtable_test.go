@@ -1,14 +1,17 @@
 package vhostuser
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/flintvm/flint/internal/fusetest"
+	vut "github.com/flintvm/flint/virtio/transport/vhostuser/vhostusertest"
 )
 
 // TestMemTableRefusesFUSE: a memory region backed by a file on a real
@@ -60,4 +63,60 @@ func TestWaitingFS(t *testing.T) {
 			t.Errorf("waitingFS(%#x) = %q, want %q", magic, got, want)
 		}
 	}
+}
+
+// TestMemTableHungFUSEUnlocked: a SET_MEM_TABLE whose fd is on a FUSE
+// server that stopped answering waits in fstatfs without the session's
+// lock, so a debug dump or a device fault, which take it, are not held
+// up; the request fails once the server's connection is aborted (the
+// fixture's cleanup).
+func TestMemTableHungFUSEUnlocked(t *testing.T) {
+	const size = 1 << 20
+	s, err := newSession(newTestDevice(t), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	started := false
+	// Registered before the mount, so it runs after the fixture's
+	// cleanup has aborted the connection, which ends the request.
+	t.Cleanup(func() {
+		if started {
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Error("SET_MEM_TABLE on a hung FUSE file succeeded")
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("SET_MEM_TABLE still waits after the FUSE connection was aborted")
+			}
+		}
+		s.end()
+	})
+	fs := fusetest.Mount(t, size)
+	f, err := os.OpenFile(fs.Path(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.Hang()
+	p := vut.MemTable(1, vut.Region{Size: size, UserAddr: 0x7000_0000})
+	msg := &message{hdr: header{Request: ReqSetMemTable, Flags: FlagVersion, Size: uint32(len(p))}, payload: p, fds: []int{fd}}
+	started = true
+	go func() { done <- s.handle(msg) }()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-done:
+		done <- err
+		t.Fatalf("SET_MEM_TABLE on a hung FUSE file returned at once: %v", err)
+	default:
+	}
+	if !s.mu.TryLock() {
+		t.Fatal("the session's lock is held while SET_MEM_TABLE waits for a hung FUSE server")
+	}
+	s.mu.Unlock()
 }

@@ -75,12 +75,21 @@ func (s *session) handle(m *message) error {
 	if len(m.fds) != want {
 		return fmt.Errorf("%v: %d file descriptors, want %d", m.hdr.Request, len(m.fds), want)
 	}
+	// SET_MEM_TABLE's fds are checked and mapped before the lock is
+	// taken: their fstat and fstatfs may ask a FUSE server that never
+	// answers (see waitingFS), and nothing that takes the lock (a debug
+	// dump's Snapshot, a device fault's stop) is to wait for it.
+	var mt mapped
+	if m.hdr.Request == ReqSetMemTable {
+		mt = mapRequest(m)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		mt.t.close()
 		return errors.New("session closed")
 	}
-	err = s.dispatch(m)
+	err = s.dispatch(m, mt)
 	// Decided after the request ran: UML already asks for an ack on the
 	// SET_PROTOCOL_FEATURES that negotiates REPLY_ACK.
 	ack := m.hdr.Flags&FlagNeedReply != 0 && s.protocol&(1<<ProtocolReplyAck) != 0 && !hasReply(m.hdr.Request)
@@ -141,7 +150,7 @@ func (s *session) replyU64(r Request, v uint64) error {
 	return s.reply(r, b[:])
 }
 
-func (s *session) dispatch(m *message) error {
+func (s *session) dispatch(m *message, mt mapped) error {
 	p := m.payload
 	switch m.hdr.Request {
 	case ReqGetFeatures:
@@ -158,7 +167,7 @@ func (s *session) dispatch(m *message) error {
 		}
 		return nil
 	case ReqSetMemTable:
-		return s.setMemTable(m)
+		return s.setMemTable(mt)
 	case ReqSetVringNum, ReqSetVringBase, ReqGetVringBase, ReqSetVringEnable:
 		return s.vringState(m.hdr.Request, decodeState(p))
 	case ReqSetVringAddr:
@@ -229,19 +238,36 @@ func (s *session) setFeatures(v uint64) error {
 	return s.tryActivate()
 }
 
-func (s *session) setMemTable(m *message) error {
+// mapped is a SET_MEM_TABLE's table as mapRequest mapped it, or why it
+// could not be.
+type mapped struct {
+	t   *memTable
+	err error
+}
+
+// mapRequest decodes and maps SET_MEM_TABLE m's regions. It runs
+// without the session's lock (see handle).
+func mapRequest(m *message) mapped {
 	descs, err := decodeMemTable(m.payload, len(m.fds))
 	if err != nil {
-		return err
+		return mapped{err: err}
 	}
 	t, err := mapMemTable(descs, m.fds)
-	if err != nil {
-		return err
+	return mapped{t: t, err: err}
+}
+
+// setMemTable switches to the table mapRequest mapped: the device stops
+// (quiesce), the old table is unmapped, and the device restarts on the
+// new one when it can.
+func (s *session) setMemTable(mt mapped) error {
+	if mt.err != nil {
+		return mt.err
 	}
+	t := mt.t
 	s.quiesce()
 	s.mem.close()
 	s.mem = t
-	s.limit.Log(s.log, slog.LevelInfo, "vhost-user memory table", "regions", len(descs), "bytes", t.size())
+	s.limit.Log(s.log, slog.LevelInfo, "vhost-user memory table", "regions", len(t.regions), "bytes", t.size())
 	return s.tryActivate()
 }
 
