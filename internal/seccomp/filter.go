@@ -86,11 +86,11 @@ var syscalls = map[string]uint32{
 	// Queue engines' interrupt gaps (virtio's irqgap.go): a timerfd each.
 	"timerfd_create": unix.SYS_TIMERFD_CREATE, "timerfd_settime": unix.SYS_TIMERFD_SETTIME,
 	"ppoll":    unix.SYS_PPOLL,                               // TAP queue waits; kickkind.go without /proc
+	"unlinkat": unix.SYS_UNLINKAT, "unlink": unix.SYS_UNLINK, // the API socket on exit
+	"getrandom": unix.SYS_GETRANDOM,
 	// A multiqueue TAP's steering pin waits out an RCU grace period
 	// (net/tap's PinToFirst: MEMBARRIER_CMD_GLOBAL).
 	"membarrier": unix.SYS_MEMBARRIER,
-	"unlinkat": unix.SYS_UNLINKAT, "unlink": unix.SYS_UNLINK, // the API socket on exit
-	"getrandom": unix.SYS_GETRANDOM,
 	// Unix sockets already open: the API server and the vhost-user channel.
 	"accept4": unix.SYS_ACCEPT4, "recvmsg": unix.SYS_RECVMSG, "sendmsg": unix.SYS_SENDMSG,
 	"recvfrom": unix.SYS_RECVFROM, "sendto": unix.SYS_SENDTO, "shutdown": unix.SYS_SHUTDOWN,
