@@ -19,9 +19,11 @@ const seccompNSEnv = "FLINT_TAP_SECCOMP_NS"
 
 // TestQueueUnderSeccomp: everything virtio-net does with a multiqueue
 // TAP once the VMM is sandboxed (reads and writes, Pending, detach and
-// attach, a park that ends at its deadline) runs under Flint's filter in
-// kill mode: a system call the allowlist lacks kills the child with
-// SIGSYS (a Pending that called poll(2) directly does).
+// attach with the steering pin around the detach, a park that ends at
+// its deadline) runs under Flint's filter in kill mode: a system call
+// the allowlist lacks kills the child with SIGSYS (a Pending that called
+// poll(2) directly does, and so does a pin without TUNSETSTEERINGEBPF or
+// membarrier on the allowlist).
 func TestQueueUnderSeccomp(t *testing.T) {
 	if name := os.Getenv(seccompNSEnv); name != "" {
 		os.Exit(seccompChild(t, name))
@@ -79,7 +81,9 @@ func seccompChild(t *testing.T, name string) int {
 	if frame == nil {
 		return 16
 	}
-	if qs[1].SetEnabled(false) != nil || qs[1].SetEnabled(true) != nil {
+	// A shrink: pinned, detached, unpinned; then attached again.
+	if qs[0].PinToFirst(true) != nil || qs[1].SetEnabled(false) != nil || qs[0].PinToFirst(false) != nil ||
+		qs[1].SetEnabled(true) != nil {
 		return 17
 	}
 	if _, err := qs[0].Writev([][]byte{frame}); err != nil {

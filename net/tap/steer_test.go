@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,8 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/flintvm/flint/internal/seccomp"
-	"github.com/flintvm/flint/internal/testenv"
 	"github.com/flintvm/flint/internal/vnethdr"
 )
 
@@ -252,47 +249,4 @@ func repeatUntil(wg *sync.WaitGroup, stop <-chan struct{}, f func()) {
 			}
 		}
 	}()
-}
-
-// pinSeccompNSEnv names the network namespace the re-executed test
-// binary pins in under Flint's filter (the parent made it and deletes it).
-const pinSeccompNSEnv = "FLINT_TAP_PIN_SECCOMP_NS"
-
-// TestPinUnderSeccomp: the pin a shrink puts around a detach
-// (TUNSETSTEERINGEBPF, on and off) runs under Flint's filter in kill
-// mode, where VQ_PAIRS_SET issues it; a filter without the ioctl kills
-// the child with SIGSYS.
-func TestPinUnderSeccomp(t *testing.T) {
-	if name := os.Getenv(pinSeccompNSEnv); name != "" {
-		os.Exit(pinSeccompChild(t, name))
-	}
-	ns := enterNetns(t)
-	ws, out := testenv.RunSelf(t, "TestPinUnderSeccomp", pinSeccompNSEnv+"="+ns.name)
-	if ws.Signaled() || ws.ExitStatus() != 0 {
-		t.Fatalf("child under the filter: exit %d, signal %v: %s", ws.ExitStatus(), ws.Signal(), out)
-	}
-}
-
-// pinSeccompChild opens a two-queue TAP in namespace name, installs the
-// filter and pins and unpins; it returns the exit code (the step that
-// failed).
-func pinSeccompChild(t *testing.T, name string) int {
-	runtime.LockOSThread()
-	f, err := os.Open("/run/netns/" + name)
-	if err != nil || unix.Setns(int(f.Fd()), unix.CLONE_NEWNET) != nil {
-		return 10
-	}
-	ns := &netns{tb: t, name: name}
-	l := ns.openLink("flt-pinsc", 10, Options{Queues: 2})
-	if err := seccomp.InstallWith(seccomp.Options{Mode: seccomp.Kill}); err != nil {
-		os.Stderr.WriteString(err.Error() + "\n")
-		return 11
-	}
-	for _, on := range []bool{true, false} {
-		if err := l.tap.Queue(0).PinToFirst(on); err != nil {
-			os.Stderr.WriteString(err.Error() + "\n")
-			return 12
-		}
-	}
-	return 0
 }

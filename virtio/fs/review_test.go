@@ -206,13 +206,7 @@ func TestFullRefusesBeforeMaking(t *testing.T) {
 // unlocked: the thread ends with the test), which the synchronous device
 // serves on.
 func TestNamespaceFileNotServed(t *testing.T) {
-	runtime.LockOSThread()
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		t.Skipf("no mount namespace: %v", err)
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		t.Skipf("mount: %v", err)
-	}
+	privateMountNamespace(t)
 	root := t.TempDir()
 	ns := filepath.Join(root, "netns")
 	writeFile(t, ns, nil)
@@ -235,13 +229,7 @@ func TestNamespaceFileNotServed(t *testing.T) {
 // queues nor reserve its huge pages. The mounts are made in a mount
 // namespace of the test's own thread, as in TestNamespaceFileNotServed.
 func TestHostStateMountsNotServed(t *testing.T) {
-	runtime.LockOSThread()
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		t.Skipf("no mount namespace: %v", err)
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		t.Skipf("mount: %v", err)
-	}
+	privateMountNamespace(t)
 	root := t.TempDir()
 	for _, fs := range []string{"mqueue", "hugetlbfs"} {
 		dir := filepath.Join(root, fs)
@@ -260,6 +248,22 @@ func TestHostStateMountsNotServed(t *testing.T) {
 	}
 	if _, _, e := g.lookup(rootID, "plain"); e != 0 {
 		t.Fatalf("LOOKUP of a plain directory: errno %d", e)
+	}
+}
+
+// privateMountNamespace moves the test's thread, locked to it for good
+// (the thread ends with the test), into a mount namespace of its own
+// with private propagation, so mounts the test makes stay there; the
+// synchronous device serves on that thread. It skips where that is not
+// allowed.
+func privateMountNamespace(t *testing.T) {
+	t.Helper()
+	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		t.Skipf("no mount namespace: %v", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		t.Skipf("mount: %v", err)
 	}
 }
 
