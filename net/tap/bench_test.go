@@ -91,18 +91,7 @@ func BenchmarkTapReadv(b *testing.B) {
 			}
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-						feed()
-					}
-				}
-			}()
+			repeatUntil(&wg, stop, feed)
 			buf := make([]byte, vnethdr.Len+65536)
 			iovs := [][]byte{buf[:vnethdr.Len], buf[vnethdr.Len:]}
 			q := a.tap.Queue(0)

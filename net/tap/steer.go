@@ -61,8 +61,8 @@ func (s *steering) close() {
 // ample) before trusting Pending. Any of the TAP's queue files will do,
 // even a detached one (TUNSETSTEERINGEBPF acts on the interface the file
 // belongs to); a device calls it on its first queue, which it never
-// detaches. It fails with ErrNoSteering when Open could
-// not load the program.
+// detaches. It fails with ErrNoSteering when Open could not load the
+// program.
 func (q *Queue) PinToFirst(on bool) error {
 	s := q.steer
 	if s == nil {
@@ -80,9 +80,7 @@ func (q *Queue) PinToFirst(on bool) error {
 	if on {
 		prog = s.fd
 	}
-	err := q.control("ioctl TUNSETSTEERINGEBPF", func(fd int) error {
-		return unix.IoctlSetPointerInt(fd, unix.TUNSETSTEERINGEBPF, prog)
-	})
+	err := q.control("ioctl TUNSETSTEERINGEBPF", func(fd int) error { return setSteeringProgram(fd, prog) })
 	if err == nil && on {
 		// Best effort: without it the caller's wait is all there is.
 		waitGracePeriod()
@@ -112,8 +110,12 @@ func waitGracePeriod() error {
 // persistent TAP whose last user died while pinned would otherwise send
 // every frame to its first queue. Errors are ignored (a kernel without
 // TUNSETSTEERINGEBPF has nothing to clear).
-func clearStalePin(fd int) {
-	unix.IoctlSetPointerInt(fd, unix.TUNSETSTEERINGEBPF, -1)
+func clearStalePin(fd int) { setSteeringProgram(fd, -1) }
+
+// setSteeringProgram attaches BPF program prog as the steering program
+// of the interface TAP file fd belongs to, or detaches it with -1.
+func setSteeringProgram(fd, prog int) error {
+	return unix.IoctlSetPointerInt(fd, unix.TUNSETSTEERINGEBPF, prog)
 }
 
 // SteeringError says why PinToFirst cannot work on a multiqueue TAP (the

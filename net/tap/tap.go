@@ -129,8 +129,6 @@ func (t *Tap) open(opts Options, nq int) error {
 	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
 	if nq > 1 {
 		flags |= unix.IFF_MULTI_QUEUE
-	}
-	if nq > 1 {
 		// Loaded now, while the process may still load programs; a
 		// failure only leaves PinToFirst unavailable.
 		t.steer = &steering{}

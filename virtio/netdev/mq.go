@@ -128,6 +128,7 @@ func (p *pairSet) set(n int) error {
 // that frames always have a queue to go to) and then detaches the rest,
 // each drained first until drained at most (the zero time: not at all).
 // It goes on past an error and returns the first.
+//
 // When it drains, the first pair's backend pins every frame to itself
 // (Pinner) from before the first drain until after the last detach, so
 // that nothing new is steered to a queue between its drain and its

@@ -276,17 +276,16 @@ func (s *session) setupQueue(i int, neg uint64) error {
 	if err := q.SetFeatures(neg); err != nil {
 		return fmt.Errorf("ring %d: %w", i, err)
 	}
-	if packed {
-		q.SetNextAvail(r.base)
-		q.SetNextUsed(r.usedPos())
-	} else {
-		usedIdx, err := s.mem.m.ReadU16(used + 2)
+	nextUsed := r.usedPos()
+	if !packed {
+		idx, err := s.mem.m.ReadU16(used + 2)
 		if err != nil {
 			return fmt.Errorf("ring %d: used index: %w", i, err)
 		}
-		q.SetNextAvail(r.base)
-		q.SetNextUsed(usedIdx)
+		nextUsed = idx
 	}
+	q.SetNextAvail(r.base)
+	q.SetNextUsed(nextUsed)
 	if err := q.Validate(s.mem.m); err != nil {
 		return fmt.Errorf("ring %d: %w", i, err)
 	}
