@@ -44,6 +44,9 @@ func loadConfigFile(path string) (*configs.VMConfig, error) {
 func readKernel(flag, path string) ([]byte, error) {
 	return readInputWith(flag, path, func(path string) ([]byte, error) {
 		return hostfile.ReadInputAt(path, func(r io.ReaderAt, size int64) ([]byte, error) {
+			if size == 0 {
+				return nil, fmt.Errorf("%s: kernel: the file is empty", path)
+			}
 			b, err := boot.ReadKernel(r, size, maxKernelSize)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", path, err)
@@ -184,6 +187,12 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 		}
 	}
 	if err := cfg.Validate(); err != nil {
+		if be := (*boot.Error)(nil); errors.As(err, &be) {
+			// The kernel's contents (not a bzImage, a truncated
+			// one) or what it needs (RAM, an entry path): name
+			// the flag or key and the file, as readKernel does.
+			return cfg, release, usagef("%s: %s: %v", kernelFlag, configs.Shown(kernel), err)
+		}
 		return cfg, release, usagef("%v", err)
 	}
 	levelFlag := ""

@@ -1,0 +1,51 @@
+package main
+
+// Front-door cases: bad input on the command line or in a config file is
+// one line on stderr naming the flag or key and the value, exit code 2,
+// and no VM. Each table holds the cases of one fix; the other front-door
+// checks live next to the code they cover (app_test, config_test, ...).
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestKernelContentErrorsNameTheFile: a kernel file that reads fine but is
+// no kernel Flint can boot (garbage, a truncated boot sector, an empty
+// file, a vmlinux that does not fit the memory or lacks the asked entry)
+// is an error naming the flag or config key and the file, as an unreadable
+// one is: not a bare "kernel: ..." or "no kernel".
+func TestKernelContentErrorsNameTheFile(t *testing.T) {
+	garbage := make([]byte, 4096)
+	for i := range garbage {
+		garbage[i] = byte(i*7 + 3)
+	}
+	files := map[string]string{
+		"garbage":   writeFile(t, "garbage", garbage),
+		"truncated": writeFile(t, "truncated", []byte("MZ")),
+		"empty":     writeFile(t, "empty", nil),
+		"zeros":     writeFile(t, "zeros", make([]byte, 600)),
+		"vmlinux":   writeFile(t, "vmlinux", tinyELF("Linux version 6.1.0 (x@y) #1\n")),
+	}
+	for _, c := range []struct {
+		file  string
+		extra []string
+		want  string
+	}{
+		{"garbage", nil, "kernel: not a bzImage (boot flag at 0x1fe"},
+		{"truncated", nil, "kernel: truncated: file has 2 bytes"},
+		{"empty", nil, "kernel: the file is empty"},
+		{"zeros", nil, "kernel: not a bzImage (boot flag at 0x1fe is 0x0000"},
+		{"vmlinux", []string{"--memory", "16"}, "does not fit in guest RAM"},
+		{"vmlinux", []string{"--kernel-entry", "pvh"}, "no PVH entry note"},
+	} {
+		p := files[c.file]
+		t.Run(c.file+fmt.Sprint(c.extra), func(t *testing.T) {
+			wantUsageError(t, append([]string{"run", "--kernel", p}, c.extra...), "--kernel: "+p+": ")
+			wantUsageError(t, append([]string{"run", "--kernel", p}, c.extra...), c.want)
+			conf := configFile(t, fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}}`, p))
+			wantUsageError(t, append([]string{"run", "--config", conf}, c.extra...),
+				"--config "+conf+": boot-source.kernel_image_path: "+p+": ")
+		})
+	}
+}
