@@ -49,3 +49,27 @@ func TestKernelContentErrorsNameTheFile(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegerFlagValues: every integer flag, whatever its Go type, says
+// what it wants for a value that is no number (the flag package's own
+// reason is a bare "parse error").
+func TestIntegerFlagValues(t *testing.T) {
+	k := writeFile(t, "vmlinux", tinyELF("Linux version 6.1.0 (x@y) #1\n"))
+	run := []string{"run", "--kernel", k}
+	fc := []string{"firecracker", "--no-api"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{append(run, "--console-limit", "abc"), `--console-limit "abc": want a whole number`},
+		{append(run, "--console-limit", "1.5"), `--console-limit "1.5": want a whole number`},
+		{append(run, "--jail-nofile", "-1"), `--jail-nofile "-1": want a whole number, 0 or more`},
+		{append(run, "--jail-fsize", "lots"), `--jail-fsize "lots": want a whole number, 0 or more`},
+		{append(run, "--jail-fsize", "99999999999999999999999"), `--jail-fsize "99999999999999999999999": out of range`},
+		{append(fc, "--http-api-max-payload-size", "abc"), `--http-api-max-payload-size "abc": want a whole number`},
+		{append(fc, "--start-time-us", "-5"), `--start-time-us "-5": want a whole number, 0 or more`},
+		{[]string{"net-backend", "--jail-nofile", "x"}, `--jail-nofile "x": want a whole number, 0 or more`},
+	} {
+		t.Run(c.want, func(t *testing.T) { wantUsageError(t, c.args, c.want) })
+	}
+}

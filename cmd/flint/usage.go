@@ -91,8 +91,10 @@ func wantValue(flags []cli.Flag, name, reason string) string {
 		return "out of range"
 	}
 	switch lookupFlag(flags, name).(type) {
-	case *cli.IntFlag:
+	case *cli.IntFlag, *cli.Int64Flag:
 		return "want a whole number"
+	case *cli.Uint64Flag:
+		return "want a whole number, 0 or more"
 	case *cli.DurationFlag:
 		return "want a duration such as 90s or 5m"
 	case *cli.BoolFlag:
