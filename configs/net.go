@@ -130,6 +130,9 @@ func ParseNetFlag(s string) (NetInterface, error) {
 		switch key {
 		case "tap":
 			n.TAP = val
+			if val != "" { // empty: Validate's "a TAP device name is required"
+				err = checkTAPName(val)
+			}
 		case "mac":
 			n.MAC, err = parseMAC(val)
 		case "transport":
@@ -181,7 +184,7 @@ func ParseNetFlag(s string) (NetInterface, error) {
 			return n, fmt.Errorf("--net %q: unknown key %q (want tap, mac, transport, mtu, mrg_rxbuf, tso, csum, ufo, indirect, event_idx, packed, queues, rx_irq_gap, tx_irq_gap, irq_resend, poll, ip)", s, key)
 		}
 		if err != nil {
-			return n, fmt.Errorf("--net %q: %s=%q: %v", s, key, val, err)
+			return n, &NetSpecError{Spec: s, Key: key, Value: val, Err: err}
 		}
 	}
 	if err := n.Validate(); err != nil {
@@ -189,6 +192,20 @@ func ParseNetFlag(s string) (NetInterface, error) {
 	}
 	return n, nil
 }
+
+// NetSpecError is a --net spec's problem with one of its key=value
+// fields, so that a caller that built the spec from its own flags (flint
+// net-backend) can name the flag instead.
+type NetSpecError struct {
+	Spec, Key, Value string
+	Err              error // what is wrong with Value
+}
+
+func (e *NetSpecError) Error() string {
+	return fmt.Sprintf("--net %q: %s=%q: %v", e.Spec, e.Key, e.Value, e.Err)
+}
+
+func (e *NetSpecError) Unwrap() error { return e.Err }
 
 // Validate checks n's fields.
 func (n NetInterface) Validate() error {

@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -78,4 +79,23 @@ func FuzzParseNetFlag(f *testing.F) {
 			t.Fatalf("multi-line error %q", err)
 		}
 	})
+}
+
+// TestNetSpecErrorKey: a field's problem is a *NetSpecError holding the
+// field's key and value (flint net-backend names its flag from them),
+// the tap name's too; its message is the --net one.
+func TestNetSpecErrorKey(t *testing.T) {
+	for in, key := range map[string]string{
+		"tap=t0,mac=zz":             "mac",
+		"tap=t0,queues=0":           "queues",
+		"tap=t0,poll=2ms":           "poll",
+		"tap=averyveryverylongname": "tap",
+		"tap=t0,mtu=1,tap=x":        "mtu",
+	} {
+		_, err := ParseNetFlag(in)
+		var se *NetSpecError
+		if !errors.As(err, &se) || se.Key != key || !strings.HasPrefix(err.Error(), "--net "+`"`+in+`": `+key+"=") {
+			t.Errorf("ParseNetFlag(%q) = %v (%#v), want a NetSpecError for key %q", in, err, se, key)
+		}
+	}
 }

@@ -73,3 +73,31 @@ func TestIntegerFlagValues(t *testing.T) {
 		t.Run(c.want, func(t *testing.T) { wantUsageError(t, c.args, c.want) })
 	}
 }
+
+// TestNetBackendErrorsNameTheFlag: a bad net-backend value is named by
+// its flag and value, as typed, not by the --net spec net-backend builds
+// from its flags (whose field order changed from run to run).
+func TestNetBackendErrorsNameTheFlag(t *testing.T) {
+	base := []string{"net-backend", "--socket", "/nonexistent/nb.sock", "--tap", "t0"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--mac", "zz"}, `net-backend: --mac "zz": want a MAC like`},
+		{[]string{"--mac", "01:00:00:00:00:01"}, `net-backend: --mac "01:00:00:00:00:01": a multicast address`},
+		{[]string{"--mtu", "0"}, `net-backend: --mtu "0": out of range [68, 65535]`},
+		{[]string{"--mtu", "65536"}, `net-backend: --mtu "65536": out of range [68, 65535]`},
+		{[]string{"--queues", "0"}, `net-backend: --queues "0": out of range [1, 64]`},
+		{[]string{"--queues", "-1"}, `net-backend: --queues "-1": out of range [1, 64]`},
+		{[]string{"--rx-irq-gap", "-1s"}, `net-backend: --rx-irq-gap "-1s": want a duration from 0 to 1ms`},
+		{[]string{"--tx-irq-gap", "abc"}, `net-backend: --tx-irq-gap "abc": want a duration`},
+		{[]string{"--irq-resend", "99999h"}, `net-backend: --irq-resend "99999h": want a duration`},
+		{[]string{"--mrg-rxbuf", "yes"}, `net-backend: --mrg-rxbuf "yes": want on or off`},
+		{[]string{"--event-idx", "1"}, `net-backend: --event-idx "1": want on or off`},
+		{[]string{"--indirect", "x"}, `net-backend: --indirect "x": want on or off`},
+		{[]string{"--tap", "abcdefghijklmnop"}, `net-backend: --tap "abcdefghijklmnop": not a valid interface name`},
+		{[]string{"--tap", "a/b"}, `net-backend: --tap "a/b": not a valid interface name`},
+	} {
+		t.Run(c.want, func(t *testing.T) { wantUsageError(t, append(append([]string{}, base...), c.args...), c.want) })
+	}
+}

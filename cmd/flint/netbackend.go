@@ -87,18 +87,22 @@ func netBackendCommand(a *app) *cli.Command {
 // the spec's packed key, which vmm's netFeatures turns into
 // VIRTIO_F_RING_PACKED.
 func netBackendInterface(c *cli.Context) (configs.NetInterface, error) {
+	// Each flag is the spec key of its name with '_' for '-'.
 	spec := []string{fmt.Sprintf("mtu=%d", c.Int("mtu")), fmt.Sprintf("queues=%d", c.Int("queues"))}
-	for flag, key := range map[string]string{"tap": "tap", "mac": "mac", "mrg-rxbuf": "mrg_rxbuf", "tso": "tso", "indirect": "indirect",
-		"event-idx": "event_idx", "packed": "packed", "rx-irq-gap": "rx_irq_gap", "tx-irq-gap": "tx_irq_gap", "irq-resend": "irq_resend", "poll": "poll"} {
+	for _, flag := range []string{"tap", "mac", "mrg-rxbuf", "tso", "indirect", "event-idx", "packed", "rx-irq-gap", "tx-irq-gap", "irq-resend", "poll"} {
 		v := c.String(flag)
 		if strings.Contains(v, ",") { // one field of the spec, not more keys
 			return configs.NetInterface{}, usagef("net-backend: --%s %q: a comma is not allowed", flag, v)
 		}
 		if v != "" || flag != "mac" { // no --mac: derived from the TAP name
-			spec = append(spec, key+"="+v)
+			spec = append(spec, strings.ReplaceAll(flag, "-", "_")+"="+v)
 		}
 	}
 	n, err := configs.ParseNetFlag(strings.Join(spec, ","))
+	if se := (*configs.NetSpecError)(nil); errors.As(err, &se) {
+		// The user typed a flag, not the spec: name the flag.
+		return n, usagef("net-backend: --%s %q: %v", strings.ReplaceAll(se.Key, "_", "-"), se.Value, se.Err)
+	}
 	if err != nil {
 		return n, usageError{strings.Replace(err.Error(), "--net", "net-backend", 1)}
 	}

@@ -53,7 +53,7 @@ func TestNetBackendCommaInValue(t *testing.T) {
 		t.Run(c.flag, func(t *testing.T) { wantUsageError(t, args, fmt.Sprintf("--%s %q", c.flag, c.val)) })
 	}
 	// An empty switch is still refused, not taken as its default.
-	wantUsageError(t, append(base, "--tap", "t0", "--tso", ""), `tso=""`)
+	wantUsageError(t, append(base, "--tap", "t0", "--tso", ""), `net-backend: --tso "": want on or off`)
 }
 
 // TestNetBackendPacked: --packed is off by default (UML's frontend
@@ -81,5 +81,5 @@ func TestNetBackendPacked(t *testing.T) {
 			t.Errorf("%v: packed %v (want %v), event_idx %v, tap %q, err %v", c.args, n.Packed, c.want, n.EventIdx, n.TAP, err)
 		}
 	}
-	wantUsageError(t, []string{"net-backend", "--socket", "/nonexistent/nb.sock", "--tap", "t0", "--packed", "maybe"}, `packed="maybe"`)
+	wantUsageError(t, []string{"net-backend", "--socket", "/nonexistent/nb.sock", "--tap", "t0", "--packed", "maybe"}, `net-backend: --packed "maybe": want on or off`)
 }
