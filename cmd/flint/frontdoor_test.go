@@ -7,6 +7,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -99,5 +100,26 @@ func TestNetBackendErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--tap", "a/b"}, `net-backend: --tap "a/b": not a valid interface name`},
 	} {
 		t.Run(c.want, func(t *testing.T) { wantUsageError(t, append(append([]string{}, base...), c.args...), c.want) })
+	}
+}
+
+// TestNetBackendSocketPath: a --socket path that cannot be bound because
+// of what the user typed is a usage error (exit 2) naming it, found
+// before the TAP is opened: before, it was exit 1 after the TAP.
+func TestNetBackendSocketPath(t *testing.T) {
+	dir := t.TempDir()
+	file := writeFile(t, "file", nil)
+	long := dir + "/" + strings.Repeat("s", 120)
+	for _, c := range []struct{ path, want string }{
+		{dir, "--socket " + dir + ": exists and is not a socket"},
+		{file, "--socket " + file + ": exists and is not a socket"},
+		{dir + "/missing/nb.sock", "--socket " + dir + "/missing/nb.sock: " + dir + "/missing: no such file or directory"},
+		{file + "/nb.sock", "--socket " + file + "/nb.sock: " + file + " is not a directory"},
+		{long, fmt.Sprintf("--socket %s: %d bytes, a unix socket path has at most 107", long, len(long))},
+		{"a\nb/nb.sock", `--socket "a\nb/nb.sock": "a\nb": no such file or directory`},
+	} {
+		t.Run(c.want, func(t *testing.T) {
+			wantUsageError(t, []string{"net-backend", "--socket", c.path, "--tap", "fdtest0"}, c.want)
+		})
 	}
 }

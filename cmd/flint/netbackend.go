@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -54,6 +56,9 @@ func netBackendCommand(a *app) *cli.Command {
 				if c.String(f) == "" {
 					return usagef("net-backend: --%s is required", f)
 				}
+			}
+			if err := checkSocketPath("--socket", c.String("socket")); err != nil {
+				return err
 			}
 			n, err := netBackendInterface(c)
 			if err != nil {
@@ -107,4 +112,32 @@ func netBackendInterface(c *cli.Context) (configs.NetInterface, error) {
 		return n, usageError{strings.Replace(err.Error(), "--net", "net-backend", 1)}
 	}
 	return n, nil
+}
+
+// maxSocketPath is the longest path a unix socket can be bound at:
+// sun_path's 108 bytes less the terminating NUL.
+const maxSocketPath = 107
+
+// checkSocketPath refuses, before any TAP is opened, a path (named by
+// flag) that cannot become a listening unix socket because of what the
+// user typed: too long, another kind of file already there, or a parent
+// that is no directory. These are usage errors (exit 2); vmm would report
+// them only after opening the TAP, as a backend failure.
+func checkSocketPath(flag, path string) error {
+	shown := configs.Shown(path)
+	if len(path) > maxSocketPath {
+		return usagef("%s %s: %d bytes, a unix socket path has at most %d", flag, shown, len(path), maxSocketPath)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != fs.ModeSocket {
+		return usagef("%s %s: exists and is not a socket", flag, shown)
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return usagef("%s %s: %v", flag, shown, unwrapPathError(err))
+	}
+	if !fi.IsDir() {
+		return usagef("%s %s: %s is not a directory", flag, shown, configs.Shown(dir))
+	}
+	return nil
 }
