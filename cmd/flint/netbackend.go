@@ -57,15 +57,15 @@ func netBackendCommand(a *app) *cli.Command {
 					return usagef("net-backend: --%s is required", f)
 				}
 			}
-			if err := checkSocketPath("--socket", c.String("socket")); err != nil {
-				return err
-			}
 			n, err := netBackendInterface(c)
 			if err != nil {
 				return err
 			}
 			level, err := parseLevel(c.String("log-level"))
 			if err != nil {
+				return err
+			}
+			if err := checkSocketPath("net-backend: --socket", c.String("socket")); err != nil {
 				return err
 			}
 			before, err := a.seccompHook(c)
