@@ -127,17 +127,17 @@ func (r *requests) setattr(h *inHeader, body []byte) (int, unix.Errno) {
 		if n.mode == unix.S_IFLNK {
 			return 0, unix.EOPNOTSUPP
 		}
-		if err := unix.Fchmodat(r.d.procFd, procName(n), setIDFree(le32(body, 60)&0o7777, n.mode == unix.S_IFDIR), 0); err != nil {
+		if err := unix.Fchmodat(r.d.procFd, procName(n), setIDFree(le32(body, setattrMode)&0o7777, n.mode == unix.S_IFDIR), 0); err != nil {
 			return 0, errno(err)
 		}
 	}
 	if valid&(fattrUID|fattrGID) != 0 {
 		uid, gid := -1, -1
 		if valid&fattrUID != 0 {
-			uid = int(le32(body, 68))
+			uid = int(le32(body, setattrUID))
 		}
 		if valid&fattrGID != 0 {
-			gid = int(le32(body, 72))
+			gid = int(le32(body, setattrGID))
 		}
 		if err := unix.Fchownat(n.fd, "", uid, gid, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return 0, errno(err)
@@ -155,7 +155,7 @@ func (r *requests) setattr(h *inHeader, body []byte) (int, unix.Errno) {
 			case valid&(bit<<3) != 0: // FATTR_ATIME_NOW, FATTR_MTIME_NOW
 				ts[i] = unix.Timespec{Nsec: unix.UTIME_NOW}
 			case valid&bit != 0:
-				ts[i] = unix.Timespec{Sec: int64(le64(body, 32+8*i)), Nsec: int64(le32(body, 56+4*i))}
+				ts[i] = unix.Timespec{Sec: int64(le64(body, setattrAtime+8*i)), Nsec: int64(le32(body, setattrAtimeNsec+4*i))}
 			}
 		}
 		if err := unix.UtimesNanoAt(r.d.procFd, procName(n), ts[:], 0); err != nil {
@@ -171,7 +171,7 @@ func (r *requests) setattr(h *inHeader, body []byte) (int, unix.Errno) {
 // truncate is SETATTR's size: through the open handle the guest names,
 // or a write-only reopen of the node.
 func (r *requests) truncate(n *node, valid uint32, body []byte) unix.Errno {
-	size := le64(body, 24)
+	size := le64(body, setattrSize)
 	if size > math.MaxInt64 {
 		return unix.EINVAL
 	}
@@ -179,7 +179,7 @@ func (r *requests) truncate(n *node, valid uint32, body []byte) unix.Errno {
 		return unix.EINVAL
 	}
 	if valid&fattrFH != 0 {
-		if hd := r.handleOf(le64(body, 8), n); hd != nil {
+		if hd := r.handleOf(le64(body, setattrFH), n); hd != nil {
 			return errnoOrZero(unix.Ftruncate(hd.fd, int64(size)))
 		}
 	}

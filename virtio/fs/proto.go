@@ -111,6 +111,19 @@ const (
 	fattrMtimeNow = 1 << 8
 )
 
+// Offsets in fuse_setattr_in: valid (le32 at 0), padding, then these;
+// lock_owner (24), ctime (48), ctimensec (64) and the unused words are
+// ignored.
+const (
+	setattrFH        = 8  // le64
+	setattrSize      = 16 // le64
+	setattrAtime     = 32 // le64; mtime follows at 40
+	setattrAtimeNsec = 56 // le32; mtimensec follows at 60
+	setattrMode      = 68 // le32
+	setattrUID       = 76 // le32
+	setattrGID       = 80 // le32
+)
+
 // Other flags.
 const (
 	getattrFH     = 1 // fuse_getattr_in.getattr_flags: fh is valid

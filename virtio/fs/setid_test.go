@@ -31,7 +31,7 @@ func TestGuestSetsNoSetID(t *testing.T) {
 	writeFile(t, g.path("chmodded"), []byte("#!/bin/sh\n"))
 	for _, name := range []string{"chmodded", "dir"} {
 		in := setattrIn(fattrMode, 0)
-		put32(in, 60, setID|0o755)
+		put32(in, 68, setID|0o755)
 		g.must(g.call(opSetattr, g.mustLookup(rootID, name), attrOutLen, in))
 	}
 	for name, want := range map[string]uint32{"created": 0o755, "made": 0o755, "chmodded": 0o755, "dir": unix.S_ISGID | 0o755} {
