@@ -79,7 +79,7 @@ func TestIntegerFlagValues(t *testing.T) {
 // its flag and value, as typed, not by the --net spec net-backend builds
 // from its flags (whose field order changed from run to run).
 func TestNetBackendErrorsNameTheFlag(t *testing.T) {
-	base := []string{"net-backend", "--socket", "/nonexistent/nb.sock", "--tap", "t0"}
+	base := []string{"net-backend", "--socket", "/nonexistent/nb.sock"}
 	for _, c := range []struct {
 		args []string
 		want string
@@ -99,7 +99,11 @@ func TestNetBackendErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--tap", "abcdefghijklmnop"}, `net-backend: --tap "abcdefghijklmnop": not a valid interface name`},
 		{[]string{"--tap", "a/b"}, `net-backend: --tap "a/b": not a valid interface name`},
 	} {
-		t.Run(c.want, func(t *testing.T) { wantUsageError(t, append(append([]string{}, base...), c.args...), c.want) })
+		args := append(append([]string{}, base...), c.args...)
+		if c.args[0] != "--tap" {
+			args = append(args, "--tap", "t0")
+		}
+		t.Run(c.want, func(t *testing.T) { wantUsageError(t, args, c.want) })
 	}
 }
 
@@ -121,5 +125,37 @@ func TestNetBackendSocketPath(t *testing.T) {
 		t.Run(c.want, func(t *testing.T) {
 			wantUsageError(t, []string{"net-backend", "--socket", c.path, "--tap", "fdtest0"}, c.want)
 		})
+	}
+}
+
+// TestRepeatedFlagRefused: a flag that is not repeatable, given twice, is
+// an error naming it, whichever way it is written (--f V, --f=V, a bare
+// boolean), in every command; the repeatable ones (--net, --share, --env)
+// and words after "--" (the command's own) are not counted, nor is a
+// flag-like word that is another flag's value.
+func TestRepeatedFlagRefused(t *testing.T) {
+	k := writeFile(t, "vmlinux", tinyELF("Linux version 6.1.0 (x@y) #1\n"))
+	conf := configFile(t, fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}}`, k))
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--kernel", k, "--cpus", "1", "--cpus", "2"}, "run: --cpus given twice"},
+		{[]string{"run", "--kernel", k, "--memory=64", "--memory", "128"}, "run: --memory given twice"},
+		{[]string{"run", "--kernel", k, "--kernel", k}, "run: --kernel given twice"},
+		{[]string{"run", "--kernel", k, "--timing", "--timing=false"}, "run: --timing given twice"},
+		{[]string{"run", "-kernel", k, "--kernel", k}, "run: --kernel given twice"},
+		{[]string{"firecracker", "--no-api", "--config-file", conf, "--config-file", conf}, "firecracker: --config-file given twice"},
+		{[]string{"net-backend", "--socket", "/nonexistent/s", "--tap", "a", "--tap", "b"}, "net-backend: --tap given twice"},
+	} {
+		t.Run(c.want, func(t *testing.T) { wantUsageError(t, c.args, c.want) })
+	}
+	for _, args := range [][]string{
+		{"run", "--kernel", k, "--net", "tap=a", "--net", "tap=b"},
+		{"run", "--kernel", k, "--cmdline", "--cpus", "--cpus", "2"}, // the first --cpus is --cmdline's value
+	} {
+		if code, _, stderr, cfg := runArgs(t, args...); code != 0 || cfg == nil {
+			t.Errorf("%q: exit code %d: %s", args, code, stderr)
+		}
 	}
 }

@@ -163,3 +163,57 @@ func splitFlags(flags []cli.Flag, args []string) (rest []string, dashDash bool) 
 	}
 	return nil, false
 }
+
+// repeatedFlag returns the first flag of flags given more than once in
+// args (a command's arguments, up to the first that is no flag or a
+// "--"), as typed, or "" when none is. Only the repeatable flags, slices
+// (--net, --share, --env), may come more than once: the flag package would
+// keep the last value of any other and drop the first without a word, as
+// `--cpus 4 ... --cpus 1` in a long script line.
+func repeatedFlag(flags []cli.Flag, args []string) string {
+	seen := map[cli.Flag]bool{}
+	for i := 0; i < len(args); i++ {
+		s := args[i]
+		if s == "--" || len(s) < 2 || s[0] != '-' {
+			return ""
+		}
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(s[1:], "-"), "=")
+		f := lookupFlag(flags, name)
+		if f == nil {
+			continue // the flag package reports it
+		}
+		if v, ok := f.(cli.DocGenerationFlag); ok && v.TakesValue() && !hasValue {
+			i++ // its value, whatever it looks like
+		}
+		if _, slice := f.(*cli.StringSliceFlag); slice {
+			continue
+		}
+		if seen[f] {
+			return dashed(name)
+		}
+		seen[f] = true
+	}
+	return ""
+}
+
+// refuseRepeatedFlags makes each of cmds refuse a flag given twice
+// (repeatedFlag) before it runs; args is the whole command line,
+// program name first, as afterDashDash takes it.
+func refuseRepeatedFlags(cmds []*cli.Command, args func() []string) {
+	for _, cmd := range cmds {
+		cmd.Before = func(c *cli.Context) error {
+			all := args()
+			if len(all) == 0 {
+				return nil
+			}
+			rest, _ := splitFlags(c.App.Flags, all[1:])
+			if len(rest) == 0 {
+				return nil
+			}
+			if f := repeatedFlag(c.Command.Flags, rest[1:]); f != "" {
+				return usagef("%s: %s given twice: give each flag once", c.Command.Name, f)
+			}
+			return nil
+		}
+	}
+}
