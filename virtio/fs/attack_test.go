@@ -93,3 +93,103 @@ func TestSetattrKernelLayout(t *testing.T) {
 		t.Fatalf("host owner %d:%d after chown 1000:1001", st.Uid, st.Gid)
 	}
 }
+
+// TestGuestFIFONeverOpened: a FIFO the guest makes with MKNOD is never
+// opened on the host (open(2) without a writer would block the device):
+// OPEN answers ENXIO in every access mode, SETATTR size EINVAL, and the
+// device goes on serving.
+func TestGuestFIFONeverOpened(t *testing.T) {
+	g := newGuest(t, Config{})
+	// Should the device block in open(2), a writer lets it go before
+	// Close waits for it.
+	t.Cleanup(func() {
+		if fd, err := unix.Open(g.path("p"), unix.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+			unix.Close(fd)
+		}
+	})
+	p, _, e := g.lookupEntry(g.call(opMknod, rootID, entryOutLen, le(uint32(unix.S_IFIFO|0o666), uint32(0), uint32(0), uint32(0)), cname("p")))
+	if e != 0 {
+		t.Fatalf("MKNOD fifo: errno %d", e)
+	}
+	for _, flags := range []uint32{unix.O_RDONLY, unix.O_WRONLY, unix.O_RDWR, unix.O_RDONLY | unix.O_NONBLOCK, unix.O_WRONLY | unix.O_TRUNC} {
+		if _, e := g.open(p, flags, false); e != int(unix.ENXIO) {
+			t.Errorf("OPEN of the FIFO, flags %#x: errno %d, want ENXIO", flags, e)
+		}
+	}
+	if e, _ := g.call(opSetattr, p, attrOutLen, kernelSetattr(fattrSize, 0, 0, 0, 0, 0)); e != int(unix.EINVAL) {
+		t.Errorf("SETATTR size of the FIFO: errno %d, want EINVAL", e)
+	}
+	if g.dev.OpenFiles() != 1 {
+		t.Errorf("%d descriptors held, want the FIFO's node alone", g.dev.OpenFiles())
+	}
+	if _, e := g.getattr(rootID); e != 0 {
+		t.Fatalf("GETATTR after: errno %d", e)
+	}
+}
+
+// TestRenameStaysInside: RENAME2's EXCHANGE swaps two entries of the
+// share and nothing else; a directory cannot be moved below itself, a
+// file's nodeid is no target directory, and the share's parent never
+// changes.
+func TestRenameStaysInside(t *testing.T) {
+	outer := t.TempDir()
+	root := outer + "/share"
+	os.MkdirAll(root+"/d/sub", 0o755)
+	writeFile(t, root+"/f", []byte("file"))
+	writeFile(t, outer+"/secret", []byte("outside"))
+	g := newGuest(t, Config{Root: root})
+	d, f := g.mustLookup(rootID, "d"), g.mustLookup(rootID, "f")
+	sub := g.mustLookup(d, "sub")
+	g.must(g.call(opRename2, rootID, 0, le(uint64(rootID), uint32(unix.RENAME_EXCHANGE), uint32(0)), cname("d"), cname("f")))
+	if b := readFile(t, root+"/d"); string(b) != "file" {
+		t.Fatalf("after EXCHANGE d holds %q", b)
+	}
+	if fi, err := os.Stat(root + "/f/sub"); err != nil || !fi.IsDir() {
+		t.Fatalf("after EXCHANGE f/sub: %v", err)
+	}
+	if e, _ := g.call(opRename, rootID, 0, le(sub), cname("f"), cname("x")); e != int(unix.EINVAL) {
+		t.Errorf("RENAME of a directory below itself: errno %d, want EINVAL", e)
+	}
+	if e, _ := g.call(opRename, rootID, 0, le(f), cname("f"), cname("x")); e != int(unix.ENOTDIR) {
+		t.Errorf("RENAME into a file's nodeid: errno %d, want ENOTDIR", e)
+	}
+	if e, _ := g.call(opRename2, rootID, 0, le(uint64(rootID), uint32(unix.RENAME_EXCHANGE|unix.RENAME_NOREPLACE), uint32(0)), cname("d"), cname("f")); e != int(unix.EINVAL) {
+		t.Errorf("RENAME2 EXCHANGE|NOREPLACE: errno %d, want EINVAL", e)
+	}
+	if ents, _ := os.ReadDir(outer); len(ents) != 2 {
+		t.Fatalf("the share's parent changed: %v", ents)
+	}
+	if b := readFile(t, outer+"/secret"); string(b) != "outside" {
+		t.Fatalf("the file outside changed: %q", b)
+	}
+}
+
+// TestStaleHandleAfterReuse: a released fh whose slot a new OPEN reuses
+// names nothing (the generation differs): READ and WRITE through it answer
+// EBADF and never reach the newly opened file.
+func TestStaleHandleAfterReuse(t *testing.T) {
+	g := newGuest(t, Config{})
+	writeFile(t, g.path("a"), []byte("aaaa"))
+	writeFile(t, g.path("b"), []byte("bbbb"))
+	old, e := g.open(g.mustLookup(rootID, "a"), unix.O_RDWR, false)
+	if e != 0 {
+		t.Fatalf("OPEN a: errno %d", e)
+	}
+	g.release(old, false)
+	fresh, e := g.open(g.mustLookup(rootID, "b"), unix.O_RDWR, false)
+	if e != 0 {
+		t.Fatalf("OPEN b: errno %d", e)
+	}
+	if uint32(fresh) != uint32(old) || fresh == old {
+		t.Fatalf("fh %#x after %#x: the slot was not reused with a new generation", fresh, old)
+	}
+	if _, e := g.read(old, 0, 4); e != int(unix.EBADF) {
+		t.Errorf("READ through the stale fh: errno %d, want EBADF", e)
+	}
+	if _, e := g.write(old, 0, []byte("X")); e != int(unix.EBADF) {
+		t.Errorf("WRITE through the stale fh: errno %d, want EBADF", e)
+	}
+	if b := readFile(t, g.path("b")); string(b) != "bbbb" {
+		t.Fatalf("b holds %q", b)
+	}
+}
