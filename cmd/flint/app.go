@@ -181,6 +181,9 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			&cli.BoolFlag{Name: "mmio-cmdline", Usage: "also describe virtio-mmio devices with virtio_mmio.device= on the kernel command line (kernels with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES and no ACPI)"},
 		}, append(seccompFlags(), commandFlags()...)...),
 		Action: func(c *cli.Context) error {
+			if err := refuseEmpty(c, "kernel", "config", "api-sock", "initrd", "exit-marker", "log-level", "jail"); err != nil {
+				return err
+			}
 			cmd := afterDashDash(c, a.args)
 			if len(cmd) == 0 {
 				if err := noArgs(c); err != nil {

@@ -106,6 +106,9 @@ func parseFirecracker(c *cli.Context) (fcFlags, error) {
 			return fcFlags{}, usagef("firecracker: --%s is not supported by flint yet (%s)", name, fcUnsupported[name])
 		}
 	}
+	if err := refuseEmpty(c, "config-file", "level"); err != nil {
+		return fcFlags{}, err
+	}
 	f := fcFlags{apiSock: c.String("api-sock"), configFile: c.String("config-file"), id: c.String("id"),
 		noAPI: c.Bool("no-api"), bootTimer: c.Bool("boot-timer"), noSeccomp: c.Bool("no-seccomp"),
 		maxBody: c.Int64("http-api-max-payload-size"), metricsPath: c.String("metrics-path")}

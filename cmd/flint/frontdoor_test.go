@@ -159,3 +159,33 @@ func TestRepeatedFlagRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyValueRefused: a flag given with an empty value, which would
+// read as the flag not given (no initrd, no exit marker, no config file,
+// the default log level, a MAC derived from the TAP), is an error naming
+// the flag. --cmdline "" stays a valid (empty) command line.
+func TestEmptyValueRefused(t *testing.T) {
+	k := writeFile(t, "vmlinux", tinyELF("Linux version 6.1.0 (x@y) #1\n"))
+	conf := configFile(t, fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}}`, k))
+	for _, f := range []string{"kernel", "config", "api-sock", "initrd", "exit-marker", "log-level", "jail"} {
+		args := []string{"run", "--" + f, ""}
+		if f != "kernel" {
+			args = append(args, "--kernel", k)
+		}
+		t.Run(f, func(t *testing.T) { wantUsageError(t, args, "run: --"+f+": empty value") })
+	}
+	for _, f := range []string{"level", "config-file"} {
+		args := []string{"firecracker", "--" + f, ""}
+		if f != "config-file" {
+			args = append(args, "--no-api", "--config-file", conf)
+		}
+		t.Run(f, func(t *testing.T) { wantUsageError(t, args, "firecracker: --"+f+": empty value") })
+	}
+	for _, f := range []string{"mac", "jail"} {
+		args := []string{"net-backend", "--socket", "/nonexistent/s", "--tap", "t0", "--" + f, ""}
+		t.Run(f, func(t *testing.T) { wantUsageError(t, args, "net-backend: --"+f+": empty value") })
+	}
+	if code, _, stderr, cfg := runArgs(t, "run", "--kernel", k, "--cmdline", ""); code != 0 || cfg == nil || cfg.Cmdline != "" {
+		t.Errorf(`--cmdline "": exit code %d, cfg %v: %s`, code, cfg != nil, stderr)
+	}
+}

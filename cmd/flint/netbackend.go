@@ -52,6 +52,9 @@ func netBackendCommand(a *app) *cli.Command {
 			if err := noArgs(c); err != nil {
 				return err
 			}
+			if err := refuseEmpty(c, "mac", "jail"); err != nil {
+				return err
+			}
 			for _, f := range []string{"socket", "tap"} {
 				if c.String(f) == "" {
 					return usagef("net-backend: --%s is required", f)

@@ -217,3 +217,15 @@ func refuseRepeatedFlags(cmds []*cli.Command, args func() []string) {
 		}
 	}
 }
+
+// refuseEmpty refuses each of the string flags names given with an empty
+// value, which would otherwise read as the flag not given at all
+// (--initrd "" as no initrd, --exit-marker "" as no marker).
+func refuseEmpty(c *cli.Context, names ...string) error {
+	for _, n := range names {
+		if c.IsSet(n) && c.String(n) == "" {
+			return usagef("%s: --%s: empty value", c.Command.Name, n)
+		}
+	}
+	return nil
+}
