@@ -5,7 +5,8 @@ package fs
 // busybox initramfs that mounts two of these devices served over
 // vhost-user: the host's "/" read-only (it runs dynamically linked host
 // programs from it, glibc and ld.so included, and tries to write) and a
-// writable temp dir (it creates, writes, renames, links and removes).
+// writable temp dir (it creates, writes, truncates, changes modes and
+// owners, renames, links and removes).
 
 import (
 	"bytes"
@@ -17,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/flintvm/flint/internal/umlhost"
 	"github.com/flintvm/flint/internal/umlhost/umltest"
@@ -46,6 +49,8 @@ echo "LS $(chroot /host /bin/ls -d /usr/bin)"
 if touch /host%[1]s/written 2>/dev/null; then echo RO-WRITE-WORKED; else echo RO-WRITE-REFUSED; fi
 if ls /host/proc/self >/dev/null 2>&1; then echo PROC-SERVED; else echo PROC-REFUSED; fi
 echo hello > /rw/new && echo WRITE-OK
+echo 0123456789 > /rw/attrs && truncate -s 3 /rw/attrs && chmod 640 /rw/attrs && chown 1000:1001 /rw/attrs
+echo "ATTRS $(stat -c '%%s %%a %%u:%%g' /rw/attrs)"
 mkdir /rw/d && mv /rw/new /rw/d/moved && ln -s moved /rw/d/link && ln /rw/d/moved /rw/d/hard
 echo "LINK $(cat /rw/d/link) $(stat -c %%h /rw/d/moved)"
 yes abcdefg | head -c 4194304 > /rw/big && echo "BIG $(md5sum < /rw/big)"
@@ -101,7 +106,7 @@ func TestUML(t *testing.T) {
 		fmt.Sprintf("SUM %x  /usr/bin/linux.uml", sha256.Sum256(uml)),
 		"SH 42", "LS /usr/bin",
 		"RO-WRITE-REFUSED", "PROC-REFUSED",
-		"WRITE-OK", "LINK hello 2", fmt.Sprintf("BIG %x  -", md5.Sum(bytes.Repeat([]byte("abcdefg\n"), 4<<20/8))), "IN from-the-host", "OUTLINK-REFUSED",
+		"WRITE-OK", "ATTRS 3 640 1000:1001", "LINK hello 2", fmt.Sprintf("BIG %x  -", md5.Sum(bytes.Repeat([]byte("abcdefg\n"), 4<<20/8))), "IN from-the-host", "OUTLINK-REFUSED",
 		"FILES link moved ",
 		fmt.Sprintf("COUNT %d", len(entries)),
 		"OVL-MOUNT-OK", "OVL orig appended ",
@@ -116,6 +121,10 @@ func TestUML(t *testing.T) {
 	}
 	if b := readFile(t, filepath.Join(rw, "d", "moved")); string(b) != "hello\n" {
 		t.Errorf("host file %q", b)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(rw, "attrs"), &st); err != nil || st.Size != 3 || st.Mode&0o7777 != 0o640 || st.Uid != 1000 || st.Gid != 1001 {
+		t.Errorf("host attrs file after truncate, chmod and chown in the guest: %+v %v", st, err)
 	}
 	if st, err := os.Stat(filepath.Join(rw, "big")); err != nil || st.Size() != 4<<20 {
 		t.Errorf("host big file: %v %v", st, err)
