@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -104,6 +105,12 @@ func decodeFlint(path string, raw json.RawMessage) (Flint, error) {
 		return f, err
 	}
 	o.str("console", &f.Console)
+	if c := f.Console; o.err == nil && c != "" && !validConsole(c) {
+		// Checked here, not only where the console is opened: a
+		// --console flag overrides the key, and must not hide a
+		// mistake in the file.
+		o.fail(fieldErrorf(joinPath(path, "console"), "%q: want \"stdio\", \"stderr\", \"none\" or \"file:PATH\"", c))
+	}
 	var timeout string
 	o.str("timeout", &timeout)
 	if o.err == nil && timeout != "" {
@@ -325,4 +332,14 @@ func (c *VMConfig) DriveTransport(id string) Transport {
 		return c.Flint.Drives[id].Transport
 	}
 	return TransportPCI
+}
+
+// validConsole reports whether s is a console spec vmm.ParseConsole
+// takes (configs cannot import vmm, which imports configs).
+func validConsole(s string) bool {
+	switch s {
+	case "stdio", "stderr", "none":
+		return true
+	}
+	return strings.HasPrefix(s, "file:") && len(s) > len("file:")
 }
