@@ -184,7 +184,11 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			if err := refuseEmpty(c, "kernel", "config", "api-sock", "initrd", "exit-marker", "log-level", "jail"); err != nil {
 				return err
 			}
-			cmd := afterDashDash(c, a.args)
+			cmd, dd := dashDash(c, a.args)
+			if dd && len(cmd) == 0 {
+				// Not a plain boot: the command was forgotten.
+				return usagef("run: no command after -- (flint run --kernel K [flags] -- CMD [ARGS...])")
+			}
 			if len(cmd) == 0 {
 				if err := noArgs(c); err != nil {
 					return err

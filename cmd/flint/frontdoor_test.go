@@ -189,3 +189,16 @@ func TestEmptyValueRefused(t *testing.T) {
 		t.Errorf(`--cmdline "": exit code %d, cfg %v: %s`, code, cfg != nil, stderr)
 	}
 }
+
+// TestDashDashWithoutCommand: `flint run --kernel K --` with nothing
+// after the "--" is an error (the command was forgotten), not a plain
+// boot of K, nor a complaint about command-mode flags.
+func TestDashDashWithoutCommand(t *testing.T) {
+	k := writeFile(t, "vmlinux", tinyELF("Linux version 6.1.0 (x@y) #1\n"))
+	wantUsageError(t, []string{"run", "--kernel", k, "--"}, "run: no command after --")
+	wantUsageError(t, []string{"run", "--kernel", k, "--modules", "builtin", "--"}, "run: no command after --")
+	// "--" as a flag's value is no end of the flags.
+	if code, _, stderr, cfg := runArgs(t, "run", "--kernel", k, "--cmdline", "--"); code != 0 || cfg == nil || cfg.Cmdline != "--" {
+		t.Errorf(`--cmdline --: exit code %d: %s`, code, stderr)
+	}
+}

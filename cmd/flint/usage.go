@@ -128,17 +128,24 @@ func noArgs(c *cli.Context) error {
 // c.Args() alone cannot tell `-- CMD` from a stray CMD: the flag package
 // drops the "--".
 func afterDashDash(c *cli.Context, args []string) []string {
+	cmd, _ := dashDash(c, args)
+	return cmd
+}
+
+// dashDash is afterDashDash that also reports whether the flags ended
+// with "--" at all: `flint run --kernel K --` has one and no command.
+func dashDash(c *cli.Context, args []string) (cmd []string, given bool) {
 	if len(args) == 0 {
-		return nil
+		return nil, false
 	}
 	rest, _ := splitFlags(c.App.Flags, args[1:])
 	if len(rest) == 0 {
-		return nil
+		return nil, false
 	}
-	if rest, dd := splitFlags(c.Command.Flags, rest[1:]); dd {
-		return rest
+	if cmd, dd := splitFlags(c.Command.Flags, rest[1:]); dd {
+		return cmd, true
 	}
-	return nil
+	return nil, false
 }
 
 // splitFlags finds where Go's flag package (which urfave/cli uses) stops
