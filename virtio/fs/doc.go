@@ -16,7 +16,8 @@
 // (NOREPLACE, EXCHANGE), LINK, OPEN, READ, WRITE, STATFS, RELEASE, FSYNC,
 // FLUSH, OPENDIR, READDIR, READDIRPLUS, RELEASEDIR, FSYNCDIR, ACCESS,
 // CREATE, FALLOCATE, LSEEK (SEEK_DATA/SEEK_HOLE); INTERRUPT is ignored
-// (requests are served in order and never wait). Everything else,
+// (requests are served in order and never wait); a BATCH_FORGET applies
+// at most 8192 entries. Everything else,
 // extended attributes included, is ENOSYS, which makes the kernel stop
 // asking. READ and WRITE carry up to 1 MiB (max_pages 256). The guest
 // caches names, negative lookups and attributes for Config.CacheTimeout

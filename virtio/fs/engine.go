@@ -65,6 +65,14 @@ func (h *hiprio) Chain(c *queue.Chain) virtio.Result {
 	return virtio.Result{Do: virtio.Done}
 }
 
+// batchForgetMax is the most entries of one BATCH_FORGET applied; the
+// rest are ignored (their lookups stay counted until Reset). Linux's
+// virtio-fs driver sends single FORGETs, and its /dev/fuse sends batches
+// of at most a read buffer's worth. Without a cap a chain of overlapping
+// descriptors (4 GiB of entries from 4 MiB of guest memory) kept the
+// device busy, its lock held and Reset and Close waiting, for minutes.
+const batchForgetMax = 8192
+
 // forgets applies a FORGET or BATCH_FORGET request read from c (under
 // mu); other opcodes are ignored. arg and one are scratch buffers.
 func (d *Device) forgets(c *queue.Chain, h inHeader, arg, one []byte) {
@@ -79,7 +87,7 @@ func (d *Device) forgets(c *queue.Chain, h inHeader, arg, one []byte) {
 		if body < batchForgetLen || c.ReadAt(arg[:batchForgetLen], inHeaderLen) != batchForgetLen {
 			return
 		}
-		n := min(uint64(le32(arg, 0)), (body-batchForgetLen)/forgetOneLen)
+		n := min(uint64(le32(arg, 0)), (body-batchForgetLen)/forgetOneLen, batchForgetMax)
 		for i := range n {
 			c.ReadAt(one, inHeaderLen+batchForgetLen+i*forgetOneLen)
 			d.nodes.forget(le64(one, 0), le64(one, 8))
