@@ -193,3 +193,40 @@ func BenchmarkPackedPopWalkPushBatch(b *testing.B) {
 		popWalkPushBatch(b, benchPackedSetup(b, indirect, segs, 128))
 	})
 }
+
+// popUndo is the device's pop and walk alone, without the driver
+// double's re-post: each chain is popped and given back with Undo, so
+// the same buffer is walked again (its descriptors stay in cache, on
+// both formats alike). It must report 0 allocs/op.
+func popUndo(b *testing.B, r benchRing) {
+	var c queue.Chain
+	q, id := r.q, r.ids[0]
+	r.post(id)
+	r.kick()
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, err := q.Pop(&c); !ok || err != nil {
+			b.Fatal(err)
+		}
+		if q.Undo(1) != 1 {
+			b.Fatal("undo refused")
+		}
+	}
+}
+
+// BenchmarkPopUndo runs popUndo on a split and a packed ring of the same
+// shapes: the per-descriptor cost of the two walks side by side.
+func BenchmarkPopUndo(b *testing.B) {
+	for _, packed := range []bool{false, true} {
+		name := map[bool]string{false: "split", true: "packed"}[packed]
+		b.Run(name, func(b *testing.B) {
+			benchKinds(b, func(b *testing.B, indirect bool, segs int) {
+				if packed {
+					popUndo(b, benchPackedSetup(b, indirect, segs, 1))
+				} else {
+					popUndo(b, benchSetup(b, indirect, segs))
+				}
+			})
+		})
+	}
+}

@@ -75,9 +75,16 @@ func advance(p, n, size uint16) uint16 {
 // isAvail reports whether a descriptor with flags f is available to the
 // device at a position whose wrap counter is w (0 or posWrap): AVAIL
 // equals the wrap counter and USED differs from it.
-func isAvail(f, w uint16) bool {
-	a, u := f&pdescFAvail != 0, f&pdescFUsed != 0
-	return a == (w != 0) && u != (w != 0)
+func isAvail(f, w uint16) bool { return f&(pdescFAvail|pdescFUsed) == availBits(w) }
+
+// availBits is what an available descriptor's AVAIL and USED bits read
+// at a position whose wrap counter is w: AVAIL alone on wrap 1, USED
+// alone on wrap 0.
+func availBits(w uint16) uint16 {
+	if w != 0 {
+		return pdescFAvail
+	}
+	return pdescFUsed
 }
 
 // descFlags loads slot i (< size) flags with acquire ordering.
@@ -179,33 +186,42 @@ func (q *Queue) breakQueue() {
 // buffer's end cannot be found: a descriptor with NEXT is followed by
 // one that is not available, or the chain is longer than the ring. That
 // breaks the queue.
+//
+// The caller loaded the head's flags with acquire ordering, and the
+// driver makes a chain available by writing its head's flags last
+// (§2.8.13), so the later descriptors are read with plain loads. Each
+// one's AVAIL/USED bits are still checked against its slot's wrap
+// counter (one mask and compare): a chain running into slots the driver
+// has not filled breaks the queue. The slot and the expected bits step
+// here rather than through advance, and segAcc's checks inline, so a
+// long direct chain costs per descriptor what the split walk does.
 func (q *Queue) walkPacked(c *Chain, pos uint16) (id, slots uint16, e ChainError, ok bool) {
-	var total uint64
-	wrote := false
-	for slots < q.size {
-		i := pos &^ posWrap
-		d := q.desc[descSize*int(i) : descSize*int(i)+descSize]
+	var acc segAcc
+	size := uint32(q.size)
+	i, want := uint32(pos&^posWrap), availBits(pos&posWrap)
+	for n := uint32(1); n <= size; n++ {
+		d := q.desc[descSize*i : descSize*i+descSize]
 		flags := binary.LittleEndian.Uint16(d[14:16])
-		// The head's flags were loaded with acquire ordering by the
-		// caller; the driver writes the rest of a chain before its head.
-		if slots > 0 && !isAvail(flags, pos&posWrap) {
+		if n > 1 && flags&(pdescFAvail|pdescFUsed) != want {
 			return 0, 0, 0, false
 		}
-		slots++
 		c.descs++
 		if e == 0 {
 			addr := binary.LittleEndian.Uint64(d[0:8])
 			length := binary.LittleEndian.Uint32(d[8:12])
+			write := flags&descFWrite != 0
 			if flags&descFIndirect != 0 {
-				e = q.indirectPacked(c, addr, length, flags, slots > 1)
-			} else {
-				e = q.segment(c, addr, length, flags&descFWrite != 0, &wrote, &total)
+				e = q.indirectPacked(c, addr, length, flags, n > 1)
+			} else if e = acc.check(length, write); e == 0 && length != 0 {
+				e = q.addSegments(c, addr, length, write)
 			}
 		}
 		if flags&descFNext == 0 {
-			return binary.LittleEndian.Uint16(d[12:14]), slots, e, true
+			return binary.LittleEndian.Uint16(d[12:14]), uint16(n), e, true
 		}
-		pos = advance(pos, 1, q.size)
+		if i++; i == size {
+			i, want = 0, want^(pdescFAvail|pdescFUsed)
+		}
 	}
 	return 0, 0, 0, false
 }
@@ -226,8 +242,7 @@ func (q *Queue) indirectPacked(c *Chain, addr uint64, length uint32, flags uint1
 		return e
 	}
 	c.Indirect = true
-	var total uint64
-	wrote := false
+	var acc segAcc
 	for off := 0; off < len(t); off += descSize {
 		d := t[off : off+descSize]
 		f := binary.LittleEndian.Uint16(d[14:16])
@@ -237,28 +252,39 @@ func (q *Queue) indirectPacked(c *Chain, addr uint64, length uint32, flags uint1
 		}
 		a := binary.LittleEndian.Uint64(d[0:8])
 		n := binary.LittleEndian.Uint32(d[8:12])
-		if e := q.segment(c, a, n, f&descFWrite != 0, &wrote, &total); e != 0 {
+		write := f&descFWrite != 0
+		if e := acc.check(n, write); e != 0 {
 			return e
+		}
+		if n != 0 {
+			if e := q.addSegments(c, a, n, write); e != 0 {
+				return e
+			}
 		}
 	}
 	return 0
 }
 
-// segment adds one buffer descriptor to c: readable buffers must precede
-// writable ones, and the chain's total stays below 2^32.
-func (q *Queue) segment(c *Chain, addr uint64, length uint32, write bool, wrote *bool, total *uint64) ChainError {
+// segAcc carries a buffer's checks across its descriptors: readable
+// buffers must precede writable ones, and the buffer's total length
+// stays below 2^32.
+type segAcc struct {
+	total uint64
+	wrote bool
+}
+
+// check accounts for one buffer descriptor of length bytes, writable if
+// write, before its memory is looked up.
+func (a *segAcc) check(length uint32, write bool) ChainError {
 	if write {
-		*wrote = true
-	} else if *wrote {
+		a.wrote = true
+	} else if a.wrote {
 		return ErrReadAfterWrite
 	}
-	if length == 0 {
-		return 0
-	}
-	if *total += uint64(length); *total > math.MaxUint32 {
+	if a.total += uint64(length); a.total > math.MaxUint32 {
 		return ErrChainTooLong
 	}
-	return q.addSegments(c, addr, length, write)
+	return 0
 }
 
 // availablePacked counts the buffers available past the next avail
