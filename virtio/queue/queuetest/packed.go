@@ -227,13 +227,18 @@ func availBits(p uint16) uint16 {
 
 // writeDesc writes slot's addr and len, and its id and flags unless it
 // is a head (whose id and flags are stored last, with release ordering,
-// which publishes these plain writes too).
+// which publishes these plain writes too). Like Linux's
+// virtqueue_add_packed, the other descriptors' flags are plain stores:
+// the device reads them only after the head's acquire load, and the race
+// detector reports a device read unordered with them just as it would
+// with atomic stores.
 func (d *PackedDriver) writeDesc(slot uint16, desc PDesc, head bool) {
 	b := d.data.Bytes(d.cfg.DescAddr+16*uint64(slot), 16)
 	binary.LittleEndian.PutUint64(b[0:], desc.Addr)
 	binary.LittleEndian.PutUint32(b[8:], desc.Len)
 	if !head {
-		d.storeIDFlags(slot, desc.ID, desc.Flags)
+		binary.LittleEndian.PutUint16(b[12:], desc.ID)
+		binary.LittleEndian.PutUint16(b[14:], desc.Flags)
 	}
 }
 
