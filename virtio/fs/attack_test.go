@@ -227,3 +227,62 @@ func TestBatchForgetBounded(t *testing.T) {
 		t.Fatalf("GETATTR of the forgotten node: errno %d", e)
 	}
 }
+
+// TestTransferSizeBounded: a WRITE of more than MaxWrite and a READ of
+// more than readMax are EINVAL, so no single request moves more than a
+// few MiB. Before, a READ of 4 GiB into 1020 descriptors that all name
+// the same 4 MiB of guest memory was served, its lock held, for 11 s.
+func TestTransferSizeBounded(t *testing.T) {
+	g := newSyncGuestSized(t, Config{}, 16<<20)
+	f, err := os.Create(g.path("sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(1 << 33)
+	f.Close()
+	fh, e := g.open(g.mustLookup(rootID, "sparse"), unix.O_RDWR, false)
+	if e != 0 {
+		t.Fatalf("OPEN: errno %d", e)
+	}
+	if _, e := g.write(fh, 0, pattern(MaxWrite+1)); e != int(unix.EINVAL) {
+		t.Errorf("WRITE of MaxWrite+1 bytes: errno %d, want EINVAL", e)
+	}
+	if b, e := g.read(fh, 0, 16); e != 0 || string(b) != string(make([]byte, 16)) {
+		t.Errorf("the refused WRITE changed the file: %q errno %d", b, e)
+	}
+	if e, _ := g.call(opRead, 0, 4096, le(fh, uint64(0), uint32(readMax+1), uint32(0), uint64(0), uint64(0))); e != int(unix.EINVAL) {
+		t.Errorf("READ of readMax+1 bytes: errno %d, want EINVAL", e)
+	}
+	// The attack itself, with raw descriptors: the request, the out
+	// header, then 1020 writable descriptors over one 4 MiB buffer.
+	const seg, copies = 4 << 20, 1020
+	d := g.drv[RequestQueue]
+	g.unique++
+	req := request(opRead, 0, g.unique, le(fh, uint64(0), uint32(0xffffffff), uint32(0), uint64(0), uint64(0)))
+	reqAddr, outAddr, dataAddr := d.Alloc(uint64(len(req))), d.Alloc(outHeaderLen), d.Alloc(seg)
+	copy(d.Bytes(reqAddr, uint64(len(req))), req)
+	const next, write = 1, 2 // VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE
+	d.SetDesc(0, qt.Desc{Addr: reqAddr, Len: uint32(len(req)), Flags: next, Next: 1})
+	d.SetDesc(1, qt.Desc{Addr: outAddr, Len: outHeaderLen, Flags: next | write, Next: 2})
+	for i := range uint16(copies) {
+		flags := uint16(next | write)
+		if i == copies-1 {
+			flags = write
+		}
+		d.SetDesc(2+i, qt.Desc{Addr: dataAddr, Len: seg, Flags: flags, Next: 3 + i})
+	}
+	d.AddHead(0)
+	start := time.Now()
+	g.submit(RequestQueue)
+	u, ok := d.Used()
+	if !ok {
+		t.Fatal("the overlapping READ was not answered")
+	}
+	t.Logf("overlapping READ answered in %v", time.Since(start))
+	if u.Len != outHeaderLen {
+		t.Fatalf("overlapping READ of 4 GiB: used length %d, want an error answer", u.Len)
+	}
+	if e := -int(int32(le32(d.Bytes(outAddr, outHeaderLen), 4))); e != int(unix.EINVAL) {
+		t.Fatalf("overlapping READ of 4 GiB: errno %d, want EINVAL", e)
+	}
+}

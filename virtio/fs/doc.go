@@ -19,7 +19,8 @@
 // (requests are served in order and never wait); a BATCH_FORGET applies
 // at most 8192 entries. Everything else,
 // extended attributes included, is ENOSYS, which makes the kernel stop
-// asking. READ and WRITE carry up to 1 MiB (max_pages 256). The guest
+// asking. READ and WRITE carry up to 1 MiB (max_pages 256; a WRITE of
+// more, or a READ of more than 256 pages of 64 KiB, is EINVAL). The guest
 // caches names, negative lookups and attributes for Config.CacheTimeout
 // (1 s by default) and keeps file pages across opens until the host
 // file's size or mtime changes (KEEP_CACHE with AUTO_INVAL_DATA).

@@ -197,6 +197,13 @@ func (r *requests) file(fh uint64, dir bool) (*handle, unix.Errno) {
 	return nil, unix.EBADF
 }
 
+// readMax is the largest READ answered: max_pages (MaxPages) pages of
+// 64 KiB, the most a kernel with the largest page size asks for. A larger
+// one, like a WRITE of more than MaxWrite, is EINVAL: without the bounds
+// one request of 4 GiB (overlapping descriptors over 4 MiB of guest
+// memory) kept the device, its lock held, busy for seconds.
+const readMax = MaxPages << 16
+
 // read answers READ straight into the chain, after the out header: at
 // most the size asked and what the chain holds; fewer bytes at the end of
 // the file.
@@ -205,7 +212,11 @@ func (r *requests) read(c *queue.Chain, body []byte) (int, unix.Errno) {
 	if e != 0 {
 		return 0, e
 	}
-	n := min(uint64(le32(body, 16)), uint64(c.WriteLen-outHeaderLen), math.MaxInt64-off)
+	size := uint64(le32(body, 16))
+	if size > readMax {
+		return 0, unix.EINVAL
+	}
+	n := min(size, uint64(c.WriteLen-outHeaderLen), math.MaxInt64-off)
 	got, e := r.transfer(false, hd.fd, c.Writable, outHeaderLen, n, off)
 	if e != 0 {
 		return 0, e
@@ -223,7 +234,7 @@ func (r *requests) write(c *queue.Chain, h *inHeader) (int, unix.Errno) {
 	arg := r.in[:writeInLen]
 	c.ReadAt(arg, inHeaderLen)
 	off, size := le64(arg, 8), uint64(le32(arg, 16))
-	if size > uint64(h.len-inHeaderLen-writeInLen) {
+	if size > MaxWrite || size > uint64(h.len-inHeaderLen-writeInLen) {
 		return 0, unix.EINVAL
 	}
 	hd, e := r.file(le64(arg, 0), false)
