@@ -16,7 +16,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flintvm/flint/api"
+	"github.com/flintvm/flint/boot"
 	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/internal/hostfile"
 	"github.com/flintvm/flint/ratelimit"
 	"github.com/flintvm/flint/vmm"
 )
@@ -198,6 +200,8 @@ func (a *app) runAPI(c *cli.Context, sock string) error {
 			return err
 		}
 		r.boot, r.src = fc, "--config "+configs.Shown(p)
+	} else if err := checkAPIFlags(c); err != nil {
+		return err
 	}
 	before, err := a.seccompHook(c)
 	if err != nil {
@@ -205,6 +209,36 @@ func (a *app) runAPI(c *cli.Context, sock string) error {
 	}
 	r.filtered = before != nil
 	return a.serveAPI(c, r)
+}
+
+// checkAPIFlags checks, before `flint run --api-sock` listens for a
+// client to configure the VM, the flags InstanceStart will put on top of
+// that configuration (checkFlagValues), and that the --kernel and
+// --initrd files given are kernels and regular files: a bad flag is the
+// user's usage error now, not a 400 answering the client later.
+func checkAPIFlags(c *cli.Context) error {
+	if _, err := checkFlagValues(c); err != nil {
+		return err
+	}
+	if k := c.String("kernel"); k != "" {
+		b, err := readKernel("--kernel", k) // an ELF is checked as it is read
+		if err != nil {
+			return err
+		}
+		if !boot.IsELF(b) {
+			if _, err := boot.ParseSetupHeader(b); err != nil {
+				return usagef("--kernel: %s: %v", configs.Shown(k), err)
+			}
+		}
+	}
+	if p := c.String("initrd"); p != "" {
+		f, err := hostfile.OpenInput(p, os.O_RDONLY, hostfile.Regular)
+		if err != nil {
+			return usagef("--initrd: %s", fileError(p, err))
+		}
+		f.Close()
+	}
+	return nil
 }
 
 // serveAPI serves the API on r.sock until the VM it runs ends, a signal

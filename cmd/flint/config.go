@@ -93,13 +93,11 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 		Timing:        c.Bool("timing"),
 		MMIOCmdline:   c.Bool("mmio-cmdline"),
 	}
-	switch e := c.String("kernel-entry"); e {
-	case "auto":
-	case string(boot.EntryPVH), string(boot.EntryLinux64):
-		cfg.KernelEntry = boot.EntryPath(e)
-	default:
-		return cfg, release, usagef("--kernel-entry %q: want auto, pvh or linux64", e)
+	fv, err := checkFlagValues(c)
+	if err != nil {
+		return cfg, release, err
 	}
+	cfg.KernelEntry, cfg.ConsoleLimit = fv.entry, fv.consoleLimit
 	kernel, kernelFlag := c.String("kernel"), "--kernel"
 	initrd, initrdFlag := c.String("initrd"), "--initrd"
 	console, consoleFlag := c.String("console"), "--console"
@@ -160,21 +158,7 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 		return cfg, release, usagef("%s: %v", consoleFlag, err)
 	}
 	cfg.Console = con
-	switch lim := c.Int64("console-limit"); {
-	case lim < 0 || lim > math.MaxInt64>>20:
-		return cfg, release, usagef("--console-limit %d: want 0 (no limit) to %d MiB", lim, int64(math.MaxInt64>>20))
-	case lim == 0:
-		cfg.ConsoleLimit = -1
-	default:
-		cfg.ConsoleLimit = lim << 20
-	}
-	for _, spec := range c.StringSlice("net") {
-		n, err := configs.ParseNetFlag(spec)
-		if err != nil {
-			return cfg, release, usageError{err.Error()}
-		}
-		cfg.Net = append(cfg.Net, n)
-	}
+	cfg.Net = append(cfg.Net, fv.nets...)
 	if err := uniqueMACs(cfg.Net); err != nil {
 		return cfg, release, err
 	}
@@ -201,6 +185,56 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 	}
 	cfg.Log, release, err = newLogger(logger, levelFlag, src)
 	return cfg, release, err
+}
+
+// flagValues are the values checkFlagValues reads from flags alone.
+type flagValues struct {
+	entry        boot.EntryPath // "" for auto
+	consoleLimit int64          // vmm.Config.ConsoleLimit
+	nets         []configs.NetInterface
+}
+
+// checkFlagValues checks the `flint run` flags whose values can be judged
+// without a config (a config's own values are checked where it is
+// decoded): the ranges of --cpus, --memory and --timeout, --cmdline,
+// --kernel-entry, --console, --console-limit, each --net and --log-level.
+// buildConfig starts with it; `flint run --api-sock` without --config runs
+// it before it listens, so a bad flag is refused at once instead of
+// failing the client's InstanceStart.
+func checkFlagValues(c *cli.Context) (fv flagValues, err error) {
+	ranged := vmm.Config{CPUs: c.Int("cpus"), MemoryMiB: c.Int("memory"), Timeout: c.Duration("timeout"), Cmdline: c.String("cmdline")}
+	if err := checkRanges(&ranged); err != nil {
+		return fv, err
+	}
+	switch e := c.String("kernel-entry"); e {
+	case "auto":
+	case string(boot.EntryPVH), string(boot.EntryLinux64):
+		fv.entry = boot.EntryPath(e)
+	default:
+		return fv, usagef("--kernel-entry %q: want auto, pvh or linux64", e)
+	}
+	if _, err := vmm.ParseConsole(c.String("console")); err != nil {
+		return fv, usagef("--console: %v", err)
+	}
+	switch lim := c.Int64("console-limit"); {
+	case lim < 0 || lim > math.MaxInt64>>20:
+		return fv, usagef("--console-limit %d: want 0 (no limit) to %d MiB", lim, int64(math.MaxInt64>>20))
+	case lim == 0:
+		fv.consoleLimit = -1
+	default:
+		fv.consoleLimit = lim << 20
+	}
+	for _, spec := range c.StringSlice("net") {
+		n, err := configs.ParseNetFlag(spec)
+		if err != nil {
+			return fv, usageError{err.Error()}
+		}
+		fv.nets = append(fv.nets, n)
+	}
+	if _, err := parseLevel(c.String("log-level")); err != nil {
+		return fv, err
+	}
+	return fv, nil
 }
 
 // uniqueMACs refuses two interfaces with one MAC (configs checks a

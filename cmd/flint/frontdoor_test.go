@@ -7,6 +7,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -200,5 +201,38 @@ func TestDashDashWithoutCommand(t *testing.T) {
 	// "--" as a flag's value is no end of the flags.
 	if code, _, stderr, cfg := runArgs(t, "run", "--kernel", k, "--cmdline", "--"); code != 0 || cfg == nil || cfg.Cmdline != "--" {
 		t.Errorf(`--cmdline --: exit code %d: %s`, code, stderr)
+	}
+}
+
+// TestAPIModeChecksFlagsAtOnce: `flint run --api-sock` without --config
+// checks its flags before it listens: a bad one is exit 2 naming it, and
+// no socket is left, instead of an API that waits for a client whose
+// InstanceStart would then fail on the flag.
+func TestAPIModeChecksFlagsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	sock := dir + "/api.sock"
+	garbage := writeFile(t, "garbage", make([]byte, 1024))
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cpus", "0"}, "--cpus 0: must be between 1 and"},
+		{[]string{"--memory", "8"}, "--memory 8: must be between"},
+		{[]string{"--timeout", "-1s"}, "--timeout -1s: must not be negative"},
+		{[]string{"--kernel-entry", "bios"}, `--kernel-entry "bios"`},
+		{[]string{"--console", "tty"}, `--console: console "tty"`},
+		{[]string{"--console-limit", "-1"}, "--console-limit -1"},
+		{[]string{"--net", "tap=t0,mtu=1"}, `--net "tap=t0,mtu=1": mtu="1"`},
+		{[]string{"--log-level", "loud"}, `--log-level "loud"`},
+		{[]string{"--kernel", garbage}, "--kernel: " + garbage + ": kernel: not a bzImage"},
+		{[]string{"--kernel", dir + "/missing"}, "--kernel: " + dir + "/missing: no such file"},
+		{[]string{"--initrd", dir}, "--initrd: " + dir + ": a directory"},
+	} {
+		t.Run(c.want, func(t *testing.T) {
+			wantUsageError(t, append([]string{"run", "--api-sock", sock}, c.args...), c.want)
+			if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+				t.Fatalf("the socket is left: %v", err)
+			}
+		})
 	}
 }
