@@ -28,8 +28,9 @@ setup:
 	@scripts/setup.sh
 
 ## run: boot the stock Debian cloud kernel into a busybox shell on this terminal
+## (RUN_ARGS passes options to scripts/run-nested-shell.sh, e.g. RUN_ARGS='--kernel amd64 --cpus 1')
 run: setup
-	scripts/run-nested-shell.sh
+	scripts/run-nested-shell.sh $(RUN_ARGS)
 
 ## test: everything CI runs: static checks, unit and KVM tests, a short fuzz pass, stock-kernel
 ## boot, network, disk/config/API and UML tests; every phase runs, then a summary of what ran
