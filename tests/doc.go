@@ -22,7 +22,9 @@
 // KVM package tests of kvm, vmm and cmd/flint and the start-up benchmark, compiled with
 // `go test -c` and run in one nested host where this machine has no working /dev/kvm:
 // every test there is a subtest here, and a skip there is a failure; with a working
-// /dev/kvm they ran directly in `make unit`/`make race`, and only the benchmark runs).
+// /dev/kvm they ran directly in `make unit`/`make race`, and only the benchmark runs),
+// makerun_test.go (the README's `make run` on a pseudo-terminal: the shell, a ping and a
+// web page from the host side, `exit`, status 0).
 //
 // Whether KVM is usable, and how, is decided in one place for every test:
 // internal/testenv (CanRunTinyGuests: any working /dev/kvm, PVM included;
