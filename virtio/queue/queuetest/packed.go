@@ -57,6 +57,7 @@ type PackedDriver struct {
 
 	drvOffWrap, drvFlags, devOffWrap, devFlags mem.AtomicU16
 	slotFlags                                  []mem.AtomicU16 // each slot's flags word
+	ring                                       []byte          // the descriptor ring (nil if outside RAM)
 
 	availPos, usedPos uint16 // slot | wrap<<15, as queue positions
 	kickedAt          uint16 // availPos at the previous Kick
@@ -145,6 +146,7 @@ func newPacked(cfg Config, m *mem.Memory, ram []byte) (*PackedDriver, error) {
 		d.ids = append(d.ids, uint16(i))
 	}
 	d.data = newDriver(Config{Size: 1, MemBase: cfg.MemBase}, m, ram, data, cfg.MemBase+cfg.MemSize)
+	d.ring = d.data.Bytes(cfg.DescAddr, 16*n)
 	return d, nil
 }
 
@@ -231,9 +233,10 @@ func availBits(p uint16) uint16 {
 // virtqueue_add_packed, the other descriptors' flags are plain stores:
 // the device reads them only after the head's acquire load, and the race
 // detector reports a device read unordered with them just as it would
-// with atomic stores.
+// with atomic stores. The ring is looked up once, at construction, as a
+// driver maps it once.
 func (d *PackedDriver) writeDesc(slot uint16, desc PDesc, head bool) {
-	b := d.data.Bytes(d.cfg.DescAddr+16*uint64(slot), 16)
+	b := d.ring[16*int(slot) : 16*int(slot)+16]
 	binary.LittleEndian.PutUint64(b[0:], desc.Addr)
 	binary.LittleEndian.PutUint32(b[8:], desc.Len)
 	if !head {
