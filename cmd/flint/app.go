@@ -8,8 +8,10 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/urfave/cli/v2"
 
@@ -321,7 +323,7 @@ func runMachine(m machine, cfg vmm.Config, stderr io.Writer) int {
 	res := m.Run()
 	m.Close()
 	if res.Err != nil {
-		fmt.Fprintln(stderr, "flint: "+res.Err.Error())
+		fmt.Fprintln(stderr, "flint: "+oneLine(res.Err.Error()))
 	}
 	if cfg.Timing {
 		fmt.Fprintf(stderr, "flint: timing: first-guest-io=%v first-console-byte=%v stop=%v (%s)\n",
@@ -363,4 +365,24 @@ func (a *app) seccompHook(c *cli.Context) (func(seccomp.Options) error, error) {
 		filter = func(o seccomp.Options) error { o.Mode = mode; return install(o) }
 	}
 	return a.jailHook(c, filter)
+}
+
+// oneLine is msg with its control characters (a line break above all)
+// escaped as in Go source (\n), so that an error quoting a name as the
+// user wrote it (vmm's "console file: open PATH: ...") prints as the one
+// line bad input gets.
+func oneLine(msg string) string {
+	if strings.IndexFunc(msg, unicode.IsControl) < 0 {
+		return msg
+	}
+	var b strings.Builder
+	for _, r := range msg {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

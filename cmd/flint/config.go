@@ -385,7 +385,7 @@ func firecrackerLevel(s string) slog.Level {
 // vmExitCode reports a vmm.New failure: exit code 2 for the user's input,
 // 1 otherwise.
 func vmExitCode(err error, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "flint: "+err.Error())
+	fmt.Fprintln(stderr, "flint: "+oneLine(err.Error()))
 	var ce *vmm.ConfigError
 	if errors.As(err, &ce) {
 		return vmm.ExitUsage

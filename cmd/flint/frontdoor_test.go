@@ -6,10 +6,13 @@ package main
 // checks live next to the code they cover (app_test, config_test, ...).
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/flintvm/flint/vmm"
 )
 
 // TestKernelContentErrorsNameTheFile: a kernel file that reads fine but is
@@ -236,3 +239,31 @@ func TestAPIModeChecksFlagsAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestVMErrorsAreOneLine: an error from building or running the VM that
+// quotes a name with a line break as the user wrote it (vmm opens the
+// console file, the metrics file and the vsock socket itself) still
+// prints as one line, the break escaped.
+func TestVMErrorsAreOneLine(t *testing.T) {
+	var b strings.Builder
+	err := &vmm.ConfigError{Err: errors.New("console file: open /nonexistent/a\nb\tc: no such file or directory")}
+	if code := vmExitCode(err, &b); code != vmm.ExitUsage {
+		t.Errorf("exit code %d, want %d", code, vmm.ExitUsage)
+	}
+	if want := "flint: console file: open /nonexistent/a\\nb\\tc: no such file or directory\n"; b.String() != want {
+		t.Errorf("stderr %q, want %q", b.String(), want)
+	}
+	b.Reset()
+	runMachine(&failedMachine{err: errors.New("vsock: uds_path: listen unix /x/a\nb: bind")}, vmm.Config{}, &b)
+	if lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n"); len(lines) != 2 || !strings.Contains(lines[0], `/x/a\nb: bind`) {
+		t.Errorf("stderr %q: want the error on one line, then the exit line", b.String())
+	}
+}
+
+// failedMachine is a VM whose Run fails with err (stopError).
+type failedMachine struct {
+	fakeMachine
+	err error
+}
+
+func (f *failedMachine) Run() vmm.Result { return vmm.Result{Reason: vmm.StopReason(8), Err: f.err} }

@@ -79,7 +79,7 @@ func netBackendCommand(a *app) *cli.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			if err := vmm.ServeNetBackend(ctx, c.String("socket"), n, log, before); err != nil {
-				fmt.Fprintln(a.stderr, "flint: "+err.Error())
+				fmt.Fprintln(a.stderr, "flint: "+oneLine(err.Error()))
 				a.code = vmm.ExitVMMErr
 				if ce := (*vmm.ConfigError)(nil); errors.As(err, &ce) {
 					a.code = vmm.ExitUsage
