@@ -175,7 +175,7 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			&cli.StringFlag{Name: "console", Usage: "serial console: stdio, stderr (output only), none or file:PATH; in command mode the kernel log, default none (stdio means stderr)", Value: "stdio"},
 			&cli.Int64Flag{Name: "console-limit", Usage: "MiB a file: console may write before the rest of the guest's output is dropped (0: no limit)", Value: vmm.DefaultConsoleLimit >> 20},
 			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net interface bridged to a host TAP (repeatable): " +
-				"tap=NAME[,mac=MAC][,transport=pci|mmio][,mtu=N][,mrg_rxbuf=on|off][,tso=on|off][,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off][,packed=on|off][,queues=N][,rx_irq_gap=DURATION (default 50us)][,tx_irq_gap=DURATION (default 0)][,ip=CIDR (command mode: the guest's address)]"},
+				"tap=NAME[,mac=MAC][,transport=pci|mmio][,mtu=N][,mrg_rxbuf=on|off][,tso=on|off][,csum=on|off][,ufo=on|off][,indirect=on|off][,event_idx=on|off][,packed=on|off][,queues=N][,rx_irq_gap=DURATION (default 50us)][,tx_irq_gap=DURATION (default 0)][,irq_resend=DURATION (default 0)][,poll=DURATION (default 0)][,ip=CIDR (command mode: the guest's address)]"},
 			&cli.StringFlag{Name: "exit-marker", Usage: "stop the VM with exit code 0 when the console prints this string; a guest that resets or powers off before printing it gives exit code 4"},
 			&cli.DurationFlag{Name: "timeout", Usage: "stop the VM with exit code 3 (124 in command mode) after this long (e.g. 60s); 0 means no limit"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (logs go to stderr)", Value: "warn"},

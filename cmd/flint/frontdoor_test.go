@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/urfave/cli/v2"
+
+	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/vmm"
 )
 
@@ -267,3 +270,25 @@ type failedMachine struct {
 }
 
 func (f *failedMachine) Run() vmm.Result { return vmm.Result{Reason: vmm.StopReason(8), Err: f.err} }
+
+// TestNetHelpListsEveryKey: `flint run --help` lists every key a --net
+// spec takes (the list the parser gives for an unknown key), so none is
+// accepted without being documented.
+func TestNetHelpListsEveryKey(t *testing.T) {
+	_, err := configs.ParseNetFlag("tap=t0,nosuchkey=1")
+	_, list, ok := strings.Cut(fmt.Sprint(err), "(want ")
+	if !ok {
+		t.Fatalf("unknown key error %v lists no keys", err)
+	}
+	var usage string
+	for _, f := range runCommand(&app{}, nil).Flags {
+		if sf, ok := f.(*cli.StringSliceFlag); ok && sf.Name == "net" {
+			usage = sf.Usage
+		}
+	}
+	for _, k := range strings.Split(strings.TrimSuffix(list, ")"), ", ") {
+		if !strings.Contains(usage, k+"=") {
+			t.Errorf("--net's help does not list %s=: %s", k, usage)
+		}
+	}
+}
