@@ -73,7 +73,9 @@
 // SYMLINK, LINK, UNLINK, RMDIR, RENAME, CREATE, WRITE, FALLOCATE) is EROFS
 // and OPEN refuses write access and O_TRUNC; host files are only ever
 // opened read-only, with O_NOATIME when the VMM may (its own files, or
-// CAP_FOWNER), so reading leaves access times alone. The guest should also mount it with -o ro.
+// CAP_FOWNER), so reading leaves access times alone, but for a
+// symlink's: READLINK updates it as readlink(2) does (it takes no
+// O_NOATIME). The guest should also mount it with -o ro.
 //
 // The guest's files are made as the VMM's user, root often, whatever
 // owner the guest asks for at creation. So no mode the guest gives
