@@ -7,6 +7,8 @@ package main
 
 import (
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -60,6 +62,10 @@ func jailSpec(c *cli.Context) (*jail.Spec, error) {
 	}
 	if n := c.Uint64("jail-nofile"); n < 64 {
 		return nil, usagef("--jail-nofile %d: at least 64 (flint itself holds dozens of descriptors)", n)
+	} else if max, ok := nrOpen(); ok && n > max {
+		// setrlimit would refuse it (EPERM) in the jailed child,
+		// after the VM is set up: exit 1 instead of this line.
+		return nil, usagef("--jail-nofile %d: at most %d (the kernel's fs.nr_open)", n, max)
 	}
 	s := &jail.Spec{Dir: dir, UID: uid, GID: gid, NoFile: c.Uint64("jail-nofile"), FSize: c.Uint64("jail-fsize")}
 	if err := s.Validate(); err != nil {
@@ -118,3 +124,14 @@ func (a *app) jailHook(c *cli.Context, next func(seccomp.Options) error) (func(s
 
 // childOfJail is jail.Child (tests substitute it).
 func childOfJail() (*os.File, bool, error) { return jail.Child() }
+
+// nrOpen is the kernel's fs.nr_open, the largest RLIMIT_NOFILE a process
+// can have; ok is false when it cannot be read.
+func nrOpen() (uint64, bool) {
+	b, err := os.ReadFile("/proc/sys/fs/nr_open")
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return n, err == nil
+}

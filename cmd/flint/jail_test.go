@@ -66,6 +66,7 @@ func TestJailFlags(t *testing.T) {
 		{[]string{"--jail", dir, "--uid", "1000", "--gid", "-3"}, `--gid "-3": not a number`},
 		{[]string{"--jail", dir, "--uid", "0", "--gid", "1000"}, "uid 0"},
 		{[]string{"--jail", dir, "--uid", "1000", "--gid", "1000", "--jail-nofile", "3"}, "--jail-nofile 3"},
+		{[]string{"--jail", dir, "--uid", "1000", "--gid", "1000", "--jail-nofile", "99999999999999"}, "--jail-nofile 99999999999999: at most"},
 		{[]string{"--jail", dir, "--uid", "1000", "--gid", "1000", "--", "true"}, "command mode"},
 	} {
 		j := newJailApp(false, 0)
