@@ -133,13 +133,16 @@ func statNode(n *node, st *unix.Stat_t) error {
 // queues: a guest could unlink or read other processes' queues),
 // hugetlbfs (a file there reserves the host's huge pages) and autofs (a
 // lookup inside waits for the host's automount daemon, or mounts
-// something on the host).
+// something on the host), and the security modules' own file systems,
+// selinuxfs and smackfs (older distributions mount selinuxfs at
+// /selinux, outside /sys: writing there changes the host's policy).
 func pseudoFS(typ int64) bool {
 	switch uint32(typ) {
 	case unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC, unix.DEBUGFS_MAGIC, unix.SECURITYFS_MAGIC, unix.TRACEFS_MAGIC,
 		unix.BPF_FS_MAGIC, unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC, unix.EFIVARFS_MAGIC,
 		unix.PSTOREFS_MAGIC, unix.BINFMTFS_MAGIC, unix.NSFS_MAGIC, 0x62656570 /* configfs */, 0x65735543, /* fusectl */
-		0x67596969 /* rpc_pipefs */, mqueueMagic, unix.HUGETLBFS_MAGIC, unix.AUTOFS_SUPER_MAGIC:
+		0x67596969 /* rpc_pipefs */, mqueueMagic, unix.HUGETLBFS_MAGIC, unix.AUTOFS_SUPER_MAGIC,
+		unix.SELINUX_MAGIC, unix.SMACK_MAGIC:
 		return true
 	}
 	return false

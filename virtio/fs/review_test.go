@@ -304,3 +304,17 @@ func TestReadOnlyKeepsAtime(t *testing.T) {
 		}
 	}
 }
+
+// TestSecurityModuleFSNotServed: selinuxfs and smackfs are refused like
+// /proc (no kernel here registers them, so pseudoFS is asked directly),
+// and an ordinary file system is not.
+func TestSecurityModuleFSNotServed(t *testing.T) {
+	for _, magic := range []int64{unix.SELINUX_MAGIC, unix.SMACK_MAGIC} {
+		if !pseudoFS(magic) {
+			t.Errorf("file system magic %#x is served", magic)
+		}
+	}
+	if pseudoFS(unix.EXT4_SUPER_MAGIC) || pseudoFS(unix.TMPFS_MAGIC) {
+		t.Error("ext4 or tmpfs refused")
+	}
+}
