@@ -117,7 +117,8 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func(seccomp.
 	}
 	failOn, err := verdict.ParseFailOn(c.String("fail-on"))
 	if err != nil {
-		return usagef("--fail-on %q: %v", c.String("fail-on"), err)
+		// verdict's errors name the flag already: once is enough.
+		return usagef("--fail-on %q: %s", c.String("fail-on"), strings.TrimPrefix(err.Error(), "--fail-on: "))
 	}
 	idle := c.Duration("idle-timeout")
 	if idle < 0 {

@@ -292,3 +292,18 @@ func TestNetHelpListsEveryKey(t *testing.T) {
 		}
 	}
 }
+
+// TestFailOnNamedOnce: a bad --fail-on names the flag once, not twice
+// (verdict's own errors start with it).
+func TestFailOnNamedOnce(t *testing.T) {
+	k := writeFile(t, "vmlinux", tinyELF("Linux version 6.1.0 (x@y) #1\n"))
+	for _, c := range []struct{ val, want string }{
+		{"bogus", `--fail-on "bogus": unknown kind "bogus" (valid names:`},
+		{"", `--fail-on "": empty list`},
+		{"all,-bogus", `--fail-on "all,-bogus": unknown kind`},
+	} {
+		t.Run(c.val, func(t *testing.T) {
+			wantUsageError(t, []string{"run", "--kernel", k, "--modules", "builtin", "--fail-on", c.val, "--", "true"}, c.want)
+		})
+	}
+}
