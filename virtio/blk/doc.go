@@ -17,7 +17,11 @@
 //     and [sector, sector+len/512) must lie inside the capacity, else the
 //     answer is IOERR and no I/O happens. OUT on a read-only drive is
 //     IOERR. Data moves with preadv/pwritev straight between the image
-//     and guest memory: no staging copy, no allocation per request.
+//     and guest memory: no staging copy, no allocation per request. A
+//     transfer moves at most 4 MiB per system call and is abandoned
+//     between two, answered IOERR, once a reset or Close begins: a
+//     request of 4 GiB (descriptors naming the same guest memory over
+//     and over) does not hold the reset for seconds.
 //   - FLUSH: with Options.Writeback the device offers VIRTIO_BLK_F_FLUSH
 //     and a flush is fdatasync(2) on the image; a driver that does not
 //     negotiate FLUSH was told of no write cache, so each of its writes

@@ -40,10 +40,21 @@ const (
 	batch = 32
 	// iovMax is the most iovecs one preadv/pwritev takes (IOV_MAX).
 	iovMax = 1024
+	// chunkMax is the most bytes one preadv/pwritev moves. A request's
+	// data can be 4 GiB (1022 descriptors of 4 MiB naming the same guest
+	// memory): moved in one go it held the engine, and so Reset, for
+	// over 10 s. Between chunks the transfer gives up once the engines
+	// stop. Requests Linux sends by default (up to 1.25 MiB) fit in one.
+	chunkMax = 4 << 20
 )
 
-// errShort reports a host transfer that ended early (the image shrank).
-var errShort = errors.New("virtio-blk: short transfer")
+var (
+	// errShort reports a host transfer that ended early (the image shrank).
+	errShort = errors.New("virtio-blk: short transfer")
+	// errStopped reports a transfer abandoned because the device is
+	// being reset or closed.
+	errStopped = errors.New("virtio-blk: transfer abandoned for a reset")
+)
 
 // engine is the request queue's work: the virtio.Engine pops request
 // chains and handle executes them. Its buffers (the iovec array) are
@@ -154,8 +165,7 @@ func (e *engine) inRange(sector, n uint64) bool {
 
 func (e *engine) read(c *queue.Chain, sector, n uint64) (uint32, time.Duration) {
 	if err := e.transfer(false, c.Writable, 0, n, sector*SectorSize); err != nil {
-		e.d.stats.Inc(cHostErrors)
-		return e.finish(c, StatusIOErr, 0)
+		return e.transferFailed(c, err)
 	}
 	e.d.stats.Inc(cReadOps)
 	e.d.stats.Add(cReadBytes, n)
@@ -164,8 +174,7 @@ func (e *engine) read(c *queue.Chain, sector, n uint64) (uint32, time.Duration) 
 
 func (e *engine) write(c *queue.Chain, sector, n uint64) (uint32, time.Duration) {
 	if err := e.transfer(true, c.Readable, HeaderLen, n, sector*SectorSize); err != nil {
-		e.d.stats.Inc(cHostErrors)
-		return e.finish(c, StatusIOErr, 0)
+		return e.transferFailed(c, err)
 	}
 	e.owed = e.owed || e.failed // in the host's cache, which may drop it
 	// FLUSH offered but not negotiated: the driver was told of no write
@@ -176,6 +185,15 @@ func (e *engine) write(c *queue.Chain, sector, n uint64) (uint32, time.Duration)
 	e.d.stats.Inc(cWriteOps)
 	e.d.stats.Add(cWriteBytes, n)
 	return e.finish(c, StatusOK, 0)
+}
+
+// transferFailed answers IOERR for a transfer that failed: a host error, or a
+// reset that came first (the driver forgets the request then).
+func (e *engine) transferFailed(c *queue.Chain, err error) (uint32, time.Duration) {
+	if err != errStopped {
+		e.d.stats.Inc(cHostErrors)
+	}
+	return e.finish(c, StatusIOErr, 0)
 }
 
 // finish writes status into the chain's last writable byte and returns
@@ -195,11 +213,15 @@ func (e *engine) finish(c *queue.Chain, status byte, written uint32) (uint32, ti
 
 // transfer moves n bytes between the image at byte offset pos and the
 // chain segments segs starting skip bytes into them: pwritev (write) or
-// preadv, at most iovMax segments per call, resumed after short
-// transfers. It allocates nothing.
+// preadv, at most iovMax segments and chunkMax bytes per call, resumed
+// after short transfers. Once the engines stop (a reset, Close) it
+// stops between two calls with errStopped. It allocates nothing.
 func (e *engine) transfer(write bool, segs [][]byte, skip, n uint64, pos uint64) error {
 	for done := uint64(0); done < n; {
-		e.iov = queue.AppendIovecs(e.iov[:0], segs, skip+done, n-done, iovMax)
+		if done > 0 && e.d.engines.Stopping() {
+			return errStopped
+		}
+		e.iov = queue.AppendIovecs(e.iov[:0], segs, skip+done, min(n-done, chunkMax), iovMax)
 		if len(e.iov) == 0 {
 			return errShort // the chain is shorter than its lengths say: cannot happen
 		}
