@@ -101,10 +101,21 @@ func macFor(n configs.NetInterface) [6]byte {
 func (m *Machine) addNetDevices() error {
 	for _, n := range m.cfg.Net {
 		if err := m.addNetDevice(n); err != nil {
-			return fmt.Errorf("--net tap=%s: %w", n.TAP, err)
+			return tapError("--net tap="+n.TAP, err)
 		}
 	}
 	return nil
+}
+
+// tapError prefixes err with what named the TAP (a flag or key); an
+// interface of that name that cannot be attached as a TAP
+// (tap.ErrWrongDevice) is the user's input, a ConfigError.
+func tapError(named string, err error) error {
+	err = fmt.Errorf("%s: %w", named, err)
+	if errors.Is(err, tap.ErrWrongDevice) {
+		return &ConfigError{Err: err}
+	}
+	return err
 }
 
 func (m *Machine) addNetDevice(n configs.NetInterface) error {

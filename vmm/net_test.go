@@ -2,10 +2,12 @@ package vmm
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -133,6 +135,37 @@ func TestNetDevicesOnPCIAndMMIO(t *testing.T) {
 			if err != nil || !strings.Contains(string(out), fmt.Sprintf(" mtu %d ", mtu)) {
 				t.Errorf("%s MTU %q (%v), want %d", name, out, err, mtu)
 			}
+		}
+	})
+}
+
+// TestTAPOfWrongKindIsUsageError: an interface name that exists and is
+// not a TAP (loopback here), or a TAP whose multi_queue setting does not
+// fit queues=, is the user's input: ServeNetBackend and the VM's devices
+// answer a ConfigError (exit code 2) naming the flag and saying why.
+func TestTAPOfWrongKindIsUsageError(t *testing.T) {
+	inNetnsNoKVM(t, func() {
+		if out, err := exec.Command("ip", "tuntap", "add", "flt-sq", "mode", "tap").CombinedOutput(); err != nil {
+			t.Errorf("ip tuntap add: %v: %s", err, out)
+			return
+		}
+		sq := configs.DefaultNetInterface("flt-sq")
+		sq.Queues = 2
+		for _, c := range []struct {
+			n    configs.NetInterface
+			want string
+		}{
+			{configs.DefaultNetInterface("lo"), "--tap lo: "},
+			{sq, "made without multi_queue"},
+		} {
+			err := ServeNetBackend(t.Context(), filepath.Join(t.TempDir(), "s"), c.n, nil, nil)
+			var ce *ConfigError
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("ServeNetBackend(tap %s): %v, want a ConfigError saying %q", c.n.TAP, err, c.want)
+			}
+		}
+		if err := tapError("--net tap=x", os.ErrNotExist); errors.As(err, new(*ConfigError)) {
+			t.Errorf("tapError made %v a usage error", err)
 		}
 	})
 }

@@ -2,7 +2,6 @@ package vmm
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"github.com/flintvm/flint/configs"
@@ -23,7 +22,7 @@ func ServeNetBackend(ctx context.Context, socket string, n configs.NetInterface,
 	}
 	t, dev, err := openNetDevice(n)
 	if err != nil {
-		return fmt.Errorf("tap %s: %w", n.TAP, err)
+		return tapError("--tap "+n.TAP, err)
 	}
 	defer t.Close()
 	warnNoSteering(log, t)

@@ -193,7 +193,11 @@ func attach(name string, flags uint16, checkMQ bool) (int, string, error) {
 	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
-		return -1, "", os.NewSyscallError("ioctl TUNSETIFF", err)
+		serr := os.NewSyscallError("ioctl TUNSETIFF", err)
+		if why := explainAttach(name, flags, err, serr); why != nil {
+			return -1, "", why
+		}
+		return -1, "", serr
 	}
 	return fd, ifr.Name(), nil
 }
