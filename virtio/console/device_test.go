@@ -307,3 +307,38 @@ func TestInputAfterGuestWrite(t *testing.T) {
 		t.Errorf("%d bytes out, want the guest's 1", out.Len())
 	}
 }
+
+// maxWriter records the largest Write it was given.
+type maxWriter struct {
+	sink
+	most int
+}
+
+func (w *maxWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.most = max(w.most, len(p))
+	w.mu.Unlock()
+	return w.sink.Write(p)
+}
+
+// TestWriteSizeBounded: a guest buffer of 1 MiB reaches the writer in
+// Writes of at most 64 KiB, in order. One Write per buffer handed the
+// writer as much guest memory as the guest liked (a whole RAM): command
+// mode's spool, bounded only while it holds something, copied all of it.
+func TestWriteSizeBounded(t *testing.T) {
+	out := &maxWriter{}
+	r := newRig(t, Options{Out: out})
+	data := pattern(1 << 20)
+	if _, err := r.tx.Add(qt.R(data[:100]), qt.R(data[100:])); err != nil {
+		t.Fatal(err)
+	}
+	r.h.Kick(TransmitQueue)
+	waitUntil(t, "the chain used", func() bool { return r.tx.PendingUsed() == 1 })
+	if !bytes.Equal(out.Bytes(), data) || out.most > writeMax {
+		t.Fatalf("writer got %d bytes (in order: %v), largest Write %d, want at most %d",
+			out.Len(), bytes.Equal(out.Bytes(), data), out.most, writeMax)
+	}
+	if st := r.dev.Stats(); st.OutBytes != 1<<20 || st.OutChains != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -30,8 +30,10 @@
 // # Transmit (guest -> host)
 //
 // Every transmit chain's readable bytes are written to the io.Writer in
-// chain order, one Write per guest buffer, straight from guest memory (no
-// staging copy). The policy for a slow or failing writer:
+// chain order, one Write per guest buffer or per 64 KiB of it (a writer
+// that queues what it is given never gets more at once, however large the
+// guest's buffer), straight from guest memory (no staging copy). The
+// policy for a slow or failing writer:
 //
 //   - A slow writer is back-pressure: the transmit engine waits in Write
 //     and the guest's console writes wait with it, like a slow serial

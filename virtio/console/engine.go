@@ -62,9 +62,16 @@ type tx struct {
 
 var _ virtio.Handler = (*tx)(nil)
 
-// Chain writes one chain's readable bytes to the writer, one Write per
-// guest buffer, straight from guest memory. A failed or short Write drops
-// the rest of the chain (counted); the chain completes either way.
+// writeMax is the most bytes of guest memory one Write gets. A guest
+// buffer can be as large as the guest's RAM; a writer that holds what it
+// is given (command mode's spool takes a whole Write whenever it is
+// empty) would copy all of it.
+const writeMax = 64 << 10
+
+// Chain writes one chain's readable bytes to the writer in order,
+// straight from guest memory, one Write per guest buffer or per writeMax
+// bytes of it. A failed or short Write drops the rest of the chain
+// (counted); the chain completes either way.
 func (t *tx) Chain(c *queue.Chain) virtio.Result {
 	if c.WriteLen > 0 {
 		t.d.stats.Inc(cBadChains) // a device-writable buffer on the transmitq
@@ -75,12 +82,8 @@ func (t *tx) Chain(c *queue.Chain) virtio.Result {
 	}
 	written := uint64(0)
 	for _, s := range c.Readable {
-		n, err := t.d.out.Write(s)
-		n = max(0, min(n, len(s))) // a Writer that lies about n
-		written += uint64(n)
-		if err == nil && n < len(s) {
-			err = io.ErrShortWrite
-		}
+		n, err := t.write(s)
+		written += n
 		if err != nil {
 			t.d.stats.Inc(cWriteErrors)
 			t.d.stats.Add(cDroppedBytes, uint64(c.ReadLen)-written)
@@ -90,4 +93,23 @@ func (t *tx) Chain(c *queue.Chain) virtio.Result {
 	t.d.stats.Add(cOutBytes, written)
 	t.d.stats.Inc(cOutChains)
 	return virtio.Result{Do: virtio.Done}
+}
+
+// write writes s in Writes of at most writeMax bytes and returns how
+// many bytes the writer took, until the first failed or short Write.
+func (t *tx) write(s []byte) (uint64, error) {
+	done := 0
+	for done < len(s) {
+		p := s[done:min(len(s), done+writeMax)]
+		n, err := t.d.out.Write(p)
+		n = max(0, min(n, len(p))) // a Writer that lies about n
+		done += n
+		if err == nil && n < len(p) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return uint64(done), err
+		}
+	}
+	return uint64(done), nil
 }
