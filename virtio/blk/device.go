@@ -216,8 +216,9 @@ func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Inter
 }
 
 // Reset stops the request goroutine and waits for it (an I/O in progress
-// completes first), and forgets the negotiated features. Requests the
-// device had not started stay in the ring.
+// ends after its current system call, of at most 4 MiB: a request not
+// done by then is answered IOERR), and forgets the negotiated features.
+// Requests the device had not started stay in the ring.
 func (d *Device) Reset() { d.engines.Reset(nil) }
 
 // Close resets the device and closes the image. Call it once the guest
