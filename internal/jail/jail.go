@@ -77,7 +77,10 @@ func (s Spec) Validate() error {
 // must not depend on the host's user database).
 func ParseID(what, s string) (int, error) {
 	v, err := strconv.ParseUint(s, 10, 32)
-	if err != nil || v == 0xffffffff {
+	switch {
+	case errors.Is(err, strconv.ErrRange) || err == nil && v == 0xffffffff:
+		return 0, fmt.Errorf("%s %q: out of range (0 to 4294967294)", what, s)
+	case err != nil:
 		return 0, fmt.Errorf("%s %q: not a number", what, s)
 	}
 	return int(v), nil

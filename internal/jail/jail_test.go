@@ -346,4 +346,10 @@ func TestValidate(t *testing.T) {
 			t.Errorf("ParseID(%q) = %d, %v", tc.in, v, err)
 		}
 	}
+	// Too large is said so, not called "not a number".
+	for _, in := range []string{"99999999999", "4294967295"} {
+		if _, err := ParseID("uid", in); err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("ParseID(%q): %v, want out of range", in, err)
+		}
+	}
 }
