@@ -102,8 +102,11 @@ func DecodeSpec(r io.Reader) (*Spec, error) {
 
 // Validate checks the Spec without touching the system.
 func (s *Spec) Validate() error {
-	if len(s.Argv) == 0 || s.Argv[0] == "" {
+	switch {
+	case len(s.Argv) == 0:
 		return errors.New("agent spec: no command (argv is empty)")
+	case s.Argv[0] == "":
+		return errors.New("agent spec: the command's name is empty (argv[0] is \"\")")
 	}
 	for _, a := range s.Argv {
 		if strings.IndexByte(a, 0) >= 0 {

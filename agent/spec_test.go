@@ -36,7 +36,7 @@ func TestDecodeSpecRejects(t *testing.T) {
 	for name, tc := range map[string]struct{ old, new, want string }{
 		"unknown key":     {`"root": "/flint/root"`, `"rooot": "/flint/root"`, "unknown field"},
 		"no command":      {`["sh", "-c", "uname -r"]`, `[]`, "no command"},
-		"empty argv0":     {`["sh", "-c", "uname -r"]`, `[""]`, "no command"},
+		"empty argv0":     {`["sh", "-c", "uname -r"]`, `[""]`, "command's name is empty"},
 		"NUL in argument": {`"uname -r"`, `"uname\u0000-r"`, "NUL"},
 		"bad env":         {`"HOME=/root"`, `"HOME"`, "KEY=VALUE"},
 		"relative module": {`"/flint/modules/virtio.ko"`, `"virtio.ko"`, "module"},
