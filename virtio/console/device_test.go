@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -341,4 +342,41 @@ func TestWriteSizeBounded(t *testing.T) {
 	if st := r.dev.Stats(); st.OutBytes != 1<<20 || st.OutChains != 1 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// TestResetDropsRestOfChain: a chain of 1022 descriptors naming the same
+// 2 MiB of guest memory (2 GiB of output) into a writer that takes 1 ms
+// per Write and has no deadline: the reset drops what is left of it
+// instead of waiting the 30 s the writer would take.
+func TestResetDropsRestOfChain(t *testing.T) {
+	w := &slowCounter{}
+	r := newRig(t, Options{Out: w})
+	const seg = 2 << 20
+	a := r.tx.Alloc(seg)
+	bufs := make([]qt.Buf, 1022)
+	for i := range bufs {
+		bufs[i] = qt.Buf{Addr: a, Len: seg}
+	}
+	if _, err := r.tx.AddIndirect(bufs...); err != nil {
+		t.Fatal(err)
+	}
+	r.h.Kick(TransmitQueue)
+	waitUntil(t, "output", func() bool { return w.n.Load() > 0 })
+	start := time.Now()
+	r.h.Close()
+	took := time.Since(start)
+	st := r.dev.Stats()
+	if took > 2*time.Second || st.DroppedBytes == 0 || st.OutBytes+st.DroppedBytes != 1022*seg || st.WriteErrors != 0 {
+		t.Fatalf("Reset took %v; stats %+v (want the rest dropped, no write error)", took, st)
+	}
+}
+
+// slowCounter counts what it is given, 1 ms per Write, and keeps none of
+// it.
+type slowCounter struct{ n atomic.Int64 }
+
+func (w *slowCounter) Write(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	w.n.Add(int64(len(p)))
+	return len(p), nil
 }

@@ -44,7 +44,10 @@
 //     written as usual, so a failing writer never stalls the guest.
 //   - Reset unblocks a Write that waits: when the writer has
 //     SetWriteDeadline (an *os.File on a pipe or socket), Reset sets a
-//     past deadline, so the Write fails and its bytes are dropped.
+//     past deadline, so the Write fails and its bytes are dropped. Once
+//     a reset begins, what the chain in progress still holds is dropped
+//     (counted) instead of written: the reset waits for one Write at
+//     most, not for a chain of 4 GiB.
 //
 // # Bad chains
 //
