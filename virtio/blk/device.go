@@ -6,6 +6,7 @@ import (
 	"github.com/flintvm/flint/internal/hostfile"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/flintvm/flint/mem"
 	"github.com/flintvm/flint/ratelimit"
@@ -108,6 +109,9 @@ type Device struct {
 	// ReplaceImage while it syncs and swaps the image: no request runs
 	// meanwhile. It guards the engine's sync state (failed, owed).
 	io sync.Mutex
+	// replacing is set while ReplaceImage waits for io: a large transfer
+	// gives up (IOERR) at its next chunk instead of holding it.
+	replacing atomic.Bool
 
 	eng   engine // reused across activations: its buffers stay warm
 	stats virtio.Tally[Stats, counter]

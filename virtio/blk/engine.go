@@ -42,18 +42,19 @@ const (
 	iovMax = 1024
 	// chunkMax is the most bytes one preadv/pwritev moves. A request's
 	// data can be 4 GiB (1022 descriptors of 4 MiB naming the same guest
-	// memory): moved in one go it held the engine, and so Reset, for
-	// over 10 s. Between chunks the transfer gives up once the engines
-	// stop. Requests Linux sends by default (up to 1.25 MiB) fit in one.
+	// memory): moved in one go it held the engine, and so Reset and
+	// ReplaceImage, for over 10 s. Between chunks the transfer gives up
+	// once the engines stop or ReplaceImage waits. Requests Linux sends
+	// by default (up to 1.25 MiB) fit in one.
 	chunkMax = 4 << 20
 )
 
 var (
 	// errShort reports a host transfer that ended early (the image shrank).
 	errShort = errors.New("virtio-blk: short transfer")
-	// errStopped reports a transfer abandoned because the device is
-	// being reset or closed.
-	errStopped = errors.New("virtio-blk: transfer abandoned for a reset")
+	// errYielded reports a transfer abandoned because the device is
+	// being reset or closed, or its image replaced.
+	errYielded = errors.New("virtio-blk: transfer abandoned for a reset or a new image")
 )
 
 // engine is the request queue's work: the virtio.Engine pops request
@@ -187,10 +188,11 @@ func (e *engine) write(c *queue.Chain, sector, n uint64) (uint32, time.Duration)
 	return e.finish(c, StatusOK, 0)
 }
 
-// transferFailed answers IOERR for a transfer that failed: a host error, or a
-// reset that came first (the driver forgets the request then).
+// transferFailed answers IOERR for a transfer that failed: a host error,
+// a reset that came first (the driver forgets the request then) or a new
+// image (the request is not all on the image the guest now has).
 func (e *engine) transferFailed(c *queue.Chain, err error) (uint32, time.Duration) {
-	if err != errStopped {
+	if err != errYielded {
 		e.d.stats.Inc(cHostErrors)
 	}
 	return e.finish(c, StatusIOErr, 0)
@@ -215,11 +217,12 @@ func (e *engine) finish(c *queue.Chain, status byte, written uint32) (uint32, ti
 // chain segments segs starting skip bytes into them: pwritev (write) or
 // preadv, at most iovMax segments and chunkMax bytes per call, resumed
 // after short transfers. Once the engines stop (a reset, Close) it
-// stops between two calls with errStopped. It allocates nothing.
+// stops between two calls with errYielded, and so does it once
+// ReplaceImage waits for it. It allocates nothing.
 func (e *engine) transfer(write bool, segs [][]byte, skip, n uint64, pos uint64) error {
 	for done := uint64(0); done < n; {
-		if done > 0 && e.d.engines.Stopping() {
-			return errStopped
+		if done > 0 && (e.d.engines.Stopping() || e.d.replacing.Load()) {
+			return errYielded
 		}
 		e.iov = queue.AppendIovecs(e.iov[:0], segs, skip+done, min(n-done, chunkMax), iovMax)
 		if len(e.iov) == 0 {

@@ -17,17 +17,18 @@ import (
 // read-only drive) and checks it before anything changes: its size must
 // be the drive's capacity (the guest was told that capacity; a new size
 // is not supported yet). It then waits for the request in progress, if
-// any, and holds off the next ones while it syncs the old image (a
-// Writeback drive, so every write the guest completed on it is stable
-// before any request uses the new file) and swaps the file with one dup3
-// onto the image's descriptor, which closes the old file. On error
-// nothing changed: the drive keeps its image, and when the old image's
-// sync failed it stays failed (every later flush IOERR, as after a
-// failed FLUSH). An image already failed is swapped without a sync (a
-// new fdatasync would not report the lost pages); if the guest was not
-// answered IOERR since its last write completed there, the first flush
-// (or write-through write) on the new image is IOERR: the loss is
-// reported once, whatever the image.
+// any (one of more than 4 MiB gives up at its next 4 MiB and is answered
+// IOERR: it would not be all on the image the guest now has), and holds
+// off the next ones while it syncs the old image (a Writeback drive, so
+// every write the guest completed on it is stable before any request uses
+// the new file) and swaps the file with one dup3 onto the image's
+// descriptor, which closes the old file. On error nothing changed: the
+// drive keeps its image, and when the old image's sync failed it stays
+// failed (every later flush IOERR, as after a failed FLUSH). An image
+// already failed is swapped without a sync (a new fdatasync would not
+// report the lost pages); if the guest was not answered IOERR since its
+// last write completed there, the first flush (or write-through write) on
+// the new image is IOERR: the loss is reported once, whatever the image.
 func (d *Device) ReplaceImage(path string) error {
 	flag := unix.O_RDWR
 	if d.readOnly {
@@ -51,7 +52,9 @@ func (d *Device) ReplaceImage(path string) error {
 	if d.engines.Closed() {
 		return errors.New("virtio-blk: device closed")
 	}
+	d.replacing.Store(true) // a request of more than 4 MiB in progress ends IOERR
 	d.io.Lock()
+	d.replacing.Store(false)
 	defer d.io.Unlock()
 	if err := d.eng.retire(); err != nil {
 		return fmt.Errorf("virtio-blk: syncing the image before replacing it (the drive keeps it): %w", err)
