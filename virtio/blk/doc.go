@@ -19,9 +19,10 @@
 //     IOERR. Data moves with preadv/pwritev straight between the image
 //     and guest memory: no staging copy, no allocation per request. A
 //     transfer moves at most 4 MiB per system call and is abandoned
-//     between two, answered IOERR, once a reset or Close begins: a
-//     request of 4 GiB (descriptors naming the same guest memory over
-//     and over) does not hold the reset for seconds.
+//     between two, answered IOERR, once a reset or Close begins or
+//     ReplaceImage waits for it: a request of 4 GiB (descriptors naming
+//     the same guest memory over and over) does not hold them for
+//     seconds.
 //   - FLUSH: with Options.Writeback the device offers VIRTIO_BLK_F_FLUSH
 //     and a flush is fdatasync(2) on the image; a driver that does not
 //     negotiate FLUSH was told of no write cache, so each of its writes
