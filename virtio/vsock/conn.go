@@ -152,14 +152,16 @@ func (d *Device) kill(c *conn, rst bool) {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
-	if c.uc != nil {
-		c.uc.Close()
-	}
 	c.readerWake.Broadcast()
 	c.writerWake.Broadcast()
 	d.stats.Inc(cConnsClosed)
 	if rst {
 		d.queueRST(c.local, c.peer)
+	}
+	// Last: should Close panic, c is already gone and its goroutines
+	// woken, so a contained panic leaves no goroutine waiting for ever.
+	if c.uc != nil {
+		c.uc.Close()
 	}
 }
 

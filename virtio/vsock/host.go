@@ -71,6 +71,7 @@ func (d *Device) handshake(uc net.Conn) {
 	c.peerAlloc = 0 // no credit until the guest's RESPONSE
 	c.pend |= pRequest
 	c.timer = time.AfterFunc(d.opts.ConnectTimeout, func() {
+		defer d.guard.Recover("vsock connect timer") // its own goroutine too
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if !c.dead && c.state == stateConnecting {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	qt "github.com/flintvm/flint/virtio/queue/queuetest"
 	"github.com/flintvm/flint/virtio/virtiotest"
 )
 
@@ -137,6 +138,84 @@ func TestDeviceGoroutinePanicIsContained(t *testing.T) {
 			case <-done:
 			case <-time.After(5 * time.Second):
 				t.Fatal("Close hangs after a contained panic")
+			}
+		})
+	}
+}
+
+// panicCloseConn is a unix side whose Close closes it and then panics:
+// a bug in a socket's Close, reached from kill with the device's lock
+// held.
+type panicCloseConn struct{ *fakeConn }
+
+func (c panicCloseConn) Close() error { c.fakeConn.Close(); bug(); return nil }
+
+// TestPanicUnderLockIsContained: a panic while the device's lock is held
+// on a path that is not a unix-side goroutine (the transmit engine
+// handling the guest's RST, the connect timeout's timer) is contained
+// like the others: DEVICE_NEEDS_RESET, and Reset and Close return. The
+// engine contains a panic in its handler (a bug, or a fault reading
+// guest memory), but the transmit handler's unlock was not deferred: the
+// lock stayed held and the reset, and so the VMM's exit, waited for it
+// for ever; the timer's goroutine had no recover at all and a panic
+// there ended the process.
+func TestPanicUnderLockIsContained(t *testing.T) {
+	for _, tc := range []struct {
+		name, where string
+		opts        func(l *fakeListener) Options
+		act         func(t *testing.T, g *guest, l *fakeListener)
+	}{
+		{"tx engine", "", func(*fakeListener) Options {
+			return Options{Dial: func(uint32) (net.Conn, error) { return panicCloseConn{newFakeConn(nil, nil)}, nil }}
+		}, func(t *testing.T, g *guest, _ *fakeListener) {
+			c := g.connectFromGuest(1234, 5000)
+			// kill closes the socket: the panic. The chain is never
+			// completed (the engine stops), so send does not wait for it.
+			var hb [HeaderLen]byte
+			h := c.hdr(OpRST)
+			h.Put(hb[:])
+			if _, err := g.tx.Add(qt.R(hb[:])); err != nil {
+				t.Fatal(err)
+			}
+			g.h.Kick(TxQueue)
+		}},
+		{"connect timer", "vsock connect timer: device panic", func(l *fakeListener) Options {
+			return Options{Listener: l, ConnectTimeout: 100 * time.Millisecond}
+		}, func(_ *testing.T, g *guest, l *fakeListener) {
+			line := strings.NewReader("CONNECT 7\n")
+			fc := newFakeConn(nil, nil)
+			fc.read = func(p []byte) (int, error) {
+				if line.Len() > 0 {
+					return line.Read(p)
+				}
+				<-fc.closed
+				return 0, net.ErrClosed
+			}
+			l.conns <- panicCloseConn{fc}
+			g.expect(OpRequest, FirstHostPort, 7) // never answered: the timer kills it
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newFakeListener(nil)
+			g := newGuest(t, tc.opts(l))
+			tc.act(t, g, l)
+			irq := g.h.IRQ
+			if !irq.Wait(5*time.Second, irq.NeedsResetRequested) {
+				t.Fatalf("no NeedsReset after a panic in the %s", tc.name)
+			}
+			// The engine's reason goes to the transport; the guard's is the device's.
+			if f := g.dev.guard.Fault(); !strings.Contains(f, tc.where) {
+				t.Errorf("fault %q, want %q", f, tc.where)
+			}
+			done := make(chan error, 1)
+			go func() {
+				g.dev.Reset()
+				done <- g.dev.Close()
+			}()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Reset and Close hang after a contained panic")
 			}
 		})
 	}

@@ -38,7 +38,11 @@ func (t *txHandler) Chain(c *queue.Chain) virtio.Result {
 	}
 	n := c.ReadAt(t.hdr[:], 0)
 	h, err := ParseHeader(t.hdr[:n], c.ReadLen, d.opts.GuestCID)
+	// Unlocked by defer: a panic here (a bug, a fault reading guest
+	// memory) is contained by the engine, and the lock must not stay
+	// held (Reset and Close take it).
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	if err != nil {
 		d.stats.Inc(cBadPackets)
 		if n == HeaderLen && h.Op != OpRST && h.SrcPort != 0 && h.DstPort != 0 {
@@ -52,7 +56,6 @@ func (t *txHandler) Chain(c *queue.Chain) virtio.Result {
 		d.stats.Inc(cTxPackets)
 		d.dispatch(&h, c)
 	}
-	d.mu.Unlock()
 	return virtio.Result{Do: virtio.Done}
 }
 
