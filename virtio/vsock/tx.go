@@ -71,7 +71,7 @@ func (d *Device) dispatch(h *Header, ch *queue.Chain) {
 	switch h.Op {
 	case OpRequest:
 		if c != nil { // a second REQUEST for a live connection
-			d.kill(c, true)
+			d.refuse(c, h)
 			return
 		}
 		d.guestRequest(h)
