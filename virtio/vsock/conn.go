@@ -122,7 +122,7 @@ func (d *Device) markReady(c *conn) {
 		return
 	}
 	c.queued = true
-	d.ready.push(c)
+	d.ready.push(c) // cannot fail: at most MaxConns live connections, each once
 	d.kick()
 }
 
@@ -179,53 +179,65 @@ func (d *Device) queueRST(local, peer uint32) {
 	if !d.active {
 		return
 	}
-	if len(d.rsts) == cap(d.rsts) {
+	if !d.rsts.push(reply{local, peer}) {
 		d.stats.Inc(cRSTDropped)
 		return
 	}
-	d.rsts = append(d.rsts, reply{local, peer})
 	d.kick()
 }
 
-// fifo is a bounded queue of connections, each in it at most once.
-type fifo struct {
-	q       []*conn
+// fifo is a bounded first-in, first-out queue: the connections with
+// something for the guest (each in it at most once), and the RSTs owed.
+// Every operation but remove is O(1).
+type fifo[T comparable] struct {
+	q       []T
 	head, n int
 }
 
-func (f *fifo) init(n int) { f.q = make([]*conn, n) }
+func (f *fifo[T]) init(n int) { f.q = make([]T, n) }
 
-func (f *fifo) push(c *conn) {
-	if f.n == len(f.q) { // cannot happen: at most MaxConns live connections, each once
-		return
+// push appends x; when the queue is full it drops x and returns false.
+func (f *fifo[T]) push(x T) bool {
+	if f.n == len(f.q) {
+		return false
 	}
-	f.q[(f.head+f.n)%len(f.q)] = c
+	f.q[(f.head+f.n)%len(f.q)] = x
 	f.n++
+	return true
 }
 
-func (f *fifo) pop() *conn {
+// pop takes the oldest element out; ok is false when the queue is empty.
+func (f *fifo[T]) pop() (x T, ok bool) {
 	if f.n == 0 {
-		return nil
+		return x, false
 	}
-	c := f.q[f.head]
-	f.q[f.head] = nil
+	var zero T
+	x, f.q[f.head] = f.q[f.head], zero
 	f.head = (f.head + 1) % len(f.q)
 	f.n--
-	return c
+	return x, true
 }
 
-// remove takes c out of the queue, keeping the others' order.
-func (f *fifo) remove(c *conn) {
+// clear empties the queue.
+func (f *fifo[T]) clear() {
+	for f.n > 0 {
+		f.pop()
+	}
+}
+
+// remove takes x out of the queue, keeping the others' order.
+func (f *fifo[T]) remove(x T) {
+	var zero T
 	k := 0
 	for i := 0; i < f.n; i++ {
-		x := f.q[(f.head+i)%len(f.q)]
-		if x != c {
-			f.q[(f.head+k)%len(f.q)] = x
+		y := f.q[(f.head+i)%len(f.q)]
+		if y != x {
+			f.q[(f.head+k)%len(f.q)] = y
 			k++
 		}
 	}
 	for i := k; i < f.n; i++ {
-		f.q[(f.head+i)%len(f.q)] = nil
+		f.q[(f.head+i)%len(f.q)] = zero
 	}
 	f.n = k
 }

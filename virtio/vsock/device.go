@@ -104,8 +104,8 @@ type Device struct {
 	// MaxConns until the dial returns, so a guest cannot start dials
 	// (goroutines, sockets) without bound by taking REQUESTs back.
 	orphans  int
-	ready    fifo    // connections with something for the guest
-	rsts     []reply // RSTs to send for packets without a connection
+	ready    fifo[*conn] // connections with something for the guest
+	rsts     fifo[reply] // RSTs to send for packets without a connection
 	nextPort uint32
 	wake     chan struct{} // a token: the rx engine has work
 	host     sync.WaitGroup
@@ -151,7 +151,7 @@ func New(opts Options) (*Device, error) {
 	d := &Device{opts: opts, maxSizes: []uint16{qs, qs, qs}, conns: map[uint64]*conn{},
 		nextPort: FirstHostPort, wake: make(chan struct{}, 1), lines: map[net.Conn]struct{}{}}
 	d.ready.init(opts.MaxConns)
-	d.rsts = make([]reply, 0, opts.MaxConns+rstSlack)
+	d.rsts.init(opts.MaxConns + rstSlack)
 	d.rx.d, d.tx.d = d, d
 	d.OfferFeatures("virtio-vsock", Features)
 	d.engines.Init("virtio-vsock", 3, &d.FeatureSet,
@@ -224,7 +224,7 @@ func (d *Device) dropConns() {
 	for _, c := range d.conns {
 		d.kill(c, false)
 	}
-	d.rsts = d.rsts[:0]
+	d.rsts.clear()
 	d.mu.Unlock()
 }
 

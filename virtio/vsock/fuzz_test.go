@@ -96,8 +96,8 @@ func FuzzTxPackets(f *testing.F) {
 				t.Fatalf("transmit chain used with %d bytes", r.Used)
 			}
 			d.mu.Lock()
-			if len(d.conns)+d.orphans > 4 || len(d.rsts) > cap(d.rsts) {
-				t.Fatalf("%d connections and %d orphaned dials, %d RSTs queued", len(d.conns), d.orphans, len(d.rsts))
+			if len(d.conns)+d.orphans > 4 || d.rsts.n > len(d.rsts.q) {
+				t.Fatalf("%d connections and %d orphaned dials, %d RSTs queued", len(d.conns), d.orphans, d.rsts.n)
 			}
 			for _, c := range d.conns {
 				if c.toHost.n > c.toHost.size() || c.toGuest.n > c.toGuest.size() {

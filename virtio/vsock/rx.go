@@ -21,7 +21,7 @@ var _ virtio.Handler = (*rxHandler)(nil)
 func (r *rxHandler) Next() virtio.Result {
 	d := r.d
 	d.mu.Lock()
-	owed := len(d.rsts) > 0 || d.ready.n > 0
+	owed := d.rsts.n > 0 || d.ready.n > 0
 	d.mu.Unlock()
 	return d.engines.Poll(owed)
 }
@@ -38,15 +38,12 @@ func (r *rxHandler) Chain(ch *queue.Chain) virtio.Result {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if len(d.rsts) > 0 {
-		rp := d.rsts[0]
-		copy(d.rsts, d.rsts[1:])
-		d.rsts = d.rsts[:len(d.rsts)-1]
+	if rp, ok := d.rsts.pop(); ok {
 		h := Header{SrcCID: HostCID, DstCID: d.opts.GuestCID, SrcPort: rp.local, DstPort: rp.peer,
 			Type: TypeStream, Op: OpRST}
 		return r.put(ch, &h)
 	}
-	for c := d.ready.pop(); c != nil; c = d.ready.pop() {
+	for c, ok := d.ready.pop(); ok; c, ok = d.ready.pop() {
 		c.queued = false
 		if c.dead {
 			continue
