@@ -353,8 +353,10 @@ func isSeparator(msg string) bool {
 func closesWithSeparator(k Kind) bool { return k == KASAN || k == KFENCE || k == UBSAN }
 
 // clean turns a console line into printable text: ANSI escape sequences
-// and carriage returns are removed, other control bytes become spaces and
-// invalid UTF-8 becomes U+FFFD, so the line is safe in JSON and XML.
+// and carriage returns are removed, other control bytes and the C1
+// controls (U+0080 to U+009F: U+009B is CSI to xterm and VTE) become
+// spaces and invalid UTF-8 becomes U+FFFD, so the line is safe in JSON and
+// XML and on the terminal WriteSummary writes to.
 func clean(b []byte) string {
 	var sb strings.Builder
 	sb.Grow(len(b))
@@ -373,6 +375,14 @@ func clean(b []byte) string {
 	s := sb.String()
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if strings.IndexByte(s, 0xc2) >= 0 { // U+0080 to U+009F are C2 80 to C2 9F
+		s = strings.Map(func(r rune) rune {
+			if r >= 0x80 && r <= 0x9f {
+				return ' '
+			}
+			return r
+		}, s)
 	}
 	return strings.TrimRight(s, " ")
 }

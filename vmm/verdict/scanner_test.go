@@ -149,6 +149,9 @@ func TestPrefixesAndNoTimestamps(t *testing.T) {
 		{"old lockdep format", "[   5.0] [ INFO: possible circular locking dependency detected ]\n", Lockdep, "[ INFO: possible circular locking dependency detected ]"},
 		{"no newline at the end", "[   5.0] BUG: unable to handle page fault for address: ffffffffff600000", Oops, "BUG: unable to handle page fault for address: ffffffffff600000"},
 		{"control bytes", "[   5.0] BUG: bad\x00 page\x07 state\n", Bug, "BUG: bad  page  state"},
+		// U+009B is CSI to a terminal that takes C1 controls in UTF-8
+		// (xterm, VTE): WriteSummary prints titles and excerpts to stderr.
+		{"C1 controls", "[   5.0] BUG: bad \u009b2J page \u009d0;x\u0007state\n", Bug, "BUG: bad  2J page  0;x state"},
 	}
 	for _, tc := range tests {
 		got := scan(t, tc.log)
