@@ -58,7 +58,8 @@ func (l Limits) withDefaults() Limits {
 // Once the console has shown a printk timestamp ("[    1.234567] "), lines
 // without one are not the kernel's (init or a program writing to
 // /dev/console) and are ignored: a program that prints "WARNING:" does not
-// fail the run. A kernel booted with printk.time=0 has no timestamps; then
+// fail the run. A line with a timestamp further on is the kernel's record
+// continuing a program's unfinished line, read from that timestamp. A kernel booted with printk.time=0 has no timestamps; then
 // every line counts.
 type Scanner struct {
 	lim     Limits
@@ -170,6 +171,9 @@ func (s *Scanner) endLine() (Splat, bool) {
 	text := clean(s.line)
 	s.line = s.line[:0]
 	msg, uptime, stamped := stripPrefix(text)
+	if !stamped && s.stamped {
+		msg, uptime, stamped = stampMidLine(text)
+	}
 	if stamped {
 		s.stamped = true
 	} else if s.stamped {
@@ -429,6 +433,22 @@ func stripPrefix(line string) (msg, uptime string, stamped bool) {
 		msg = rest
 	}
 	return strings.TrimPrefix(msg, " "), uptime, true
+}
+
+// stampMidLine finds a kernel record that continues a console line a
+// program left without a newline ("....[    5.1] Oops: ..."): printk
+// does not end the tty's line before its own. It is stripPrefix from the
+// first '[' or '<' after the start that begins a timestamp.
+func stampMidLine(line string) (msg, uptime string, stamped bool) {
+	for i := 1; i < len(line); i++ {
+		if line[i] != '[' && line[i] != '<' {
+			continue
+		}
+		if msg, uptime, ok := stripPrefix(line[i:]); ok {
+			return msg, uptime, true
+		}
+	}
+	return line, "", false
 }
 
 // bracket splits "[  inner] rest" into inner (spaces trimmed) and rest.

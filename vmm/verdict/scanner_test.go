@@ -161,6 +161,27 @@ func TestPrefixesAndNoTimestamps(t *testing.T) {
 	}
 }
 
+// TestKernelLineAfterPartialOutput: a program writing to /dev/console
+// without a newline (a progress bar, "....") goes through the tty, not
+// printk, so the kernel's next record continues that console line. Its
+// timestamp is then mid-line, and the splat must still count: a line
+// without a timestamp at its start is otherwise ignored. Without a
+// timestamp seen before, a stamp mid-line does not switch the scanner to
+// timestamped mode (a program's "[1.0]" would hide printk.time=0 lines).
+func TestKernelLineAfterPartialOutput(t *testing.T) {
+	log := "[    1.000000] Run /init as init process\n" +
+		"progress ....<1>[    5.000001] BUG: kernel NULL pointer dereference, address: 0000000000000000\n" +
+		"[    5.000002] Oops: 0000 [#1] SMP\n"
+	got := scan(t, log)
+	if len(got) != 1 || got[0].Kind != Oops || got[0].Uptime != "5.000001" || got[0].Title != "BUG: kernel NULL pointer dereference, address: 0000000000000000" {
+		t.Fatalf("%+v, want one oops at 5.000001", got)
+	}
+	got = scan(t, "echo [1.0] hello\nWARNING: CPU: 0 PID: 1 at x.c:1 f\n")
+	if len(got) != 1 || got[0].Kind != Warn {
+		t.Fatalf("printk.time=0: %+v, want one warning", got)
+	}
+}
+
 // TestSplitWrites feeds every log in pieces of every size from 1 to 64
 // bytes: the result must not depend on how the console chunked it.
 func TestSplitWrites(t *testing.T) {
