@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -161,14 +162,32 @@ func upsert[T any](list []T, v T, same func(T) bool) []T {
 	return append(list, v)
 }
 
+// putLogger sets the logger. A second PUT changes what it names, as
+// Firecracker's does: log_path, show_level and show_log_origin left out
+// keep their earlier values; level left out is the default again.
 func (s *Server) putLogger(r *http.Request, body []byte) (any, error) {
 	l, err := configs.DecodeLogger(body)
 	if err != nil {
 		return nil, err
 	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(body, &keys); err != nil { // DecodeLogger took it: an object
+		return nil, faultf("logger: %v", err)
+	}
 	return nil, s.update(r, func(c *configs.VMConfig) error {
 		if err := l.CheckPath("logger"); err != nil { // stat: never blocks
 			return err
+		}
+		if old := c.Logger; old != nil {
+			if _, ok := keys["log_path"]; !ok {
+				l.LogPath = old.LogPath
+			}
+			if _, ok := keys["show_level"]; !ok {
+				l.ShowLevel = old.ShowLevel
+			}
+			if _, ok := keys["show_log_origin"]; !ok {
+				l.ShowLogOrigin = old.ShowLogOrigin
+			}
 		}
 		c.Logger = &l
 		return nil
