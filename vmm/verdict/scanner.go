@@ -99,6 +99,10 @@ func (s *Scanner) Write(p []byte) (int, error) {
 		}
 		if len(s.line) < s.lim.LineBytes {
 			s.line = append(s.line, b)
+		} else if (b == '[' || b == '<') && s.stamped && !s.lineStamped() {
+			// A program's unfinished line filled the buffer: keep
+			// what may be the kernel's record continuing it.
+			s.line = append(s.line[:0], b)
 		}
 	}
 	s.mu.Unlock()
@@ -162,6 +166,12 @@ func (s *Scanner) Seen() Set {
 		}
 	}
 	return set
+}
+
+// lineStamped reports whether the current line starts with a timestamp.
+func (s *Scanner) lineStamped() bool {
+	_, _, stamped := stripPrefix(clean(s.line))
+	return stamped
 }
 
 // endLine classifies the current line and resets it. It returns a splat

@@ -176,6 +176,16 @@ func TestKernelLineAfterPartialOutput(t *testing.T) {
 	if len(got) != 1 || got[0].Kind != Oops || got[0].Uptime != "5.000001" || got[0].Title != "BUG: kernel NULL pointer dereference, address: 0000000000000000" {
 		t.Fatalf("%+v, want one oops at 5.000001", got)
 	}
+	// A line longer than the scanner keeps: the record is past its
+	// first LineBytes bytes. A kernel line that long is kept from its
+	// start.
+	long := "[    1.000000] Run /init as init process\n" + strings.Repeat("[=.]", 300) +
+		"[    5.000001] WARNING: CPU: 0 PID: 1 at x.c:1 f\n" +
+		"[    6.000000] BUG: bad page state " + strings.Repeat("[x]", 300) + "\n"
+	got = scan(t, long)
+	if len(got) != 2 || got[0].Kind != Warn || got[0].Uptime != "5.000001" || got[1].Kind != Bug || got[1].Title[:19] != "BUG: bad page state" {
+		t.Fatalf("after a long line: %+v, want a warning at 5.000001 and a bug", got)
+	}
 	got = scan(t, "echo [1.0] hello\nWARNING: CPU: 0 PID: 1 at x.c:1 f\n")
 	if len(got) != 1 || got[0].Kind != Warn {
 		t.Fatalf("printk.time=0: %+v, want one warning", got)
