@@ -41,7 +41,7 @@ func FuzzScanner(f *testing.F) {
 		if !reflect.DeepEqual(got, split.Splats()) {
 			t.Fatalf("split at %d changes the splats", at)
 		}
-		if len(got) > lim.Splats {
+		if len(got) > lim.Splats+int(numKinds) {
 			t.Fatalf("%d splats kept", len(got))
 		}
 		for _, sp := range got {

@@ -28,7 +28,8 @@ type Splat struct {
 // Limits bound the scanner's memory; zero fields take the defaults.
 type Limits struct {
 	// Splats is how many splats are kept with excerpts (default 32);
-	// later ones are only counted.
+	// later ones are only counted, except the first of each kind, which
+	// is kept too (so at most Splats plus the number of kinds).
 	Splats int
 	// ExcerptLines is how many lines each excerpt keeps (default 40).
 	ExcerptLines int
@@ -239,7 +240,10 @@ func (s *Scanner) start(k Kind, msg, uptime, text string) Splat {
 	s.preamble = ""
 	sp.Excerpt = append(sp.Excerpt, text)
 	s.openOops = strings.HasPrefix(msg, "Oops:") || strings.HasPrefix(msg, "general protection fault")
-	if len(s.splats) < s.lim.Splats {
+	if len(s.splats) < s.lim.Splats || s.counts[k] == 1 {
+		// The first of each kind is kept even past the limit: the
+		// verdict judges the kept splats, and an oops after a
+		// flood of warnings that do not fail the run must fail it.
 		s.splats = append(s.splats, sp)
 		s.open = &s.splats[len(s.splats)-1]
 	} else {

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/flintvm/flint/devices/exitdev"
 )
 
 func scan(t *testing.T, log string) []Splat {
@@ -212,6 +214,30 @@ func TestSplitWrites(t *testing.T) {
 				t.Fatalf("%s in %d-byte writes: %v, want %v", f, n, kindsOf(got), kindsOf(want))
 			}
 		}
+	}
+}
+
+// TestFirstOfKindKeptPastLimit: with --fail-on leaving warnings out, a
+// kernel that warned more times than the scanner keeps and then oopsed
+// must still fail the run (Judge sees only the kept splats).
+func TestFirstOfKindKeptPastLimit(t *testing.T) {
+	s := NewScanner(Limits{Splats: 2}, nil)
+	for range 3 {
+		s.Write([]byte("[    1.0] WARNING: CPU: 0 PID: 1 at x.c:1 f\n[    1.1] ---[ end trace 0 ]---\n"))
+	}
+	s.Write([]byte("[    2.0] BUG: kernel NULL pointer dereference, address: 0\n[    2.1] Oops: 0000 [#1] SMP\n"))
+	s.Write([]byte("[    3.0] BUG: kernel NULL pointer dereference, address: 8\n"))
+	splats := s.Splats()
+	if got := kindsOf(splats); !reflect.DeepEqual(got, []Kind{Warn, Warn, Oops}) || s.Count(Oops) != 2 {
+		t.Fatalf("kept %v, %d oopses counted; want [warn warn oops], 2", got, s.Count(Oops))
+	}
+	failOn, err := ParseFailOn("oops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Outcome{Splats: splats, FailOn: failOn, Command: &exitdev.Report{Kind: exitdev.KindExited}}
+	if v := Judge(o); v.Result != KernelFailed {
+		t.Fatalf("verdict %s (%s), want %s", v.Result, v.Reason, KernelFailed)
 	}
 }
 
