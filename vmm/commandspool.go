@@ -85,6 +85,16 @@ func (s *spool) run() {
 }
 
 // Close waits until what was queued has been written (or w failed).
+//
+// It waits without a deadline, and that is meant: w is Flint's own stdout
+// or stderr (or the --console file), so the wait ends when the user's
+// reader takes the bytes, as for any program writing to a pipe, and
+// dropping them would lose the end of the command's output in silence.
+// The queue holds at most max bytes plus one Write (at most 64 KiB from
+// virtio/console); the vCPUs have stopped when RunCommand flushes, so the
+// guest can add no more than the transmit chain its console device was
+// still copying (the device is reset only afterwards, in closeCommand).
+// --timeout bounds the run, not this wait.
 func (s *spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
