@@ -67,8 +67,12 @@ func (s *Server) putMachineConfig(r *http.Request, body []byte) (any, error) {
 	})
 }
 
-// patchMachineConfig changes only the keys the body has.
+// patchMachineConfig changes only the keys the body has; a body with no
+// key is refused, in Firecracker's words.
 func (s *Server) patchMachineConfig(r *http.Request, body []byte) (any, error) {
+	if keys := objectKeys(body); keys != nil && len(keys) == 0 {
+		return nil, faultf("Empty PATCH request. PATCH /machine-config needs at least one key")
+	}
 	return nil, s.update(r, func(c *configs.VMConfig) error {
 		m, err := configs.PatchMachineConfig(c.MachineConfig, body)
 		if err != nil {
@@ -170,10 +174,7 @@ func (s *Server) putLogger(r *http.Request, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(body, &keys); err != nil { // DecodeLogger took it: an object
-		return nil, faultf("logger: %v", err)
-	}
+	keys := objectKeys(body) // DecodeLogger took it: an object
 	return nil, s.update(r, func(c *configs.VMConfig) error {
 		if err := l.CheckPath("logger"); err != nil { // stat: never blocks
 			return err
@@ -277,3 +278,13 @@ const (
 	notBeforeStart = "The requested operation is not supported before starting the microVM."
 	notAfterStart  = "The requested operation is not supported after starting the microVM."
 )
+
+// objectKeys returns the keys of body, a JSON object; nil when body is
+// not one (its decoder names the problem).
+func objectKeys(body []byte) map[string]json.RawMessage {
+	var keys map[string]json.RawMessage
+	if json.Unmarshal(body, &keys) != nil {
+		return nil
+	}
+	return keys
+}

@@ -250,6 +250,8 @@ func TestErrors(t *testing.T) {
 		{"PUT", "/machine-config", `{"mem_size_mib": 128}`, "machine-config.vcpu_count is required"},
 		{"PATCH", "/machine-config", `{"huge_pages": "2M"}`, `machine-config.huge_pages "2M" is not supported by flint yet`},
 		{"PATCH", "/machine-config", `{"smt": "yes"}`, "machine-config.smt must be true or false"},
+		{"PATCH", "/machine-config", `{}`, "Empty PATCH request."}, // Firecracker's words
+		{"PATCH", "/machine-config", `null`, "machine-config"},
 		{"PUT", "/boot-source", `{"kernel_image_path": "/k", "initrd": "/i"}`, `unknown key "initrd" at boot-source`},
 		{"PUT", "/boot-source", `{}`, "boot-source.kernel_image_path is required"},
 		{"PUT", "/boot-source", ``, "boot-source must be an object, got nothing"},
