@@ -144,15 +144,22 @@ func netConflict(list []configs.NetworkInterface, n configs.NetworkInterface) er
 
 // matchID checks that a body's id (key, in the body of the object at
 // path) passes the API's id rule (configs.CheckPathID, which a config
-// file's ids need not) and is the one in the request's path.
+// file's ids need not) and is the one in the request's path. A mismatch
+// is told in Firecracker's words for the endpoint (its clients match on
+// them), then in Flint's.
 func matchID(path, key, id string, r *http.Request) error {
 	if err := configs.CheckPathID(path+"."+key, id); err != nil {
 		return err
 	}
-	if p := pathID(r); id != p {
-		return faultf("the body's %s %q does not match the path's %q", key, id, p)
+	p := pathID(r)
+	switch {
+	case id == p:
+		return nil
+	case path == "network-interfaces":
+		return faultf("The id from the path [%s] does not match the id from the body [%s]! (the body's %s %q, the path's %q)", configs.Shown(p), id, key, id, p)
+	default:
+		return faultf("The id from the path does not match the id from the body! (the body's %s %q, the path's %q)", key, id, p)
 	}
-	return nil
 }
 
 // upsert replaces the element same matches with v, or appends v.

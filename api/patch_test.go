@@ -58,7 +58,7 @@ func TestPatchDrive(t *testing.T) {
 		{`{"drive_id": "scratch"}`, "Running method expected different backend."},
 		{`{"drive_id": "scratch", "path_on_host": "i", "is_read_only": true}`, "unknown field `is_read_only`"},
 		{`{"drive_id": "scratch", "path_on_host": "i", "io_engine": "Sync"}`, "unknown field `io_engine`"},
-		{`{"drive_id": "other", "path_on_host": "i"}`, `the body's drive_id "other" does not match the path's "scratch"`},
+		{`{"drive_id": "other", "path_on_host": "i"}`, `The id from the path does not match the id from the body! (the body's drive_id "other", the path's "scratch")`},
 	} {
 		c.fault("PATCH", "/drives/scratch", tc.body, tc.want)
 	}

@@ -19,7 +19,7 @@ func TestPathSlashes(t *testing.T) {
 		t.Fatalf("GET /vm/config/: %s", out)
 	}
 	c.fault("PUT", "/drives//", `{"drive_id": "x", "path_on_host": "r.ext4", "is_root_device": false}`, "Invalid request method and/or path")
-	c.fault("PUT", "/drives/a//", `{"drive_id": "a", "path_on_host": "r.ext4", "is_root_device": false}`, `does not match the path's "a/"`)
+	c.fault("PUT", "/drives/a//", `{"drive_id": "a", "path_on_host": "r.ext4", "is_root_device": false}`, `The id from the path does not match the id from the body! (the body's drive_id "a", the path's "a/")`)
 }
 
 // TestPathFaultOneLine: a path that matches no endpoint is named in the
