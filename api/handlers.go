@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -175,7 +176,8 @@ func upsert[T any](list []T, v T, same func(T) bool) []T {
 
 // putLogger sets the logger. A second PUT changes what it names, as
 // Firecracker's does: log_path, show_level and show_log_origin left out
-// keep their earlier values; level left out is the default again.
+// keep their earlier values (null is left out, as in Firecracker); level
+// left out is the default again.
 func (s *Server) putLogger(r *http.Request, body []byte) (any, error) {
 	l, err := configs.DecodeLogger(body)
 	if err != nil {
@@ -187,13 +189,13 @@ func (s *Server) putLogger(r *http.Request, body []byte) (any, error) {
 			return err
 		}
 		if old := c.Logger; old != nil {
-			if _, ok := keys["log_path"]; !ok {
+			if !given(keys, "log_path") {
 				l.LogPath = old.LogPath
 			}
-			if _, ok := keys["show_level"]; !ok {
+			if !given(keys, "show_level") {
 				l.ShowLevel = old.ShowLevel
 			}
-			if _, ok := keys["show_log_origin"]; !ok {
+			if !given(keys, "show_log_origin") {
 				l.ShowLogOrigin = old.ShowLogOrigin
 			}
 		}
@@ -294,4 +296,10 @@ func objectKeys(body []byte) map[string]json.RawMessage {
 		return nil
 	}
 	return keys
+}
+
+// given says whether keys has key with a value other than null.
+func given(keys map[string]json.RawMessage, key string) bool {
+	v, ok := keys[key]
+	return ok && string(bytes.TrimSpace(v)) != "null"
 }

@@ -20,6 +20,10 @@ func TestLoggerSecondPut(t *testing.T) {
 	if l.LogPath != "fc.log" || l.Level != "" || l.ShowLevel || !l.ShowLogOrigin {
 		t.Fatalf("after a show_level-only PUT: %+v", l)
 	}
+	c.ok(204, "PUT", "/logger", `{"log_path": null, "show_log_origin": null}`) // null: left out
+	if l = s.Config().Logger; l.LogPath != "fc.log" || !l.ShowLogOrigin {
+		t.Fatalf("after a PUT of nulls: %+v", l)
+	}
 	c.ok(204, "PUT", "/logger", `{"log_path": "other.log"}`)
 	if l = s.Config().Logger; l.LogPath != "other.log" || !l.ShowLogOrigin {
 		t.Fatalf("after a log_path-only PUT: %+v", l)
