@@ -254,7 +254,7 @@ func (s *Server) start() error {
 		return faultf("InstanceStart: the VM is already running")
 	}
 	if s.cfg.BootSource == nil {
-		return faultf("InstanceStart: no boot source: PUT /boot-source first")
+		return faultf("InstanceStart: Cannot start microvm without kernel configuration. There is no boot source: PUT /boot-source first") // Firecracker's words, then Flint's
 	}
 	if err := s.cfg.Validate(); err != nil {
 		return faultf("InstanceStart: %v", err)

@@ -268,7 +268,7 @@ func TestErrors(t *testing.T) {
 		{"PUT", "/logger", `{"level": "Verbose"}`, "logger.level"},
 		{"PUT", "/metrics", `{}`, "metrics.metrics_path is required"},
 		{"PUT", "/actions", `{"action_type": "Pause"}`, "actions.action_type"},
-		{"PUT", "/actions", `{"action_type": "InstanceStart"}`, "no boot source"},
+		{"PUT", "/actions", `{"action_type": "InstanceStart"}`, "Cannot start microvm without kernel configuration. There is no boot source"},
 		{"GET", "/nope", ``, "Invalid request method and/or path: GET /nope"},
 		{"DELETE", "/machine-config", ``, "Invalid request method and/or path"},
 		{"POST", "/actions", ``, "Invalid request method and/or path"},
