@@ -54,7 +54,7 @@ func FuzzScanner(f *testing.F) {
 					t.Fatalf("kept line %q", l)
 				}
 				for _, r := range l {
-					if r < 0x20 && r != '\t' || r >= 0x7f && r <= 0x9f {
+					if r < 0x20 && r != '\t' || r >= 0x7f && r <= 0x9f || isBidiControl(r) {
 						t.Fatalf("control byte %#x kept in %q", r, l)
 					}
 				}

@@ -372,8 +372,8 @@ func closesWithSeparator(k Kind) bool { return k == KASAN || k == KFENCE || k ==
 
 // clean turns a console line into printable text: ANSI escape sequences
 // and carriage returns are removed, other control bytes and the C1
-// controls (U+0080 to U+009F: U+009B is CSI to xterm and VTE) become
-// spaces and invalid UTF-8 becomes U+FFFD, so the line is safe in JSON and
+// controls (U+0080 to U+009F: U+009B is CSI to xterm and VTE) and the
+// bidi formatting characters become spaces and invalid UTF-8 becomes U+FFFD, so the line is safe in JSON and
 // XML and on the terminal WriteSummary writes to.
 func clean(b []byte) string {
 	var sb strings.Builder
@@ -394,15 +394,30 @@ func clean(b []byte) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
-	if strings.IndexByte(s, 0xc2) >= 0 { // U+0080 to U+009F are C2 80 to C2 9F
+	if !isASCII(s) {
 		s = strings.Map(func(r rune) rune {
-			if r >= 0x80 && r <= 0x9f {
+			if r >= 0x80 && r <= 0x9f || isBidiControl(r) {
 				return ' '
 			}
 			return r
 		}, s)
 	}
 	return strings.TrimRight(s, " ")
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// isBidiControl reports the Unicode bidirectional formatting characters: a
+// terminal that does bidi (VTE) would show the rest of a title reordered.
+func isBidiControl(r rune) bool {
+	return r == 0x061c || r == 0x200e || r == 0x200f || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069
 }
 
 // skipEscape returns the index of the last byte of the escape sequence that

@@ -154,6 +154,7 @@ func TestPrefixesAndNoTimestamps(t *testing.T) {
 		// U+009B is CSI to a terminal that takes C1 controls in UTF-8
 		// (xterm, VTE): WriteSummary prints titles and excerpts to stderr.
 		{"C1 controls", "[   5.0] BUG: bad \u009b2J page \u009d0;x\u0007state\n", Bug, "BUG: bad  2J page  0;x state"},
+		{"bidi overrides", "[   5.0] BUG: bad \u202epage\u2066 state\u200f\n", Bug, "BUG: bad  page  state"},
 	}
 	for _, tc := range tests {
 		got := scan(t, tc.log)
