@@ -270,6 +270,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err = faultf("reading the request body: %v (at most %d bytes)", err, s.maxBody)
 			break
 		}
+		if r.Method == http.MethodGet && len(body) > 0 {
+			err = faultf("GET request cannot have a body. (%s %s has %d bytes)", r.Method, configs.Shown(r.URL.Path), len(body)) // Firecracker's words
+			break
+		}
 		if id != "" {
 			r = r.WithContext(context.WithValue(r.Context(), idKey{}, id))
 		}

@@ -251,6 +251,7 @@ func TestErrors(t *testing.T) {
 		{"PATCH", "/machine-config", `{"huge_pages": "2M"}`, `machine-config.huge_pages "2M" is not supported by flint yet`},
 		{"PATCH", "/machine-config", `{"smt": "yes"}`, "machine-config.smt must be true or false"},
 		{"PATCH", "/machine-config", `{}`, "Empty PATCH request."}, // Firecracker's words
+		{"GET", "/machine-config", `{}`, "GET request cannot have a body."},
 		{"PATCH", "/machine-config", `null`, "machine-config"},
 		{"PUT", "/boot-source", `{"kernel_image_path": "/k", "initrd": "/i"}`, `unknown key "initrd" at boot-source`},
 		{"PUT", "/boot-source", `{}`, "boot-source.kernel_image_path is required"},
