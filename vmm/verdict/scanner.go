@@ -100,7 +100,7 @@ func (s *Scanner) Write(p []byte) (int, error) {
 		}
 		if len(s.line) < s.lim.LineBytes {
 			s.line = append(s.line, b)
-		} else if (b == '[' || b == '<') && s.stamped && !s.lineStamped() {
+		} else if (b == '[' || b == '<') && !s.keepsStart() {
 			// A program's unfinished line filled the buffer: keep
 			// what may be the kernel's record continuing it.
 			s.line = append(s.line[:0], b)
@@ -169,10 +169,16 @@ func (s *Scanner) Seen() Set {
 	return set
 }
 
-// lineStamped reports whether the current line starts with a timestamp.
-func (s *Scanner) lineStamped() bool {
-	_, _, stamped := stripPrefix(clean(s.line))
-	return stamped
+// keepsStart reports whether the current line is the kernel's from its
+// start: it starts with a timestamp or, before any was seen, a splat.
+func (s *Scanner) keepsStart() bool {
+	msg, _, stamped := stripPrefix(clean(s.line))
+	return stamped || !s.stamped && startsSplat(msg)
+}
+
+func startsSplat(msg string) bool {
+	_, ok := classify(strings.TrimLeft(msg, " \t"))
+	return ok
 }
 
 // endLine classifies the current line and resets it. It returns a splat
@@ -182,8 +188,12 @@ func (s *Scanner) endLine() (Splat, bool) {
 	text := clean(s.line)
 	s.line = s.line[:0]
 	msg, uptime, stamped := stripPrefix(text)
-	if !stamped && s.stamped {
-		msg, uptime, stamped = stampMidLine(text)
+	if !stamped && (s.stamped || !startsSplat(msg)) {
+		// Before a timestamp was seen, only a splat's: a program's
+		// "[1.0]" must not switch a printk.time=0 log to stamps.
+		if m, u, ok := stampMidLine(text); ok && (s.stamped || startsSplat(m)) {
+			msg, uptime, stamped = m, u, true
+		}
 	}
 	if stamped {
 		s.stamped = true
@@ -468,7 +478,7 @@ func stripPrefix(line string) (msg, uptime string, stamped bool) {
 // program left without a newline ("....[    5.1] Oops: ..."): printk
 // does not end the tty's line before its own. It is stripPrefix from the
 // first '[' or '<' after the start that begins a timestamp.
-func stampMidLine(line string) (msg, uptime string, stamped bool) {
+func stampMidLine(line string) (msg, uptime string, found bool) {
 	for i := 1; i < len(line); i++ {
 		if line[i] != '[' && line[i] != '<' {
 			continue

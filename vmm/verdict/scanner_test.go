@@ -189,6 +189,14 @@ func TestKernelLineAfterPartialOutput(t *testing.T) {
 	if len(got) != 2 || got[0].Kind != Warn || got[0].Uptime != "5.000001" || got[1].Kind != Bug || got[1].Title[:19] != "BUG: bad page state" {
 		t.Fatalf("after a long line: %+v, want a warning at 5.000001 and a bug", got)
 	}
+	// The splat as the console's first kernel line (loglevel=5 shows
+	// little before it), after a program's output, short and long.
+	for _, junk := range []string{"progress ....", strings.Repeat("[=.]", 300)} {
+		got = scan(t, "Run /init\n"+junk+"[    5.000001] WARNING: CPU: 0 PID: 1 at x.c:1 f\n[    5.1] more\n")
+		if len(got) != 1 || got[0].Kind != Warn || got[0].Uptime != "5.000001" {
+			t.Fatalf("first kernel line after %d bytes: %+v, want one warning at 5.000001", len(junk), got)
+		}
+	}
 	got = scan(t, "echo [1.0] hello\nWARNING: CPU: 0 PID: 1 at x.c:1 f\n")
 	if len(got) != 1 || got[0].Kind != Warn {
 		t.Fatalf("printk.time=0: %+v, want one warning", got)
