@@ -233,6 +233,9 @@ func match(r *http.Request) (handler, string, bool) {
 	}
 	for _, prefix := range []string{"/network-interfaces/", "/drives/"} {
 		if id, ok := strings.CutPrefix(p, prefix); ok && id != "" {
+			if r.Method == http.MethodDelete { // Firecracker's hot-unplug
+				return notSupported, "", true
+			}
 			rt, ok := routes[r.Method+" "+prefix+"{id}"]
 			return rt, id, ok
 		}

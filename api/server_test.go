@@ -273,6 +273,8 @@ func TestErrors(t *testing.T) {
 		{"GET", "/nope", ``, "Invalid request method and/or path: GET /nope"},
 		{"DELETE", "/machine-config", ``, "Invalid request method and/or path"},
 		{"POST", "/actions", ``, "Invalid request method and/or path"},
+		{"DELETE", "/drives/a", ``, "DELETE /drives/a is not supported by flint yet"},
+		{"DELETE", "/network-interfaces/eth0", ``, "DELETE /network-interfaces/eth0 is not supported by flint yet"},
 		{"PUT", "/drives/", `{}`, "Invalid request method and/or path"},
 		{"PATCH", "/boot-source", `{}`, "Invalid request method"},
 		{"PATCH", "/logger", `{}`, "Invalid request method"},
