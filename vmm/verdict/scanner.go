@@ -66,16 +66,18 @@ type Scanner struct {
 	lim     Limits
 	onSplat func(Splat)
 
-	mu       sync.Mutex
-	line     []byte // the current line, at most lim.LineBytes
-	lineNo   int
-	stamped  bool   // a timestamped line has been seen
-	preamble string // the previous line, if it was "cut here" or "====="
-	splats   []Splat
-	counts   [numKinds]int
-	open     *Splat // the splat whose excerpt is being collected
-	spare    Splat  // the open splat when splats is full
-	openOops bool   // the open splat has had its "Oops:" line
+	mu   sync.Mutex
+	line []byte // the current line, at most lim.LineBytes
+	// fullKeeps, once fullKnown, is keepsStart of the full line.
+	fullKnown, fullKeeps bool
+	lineNo               int
+	stamped              bool   // a timestamped line has been seen
+	preamble             string // the previous line, if it was "cut here" or "====="
+	splats               []Splat
+	counts               [numKinds]int
+	open                 *Splat // the splat whose excerpt is being collected
+	spare                Splat  // the open splat when splats is full
+	openOops             bool   // the open splat has had its "Oops:" line
 }
 
 // NewScanner returns a scanner. onSplat, if not nil, is called with each
@@ -104,6 +106,7 @@ func (s *Scanner) Write(p []byte) (int, error) {
 			// A program's unfinished line filled the buffer: keep
 			// what may be the kernel's record continuing it.
 			s.line = append(s.line[:0], b)
+			s.fullKnown = false
 		}
 	}
 	s.mu.Unlock()
@@ -171,9 +174,13 @@ func (s *Scanner) Seen() Set {
 
 // keepsStart reports whether the current line is the kernel's from its
 // start: it starts with a timestamp or, before any was seen, a splat.
+// It is worked out once per full buffer.
 func (s *Scanner) keepsStart() bool {
-	msg, _, stamped := stripPrefix(clean(s.line))
-	return stamped || !s.stamped && startsSplat(msg)
+	if !s.fullKnown {
+		msg, _, stamped := stripPrefix(clean(s.line))
+		s.fullKeeps, s.fullKnown = stamped || !s.stamped && startsSplat(msg), true
+	}
+	return s.fullKeeps
 }
 
 func startsSplat(msg string) bool {
@@ -186,7 +193,7 @@ func startsSplat(msg string) bool {
 func (s *Scanner) endLine() (Splat, bool) {
 	s.lineNo++
 	text := clean(s.line)
-	s.line = s.line[:0]
+	s.line, s.fullKnown = s.line[:0], false
 	msg, uptime, stamped := stripPrefix(text)
 	if !stamped && (s.stamped || !startsSplat(msg)) {
 		// Before a timestamp was seen, only a splat's: a program's
