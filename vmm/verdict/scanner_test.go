@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flintvm/flint/devices/exitdev"
 )
@@ -321,5 +322,22 @@ func TestConcurrentUse(t *testing.T) {
 	<-done
 	if s.Count(Panic) != 20 || s.Count(Oops) != 20 {
 		t.Fatalf("panics %d oopses %d, want 20 each", s.Count(Panic), s.Count(Oops))
+	}
+}
+
+// TestBracketFloodIsLinear: a console line full of '[' past the line
+// buffer costs the same per byte as any other (the check whether a full
+// buffer keeps its start is made once per buffer): about 5 µs a byte
+// when it was made for each '[', 1 MiB taking seconds.
+func TestBracketFloodIsLinear(t *testing.T) {
+	for _, start := range []string{"[    1.0] x", "junk"} {
+		s := NewScanner(Limits{}, nil)
+		s.Write([]byte("[    0.5] boot\n" + start))
+		flood := bytes.Repeat([]byte("["), 1<<20)
+		st := time.Now()
+		s.Write(flood)
+		if d := time.Since(st); d > time.Second {
+			t.Fatalf("1 MiB of '[' after %q took %v", start, d)
+		}
 	}
 }
