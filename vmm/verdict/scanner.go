@@ -60,8 +60,9 @@ func (l Limits) withDefaults() Limits {
 // without one are not the kernel's (init or a program writing to
 // /dev/console) and are ignored: a program that prints "WARNING:" does not
 // fail the run. A line with a timestamp further on is the kernel's record
-// continuing a program's unfinished line, read from that timestamp. A kernel booted with printk.time=0 has no timestamps; then
-// every line counts.
+// continuing a program's unfinished line, read from that timestamp. A
+// kernel booted with printk.time=0 has no timestamps; then every line
+// counts.
 type Scanner struct {
 	lim     Limits
 	onSplat func(Splat)
@@ -388,10 +389,11 @@ func isSeparator(msg string) bool {
 func closesWithSeparator(k Kind) bool { return k == KASAN || k == KFENCE || k == UBSAN }
 
 // clean turns a console line into printable text: ANSI escape sequences
-// and carriage returns are removed, other control bytes and the C1
-// controls (U+0080 to U+009F: U+009B is CSI to xterm and VTE) and the
-// bidi formatting characters become spaces and invalid UTF-8 becomes U+FFFD, so the line is safe in JSON and
-// XML and on the terminal WriteSummary writes to.
+// and carriage returns are removed; other control bytes, the C1 controls
+// (U+0080 to U+009F: U+009B is CSI to xterm and VTE) and the bidi
+// formatting characters become spaces; invalid UTF-8 becomes U+FFFD. So
+// the line is safe in JSON and XML and on the terminal WriteSummary
+// writes to.
 func clean(b []byte) string {
 	var sb strings.Builder
 	sb.Grow(len(b))
