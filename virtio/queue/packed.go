@@ -21,7 +21,6 @@ package queue
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 
 	"github.com/flintvm/flint/mem"
 )
@@ -261,28 +260,6 @@ func (q *Queue) indirectPacked(c *Chain, addr uint64, length uint32, flags uint1
 				return e
 			}
 		}
-	}
-	return 0
-}
-
-// segAcc carries a buffer's checks across its descriptors: readable
-// buffers must precede writable ones, and the buffer's total length
-// stays below 2^32.
-type segAcc struct {
-	total uint64
-	wrote bool
-}
-
-// check accounts for one buffer descriptor of length bytes, writable if
-// write, before its memory is looked up.
-func (a *segAcc) check(length uint32, write bool) ChainError {
-	if write {
-		a.wrote = true
-	} else if a.wrote {
-		return ErrReadAfterWrite
-	}
-	if a.total += uint64(length); a.total > math.MaxUint32 {
-		return ErrChainTooLong
 	}
 	return 0
 }

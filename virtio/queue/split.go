@@ -180,8 +180,7 @@ func (q *Queue) walk(c *Chain, head uint16) ChainError {
 	n := uint32(q.size) // entries in the table being walked
 	ttl := n
 	idx := uint32(head)
-	var total uint64
-	wrote := false
+	var acc segAcc
 	for {
 		if idx >= n {
 			return ErrDescIndex
@@ -218,16 +217,10 @@ func (q *Queue) walk(c *Chain, head uint16) ChainError {
 		}
 
 		write := flags&descFWrite != 0
-		if write {
-			wrote = true
-		} else if wrote {
-			return ErrReadAfterWrite
+		if e := acc.check(length, write); e != 0 {
+			return e
 		}
 		if length != 0 {
-			total += uint64(length)
-			if total > math.MaxUint32 {
-				return ErrChainTooLong
-			}
 			if e := q.addSegments(c, addr, length, write); e != 0 {
 				return e
 			}
@@ -251,6 +244,28 @@ func (q *Queue) indirectTable(addr uint64, length uint32) ([]byte, ChainError) {
 		return nil, ErrIndirectAddress
 	}
 	return t, 0
+}
+
+// segAcc carries a buffer's checks across its descriptors, for the
+// split and the packed walk alike: readable buffers must precede
+// writable ones, and the buffer's total length stays below 2^32.
+type segAcc struct {
+	total uint64
+	wrote bool
+}
+
+// check accounts for one buffer descriptor of length bytes, writable if
+// write, before its memory is looked up.
+func (a *segAcc) check(length uint32, write bool) ChainError {
+	if write {
+		a.wrote = true
+	} else if a.wrote {
+		return ErrReadAfterWrite
+	}
+	if a.total += uint64(length); a.total > math.MaxUint32 {
+		return ErrChainTooLong
+	}
+	return 0
 }
 
 // addSegments appends [addr, addr+length) to c, split into several
