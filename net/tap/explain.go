@@ -28,30 +28,21 @@ func (e *wrongDevice) Error() string        { return e.why + ": " + e.err.Error(
 func (e *wrongDevice) Unwrap() error        { return e.err }
 func (e *wrongDevice) Is(target error) bool { return target == ErrWrongDevice }
 
-// explainAttach turns TUNSETIFF's EINVAL or EBUSY for name, asked with
-// flags, into an ErrWrongDevice saying why, from the
-// interface's ethtool driver information (Linux's tun driver reports
-// driver "tun" and bus "tun" or "tap"), wrapping err (TUNSETIFF's, with
-// errno in it). It returns nil when it cannot tell (no such interface:
-// then err stands alone).
-func explainAttach(name string, flags uint16, errno, err error) error {
-	busy := errors.Is(errno, unix.EBUSY)
-	if name == "" || !busy && !errors.Is(errno, unix.EINVAL) {
-		return nil
+// explainAttach turns TUNSETIFF's error err (EINVAL or EBUSY) for name,
+// asked with flags, into an ErrWrongDevice saying why, from the
+// interface's ethtool driver information through the Tap's control
+// socket (Linux's tun driver reports driver "tun" and bus "tun" or
+// "tap"). Any other error, or a name with no interface, comes back as
+// it is.
+func (t *Tap) explainAttach(name string, flags uint16, err error) error {
+	busy := errors.Is(err, unix.EBUSY)
+	if name == "" || !busy && !errors.Is(err, unix.EINVAL) {
+		return err
 	}
-	ctl, serr := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if serr != nil {
-		return nil
+	if _, ierr := t.ifreqGet(name, unix.SIOCGIFINDEX); ierr != nil {
+		return err
 	}
-	defer unix.Close(ctl)
-	ifr, ierr := unix.NewIfreq(name)
-	if ierr != nil || unix.IoctlIfreq(ctl, unix.SIOCGIFINDEX, ifr) != nil {
-		return nil
-	}
-	driver, bus := "", ""
-	if info, derr := unix.IoctlGetEthtoolDrvinfo(ctl, name); derr == nil {
-		driver, bus = unix.ByteSliceToString(info.Driver[:]), unix.ByteSliceToString(info.Bus_info[:])
-	}
+	driver, bus := t.driverInfo(name)
 	var why string
 	switch {
 	case driver != "tun" && driver != "":
@@ -70,4 +61,19 @@ func explainAttach(name string, flags uint16, errno, err error) error {
 		why = "the TAP was made with multi_queue, and one queue was asked for (queues=2 or more, or a TAP without multi_queue)"
 	}
 	return &wrongDevice{why: why, err: err}
+}
+
+// driverInfo is name's ethtool driver and bus, "" when the interface
+// reports none (loopback has no driver information).
+func (t *Tap) driverInfo(name string) (driver, bus string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ctl < 0 {
+		return "", ""
+	}
+	info, err := unix.IoctlGetEthtoolDrvinfo(t.ctl, name)
+	if err != nil {
+		return "", ""
+	}
+	return unix.ByteSliceToString(info.Driver[:]), unix.ByteSliceToString(info.Bus_info[:])
 }

@@ -142,7 +142,7 @@ func (t *Tap) open(opts Options, nq int) error {
 		}
 		fd, got, err := attach(name, fl, i == 0 && nq > 1)
 		if err != nil {
-			return fmt.Errorf("tap %q: queue %d: %w", name, i, err)
+			return fmt.Errorf("tap %q: queue %d: %w", name, i, t.explainAttach(name, fl, err))
 		}
 		name = got // later queues attach to the name the kernel chose
 		if i == 0 {
@@ -193,11 +193,7 @@ func attach(name string, flags uint16, checkMQ bool) (int, string, error) {
 	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
-		serr := os.NewSyscallError("ioctl TUNSETIFF", err)
-		if why := explainAttach(name, flags, err, serr); why != nil {
-			return -1, "", why
-		}
-		return -1, "", serr
+		return -1, "", os.NewSyscallError("ioctl TUNSETIFF", err)
 	}
 	return fd, ifr.Name(), nil
 }
