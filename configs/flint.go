@@ -105,7 +105,7 @@ func decodeFlint(path string, raw json.RawMessage) (Flint, error) {
 		return f, err
 	}
 	o.str("console", &f.Console)
-	if c := f.Console; o.err == nil && c != "" && !validConsole(c) {
+	if c := f.Console; o.err == nil && c != "" && !ValidConsole(c) {
 		// Checked here, not only where the console is opened: a
 		// --console flag overrides the key, and must not hide a
 		// mistake in the file.
@@ -334,9 +334,10 @@ func (c *VMConfig) DriveTransport(id string) Transport {
 	return TransportPCI
 }
 
-// validConsole reports whether s is a console spec vmm.ParseConsole
-// takes (configs cannot import vmm, which imports configs).
-func validConsole(s string) bool {
+// ValidConsole reports whether s is a console spec: stdio, stderr, none
+// or file:PATH (vmm.ParseConsole takes these, and flint.console in a
+// config file).
+func ValidConsole(s string) bool {
 	switch s {
 	case "stdio", "stderr", "none":
 		return true

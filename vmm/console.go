@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/internal/hostfile"
 )
 
@@ -21,10 +22,7 @@ type ConsoleSpec string
 
 // ParseConsole checks a --console value.
 func ParseConsole(s string) (ConsoleSpec, error) {
-	switch {
-	case s == "stdio", s == "stderr", s == "none":
-		return ConsoleSpec(s), nil
-	case strings.HasPrefix(s, "file:") && len(s) > len("file:"):
+	if configs.ValidConsole(s) {
 		return ConsoleSpec(s), nil
 	}
 	return "", fmt.Errorf("console %q: want stdio, stderr, none or file:PATH", s)
