@@ -135,17 +135,24 @@ func afterDashDash(c *cli.Context, args []string) []string {
 // dashDash is afterDashDash that also reports whether the flags ended
 // with "--" at all: `flint run --kernel K --` has one and no command.
 func dashDash(c *cli.Context, args []string) (cmd []string, given bool) {
-	if len(args) == 0 {
-		return nil, false
-	}
-	rest, _ := splitFlags(c.App.Flags, args[1:])
-	if len(rest) == 0 {
-		return nil, false
-	}
-	if cmd, dd := splitFlags(c.Command.Flags, rest[1:]); dd {
+	if cmd, dd := splitFlags(c.Command.Flags, commandArgs(c, args)); dd {
 		return cmd, true
 	}
 	return nil, false
+}
+
+// commandArgs is what follows the command's name in args, the whole
+// command line (program name first, then the global flags): its own
+// flags and what comes after them. It is nil when args has no command.
+func commandArgs(c *cli.Context, args []string) []string {
+	if len(args) == 0 {
+		return nil
+	}
+	rest, _ := splitFlags(c.App.Flags, args[1:])
+	if len(rest) == 0 {
+		return nil
+	}
+	return rest[1:]
 }
 
 // splitFlags finds where Go's flag package (which urfave/cli uses) stops
@@ -204,20 +211,12 @@ func repeatedFlag(flags []cli.Flag, args []string) string {
 }
 
 // refuseRepeatedFlags makes each of cmds refuse a flag given twice
-// (repeatedFlag) before it runs; args is the whole command line,
-// program name first, as afterDashDash takes it.
+// (repeatedFlag) before it runs; args is the whole command line, as
+// commandArgs takes it.
 func refuseRepeatedFlags(cmds []*cli.Command, args func() []string) {
 	for _, cmd := range cmds {
 		cmd.Before = func(c *cli.Context) error {
-			all := args()
-			if len(all) == 0 {
-				return nil
-			}
-			rest, _ := splitFlags(c.App.Flags, all[1:])
-			if len(rest) == 0 {
-				return nil
-			}
-			if f := repeatedFlag(c.Command.Flags, rest[1:]); f != "" {
+			if f := repeatedFlag(c.Command.Flags, commandArgs(c, args())); f != "" {
 				return usagef("%s: %s given twice: give each flag once", c.Command.Name, f)
 			}
 			return nil
