@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -71,7 +70,7 @@ func (s *Server) putMachineConfig(r *http.Request, body []byte) (any, error) {
 // patchMachineConfig changes only the keys the body has; a body with no
 // key is refused, in Firecracker's words.
 func (s *Server) patchMachineConfig(r *http.Request, body []byte) (any, error) {
-	if keys := objectKeys(body); keys != nil && len(keys) == 0 {
+	if emptyObject(body) {
 		return nil, faultf("Empty PATCH request. PATCH /machine-config needs at least one key")
 	}
 	return nil, s.update(r, func(c *configs.VMConfig) error {
@@ -175,28 +174,21 @@ func upsert[T any](list []T, v T, same func(T) bool) []T {
 }
 
 // putLogger sets the logger. A second PUT changes what it names, as
-// Firecracker's does: log_path, show_level and show_log_origin left out
-// keep their earlier values (null is left out, as in Firecracker); level
-// left out is the default again.
+// Firecracker's does (configs.UpdateLogger).
 func (s *Server) putLogger(r *http.Request, body []byte) (any, error) {
 	l, err := configs.DecodeLogger(body)
 	if err != nil {
 		return nil, err
 	}
-	keys := objectKeys(body) // DecodeLogger took it: an object
 	return nil, s.update(r, func(c *configs.VMConfig) error {
 		if err := l.CheckPath("logger"); err != nil { // stat: never blocks
 			return err
 		}
-		if old := c.Logger; old != nil {
-			if !given(keys, "log_path") {
-				l.LogPath = old.LogPath
-			}
-			if !given(keys, "show_level") {
-				l.ShowLevel = old.ShowLevel
-			}
-			if !given(keys, "show_log_origin") {
-				l.ShowLogOrigin = old.ShowLogOrigin
+		if c.Logger != nil {
+			// The body decoded above; over the earlier logger it
+			// decodes the same.
+			if l, err = configs.UpdateLogger(*c.Logger, body); err != nil {
+				return err
 			}
 		}
 		c.Logger = &l
@@ -288,18 +280,8 @@ const (
 	notAfterStart  = "The requested operation is not supported after starting the microVM."
 )
 
-// objectKeys returns the keys of body, a JSON object; nil when body is
-// not one (its decoder names the problem).
-func objectKeys(body []byte) map[string]json.RawMessage {
+// emptyObject reports whether body is the JSON object {}.
+func emptyObject(body []byte) bool {
 	var keys map[string]json.RawMessage
-	if json.Unmarshal(body, &keys) != nil {
-		return nil
-	}
-	return keys
-}
-
-// given says whether keys has key with a value other than null.
-func given(keys map[string]json.RawMessage, key string) bool {
-	v, ok := keys[key]
-	return ok && string(bytes.TrimSpace(v)) != "null"
+	return json.Unmarshal(body, &keys) == nil && keys != nil && len(keys) == 0
 }

@@ -157,7 +157,7 @@ func DecodeVMConfig(data []byte) (VMConfig, error) {
 		c.Drives = append(c.Drives, d)
 	}
 	if v := o.raw("logger"); v != nil && o.err == nil {
-		l, err := decodeLogger("logger", v)
+		l, err := decodeLogger("logger", v, Logger{})
 		o.fail(err)
 		c.Logger = &l
 	}
@@ -499,10 +499,20 @@ func validPartUUID(s string) bool {
 }
 
 // DecodeLogger decodes a PUT /logger body.
-func DecodeLogger(data []byte) (Logger, error) { return decodeLogger("logger", data) }
+func DecodeLogger(data []byte) (Logger, error) { return decodeLogger("logger", data, Logger{}) }
 
-func decodeLogger(path string, raw json.RawMessage) (Logger, error) {
-	var l Logger
+// UpdateLogger is a second PUT /logger body over the logger cur, as
+// Firecracker updates its logger: log_path, show_level and
+// show_log_origin left out (or null) keep cur's values; level left out
+// is the default again.
+func UpdateLogger(cur Logger, data []byte) (Logger, error) {
+	cur.Level = ""
+	return decodeLogger("logger", data, cur)
+}
+
+// decodeLogger decodes raw over base: keys left out keep base's values.
+func decodeLogger(path string, raw json.RawMessage, base Logger) (Logger, error) {
+	l := base
 	o, err := openObject(path, raw, []string{"log_path", "level", "show_level", "show_log_origin"}, "module")
 	if err != nil {
 		return l, err
