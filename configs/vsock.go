@@ -13,10 +13,12 @@ const (
 	// MaxGuestCID is the largest (Linux's CIDs are 32-bit; 2^32-1 is
 	// VMADDR_CID_ANY).
 	MaxGuestCID = 1<<32 - 2
+	// MaxSocketPath is the longest path a unix socket can be bound at:
+	// sun_path's 108 bytes less the terminating NUL.
+	MaxSocketPath = 107
 	// MaxUDSPath bounds uds_path so that "<uds_path>_<port>" (up to 11
-	// more bytes) still fits a unix socket address (108 bytes with its
-	// NUL).
-	MaxUDSPath = 107 - 11
+	// more bytes) still fits a unix socket address.
+	MaxUDSPath = MaxSocketPath - 11
 )
 
 // Vsock is the virtio-vsock device: the guest's CID and the unix socket

@@ -117,10 +117,6 @@ func netBackendInterface(c *cli.Context) (configs.NetInterface, error) {
 	return n, nil
 }
 
-// maxSocketPath is the longest path a unix socket can be bound at:
-// sun_path's 108 bytes less the terminating NUL.
-const maxSocketPath = 107
-
 // checkSocketPath refuses, before any TAP is opened, a path (named by
 // flag) that cannot become a listening unix socket because of what the
 // user typed: too long, another kind of file already there, or a parent
@@ -128,8 +124,8 @@ const maxSocketPath = 107
 // them only after opening the TAP, as a backend failure.
 func checkSocketPath(flag, path string) error {
 	shown := configs.Shown(path)
-	if len(path) > maxSocketPath {
-		return usagef("%s %s: %d bytes, a unix socket path has at most %d", flag, shown, len(path), maxSocketPath)
+	if len(path) > configs.MaxSocketPath {
+		return usagef("%s %s: %d bytes, a unix socket path has at most %d", flag, shown, len(path), configs.MaxSocketPath)
 	}
 	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != fs.ModeSocket {
 		return usagef("%s %s: exists and is not a socket", flag, shown)
