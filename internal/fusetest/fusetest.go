@@ -220,6 +220,11 @@ func (f *FS) serve() {
 	defer close(f.done)
 	buf := make([]byte, bufLen)
 	for {
+		// Whether mount(2) had returned is read before the poll and
+		// the read: read after them, it could say mounted of a poll
+		// or read made before the mount (POLLERR, EPERM), and the
+		// server would quit a connection that had just begun.
+		mounted := f.mounted.Load()
 		fds := []unix.PollFd{{Fd: int32(f.dev), Events: unix.POLLIN}, {Fd: int32(f.stop), Events: unix.POLLIN}}
 		if _, err := unix.Poll(fds, -1); err != nil {
 			if errors.Is(err, unix.EINTR) {
@@ -228,11 +233,12 @@ func (f *FS) serve() {
 			f.setErr(fmt.Errorf("poll /dev/fuse: %w", err))
 			return
 		}
+		afterPoll(f, fds[0].Revents)
 		if fds[1].Revents != 0 {
 			return
 		}
 		if fds[0].Revents&unix.POLLIN == 0 {
-			if !f.mounted.Load() {
+			if !mounted {
 				// Not mounted yet: /dev/fuse polls as an error.
 				time.Sleep(time.Millisecond)
 				continue
@@ -245,7 +251,7 @@ func (f *FS) serve() {
 		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) || errors.Is(err, unix.ENOENT):
 			// ENOENT: the request was interrupted before we read it.
 			continue
-		case errors.Is(err, unix.EPERM) && !f.mounted.Load():
+		case errors.Is(err, unix.EPERM) && !mounted:
 			time.Sleep(time.Millisecond)
 			continue
 		case errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ECONNABORTED):
@@ -261,6 +267,11 @@ func (f *FS) serve() {
 }
 
 var le = binary.LittleEndian
+
+// afterPoll runs in serve after each poll with /dev/fuse's revents (a
+// test widens the race between a poll made before mount(2) and the
+// mount with it).
+var afterPoll = func(f *FS, revents int16) {}
 
 // handle answers one request.
 func (f *FS) handle(req []byte) error {

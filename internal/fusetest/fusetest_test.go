@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,4 +247,41 @@ func TestHangClose(t *testing.T) {
 		t.Errorf("statfs after Hang returned (%v), want it to wait", err)
 	case <-time.After(300 * time.Millisecond):
 	}
+}
+
+// TestServerOutlivesMountRace: a poll of /dev/fuse made before mount(2)
+// (POLLERR: not connected yet) whose result is looked at only after the
+// mount does not end the server. The server once read whether it was
+// mounted after the poll, took that POLLERR for a lost connection and
+// returned, leaving a mount nobody answers (the first open hung a unit
+// run for 10 minutes). afterPoll holds such a poll until mount returned.
+func TestServerOutlivesMountRace(t *testing.T) {
+	var held atomic.Bool
+	afterPoll = func(f *FS, revents int16) {
+		if revents&unix.POLLIN != 0 || f.mounted.Load() || !held.CompareAndSwap(false, true) {
+			return
+		}
+		for end := time.Now().Add(5 * time.Second); !f.mounted.Load() && time.Now().Before(end); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	t.Cleanup(func() { afterPoll = func(*FS, int16) {} })
+	var f *FS
+	// The server polls from before mount(2); should the kernel connect
+	// /dev/fuse first, there is no such poll to hold: mount again.
+	for try := 0; try < 50 && !held.Load(); try++ {
+		f = Mount(t, fileSize)
+		time.Sleep(20 * time.Millisecond) // the held poll's result is looked at
+	}
+	if !held.Load() {
+		t.Fatal("in 50 mounts the server never polled before mount(2)")
+	}
+	if exited(f) {
+		t.Fatal("the server returned after a poll made before the mount")
+	}
+	fd, err := unix.Open(f.Path(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	unix.Close(fd)
 }
