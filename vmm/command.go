@@ -117,7 +117,10 @@ type commandRun struct {
 	panicOnce sync.Once
 }
 
-func newCommandRun(cfg CommandConfig, start time.Time, stop func(StopReason, error)) *commandRun {
+// newCommandRun makes the run of a kernel booted with cmdline: it says
+// whether the kernel stamps its console lines, which the scanner needs to
+// know (verdict.Limits.Unstamped).
+func newCommandRun(cfg CommandConfig, cmdline string, start time.Time, stop func(StopReason, error)) *commandRun {
 	if cfg.ReportGrace <= 0 {
 		cfg.ReportGrace = DefaultReportGrace
 	}
@@ -125,7 +128,8 @@ func newCommandRun(cfg CommandConfig, start time.Time, stop func(StopReason, err
 		cfg.PanicGrace = DefaultPanicGrace
 	}
 	c := &commandRun{cfg: cfg, start: start, stop: stop}
-	c.scanner = verdict.NewScanner(verdict.Limits{}, c.onSplat)
+	on, set := verdict.PrintkTime(cmdline)
+	c.scanner = verdict.NewScanner(verdict.Limits{Unstamped: set && !on}, c.onSplat)
 	c.exit = exitdev.New(c.onReport)
 	c.exit.SetOnProgress(c.onProgress)
 	return c
@@ -292,7 +296,7 @@ func (c *commandRun) judge(res Result) CommandResult {
 // ACPI tables describe the devices).
 func (m *Machine) addCommandDevices() error {
 	cc := m.cfg.Command
-	c := newCommandRun(*cc, m.start, m.stop)
+	c := newCommandRun(*cc, m.cfg.Cmdline, m.start, m.stop)
 	m.cmd = c
 	if err := m.pio.Insert(c.exit, exitdev.Base, exitdev.Size); err != nil {
 		return err

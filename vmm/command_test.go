@@ -21,9 +21,19 @@ type fakeCommandMachine struct {
 	con   io.Writer
 }
 
+// fakeCmdline is the kernel command line of the fake machines: command
+// mode's printk arguments.
+const fakeCmdline = "console=ttyS0 " + verdict.KernelArgs
+
 func newFakeCommandMachine(cfg CommandConfig) *fakeCommandMachine {
+	return newFakeBootedMachine(cfg, fakeCmdline)
+}
+
+// newFakeBootedMachine is a fake machine whose kernel was booted with
+// cmdline.
+func newFakeBootedMachine(cfg CommandConfig, cmdline string) *fakeCommandMachine {
 	f := &fakeCommandMachine{}
-	f.c = newCommandRun(cfg, time.Now(), func(r StopReason, _ error) {
+	f.c = newCommandRun(cfg, cmdline, time.Now(), func(r StopReason, _ error) {
 		f.mu.Lock()
 		f.stops = append(f.stops, r)
 		f.mu.Unlock()
@@ -119,6 +129,36 @@ func TestCommandOutcomes(t *testing.T) {
 		}
 		if tc.stage != "" && cr.Outcome.Stage != tc.stage {
 			t.Errorf("%s: stage %q, want %q", tc.name, cr.Outcome.Stage, tc.stage)
+		}
+	}
+}
+
+// TestCommandPrintkTimeOff: a kernel booted with printk.time=0 (the
+// user's --cmdline after command mode's printk.time=1) stamps nothing. A
+// program that prints a line starting with "[1.0] " must not make the
+// scanner ignore the kernel's unstamped oops after it: the run exited 0
+// but fails with 121. With printk.time=1 the same unstamped line is a
+// program's and the run passes.
+func TestCommandPrintkTimeOff(t *testing.T) {
+	console := "[1.0] my test starts\n" +
+		"BUG: kernel NULL pointer dereference, address: 0000000000000000\n" +
+		"Oops: 0000 [#1] SMP\n"
+	for _, tc := range []struct {
+		cmdline string
+		code    int
+	}{
+		{fakeCmdline + " printk.time=0", verdict.CodeKernelFailed},
+		{fakeCmdline + " printk.time=N quiet", verdict.CodeKernelFailed},
+		{fakeCmdline + " printk.time=0 printk.time=1", 0},
+		{fakeCmdline, 0},
+	} {
+		f := newFakeBootedMachine(CommandConfig{FailOn: verdict.DefaultFailOn, ReportGrace: time.Hour}, tc.cmdline)
+		f.progress(exitdev.StageEarly)
+		f.progress(exitdev.StageWait)
+		io.WriteString(f.con, console)
+		f.report(exitdev.Exited(0))
+		if cr := f.c.judge(Result{Reason: stopPowerOff}); cr.Verdict.Code != tc.code {
+			t.Errorf("%q: code %d (%s), want %d", tc.cmdline, cr.Verdict.Code, cr.Verdict.Reason, tc.code)
 		}
 	}
 }

@@ -434,3 +434,31 @@ func TestKeepLoglevel(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandModePrintkTime: the kernel takes the last printk.time, so a
+// --cmdline printk.time=0 turns command mode's timestamps off, and the
+// command line the VM gets says so to the verdict's scanner (vmm reads it
+// with verdict.PrintkTime): a program's "[1.0] " line must not hide the
+// kernel's unstamped oops.
+func TestCommandModePrintkTime(t *testing.T) {
+	k := writeFile(t, "bzImage", vmmtest.BzImage(vmmtest.Spin))
+	tree := fakeTree(t)
+	for _, tc := range []struct {
+		cmdline []string
+		on      bool
+	}{
+		{nil, true},
+		{[]string{"--cmdline", "printk.time=0"}, false},
+		{[]string{"--cmdline", "quiet printk.time=n"}, false},
+		{[]string{"--cmdline", "printk.time=0 printk.time=y"}, true},
+	} {
+		args := append([]string{"run", "--kernel", k, "--modules", tree, "--no-host-root"}, tc.cmdline...)
+		code, _, stderr, cfg := runCommandArgs(t, passed(), nil, append(args, "--", "true")...)
+		if code != 0 || cfg == nil {
+			t.Fatalf("%q: code %d, stderr %q", tc.cmdline, code, stderr)
+		}
+		if on, set := verdict.PrintkTime(cfg.Cmdline); on != tc.on || !set {
+			t.Errorf("%q: cmdline %q gives printk.time %v (set %v), want %v", tc.cmdline, cfg.Cmdline, on, set, tc.on)
+		}
+	}
+}

@@ -27,44 +27,50 @@ func FuzzScanner(f *testing.F) {
 		f.Add(b, uint16(len(b)/2))
 	}
 	f.Add([]byte("\x1b[\x1b[<1>[1.1][T1] BUG: \xff\xfe\n"), uint16(3))
-	lim := Limits{Splats: 4, ExcerptLines: 6, LineBytes: 64}
+	// Both ways of reading the console: telling the kernel's lines by
+	// their stamps, and printk.time=0's every line.
+	stamps := Limits{Splats: 4, ExcerptLines: 6, LineBytes: 64}
+	none := stamps
+	none.Unstamped = true
 	f.Fuzz(func(t *testing.T, data []byte, cut uint16) {
-		whole := NewScanner(lim, nil)
-		whole.Write(data)
-		whole.Flush()
-		split := NewScanner(lim, nil)
-		at := min(int(cut), len(data))
-		split.Write(data[:at])
-		split.Write(data[at:])
-		split.Flush()
-		got := whole.Splats()
-		if !reflect.DeepEqual(got, split.Splats()) {
-			t.Fatalf("split at %d changes the splats", at)
-		}
-		if len(got) > lim.Splats+int(numKinds) {
-			t.Fatalf("%d splats kept", len(got))
-		}
-		for _, sp := range got {
-			if len(sp.Excerpt) > lim.ExcerptLines || len(sp.Excerpt) == 0 {
-				t.Fatalf("excerpt of %d lines", len(sp.Excerpt))
+		for _, lim := range []Limits{stamps, none} {
+			whole := NewScanner(lim, nil)
+			whole.Write(data)
+			whole.Flush()
+			split := NewScanner(lim, nil)
+			at := min(int(cut), len(data))
+			split.Write(data[:at])
+			split.Write(data[at:])
+			split.Flush()
+			got := whole.Splats()
+			if !reflect.DeepEqual(got, split.Splats()) {
+				t.Fatalf("split at %d changes the splats", at)
 			}
-			for _, l := range sp.Excerpt {
-				// U+FFFD may replace each invalid byte: 3 bytes for 1.
-				if len(l) > 3*lim.LineBytes || !utf8.ValidString(l) {
-					t.Fatalf("kept line %q", l)
+			if len(got) > lim.Splats+int(numKinds) {
+				t.Fatalf("%d splats kept", len(got))
+			}
+			for _, sp := range got {
+				if len(sp.Excerpt) > lim.ExcerptLines || len(sp.Excerpt) == 0 {
+					t.Fatalf("excerpt of %d lines", len(sp.Excerpt))
 				}
-				for _, r := range l {
-					if r < 0x20 && r != '\t' || r >= 0x7f && r <= 0x9f || isBidiControl(r) {
-						t.Fatalf("control byte %#x kept in %q", r, l)
+				for _, l := range sp.Excerpt {
+					// U+FFFD may replace each invalid byte: 3 bytes for 1.
+					if len(l) > 3*lim.LineBytes || !utf8.ValidString(l) {
+						t.Fatalf("kept line %q", l)
+					}
+					for _, r := range l {
+						if r < 0x20 && r != '\t' || r >= 0x7f && r <= 0x9f || isBidiControl(r) {
+							t.Fatalf("control byte %#x kept in %q", r, l)
+						}
 					}
 				}
+				if !whole.Seen().Has(sp.Kind) {
+					t.Fatalf("kind %s kept but not seen", sp.Kind)
+				}
 			}
-			if !whole.Seen().Has(sp.Kind) {
-				t.Fatalf("kind %s kept but not seen", sp.Kind)
+			if _, err := json.Marshal(got); err != nil {
+				t.Fatal(err)
 			}
-		}
-		if _, err := json.Marshal(got); err != nil {
-			t.Fatal(err)
 		}
 	})
 }

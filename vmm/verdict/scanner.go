@@ -25,7 +25,8 @@ type Splat struct {
 	Truncated bool `json:"truncated,omitempty"`
 }
 
-// Limits bound the scanner's memory; zero fields take the defaults.
+// Limits bound the scanner's memory (zero fields take the defaults) and
+// say what the console looks like.
 type Limits struct {
 	// Splats is how many splats are kept with excerpts (default 32);
 	// later ones are only counted, except the first of each kind, which
@@ -36,6 +37,14 @@ type Limits struct {
 	// LineBytes is how much of one console line is kept (default 512);
 	// the rest of a longer line is dropped.
 	LineBytes int
+	// Unstamped says the kernel stamps none of its lines: its command
+	// line turns printk.time off (PrintkTime). Then every line counts,
+	// and one that starts with what looks like a timestamp (a program
+	// printing "[1.0] ...") does not switch the scanner to reading only
+	// stamped lines, which would ignore the kernel's own from there on.
+	// Without it the scanner tells from the console whether the kernel
+	// stamps its lines.
+	Unstamped bool
 }
 
 func (l Limits) withDefaults() Limits {
@@ -62,7 +71,8 @@ func (l Limits) withDefaults() Limits {
 // fail the run. A line with a timestamp further on is the kernel's record
 // continuing a program's unfinished line, read from that timestamp. A
 // kernel booted with printk.time=0 has no timestamps; then every line
-// counts.
+// counts, and the caller says so (Limits.Unstamped): a program's line that
+// starts with a timestamp must not switch the scanner.
 type Scanner struct {
 	lim     Limits
 	onSplat func(Splat)
@@ -178,10 +188,16 @@ func (s *Scanner) Seen() Set {
 // It is worked out once per full buffer.
 func (s *Scanner) keepsStart() bool {
 	if !s.fullKnown {
-		msg, _, stamped := stripPrefix(clean(s.line))
+		msg, _, stamped := s.stripPrefix(clean(s.line))
 		s.fullKeeps, s.fullKnown = stamped || !s.stamped && startsSplat(msg), true
 	}
 	return s.fullKeeps
+}
+
+// stripPrefix is stripPrefix for this console: with Limits.Unstamped a
+// line that starts with a timestamp is a program's, read as it is.
+func (s *Scanner) stripPrefix(line string) (msg, uptime string, stamped bool) {
+	return stripPrefix(line, !s.lim.Unstamped)
 }
 
 func startsSplat(msg string) bool {
@@ -195,8 +211,8 @@ func (s *Scanner) endLine() (Splat, bool) {
 	s.lineNo++
 	text := clean(s.line)
 	s.line, s.fullKnown = s.line[:0], false
-	msg, uptime, stamped := stripPrefix(text)
-	if !stamped && (s.stamped || !startsSplat(msg)) {
+	msg, uptime, stamped := s.stripPrefix(text)
+	if !stamped && !s.lim.Unstamped && (s.stamped || !startsSplat(msg)) {
 		// Before a timestamp was seen, only a splat's: a program's
 		// "[1.0]" must not switch a printk.time=0 log to stamps.
 		if m, u, ok := stampMidLine(text); ok && (s.stamped || startsSplat(m)) {
@@ -287,7 +303,7 @@ func (s *Scanner) add(text string) {
 func (s *Scanner) close() {
 	if sp := s.open; sp != nil {
 		for len(sp.Excerpt) > 1 {
-			msg, _, _ := stripPrefix(sp.Excerpt[len(sp.Excerpt)-1])
+			msg, _, _ := s.stripPrefix(sp.Excerpt[len(sp.Excerpt)-1])
 			if strings.TrimSpace(msg) != "" {
 				break
 			}
@@ -460,8 +476,9 @@ func skipEscape(b []byte, i int) int {
 // stripPrefix removes a syslog level ("<4>"), the printk timestamp
 // ("[   12.345678]") and a caller id ("[    T1]", "[    C0]") from a
 // console line. It returns the message, the timestamp's digits and whether
-// there was a timestamp.
-func stripPrefix(line string) (msg, uptime string, stamped bool) {
+// there was a timestamp. With times false the kernel prints none (the
+// caller id comes alone): what looks like one is left in the message.
+func stripPrefix(line string, times bool) (msg, uptime string, stamped bool) {
 	msg = line
 	if len(msg) > 2 && msg[0] == '<' {
 		if j := strings.IndexByte(msg, '>'); j > 1 && j <= 4 && allDigits(msg[1:j]) {
@@ -472,15 +489,23 @@ func stripPrefix(line string) (msg, uptime string, stamped bool) {
 	if !ok {
 		return msg, "", false
 	}
+	if isCallerID(inner) {
+		// printk.time=0 with CONFIG_PRINTK_CALLER: "[     T1] BUG: ...".
+		return strings.TrimPrefix(rest, " "), "", false
+	}
 	secs, frac, dot := strings.Cut(inner, ".")
-	if !dot || !allDigits(secs) || !allDigits(frac) || secs == "" || frac == "" {
+	if !times || !dot || !allDigits(secs) || !allDigits(frac) || secs == "" || frac == "" {
 		return msg, "", false
 	}
 	uptime, msg = inner, rest
-	if inner, rest, ok := bracket(msg); ok && len(inner) > 1 && (inner[0] == 'T' || inner[0] == 'C') && allDigits(inner[1:]) {
+	if inner, rest, ok := bracket(msg); ok && isCallerID(inner) {
 		msg = rest
 	}
 	return strings.TrimPrefix(msg, " "), uptime, true
+}
+
+func isCallerID(s string) bool {
+	return len(s) > 1 && (s[0] == 'T' || s[0] == 'C') && allDigits(s[1:])
 }
 
 // stampMidLine finds a kernel record that continues a console line a
@@ -492,7 +517,7 @@ func stampMidLine(line string) (msg, uptime string, found bool) {
 		if line[i] != '[' && line[i] != '<' {
 			continue
 		}
-		if msg, uptime, ok := stripPrefix(line[i:]); ok {
+		if msg, uptime, ok := stripPrefix(line[i:], true); ok {
 			return msg, uptime, true
 		}
 	}
