@@ -220,10 +220,12 @@ func notSupported(_ *Server, r *http.Request, _ []byte) (any, error) {
 	return nil, faultf("%s %s is not supported by flint yet", configs.Shown(r.Method), configs.Shown(r.URL.Path))
 }
 
-// match finds the route for r and the {id} path element, if any. The
-// path is read as Firecracker's router reads it: leading slashes and one
-// trailing slash do not count ("//actions/" is /actions).
-func match(r *http.Request) (handler, string, bool) {
+// match finds the route for r (nil: none) and the {id} path element, if
+// any; served is false for an endpoint Flint does not implement
+// (notSupported). The path is read as Firecracker's router reads it:
+// leading slashes and one trailing slash do not count ("//actions/" is
+// /actions).
+func match(r *http.Request) (rt handler, id string, served bool) {
 	p := "/" + strings.TrimLeft(r.URL.Path, "/")
 	if len(p) > 1 {
 		p = strings.TrimSuffix(p, "/")
@@ -234,20 +236,19 @@ func match(r *http.Request) (handler, string, bool) {
 	for _, prefix := range []string{"/network-interfaces/", "/drives/"} {
 		if id, ok := strings.CutPrefix(p, prefix); ok && id != "" {
 			if r.Method == http.MethodDelete { // Firecracker's hot-unplug
-				return notSupported, "", true
+				return notSupported, "", false
 			}
-			rt, ok := routes[r.Method+" "+prefix+"{id}"]
-			return rt, id, ok
+			return routes[r.Method+" "+prefix+"{id}"], id, true
 		}
 	}
 	for _, u := range unsupportedPaths {
 		if p == u {
-			return notSupported, "", true
+			return notSupported, "", false
 		}
 	}
 	for _, u := range unsupportedPrefixes {
 		if strings.HasPrefix(p, u) {
-			return notSupported, "", true
+			return notSupported, "", false
 		}
 	}
 	return nil, "", false
@@ -257,11 +258,11 @@ type idKey struct{}
 
 // ServeHTTP answers one API request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rt, id, ok := match(r)
+	rt, id, served := match(r)
 	var out any
 	var err error
 	switch {
-	case !ok:
+	case rt == nil:
 		// Firecracker's phrase, which its clients match on.
 		// The path is quoted when it has a control character (a
 		// decoded %0A), so that the message stays one line.
@@ -275,6 +276,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if r.Method == http.MethodGet && len(body) > 0 {
 			err = faultf("GET request cannot have a body. (%s %s has %d bytes)", r.Method, configs.Shown(r.URL.Path), len(body)) // Firecracker's words
+			break
+		}
+		if served && (r.Method == http.MethodPut || r.Method == http.MethodPatch) && len(body) == 0 {
+			// Firecracker's words ("Empty PUT request."), which its
+			// clients match on, then Flint's.
+			err = faultf("Empty %s request. %s %s needs a JSON body", r.Method, r.Method, configs.Shown(r.URL.Path))
 			break
 		}
 		if id != "" {

@@ -255,7 +255,12 @@ func TestErrors(t *testing.T) {
 		{"PATCH", "/machine-config", `null`, "machine-config"},
 		{"PUT", "/boot-source", `{"kernel_image_path": "/k", "initrd": "/i"}`, `unknown key "initrd" at boot-source`},
 		{"PUT", "/boot-source", `{}`, "boot-source.kernel_image_path is required"},
-		{"PUT", "/boot-source", ``, "boot-source must be an object, got nothing"},
+		// Firecracker's words for a PUT or PATCH without a body.
+		{"PUT", "/boot-source", ``, "Empty PUT request. PUT /boot-source needs a JSON body"},
+		{"PUT", "/actions", ``, "Empty PUT request."},
+		{"PATCH", "/machine-config", ``, "Empty PATCH request. PATCH /machine-config needs a JSON body"},
+		{"PATCH", "/drives/a", ``, "Empty PATCH request."},
+		{"PUT", "/boot-source", ` `, "boot-source must be an object, got nothing"}, // a body, of white space
 		{"PUT", "/boot-source", `{"kernel_image_path": `, "invalid JSON"},
 		{"PUT", "/network-interfaces/eth1", netBody, `The id from the path [eth1] does not match the id from the body [eth0]! (the body's iface_id "eth0", the path's "eth1")`},
 		// Firecracker's phrases for a TAP, a MAC or a root drive taken.
