@@ -243,7 +243,7 @@ func (k *ELFKernel) readNotes(image []byte, n ELFSegment) error {
 
 // flintAreas are the guest-physical ranges Flint's own boot structures
 // occupy (see the package comment); no kernel segment may overlap them.
-// The initrd is placed above the kernel's end, so it cannot.
+// The initrd is placed above the kernel's end and 1 MiB, so it cannot.
 var flintAreas = []struct {
 	name string
 	r    mem.Range

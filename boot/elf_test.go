@@ -514,3 +514,32 @@ func FuzzLoadELF(f *testing.F) {
 		}
 	})
 }
+
+// TestInitrdAboveLowELF: an ELF kernel that ends below 1 MiB does not let
+// the initrd reach down over Flint's areas there (the EBDA and ACPI
+// tables, the command line, the zero page): an initrd that fits only
+// there is refused, one that fits from 1 MiB up goes there.
+func TestInitrdAboveLowELF(t *testing.T) {
+	f := defaultELF()
+	f.phdrs[0].paddr, f.phdrs[1].paddr, f.entry = 0x40000, 0x50000, 0x40000
+	f.at[fakeNoteOff] = fakeNotes(false)
+	f.phdrs[2].filesz = uint64(len(fakeNotes(false)))
+	k := f.bytes()
+	const ram = 16 << 20
+	m := newMem(t, ram)
+	err := loadErr(m, Config{Kernel: k, Initrd: make([]byte, ram-0x80000), CPUs: 1, ACPI: acpiConfig()})
+	if !errors.Is(err, ErrNoFit) || !strings.Contains(err.Error(), "initrd (15.5 MiB) does not fit") {
+		t.Errorf("initrd that fits only below 1 MiB: %v", err)
+	}
+	initrd := bytes.Repeat([]byte{0xa5}, int(ram-KernelAddr))
+	e, err := Load(m, Config{Kernel: k, Initrd: initrd, CPUs: 1, ACPI: acpiConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := e.Placement; p.InitrdAddr != KernelAddr {
+		t.Errorf("initrd at %#x, want %#x", p.InitrdAddr, KernelAddr)
+	}
+	if got, _ := m.Slice(KernelAddr, uint64(len(initrd))); !bytes.Equal(got, initrd) {
+		t.Error("initrd overwritten")
+	}
+}

@@ -39,9 +39,10 @@
 // The kernel relocates itself to max(pref_address, 1 MiB rounded up to
 // kernel_alignment) (16 MiB for Debian kernels) and needs init_size bytes
 // there; the initrd goes page-aligned at the top of low RAM, below
-// initrd_addr_max. The kernel reserves the whole first MiB for itself once
-// it runs and copies the zero page and command line early, so none of the
-// structures above collide with its SMP trampoline.
+// initrd_addr_max, above the kernel and never below 1 MiB. The kernel
+// reserves the whole first MiB for itself once it runs and copies the zero
+// page and command line early, so none of the structures above collide
+// with its SMP trampoline.
 package boot
 
 import (
@@ -191,7 +192,9 @@ func Load(m *mem.Memory, cfg Config) (*Entry, error) {
 	}
 	if n := uint64(len(cfg.Initrd)); n > 0 {
 		limit := min(lowEnd, uint64(h.InitrdAddrMax)+1)
-		floor := alignUp(p.KernelEnd, pageSize)
+		// Above the kernel and never below 1 MiB, where Flint's own
+		// areas are (an ELF kernel may end below them).
+		floor := max(alignUp(p.KernelEnd, pageSize), KernelAddr)
 		if n > limit || (limit-n)&^(pageSize-1) < floor {
 			return nil, configErr(ErrNoFit,
 				"initrd (%s) does not fit in guest memory below %s (the kernel occupies up to %s); give the guest more memory",
