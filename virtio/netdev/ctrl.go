@@ -5,6 +5,7 @@ package netdev
 
 import (
 	"encoding/binary"
+	"time"
 
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
@@ -25,7 +26,9 @@ const (
 // promiscuous mode), so RX mode and MAC table commands are acknowledged
 // with VIRTIO_NET_OK and change nothing. With FeatureMQ negotiated,
 // VQ_PAIRS_SET with exactly two bytes of data, a count from 1 to the
-// pairs running, changes the pairs in use (OK; anything else ERR). The
+// pairs running, changes the pairs in use (OK; anything else ERR); one
+// that would attach and detach more backends than the switch budget
+// holds is answered once it does (see switchBudget). The
 // MQ class's RSS_CONFIG and HASH_CONFIG (features RSS and HASH_REPORT
 // are not offered) and any other class get VIRTIO_NET_ERR.
 type ctrl struct {
@@ -63,7 +66,11 @@ func (c *ctrl) Chain(ch *queue.Chain) virtio.Result {
 		case ctrlClassRx, ctrlClassMAC:
 			c.ack[0] = ctrlOK
 		case ctrlClassMQ:
-			c.ack[0] = c.mqCommand(ch)
+			ack, wait := c.mqCommand(ch)
+			if wait > 0 {
+				return virtio.Result{Do: virtio.Throttle, Wait: wait} // popped again after the wait
+			}
+			c.ack[0] = ack
 		}
 	}
 	if c.ack[0] == ctrlOK {
@@ -78,15 +85,20 @@ func (c *ctrl) Chain(ch *queue.Chain) virtio.Result {
 // mqCommand answers a VIRTIO_NET_CTRL_MQ command in ch: VQ_PAIRS_SET
 // with exactly a le16 after the class and command, when MQ was
 // negotiated. The device acknowledges only once the backends steer to
-// the new pairs.
-func (c *ctrl) mqCommand(ch *queue.Chain) byte {
+// the new pairs; a wait above 0 means the command is over the switch
+// budget and is answered after that wait.
+func (c *ctrl) mqCommand(ch *queue.Chain) (ack byte, wait time.Duration) {
 	if c.mq == nil || c.cmd[1] != ctrlMQPairs || ch.ReadLen != 4 || ch.ReadAt(c.cmd[:], 0) != 4 {
-		return ctrlErr
+		return ctrlErr, 0
 	}
-	if c.mq.set(int(binary.LittleEndian.Uint16(c.cmd[2:]))) != nil {
-		return ctrlErr
+	wait, err := c.mq.set(int(binary.LittleEndian.Uint16(c.cmd[2:])))
+	switch {
+	case wait > 0:
+		return 0, wait
+	case err != nil:
+		return ctrlErr, 0
 	}
-	return ctrlOK
+	return ctrlOK, 0
 }
 
 func (c *ctrl) Event(e virtio.Event) {

@@ -29,7 +29,10 @@
 //     it detaches, so the pair's engines deliver it first), with the
 //     host's steering pinned to pair 1 from the drain to the detach
 //     (Pinner: a TAP steering program), so that new frames do not reach
-//     the queue in between; a detached pair's engines keep running. RSS and
+//     the queue in between; a detached pair's engines keep running. The
+//     attaches and detaches are rate-limited (each costs the host a
+//     grace period under its RTNL lock): a driver flapping the count
+//     waits for its answers. RSS and
 //     HASH_REPORT are not offered (RSS_CONFIG and HASH_CONFIG get ERR).
 //     PairStats counts each pair's traffic.
 //   - Mapping the negotiated GUEST_* features onto the backend's receive

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/flintvm/flint/ratelimit"
 )
 
 // Steerer is implemented by a backend that can leave and rejoin the set
@@ -65,6 +67,25 @@ type Drainer interface {
 // it would wait, and Linux waits for the answer holding the RTNL lock.
 var drainWait = 100 * time.Millisecond
 
+// switchBudget limits how many backends VQ_PAIRS_SET attaches and
+// detaches (a variable for tests): Size switches at once, refilled in
+// RefillTime milliseconds. A switch costs the host more than the
+// driver's command: Linux detaches a TAP queue holding the RTNL lock,
+// which every network configuration on the host waits for, and waits in
+// it for an expedited RCU grace period (synchronize_net, an interrupt to
+// every CPU). A driver flapping VQ_PAIRS_SET between 1 and N pairs made
+// thousands of them a second (4,300 detaches a second measured on a
+// 7-queue TAP without the pin). A command over the budget waits,
+// unanswered, until the budget has room (the control engine pauses,
+// Reset wakes it); the budget takes a change from 1 to MaxQueuePairs
+// pairs and back twice at once, which is more than ethtool -L does.
+var switchBudget = ratelimit.BucketConfig{Size: 4 * MaxQueuePairs, RefillTime: 1000}
+
+// pairClock is the switch budget's clock (a variable for tests).
+var pairClock = func() time.Duration { return time.Since(pairEpoch) }
+
+var pairEpoch = time.Now()
+
 // pairSet is the device's queue pairs' backends, which of them receive
 // (attached), and how many pairs the driver uses. mu serialises the
 // control queue's VQ_PAIRS_SET with Activate; active is read from any
@@ -79,6 +100,8 @@ type pairSet struct {
 
 	pinLeft bool // a pin that could not be taken off; steer retries it
 
+	budget ratelimit.TokenBucket // switches set may make (switchBudget)
+
 	shrinks, pinnedShrinks atomic.Uint64 // detach rounds that drained; those with the pin on
 }
 
@@ -89,6 +112,7 @@ func (p *pairSet) init(bes []Backend) {
 		p.attached[k] = true
 	}
 	p.active.Store(1)
+	p.budget, _ = ratelimit.NewTokenBucket(switchBudget, pairClock()) // valid: a constant
 }
 
 // activate starts an activation with started pairs running and the
@@ -111,17 +135,33 @@ func (p *pairSet) activate(started, use int) error {
 
 // set makes the driver's first n pairs carry traffic: it attaches their
 // backends and detaches the others'. n must be 1 to the pairs started.
-func (p *pairSet) set(n int) error {
+// When the switches it needs are over the budget (switchBudget) it does
+// nothing and returns how long to wait before asking again.
+//
+// Activation's steer takes nothing from the budget: it only detaches
+// backends that an earlier set attached (or that were attached when the
+// backends were opened), so a driver that resets the device between
+// commands switches at most twice what set allowed.
+func (p *pairSet) set(n int) (time.Duration, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if n < 1 || n > p.started {
-		return fmt.Errorf("%d queue pairs, want 1 to %d", n, p.started)
+		return 0, fmt.Errorf("%d queue pairs, want 1 to %d", n, p.started)
+	}
+	switches := 0
+	for k, on := range p.attached {
+		if on != (k < n) {
+			switches++
+		}
+	}
+	if ok, wait := p.budget.Consume(uint64(switches), pairClock()); !ok {
+		return wait, nil
 	}
 	if err := p.steer(n, time.Now().Add(drainWait)); err != nil {
-		return err
+		return 0, err
 	}
 	p.active.Store(int32(n))
-	return nil
+	return 0, nil
 }
 
 // steer attaches the backends of the first n pairs (attach first, so
