@@ -2,10 +2,12 @@ package api
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -121,5 +123,53 @@ func TestLimitsDefault(t *testing.T) {
 	if got := (Limits{MaxConns: 3}).orDefault(); got.MaxConns != 3 || got.ReadTimeout != DefaultLimits.ReadTimeout ||
 		got.IdleTimeout != DefaultLimits.IdleTimeout || got.MaxHeaderBytes != DefaultLimits.MaxHeaderBytes {
 		t.Fatalf("orDefault = %+v", got)
+	}
+}
+
+// TestOversizedBodyRefusedAtOnce: a request whose Content-Length is over
+// the body limit is answered at once, in Firecracker's words, and the
+// connection closed, instead of the server waiting (up to ReadTimeout)
+// for a body it would refuse; a chunked body over the limit is refused
+// as it is read.
+func TestOversizedBodyRefusedAtOnce(t *testing.T) {
+	lim := shortLimits
+	lim.ReadHeaderTimeout, lim.ReadTimeout = time.Minute, time.Minute
+	_, _, sock := serve(t, Options{Controller: &fakeVM{}, Limits: lim})
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "PUT /machine-config HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{")
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatalf("no answer within 3 s: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(b), "Request payload with size 100000000 is larger than the limit of 51200 allowed by server.") {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	waitDropped(t, c, 3*time.Second)
+
+	// Chunked: no size up front.
+	c2, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	chunk := strings.Repeat(" ", 60000)
+	fmt.Fprintf(c2, "PUT /machine-config HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", len(chunk), chunk)
+	c2.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err = http.ReadResponse(bufio.NewReader(c2), nil)
+	if err != nil {
+		t.Fatalf("chunked: no answer within 3 s: %v", err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(b), "at most 51200 bytes") {
+		t.Fatalf("chunked: %d %s", resp.StatusCode, b)
 	}
 }

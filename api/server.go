@@ -267,10 +267,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The path is quoted when it has a control character (a
 		// decoded %0A), so that the message stays one line.
 		err = faultf("Invalid request method and/or path: %s %s", configs.Shown(r.Method), configs.Shown(r.URL.Path))
+	case r.ContentLength > s.maxBody:
+		// Refused before reading: the client need not send (and the
+		// server wait for) a body it will not take. Firecracker's
+		// words.
+		w.Header().Set("Connection", "close")
+		err = faultf("Request payload with size %d is larger than the limit of %d allowed by server.", r.ContentLength, s.maxBody)
 	default:
 		var body []byte
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
 		if err != nil {
+			// A chunked body, whose size is known only as it
+			// is read, or one that failed part way.
 			err = faultf("reading the request body: %v (at most %d bytes)", err, s.maxBody)
 			break
 		}

@@ -288,7 +288,7 @@ func TestErrors(t *testing.T) {
 		{"PUT", "/snapshot/create", `{}`, "not supported by flint yet"},
 		{"PATCH", "/drives/a", `{"drive_id": "a", "path_on_host": "r.ext4"}`, notBeforeStart},
 		{"PATCH", "/network-interfaces/eth0", `{"iface_id": "eth0"}`, notBeforeStart},
-		{"PUT", "/metrics", `{"metrics_path": "` + strings.Repeat("x", MaxBodySize) + `"}`, "at most 51200 bytes"},
+		{"PUT", "/metrics", `{"metrics_path": "` + strings.Repeat("x", MaxBodySize) + `"}`, "Request payload with size 51220 is larger than the limit of 51200 allowed by server."},
 	}
 	for _, tc := range cases {
 		c.fault(tc.method, tc.path, tc.body, tc.want)
