@@ -231,6 +231,11 @@ func ParseSetupHeader(image []byte) (*SetupHeader, error) {
 	if h.PrefAddress > 1<<47 {
 		return nil, kernelErr(ErrBadHeader, "pref_address %#x is not a plausible physical address", h.PrefAddress)
 	}
+	if !h.Relocatable && h.PrefAddress != 0 && h.PrefAddress < KernelAddr {
+		// It would decompress itself over the zero page, command line,
+		// page tables and ACPI tables.
+		return nil, kernelErr(ErrBadHeader, "kernel is not relocatable and runs at pref_address %#x, below 1 MiB", h.PrefAddress)
+	}
 	if h.InitrdAddrMax < 1<<20 {
 		return nil, kernelErr(ErrBadHeader, "initrd_addr_max %#x is below 1 MiB", h.InitrdAddrMax)
 	}

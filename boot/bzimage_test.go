@@ -110,6 +110,7 @@ func TestParseSetupHeaderErrors(t *testing.T) {
 		{"init_size", mod(func(k *fakeKernel) { k.initSize = 0 }), ErrBadHeader, "init_size is 0"},
 		{"pref", mod(func(k *fakeKernel) { k.pref = 1 << 60 }), ErrBadHeader, "pref_address"},
 		{"initrd max", mod(func(k *fakeKernel) { k.initrdMax = 0x1000 }), ErrBadHeader, "initrd_addr_max"},
+		{"fixed below 1 MiB", mod(func(k *fakeKernel) { k.relocatable, k.pref = 0, 0x7000 }), ErrBadHeader, "not relocatable and runs at pref_address 0x7000, below 1 MiB"},
 	}
 	for _, c := range cases {
 		h, err := ParseSetupHeader(c.image)
@@ -187,6 +188,9 @@ func FuzzParseSetupHeader(f *testing.F) {
 		}
 		if h.Relocatable && h.runAddress(KernelAddr)%uint64(h.KernelAlignment) != 0 && h.runAddress(KernelAddr) != h.PrefAddress {
 			t.Fatalf("run address %#x not aligned", h.runAddress(KernelAddr))
+		}
+		if h.runAddress(KernelAddr) < KernelAddr {
+			t.Fatalf("runs at %#x, below 1 MiB", h.runAddress(KernelAddr))
 		}
 	})
 }
