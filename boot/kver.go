@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/flintvm/flint/internal/hostfile"
 )
 
 // Setup header fields for the kernel version string (Linux x86 boot
@@ -113,9 +115,10 @@ func checkRelease(r string) error {
 }
 
 // ReadKernelRelease reads the start of the bzImage at path and returns its
-// KernelRelease.
+// KernelRelease. path must be a regular file: a FIFO, device or directory
+// is an error at once (a FIFO is never waited on).
 func ReadKernelRelease(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := hostfile.OpenInput(path, os.O_RDONLY, hostfile.Regular)
 	if err != nil {
 		return "", err
 	}

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // kverImage returns the start of a bzImage with setup_sects sects, boot
@@ -137,6 +140,29 @@ func TestReadKernelReleaseErrors(t *testing.T) {
 	os.WriteFile(text, []byte(strings.Repeat("not a kernel\n", 100)), 0o644)
 	if _, err := ReadKernelRelease(text); !errors.Is(err, ErrNotBzImage) || !strings.Contains(err.Error(), text) {
 		t.Errorf("text file: %v", err)
+	}
+	if _, err := ReadKernelRelease(dir); err == nil || !strings.Contains(err.Error(), "directory") {
+		t.Errorf("directory: %v", err)
+	}
+	// A FIFO nobody writes to is refused at once, not waited on.
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := ReadKernelRelease(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "FIFO") {
+			t.Errorf("FIFO: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		// Open the other end so the blocked reader returns.
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+		<-done
+		t.Error("ReadKernelRelease blocked on a FIFO with no writer")
 	}
 }
 
