@@ -60,7 +60,10 @@
 //     without allocating or locking; SignalConfig sends
 //     BACKEND_CONFIG_CHANGE_MSG on the backend channel if the frontend
 //     set one up; NeedsReset stops the device, every ring and writes the
-//     err fds, until the frontend restarts its rings.
+//     err fds, until the frontend restarts its rings. Completions an
+//     engine left unpublished when its queue broke are published as the
+//     ring stops, so GET_VRING_BASE never names a used position the
+//     driver did not see.
 //   - The Server (server.go): Serve accepts frontends on a listener and
 //     serves one at a time, refusing (closing) others meanwhile;
 //     ServeConn serves one connected socket. A frontend that sends no

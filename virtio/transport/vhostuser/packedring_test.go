@@ -29,6 +29,7 @@ type packedGuest struct {
 	t     *testing.T
 	f     *vut.Frontend
 	m     *vut.Memory
+	dev   *netdev.Device
 	be    *fakeBackend
 	d     [2]*qt.PackedDriver
 	kick  [2]int // the frontend's kick eventfds (current ones)
@@ -79,7 +80,7 @@ func connectPacked(t *testing.T) *packedGuest {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	g := &packedGuest{t: t, f: f, be: be}
+	g := &packedGuest{t: t, f: f, dev: dev, be: be}
 	g.must(f.Do(vut.SetOwner, nil))
 	feat, err := f.GetU64(vut.GetFeatures)
 	g.must(err)

@@ -70,7 +70,8 @@ func (s *session) ring(index uint32) (*ring, error) {
 func (s *session) protocolNegotiated() bool { return s.features&(1<<FeatureProtocolFeatures) != 0 }
 
 // quiesce stops the device if it runs: Device.Reset (which waits for the
-// device's goroutines), then each running ring's next avail index is
+// device's goroutines), then what each running ring's engine left pushed
+// but unpublished is published (publishLeft), its next avail index is
 // saved as its base (for a packed ring its next used position too: it
 // has no used index in memory to re-read at restart, as a split ring's
 // used->idx is) and its queue reset, and the retired call fds are
@@ -86,6 +87,7 @@ func (s *session) quiesce() {
 	for i := range s.rings {
 		r := &s.rings[i]
 		if r.q.Ready() {
+			s.publishLeft(i)
 			r.base = r.q.NextAvail()
 			r.used, r.usedSet = r.q.NextUsed(), r.q.Packed()
 		}
@@ -96,6 +98,33 @@ func (s *session) quiesce() {
 	}
 	s.retired = s.retired[:0]
 	s.log.Debug("vhost-user device stopped")
+}
+
+// publishLeft publishes the used entries ring i's queue holds pushed
+// but unpublished after the device's reset, and notifies the driver if
+// it asks for it. An engine leaves them so when its queue broke (or it
+// faulted): under virtio-pci or MMIO the driver must then reset the
+// device, which drops them anyway, but a vhost-user frontend may resume
+// the ring at GET_VRING_BASE's position instead, and a packed ring's
+// used position (saved with the base) must be one the driver saw: the
+// driver reads used descriptors only from its own position on. Those
+// buffers were completed (a frame sent, one received), so giving them
+// back is right for a split ring too, whose restart reads the used index
+// from memory. The frontend may have truncated its memory: a fault
+// leaves them unpublished, as before.
+func (s *session) publishLeft(i int) {
+	r := &s.rings[i]
+	err := faultSafe("publishing a stopped ring", func() error {
+		if r.q.Publish() && r.q.NeedsInterrupt() {
+			if fd := int(r.call.Load()); fd >= 0 {
+				_ = signalCall(fd) // best effort: the ring is stopping
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.limit.Log(s.log, slog.LevelWarn, "vhost-user ring stopped with completions unpublished", "ring", i, "err", err)
+	}
 }
 
 // stopRing stops ring i (GET_VRING_BASE, or reprogramming a started
