@@ -124,3 +124,47 @@ func TestResetWhileThrottled(t *testing.T) {
 		t.Errorf("%d frames sent, want 1 (the second waits for tokens)", n)
 	}
 }
+
+// TestThrottleSeesUpdate: a limiter put deep in debt (a 10000-byte frame
+// against 1000 bytes a second owes 9 s) and then lifted by Update (the
+// API's PATCH) lets the next frame through within a fraction of a
+// second, in both directions, instead of after the old wait.
+func TestThrottleSeesUpdate(t *testing.T) {
+	for _, dir := range []string{"tx", "rx"} {
+		t.Run(dir, func(t *testing.T) {
+			l := limiter(t, 1000, time.Second)
+			opts := Options{TxLimiter: l}
+			if dir == "rx" {
+				opts = Options{RxLimiter: l}
+			}
+			d, be := newDevice(t, opts)
+			h := activate(t, d, 0, virtiotest.Options{})
+			big, small := frame(0, HdrLen+10000, 0, vnethdr.GSONone), frame(1, HdrLen+100, 0, vnethdr.GSONone)
+			done := func() bool { return len(be.Sent()) == 2 }
+			if dir == "tx" {
+				sendTx(t, h, big, nil, false)
+				sendTx(t, h, small, nil, false)
+				h.Kick(TxQueue)
+			} else {
+				be.Inject(big)
+				be.Inject(small)
+				postRx(t, h, 4, 10100)
+				done = func() bool { return stats(d).RxPackets == 2 }
+			}
+			waitUntil(t, "throttled", func() bool { s := stats(d); return s.TxThrottled+s.RxThrottled > 0 })
+			if done() {
+				t.Fatal("both frames passed: the limiter did not hold the second back")
+			}
+			if err := l.Update(ratelimit.Config{}); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			for !done() {
+				if time.Since(start) > 3*time.Second {
+					t.Fatalf("the second frame waited over 3 s after the limiter was lifted")
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+}
