@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -31,9 +33,9 @@ func ParseConsole(s string) (ConsoleSpec, error) {
 // console is an opened ConsoleSpec.
 type console struct {
 	out     io.Writer
-	in      *os.File // nil when the console takes no input
-	closeFn func() error
-	restore func() // undoes raw mode; nil when the terminal was not touched
+	in      *os.File    // nil when the console takes no input
+	file    *OutputFile // a file: console's
+	restore func()      // undoes raw mode; nil when the terminal was not touched
 }
 
 // DefaultConsoleLimit is Config.ConsoleLimit's default: what a guest may
@@ -60,7 +62,7 @@ func openConsole(spec ConsoleSpec, limit int64, log *slog.Logger, stdin, stdout 
 		return &console{out: io.Discard}, nil
 	case strings.HasPrefix(string(spec), "file:"):
 		path := strings.TrimPrefix(string(spec), "file:")
-		f, err := hostfile.OpenOutput(path)
+		f, err := OpenOutput(path)
 		if err != nil {
 			return nil, fmt.Errorf("console file: %w", err)
 		}
@@ -73,7 +75,7 @@ func openConsole(spec ConsoleSpec, limit int64, log *slog.Logger, stdin, stdout 
 					"path", path, "limit_bytes", limit)
 			}
 		})
-		return &console{out: out, closeFn: f.Close}, nil
+		return &console{out: out, file: f}, nil
 	}
 	return nil, fmt.Errorf("console %q: want stdio, stderr, none or file:PATH", spec)
 }
@@ -83,10 +85,60 @@ func (c *console) Close() error {
 		c.restore()
 		c.restore = nil
 	}
-	if c.closeFn != nil {
-		return c.closeFn()
+	if c.file != nil {
+		return c.file.Close()
 	}
 	return nil
+}
+
+// OutputFile is a file Flint writes the guest's or its own output to (a
+// file: console, the metrics file, a log file), opened with
+// internal/hostfile's rules (append, mode 0600, no symbolic link, a FIFO
+// only with a reader), that knows whether this open created it. Close
+// removes a file the open created when nothing was written to it and Keep
+// was not called, so a launch that fails before the guest starts leaves
+// no empty file behind; a file that was there before (a FIFO, a log
+// appended to) is never removed.
+type OutputFile struct {
+	*os.File
+	created bool
+	kept    atomic.Bool
+}
+
+// OpenOutput opens path for output: it creates the file when there is
+// none (and then remembers it did), else opens what is there as
+// hostfile.OpenOutput does, with its errors.
+func OpenOutput(path string) (*OutputFile, error) {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs // Close finds the file whatever the directory then
+	}
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return &OutputFile{File: os.NewFile(uintptr(fd), path), created: true}, nil
+	}
+	f, err := hostfile.OpenOutput(path)
+	if err != nil {
+		return nil, err
+	}
+	return &OutputFile{File: f}, nil
+}
+
+// Keep says the file stays whatever happens: the guest is starting (Run
+// calls it for the VM's files and Config.Outputs).
+func (o *OutputFile) Keep() { o.kept.Store(true) }
+
+// Close closes the file, first removing it when OpenOutput created it,
+// Keep was not called and it is still empty, provided the path still
+// names it.
+func (o *OutputFile) Close() error {
+	if o.created && !o.kept.Load() {
+		var st, at unix.Stat_t
+		if unix.Fstat(int(o.Fd()), &st) == nil && st.Size == 0 &&
+			unix.Lstat(o.Name(), &at) == nil && at.Dev == st.Dev && at.Ino == st.Ino {
+			os.Remove(o.Name())
+		}
+	}
+	return o.File.Close()
 }
 
 // makeRaw puts a terminal into raw mode (no echo, no line editing, no

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintvm/flint/vmm/vmmtest"
 )
 
 // TestConsoleFile (issue 13 finding 6): a file: console is created 0600,
@@ -54,5 +56,148 @@ func TestConsoleFile(t *testing.T) {
 	unix.Mkfifo(fifo, 0o600)
 	if _, err := openConsole(ConsoleSpec("file:"+fifo), 0, log, nil, nil); err == nil || !strings.Contains(err.Error(), "no reader") {
 		t.Fatalf("console FIFO without a reader: %v", err)
+	}
+}
+
+// TestOutputFileRemovedUnlessUsed: an output file that OpenOutput created
+// is removed by Close while it is empty and not kept (a launch that failed
+// before the guest started); a written or kept one stays, and so does any
+// file that was there before, a FIFO among them, and whatever the path
+// names once the file was replaced.
+func TestOutputFileRemovedUnlessUsed(t *testing.T) {
+	dir := t.TempDir()
+	open := func(name string) (*OutputFile, string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		f, err := OpenOutput(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f, p
+	}
+	exists := func(p string) bool { _, err := os.Lstat(p); return err == nil }
+
+	f, p := open("new")
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("created %v (%v), want mode 0600", fi, err)
+	}
+	f.Close()
+	if exists(p) {
+		t.Error("an unused file this run created is left behind")
+	}
+	f, p = open("written")
+	f.WriteString("x")
+	f.Close()
+	if !exists(p) {
+		t.Error("a written file was removed")
+	}
+	f, p = open("kept")
+	f.Keep()
+	f.Close()
+	if !exists(p) {
+		t.Error("a kept file was removed")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "old"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, p = open("old")
+	f.Close()
+	if !exists(p) {
+		t.Error("a file that existed before was removed")
+	}
+	fifo := filepath.Join(dir, "fifo")
+	unix.Mkfifo(fifo, 0o600)
+	r, err := os.OpenFile(fifo, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	f, p = open("fifo")
+	f.Close()
+	if !exists(p) {
+		t.Error("a FIFO was removed")
+	}
+	f, p = open("replaced")
+	os.Remove(p)
+	os.WriteFile(p, nil, 0o600)
+	f.Close()
+	if !exists(p) {
+		t.Error("the file that replaced the created one was removed")
+	}
+	// Relative paths name the file where it was opened.
+	wd, _ := os.Getwd()
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	f, err = OpenOutput("relative")
+	os.Chdir(wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if exists(filepath.Join(dir, "relative")) {
+		t.Error("an unused file opened by a relative path is left behind")
+	}
+}
+
+// TestFailedNewRemovesItsFiles: a VM that fails to build leaves no empty
+// metrics or console file behind, nor a caller's output file (the log);
+// a file there before stays.
+func TestFailedNewRemovesItsFiles(t *testing.T) {
+	dir := t.TempDir()
+	metrics, con, log, old := filepath.Join(dir, "metrics"), filepath.Join(dir, "console"), filepath.Join(dir, "log"), filepath.Join(dir, "old")
+	os.WriteFile(old, nil, 0o600)
+	lf, err := OpenOutput(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Kernel: vmmtest.BzImage(vmmtest.Spin), CPUs: 1, MemoryMiB: 64, Console: ConsoleSpec("file:" + con),
+		MetricsPath: metrics, Outputs: []*OutputFile{lf}}
+	fail := []struct {
+		name string
+		mod  func(*Config)
+		kvm  bool
+	}{
+		// Before the console is opened (the metrics file is).
+		{"no /dev/kvm", func(c *Config) { c.KVMPath = filepath.Join(dir, "no-kvm") }, false},
+		// After both: a drive's image is opened as the devices are added.
+		{"missing drive", func(c *Config) { c.Drives = []DriveConfig{{ID: "rootfs", Path: filepath.Join(dir, "no-image")}} }, true},
+		{"old metrics file", func(c *Config) { c.KVMPath, c.MetricsPath = filepath.Join(dir, "no-kvm"), old }, false},
+	}
+	for _, tc := range fail {
+		if tc.kvm {
+			needKVM(t)
+		}
+		c := cfg
+		tc.mod(&c)
+		if _, err := New(c); err == nil {
+			t.Fatalf("%s: New succeeded", tc.name)
+		}
+		for _, p := range []string{metrics, con} {
+			if _, err := os.Lstat(p); err == nil {
+				t.Errorf("%s: %s left behind", tc.name, filepath.Base(p))
+			}
+		}
+		if _, err := os.Lstat(old); err != nil {
+			t.Errorf("%s: the old file was removed", tc.name)
+		}
+	}
+	lf.Close()
+	if _, err := os.Lstat(log); err == nil {
+		t.Error("the caller's log file is left behind")
+	}
+	// A VM that ran keeps them, empty or not.
+	lf, err = OpenOutput(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bootTiny(t, vmmtest.PowerOffViaACPI, func(c *Config) {
+		c.Console, c.MetricsPath, c.Outputs = ConsoleSpec("file:"+con), metrics, []*OutputFile{lf}
+	})
+	lf.Close()
+	for _, p := range []string{metrics, con, log} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("after a run: %v", err)
+		}
 	}
 }

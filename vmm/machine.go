@@ -105,6 +105,12 @@ type Config struct {
 	// VM needs (SeccompOptions; the CLI installs its filter there); an
 	// error stops the VM before the guest runs.
 	BeforeRun func(seccomp.Options) error
+	// Outputs are output files the caller opened for this VM (a log
+	// file): Run keeps them, as it keeps the console and metrics files,
+	// once the guest is about to start (OutputFile.Keep). Until then an
+	// OutputFile that its open created and that is still empty is
+	// removed when closed, so a launch that fails leaves none behind.
+	Outputs []*OutputFile
 }
 
 // Validate checks the parts of c that need no devices: ranges, the console
@@ -422,6 +428,7 @@ func (m *Machine) Run() Result {
 	// at once: one in a container or cpuset limited to one CPU.
 	m.log.Info("starting vCPUs", "vcpus", len(m.vcpus), "gomaxprocs", runtime.GOMAXPROCS(0))
 	vcpus := m.vcpus
+	m.keepOutputs() // before BeforeRun: a filter it installs may forbid unlink
 	if m.cfg.BeforeRun != nil {
 		if err := m.cfg.BeforeRun(m.cfg.SeccompOptions()); err != nil {
 			m.stop(stopError, err)
@@ -446,6 +453,19 @@ func (m *Machine) Run() Result {
 		m.log.Warn("metrics: final flush", "err", err)
 	}
 	return m.result
+}
+
+// keepOutputs keeps the output files: the guest starts.
+func (m *Machine) keepOutputs() {
+	if m.con != nil && m.con.file != nil {
+		m.con.file.Keep()
+	}
+	if m.metrics != nil {
+		m.metrics.f.Keep()
+	}
+	for _, f := range m.cfg.Outputs {
+		f.Keep()
+	}
 }
 
 // Stop ends the VM from outside (tests, the API socket): every vCPU leaves

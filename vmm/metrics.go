@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/flintvm/flint/internal/hostfile"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,14 +23,14 @@ const MetricsInterval = 60 * time.Second
 // closed, which Close sets before the devices go away.
 type metricsFile struct {
 	mu     sync.Mutex
-	f      *os.File
+	f      *OutputFile
 	closed bool
 }
 
 func openMetrics(path string) (*metricsFile, error) {
 	// Append-only, 0600, never through a symbolic link, a FIFO only with a
 	// reader (internal/hostfile): the same rules as the console and log files.
-	f, err := hostfile.OpenOutput(path)
+	f, err := OpenOutput(path)
 	if err != nil {
 		return nil, fmt.Errorf("metrics_path: %w", err)
 	}
