@@ -255,7 +255,8 @@ var flintAreas = []struct {
 }
 
 // checkPlacement checks that every segment lies in guest RAM below lowEnd
-// (the end of the RAM region at address 0) and clear of Flint's areas.
+// (the end of the RAM region at address 0, at most the MMIO hole's start)
+// and clear of Flint's areas.
 func (k *ELFKernel) checkPlacement(lowEnd uint64) error {
 	for _, s := range k.Segments {
 		for _, a := range flintAreas {
@@ -263,6 +264,11 @@ func (k *ELFKernel) checkPlacement(lowEnd uint64) error {
 				return kernelErr(ErrBadELF, "ELF PT_LOAD %d [%#x, %#x) overlaps Flint's %s [%#x, %#x)",
 					s.Index, s.Paddr, s.End(), a.name, a.r.Start, a.r.End())
 			}
+		}
+		if s.End() > mem.MMIOHoleStart {
+			// No memory size helps: RAM at 0 never reaches past the hole.
+			return kernelErr(ErrBadELF, "ELF PT_LOAD %d [%#x, %#x) reaches past %#x, where the MMIO hole starts: Flint loads a kernel only into the RAM below it",
+				s.Index, s.Paddr, s.End(), uint64(mem.MMIOHoleStart))
 		}
 		if s.End() > lowEnd {
 			return configErr(ErrNoFit, "ELF PT_LOAD %d [%#x, %#x) does not fit in guest RAM, which ends at %s (RAM from address 0, below the MMIO hole); give the guest more memory",

@@ -245,6 +245,8 @@ func TestELFPlacement(t *testing.T) {
 		{0x1f000, ErrBadELF, "overlaps Flint's kernel command line"},
 		{0x9f000, ErrBadELF, "overlaps Flint's EBDA"},
 		{32<<20 - 0x1000, ErrNoFit, "PT_LOAD 0 [0x1fff000, 0x2002000) does not fit in guest RAM, which ends at 32 MiB"},
+		{mem.MMIOHoleStart - 0x1000, ErrBadELF, "PT_LOAD 0 [0xbffff000, 0xc0002000) reaches past 0xc0000000, where the MMIO hole starts"},
+		{1 << 32, ErrBadELF, "PT_LOAD 0 [0x100000000, 0x100003000) reaches past 0xc0000000"},
 	} {
 		f := defaultELF()
 		f.phdrs[0].paddr = c.paddr
