@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/flintvm/flint/mem"
 )
 
 // Setup header offsets inside a bzImage file (Documentation/arch/x86/boot.rst).
@@ -230,6 +232,11 @@ func ParseSetupHeader(image []byte) (*SetupHeader, error) {
 	}
 	if h.PrefAddress > 1<<47 {
 		return nil, kernelErr(ErrBadHeader, "pref_address %#x is not a plausible physical address", h.PrefAddress)
+	}
+	if end := h.runAddress(KernelAddr) + uint64(h.InitSize); end > mem.MMIOHoleStart {
+		// No memory size helps: RAM at 0 never reaches past the hole.
+		return nil, kernelErr(ErrBadHeader, "kernel needs RAM up to %s (init_size %s at %#x), past %#x where the MMIO hole starts",
+			mib(end), mib(uint64(h.InitSize)), h.runAddress(KernelAddr), uint64(mem.MMIOHoleStart))
 	}
 	if !h.Relocatable && h.PrefAddress != 0 && h.PrefAddress < KernelAddr {
 		// It would decompress itself over the zero page, command line,

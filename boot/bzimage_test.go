@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/flintvm/flint/mem"
 )
 
 // fakeKernel builds a minimal bzImage the way a 6.1 kernel's header looks:
@@ -110,6 +112,8 @@ func TestParseSetupHeaderErrors(t *testing.T) {
 		{"init_size", mod(func(k *fakeKernel) { k.initSize = 0 }), ErrBadHeader, "init_size is 0"},
 		{"pref", mod(func(k *fakeKernel) { k.pref = 1 << 60 }), ErrBadHeader, "pref_address"},
 		{"initrd max", mod(func(k *fakeKernel) { k.initrdMax = 0x1000 }), ErrBadHeader, "initrd_addr_max"},
+		{"past the hole", mod(func(k *fakeKernel) { k.pref = 0xbfc00000 }), ErrBadHeader, "kernel needs RAM up to 3076 MiB (init_size 8 MiB at 0xbfc00000), past 0xc0000000"},
+		{"init_size past the hole", mod(func(k *fakeKernel) { k.initSize = 0xffffffff }), ErrBadHeader, "past 0xc0000000 where the MMIO hole starts"},
 		{"fixed below 1 MiB", mod(func(k *fakeKernel) { k.relocatable, k.pref = 0, 0x7000 }), ErrBadHeader, "not relocatable and runs at pref_address 0x7000, below 1 MiB"},
 	}
 	for _, c := range cases {
@@ -188,6 +192,9 @@ func FuzzParseSetupHeader(f *testing.F) {
 		}
 		if h.Relocatable && h.runAddress(KernelAddr)%uint64(h.KernelAlignment) != 0 && h.runAddress(KernelAddr) != h.PrefAddress {
 			t.Fatalf("run address %#x not aligned", h.runAddress(KernelAddr))
+		}
+		if h.runAddress(KernelAddr)+uint64(h.InitSize) > mem.MMIOHoleStart {
+			t.Fatalf("needs RAM up to %#x, past the MMIO hole", h.runAddress(KernelAddr)+uint64(h.InitSize))
 		}
 		if h.runAddress(KernelAddr) < KernelAddr {
 			t.Fatalf("runs at %#x, below 1 MiB", h.runAddress(KernelAddr))
