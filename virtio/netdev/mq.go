@@ -75,14 +75,20 @@ var drainWait = 100 * time.Millisecond
 // it for an expedited RCU grace period (synchronize_net, an interrupt to
 // every CPU). A driver flapping VQ_PAIRS_SET between 1 and N pairs made
 // thousands of them a second (4,300 detaches a second measured on a
-// 7-queue TAP without the pin). A command over the budget waits,
-// unanswered, until the budget has room (the control engine pauses,
-// Reset wakes it); the budget takes a change from 1 to MaxQueuePairs
-// pairs and back twice at once, which is more than ethtool -L does.
+// 7-queue TAP without the pin); so did a vhost-user frontend restarting
+// the device with its guest's changes (see activate). A command over
+// the budget waits, unanswered, until the budget has room (the control
+// engine pauses, Reset wakes it); the budget takes a change from 1 to
+// MaxQueuePairs pairs and back twice at once, which is more than
+// ethtool -L does.
 var switchBudget = ratelimit.BucketConfig{Size: 4 * MaxQueuePairs, RefillTime: 1000}
 
-// pairClock is the switch budget's clock (a variable for tests).
-var pairClock = func() time.Duration { return time.Since(pairEpoch) }
+// pairClock is the switch budget's clock, and pairSleep how an
+// activation waits for it (variables for tests).
+var (
+	pairClock = func() time.Duration { return time.Since(pairEpoch) }
+	pairSleep = time.Sleep
+)
 
 var pairEpoch = time.Now()
 
@@ -120,11 +126,32 @@ func (p *pairSet) init(bes []Backend) {
 // VQ_PAIRS_SET the device uses only the first pair), or all of them when
 // a vhost-user frontend serves the control queue itself (it enables the
 // pairs in use and never sends VQ_PAIRS_SET).
+//
+// The backends it attaches are taken from the switch budget
+// (switchBudget), waiting for it when it is spent: only a vhost-user
+// frontend that serves the control queue has it attach any (every pair
+// it enabled; it restarts the device for each change of its guest's
+// VQ_PAIRS_SET, which it answers itself). The backends it detaches are
+// not: each undoes an attach that paid, or one the backends were opened
+// with.
 func (p *pairSet) activate(started, use int) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.started = started
 	p.active.Store(int32(use))
+	attaches := 0
+	for _, on := range p.attached[:use] {
+		if !on {
+			attaches++
+		}
+	}
+	for {
+		ok, wait := p.budget.Consume(uint64(attaches), pairClock())
+		if ok {
+			break
+		}
+		pairSleep(wait)
+	}
 	// No drain: what waits on the other pairs' backends came before this
 	// activation, and the driver has posted no buffers there.
 	if err := p.steer(use, time.Time{}); err != nil {

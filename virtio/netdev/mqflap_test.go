@@ -68,3 +68,42 @@ func TestMQFlapBounded(t *testing.T) {
 		return
 	}
 }
+
+// TestMQFrontendFlapBounded: a vhost-user frontend that serves the
+// control queue restarts the device for each change of its guest's pair
+// count (activations with 1 and with 4 pairs, alternately); the
+// backends those activations attach come out of the switch budget too,
+// the activation waiting (pairSleep) for it. Attaches beyond the budget
+// need the budget's clock to move by the time they take to refill.
+func TestMQFrontendFlapBounded(t *testing.T) {
+	var now atomic.Int64
+	oldClock, oldSleep := pairClock, pairSleep
+	pairClock = func() time.Duration { return time.Duration(now.Load()) }
+	pairSleep = func(d time.Duration) { now.Add(int64(d)) }
+	t.Cleanup(func() { pairClock, pairSleep = oldClock, oldSleep })
+	_, bes := newMQ(t, 4)
+	var p pairSet
+	bs := make([]Backend, len(bes))
+	for k, b := range bes {
+		bs[k] = b
+	}
+	p.init(bs)
+	for i := range 300 {
+		n := []int{1, 4}[i%2]
+		if err := p.activate(n, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attaches := 0
+	for _, b := range bes {
+		for _, on := range b.history() {
+			if on {
+				attaches++
+			}
+		}
+	}
+	rate := float64(switchBudget.Size) / float64(switchBudget.RefillTime) // per ms
+	if allowed := float64(switchBudget.Size) + rate*float64(time.Duration(now.Load()).Milliseconds()+1); attaches != 450 || float64(attaches) > allowed {
+		t.Fatalf("%d attaches (want 450) in %v of the budget's time: %.0f allowed", attaches, time.Duration(now.Load()), allowed)
+	}
+}
