@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -35,6 +36,8 @@ func FuzzServeHTTP(f *testing.F) {
 			t.Fatal(err)
 		}
 		s := New(Options{Controller: &fakeVM{}, Config: &cfg, Started: started})
+		s.open, s.stderr = openConfined, io.Discard
+		defer s.Shutdown(context.Background()) // closes the files PUT opened
 		r := &http.Request{Method: method, URL: &url.URL{Path: path}, Header: http.Header{},
 			Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body))}
 		w := httptest.NewRecorder()

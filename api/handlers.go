@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/flintvm/flint/configs"
@@ -174,14 +175,19 @@ func upsert[T any](list []T, v T, same func(T) bool) []T {
 }
 
 // putLogger sets the logger. A second PUT changes what it names, as
-// Firecracker's does (configs.UpdateLogger).
+// Firecracker's does (configs.UpdateLogger). As in Firecracker, the log
+// file is opened now and the request log goes there from this request's
+// own line on (output.go).
 func (s *Server) putLogger(r *http.Request, body []byte) (any, error) {
 	l, err := configs.DecodeLogger(body)
 	if err != nil {
 		return nil, err
 	}
-	return nil, s.update(r, func(c *configs.VMConfig) error {
-		if err := l.CheckPath("logger"); err != nil { // stat: never blocks
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var f *os.File
+	err = s.updateLocked(r, func(c *configs.VMConfig) error {
+		if err := l.CheckPath("logger"); err != nil { // stat: the clearest words for a missing directory
 			return err
 		}
 		if c.Logger != nil {
@@ -192,27 +198,51 @@ func (s *Server) putLogger(r *http.Request, body []byte) (any, error) {
 			}
 		}
 		c.Logger = &l
-		return nil
+		f, err = s.openLog(&l) // last: nothing fails after it but ValidatePending
+		return err
 	})
+	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		return nil, err
+	}
+	s.useLog(&l, f)
+	return nil, nil
 }
 
 // putMetrics sets the metrics file once, as Firecracker does: a second
 // PUT, or one after --metrics-path or a config file's metrics, is refused.
+// The file is opened now, as Firecracker opens it, and held until
+// Shutdown (a FIFO's reader sees a writer from now on); the VM writes
+// through its own descriptor.
 func (s *Server) putMetrics(r *http.Request, body []byte) (any, error) {
 	m, err := configs.DecodeMetrics(body)
 	if err != nil {
 		return nil, err
 	}
-	return nil, s.update(r, func(c *configs.VMConfig) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var f *os.File
+	err = s.updateLocked(r, func(c *configs.VMConfig) error {
 		if c.Metrics != nil {
 			return faultf("Reinitialization of metrics not allowed. The metrics file is already %s (it is set once)", c.Metrics.MetricsPath)
 		}
-		if err := m.CheckPath("metrics"); err != nil { // stat: never blocks
+		if err := m.CheckPath("metrics"); err != nil {
 			return err
 		}
 		c.Metrics = &m
-		return nil
+		f, err = s.openMetrics(&m)
+		return err
 	})
+	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		return nil, err
+	}
+	s.metricsFile = f
+	return nil, nil
 }
 
 func (s *Server) putAction(_ *http.Request, body []byte) (any, error) {

@@ -24,10 +24,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/internal/hostfile"
 )
 
 // Controller is the running side of the API: cmd/flint creates and runs the
@@ -71,7 +74,8 @@ type Options struct {
 	// Started says the VM already runs (booted from --config): only
 	// post-boot calls are accepted.
 	Started bool
-	// Log receives one debug line per request; nil discards.
+	// Log receives one line per request (Info, or Warn for a failed
+	// one) until a PUT /logger replaces it; nil discards.
 	Log *slog.Logger
 	// Limits bounds clients' time and connections (zero: DefaultLimits).
 	Limits Limits
@@ -84,13 +88,20 @@ type Options struct {
 type Server struct {
 	ctrl    Controller
 	info    InstanceInfo
-	log     *slog.Logger
 	http    *http.Server
 	mu      sync.Mutex
 	cfg     configs.VMConfig // the pending (then running) configuration
 	started bool
 	limits  Limits
 	maxBody int64
+
+	// The request log and the files PUT /logger and PUT /metrics
+	// opened (output.go); the files are guarded by mu.
+	reqLog      atomic.Pointer[slog.Logger]
+	open        func(path string) (*os.File, error) // hostfile.OpenOutput
+	stderr      io.Writer                           // the log without a log_path
+	logFile     *os.File
+	metricsFile *os.File
 
 	// Connections that have not sent a request yet: net/http's Shutdown
 	// waits 5 s for those, so Shutdown closes them itself.
@@ -101,14 +112,16 @@ type Server struct {
 
 // New returns a server for opts.
 func New(opts Options) *Server {
-	s := &Server{ctrl: opts.Controller, log: opts.Log, started: opts.Started,
+	s := &Server{ctrl: opts.Controller, started: opts.Started, open: hostfile.OpenOutput, stderr: os.Stderr,
 		info: InstanceInfo{ID: opts.ID, VMMVersion: opts.Version, AppName: "Flint"}}
 	if s.info.ID == "" {
 		s.info.ID = "anonymous-instance"
 	}
-	if s.log == nil {
-		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	s.reqLog.Store(log)
 	s.cfg.MachineConfig = configs.DefaultMachineConfig()
 	if opts.Config != nil {
 		s.cfg = *opts.Config
@@ -122,7 +135,7 @@ func New(opts Options) *Server {
 	s.http = &http.Server{Handler: s, ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
 		ReadTimeout: s.limits.ReadTimeout, WriteTimeout: s.limits.WriteTimeout,
 		IdleTimeout: s.limits.IdleTimeout, MaxHeaderBytes: s.limits.MaxHeaderBytes,
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug), ConnState: s.connState}
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug), ConnState: s.connState}
 	return s
 }
 
@@ -153,8 +166,9 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // Shutdown stops serving: it closes the listener (removing a socket from
-// Listen) and connections that have not sent a request, and waits for
-// requests in flight until ctx ends.
+// Listen) and connections that have not sent a request, waits for
+// requests in flight until ctx ends, and closes the log and metrics
+// files PUT opened.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.connMu.Lock()
 	s.shutting = true
@@ -163,7 +177,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	clear(s.fresh)
 	s.connMu.Unlock()
-	return s.http.Shutdown(ctx)
+	err := s.http.Shutdown(ctx)
+	s.closeOutputs()
+	return err
 }
 
 // Config returns a copy of the current configuration.
@@ -298,11 +314,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out, err = rt(s, r, body)
 	}
 	if err != nil {
-		s.log.Debug("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.logger().Warn("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeJSON(w, http.StatusBadRequest, map[string]string{"fault_message": err.Error()})
 		return
 	}
-	s.log.Debug("api request", "method", r.Method, "path", r.URL.Path)
+	s.logger().Info("api request", "method", r.Method, "path", r.URL.Path)
 	if out == nil {
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -326,6 +342,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 func (s *Server) update(r *http.Request, fn func(c *configs.VMConfig) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.updateLocked(r, fn)
+}
+
+// updateLocked is update with s.mu held.
+func (s *Server) updateLocked(r *http.Request, fn func(c *configs.VMConfig) error) error {
 	if s.started {
 		return faultf("%s %s %s is pre-boot only: the VM is running", notAfterStart, r.Method, r.URL.Path)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flintvm/flint/configs"
+	"github.com/flintvm/flint/internal/hostfile"
 )
 
 // fakeVM records what the server asks of the running side.
@@ -92,6 +93,7 @@ func serve(t testing.TB, opts Options) (*Server, *client, string) {
 		t.Fatal(err)
 	}
 	s := New(opts)
+	s.open, s.stderr = openConfined, io.Discard
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(l) }()
 	t.Cleanup(func() {
@@ -106,6 +108,16 @@ func serve(t testing.TB, opts Options) (*Server, *client, string) {
 	})
 	c := &client{t: t, http: Client(sock)}
 	return s, c, sock
+}
+
+// openConfined opens the output files PUT /logger and PUT /metrics
+// name only in the tests' directory (TestMain's) or under the temporary
+// directory: a test or a fuzz input naming another file gets an error.
+func openConfined(name string) (*os.File, error) {
+	if strings.Contains(name, "/") && !strings.HasPrefix(name, os.TempDir()+"/") || strings.Contains(name, "..") {
+		return nil, errors.New("outside the tests' directories")
+	}
+	return hostfile.OpenOutput(name)
 }
 
 // do sends a request and returns the status and body.
@@ -186,8 +198,8 @@ func TestConfigureAndStart(t *testing.T) {
 	c.ok(204, "PUT", "/network-interfaces/eth1", `{"iface_id": "eth1", "host_dev_name": "tap1",
 		"rx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}`)
 	c.ok(204, "PUT", "/drives/rootfs", `{"drive_id": "rootfs", "path_on_host": "r.ext4", "is_root_device": true}`)
-	c.ok(204, "PUT", "/logger", `{"log_path": "/l", "level": "Debug"}`)
-	c.ok(204, "PUT", "/metrics", `{"metrics_path": "/m"}`)
+	c.ok(204, "PUT", "/logger", `{"log_path": "start.log", "level": "Debug"}`) // in the tests' directory: opened now
+	c.ok(204, "PUT", "/metrics", `{"metrics_path": "start.metrics"}`)
 	if got := c.ok(200, "GET", "/version", ""); !strings.Contains(got, `"firecracker_version":"v9"`) {
 		t.Fatalf("version %s", got)
 	}
@@ -199,7 +211,7 @@ func TestConfigureAndStart(t *testing.T) {
 	}
 	if full.MachineConfig.VCPUCount != 2 || full.MachineConfig.MemSizeMiB != 512 || len(full.NetworkInterfaces) != 2 ||
 		full.NetworkInterfaces[0].HostDevName != "tap9" || full.NetworkInterfaces[1].RxRateLimiter.Bandwidth.Size != 1000 ||
-		len(full.Drives) != 1 || full.Logger.Level != "Debug" || full.Metrics.MetricsPath != "/m" {
+		len(full.Drives) != 1 || full.Logger.Level != "Debug" || full.Metrics.MetricsPath != "start.metrics" {
 		t.Fatalf("vm config %+v", full)
 	}
 
@@ -342,6 +354,7 @@ func TestConcurrentRequests(t *testing.T) {
 				accepted <- id
 			}
 			c.do("PATCH", "/machine-config", fmt.Sprintf(`{"vcpu_count": %d}`, i%4+1))
+			c.do("PUT", "/logger", fmt.Sprintf(`{"log_path": "race%d.log", "level": "Debug"}`, i%3)) // moves the request log
 			c.do("GET", "/vm/config", "")
 			c.do("GET", "/", "")
 		}()

@@ -3,16 +3,19 @@ package configs
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
 // Output files: the logger's log_path and the metrics' metrics_path are
-// checked with stat when the API receives them, as Firecracker answers a
-// bad one at PUT time rather than at InstanceStart. They are opened
-// later (internal/hostfile.OpenOutput: append, 0600, no symbolic link, a
-// FIFO only with a reader), which checks again.
+// checked with stat when the API receives them, then opened
+// (internal/hostfile.OpenOutput: append, 0600, no symbolic link, a FIFO
+// only with a reader), as Firecracker opens them at PUT time; OpenError
+// words a failed open. The logger's handler is Handler.
 
 // CheckPath checks log_path (when set); path is the logger's JSON path.
 func (l *Logger) CheckPath(path string) error {
@@ -59,4 +62,49 @@ func kindOf(fi os.FileInfo) string {
 		return "directory"
 	}
 	return fi.Mode().Type().String()
+}
+
+// OpenError describes err, from opening the output file name given at
+// key (its JSON path), as "<key>: <name>: <problem>" on one line, an
+// errno in Firecracker's words ("Permission denied (os error 13)").
+func OpenError(key, name string, err error) error {
+	problem := strings.TrimPrefix(err.Error(), name+": ")
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		problem = osErrorText(errno)
+	}
+	return &FieldError{Path: key, Msg: key + ": " + Shown(name) + ": " + problem}
+}
+
+// SlogLevel is l's level for log/slog: none is Info (Firecracker's
+// default), Warning (or Warn) is Warn, Trace is Debug, Off is above every
+// level. The level is one Decode accepted (any case).
+func (l *Logger) SlogLevel() slog.Level {
+	switch strings.ToLower(l.Level) {
+	case "error":
+		return slog.LevelError
+	case "warning", "warn":
+		return slog.LevelWarn
+	case "", "info":
+		return slog.LevelInfo
+	case "debug", "trace":
+		return slog.LevelDebug
+	}
+	return slog.LevelError + 100 // Off
+}
+
+// Handler is a text handler writing to w at level what l describes:
+// the level attribute only with show_level, the source only with
+// show_log_origin.
+func (l *Logger) Handler(w io.Writer, level slog.Leveler) slog.Handler {
+	opts := &slog.HandlerOptions{Level: level, AddSource: l.ShowLogOrigin}
+	if !l.ShowLevel {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.LevelKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.NewTextHandler(w, opts)
 }
