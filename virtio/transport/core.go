@@ -405,6 +405,28 @@ func (c *Core) setNeedsReset() error {
 	}
 }
 
+// Stop stops an active device without the driver's reset, for a
+// transport whose bus has just taken away the device's access to guest
+// memory (virtio-pci: the driver cleared Bus Master Enable, which Linux
+// does to every device before kexec so that no DMA lands in the next
+// kernel's memory): Device.Reset waits for the device to stop, its
+// Interrupt goes dead, and DEVICE_NEEDS_RESET is set without an
+// interrupt (a bus master that may not write memory may not send an MSI
+// either). The queue registers are kept; the driver must reset the
+// device to use it again. A device that is not active is left alone.
+func (c *Core) Stop(reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.act == nil {
+		return
+	}
+	c.dev.Reset()
+	c.act.dead.Store(true)
+	c.act = nil
+	c.status.Or(uint32(virtio.StatusDeviceNeedsReset))
+	c.guestLog.Log(c.log, slog.LevelInfo, "virtio device stopped; DEVICE_NEEDS_RESET", "reason", reason)
+}
+
 // Close resets the device (stopping it) and releases the kick eventfds.
 // The transport ignores the driver afterwards. It is idempotent.
 func (c *Core) Close() {

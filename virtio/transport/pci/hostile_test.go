@@ -1,10 +1,12 @@
 package pci
 
 import (
+	"errors"
 	"testing"
 
 	pcidev "github.com/flintvm/flint/devices/pci"
 	"github.com/flintvm/flint/virtio"
+	"github.com/flintvm/flint/virtio/transport"
 	"github.com/flintvm/flint/virtio/transport/transporttest"
 )
 
@@ -90,5 +92,48 @@ func TestDevicePanicIsContained(t *testing.T) {
 	r.addStatus(virtio.StatusDriverOK)
 	if s := r.status(); !s.Has(virtio.StatusDeviceNeedsReset) {
 		t.Fatalf("status %v after a panic in Activate", s)
+	}
+}
+
+// TestBusMasterOffStopsDevice: a driver that clears Bus Master Enable
+// (Linux's pci_device_shutdown before kexec, whose next kernel reuses the
+// old kernel's ring buffers) must find the device stopped: reset (no more
+// DMA into guest memory), its interrupts dead, DEVICE_NEEDS_RESET set
+// without an MSI. Memory-decoding toggles leave it running, and a reset
+// brings it back.
+func TestBusMasterOffStopsDevice(t *testing.T) {
+	r := newRig(t, rigOpt{})
+	r.bringUp(true)
+	cmd := r.cfgRead(pcidev.RegCommand, 2)
+	if cmd&pcidev.CommandBusMaster == 0 {
+		t.Fatalf("command %#x: Linux's enumeration sets bus mastering", cmd)
+	}
+	resets := r.dev.Resets()
+	r.cfgWrite(pcidev.RegCommand, 2, cmd&^pcidev.CommandMemory)
+	r.cfgWrite(pcidev.RegCommand, 2, cmd)
+	if !r.tr.core.Active() || r.dev.Resets() != resets {
+		t.Fatal("a memory-decoding toggle stopped the device")
+	}
+	irq := r.dev.IRQ()
+	triggers := r.router.Vector(0).Triggers
+	r.cfgWrite(pcidev.RegCommand, 2, cmd&^pcidev.CommandBusMaster)
+	if r.dev.Resets() != resets+1 || r.tr.core.Active() {
+		t.Fatalf("bus mastering off: %d device resets (want %d), active %v", r.dev.Resets(), resets+1, r.tr.core.Active())
+	}
+	if err := irq.Signal(0); !errors.Is(err, transport.ErrInactive) {
+		t.Fatalf("Signal after bus mastering went off: %v, want ErrInactive", err)
+	}
+	if s := r.status(); !s.Has(virtio.StatusDriverOK | virtio.StatusDeviceNeedsReset) {
+		t.Fatalf("status %v, want DRIVER_OK and DEVICE_NEEDS_RESET", s)
+	}
+	if n := r.router.Vector(0).Triggers; n != triggers {
+		t.Fatalf("%d config MSIs sent with bus mastering off", n-triggers)
+	}
+	// The next kernel: bus mastering back on, reset, bring-up.
+	r.cfgWrite(pcidev.RegCommand, 2, cmd)
+	r.setCommon(cfgDeviceStatus, 1, 0)
+	r.bringUp(true)
+	if r.dev.Activations() != 2 || !r.tr.core.Active() {
+		t.Fatalf("%d activations after the reset, active %v", r.dev.Activations(), r.tr.core.Active())
 	}
 }

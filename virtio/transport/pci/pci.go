@@ -170,9 +170,10 @@ type Transport struct {
 	barMapped atomic.Bool
 	barMu     sync.Mutex
 
-	cfgMu   sync.Mutex // serialises config writes with their side effects
-	msixCap int        // 0 without MSI-X
-	cfgCap  int        // VIRTIO_PCI_CAP_PCI_CFG offset
+	cfgMu     sync.Mutex // serialises config writes with their side effects
+	busMaster bool       // Bus Master Enable as last seen, under cfgMu
+	msixCap   int        // 0 without MSI-X
+	cfgCap    int        // VIRTIO_PCI_CAP_PCI_CFG offset
 }
 
 var (
@@ -385,18 +386,32 @@ func (t *Transport) ReadConfig(reg uint32, data []byte) {
 
 // WriteConfig implements pcidev.Function: the configuration space applies
 // the write (and moves BAR 0 through the BAR-change callback), then the
-// transport reacts to the MSI-X control bits, the INTx disable bit and
-// pci_cfg_data.
+// transport reacts to Bus Master Enable, the MSI-X control bits, the
+// INTx disable bit and pci_cfg_data.
+//
+// Clearing Bus Master Enable stops a running device (transport.Core.Stop:
+// DEVICE_NEEDS_RESET until the driver resets it), as QEMU does: a
+// function without bus mastering must not write guest memory, and Linux
+// clears the bit on every PCI device before kexec precisely so that no
+// device keeps filling the old kernel's buffers, which the next kernel
+// reuses.
 func (t *Transport) WriteConfig(reg uint32, data []byte) {
 	defer t.core.Contain("virtio-pci configuration write")
 	t.cfgMu.Lock()
 	defer t.cfgMu.Unlock()
 	t.cs.WriteConfig(reg, data)
+	cmd := t.cs.Command()
+	if bm := cmd&pcidev.CommandBusMaster != 0; bm != t.busMaster {
+		t.busMaster = bm
+		if !bm {
+			t.core.Stop("bus mastering turned off")
+		}
+	}
 	if overlaps(reg, len(data), t.cfgCap+16, 4) {
 		t.cfgAccess(true)
 	}
 	refresh := false
-	if off := intxOff(t.cs.Command()); off != t.intxOff.Load() {
+	if off := intxOff(cmd); off != t.intxOff.Load() {
 		t.intxOff.Store(off)
 		refresh = true
 	}
