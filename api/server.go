@@ -348,7 +348,10 @@ func (s *Server) update(r *http.Request, fn func(c *configs.VMConfig) error) err
 // updateLocked is update with s.mu held.
 func (s *Server) updateLocked(r *http.Request, fn func(c *configs.VMConfig) error) error {
 	if s.started {
-		return faultf("%s %s %s is pre-boot only: the VM is running", notAfterStart, r.Method, r.URL.Path)
+		if pathID(r) != "" { // PUT /drives/{id}, /network-interfaces/{id}
+			return faultf("%s %s %s: hot-plugging a device into the running VM (Firecracker's PUT after InstanceStart) is not supported by flint yet", notAfterStart, r.Method, configs.Shown(r.URL.Path))
+		}
+		return faultf("%s %s %s is pre-boot only: the VM is running", notAfterStart, r.Method, configs.Shown(r.URL.Path))
 	}
 	c := s.cfg
 	c.NetworkInterfaces = append([]configs.NetworkInterface(nil), s.cfg.NetworkInterfaces...)

@@ -245,6 +245,10 @@ func TestConfigureAndStart(t *testing.T) {
 		c.fault(r[0], r[1], r[2], "The requested operation is not supported after starting the microVM")
 	}
 	c.fault("PUT", "/actions", `{"action_type": "InstanceStart"}`, "already running")
+	// Firecracker's newer PUT of a drive or an interface after the start
+	// hot-plugs it: Flint says it does not, after the phrase above.
+	c.fault("PUT", "/drives/d", `{"drive_id": "d", "path_on_host": "r.ext4", "is_root_device": false}`, "hot-plugging a device into the running VM")
+	c.fault("PUT", "/network-interfaces/eth2", `{"iface_id": "eth2", "host_dev_name": "tap2"}`, "is not supported by flint yet")
 	if got := c.ok(200, "GET", "/machine-config", ""); !strings.Contains(got, `"mem_size_mib":512`) {
 		t.Fatalf("machine config after refused calls: %s", got)
 	}
