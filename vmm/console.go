@@ -132,13 +132,19 @@ func (o *OutputFile) Keep() { o.kept.Store(true) }
 // names it.
 func (o *OutputFile) Close() error {
 	if o.created && !o.kept.Load() {
-		var st, at unix.Stat_t
-		if unix.Fstat(int(o.Fd()), &st) == nil && st.Size == 0 &&
-			unix.Lstat(o.Name(), &at) == nil && at.Dev == st.Dev && at.Ino == st.Ino {
-			os.Remove(o.Name())
-		}
+		RemoveIfEmpty(o.File)
 	}
 	return o.File.Close()
+}
+
+// RemoveIfEmpty removes the file f has open when nothing is in it and
+// its name still names it (not a file that replaced it since).
+func RemoveIfEmpty(f *os.File) {
+	var st, at unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) == nil && st.Size == 0 &&
+		unix.Lstat(f.Name(), &at) == nil && at.Dev == st.Dev && at.Ino == st.Ino {
+		os.Remove(f.Name())
+	}
 }
 
 // makeRaw puts a terminal into raw mode (no echo, no line editing, no

@@ -187,6 +187,8 @@ type apiRun struct {
 	transport configs.Transport
 	limits    api.Limits
 	maxBody   int64
+	// outputs are kept once the API serves (vmm.OutputFile.Keep).
+	outputs []*vmm.OutputFile
 }
 
 // runAPI is `flint run --api-sock PATH`: serve the API and, with --config,
@@ -267,6 +269,9 @@ func (a *app) serveAPI(c *cli.Context, r apiRun) error {
 	l, err := api.Listen(r.sock)
 	if err != nil {
 		return usagef("--api-sock %s: %v", r.sock, err)
+	}
+	for _, f := range r.outputs {
+		f.Keep()
 	}
 	// Shutdown closes the listener only if Serve got to track it: a VM
 	// that fails to build at once can beat Serve's goroutine there.

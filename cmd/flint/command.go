@@ -184,13 +184,14 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func(seccomp.
 	if err != nil {
 		return err
 	}
-	defer out.close()
 	cfg.BeforeRun = before
 	res, err := a.launchCmd(cfg)
 	var ce *vmm.ConfigError
 	if errors.As(err, &ce) {
+		out.discard() // no report for the user's error
 		return usageError{err.Error()}
 	}
+	defer out.close()
 	if err != nil {
 		res.Outcome = verdict.Outcome{Err: err, FailOn: failOn}
 		res.Verdict = verdict.Judge(res.Outcome)
@@ -274,33 +275,51 @@ func sameFile(w1, w2 io.Writer) bool {
 }
 
 // reportFiles are --report and --junit, opened before the VM starts: the
-// system-call filter allows no open afterwards.
+// system-call filter allows no open afterwards. created says which of them
+// this run created (discard removes those).
 type reportFiles struct {
 	json, junit *os.File
+	created     [2]bool
 }
 
 func openReports(jsonPath, junitPath string) (*reportFiles, error) {
 	r := &reportFiles{}
-	open := func(flag, p string) (*os.File, error) {
+	open := func(flag, p string) (*os.File, bool, error) {
 		if p == "" {
-			return nil, nil
+			return nil, false, nil
+		}
+		// First as a new file, to know this run created it.
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err == nil {
+			return f, true, nil
 		}
 		// O_NONBLOCK: a FIFO with no reader is an error at once, not a hang.
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o644)
+		f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o644)
 		if err != nil {
-			return nil, usagef("--%s: %v", flag, unwrapPathError(err))
+			return nil, false, usagef("--%s: %v", flag, unwrapPathError(err))
 		}
-		return f, nil
+		return f, false, nil
 	}
 	var err error
-	if r.json, err = open("report", jsonPath); err != nil {
+	if r.json, r.created[0], err = open("report", jsonPath); err != nil {
 		return nil, err
 	}
-	if r.junit, err = open("junit", junitPath); err != nil {
-		r.close()
+	if r.junit, r.created[1], err = open("junit", junitPath); err != nil {
+		r.discard()
 		return nil, err
 	}
 	return r, nil
+}
+
+// discard closes the files, removing those this run created while they
+// are empty: the run failed before its report.
+func (r *reportFiles) discard() {
+	for i, f := range []*os.File{r.json, r.junit} {
+		if f != nil && r.created[i] {
+			vmm.RemoveIfEmpty(f)
+		}
+	}
+	r.close()
 }
 
 func (r *reportFiles) write(rep *verdict.Report) error {

@@ -183,7 +183,14 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 	if fromFlag("log-level") {
 		levelFlag = c.String("log-level")
 	}
-	cfg.Log, release, err = newLogger(logger, levelFlag, src)
+	log, lf, err := newLogger(logger, levelFlag, src)
+	cfg.Log = log
+	if lf != nil {
+		// Run keeps it once the guest starts; closed before, empty, it
+		// goes if this run created it.
+		cfg.Outputs = append(cfg.Outputs, lf)
+		release = func() { lf.Close() }
+	}
 	return cfg, release, err
 }
 
@@ -326,9 +333,10 @@ func checkRanges(cfg *vmm.Config) error {
 // newLogger builds Flint's logger: to l's log_path (appended) or stderr, at
 // levelFlag when given, else l's level (Info when l has none, as in
 // Firecracker), else, without l, warn. l's show_level and show_log_origin
-// choose the level and source attributes.
-func newLogger(l *configs.Logger, levelFlag, src string) (*slog.Logger, func(), error) {
-	release := func() {}
+// choose the level and source attributes. The log file, when there is
+// one, is returned to be closed (vmm.OutputFile: an empty one this run
+// created goes unless the guest started).
+func newLogger(l *configs.Logger, levelFlag, src string) (*slog.Logger, *vmm.OutputFile, error) {
 	var level slog.Level
 	var err error
 	switch {
@@ -343,15 +351,15 @@ func newLogger(l *configs.Logger, levelFlag, src string) (*slog.Logger, func(), 
 		l = &configs.Logger{ShowLevel: true}
 	}
 	if err != nil {
-		return nil, release, err
+		return nil, nil, err
 	}
 	var w io.Writer = os.Stderr
+	var lf *vmm.OutputFile
 	if l.LogPath != "" {
-		f, err := hostfile.OpenOutput(l.LogPath)
-		if err != nil {
-			return nil, release, usagef("%s: logger.log_path: %s", src, fileError(l.LogPath, err))
+		if lf, err = vmm.OpenOutput(l.LogPath); err != nil {
+			return nil, nil, usagef("%s: logger.log_path: %s", src, fileError(l.LogPath, err))
 		}
-		w, release = f, func() { f.Close() }
+		w = lf
 	}
 	opts := &slog.HandlerOptions{Level: level, AddSource: l.ShowLogOrigin}
 	if !l.ShowLevel {
@@ -362,7 +370,7 @@ func newLogger(l *configs.Logger, levelFlag, src string) (*slog.Logger, func(), 
 			return a
 		}
 	}
-	return slog.New(slog.NewTextHandler(w, opts)), release, nil
+	return slog.New(slog.NewTextHandler(w, opts)), lf, nil
 }
 
 // firecrackerLevel maps a logger.level (validated by configs) to slog:

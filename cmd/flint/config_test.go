@@ -274,23 +274,23 @@ func TestConfigErrors(t *testing.T) {
 // --log-level overrides the level.
 func TestLoggerFromConfig(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "flint.log")
-	l, release, err := newLogger(&configs.Logger{LogPath: log, Level: "info"}, "", "--config x")
+	l, lf, err := newLogger(&configs.Logger{LogPath: log, Level: "info"}, "", "--config x")
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.Info("hello")
 	l.Debug("hidden")
-	release()
+	lf.Close()
 	b, _ := os.ReadFile(log)
 	if !strings.Contains(string(b), "hello") || strings.Contains(string(b), "hidden") || strings.Contains(string(b), "level=") {
 		t.Fatalf("log %q", b)
 	}
-	l, release, err = newLogger(&configs.Logger{LogPath: log, Level: "Off", ShowLevel: true}, "debug", "--config x")
+	l, lf, err = newLogger(&configs.Logger{LogPath: log, Level: "Off", ShowLevel: true}, "debug", "--config x")
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.Debug("shown")
-	release()
+	lf.Close()
 	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "level=DEBUG msg=shown") {
 		t.Fatalf("log %q", b)
 	}
@@ -299,13 +299,13 @@ func TestLoggerFromConfig(t *testing.T) {
 	// --log-path` without --level logs its requests at Info too (they
 	// were Off).
 	other := filepath.Join(t.TempDir(), "other.log")
-	l, release, err = newLogger(&configs.Logger{LogPath: other}, "", "--config x")
+	l, lf, err = newLogger(&configs.Logger{LogPath: other}, "", "--config x")
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.Info("info line")
 	l.Debug("debug line")
-	release()
+	lf.Close()
 	if b, _ := os.ReadFile(other); !strings.Contains(string(b), "info line") || strings.Contains(string(b), "debug line") {
 		t.Fatalf("log without a level %q", b)
 	}

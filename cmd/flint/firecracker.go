@@ -23,7 +23,6 @@ import (
 
 	"github.com/flintvm/flint/api"
 	"github.com/flintvm/flint/configs"
-	"github.com/flintvm/flint/internal/hostfile"
 	"github.com/flintvm/flint/vmm"
 )
 
@@ -180,14 +179,22 @@ func (a *app) runFirecracker(c *cli.Context, launch launcher) error {
 	}
 	preset := &configs.VMConfig{MachineConfig: configs.DefaultMachineConfig()}
 	reqLog := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// outputs are kept once the VM runs (--no-api) or the API serves;
+	// closed before, an empty one this run created goes (vmm.OutputFile).
+	var outputs []*vmm.OutputFile
+	defer func() {
+		for _, f := range outputs {
+			f.Close()
+		}
+	}()
 	if f.logger != nil {
 		preset.Logger = f.logger
 		if f.logger.LogPath != "" {
-			lf, err := hostfile.OpenOutput(f.logger.LogPath)
+			lf, err := vmm.OpenOutput(f.logger.LogPath)
 			if err != nil {
 				return usagef("firecracker: --log-path: %s", fileError(f.logger.LogPath, err))
 			}
-			defer lf.Close()
+			outputs = append(outputs, lf)
 			reqLog = slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: firecrackerLevel(f.logger.Level)}))
 		}
 	}
@@ -195,11 +202,11 @@ func (a *app) runFirecracker(c *cli.Context, launch launcher) error {
 		// Opened now to fail now; held open until flint exits, so a
 		// FIFO's reader sees one writer throughout. The VM writes
 		// through its own descriptor.
-		mf, err := hostfile.OpenOutput(f.metricsPath)
+		mf, err := vmm.OpenOutput(f.metricsPath)
 		if err != nil {
 			return usagef("firecracker: --metrics-path: %s", fileError(f.metricsPath, err))
 		}
-		defer mf.Close()
+		outputs = append(outputs, mf)
 		preset.Metrics = &configs.Metrics{MetricsPath: f.metricsPath}
 	}
 	var boot *configs.VMConfig
@@ -237,6 +244,7 @@ func (a *app) runFirecracker(c *cli.Context, launch launcher) error {
 		}
 		cfg.Keyboard = true // Firecracker's i8042 always has its keyboard
 		cfg.BeforeRun = before
+		cfg.Outputs = append(cfg.Outputs, outputs...)
 		a.code = launch(cfg, a.stderr)
 		return nil
 	}
@@ -246,7 +254,7 @@ func (a *app) runFirecracker(c *cli.Context, launch launcher) error {
 		return newVM(cfg)
 	}
 	return a.serveAPI(rc, apiRun{sock: f.apiSock, boot: boot, src: src, preset: preset, id: f.id,
-		log: reqLog, filtered: before != nil, transport: transport, maxBody: f.maxBody})
+		log: reqLog, filtered: before != nil, transport: transport, maxBody: f.maxBody, outputs: outputs})
 }
 
 // fillEach returns a copy of m with fill applied to the entry of each

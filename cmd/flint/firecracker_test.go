@@ -84,6 +84,9 @@ func newFCRun() *fcRun {
 	r := &fcRun{built: make(chan vmm.Config, 1), vm: newFCVM()}
 	r.a = newApp(&r.stdout, &r.stderr, func(cfg vmm.Config, _ io.Writer) int {
 		r.launched = &cfg
+		for _, f := range cfg.Outputs {
+			f.Keep() // the guest starts, as in vmm.Machine.Run
+		}
 		if r.onLaunch != nil {
 			r.onLaunch(cfg)
 		}

@@ -65,12 +65,13 @@ func TestOutputFiles(t *testing.T) {
 	old := unix.Umask(0)
 	defer unix.Umask(old)
 	log := filepath.Join(dir, "flint.log")
-	_, release, err := newLogger(&configs.Logger{LogPath: log}, "", "--config x")
+	_, lf, err := newLogger(&configs.Logger{LogPath: log}, "", "--config x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	release()
-	if fi, err := os.Stat(log); err != nil || fi.Mode().Perm() != 0o600 {
+	fi, err := os.Stat(log)
+	lf.Close()
+	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("log file %v (%v), want mode 0600", fi, err)
 	}
 	victim := filepath.Join(dir, "victim")
