@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"os/signal"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/flintvm/flint/boot"
@@ -33,6 +37,10 @@ type platform struct {
 	debug  *debugport.DebugPort
 	out    *consoleOut
 	cancel context.CancelFunc
+	// signals: the machine handles SIGINT/SIGTERM/SIGHUP; stopReason is
+	// why it stopped (read once it has).
+	signals    bool
+	stopReason func() StopReason
 }
 
 // runContained runs fn, a goroutine's whole work (a vCPU's run loop, the
@@ -65,31 +73,133 @@ func (l irqLine) SetLevel(high bool) error { return l.vm.SetIRQLine(l.gsi, high)
 var _ devices.IRQLine = irqLine{}
 
 // consoleOut is the UART's output: it records when the first byte came,
-// watches for the exit marker, and writes to the console.
+// watches for the exit marker, and queues the bytes for the console, which
+// its own goroutine writes (drain). A vCPU's THR write therefore never
+// waits for the console's reader (a pipe whose reader paused, a terminal
+// stopped with ^S): it waits only while consoleQueueBytes are queued, and
+// not once the VM is stopping, so a stalled reader can neither hold a stop
+// (SIGTERM, the API, the guest's reset) nor make the queue grow. What the
+// queue holds when the VM stops is written by flush.
 type consoleOut struct {
-	mu        sync.Mutex
-	w         io.Writer
-	start     time.Time
+	w       io.Writer // the console (command mode taps it); only drain writes to it
+	watch   io.Writer // sees every byte as the guest writes it: the exit marker; may be nil
+	start   time.Time
+	stopped <-chan struct{} // closed when the VM stops
+	log     *slog.Logger
+	max     int // bytes queued before a Write waits
+
 	firstByte atomic.Int64 // nanoseconds since start, 0 until the first byte
+	wmu       sync.Mutex   // one Write at a time (the UART serialises them already)
+
+	mu       sync.Mutex
+	q, spare []byte
+	draining bool          // a drain goroutine is running
+	empty    chan struct{} // closed when that drain has written everything
+	room     chan struct{} // capacity 1: drain took the queue
+	dropped  uint64        // bytes a stopped VM's full queue had no room for
+	failed   bool          // the console refused a write (logged once)
+}
+
+// consoleQueueBytes bounds the guest's console output Flint holds while the
+// console is slow to take it.
+const consoleQueueBytes = 1 << 20
+
+func newConsoleOut(w io.Writer, start time.Time, stopped <-chan struct{}, log *slog.Logger) *consoleOut {
+	return &consoleOut{w: w, start: start, stopped: stopped, log: log, max: consoleQueueBytes, room: make(chan struct{}, 1)}
 }
 
 func (c *consoleOut) Write(p []byte) (int, error) {
-	if len(p) > 0 && c.firstByte.Load() == 0 {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if c.firstByte.Load() == 0 {
 		c.firstByte.CompareAndSwap(0, int64(max(time.Since(c.start), 1)))
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.watch != nil {
+		c.watch.Write(p)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.w.Write(p)
+	for len(c.q) > 0 && len(c.q)+len(p) > c.max {
+		c.mu.Unlock()
+		select {
+		case <-c.room:
+		case <-c.stopped:
+			c.mu.Lock()
+			if len(c.q) > 0 && len(c.q)+len(p) > c.max {
+				c.dropped += uint64(len(p))
+				return len(p), nil
+			}
+			continue
+		}
+		c.mu.Lock()
+	}
+	c.q = append(c.q, p...)
+	if !c.draining {
+		c.draining = true
+		c.empty = make(chan struct{})
+		go c.drain()
+	}
+	return len(p), nil
+}
+
+// drain writes the queue to the console until it is empty.
+func (c *consoleOut) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.q) > 0 {
+		chunk := c.q
+		c.q = c.spare[:0]
+		c.mu.Unlock()
+		select {
+		case c.room <- struct{}{}:
+		default:
+		}
+		_, err := c.w.Write(chunk)
+		c.mu.Lock()
+		c.spare = chunk[:0]
+		if err != nil && !c.failed {
+			c.failed = true
+			c.log.Warn("console: writing the guest's output failed; what it could not take is lost", "err", err)
+		}
+	}
+	c.draining = false
+	close(c.empty)
+}
+
+// flush waits until the console has taken every queued byte, or until
+// abandon is closed; then it logs what is left unwritten.
+func (c *consoleOut) flush(abandon <-chan struct{}) {
+	c.mu.Lock()
+	empty := c.empty
+	busy := c.draining
+	c.mu.Unlock()
+	if busy {
+		select {
+		case <-empty:
+		case <-abandon:
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if left := c.dropped + uint64(len(c.q)); left > 0 || c.draining {
+		c.log.Warn("console: the console's reader did not take the guest's last output; it is dropped",
+			"dropped_bytes", left, "still_writing", c.draining)
+	}
 }
 
 // addPlatformDevices creates the UART, i8042, CMOS, debug port, ACPI power
 // registers and PCI host bridge, and puts them on the PIO bus.
 func (m *Machine) addPlatformDevices() error {
-	out := &consoleOut{w: m.con.out, start: m.start}
+	out := newConsoleOut(m.con.out, m.start, m.stopped, m.log)
 	if m.cfg.ExitMarker != "" {
-		out.w = &markerWriter{w: m.con.out, marker: []byte(m.cfg.ExitMarker), found: func() { m.stop(stopMarker, nil) }}
+		// Looked for as the guest writes, so a guest that prints the
+		// marker and then powers off has printed it first.
+		out.watch = &markerWriter{w: io.Discard, marker: []byte(m.cfg.ExitMarker), found: func() { m.stop(stopMarker, nil) }}
 	}
-	p := &platform{out: out}
+	p := &platform{out: out, signals: m.cfg.HandleSignals, stopReason: func() StopReason { return m.result.Reason }}
 	p.uart = serial.New(out, irqLine{m.vm, com1IRQ})
 	p.kbc = i8042.New(i8042.Config{
 		OnReset:     func() { m.stop(stopReset, nil) },
@@ -225,12 +335,44 @@ func (m *Machine) startConsoleInput() {
 	})
 }
 
-// flush stops console input once the VM has stopped.
+// flush stops console input once the VM has stopped, and waits until the
+// console has taken the guest's queued output, as a program writing to a
+// pipe waits for its reader. When the machine handles signals, a VM that a
+// signal stopped waits at most signalFlushWait, and a signal during the
+// wait ends it: a stalled reader must not keep flint from exiting.
 func (p *platform) flush() {
 	if p.cancel != nil {
 		p.cancel()
 	}
+	giveUp := make(chan struct{})
+	if p.signals {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		defer signal.Stop(sigs)
+		var deadline <-chan time.Time
+		if p.stopReason() == stopSignal {
+			t := time.NewTimer(signalFlushWait)
+			defer t.Stop()
+			deadline = t.C
+		}
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-sigs:
+			case <-deadline:
+			case <-done:
+				return
+			}
+			close(giveUp)
+		}()
+	}
+	p.out.flush(giveUp)
 }
+
+// signalFlushWait is how long flush waits for the console after a signal
+// stopped the VM.
+const signalFlushWait = time.Second
 
 // timing reports the first debug-port write and the first console byte.
 func (p *platform) timing() (firstIO, firstByte time.Duration) {
