@@ -313,17 +313,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		out, err = rt(s, r, body)
 	}
+	// One log line per request, in Firecracker's words (which its users
+	// grep for) and at its levels: a refused request at Error.
+	log := s.logger()
+	received := fmt.Sprintf("The API server received a %s request on %s.", methodWord(r.Method), configs.Shown(r.URL.Path))
 	if err != nil {
-		s.logger().Warn("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		log.Error(received + " Received Error. Status code: 400 Bad Request. Message: " + err.Error())
 		writeJSON(w, http.StatusBadRequest, map[string]string{"fault_message": err.Error()})
 		return
 	}
-	s.logger().Info("api request", "method", r.Method, "path", r.URL.Path)
 	if out == nil {
+		log.Info(received + " The request was executed successfully. Status code: 204 No Content.")
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	log.Info(received + " The request was executed successfully. Status code: 200 OK.")
 	writeJSON(w, http.StatusOK, out)
+}
+
+// methodWord writes an HTTP method as Firecracker's log does: "Put".
+func methodWord(m string) string {
+	if m == "" {
+		return m
+	}
+	return m[:1] + strings.ToLower(m[1:])
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
