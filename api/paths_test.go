@@ -30,7 +30,7 @@ func TestPathFaultOneLine(t *testing.T) {
 	_, c, _ := serve(t, Options{Controller: &fakeVM{}, ID: "vm1", Version: "v9"})
 	for _, tc := range []struct{ method, path, want string }{
 		{"GET", "/no%0Ape", `Invalid request method and/or path: GET "/no\npe"`},
-		{"GET", "/nope", "Invalid request method and/or path: GET /nope"},
+		{"GET", "/nope", "Invalid request method and/or path: GET /nope."}, // Firecracker's, to the period
 		{"PUT", "/pmem/a%0Db", `PUT "/pmem/a\rb" is not supported`},
 	} {
 		if msg := c.fault(tc.method, tc.path, "", tc.want); strings.ContainsAny(msg, "\r\n") {

@@ -282,7 +282,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Firecracker's phrase, which its clients match on.
 		// The path is quoted when it has a control character (a
 		// decoded %0A), so that the message stays one line.
-		err = faultf("Invalid request method and/or path: %s %s", configs.Shown(r.Method), configs.Shown(r.URL.Path))
+		err = faultf("Invalid request method and/or path: %s %s.", configs.Shown(r.Method), configs.Shown(r.URL.Path))
 	case r.ContentLength > s.maxBody:
 		// Refused before reading: the client need not send (and the
 		// server wait for) a body it will not take. Firecracker's
