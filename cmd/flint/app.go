@@ -111,6 +111,7 @@ func newApp(stdout, stderr io.Writer, launch launcher) *app {
 		},
 	}
 	quietUsage(a.cli.Commands)
+	nameCommands(a.cli.Commands)
 	refuseRepeatedFlags(a.cli.Commands, func() []string { return a.args })
 	return a
 }

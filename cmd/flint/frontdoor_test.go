@@ -307,3 +307,66 @@ func TestFailOnNamedOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestErrorsNameTheirCommand: every usage error of a command starts with
+// the command's name, as its flag-parsing errors did ("run: unknown flag
+// --x"): a bad value found by a check the commands share (buildConfig's,
+// the integer flags', the seccomp and jail flags') was "flint: --cpus 0:
+// ..." in run and net-backend, with the prefix only here and there.
+func TestErrorsNameTheirCommand(t *testing.T) {
+	k := writeFile(t, "vmlinux", tinyELF("Linux version 6.1.0 (x@y) #1\n"))
+	garbage := writeFile(t, "garbage", []byte("x"))
+	empty := configFile(t, `{}`)
+	dir := t.TempDir()
+	run := []string{"run", "--kernel", k}
+	nb := []string{"net-backend", "--socket", dir + "/nb.sock", "--tap", "t0"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--kernel", dir + "/missing"}, "run: --kernel: " + dir + "/missing: no such file"},
+		{[]string{"run", "--kernel", garbage}, "run: --kernel: " + garbage + ": kernel: truncated"},
+		{append(run, "--cpus", "0"), "run: --cpus 0: must be between"},
+		{append(run, "--cpus", "x"), `run: --cpus "x": want a whole number`},
+		{append(run, "--memory", "1"), "run: --memory 1: must be between"},
+		{append(run, "--timeout", "-1s"), "run: --timeout -1s: must not be negative"},
+		{append(run, "--timeout", "x"), `run: --timeout "x": want a duration`},
+		{append(run, "--timing=maybe"), `run: --timing "maybe": want true or false`},
+		{append(run, "--kernel-entry", "bios"), `run: --kernel-entry "bios"`},
+		{append(run, "--console", "tty"), `run: --console: console "tty"`},
+		{append(run, "--console-limit", "-1"), "run: --console-limit -1"},
+		{append(run, "--net", "bogus"), `run: --net "bogus"`},
+		{append(run, "--net", "tap=t0,ip=10.0.0.2/24"), `run: --net "tap=t0,ip=10.0.0.2/24": ip= needs command mode`},
+		{append(run, "--log-level", "loud"), `run: --log-level "loud"`},
+		{append(run, "--initrd", dir), "run: --initrd: " + dir},
+		{append(run, "--seccomp", "x"), `run: --seccomp "x"`},
+		{append(run, "--jail", dir), "run: --jail needs --uid and --gid"},
+		{append(run, "--uid", "5"), "run: --uid needs --jail"},
+		{[]string{"run", "--config", empty}, "run: --config " + empty + ": boot-source is required"},
+		{[]string{"run", "--config", dir + "/missing.json"}, "run: --config: " + dir + "/missing.json"},
+		{[]string{"run", "--api-sock", dir + "/no/api.sock"}, "run: --api-sock " + dir + "/no/api.sock: listen unix"},
+		{[]string{"run", "--api-sock", dir + "/api.sock", "--cpus", "0"}, "run: --cpus 0: must be between"},
+		{append(run, "--modules", "builtin", "--fail-on", "bogus", "--", "true"), `run: --fail-on "bogus"`},
+		{append(run, "--modules", "builtin", "--idle-timeout", "-1s", "--", "true"), "run: --idle-timeout -1s: must not be negative"},
+		{append(run, "--modules", "builtin", "--env", "1=x", "--", "true"), `run: --env "1=x"`},
+		{append(run, "--modules", "builtin", "--share", "x", "--", "true"), `run: --share "x"`},
+		{append(run, "--modules", "builtin", "--report", dir+"/no/r.json", "--", "true"), "run: --report: "},
+		{[]string{"firecracker", "--http-api-max-payload-size", "x"}, `firecracker: --http-api-max-payload-size "x": want a whole number`},
+		{[]string{"firecracker", "--start-time-us", "-5"}, `firecracker: --start-time-us "-5"`},
+		{[]string{"firecracker", "--api-sock", dir + "/no/fc.sock"}, "firecracker: --api-sock " + dir + "/no/fc.sock: listen unix"},
+		{[]string{"firecracker", "--no-api", "--config-file", empty}, "firecracker: --config-file " + empty + ": boot-source is required"},
+		{append(nb, "--mtu", "x"), `net-backend: --mtu "x": want a whole number`},
+		{append(nb, "--queues", "x"), `net-backend: --queues "x": want a whole number`},
+		{append(nb, "--log-level", "x"), `net-backend: --log-level "x"`},
+		{append(nb, "--jail-nofile", "x"), `net-backend: --jail-nofile "x"`},
+		{append(nb, "--seccomp", "x"), `net-backend: --seccomp "x"`},
+	} {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			_, _, stderr, _ := runArgs(t, c.args...)
+			if !strings.HasPrefix(stderr, "flint: "+c.want) {
+				t.Errorf("stderr %q, want it to start with %q", stderr, "flint: "+c.want)
+			}
+			wantUsageError(t, c.args, c.want)
+		})
+	}
+}

@@ -7,6 +7,7 @@ package main
 // first; only `flint help [command]` and --help print that.
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 
@@ -22,6 +23,28 @@ func quietUsage(cmds []*cli.Command) {
 		c.HideHelpCommand = true
 		quietUsage(c.Subcommands)
 	}
+}
+
+// nameCommands makes every error of cmds' actions start with the name
+// of the command ("run: --cpus 0: ..."), as their flag-parsing errors do
+// (onUsageError), whichever check found it: those shared by several
+// commands (buildConfig's, for run and firecracker) cannot name it
+// themselves. An error that names it already is left as it is, and so is
+// a jailed flint's exit code.
+func nameCommands(cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		if act := cmd.Action; act != nil {
+			cmd.Action = func(c *cli.Context) error { return named(c.Command.Name, act(c)) }
+		}
+	}
+}
+
+func named(cmd string, err error) error {
+	var ec exitCode
+	if err == nil || errors.As(err, &ec) || strings.HasPrefix(err.Error(), cmd+": ") {
+		return err
+	}
+	return usageError{cmd + ": " + err.Error()}
 }
 
 // helpCommand is `flint help [command]`: the full usage text on stdout.
@@ -71,7 +94,7 @@ func onUsageError(c *cli.Context, err error, sub bool) error {
 		return usagef("%s%s needs a value", where, dashed(name))
 	}
 	if m := badFlagValue.FindStringSubmatch(msg); m != nil {
-		return usagef("%s %s: %s", dashed(m[2]), m[1], wantValue(c.Command.Flags, m[2], m[3]))
+		return usagef("%s%s %s: %s", where, dashed(m[2]), m[1], wantValue(c.Command.Flags, m[2], m[3]))
 	}
 	return usageError{where + msg}
 }
