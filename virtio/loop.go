@@ -28,7 +28,8 @@ const (
 	// later with Engine.Push.
 	Held
 	// Throttle: a rate limiter refused; the engine gives the chain back
-	// (Chain), publishes, sleeps Result.Wait and carries on.
+	// (Chain), publishes, sleeps Result.Wait (at most MaxThrottle) and
+	// carries on, asking the handler again.
 	Throttle
 	// WaitBackend: the backend cannot go on (no data to read, no room to
 	// write); the engine gives the chain back (Chain), publishes, records
@@ -41,6 +42,15 @@ const (
 	// (Chain) and ends.
 	Stop
 )
+
+// MaxThrottle is the longest an engine pauses for a Throttle before it
+// asks its handler again, so that a rate limiter the API changes
+// (ratelimit.Limiter.Update: PATCH /drives, /network-interfaces) takes
+// effect within it even when the old limiter is deep in debt: a 64 KiB
+// frame charged to a limit of 1000 bytes a second owes a minute.
+// Firecracker's limiter timer likewise fires every 100 ms while a device
+// is throttled.
+const MaxThrottle = 100 * time.Millisecond
 
 // Result is a Handler's answer; its zero value is Pop.
 type Result struct {
@@ -227,7 +237,7 @@ func (e *Engine) Run() {
 			e.publishCounters()
 			e.Status.Set(ActivityThrottled, e.q)
 			e.busy = 0
-			if !e.pause(r.Wait) {
+			if !e.pause(min(r.Wait, MaxThrottle)) {
 				return
 			}
 		case WaitBackend:

@@ -334,3 +334,34 @@ func TestEngineNudgesWhenBusy(t *testing.T) {
 		t.Fatalf("%d nudges from an engine that waited for every kick", nudges)
 	}
 }
+
+// throttler refuses its first chain for an hour (a rate limiter deep in
+// debt) and completes every chain after it.
+type throttler struct {
+	echo
+	asked atomic.Int32
+}
+
+func (h *throttler) Chain(c *queue.Chain) virtio.Result {
+	if h.asked.Add(1) == 1 {
+		return virtio.Result{Do: virtio.Throttle, Wait: time.Hour}
+	}
+	return h.echo.Chain(c)
+}
+
+// TestEngineThrottleAsksAgain: an engine told to wait an hour by its
+// handler's limiter asks the handler again within MaxThrottle, so that a
+// limiter lifted meanwhile (the API's PATCH) takes effect at once; the
+// chain given back is handed over again and completed.
+func TestEngineThrottleAsksAgain(t *testing.T) {
+	h := &throttler{}
+	r := newRig(t, h, 0, 4)
+	r.start()
+	defer r.close(t)
+	start := time.Now()
+	r.kick(t)
+	waitFor(t, func() bool { return h.asked.Load() >= 2 && r.eng.Status.Load().NextUsed == 1 })
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the throttled chain was handed over again after %v", d)
+	}
+}

@@ -215,8 +215,8 @@ func openNetDeviceWith(n configs.NetInterface, patchable bool) (*netDevice, erro
 // PATCH /network-interfaces/{id} does: rx and tx, when not nil, replace
 // the configuration in force (both buckets start over full). Both are
 // checked before either changes. It needs Config.PatchableLimiters or
-// limiters configured at start. A device waiting out the old limiter's
-// delay resumes when that delay ends.
+// limiters configured at start. A device throttled by the old limiter
+// asks the new one within virtio.MaxThrottle (100 ms).
 func (m *Machine) UpdateNetInterface(id string, rx, tx *ratelimit.Config) error {
 	m.dumpMu.Lock() // Close marks the devices closed under it
 	defer m.dumpMu.Unlock()

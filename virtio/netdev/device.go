@@ -85,8 +85,9 @@ type Options struct {
 	// RxLimiter and TxLimiter rate-limit traffic to and from the guest
 	// (bytes are frame bytes without the virtio-net header; one packet is
 	// one operation); nil limits nothing. The device waits on a timer
-	// while a limiter holds it back (asking it again every maxThrottle,
-	// 100 ms, at most, so that an Update takes effect): it never drops.
+	// while a limiter holds it back (asking it again every
+	// virtio.MaxThrottle, 100 ms, at most, so that an Update takes
+	// effect): it never drops.
 	// Receive is charged after each frame is read (its size is unknown
 	// before), so it may run ahead by one frame and then pauses until the
 	// debt is repaid.
@@ -119,14 +120,6 @@ type Options struct {
 	// before it parks. 0: no polling.
 	Poll time.Duration
 }
-
-// maxThrottle is the longest the device pauses for a rate limiter before
-// it asks the limiter again, so that a limiter the API changes
-// (Limiter.Update, PATCH /network-interfaces) takes effect within it
-// even when the old one is deep in debt: a 64 KiB frame charged to a
-// limit of 1000 bytes a second owes a minute. Firecracker's limiter
-// timer likewise fires every 100 ms while a device is throttled.
-const maxThrottle = 100 * time.Millisecond
 
 // MaxIRQGap is the longest Options.RxIRQGap and TxIRQGap: a notification
 // held longer than a millisecond would cost TCP more than the interrupts

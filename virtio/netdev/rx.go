@@ -135,7 +135,7 @@ func (r *rx) Next() virtio.Result {
 			continue
 		}
 		if wait := r.lim.Ready(); wait > 0 {
-			return virtio.Result{Do: virtio.Throttle, Wait: min(wait, maxThrottle)}
+			return virtio.Result{Do: virtio.Throttle, Wait: wait}
 		}
 		starved := false
 		if !r.enough() {

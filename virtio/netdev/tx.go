@@ -89,7 +89,7 @@ func (t *tx) Chain(c *queue.Chain) virtio.Result {
 	}
 	t.hb[0] &= vnethdr.FNeedsCsum
 	if ok, wait := t.lim.Consume(uint64(c.ReadLen - HdrLen)); !ok {
-		return virtio.Result{Do: virtio.Throttle, Wait: min(wait, maxThrottle)}
+		return virtio.Result{Do: virtio.Throttle, Wait: wait}
 	}
 	segs := t.frame(c.Readable)
 	for {
