@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 
 	"github.com/flintvm/flint/internal/hostfile"
 )
@@ -122,7 +121,7 @@ func (d *moduleDecoder) decode(path string, r io.Reader) ([]byte, error) {
 		}
 		dec = zr
 	case "xz":
-		xr, err := xz.NewReader(d.br)
+		xr, err := newXZReader(d.br)
 		if err != nil {
 			return nil, fmt.Errorf("%w %s: xz: %v", ErrBadModule, path, err)
 		}

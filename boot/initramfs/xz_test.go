@@ -1,0 +1,161 @@
+package initramfs
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"io"
+	"math/rand"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/ulikunitz/xz"
+)
+
+// xzDecode decodes b with xzReader.
+func xzDecode(b []byte) ([]byte, error) {
+	x, err := newXZReader(bufio.NewReader(bytes.NewReader(b)))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(x)
+}
+
+// xzLib compresses data with ulikunitz/xz's writer.
+func xzLib(t *testing.T, c xz.WriterConfig, data []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := c.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestXZReaderDecodes: every layout xz and ulikunitz/xz write (each check
+// type, one block or many, incompressible data stored uncompressed, empty
+// input, several streams with stream padding) decodes to the original.
+func TestXZReaderDecodes(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	random := make([]byte, 70<<10)
+	rng.Read(random)
+	text := []byte(strings.Repeat("modinfo license=GPL depends=virtio,virtio_ring\x00", 2000))
+	mixed := append(append([]byte(nil), text...), random...)
+	files := map[string][2][]byte{}
+	for _, data := range [][]byte{nil, text, random, mixed} {
+		for _, c := range []xz.WriterConfig{{CheckSum: xz.CRC32}, {CheckSum: xz.CRC64}, {CheckSum: xz.SHA256}, {NoCheckSum: true},
+			{CheckSum: xz.CRC32, BlockSize: 50 << 10, DictCap: 64 << 10}} {
+			files[strings.Repeat("x", len(files))] = [2][]byte{xzLib(t, c, data), data}
+		}
+	}
+	if _, err := exec.LookPath("xz"); err == nil {
+		for _, args := range [][]string{{"--check=crc32", "--lzma2=dict=1MiB"}, {"--check=crc64", "-6e"}, {"--check=sha256", "-0"},
+			{"--check=none"}, {"--block-size=30000", "-T2"}} {
+			cmd := exec.Command("xz", append([]string{"-c"}, args...)...)
+			cmd.Stdin = bytes.NewReader(mixed)
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			files["xz "+strings.Join(args, " ")] = [2][]byte{out, mixed}
+		}
+	}
+	a, b := xzLib(t, xz.WriterConfig{CheckSum: xz.CRC32}, text), xzLib(t, xz.WriterConfig{CheckSum: xz.SHA256}, random)
+	multi := append(append(append(append([]byte(nil), a...), make([]byte, 8)...), b...), make([]byte, 4)...)
+	files["two streams"] = [2][]byte{multi, append(append([]byte(nil), text...), random...)}
+	for name, f := range files {
+		got, err := xzDecode(f[0])
+		if err != nil || !bytes.Equal(got, f[1]) {
+			t.Errorf("%q: %d bytes (want %d), %v", name, len(got), len(f[1]), err)
+		}
+	}
+}
+
+// patchDict sets the dictionary size code of the LZMA2 filter in the
+// first block header of the xz stream at b[at:] (as xz and ulikunitz/xz
+// write it: no sizes, the filter right after the flags) and fixes the
+// header's CRC32.
+func patchDict(t *testing.T, b []byte, at int, code byte) []byte {
+	t.Helper()
+	h := b[at+12:]
+	size := (int(h[0]) + 1) * 4
+	if h[1] != 0 || h[2] != 0x21 || h[3] != 1 {
+		t.Fatalf("unexpected block header % x", h[:size])
+	}
+	h[4] = code
+	binary.LittleEndian.PutUint32(h[size-4:], crc32.ChecksumIEEE(h[:size-4]))
+	return b
+}
+
+// TestXZDictionaryBound: a block header asking for a dictionary above
+// maxXZDict (up to 4 GiB) is refused before anything is allocated, in the
+// first stream or a later one, while 64 MiB (xz -9) is accepted and
+// 96 MiB, the next size, is not.
+func TestXZDictionaryBound(t *testing.T) {
+	elfData := append(append([]byte(nil), magicELF...), make([]byte, 1000)...)
+	small := func() []byte { return xzLib(t, xz.WriterConfig{CheckSum: xz.CRC32, DictCap: 1 << 20}, elfData) }
+	for _, c := range []struct {
+		name string
+		file []byte
+	}{
+		{"4 GiB", patchDict(t, small(), 0, 40)},
+		{"1.5 GiB", patchDict(t, small(), 0, 37)},
+		{"second stream", func() []byte { a := small(); return patchDict(t, append(a, small()...), len(a), 40) }()},
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var d moduleDecoder
+		_, err := d.decode("m.ko.xz", bytes.NewReader(c.file))
+		d.close()
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, ErrBadModule) || !strings.Contains(err.Error(), "LZMA2 dictionary") {
+			t.Errorf("%s: %v, want ErrBadModule naming the dictionary", c.name, err)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+			t.Errorf("%s: decoding allocated %d MiB", c.name, grew>>20)
+		}
+	}
+	if got, err := xzDecode(patchDict(t, small(), 0, 28)); err != nil || !bytes.Equal(got, elfData) {
+		t.Errorf("64 MiB dictionary: %d bytes, %v", len(got), err)
+	}
+	if _, err := xzDecode(patchDict(t, small(), 0, 29)); err == nil || !strings.Contains(err.Error(), "96 MiB LZMA2 dictionary") {
+		t.Errorf("96 MiB dictionary: %v", err)
+	}
+}
+
+// TestXZReaderErrors: damage anywhere in the container is an error, never
+// wrong data.
+func TestXZReaderErrors(t *testing.T) {
+	data := []byte(strings.Repeat("abcdefgh", 3000))
+	good := xzLib(t, xz.WriterConfig{CheckSum: xz.CRC32}, data)
+	for i := range good {
+		bad := append([]byte(nil), good...)
+		bad[i] ^= 0x10
+		if got, err := xzDecode(bad); err == nil && !bytes.Equal(got, data) {
+			t.Fatalf("byte %d flipped: decoded wrong data without an error", i)
+		}
+	}
+	for n := 0; n < len(good); n++ {
+		if _, err := xzDecode(good[:n]); err == nil {
+			t.Fatalf("cut to %d of %d bytes: no error", n, len(good))
+		}
+	}
+	for name, b := range map[string][]byte{
+		"trailing garbage": append(append([]byte(nil), good...), 1, 2, 3, 4),
+		"odd padding":      append(append([]byte(nil), good...), 0, 0),
+	} {
+		if _, err := xzDecode(b); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
