@@ -170,10 +170,9 @@ type Transport struct {
 	barMapped atomic.Bool
 	barMu     sync.Mutex
 
-	cfgMu     sync.Mutex // serialises config writes with their side effects
-	busMaster bool       // Bus Master Enable as last seen, under cfgMu
-	msixCap   int        // 0 without MSI-X
-	cfgCap    int        // VIRTIO_PCI_CAP_PCI_CFG offset
+	cfgMu   sync.Mutex // serialises config writes with their side effects
+	msixCap int        // 0 without MSI-X
+	cfgCap  int        // VIRTIO_PCI_CAP_PCI_CFG offset
 }
 
 var (
@@ -399,13 +398,11 @@ func (t *Transport) WriteConfig(reg uint32, data []byte) {
 	defer t.core.Contain("virtio-pci configuration write")
 	t.cfgMu.Lock()
 	defer t.cfgMu.Unlock()
+	was := t.cs.Command()
 	t.cs.WriteConfig(reg, data)
 	cmd := t.cs.Command()
-	if bm := cmd&pcidev.CommandBusMaster != 0; bm != t.busMaster {
-		t.busMaster = bm
-		if !bm {
-			t.core.Stop("bus mastering turned off")
-		}
+	if was&^cmd&pcidev.CommandBusMaster != 0 {
+		t.core.Stop("bus mastering turned off")
 	}
 	if overlaps(reg, len(data), t.cfgCap+16, 4) {
 		t.cfgAccess(true)
