@@ -143,21 +143,21 @@ func netConflict(list []configs.NetworkInterface, n configs.NetworkInterface) er
 	return nil
 }
 
-// matchID checks that a body's id (key, in the body of the object at
-// path) passes the API's id rule (configs.CheckPathID, which a config
-// file's ids need not) and is the one in the request's path. A mismatch
-// is told in Firecracker's words for the endpoint (its clients match on
-// them), then in Flint's.
+// matchID checks, as Firecracker does, that the id in the request's
+// path passes the API's id rule (configs.CheckPathID, which a config
+// file's ids need not) and that the body's id (key, in the body of the
+// object at path) is the same. Each failure is told in Firecracker's
+// words (its clients match on them), then in Flint's.
 func matchID(path, key, id string, r *http.Request) error {
-	if err := configs.CheckPathID(path+"."+key, id); err != nil {
-		return err
-	}
 	p := pathID(r)
+	if err := configs.CheckPathID("the path's id", p); err != nil {
+		return faultf("API Resource IDs can only contain alphanumeric characters and underscores. (%v)", err)
+	}
 	switch {
 	case id == p:
 		return nil
 	case path == "network-interfaces":
-		return faultf("The id from the path [%s] does not match the id from the body [%s]! (the body's %s %q, the path's %q)", configs.Shown(p), id, key, id, p)
+		return faultf("The id from the path [%s] does not match the id from the body [%s]! (the body's %s %q, the path's %q)", configs.Shown(p), configs.Shown(id), key, id, p)
 	default:
 		return faultf("The id from the path does not match the id from the body! (the body's %s %q, the path's %q)", key, id, p)
 	}

@@ -19,7 +19,7 @@ func TestPathSlashes(t *testing.T) {
 		t.Fatalf("GET /vm/config/: %s", out)
 	}
 	c.fault("PUT", "/drives//", `{"drive_id": "x", "path_on_host": "r.ext4", "is_root_device": false}`, "Invalid request method and/or path")
-	c.fault("PUT", "/drives/a//", `{"drive_id": "a", "path_on_host": "r.ext4", "is_root_device": false}`, `The id from the path does not match the id from the body! (the body's drive_id "a", the path's "a/")`)
+	c.fault("PUT", "/drives/a//", `{"drive_id": "a", "path_on_host": "r.ext4", "is_root_device": false}`, `API Resource IDs can only contain alphanumeric characters and underscores. (the path's id "a/"`)
 }
 
 // TestPathFaultOneLine: a path that matches no endpoint is named in the
@@ -45,10 +45,18 @@ func TestPathFaultOneLine(t *testing.T) {
 // interface, the API does.
 func TestPathIDRule(t *testing.T) {
 	_, c, _ := serve(t, Options{Controller: &fakeVM{}, ID: "vm1", Version: "v9"})
+	// Firecracker's words, then Flint's.
 	c.fault("PUT", "/drives/root-fs", `{"drive_id": "root-fs", "path_on_host": "r.ext4", "is_root_device": true}`,
-		`drives.drive_id "root-fs": want 1 to 64 letters, digits or underscores`)
+		`API Resource IDs can only contain alphanumeric characters and underscores. (the path's id "root-fs": want 1 to 64 letters, digits or underscores)`)
 	c.fault("PUT", "/network-interfaces/eth-0", `{"iface_id": "eth-0", "host_dev_name": "tap0"}`,
-		`network-interfaces.iface_id "eth-0": want 1 to 64`)
+		`API Resource IDs can only contain alphanumeric characters and underscores. (the path's id "eth-0": want 1 to 64`)
+	// A body's id that breaks the rule differs from the path's; the
+	// message shows it on one line.
+	if msg := c.fault("PUT", "/network-interfaces/eth0", `{"iface_id": "a\nb", "host_dev_name": "tap0"}`,
+		`The id from the path [eth0] does not match the id from the body ["a\nb"]!`); strings.ContainsAny(msg, "\r\n") {
+		t.Errorf("%q spans lines", msg)
+	}
+	c.fault("PUT", "/drives/rootfs", `{"drive_id": "root-fs", "path_on_host": "r.ext4", "is_root_device": true}`, "The id from the path does not match the id from the body!")
 	long := strings.Repeat("d", 65)
 	c.fault("PUT", "/drives/"+long, `{"drive_id": "`+long+`", "path_on_host": "r.ext4", "is_root_device": true}`, "want 1 to 64")
 	// 21 to 64 bytes is an API id (the disk serial is its first 20).
