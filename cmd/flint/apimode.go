@@ -65,6 +65,8 @@ type apiController struct {
 	// transport, when set, is the devices' transport where the config's
 	// "flint" section names none (flint firecracker: virtio-mmio).
 	transport configs.Transport
+	// kernel is the --kernel file as checkAPIFlags read it (nil: none).
+	kernel []byte
 }
 
 var _ api.Updater = (*apiController)(nil)
@@ -80,7 +82,7 @@ func apiVMConfig(cfg *vmm.Config) {
 // no /dev/kvm...) go back to the client as 400s and the API keeps waiting.
 func (ac *apiController) Start(fc configs.VMConfig) error {
 	fc = withDefaultTransport(fc, ac.transport)
-	cfg, release, err := buildConfig(ac.c, &fc, "configuration")
+	cfg, release, err := buildConfig(ac.c, &fc, "configuration", ac.kernel)
 	if err != nil {
 		release()
 		return err
@@ -187,6 +189,9 @@ type apiRun struct {
 	transport configs.Transport
 	limits    api.Limits
 	maxBody   int64
+	// kernel is the --kernel file, read once before listening: what was
+	// checked is what boots, and a large kernel is read once.
+	kernel []byte
 	// outputs are kept once the API serves (vmm.OutputFile.Keep).
 	outputs []*vmm.OutputFile
 }
@@ -196,13 +201,14 @@ type apiRun struct {
 // client's InstanceStart or a signal. The socket is removed on exit.
 func (a *app) runAPI(c *cli.Context, sock string) error {
 	r := apiRun{sock: sock}
+	var err error
 	if p := c.String("config"); p != "" {
 		fc, err := loadConfigFile(p)
 		if err != nil {
 			return err
 		}
 		r.boot, r.src = fc, "--config "+configs.Shown(p)
-	} else if err := checkAPIFlags(c); err != nil {
+	} else if r.kernel, err = checkAPIFlags(c); err != nil {
 		return err
 	}
 	before, err := a.seccompHook(c)
@@ -217,30 +223,34 @@ func (a *app) runAPI(c *cli.Context, sock string) error {
 // client to configure the VM, the flags InstanceStart will put on top of
 // that configuration (checkFlagValues), and that the --kernel and
 // --initrd files given are kernels and regular files: a bad flag is the
-// user's usage error now, not a 400 answering the client later.
-func checkAPIFlags(c *cli.Context) error {
+// user's usage error now, not a 400 answering the client later. It
+// returns the --kernel file as read, which InstanceStart boots (nil
+// without --kernel).
+func checkAPIFlags(c *cli.Context) ([]byte, error) {
 	if _, err := checkFlagValues(c); err != nil {
-		return err
+		return nil, err
 	}
+	var kernel []byte
 	if k := c.String("kernel"); k != "" {
 		b, err := readKernel("--kernel", k) // an ELF is checked as it is read
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !boot.IsELF(b) {
 			if _, err := boot.ParseSetupHeader(b); err != nil {
-				return usagef("--kernel: %s: %v", configs.Shown(k), err)
+				return nil, usagef("--kernel: %s: %v", configs.Shown(k), err)
 			}
 		}
+		kernel = b
 	}
 	if p := c.String("initrd"); p != "" {
 		f, err := hostfile.OpenInput(p, os.O_RDONLY, hostfile.Regular)
 		if err != nil {
-			return usagef("--initrd: %s", fileError(p, err))
+			return nil, usagef("--initrd: %s", fileError(p, err))
 		}
 		f.Close()
 	}
-	return nil
+	return kernel, nil
 }
 
 // serveAPI serves the API on r.sock until the VM it runs ends, a signal
@@ -248,11 +258,11 @@ func checkAPIFlags(c *cli.Context) error {
 // closes. The socket exists only while serving: every way out (the
 // guest's end, a failed start, a signal) removes it.
 func (a *app) serveAPI(c *cli.Context, r apiRun) error {
-	ctrl := &apiController{a: a, c: c, started: make(chan started, 1), filtered: r.filtered, transport: r.transport}
+	ctrl := &apiController{a: a, c: c, started: make(chan started, 1), filtered: r.filtered, transport: r.transport, kernel: r.kernel}
 	boot := started{release: func() {}}
 	if r.boot != nil {
 		fc := withDefaultTransport(*r.boot, r.transport) // GET /vm/config shows r.boot as given
-		cfg, release, err := buildConfig(c, &fc, r.src)
+		cfg, release, err := buildConfig(c, &fc, r.src, nil)
 		if err != nil {
 			release()
 			return err

@@ -241,7 +241,7 @@ func runConfig(c *cli.Context) (vmm.Config, func(), error) {
 		}
 		src = "--config " + configs.Shown(p)
 	}
-	return buildConfig(c, fc, src)
+	return buildConfig(c, fc, src, nil)
 }
 
 // maxKernelSize bounds the kernel bytes Flint holds (readKernel): a

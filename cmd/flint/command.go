@@ -124,7 +124,7 @@ func (a *app) runCommandMode(c *cli.Context, argv []string, before func(seccomp.
 	if idle < 0 {
 		return usagef("--idle-timeout %v: must not be negative", idle)
 	}
-	cfg, release, err := buildConfig(c, nil, "")
+	cfg, release, err := buildConfig(c, nil, "", nil)
 	defer release()
 	if err != nil {
 		return err

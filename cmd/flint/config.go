@@ -78,7 +78,11 @@ func readKernel(flag, path string) ([]byte, error) {
 //	--net         adds interfaces after network-interfaces (never replaces)
 //
 // vsock and entropy have no flag: they come from the config only.
-func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Config, release func(), err error) {
+//
+// flagKernel, when not nil, is the --kernel file already read (API mode
+// reads it before it listens, checkAPIFlags): it is what boots, not the
+// file read again.
+func buildConfig(c *cli.Context, fc *configs.VMConfig, src string, flagKernel []byte) (cfg vmm.Config, release func(), err error) {
 	release = func() {}
 	// fromFlag reports whether the flag's value wins over fc.
 	fromFlag := func(name string) bool { return fc == nil || c.IsSet(name) }
@@ -162,7 +166,9 @@ func buildConfig(c *cli.Context, fc *configs.VMConfig, src string) (cfg vmm.Conf
 	if err := uniqueMACs(cfg.Net); err != nil {
 		return cfg, release, err
 	}
-	if cfg.Kernel, err = readKernel(kernelFlag, kernel); err != nil {
+	if kernelFlag == "--kernel" && flagKernel != nil {
+		cfg.Kernel = flagKernel
+	} else if cfg.Kernel, err = readKernel(kernelFlag, kernel); err != nil {
 		return cfg, release, err
 	}
 	if initrd != "" {

@@ -237,7 +237,7 @@ func (a *app) runFirecracker(c *cli.Context, launch launcher) error {
 	}
 	if f.noAPI {
 		fc := withDefaultTransport(*boot, transport)
-		cfg, release, err := buildConfig(rc, &fc, src)
+		cfg, release, err := buildConfig(rc, &fc, src, nil)
 		defer release()
 		if err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/flintvm/flint/api"
 	"github.com/flintvm/flint/boot"
+	"github.com/flintvm/flint/vmm/vmmtest"
 )
 
 // debugVmlinux writes tinyELF grown to size bytes by a sparse tail, as
@@ -100,5 +101,39 @@ func TestKernelFileErrors(t *testing.T) {
 		{"bzImage over the limit", bz, bz + ": 600 MiB is too large (limit 512 MiB)"},
 	} {
 		t.Run(c.name, func(t *testing.T) { wantUsageError(t, []string{"run", "--kernel", c.path}, "--kernel: "+c.want) })
+	}
+}
+
+// TestAPIModeReadsKernelOnce: `flint run --api-sock --kernel K` reads K
+// before it listens, to refuse a bad one at once; InstanceStart boots
+// those bytes. It read K again: a file replaced in between (here by
+// garbage) was checked in one version and booted in another, and a large
+// kernel was read twice.
+func TestAPIModeReadsKernelOnce(t *testing.T) {
+	orig := vmmtest.BzImage(vmmtest.Spin)
+	k := writeFile(t, "bzImage", orig)
+	sock, exit, built, _, apiErr := apiApp(t, "--kernel", k, "--console", "none")
+	if err := os.WriteFile(k, []byte("not a kernel any more"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := api.Client(sock)
+	// The client names a kernel too; --kernel wins over it.
+	other := writeFile(t, "other", vmmtest.BzImage(vmmtest.PowerOffViaACPI))
+	for _, r := range [][2]string{
+		{"/boot-source", fmt.Sprintf(`{"kernel_image_path": %q}`, other)},
+		{"/actions", `{"action_type": "InstanceStart"}`},
+	} {
+		if st, out := call(t, c, "PUT", r[0], r[1]); st != 204 {
+			t.Fatalf("PUT %s: %d %s", r[0], st, out)
+		}
+	}
+	if got := <-built; !bytes.Equal(got.Kernel, orig) {
+		t.Errorf("the VM got %d bytes (%.20q), want the %d checked before listening", len(got.Kernel), got.Kernel, len(orig))
+	}
+	call(t, c, "PUT", "/actions", `{"action_type": "SendCtrlAltDel"}`)
+	select {
+	case <-exit:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("flint did not exit after the guest reset: %s", apiErr)
 	}
 }
