@@ -16,6 +16,18 @@ import (
 var shortLimits = Limits{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond,
 	IdleTimeout: 300 * time.Millisecond, MaxConns: 2}
 
+// dial connects to the server's socket; the connection closes when the
+// test ends.
+func dial(t *testing.T, sock string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // waitDropped reads c until the server closes it, failing if that takes
 // longer than bound.
 func waitDropped(t *testing.T, c net.Conn, bound time.Duration) {
@@ -33,11 +45,7 @@ func waitDropped(t *testing.T, c net.Conn, bound time.Duration) {
 // of holding a connection (and a goroutine) forever.
 func TestTrickledBody(t *testing.T) {
 	_, _, sock := serve(t, Options{Controller: &fakeVM{}, Limits: shortLimits})
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, sock)
 	io.WriteString(c, "PUT /machine-config HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
 	stop := make(chan struct{})
 	defer close(stop)
@@ -60,11 +68,7 @@ func TestTrickledBody(t *testing.T) {
 // next request is closed at IdleTimeout.
 func TestIdleKeepAlive(t *testing.T) {
 	_, _, sock := serve(t, Options{Controller: &fakeVM{}, Limits: shortLimits})
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, sock)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	r := bufio.NewReader(c)
 	resp, err := http.ReadResponse(r, nil)
@@ -91,11 +95,7 @@ func TestMaxConns(t *testing.T) {
 	_, c, sock := serve(t, Options{Controller: &fakeVM{}, Limits: lim})
 	var silent []net.Conn
 	for range lim.MaxConns {
-		s, err := net.Dial("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		s := dial(t, sock)
 		silent = append(silent, s)
 	}
 	done := make(chan int, 1)
@@ -135,11 +135,7 @@ func TestOversizedBodyRefusedAtOnce(t *testing.T) {
 	lim := shortLimits
 	lim.ReadHeaderTimeout, lim.ReadTimeout = time.Minute, time.Minute
 	_, _, sock := serve(t, Options{Controller: &fakeVM{}, Limits: lim})
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, sock)
 	io.WriteString(c, "PUT /machine-config HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{")
 	c.SetReadDeadline(time.Now().Add(3 * time.Second))
 	r := bufio.NewReader(c)
@@ -155,11 +151,7 @@ func TestOversizedBodyRefusedAtOnce(t *testing.T) {
 	waitDropped(t, c, 3*time.Second)
 
 	// Chunked: no size up front.
-	c2, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
+	c2 := dial(t, sock)
 	chunk := strings.Repeat(" ", 60000)
 	fmt.Fprintf(c2, "PUT /machine-config HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", len(chunk), chunk)
 	c2.SetReadDeadline(time.Now().Add(3 * time.Second))

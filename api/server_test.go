@@ -442,11 +442,7 @@ func TestListen(t *testing.T) {
 func TestShutdownClosesSilentConnections(t *testing.T) {
 	s, c, sock := serve(t, Options{Controller: &fakeVM{}})
 	c.ok(200, "GET", "/", "")
-	silent, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
+	silent := dial(t, sock)
 	time.Sleep(50 * time.Millisecond) // let the server accept it
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
