@@ -74,8 +74,9 @@ type Options struct {
 	// Started says the VM already runs (booted from --config): only
 	// post-boot calls are accepted.
 	Started bool
-	// Log receives one line per request (Info, or Warn for a failed
-	// one) until a PUT /logger replaces it; nil discards.
+	// Log receives one line per request (Info, or Error for a refused
+	// one, in Firecracker's words) until a PUT /logger replaces it; nil
+	// discards.
 	Log *slog.Logger
 	// Limits bounds clients' time and connections (zero: DefaultLimits).
 	Limits Limits
