@@ -183,6 +183,7 @@ func (s *Server) putLogger(r *http.Request, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	named := l.LogPath != ""
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var f *os.File
@@ -198,7 +199,7 @@ func (s *Server) putLogger(r *http.Request, body []byte) (any, error) {
 			}
 		}
 		c.Logger = &l
-		f, err = s.openLog(&l) // last: nothing fails after it but ValidatePending
+		f, err = s.openLog(&l, named) // last: nothing fails after it but ValidatePending
 		return err
 	})
 	if err != nil {

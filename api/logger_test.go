@@ -83,6 +83,20 @@ func TestLoggerOpensAtPut(t *testing.T) {
 	if b, _ := os.ReadFile(first); !bytes.Equal(b, got) {
 		t.Errorf("the first log file changed after the log moved:\n%s", b)
 	}
+	// A PUT naming the same path opens it again, as Firecracker's does:
+	// a log moved aside (rotated) starts anew at the path.
+	if err := os.Rename(second, second+".1"); err != nil {
+		t.Fatal(err)
+	}
+	request(s, "PUT", "/logger", `{"log_path": "`+second+`", "level": "Info"}`)
+	if b, err := os.ReadFile(second); err != nil || !strings.Contains(string(b), "request on /logger.") {
+		t.Errorf("the log after a PUT of the same path, the old file moved aside: %q, %v", b, err)
+	}
+	// Without log_path, the file stays the one held.
+	request(s, "PUT", "/logger", `{"level": "Debug"}`)
+	if b, _ := os.ReadFile(second); strings.Count(string(b), "request on /logger.") != 2 {
+		t.Errorf("a PUT without log_path moved the log:\n%s", b)
+	}
 }
 
 // TestOutputsOpenAtPut: PUT /logger and PUT /metrics open their files

@@ -20,11 +20,13 @@ import (
 // logger is the request log in force.
 func (s *Server) logger() *slog.Logger { return s.reqLog.Load() }
 
-// openLog opens l's log file for PUT /logger when l names one the server
-// does not hold yet; nil when there is nothing new to open. Called with
-// s.mu held (OpenOutput never blocks).
-func (s *Server) openLog(l *configs.Logger) (*os.File, error) {
-	if l.LogPath == "" || s.logFile != nil && s.logFile.Name() == l.LogPath {
+// openLog opens l's log file for PUT /logger when the body named it
+// (named: opened again, as Firecracker does, so a log moved aside is
+// started anew) or the server does not hold it yet (a logger from
+// --log-path that a PUT changes); nil when there is nothing to open.
+// Called with s.mu held (OpenOutput never blocks).
+func (s *Server) openLog(l *configs.Logger, named bool) (*os.File, error) {
+	if l.LogPath == "" || !named && s.logFile != nil && s.logFile.Name() == l.LogPath {
 		return nil, nil
 	}
 	f, err := s.open(l.LogPath)
