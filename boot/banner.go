@@ -22,19 +22,25 @@ const maxBannerCandidates = 64
 
 // ELFKernelRelease returns the release ("uname -r") of an ELF vmlinux from
 // its banner: the first "Linux version RELEASE (" in the file bytes of its
-// PT_LOAD segments (where .rodata lies; debug sections are never searched)
-// whose RELEASE starts with a digit and names a /lib/modules directory
-// (the check KernelRelease makes). Every error matches ErrInvalidKernel:
-// ErrBadELF and the others of ParseELF, or ErrNoKernelVersion.
+// PT_LOAD segments (where .rodata lies; debug sections are never searched),
+// in file order, whose RELEASE starts with a digit and names a
+// /lib/modules directory (the check KernelRelease makes). File bytes that
+// several segments share are searched once. Every error matches
+// ErrInvalidKernel: ErrBadELF and the others of ParseELF, or
+// ErrNoKernelVersion.
 func ELFKernelRelease(image []byte) (string, error) {
 	k, err := ParseELF(image)
 	if err != nil {
 		return "", err
 	}
-	seen := 0
+	var exts []extent
 	for _, s := range k.Segments {
-		// ParseELF checked [Offset, Offset+Filesz) lies in the file.
-		b := image[s.Offset : s.Offset+s.Filesz]
+		exts = append(exts, extent{Off: s.Offset, End: s.Offset + s.Filesz})
+	}
+	seen := 0
+	for _, e := range mergeExtents(exts) {
+		// ParseELF checked every segment's file range lies in the file.
+		b := image[e.Off:e.End]
 		for {
 			i := bytes.Index(b, bannerPrefix)
 			if i < 0 {

@@ -131,3 +131,27 @@ func FuzzELFKernelRelease(f *testing.F) {
 		}
 	})
 }
+
+// TestELFKernelReleaseSharedBytes: file bytes several PT_LOADs share are
+// searched once. 40 segments mapping the first segment's bytes, with two
+// decoys in them, do not count as 80 candidates (which ran past
+// maxBannerCandidates before the banner in the last segment, and let a
+// crafted ELF make the search read its file 64 times over).
+func TestELFKernelReleaseSharedBytes(t *testing.T) {
+	f := defaultELF()
+	code, data := f.phdrs[0], f.phdrs[1]
+	phdrs := []fakePhdr{code}
+	for i := range 40 {
+		c := code
+		c.paddr, c.memsz = 32<<20+uint64(i)*0x2000, c.filesz
+		phdrs = append(phdrs, c)
+	}
+	f.phdrs = append(phdrs, data)
+	delete(f.at, fakeNoteOff)
+	b := f.bytes()
+	copy(b[0x1100:], "Linux version x (y)\x00Linux version x (y)\x00")
+	copy(b[0x3010:], debianBanner)
+	if r, err := ELFKernelRelease(b); err != nil || r != "6.1.0-57-cloud-amd64" {
+		t.Errorf("%q, %v", r, err)
+	}
+}

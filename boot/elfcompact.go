@@ -170,6 +170,12 @@ func loadExtents(table []byte, size uint64) ([]extent, error) {
 			exts = append(exts, extent{Off: off, End: off + filesz})
 		}
 	}
+	return mergeExtents(exts), nil
+}
+
+// mergeExtents sorts exts by offset and merges overlapping or adjacent
+// ones, so that every file byte is in at most one.
+func mergeExtents(exts []extent) []extent {
 	slices.SortFunc(exts, func(a, b extent) int { return cmp.Compare(a.Off, b.Off) })
 	var merged []extent
 	for _, e := range exts {
@@ -179,7 +185,7 @@ func loadExtents(table []byte, size uint64) ([]extent, error) {
 		}
 		merged = append(merged, e)
 	}
-	return merged, nil
+	return merged
 }
 
 // hasFileBytes reports whether program header ph is a PT_LOAD or PT_NOTE
