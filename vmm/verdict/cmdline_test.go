@@ -52,7 +52,8 @@ func TestPrintkTime(t *testing.T) {
 
 // TestUnstampedConsole: with the kernel's timestamps off, a program's line
 // that starts with "[1.0] " does not switch the scanner to ignoring
-// unstamped lines, the kernel's oops after it among them. Without
+// unstamped lines, the kernel's oops after it among them; stamped lines
+// still count (a guest may turn stamps on at run time). Without
 // Limits.Unstamped the scanner cannot tell that console from a stamped
 // kernel's and ignores the oops (which is right when the kernel stamps).
 func TestUnstampedConsole(t *testing.T) {
@@ -60,18 +61,19 @@ func TestUnstampedConsole(t *testing.T) {
 		"[1.0] test 1 of 3\n" +
 		"BUG: kernel NULL pointer dereference, address: 0000000000000000\n" +
 		"Oops: 0000 [#1] SMP\n" +
-		"[2.0] WARNING: a program's line, not the kernel's\n" +
-		"progress ....[    5.1] BUG: a program's line too\n"
+		"[2.0] WARNING: CPU: 0 PID: 1 at x.c:1 f\n" +
+		"progress ....[    5.1] BUG: Bad page state\n"
 	s := NewScanner(Limits{Unstamped: true}, nil)
 	s.Write([]byte(log))
 	s.Flush()
 	got := s.Splats()
-	if len(got) != 1 || got[0].Kind != Oops || got[0].Line != 3 || got[0].Uptime != "" ||
-		got[0].Title != "BUG: kernel NULL pointer dereference, address: 0000000000000000" {
-		t.Fatalf("unstamped: %+v, want the one oops on line 3", got)
+	if len(got) != 3 || got[0].Kind != Oops || got[0].Line != 3 || got[0].Uptime != "" ||
+		got[0].Title != "BUG: kernel NULL pointer dereference, address: 0000000000000000" ||
+		got[1].Kind != Warn || got[1].Uptime != "2.0" || got[2].Kind != Bug || got[2].Uptime != "5.1" {
+		t.Fatalf("unstamped: %+v, want the oops on line 3, then the stamped warning and bug", got)
 	}
 	// Told from the console, the "[1.0]" line makes it stamped: the
-	// unstamped oops is ignored and the stamped lines count.
+	// unstamped oops is ignored, only the stamped lines count.
 	if got := kindsOf(scan(t, log)); !reflect.DeepEqual(got, []Kind{Warn, Bug}) {
 		t.Fatalf("stamps told from the console: %v, want the stamped warning and bug", got)
 	}

@@ -41,9 +41,10 @@ type Limits struct {
 	// line turns printk.time off (PrintkTime). Then every line counts,
 	// and one that starts with what looks like a timestamp (a program
 	// printing "[1.0] ...") does not switch the scanner to reading only
-	// stamped lines, which would ignore the kernel's own from there on.
-	// Without it the scanner tells from the console whether the kernel
-	// stamps its lines.
+	// stamped lines, which would ignore the kernel's own from there on;
+	// a stamped line still counts (the guest may turn stamps on). Without
+	// it the scanner tells from the console whether the kernel stamps its
+	// lines.
 	Unstamped bool
 }
 
@@ -72,7 +73,7 @@ func (l Limits) withDefaults() Limits {
 // continuing a program's unfinished line, read from that timestamp. A
 // kernel booted with printk.time=0 has no timestamps; then every line
 // counts, and the caller says so (Limits.Unstamped): a program's line that
-// starts with a timestamp must not switch the scanner.
+// starts with a timestamp must not switch the scanner to stamps.
 type Scanner struct {
 	lim     Limits
 	onSplat func(Splat)
@@ -188,16 +189,10 @@ func (s *Scanner) Seen() Set {
 // It is worked out once per full buffer.
 func (s *Scanner) keepsStart() bool {
 	if !s.fullKnown {
-		msg, _, stamped := s.stripPrefix(clean(s.line))
+		msg, _, stamped := stripPrefix(clean(s.line))
 		s.fullKeeps, s.fullKnown = stamped || !s.stamped && startsSplat(msg), true
 	}
 	return s.fullKeeps
-}
-
-// stripPrefix is stripPrefix for this console: with Limits.Unstamped a
-// line that starts with a timestamp is a program's, read as it is.
-func (s *Scanner) stripPrefix(line string) (msg, uptime string, stamped bool) {
-	return stripPrefix(line, !s.lim.Unstamped)
 }
 
 func startsSplat(msg string) bool {
@@ -211,17 +206,17 @@ func (s *Scanner) endLine() (Splat, bool) {
 	s.lineNo++
 	text := clean(s.line)
 	s.line, s.fullKnown = s.line[:0], false
-	msg, uptime, stamped := s.stripPrefix(text)
-	if !stamped && !s.lim.Unstamped && (s.stamped || !startsSplat(msg)) {
+	msg, uptime, stamped := stripPrefix(text)
+	if !stamped && (s.stamped || !startsSplat(msg)) {
 		// Before a timestamp was seen, only a splat's: a program's
 		// "[1.0]" must not switch a printk.time=0 log to stamps.
 		if m, u, ok := stampMidLine(text); ok && (s.stamped || startsSplat(m)) {
 			msg, uptime, stamped = m, u, true
 		}
 	}
-	if stamped {
-		s.stamped = true
-	} else if s.stamped {
+	if stamped && !s.lim.Unstamped {
+		s.stamped = true // never with Unstamped: every line stays the kernel's
+	} else if !stamped && s.stamped {
 		return Splat{}, false // not the kernel's line
 	}
 	msg = strings.TrimLeft(msg, " \t")
@@ -303,7 +298,7 @@ func (s *Scanner) add(text string) {
 func (s *Scanner) close() {
 	if sp := s.open; sp != nil {
 		for len(sp.Excerpt) > 1 {
-			msg, _, _ := s.stripPrefix(sp.Excerpt[len(sp.Excerpt)-1])
+			msg, _, _ := stripPrefix(sp.Excerpt[len(sp.Excerpt)-1])
 			if strings.TrimSpace(msg) != "" {
 				break
 			}
@@ -476,9 +471,8 @@ func skipEscape(b []byte, i int) int {
 // stripPrefix removes a syslog level ("<4>"), the printk timestamp
 // ("[   12.345678]") and a caller id ("[    T1]", "[    C0]") from a
 // console line. It returns the message, the timestamp's digits and whether
-// there was a timestamp. With times false the kernel prints none (the
-// caller id comes alone): what looks like one is left in the message.
-func stripPrefix(line string, times bool) (msg, uptime string, stamped bool) {
+// there was a timestamp. Without printk.time the caller id comes alone.
+func stripPrefix(line string) (msg, uptime string, stamped bool) {
 	msg = line
 	if len(msg) > 2 && msg[0] == '<' {
 		if j := strings.IndexByte(msg, '>'); j > 1 && j <= 4 && allDigits(msg[1:j]) {
@@ -494,7 +488,7 @@ func stripPrefix(line string, times bool) (msg, uptime string, stamped bool) {
 		return strings.TrimPrefix(rest, " "), "", false
 	}
 	secs, frac, dot := strings.Cut(inner, ".")
-	if !times || !dot || !allDigits(secs) || !allDigits(frac) || secs == "" || frac == "" {
+	if !dot || !allDigits(secs) || !allDigits(frac) || secs == "" || frac == "" {
 		return msg, "", false
 	}
 	uptime, msg = inner, rest
@@ -517,7 +511,7 @@ func stampMidLine(line string) (msg, uptime string, found bool) {
 		if line[i] != '[' && line[i] != '<' {
 			continue
 		}
-		if msg, uptime, ok := stripPrefix(line[i:], true); ok {
+		if msg, uptime, ok := stripPrefix(line[i:]); ok {
 			return msg, uptime, true
 		}
 	}
