@@ -245,6 +245,15 @@ func TestLoadErrors(t *testing.T) {
 			t.Errorf("%s: %v does not match ErrBootConfig", c.name, err)
 		}
 	}
+	// CheckKernel, with no guest memory yet, refuses a bzImage the RAM
+	// cannot hold just as Load does, and takes one it can.
+	lerr, cerr := loadErr(newMem(t, 20<<20), Config{Kernel: kernel}), CheckKernel(kernel, 20<<20, EntryAuto)
+	if lerr == nil || cerr == nil || cerr.Error() != lerr.Error() || !errors.Is(cerr, ErrNoFit) {
+		t.Errorf("bzImage in 20 MiB: CheckKernel %v, Load %v", cerr, lerr)
+	}
+	if err := CheckKernel(kernel, 24<<20, EntryAuto); err != nil {
+		t.Errorf("bzImage in 24 MiB: %v", err)
+	}
 	// The initrd that just fits.
 	if _, err := Load(m, Config{Kernel: kernel, Initrd: make([]byte, 40<<20)}); err != nil {
 		t.Errorf("40 MiB initrd in 64 MiB: %v", err)

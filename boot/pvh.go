@@ -110,22 +110,29 @@ func resolveEntry(want EntryPath, k *ELFKernel) (EntryPath, error) {
 }
 
 // CheckKernel checks the kernel file image (bzImage or ELF vmlinux, told
-// apart by the ELF magic) and the entry path for a guest of memSize bytes
-// of RAM, without any guest memory: what vmm.Config.Validate needs before
-// a VM resource exists. Load repeats every check.
+// apart by the ELF magic), that it fits a guest of memSize bytes of RAM,
+// and the entry path, without any guest memory: what vmm.Config.Validate
+// needs before a VM resource exists. Load repeats every check.
 func CheckKernel(image []byte, memSize uint64, entry EntryPath) error {
 	var k *ELFKernel
+	// Layout's first range always starts at 0: the low RAM.
+	lowEnd := mem.Layout(memSize)[0].End()
 	if IsELF(image) {
 		var err error
 		if k, err = ParseELF(image); err != nil {
 			return err
 		}
-		// Layout's first range always starts at 0: the low RAM.
-		if err := k.checkPlacement(mem.Layout(memSize)[0].End()); err != nil {
+		if err := k.checkPlacement(lowEnd); err != nil {
 			return err
 		}
-	} else if _, err := ParseSetupHeader(image); err != nil {
-		return err
+	} else {
+		h, err := ParseSetupHeader(image)
+		if err != nil {
+			return err
+		}
+		if _, err := placeBzImage(h, len(image), lowEnd); err != nil {
+			return err
+		}
 	}
 	_, err := resolveEntry(entry, k)
 	return err
