@@ -56,8 +56,10 @@
 //     in memory, so quiescing saves both positions, and GET_VRING_BASE
 //     replies avail | used<<16.
 //   - The device's virtio.Interrupt (irq.go): Signal writes 8 bytes to
-//     the ring's call fd (an eventfd, or the write end of UML's pipe)
-//     without allocating or locking; SignalConfig sends
+//     the ring's call fd (an eventfd, or UML's socket) without
+//     allocating, locking or blocking (a socket with MSG_DONTWAIT, which
+//     the frontend cannot turn off as it can the O_NONBLOCK of the file
+//     it shares: see "What a frontend can still do"); SignalConfig sends
 //     BACKEND_CONFIG_CHANGE_MSG on the backend channel if the frontend
 //     set one up; NeedsReset stops the device, every ring and writes the
 //     err fds, until the frontend restarts its rings. Completions an
@@ -91,11 +93,23 @@
 // device's engine recovers it the same way (virtio.Engine and its
 // irqGap do).
 //
+// A call or err fd that is an eventfd or a pipe is written with write(2),
+// non-blocking through the file's O_NONBLOCK, which the session sets but
+// the frontend, sharing the open file, can clear again (fcntl). A
+// frontend that does so and then fills the file (stops reading its pipe,
+// or writes 2^64-2 to its eventfd) makes the device's next notification
+// block in the kernel, where the Go runtime cannot stop it: that session
+// never ends, and the next garbage collection waits forever, freezing
+// the backend. No per-call non-blocking write exists for an eventfd
+// (pwritev2's RWF_NOWAIT is refused), and the backend's seccomp filter
+// allows none for a pipe. Sockets (UML's call fds and backend channel)
+// are written with MSG_DONTWAIT, which no file flag overrides.
+//
 // # Imports
 //
 // vhostuser imports virtio, virtio/queue, virtio/transport (its
-// interrupt errors), mem, internal/eventfd, internal/hostfile (the
-// socket), the standard library and golang.org/x/sys/unix.
+// interrupt errors), mem, internal/hostfile (the socket), the standard
+// library and golang.org/x/sys/unix.
 // It must not import kvm, vmm, any device package (the device comes in as
 // a virtio.Device) or net/*: the caller plugs the device and its backend
 // in. No cgo.

@@ -35,40 +35,41 @@ const (
 )
 
 // checkNotifyFD returns an error saying what fd is when it is not an
-// eventfd, an anonymous pipe or a unix socket.
-func checkNotifyFD(fd int) error {
+// eventfd, an anonymous pipe or a unix socket, and reports whether it is
+// a socket (see notifyFD).
+func checkNotifyFD(fd int) (sock bool, err error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("fstat: %w", err)
+		return false, fmt.Errorf("fstat: %w", err)
 	}
 	var fs unix.Statfs_t
 	if err := unix.Fstatfs(fd, &fs); err != nil {
-		return fmt.Errorf("fstatfs: %w", err)
+		return false, fmt.Errorf("fstatfs: %w", err)
 	}
 	switch {
 	case uint32(fs.Type) == pipeFSMagic && st.Mode&unix.S_IFMT == unix.S_IFIFO:
-		return nil
+		return false, nil
 	case uint32(fs.Type) == anonInodeFSMagic:
 		// Which anonymous inode: /proc says, when it is mounted (a jail
 		// may not have it; then any anonymous inode, none of which blocks
 		// a non-blocking writer, is taken).
 		if link, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err == nil && link != "anon_inode:[eventfd]" {
-			return fmt.Errorf("%s is not an eventfd, pipe or unix socket", link)
+			return false, fmt.Errorf("%s is not an eventfd, pipe or unix socket", link)
 		}
-		return nil
+		return false, nil
 	case st.Mode&unix.S_IFMT == unix.S_IFSOCK:
 		domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 		if err != nil {
-			return fmt.Errorf("socket domain: %w", err)
+			return false, fmt.Errorf("socket domain: %w", err)
 		}
 		if domain != unix.AF_UNIX {
-			return fmt.Errorf("a socket of family %d is not an eventfd, pipe or unix socket", domain)
+			return false, fmt.Errorf("a socket of family %d is not an eventfd, pipe or unix socket", domain)
 		}
-		return nil
+		return true, nil
 	}
 	kind := hostfile.Kind(st.Mode)
 	if st.Mode&unix.S_IFMT == unix.S_IFIFO {
 		kind = "a named FIFO" // anonymous pipes were accepted above
 	}
-	return fmt.Errorf("%s is not an eventfd, pipe or unix socket", kind)
+	return false, fmt.Errorf("%s is not an eventfd, pipe or unix socket", kind)
 }

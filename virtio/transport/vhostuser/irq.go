@@ -31,16 +31,16 @@ var _ virtio.Interrupt = (*activation)(nil)
 // (with NOFD it polls). It does not allocate and takes no lock: the fd is
 // read atomically, and a call fd replaced while the device runs is only
 // closed after the next device reset, so the number written to is never
-// a recycled one. A full pipe or saturated eventfd (EAGAIN) already
-// holds a pending notification. EPIPE means the frontend closed its read
-// end, which UML does when its driver drops the rings without telling
-// the backend: the device is then stopped.
+// a recycled one. A full pipe or socket or a saturated eventfd (EAGAIN)
+// already holds a pending notification. EPIPE means the frontend closed
+// its end, which UML does when its driver drops the rings without
+// telling the backend: the device is then stopped.
 //
-// The write is a raw write(2) (signalCall): the session made the fd
-// non-blocking when it took it, so the write never blocks, and it skips
-// the runtime's system-call bookkeeping, which wakes the runtime's sysmon
-// thread whenever the process was idle (issue 15's profiles: sysmon's
-// 20 µs polling after each wake-up was a fifth of net-backend's CPU).
+// The write is a raw system call (notifyFD.signal), which never blocks,
+// and skips the runtime's system-call bookkeeping, which wakes the
+// runtime's sysmon thread whenever the process was idle (issue 15's
+// profiles: sysmon's 20 µs polling after each wake-up was a fifth of
+// net-backend's CPU).
 func (a *activation) Signal(q int) error {
 	if a.dead.Load() {
 		return transport.ErrInactive
@@ -49,22 +49,69 @@ func (a *activation) Signal(q int) error {
 	if uint(q) >= uint(len(rings)) {
 		return transport.ErrQueueIndex
 	}
-	fd := int(rings[q].call.Load())
-	if fd < 0 {
-		return nil
-	}
-	err := signalCall(fd)
+	err := notifyFD(rings[q].call.Load()).signal()
 	if err == unix.EPIPE {
 		a.s.fault(a, "the frontend closed a call pipe (its driver dropped the rings)", q)
 	}
 	return err
 }
 
-// signalCall is eventfd.Signal through rawWrite8: EAGAIN (a full pipe, a
-// saturated eventfd) counts as signalled, EINTR is retried.
-func signalCall(fd int) error {
+// notifyFD is an fd the backend writes notifications to (a ring's call
+// or err fd, the backend channel) in one word, so that Signal reads it
+// with one atomic load: the fd, and sockBit when it is a unix socket;
+// noFD (-1) for none.
+//
+// A socket is written with send(MSG_DONTWAIT): non-blocking for that
+// call whatever the file's flags say. The O_NONBLOCK the session sets
+// when it takes an fd is a flag of the open file, which the frontend
+// shares (it passed a copy of its own descriptor) and can clear again
+// with fcntl; a raw write(2) that blocks on a full socket then holds its
+// thread in the kernel where the Go runtime cannot stop it, and the
+// next garbage collection waits for it forever: the whole backend
+// freezes. UML's call fds and backend channel are sockets. Pipes and
+// eventfds have no per-call non-blocking write that the backend's
+// seccomp filter allows (pwritev2's RWF_NOWAIT works for pipes, not for
+// eventfds), so they still rely on the shared flag.
+type notifyFD int64
+
+const (
+	sockBit notifyFD = 1 << 32
+	noFD    notifyFD = -1
+)
+
+func newNotifyFD(fd int, sock bool) notifyFD {
+	n := notifyFD(fd)
+	if sock {
+		n |= sockBit
+	}
+	return n
+}
+
+func (n notifyFD) valid() bool { return n >= 0 }
+func (n notifyFD) fd() int     { return int(n &^ sockBit) }
+
+// close closes the fd, if any.
+func (n notifyFD) close() {
+	if n.valid() {
+		unix.Close(n.fd())
+	}
+}
+
+// signal writes an 8-byte 1 to the fd without blocking (none: nothing):
+// EAGAIN (a full pipe or socket, a saturated eventfd) counts as
+// signalled, EINTR is retried.
+func (n notifyFD) signal() error {
+	if !n.valid() {
+		return nil
+	}
 	for {
-		switch errno := rawWrite8(fd); errno {
+		var errno unix.Errno
+		if n&sockBit != 0 {
+			errno = rawSend8(n.fd())
+		} else {
+			errno = rawWrite8(n.fd())
+		}
+		switch errno {
 		case 0, unix.EAGAIN:
 			return nil
 		case unix.EINTR:
@@ -109,44 +156,49 @@ func (a *activation) NeedsReset() error {
 }
 
 // backendChan is the backend-to-frontend channel of SET_BACKEND_REQ_FD
-// (a socket from QEMU, the write end of a pipe from UML). Messages go out
-// without NEED_REPLY, since a pipe cannot carry an answer.
+// (a socket from QEMU and UML, or the write end of a pipe). Messages go
+// out without NEED_REPLY, since a pipe cannot carry an answer.
 type backendChan struct {
 	mu sync.Mutex
-	fd int // -1: none
+	fd notifyFD
 }
 
 // errNoChannel reports a config change that could not be sent.
 var errNoChannel = errors.New("vhost-user: no backend channel for a config change")
 
-func (b *backendChan) set(fd int) {
+func (b *backendChan) set(fd notifyFD) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.fd >= 0 {
-		unix.Close(b.fd)
-	}
+	b.fd.close()
 	b.fd = fd
 }
 
-func (b *backendChan) close() { b.set(-1) }
+func (b *backendChan) close() { b.set(noFD) }
 
 func (b *backendChan) configChanged() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.fd < 0 {
+	if !b.fd.valid() {
 		return errNoChannel
 	}
 	var msg [HeaderSize]byte
 	putHeader(msg[:], header{Request: backendConfigChange, Flags: FlagVersion})
 	for {
-		n, err := unix.Write(b.fd, msg[:])
+		var n int
+		var err error
+		if b.fd&sockBit != 0 {
+			// Not blocking whatever the shared file's flags (see notifyFD).
+			n, err = unix.SendmsgN(b.fd.fd(), msg[:], nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		} else {
+			n, err = unix.Write(b.fd.fd(), msg[:])
+		}
 		if err == unix.EINTR {
 			continue
 		}
 		if err == nil && n != len(msg) {
 			// A torn message corrupts the stream; stop using it.
-			unix.Close(b.fd)
-			b.fd = -1
+			b.fd.close()
+			b.fd = noFD
 			return errNoChannel
 		}
 		return err

@@ -3,6 +3,7 @@ package vhostuser
 import (
 	"log/slog"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -69,6 +70,49 @@ func TestSignalFullPipe(t *testing.T) {
 		if err := a.Signal(0); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestConfigChangeSocketMadeBlocking: a backend channel socket whose
+// frontend stopped reading it and cleared the O_NONBLOCK the session set
+// (the flag belongs to the open file the frontend shares) fills up; the
+// next config-change message must fail at once (EAGAIN), not block the
+// device's goroutine that sends it under the channel's lock.
+func TestConfigChangeSocketMadeBlocking(t *testing.T) {
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sp[0])
+	fd, err := unix.Dup(sp[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(sp[1])
+	unix.SetNonblock(fd, true) // as takeNotifyFD does
+	a := signalSession(t, -1)
+	a.s.backend.set(newNotifyFD(fd, true))
+	defer a.s.backend.close()
+	for a.SignalConfig() == nil {
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, 0); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.SignalConfig() }()
+	select {
+	case err := <-done:
+		if err != unix.EAGAIN {
+			t.Fatalf("config change on a full channel: %v, want EAGAIN", err)
+		}
+	case <-time.After(5 * time.Second):
+		var junk [4096]byte
+		for { // unblock it so the test can end
+			if _, _, err := unix.Recvfrom(sp[0], junk[:], unix.MSG_DONTWAIT); err != nil {
+				break
+			}
+		}
+		t.Fatal("the config change blocked on the full channel")
 	}
 }
 

@@ -18,7 +18,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/flintvm/flint/internal/eventfd"
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/queue"
 )
@@ -34,13 +33,13 @@ type ring struct {
 	num     uint16 // SET_VRING_NUM; 0: not set (the maximum)
 	addr    vringAddr
 	addrSet bool
-	base    uint16   // next avail index (packed: avail position) to start from
-	used    uint16   // packed: next used position, if usedSet (else = base)
-	usedSet bool     // packed: used was given (SET_VRING_BASE's upper half) or saved
-	kick    *os.File // non-nil: the ring is started
-	enabled bool     // SET_VRING_ENABLE (matters with PROTOCOL_FEATURES)
-	call    atomic.Int64
-	errFD   int
+	base    uint16       // next avail index (packed: avail position) to start from
+	used    uint16       // packed: next used position, if usedSet (else = base)
+	usedSet bool         // packed: used was given (SET_VRING_BASE's upper half) or saved
+	kick    *os.File     // non-nil: the ring is started
+	enabled bool         // SET_VRING_ENABLE (matters with PROTOCOL_FEATURES)
+	call    atomic.Int64 // a notifyFD
+	errFD   notifyFD
 }
 
 // usedPos is a packed ring's next used position: the one SET_VRING_BASE
@@ -116,9 +115,7 @@ func (s *session) publishLeft(i int) {
 	r := &s.rings[i]
 	err := faultSafe("publishing a stopped ring", func() error {
 		if r.q.Publish() && r.q.NeedsInterrupt() {
-			if fd := int(r.call.Load()); fd >= 0 {
-				_ = signalCall(fd) // best effort: the ring is stopping
-			}
+			_ = notifyFD(r.call.Load()).signal() // best effort: the ring is stopping
 		}
 		return nil
 	})
@@ -342,9 +339,7 @@ func (s *session) fault(a *activation, reason string, q int) {
 			s.stopRing(i)
 		}
 		for i := range s.rings {
-			if fd := s.rings[i].errFD; fd >= 0 {
-				_ = eventfd.Signal(fd) // best effort: a full pipe already holds one
-			}
+			_ = s.rings[i].errFD.signal() // best effort
 		}
 	}()
 }

@@ -47,15 +47,15 @@ type session struct {
 func newSession(dev virtio.Device, log *slog.Logger, conn *msgConn) (*session, error) {
 	maxes := dev.QueueMaxSizes()
 	s := &session{dev: dev, log: log, conn: conn, rings: make([]ring, len(maxes))}
-	s.backend.fd = -1
+	s.backend.fd = noFD
 	for i, mx := range maxes {
 		q, err := queue.New(mx)
 		if err != nil {
 			return nil, fmt.Errorf("vhost-user: %v device queue %d: %w", dev.Type(), i, err)
 		}
 		r := &s.rings[i]
-		r.q, r.errFD = q, -1
-		r.call.Store(-1)
+		r.q, r.errFD = q, noFD
+		r.call.Store(int64(noFD))
 	}
 	return s, nil
 }
@@ -189,16 +189,11 @@ func (s *session) dispatch(m *message, mt mapped) error {
 		if s.protocol&(1<<ProtocolBackendReq) == 0 {
 			return errors.New("SET_BACKEND_REQ_FD without the BACKEND_REQ protocol feature")
 		}
-		fd := m.take(0)
-		if err := checkNotifyFD(fd); err != nil {
-			unix.Close(fd)
+		n, err := takeNotifyFD(m)
+		if err != nil {
 			return fmt.Errorf("SET_BACKEND_REQ_FD: %w", err)
 		}
-		if err := unix.SetNonblock(fd, true); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("SET_BACKEND_REQ_FD: %w", err)
-		}
-		s.backend.set(fd)
+		s.backend.set(n)
 		return nil
 	case ReqGetConfig, ReqSetConfig:
 		return s.config(m.hdr.Request, p)
@@ -362,39 +357,47 @@ func (s *session) vringFD(m *message) error {
 	if err != nil {
 		return fmt.Errorf("%v: %w", req, err)
 	}
-	fd := -1
+	n := noFD
 	if !v.NoFD {
-		fd = m.take(0)
-		if err := checkNotifyFD(fd); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("%v: ring %d: %w", req, v.Index, err)
-		}
-		if err := unix.SetNonblock(fd, true); err != nil {
-			unix.Close(fd)
+		if n, err = takeNotifyFD(m); err != nil {
 			return fmt.Errorf("%v: ring %d: %w", req, v.Index, err)
 		}
 	}
 	switch req {
 	case ReqSetVringKick:
-		if fd < 0 {
+		if !n.valid() {
 			return fmt.Errorf("SET_VRING_KICK: ring %d without an fd (polling) is not supported", v.Index)
 		}
 		if r.kick != nil {
 			s.stopRing(int(v.Index))
 		}
-		r.kick = os.NewFile(uintptr(fd), fmt.Sprintf("vhost-user-kick%d", v.Index))
+		r.kick = os.NewFile(uintptr(n.fd()), fmt.Sprintf("vhost-user-kick%d", v.Index))
 		return s.tryActivate()
 	case ReqSetVringCall:
-		if old := int(r.call.Swap(int64(fd))); old >= 0 {
-			return s.retireCall(old)
+		if old := notifyFD(r.call.Swap(int64(n))); old.valid() {
+			return s.retireCall(old.fd())
 		}
 	case ReqSetVringErr:
-		if r.errFD >= 0 {
-			unix.Close(r.errFD)
-		}
-		r.errFD = fd
+		r.errFD.close()
+		r.errFD = n
 	}
 	return nil
+}
+
+// takeNotifyFD takes m's fd as a call, err, kick or backend-channel fd:
+// an eventfd, pipe or unix socket (checkNotifyFD), made non-blocking.
+// On error the fd is closed.
+func takeNotifyFD(m *message) (notifyFD, error) {
+	fd := m.take(0)
+	sock, err := checkNotifyFD(fd)
+	if err == nil {
+		err = unix.SetNonblock(fd, true)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return noFD, err
+	}
+	return newNotifyFD(fd, sock), nil
 }
 
 func (s *session) config(req Request, p []byte) error {
@@ -436,13 +439,9 @@ func (s *session) end() {
 			r.kick.Close()
 			r.kick = nil
 		}
-		if fd := int(r.call.Swap(-1)); fd >= 0 {
-			unix.Close(fd)
-		}
-		if r.errFD >= 0 {
-			unix.Close(r.errFD)
-			r.errFD = -1
-		}
+		notifyFD(r.call.Swap(int64(noFD))).close()
+		r.errFD.close()
+		r.errFD = noFD
 		r.q.Reset()
 	}
 	s.backend.close()
