@@ -235,8 +235,8 @@ func ParseSetupHeader(image []byte) (*SetupHeader, error) {
 	}
 	if end := h.runAddress(KernelAddr) + uint64(h.InitSize); end > mem.MMIOHoleStart {
 		// No memory size helps: RAM at 0 never reaches past the hole.
-		return nil, kernelErr(ErrBadHeader, "kernel needs RAM up to %s (init_size %s at %#x), past %#x where the MMIO hole starts",
-			mib(end), mib(uint64(h.InitSize)), h.runAddress(KernelAddr), uint64(mem.MMIOHoleStart))
+		return nil, kernelErr(ErrBadHeader, "init_size %s at run address %#x needs RAM up to %s, past %#x where the MMIO hole starts",
+			mib(uint64(h.InitSize)), h.runAddress(KernelAddr), mib(end), uint64(mem.MMIOHoleStart))
 	}
 	if !h.Relocatable && h.PrefAddress != 0 && h.PrefAddress < KernelAddr {
 		// It would decompress itself over the zero page, command line,

@@ -112,7 +112,7 @@ func TestParseSetupHeaderErrors(t *testing.T) {
 		{"init_size", mod(func(k *fakeKernel) { k.initSize = 0 }), ErrBadHeader, "init_size is 0"},
 		{"pref", mod(func(k *fakeKernel) { k.pref = 1 << 60 }), ErrBadHeader, "pref_address"},
 		{"initrd max", mod(func(k *fakeKernel) { k.initrdMax = 0x1000 }), ErrBadHeader, "initrd_addr_max"},
-		{"past the hole", mod(func(k *fakeKernel) { k.pref = 0xbfc00000 }), ErrBadHeader, "kernel needs RAM up to 3076 MiB (init_size 8 MiB at 0xbfc00000), past 0xc0000000"},
+		{"past the hole", mod(func(k *fakeKernel) { k.pref = 0xbfc00000 }), ErrBadHeader, "init_size 8 MiB at run address 0xbfc00000 needs RAM up to 3076 MiB, past 0xc0000000"},
 		{"init_size past the hole", mod(func(k *fakeKernel) { k.initSize = 0xffffffff }), ErrBadHeader, "past 0xc0000000 where the MMIO hole starts"},
 		{"fixed below 1 MiB", mod(func(k *fakeKernel) { k.relocatable, k.pref = 0, 0x7000 }), ErrBadHeader, "not relocatable and runs at pref_address 0x7000, below 1 MiB"},
 	}
