@@ -349,7 +349,7 @@ func newLogger(l *configs.Logger, levelFlag, src string) (*slog.Logger, *vmm.Out
 	case levelFlag != "":
 		level, err = parseLevel(levelFlag)
 	case l != nil:
-		level = firecrackerLevel(l.Level)
+		level = l.SlogLevel()
 	default:
 		level = slog.LevelWarn
 	}
@@ -367,33 +367,7 @@ func newLogger(l *configs.Logger, levelFlag, src string) (*slog.Logger, *vmm.Out
 		}
 		w = lf
 	}
-	opts := &slog.HandlerOptions{Level: level, AddSource: l.ShowLogOrigin}
-	if !l.ShowLevel {
-		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.LevelKey {
-				return slog.Attr{}
-			}
-			return a
-		}
-	}
-	return slog.New(slog.NewTextHandler(w, opts)), lf, nil
-}
-
-// firecrackerLevel maps a logger.level (validated by configs) to slog:
-// none is Info (Firecracker's default level), Trace is Debug, Off is above
-// every level.
-func firecrackerLevel(s string) slog.Level {
-	switch strings.ToLower(s) {
-	case "error":
-		return slog.LevelError
-	case "warning", "warn":
-		return slog.LevelWarn
-	case "", "info":
-		return slog.LevelInfo
-	case "debug", "trace":
-		return slog.LevelDebug
-	}
-	return slog.LevelError + 100 // Off
+	return slog.New(l.Handler(w, level)), lf, nil
 }
 
 // vmExitCode reports a vmm.New failure: exit code 2 for the user's input,

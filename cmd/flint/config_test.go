@@ -309,11 +309,11 @@ func TestLoggerFromConfig(t *testing.T) {
 	if b, _ := os.ReadFile(other); !strings.Contains(string(b), "info line") || strings.Contains(string(b), "debug line") {
 		t.Fatalf("log without a level %q", b)
 	}
-	if lv := firecrackerLevel(""); lv != slog.LevelInfo {
-		t.Fatalf("firecrackerLevel(\"\") = %v, want INFO", lv)
+	if lv := (&configs.Logger{}).SlogLevel(); lv != slog.LevelInfo {
+		t.Fatalf("SlogLevel of no level = %v, want INFO", lv)
 	}
-	if lv := firecrackerLevel("Warn"); lv != slog.LevelWarn { // Firecracker's GET /vm/config spelling
-		t.Fatalf("firecrackerLevel(\"Warn\") = %v, want WARN", lv)
+	if lv := (&configs.Logger{Level: "Warn"}).SlogLevel(); lv != slog.LevelWarn { // Firecracker's GET /vm/config spelling
+		t.Fatalf("SlogLevel of \"Warn\" = %v, want WARN", lv)
 	}
 }
 

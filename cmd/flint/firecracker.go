@@ -195,7 +195,7 @@ func (a *app) runFirecracker(c *cli.Context, launch launcher) error {
 				return usagef("firecracker: --log-path: %s", fileError(f.logger.LogPath, err))
 			}
 			outputs = append(outputs, lf)
-			reqLog = slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: firecrackerLevel(f.logger.Level)}))
+			reqLog = slog.New(f.logger.Handler(lf, f.logger.SlogLevel()))
 		}
 	}
 	if f.metricsPath != "" {
