@@ -27,8 +27,16 @@ import (
 // states and the index against the blocks read.
 
 // maxXZDict bounds an xz block's LZMA2 dictionary: 64 MiB is xz -9's, the
-// largest preset (the kernel's own module compression uses 1 MiB).
-const maxXZDict = 64 << 20
+// largest preset (the kernel's own module compression uses 1 MiB). Each
+// block has a dictionary of its own, so the dictionaries of one file are
+// bounded too, by maxXZDictTotal: a file of many tiny blocks each asking
+// for 64 MiB would otherwise allocate 64 MiB per 24 bytes it holds. xz
+// -T's blocks are three dictionaries long, so a module of at most
+// MaxModuleSize bytes never needs more.
+const (
+	maxXZDict      = 64 << 20
+	maxXZDictTotal = MaxModuleSize
+)
 
 var (
 	xzHeaderMagic = []byte{0xfd, '7', 'z', 'X', 'Z', 0}
@@ -46,6 +54,8 @@ type xzReader struct {
 	check   byte
 	blocks  uint64
 	records hash.Hash32
+	// dicts is the size of the dictionaries allocated so far.
+	dicts int64
 	// The current block (lz nil between blocks): where its header
 	// started, its header's stated sizes (-1: not given), the
 	// uncompressed bytes so far and their check.
@@ -194,11 +204,15 @@ func (x *xzReader) next() error {
 	if err != nil {
 		return err
 	}
+	dict = max(dict, lzma.MinDictCap)
 	if dict > maxXZDict {
 		return xzErr("a block asks for a %d MiB LZMA2 dictionary, at most %d MiB", dict>>20, maxXZDict>>20)
 	}
+	if x.dicts += dict; x.dicts > maxXZDictTotal {
+		return xzErr("the blocks ask for more than %d MiB of LZMA2 dictionaries in all", maxXZDictTotal>>20)
+	}
 	x.dataStart, x.uncomp, x.sum = x.r.n, 0, newCheck(x.check)
-	if x.lz, err = (lzma.Reader2Config{DictCap: int(max(dict, lzma.MinDictCap))}).NewReader2(x.r); err != nil {
+	if x.lz, err = (lzma.Reader2Config{DictCap: int(dict)}).NewReader2(x.r); err != nil {
 		return xzErr("LZMA2: %v", err)
 	}
 	return nil

@@ -159,3 +159,46 @@ func TestXZReaderErrors(t *testing.T) {
 		}
 	}
 }
+
+// xzBlocks builds an xz stream (no check) of n blocks, each asking for
+// dictionary size code and holding one stored byte 'x'.
+func xzBlocks(n int, code byte) []byte {
+	le := binary.LittleEndian
+	b := append([]byte(nil), xzHeaderMagic...)
+	b = append(b, 0, 0)
+	b = le.AppendUint32(b, crc32.ChecksumIEEE([]byte{0, 0}))
+	for range n {
+		h := []byte{2, 0, 0x21, 1, code, 0, 0, 0}
+		b = le.AppendUint32(append(b, h...), crc32.ChecksumIEEE(h))
+		b = append(b, 1, 0, 0, 'x', 0, 0, 0, 0) // stored chunk, end, padding
+	}
+	idx := binary.AppendUvarint([]byte{0}, uint64(n))
+	for range n {
+		idx = append(idx, 17, 1) // unpadded size, uncompressed size
+	}
+	idx = append(idx, make([]byte, -len(idx)&3)...)
+	idx = le.AppendUint32(idx, crc32.ChecksumIEEE(idx))
+	foot := le.AppendUint32(nil, uint32(len(idx)/4-1))
+	foot = append(foot, 0, 0)
+	b = append(append(b, idx...), le.AppendUint32(nil, crc32.ChecksumIEEE(foot))...)
+	return append(append(b, foot...), 'Y', 'Z')
+}
+
+// TestXZDictionaryTotal: many blocks each asking for a large dictionary
+// cannot make the reader allocate one after the other without end: the
+// dictionaries of one file total at most MaxModuleSize.
+func TestXZDictionaryTotal(t *testing.T) {
+	if got, err := xzDecode(xzBlocks(100, 16)); err != nil || string(got) != strings.Repeat("x", 100) {
+		t.Fatalf("100 blocks of 1 MiB dictionaries: %q, %v", got, err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := xzDecode(xzBlocks(100, 28))
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "LZMA2 dictionaries") {
+		t.Errorf("100 blocks of 64 MiB dictionaries: %v", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > MaxModuleSize+16<<20 {
+		t.Errorf("100 blocks of 64 MiB dictionaries: allocated %d MiB", grew>>20)
+	}
+}
