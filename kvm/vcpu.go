@@ -34,6 +34,14 @@ const (
 	ExitIntr          ExitReason = 10
 	ExitInternalError ExitReason = 17
 	ExitSystemEvent   ExitReason = 24
+
+	// ExitAgain is no kvm_run exit reason: Run returns it when KVM_RUN
+	// failed with EAGAIN, as it does for a vCPU still waiting for INIT and
+	// SIPI (an application processor the guest has not started) each time
+	// something wakes it. An event such a vCPU cannot take (an NMI sent to
+	// it) stays pending and wakes it again at once, so KVM_RUN keeps
+	// returning EAGAIN without blocking until the guest starts it.
+	ExitAgain ExitReason = 1<<32 - 1
 )
 
 var exitNames = map[ExitReason]string{
@@ -44,6 +52,9 @@ var exitNames = map[ExitReason]string{
 }
 
 func (r ExitReason) String() string {
+	if r == ExitAgain {
+		return "KVM_RUN EAGAIN"
+	}
 	if n, ok := exitNames[r]; ok {
 		return "KVM_EXIT_" + n
 	}
@@ -113,12 +124,16 @@ func (v *VCPU) Kick() {
 func (v *VCPU) ClearKick() { setImmediateExit(v.run, false) }
 
 // Run enters the guest until the next exit. An interrupted KVM_RUN (Kick,
-// or any signal) returns ExitIntr and a nil error; the caller decides
-// whether to stop or to run again.
+// or any signal) returns ExitIntr and a nil error, one that failed with
+// EAGAIN ExitAgain and a nil error; the caller decides whether to stop or
+// to run again.
 func (v *VCPU) Run() (ExitReason, error) {
 	if err := runIoctl(v.fd); err != nil {
-		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+		switch {
+		case errors.Is(err, unix.EINTR):
 			return ExitIntr, nil
+		case errors.Is(err, unix.EAGAIN):
+			return ExitAgain, nil
 		}
 		return 0, fmt.Errorf("KVM_RUN on vCPU %d: %w", v.id, err)
 	}

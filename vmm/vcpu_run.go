@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/flintvm/flint/kvm"
 )
@@ -14,7 +15,29 @@ import (
 // counters on separate cache lines.
 type vcpuExitCounts struct {
 	io, mmio, intr, other atomic.Uint64
-	_                     [32]byte
+	again                 atomic.Uint64 // KVM_RUN failed with EAGAIN (kvm.ExitAgain)
+	_                     [24]byte
+}
+
+// An application processor the guest has not started returns from KVM_RUN
+// with EAGAIN at once, again and again, while an event it cannot take (an
+// NMI IPI) is pending: its run loop would spin a host core until the guest
+// starts it, maybe never. After againFree such returns in a row, the loop
+// waits before the next KVM_RUN, a step longer each time up to againMaxWait
+// (an INIT and SIPI then start the AP at most that late); a stop ends the
+// wait.
+const (
+	againFree    = 16
+	againStep    = 100 * time.Microsecond
+	againMaxWait = 10 * time.Millisecond
+)
+
+// againWait is how long to wait after the n-th EAGAIN in a row.
+func againWait(n int) time.Duration {
+	if n <= againFree {
+		return 0
+	}
+	return min(time.Duration(n-againFree)*againStep, againMaxWait)
 }
 
 // runVCPU runs one vCPU on its own locked OS thread until the machine stops
@@ -28,8 +51,10 @@ func (m *Machine) runVCPU(v *kvm.VCPU) {
 	defer v.BindThread(false)
 	counts := &m.exits[v.ID()]
 	defer func() {
-		m.log.Debug("vCPU stopped", "vcpu", v.ID(), "io_exits", counts.io.Load(), "mmio_exits", counts.mmio.Load(), "intr_exits", counts.intr.Load())
+		m.log.Debug("vCPU stopped", "vcpu", v.ID(), "io_exits", counts.io.Load(), "mmio_exits", counts.mmio.Load(),
+			"intr_exits", counts.intr.Load(), "eagain", counts.again.Load())
 	}()
+	again := 0 // EAGAIN returns in a row
 	for {
 		if m.stopping.Load() {
 			return
@@ -39,7 +64,21 @@ func (m *Machine) runVCPU(v *kvm.VCPU) {
 			m.stop(stopError, err)
 			return
 		}
+		if reason != kvm.ExitAgain && reason != kvm.ExitIntr {
+			again = 0
+		}
 		switch reason {
+		case kvm.ExitAgain:
+			counts.again.Add(1)
+			again++
+			if d := againWait(again); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-m.stopped:
+					t.Stop()
+				}
+			}
 		case kvm.ExitIO:
 			counts.io.Add(1)
 			if err := m.handleIO(v); err != nil {

@@ -1,0 +1,62 @@
+package vmm
+
+import (
+	"testing"
+	"time"
+
+	"github.com/flintvm/flint/vmm/vmmtest"
+)
+
+// nmiToAP1 sends an NMI IPI to APIC id 1 through the xAPIC's ICR, then
+// spins.
+var nmiToAP1 = vmmtest.Program{
+	0xb8, 0x10, 0x03, 0xe0, 0xfe, // mov eax, 0xfee00310 (ICR high)
+	0xc7, 0x00, 0x00, 0x00, 0x00, 0x01, // mov dword [rax], 1 << 24: APIC id 1
+	0xb8, 0x00, 0x03, 0xe0, 0xfe, // mov eax, 0xfee00300 (ICR low)
+	0xc7, 0x00, 0x00, 0x04, 0x00, 0x00, // mov dword [rax], 0x400: delivery mode NMI
+	0xeb, 0xfe, // jmp $
+}
+
+// TestNMIToUnstartedAPDoesNotSpin: an NMI sent to an application processor
+// the guest never started stays pending, and KVM_RUN on that vCPU returns
+// EAGAIN at once, every time. The run loop used to call it again at once:
+// one IPI made the vCPU's thread spin a host core (some 60000 KVM_RUNs a
+// second on this project's PVM host) for as long as the VM ran. It now
+// backs off; a stop still ends the VM at once.
+func TestNMIToUnstartedAPDoesNotSpin(t *testing.T) {
+	needKVM(t)
+	m, err := New(Config{Kernel: vmmtest.BzImage(nmiToAP1), CPUs: 2, MemoryMiB: 64, Console: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	done := make(chan Result, 1)
+	go func() { done <- m.Run() }()
+	time.Sleep(time.Second)
+	n := m.exits[1].again.Load()
+	stopAt := time.Now()
+	m.Stop()
+	select {
+	case res := <-done:
+		if res.Reason != stopUser {
+			t.Fatalf("stopped with %v (%v)", res.Reason, res.Err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not end Run")
+	}
+	if d := time.Since(stopAt); d > 2*time.Second {
+		t.Errorf("the stop took %v", d)
+	}
+	t.Logf("vCPU 1: %d KVM_RUN EAGAIN returns in the first second", n)
+	if n > 1000 {
+		t.Errorf("vCPU 1 returned EAGAIN %d times in a second: its thread spins", n)
+	}
+}
+
+func TestAgainWait(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: 0, againFree: 0, againFree + 1: againStep, againFree + 1000: againMaxWait} {
+		if got := againWait(n); got != want {
+			t.Errorf("againWait(%d) = %v, want %v", n, got, want)
+		}
+	}
+}
