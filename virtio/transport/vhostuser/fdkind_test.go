@@ -57,9 +57,9 @@ func notifyFile(t *testing.T, kind string) int {
 
 // TestNotifyFDKinds (issue 13 finding 4): call, err and backend-channel
 // fds are written by the backend, so they must be eventfds, anonymous
-// pipes or unix sockets (UML's socketpairs), like kick fds: a
-// regular file, directory, device node or named FIFO ends the connection
-// with the reason logged.
+// pipes or unix sockets (UML's socketpairs), and kick fds eventfds: a
+// regular file, directory, device node or named FIFO, and a pipe or
+// socket as a kick, ends the connection with the reason logged.
 func TestNotifyFDKinds(t *testing.T) {
 	h := newHarness(t)
 	reasons := map[string]string{
@@ -94,6 +94,17 @@ func TestNotifyFDKinds(t *testing.T) {
 			})
 		}
 		for _, kind := range []string{"eventfd", "pipe", "socket"} {
+			if req == "SET_VRING_KICK" && kind != "eventfd" {
+				t.Run(req+"/"+kind+"/refused", func(t *testing.T) {
+					f := dialIn(t, h)
+					if err := send(t, f, notifyFile(t, kind)); err != nil {
+						t.Fatal(err)
+					}
+					expectClosed(t, f)
+					h.log.waitLog(t, req+": ring 0: a "+map[string]string{"pipe": "pipe", "socket": "unix socket"}[kind]+" is not an eventfd: kick fds must be")
+				})
+				continue
+			}
 			t.Run(req+"/"+kind+"/accepted", func(t *testing.T) {
 				f := dialIn(t, h)
 				if err := send(t, f, notifyFile(t, kind)); err != nil {

@@ -189,7 +189,7 @@ func (s *session) dispatch(m *message, mt mapped) error {
 		if s.protocol&(1<<ProtocolBackendReq) == 0 {
 			return errors.New("SET_BACKEND_REQ_FD without the BACKEND_REQ protocol feature")
 		}
-		n, err := takeNotifyFD(m)
+		n, err := takeNotifyFD(m, false)
 		if err != nil {
 			return fmt.Errorf("SET_BACKEND_REQ_FD: %w", err)
 		}
@@ -359,7 +359,7 @@ func (s *session) vringFD(m *message) error {
 	}
 	n := noFD
 	if !v.NoFD {
-		if n, err = takeNotifyFD(m); err != nil {
+		if n, err = takeNotifyFD(m, req == ReqSetVringKick); err != nil {
 			return fmt.Errorf("%v: ring %d: %w", req, v.Index, err)
 		}
 	}
@@ -385,11 +385,19 @@ func (s *session) vringFD(m *message) error {
 }
 
 // takeNotifyFD takes m's fd as a call, err, kick or backend-channel fd:
-// an eventfd, pipe or unix socket (checkNotifyFD), made non-blocking.
-// On error the fd is closed.
-func takeNotifyFD(m *message) (notifyFD, error) {
+// an eventfd, pipe or unix socket (checkNotifyFD), made non-blocking. A
+// kick fd must be an eventfd (the spec's kind, QEMU's and UML's): the
+// device's engine reads a pipe or socket, and a frontend that clears the
+// O_NONBLOCK of the file it shares makes that read block where neither
+// the device's reset nor the runtime can stop it (the whole backend
+// freezes at the next garbage collection), while an eventfd kick is
+// never read (virtio's kickReader). On error the fd is closed.
+func takeNotifyFD(m *message, kick bool) (notifyFD, error) {
 	fd := m.take(0)
-	sock, err := checkNotifyFD(fd)
+	kind, err := checkNotifyFD(fd)
+	if err == nil && kick && kind != kindEventfd {
+		err = fmt.Errorf("%v is not an eventfd: kick fds must be", kind)
+	}
 	if err == nil {
 		err = unix.SetNonblock(fd, true)
 	}
@@ -397,7 +405,7 @@ func takeNotifyFD(m *message) (notifyFD, error) {
 		unix.Close(fd)
 		return noFD, err
 	}
-	return newNotifyFD(fd, sock), nil
+	return newNotifyFD(fd, kind == kindSocket), nil
 }
 
 func (s *session) config(req Request, p []byte) error {
