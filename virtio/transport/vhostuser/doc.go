@@ -11,10 +11,10 @@
 //     request before it is read (MaxPayload bounds every read), and up
 //     to MaxFDs SCM_RIGHTS descriptors per message, received close-on-exec.
 //     Each request must carry exactly the fds it needs; fds the backend
-//     does not keep are closed. Kick, call, err and backend-channel
-//     fds must be eventfds, anonymous pipes or unix sockets (fdkind.go):
-//     never a file, device or named FIFO the backend would write into or
-//     block on.
+//     does not keep are closed. Call, err and backend-channel fds must
+//     be eventfds, anonymous pipes or unix sockets, and kick fds
+//     eventfds (fdkind.go): never a file, device or named FIFO the
+//     backend would write into or block on.
 //   - The session (session.go): features (the device's, plus
 //     VHOST_USER_F_PROTOCOL_FEATURES), the protocol features it offers
 //     (MQ, REPLY_ACK, BACKEND_REQ, CONFIG), the memory table, the
@@ -103,7 +103,11 @@
 // the backend. No per-call non-blocking write exists for an eventfd
 // (pwritev2's RWF_NOWAIT is refused), and the backend's seccomp filter
 // allows none for a pipe. Sockets (UML's call fds and backend channel)
-// are written with MSG_DONTWAIT, which no file flag overrides.
+// are written with MSG_DONTWAIT, which no file flag overrides. Kicks are
+// eventfds, which the engine does not read, unless their O_NONBLOCK was
+// already cleared when the engine bound the kick (virtio's kickReader
+// then reads the file blocking, and a frontend that never kicks again
+// keeps the device's reset, and so the session's end, waiting).
 //
 // # Imports
 //
