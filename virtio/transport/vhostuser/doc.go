@@ -112,8 +112,8 @@
 // # Imports
 //
 // vhostuser imports virtio, virtio/queue, virtio/transport (its
-// interrupt errors), mem, internal/hostfile (the socket), the standard
-// library and golang.org/x/sys/unix.
+// interrupt errors), mem, internal/eventfd, internal/hostfile (the
+// socket), the standard library and golang.org/x/sys/unix.
 // It must not import kvm, vmm, any device package (the device comes in as
 // a virtio.Device) or net/*: the caller plugs the device and its backend
 // in. No cgo.

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/flintvm/flint/internal/eventfd"
 	"github.com/flintvm/flint/virtio"
 	"github.com/flintvm/flint/virtio/transport"
 )
@@ -95,6 +96,20 @@ func (n notifyFD) close() {
 	if n.valid() {
 		unix.Close(n.fd())
 	}
+}
+
+// signalRare is signal for an fd written rarely (an err fd, once per
+// fault): a socket the same way, anything else through eventfd.Signal,
+// an ordinary system call, so that a frontend that made its file
+// blocking and full holds only the calling goroutine, not the runtime.
+func (n notifyFD) signalRare() error {
+	if n&sockBit != 0 {
+		return n.signal()
+	}
+	if !n.valid() {
+		return nil
+	}
+	return eventfd.Signal(n.fd())
 }
 
 // signal writes an 8-byte 1 to the fd without blocking (none: nothing):

@@ -339,7 +339,7 @@ func (s *session) fault(a *activation, reason string, q int) {
 			s.stopRing(i)
 		}
 		for i := range s.rings {
-			_ = s.rings[i].errFD.signal() // best effort
+			_ = s.rings[i].errFD.signalRare() // best effort
 		}
 	}()
 }
