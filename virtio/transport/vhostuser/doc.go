@@ -97,10 +97,11 @@
 // non-blocking through the file's O_NONBLOCK, which the session sets but
 // the frontend, sharing the open file, can clear again (fcntl). A
 // frontend that does so and then fills the file (stops reading its pipe,
-// or writes 2^64-2 to its eventfd) makes the device's next notification
-// block in the kernel, where the Go runtime cannot stop it: that session
-// never ends, and the next garbage collection waits forever, freezing
-// the backend. No per-call non-blocking write exists for an eventfd
+// or writes 2^64-2 to its eventfd) makes the next write block: for an
+// err fd an ordinary system call, which holds the goroutine stopping the
+// device and with it the session's end; for a call fd a raw one, in the
+// kernel where the Go runtime cannot stop it either, so the next garbage
+// collection waits forever and the backend freezes. No per-call non-blocking write exists for an eventfd
 // (pwritev2's RWF_NOWAIT is refused), and the backend's seccomp filter
 // allows none for a pipe. Sockets (UML's call fds and backend channel)
 // are written with MSG_DONTWAIT, which no file flag overrides. Kicks are
