@@ -26,7 +26,7 @@ func xzDecode(b []byte) ([]byte, error) {
 }
 
 // xzLib compresses data with ulikunitz/xz's writer.
-func xzLib(t *testing.T, c xz.WriterConfig, data []byte) []byte {
+func xzLib(t testing.TB, c xz.WriterConfig, data []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w, err := c.NewWriter(&buf)
@@ -201,4 +201,30 @@ func TestXZDictionaryTotal(t *testing.T) {
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > MaxModuleSize+16<<20 {
 		t.Errorf("100 blocks of 64 MiB dictionaries: allocated %d MiB", grew>>20)
 	}
+}
+
+// FuzzXZReader: what xzReader decodes, ulikunitz/xz's reader decodes to
+// the same bytes (run only then: it would allocate any dictionary asked
+// for), so the container checks are no weaker than the library's.
+func FuzzXZReader(f *testing.F) {
+	f.Add(xzBlocks(3, 16))
+	f.Add(xzLib(f, xz.WriterConfig{CheckSum: xz.CRC32, BlockSize: 16}, []byte("0123456789abcdefghijklmnopqrstuvwxyz")))
+	f.Add(xzLib(f, xz.WriterConfig{CheckSum: xz.SHA256}, bytes.Repeat([]byte("ab"), 100)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := xzDecode(b)
+		if err != nil {
+			if !errors.Is(err, errXZ) {
+				t.Fatalf("error %v does not match errXZ", err)
+			}
+			return
+		}
+		r, err := xz.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("xzReader decoded %d bytes, ulikunitz/xz refuses the file: %v", len(got), err)
+		}
+		want, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("xzReader decoded %d bytes, ulikunitz/xz %d: %v", len(got), len(want), err)
+		}
+	})
 }
