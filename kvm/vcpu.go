@@ -68,6 +68,30 @@ const (
 	SystemEventCrash    = 3
 )
 
+// SystemEventName names a KVM_EXIT_SYSTEM_EVENT type (KVM_SYSTEM_EVENT_*).
+func SystemEventName(ev uint32) string {
+	names := [...]string{1: "shutdown", 2: "reset", 3: "crash", 4: "wakeup", 5: "suspend", 6: "SEV termination", 7: "TDX fatal error"}
+	if int(ev) < len(names) && names[ev] != "" {
+		return names[ev]
+	}
+	return fmt.Sprintf("type %d", ev)
+}
+
+// InternalErrorName says what a KVM_EXIT_INTERNAL_ERROR suberror
+// (KVM_INTERNAL_ERROR_*) means.
+func InternalErrorName(sub uint32) string {
+	names := [...]string{
+		1: "emulation failure: KVM could not emulate the guest's instruction",
+		2: "simultaneous exceptions",
+		3: "an exit during event delivery",
+		4: "an exit reason KVM does not handle",
+	}
+	if int(sub) < len(names) && names[sub] != "" {
+		return names[sub]
+	}
+	return "unknown suberror"
+}
+
 // VCPU is one virtual CPU. Run and the register accessors must be called from
 // the one OS thread that runs it (LockOSThread); Kick may be called from any
 // goroutine.

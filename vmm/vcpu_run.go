@@ -115,14 +115,15 @@ func (m *Machine) runVCPU(v *kvm.VCPU) {
 			case kvm.SystemEventReset:
 				m.stop(stopReset, nil)
 			default:
-				m.stop(stopError, fmt.Errorf("vCPU %d: guest system event %d (crash)", v.ID(), ev))
+				m.stop(stopError, fmt.Errorf("vCPU %d: guest system event %d (%s)", v.ID(), ev, kvm.SystemEventName(ev)))
 			}
 			return
 		case kvm.ExitFailEntry:
 			m.stop(stopError, fmt.Errorf("vCPU %d: KVM_EXIT_FAIL_ENTRY, hardware reason %#x", v.ID(), v.FailEntry()))
 			return
 		case kvm.ExitInternalError:
-			m.stop(stopError, fmt.Errorf("vCPU %d: KVM_EXIT_INTERNAL_ERROR, suberror %d", v.ID(), v.InternalError()))
+			sub := v.InternalError()
+			m.stop(stopError, fmt.Errorf("vCPU %d: KVM_EXIT_INTERNAL_ERROR, suberror %d (%s)", v.ID(), sub, kvm.InternalErrorName(sub)))
 			return
 		default:
 			counts.other.Add(1)

@@ -60,3 +60,17 @@ func TestAgainWait(t *testing.T) {
 		}
 	}
 }
+
+// TestEmulationFailureNamesIt: an x87 load from MMIO, which KVM does not
+// emulate, ends the VM with one line that says what the suberror means.
+func TestEmulationFailureNamesIt(t *testing.T) {
+	prog := vmmtest.Program{0xb8, 0x00, 0x00, 0x00, 0xd0, 0xd9, 0x00} // mov eax, 0xd0000000; fld dword [rax]
+	res, _ := bootTiny(t, vmmtest.Concat(prog, vmmtest.ResetViaI8042), nil)
+	if res.Reason != stopError {
+		t.Skipf("this KVM handled fld from MMIO without an internal error (the VM stopped with %v)", res.Reason)
+	}
+	const want = "vCPU 0: KVM_EXIT_INTERNAL_ERROR, suberror 1 (emulation failure: KVM could not emulate the guest's instruction)"
+	if res.Err == nil || res.Err.Error() != want || res.ExitCode() != ExitVMMErr {
+		t.Fatalf("error %v (exit code %d), want %q (exit code %d)", res.Err, res.ExitCode(), want, ExitVMMErr)
+	}
+}
