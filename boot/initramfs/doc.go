@@ -15,7 +15,9 @@
 //     uninstalled build, its modules.order, modules.builtin and .config) and
 //     kernel configuration files (Kconfig: which drivers are built in);
 //   - module decompression (ReadModule): .ko.gz, .ko.xz and .ko.zst, since
-//     Debian 12's kernels cannot decompress modules themselves;
+//     Debian 12's kernels cannot decompress modules themselves; .ko.xz
+//     through its own xz container reader (xzReader), which bounds the
+//     LZMA2 dictionaries a file's headers ask for before allocating them;
 //   - the builder (Build) and the layout the guest agent reads: /init, the
 //     modules under ModuleDir, their load order in ModuleOrderPath, extra
 //     files, all after a user's initrd when there is one.
