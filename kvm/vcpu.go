@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -98,8 +99,13 @@ func InternalErrorName(sub uint32) string {
 type VCPU struct {
 	id  int
 	fd  int
-	run []byte // the shared kvm_run page
 	tid atomic.Int32
+	// run is the shared kvm_run page. Close unmaps it under runMu's write
+	// lock, and Kick sets immediate_exit under its read lock: a stop or a
+	// state dump racing the machine's Close must not write to unmapped
+	// memory.
+	runMu sync.RWMutex
+	run   []byte
 }
 
 // ID is the vCPU index (and its APIC id).
@@ -110,7 +116,10 @@ func (v *VCPU) Close() error {
 	if v.fd < 0 {
 		return nil
 	}
+	v.runMu.Lock()
 	unix.Munmap(v.run)
+	v.run = nil
+	v.runMu.Unlock()
 	err := unix.Close(v.fd)
 	v.fd = -1
 	return err
@@ -136,8 +145,13 @@ const kickSignal = unix.SIGURG
 // sets kvm_run.immediate_exit, so a KVM_RUN that has not yet entered the guest
 // returns at once, and signals the vCPU thread, so one inside the guest (or
 // halted in the kernel) returns too. The vCPU loop calls ClearKick once it has
-// seen the request.
+// seen the request. Kicking a closed VCPU does nothing.
 func (v *VCPU) Kick() {
+	v.runMu.RLock()
+	defer v.runMu.RUnlock()
+	if v.run == nil {
+		return
+	}
 	setImmediateExit(v.run, true)
 	if tid := v.tid.Load(); tid != 0 {
 		_ = unix.Tgkill(unix.Getpid(), int(tid), kickSignal)

@@ -21,3 +21,20 @@ func TestExitNames(t *testing.T) {
 		}
 	}
 }
+
+// TestKickAfterClose: a stop or a state dump can kick a vCPU while the
+// machine closes it (vmm's DumpState kicks each vCPU; a --timeout dump
+// races a guest that powers off and a Close that follows). Kick wrote
+// immediate_exit into the unmapped kvm_run page, a fault that kills the
+// process; now it does nothing.
+func TestKickAfterClose(t *testing.T) {
+	tv := newTestVM(t, []byte{0xeb, 0xfe})
+	tv.vcpu.Kick()
+	if err := tv.vcpu.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tv.vcpu.Kick()
+	if err := tv.vcpu.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
