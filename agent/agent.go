@@ -20,7 +20,9 @@ import (
 // System is what the agent needs from the guest's kernel beyond running a
 // process: the real one (Linux, as PID 1) is in sys_linux.go.
 type System interface {
-	// EarlyMounts mounts /proc, /sys, /dev (devtmpfs), /tmp and /run.
+	// EarlyMounts mounts /proc, /sys, /dev (devtmpfs, with /dev/pts and
+	// /dev/shm), /tmp, /run and the kernel's own filesystems
+	// (earlyMounts), and makes /dev's links (devLinks).
 	EarlyMounts() error
 	// LoadModule loads a kernel module file; a module already present
 	// (built in, or loaded) is not an error.

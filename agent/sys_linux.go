@@ -18,21 +18,15 @@ import (
 // Linux is the System of a real guest: the agent running as PID 1.
 type Linux struct{}
 
-// EarlyMounts mounts what every later step needs. /dev is devtmpfs, so the
-// device nodes of the modules loaded next appear on their own.
+// EarlyMounts mounts what every later step and the command need
+// (earlyMounts) and makes /dev's links. /dev is devtmpfs, so the device
+// nodes of the modules loaded next appear on their own.
 func (Linux) EarlyMounts() error {
-	for _, m := range []Mount{
-		{Source: "proc", Target: "/proc", FSType: "proc", Options: []string{"nosuid", "nodev", "noexec"}},
-		{Source: "sysfs", Target: "/sys", FSType: "sysfs", Options: []string{"nosuid", "nodev", "noexec"}},
-		{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Options: []string{"nosuid", "mode=755"}},
-		{Source: "tmpfs", Target: "/tmp", FSType: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
-		{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Options: []string{"nosuid", "nodev", "mode=755"}},
-	} {
-		if err := (Linux{}).Mount(m); err != nil && !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("%s on %s: %w", m.FSType, m.Target, err)
-		}
+	exists := func(p string) bool {
+		_, err := os.Stat(p)
+		return err == nil
 	}
-	return nil
+	return setupEarly(Linux{}.Mount, exists, "/dev", os.Stderr)
 }
 
 // LoadModule loads one module file with finit_module(2). EEXIST (already
