@@ -26,6 +26,7 @@ func IsAgent() bool {
 // status word, power off. It never returns (PID 1 must not exit: the kernel
 // would panic).
 func Main() {
+	catchInitSignals(os.Stderr)
 	word := runSpecFile(SpecPath)
 	if err := ReportStatus(word); err != nil {
 		// The host sees no report and calls the run a boot failure; the
