@@ -158,6 +158,12 @@ func Command(s *Spec) (*exec.Cmd, *streams, error) {
 	if dir == "" {
 		dir = "/"
 	}
+	if err := checkDir(s.Root, dir); err != nil {
+		// The command never ran, and it was not the command that was
+		// missing: the environment (its directory in the shared root)
+		// failed, a boot failure (120), not 127 or 126.
+		return nil, nil, &StepError{exitdev.StageMounts, fmt.Errorf("the working directory %s: %w", dir, err)}
+	}
 	bin, err := lookPath(s.Root, dir, s.Argv[0], s.Env)
 	if err != nil {
 		return nil, nil, &StepError{exitdev.StageExec, err}
@@ -175,6 +181,22 @@ func Command(s *Spec) (*exec.Cmd, *streams, error) {
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = st.stdin, st.stdout, st.stderr
 	return cmd, st, nil
+}
+
+// checkDir checks that the directory dir (absolute) is there in root, as
+// the command's chdir will need it: a host working directory the shared
+// root cannot show (below a FUSE mount Flint's user may not enter, a
+// pseudo filesystem) failed the chdir with ENOENT or EACCES, which read
+// as "command not found" (127) or "cannot execute" (126).
+func checkDir(root, dir string) error {
+	st, err := statInRoot(root, dir)
+	if err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return syscall.ENOTDIR
+	}
+	return nil
 }
 
 // lookPath finds argv0 the way a shell would inside root: as given when it

@@ -225,17 +225,43 @@ func TestWaitDeviceMissing(t *testing.T) {
 }
 
 // TestRunLogsExecFailure: a command that cannot start is an error for the
-// console log naming what failed (here the working directory), beside its
-// status word; before, only Prepare's steps were logged.
+// console log naming what failed, beside its status word; before, only
+// Prepare's steps were logged.
 func TestRunLogsExecFailure(t *testing.T) {
-	missing := filepath.Join(t.TempDir(), "gone")
-	s := &Spec{Argv: []string{"true"}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: missing}
+	dir := t.TempDir()
+	s := &Spec{Argv: []string{"no-such-command-flint"}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: dir}
 	word, err := Run(s, &recSystem{})
-	if r := decoded(t, word); r.Kind != exitdev.KindAgentFailed || r.Stage != exitdev.StageExec {
-		t.Errorf("status %s, want an exec-stage failure", r)
+	if r := decoded(t, word); r.Kind != exitdev.KindAgentFailed || r.Stage != exitdev.StageExec || r.Errno != uint16(syscall.ENOENT) {
+		t.Errorf("status %s, want an exec-stage failure, ENOENT", r)
 	}
-	if err == nil || !strings.Contains(err.Error(), missing) {
-		t.Errorf("error %v, want one naming %s", err, missing)
+	if err == nil || !strings.Contains(err.Error(), "no-such-command-flint") {
+		t.Errorf("error %v, want one naming the command", err)
+	}
+}
+
+// TestRunMissingWorkingDirectory: a working directory the guest cannot
+// enter (a host directory the shared root does not show) fails the run
+// at the mounts stage, naming the directory: it was an exec-stage ENOENT,
+// which the host reports as "the command was not found" (127) for a
+// command that is there.
+func TestRunMissingWorkingDirectory(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dir   string
+		errno syscall.Errno
+	}{{filepath.Join(dir, "gone"), syscall.ENOENT}, {file, syscall.ENOTDIR}} {
+		s := &Spec{Argv: []string{"true"}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: tc.dir}
+		word, err := Run(s, &recSystem{})
+		if r := decoded(t, word); r.Kind != exitdev.KindAgentFailed || r.Stage != exitdev.StageMounts || r.Errno != uint16(tc.errno) {
+			t.Errorf("%s: status %s, want a mounts-stage failure with %v", tc.dir, r, tc.errno)
+		}
+		if err == nil || !strings.Contains(err.Error(), "working directory "+tc.dir) {
+			t.Errorf("%s: error %v, want one naming the working directory", tc.dir, err)
+		}
 	}
 }
 
