@@ -86,8 +86,9 @@ func TestStalledConsoleDoesNotHoldTheStop(t *testing.T) {
 	}
 }
 
-// TestConsoleWaitsForASlowReader: output queued when the guest powers off
-// reaches a reader that pauses, every byte and in order.
+// TestConsoleWaitsForASlowReader: output still queued when the guest
+// powers off reaches a reader that pauses until after it, every byte and
+// in order: Run's flush waits for it.
 func TestConsoleWaitsForASlowReader(t *testing.T) {
 	needKVM(t)
 	r, w, err := os.Pipe()
@@ -97,11 +98,11 @@ func TestConsoleWaitsForASlowReader(t *testing.T) {
 	defer r.Close()
 	got := make(chan []byte, 1)
 	go func() {
-		time.Sleep(time.Second)
+		time.Sleep(5 * time.Second) // after the guest powered off
 		b, _ := io.ReadAll(r)
 		got <- b
 	}()
-	const n = 128 << 10 // past the pipe's buffer
+	const n = 80 << 10 // past the pipe's buffer: some wait in the queue at the power-off
 	prog := vmmtest.Concat(vmmtest.Print("<"), repOutsb(n), vmmtest.Print(">"), vmmtest.PowerOffViaACPI)
 	res, _ := bootTiny(t, prog, func(c *Config) { c.Stdout = w })
 	w.Close()
