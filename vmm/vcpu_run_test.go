@@ -1,6 +1,8 @@
 package vmm
 
 import (
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +74,37 @@ func TestEmulationFailureNamesIt(t *testing.T) {
 	const want = "vCPU 0: KVM_EXIT_INTERNAL_ERROR, suberror 1 (emulation failure: KVM could not emulate the guest's instruction)"
 	if res.Err == nil || res.Err.Error() != want || res.ExitCode() != ExitVMMErr {
 		t.Fatalf("error %v (exit code %d), want %q (exit code %d)", res.Err, res.ExitCode(), want, ExitVMMErr)
+	}
+}
+
+// portScan reads and writes (zeros) every I/O port at every width, then
+// falls through.
+var portScan = vmmtest.Program{
+	0x31, 0xd2, // xor edx, edx
+	0xec,       // next: in al, dx
+	0x66, 0xed, // in ax, dx
+	0xed,       // in eax, dx
+	0x31, 0xc0, // xor eax, eax
+	0xee,       // out dx, al
+	0x66, 0xef, // out dx, ax
+	0xef,             // out dx, eax
+	0x66, 0xff, 0xc2, // inc dx
+	0x75, 0xf1, // jnz next
+}
+
+// TestPortScan: a guest touching all 65536 ports with every access width
+// (unclaimed ports, accesses straddling a device's end, zeros written to
+// every register) neither stops the VM nor writes to the log.
+func TestPortScan(t *testing.T) {
+	logs := newCapture(t)
+	res, out := bootTiny(t, vmmtest.Concat(portScan, vmmtest.Print("scanned"), vmmtest.ResetViaI8042), func(c *Config) {
+		c.Log = slog.New(slog.NewTextHandler(logs.w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		c.Timeout = 60 * time.Second
+	})
+	if res.Reason != stopReset || !strings.HasSuffix(out, "scanned") {
+		t.Fatalf("stopped with %v (%v), console %q", res.Reason, res.Err, out)
+	}
+	if l := logs.String(); l != "" {
+		t.Errorf("the scan was logged:\n%s", l)
 	}
 }
