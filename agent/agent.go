@@ -172,9 +172,12 @@ func Command(s *Spec) (*exec.Cmd, *streams, error) {
 	if s.Dir == "" {
 		cmd.Dir = "/"
 	}
-	if s.Root != "" {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: s.Root}
-	}
+	// Its own session and process group, as a job a shell or a CI runner
+	// starts: the agent's is the kernel's group 0, which holds PID 1 and
+	// every process, so a script's `kill 0` (trap 'kill 0' EXIT, a common
+	// way to end its background jobs) signalled them all, the agent
+	// included.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: s.Root, Setsid: true}
 	st, err := openStreams(s)
 	if err != nil {
 		return nil, nil, err

@@ -326,3 +326,24 @@ func TestRunCommandScriptWithoutShebang(t *testing.T) {
 		t.Errorf("ELF file: status %s, want an exec failure with ENOEXEC", r)
 	}
 }
+
+// TestRunCommandOwnSession: the command leads its own session and process
+// group. It shared the agent's, the kernel's group 0 with PID 1 and every
+// other process in it, so `kill 0` in the command's script (trap 'kill 0'
+// EXIT) signalled the agent too.
+func TestRunCommandOwnSession(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	if err := os.WriteFile(out, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// /proc/PID/stat: pid (comm) state ppid pgrp session ...
+	s := &Spec{Argv: []string{"sh", "-c", `set -- $(cat /proc/$$/stat); echo "$1 $5 $6"`}, Env: []string{"PATH=/usr/bin:/bin"}, Stdout: out}
+	if r := decoded(t, RunCommand(s, func(exitdev.Stage) {})); r.Kind != exitdev.KindExited || r.Code != 0 {
+		t.Fatalf("status %s", r)
+	}
+	b, _ := os.ReadFile(out)
+	f := strings.Fields(string(b))
+	if len(f) != 3 || f[1] != f[0] || f[2] != f[0] {
+		t.Errorf("pid, process group, session: %q, want all three the same", b)
+	}
+}
