@@ -1,9 +1,12 @@
 package vmm
 
 import (
+	"encoding/binary"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/flintvm/flint/vmm/vmmtest"
 )
 
 // TestVCPUGroupRekicksAndReports: a vCPU that ignores its first kicks
@@ -65,4 +68,36 @@ func TestVCPUGroupQuietWhenAllLeave(t *testing.T) {
 	}
 	g.await(time.Millisecond, time.Hour, func(i int) { t.Errorf("vCPU %d kicked again", i) },
 		func(i int, _ time.Duration) { t.Errorf("vCPU %d reported stuck", i) })
+}
+
+// movAbs is mov dword [addr], v.
+func movAbs(addr, v uint32) vmmtest.Program {
+	p := vmmtest.Program{0xc7, 0x04, 0x25}
+	p = binary.LittleEndian.AppendUint32(p, addr)
+	return binary.LittleEndian.AppendUint32(p, v)
+}
+
+// resetFromBothVCPUs starts vCPU 1 (INIT, SIPI to a real-mode trampoline at
+// 0x10000 that sets the byte at 0x100 and resets through the i8042), waits
+// for the byte and resets too: two vCPUs pulse the reset line at once.
+var resetFromBothVCPUs = vmmtest.Concat(
+	// Trampoline: mov byte [0x100], 1; mov al, 0xfe; out 0x64, al; hlt; jmp $-3.
+	movAbs(0x10000, 0x010006c6), movAbs(0x10004, 0xe6feb001), movAbs(0x10008, 0xfdebf464),
+	movAbs(0xfee00310, 1<<24), movAbs(0xfee00300, 0x4500), movAbs(0xfee00300, 0x4610), // INIT, SIPI 0x10 to APIC 1
+	vmmtest.Program{0x80, 0x3c, 0x25, 0x00, 0x01, 0x00, 0x00, 0x01, 0x75, 0xf6}, // wait: cmp byte [0x100], 1; jne wait
+	vmmtest.ResetViaI8042)
+
+// TestResetFromTwoVCPUsAtOnce: both vCPUs asking for a reset together end
+// the VM once, as a reset, with Run back at once.
+func TestResetFromTwoVCPUsAtOnce(t *testing.T) {
+	for range 5 {
+		start := time.Now()
+		res, _ := bootTiny(t, resetFromBothVCPUs, func(c *Config) { c.CPUs = 2 })
+		if res.Reason != stopReset || res.ExitCode() != ExitOK {
+			t.Fatalf("stopped with %v (%v): the AP did not start, or the resets collided", res.Reason, res.Err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("took %v", d)
+		}
+	}
 }
