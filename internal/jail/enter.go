@@ -3,6 +3,7 @@ package jail
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,6 +31,9 @@ func Enter(s Spec, dir *os.File) error {
 		s.FSize = max(largestWritable(), MinFSize)
 	}
 	lastCap := lastCapability()
+	if err := isolateNetwork(); err != nil {
+		return err
+	}
 	if err := pivot(s.Dir, want); err != nil {
 		return err
 	}
@@ -91,6 +95,51 @@ func pivot(path string, want unix.Stat_t) error {
 	}
 	if err := unix.Chdir("/"); err != nil {
 		return fmt.Errorf("jail: %w", err)
+	}
+	return nil
+}
+
+// isolateNetwork moves every thread into one new, empty network
+// namespace (before pivot: it opens the namespace through /proc). The
+// jail's mount namespace hides host paths, but a unix socket in the
+// abstract namespace (a name starting with NUL: X11's, D-Bus's, a
+// container runtime's shim) is found by its network namespace, not by
+// any path: from the host's, a jailed flint whose filter allows connect
+// (a vsock device) could reach them, and with --seccomp off every TCP
+// service on the host's loopback. Nothing flint does after setup needs
+// the host's namespace: its TAPs (TUNSETQUEUE, TUNSETOFFLOAD,
+// TUNSETSTEERINGEBPF act on the open file), its listening sockets and
+// a vsock device's dial of <uds_path>_<port> (a path, found by inode)
+// work from any namespace. The namespace is per thread, hence one made
+// on a locked thread and entered by all (setns, needs CAP_SYS_ADMIN:
+// before drop). A flint built with cgo cannot run a call on every
+// thread: it keeps the host's network namespace.
+func isolateNetwork() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	host, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("jail: the network namespace: %w", err)
+	}
+	defer unix.Close(host)
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("jail: a new network namespace: %w", err)
+	}
+	ns, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		defer unix.Close(ns)
+		if _, _, e := syscall.AllThreadsSyscall(unix.SYS_SETNS, uintptr(ns), unix.CLONE_NEWNET, 0); e == 0 {
+			return nil
+		} else if e != syscall.ENOTSUP {
+			err = e
+		}
+	}
+	// This thread alone would be in the new namespace: back to the host's.
+	if rerr := unix.Setns(host, unix.CLONE_NEWNET); rerr != nil {
+		return fmt.Errorf("jail: back to the network namespace of the other threads: %w", rerr)
+	}
+	if err != nil {
+		return fmt.Errorf("jail: entering a new network namespace: %w", err)
 	}
 	return nil
 }

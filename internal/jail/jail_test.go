@@ -84,8 +84,17 @@ func childMain() int {
 			}
 		}
 	}
+	if os.Getenv(netEnv) != "" {
+		if r := netReach(); len(r) != 2 {
+			return fail(fmt.Errorf("before the jail, only %v of %s reached", r, os.Getenv(netEnv)))
+		}
+	}
 	if err := Enter(s, dir); err != nil {
 		return fail(err)
+	}
+	if os.Getenv(netEnv) != "" {
+		fmt.Fprintf(os.Stdout, "reached from the jail: %v\n", netReach())
+		return 0
 	}
 	if os.Getenv("JAIL_TEST_RO") != "" {
 		err := os.WriteFile("/written", nil, 0o644)
@@ -228,8 +237,21 @@ func TestReadOnlyJailStaysReadOnly(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
+	t.Setenv("JAIL_TEST_RO", "1")
+	s, out := childSetup(t, 0o777)
+	b := launchOK(t, s, out)
+	if !strings.Contains(string(b), "read-only file system") {
+		t.Fatalf("writing in the read-only jail: %q, want EROFS", b)
+	}
+}
+
+// childSetup makes an empty jail directory with mode perm and the
+// child's stdout file (also its "secret"), and sets the child's
+// environment for a jail of uid and gid 65534 there.
+func childSetup(t *testing.T, perm os.FileMode) (Spec, *os.File) {
+	t.Helper()
 	root := t.TempDir()
-	os.Chmod(root, 0o777)
+	os.Chmod(root, perm)
 	out, err := os.CreateTemp(t.TempDir(), "out")
 	if err != nil {
 		t.Fatal(err)
@@ -237,9 +259,15 @@ func TestReadOnlyJailStaysReadOnly(t *testing.T) {
 	s := Spec{Dir: root, UID: 65534, GID: 65534}
 	js, _ := json.Marshal(s)
 	t.Setenv(childEnv, "1")
-	t.Setenv("JAIL_TEST_RO", "1")
 	t.Setenv("JAIL_TEST_SECRET", out.Name())
 	t.Setenv("JAIL_TEST_SPEC", string(js))
+	return s, out
+}
+
+// launchOK runs the jailed test child with out as its stdout, and
+// returns what it wrote there; the child must exit 0.
+func launchOK(t *testing.T, s Spec, out *os.File) []byte {
+	t.Helper()
 	stdout := os.Stdout
 	os.Stdout = out
 	code, err := Launch(s, []string{"jailtest", "-test.run=^$"})
@@ -248,9 +276,7 @@ func TestReadOnlyJailStaysReadOnly(t *testing.T) {
 	if err != nil || code != 0 {
 		t.Fatalf("Launch: code %d err %v\n%s", code, err, b)
 	}
-	if !strings.Contains(string(b), "read-only file system") {
-		t.Fatalf("writing in the read-only jail: %q, want EROFS", b)
-	}
+	return b
 }
 
 // TestLaunchExitCodes: the launcher exits as the child did, 128+N when a
