@@ -358,5 +358,5 @@ func Run(s *Spec, sys System) (uint32, error) {
 // logf writes one agent line to w (the kernel console), prefixed so the host
 // can tell it from the kernel's lines.
 func logf(w io.Writer, format string, args ...any) {
-	fmt.Fprintf(w, "flint-agent: "+format+"\n", args...)
+	fmt.Fprintf(w, LogPrefix+format+"\n", args...)
 }
