@@ -91,6 +91,11 @@ func TestTAPQueuesAfterDropChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tp.Close()
+	// As Enter: out of the TAP's network namespace (with cgo, which
+	// cannot move every thread, it stays).
+	if err := isolateNetwork(); err != nil {
+		t.Fatal(err)
+	}
 	if err := drop(Spec{UID: uid, GID: gid}, lastCapability()); err != nil {
 		t.Fatal(err)
 	}
