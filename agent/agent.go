@@ -22,7 +22,8 @@ import (
 type System interface {
 	// EarlyMounts mounts /proc, /sys, /dev (devtmpfs, with /dev/pts and
 	// /dev/shm), /tmp, /run and the kernel's own filesystems
-	// (earlyMounts), and makes /dev's links (devLinks).
+	// (earlyMounts), makes /dev's links (devLinks) and names a guest the
+	// kernel left unnamed (nameGuest).
 	EarlyMounts() error
 	// LoadModule loads a kernel module file; a module already present
 	// (built in, or loaded) is not an error.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -77,4 +78,19 @@ func setupEarly(mount func(Mount) error, exists func(string) bool, dev string, l
 		}
 	}
 	return nil
+}
+
+// guestHostname names a guest the kernel gave no name (no hostname= on
+// its command line). The kernel's default, "(none)", is what the command
+// saw in hostname, uname -n and its tools' logs and prompts.
+const guestHostname = "flint"
+
+// nameGuest sets the guest's host name to guestHostname when the kernel's
+// (read) is still "(none)".
+func nameGuest(read func() (string, error), set func(string) error) error {
+	cur, err := read()
+	if err != nil || strings.TrimSpace(cur) != "(none)" {
+		return err
+	}
+	return set(guestHostname)
 }

@@ -89,3 +89,19 @@ func TestSetupEarlyDevLinks(t *testing.T) {
 		t.Errorf("through the links: stdout %q, stderr %q", stdout.String(), stderr.String())
 	}
 }
+
+// TestNameGuest: a guest the kernel left "(none)" is named guestHostname
+// (hostname and uname -n in the guest said "(none)"); a name from the
+// kernel's command line (hostname=) is kept.
+func TestNameGuest(t *testing.T) {
+	for _, tc := range []struct{ cur, want string }{{"(none)\n", guestHostname}, {"box\n", ""}} {
+		var set string
+		err := nameGuest(func() (string, error) { return tc.cur, nil }, func(n string) error { set = n; return nil })
+		if err != nil || set != tc.want {
+			t.Errorf("kernel's name %q: set %q (%v), want %q", tc.cur, set, err, tc.want)
+		}
+	}
+	if err := nameGuest(func() (string, error) { return "", syscall.ENOENT }, nil); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("unreadable name: %v", err)
+	}
+}

@@ -19,14 +19,25 @@ import (
 type Linux struct{}
 
 // EarlyMounts mounts what every later step and the command need
-// (earlyMounts) and makes /dev's links. /dev is devtmpfs, so the device
+// (earlyMounts), makes /dev's links and names the guest (nameGuest). /dev is devtmpfs, so the device
 // nodes of the modules loaded next appear on their own.
 func (Linux) EarlyMounts() error {
 	exists := func(p string) bool {
 		_, err := os.Stat(p)
 		return err == nil
 	}
-	return setupEarly(Linux{}.Mount, exists, "/dev", os.Stderr)
+	if err := setupEarly(Linux{}.Mount, exists, "/dev", os.Stderr); err != nil {
+		return err
+	}
+	read := func() (string, error) {
+		b, err := os.ReadFile("/proc/sys/kernel/hostname")
+		return string(b), err
+	}
+	set := func(name string) error { return unix.Sethostname([]byte(name)) }
+	if err := nameGuest(read, set); err != nil {
+		logf(os.Stderr, "host name: %v", err) // a name is not worth failing the run
+	}
+	return nil
 }
 
 // LoadModule loads one module file with finit_module(2). EEXIST (already
