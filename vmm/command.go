@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flintvm/flint/agent"
 	"github.com/flintvm/flint/configs"
 	"github.com/flintvm/flint/devices/exitdev"
 	vconsole "github.com/flintvm/flint/virtio/console"
@@ -98,6 +99,7 @@ type commandRun struct {
 	cfg      CommandConfig
 	start    time.Time
 	scanner  *verdict.Scanner
+	agentLog agent.LogTap // the agent's last console line, for a failure's reason
 	exit     *exitdev.Device
 	consoles []*vconsole.Device
 	spools   []*spool
@@ -237,7 +239,7 @@ func (c *commandRun) consoleTap(out io.Writer) io.Writer {
 	if out == io.Discard {
 		out = nil
 	}
-	return io.MultiWriter(c.scanner, c.streamOut(out))
+	return io.MultiWriter(c.scanner, &c.agentLog, c.streamOut(out))
 }
 
 // stageName names the last stage the agent reported, for a boot failure.
@@ -282,6 +284,9 @@ func (c *commandRun) judge(res Result) CommandResult {
 		o.Err = fmt.Errorf("the guest wrote %d malformed words to the exit device", n)
 	}
 	cr := CommandResult{Machine: res, Outcome: o, Verdict: verdict.Judge(o), Total: time.Duration(c.now())}
+	if l := c.agentLog.Last(); l != "" && o.Command != nil && o.Command.Kind == exitdev.KindAgentFailed {
+		cr.Verdict.Reason += " [" + l + "]" // the step in the agent's words: which mount, module, directory
+	}
 	initAt, cmdAt, reportAt := c.initAt.Load(), c.cmdAt.Load(), c.reportAt.Load()
 	cr.BootToInit = time.Duration(initAt)
 	if cmdAt > 0 && reportAt > cmdAt {

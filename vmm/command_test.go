@@ -4,10 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/flintvm/flint/agent"
 	"github.com/flintvm/flint/devices/exitdev"
 	"github.com/flintvm/flint/vmm/verdict"
 )
@@ -276,5 +278,30 @@ func TestCommandIdleNotWhileHostBlocks(t *testing.T) {
 	}
 	if s := f.stopped(); len(s) != 1 || s[0] != stopIdle {
 		t.Errorf("stops %v after the write, want the idle stop", s)
+	}
+}
+
+// TestCommandAgentLineInReason: when the agent fails a step, the
+// verdict's reason carries the agent's own last console line (which
+// mount, module or directory), not only the stage and errno; a command's
+// own failure does not.
+func TestCommandAgentLineInReason(t *testing.T) {
+	line := agent.LogPrefix + "mount /sys/fs/cgroup: permission denied"
+	for _, tc := range []struct {
+		name string
+		word uint32
+		want bool
+	}{
+		{"agent failed", exitdev.AgentFailed(exitdev.StageMounts, 13), true},
+		{"command failed", exitdev.Exited(3), false},
+	} {
+		f := newFakeCommandMachine(CommandConfig{ReportGrace: time.Hour})
+		f.progress(exitdev.StageEarly)
+		io.WriteString(f.con, "[    1.000000] x\r\n"+line+"\r\n")
+		f.report(tc.word)
+		cr := f.c.judge(Result{Reason: stopPowerOff})
+		if got := strings.Contains(cr.Verdict.Reason, "["+line+"]"); got != tc.want {
+			t.Errorf("%s: reason %q: agent line shown %v, want %v", tc.name, cr.Verdict.Reason, got, tc.want)
+		}
 	}
 }
