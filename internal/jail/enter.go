@@ -200,6 +200,13 @@ func drop(s Spec, lastCap int) error {
 	if err := syscall.Setresuid(s.UID, s.UID, s.UID); err != nil {
 		return fmt.Errorf("jail: setresuid %d: %w", s.UID, err)
 	}
+	// The new credentials cleared the parent-death signal Launch armed
+	// (the kernel does at any change of the effective uid or gid): armed
+	// again, the jailed flint still dies with its launcher, so a
+	// supervisor that kills the launcher does not leave the VM running.
+	if err := allThreadsPrctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0); err != nil {
+		return fmt.Errorf("jail: parent-death signal: %w", err)
+	}
 	if err := allThreadsPrctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
 		return fmt.Errorf("jail: no_new_privs: %w", err)
 	}

@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childMain())
 	}
+	if os.Getenv(launcherEnv) != "" {
+		os.Exit(launcherMain())
+	}
 	os.Exit(m.Run())
 }
 
@@ -91,6 +94,10 @@ func childMain() int {
 	}
 	if err := Enter(s, dir); err != nil {
 		return fail(err)
+	}
+	if os.Getenv("JAIL_TEST_PDEATH") != "" {
+		fmt.Fprintln(os.Stdout, "entered")
+		time.Sleep(time.Hour) // until the launcher's death ends it
 	}
 	if os.Getenv(netEnv) != "" {
 		fmt.Fprintf(os.Stdout, "reached from the jail: %v\n", netReach())
