@@ -1,12 +1,16 @@
 package seccomp
 
 import (
+	"io"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -293,11 +297,13 @@ func TestInstall(t *testing.T) {
 		{"heap-growth", false},
 		{"prctl-vma-name", false},
 		{"prctl-other", true},
+		{"connect-unix-dial", false},
+		{"unix-dial", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.what, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestInstall$")
-			cmd.Env = append(os.Environ(), childEnv+"="+tc.what)
+			cmd.Env = append(os.Environ(), childEnv+"="+tc.what, "TMPDIR="+t.TempDir())
 			out, err := cmd.CombinedOutput()
 			ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
 			if !ok {
@@ -339,6 +345,19 @@ func child(what string) int {
 	install := Install
 	if what == "fileserver-openat2" {
 		install = func(m Mode) error { return InstallWith(Options{Mode: m, FileServer: true}) }
+	}
+	var dialPath string
+	if what == "connect-unix-dial" || what == "unix-dial" {
+		// A vsock device's guest connection: Go's net dial of a unix
+		// socket (vsock.UnixDialer), allowed only with Options.Connect.
+		var err error
+		if dialPath, err = echoListener(); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			return 3
+		}
+		if what == "connect-unix-dial" {
+			install = func(m Mode) error { return InstallWith(Options{Mode: m, Connect: true}) }
+		}
 	}
 	if err := install(mode); err != nil {
 		os.Stderr.WriteString(err.Error() + "\n")
@@ -420,6 +439,21 @@ func child(what string) int {
 		}
 		unix.Close(fd)
 		return 0
+	case "connect-unix-dial", "unix-dial":
+		c, err := net.DialTimeout("unix", dialPath, 2*time.Second)
+		if err != nil {
+			return 8
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		b := []byte("x")
+		if _, err := c.Write(b); err != nil {
+			return 9
+		}
+		if _, err := io.ReadFull(c, b); err != nil {
+			return 10
+		}
+		return 0
 	case "ioctl-unknown":
 		unix.IoctlGetInt(0, unix.TIOCGWINSZ)
 		return 0
@@ -435,4 +469,28 @@ func child(what string) int {
 		return 0
 	}
 	return 6
+}
+
+// echoListener listens on a unix socket in a new temporary directory and
+// echoes what each connection sends; it returns the socket's path.
+func echoListener() (string, error) {
+	dir, err := os.MkdirTemp("", "seccomp-dial")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "echo.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return "", err
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return path, nil
 }
