@@ -182,7 +182,7 @@ func runCommand(a *app, launch launcher) *cli.Command {
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (logs go to stderr)", Value: "warn"},
 			&cli.BoolFlag{Name: "timing", Usage: "print boot timing (first guest I/O, first console byte) to stderr on exit"},
 			&cli.BoolFlag{Name: "mmio-cmdline", Usage: "also describe virtio-mmio devices with virtio_mmio.device= on the kernel command line (kernels with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES and no ACPI)"},
-		}, append(seccompFlags(), commandFlags()...)...),
+		}, append(seccompFlags(" (not with command mode)"), commandFlags()...)...),
 		Action: func(c *cli.Context) error {
 			if err := refuseEmpty(c, "kernel", "config", "api-sock", "initrd", "exit-marker", "log-level", "jail"); err != nil {
 				return err
@@ -338,9 +338,9 @@ func runMachine(m machine, cfg vmm.Config, stderr io.Writer) int {
 }
 
 // seccompFlags are the seccomp and jail flags of `flint run` and `flint
-// net-backend`.
-func seccompFlags() []cli.Flag {
-	return append(jailFlags(),
+// net-backend`; jailNote ends --jail's usage.
+func seccompFlags(jailNote string) []cli.Flag {
+	return append(jailFlags(jailNote),
 		&cli.StringFlag{Name: "seccomp", Value: "kill",
 			Usage: "system-call filter installed once the VM (or backend) is set up: kill (a call outside the allowlist kills flint with SIGSYS), log (allowed, and logged by the kernel's audit: to find a missing call) or off"},
 		&cli.BoolFlag{Name: "no-seccomp", Usage: "no system-call filter (as --seccomp off)"},

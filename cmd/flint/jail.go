@@ -17,10 +17,11 @@ import (
 	"github.com/flintvm/flint/vmm"
 )
 
-// jailFlags are the jail flags of `flint run` and `flint net-backend`.
-func jailFlags() []cli.Flag {
+// jailFlags are the jail flags of `flint run` and `flint net-backend`;
+// note ends --jail's usage (run's: not with command mode).
+func jailFlags(note string) []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "jail", Usage: "once set up, run jailed: this existing directory becomes / (pivot_root, new mount, pid and IPC namespaces), as --uid/--gid with no capabilities; every file, TAP and socket is opened before (not with command mode)"},
+		&cli.StringFlag{Name: "jail", Usage: "once set up, run jailed: this existing directory becomes / (pivot_root, new mount, pid and IPC namespaces), as --uid/--gid with no capabilities; every file, TAP and socket is opened before" + note},
 		&cli.StringFlag{Name: "uid", Usage: "with --jail: the numeric user id flint runs as (not 0)"},
 		&cli.StringFlag{Name: "gid", Usage: "with --jail: the numeric group id flint runs as (not 0)"},
 		&cli.Uint64Flag{Name: "jail-nofile", Usage: "with --jail: RLIMIT_NOFILE", Value: jail.DefaultNoFile},

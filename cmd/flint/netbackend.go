@@ -47,7 +47,7 @@ func netBackendCommand(a *app) *cli.Command {
 			&cli.StringFlag{Name: "irq-resend", Usage: "send a notification again if the frontend still wants it once the device has sent none for this long (UML can lose one; 0: never)", Value: "250us"}, // configs.DefaultBackendIRQResend
 			&cli.StringFlag{Name: "poll", Usage: "busy-poll window of each queue, adaptive, 0 to 1ms: spends CPU for latency (0: off)", Value: "0"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
-		}, seccompFlags()...),
+		}, seccompFlags("")...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err

@@ -129,6 +129,10 @@ func TestHelp(t *testing.T) {
 			outputs[name] = stdout
 		})
 	}
+	// --jail's text is shared; only run has a command mode to exclude.
+	if !strings.Contains(outputs["help run"], "(not with command mode)") || strings.Contains(outputs["help net-backend"], "command mode") {
+		t.Fatalf("--jail's usage: run's must say it is not for command mode, net-backend's must not mention it")
+	}
 	if outputs["help run"] != outputs["run --help"] || outputs["help"] != outputs["--help"] {
 		t.Fatalf("`flint help run` and `flint run --help` differ:\n%s\n---\n%s", outputs["help run"], outputs["run --help"])
 	}
