@@ -47,15 +47,19 @@
 //
 // # Enter
 //
-// Enter makes every mount private (nothing propagates back to the host),
-// bind-mounts the jail directory onto itself (nosuid, nodev, and read-only
-// or noexec if its mount was), pivots into
-// it and detaches the old root; then drops the capability bounding and
-// ambient sets, sets supplementary groups to none, the gid and the uid
-// (setresgid, setresuid on every thread: a uid other than 0 loses every
-// capability), sets no_new_privs on every thread, and the resource limits.
-// The jail directory needs nothing in it: /dev, /proc and the rest of the
-// host are simply absent.
+// Enter moves every thread into a new, empty network namespace (the
+// host's abstract unix sockets and loopback services are out of reach;
+// the TAPs, listeners and pathname sockets flint uses work from any
+// namespace), makes every mount private (nothing propagates back to the
+// host), bind-mounts the jail directory onto itself (nosuid, nodev, and
+// read-only or noexec if its mount was), pivots into it and detaches the
+// old root; then drops the capability bounding and ambient sets, sets
+// supplementary groups to none, the gid and the uid (setresgid, setresuid
+// on every thread: a uid other than 0 loses every capability), arms the
+// parent-death signal again (the new ids cleared Launch's), sets
+// no_new_privs on every thread, and the resource limits. The jail
+// directory needs nothing in it: /dev, /proc and the rest of the host are
+// simply absent.
 //
 // It imports only the standard library and x/sys/unix.
 package jail
