@@ -26,7 +26,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv(launcherEnv) != "" {
 		os.Exit(launcherMain())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if noCgo.bin != "" {
+		os.RemoveAll(filepath.Dir(noCgo.bin))
+	}
+	os.Exit(code)
 }
 
 // report is what the jailed test child finds about itself.
@@ -161,6 +165,9 @@ func childMain() int {
 // limits, the pre-opened file still readable, and its host path (and
 // every other host path, /proc included) unreachable.
 func TestLaunchAndEnter(t *testing.T) {
+	if os.Geteuid() == 0 && rerunWithoutCgo(t) {
+		return // a cgo binary's child drops the bounding set on one thread only
+	}
 	for _, pivot := range []bool{true, false} {
 		t.Run(fmt.Sprintf("pivot_root=%v", pivot), func(t *testing.T) {
 			if !pivot {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -35,6 +36,47 @@ func netReach() []string {
 	return reached
 }
 
+// noCgo is this package's test binary built with CGO_ENABLED=0, once.
+var noCgo struct {
+	once sync.Once
+	bin  string
+	out  []byte
+	err  error
+}
+
+// rerunWithoutCgo runs t's test from a copy of the test binary built
+// without cgo when this one links cgo (the unit tests' default: net
+// brings it in), and then reports true: Enter's calls on every thread
+// (syscall.AllThreadsSyscall) exist only without cgo, as flint is built
+// (make build), so a cgo binary would check one thread of the jailed
+// child. It reports false, having done nothing, in a binary without cgo.
+func rerunWithoutCgo(t *testing.T) bool {
+	t.Helper()
+	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_GETPID, 0, 0, 0); e != syscall.ENOTSUP {
+		return false
+	}
+	noCgo.once.Do(func() {
+		dir, err := os.MkdirTemp("", "jailtest")
+		if err != nil {
+			noCgo.err = err
+			return
+		}
+		noCgo.bin = filepath.Join(dir, "jail.test")
+		build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "test", "-c", "-o", noCgo.bin, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		noCgo.out, noCgo.err = build.CombinedOutput()
+	})
+	if noCgo.err != nil {
+		testenv.SkipOrFail(t, fmt.Sprintf("building the test without cgo: %v\n%s", noCgo.err, noCgo.out))
+		return true
+	}
+	out, err := exec.Command(noCgo.bin, "-test.run=^"+t.Name()+"$", "-test.v").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("without cgo: %v\n%s", err, out)
+	}
+	return true
+}
+
 // TestJailHasNoNetwork: from inside the jail, nothing of the host's
 // network namespace is reachable: neither a unix socket in the abstract
 // namespace (no path leads to it, but a filter that allows connect, as
@@ -42,25 +84,13 @@ func netReach() []string {
 // container shim's) nor a TCP service on the host's loopback (with
 // --seccomp off). The child reaches both before Enter. Enter moves every
 // thread into a new network namespace, which takes a Go program without
-// cgo (syscall.AllThreadsSyscall): a test binary linked with cgo runs
-// this test again from a copy built with CGO_ENABLED=0.
+// cgo (rerunWithoutCgo).
 func TestJailHasNoNetwork(t *testing.T) {
 	if os.Geteuid() != 0 {
 		testenv.SkipOrFail(t, "the jail's network namespace: needs root")
 		return
 	}
-	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_GETPID, 0, 0, 0); e == syscall.ENOTSUP {
-		bin := filepath.Join(t.TempDir(), "jail.test")
-		build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "test", "-c", "-o", bin, ".")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			testenv.SkipOrFail(t, fmt.Sprintf("building the test without cgo: %v\n%s", err, out))
-			return
-		}
-		out, err := exec.Command(bin, "-test.run=^TestJailHasNoNetwork$", "-test.v").CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestJailHasNoNetwork") {
-			t.Fatalf("without cgo: %v\n%s", err, out)
-		}
+	if rerunWithoutCgo(t) {
 		return
 	}
 	abstract, err := net.Listen("unix", fmt.Sprintf("@flint-jail-test-%d", os.Getpid()))
