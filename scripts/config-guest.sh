@@ -36,6 +36,9 @@
 #   CFG-VSOCK...   mode vsock: the guest side's vsock probe lines
 #   CFG-GUEST-DONE the script ended (CFG-API-READY in mode api)
 
+# The guest side of a test: it changes the network and mounts of the system it runs on, so
+# it refuses to run anywhere but inside a test image (whose init exports FLINT_GUEST=1).
+[ "${FLINT_GUEST:-}" = 1 ] || { echo "$0: the guest side of a test; it runs inside a test image (scripts/mk*-guest.sh), not on a host" >&2; exit 2; }
 arg() {
 	v=$(tr ' ' '\n' </proc/cmdline | sed -n "s/^flintcfg\.$1=//p" | tail -n1)
 	echo "${v:-$2}"

@@ -14,10 +14,13 @@ fuzztime=10s rotate=0
 while (($#)); do
 	case $1 in
 	--rotate) rotate=${2:?--rotate needs N}; shift ;;
+	-h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+	-*) echo "fuzz-short.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
 	*) fuzztime=$1 ;;
 	esac
 	shift
 done
+[[ $fuzztime =~ ^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$|^[0-9]+x$ ]] || { echo "fuzz-short.sh: DURATION is a Go duration such as 10s or 1m30s (or a count: 500x), not '$fuzztime'" >&2; exit 2; }
 [[ $rotate =~ ^[0-9]+$ ]] || { echo "fuzz-short.sh: --rotate wants a number, not '$rotate'" >&2; exit 2; }
 status=0
 log=$(mktemp)

@@ -85,7 +85,7 @@ cp "$script" "$root/guest.sh"
 
 cat >"$root/init" <<'INIT'
 #!/bin/sh
-export PATH=/usr/local/bin:/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
+export PATH=/usr/local/bin:/bin:/sbin:/usr/bin:/usr/sbin HOME=/root FLINT_GUEST=1
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null

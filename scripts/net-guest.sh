@@ -35,6 +35,9 @@
 #   NET-GUEST-STATS  eth0 counters;  NET-GUEST-DONE  the script ended
 # A step that fails prints result=fail and the script goes on to the next one.
 
+# The guest side of a test: it changes the network and mounts of the system it runs on, so
+# it refuses to run anywhere but inside a test image (whose init exports FLINT_GUEST=1).
+[ "${FLINT_GUEST:-}" = 1 ] || { echo "$0: the guest side of a test; it runs inside a test image (scripts/mk*-guest.sh), not on a host" >&2; exit 2; }
 T=/usr/local/bin
 arg() {
 	v=$(tr ' ' '\n' </proc/cmdline | sed -n "s/^flintnet\.$1=//p" | tail -n1)

@@ -16,6 +16,9 @@
 #   UML-GUEST-G2H       guest-to-host stream sent: bytes, sha256, seconds
 #   UML-GUEST-H2G       host-to-guest stream received: bytes, sha256, seconds
 #   UML-GUEST-STATS     interface counters       UML-GUEST-DONE      the script ended
+# The guest side of a test: it changes the network and mounts of the system it runs on, so
+# it refuses to run anywhere but inside a test image (whose init exports FLINT_GUEST=1).
+[ "${FLINT_GUEST:-}" = 1 ] || { echo "$0: the guest side of a test; it runs inside a test image (scripts/mk*-guest.sh), not on a host" >&2; exit 2; }
 arg() {
 	v=$(tr ' ' '\n' </proc/cmdline | sed -n "s/^flintuml\.$1=//p" | tail -n1)
 	echo "${v:-$2}"
