@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,26 +22,29 @@ import (
 // whenever the process was idle: sysmon then polls every 20 µs for a
 // millisecond, which the profiles of issue 15 put at a fifth of the
 // net-backend's CPU. A blocking file (a caller's, never the transports')
-// is read with os.File.Read as before. It does not allocate per kick.
+// is read with os.File.Read as before, except an eventfd the netpoller
+// watches, which with ready set is never read (see bind). It does not
+// allocate per kick.
 //
 // With ready set (an Engine's re-check of its ring), a wait on an
 // eventfd makes no system call at all, and one on a pipe one read (the
 // drain) before it parks: see read.
 type kickReader struct {
-	f       *os.File
-	rc      syscall.RawConn       // nil: read f with os.File.Read
-	fn      func(fd uintptr) bool // k.read, bound once
-	ready   func() bool           // true: the ring has work, do not park (nil: read first)
-	eventfd bool                  // f is an eventfd (isEventfd, at bind): with ready, never read
-	parked  bool                  // this wait's first callback ran: the next ones read
-	errno   syscall.Errno         // the last raw read's error
-	eof     bool                  // the last raw read returned 0 bytes
-	buf     [64]byte
+	f        *os.File
+	rc       syscall.RawConn       // nil: read f with os.File.Read
+	fn       func(fd uintptr) bool // k.read, bound once
+	ready    func() bool           // true: the ring has work, do not park (nil: read first)
+	eventfd  bool                  // f is an eventfd (isEventfd, at bind): with ready, never read
+	blocking bool                  // f is an eventfd whose fd was blocking at bind: never read raw
+	parked   bool                  // this wait's first callback ran: the next ones read
+	errno    syscall.Errno         // the last raw read's error
+	eof      bool                  // the last raw read returned 0 bytes
+	buf      [64]byte
 }
 
 // bind makes k read f (nil: nothing).
 func (k *kickReader) bind(f *os.File) {
-	k.f, k.rc, k.eventfd = f, nil, false
+	k.f, k.rc, k.eventfd, k.blocking = f, nil, false, false
 	if f == nil {
 		return
 	}
@@ -50,11 +54,25 @@ func (k *kickReader) bind(f *os.File) {
 	}
 	nonblocking, eventfd := false, false
 	if cerr := rc.Control(func(fd uintptr) {
-		if nonblocking = isNonblocking(fd); nonblocking {
-			eventfd = isEventfd(fd)
-		}
-	}); cerr != nil || !nonblocking {
+		nonblocking, eventfd = isNonblocking(fd), isEventfd(fd)
+	}); cerr != nil {
 		return
+	}
+	if !nonblocking {
+		// Blocking now. A pipe's must be read, and a raw read would
+		// block the thread: os.File.Read. An eventfd with ready is never
+		// read, so its O_NONBLOCK does not matter (a vhost-user frontend
+		// shares the open file and may clear it: the transport's
+		// non-blocking file is then blocking, and a read would hang the
+		// device's reset until the next kick); only the netpoller must
+		// watch the file, which it does when os.NewFile found it
+		// non-blocking. A file made blocking has no deadlines (and
+		// RawConn.Read could not park on it): os.File.Read too.
+		// SetReadDeadline's zero is what Engines.Start sets next anyway.
+		if !eventfd || f.SetReadDeadline(time.Time{}) != nil {
+			return
+		}
+		k.blocking = true
 	}
 	k.eventfd = eventfd
 	k.rc = rc
@@ -75,7 +93,7 @@ var errKickEOF = errors.New("virtio: kick file closed by its writer")
 // eventfd it returns only when ready does (or at the deadline) and
 // never reads.
 func (k *kickReader) wait() error {
-	if k.rc == nil {
+	if k.rc == nil || k.blocking && k.ready == nil {
 		_, err := k.f.Read(k.buf[:])
 		return err
 	}

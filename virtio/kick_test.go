@@ -47,6 +47,27 @@ func stillParked(t *testing.T, done <-chan error, when string) {
 	}
 }
 
+// endsAtDeadline fails t unless a wait on k, parked, ends with a timeout
+// when r's read deadline is set in the past (how Reset wakes an engine).
+// free, on failure, ends a wait the deadline could not.
+func endsAtDeadline(t *testing.T, k *kickReader, r *os.File, free func()) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- k.wait() }()
+	time.Sleep(20 * time.Millisecond)
+	r.SetReadDeadline(time.Unix(1, 0))
+	select {
+	case err := <-done:
+		if !os.IsTimeout(err) {
+			t.Fatalf("parked wait at the reset's deadline: %v, want a timeout", err)
+		}
+	case <-time.After(2 * time.Second):
+		free()
+		<-done
+		t.Fatal("the deadline did not wake a parked wait")
+	}
+}
+
 // TestKickReaderRaw: a non-blocking kick file is read raw; a wait returns
 // after a kick, consumes every kick queued, parks until the next, and
 // returns a timeout at the read deadline and EOF when the writer closes.
@@ -208,18 +229,7 @@ func TestKickReaderReadyDeadline(t *testing.T) {
 		t.Fatalf("wait past the deadline: %v, want a timeout", err)
 	}
 	r.SetReadDeadline(time.Time{})
-	done := make(chan error, 1)
-	go func() { done <- k.wait() }()
-	time.Sleep(20 * time.Millisecond)
-	r.SetReadDeadline(time.Unix(1, 0))
-	select {
-	case err := <-done:
-		if !os.IsTimeout(err) {
-			t.Fatalf("parked wait at the reset's deadline: %v, want a timeout", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("the deadline did not wake a parked wait")
-	}
+	endsAtDeadline(t, &k, r, func() {})
 	r.SetReadDeadline(time.Time{})
 	kickOnce(t, w)
 	work = true

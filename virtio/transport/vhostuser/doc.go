@@ -105,10 +105,13 @@
 // (pwritev2's RWF_NOWAIT is refused), and the backend's seccomp filter
 // allows none for a pipe. Sockets (UML's call fds and backend channel)
 // are written with MSG_DONTWAIT, which no file flag overrides. Kicks are
-// eventfds, which the engine does not read, unless their O_NONBLOCK was
-// already cleared when the engine bound the kick (virtio's kickReader
-// then reads the file blocking, and a frontend that never kicks again
-// keeps the device's reset, and so the session's end, waiting).
+// eventfds, which the engine never reads, whatever their O_NONBLOCK says
+// when it binds the kick or later: the session makes each kick's os.File
+// while the fd is non-blocking, so the netpoller watches it, and
+// virtio's kickReader parks on it and ends at the device's reset
+// without a read (a frontend that clears O_NONBLOCK before the device
+// starts no longer holds GET_VRING_BASE and the session's end until its
+// next kick).
 //
 // # Imports
 //
