@@ -217,7 +217,7 @@ func drop(s Spec, lastCap int) error {
 	if err := unix.Capget(&h, &d[0]); err != nil {
 		return fmt.Errorf("jail: capget: %w", err)
 	}
-	if d[0].Effective|d[0].Permitted|d[1].Effective|d[1].Permitted != 0 {
+	if d[0].Effective|d[0].Permitted|d[0].Inheritable|d[1].Effective|d[1].Permitted|d[1].Inheritable != 0 {
 		return fmt.Errorf("jail: capabilities left after dropping to uid %d", s.UID)
 	}
 	return nil

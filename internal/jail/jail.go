@@ -119,6 +119,9 @@ func Launch(s Spec, args []string) (int, error) {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if err := clearInheritable(); err != nil {
+		return 0, err
+	}
 	term := saveTerminal(os.Stdin)
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1)
@@ -142,6 +145,27 @@ func Launch(s Spec, args []string) (int, error) {
 	close(done)
 	term.restore()
 	return exitCode(cmd.ProcessState, err)
+}
+
+// clearInheritable empties the calling thread's inheritable capability
+// set, which the child it starts keeps across the exec and Enter's new
+// uid does not take away (only the permitted and effective sets go):
+// the launcher may run with one (a supervisor's or container runtime's
+// setting), and the jailed flint keeps no capability in any set.
+func clearInheritable() error {
+	h := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var d [2]unix.CapUserData
+	if err := unix.Capget(&h, &d[0]); err != nil {
+		return fmt.Errorf("jail: capget: %w", err)
+	}
+	if d[0].Inheritable|d[1].Inheritable == 0 {
+		return nil
+	}
+	d[0].Inheritable, d[1].Inheritable = 0, 0
+	if err := unix.Capset(&h, &d[0]); err != nil {
+		return fmt.Errorf("jail: clearing the inheritable capabilities: %w", err)
+	}
+	return nil
 }
 
 // closeOnExecFrom marks every descriptor from first up close-on-exec,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +40,7 @@ type report struct {
 	UID, EUID, GID, EGID   int
 	Groups                 []int
 	CapEff, CapPrm, CapBnd uint64
+	CapInh                 uint64
 	NoNewPrivs             int
 	NoFile, FSize          uint64
 	RootIno                uint64
@@ -120,6 +122,7 @@ func childMain() int {
 	unix.Capget(&h, &d[0])
 	r.CapEff = uint64(d[0].Effective) | uint64(d[1].Effective)<<32
 	r.CapPrm = uint64(d[0].Permitted) | uint64(d[1].Permitted)<<32
+	r.CapInh = uint64(d[0].Inheritable) | uint64(d[1].Inheritable)<<32
 	for c := 0; c < 64; c++ {
 		if v, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0); err == nil && v == 1 {
 			r.CapBnd |= 1 << c
@@ -215,6 +218,14 @@ func launchAndEnter(t *testing.T) {
 	}
 	defer unix.Close(leak)
 	t.Setenv("JAIL_TEST_LEAK", strconv.Itoa(leak))
+	// A launcher with an inheritable capability (a supervisor's or a
+	// container runtime's): the exec would keep it, and the new uid
+	// does not take it away. Launch starts the child from this thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := setInheritable(1 << unix.CAP_NET_ADMIN); err != nil {
+		t.Fatal(err)
+	}
 	stdout := os.Stdout
 	os.Stdout = out // the child's stdout: Launch passes the launcher's
 	code, err := Launch(s, []string{"jailtest", "-test.run=^$"})
@@ -392,4 +403,15 @@ func TestValidate(t *testing.T) {
 			t.Errorf("ParseID(%q): %v, want out of range", in, err)
 		}
 	}
+}
+
+// setInheritable sets the calling thread's inheritable capabilities.
+func setInheritable(caps uint64) error {
+	h := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var d [2]unix.CapUserData
+	if err := unix.Capget(&h, &d[0]); err != nil {
+		return err
+	}
+	d[0].Inheritable, d[1].Inheritable = uint32(caps), uint32(caps>>32)
+	return unix.Capset(&h, &d[0])
 }
