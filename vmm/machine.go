@@ -441,8 +441,13 @@ func (m *Machine) Run() Result {
 	}
 	<-m.stopped
 	g.await(stopWait, rekickEvery, func(i int) { vcpus[i].Kick() }, func(i int, waited time.Duration) {
+		id := vcpus[i].ID()
+		if !m.exits[id].inKVM.Load() {
+			m.log.Error(VCPUStopStuckInFlintMsg+": a device's register access has not returned", "vcpu", id, "waited", waited)
+			return
+		}
 		m.log.Error(VCPUStopStuckMsg+": the kernel (or what virtualizes the CPU under it) does not return it; kicking it again",
-			"vcpu", vcpus[i].ID(), "waited", waited)
+			"vcpu", id, "waited", waited)
 	})
 	m.plat.flush()
 	if m.cfg.ExitMarker != "" && (m.result.Reason == stopReset || m.result.Reason == stopPowerOff) {

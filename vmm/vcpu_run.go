@@ -16,7 +16,10 @@ import (
 type vcpuExitCounts struct {
 	io, mmio, intr, other atomic.Uint64
 	again                 atomic.Uint64 // KVM_RUN failed with EAGAIN (kvm.ExitAgain)
-	_                     [24]byte
+	// inKVM: the vCPU's goroutine is inside KVM_RUN (or about to enter
+	// it), not in Flint's handling of an exit: what a stuck stop blames.
+	inKVM atomic.Bool
+	_     [20]byte
 }
 
 // An application processor the guest has not started returns from KVM_RUN
@@ -59,7 +62,9 @@ func (m *Machine) runVCPU(v *kvm.VCPU) {
 		if m.stopping.Load() {
 			return
 		}
+		counts.inKVM.Store(true)
 		reason, err := v.Run()
+		counts.inKVM.Store(false)
 		if err != nil {
 			m.stop(stopError, err)
 			return

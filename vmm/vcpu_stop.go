@@ -21,6 +21,11 @@ const (
 // KVM_RUN stopWait after the VM was told to stop. Tests match this text.
 const VCPUStopStuckMsg = "stop: vCPU did not leave KVM_RUN"
 
+// VCPUStopStuckInFlintMsg is logged instead when the vCPU's goroutine is
+// not in KVM_RUN but in Flint's own handling of an exit (a device's
+// register access that does not return): Flint's bug, not the kernel's.
+const VCPUStopStuckInFlintMsg = "stop: vCPU stuck in flint's handling of a guest exit"
+
 // vcpuGroup tracks the vCPU goroutines Run starts: which of them are
 // still in their run loop.
 type vcpuGroup struct {

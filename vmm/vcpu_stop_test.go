@@ -2,6 +2,9 @@ package vmm
 
 import (
 	"encoding/binary"
+	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -99,5 +102,73 @@ func TestResetFromTwoVCPUsAtOnce(t *testing.T) {
 		if d := time.Since(start); d > 5*time.Second {
 			t.Fatalf("took %v", d)
 		}
+	}
+}
+
+// blockingPort is a device whose register writes wait until release is
+// closed: a device bug that holds the vCPU in Flint's exit handling.
+type blockingPort struct {
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (d *blockingPort) Read(uint64, []byte) {}
+func (d *blockingPort) Write(uint64, []byte) {
+	d.once.Do(func() { close(d.entered) })
+	<-d.release
+}
+
+// lockedLog is a slog destination safe for the vCPU goroutines' writes.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestStopStuckInFlintBlamesFlint: a vCPU held by a device's register
+// access that never returns is reported as stuck in Flint's handling of
+// an exit, not as a kernel that does not return it from KVM_RUN.
+func TestStopStuckInFlintBlamesFlint(t *testing.T) {
+	needKVM(t)
+	var log lockedLog
+	m, err := New(Config{Kernel: vmmtest.BzImage(vmmtest.Program{0xb0, 0x01, 0xe6, 0x99, 0xeb, 0xfe}), // out 0x99, al; spin
+		CPUs: 1, MemoryMiB: 64, Console: "none", Log: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	dev := &blockingPort{entered: make(chan struct{}), release: make(chan struct{})}
+	if err := m.pio.Insert(dev, 0x99, 1); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan Result, 1)
+	go func() { done <- m.Run() }()
+	select {
+	case <-dev.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the guest never wrote the port")
+	}
+	m.stop(stopUser, nil)
+	deadline := time.Now().Add(stopWait + 5*time.Second)
+	for !strings.Contains(log.String(), "stop: vCPU") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(dev.release)
+	<-done
+	got := log.String()
+	if !strings.Contains(got, VCPUStopStuckInFlintMsg) || strings.Contains(got, VCPUStopStuckMsg) {
+		t.Fatalf("log %q: want %q, not %q", got, VCPUStopStuckInFlintMsg, VCPUStopStuckMsg)
 	}
 }
