@@ -42,6 +42,7 @@ type guest struct {
 	source     moduleSource // where prepare took the modules from
 	loaded     int          // how many modules the guest loads
 	cwd        string       // the host's working directory, the command's in a shared root
+	modsMount  modulesMount // the module directory the guest sees at /lib/modules/RELEASE
 	// vmShares is what prepare decided the VMM serves.
 	vmShares []vmm.Share
 	// mergeOutput: Flint's stdout and stderr are one file, so the
@@ -55,7 +56,7 @@ type guest struct {
 // interface on PCI.
 func (g *guest) wantedModules(cfg *vmm.Config) []string {
 	mods := []string{"virtio_mmio", "virtio_console"}
-	if !g.noHostRoot || len(g.shares) > 0 {
+	if !g.noHostRoot || len(g.shares) > 0 || g.modsMount.host != "" {
 		mods = append(mods, "virtiofs")
 	}
 	if !g.noHostRoot {
@@ -202,7 +203,7 @@ func (g *guest) spec(mods []initramfs.Module, nets []configs.NetInterface) *agen
 	for _, m := range mods {
 		s.Modules = append(s.Modules, initramfs.ModuleDir+"/"+m.Name+".ko")
 	}
-	g.vmShares = shareLayout(s, g.shares, g.noHostRoot, g.cwd)
+	g.vmShares = shareLayout(s, g.shares, g.noHostRoot, g.cwd, g.modsMount)
 	return s
 }
 
@@ -218,9 +219,10 @@ func (g *guest) prepare(cfg *vmm.Config) error {
 	if err := g.checkTreeRelease(src.dir); err != nil {
 		return err
 	}
+	g.modsMount = g.modulesMount(src, cfg.Log)
 	var mods []initramfs.Module
 	if src.dir != "" {
-		if mods, err = initramfs.Resolve(src.dir, wanted); err != nil {
+		if mods, err = g.resolve(src.dir, cfg); err != nil {
 			if errors.Is(err, initramfs.ErrNoModuleTree) {
 				return usagef("--modules %s: %v", src.dir, err)
 			}
@@ -265,6 +267,22 @@ func (g *guest) prepare(cfg *vmm.Config) error {
 	}
 	cfg.Initrd = buf.Bytes()
 	return nil
+}
+
+// resolve resolves the modules the guest needs from the tree dir. The
+// module directory's own share (modsMount without the host's root) needs
+// virtiofs: a kernel without it goes without the share, not without the
+// run.
+func (g *guest) resolve(dir string, cfg *vmm.Config) ([]initramfs.Module, error) {
+	mods, err := initramfs.Resolve(dir, g.wantedModules(cfg))
+	if err != nil && g.noHostRoot && g.modsMount.host != "" {
+		if cfg.Log != nil {
+			cfg.Log.Info("command mode: the module directory is not shown at /lib/modules in the guest (no virtiofs)", "err", err)
+		}
+		g.modsMount = modulesMount{}
+		mods, err = initramfs.Resolve(dir, g.wantedModules(cfg))
+	}
+	return mods, err
 }
 
 // archiveEstimate is the generated initramfs's size as far as the host

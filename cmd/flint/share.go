@@ -108,9 +108,13 @@ func parseShares(vals []string) ([]shareFlag, error) {
 }
 
 // shareLayout fills in the VMM's shares and the Spec's mounts: the host
-// root overlay unless noHostRoot, then each share at its guest directory
-// (inside the chroot when there is one).
-func shareLayout(s *agent.Spec, shares []shareFlag, noHostRoot bool, cwd string) []vmm.Share {
+// root overlay unless noHostRoot, then the kernel's module directory at
+// /lib/modules/RELEASE (mods; a read-only bind mount of the root share's
+// view of it, or its own share without the host's root: either way within
+// vmm.MaxShares, as parseShares leaves one share for the root), then each
+// share at its guest directory (inside the chroot when there is one; a
+// --share of /lib/modules/RELEASE is the user's choice and wins).
+func shareLayout(s *agent.Spec, shares []shareFlag, noHostRoot bool, cwd string, mods modulesMount) []vmm.Share {
 	var out []vmm.Share
 	prefix := ""
 	if !noHostRoot {
@@ -125,6 +129,15 @@ func shareLayout(s *agent.Spec, shares []shareFlag, noHostRoot bool, cwd string)
 		if cwd != "" {
 			s.Dir = cwd
 		}
+	}
+	switch {
+	case mods.host == "":
+	case noHostRoot:
+		out = append(out, vmm.Share{Tag: modulesTag, HostDir: mods.host, ReadOnly: true})
+		s.After = append(s.After, agent.Mount{Source: modulesTag, Target: mods.target(""), FSType: "virtiofs", Options: []string{"ro"}})
+	default:
+		s.After = append(s.After, agent.Mount{Source: path.Join(lowerDir, mods.host), Target: mods.target(guestRoot), FSType: "none",
+			Options: []string{"bind", "ro"}})
 	}
 	for i, sh := range shares {
 		tag := fmt.Sprintf("flintshare%d", i)
