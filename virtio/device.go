@@ -73,6 +73,25 @@ type Device interface {
 	Reset()
 }
 
+// Resumer is a Device a transport can restart without its driver
+// resetting it. vhost-user's session stops the device (Reset) to change
+// the memory table, the features or the set of rings, or after a fault,
+// and starts it again while the guest's driver goes on as it was; a
+// frontend that stops the rings for the guest's reset (GET_VRING_BASE),
+// reprograms them or renegotiates the features makes the next start a
+// fresh Activate instead. The PCI and MMIO transports never resume: a
+// device they stop has been reset by its driver.
+type Resumer interface {
+	Device
+	// Resume is Activate for such a restart: the same arguments and
+	// contract, but the device keeps what the driver set through it
+	// since its last fresh activation and that Reset does not undo for
+	// this purpose (virtio-net: the queue pairs in use after the
+	// driver's VQ_PAIRS_SET, capped at the pairs started), where
+	// Activate starts as a new device would.
+	Resume(m *mem.Memory, queues []Queue, irq Interrupt) error
+}
+
 // Queue is one virtqueue handed to a device at activation.
 type Queue struct {
 	// Ring is the validated ring, nil if the driver did not enable this

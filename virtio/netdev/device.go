@@ -168,7 +168,10 @@ type qpair struct {
 	stats pairTally
 }
 
-var _ virtio.Device = (*Device)(nil)
+var (
+	_ virtio.Device  = (*Device)(nil)
+	_ virtio.Resumer = (*Device)(nil)
+)
 
 // New returns a device with one queue pair over be. It checks opts (see
 // Options) and returns an error naming the first problem.
@@ -339,13 +342,30 @@ func (d *Device) SetLinkUp(up bool) {
 // VQ_PAIRS_SET; with FeatureMQ but no CTRL_VQ (AllowFrontendControlQueue)
 // it flows on every pair started at once.
 func (d *Device) Activate(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
+	return d.start(queues, irq, false)
+}
+
+// Resume is Activate for a restart the driver did not ask for
+// (virtio.Resumer: vhost-user's session changing the memory table, say):
+// the driver keeps using the pairs its last VQ_PAIRS_SET chose, so
+// traffic flows on that many (as many as were started, at most) rather
+// than on pair 0 alone. Nothing else the driver sets survives a reset
+// here: the RX mode and MAC table commands change nothing (the device
+// filters nothing), and the offloads follow the features the transport
+// acks again before it resumes.
+func (d *Device) Resume(m *mem.Memory, queues []virtio.Queue, irq virtio.Interrupt) error {
+	return d.start(queues, irq, true)
+}
+
+// start is Activate, or Resume when resume is set.
+func (d *Device) start(queues []virtio.Queue, irq virtio.Interrupt, resume bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	lanes, started := d.lanes(queues)
 	if err := d.engines.Check(queues, irq, lanes...); err != nil {
 		return err // before configure: the engines may be running
 	}
-	if err := d.configure(queues, started); err != nil {
+	if err := d.configure(queues, started, resume); err != nil {
 		return err
 	}
 	d.irq = irq
@@ -384,14 +404,15 @@ func (d *Device) lanes(queues []virtio.Queue) ([]int, int) {
 // configure prepares the handlers of the first started pairs for an
 // activation on queues with the negotiated features and steers the
 // backend's traffic to pair 0 (to every started pair when the frontend
-// has the control queue); Reset undoes it.
-func (d *Device) configure(queues []virtio.Queue, started int) error {
+// has the control queue; resuming, to the pairs the driver used before,
+// up to those started); Reset undoes it.
+func (d *Device) configure(queues []virtio.Queue, started int, resume bool) error {
 	acked := d.Negotiated()
-	use := 1
-	if virtio.Has(acked, FeatureMQ) && !virtio.Has(acked, FeatureCtrlVQ) {
+	use, ctrl := 1, virtio.Has(acked, FeatureCtrlVQ)
+	if virtio.Has(acked, FeatureMQ) && !ctrl {
 		use = started // no VQ_PAIRS_SET will come
 	}
-	if err := d.mq.activate(started, use); err != nil {
+	if err := d.mq.activate(started, use, resume && ctrl); err != nil {
 		return err
 	}
 	for k := range started {

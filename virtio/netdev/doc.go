@@ -32,7 +32,10 @@
 //     the queue in between; a detached pair's engines keep running. The
 //     attaches and detaches are rate-limited (each costs the host a
 //     grace period under its RTNL lock): a driver flapping the count
-//     waits for its answers. RSS and
+//     waits for its answers. Resume (virtio.Resumer: vhost-user's
+//     session restarting the device without its driver's reset) keeps
+//     the pairs the driver chose, as many as started at most; Activate
+//     starts over on pair 1. RSS and
 //     HASH_REPORT are not offered (RSS_CONFIG and HASH_CONFIG get ERR).
 //     PairStats counts each pair's traffic.
 //   - Mapping the negotiated GUEST_* features onto the backend's receive

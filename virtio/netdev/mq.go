@@ -102,6 +102,7 @@ type pairSet struct {
 	mu       sync.Mutex
 	attached []bool // per pair: its backend gets frames (a new TAP queue is attached)
 	started  int    // pairs whose engines run in this activation
+	chosen   int    // pairs the driver chose (VQ_PAIRS_SET), or a fresh activation's; resume's target
 	active   atomic.Int32
 
 	pinLeft bool // a pin that could not be taken off; steer retries it
@@ -118,6 +119,7 @@ func (p *pairSet) init(bes []Backend) {
 		p.attached[k] = true
 	}
 	p.active.Store(1)
+	p.chosen = 1
 	p.budget, _ = ratelimit.NewTokenBucket(switchBudget, pairClock()) // valid: a constant
 }
 
@@ -127,6 +129,11 @@ func (p *pairSet) init(bes []Backend) {
 // a vhost-user frontend serves the control queue itself (it enables the
 // pairs in use and never sends VQ_PAIRS_SET).
 //
+// With resume (Device.Resume: a restart the driver did not ask for)
+// the driver goes on with the pairs it chose before, so use is ignored:
+// the activation uses that many, as many as started at most (the choice
+// is kept for a later resume with more pairs started again).
+//
 // The backends it attaches are taken from the switch budget
 // (switchBudget), waiting for it when it is spent: only a vhost-user
 // frontend that serves the control queue has it attach any (every pair
@@ -134,9 +141,14 @@ func (p *pairSet) init(bes []Backend) {
 // VQ_PAIRS_SET, which it answers itself). The backends it detaches are
 // not: each undoes an attach that paid, or one the backends were opened
 // with.
-func (p *pairSet) activate(started, use int) error {
+func (p *pairSet) activate(started, use int, resume bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if resume {
+		use = min(p.chosen, started)
+	} else {
+		p.chosen = use
+	}
 	p.started = started
 	p.active.Store(int32(use))
 	attaches := 0
@@ -188,6 +200,7 @@ func (p *pairSet) set(n int) (time.Duration, error) {
 		return 0, err
 	}
 	p.active.Store(int32(n))
+	p.chosen = n
 	return 0, nil
 }
 

@@ -27,7 +27,7 @@ func FuzzMQControl(f *testing.F) {
 			cfgs[i] = qt.Config{Size: 8, DataSize: 4096}
 		}
 		ds, queues, irq := virtiotest.SyncQueues(t, d, fMQ|fCommon, cfgs...)
-		if err := d.configure(queues, fzPairs); err != nil {
+		if err := d.configure(queues, fzPairs, false); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.engines.Bind(queues, irq, 2*fzPairs+1); err != nil {

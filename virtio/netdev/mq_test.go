@@ -588,7 +588,7 @@ func TestMQNoAllocs(t *testing.T) {
 		cfgs[i] = qt.Config{Size: 256, DataSize: 1 << 20}
 	}
 	ds, queues, irq := virtiotest.SyncQueues(t, d, fMQ|fCommon, cfgs...)
-	if err := d.configure(queues, 2); err != nil {
+	if err := d.configure(queues, 2, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.engines.Bind(queues, irq, 2, 3); err != nil {

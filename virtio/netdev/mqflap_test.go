@@ -90,7 +90,7 @@ func TestMQFrontendFlapBounded(t *testing.T) {
 	p.init(bs)
 	for i := range 300 {
 		n := []int{1, 4}[i%2]
-		if err := p.activate(n, n); err != nil {
+		if err := p.activate(n, n, false); err != nil {
 			t.Fatal(err)
 		}
 	}

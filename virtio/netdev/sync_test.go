@@ -35,7 +35,7 @@ func newSync(tb testing.TB, be Backend, acked uint64, size uint16, dataSize uint
 	cfgs[TxQueue] = cfgs[RxQueue]
 	ds, queues, irq := virtiotest.SyncQueues(tb, d, acked|fCommon, cfgs...)
 	s := &syncDev{d: d, rxd: ds[RxQueue], txd: ds[TxQueue], rxq: queues[RxQueue].Ring, txq: queues[TxQueue].Ring, irq: irq}
-	if err := d.configure(queues, 1); err != nil {
+	if err := d.configure(queues, 1, false); err != nil {
 		tb.Fatal(err)
 	}
 	if err := d.engines.Bind(queues, irq, RxQueue, TxQueue); err != nil {

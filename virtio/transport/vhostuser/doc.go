@@ -42,7 +42,16 @@
 //     running ring, the memory table or the features, and a ring started
 //     while the device runs without it, quiesces the device
 //     (Device.Reset), saves each ring's next avail index and restarts it;
-//     GET_VRING_BASE replies with that index.
+//     GET_VRING_BASE replies with that index. Such a restart is one the
+//     guest's driver never sees, so a device that implements
+//     virtio.Resumer is restarted with Resume (virtio-net keeps the
+//     queue pairs its driver chose with VQ_PAIRS_SET, which UML leaves
+//     to the backend) unless, since the device last ran, the frontend
+//     did what it does for its guest's reset: GET_VRING_BASE, a ring's
+//     SET_VRING_NUM, _BASE or _ADDR (QEMU stops every ring; UML sets
+//     each up again when its driver binds), SET_FEATURES with other
+//     device features, or RESET_OWNER. A new connection always starts
+//     a fresh device (Activate).
 //   - Packed rings (VIRTIO_F_RING_PACKED), offered only when the device
 //     offers them (net-backend: --packed on; off by default, as UML
 //     negotiates them and then breaks them with SET_VRING_BASE 0, wrap

@@ -148,9 +148,14 @@ func newMQ(t *testing.T) *mqFrontend { return newMQWith(t, true) }
 // queue as QEMU does (SET_FEATURES with MQ but not CTRL_VQ) and the
 // device allows it (netdev's AllowFrontendControlQueue).
 func newMQWith(t *testing.T, ctrl bool) *mqFrontend {
+	return newMQOver(t, ctrl, func(b *fakeBackend) netdev.Backend { return b })
+}
+
+// newMQOver is newMQWith with the device's backends wrap's of the fakes.
+func newMQOver(t *testing.T, ctrl bool, wrap func(*fakeBackend) netdev.Backend) *mqFrontend {
 	q := &mqFrontend{t: t, bes: []*fakeBackend{newFake(), newFake()}, log: &logBuffer{}}
 	var err error
-	q.dev, err = netdev.NewMulti([]netdev.Backend{q.bes[0], q.bes[1]}, netdev.Options{MAC: testMAC, MTU: 1500})
+	q.dev, err = netdev.NewMulti([]netdev.Backend{wrap(q.bes[0]), wrap(q.bes[1])}, netdev.Options{MAC: testMAC, MTU: 1500})
 	q.must(err)
 	if !ctrl {
 		q.dev.AllowFrontendControlQueue()

@@ -224,7 +224,11 @@ func (s *session) tryActivate() error {
 		return fmt.Errorf("the device refused features %#x: %w", neg, err)
 	}
 	act := &activation{s: s, rings: set}
-	if err := s.dev.Activate(s.mem.m, queues, act); err != nil {
+	start := s.dev.Activate
+	if r, ok := s.dev.(virtio.Resumer); ok && s.resume {
+		start = r.Resume
+	}
+	if err := start(s.mem.m, queues, act); err != nil {
 		act.dead.Store(true)
 		s.dev.Reset()
 		s.resetQueues()
@@ -238,6 +242,7 @@ func (s *session) tryActivate() error {
 	}
 	s.act = act
 	s.activations++
+	s.resume = true
 	s.limit.Log(s.log, slog.LevelInfo, "vhost-user device started", "rings", started, "features", fmt.Sprintf("%#x", neg))
 	return nil
 }

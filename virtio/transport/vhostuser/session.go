@@ -34,10 +34,14 @@ type session struct {
 	rings       []ring
 	act         *activation // non-nil while the device runs
 	activations int
-	requests    uint64 // requests read so far
-	retired     []int  // call fds replaced while the device ran
-	backend     backendChan
-	faults      sync.WaitGroup
+	// resume: the device ran in this session and the guest's driver
+	// has not reset it since, as far as the frontend tells (see
+	// guestReset); its next start is a virtio.Resumer's Resume.
+	resume   bool
+	requests uint64 // requests read so far
+	retired  []int  // call fds replaced while the device ran
+	backend  backendChan
+	faults   sync.WaitGroup
 	// limit bounds the log lines a frontend (or the guest behind it) can
 	// cause again and again: refused requests, ring restarts, device
 	// starts and stops (issue 13 finding 3).
@@ -162,6 +166,7 @@ func (s *session) dispatch(m *message, mt mapped) error {
 		return nil
 	case ReqResetOwner:
 		// Deprecated; the spec recommends disabling all rings.
+		s.guestReset()
 		for i := range s.rings {
 			s.stopRing(i)
 		}
@@ -224,6 +229,11 @@ func (s *session) setFeatures(v uint64) error {
 	if s.featuresSet && v == s.features {
 		return nil
 	}
+	if !s.featuresSet || (v^s.features)&^(1<<FeatureProtocolFeatures) != 0 {
+		// A driver negotiates only after a reset; the protocol bit is
+		// the frontend's own.
+		s.guestReset()
+	}
 	s.quiesce()
 	if err := s.dev.AckFeatures(neg); err != nil {
 		return fmt.Errorf("SET_FEATURES: the device refused %#x: %w", neg, err)
@@ -271,6 +281,9 @@ func (s *session) vringState(req Request, st vringState) error {
 	if err != nil {
 		return fmt.Errorf("%v: %w", req, err)
 	}
+	if req != ReqSetVringEnable {
+		s.guestReset()
+	}
 	switch req {
 	case ReqSetVringNum:
 		if max := uint32(r.q.MaxSize()); st.Num == 0 || st.Num > max || st.Num&(st.Num-1) != 0 {
@@ -309,6 +322,18 @@ func (s *session) vringState(req Request, st vringState) error {
 	return nil
 }
 
+// guestReset notes that the frontend stopped or reprogrammed a ring
+// (GET_VRING_BASE, SET_VRING_NUM, _BASE, _ADDR; QEMU stops every ring
+// for its guest's reset, UML sets each ring up again when its guest's
+// driver binds), renegotiated the device's features (a driver can only
+// after a reset) or reset its ownership: the guest's driver starts over,
+// and so does the device at its next start (Activate, not Resume). A
+// restart for the rest (a new memory table, a kick fd replaced, the
+// rings restarted after a fault, a change of the enabled rings or of
+// the frontend's own feature bits) resumes the device as the driver
+// left it.
+func (s *session) guestReset() { s.resume = false }
+
 // vringBase is GET_VRING_BASE's answer for a stopped ring: split, the
 // next avail index; packed, the next avail position | the next used
 // position<<16 (each slot | wrap counter<<15).
@@ -345,6 +370,7 @@ func (s *session) setVringAddr(p []byte) error {
 			}
 		}
 	}
+	s.guestReset()
 	s.reprogram(r, a.Index, ReqSetVringAddr)
 	r.addr, r.addrSet = a, true
 	return nil
