@@ -69,3 +69,37 @@ func TestCallSocketMadeBlocking(t *testing.T) {
 	}
 	runtime.GC()
 }
+
+// TestKickMadeBlocking: a frontend clears the O_NONBLOCK of its kick
+// eventfds (the open file the backend shares) after SET_VRING_KICK and
+// before the device starts. The device's engines must still park on
+// them without reading: GET_VRING_BASE, which waits for the device to
+// stop, must answer at once instead of hanging in the engines' blocking
+// read until the frontend kicks again (5 s in the review).
+func TestKickMadeBlocking(t *testing.T) {
+	q := newMQ(t)
+	rings := make([]*vut.Ring, 5)
+	for i := range rings {
+		rings[i] = q.startDisabled(i)
+		if _, err := unix.FcntlInt(rings[i].Kick.Fd(), unix.F_SETFL, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range rings {
+		q.must(q.f.SetState(vut.SetVringEnable, uint32(i), 1))
+	}
+	q.pairsSet(rings[4], 2)           // the device runs
+	time.Sleep(50 * time.Millisecond) // its engines wait for kicks
+	done := make(chan error, 1)
+	go func() { _, err := q.f.GetVringBase(0); done <- err }()
+	select {
+	case err := <-done:
+		q.must(err)
+	case <-time.After(2 * time.Second):
+		for _, r := range rings { // free the engines' reads so the test can end
+			unix.Write(int(r.Kick.Fd()), []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		}
+		<-done
+		t.Fatal("GET_VRING_BASE hung: the device's engines read their kick eventfds made blocking")
+	}
+}
