@@ -117,7 +117,13 @@ func Prepare(s *Spec, sys System) error {
 	if s.Root != "" {
 		late = rootMounts(s.Root)
 	}
-	for _, m := range append(late, s.After...) {
+	for _, m := range s.After {
+		if s.Root != "" && strings.HasPrefix(m.Target, s.Root+"/") {
+			m.InRoot = s.Root
+		}
+		late = append(late, m)
+	}
+	for _, m := range late {
 		if err := sys.Mount(m); err != nil {
 			return &StepError{exitdev.StageMounts, fmt.Errorf("%s on %s: %w", m.FSType, m.Target, err)}
 		}

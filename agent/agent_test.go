@@ -129,7 +129,12 @@ func (r *recSystem) Progress(s exitdev.Stage)  { r.progress = append(r.progress,
 func (r *recSystem) EarlyMounts() error        { return r.do("early") }
 func (r *recSystem) LoopbackUp() error         { return r.do("lo") }
 func (r *recSystem) LoadModule(p string) error { return r.do("module " + p) }
-func (r *recSystem) Mount(m Mount) error       { return r.do("mount " + m.FSType + " " + m.Target) }
+func (r *recSystem) Mount(m Mount) error {
+	if m.InRoot != "" {
+		return r.do("mount " + m.FSType + " " + m.Target + " in " + m.InRoot)
+	}
+	return r.do("mount " + m.FSType + " " + m.Target)
+}
 func (r *recSystem) WaitDevice(p string, d time.Duration) error {
 	return r.do("wait " + p + " " + d.String())
 }
@@ -149,7 +154,7 @@ func TestPrepareOrderAndStages(t *testing.T) {
 	want := []string{"early", "module /flint/modules/virtio.ko", "module /flint/modules/virtio_ring.ko",
 		"wait /dev/hvc1 5s", "wait /dev/hvc2 5s", "mount virtiofs /flint/lower",
 		"mount none /flint/root/proc", "mount none /flint/root/sys", "mount none /flint/root/dev",
-		"mount virtiofs /flint/root/tmp/share",
+		"mount virtiofs /flint/root/tmp/share in /flint/root", // made as the command sees the root
 		"lo", "if 52:54:00:12:34:56 10.0.2.15/24"}
 	if !slices.Equal(rec.calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", rec.calls, want)

@@ -2,7 +2,9 @@ package agent
 
 import (
 	"errors"
+	"os"
 	"path"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -110,4 +112,39 @@ func readlinkat(dfd int, name string) (string, error) {
 			return string(buf[:n]), nil
 		}
 	}
+}
+
+// mkdirInRoot makes the directory p (absolute, clean) as a process
+// chrooted into root would (mkdir -p there: symbolic links, absolute ones
+// included, resolve inside root, openInRoot) and returns its path as the
+// agent sees it, free of symbolic links, to mount on. A mount target in a
+// shared host root made with os.MkdirAll(root+p) followed an absolute link
+// out of it (Debian's /var/run -> /run: a --share at /var/run/x was made
+// and mounted at the agent's own /run/x, which the command never sees).
+func mkdirInRoot(root, p string) (string, error) {
+	fd, err := openDirInRoot(root, p)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	return os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+}
+
+// openDirInRoot opens the directory p in root (O_PATH), making it and
+// its missing parents first.
+func openDirInRoot(root, p string) (int, error) {
+	fd, err := openInRoot(root, p, unix.O_PATH|unix.O_DIRECTORY)
+	if !errors.Is(err, unix.ENOENT) || p == "/" {
+		return fd, err
+	}
+	parent, err := openDirInRoot(root, path.Dir(p))
+	if err != nil {
+		return -1, err
+	}
+	err = unix.Mkdirat(parent, path.Base(p), 0o755)
+	unix.Close(parent)
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return -1, err
+	}
+	return openInRoot(root, p, unix.O_PATH|unix.O_DIRECTORY)
 }

@@ -105,3 +105,55 @@ func walkStat(dfd int, p string) (*unix.Stat_t, error) {
 	}
 	return &st, nil
 }
+
+// TestMkdirInRoot: a mount target in the command's root is made, and its
+// path found, as the command sees the root: an absolute link (Debian's
+// /var/run -> /run) leads to the root's own /run, not the agent's; with
+// openat2 and without it (Linux before 5.6).
+func TestMkdirInRoot(t *testing.T) {
+	for _, noOpenat2 := range []bool{false, true} {
+		if noOpenat2 {
+			old := openat2
+			openat2 = func(int, string, *unix.OpenHow) (int, error) { return -1, unix.ENOSYS }
+			t.Cleanup(func() { openat2 = old })
+		}
+		root := rootTree(t)
+		real, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{"run", "usr/lib"} {
+			if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for link, target := range map[string]string{"var/run": "/run", "lib": "usr/lib"} {
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(root, link)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for p, want := range map[string]string{
+			"/var/run/flint/share": "/run/flint/share",
+			"/lib/modules/6.1.0":   "/usr/lib/modules/6.1.0",
+			"/opt/dirlink/new":     "/usr/bin/new",
+			"/usr/bin":             "/usr/bin", // there already
+		} {
+			got, err := mkdirInRoot(root, p)
+			if err != nil || got != real+want {
+				t.Errorf("openat2 %v: %s: %q %v, want %q", !noOpenat2, p, got, err, real+want)
+				continue
+			}
+			if fi, err := os.Lstat(got); err != nil || !fi.IsDir() {
+				t.Errorf("openat2 %v: %s: %s not made: %v", !noOpenat2, p, got, err)
+			}
+		}
+		for _, p := range []string{"/usr/bin/busybox/x", "/opt/dangle/x"} {
+			if got, err := mkdirInRoot(root, p); err == nil {
+				t.Errorf("openat2 %v: %s made at %s, want an error", !noOpenat2, p, got)
+			}
+		}
+	}
+}

@@ -68,6 +68,10 @@ type Mount struct {
 	// mount, so the overlay never looks them up in the lower layers (a
 	// shared host root refuses lookups of its /proc and /sys).
 	Opaque []string `json:"opaque,omitempty"`
+	// InRoot, set by Prepare for a Spec.After mount inside Spec.Root,
+	// is that root: Target's directories are made and its symbolic
+	// links resolved there (mkdirInRoot), as the command sees them.
+	InRoot string `json:"-"`
 }
 
 // Interface gives the guest interface with MAC the address Addr (CIDR).

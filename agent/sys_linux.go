@@ -60,7 +60,13 @@ func (Linux) Mount(m Mount) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(m.Target, 0o755); err != nil {
+	if m.InRoot != "" {
+		target, err := mkdirInRoot(m.InRoot, strings.TrimPrefix(m.Target, m.InRoot))
+		if err != nil {
+			return err
+		}
+		m.Target = target
+	} else if err := os.MkdirAll(m.Target, 0o755); err != nil {
 		return err
 	}
 	if m.FSType == "overlay" {
