@@ -4,7 +4,8 @@ import "errors"
 
 // ErrBroken reports that the driver broke the queue: on a split ring it
 // made more than the queue size of new entries available (avail.idx -
-// last_avail > size); on a packed ring it named a buffer id >= size or one
+// last_avail > size), or named so many heads out of range (ErrHeadIndex)
+// that the used index fell half the 16-bit circle behind; on a packed ring it named a buffer id >= size or one
 // still in flight, or chained (NEXT) into a descriptor it had not made
 // available, or past a whole ring; or the queue was already broken.
 // Nothing more is popped until the transport resets the queue; the device
@@ -29,7 +30,8 @@ type ChainError uint8
 const (
 	// ErrHeadIndex: the avail ring names a head index >= queue size. The
 	// entry is skipped without a used element (there are no descriptors
-	// to give back).
+	// to give back); the skip that leaves the used index 32768 entries
+	// behind the avail index breaks the queue instead (ErrBroken).
 	ErrHeadIndex ChainError = iota + 1
 	// ErrDescIndex: a next field points outside the descriptor table (or
 	// outside the indirect table while walking one).

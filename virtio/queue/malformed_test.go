@@ -155,9 +155,10 @@ func TestAvailIndexJumpBreaksQueue(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := qt.MustNew(t, qt.Config{Size: 8})
-			d.Resume(tc.start, 0)
+			d.Resume(tc.start, tc.start)
 			q, _ := queue.New(8)
 			q.SetNextAvail(tc.start)
+			q.SetNextUsed(tc.start)
 			if err := d.Configure(q); err != nil {
 				t.Fatal(err)
 			}

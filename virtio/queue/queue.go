@@ -39,6 +39,14 @@ const (
 	// maxIndirect is the most descriptors an indirect table can usefully
 	// hold: next fields are 16 bits wide.
 	maxIndirect = 1 << 16
+
+	// usedLagMax bounds how far (16-bit) the split ring's next used index
+	// may lag the next avail index: the entries in flight, plus those a
+	// driver named with a head out of range. At half the circle the used
+	// index would read as ahead of the avail index, and a used ring that
+	// overlaps an avail ring (this queue's or another's) would make the
+	// device feed itself entries with every Publish, forever.
+	usedLagMax = 1 << 15
 )
 
 // AvailRingBytes is the size in bytes of a split ring's available (driver)
@@ -264,7 +272,8 @@ func (q *Queue) SetMaxSegments(n int) {
 // For a packed queue both are ring positions: bits 0-14 the slot, bit 15
 // the wrap counter (as vhost-user encodes them); a fresh packed queue
 // starts at slot 0 with wrap counter 1 (0x8000). Validate checks the slot
-// against the size.
+// against the size; for a split queue it refuses a used index more than
+// 32767 entries behind the avail index (16-bit: ahead of it).
 func (q *Queue) SetNextAvail(idx uint16) error {
 	if err := q.checkNotReady("avail index"); err != nil {
 		return err
@@ -333,6 +342,9 @@ func (q *Queue) Validate(m *mem.Memory) error {
 	if q.descAddr%descAlign != 0 || q.availAddr%availAlign != 0 || q.usedAddr%usedAlign != 0 {
 		return fmt.Errorf("virtqueue rings misaligned: desc %#x (16), avail %#x (2), used %#x (4)",
 			q.descAddr, q.availAddr, q.usedAddr)
+	}
+	if !q.ready && q.startAv-q.startUsed >= usedLagMax {
+		return fmt.Errorf("virtqueue next used index %d is not within %d entries behind next avail index %d", q.startUsed, usedLagMax-1, q.startAv)
 	}
 	desc, err := within(m, "virtqueue descriptor table", q.descAddr, DescTableBytes(n))
 	if err != nil {

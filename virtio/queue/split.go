@@ -160,6 +160,14 @@ func (q *Queue) finish(c *Chain, head uint16) (bool, error) {
 			// outside the table names no descriptors, and its id would
 			// only confuse the driver, so it is dropped instead.
 			q.Push(head, 0)
+		} else if q.lastAvail-q.nextUsed >= usedLagMax {
+			// Each dropped entry leaves the used index one further
+			// behind; half the 16-bit circle on, it would read as
+			// ahead, and a used ring laid over an avail ring would then
+			// make entries available with every Publish.
+			q.broken = true
+			q.stats.Broken++
+			return false, ErrBroken
 		}
 		return false, e
 	}
