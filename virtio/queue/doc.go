@@ -37,7 +37,10 @@
 // leaked; an out-of-range head, which names no descriptors, is skipped),
 // counted in Stats, and reported as an error that matches
 // ErrMalformedChain; a driver that publishes more than the queue size of
-// new entries breaks the queue for good (ErrBroken) until reset, and the
+// new entries, or skips so many heads that the used index falls half the
+// 16-bit circle behind the avail index (where it would read as ahead, and
+// a used ring laid over an avail ring would feed the device its own
+// entries), breaks the queue for good (ErrBroken) until reset, and the
 // device should then ask its transport for DEVICE_NEEDS_RESET.
 //
 // # Zero copies, zero allocations
