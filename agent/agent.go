@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path"
 	"strings"
@@ -77,6 +78,9 @@ func (e *StepError) Word() uint32 {
 	return exitdev.AgentFailed(e.Stage, uint16(n))
 }
 
+// prepareLog hears Prepare's notes (the kernel console; tests swap it).
+var prepareLog io.Writer = os.Stderr
+
 // Prepare runs every step before the command: early mounts, modules (and
 // the wait for the stream devices they drive), mounts, the chroot's own
 // filesystems (rootMounts), the late mounts, the interfaces. log gets a line per step that failed.
@@ -125,6 +129,10 @@ func Prepare(s *Spec, sys System) error {
 	}
 	for _, m := range late {
 		if err := sys.Mount(m); err != nil {
+			if m.Optional {
+				logf(prepareLog, "%s on %s (optional, left out): %v", m.FSType, m.Target, err)
+				continue
+			}
 			return &StepError{exitdev.StageMounts, fmt.Errorf("%s on %s: %w", m.FSType, m.Target, err)}
 		}
 	}

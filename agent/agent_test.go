@@ -352,3 +352,32 @@ func TestRunCommandOwnSession(t *testing.T) {
 		t.Errorf("pid, process group, session: %q, want all three the same", b)
 	}
 }
+
+// TestPrepareOptionalMount: an optional mount that fails (the kernel's
+// module directory at /lib/modules) is a console line and the steps go
+// on; a mount that is not optional still ends the run at the mounts stage.
+func TestPrepareOptionalMount(t *testing.T) {
+	var log strings.Builder
+	old := prepareLog
+	prepareLog = &log
+	t.Cleanup(func() { prepareLog = old })
+	s := &Spec{Argv: []string{"true"}, Root: "/flint/root", After: []Mount{
+		{Source: "/flint/lower/mods", Target: "/flint/root/lib/modules/6.1", FSType: "none", Options: []string{"bind", "ro"}, Optional: true},
+		{Source: "flintshare0", Target: "/flint/root/mnt", FSType: "virtiofs"},
+	}}
+	rec := recSystem{fail: "mount none /flint/root/lib"}
+	if err := Prepare(s, &rec); err != nil {
+		t.Fatalf("optional mount failing: %v", err)
+	}
+	if !slices.Contains(rec.calls, "mount virtiofs /flint/root/mnt in /flint/root") || rec.calls[len(rec.calls)-1] != "lo" {
+		t.Errorf("calls after the optional mount failed: %q", rec.calls)
+	}
+	if l := log.String(); !strings.HasPrefix(l, LogPrefix) || !strings.Contains(l, "/flint/root/lib/modules/6.1 (optional, left out)") {
+		t.Errorf("console line %q", l)
+	}
+	s.After[0].Optional = false
+	var se *StepError
+	if err := Prepare(s, &recSystem{fail: "mount none /flint/root/lib"}); !errors.As(err, &se) || se.Stage != exitdev.StageMounts {
+		t.Errorf("mandatory mount failing: %v, want a mounts-stage failure", err)
+	}
+}

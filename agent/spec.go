@@ -68,6 +68,10 @@ type Mount struct {
 	// mount, so the overlay never looks them up in the lower layers (a
 	// shared host root refuses lookups of its /proc and /sys).
 	Opaque []string `json:"opaque,omitempty"`
+	// Optional: a failure is a line on the console, not the run's end
+	// (a convenience, such as the kernel's modules at /lib/modules,
+	// must not fail a run that needs none).
+	Optional bool `json:"optional,omitempty"`
 	// InRoot, set by Prepare for a Spec.After mount inside Spec.Root,
 	// is that root: Target's directories are made and its symbolic
 	// links resolved there (mkdirInRoot), as the command sees them.

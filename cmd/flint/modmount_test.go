@@ -28,7 +28,8 @@ func modulesAt(s *agent.Spec, root, release string) *agent.Mount {
 // directory at /lib/modules/RELEASE, where modprobe looks: with the host's
 // root a read-only bind mount of the root share's view of it (no share
 // more), without it a read-only share of its own (virtiofs loaded for
-// it); never when the shared root shows it there already. Without the
+// it), optional (a guest that cannot mount it runs all the same); never
+// when the shared root shows it there already. Without the
 // feature modprobe in the guest found only the host's own modules.
 func TestCommandModeModulesMount(t *testing.T) {
 	const release = "6.1.0-test"
@@ -53,7 +54,7 @@ func TestCommandModeModulesMount(t *testing.T) {
 	}
 	s, _ := guestOf(t, cfg)
 	m := modulesAt(s, guestRoot, release)
-	if m == nil || m.Source != lowerDir+real || m.FSType != "none" || strings.Join(m.Options, ",") != "bind,ro" {
+	if m == nil || m.Source != lowerDir+real || m.FSType != "none" || strings.Join(m.Options, ",") != "bind,ro" || !m.Optional {
 		t.Errorf("host root: after mounts %+v, want a read-only bind of %s at %s/lib/modules/%s", s.After, lowerDir+real, guestRoot, release)
 	}
 	if len(cfg.Command.Shares) != 1 {
@@ -74,7 +75,7 @@ func TestCommandModeModulesMount(t *testing.T) {
 	s, _ = guestOf(t, cfg)
 	m = modulesAt(s, "", release)
 	sh := cfg.Command.Shares
-	if m == nil || &s.After[0] != m || m.Source != modulesTag || m.FSType != "virtiofs" || strings.Join(m.Options, ",") != "ro" {
+	if m == nil || &s.After[0] != m || m.Source != modulesTag || m.FSType != "virtiofs" || strings.Join(m.Options, ",") != "ro" || !m.Optional {
 		t.Errorf("--no-host-root: after mounts %+v, want the %s share first at /lib/modules/%s", s.After, modulesTag, release)
 	}
 	if len(sh) != 5 || sh[0].Tag != modulesTag || sh[0].HostDir != real || !sh[0].ReadOnly {

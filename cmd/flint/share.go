@@ -113,7 +113,9 @@ func parseShares(vals []string) ([]shareFlag, error) {
 // view of it, or its own share without the host's root: either way within
 // vmm.MaxShares, as parseShares leaves one share for the root), then each
 // share at its guest directory (inside the chroot when there is one; a
-// --share of /lib/modules/RELEASE is the user's choice and wins).
+// --share of /lib/modules/RELEASE is the user's choice and wins). The
+// module directory's mount is optional: a guest that cannot mount it
+// runs the command all the same, as it did before it was mounted.
 func shareLayout(s *agent.Spec, shares []shareFlag, noHostRoot bool, cwd string, mods modulesMount) []vmm.Share {
 	var out []vmm.Share
 	prefix := ""
@@ -134,10 +136,11 @@ func shareLayout(s *agent.Spec, shares []shareFlag, noHostRoot bool, cwd string,
 	case mods.host == "":
 	case noHostRoot:
 		out = append(out, vmm.Share{Tag: modulesTag, HostDir: mods.host, ReadOnly: true})
-		s.After = append(s.After, agent.Mount{Source: modulesTag, Target: mods.target(""), FSType: "virtiofs", Options: []string{"ro"}})
+		s.After = append(s.After, agent.Mount{Source: modulesTag, Target: mods.target(""), FSType: "virtiofs", Options: []string{"ro"},
+			Optional: true})
 	default:
 		s.After = append(s.After, agent.Mount{Source: path.Join(lowerDir, mods.host), Target: mods.target(guestRoot), FSType: "none",
-			Options: []string{"bind", "ro"}})
+			Options: []string{"bind", "ro"}, Optional: true})
 	}
 	for i, sh := range shares {
 		tag := fmt.Sprintf("flintshare%d", i)
