@@ -85,7 +85,7 @@ func Layout(size uint64) []Range {
 
 // New maps size bytes of anonymous guest RAM laid out by Layout. Pages are
 // reserved lazily (MAP_NORESERVE) and never touched here, so an idle guest
-// costs only what it writes. size must be a positive multiple of 4 KiB and
+// costs only what it writes, and left out of core dumps (MADV_DONTDUMP). size must be a positive multiple of 4 KiB and
 // at most MaxSize.
 func New(size uint64) (*Memory, error) {
 	if size == 0 || size%4096 != 0 || size > MaxSize {
@@ -100,6 +100,13 @@ func New(size uint64) (*Memory, error) {
 			return nil, fmt.Errorf("mmap %d bytes of guest memory at %#x: %w", r.Size, r.Start, err)
 		}
 		m.regions = append(m.regions, Region{GuestAddr: r.Start, host: b, mapped: true})
+		// Guest RAM stays out of Flint's core dumps: a crash (a seccomp
+		// kill, a fatal fault) would otherwise write the whole guest, its
+		// secrets with it, wherever core_pattern says.
+		if err := unix.Madvise(b, unix.MADV_DONTDUMP); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("madvise(MADV_DONTDUMP) on %d bytes of guest memory: %w", r.Size, err)
+		}
 	}
 	return m, nil
 }
