@@ -34,21 +34,20 @@ type modulesMount struct {
 // (what modprobe reads): it has modules.dep (or its binary index) or a
 // kernel/ directory.
 func installedLayout(dir string) bool {
-	if hasModulesDep(dir) {
+	if isFile(filepath.Join(dir, "modules.dep")) || isFile(filepath.Join(dir, depIndex)) {
 		return true
 	}
 	fi, err := os.Stat(filepath.Join(dir, "kernel"))
 	return err == nil && fi.IsDir()
 }
 
-// hasModulesDep reports whether modprobe finds its index in dir.
-func hasModulesDep(dir string) bool {
-	for _, f := range []string{"modules.dep", "modules.dep.bin"} {
-		if fi, err := os.Stat(filepath.Join(dir, f)); err == nil && fi.Mode().IsRegular() {
-			return true
-		}
-	}
-	return false
+// depIndex is depmod's binary index of modules.dep: kmod's modprobe (most
+// distributions') reads only that; busybox's reads modules.dep.
+const depIndex = "modules.dep.bin"
+
+func isFile(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // modulesMount decides which host directory the guest sees at
@@ -60,7 +59,7 @@ func hasModulesDep(dir string) bool {
 // not installed (a build tree's .ko files lie where they were built:
 // modprobe needs modules_install's layout and depmod's index). log (may
 // be nil) hears why there is none, and a warning when the directory has
-// no modules.dep.
+// no modules.dep.bin.
 func (g *guest) modulesMount(src moduleSource, log *slog.Logger) modulesMount {
 	if src.dir == "" || !validRelease(g.kver) {
 		return modulesMount{}
@@ -109,8 +108,8 @@ func (g *guest) modulesMount(src moduleSource, log *slog.Logger) modulesMount {
 			return modulesMount{}
 		}
 	}
-	if !hasModulesDep(real) && log != nil {
-		log.Warn("command mode: the module directory has no modules.dep (a package unpacked, not installed): modprobe in the guest finds no module until depmod has run ("+depmodHint(real, g.kver)+")",
+	if !isFile(filepath.Join(real, depIndex)) && log != nil {
+		log.Warn("command mode: the module directory has no "+depIndex+" (a package unpacked, not installed): modprobe in the guest (kmod's) finds no module until depmod has run ("+depmodHint(real, g.kver)+")",
 			"dir", real)
 	}
 	return modulesMount{host: real, release: g.kver}

@@ -146,8 +146,8 @@ func TestCommandModeModulesMountLayout(t *testing.T) {
 		return s, cfg, log
 	}
 
-	// Unpacked from the kernel's package: kernel/ and no modules.dep
-	// (the package's install runs depmod). Resolve would read each
+	// Unpacked from the kernel's package: kernel/ and no modules.dep or
+	// modules.dep.bin (the package's install runs depmod). Resolve would read each
 	// module's own depends=, which fakeTree's modules do not have: the
 	// decision alone.
 	base := t.TempDir()
@@ -168,8 +168,25 @@ func TestCommandModeModulesMountLayout(t *testing.T) {
 	if m.host != filepath.Join(realBase, "lib/modules", release) || m.target(guestRoot) != guestRoot+"/lib/modules/"+release {
 		t.Errorf("no modules.dep: %+v, want the directory shown at /lib/modules/%s", m, release)
 	}
-	if log := buf.String(); !strings.Contains(log, "no modules.dep") || !strings.Contains(log, "depmod -b "+realBase+" "+release) {
+	if log := buf.String(); !strings.Contains(log, "no modules.dep.bin") || !strings.Contains(log, "depmod -b "+realBase+" "+release) {
 		t.Errorf("no modules.dep: the log does not say which depmod to run: %s", log)
+	}
+	// modules.dep alone does not do (kmod's modprobe reads only the
+	// index); with the index there is nothing to say.
+	for _, f := range []string{"modules.dep", "modules.dep.bin"} {
+		if err := os.WriteFile(filepath.Join(unpacked, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		buf.Reset()
+		g.modulesMount(moduleSource{dir: unpacked}, slog.New(slog.NewTextHandler(&buf, nil)))
+		if warned := strings.Contains(buf.String(), "depmod"); warned != (f == "modules.dep") {
+			t.Errorf("with %s: log %q", f, buf.String())
+		}
+	}
+	for _, f := range []string{"modules.dep", "modules.dep.bin"} {
+		if err := os.Remove(filepath.Join(unpacked, f)); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// Neither modules.dep nor kernel/ (modules beside each other).
