@@ -68,7 +68,7 @@ var commandOnlyFlags = []string{"modules", "fail-on", "idle-timeout", "report", 
 // commandFlags are `flint run`'s command-mode flags.
 func commandFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "modules", Usage: "command mode: the kernel's modules: its module directory (its /lib/modules/VERSION, e.g. unpacked from its package), a kernel build tree, or builtin (the drivers are built into the kernel, load none); default: the build tree the kernel lies in, else /lib/modules/VERSION for the kernel's version"},
+		&cli.StringFlag{Name: "modules", Usage: "command mode: the kernel's modules: its module directory (its /lib/modules/VERSION, e.g. unpacked from its package), a kernel build tree, or builtin (the drivers are built into the kernel, load none); default: the build tree the kernel lies in, else /lib/modules/VERSION for the kernel's version; an installed module directory is shown to the command at /lib/modules/VERSION (read-only), for modprobe"},
 		&cli.StringFlag{Name: "fail-on", Value: verdict.DefaultFailOn.String(), Usage: "command mode: kernel reports that fail the run (exit 121): comma-separated panic, oops, bug, warn, kasan, kfence, ubsan, lockdep, hung, lockup, rcu, all or none; -NAME removes one (all,-warn); a panic always fails"},
 		&cli.DurationFlag{Name: "idle-timeout", Usage: "command mode: end the run (exit 122) after this long without kernel console output, command output or agent progress; 0 means off"},
 		&cli.StringFlag{Name: "report", Usage: "command mode: write the run's verdict as JSON to this file (created when the run starts, written when it ends)"},
