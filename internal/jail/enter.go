@@ -1,6 +1,7 @@
 package jail
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"runtime"
@@ -31,6 +32,11 @@ func Enter(s Spec, dir *os.File) error {
 		s.FSize = max(largestWritable(), MinFSize)
 	}
 	lastCap := lastCapability()
+	parent, err := openLauncher()
+	if err != nil {
+		return err
+	}
+	defer parent.stat.Close()
 	if err := isolateNetwork(); err != nil {
 		return err
 	}
@@ -40,8 +46,57 @@ func Enter(s Spec, dir *os.File) error {
 	if err := limit(s); err != nil {
 		return err
 	}
-	return drop(s, lastCap)
+	return drop(s, lastCap, parent)
 }
+
+// launcher is the jailed flint's parent as the host's /proc names it,
+// read through /proc/self/stat opened before pivot: in the jail's pid
+// namespace getppid is 0 whether the launcher lives or not, and after
+// pivot no path leads to the host's /proc.
+type launcher struct {
+	stat *os.File
+	pid  int
+}
+
+func openLauncher() (launcher, error) {
+	f, err := os.Open("/proc/self/stat")
+	if err != nil {
+		return launcher{}, fmt.Errorf("jail: %w", err)
+	}
+	l := launcher{stat: f}
+	if l.pid, err = l.parent(); err != nil {
+		f.Close()
+		return launcher{}, err
+	}
+	return l, nil
+}
+
+// parent reads the current parent's pid.
+func (l launcher) parent() (int, error) {
+	b := make([]byte, 1024)
+	n, err := l.stat.ReadAt(b, 0)
+	if n == 0 {
+		return 0, fmt.Errorf("jail: reading /proc/self/stat: %v", err)
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b[:n], ')')
+	var f []string
+	if i >= 0 {
+		f = strings.Fields(string(b[i+1 : n]))
+	}
+	if len(f) < 2 {
+		return 0, fmt.Errorf("jail: /proc/self/stat: %q", b[:n])
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return 0, fmt.Errorf("jail: /proc/self/stat: parent pid %q", f[1])
+	}
+	return ppid, nil
+}
+
+// pdeathWindow runs between the credential change that clears the
+// parent-death signal and its re-arming (a test kills the launcher there).
+var pdeathWindow = func() {}
 
 // pivotRoot is unix.PivotRoot (a test makes it fail as on an initial
 // ramfs root).
@@ -182,7 +237,7 @@ func limit(s Spec) error {
 // no supplementary groups, the gid and uid (every thread: Go's
 // syscall.Setresuid and friends run on all threads without cgo), and
 // no_new_privs on every thread.
-func drop(s Spec, lastCap int) error {
+func drop(s Spec, lastCap int, l launcher) error {
 	for c := 0; c <= lastCap; c++ {
 		if err := allThreadsPrctl(unix.PR_CAPBSET_DROP, uintptr(c), 0); err != nil && err != unix.EINVAL {
 			return fmt.Errorf("jail: dropping capability %d from the bounding set: %w", c, err)
@@ -204,8 +259,16 @@ func drop(s Spec, lastCap int) error {
 	// (the kernel does at any change of the effective uid or gid): armed
 	// again, the jailed flint still dies with its launcher, so a
 	// supervisor that kills the launcher does not leave the VM running.
+	// A launcher that died before the re-arming left this process to a
+	// new parent, whose death is not the launcher's: gone.
+	pdeathWindow()
 	if err := allThreadsPrctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0); err != nil {
 		return fmt.Errorf("jail: parent-death signal: %w", err)
+	}
+	if ppid, err := l.parent(); err != nil {
+		return err
+	} else if ppid != l.pid {
+		return fmt.Errorf("jail: the launcher (pid %d) died while the jail was set up", l.pid)
 	}
 	if err := allThreadsPrctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
 		return fmt.Errorf("jail: no_new_privs: %w", err)

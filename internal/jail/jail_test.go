@@ -98,6 +98,12 @@ func childMain() int {
 			return fail(fmt.Errorf("before the jail, only %v of %s reached", r, os.Getenv(netEnv)))
 		}
 	}
+	if os.Getenv("JAIL_TEST_PDEATH_WINDOW") != "" {
+		pdeathWindow = func() {
+			fmt.Fprintln(os.Stdout, "window")
+			time.Sleep(time.Second) // the test kills the launcher meanwhile
+		}
+	}
 	if err := Enter(s, dir); err != nil {
 		return fail(err)
 	}

@@ -43,24 +43,58 @@ func TestJailedChildDiesWithLauncher(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
+	cmd, out := startLauncher(t, "JAIL_TEST_PDEATH=1")
+	child := jailedChild(t, cmd, out, "entered")
+	cmd.Process.Kill()
+	cmd.Wait()
+	wantGone(t, child)
+}
+
+// TestLauncherDiesBeforeRearm: a launcher that dies after the child's
+// credential change cleared the parent-death signal and before Enter arms
+// it again leaves the child to a new parent; the re-armed signal would
+// wait for that one's death. Enter sees the new parent and fails, and the
+// child ends instead of running the VM on.
+func TestLauncherDiesBeforeRearm(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	cmd, out := startLauncher(t, "JAIL_TEST_PDEATH=1", "JAIL_TEST_PDEATH_WINDOW=1")
+	child := jailedChild(t, cmd, out, "window")
+	cmd.Process.Kill()
+	cmd.Wait()
+	wantGone(t, child)
+}
+
+// startLauncher starts the test binary as a launcher (launcherMain) of
+// a jailed child with env added; both write to out.
+func startLauncher(t *testing.T, env ...string) (*exec.Cmd, *os.File) {
+	t.Helper()
 	_, out := childSetup(t, 0o755)
-	var env []string
+	var all []string
 	for _, e := range os.Environ() {
 		if !strings.HasPrefix(e, childEnv+"=") {
-			env = append(env, e)
+			all = append(all, e)
 		}
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(env, launcherEnv+"=1", "JAIL_TEST_PDEATH=1")
+	cmd.Env = append(append(all, launcherEnv+"=1"), env...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, out
+}
+
+// jailedChild waits until out holds marker and returns the host pid of
+// the launcher's child.
+func jailedChild(t *testing.T, cmd *exec.Cmd, out *os.File, marker string) int {
+	t.Helper()
 	child := 0
 	for i := 0; i < 500 && child == 0; i++ {
 		time.Sleep(10 * time.Millisecond)
-		if b, _ := os.ReadFile(out.Name()); !strings.Contains(string(b), "entered") {
+		if b, _ := os.ReadFile(out.Name()); !strings.Contains(string(b), marker) {
 			continue
 		}
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", cmd.Process.Pid))
@@ -73,18 +107,22 @@ func TestJailedChildDiesWithLauncher(t *testing.T) {
 	}
 	if child == 0 {
 		b, _ := os.ReadFile(out.Name())
-		t.Fatalf("no jailed child entered its jail:\n%s", b)
+		t.Fatalf("no jailed child wrote %q:\n%s", marker, b)
 	}
-	cmd.Process.Kill()
-	cmd.Wait()
+	return child
+}
+
+// wantGone fails the test unless process pid ends within 3 s.
+func wantGone(t *testing.T, pid int) {
+	t.Helper()
 	for i := 0; i < 300; i++ {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		// Gone, or a zombie its new parent has not reaped.
 		if err != nil || strings.Contains(string(b), ") Z ") {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	syscall.Kill(child, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
 	t.Fatal("the jailed child outlived its launcher")
 }

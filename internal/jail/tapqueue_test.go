@@ -96,7 +96,12 @@ func TestTAPQueuesAfterDropChild(t *testing.T) {
 	if err := isolateNetwork(); err != nil {
 		t.Fatal(err)
 	}
-	if err := drop(Spec{UID: uid, GID: gid}, lastCapability()); err != nil {
+	l, err := openLauncher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.stat.Close()
+	if err := drop(Spec{UID: uid, GID: gid}, lastCapability(), l); err != nil {
 		t.Fatal(err)
 	}
 	// Refused: by TUNSETIFF (no CAP_NET_ADMIN), or already by the open
