@@ -353,8 +353,8 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 // commandEnv is the command's environment in the guest: in the host's
 // shared root the host's PATH (the same programs are found), else
-// defaultPath; HOME and TERM; then the --env entries, each replacing a
-// variable of the same name.
+// defaultPath; HOME (guestHome) and TERM; then the --env entries, each
+// replacing a variable of the same name.
 func commandEnv(hostRoot bool, extra []string) []string {
 	p := defaultPath
 	if hostRoot {
@@ -362,11 +362,25 @@ func commandEnv(hostRoot bool, extra []string) []string {
 			p = hp
 		}
 	}
-	env := []string{"PATH=" + p, "HOME=/root", "TERM=dumb"}
+	env := []string{"PATH=" + p, "HOME=" + guestHome(hostRoot, os.Geteuid(), os.Getenv("HOME")), "TERM=dumb"}
 	for _, kv := range extra {
 		env = setEnv(env, kv)
 	}
 	return env
+}
+
+// guestHome is the command's HOME: /root (the command runs as root),
+// except in the host's shared root when flint is not root. virtio-fs
+// then serves the host's files as flint's user, who cannot read a 0700
+// /root, so tools that read ~/.gitconfig or write ~/.cache would fail;
+// the host's own HOME, which that user can read, serves instead when it
+// is a clean absolute path the guest does not mount over (guestOwnDir).
+func guestHome(hostRoot bool, euid int, hostHome string) string {
+	if hostRoot && euid != 0 && filepath.IsAbs(hostHome) && filepath.Clean(hostHome) == hostHome &&
+		hostHome != "/" && !strings.ContainsRune(hostHome, 0) && guestOwnDir(hostHome) == "" {
+		return hostHome
+	}
+	return "/root"
 }
 
 // setEnv returns env with kv (NAME=VALUE) in place of any entry for NAME.

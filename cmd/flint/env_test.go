@@ -62,3 +62,30 @@ func TestParseEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestGuestHome: the command's HOME is /root, except when an unprivileged
+// flint shares the host's root: then /root is unreadable through
+// virtio-fs and the host's own HOME serves, if it is a usable path.
+func TestGuestHome(t *testing.T) {
+	for _, c := range []struct {
+		hostRoot bool
+		euid     int
+		home     string
+		want     string
+	}{
+		{true, 0, "/root", "/root"},
+		{true, 0, "/home/dev", "/root"},
+		{true, 1000, "/home/dev", "/home/dev"},
+		{false, 1000, "/home/dev", "/root"},
+		{true, 1000, "", "/root"},
+		{true, 1000, "relative", "/root"},
+		{true, 1000, "/home/dev/../x", "/root"},
+		{true, 1000, "/", "/root"},
+		{true, 1000, "/proc/self", "/root"},
+		{true, 1000, "/home/a\x00b", "/root"},
+	} {
+		if got := guestHome(c.hostRoot, c.euid, c.home); got != c.want {
+			t.Errorf("guestHome(%v, %d, %q) = %q, want %q", c.hostRoot, c.euid, c.home, got, c.want)
+		}
+	}
+}
