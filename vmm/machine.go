@@ -400,14 +400,23 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // every vCPU has left KVM_RUN. It returns how the VM ended; call Close
 // afterwards.
 func (m *Machine) Run() Result {
+	// sigs stays registered until Run returns: a signal that comes once
+	// the VM has stopped for another reason (while Run waits for the
+	// vCPUs) is left in it for the console's flush, which it ends.
+	var sigs chan os.Signal
 	if m.cfg.HandleSignals {
-		sigs := make(chan os.Signal, 1)
+		sigs = make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		defer signal.Stop(sigs)
 		go func() {
 			select {
 			case s := <-sigs:
-				m.stopWithSignal(s)
+				if !m.stopWithSignal(s) {
+					select { // the VM had stopped: the signal is the flush's
+					case sigs <- s:
+					default:
+					}
+				}
 			case <-m.stopped:
 			}
 		}()
@@ -449,7 +458,7 @@ func (m *Machine) Run() Result {
 		m.log.Error(VCPUStopStuckMsg+": the kernel (or what virtualizes the CPU under it) does not return it; kicking it again",
 			"vcpu", id, "waited", waited)
 	})
-	m.plat.flush()
+	m.plat.flush(sigs)
 	if m.cfg.ExitMarker != "" && (m.result.Reason == stopReset || m.result.Reason == stopPowerOff) {
 		m.result.Reason = stopNoMarker
 	}
@@ -477,11 +486,15 @@ func (m *Machine) keepOutputs() {
 // KVM_RUN and Run returns, with the reason a console quit has (exit code 0).
 func (m *Machine) Stop() { m.stop(stopUser, nil) }
 
-func (m *Machine) stopWithSignal(s os.Signal) {
+// stopWithSignal stops the VM because of signal s, and reports whether it
+// did (false: the VM had stopped already).
+func (m *Machine) stopWithSignal(s os.Signal) (stopped bool) {
 	m.stopOnce.Do(func() {
 		m.result = Result{Reason: stopSignal, Signal: s}
 		m.kickAll()
+		stopped = true
 	})
+	return stopped
 }
 
 // stop records the first reason the VM ends and kicks every vCPU out of

@@ -7,12 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/flintvm/flint/boot"
@@ -37,9 +35,7 @@ type platform struct {
 	debug  *debugport.DebugPort
 	out    *consoleOut
 	cancel context.CancelFunc
-	// signals: the machine handles SIGINT/SIGTERM/SIGHUP; stopReason is
-	// why it stopped (read once it has).
-	signals    bool
+	// stopReason is why the machine stopped (read once it has).
 	stopReason func() StopReason
 }
 
@@ -162,7 +158,11 @@ func (c *consoleOut) drain() {
 		c.spare = chunk[:0]
 		if err != nil && !c.failed {
 			c.failed = true
+			// Not under mu: a log whose reader stalls must not hold a
+			// vCPU's Write, which takes mu, past the VM's stop.
+			c.mu.Unlock()
 			c.log.Warn("console: writing the guest's output failed; what it could not take is lost", "err", err)
+			c.mu.Lock()
 		}
 	}
 	c.draining = false
@@ -199,7 +199,7 @@ func (m *Machine) addPlatformDevices() error {
 		// marker and then powers off has printed it first.
 		out.watch = &markerWriter{w: io.Discard, marker: []byte(m.cfg.ExitMarker), found: func() { m.stop(stopMarker, nil) }}
 	}
-	p := &platform{out: out, signals: m.cfg.HandleSignals, stopReason: func() StopReason { return m.result.Reason }}
+	p := &platform{out: out, stopReason: func() StopReason { return m.result.Reason }}
 	p.uart = serial.New(out, irqLine{m.vm, com1IRQ})
 	p.kbc = i8042.New(i8042.Config{
 		OnReset:     func() { m.stop(stopReset, nil) },
@@ -337,18 +337,16 @@ func (m *Machine) startConsoleInput() {
 
 // flush stops console input once the VM has stopped, and waits until the
 // console has taken the guest's queued output, as a program writing to a
-// pipe waits for its reader. When the machine handles signals, a VM that a
-// signal stopped waits at most signalFlushWait, and a signal during the
-// wait ends it: a stalled reader must not keep flint from exiting.
-func (p *platform) flush() {
+// pipe waits for its reader. When the machine handles signals (sigs, Run's
+// channel, not nil), a VM that a signal stopped waits at most
+// signalFlushWait, and a signal since the stop ends the wait: a stalled
+// reader must not keep flint from exiting.
+func (p *platform) flush(sigs <-chan os.Signal) {
 	if p.cancel != nil {
 		p.cancel()
 	}
 	giveUp := make(chan struct{})
-	if p.signals {
-		sigs := make(chan os.Signal, 1)
-		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-		defer signal.Stop(sigs)
+	if sigs != nil {
 		var deadline <-chan time.Time
 		if p.stopReason() == stopSignal {
 			t := time.NewTimer(signalFlushWait)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +23,22 @@ func repOutsb(n uint32) vmmtest.Program {
 	return append(p, 0x66, 0xba, 0xf8, 0x03, 0xf3, 0x6e) // mov dx, 0x3f8; rep outsb
 }
 
+// stalledStdio is a console's stdout that nobody reads until the test
+// reads r, and a stdin that gives nothing; all closed at the test's end.
+func stalledStdio(t *testing.T) (r, w, devnull *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	if devnull, err = os.Open(os.DevNull); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { devnull.Close() })
+	return r, w, devnull
+}
+
 // floodConsole writes 1 MiB to COM1 again and again.
 var floodConsole = append(repOutsb(1<<20), 0xeb, 0xec) // jmp back to the mov rsi
 
@@ -33,17 +50,7 @@ var floodConsole = append(repOutsb(1<<20), 0xeb, 0xec) // jmp back to the mov rs
 // the reader signalFlushWait before it drops the rest.
 func TestStalledConsoleDoesNotHoldTheStop(t *testing.T) {
 	needKVM(t)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer devnull.Close()
+	_, w, devnull := stalledStdio(t)
 	logs := newCapture(t)
 	m, err := New(Config{Kernel: vmmtest.BzImage(floodConsole), CPUs: 2, MemoryMiB: 64, Console: "stdio",
 		Stdin: devnull, Stdout: w, HandleSignals: true, Log: slog.New(slog.NewTextHandler(logs.w, nil))})
@@ -191,4 +198,100 @@ func TestConsoleOutBounded(t *testing.T) {
 	if got := bw.buf.String(); got != "abcdefghijkl" {
 		t.Errorf("console got %q", got)
 	}
+}
+
+// TestSignalWhileStoppingEndsTheFlush: a SIGTERM that comes after the VM
+// stopped for another reason, while Run still waits for a vCPU, ends the
+// wait for a stalled console reader. It used to be taken by Run's signal
+// channel, which nobody read once the VM had stopped, and the flush
+// (listening only from its start on) waited for the reader forever.
+func TestSignalWhileStoppingEndsTheFlush(t *testing.T) {
+	needKVM(t)
+	r, w, devnull := stalledStdio(t)
+	// 200 KiB to a pipe nobody reads (64 KiB): the rest waits in the
+	// queue; then a write to the port that holds the vCPU in the device.
+	prog := vmmtest.Concat(repOutsb(200<<10), outBlockingPort)
+	m, err := New(Config{Kernel: vmmtest.BzImage(prog), CPUs: 1, MemoryMiB: 64, Console: "stdio",
+		Stdin: devnull, Stdout: w, HandleSignals: true, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := addBlockingPort(t, m)
+	done := make(chan Result, 1)
+	go func() { done <- m.Run() }()
+	select {
+	case <-dev.entered:
+	case <-time.After(20 * time.Second):
+		close(dev.release)
+		m.Stop()
+		go io.Copy(io.Discard, r)
+		<-done
+		m.Close()
+		t.Fatal("the guest never wrote the port")
+	}
+	m.Stop()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil { // Run's handler has it
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(dev.release)
+	select {
+	case res := <-done:
+		m.Close()
+		if res.Reason != stopUser {
+			t.Fatalf("stopped with %v (%v), want the Stop", res.Reason, res.Err)
+		}
+	case <-time.After(5 * time.Second):
+		go io.Copy(io.Discard, r) // let Run end
+		<-done
+		m.Close()
+		t.Fatal("a SIGTERM while the VM was stopping did not end the wait for the stalled console reader")
+	}
+}
+
+// failingWriter refuses every write, as a hung-up terminal does (EIO).
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, syscall.EIO }
+
+// stalledLog is a log destination whose reader stalls: its first write
+// waits until release is closed.
+type stalledLog struct {
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func (l *stalledLog) Write(p []byte) (int, error) {
+	l.once.Do(func() { close(l.entered) })
+	<-l.release
+	return len(p), nil
+}
+
+// TestConsoleErrorLogDoesNotHoldWrites: the drain logs a console that
+// refuses its writes without holding the queue's lock, so a log whose
+// reader stalls cannot hold the guest's next Write (a vCPU, holding the
+// UART, that no stop would then get back).
+func TestConsoleErrorLogDoesNotHoldWrites(t *testing.T) {
+	l := &stalledLog{entered: make(chan struct{}), release: make(chan struct{})}
+	c := newConsoleOut(failingWriter{}, time.Now(), make(chan struct{}), slog.New(slog.NewTextHandler(l, nil)))
+	c.Write([]byte("a"))
+	select {
+	case <-l.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the failed console write was not logged")
+	}
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		c.Write([]byte("b"))
+	}()
+	select {
+	case <-wrote:
+	case <-time.After(2 * time.Second):
+		close(l.release)
+		<-wrote
+		t.Fatal("a Write waited for the log of the console's error")
+	}
+	close(l.release)
+	c.flush(make(chan struct{}))
 }

@@ -113,6 +113,20 @@ type blockingPort struct {
 	once    sync.Once
 }
 
+// outBlockingPort is guest code that writes a blockingPort (out 0x99, al)
+// and then spins.
+var outBlockingPort = vmmtest.Program{0xb0, 0x01, 0xe6, 0x99, 0xeb, 0xfe}
+
+// addBlockingPort puts a blockingPort on m's I/O port 0x99.
+func addBlockingPort(t *testing.T, m *Machine) *blockingPort {
+	t.Helper()
+	dev := &blockingPort{entered: make(chan struct{}), release: make(chan struct{})}
+	if err := m.pio.Insert(dev, 0x99, 1); err != nil {
+		t.Fatal(err)
+	}
+	return dev
+}
+
 func (d *blockingPort) Read(uint64, []byte) {}
 func (d *blockingPort) Write(uint64, []byte) {
 	d.once.Do(func() { close(d.entered) })
@@ -143,16 +157,13 @@ func (l *lockedLog) String() string {
 func TestStopStuckInFlintBlamesFlint(t *testing.T) {
 	needKVM(t)
 	var log lockedLog
-	m, err := New(Config{Kernel: vmmtest.BzImage(vmmtest.Program{0xb0, 0x01, 0xe6, 0x99, 0xeb, 0xfe}), // out 0x99, al; spin
+	m, err := New(Config{Kernel: vmmtest.BzImage(outBlockingPort),
 		CPUs: 1, MemoryMiB: 64, Console: "none", Log: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	dev := &blockingPort{entered: make(chan struct{}), release: make(chan struct{})}
-	if err := m.pio.Insert(dev, 0x99, 1); err != nil {
-		t.Fatal(err)
-	}
+	dev := addBlockingPort(t, m)
 	done := make(chan Result, 1)
 	go func() { done <- m.Run() }()
 	select {
