@@ -80,11 +80,16 @@ func openConsole(spec ConsoleSpec, limit int64, log *slog.Logger, stdin, stdout 
 	return nil, fmt.Errorf("console %q: want stdio, stderr, none or file:PATH", spec)
 }
 
-func (c *console) Close() error {
+// restoreTerminal undoes raw mode, once.
+func (c *console) restoreTerminal() {
 	if c.restore != nil {
 		c.restore()
 		c.restore = nil
 	}
+}
+
+func (c *console) Close() error {
+	c.restoreTerminal()
 	if c.file != nil {
 		return c.file.Close()
 	}

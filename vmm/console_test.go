@@ -2,11 +2,14 @@ package vmm
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -199,5 +202,76 @@ func TestFailedNewRemovesItsFiles(t *testing.T) {
 		if _, err := os.Lstat(p); err != nil {
 			t.Errorf("after a run: %v", err)
 		}
+	}
+}
+
+// openPTY opens a pseudo-terminal's slave (the user's terminal) and its
+// master; the test skips where there is none.
+func openPTY(t *testing.T) (slave *os.File) {
+	t.Helper()
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { ptmx.Close() })
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Skipf("unlocking the pseudo-terminal: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Skipf("the pseudo-terminal's number: %v", err)
+	}
+	if slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0); err != nil {
+		t.Skipf("opening the pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { slave.Close() })
+	return slave
+}
+
+// TestTerminalBackBeforeTheFlushWait: once the guest has stopped, its
+// terminal leaves raw mode before Run waits for a stalled reader of its
+// output, so the user's ^C is a SIGINT again and ends the wait. It used
+// to stay raw until Close: ^C went as a byte to input nobody read, and
+// flint could not be interrupted from its terminal.
+func TestTerminalBackBeforeTheFlushWait(t *testing.T) {
+	needKVM(t)
+	tty := openPTY(t)
+	r, w, _ := stalledStdio(t)
+	const n = 80 << 10 // past the pipe's buffer: some wait in the queue at the power-off
+	m, err := New(Config{Kernel: vmmtest.BzImage(vmmtest.Concat(repOutsb(n), vmmtest.PowerOffViaACPI)), CPUs: 1, MemoryMiB: 64,
+		Console: "stdio", Stdin: tty, Stdout: w, HandleSignals: true, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lflag := func() uint32 {
+		tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tio.Lflag
+	}
+	if lflag()&unix.ISIG != 0 {
+		m.Close()
+		t.Fatal("the terminal is not raw after New")
+	}
+	done := make(chan Result, 1)
+	go func() { done <- m.Run() }()
+	cooked := false
+	for end := time.Now().Add(20 * time.Second); !cooked && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		cooked = lflag()&unix.ISIG != 0
+	}
+	select {
+	case res := <-done:
+		t.Fatalf("Run returned (%v) while nobody read its output", res.Reason)
+	default:
+	}
+	go io.Copy(io.Discard, r) // let Run end
+	res := <-done
+	m.Close()
+	if !cooked {
+		t.Fatal("the terminal was still raw while Run waited for the console's reader")
+	}
+	if res.Reason != stopPowerOff {
+		t.Fatalf("stopped with %v (%v)", res.Reason, res.Err)
 	}
 }

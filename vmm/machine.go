@@ -458,6 +458,9 @@ func (m *Machine) Run() Result {
 		m.log.Error(VCPUStopStuckMsg+": the kernel (or what virtualizes the CPU under it) does not return it; kicking it again",
 			"vcpu", id, "waited", waited)
 	})
+	// The guest is done with the terminal: it is given back before the
+	// wait for the console's reader, so that ^C is a signal again.
+	m.con.restoreTerminal()
 	m.plat.flush(sigs)
 	if m.cfg.ExitMarker != "" && (m.result.Reason == stopReset || m.result.Reason == stopPowerOff) {
 		m.result.Reason = stopNoMarker
