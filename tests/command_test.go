@@ -173,7 +173,7 @@ func prunedModuleTree(t *testing.T, dir string, withDep bool) string {
 	out := t.TempDir()
 	files := []string{"modules.builtin", "modules.builtin.modinfo", "modules.order"}
 	if withDep {
-		files = append(files, "modules.dep")
+		files = append(files, "modules.dep", "modules.dep.bin") // kmod's modprobe reads only the .bin
 	}
 	for _, m := range mods {
 		rel, err := filepath.Rel(dir, m.Path)
@@ -227,7 +227,8 @@ func (e *env) kver(t *testing.T, flavour string) string {
 // shareScript is the main case's command: everything the issue asks of a
 // command in one guest run (exit status, uname, stdin, exact bytes on
 // stdout, stderr apart, shares, the overlay on the host's root, the
-// working directory, --env, a dynamically linked host program).
+// working directory, --env, a dynamically linked host program, the
+// kernel's --modules directory shown at /lib/modules/KVER for modprobe).
 const shareScript = `uname -r
 read line; echo "stdin=$line"
 printf 'raw\r\n'
@@ -239,6 +240,8 @@ if echo x >/etc/flint-overlay-test && [ -e /etc/flint-overlay-test ]; then echo 
 echo "pwd=$(pwd)"
 echo "env=$FLINT_E2E_ENV term=$TERM"
 /usr/local/bin/iperf3 --version | head -n 1
+[ -e "/lib/modules/$(uname -r)/modules.dep.bin" ] && echo moddir=shown
+modprobe vmw_vsock_virtio_transport && grep -q '^vmw_vsock_virtio_transport ' /proc/modules && echo modprobe=ok
 exit 7`
 
 // commandCases returns the command-mode cases: the cloud kernel with its
@@ -307,7 +310,7 @@ func (e *env) commandCases(t *testing.T, kernels map[string]string, timeout time
 	var cases []cmdCase
 	share := "cmd/cloud/share"
 	cases = append(cases, cmdCase{
-		b: mk(share, "cloud", cloudTree, cloudKver, treeAuto,
+		b: mk(share, "cloud", cloudTree, cloudKver, treeFlag, // --modules: shown at /lib/modules/KVER for modprobe
 			[]string{"--stdin", "line-from-host"},
 			[]string{"--share", d(share) + "/ro:/mnt/ro", "--share", d(share) + "/rw:/mnt/rw:rw",
 				"--env", "FLINT_E2E_ENV=a,b c=d", "--env", "TERM=vt100"},
@@ -322,7 +325,8 @@ func (e *env) commandCases(t *testing.T, kernels map[string]string, timeout time
 				t.Errorf("report lacks boot_to_init_seconds or command_seconds: %s", r.report)
 			}
 			for _, want := range []string{cloudKver + "\n", "stdin=line-from-host\n", "hello-from-host\n",
-				"ro=refused\n", "overlay=writable\n", "pwd=" + d(share) + "/cwd\n", "env=a,b c=d term=vt100\n", "iperf 3."} {
+				"ro=refused\n", "overlay=writable\n", "pwd=" + d(share) + "/cwd\n", "env=a,b c=d term=vt100\n", "iperf 3.",
+				"moddir=shown\n", "modprobe=ok\n"} {
 				if !strings.Contains(r.stdout, want) {
 					t.Errorf("stdout lacks %q", want)
 				}
