@@ -367,6 +367,18 @@ func (e *env) nestedSession(t *testing.T, boots []boot) (res map[string]*result,
 					return res, why, errors.New(why)
 				}
 			}
+			if crash := l1Crash(out.String()); crash != "" {
+				// L1's kernel crashed while flint's state was dumped: the
+				// dump that tells the emulator's loss from flint's hang
+				// never came, and an L1 crash is the emulator's (the
+				// exit-125 case below). Seen 2026-12-07: a guest silent
+				// at 4 s, then a stack overflow inside kvm_amd's
+				// __svm_vcpu_run on flint's vCPU thread. The silent boot
+				// runs again in a fresh L1, as after any lost host; a
+				// flint hang would be silent there too, and fail.
+				why := crash + " while flint's state was dumped (" + reason + ")"
+				return res, why, errors.New(why)
+			}
 			// The boot the hang was seen in fails; a boot that started
 			// after it while the dump was taken is unfinished, to run
 			// again like the boots that never started.

@@ -177,7 +177,8 @@ func TestHostWatchQuiet(t *testing.T) {
 // lines, then silence); crash: L1 panics during boot c (crash2: in the first two
 // sessions; crashall: in every session); lost: boot b also shows a vCPU state the
 // nested virtualization lost (lost2: in the first two sessions); hang: boot c
-// stays silent while L1 keeps beating (a flint hang); exitlate: boot c's guest
+// stays silent while L1 keeps beating (a flint hang; hangcrash: and L1 panics
+// when asked for a dump); exitlate: boot c's guest
 // finishes, then its VMM stays silent until L1 is asked for a dump, and ends
 // while d starts; silent: L1's heartbeat and output stop during boot c (a lost
 // L1).
@@ -208,12 +209,14 @@ if [[ -n $ctl ]]; then
 		[[ $c == dump ]] && echo 'level=WARN msg="virtio queue" fake=dump' && : >"$FAKE_DIR/dumped$n"
 		[[ $c == dump && $FAKE_MODE == hanglost ]] && echo 'level=WARN msg="vCPU state is impossible for this guest: its page tables (CR3) are outside guest RAM" vcpu=1'
 		[[ $c == dump && $FAKE_MODE == hangstuck ]] && echo 'level=WARN msg="dump: vCPU did not leave KVM_RUN" vcpu=0 waited=2s'
+		[[ $c == dump && $FAKE_MODE == hangcrash ]] && printf '%s\n' "<0>[  188.7] BUG: TASK stack guard page was hit at 00000000bad165e1" \
+			"<4>[  188.7] CPU: 0 PID: 824 Comm: flint Not tainted 6.1.0-57-amd64 #1" "<0>[  189.0] Kernel panic - not syncing: corrupted stack end detected inside scheduler"
 	done <>"$ctl.in" ) &
 fi
 echo NESTED-JOB-START
 for name in $(sed -n "s/^run_boot '\([^']*\)'.*/\1/p" "$job"); do
 	echo "JOB-START $name"
-	if [[ $n == 1 && $name == c && ( $FAKE_MODE == hang || $FAKE_MODE == hanglost || $FAKE_MODE == hangstuck ) ]]; then
+	if [[ $n == 1 && $name == c && ( $FAKE_MODE == hang || $FAKE_MODE == hanglost || $FAKE_MODE == hangstuck || $FAKE_MODE == hangcrash ) ]]; then
 		sleep 600 & wait $! # flint hangs; L1 keeps beating
 	fi
 	if [[ $n == 1 && $name == c && $FAKE_MODE == exitlate ]]; then
@@ -437,6 +440,25 @@ func TestNestedFlintHang(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "job3.sh")); err == nil {
 		t.Errorf("a third session ran")
+	}
+}
+
+// TestNestedHangThenL1Crash: boot c falls silent while L1 keeps beating,
+// and L1's kernel panics while flint's state is dumped (no dump comes). The
+// crash is the emulator's: c is not failed as a flint hang but runs again,
+// with d, in a fresh L1.
+func TestNestedHangThenL1Crash(t *testing.T) {
+	e, boots, dir := quietNested(t, "hangcrash")
+	res, err := e.runNested(t, boots)
+	if err != nil {
+		t.Fatalf("runNested: %v, want c rerun after L1's crash", err)
+	}
+	job2, err := os.ReadFile(filepath.Join(dir, "job2.sh"))
+	if err != nil || !strings.Contains(string(job2), "run_boot 'c'") || !strings.Contains(string(job2), "run_boot 'd'") {
+		t.Fatalf("second session should run c and d (%v):\n%s", err, job2)
+	}
+	if c := res["c"]; c == nil || c.hung || c.unfinished || c.rc != 0 || !strings.Contains(c.retried, "stack guard page") {
+		t.Errorf("c: %+v, want finished in the second session, retried after the L1 crash", c)
 	}
 }
 
