@@ -285,7 +285,7 @@ func (c *commandRun) judge(res Result) CommandResult {
 	}
 	cr := CommandResult{Machine: res, Outcome: o, Verdict: verdict.Judge(o), Total: time.Duration(c.now())}
 	if l := c.agentLog.Last(); l != "" && o.Command != nil && o.Command.Kind == exitdev.KindAgentFailed {
-		cr.Verdict.Reason += " [" + l + "]" // the step in the agent's words: which mount, module, directory
+		cr.Verdict.Reason += " [" + verdict.Printable(l) + "]" // the step in the agent's words: which mount, module, directory
 	}
 	initAt, cmdAt, reportAt := c.initAt.Load(), c.cmdAt.Load(), c.reportAt.Load()
 	cr.BootToInit = time.Duration(initAt)

@@ -304,4 +304,13 @@ func TestCommandAgentLineInReason(t *testing.T) {
 			t.Errorf("%s: reason %q: agent line shown %v, want %v", tc.name, cr.Verdict.Reason, got, tc.want)
 		}
 	}
+	// The line is the guest's: a C1 CSI or a bidi override in it must not
+	// reach the terminal flint prints the reason on.
+	f := newFakeCommandMachine(CommandConfig{ReportGrace: time.Hour})
+	f.progress(exitdev.StageEarly)
+	io.WriteString(f.con, agent.LogPrefix+"mount \u009b2J\u202eevil\n")
+	f.report(exitdev.AgentFailed(exitdev.StageMounts, 13))
+	if r := f.c.judge(Result{Reason: stopPowerOff}).Verdict.Reason; strings.ContainsAny(r, "\u009b\u202e") || !strings.Contains(r, "evil") {
+		t.Errorf("reason %q: want the agent's line without C1 or bidi controls", r)
+	}
 }

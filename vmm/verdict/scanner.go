@@ -435,6 +435,11 @@ func clean(b []byte) string {
 	return strings.TrimRight(s, " ")
 }
 
+// Printable is clean for text from the guest that did not pass through a
+// Scanner (the agent's console line in a failure's reason): safe on the
+// terminal, in JSON and in XML.
+func Printable(s string) string { return clean([]byte(s)) }
+
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
